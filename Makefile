@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_OUT ?= demo-out
+
+.PHONY: install java test lint demo demo-models bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip setuptools wheel
+	$(VENV)/bin/pip install -r requirements.txt
+	$(VENV)/bin/pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+# multi-model-server needs a Java runtime; install Debian's when none is on PATH.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing openjdk-17-jre-headless" >&2; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jre-headless; }
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check --target-version py38 serving
+
+test: install java
+	$(PY) -m pytest
+
+demo: install java
+	$(PY) -m examples.demo --out $(DEMO_OUT)
+
+demo-models: install
+	$(PY) -m examples.shapes.train_classifier
+	$(PY) -m examples.shapes.train_detector
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,1 @@
+"""Kernel SHAP explanations over superpixels for image detection and classification endpoints."""
