@@ -1,0 +1,128 @@
+"""The SageMaker entry points ``model_fn`` and ``transform_fn``: N images in, one forward pass, rows out.
+
+The inference toolkit appends the MMS request ``context`` when a handler takes one more
+parameter than it is given; both functions take it as an optional trailing argument, so they
+also run in-process (tests, the explain in-process predictor) where errors are raised instead.
+"""
+import logging
+import time
+
+import numpy as np
+
+from . import codecs
+from .errors import ServingError
+from .network import LoadedNetwork, choose_context
+from .postprocess import detection_rows
+from .settings import CUSTOM_ATTRIBUTES_HEADER, HandlerLimits, RequestOptions, parse_custom_attributes
+
+logger = logging.getLogger(__name__)
+
+
+class ServedModel(object):
+    """What ``model_fn`` returns: the loaded network and the handler's limits."""
+
+    def __init__(self, network, limits):
+        self.network = network
+        self.limits = limits
+        self.spec = network.spec
+
+    def default_options(self):
+        threshold = self.limits.score_threshold
+        top_k = self.limits.top_k
+        return RequestOptions(
+            self.spec.score_threshold if threshold is None else threshold,
+            self.spec.top_k if top_k is None else top_k,
+        )
+
+    def predict(self, images, options=None):
+        """Run a batch through the network, in chunks of at most ``limits.max_batch_size`` images.
+
+        Args:
+            images: ``(N, H, W, 3)`` uint8.
+            options: detection filters; the model's defaults when None.
+
+        Returns:
+            detection: list of N float32 ``(D_i, 6)`` rows; classification: float32 ``(N, C)``.
+        """
+        options = options if options is not None else self.default_options()
+        chunk = self.limits.max_batch_size
+        results = []
+        for start in range(0, len(images), chunk):
+            outputs, resized = self.network.forward(images[start:start + chunk])
+            if self.spec.task == "classification":
+                results.append(outputs[0].astype(np.float32))
+            else:
+                class_ids, scores, boxes = outputs
+                results.extend(
+                    detection_rows(class_ids[i], scores[i], boxes[i], resized,
+                                   options.score_threshold, options.top_k)
+                    for i in range(len(class_ids))
+                )
+        if self.spec.task == "classification":
+            return np.concatenate(results, axis=0)
+        return results
+
+
+def model_fn(model_dir, context=None):
+    """Load the network named by ``model_dir/model.json`` on the GPU when there is one, and warm it up."""
+    gpu_id = None
+    if context is not None:
+        gpu_id = (getattr(context, "system_properties", None) or {}).get("gpu_id")
+    network = LoadedNetwork(model_dir, ctx=choose_context(gpu_id))
+    network.warm_up()
+    return ServedModel(network, HandlerLimits.from_environment())
+
+
+def transform_fn(model, body, content_type, accept, context=None):
+    """Decode the request, run one batched forward pass, encode the response.
+
+    Returns ``(body, content_type)``. With an MMS ``context``, client mistakes become a 4xx
+    status with a JSON ``{"error": ...}`` body; without one they are raised as ServingError.
+    """
+    started = time.time()
+    try:
+        response_type = codecs.choose_response_type(accept)
+        images = codecs.decode_images(body, content_type, model.limits.max_body_bytes,
+                                      model.limits.max_image_pixels)
+        defaults = model.default_options()
+        options = parse_custom_attributes(
+            _request_header(context, CUSTOM_ATTRIBUTES_HEADER), defaults.score_threshold, defaults.top_k
+        )
+        predictions = model.predict(images, options)
+        if model.spec.task == "classification":
+            payload = codecs.encode_probabilities(predictions, response_type)
+        else:
+            payload = codecs.encode_detections(predictions, response_type)
+        logger.info("batch of %d image(s) %dx%d answered in %.1f ms",
+                    len(images), images.shape[2], images.shape[1], 1000 * (time.time() - started))
+        return payload, response_type
+    except ServingError as error:
+        if context is None:
+            raise
+        logger.warning("request refused with %d: %s", error.status, error.message)
+        return _error_response(context, error.status, error.message)
+    except Exception:  # noqa: BLE001 - any other failure is ours: log it, answer 500 without a trace
+        if context is None:
+            raise
+        logger.exception("inference failed")
+        return _error_response(context, 500, "internal error while running the model; see the endpoint logs")
+
+
+def _request_header(context, name):
+    if context is None:
+        return None
+    try:
+        headers = context.get_all_request_header(0) or {}
+    except (AttributeError, IndexError, TypeError):
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == wanted:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _error_response(context, status, message):
+    phrase = message.replace("\r", " ").replace("\n", " ")[:200]
+    context.set_response_status(status, phrase)
+    return codecs.encode_error(message, status), codecs.JSON

@@ -1,0 +1,71 @@
+"""Load an exported Gluon network on the right device and run batched forward passes."""
+import logging
+import os
+import warnings
+
+import mxnet as mx
+import numpy as np
+
+from .errors import ModelSpecError
+from .model_spec import load_model_spec
+from .preprocess import preprocess_batch
+
+logger = logging.getLogger(__name__)
+
+
+def choose_context(gpu_id=None):
+    """The GPU named by MMS (``gpu_id``) or the first one when there is a GPU; else the CPU."""
+    try:
+        gpus = mx.context.num_gpus()
+    except mx.base.MXNetError:
+        gpus = 0
+    if gpus > 0:
+        return mx.gpu(int(gpu_id) % gpus if gpu_id is not None else 0)
+    return mx.cpu()
+
+
+class LoadedNetwork(object):
+    """An exported network, its ``model.json`` and its device.
+
+    ``forward(images)`` takes ``(N, H, W, 3)`` uint8 and returns the raw outputs as numpy arrays:
+    detection ``(class_ids (N, K), scores (N, K), boxes (N, K, 4))`` with boxes in pixels of the
+    resized input, classification ``(probabilities (N, C),)``; plus the resized ``(h, w)``.
+    """
+
+    def __init__(self, model_dir, ctx=None):
+        self.spec = load_model_spec(model_dir)
+        self.ctx = ctx if ctx is not None else choose_context()
+        symbol_path = os.path.join(model_dir, self.spec.symbol_file)
+        params_path = os.path.join(model_dir, self.spec.params_file)
+        for path in (symbol_path, params_path):
+            if not os.path.isfile(path):
+                raise ModelSpecError("%s named in model.json does not exist" % path)
+        symbol = mx.sym.load(symbol_path)
+        with warnings.catch_warnings():  # "Cannot decide type for data": the input is float32, always
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = mx.gluon.SymbolBlock(symbol, mx.sym.var(self.spec.input_name))
+        # cast_dtype lets weights stored as float16 load into the float32 graph.
+        self.net.collect_params().load(params_path, ctx=self.ctx, cast_dtype=True, dtype_source="current")
+        self.net.hybridize(static_alloc=True)
+        self.outputs = len(symbol.list_outputs())
+        expected = 3 if self.spec.task == "detection" else 1
+        if self.outputs != expected:
+            raise ModelSpecError(
+                "a %s network must have %d output(s), %s has %d"
+                % (self.spec.task, expected, self.spec.symbol_file, self.outputs)
+            )
+        logger.info("loaded %s (%s, %d classes) on %s", model_dir, self.spec.task, len(self.spec.classes), self.ctx)
+
+    def warm_up(self):
+        """One forward pass on a blank image so the first request is not slow."""
+        side = self.spec.preprocess.short_side
+        self.forward(np.zeros((1, side, side, 3), dtype=np.uint8))
+
+    def forward(self, images):
+        batch = preprocess_batch(images, self.spec.preprocess, ctx=self.ctx)
+        resized = batch.shape[2:]
+        outputs = self.net(batch)
+        if self.spec.task == "classification":
+            return (mx.nd.softmax(outputs, axis=-1).asnumpy(),), resized
+        class_ids, scores, boxes = [output.asnumpy() for output in outputs]
+        return (class_ids[..., 0], scores[..., 0], boxes), resized

@@ -1,0 +1,106 @@
+"""Handler limits from environment variables, and per-request options from SageMaker custom attributes."""
+import os
+
+from .errors import BadRequestError, ServingError
+
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+# MMS refuses bodies above 6,553,500 bytes by default (max_request_size); keep the same limit in-process.
+DEFAULT_MAX_BODY_BYTES = 6553500
+# 40 megapixels: a 8000x5000 photo passes, a decompression bomb does not.
+DEFAULT_MAX_IMAGE_PIXELS = 40000000
+# Images per forward pass; larger batches are run in chunks of this size to bound memory.
+DEFAULT_MAX_BATCH_SIZE = 32
+
+
+class HandlerLimits(object):
+    """Limits read once when the model loads.
+
+    Environment variables: ``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_IMAGE_PIXELS``,
+    ``SERVING_MAX_BATCH_SIZE``, ``SERVING_SCORE_THRESHOLD``, ``SERVING_TOP_K``.
+    """
+
+    def __init__(self, max_body_bytes=DEFAULT_MAX_BODY_BYTES, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+                 max_batch_size=DEFAULT_MAX_BATCH_SIZE, score_threshold=None, top_k=None):
+        self.max_body_bytes = max_body_bytes
+        self.max_image_pixels = max_image_pixels
+        self.max_batch_size = max_batch_size
+        self.score_threshold = score_threshold
+        self.top_k = top_k
+
+    @classmethod
+    def from_environment(cls, environ=None):
+        environ = os.environ if environ is None else environ
+        return cls(
+            max_body_bytes=_env_int(environ, "SERVING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_image_pixels=_env_int(environ, "SERVING_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+            max_batch_size=_env_int(environ, "SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE),
+            score_threshold=_env_threshold(environ),
+            top_k=_env_int(environ, "SERVING_TOP_K", None),
+        )
+
+
+def _env_int(environ, name, default):
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ServingError("environment variable %s must be a positive integer, got %r" % (name, raw))
+    return value
+
+
+def _env_threshold(environ):
+    raw = environ.get("SERVING_SCORE_THRESHOLD")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ServingError("environment variable SERVING_SCORE_THRESHOLD must be in [0, 1], got %r" % raw)
+    return value
+
+
+class RequestOptions(object):
+    """Detection filters for one request: rows below ``score_threshold`` dropped, at most ``top_k`` kept."""
+
+    def __init__(self, score_threshold, top_k):
+        self.score_threshold = score_threshold
+        self.top_k = top_k
+
+
+def parse_custom_attributes(header, default_threshold, default_top_k):
+    """Read ``score_threshold=0.5,top_k=10`` from the custom-attributes header.
+
+    Unknown keys are ignored (the header is shared with other tools); a known key with a bad
+    value is a 400 naming the key and the allowed range.
+    """
+    threshold, top_k = default_threshold, default_top_k
+    if header:
+        for item in header.split(","):
+            if not item.strip():
+                continue
+            key, separator, value = item.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if key == "score_threshold":
+                try:
+                    threshold = float(value)
+                except ValueError:
+                    threshold = -1.0
+                if not separator or not 0.0 <= threshold <= 1.0:
+                    raise BadRequestError(
+                        "custom attribute score_threshold must be a number in [0, 1], got %r" % value
+                    )
+            elif key == "top_k":
+                try:
+                    top_k = int(value)
+                except ValueError:
+                    top_k = 0
+                if not separator or top_k < 1:
+                    raise BadRequestError("custom attribute top_k must be a positive integer, got %r" % value)
+    return RequestOptions(threshold, top_k)
