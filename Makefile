@@ -12,9 +12,7 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --upgrade pip setuptools wheel
 	$(VENV)/bin/pip install -r requirements.txt
-	$(VENV)/bin/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
 # multi-model-server needs a Java runtime; install Debian's when none is on PATH.

@@ -1,0 +1,4 @@
+"""``python -m deploy``."""
+from .cli import run
+
+run()

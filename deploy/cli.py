@@ -1,0 +1,140 @@
+"""``python -m deploy``: package models, serve them locally on the real SageMaker stack."""
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+from .errors import DeployError
+
+TASKS = ("detection", "classification")
+
+
+def _split_classes(ctx, param, value):
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise click.BadParameter("give class names separated by commas, e.g. person,car; got %r" % value)
+    if len(set(names)) != len(names):
+        raise click.BadParameter("class names must be unique; got %r" % value)
+    return names
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "CLEARSIGHT"})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def main(verbose):
+    """Package GluonCV models, serve them locally, deploy them to SageMaker."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--zoo", "zoo_name", metavar="NAME", help="GluonCV model-zoo name, e.g. yolo3_darknet53_coco.")
+@click.option("--symbol", "symbol_file", type=click.Path(exists=True, dir_okay=False),
+              help="Exported -symbol.json (with --params).")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False),
+              help="Exported .params (with --symbol).")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False),
+              help="A directory with exported weights and a model.json (e.g. models/shapes-detector).")
+@click.option("--classes", callback=_split_classes,
+              help="Comma-separated class names. With --zoo: reset a detector to this subset, reusing their weights.")
+@click.option("--task", type=click.Choice(TASKS), default="detection", show_default=True,
+              help="Task of the --symbol/--params network.")
+@click.option("--short-side", type=click.IntRange(8, 4096), default=416, show_default=True,
+              help="--symbol/--params: resize the short side of each image to this many pixels.")
+@click.option("--max-size", type=click.IntRange(8, 8192), default=1024, show_default=True,
+              help="--symbol/--params: cap on the long side after resizing.")
+@click.option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Detections below this score are not returned (per request: custom attribute score_threshold).")
+@click.option("--top-k", type=click.IntRange(1), default=100, show_default=True,
+              help="At most this many detections per image (per request: custom attribute top_k).")
+@click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+              help="--zoo: download pretrained weights (needs internet) or use random ones.")
+@click.option("--no-check", is_flag=True, help="Skip the check inference on the packed archive.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="model.tar.gz", show_default=True,
+              help="The archive to write.")
+def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_side, max_size,
+            score_threshold, top_k, pretrained, no_check, out):
+    """Write model.tar.gz (weights + model.json + code/) and run one inference on it."""
+    from . import package as packaging
+
+    sources = [name for name, given in (("--zoo", zoo_name), ("--symbol/--params", symbol_file or params_file),
+                                        ("--model-dir", model_dir)) if given]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one source: --zoo NAME, --symbol F --params F, or --model-dir DIR"
+                               + ("" if not sources else " (got %s)" % " and ".join(sources)))
+    if bool(symbol_file) != bool(params_file):
+        raise click.UsageError("--symbol and --params go together")
+    if max_size < short_side:
+        raise click.BadParameter("must be >= --short-side (%d), got %d" % (short_side, max_size),
+                                 param_hint="--max-size")
+    check = not no_check
+    if zoo_name:
+        click.echo("exporting %s from the GluonCV model zoo ..." % zoo_name, err=True)
+        result = packaging.package_zoo(zoo_name, out, classes, pretrained, score_threshold, top_k, check)
+    elif model_dir:
+        result = packaging.package_model_dir(model_dir, out, check)
+    else:
+        if not classes:
+            raise click.UsageError("--classes is required with --symbol/--params")
+        result = packaging.package_exported(symbol_file, params_file, classes, task, out, short_side, max_size,
+                                            score_threshold, top_k, check)
+    click.echo(packaging.describe(result))
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
+              help="model.tar.gz or an unpacked model directory.")
+@click.option("--port", type=click.IntRange(1, 32767), default=8080, show_default=True,
+              help="Port on 127.0.0.1 (multi-model-server refuses ports above 32767).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="MMS worker processes, each with a copy of the model.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="CPU threads per worker  [default: cores / workers]")
+@click.option("--startup-timeout", type=click.FloatRange(1.0), default=180.0, show_default=True,
+              help="Seconds to wait for the first successful inference.")
+def serve(model_path, port, workers, threads, startup_timeout):
+    """Serve a model on http://127.0.0.1:PORT/invocations with the real SageMaker MXNet stack.
+
+    Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
+    """
+    from .local_endpoint import LocalEndpoint
+
+    endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,
+                             startup_timeout=startup_timeout)
+    stopping = threading.Event()
+
+    def _stop(signum, frame):
+        stopping.set()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    click.echo("starting multi-model-server for %s on port %d ..." % (model_path, port), err=True)
+    try:
+        endpoint.start()
+        click.echo("ready: POST images to %s/invocations (Ctrl-C stops)" % endpoint.url)
+        while not stopping.wait(0.5):
+            if endpoint.process is None or endpoint.process.poll() is not None:
+                raise DeployError("multi-model-server exited unexpectedly:\n%s" % endpoint.log_tail())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping ...", err=True)
+        endpoint.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run():
+    """Entry point: DeployError -> one line on stderr and exit 1."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except DeployError as error:
+        click.echo("error: %s" % error, err=True)
+        sys.exit(1)

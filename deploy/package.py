@@ -1,0 +1,241 @@
+"""Build ``model.tar.gz``: exported weights + ``model.json`` + ``code/`` (the serving package), then check it runs."""
+import gzip
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import serving
+from serving.model_spec import ModelSpec, Preprocess
+
+from .errors import PackageError
+
+logger = logging.getLogger(__name__)
+
+SERVING_SOURCE = Path(serving.__file__).resolve().parent
+ENTRY_POINT = '''"""SageMaker entry point (SAGEMAKER_PROGRAM=inference.py): the batch-aware handler of serving/."""
+from serving.handler import model_fn, transform_fn  # noqa: F401
+'''
+
+# GluonCV's transform_test presets per detector family: (short side, long side cap).
+FAMILY_PRESETS = {"yolo3": (416, 1024), "ssd": (512, 1024), "faster_rcnn": (600, 1000),
+                  "center_net": (512, 1024), "mask_rcnn": (600, 1000)}
+CLASSIFIER_PRESET = (224, 1024)
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """What was written: the archive, its spec, and the check inference's output."""
+
+    archive: Path
+    spec: ModelSpec
+    check_output: str
+
+
+def preset_for(zoo_name):
+    """GluonCV's test-time resize for a model-zoo name; classifiers get a 224 px short side."""
+    for family, preset in FAMILY_PRESETS.items():
+        if zoo_name.startswith(family):
+            return preset
+    return CLASSIFIER_PRESET
+
+
+def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
+    """Export a GluonCV model-zoo network as ``model-symbol.json`` + ``model-0000.params``.
+
+    ``classes`` resets a detector to a subset of its classes, reusing their weights (as the
+    reference notebook does). ``pretrained=False`` gives the same architecture with random
+    weights and needs no internet. Returns ``(task, class_names, short_side, max_size)``.
+    """
+    import mxnet as mx
+    from gluoncv import model_zoo
+
+    try:
+        try:
+            net = model_zoo.get_model(zoo_name, pretrained=pretrained, pretrained_base=False)
+        except TypeError:  # classifiers take no pretrained_base
+            net = model_zoo.get_model(zoo_name, pretrained=pretrained)
+    except ValueError as error:
+        raise PackageError("unknown GluonCV model-zoo name %r (%s)" % (zoo_name, str(error).splitlines()[0]))
+    except Exception as error:  # noqa: BLE001 - downloads fail in many ways
+        raise PackageError(
+            "could not get pretrained weights for %r (%s); offline, use --no-pretrained for random weights"
+            % (zoo_name, error)
+        )
+    if not pretrained:
+        net.initialize(mx.init.Xavier(), force_reinit=True)
+    zoo_classes = list(getattr(net, "classes", []) or [])
+    if classes:
+        if not hasattr(net, "reset_class"):
+            raise PackageError("--classes needs a detector with reset_class; %r has none" % zoo_name)
+        unknown = [name for name in classes if name not in zoo_classes]
+        if unknown and pretrained:
+            raise PackageError("classes %s are not among %s's classes" % (", ".join(unknown), zoo_name))
+        reuse = [name for name in classes if name in zoo_classes]
+        net.reset_class(list(classes), reuse_weights=reuse or None)
+        if not pretrained:
+            net.initialize(mx.init.Xavier(), force_reinit=True)
+        zoo_classes = list(classes)
+    short_side, max_size = preset_for(zoo_name)
+    net.hybridize()
+    outputs = net(mx.nd.zeros((1, 3, short_side, short_side)))
+    task = "detection" if isinstance(outputs, (list, tuple)) and len(outputs) == 3 else "classification"
+    if not zoo_classes:
+        raise PackageError("%r does not name its classes; pass --classes" % zoo_name)
+    net.export(os.path.join(str(export_dir), "model"))
+    return task, zoo_classes, short_side, max_size
+
+
+def stage_model_dir(model_dir, symbol_file, params_file, spec):
+    """Copy the weights, write ``model.json`` and ``code/`` into an empty ``model_dir``."""
+    model_dir = Path(model_dir)
+    shutil.copyfile(symbol_file, model_dir / spec.symbol_file)
+    shutil.copyfile(params_file, model_dir / spec.params_file)
+    spec.save(str(model_dir))
+    code_dir = model_dir / "code"
+    (code_dir / "serving").mkdir(parents=True)
+    for source in sorted(SERVING_SOURCE.glob("*.py")):
+        shutil.copyfile(source, code_dir / "serving" / source.name)
+    (code_dir / "inference.py").write_text(ENTRY_POINT)
+
+
+def write_archive(model_dir, archive):
+    """Tar+gzip ``model_dir``'s content reproducibly (sorted names, zero mtimes, root owner)."""
+    model_dir = Path(model_dir)
+    archive = Path(archive)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".partial")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(model_dir.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(model_dir)))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            info.mode = 0o755 if path.is_dir() else 0o644
+            if path.is_dir():
+                tar.addfile(info)
+            else:
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(buffer.getvalue())
+    os.replace(partial, archive)
+    return archive
+
+
+def extract_archive(archive, target_dir):
+    """Extract a model archive safely (no absolute paths, no ``..``, no links)."""
+    target = Path(target_dir).resolve()
+    try:
+        with tarfile.open(str(archive), "r:gz") as tar:
+            for member in tar.getmembers():
+                destination = (target / member.name).resolve()
+                if not str(destination).startswith(str(target)) or member.issym() or member.islnk():
+                    raise PackageError("%s holds an unsafe entry %r" % (archive, member.name))
+            tar.extractall(str(target))
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise PackageError("%s is not a readable model.tar.gz (%s)" % (archive, error))
+    return target
+
+
+_CHECK_SCRIPT = """
+import io, json, sys
+import numpy as np
+import inference
+model = inference.model_fn(sys.argv[1])
+side = model.spec.preprocess.short_side
+image = (np.arange(side * side * 3) % 251).astype(np.uint8).reshape(1, side, side, 3)
+buffer = io.BytesIO(); np.save(buffer, image)
+body, content_type = inference.transform_fn(model, buffer.getvalue(), "application/x-npy", "application/json")
+result = json.loads(body)
+if len(result) != 1:
+    sys.exit("expected one result for one image, got %r" % (result,))
+print(json.dumps({"task": model.spec.task, "rows": len(result[0])}))
+"""
+
+
+def check_archive(archive, timeout=300):
+    """Extract the archive and run one inference through its own ``code/`` in a fresh interpreter.
+
+    Returns the check's one-line JSON summary; raises PackageError with the child's error output.
+    """
+    with tempfile.TemporaryDirectory(prefix="clearsight-check-") as scratch:
+        model_dir = extract_archive(archive, scratch)
+        env = dict(os.environ, PYTHONPATH=str(model_dir / "code"))
+        completed = subprocess.run(
+            [sys.executable, "-c", _CHECK_SCRIPT, str(model_dir)], cwd=scratch, env=env,
+            capture_output=True, text=True, timeout=timeout,
+        )
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-8:])
+        raise PackageError("the packaged model failed its check inference:\n%s" % tail)
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def package_exported(symbol_file, params_file, classes, task, out, short_side=416, max_size=1024,
+                     score_threshold=0.0, top_k=100, check=True):
+    """Package exported ``-symbol.json`` / ``.params`` files into ``out`` (model.tar.gz)."""
+    for path in (symbol_file, params_file):
+        if not Path(path).is_file():
+            raise PackageError("%s does not exist" % path)
+    spec = ModelSpec(task=task, classes=list(classes), preprocess=Preprocess(short_side, max_size),
+                     score_threshold=score_threshold, top_k=top_k)
+    with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
+        stage_model_dir(scratch, symbol_file, params_file, spec)
+        write_archive(scratch, out)
+    return _checked(out, spec, check)
+
+
+def package_model_dir(model_dir, out, check=True):
+    """Package a directory that already holds exported weights and a ``model.json``."""
+    from serving.model_spec import load_model_spec
+
+    model_dir = Path(model_dir)
+    spec = load_model_spec(str(model_dir))
+    with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
+        stage_model_dir(scratch, model_dir / spec.symbol_file, model_dir / spec.params_file, spec)
+        write_archive(scratch, out)
+    return _checked(out, spec, check)
+
+
+def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.0, top_k=100, check=True):
+    """Export a GluonCV model-zoo network and package it into ``out``."""
+    with tempfile.TemporaryDirectory(prefix="clearsight-export-") as export_dir:
+        task, names, short_side, max_size = export_zoo_model(zoo_name, export_dir, classes, pretrained)
+        return package_exported(
+            os.path.join(export_dir, "model-symbol.json"), os.path.join(export_dir, "model-0000.params"),
+            names, task, out, short_side, max_size, score_threshold, top_k, check,
+        )
+
+
+def _checked(out, spec, check):
+    output = ""
+    if check:
+        try:
+            output = check_archive(out)
+        except PackageError:
+            Path(out).unlink()
+            raise
+        logger.info("check inference passed: %s", output)
+    return PackageResult(Path(out), spec, output)
+
+
+def describe(result):
+    """A one-paragraph summary for the CLI."""
+    size = result.archive.stat().st_size
+    check = json.loads(result.check_output) if result.check_output else None
+    text = "wrote %s (%.1f MB): %s, %d classes, short side %d" % (
+        result.archive, size / 1e6, result.spec.task, len(result.spec.classes), result.spec.preprocess.short_side)
+    if check:
+        text += "; check inference ok"
+    return text
+
+
+__all__ = ["PackageResult", "package_exported", "package_model_dir", "package_zoo", "check_archive",
+           "extract_archive"]
