@@ -1,1 +1,17 @@
 """Kernel SHAP explanations over superpixels for image detection and classification endpoints."""
+
+from . import errors
+from .config import ExplainConfig
+from .errors import ConfigError, ExplainError, PredictorError
+from .explainer import Explanation, explain_image, explain_images
+
+__all__ = [
+    "ConfigError",
+    "ExplainConfig",
+    "ExplainError",
+    "Explanation",
+    "PredictorError",
+    "errors",
+    "explain_image",
+    "explain_images",
+]

@@ -1,0 +1,111 @@
+"""ExplainConfig: the one validated settings object of an explanation run (Clarify's names)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES"]
+
+TASKS = ("detection", "classification")
+BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _check_float(name: str, value, low: float, high: float | None = None,
+                 low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        left = "(" if low_open else "["
+        allowed = f"> {low}" if (high is None and low_open) else (
+            f">= {low}" if high is None else f"in {left}{low}, {high}]")
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Settings of one explanation run, validated once on construction.
+
+    Names follow SageMaker Clarify's ImageConfig / SHAPConfig where Clarify has one.
+    ``num_samples`` counts every model evaluation of masked images per image and target
+    group, including the two anchors (empty and full coalition).
+    """
+
+    task: str = "detection"
+    num_samples: int = 500
+    num_segments: int = 20
+    segment_compactness: float = 5.0
+    baseline: str = "noise"
+    max_objects: int = 3
+    iou_threshold: float = 0.5
+    context: float = 1.0
+    probability_threshold: float = 0.5
+    label_headers: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    seed: int = 0
+    target_error: float | None = None
+    metrics: bool = False
+    resize: int | None = None
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        _check_int("num_samples", self.num_samples, 4, 1_000_000)
+        _check_int("num_segments", self.num_segments, 2, 1000)
+        _check_float("segment_compactness", self.segment_compactness, 0.0, low_open=True)
+        if not isinstance(self.baseline, str) or not self.baseline:
+            raise ConfigError(
+                f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
+                f"image file, got {self.baseline!r}")
+        if self.baseline not in BUILTIN_BASELINES and not Path(self.baseline).is_file():
+            raise ConfigError(
+                f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
+                f"existing image file, got {self.baseline!r} (no such file)")
+        _check_int("max_objects", self.max_objects, 1, 1000)
+        _check_float("iou_threshold", self.iou_threshold, 0.0, 1.0)
+        _check_float("context", self.context, 0.0, 1.0)
+        _check_float("probability_threshold", self.probability_threshold, 0.0, 1.0)
+        for name in ("label_headers", "labels"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+                value = getattr(self, name)
+            if not isinstance(value, tuple) or not value or not all(
+                    isinstance(item, str) and item for item in value):
+                raise ConfigError(
+                    f"{name} must be a non-empty tuple of non-empty strings, got {value!r}")
+        if self.labels is not None and self.task != "classification":
+            raise ConfigError(
+                f"labels selects classes to explain and is allowed only with "
+                f"task='classification', got task={self.task!r}")
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        if self.target_error is not None:
+            _check_float("target_error", self.target_error, 0.0, 1.0, low_open=True)
+        if not isinstance(self.metrics, bool):
+            raise ConfigError(f"metrics must be True or False, got {self.metrics!r}")
+        if self.resize is not None:
+            _check_int("resize", self.resize, 16, 8192)
+        _check_int("batch_size", self.batch_size, 1, 100_000)
+
+    def to_dict(self) -> dict:
+        """Settings as a JSON-serialisable dict (tuples become lists)."""
+        settings = asdict(self)
+        for name in ("label_headers", "labels"):
+            if settings[name] is not None:
+                settings[name] = list(settings[name])
+        return settings

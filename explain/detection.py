@@ -1,0 +1,133 @@
+"""Targets and their scores: detection matching by class and IoU, classification class picking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError, PredictorError
+
+__all__ = [
+    "box_iou",
+    "select_detection_targets",
+    "match_scores",
+    "select_classification_targets",
+    "class_name",
+    "check_detections",
+    "check_probabilities",
+]
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every pair of boxes.
+
+    boxes_a: (A, 4), boxes_b: (B, 4), corners [x0, y0, x1, y1] in any common unit.
+    Returns (A, B) float64 in [0, 1]; a pair of empty boxes has IoU 0.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    overlap = np.clip(bottom_right - top_left, 0.0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - overlap
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, overlap / np.where(union > 0, union, 1.0), 0.0)
+
+
+def check_detections(detections, index: int = 0) -> np.ndarray:
+    """Validate one image's detections and return them as (D, 6) float64.
+
+    Rows are [class_id, score, x0/w, y0/h, x1/w, y1/h]; D may be 0. Raises PredictorError.
+    """
+    array = np.asarray(detections, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 6))
+    if array.ndim != 2 or array.shape[1] != 6:
+        raise PredictorError(
+            f"predictor returned detections of shape {array.shape} for image {index}; "
+            "expected (D, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]")
+    if not np.all(np.isfinite(array)):
+        raise PredictorError(f"predictor returned non-finite detections for image {index}")
+    return array
+
+
+def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
+    """Validate one image's class probabilities and return them as (C,) float64."""
+    array = np.asarray(probabilities, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise PredictorError(
+            f"predictor returned class scores of shape {array.shape} for image {index}; "
+            "expected (C,) probabilities")
+    if not np.all(np.isfinite(array)):
+        raise PredictorError(f"predictor returned non-finite class scores for image {index}")
+    return array
+
+
+def select_detection_targets(detections: np.ndarray, max_objects: int = 3,
+                             probability_threshold: float = 0.5) -> np.ndarray:
+    """Top ``max_objects`` detections with score >= ``probability_threshold``.
+
+    detections: (D, 6). Returns (T, 6) float64 sorted by score descending (stable), T <= max_objects.
+    """
+    detections = np.asarray(detections, dtype=np.float64).reshape(-1, 6)
+    kept = detections[(detections[:, 0] >= 0) & (detections[:, 1] >= probability_threshold)]
+    order = np.argsort(-kept[:, 1], kind="stable")
+    return kept[order[:max_objects]]
+
+
+def match_scores(targets: np.ndarray, detections: np.ndarray,
+                 iou_threshold: float = 0.5) -> np.ndarray:
+    """Score of each target on one masked image.
+
+    targets: (T, 6), detections: (D, 6) of the masked image. A target's score is the best
+    score among detections of the same class whose IoU with the target box is at least
+    ``iou_threshold``, else 0. Returns (T,) float64.
+    """
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, 6)
+    detections = np.asarray(detections, dtype=np.float64).reshape(-1, 6)
+    if len(targets) == 0 or len(detections) == 0:
+        return np.zeros(len(targets))
+    iou = box_iou(targets[:, 2:], detections[:, 2:])  # (T, D)
+    same_class = targets[:, None, 0] == detections[None, :, 0]
+    eligible = same_class & (iou >= iou_threshold)
+    scores = np.where(eligible, detections[None, :, 1], -np.inf)
+    best = scores.max(axis=1)
+    return np.where(np.isfinite(best), np.maximum(best, 0.0), 0.0)
+
+
+def class_name(class_id: int, label_headers: tuple[str, ...] | None) -> str:
+    """Human name of a class id: its label header when known, else the id."""
+    if label_headers is not None and 0 <= class_id < len(label_headers):
+        return label_headers[class_id]
+    return str(class_id)
+
+
+def select_classification_targets(probabilities: np.ndarray,
+                                  labels: tuple[str, ...] | None = None,
+                                  label_headers: tuple[str, ...] | None = None) -> np.ndarray:
+    """Class ids to explain for a classifier.
+
+    probabilities: (C,) of the unmasked image. Without ``labels`` the top class; with
+    ``labels`` each name is looked up in ``label_headers`` (or read as an integer class
+    id when there are no headers). Returns (T,) int64. Raises ConfigError for unknown labels.
+    """
+    num_classes = len(probabilities)
+    if labels is None:
+        return np.array([int(np.argmax(probabilities))], dtype=np.int64)
+    class_ids = []
+    for label in labels:
+        if label_headers is not None and label in label_headers:
+            class_ids.append(label_headers.index(label))
+            continue
+        if label.lstrip("-").isdigit() and 0 <= int(label) < num_classes:
+            class_ids.append(int(label))
+            continue
+        known = (f"one of {', '.join(label_headers)}" if label_headers is not None
+                 else f"a class id in [0, {num_classes - 1}]")
+        raise ConfigError(f"labels: {label!r} is not a known class; expected {known}")
+    if label_headers is not None and len(label_headers) != num_classes:
+        raise ConfigError(
+            f"label_headers has {len(label_headers)} names but the model returns "
+            f"{num_classes} class scores")
+    return np.array(class_ids, dtype=np.int64)

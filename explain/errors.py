@@ -1,0 +1,17 @@
+"""Exception hierarchy of the explain package."""
+
+from __future__ import annotations
+
+__all__ = ["ExplainError", "ConfigError", "PredictorError"]
+
+
+class ExplainError(Exception):
+    """Base class of every error raised by explain/."""
+
+
+class ConfigError(ExplainError, ValueError):
+    """An explanation setting is out of range; the message names the field, value and range."""
+
+
+class PredictorError(ExplainError):
+    """The predictor failed or answered with something unusable (transports subclass this)."""

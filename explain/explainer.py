@@ -1,0 +1,353 @@
+"""The explanation workflow: segment, mask, call the predictor in batches, estimate, write outputs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .baselines import make_baseline
+from .config import ExplainConfig
+from .detection import (
+    check_detections,
+    check_probabilities,
+    match_scores,
+    select_classification_targets,
+    select_detection_targets,
+)
+from .errors import ExplainError, PredictorError
+from .kernel_shap import kernel_shap
+from .masking import context_foreground, mask_images
+from .metrics import deletion_insertion
+from .segmentation import segment_image
+
+__all__ = ["Explanation", "explain_image", "explain_images", "load_image"]
+
+logger = logging.getLogger(__name__)
+
+Predict = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Kernel SHAP explanation of T targets of one image over S superpixels.
+
+    image: (H, W, 3) uint8, the image explained (after ``resize``).
+    segments: (H, W) int32, labels 0..S-1.
+    shap_values, standard_errors: (T, S) float64 (paired-bootstrap standard errors).
+    base_values: (T,) score with every segment replaced by the baseline.
+    predictions: (T,) score with every segment kept; per target
+        ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score
+        when context == 1).
+    labels: (T,) int class ids. boxes: (T, 4) normalised [x0, y0, x1, y1] (detection) or None.
+    target_scores: (T,) the targets' scores on the unmasked image.
+    model_calls: images sent to the predictor (the unmasked image, every coalition of
+        every target group, and the metric curves).
+    num_segments_used: S. timings: seconds per phase. metrics: one dict per target or None.
+    exact: the values are exact Shapley values (every coalition was evaluated).
+    converged: per target, target_error was met (or the values are exact).
+    """
+
+    image: np.ndarray
+    segments: np.ndarray
+    shap_values: np.ndarray
+    standard_errors: np.ndarray
+    base_values: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray | None
+    target_scores: np.ndarray
+    model_calls: int
+    num_segments_used: int
+    timings: dict
+    task: str = "detection"
+    exact: bool = False
+    converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    metrics: list | None = None
+
+    @property
+    def num_targets(self) -> int:
+        return int(self.shap_values.shape[0])
+
+
+class _CountingPredictor:
+    """Calls ``predict`` in chunks of ``batch_size``, validates the answers, counts calls."""
+
+    def __init__(self, predict: Predict, batch_size: int, task: str,
+                 progress: Callable[[int], None] | None):
+        self.predict = predict
+        self.batch_size = batch_size
+        self.task = task
+        self.progress = progress
+        self.model_calls = 0
+        self.seconds = 0.0
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        started = time.perf_counter()
+        try:
+            outputs = list(self.predict(batch))
+        except PredictorError:
+            raise
+        except Exception as error:  # an in-process model failing is the predictor's fault
+            raise PredictorError(f"predictor failed on a batch of {len(batch)} images: "
+                                 f"{type(error).__name__}: {error}") from error
+        self.seconds += time.perf_counter() - started
+        if len(outputs) != len(batch):
+            raise PredictorError(f"predictor returned {len(outputs)} results for a batch of "
+                                 f"{len(batch)} images; expected one per image")
+        check = check_detections if self.task == "detection" else check_probabilities
+        checked = [check(output, index) for index, output in enumerate(outputs)]
+        self.model_calls += len(batch)
+        if self.progress is not None:
+            self.progress(len(batch))
+        return checked
+
+    def scores(self, foreground: np.ndarray, baseline: np.ndarray, segments: np.ndarray,
+               coalitions: np.ndarray, score_fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Target scores of masked images, (M, T); built and sent ``batch_size`` at a time."""
+        rows = []
+        for start in range(0, len(coalitions), self.batch_size):
+            chunk = coalitions[start:start + self.batch_size]
+            outputs = self(mask_images(foreground, baseline, segments, chunk))
+            rows.extend(score_fn(output) for output in outputs)
+        if not rows:
+            return np.zeros((0, 0))
+        return np.array(rows, dtype=np.float64)
+
+
+def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = long_side / max(height, width)
+    if scale == 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ExplainError(f"image must be an (H, W, 3) uint8 array, got {image.shape} "
+                           f"{image.dtype}")
+    if min(image.shape[:2]) < 2:
+        raise ExplainError(f"image is too small to segment: {image.shape[1]}x{image.shape[0]}")
+    return image
+
+
+def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
+                  progress: Callable[[int], None] | None = None) -> Explanation:
+    """Explain one image's targets with Kernel SHAP over superpixels.
+
+    image: (H, W, 3) uint8 RGB. predict: (N, H, W, 3) uint8 -> N arrays, (D_i, 6) detections
+    [class_id, score, x0/w, y0/h, x1/w, y1/h] or (C,) class probabilities. progress:
+    optional callable receiving the number of model calls just completed (tqdm's update).
+
+    Detection targets are the top ``max_objects`` detections with score >=
+    ``probability_threshold``; with ``context == 1`` all targets share one set of masked
+    images. With ``context < 1`` each target's background is blended toward the baseline
+    outside its own box, so each target gets its own set (T times the model calls).
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    image = _check_image(image)
+    if config.resize is not None:
+        image = _resize_long_side(image, config.resize)
+    baseline_seed, shap_seed = np.random.SeedSequence(config.seed).spawn(2)
+    counter = _CountingPredictor(predict, config.batch_size, config.task, progress)
+
+    phase = time.perf_counter()
+    segments = segment_image(image, config.num_segments, config.segment_compactness)
+    num_segments = int(segments.max()) + 1
+    timings["segmentation_s"] = time.perf_counter() - phase
+    phase = time.perf_counter()
+    baseline = make_baseline(image, config.baseline, np.random.default_rng(baseline_seed))
+    timings["baseline_s"] = time.perf_counter() - phase
+
+    phase = time.perf_counter()
+    unmasked = counter(image[None])[0]
+    if config.task == "detection":
+        targets = select_detection_targets(unmasked, config.max_objects,
+                                           config.probability_threshold)
+        labels = targets[:, 0].astype(np.int64)
+        boxes = targets[:, 2:6].copy()
+        target_scores = targets[:, 1].copy()
+
+        def score_fn_for(rows):
+            return lambda output: match_scores(rows, output, config.iou_threshold)
+
+        if config.context >= 1.0:
+            groups = [(np.arange(len(targets)), image)]
+        else:
+            groups = [(np.array([index]),
+                       context_foreground(image, baseline, targets[index, 2:6], config.context))
+                      for index in range(len(targets))]
+        group_score_fns = [score_fn_for(targets[indices]) for indices, _ in groups]
+    else:
+        labels = select_classification_targets(unmasked, config.labels, config.label_headers)
+        boxes = None
+        target_scores = unmasked[labels].copy()
+        groups = [(np.arange(len(labels)), image)]
+        group_score_fns = [lambda output: output[labels]]
+    timings["targets_s"] = time.perf_counter() - phase
+
+    num_targets = len(labels)
+    shap_values = np.zeros((num_targets, num_segments))
+    standard_errors = np.zeros((num_targets, num_segments))
+    base_values = np.zeros(num_targets)
+    predictions = np.zeros(num_targets)
+    converged = np.zeros(num_targets, dtype=bool)
+    exact = num_targets > 0
+    group_evaluators = []
+    phase = time.perf_counter()
+    for (indices, foreground), score_fn in zip(groups, group_score_fns, strict=True):
+        if len(indices) == 0:
+            continue
+
+        def evaluate(coalitions, foreground=foreground, score_fn=score_fn):
+            return counter.scores(foreground, baseline, segments, coalitions, score_fn)
+
+        result = kernel_shap(evaluate, num_segments, config.num_samples,
+                             np.random.default_rng(shap_seed), config.target_error)
+        shap_values[indices] = result.values
+        standard_errors[indices] = result.standard_errors
+        base_values[indices] = result.base_values
+        predictions[indices] = result.full_values
+        converged[indices] = result.converged
+        exact = exact and result.exact
+        group_evaluators.append((indices, evaluate))
+    timings["shap_s"] = time.perf_counter() - phase
+
+    metrics = None
+    if config.metrics and num_targets:
+        phase = time.perf_counter()
+        metrics = [None] * num_targets
+        for indices, evaluate in group_evaluators:
+            for position, target in enumerate(indices):
+                metrics[target] = deletion_insertion(
+                    lambda coalitions, evaluate=evaluate, position=position:
+                        evaluate(coalitions)[:, position],
+                    shap_values[target])
+        timings["metrics_s"] = time.perf_counter() - phase
+    timings["predict_s"] = counter.seconds
+    timings["total_s"] = time.perf_counter() - started
+    logger.info("explained %d targets over %d segments with %d model calls in %.1f s",
+                num_targets, num_segments, counter.model_calls, timings["total_s"])
+    return Explanation(
+        image=image, segments=segments, shap_values=shap_values,
+        standard_errors=standard_errors, base_values=base_values, predictions=predictions,
+        labels=labels, boxes=boxes, target_scores=target_scores,
+        model_calls=counter.model_calls, num_segments_used=num_segments, timings=timings,
+        task=config.task, exact=bool(exact), converged=converged, metrics=metrics)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; raises ExplainError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as error:
+        raise ExplainError(f"cannot read image {str(path)!r}: {error}") from error
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    stems, seen = [], {}
+    for path in paths:
+        stem = path.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
+
+
+def explain_images(paths: list[str | Path], predict: Predict, config: ExplainConfig,
+                   out_dir: str | Path, progress: bool = True,
+                   label_headers: Sequence[str] | None = None) -> dict:
+    """Explain every image and write the outputs into ``out_dir``.
+
+    Per image: ``<stem>_shap.npz``, ``shap_<stem>_box<k>_object.jpeg`` and
+    ``<stem>_objects.jpeg`` (detection) or ``shap_<stem>.jpeg`` (classification); for the
+    run: ``analysis.json`` and ``report.html``. ``label_headers`` (class names, e.g. from
+    the model's model.json) override ``config.label_headers``. Progress bars go to stderr.
+    Returns the analysis summary written to analysis.json.
+    """
+    from .render import render_explanation
+    from .report import build_image_summary, write_analysis, write_report
+
+    if label_headers is not None:
+        config = replace(config, label_headers=tuple(label_headers))
+    paths = [Path(path) for path in paths]
+    if not paths:
+        raise ExplainError("no images to explain")
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise ExplainError(f"image file(s) not found: {', '.join(missing)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    summaries = []
+    for path, stem in zip(paths, _unique_stems(paths), strict=True):
+        image = load_image(path)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(desc=path.name, unit="img", leave=True, dynamic_ncols=True)
+        try:
+            explanation = explain_image(image, predict, config,
+                                        progress=bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        files = save_npz(explanation, out_dir / f"{stem}_shap.npz")
+        phase = time.perf_counter()
+        files += render_explanation(explanation, stem, out_dir, config.label_headers)
+        explanation.timings["render_s"] = time.perf_counter() - phase
+        summaries.append(build_image_summary(path, stem, explanation, files, config))
+    summary = {
+        "version": 1,
+        "tool": "clearsight.explain",
+        "task": config.task,
+        "settings": config.to_dict(),
+        "estimator": {
+            "method": "kernel_shap",
+            "sampling": "paired, stratified by coalition size; small sizes enumerated",
+            "constraint": "values sum to prediction - base_value",
+            "standard_errors": "paired bootstrap",
+            "num_samples_counts_anchors": True,
+        },
+        "images": summaries,
+        "totals": {
+            "images": len(summaries),
+            "targets": sum(len(item["targets"]) for item in summaries),
+            "model_calls": sum(item["model_calls"] for item in summaries),
+            "seconds": time.perf_counter() - started,
+        },
+    }
+    write_analysis(summary, out_dir / "analysis.json")
+    write_report(summary, out_dir / "report.html")
+    return summary
+
+
+def save_npz(explanation: Explanation, path: Path) -> list[str]:
+    """Write the machine-readable arrays of one explanation; returns [file name]."""
+    arrays = {
+        "segments": explanation.segments.astype(np.int32),
+        "shap_values": explanation.shap_values.astype(np.float64),
+        "standard_errors": explanation.standard_errors.astype(np.float64),
+        "base_values": explanation.base_values.astype(np.float64),
+        "predictions": explanation.predictions.astype(np.float64),
+        "labels": explanation.labels.astype(np.int64),
+        "target_scores": explanation.target_scores.astype(np.float64),
+        "model_calls": np.int64(explanation.model_calls),
+    }
+    if explanation.boxes is not None:
+        arrays["boxes"] = explanation.boxes.astype(np.float64)
+    np.savez_compressed(path, **arrays)
+    return [path.name]

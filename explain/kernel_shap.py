@@ -1,0 +1,345 @@
+"""Kernel SHAP over binary features: coalition planning, paired sampling and constrained regression.
+
+Estimator (Lundberg & Lee 2017, with the variance reductions of Covert & Lee 2021):
+
+* Shapley kernel: a coalition of size k out of S has weight (S-1) / (C(S,k) k (S-k)); the
+  total weight of size k is (S-1) / (k (S-k)).
+* Budget: ``num_samples`` counts every evaluation, the two anchors (empty and full
+  coalition) included. If 2**S <= num_samples every coalition is enumerated and the
+  values are the exact Shapley values.
+* Exact enumeration of the small sizes: the size pairs (1, S-1), (2, S-2), ... are
+  enumerated completely while the budget, split in proportion to the kernel weight that
+  is still uncovered, covers all coalitions of the pair (shap's rule).
+* The remaining sizes are sampled in complementary pairs (z, 1-z), stratified by size:
+  each round spreads its pairs over the size pairs in proportion to their kernel weight
+  (systematic rounding with a random offset), draws uniform subsets of that size and
+  weights each coalition of size k by (kernel weight of size k) / (coalitions drawn).
+* Efficiency is a hard constraint: the weighted least squares is solved with a Lagrange
+  multiplier so the values sum exactly to f(full) - f(empty).
+* Standard errors: paired bootstrap. The sampled complementary pairs are resampled with
+  replacement within their size stratum (enumerated coalitions are fixed) and the
+  constrained regression is re-solved; the standard error is the bootstrap standard
+  deviation. With full enumeration it is 0.
+* Early stopping (``target_error``): pairs are sampled in rounds; after each round the
+  run stops once, for every output, every standard error < target_error * (max - min of
+  that output's values).
+
+Everything random comes from the injected ``numpy.random.Generator``; the coalitions
+depend only on the generator and the budget, never on how evaluations are batched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+__all__ = [
+    "ShapResult",
+    "kernel_shap",
+    "size_kernel_mass",
+    "plan_enumeration",
+    "enumerate_coalitions",
+    "solve_constrained_wls",
+    "exact_shapley_values",
+]
+
+logger = logging.getLogger(__name__)
+
+NUM_BOOTSTRAP = 100
+_ROUND_FRACTION = 0.2  # share of the sampled pairs drawn per round when target_error is set
+
+
+@dataclass(frozen=True)
+class ShapResult:
+    """Kernel SHAP estimate for T outputs over S features.
+
+    values: (T, S) float64; standard_errors: (T, S) float64; base_values: (T,) f(empty);
+    full_values: (T,) f(full); num_evaluations: coalitions evaluated (anchors included);
+    converged: True when target_error was met or the values are exact.
+    """
+
+    values: np.ndarray
+    standard_errors: np.ndarray
+    base_values: np.ndarray
+    full_values: np.ndarray
+    num_evaluations: int
+    exact: bool
+    converged: bool
+
+
+def size_kernel_mass(num_features: int) -> np.ndarray:
+    """Total Shapley kernel weight of each coalition size.
+
+    Returns (S+1,) float64; entry k is (S-1) / (k (S-k)) for 0 < k < S and 0 for k in {0, S}.
+    """
+    sizes = np.arange(num_features + 1, dtype=np.float64)
+    mass = np.zeros(num_features + 1)
+    inner = sizes[1:-1]
+    mass[1:-1] = (num_features - 1) / (inner * (num_features - inner))
+    return mass
+
+
+def _size_pairs(num_features: int) -> list[int]:
+    """The smaller size of each complementary size pair: 1 .. floor(S/2)."""
+    return list(range(1, num_features // 2 + 1))
+
+
+def _pair_mass(num_features: int, small: int, mass: np.ndarray) -> float:
+    large = num_features - small
+    return float(mass[small] + (mass[large] if large != small else 0.0))
+
+
+def _pair_count(num_features: int, small: int) -> int:
+    """Coalitions in a size pair (both sizes; a self-complementary size counts once)."""
+    large = num_features - small
+    return comb(num_features, small) * (2 if large != small else 1)
+
+
+def plan_enumeration(num_features: int, budget: int) -> tuple[list[int], int]:
+    """Choose the size pairs to enumerate completely.
+
+    budget: evaluations available for non-anchor coalitions. Returns (the smaller sizes
+    of the enumerated pairs, evaluations they use). A pair is enumerated while the budget,
+    shared in proportion to the kernel weight still uncovered, pays for all its coalitions.
+    """
+    mass = size_kernel_mass(num_features)
+    remaining_mass = float(mass.sum())
+    budget_left = budget
+    enumerated: list[int] = []
+    for small in _size_pairs(num_features):
+        count = _pair_count(num_features, small)
+        share = _pair_mass(num_features, small, mass)
+        if remaining_mass <= 0 or budget_left * share / remaining_mass < count - 1e-8:
+            break
+        enumerated.append(small)
+        budget_left -= count
+        remaining_mass -= share
+    return enumerated, budget - budget_left
+
+
+def enumerate_coalitions(num_features: int, sizes: list[int]) -> np.ndarray:
+    """Every coalition whose size is in ``sizes`` or is S minus one of them.
+
+    Returns (M, S) bool, in a fixed order (by size pair, then lexicographic).
+    """
+    from itertools import combinations
+
+    rows = []
+    for small in sizes:
+        for members in combinations(range(num_features), small):
+            row = np.zeros(num_features, dtype=bool)
+            row[list(members)] = True
+            rows.append(row)
+            if num_features - small != small:
+                rows.append(~row)
+    if not rows:
+        return np.zeros((0, num_features), dtype=bool)
+    return np.array(rows)
+
+
+def _random_subsets(num_features: int, size: int, count: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """(count, S) bool, each row a uniform random subset of the given size."""
+    keys = rng.random((count, num_features))
+    order = np.argsort(keys, axis=1)
+    rows = np.zeros((count, num_features), dtype=bool)
+    np.put_along_axis(rows, order[:, :size], True, axis=1)
+    return rows
+
+
+def _allocate(total: int, shares: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Split ``total`` items over strata in proportion to ``shares`` (systematic rounding)."""
+    if total <= 0 or shares.sum() <= 0:
+        return np.zeros(len(shares), dtype=np.int64)
+    cumulative = np.concatenate([[0.0], np.cumsum(shares / shares.sum() * total)])
+    offset = rng.random()
+    edges = np.floor(cumulative + offset)
+    edges[0], edges[-1] = np.floor(offset), np.floor(total + offset)
+    return np.diff(edges).astype(np.int64)
+
+
+def solve_constrained_wls(coalitions: np.ndarray, weights: np.ndarray, outputs: np.ndarray,
+                          base_values: np.ndarray, full_values: np.ndarray) -> np.ndarray:
+    """Weighted least squares of outputs on coalitions with values summing to full - base.
+
+    coalitions: (M, S) bool, weights: (M,) float (> 0), outputs: (M, T), base_values and
+    full_values: (T,). Minimises sum_i w_i (y_i - base - z_i . phi)^2 subject to
+    sum(phi) = full - base, per output. Returns phi, (T, S) float64.
+    """
+    design = coalitions.astype(np.float64)
+    weighted = design * weights[:, None]
+    gram = weighted.T @ design  # (S, S)
+    rhs = weighted.T @ (outputs - base_values[None, :])  # (S, T)
+    num_features = design.shape[1]
+    gram = gram + np.eye(num_features) * 1e-12 * max(np.trace(gram), 1e-300)
+    try:
+        solved = np.linalg.solve(gram, np.column_stack([rhs, np.ones(num_features)]))
+    except np.linalg.LinAlgError:
+        solved = np.linalg.lstsq(gram, np.column_stack([rhs, np.ones(num_features)]),
+                                 rcond=None)[0]
+    unconstrained, inverse_ones = solved[:, :-1], solved[:, -1]  # (S, T), (S,)
+    gap = (full_values - base_values) - unconstrained.sum(axis=0)  # (T,)
+    values = unconstrained + np.outer(inverse_ones, gap / inverse_ones.sum())
+    return values.T
+
+
+def _solve_bootstrap(coalitions: np.ndarray, weights: np.ndarray, outputs: np.ndarray,
+                     base_values: np.ndarray, full_values: np.ndarray,
+                     multipliers: np.ndarray) -> np.ndarray:
+    """Re-solve with per-row weight multipliers (B, M). Returns (B, T, S)."""
+    return np.stack([
+        solve_constrained_wls(coalitions, weights * row, outputs, base_values, full_values)
+        for row in multipliers
+    ])
+
+
+class _Sampler:
+    """Stratified complementary-pair sampler over the non-enumerated size pairs."""
+
+    def __init__(self, num_features: int, enumerated: list[int], rng: np.random.Generator):
+        self.num_features = num_features
+        self.rng = rng
+        mass = size_kernel_mass(num_features)
+        self.mass = mass
+        self.strata = [small for small in _size_pairs(num_features) if small not in enumerated]
+        self.shares = np.array([_pair_mass(num_features, small, mass) for small in self.strata])
+        self.rows: list[np.ndarray] = []  # per drawn pair: the small-size member
+        self.stratum_of_pair: list[int] = []
+
+    def draw(self, num_pairs: int) -> np.ndarray:
+        """Draw pairs; returns their coalitions (2 * num_pairs, S), pair members adjacent."""
+        counts = _allocate(num_pairs, self.shares, self.rng)
+        new_rows = []
+        for index, (small, count) in enumerate(zip(self.strata, counts, strict=True)):
+            if count == 0:
+                continue
+            subsets = _random_subsets(self.num_features, small, int(count), self.rng)
+            new_rows.append(subsets)
+            self.stratum_of_pair.extend([index] * int(count))
+        if not new_rows:
+            return np.zeros((0, self.num_features), dtype=bool)
+        subsets = np.concatenate(new_rows)
+        self.rows.append(subsets)
+        paired = np.empty((2 * len(subsets), self.num_features), dtype=bool)
+        paired[0::2], paired[1::2] = subsets, ~subsets
+        return paired
+
+    def pair_weights(self) -> np.ndarray:
+        """Kernel weight of each sampled coalition, (2 * pairs,), in draw order."""
+        strata = np.asarray(self.stratum_of_pair, dtype=np.int64)
+        if strata.size == 0:
+            return np.zeros(0)
+        pairs_per_stratum = np.bincount(strata, minlength=len(self.strata))
+        per_pair = self.shares[strata] / pairs_per_stratum[strata]
+        # Both members of a pair share the pair's weight: each size's weight / its draws.
+        return np.repeat(per_pair / 2.0, 2)
+
+    def bootstrap_multipliers(self, num_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+        """(B, 2 * pairs) resampling counts of each pair, within its stratum."""
+        strata = np.asarray(self.stratum_of_pair, dtype=np.int64)
+        multipliers = np.zeros((num_bootstrap, strata.size))
+        for index in np.unique(strata):
+            members = np.flatnonzero(strata == index)
+            uniform = np.full(members.size, 1.0 / members.size)
+            multipliers[:, members] = rng.multinomial(members.size, uniform, size=num_bootstrap)
+        return np.repeat(multipliers, 2, axis=1)
+
+
+def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
+                num_samples: int, rng: np.random.Generator, target_error: float | None = None,
+                num_bootstrap: int = NUM_BOOTSTRAP) -> ShapResult:
+    """Estimate Shapley values of T outputs over S binary features.
+
+    evaluate: callable taking coalitions (M, S) bool and returning outputs (M, T) float
+    (called a few times; the union of calls is deterministic for a seeded ``rng``).
+    num_samples: evaluation budget including the empty and full coalitions.
+    Returns a ShapResult; values sum to f(full) - f(empty) exactly for every output.
+    """
+    if num_features < 1:
+        raise ValueError(f"num_features must be >= 1, got {num_features}")
+    bootstrap_rng = np.random.default_rng(rng.integers(0, 2**63))
+    anchors = np.zeros((2, num_features), dtype=bool)
+    anchors[1] = True
+    anchor_outputs = np.asarray(evaluate(anchors), dtype=np.float64)
+    base_values, full_values = anchor_outputs[0], anchor_outputs[1]
+    num_outputs = base_values.shape[0]
+    if num_features == 1:
+        values = (full_values - base_values)[:, None]
+        return ShapResult(values, np.zeros_like(values), base_values, full_values, 2, True, True)
+
+    budget = max(num_samples - 2, 0)
+    enumerated, used = plan_enumeration(num_features, budget)
+    enumerated_rows = enumerate_coalitions(num_features, enumerated)
+    mass = size_kernel_mass(num_features)
+    sizes = enumerated_rows.sum(axis=1)
+    enumerated_weights = np.array(
+        [mass[k] / comb(num_features, int(k)) for k in sizes], dtype=np.float64)
+    enumerated_outputs = (np.asarray(evaluate(enumerated_rows), dtype=np.float64)
+                          if len(enumerated_rows) else np.zeros((0, num_outputs)))
+    sampler = _Sampler(num_features, enumerated, rng)
+    exact = not sampler.strata
+    total_pairs = 0 if exact else (budget - used) // 2
+    if exact or total_pairs == 0:
+        values = solve_constrained_wls(enumerated_rows, enumerated_weights, enumerated_outputs,
+                                       base_values, full_values)
+        return ShapResult(values, np.zeros_like(values), base_values, full_values,
+                          2 + len(enumerated_rows), exact, exact)
+
+    if target_error is None:
+        round_sizes = [total_pairs]
+    else:
+        step = max(num_features, int(np.ceil(total_pairs * _ROUND_FRACTION)))
+        round_sizes = [min(step, total_pairs - start) for start in range(0, total_pairs, step)]
+    sampled_rows, sampled_outputs = [], []
+    converged = False
+    for round_pairs in round_sizes:
+        rows = sampler.draw(round_pairs)
+        sampled_rows.append(rows)
+        sampled_outputs.append(np.asarray(evaluate(rows), dtype=np.float64))
+        coalitions = np.concatenate([enumerated_rows, *sampled_rows])
+        outputs = np.concatenate([enumerated_outputs, *sampled_outputs])
+        weights = np.concatenate([enumerated_weights, sampler.pair_weights()])
+        values = solve_constrained_wls(coalitions, weights, outputs, base_values, full_values)
+        multipliers = np.concatenate([
+            np.ones((num_bootstrap, len(enumerated_rows))),
+            sampler.bootstrap_multipliers(num_bootstrap, bootstrap_rng)], axis=1)
+        resampled = _solve_bootstrap(coalitions, weights, outputs, base_values, full_values,
+                                     multipliers)
+        standard_errors = resampled.std(axis=0, ddof=1)
+        if target_error is not None:
+            spread = values.max(axis=1) - values.min(axis=1)
+            converged = bool(np.all(standard_errors <= target_error * spread[:, None]))
+            logger.debug("kernel shap round: %d evaluations, converged=%s",
+                         2 + len(coalitions), converged)
+            if converged:
+                break
+    return ShapResult(values, standard_errors, base_values, full_values, 2 + len(coalitions),
+                      False, converged)
+
+
+def exact_shapley_values(evaluate: Callable[[np.ndarray], np.ndarray],
+                         num_features: int) -> np.ndarray:
+    """Shapley values by full enumeration of the 2**S coalitions (reference, S <= ~20).
+
+    evaluate: coalitions (M, S) bool -> outputs (M, T). Returns (T, S) float64.
+    """
+    from math import factorial
+
+    codes = np.arange(2**num_features, dtype=np.int64)
+    bits = ((codes[:, None] >> np.arange(num_features)) & 1).astype(bool)  # (2^S, S)
+    outputs = np.asarray(evaluate(bits), dtype=np.float64)  # (2^S, T)
+    sizes = bits.sum(axis=1)
+    weight_of_size = np.array([
+        factorial(k) * factorial(num_features - k - 1) / factorial(num_features)
+        for k in range(num_features)])
+    values = np.zeros((outputs.shape[1], num_features))
+    for feature in range(num_features):
+        without = codes[~bits[:, feature]]
+        with_feature = without | (1 << feature)
+        marginal = outputs[with_feature] - outputs[without]  # (2^(S-1), T)
+        values[:, feature] = weight_of_size[sizes[without]] @ marginal
+    return values
