@@ -3,9 +3,14 @@ import io
 import json
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
-from .errors import BadRequestError, NotAcceptableError, PayloadTooLargeError, UnsupportedMediaTypeError
+from .errors import (
+    BadRequestError,
+    NotAcceptableError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 
 NPY = "application/x-npy"
 JSON = "application/json"
@@ -138,10 +143,15 @@ def _decode_image_file(body, kind, max_image_pixels):
         raise PayloadTooLargeError(
             "the image is %dx%d = %d pixels, more than the limit of %d pixels" % (width, height, width * height, max_image_pixels)
         )
+    # Some libraries (gluoncv) switch truncated-image loading on for the whole process: refuse them here.
+    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (IOError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise BadRequestError("the %s image cannot be decoded, it may be truncated (%s)" % (kind, error))
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     if pixels.size == 0:
         raise BadRequestError("the image is empty")
     return pixels

@@ -13,7 +13,12 @@ from . import codecs
 from .errors import ServingError
 from .network import LoadedNetwork, choose_context
 from .postprocess import detection_rows
-from .settings import CUSTOM_ATTRIBUTES_HEADER, HandlerLimits, RequestOptions, parse_custom_attributes
+from .settings import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    HandlerLimits,
+    RequestOptions,
+    parse_custom_attributes,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny exported models, their archives, and a real local endpoint serving one."""
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.tiny_models import export_tiny_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def random_images(count, height, width, seed=0):
+    """``(count, height, width, 3)`` uint8 noise images."""
+    return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_dir(tmp_path_factory):
+    return export_tiny_model(tmp_path_factory.mktemp("tiny-detector"), "detection")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory):
+    return export_tiny_model(tmp_path_factory.mktemp("tiny-classifier"), "classification")
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_archive(tiny_detector_dir, tmp_path_factory):
+    from deploy.package import package_model_dir
+
+    return package_model_dir(tiny_detector_dir, tmp_path_factory.mktemp("archive") / "model.tar.gz").archive
+
+
+class ServeProcess:
+    """``python -m deploy serve`` in a subprocess, as a user would run it."""
+
+    def __init__(self, model, port, extra_args=()):
+        from deploy.local_endpoint import free_port
+
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deploy", "serve", "--model", str(model), "--port", str(self.port), *extra_args],
+            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )
+        line = self.process.stdout.readline()
+        if not line.startswith("ready"):
+            self.process.kill()
+            raise RuntimeError("deploy serve did not start: %s %s" % (line, self.process.stderr.read()))
+
+    def post(self, body, content_type="application/x-npy", accept="application/json", headers=None):
+        all_headers = {"Content-Type": content_type, "Accept": accept}
+        all_headers.update(headers or {})
+        return requests.post(self.url + "/invocations", data=body, headers=all_headers, timeout=60)
+
+    def stop(self, timeout=30):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def detector_endpoint(tiny_detector_archive):
+    server = ServeProcess(tiny_detector_archive, None)
+    yield server
+    server.stop()
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
