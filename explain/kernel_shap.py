@@ -175,7 +175,9 @@ def solve_constrained_wls(coalitions: np.ndarray, weights: np.ndarray, outputs: 
     gram = weighted.T @ design  # (S, S)
     rhs = weighted.T @ (outputs - base_values[None, :])  # (S, T)
     num_features = design.shape[1]
-    gram = gram + np.eye(num_features) * 1e-12 * max(np.trace(gram), 1e-300)
+    # A tiny ridge keeps rank-deficient systems (two features never apart, as can happen in
+    # a bootstrap resample) at the minimum-norm split instead of an arbitrary one.
+    gram = gram + np.eye(num_features) * 1e-10 * max(np.trace(gram) / num_features, 1e-300)
     try:
         solved = np.linalg.solve(gram, np.column_stack([rhs, np.ones(num_features)]))
     except np.linalg.LinAlgError:

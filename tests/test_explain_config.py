@@ -1,0 +1,52 @@
+"""ExplainConfig validation: bad values raise ConfigError naming the field and allowed range."""
+
+import pytest
+
+from explain import ConfigError, ExplainConfig
+
+
+def test_defaults_follow_clarify():
+    config = ExplainConfig()
+    assert (config.num_samples, config.num_segments, config.segment_compactness) == (500, 20, 5.0)
+    assert (config.max_objects, config.iou_threshold, config.context) == (3, 0.5, 1.0)
+    assert config.probability_threshold == 0.5
+    assert config.baseline == "noise"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"task": "segmentation"}, "task must be one of detection, classification, got 'segmentation'"),
+    ({"num_samples": 3}, "num_samples must be in [4, 1000000], got 3"),
+    ({"num_samples": 50.5}, "num_samples must be an integer, got 50.5"),
+    ({"num_segments": 1}, "num_segments must be in [2, 1000], got 1"),
+    ({"segment_compactness": 0}, "segment_compactness must be > 0.0, got 0"),
+    ({"segment_compactness": float("nan")}, "segment_compactness must be a finite number"),
+    ({"baseline": "no/such/file.png"}, "baseline must be one of noise, mean, blur, black or a path"),
+    ({"baseline": ""}, "baseline must be one of noise, mean, blur, black"),
+    ({"max_objects": 0}, "max_objects must be in [1, 1000], got 0"),
+    ({"iou_threshold": 1.5}, "iou_threshold must be in [0.0, 1.0], got 1.5"),
+    ({"context": -0.1}, "context must be in [0.0, 1.0], got -0.1"),
+    ({"probability_threshold": 2}, "probability_threshold must be in [0.0, 1.0], got 2"),
+    ({"label_headers": ()}, "label_headers must be a non-empty tuple of non-empty strings"),
+    ({"label_headers": ("cat", "")}, "label_headers must be a non-empty tuple of non-empty strings"),
+    ({"labels": ("cat",)}, "labels selects classes to explain and is allowed only with task='classification'"),
+    ({"seed": -1}, "seed must be in [0, 9223372036854775807], got -1"),
+    ({"target_error": 0.0}, "target_error must be in (0.0, 1.0], got 0.0"),
+    ({"metrics": "yes"}, "metrics must be True or False, got 'yes'"),
+    ({"resize": 8}, "resize must be in [16, 8192], got 8"),
+    ({"batch_size": 0}, "batch_size must be in [1, 100000], got 0"),
+    ({"batch_size": True}, "batch_size must be an integer, got True"),
+])
+def test_bad_values_name_field_and_range(settings, message):
+    with pytest.raises(ConfigError) as raised:
+        ExplainConfig(**settings)
+    assert message in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_lists_become_tuples_and_baseline_file_is_accepted(tmp_path):
+    path = tmp_path / "baseline.png"
+    path.write_bytes(b"not read here")
+    config = ExplainConfig(task="classification", labels=["cat"], label_headers=["cat", "dog"],
+                           baseline=str(path))
+    assert config.labels == ("cat",) and config.label_headers == ("cat", "dog")
+    assert config.to_dict()["label_headers"] == ["cat", "dog"]

@@ -1,0 +1,65 @@
+"""Detection matching and target selection (same class, IoU threshold, best score, else 0)."""
+
+import numpy as np
+import pytest
+
+from explain.detection import (
+    box_iou,
+    match_scores,
+    select_classification_targets,
+    select_detection_targets,
+)
+from explain.errors import ConfigError
+
+TARGET = np.array([[2, 0.9, 0.1, 0.1, 0.5, 0.5]])
+
+
+@pytest.mark.parametrize("detections, expected", [
+    pytest.param([[2, 0.7, 0.1, 0.1, 0.5, 0.5]], 0.7, id="same class, same box"),
+    pytest.param([[2, 0.6, 0.12, 0.1, 0.5, 0.52]], 0.6, id="same class, IoU above"),
+    pytest.param([[2, 0.8, 0.3, 0.3, 0.7, 0.7]], 0.0, id="same class, IoU below"),
+    pytest.param([[1, 0.8, 0.1, 0.1, 0.5, 0.5]], 0.0, id="different class"),
+    pytest.param(np.zeros((0, 6)), 0.0, id="no detections"),
+    pytest.param([[2, 0.3, 0.1, 0.1, 0.5, 0.5], [2, 0.5, 0.11, 0.1, 0.5, 0.5],
+                  [1, 0.99, 0.1, 0.1, 0.5, 0.5]], 0.5, id="best matching score"),
+    pytest.param([[2, 0.8, 0.1, 0.1, 0.5, 0.3]], 0.8, id="IoU exactly at threshold"),
+])
+def test_matching_table(detections, expected):
+    scores = match_scores(TARGET, np.asarray(detections, dtype=np.float32), iou_threshold=0.5)
+    assert scores.shape == (1,)
+    assert scores[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_several_targets_matched_at_once():
+    targets = np.array([[0, 0.9, 0, 0, 0.5, 0.5], [1, 0.8, 0.5, 0.5, 1, 1]])
+    detections = np.array([[1, 0.4, 0.5, 0.5, 1, 1], [0, 0.7, 0, 0, 0.5, 0.5]])
+    np.testing.assert_allclose(match_scores(targets, detections, 0.5), [0.7, 0.4])
+
+
+def test_box_iou_vectorised():
+    boxes = np.array([[0, 0, 2, 2], [1, 1, 3, 3], [5, 5, 5, 5]], dtype=float)
+    iou = box_iou(boxes, boxes)
+    assert iou.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(iou), [1, 1, 0])
+    assert iou[0, 1] == pytest.approx(1 / 7)
+
+
+def test_targets_are_top_objects_above_threshold():
+    detections = np.array([[0, 0.4, 0, 0, 1, 1], [1, 0.95, 0, 0, 1, 1], [2, 0.6, 0, 0, 1, 1],
+                           [3, 0.8, 0, 0, 1, 1], [-1, 0.99, 0, 0, 1, 1]])
+    targets = select_detection_targets(detections, max_objects=2, probability_threshold=0.5)
+    np.testing.assert_array_equal(targets[:, 0], [1, 3])
+    assert len(select_detection_targets(detections, 3, 0.99)) == 0
+    assert len(select_detection_targets(np.zeros((0, 6)), 3, 0.5)) == 0
+
+
+def test_classification_targets():
+    probabilities = np.array([0.1, 0.7, 0.2])
+    assert select_classification_targets(probabilities).tolist() == [1]
+    headers = ("cat", "dog", "bird")
+    assert select_classification_targets(probabilities, ("bird", "cat"), headers).tolist() == [2, 0]
+    assert select_classification_targets(probabilities, ("2",)).tolist() == [2]
+    with pytest.raises(ConfigError, match="labels: 'fish' is not a known class; expected one of cat, dog, bird"):
+        select_classification_targets(probabilities, ("fish",), headers)
+    with pytest.raises(ConfigError, match=r"expected a class id in \[0, 2\]"):
+        select_classification_targets(probabilities, ("5",))
