@@ -1,0 +1,173 @@
+"""The explanation workflow end to end with in-process fake predictors (known answers)."""
+
+import numpy as np
+import pytest
+
+from explain import ExplainConfig, Explanation, PredictorError, explain_image
+from explain.baselines import make_baseline
+
+SIZE = 64
+SQUARE = (slice(20, 44), slice(24, 48))  # rows, columns of the red square
+
+
+def textured_image(seed=0, size=SIZE):
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size] / size
+    image = np.stack([120 + 80 * np.sin(6 * rows), 100 + 60 * np.cos(5 * cols),
+                      90 + 50 * rows * cols], axis=2)
+    return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+
+
+def red_square_scene(seed=0):
+    image = textured_image(seed)
+    image[SQUARE] = (230, 20, 20)
+    return image
+
+
+def red_square_detector(batch):
+    """Detects the red square (class 0) when at least 40% of its pixels are visible; the box is
+    the bounding box of the visible red pixels, the score the visible fraction. Also always
+    detects a constant class-1 object in the corner."""
+    outputs = []
+    for image in batch:
+        red = (image[..., 0] > 180) & (image[..., 1] < 60) & (image[..., 2] < 60)
+        region = red[SQUARE]
+        rows = [[1, 0.6, 0.0, 0.0, 0.1, 0.1]]
+        if region.mean() >= 0.4:
+            ys, xs = np.nonzero(region)
+            box = [xs.min() + 24, ys.min() + 20, xs.max() + 25, ys.max() + 21]
+            rows.insert(0, [0, region.mean(), box[0] / SIZE, box[1] / SIZE, box[2] / SIZE,
+                            box[3] / SIZE])
+        outputs.append(np.array(rows, dtype=np.float32))
+    return outputs
+
+
+def pixel_weights(seed=1, size=SIZE):
+    return np.random.default_rng(seed).normal(size=(size, size, 3))
+
+
+def additive_classifier(weights):
+    """Two 'probabilities' that are affine in the pixels: p0 = 0.5 + sum(w * x) / norm."""
+    norm = 255.0 * weights.size
+
+    def predict(batch):
+        scores = 0.5 + (batch.astype(np.float64) * weights).sum(axis=(1, 2, 3)) / norm
+        return [np.array([score, 1.0 - score], dtype=np.float64) for score in scores]
+
+    return predict, norm
+
+
+@pytest.mark.parametrize("baseline", ["black", "mean", "blur"])
+def test_model_additive_over_pixels_gives_exact_values(baseline):
+    image = textured_image()
+    weights = pixel_weights()
+    predict, norm = additive_classifier(weights)
+    config = ExplainConfig(task="classification", num_samples=200, num_segments=16,
+                           baseline=baseline, labels=("0", "1"))
+    explanation = explain_image(image, predict, config)
+    reference = make_baseline(image, baseline, np.random.default_rng(0))
+    contribution = ((image.astype(np.float64) - reference) * weights).sum(axis=2) / norm
+    exact = np.bincount(explanation.segments.ravel(), weights=contribution.ravel(),
+                        minlength=explanation.num_segments_used)
+    value_range = exact.max() - exact.min()
+    assert np.abs(explanation.shap_values[0] - exact).max() <= 1e-6 * value_range
+    assert np.abs(explanation.shap_values[1] + exact).max() <= 1e-6 * value_range
+    np.testing.assert_allclose(explanation.shap_values.sum(axis=1),
+                               explanation.predictions - explanation.base_values, atol=1e-12)
+    assert explanation.labels.tolist() == [0, 1]
+
+
+def test_noise_baseline_sums_to_prediction_minus_base_value():
+    image = textured_image()
+    predict, _ = additive_classifier(pixel_weights())
+    explanation = explain_image(image, predict, ExplainConfig(task="classification",
+                                                              num_samples=150))
+    unmasked = predict(image[None])[0]
+    assert explanation.labels.tolist() == [int(np.argmax(unmasked))]
+    np.testing.assert_allclose(explanation.predictions, unmasked[explanation.labels])
+    np.testing.assert_allclose(explanation.shap_values.sum(axis=1),
+                               explanation.predictions - explanation.base_values, atol=1e-12)
+
+
+def test_same_seed_same_values_for_any_batch_size():
+    image = red_square_scene()
+    results = [explain_image(image, red_square_detector,
+                             ExplainConfig(num_samples=120, num_segments=12, batch_size=size))
+               for size in (1, 7, 64)]
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].shap_values, other.shap_values)
+        np.testing.assert_array_equal(results[0].standard_errors, other.standard_errors)
+        assert other.model_calls == results[0].model_calls
+    different = explain_image(image, red_square_detector,
+                              ExplainConfig(num_samples=120, num_segments=12, seed=1))
+    assert not np.array_equal(results[0].shap_values, different.shap_values)
+
+
+def test_synthetic_detector_attributes_the_square():
+    image = red_square_scene()
+    calls = []
+    explanation = explain_image(image, red_square_detector,
+                                ExplainConfig(num_samples=300, num_segments=20),
+                                progress=calls.append)
+    assert isinstance(explanation, Explanation)
+    assert explanation.labels.tolist() == [0, 1]
+    np.testing.assert_allclose(explanation.boxes[0], [24 / 64, 20 / 64, 48 / 64, 44 / 64])
+    assert explanation.model_calls == sum(calls) == 1 + 300
+    values = explanation.shap_values[0]
+    segments = explanation.segments
+    inside = np.zeros(segments.shape, bool)
+    inside[SQUARE] = True
+    share_inside = (np.bincount(segments.ravel(), weights=inside.ravel())
+                    / np.bincount(segments.ravel()))
+    assert share_inside[np.argmax(values)] > 0.5
+    positive = np.clip(values, 0, None)
+    assert (positive * (share_inside > 0.5)).sum() > 0.8 * positive.sum()
+    np.testing.assert_allclose(values.sum(), explanation.predictions[0] - explanation.base_values[0],
+                               atol=1e-9)
+    # the constant corner object never changes: no attribution at all
+    assert np.abs(explanation.shap_values[1]).max() < 1e-9
+
+
+def test_context_below_one_explains_each_target_with_its_own_masked_set():
+    image = red_square_scene()
+    config = ExplainConfig(num_samples=100, num_segments=12, context=0.0)
+    explanation = explain_image(image, red_square_detector, config)
+    assert explanation.model_calls == 1 + 2 * 100
+    np.testing.assert_allclose(explanation.shap_values.sum(axis=1),
+                               explanation.predictions - explanation.base_values, atol=1e-9)
+
+
+def test_no_target_above_threshold():
+    def weak_detector(batch):
+        return [np.array([[0, 0.3, 0.1, 0.1, 0.5, 0.5]], np.float32) for _ in batch]
+
+    explanation = explain_image(red_square_scene(), weak_detector, ExplainConfig(num_samples=50))
+    assert explanation.shap_values.shape == (0, explanation.num_segments_used)
+    assert explanation.model_calls == 1
+
+
+def test_metrics_are_computed_and_counted():
+    config = ExplainConfig(num_samples=100, num_segments=10, metrics=True, max_objects=1)
+    explanation = explain_image(red_square_scene(), red_square_detector, config)
+    segments_used = explanation.num_segments_used
+    assert explanation.model_calls == 1 + 100 + 2 * (segments_used + 1)
+    metrics = explanation.metrics[0]
+    assert metrics["insertion_auc"] > metrics["deletion_auc"]
+
+
+def test_resize_long_side():
+    config = ExplainConfig(task="classification", num_samples=50, resize=32)
+    predict, _ = additive_classifier(pixel_weights(size=32))
+    explanation = explain_image(textured_image(), predict, config)
+    assert explanation.segments.shape == (32, 32)
+
+
+@pytest.mark.parametrize("predict, message", [
+    (lambda batch: [], "predictor returned 0 results for a batch of 1 images"),
+    (lambda batch: [np.zeros((2, 5))] * len(batch), "expected (D, 6) rows"),
+    (lambda batch: 1 / 0, "predictor failed on a batch of 1 images: ZeroDivisionError"),
+])
+def test_bad_predictor_answers_raise_predictor_error(predict, message):
+    with pytest.raises(PredictorError) as raised:
+        explain_image(red_square_scene(), predict, ExplainConfig(num_samples=20))
+    assert message in str(raised.value)

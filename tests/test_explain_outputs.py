@@ -1,0 +1,106 @@
+"""Files written by explain_images: Clarify names, npz arrays, report.html, analysis.json."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explain import ExplainConfig, ExplainError, explain_images
+from tests.test_explain_explainer import (
+    additive_classifier,
+    pixel_weights,
+    red_square_detector,
+    red_square_scene,
+    textured_image,
+)
+
+
+@pytest.fixture
+def scene_files(tmp_path):
+    paths = []
+    for index in range(2):
+        path = tmp_path / "in" / f"scene-{index}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(red_square_scene(seed=index)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_detection_outputs(tmp_path, scene_files):
+    out_dir = tmp_path / "out"
+    config = ExplainConfig(num_samples=80, num_segments=12, metrics=True)
+    summary = explain_images(scene_files, red_square_detector, config, out_dir, progress=False,
+                             label_headers=["square", "corner"])
+    names = {path.name for path in out_dir.iterdir()}
+    jpegs = []
+    for stem in ("scene-0", "scene-1"):
+        jpegs += [f"shap_{stem}_box1_object.jpeg", f"shap_{stem}_box2_object.jpeg",
+                  f"{stem}_objects.jpeg"]
+        assert f"{stem}_shap.npz" in names
+    assert set(jpegs) <= names and {"report.html", "analysis.json"} <= names
+    for name in jpegs:
+        with Image.open(out_dir / name) as opened:
+            assert opened.format == "JPEG"
+
+    arrays = np.load(out_dir / "scene-0_shap.npz")
+    num_segments = summary["images"][0]["num_segments_used"]
+    assert arrays["segments"].shape == (64, 64) and arrays["segments"].dtype == np.int32
+    assert arrays["segments"].max() + 1 == num_segments
+    assert arrays["shap_values"].shape == (2, num_segments)
+    assert arrays["shap_values"].dtype == np.float64
+    assert arrays["standard_errors"].shape == (2, num_segments)
+    assert arrays["base_values"].shape == arrays["predictions"].shape == (2,)
+    assert arrays["labels"].tolist() == [0, 1] and arrays["labels"].dtype.kind == "i"
+    assert arrays["boxes"].shape == (2, 4)
+    assert int(arrays["model_calls"]) == summary["images"][0]["model_calls"]
+    np.testing.assert_allclose(arrays["shap_values"].sum(axis=1),
+                               arrays["predictions"] - arrays["base_values"], atol=1e-9)
+
+    report = (out_dir / "report.html").read_text()
+    for name in jpegs:
+        assert f'src="{name}"' in report
+    assert "square" in report and "insertion AUC" in report
+
+    analysis = json.loads((out_dir / "analysis.json").read_text())
+    assert analysis == json.loads(json.dumps(summary))
+    assert analysis["settings"]["num_samples"] == 80
+    assert analysis["settings"]["label_headers"] == ["square", "corner"]
+    first = analysis["images"][0]
+    assert first["targets"][0]["label"] == "square"
+    assert first["targets"][0]["sum_of_values"] == pytest.approx(
+        first["targets"][0]["prediction"] - first["targets"][0]["base_value"])
+    assert {"segmentation_s", "shap_s", "total_s", "render_s"} <= set(first["timings"])
+    assert analysis["totals"]["model_calls"] == sum(item["model_calls"]
+                                                    for item in analysis["images"])
+
+
+def test_classification_outputs_and_duplicate_stems(tmp_path):
+    predict, _ = additive_classifier(pixel_weights())
+    paths = []
+    for folder in ("a", "b"):
+        path = tmp_path / folder / "photo.jpg"
+        path.parent.mkdir()
+        Image.fromarray(textured_image()).save(path)
+        paths.append(path)
+    out_dir = tmp_path / "out"
+    config = ExplainConfig(task="classification", num_samples=40, label_headers=("cat", "dog"))
+    summary = explain_images(paths, predict, config, out_dir, progress=False)
+    names = {path.name for path in out_dir.iterdir()}
+    assert {"shap_photo.jpeg", "shap_photo_2.jpeg", "photo_shap.npz", "photo_2_shap.npz"} <= names
+    arrays = np.load(out_dir / "photo_shap.npz")
+    assert "boxes" not in arrays
+    assert arrays["shap_values"].shape[0] == 1
+    report = (out_dir / "report.html").read_text()
+    assert 'src="shap_photo.jpeg"' in report and 'src="shap_photo_2.jpeg"' in report
+    assert summary["images"][0]["targets"][0]["box"] is None
+
+
+def test_missing_and_unreadable_images(tmp_path):
+    with pytest.raises(ExplainError, match="image file\\(s\\) not found: .*nope.png"):
+        explain_images([tmp_path / "nope.png"], red_square_detector, ExplainConfig(), tmp_path,
+                       progress=False)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"garbage")
+    with pytest.raises(ExplainError, match="cannot read image .*broken.png"):
+        explain_images([broken], red_square_detector, ExplainConfig(), tmp_path, progress=False)
