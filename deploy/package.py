@@ -70,18 +70,16 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
             % (zoo_name, error)
         )
     if not pretrained:
-        net.initialize(mx.init.Xavier(), force_reinit=True)
+        net.initialize(mx.init.Xavier())
+        net(mx.nd.zeros((1, 3, 64, 64)))  # materialise deferred shapes: reset_class copies parameters
     zoo_classes = list(getattr(net, "classes", []) or [])
     if classes:
         if not hasattr(net, "reset_class"):
             raise PackageError("--classes needs a detector with reset_class; %r has none" % zoo_name)
         unknown = [name for name in classes if name not in zoo_classes]
-        if unknown and pretrained:
+        if unknown:
             raise PackageError("classes %s are not among %s's classes" % (", ".join(unknown), zoo_name))
-        reuse = [name for name in classes if name in zoo_classes]
-        net.reset_class(list(classes), reuse_weights=reuse or None)
-        if not pretrained:
-            net.initialize(mx.init.Xavier(), force_reinit=True)
+        net.reset_class(list(classes), reuse_weights=list(classes))
         zoo_classes = list(classes)
     short_side, max_size = preset_for(zoo_name)
     net.hybridize()
