@@ -199,6 +199,12 @@ class _RemotePredictor:
 
     @property
     def description(self) -> str:
+        """Names the endpoint in messages, e.g. ``endpoint http://127.0.0.1:8080/invocations``."""
+        raise NotImplementedError
+
+    @property
+    def endpoint_id(self) -> str:
+        """The endpoint as the CLI names it: a URL or ``sagemaker:NAME``."""
         raise NotImplementedError
 
     def _invoke(self, body: bytes) -> tuple[bytes, str]:
@@ -208,7 +214,7 @@ class _RemotePredictor:
     @property
     def stats(self) -> dict:
         """Counters so far plus the transport settings (JSON-serialisable)."""
-        return {"transport": self.transport_name, "endpoint": self.description,
+        return {"transport": self.transport_name, "endpoint": self.endpoint_id,
                 "content_type": self.transport.content_type, "accept": self.transport.accept,
                 "max_payload_bytes": self.transport.max_payload_bytes,
                 "concurrency": self.transport.concurrency, **self._stats.snapshot()}
@@ -262,7 +268,7 @@ class _RemotePredictor:
                 self._stats.add(failed_requests=1)
                 if attempt + 1 == attempts:
                     raise PredictorError(
-                        f"{self.description} failed {attempts} times, last: {error}; check that the "
+                        f"{self.description} failed after {attempts} attempt(s), last: {error}; check that the "
                         "endpoint is up, or lower --concurrency if it is overloaded") from None
                 delay = min(self.transport.backoff_max, self.transport.backoff_base * 2 ** attempt)
                 delay *= self._random.uniform(0.5, 1.0)
@@ -311,6 +317,10 @@ class HttpPredictor(_RemotePredictor):
     @property
     def description(self) -> str:
         return f"endpoint {self.client.url}"
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.client.url
 
     def _invoke(self, body: bytes) -> tuple[bytes, str]:
         try:
@@ -380,6 +390,10 @@ class SageMakerPredictor(_RemotePredictor):
     @property
     def description(self) -> str:
         return f"SageMaker endpoint {self.endpoint_name}"
+
+    @property
+    def endpoint_id(self) -> str:
+        return f"{SAGEMAKER_PREFIX}{self.endpoint_name}"
 
     def _invoke(self, body: bytes) -> tuple[bytes, str]:
         from botocore.exceptions import (
@@ -482,6 +496,12 @@ class InProcessPredictor:
     @property
     def description(self) -> str:
         return f"model {self._source}"
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names from the model's model.json, when the handler exposes them."""
+        classes = getattr(getattr(self.model, "spec", None), "classes", None)
+        return list(classes) if classes else None
 
     @property
     def stats(self) -> dict:

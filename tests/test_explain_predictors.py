@@ -296,7 +296,7 @@ def test_retries_503_then_succeeds(detection_endpoint):
 def test_gives_up_after_max_retries(detection_endpoint):
     detection_endpoint.fail_first = 100
     predictor = HttpPredictor(detection_endpoint.url, "detection", max_retries=2, backoff_base=0.001)
-    with pytest.raises(PredictorError, match=r"failed 3 times, last: .*HTTP 503.*No worker is available"):
+    with pytest.raises(PredictorError, match=r"failed after 3 attempt\(s\), last: .*HTTP 503.*No worker is available"):
         predictor(random_batch(1))
     assert len(detection_endpoint.requests) == 3
 
@@ -328,7 +328,7 @@ def test_timeout_is_retried_then_reported(detection_endpoint):
     predictor = HttpPredictor(detection_endpoint.url, "detection", timeout=0.2, max_retries=1,
                               backoff_base=0.001)
     started = time.monotonic()
-    with pytest.raises(PredictorError, match=r"failed 2 times, last: .*no response from .* within 0.2 s"):
+    with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*no response from .* within 0.2 s"):
         predictor(random_batch(1))
     assert time.monotonic() - started < 1.4
     assert predictor.stats["retries"] == 1
@@ -338,7 +338,7 @@ def test_connection_refused_is_retried_then_reported():
     with FakeEndpoint() as endpoint:
         url = endpoint.url
     predictor = HttpPredictor(url, "detection", max_retries=1, backoff_base=0.001)
-    with pytest.raises(PredictorError, match=r"failed 2 times, last: .*cannot connect to"):
+    with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*cannot connect to"):
         predictor(random_batch(1))
 
 

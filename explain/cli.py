@@ -1,0 +1,218 @@
+"""Command line: python -m explain --endpoint ENDPOINT --task TASK --out DIR IMAGE..."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from .clarify_config import read_clarify_config
+from .config import BUILTIN_BASELINES, TASKS, ExplainConfig
+from .errors import ConfigError, ExplainError
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CONTENT_TYPES = ("application/x-npy", "image/jpeg", "image/png")
+ACCEPT_TYPES = ("application/json", "application/x-npy")
+_CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
+_TRANSPORT_OPTIONS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries", "timeout")
+
+
+class NameList(click.ParamType):
+    """``a,b,c`` or a file with one name per line -> ('a', 'b', 'c')."""
+
+    name = "FILE|a,b,c"
+
+    def __init__(self, allow_file: bool) -> None:
+        self.allow_file = allow_file
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        path = Path(value)
+        if self.allow_file and path.is_file():
+            try:
+                names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            except (OSError, UnicodeDecodeError) as error:
+                self.fail(f"cannot read {value!r}: {error}", param, ctx)
+            names = [name for name in names if name]
+        else:
+            names = [name.strip() for name in value.split(",")]
+        if not names or not all(names):
+            self.fail(f"expected comma-separated non-empty names{' or a file' if self.allow_file else ''}, "
+                      f"got {value!r}", param, ctx)
+        return tuple(names)
+
+
+class Baseline(click.ParamType):
+    """One of the built-in baselines or an existing image file."""
+
+    name = "|".join(BUILTIN_BASELINES) + "|PATH"
+
+    def convert(self, value, param, ctx):
+        if value in BUILTIN_BASELINES or Path(value).is_file():
+            return value
+        self.fail(f"must be one of {', '.join(BUILTIN_BASELINES)} or an existing image file; "
+                  f"{value!r} is neither", param, ctx)
+
+
+def _load_clarify_config(ctx: click.Context, param: click.Parameter, value):
+    """Eager callback: the Clarify config's values become defaults that explicit options override."""
+    if value is None:
+        return None
+    try:
+        settings = read_clarify_config(value)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    return value
+
+
+def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list[Path]:
+    """IMAGE arguments: files as given, directories searched recursively for jpg/jpeg/png."""
+    paths: list[Path] = []
+    for value in values:
+        path = Path(value)
+        if path.is_dir():
+            found = sorted(item for item in path.rglob("*")
+                           if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise click.BadParameter(f"no {'/'.join(IMAGE_SUFFIXES)} files in directory {value!r}",
+                                         ctx, param)
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
+
+
+def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | None:
+    """The CLI option a ConfigError message is about (messages start with the field name)."""
+    first_word = str(error).split(" ", 1)[0].rstrip(":,")
+    for param in ctx.command.params:
+        if param.name == first_word:
+            return param
+    return None
+
+
+@click.command(context_settings={"auto_envvar_prefix": "EXPLAIN", "help_option_names": ["-h", "--help"],
+                                 "show_default": True, "max_content_width": 100})
+@click.argument("images", nargs=-1, required=True, callback=_collect_images,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--clarify-config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
+              expose_value=False, callback=_load_clarify_config,
+              help="Clarify analysis_config.json; its values are defaults that explicit options override.")
+@click.option("--endpoint", required=True, show_envvar=True,
+              help="http(s)://HOST:PORT, sagemaker:ENDPOINT_NAME, a model directory or a model.tar.gz.")
+@click.option("--task", type=click.Choice(TASKS), required=True, show_envvar=True,
+              help="What the model predicts.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              envvar="EXPLAIN_OUT", show_envvar=True, help="Directory for the images, analysis.json and report.html.")
+@click.option("--num-samples", type=int, default=500,
+              help="Model evaluations of masked images per image (Kernel SHAP samples).")
+@click.option("--num-segments", type=int, default=20, help="Approximate number of SLIC superpixels.")
+@click.option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
+@click.option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
+              help="What replaces a hidden superpixel: a built-in baseline or an image file.")
+@click.option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")
+@click.option("--iou-threshold", type=float, default=0.5,
+              help="Detection: IoU a masked image's box needs to count as the same object.")
+@click.option("--context", type=float, default=1.0,
+              help="Detection: share of the image outside the box that takes part (0..1).")
+@click.option("--probability-threshold", type=float, default=0.5,
+              help="Detection: explain objects scored at least this.")
+@click.option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",
+              help="Class names: a file with one per line, or a,b,c.  [default: from the model if known]")
+@click.option("--labels", type=NameList(allow_file=False), default=None, metavar="a,b,c",
+              help="Classification: class names or ids to explain, a,b,c.  [default: the top class]")
+@click.option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")
+@click.option("--target-error", type=float, default=None,
+              help="Stop sampling early once every standard error is below this share of the "
+                   "output's range (0..1].  [default: use all --num-samples]")
+@click.option("--metrics", is_flag=True, default=False, help="Also compute faithfulness metrics.")
+@click.option("--resize", type=int, default=None,
+              help="Resize images so the long side has this many pixels before explaining.")
+@click.option("--content-type", type=click.Choice(CONTENT_TYPES), default="application/x-npy",
+              help="Request encoding; jpeg and png carry one image per request.")
+@click.option("--accept", type=click.Choice(ACCEPT_TYPES), default="application/json",
+              help="Response encoding.")
+@click.option("--max-payload-bytes", type=int, default=6_291_456,
+              help="Largest request body (SageMaker's real-time limit).")
+@click.option("--concurrency", type=int, default=4, help="Requests in flight at most.")
+@click.option("--max-retries", type=int, default=5,
+              help="Retries of a request after a connection error, timeout, 429 or 5xx.")
+@click.option("--timeout", type=float, default=70.0, help="Seconds to wait for one response.")
+@click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars on stderr.")
+@click.pass_context
+def main(ctx: click.Context, images: list[Path], endpoint: str, task: str, out_dir: Path, quiet: bool,
+         **options) -> None:
+    """Explain an image model's predictions with Kernel SHAP over superpixels.
+
+    IMAGE... are image files or directories (searched for .jpg, .jpeg, .png). Results go
+    into --out: per image shap_<stem>_box<k>_object.jpeg and <stem>_objects.jpeg (detection)
+    or shap_<stem>.jpeg (classification), <stem>_shap.npz, and analysis.json and
+    report.html for the run. Every option can also be set as EXPLAIN_<OPTION>
+    (e.g. EXPLAIN_NUM_SAMPLES=200).
+    """
+    from .predictors import make_predictor
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config_fields = {name: value for name, value in options.items() if name in _CONFIG_FIELDS}
+    transport = {name: options[name] for name in _TRANSPORT_OPTIONS}
+    try:
+        config = ExplainConfig(task=task, **config_fields)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
+    try:
+        predictor = make_predictor(endpoint, task, **transport)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, _option_for(ctx, error) or _option_named(ctx, "endpoint")) from None
+    except ExplainError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        label_headers = None
+        if config.label_headers is None:
+            label_headers = getattr(predictor, "class_names", None)
+        summary = explain_and_record(images, predictor, config, out_dir, not quiet, label_headers)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
+    except ExplainError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        predictor.close()
+    click.echo(_summary_text(summary, out_dir))
+
+
+def _option_named(ctx: click.Context, name: str) -> click.Parameter:
+    return next(param for param in ctx.command.params if param.name == name)
+
+
+def explain_and_record(images, predictor, config, out_dir: Path, progress: bool, label_headers) -> dict:
+    """Run explain_images and add the predictor's request counters to analysis.json."""
+    from .explainer import explain_images
+    from .report import write_analysis
+
+    summary = explain_images(images, predictor, config, out_dir, progress=progress,
+                             label_headers=label_headers)
+    stats = getattr(predictor, "stats", None)
+    if stats is not None:
+        summary["predictor"] = stats
+        write_analysis(summary, Path(out_dir) / "analysis.json")
+    return summary
+
+
+def _summary_text(summary: dict, out_dir: Path) -> str:
+    """A few lines for stdout: totals, the predictor's counters, where the results are."""
+    totals = summary.get("totals", {})
+    lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
+             f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
+    stats = summary.get("predictor")
+    if stats:
+        lines.append(f"{stats['transport']} {stats['endpoint']}: {stats['requests']} request(s), "
+                     f"{stats['retries']} retries, {stats['bytes_sent']} bytes sent")
+    lines.append(f"results in {out_dir} (report: {Path(out_dir) / 'report.html'})")
+    return "\n".join(lines)

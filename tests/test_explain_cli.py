@@ -1,0 +1,214 @@
+"""python -m explain: usage errors (exit 2), failures (exit 1), and runs against the in-test endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from explain.cli import main
+from tests.test_explain_predictors import FakeEndpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def image_dir(tmp_path) -> Path:
+    """Two 40x48 PNG scenes whose red channel is bright (the fake detector scores it ~0.8)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        image = np.zeros((40, 48, 3), dtype=np.uint8)
+        image[..., 0] = 200 + rng.integers(0, 40, size=(40, 48))
+        image[:, 24:, 1] = 120
+        image[20:, :, 2] = 60 * index
+        Image.fromarray(image).save(folder / f"scene{index}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def run_cli(args, env=None):
+    runner = CliRunner()
+    return runner.invoke(main, [str(arg) for arg in args], env=env, prog_name="python -m explain")
+
+
+FAST = ["--num-samples", "16", "--num-segments", "4", "--quiet"]
+
+
+def base_args(image_dir, tmp_path, endpoint="http://127.0.0.1:9", task="detection"):
+    return ["--endpoint", endpoint, "--task", task, "--out", tmp_path / "out", image_dir]
+
+
+BAD_PARAMETERS = [
+    (["--task", "segmentation"], "Invalid value for '--task': 'segmentation' is not one of 'detection', 'classification'."),
+    (["--num-samples", "2"], "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 2"),
+    (["--num-samples", "many"], "Invalid value for '--num-samples': 'many' is not a valid integer."),
+    (["--num-segments", "1"], "Invalid value for '--num-segments': num_segments must be in [2, 1000], got 1"),
+    (["--segment-compactness", "0"], "Invalid value for '--segment-compactness': segment_compactness must be > 0.0, got 0.0"),
+    (["--baseline", "nowhere.png"],
+     "Invalid value for '--baseline': must be one of noise, mean, blur, black or an existing image file; 'nowhere.png' is neither"),
+    (["--max-objects", "0"], "Invalid value for '--max-objects': max_objects must be in [1, 1000], got 0"),
+    (["--iou-threshold", "1.5"], "Invalid value for '--iou-threshold': iou_threshold must be in [0.0, 1.0], got 1.5"),
+    (["--context", "-0.1"], "Invalid value for '--context': context must be in [0.0, 1.0], got -0.1"),
+    (["--probability-threshold", "2"],
+     "Invalid value for '--probability-threshold': probability_threshold must be in [0.0, 1.0], got 2.0"),
+    (["--labels", "cat"],
+     "Invalid value for '--labels': labels selects classes to explain and is allowed only with task='classification'"),
+    (["--label-headers", "a,,b"], "Invalid value for '--label-headers': expected comma-separated non-empty names or a file"),
+    (["--target-error", "0"], "Invalid value for '--target-error': target_error must be in (0.0, 1.0], got 0.0"),
+    (["--resize", "4"], "Invalid value for '--resize': resize must be in [16, 8192], got 4"),
+    (["--content-type", "image/gif"], "Invalid value for '--content-type': 'image/gif' is not one of"),
+    (["--accept", "text/csv"], "Invalid value for '--accept': 'text/csv' is not one of"),
+    (["--max-payload-bytes", "10"],
+     "Invalid value for '--max-payload-bytes': max_payload_bytes must be an integer in [1024, 2147483648], got 10"),
+    (["--concurrency", "0"], "Invalid value for '--concurrency': concurrency must be an integer in [1, 256], got 0"),
+    (["--timeout", "0"], "Invalid value for '--timeout': timeout must be a finite number of seconds > 0, got 0.0"),
+    (["--endpoint", "ftp://host/model"],
+     "Invalid value for '--endpoint': endpoint 'ftp://host/model' is neither an http(s):// URL, sagemaker:ENDPOINT_NAME"),
+    (["--endpoint", "sagemaker:bad_name"],
+     "Invalid value for '--endpoint': SageMaker endpoint name must be 1-63 letters, digits or hyphens, got 'bad_name'"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_PARAMETERS)
+def test_bad_parameters_exit_2_with_the_message(extra, message, image_dir, tmp_path):
+    result = run_cli(base_args(image_dir, tmp_path) + extra)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "Missing argument 'IMAGES...'"),
+    (["--task", "detection", "--out", "o", "x.png"], "Missing option '--endpoint'"),
+    (["--endpoint", "http://h", "--out", "o", "x.png"], "Missing option '--task'"),
+    (["--endpoint", "http://h", "--task", "detection", "x.png"], "Missing option '--out'"),
+    (["--endpoint", "http://h", "--task", "detection", "--out", "o", "missing.png"],
+     "Invalid value for 'IMAGES...': Path 'missing.png' does not exist."),
+])
+def test_missing_arguments_exit_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.png").write_bytes(b"")
+    result = run_cli(args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_directory_without_images_is_a_usage_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli(base_args(empty, tmp_path))
+    assert result.exit_code == 2
+    assert "Invalid value for 'IMAGES...': no .jpg/.jpeg/.png files in directory" in result.output
+
+
+def test_environment_variables_are_fallbacks(image_dir, tmp_path):
+    env = {"EXPLAIN_ENDPOINT": "http://127.0.0.1:9", "EXPLAIN_TASK": "detection",
+           "EXPLAIN_OUT": str(tmp_path / "out"), "EXPLAIN_NUM_SAMPLES": "3"}
+    result = run_cli([image_dir], env=env)
+    assert result.exit_code == 2
+    assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+
+
+def test_bad_clarify_config_is_a_usage_error(image_dir, tmp_path):
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps({"methods": {"shap": {"image_config": {"model_type": "SEGMENTATION"}}}}))
+    result = run_cli(["--clarify-config", config] + base_args(image_dir, tmp_path))
+    assert result.exit_code == 2
+    assert ("Invalid value for '--clarify-config': methods.shap.image_config.model_type must be "
+            "IMAGE_CLASSIFICATION or OBJECT_DETECTION, got 'SEGMENTATION'") in " ".join(result.output.split())
+
+
+def test_help_states_defaults_and_environment_variables():
+    result = run_cli(["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for expected in ("[default: 500]", "[default: 20]", "[default: 5.0]", "[default: noise]",
+                     "[default: 3]", "[default: 0.5]", "[default: 1.0]", "[default: 6291456]",
+                     "[default: 4]", "EXPLAIN_ENDPOINT"):
+        assert expected in text
+
+
+# --------------------------------------------------------------------------------------
+# End to end against the in-test HTTP endpoint
+# --------------------------------------------------------------------------------------
+
+def test_explains_a_directory_against_the_http_endpoint(image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST + ["--concurrency", "2"])
+        requests_seen = len(endpoint.requests)
+        url = endpoint.url
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert "explained 2 image(s)" in result.stdout
+    assert f"results in {out}" in result.stdout
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["predictor"]["transport"] == "http"
+    assert analysis["predictor"]["endpoint"] == f"{url}/invocations"
+    assert f"http {url}/invocations: {requests_seen} request(s), 0 retries" in result.stdout
+    assert analysis["predictor"]["requests"] == requests_seen > 0
+    assert analysis["predictor"]["retries"] == 0
+    assert analysis["settings"]["num_samples"] == 16
+    for stem in ("scene0", "scene1"):
+        assert (out / f"shap_{stem}_box1_object.jpeg").is_file()
+        assert (out / f"{stem}_objects.jpeg").is_file()
+    assert (out / "report.html").is_file()
+
+
+def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        config = tmp_path / "analysis_config.json"
+        config.write_text(json.dumps({
+            "probability_threshold": 0.6,
+            "methods": {"shap": {"num_samples": 12, "baseline": "black", "seed": 3,
+                                 "image_config": {"model_type": "OBJECT_DETECTION", "num_segments": 4,
+                                                  "max_objects": 1}}},
+            "predictor": {"content_type": "image/png", "accept_type": "application/json"},
+        }))
+        result = run_cli(["--clarify-config", config, "--endpoint", endpoint.url, "--out", tmp_path / "out",
+                          "--num-samples", "20", "--quiet", image_dir / "scene0.png"])
+        content_types = {request["content_type"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
+    assert settings["task"] == "detection"
+    assert settings["num_samples"] == 20  # the option overrides the config's 12
+    assert (settings["max_objects"], settings["seed"], settings["baseline"]) == (1, 3, "black")
+    assert settings["probability_threshold"] == 0.6
+    assert content_types == {"image/png"}
+
+
+def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_status = 400
+        endpoint.fail_message = "expected (N, H, W, 3) uint8"
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: endpoint {endpoint.url}/invocations rejected the request with HTTP 400: "
+        "expected (N, H, W, 3) uint8")
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
+    with FakeEndpoint() as endpoint:
+        url = endpoint.url
+    result = run_cli(base_args(image_dir, tmp_path, url) + FAST + ["--max-retries", "0"])
+    assert result.exit_code == 1
+    assert "Error: endpoint " in result.stderr and "failed after 1 attempt(s), last:" in result.stderr
+    assert "cannot connect to" in result.stderr and "Traceback" not in result.output
+
+
+def test_python_dash_m_explain_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "explain", "--task", "detection"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Usage: python -m explain" in result.stderr and "Missing argument 'IMAGES...'" in result.stderr
