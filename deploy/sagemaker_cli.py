@@ -1,0 +1,314 @@
+"""`deploy sagemaker`: click commands up, down, status, list and invoke over deploy.sagemaker_endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import DEFAULT_INSTANCE_TYPE, DEFAULT_PREFIX, LOG_LEVELS, Autoscale, DeployConfig
+from .errors import DeployConfigError, DeployError
+
+__all__ = ["sagemaker"]
+
+logger = logging.getLogger(__name__)
+
+_REGION_ENV = ["AWS_DEFAULT_REGION", "AWS_REGION"]
+_BOX_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
+
+
+def _usage_error(error: DeployConfigError) -> click.BadParameter:
+    return click.BadParameter(f"{error.value!r}: {error.allowed}", param_hint=f"'{error.option}'")
+
+
+def _region(region: str | None) -> str:
+    """``--region``, else AWS_DEFAULT_REGION / AWS_REGION (click), else the AWS config file."""
+    if region:
+        return region
+    import boto3
+
+    region = boto3.Session().region_name
+    if not region:
+        raise click.BadParameter(
+            "no region: give --region or set AWS_DEFAULT_REGION / AWS_REGION",
+            param_hint="'--region'",
+        )
+    return region
+
+
+def _clients(ctx: click.Context, region: str, endpoint_url: str | None) -> Any:
+    """Clients built from ``ctx.obj`` when a caller injected a boto3 session there."""
+    import boto3
+
+    from .sagemaker_endpoint import AwsClients
+
+    return AwsClients.create(region, endpoint_url, boto_session=ctx.find_object(boto3.Session))
+
+
+def _progress(started: float):
+    def echo(message: str) -> None:
+        click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
+
+    return echo
+
+
+def _fail(error: DeployError) -> click.ClickException:
+    return click.ClickException(" ".join(str(error).split()))
+
+
+def _common_aws_options(function):
+    function = click.option(
+        "--endpoint-url", envvar="CLEARSIGHT_AWS_ENDPOINT_URL", default=None,
+        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS. "
+             "Env: CLEARSIGHT_AWS_ENDPOINT_URL.",
+    )(function)
+    function = click.option(
+        "--region", envvar=_REGION_ENV, default=None,
+        help="AWS region. Default: env AWS_DEFAULT_REGION, then AWS_REGION, then ~/.aws/config.",
+    )(function)
+    return function
+
+
+_name_option = click.option(
+    "--name", required=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
+    help="Endpoint name: 1-63 letters, digits, hyphens. Env: CLEARSIGHT_ENDPOINT_NAME.",
+)
+
+
+@click.group(name="sagemaker")
+def sagemaker() -> None:
+    """Deploy model.tar.gz archives to SageMaker real-time endpoints (MXNet 1.9.0 image).
+
+    Endpoints are billed per instance-hour until `down` deletes them.
+    """
+    # The SDK logs where it looked for its config file at INFO; that is noise here.
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+
+
+@sagemaker.command()
+@click.option("--model", "model_path", required=True, envvar="CLEARSIGHT_MODEL",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="model.tar.gz written by `deploy package`. Env: CLEARSIGHT_MODEL.")
+@_name_option
+@click.option("--instance-type", default=DEFAULT_INSTANCE_TYPE, show_default=True,
+              envvar="CLEARSIGHT_INSTANCE_TYPE",
+              help="SageMaker instance type (ml.*). Env: CLEARSIGHT_INSTANCE_TYPE.")
+@click.option("--instance-count", default=1, show_default=True, type=int,
+              envvar="CLEARSIGHT_INSTANCE_COUNT",
+              help="Initial number of instances. Env: CLEARSIGHT_INSTANCE_COUNT.")
+@click.option("--role", envvar="SAGEMAKER_ROLE", default=None,
+              help="IAM role ARN SageMaker assumes to pull the image and model data. "
+                   "Required. Env: SAGEMAKER_ROLE.")
+@click.option("--bucket", envvar="CLEARSIGHT_S3_BUCKET", default=None,
+              help="S3 bucket for the model data. Default: sagemaker-<region>-<account> "
+                   "(created when missing). Env: CLEARSIGHT_S3_BUCKET.")
+@click.option("--prefix", envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
+              show_default=True, help="S3 key prefix. Env: CLEARSIGHT_S3_PREFIX.")
+@_common_aws_options
+@click.option("--workers", default=1, show_default=True, type=int,
+              envvar="CLEARSIGHT_MODEL_SERVER_WORKERS",
+              help="Model server workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS); one per "
+                   "GPU is usual. Env: CLEARSIGHT_MODEL_SERVER_WORKERS.")
+@click.option("--server-timeout", default=60, show_default=True, type=int,
+              envvar="CLEARSIGHT_MODEL_SERVER_TIMEOUT",
+              help="SAGEMAKER_MODEL_SERVER_TIMEOUT of the container. "
+                   "Env: CLEARSIGHT_MODEL_SERVER_TIMEOUT.")
+@click.option("--log-level", default="INFO", show_default=True, envvar="CLEARSIGHT_CONTAINER_LOG_LEVEL",
+              type=click.Choice(list(LOG_LEVELS)),
+              help="Container log level. Env: CLEARSIGHT_CONTAINER_LOG_LEVEL.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until InService, then send one inference (failures roll back).")
+@click.option("--autoscale", default=None, envvar="CLEARSIGHT_AUTOSCALE", metavar="MIN:MAX:TARGET",
+              help="Target tracking on invocations per instance per minute, e.g. 1:4:100. "
+                   "Default: no autoscaling (kept as it was on an update). Env: CLEARSIGHT_AUTOSCALE.")
+@click.option("--poll-seconds", default=15.0, show_default=True, type=float,
+              envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
+@click.pass_context
+def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, instance_count: int,
+       role: str | None, bucket: str | None, prefix: str, region: str | None,
+       endpoint_url: str | None, workers: int, server_timeout: int, log_level: str, wait: bool,
+       autoscale: str | None, poll_seconds: float) -> None:
+    """Create endpoint NAME from a model.tar.gz, or update it in place if it exists.
+
+    Uploads the archive (skipped when S3 holds the same sha256), creates a model and an
+    endpoint config with unique names, creates or updates the endpoint, waits until it
+    is InService and sends one real inference. Any failure deletes what this run created.
+    """
+    from .sagemaker_endpoint import check_model_archive, deploy
+
+    if not role:
+        raise click.MissingParameter(
+            "an IAM role ARN for SageMaker: give --role ARN or set SAGEMAKER_ROLE",
+            param_hint="'--role'", param_type="option",
+        )
+    try:
+        config = DeployConfig(
+            name=name, model_path=model_path, role=role, region=_region(region),
+            instance_type=instance_type, instance_count=instance_count, bucket=bucket,
+            prefix=prefix, workers=workers, server_timeout=server_timeout, log_level=log_level,
+            wait=wait, autoscale=Autoscale.parse(autoscale) if autoscale else None,
+            endpoint_url=endpoint_url, poll_seconds=poll_seconds,
+        )
+        check_model_archive(config.model_path)
+    except DeployConfigError as error:
+        raise _usage_error(error) from None
+    started = time.monotonic()
+    try:
+        deploy(config, clients=_clients(ctx, config.region, endpoint_url),
+               progress=_progress(started))
+    except DeployError as error:
+        raise _fail(error) from None
+    state = "submitted" if not wait else "InService"
+    click.echo(f"endpoint {name} {state} in {config.region} "
+               f"({time.monotonic() - started:.0f} s); remove it with "
+               f"`python -m deploy sagemaker down --name {name}`", err=True)
+    click.echo(name)
+
+
+@sagemaker.command()
+@_name_option
+@click.option("--keep-model-data", is_flag=True, default=False,
+              help="Keep the S3 model data this tool uploaded (default: delete it).")
+@click.option("--bucket", envvar="CLEARSIGHT_S3_BUCKET", default=None,
+              help="Bucket searched for model data no model refers to anymore. Default: "
+                   "sagemaker-<region>-<account>. Env: CLEARSIGHT_S3_BUCKET.")
+@click.option("--prefix", envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
+              show_default=True, help="S3 key prefix. Env: CLEARSIGHT_S3_PREFIX.")
+@_common_aws_options
+@click.pass_context
+def down(ctx: click.Context, name: str, keep_model_data: bool, bucket: str | None, prefix: str,
+         region: str | None, endpoint_url: str | None) -> None:
+    """Delete endpoint NAME, its autoscaling, configs, models and model data. Idempotent."""
+    from .config import validate_endpoint_name
+    from .sagemaker_endpoint import teardown
+
+    try:
+        validate_endpoint_name(name)
+    except DeployConfigError as error:
+        raise _usage_error(error) from None
+    region = _region(region)
+    try:
+        report = teardown(name, _clients(ctx, region, endpoint_url),
+                          keep_model_data=keep_model_data, bucket=bucket, prefix=prefix)
+    except DeployError as error:
+        raise _fail(error) from None
+    if not report.removed:
+        click.echo(f"nothing to remove for {name} in {region}")
+    for item in report.removed:
+        click.echo(f"removed {item}")
+
+
+@sagemaker.command()
+@_name_option
+@_common_aws_options
+@click.pass_context
+def status(ctx: click.Context, name: str, region: str | None, endpoint_url: str | None) -> None:
+    """Print endpoint NAME's status, variants, models and autoscaling as JSON."""
+    from .config import validate_endpoint_name
+    from .sagemaker_endpoint import endpoint_status
+
+    try:
+        validate_endpoint_name(name)
+    except DeployConfigError as error:
+        raise _usage_error(error) from None
+    region = _region(region)
+    try:
+        summary = endpoint_status(name, _clients(ctx, region, endpoint_url))
+    except DeployError as error:
+        raise _fail(error) from None
+    click.echo(json.dumps(summary, indent=2))
+
+
+@sagemaker.command(name="list")
+@_common_aws_options
+@click.pass_context
+def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> None:
+    """List the endpoints this tool created (tag clearsight:tool=clearsight): name, status, created."""
+    from .sagemaker_endpoint import list_endpoints
+
+    region = _region(region)
+    try:
+        endpoints = list_endpoints(_clients(ctx, region, endpoint_url))
+    except DeployError as error:
+        raise _fail(error) from None
+    for endpoint in endpoints:
+        click.echo(f"{endpoint['name']}\t{endpoint['status']}\t{endpoint['created']}")
+
+
+@sagemaker.command()
+@_name_option
+@click.argument("images", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--draw", "draw_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Write each image with its boxes drawn to DIR/<stem>_boxes.jpeg. Default: off.")
+@click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Boxes below this score are not drawn (all are printed).")
+@_common_aws_options
+@click.pass_context
+def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Path | None,
+           min_score: float, region: str | None, endpoint_url: str | None) -> None:
+    """Send IMAGES to endpoint NAME (one application/x-npy request each); print JSON results.
+
+    Detectors answer rows [class_id, score, x0, y0, x1, y1] with coordinates in 0..1.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .config import validate_endpoint_name
+    from .sagemaker_endpoint import invoke as invoke_endpoint
+
+    try:
+        validate_endpoint_name(name)
+    except DeployConfigError as error:
+        raise _usage_error(error) from None
+    region = _region(region)
+    pictures = []
+    for path in images:
+        try:
+            with Image.open(path) as picture:
+                pictures.append(picture.convert("RGB"))
+        except OSError as error:
+            raise click.BadParameter(f"{path}: not an image ({error})", param_hint="IMAGES") from None
+    try:
+        results = invoke_endpoint(name, [np.asarray(p, dtype=np.uint8) for p in pictures],
+                                  _clients(ctx, region, endpoint_url))
+    except DeployError as error:
+        raise _fail(error) from None
+    click.echo(json.dumps([{"image": str(path), "predictions": result}
+                           for path, result in zip(images, results)], indent=2))
+    if draw_dir is not None:
+        draw_dir.mkdir(parents=True, exist_ok=True)
+        for path, picture, result in zip(images, pictures, results):
+            out = draw_dir / f"{path.stem}_boxes.jpeg"
+            draw_detections(picture, result, min_score).save(out, quality=92)
+            click.echo(f"wrote {out}", err=True)
+
+
+def draw_detections(picture: Any, rows: list, min_score: float = 0.0) -> Any:
+    """A copy of PIL image ``picture`` with rows ``[class_id, score, x0, y0, x1, y1]`` drawn.
+
+    Coordinates are fractions of the width and height; rows that are not 6 numbers long
+    (classifier output) are skipped.
+    """
+    from PIL import ImageDraw
+
+    canvas = picture.copy()
+    draw = ImageDraw.Draw(canvas)
+    width, height = canvas.size
+    line = max(2, round(min(width, height) / 200))
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 6 or row[1] < min_score:
+            continue
+        class_id, score, x0, y0, x1, y1 = row
+        colour = _BOX_COLOURS[int(class_id) % len(_BOX_COLOURS)]
+        box = (x0 * width, y0 * height, x1 * width, y1 * height)
+        draw.rectangle(box, outline=colour, width=line)
+        label = f"{int(class_id)}: {score:.2f}"
+        left, top, right, bottom = draw.textbbox((box[0], box[1]), label)
+        draw.rectangle((left, top, right + 4, bottom + 2), fill=colour)
+        draw.text((box[0] + 2, box[1]), label, fill="white")
+    return canvas

@@ -1,0 +1,169 @@
+"""Fixtures for the SageMaker deploy tests: one moto server per module, fake credentials, a call log."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+BUCKET = "clearsight-test-models"
+UNREACHABLE_URL = "http://127.0.0.1:9"  # discard port: nothing listens; any AWS call would fail
+
+
+@dataclass
+class Aws:
+    """A moto account: URL, a boto3 session with hooks, the clients deploy uses, and every call made."""
+
+    url: str
+    session: object
+    clients: object
+    role_arn: str
+    bucket: str
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+
+    def set_runtime_results(self, *bodies: object) -> None:
+        """Queue moto's canned InvokeEndpoint replies (JSON bodies), answered in order."""
+        results = [{"Body": json.dumps(body), "ContentType": "application/json"} for body in bodies]
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/static/sagemaker/endpoint-results",
+            data=json.dumps({"results": results}).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Every model, endpoint config and endpoint in the account, and the tool's S3 objects."""
+        sagemaker, s3 = self.clients.sagemaker, self.clients.s3
+        objects = []
+        for bucket in s3.list_buckets()["Buckets"]:
+            listed = s3.list_objects_v2(Bucket=bucket["Name"])
+            objects += [f"{bucket['Name']}/{item['Key']}" for item in listed.get("Contents", [])]
+        return {
+            "models": [m["ModelName"] for m in sagemaker.list_models()["Models"]],
+            "configs": [c["EndpointConfigName"]
+                        for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]],
+            "endpoints": [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]],
+            "objects": objects,
+        }
+
+
+def fake_update_endpoint(model, params, **kwargs):
+    """UpdateEndpoint, which moto does not implement: switch the endpoint's config in moto's backend.
+
+    Registered as a botocore ``before-call`` hook: returning (http, parsed) short-circuits
+    the HTTP request. The moto server runs in this process, so its backend is reachable.
+    """
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import ClientError
+    from moto.sagemaker.models import sagemaker_backends
+
+    params = json.loads(params["body"])  # the serialized request (JSON protocol)
+    backend = sagemaker_backends[ACCOUNT][REGION]
+    endpoint = backend.endpoints.get(params["EndpointName"])
+    if endpoint is None or params["EndpointConfigName"] not in backend.endpoint_configs:
+        raise ClientError(
+            {"Error": {"Code": "ValidationException",
+                       "Message": f"Could not find endpoint or config {params}"}},
+            "UpdateEndpoint",
+        )
+    endpoint.endpoint_config_name = params["EndpointConfigName"]
+    return AWSResponse("http://moto/", 200, {}, None), {"EndpointArn": endpoint.arn}
+
+
+def binary_body_shim(bodies: list[bytes]):
+    """A ``before-call`` hook for InvokeEndpoint: keep the real body, send moto its sha256.
+
+    moto's server decodes every request body as UTF-8, so a binary ``.npy`` body gets an
+    HTTP 500 there. The hook records the exact bytes the client would send (the tests
+    decode them) and forwards a text stand-in that still tells requests apart.
+    """
+
+    def hook(params, **kwargs):
+        body = params["body"]
+        body = body.read() if hasattr(body, "read") else body
+        bodies.append(bytes(body))
+        params["body"] = ("sha256:" + hashlib.sha256(body).hexdigest()).encode()
+
+    return hook
+
+
+def write_model_archive(path: Path, marker: str = "v1") -> Path:
+    """A minimal model.tar.gz: model.json, a weights placeholder and code/inference.py."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in {
+            "model.json": json.dumps({"task": "detection", "classes": ["square"], "marker": marker}),
+            "model-0000.params": marker * 100,
+            "code/inference.py": "def model_fn(model_dir):\n    return None\n",
+        }.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    """One moto server on 127.0.0.1 (random port) for the module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def aws(moto_url, monkeypatch, tmp_path):
+    """A fresh moto account with an IAM role and a bucket; env points the tool at moto."""
+    import boto3
+
+    from deploy.sagemaker_endpoint import AwsClients
+
+    urllib.request.urlopen(
+        urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
+    ).read()
+    for name in ("AWS_PROFILE", "AWS_REGION", "SAGEMAKER_ROLE", "CLEARSIGHT_S3_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("CLEARSIGHT_AWS_ENDPOINT_URL", moto_url)
+
+    session = boto3.Session(region_name=REGION)
+    calls: list[tuple[str, str]] = []
+    bodies: list[bytes] = []
+
+    def record(event_name, **kwargs):
+        _, service, operation = event_name.split(".")
+        calls.append((service, operation))
+
+    session.events.register("provide-client-params", record)
+    session.events.register("before-call.sagemaker.UpdateEndpoint", fake_update_endpoint)
+    session.events.register("before-call.sagemaker-runtime.InvokeEndpoint", binary_body_shim(bodies))
+
+    iam = boto3.client("iam", endpoint_url=moto_url, region_name=REGION)
+    role_arn = iam.create_role(
+        RoleName="clearsight-sagemaker", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                           "Principal": {"Service": "sagemaker.amazonaws.com"}}],
+        }),
+    )["Role"]["Arn"]
+    boto3.client("s3", endpoint_url=moto_url, region_name=REGION).create_bucket(Bucket=BUCKET)
+    clients = AwsClients.create(REGION, moto_url, boto_session=session)
+    return Aws(url=moto_url, session=session, clients=clients, role_arn=role_arn, bucket=BUCKET,
+               calls=calls, bodies=bodies)
