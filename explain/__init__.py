@@ -4,6 +4,7 @@ from . import errors
 from .config import ExplainConfig
 from .errors import ConfigError, ExplainError, PredictorError
 from .explainer import Explanation, explain_image, explain_images
+from .predictors import HttpPredictor, InProcessPredictor, SageMakerPredictor, make_predictor  # noqa: F401 - re-exported
 
 __all__ = [
     "ConfigError",
