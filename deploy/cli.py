@@ -7,6 +7,7 @@ import threading
 import click
 
 from .errors import DeployError
+from .sagemaker_cli import sagemaker
 
 TASKS = ("detection", "classification")
 
@@ -123,6 +124,9 @@ def serve(model_path, port, workers, threads, startup_timeout):
         click.echo("stopping ...", err=True)
         endpoint.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+main.add_command(sagemaker)
 
 
 def run():
