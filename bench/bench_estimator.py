@@ -23,15 +23,23 @@ import numpy as np
 
 from explain.kernel_shap import exact_shapley_values, kernel_shap
 
-MODEL_KINDS = ("pairwise", "sigmoid", "detector-like")
+MODEL_KINDS = ("pairwise", "sigmoid", "detector-like", "two-objects", "triples")
 
 
 def make_model(kind: str, num_features: int, rng: np.random.Generator):
-    """A cheap model of coalitions: (M, S) {0,1} -> (M,) float, with interactions."""
+    """A cheap model of coalitions: (M, S) {0,1} -> (M,) float, with interactions.
+
+    pairwise: linear + pairwise products; sigmoid: a sigmoid of that; detector-like: a
+    sigmoid of the visible share of an object's segments times the visible context;
+    two-objects: the max of two such detections; triples: linear + three-way products.
+    """
     weights = rng.normal(size=num_features)
     pairs = rng.normal(size=(num_features, num_features)) * (0.5 / np.sqrt(num_features))
     pairs = np.triu(pairs, 1)
     important = rng.choice(num_features, size=max(2, num_features // 4), replace=False)
+    triples_of_features = np.array([rng.choice(num_features, size=3, replace=False)
+                                    for _ in range(2 * num_features)])
+    triple_weights = rng.normal(size=len(triples_of_features))
 
     def model(coalitions: np.ndarray) -> np.ndarray:
         z = np.asarray(coalitions, dtype=np.float64)
@@ -39,9 +47,20 @@ def make_model(kind: str, num_features: int, rng: np.random.Generator):
             return z @ weights + np.einsum("mi,ij,mj->m", z, pairs, z)
         if kind == "sigmoid":
             return 1.0 / (1.0 + np.exp(-(z @ weights + np.einsum("mi,ij,mj->m", z, pairs, z))))
-        # detector-like: a score that needs most of an object's segments, plus context.
-        visible = z[:, important].mean(axis=1)
-        return 1.0 / (1.0 + np.exp(-12.0 * (visible - 0.6))) * (0.7 + 0.3 * z.mean(axis=1))
+        if kind == "detector-like":
+            # a score that needs most of an object's segments, scaled by the visible context
+            visible = z[:, important].mean(axis=1)
+            return 1.0 / (1.0 + np.exp(-12.0 * (visible - 0.6))) * (0.7 + 0.3 * z.mean(axis=1))
+        if kind == "two-objects":
+            # the best of two detections, each needing its own segments (OR of two ANDs)
+            half = len(important) // 2 or 1
+            first = z[:, important[:half]].mean(axis=1)
+            second = z[:, important[half:]].mean(axis=1)
+            return np.maximum(1.0 / (1.0 + np.exp(-10.0 * (first - 0.5))),
+                              0.8 / (1.0 + np.exp(-10.0 * (second - 0.5))))
+        # triples: linear plus random three-way products (no surrogate fits these)
+        triple = triples_of_features
+        return z @ weights + (z[:, triple[:, 0]] * z[:, triple[:, 1]] * z[:, triple[:, 2]]) @ triple_weights
 
     return model
 
