@@ -212,3 +212,22 @@ def test_python_dash_m_explain_runs(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "Usage: python -m explain" in result.stderr and "Missing argument 'IMAGES...'" in result.stderr
+
+
+def test_explains_with_an_in_process_model(image_dir, tmp_path, tiny_detector_dir):
+    result = run_cli(base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir) + FAST)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["transport"] == "in-process"
+    assert analysis["settings"]["label_headers"] == ["circle", "square", "triangle"]  # from model.json
+    assert (tmp_path / "out" / "shap_scene0_box1_object.jpeg").is_file()
+
+
+@pytest.mark.integration
+def test_explains_against_the_real_local_endpoint(image_dir, tmp_path, detector_endpoint):
+    result = run_cli(base_args(image_dir, tmp_path, detector_endpoint.url) + FAST
+                     + ["--label-headers", "circle,square,triangle"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
+    assert analysis["predictor"]["requests"] >= 2 and analysis["predictor"]["failed_requests"] == 0
