@@ -298,7 +298,9 @@ def explain_images(paths: list[str | Path], predict: Predict, config: ExplainCon
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(desc=path.name, unit="img", leave=True, dynamic_ncols=True)
+            shared = config.task == "classification" or config.context >= 1.0
+            bar = tqdm(desc=path.name, unit="img", leave=True, dynamic_ncols=True,
+                       total=1 + config.num_samples if shared else None)
         try:
             explanation = explain_image(image, predict, config,
                                         progress=bar.update if bar is not None else None)
