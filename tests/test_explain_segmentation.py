@@ -35,7 +35,7 @@ PHOTOS = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.ch
 def test_photo_count_close_to_requested(name, num_segments):
     segments = segment_image(PHOTOS[name](), num_segments)
     count = segments.max() + 1
-    assert abs(count - num_segments) <= max(4, 0.25 * num_segments)
+    assert abs(count - num_segments) <= max(2, 0.1 * num_segments)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -43,7 +43,7 @@ def test_photo_count_close_to_requested(name, num_segments):
 def test_shapes_scene_count_close_to_requested(seed, num_segments):
     # Plain SLIC at compactness 5 in Lab space merges such a scene into a handful of segments.
     segments = segment_image(shapes_scene(seed), num_segments, compactness=5.0)
-    assert abs(segments.max() + 1 - num_segments) <= 4
+    assert abs(segments.max() + 1 - num_segments) <= 2
 
 
 def test_labels_are_contiguous_int32_and_cover_the_image():
