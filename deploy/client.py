@@ -21,6 +21,7 @@ import io
 import json
 import logging
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -220,6 +221,9 @@ class EndpointClient:
     def __init__(self, url: str, timeout: float = 70.0, session=None) -> None:
         import requests
 
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"endpoint URL must look like http://HOST:PORT, got {url!r}")
         url = url.rstrip("/")
         self.url = url if url.endswith("/invocations") else url + "/invocations"
         self.timeout = timeout
@@ -243,6 +247,8 @@ class EndpointClient:
             raise EndpointError(None, f"no response from {self.url} within {self.timeout:g} s") from None
         except requests.ConnectionError as error:
             raise EndpointError(None, f"cannot connect to {self.url}: {error}") from None
+        except requests.exceptions.ChunkedEncodingError as error:
+            raise EndpointError(None, f"connection to {self.url} broke mid-response: {error}") from None
         if response.status_code >= 400:
             raise EndpointError(response.status_code, _error_message(response.content, response.reason))
         return response.content, response.headers.get("Content-Type", accept)

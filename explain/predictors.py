@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,9 +163,10 @@ class _Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts = {"requests": 0, "images": 0, "retries": 0, "failed_requests": 0,
-                        "bytes_sent": 0, "bytes_received": 0, "max_request_bytes": 0}
+                        "bytes_sent": 0, "bytes_received": 0, "max_request_bytes": 0,
+                        "request_seconds": 0.0}
 
-    def add(self, **increments: int) -> None:
+    def add(self, **increments: float) -> None:
         with self._lock:
             for name, value in increments.items():
                 self._counts[name] += value
@@ -227,21 +228,27 @@ class _RemotePredictor:
         slices = plan_requests(batch.shape[0], batch.shape[1:], self.transport.content_type,
                                self.transport.max_payload_bytes)
         chunks = [batch[part] for part in slices]
+        abort = threading.Event()  # set on the first failure: other requests stop retrying
         if self.transport.concurrency == 1 or len(chunks) == 1:
-            parts = [self._predict_chunk(chunk) for chunk in chunks]
+            parts = [self._predict_chunk(chunk, abort) for chunk in chunks]
         else:
             workers = min(self.transport.concurrency, len(chunks))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict") as pool:
-                futures = [pool.submit(self._predict_chunk, chunk) for chunk in chunks]
-                try:
-                    parts = [future.result() for future in futures]
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+            futures = [pool.submit(self._predict_chunk, chunk, abort) for chunk in chunks]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+                for future in futures:  # the first failure in request order, if any
+                    if future.done() and future.exception() is not None:
+                        raise future.exception()
+                parts = [future.result() for future in futures]
+            except BaseException:
+                abort.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
         return [result for part in parts for result in part]
 
-    def _predict_chunk(self, chunk: np.ndarray) -> list[np.ndarray]:
+    def _predict_chunk(self, chunk: np.ndarray, abort: threading.Event) -> list[np.ndarray]:
         body = encode_images(chunk, self.transport.content_type)
         if len(body) > self.transport.max_payload_bytes:
             height, width = chunk.shape[1:3]
@@ -249,7 +256,7 @@ class _RemotePredictor:
                 f"one {width}x{height} image is {len(body)} bytes as {self.transport.content_type}, more "
                 f"than max_payload_bytes={self.transport.max_payload_bytes}; use --resize "
                 "(e.g. --resize 512) or a smaller image")
-        response, content_type = self._send_with_retries(body)
+        response, content_type = self._send_with_retries(body, abort)
         try:
             results = decode_predictions(response, content_type)
         except ValueError as error:
@@ -258,14 +265,15 @@ class _RemotePredictor:
         self._stats.add(images=chunk.shape[0])
         return results
 
-    def _send_with_retries(self, body: bytes) -> tuple[bytes, str]:
+    def _send_with_retries(self, body: bytes, abort: threading.Event) -> tuple[bytes, str]:
         attempts = self.transport.max_retries + 1
         for attempt in range(attempts):
             self._stats.request(len(body))
+            started = time.perf_counter()
             try:
                 response, content_type = self._invoke(body)
             except _TransientError as error:
-                self._stats.add(failed_requests=1)
+                self._stats.add(failed_requests=1, request_seconds=time.perf_counter() - started)
                 if attempt + 1 == attempts:
                     raise PredictorError(
                         f"{self.description} failed after {attempts} attempt(s), last: {error}; check that the "
@@ -273,13 +281,15 @@ class _RemotePredictor:
                 delay = min(self.transport.backoff_max, self.transport.backoff_base * 2 ** attempt)
                 delay *= self._random.uniform(0.5, 1.0)
                 logger.info("retrying in %.2f s after: %s", delay, error)
+                if abort.wait(delay):
+                    raise PredictorError(f"{self.description}: stopped retrying after another "
+                                         f"request failed; last: {error}") from None
                 self._stats.add(retries=1)
-                time.sleep(delay)
                 continue
             except PredictorError:
-                self._stats.add(failed_requests=1)
+                self._stats.add(failed_requests=1, request_seconds=time.perf_counter() - started)
                 raise
-            self._stats.add(bytes_received=len(response))
+            self._stats.add(bytes_received=len(response), request_seconds=time.perf_counter() - started)
             return response, content_type
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -312,7 +322,10 @@ class HttpPredictor(_RemotePredictor):
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, concurrency))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-        self.client = EndpointClient(url, timeout=timeout, session=session)
+        try:
+            self.client = EndpointClient(url, timeout=timeout, session=session)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     @property
     def description(self) -> str:
@@ -517,6 +530,7 @@ class InProcessPredictor:
             chunk = batch[start:start + self.batch_size]
             body = encode_images(chunk, NPY)
             self._stats.request(len(body))
+            started = time.perf_counter()
             try:
                 response, content_type = self._transform_fn(self.model, body, NPY, NPY)
             except Exception as error:  # serving errors name the problem; keep their message
@@ -524,7 +538,8 @@ class InProcessPredictor:
                 raise PredictorError(f"{self.description} failed on a batch: {_message(error)}") from None
             if isinstance(response, str):
                 response = response.encode("utf-8")
-            self._stats.add(bytes_received=len(response), images=chunk.shape[0])
+            self._stats.add(bytes_received=len(response), images=chunk.shape[0],
+                            request_seconds=time.perf_counter() - started)
             try:
                 decoded = decode_predictions(response, content_type)
             except ValueError as error:

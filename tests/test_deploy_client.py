@@ -201,3 +201,9 @@ def test_no_response_is_an_endpoint_error_without_status():
         endpoint.hang_seconds = 1.0
         with pytest.raises(EndpointError, match=r"no response from .* within 0.2 s"):
             EndpointClient(endpoint.url, timeout=0.2).predict(random_batch(1))
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8080", "ftp://host", "http://"])
+def test_client_refuses_urls_it_cannot_post_to(url):
+    with pytest.raises(ValueError, match=f"endpoint URL must look like http://HOST:PORT, got '{url}'"):
+        EndpointClient(url)

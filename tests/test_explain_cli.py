@@ -73,6 +73,7 @@ BAD_PARAMETERS = [
     (["--timeout", "0"], "Invalid value for '--timeout': timeout must be a finite number of seconds > 0, got 0.0"),
     (["--endpoint", "ftp://host/model"],
      "Invalid value for '--endpoint': endpoint 'ftp://host/model' is neither an http(s):// URL, sagemaker:ENDPOINT_NAME"),
+    (["--endpoint", "http://"], "Invalid value for '--endpoint': endpoint URL must look like http://HOST:PORT, got 'http://'"),
     (["--endpoint", "sagemaker:bad_name"],
      "Invalid value for '--endpoint': SageMaker endpoint name must be 1-63 letters, digits or hyphens, got 'bad_name'"),
 ]

@@ -68,6 +68,7 @@ class FakeEndpoint:
         self.fail_status: int | None = None
         self.fail_message = "bad request"
         self.hang_seconds = 0.0
+        self.status_script: list[int] = []  # statuses for the next requests, in arrival order
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         endpoint = self
@@ -117,6 +118,7 @@ class FakeEndpoint:
         attributes = handler.headers.get("X-Amzn-SageMaker-Custom-Attributes")
         with self.lock:
             index = len(self.requests)
+            scripted = self.status_script.pop(0) if self.status_script else None
             record = {"content_type": content_type, "accept": accept, "body_bytes": len(body),
                       "custom_attributes": attributes, "images": 0}
             self.requests.append(record)
@@ -124,6 +126,8 @@ class FakeEndpoint:
             return self._error(handler, 404, f"no route {handler.path}")
         if self.hang_seconds:
             time.sleep(self.hang_seconds)
+        if scripted is not None and scripted != 200:
+            return self._error(handler, scripted, f"scripted status {scripted}")
         if index < self.fail_first:
             return self._error(handler, 503, "No worker is available to serve request")
         if self.fail_status is not None:
@@ -292,6 +296,17 @@ def test_retries_503_then_succeeds(detection_endpoint):
     assert predictor.stats["retries"] == 3
     assert predictor.stats["requests"] == 4 == len(detection_endpoint.requests)
     assert predictor.stats["failed_requests"] == 3
+
+
+def test_a_client_error_stops_the_other_requests_retrying(detection_endpoint):
+    detection_endpoint.status_script = [400] + [503] * 50
+    predictor = HttpPredictor(detection_endpoint.url, "detection", max_payload_bytes=npy_body_size((1, 32, 32, 3)),
+                              concurrency=4, backoff_base=3.0)
+    started = time.monotonic()
+    with pytest.raises(PredictorError, match="HTTP 400: scripted status 400"):
+        predictor(random_batch(8))
+    assert time.monotonic() - started < 1.0  # nobody sat out a 1.5-3 s backoff
+    assert len(detection_endpoint.requests) <= 4
 
 
 def test_gives_up_after_max_retries(detection_endpoint):
