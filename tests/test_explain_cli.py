@@ -173,7 +173,8 @@ def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp
             "methods": {"shap": {"num_samples": 12, "baseline": "black", "seed": 3,
                                  "image_config": {"model_type": "OBJECT_DETECTION", "num_segments": 4,
                                                   "max_objects": 1}}},
-            "predictor": {"content_type": "image/png", "accept_type": "application/json"},
+            "predictor": {"content_type": "image/png", "accept_type": "application/json",
+                          "label_headers": ["red", "green", "blue"]},
         }))
         result = run_cli(["--clarify-config", config, "--endpoint", endpoint.url, "--out", tmp_path / "out",
                           "--num-samples", "20", "--quiet", image_dir / "scene0.png"])
@@ -184,6 +185,7 @@ def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp
     assert settings["num_samples"] == 20  # the option overrides the config's 12
     assert (settings["max_objects"], settings["seed"], settings["baseline"]) == (1, 3, "black")
     assert settings["probability_threshold"] == 0.6
+    assert settings["label_headers"] == ["red", "green", "blue"]
     assert content_types == {"image/png"}
 
 

@@ -506,6 +506,14 @@ def test_sagemaker_predictor_packs_requests_for_invoke_endpoint():
     assert predictor.stats["requests"] == 3 and predictor.stats["images"] == 5
 
 
+def test_sagemaker_predictor_without_a_region_says_how_to_set_one(monkeypatch, tmp_path):
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(PredictorError, match="no AWS region for the SageMaker endpoint: set AWS_DEFAULT_REGION"):
+        make_predictor("sagemaker:my-endpoint", "detection")
+
+
 def _stubbed(responses):
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
