@@ -18,6 +18,8 @@ __all__ = ["sagemaker"]
 logger = logging.getLogger(__name__)
 
 _REGION_ENV = ["AWS_DEFAULT_REGION", "AWS_REGION"]
+MAX_REQUEST_BYTES = 6_291_456  # SageMaker real-time InvokeEndpoint body limit (6 MiB)
+_NPY_HEADER_BYTES = 128
 _BOX_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
 
 
@@ -273,9 +275,17 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
                 pictures.append(picture.convert("RGB"))
         except OSError as error:
             raise click.BadParameter(f"{path}: not an image ({error})", param_hint="IMAGES") from None
+    arrays = []
+    for path, picture in zip(images, pictures):
+        fitted = fit_request(picture)
+        if fitted.size != picture.size:
+            click.echo(f"{path}: {picture.size[0]}x{picture.size[1]} is over SageMaker's "
+                       f"{MAX_REQUEST_BYTES} byte request limit as .npy; sending it at "
+                       f"{fitted.size[0]}x{fitted.size[1]} (boxes are relative, so they still fit)",
+                       err=True)
+        arrays.append(np.asarray(fitted, dtype=np.uint8))
     try:
-        results = invoke_endpoint(name, [np.asarray(p, dtype=np.uint8) for p in pictures],
-                                  _clients(ctx, region, endpoint_url))
+        results = invoke_endpoint(name, arrays, _clients(ctx, region, endpoint_url))
     except DeployError as error:
         raise _fail(error) from None
     click.echo(json.dumps([{"image": str(path), "predictions": result}
@@ -286,6 +296,17 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
             out = draw_dir / f"{path.stem}_boxes.jpeg"
             draw_detections(picture, result, min_score).save(out, quality=92)
             click.echo(f"wrote {out}", err=True)
+
+
+def fit_request(picture: Any, limit: int = MAX_REQUEST_BYTES) -> Any:
+    """``picture`` (PIL, RGB), downscaled if its (1, H, W, 3) uint8 ``.npy`` exceeds ``limit`` bytes."""
+    width, height = picture.size
+    payload = width * height * 3 + _NPY_HEADER_BYTES
+    if payload <= limit:
+        return picture
+    scale = ((limit - _NPY_HEADER_BYTES) / (width * height * 3)) ** 0.5
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))
+    return picture.resize(size, resample=3)  # bicubic
 
 
 def draw_detections(picture: Any, rows: list, min_score: float = 0.0) -> Any:

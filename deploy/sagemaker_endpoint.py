@@ -50,6 +50,7 @@ MXNET_VERSION = "1.9.0"
 MXNET_PY_VERSION = "py38"
 _TRANSITIONAL = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 _SMOKE_IMAGE_SIZE = 64
+_HEARTBEAT_SECONDS = 60.0  # progress line at least this often while waiting
 
 Progress = Callable[[str], None]
 
@@ -298,7 +299,7 @@ class _Run:
         self.name = config.name
 
     def say(self, message: str) -> None:
-        logger.info(message)
+        logger.debug(message)
         self.progress(message)
 
     # -- steps
@@ -434,16 +435,17 @@ class _Run:
     def wait(self, step: str, expected_config: str) -> dict:
         """Poll DescribeEndpoint until the endpoint settles; raise unless InService on ``expected_config``."""
         sagemaker, config = self.clients.sagemaker, self.config
-        started = time.monotonic()
+        started = last_said = time.monotonic()
         last_status = None
         while True:
             with _step(step):
                 described = sagemaker.describe_endpoint(EndpointName=self.name)
             status = described["EndpointStatus"]
-            elapsed = time.monotonic() - started
-            if status != last_status:
+            now = time.monotonic()
+            elapsed = now - started
+            if status != last_status or now - last_said >= _HEARTBEAT_SECONDS:
                 self.say(f"endpoint {self.name}: {status} after {elapsed:.0f} s")
-                last_status = status
+                last_status, last_said = status, now
             if status not in _TRANSITIONAL:
                 break
             if elapsed > config.wait_timeout_seconds:
@@ -543,7 +545,8 @@ def deploy(
         if existing is None:
             run.create_endpoint(config_name)
         else:
-            previous_scaling = _suspend_autoscaling(run)
+            if config.wait:  # re-registered once InService; without --wait it stays as it is
+                previous_scaling = _suspend_autoscaling(run)
             run.update_endpoint(config_name, existing["EndpointConfigName"])
         if not config.wait:
             run.say(f"not waiting: watch with `deploy sagemaker status --name {config.name}`")
@@ -554,11 +557,15 @@ def deploy(
         autoscale = config.autoscale or previous_scaling
         if autoscale is not None:
             run.register_autoscaling(autoscale)
-    except SageMakerStepError as error:
+    except BaseException as error:  # a failed step, a bug or Ctrl-C: undo, then re-raise
+        if not isinstance(error, SageMakerStepError):
+            run.say(f"interrupted ({type(error).__name__}): rolling back")
         leftovers = run.roll_back()
-        if leftovers:
+        if leftovers and isinstance(error, SageMakerStepError):
             error.rollback_errors = leftovers
             error.args = (f"{error.args[0]}; clean-up left behind: {'; '.join(leftovers)}",)
+        elif leftovers:
+            logger.error("roll-back left behind: %s", "; ".join(leftovers))
         raise
     run.undo.clear()
     _delete_superseded(run, keep_config=config_name)

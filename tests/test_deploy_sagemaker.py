@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -81,6 +82,9 @@ def test_up_status_invoke_update_down(aws, tmp_path):
     assert head["Metadata"]["clearsight-tool"] == "clearsight"
     assert len(head["Metadata"]["clearsight-sha256"]) == 64
 
+    smoke = np.load(io.BytesIO(aws.bodies[-1]), allow_pickle=False)
+    assert smoke.shape == (1, 64, 64, 3) and smoke.dtype == np.uint8, "NumpySerializer body"
+
     status = json.loads(run_cli(aws, "status", "--name", NAME).stdout)
     assert status["status"] == "InService"
     assert status["variants"][0]["model_data"] == first_url
@@ -92,6 +96,8 @@ def test_up_status_invoke_update_down(aws, tmp_path):
     result = run_cli(aws, "invoke", "--name", NAME, str(image_path), "--draw", str(tmp_path / "drawn"))
     printed = json.loads(result.stdout)
     assert printed == [{"image": str(image_path), "predictions": DETECTION[0]}]
+    sent = np.load(io.BytesIO(aws.bodies[-1]), allow_pickle=False)
+    assert sent.shape == (1, 40, 60, 3) and (sent == 127).all()
     drawn = Image.open(tmp_path / "drawn" / "scene_boxes.jpeg")
     assert drawn.size == (60, 40)
 
@@ -280,6 +286,37 @@ def test_update_rolled_back_by_sagemaker_is_reported(aws, tmp_path):
     assert "Request to service failed" in str(caught.value)
     assert aws.leftovers() == before
     assert aws.calls.count(("sagemaker", "UpdateEndpoint")) == 1
+
+
+def test_interrupt_rolls_back_too(aws, tmp_path):
+    def interrupt(**kwargs):
+        raise KeyboardInterrupt
+
+    aws.clients.sagemaker.meta.events.register("before-call.sagemaker.DescribeEndpoint", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        deploy(make_config(aws, write_model_archive(tmp_path / "m.tar.gz")), clients=aws.clients)
+    aws.clients.sagemaker.meta.events.unregister("before-call.sagemaker.DescribeEndpoint", interrupt)
+    assert aws.leftovers() == empty(aws)
+
+
+def test_no_wait_returns_at_once_and_down_cleans_up(aws, tmp_path):
+    result = run_cli(aws, *up_args(aws, write_model_archive(tmp_path / "m.tar.gz"), "--no-wait"))
+    assert "not waiting" in result.stderr and "inference OK" not in result.stderr
+    assert ("sagemaker-runtime", "InvokeEndpoint") not in aws.calls
+    assert aws.leftovers()["endpoints"] == [NAME]
+    run_cli(aws, "down", "--name", NAME, "--bucket", aws.bucket)
+    assert aws.leftovers() == empty(aws)
+
+
+def test_oversized_images_are_downscaled_to_the_request_limit():
+    from deploy.sagemaker_cli import MAX_REQUEST_BYTES, fit_request
+
+    small = Image.new("RGB", (640, 480))
+    assert fit_request(small) is small
+    fitted = fit_request(Image.new("RGB", (4000, 3000)))
+    width, height = fitted.size
+    assert width * height * 3 + 128 <= MAX_REQUEST_BYTES
+    assert abs(width / height - 4 / 3) < 0.01 and width > 1400
 
 
 # ------------------------------------------------------------------ list, down, foreign resources
