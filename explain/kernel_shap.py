@@ -5,7 +5,8 @@ Estimator (Lundberg & Lee 2017, with the variance reductions of Covert & Lee 202
 * Shapley kernel: a coalition of size k out of S has weight (S-1) / (C(S,k) k (S-k)); the
   total weight of size k is (S-1) / (k (S-k)).
 * Budget: ``num_samples`` counts every evaluation, the two anchors (empty and full
-  coalition) included. If 2**S <= num_samples every coalition is enumerated and the
+  coalition) included; sampled coalitions come in pairs, so an odd leftover evaluation
+  is not spent. If 2**S <= num_samples every coalition is enumerated and the
   values are the exact Shapley values.
 * Exact enumeration of the small sizes: the size pairs (1, S-1), (2, S-2), ... are
   enumerated completely while the budget, split in proportion to the kernel weight that
