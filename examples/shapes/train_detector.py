@@ -15,12 +15,18 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from examples.shapes.centernet_loss import build_targets, centernet_loss
 from examples.shapes.dataset import CLASSES, generate_scene
 from examples.shapes.detector_net import STRIDE, build_detector
 from examples.shapes.metrics import detection_average_precisions
-from examples.shapes.training_utils import TrainingClock, resize_for_network, seed_everything
+from examples.shapes.training_utils import (
+    ScenePool,
+    TrainingClock,
+    resize_for_network,
+    seed_everything,
+)
 from serving.model_spec import ModelSpec, Preprocess
-from serving.preprocess import preprocess_batch, resized_size
+from serving.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
@@ -31,92 +37,6 @@ TRAIN_SEED = 2026_0001
 VALIDATION_SEED = 2026_0002
 SCORE_THRESHOLD = 0.3
 TOP_K = 100
-
-
-class ScenePool:
-    """A pool of resized training scenes, partly regenerated every step for fresh data."""
-
-    def __init__(self, rng: np.random.Generator, size: int, preprocess: Preprocess, image_size: int = 320):
-        self.rng = rng
-        self.preprocess = preprocess
-        self.image_size = image_size
-        height, width = resized_size(image_size, image_size, preprocess.short_side, preprocess.max_size)
-        self.images = np.empty((size, height, width, 3), dtype=np.uint8)
-        self.targets = [None] * size
-        for index in range(size):
-            self.replace(index)
-            if (index + 1) % 500 == 0:
-                logger.info("generated %d/%d pool scenes", index + 1, size)
-
-    def replace(self, index: int) -> None:
-        scene = generate_scene(self.rng, self.image_size, self.image_size)
-        resized = resize_for_network(scene.image[None], self.preprocess)[0]
-        scale = resized.shape[1] / float(self.image_size)
-        self.images[index] = resized
-        self.targets[index] = (scene.class_ids, scene.boxes.astype(np.float64) * scale)
-
-    def batch(self, batch_size: int) -> tuple[np.ndarray, list]:
-        """Return ``(images (B, h, w, 3) uint8, [(class_ids, boxes)])`` with random dihedral flips."""
-        indices = self.rng.choice(len(self.images), size=batch_size, replace=False)
-        images, targets = [], []
-        for index in indices:
-            image = self.images[index]
-            class_ids, boxes = self.targets[index]
-            boxes = boxes.copy()
-            height, width = image.shape[:2]
-            if self.rng.uniform() < 0.5:
-                image = image[:, ::-1]
-                boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-            if self.rng.uniform() < 0.5:
-                image = image[::-1]
-                boxes[:, [1, 3]] = height - boxes[:, [3, 1]]
-            if self.rng.uniform() < 0.5:
-                image = image.transpose(1, 0, 2)
-                boxes = boxes[:, [1, 0, 3, 2]]
-            images.append(np.ascontiguousarray(image))
-            targets.append((class_ids, boxes))
-        return np.stack(images), targets
-
-
-def build_targets(targets: list, grid_height: int, grid_width: int, num_classes: int) -> tuple:
-    """Encode boxes into CenterNet targets on the stride-8 grid.
-
-    Returns ``heatmap (B, C, gh, gw)``, ``regression (B, 4, gh, gw)`` (offset x, y in cells;
-    log width, log height in cells) and ``centre_mask (B, 1, gh, gw)``, all float32.
-    """
-    batch = len(targets)
-    heatmap = np.zeros((batch, num_classes, grid_height, grid_width), np.float32)
-    regression = np.zeros((batch, 4, grid_height, grid_width), np.float32)
-    centre_mask = np.zeros((batch, 1, grid_height, grid_width), np.float32)
-    rows = np.arange(grid_height)[:, None]
-    cols = np.arange(grid_width)[None, :]
-    for item, (class_ids, boxes) in enumerate(targets):
-        for class_id, (x0, y0, x1, y1) in zip(class_ids, boxes):
-            centre_x, centre_y = (x0 + x1) / 2.0 / STRIDE, (y0 + y1) / 2.0 / STRIDE
-            width, height = (x1 - x0) / STRIDE, (y1 - y0) / STRIDE
-            col, row = min(int(centre_x), grid_width - 1), min(int(centre_y), grid_height - 1)
-            sigma_x, sigma_y = max(width / 6.0, 0.4), max(height / 6.0, 0.4)
-            gaussian = np.exp(-((cols - col) ** 2) / (2 * sigma_x ** 2) - ((rows - row) ** 2) / (2 * sigma_y ** 2))
-            heatmap[item, class_id] = np.maximum(heatmap[item, class_id], gaussian)
-            regression[item, :, row, col] = (centre_x - col, centre_y - row, np.log(width), np.log(height))
-            centre_mask[item, 0, row, col] = 1.0
-    return heatmap, regression, centre_mask
-
-
-def centernet_loss(head, heatmap, regression, centre_mask, num_classes: int):
-    """Penalty-reduced focal loss on the heatmaps plus L1 on offset and log size at centres."""
-    logits = head.slice_axis(axis=1, begin=0, end=num_classes)
-    probability = mx.nd.sigmoid(logits).clip(1e-4, 1 - 1e-4)
-    log_p = -mx.nd.Activation(-logits, act_type="softrelu")
-    log_not_p = -mx.nd.Activation(logits, act_type="softrelu")
-    positive = heatmap == 1
-    positive_loss = log_p * (1 - probability) ** 2 * positive
-    negative_loss = log_not_p * probability ** 2 * (1 - heatmap) ** 4 * (1 - positive)
-    positive_count = mx.nd.maximum(centre_mask.sum(), 1)
-    focal = -(positive_loss.sum() + negative_loss.sum()) / positive_count
-    predicted = head.slice_axis(axis=1, begin=num_classes, end=num_classes + 4)
-    l1 = (mx.nd.abs(predicted - regression) * centre_mask).sum() / positive_count
-    return focal + l1, focal, l1
 
 
 def predict(net, images: np.ndarray, preprocess: Preprocess, batch_size: int = 32) -> list:
@@ -170,7 +90,7 @@ def main(out_dir, minutes, steps, batch_size, base_lr, pool_size, refresh, valid
     while not clock.finished(step):
         images, targets = pool.batch(batch_size)
         heatmap, regression, centre_mask = (mx.nd.array(a) for a in
-                                            build_targets(targets, grid_height, grid_width, len(CLASSES)))
+                                            build_targets(targets, grid_height, grid_width, len(CLASSES), STRIDE))
         data = preprocess_batch(images, preprocess)
         trainer.set_learning_rate(clock.learning_rate(step))
         with autograd.record():

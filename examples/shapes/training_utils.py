@@ -1,4 +1,4 @@
-"""Helpers shared by the two training scripts: serving-identical resizing, LR schedule, timing."""
+"""Helpers shared by the two training scripts: scene pool, serving-identical resizing, LR schedule."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from examples.shapes.dataset import generate_scene
 from serving.model_spec import Preprocess
 from serving.preprocess import _BICUBIC, resized_size
 
@@ -62,3 +63,54 @@ def seed_everything(seed: int) -> np.random.Generator:
     mx.random.seed(seed)
     np.random.seed(seed)
     return np.random.default_rng(seed)
+
+
+class ScenePool:
+    """A pool of resized training scenes, partly regenerated every step for fresh data.
+
+    Images are stored ``(size, h, w, 3)`` uint8 as ``resize_for_network`` returns them; targets
+    are ``(class_ids (K,) int64, boxes (K, 4) float64)`` in pixels of the resized image.
+    """
+
+    def __init__(self, rng: np.random.Generator, size: int, preprocess: Preprocess, image_size: int = 320,
+                 max_objects: int = 3):
+        self.rng = rng
+        self.max_objects = max_objects
+        self.preprocess = preprocess
+        self.image_size = image_size
+        height, width = resized_size(image_size, image_size, preprocess.short_side, preprocess.max_size)
+        self.images = np.empty((size, height, width, 3), dtype=np.uint8)
+        self.targets = [None] * size
+        for index in range(size):
+            self.replace(index)
+            if (index + 1) % 500 == 0:
+                logger.info("generated %d/%d pool scenes", index + 1, size)
+
+    def replace(self, index: int) -> None:
+        scene = generate_scene(self.rng, self.image_size, self.image_size, max_objects=self.max_objects)
+        resized = resize_for_network(scene.image[None], self.preprocess)[0]
+        scale = resized.shape[1] / float(self.image_size)
+        self.images[index] = resized
+        self.targets[index] = (scene.class_ids, scene.boxes.astype(np.float64) * scale)
+
+    def batch(self, batch_size: int) -> tuple[np.ndarray, list]:
+        """Return ``(images (B, h, w, 3) uint8, [(class_ids, boxes)])`` with random dihedral flips."""
+        indices = self.rng.choice(len(self.images), size=batch_size, replace=False)
+        images, targets = [], []
+        for index in indices:
+            image = self.images[index]
+            class_ids, boxes = self.targets[index]
+            boxes = boxes.copy()
+            height, width = image.shape[:2]
+            if self.rng.uniform() < 0.5:
+                image = image[:, ::-1]
+                boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+            if self.rng.uniform() < 0.5:
+                image = image[::-1]
+                boxes[:, [1, 3]] = height - boxes[:, [3, 1]]
+            if self.rng.uniform() < 0.5:
+                image = image.transpose(1, 0, 2)
+                boxes = boxes[:, [1, 0, 3, 2]]
+            images.append(np.ascontiguousarray(image))
+            targets.append((class_ids, boxes))
+        return np.stack(images), targets
