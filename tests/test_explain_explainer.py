@@ -171,3 +171,14 @@ def test_bad_predictor_answers_raise_predictor_error(predict, message):
     with pytest.raises(PredictorError) as raised:
         explain_image(red_square_scene(), predict, ExplainConfig(num_samples=20))
     assert message in str(raised.value)
+
+
+def test_target_error_stops_before_the_budget():
+    image = red_square_scene()
+    full = explain_image(image, red_square_detector, ExplainConfig(num_samples=2000))
+    early = explain_image(image, red_square_detector,
+                          ExplainConfig(num_samples=2000, target_error=0.3))
+    assert early.model_calls < full.model_calls
+    assert early.converged.all()
+    spread = early.shap_values.max(axis=1) - early.shap_values.min(axis=1)
+    assert np.all(early.standard_errors <= 0.3 * spread[:, None] + 1e-12)
