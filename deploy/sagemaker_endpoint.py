@@ -7,7 +7,9 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import re
 import tarfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +52,7 @@ MXNET_VERSION = "1.9.0"
 MXNET_PY_VERSION = "py38"
 _TRANSITIONAL = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 _SMOKE_IMAGE_SIZE = 64
+_MAX_REASON_CHARS = 500
 _HEARTBEAT_SECONDS = 60.0  # progress line at least this often while waiting
 
 Progress = Callable[[str], None]
@@ -121,7 +124,7 @@ class Teardown:
 
 
 def _error_text(error: BaseException) -> str:
-    """AWS's own message for a ClientError, else the exception's text (one line)."""
+    """AWS's own message for a ClientError, else the exception's text: one line, no HTML."""
     response = getattr(error, "response", None)
     if isinstance(response, dict) and "Error" in response:
         info = response["Error"]
@@ -131,8 +134,10 @@ def _error_text(error: BaseException) -> str:
             if response.get("OriginalMessage"):
                 text += f": {response['OriginalMessage']}"
             text += ")"
-        return " ".join(text.split())
-    return " ".join(str(error).split()) or type(error).__name__
+    else:
+        text = str(error) or type(error).__name__
+    text = " ".join(re.sub(r"<[^>]+>", " ", text).split())
+    return text if len(text) <= _MAX_REASON_CHARS else text[:_MAX_REASON_CHARS - 3] + "..."
 
 
 def _is_not_found(error: BaseException) -> bool:
@@ -285,6 +290,24 @@ def _smoke_test(predictor: Any) -> None:
         )
 
 
+class _UploadProgress:
+    """s3transfer callback (called from its threads): a progress line every 25 %."""
+
+    def __init__(self, total_bytes: int, say: Progress) -> None:
+        self.total_bytes = max(total_bytes, 1)
+        self.say = say
+        self.sent = 0
+        self.next_quarter = 1
+        self.lock = threading.Lock()
+
+    def __call__(self, sent_bytes: int) -> None:
+        with self.lock:
+            self.sent += sent_bytes
+            while self.next_quarter <= 4 and self.sent * 4 >= self.next_quarter * self.total_bytes:
+                self.say(f"uploaded {25 * self.next_quarter} %")
+                self.next_quarter += 1
+
+
 # ---------------------------------------------------------------- deploy
 
 
@@ -348,6 +371,7 @@ class _Run:
                     "Tagging": urllib.parse.urlencode({TAG_TOOL: TOOL, TAG_ENDPOINT: self.name}),
                     "ContentType": "application/gzip",
                 },
+                Callback=_UploadProgress(size, self.say),
             )
             self.undo.append((f"S3 object {url}", lambda: s3.delete_object(Bucket=bucket, Key=key)))
             return url
