@@ -342,14 +342,9 @@ class HttpPredictor(_RemotePredictor):
         except EndpointError as error:
             if error.retryable:
                 raise _TransientError(str(error)) from None
-            hint = ""
-            if error.status == 413:
-                hint = "; lower --max-payload-bytes or use --resize"
-            elif error.status == 415:
-                hint = "; choose another --content-type"
             raise PredictorError(
-                f"{self.description} rejected the request with HTTP {error.status}: {error.message}{hint}"
-            ) from None
+                f"{self.description} rejected the request with HTTP {error.status}: "
+                f"{error.message}{_status_hint(error.status)}") from None
 
     def close(self) -> None:
         self.client.close()
@@ -456,11 +451,20 @@ class SageMakerPredictor(_RemotePredictor):
                 return _TransientError(f"model error (HTTP {original_status}): {original_message}")
             return PredictorError(
                 f"the model behind {self.description} rejected the request with HTTP "
-                f"{original_status}: {original_message}")
+                f"{original_status}: {original_message}{_status_hint(int(original_status))}")
         message = message.strip().splitlines()[0][:300] if message.strip() else code
         if response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
             return _TransientError(f"{code}: {message}")
         return PredictorError(f"{self.description}: {code}: {message}")
+
+
+def _status_hint(status: int | None) -> str:
+    """What the user can change for a client-error status ('' when nothing obvious)."""
+    if status == 413:
+        return "; lower --max-payload-bytes or use --resize"
+    if status == 415:
+        return "; choose another --content-type"
+    return ""
 
 
 def _json_error_field(text: str) -> str:
