@@ -298,6 +298,14 @@ def test_retries_503_then_succeeds(detection_endpoint):
     assert predictor.stats["failed_requests"] == 3
 
 
+def test_retries_429_and_500_then_succeeds(detection_endpoint):
+    detection_endpoint.status_script = [429, 500]
+    batch = random_batch(2)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", backoff_base=0.001)
+    assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
+    assert predictor.stats["retries"] == 2 and predictor.stats["requests"] == 3
+
+
 def test_a_client_error_stops_the_other_requests_retrying(detection_endpoint):
     detection_endpoint.status_script = [400] + [503] * 50
     predictor = HttpPredictor(detection_endpoint.url, "detection", max_payload_bytes=npy_body_size((1, 32, 32, 3)),
