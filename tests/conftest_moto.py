@@ -15,7 +15,6 @@ import pytest
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = "clearsight-test-models"
-UNREACHABLE_URL = "http://127.0.0.1:9"  # discard port: nothing listens; any AWS call would fail
 
 
 @dataclass
@@ -29,6 +28,14 @@ class Aws:
     bucket: str
     calls: list[tuple[str, str]] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+
+    region = REGION
+    account = ACCOUNT
+
+    @staticmethod
+    def model_archive(path: Path, marker: str = "v1") -> Path:
+        """A minimal model.tar.gz (see ``write_model_archive``)."""
+        return write_model_archive(path, marker)
 
     def set_runtime_results(self, *bodies: object) -> None:
         """Queue moto's canned InvokeEndpoint replies (JSON bodies), answered in order."""

@@ -16,7 +16,6 @@ from deploy.config import DeployConfig
 from deploy.errors import SageMakerStepError
 from deploy.sagemaker_cli import sagemaker
 from deploy.sagemaker_endpoint import deploy
-from tests.conftest_moto import REGION, write_model_archive
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 
@@ -134,9 +133,9 @@ def test_every_recorded_call_is_allowed(aws, tmp_path):
         assert result.exit_code == expect, result.output
         return result
 
-    v1 = write_model_archive(tmp_path / "v1.tar.gz", "v1")
-    v2 = write_model_archive(tmp_path / "v2.tar.gz", "v2")
-    v3 = write_model_archive(tmp_path / "v3.tar.gz", "v3")
+    v1 = aws.model_archive(tmp_path / "v1.tar.gz", "v1")
+    v2 = aws.model_archive(tmp_path / "v2.tar.gz", "v2")
+    v3 = aws.model_archive(tmp_path / "v3.tar.gz", "v3")
     image = tmp_path / "scene.png"
     Image.new("RGB", (32, 24), "gray").save(image)
     aws.calls.clear()
@@ -145,7 +144,7 @@ def test_every_recorded_call_is_allowed(aws, tmp_path):
     fail_once = _FailOnce()
     aws.clients.sagemaker.meta.events.register("after-call.sagemaker.DescribeEndpoint", fail_once)
     with pytest.raises(SageMakerStepError):
-        deploy(DeployConfig(name="iam-test", model_path=v1, role=aws.role_arn, region=REGION,
+        deploy(DeployConfig(name="iam-test", model_path=v1, role=aws.role_arn, region=aws.region,
                             poll_seconds=0.0), clients=aws.clients)
     assert fail_once.fired
 

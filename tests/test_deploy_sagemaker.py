@@ -15,10 +15,12 @@ from deploy.config import Autoscale, DeployConfig
 from deploy.errors import DeployConfigError, SageMakerEndpointFailed, SageMakerStepError
 from deploy.sagemaker_cli import sagemaker
 from deploy.sagemaker_endpoint import deploy, endpoint_status, teardown
-from tests.conftest_moto import ACCOUNT, REGION, UNREACHABLE_URL, write_model_archive
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+UNREACHABLE_URL = "http://127.0.0.1:9"  # discard port: nothing listens; any AWS call would fail
 DETECTION = [[[0, 0.91, 0.25, 0.25, 0.75, 0.75]]]  # one image, one box
 NAME = "cs-test"
 
@@ -49,7 +51,7 @@ def empty(aws):
 
 
 def test_up_status_invoke_update_down(aws, tmp_path):
-    model_v1 = write_model_archive(tmp_path / "v1.tar.gz", "v1")
+    model_v1 = aws.model_archive(tmp_path / "v1.tar.gz", "v1")
     aws.set_runtime_results(DETECTION)
     result = run_cli(aws, *up_args(aws, model_v1, "--autoscale", "1:3:50"))
     assert result.stdout.strip() == NAME
@@ -102,7 +104,7 @@ def test_up_status_invoke_update_down(aws, tmp_path):
     assert drawn.size == (60, 40)
 
     # Update in place with different bytes: new model and config, old ones deleted.
-    model_v2 = write_model_archive(tmp_path / "v2.tar.gz", "v2")
+    model_v2 = aws.model_archive(tmp_path / "v2.tar.gz", "v2")
     aws.set_runtime_results(DETECTION)
     result = run_cli(aws, *up_args(aws, model_v2))
     assert "updating endpoint" in result.stderr
@@ -138,7 +140,7 @@ def test_api_returns_numpy_predictor(aws, tmp_path):
     from sagemaker.predictor import Predictor
     from sagemaker.serializers import NumpySerializer
 
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = aws.model_archive(tmp_path / "model.tar.gz")
     aws.set_runtime_results(DETECTION)
     predictor = deploy(make_config(aws, model), clients=aws.clients)
     assert isinstance(predictor, Predictor)
@@ -152,7 +154,7 @@ def test_api_returns_numpy_predictor(aws, tmp_path):
 
 
 def test_default_bucket_is_created_and_model_data_kept_on_request(aws, tmp_path):
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = aws.model_archive(tmp_path / "model.tar.gz")
     aws.set_runtime_results(DETECTION)
     deploy(make_config(aws, model, bucket=None), clients=aws.clients)
     default_bucket = f"sagemaker-{REGION}-{ACCOUNT}"
@@ -202,7 +204,7 @@ def test_failed_step_leaves_nothing_behind(aws, tmp_path, step):
     event, hook = FAILURES[step]
     client = aws.clients.runtime if "runtime" in event else aws.clients.sagemaker
     client.meta.events.register(event, hook)
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = aws.model_archive(tmp_path / "model.tar.gz")
     aws.set_runtime_results(DETECTION)
     with pytest.raises(SageMakerStepError) as caught:
         deploy(make_config(aws, model, autoscale=Autoscale(1, 2, 10)), clients=aws.clients)
@@ -224,7 +226,7 @@ def test_failed_step_leaves_nothing_behind(aws, tmp_path, step):
 def test_failed_step_via_cli_exits_1_with_one_line(aws, tmp_path):
     aws.session.events.register("before-call.sagemaker.CreateEndpointConfig",
                                 _raise_client_error("ValidationException", "bad variant"))
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = aws.model_archive(tmp_path / "model.tar.gz")
     result = run_cli(aws, *up_args(aws, model), expect=1)
     assert result.stderr.splitlines()[-1] == (
         "Error: step create-endpoint-config failed: ValidationException: bad variant")
@@ -234,7 +236,7 @@ def test_failed_step_via_cli_exits_1_with_one_line(aws, tmp_path):
 def test_default_bucket_created_by_a_failed_run_is_removed(aws, tmp_path):
     aws.clients.sagemaker.meta.events.register(
         "before-call.sagemaker.CreateModel", _raise_client_error("ValidationException", "no"))
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = aws.model_archive(tmp_path / "model.tar.gz")
     with pytest.raises(SageMakerStepError, match="create-model"):
         deploy(make_config(aws, model, bucket=None), clients=aws.clients)
     buckets = [b["Name"] for b in aws.clients.s3.list_buckets()["Buckets"]]
@@ -243,7 +245,7 @@ def test_default_bucket_created_by_a_failed_run_is_removed(aws, tmp_path):
 
 def test_failed_update_rolls_back_to_previous_config(aws, tmp_path):
     aws.set_runtime_results(DETECTION)
-    deploy(make_config(aws, write_model_archive(tmp_path / "v1.tar.gz", "v1"),
+    deploy(make_config(aws, aws.model_archive(tmp_path / "v1.tar.gz", "v1"),
                        autoscale=Autoscale(1, 2, 10)), clients=aws.clients)
     before = aws.leftovers()
     config_before = aws.clients.sagemaker.describe_endpoint(EndpointName=NAME)["EndpointConfigName"]
@@ -251,7 +253,7 @@ def test_failed_update_rolls_back_to_previous_config(aws, tmp_path):
                                OriginalStatusCode=500, OriginalMessage="boom")
     aws.clients.runtime.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", hook)
     with pytest.raises(SageMakerStepError, match="step smoke-inference failed"):
-        deploy(make_config(aws, write_model_archive(tmp_path / "v2.tar.gz", "v2")),
+        deploy(make_config(aws, aws.model_archive(tmp_path / "v2.tar.gz", "v2")),
                clients=aws.clients)
     endpoint = aws.clients.sagemaker.describe_endpoint(EndpointName=NAME)
     assert endpoint["EndpointConfigName"] == config_before
@@ -266,7 +268,7 @@ def test_update_rolled_back_by_sagemaker_is_reported(aws, tmp_path):
     from moto.sagemaker.models import sagemaker_backends
 
     aws.set_runtime_results(DETECTION)
-    deploy(make_config(aws, write_model_archive(tmp_path / "v1.tar.gz", "v1")), clients=aws.clients)
+    deploy(make_config(aws, aws.model_archive(tmp_path / "v1.tar.gz", "v1")), clients=aws.clients)
     before = aws.leftovers()
     config_before = before["configs"][0]
 
@@ -279,7 +281,7 @@ def test_update_rolled_back_by_sagemaker_is_reported(aws, tmp_path):
     aws.clients.sagemaker.meta.events.register("after-call.sagemaker.DescribeEndpoint",
                                                roll_back_update)
     with pytest.raises(SageMakerEndpointFailed) as caught:
-        deploy(make_config(aws, write_model_archive(tmp_path / "v2.tar.gz", "v2")),
+        deploy(make_config(aws, aws.model_archive(tmp_path / "v2.tar.gz", "v2")),
                clients=aws.clients)
     assert caught.value.step == "wait-endpoint"
     assert "the update rolled back" in str(caught.value)
@@ -294,13 +296,13 @@ def test_interrupt_rolls_back_too(aws, tmp_path):
 
     aws.clients.sagemaker.meta.events.register("before-call.sagemaker.DescribeEndpoint", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        deploy(make_config(aws, write_model_archive(tmp_path / "m.tar.gz")), clients=aws.clients)
+        deploy(make_config(aws, aws.model_archive(tmp_path / "m.tar.gz")), clients=aws.clients)
     aws.clients.sagemaker.meta.events.unregister("before-call.sagemaker.DescribeEndpoint", interrupt)
     assert aws.leftovers() == empty(aws)
 
 
 def test_no_wait_returns_at_once_and_down_cleans_up(aws, tmp_path):
-    result = run_cli(aws, *up_args(aws, write_model_archive(tmp_path / "m.tar.gz"), "--no-wait"))
+    result = run_cli(aws, *up_args(aws, aws.model_archive(tmp_path / "m.tar.gz"), "--no-wait"))
     assert "not waiting" in result.stderr and "inference OK" not in result.stderr
     assert ("sagemaker-runtime", "InvokeEndpoint") not in aws.calls
     assert aws.leftovers()["endpoints"] == [NAME]
@@ -335,7 +337,7 @@ def _untagged_endpoint(aws, name):
 def test_list_finds_only_tagged_endpoints_and_down_leaves_foreign_ones(aws, tmp_path):
     _untagged_endpoint(aws, "someone-else")
     aws.set_runtime_results(DETECTION)
-    deploy(make_config(aws, write_model_archive(tmp_path / "m.tar.gz")), clients=aws.clients)
+    deploy(make_config(aws, aws.model_archive(tmp_path / "m.tar.gz")), clients=aws.clients)
     lines = run_cli(aws, "list").stdout.splitlines()
     assert [line.split("\t")[:2] for line in lines] == [[NAME, "InService"]]
     result = run_cli(aws, "down", "--name", "someone-else", expect=1)
@@ -406,7 +408,7 @@ USAGE_ERRORS = [
 
 @pytest.mark.parametrize(("extra", "expected"), USAGE_ERRORS)
 def test_usage_errors_exit_2_before_any_aws_call(offline, tmp_path, extra, expected):
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = offline.model_archive(tmp_path / "model.tar.gz")
     args = ["up", "--model", str(model), "--name", NAME, *extra]
     result = CliRunner().invoke(sagemaker, args, obj=offline.session)
     assert result.exit_code == 2, result.output
@@ -415,7 +417,7 @@ def test_usage_errors_exit_2_before_any_aws_call(offline, tmp_path, extra, expec
 
 
 def test_missing_role_and_region_and_bad_archive(offline, tmp_path, monkeypatch):
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = offline.model_archive(tmp_path / "model.tar.gz")
     not_a_tar = tmp_path / "model.txt"
     not_a_tar.write_text("hello")
     runner = CliRunner()
@@ -440,7 +442,8 @@ def test_missing_role_and_region_and_bad_archive(offline, tmp_path, monkeypatch)
 
 
 def test_config_messages_name_field_value_and_range(tmp_path):
-    model = write_model_archive(tmp_path / "model.tar.gz")
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(b"checked by check_model_archive, not by DeployConfig")
     with pytest.raises(DeployConfigError) as caught:
         DeployConfig(name="ok", model_path=model, role="arn:aws:iam::123456789012:role/r",
                      region=REGION, instance_count=-1)
