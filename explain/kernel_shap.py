@@ -53,6 +53,7 @@ __all__ = [
     "enumerate_coalitions",
     "solve_constrained_wls",
     "exact_shapley_values",
+    "fit_index_surrogate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ShapResult:
 
     values: (T, S) float64; standard_errors: (T, S) float64; base_values: (T,) f(empty);
     full_values: (T,) f(full); num_evaluations: coalitions evaluated (anchors included);
+    exact: every coalition was evaluated (the values are the exact Shapley values);
     converged: True when target_error was met or the values are exact.
     """
 
