@@ -64,20 +64,19 @@ def _fail(error: DeployError) -> click.ClickException:
 
 def _common_aws_options(function):
     function = click.option(
-        "--endpoint-url", envvar="CLEARSIGHT_AWS_ENDPOINT_URL", default=None,
-        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS. "
-             "Env: CLEARSIGHT_AWS_ENDPOINT_URL.",
+        "--endpoint-url", show_envvar=True, envvar="CLEARSIGHT_AWS_ENDPOINT_URL", default=None,
+        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS.",
     )(function)
     function = click.option(
-        "--region", envvar=_REGION_ENV, default=None,
+        "--region", show_envvar=True, envvar=_REGION_ENV, default=None,
         help="AWS region. Default: env AWS_DEFAULT_REGION, then AWS_REGION, then ~/.aws/config.",
     )(function)
     return function
 
 
 _name_option = click.option(
-    "--name", required=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
-    help="Endpoint name: 1-63 letters, digits, hyphens. Env: CLEARSIGHT_ENDPOINT_NAME.",
+    "--name", required=True, show_envvar=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
+    help="Endpoint name: 1-63 letters, digits, hyphens.",
 )
 
 
@@ -92,43 +91,43 @@ def sagemaker() -> None:
 
 
 @sagemaker.command()
-@click.option("--model", "model_path", required=True, envvar="CLEARSIGHT_MODEL",
+@click.option("--model", "model_path", required=True, show_envvar=True, envvar="CLEARSIGHT_MODEL",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="model.tar.gz written by `deploy package`. Env: CLEARSIGHT_MODEL.")
+              help="model.tar.gz written by `deploy package`.")
 @_name_option
 @click.option("--instance-type", default=DEFAULT_INSTANCE_TYPE, show_default=True,
-              envvar="CLEARSIGHT_INSTANCE_TYPE",
-              help="SageMaker instance type (ml.*). Env: CLEARSIGHT_INSTANCE_TYPE.")
+              show_envvar=True, envvar="CLEARSIGHT_INSTANCE_TYPE",
+              help="SageMaker instance type (ml.*).")
 @click.option("--instance-count", default=1, show_default=True, type=int,
-              envvar="CLEARSIGHT_INSTANCE_COUNT",
-              help="Initial number of instances. Env: CLEARSIGHT_INSTANCE_COUNT.")
-@click.option("--role", envvar="SAGEMAKER_ROLE", default=None,
+              show_envvar=True, envvar="CLEARSIGHT_INSTANCE_COUNT",
+              help="Initial number of instances.")
+@click.option("--role", show_envvar=True, envvar="SAGEMAKER_ROLE", default=None,
               help="IAM role ARN SageMaker assumes to pull the image and model data. "
-                   "Required. Env: SAGEMAKER_ROLE.")
-@click.option("--bucket", envvar="CLEARSIGHT_S3_BUCKET", default=None,
+                   "Required.")
+@click.option("--bucket", show_envvar=True, envvar="CLEARSIGHT_S3_BUCKET", default=None,
               help="S3 bucket for the model data. Default: sagemaker-<region>-<account> "
-                   "(created when missing). Env: CLEARSIGHT_S3_BUCKET.")
-@click.option("--prefix", envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
-              show_default=True, help="S3 key prefix. Env: CLEARSIGHT_S3_PREFIX.")
+                   "(created when missing).")
+@click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
+              show_default=True, help="S3 key prefix.")
 @_common_aws_options
 @click.option("--workers", default=1, show_default=True, type=int,
-              envvar="CLEARSIGHT_MODEL_SERVER_WORKERS",
+              show_envvar=True, envvar="CLEARSIGHT_MODEL_SERVER_WORKERS",
               help="Model server workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS); one per "
-                   "GPU is usual. Env: CLEARSIGHT_MODEL_SERVER_WORKERS.")
+                   "GPU is usual.")
 @click.option("--server-timeout", default=60, show_default=True, type=int,
-              envvar="CLEARSIGHT_MODEL_SERVER_TIMEOUT",
-              help="SAGEMAKER_MODEL_SERVER_TIMEOUT of the container. "
-                   "Env: CLEARSIGHT_MODEL_SERVER_TIMEOUT.")
-@click.option("--log-level", default="INFO", show_default=True, envvar="CLEARSIGHT_CONTAINER_LOG_LEVEL",
+              show_envvar=True, envvar="CLEARSIGHT_MODEL_SERVER_TIMEOUT",
+              help="SAGEMAKER_MODEL_SERVER_TIMEOUT of the container.")
+@click.option("--log-level", default="INFO", show_default=True, show_envvar=True, envvar="CLEARSIGHT_CONTAINER_LOG_LEVEL",
               type=click.Choice(list(LOG_LEVELS)),
-              help="Container log level. Env: CLEARSIGHT_CONTAINER_LOG_LEVEL.")
-@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Container log level.")
+@click.option("--wait/--no-wait", default=True, show_default=True, show_envvar=True,
+              envvar="CLEARSIGHT_WAIT",
               help="Wait until InService, then send one inference (failures roll back).")
-@click.option("--autoscale", default=None, envvar="CLEARSIGHT_AUTOSCALE", metavar="MIN:MAX:TARGET",
+@click.option("--autoscale", default=None, show_envvar=True, envvar="CLEARSIGHT_AUTOSCALE", metavar="MIN:MAX:TARGET",
               help="Target tracking on invocations per instance per minute, e.g. 1:4:100. "
-                   "Default: no autoscaling (kept as it was on an update). Env: CLEARSIGHT_AUTOSCALE.")
+                   "Default: no autoscaling (kept as it was on an update).")
 @click.option("--poll-seconds", default=15.0, show_default=True, type=float,
-              envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
+              show_envvar=True, envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
 @click.pass_context
 def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, instance_count: int,
        role: str | None, bucket: str | None, prefix: str, region: str | None,
@@ -173,13 +172,14 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
 
 @sagemaker.command()
 @_name_option
-@click.option("--keep-model-data", is_flag=True, default=False,
+@click.option("--keep-model-data", is_flag=True, default=False, show_envvar=True,
+              envvar="CLEARSIGHT_KEEP_MODEL_DATA",
               help="Keep the S3 model data this tool uploaded (default: delete it).")
-@click.option("--bucket", envvar="CLEARSIGHT_S3_BUCKET", default=None,
+@click.option("--bucket", show_envvar=True, envvar="CLEARSIGHT_S3_BUCKET", default=None,
               help="Bucket searched for model data no model refers to anymore. Default: "
-                   "sagemaker-<region>-<account>. Env: CLEARSIGHT_S3_BUCKET.")
-@click.option("--prefix", envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
-              show_default=True, help="S3 key prefix. Env: CLEARSIGHT_S3_PREFIX.")
+                   "sagemaker-<region>-<account>.")
+@click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
+              show_default=True, help="S3 key prefix.")
 @_common_aws_options
 @click.pass_context
 def down(ctx: click.Context, name: str, keep_model_data: bool, bucket: str | None, prefix: str,
@@ -245,9 +245,10 @@ def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> N
 @_name_option
 @click.argument("images", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--draw", "draw_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--draw", "draw_dir", default=None, show_envvar=True, envvar="CLEARSIGHT_DRAW_DIR", type=click.Path(file_okay=False, path_type=Path),
               help="Write each image with its boxes drawn to DIR/<stem>_boxes.jpeg. Default: off.")
-@click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-score", default=0.0, show_default=True, show_envvar=True,
+              envvar="CLEARSIGHT_MIN_SCORE", type=click.FloatRange(0, 1),
               help="Boxes below this score are not drawn (all are printed).")
 @_common_aws_options
 @click.pass_context
