@@ -290,6 +290,48 @@ def test_update_rolled_back_by_sagemaker_is_reported(aws, tmp_path):
     assert aws.calls.count(("sagemaker", "UpdateEndpoint")) == 1
 
 
+class _Creating:
+    """after-call hook: the endpoint reports Creating for the first ``times`` polls."""
+
+    def __init__(self, times):
+        self.times = times
+
+    def __call__(self, parsed, **kwargs):
+        if self.times > 0 and "EndpointStatus" in parsed:
+            self.times -= 1
+            parsed["EndpointStatus"] = "Creating"
+
+
+def test_wait_polls_until_in_service(aws, tmp_path):
+    aws.clients.sagemaker.meta.events.register("after-call.sagemaker.DescribeEndpoint", _Creating(3))
+    aws.set_runtime_results(DETECTION)
+    lines = []
+    deploy(make_config(aws, aws.model_archive(tmp_path / "m.tar.gz")), clients=aws.clients,
+           progress=lines.append)
+    statuses = [line.split(": ")[1].split(" after")[0] for line in lines
+                if line.startswith(f"endpoint {NAME}: ")]
+    assert statuses == ["Creating", "InService"]
+    assert aws.calls.count(("sagemaker", "DescribeEndpoint")) >= 4
+
+
+def test_wait_timeout_fails_the_step_and_rolls_back(aws, tmp_path):
+    aws.clients.sagemaker.meta.events.register("after-call.sagemaker.DescribeEndpoint",
+                                               _Creating(10**6))
+    with pytest.raises(SageMakerStepError, match=r"step wait-endpoint failed: endpoint cs-test "
+                                                 r"still Creating after \d+ s \(limit 0 s\)"):
+        deploy(make_config(aws, aws.model_archive(tmp_path / "m.tar.gz"),
+                           wait_timeout_seconds=0.05, poll_seconds=0.01), clients=aws.clients)
+    assert aws.leftovers() == empty(aws)
+
+
+def test_group_is_registered_under_python_m_deploy():
+    from deploy.cli import main
+
+    result = CliRunner().invoke(main, ["sagemaker", "--help"])
+    assert result.exit_code == 0
+    assert all(command in result.output for command in ("up", "down", "status", "list", "invoke"))
+
+
 def test_interrupt_rolls_back_too(aws, tmp_path):
     def interrupt(**kwargs):
         raise KeyboardInterrupt
