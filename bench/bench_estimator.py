@@ -1,6 +1,6 @@
 """Kernel SHAP estimator accuracy against exact Shapley values, next to shap's KernelExplainer.
 
-Reproduce (about 70 s on 2 cores; needs `pip install -r bench/requirements.txt`):
+Reproduce (about 80 s on 2 cores; needs `pip install -r bench/requirements.txt`):
 
     .venv/bin/python -m bench.bench_estimator
 
@@ -11,6 +11,12 @@ The budget counts every model evaluation, the empty and full coalitions included
 KernelExplainer gets ``nsamples = budget - 2`` (it evaluates the two anchors separately)
 and ``l1_reg=False`` (its default ``num_features(10)`` would zero out features when
 S > 10). Printed as a markdown table on stdout.
+
+Read the table with its models in mind: "detector-like" is a sigmoid of a linear index
+times a context term and "two-objects" a max of two such sigmoids, close to the sigmoid
+surrogates the control variates fit, so clearsight's gain there is largest; "triples"
+(linear plus three-way products) fits no surrogate and shows the paired, stratified
+estimator alone.
 """
 
 from __future__ import annotations
