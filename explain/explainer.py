@@ -321,7 +321,7 @@ def explain_images(paths: list[str | Path], predict: Predict, config: ExplainCon
             "method": "kernel_shap",
             "sampling": "paired, stratified by coalition size; small sizes enumerated",
             "constraint": "values sum to prediction - base_value",
-            "control_variate": "sigmoid-of-linear surrogate, bootstrap-weighted",
+            "control_variate": "one- or two-index sigmoid surrogates, bootstrap-weighted",
             "standard_errors": "paired bootstrap",
             "num_samples_counts_anchors": True,
             "segmentation": "SLICO (slic_zero) with k-means seeds",
