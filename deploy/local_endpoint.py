@@ -212,8 +212,10 @@ class LocalEndpoint(object):
                 if response.status_code == 200:
                     return
                 last = "HTTP %d: %s" % (response.status_code, response.text[:300])
-                if "Worker died" in self.log_tail(400) or "Failed to load model" in self.log_tail(400):
-                    raise ServeError("the model failed to load:\n%s" % self.log_tail())
+                # The toolkit loads the model on the first request and answers 500 when model_fn
+                # fails (503 only means no worker is free yet): no point waiting any longer.
+                if response.status_code == 500 or "Failed to load model" in self.log_tail(400):
+                    raise ServeError("the model failed to load:\n%s" % _error_lines(response.text))
             time.sleep(0.5)
         raise ServeError("the endpoint was not ready after %.0f s (last answer: %s):\n%s"
                          % (self.startup_timeout, last, self.log_tail()))
@@ -244,6 +246,14 @@ class LocalEndpoint(object):
         if self.scratch is not None:
             shutil.rmtree(str(self.scratch), ignore_errors=True)
             self.scratch = None
+
+
+def _error_lines(text, keep=12):
+    """The message and the innermost frames of a toolkit error body (message + Python traceback)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) <= keep:
+        return "\n".join(lines)
+    return "\n".join(lines[:2] + ["..."] + lines[-(keep - 2):])
 
 
 def _signal_group(pid, signum):

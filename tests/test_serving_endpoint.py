@@ -129,7 +129,8 @@ def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detect
     )
     assert completed.returncode == 1
     assert "error:" in completed.stderr
-    assert "model failed to load" in completed.stderr or "not ready" in completed.stderr
+    assert "the model failed to load" in completed.stderr
+    assert "Invalid NDArray file format" in completed.stderr
 
 
 def test_two_endpoints_run_side_by_side(tiny_detector_archive, detector_endpoint):
