@@ -509,6 +509,10 @@ class InProcessPredictor:
         except Exception as error:  # the handler's own errors carry a message meant for users
             self.close()
             raise PredictorError(f"cannot load the model from {self._source}: {_message(error)}") from None
+        limits = getattr(self.model, "limits", None)
+        if limits is not None and getattr(self.model.spec, "task", None) == "detection":
+            # Same as DETECTION_CUSTOM_ATTRIBUTES over HTTP: every detection score counts.
+            limits.score_threshold = 0.0
 
     @property
     def description(self) -> str:
@@ -587,6 +591,9 @@ def _extract_model_tarball(path: Path) -> tempfile.TemporaryDirectory:
     return directory
 
 
+# serving/ reads these from X-Amzn-SageMaker-Custom-Attributes; other endpoints ignore them.
+DETECTION_CUSTOM_ATTRIBUTES = "score_threshold=0"
+
 _HTTP_ONLY_OPTIONS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries",
                       "timeout", "backoff_base", "backoff_max", "custom_attributes")
 
@@ -603,6 +610,9 @@ def make_predictor(endpoint: str, task: str, **transport_options):
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise ConfigError(f"endpoint must be a URL, sagemaker:NAME or a model path, got {endpoint!r}")
     endpoint = endpoint.strip()
+    if task == "detection" and transport_options.get("custom_attributes") is None:
+        # A masked image's weaker detections still count: ask the endpoint for every score.
+        transport_options["custom_attributes"] = DETECTION_CUSTOM_ATTRIBUTES
     remote_options = {name: value for name, value in transport_options.items() if name != "batch_size"}
     if endpoint.startswith(("http://", "https://")):
         return HttpPredictor(endpoint, task, **remote_options)
