@@ -9,7 +9,13 @@ from click.testing import CliRunner
 
 from deploy.cli import main
 from deploy.errors import PackageError
-from deploy.package import check_archive, extract_archive, package_exported, package_model_dir, package_zoo
+from deploy.package import (
+    check_archive,
+    extract_archive,
+    package_exported,
+    package_model_dir,
+    package_zoo,
+)
 from tests.conftest import REPO
 
 
