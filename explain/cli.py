@@ -16,7 +16,6 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CONTENT_TYPES = ("application/x-npy", "image/jpeg", "image/png")
 ACCEPT_TYPES = ("application/json", "application/x-npy")
 _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
@@ -73,21 +72,14 @@ def _load_clarify_config(ctx: click.Context, param: click.Parameter, value):
     return value
 
 
-def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list[Path]:
-    """IMAGE arguments: files as given, directories searched recursively for jpg/jpeg/png."""
-    paths: list[Path] = []
-    for value in values:
-        path = Path(value)
-        if path.is_dir():
-            found = sorted(item for item in path.rglob("*")
-                           if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise click.BadParameter(f"no {'/'.join(IMAGE_SUFFIXES)} files in directory {value!r}",
-                                         ctx, param)
-            paths.extend(found)
-        else:
-            paths.append(path)
-    return paths
+def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
+    """IMAGE arguments -> ImageSource list: files, folders (recursive jpg/jpeg/png), s3:// prefixes."""
+    from .sources import collect_sources
+
+    try:
+        return collect_sources(list(values))
+    except ExplainError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
 
 
 def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | None:
@@ -106,8 +98,9 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 @click.option("--clarify-config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
               expose_value=False, callback=_load_clarify_config,
               help="Clarify analysis_config.json; its values are defaults that explicit options override.")
-@click.option("--endpoint", required=True, show_envvar=True,
-              help="http(s)://HOST:PORT, sagemaker:ENDPOINT_NAME, a model directory or a model.tar.gz.")
+@click.option("--endpoint", required=True, multiple=True, show_envvar=True,
+              help="http(s)://HOST:PORT, sagemaker:ENDPOINT_NAME, a model directory or a model.tar.gz; "
+                   "repeat it to spread requests over several endpoints (least outstanding work).")
 @click.option("--task", type=click.Choice(TASKS), required=True, show_envvar=True,
               help="What the model predicts.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -146,19 +139,37 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 @click.option("--max-retries", type=int, default=5,
               help="Retries of a request after a connection error, timeout, 429 or 5xx.")
 @click.option("--timeout", type=float, default=70.0, help="Seconds to wait for one response.")
+@click.option("--images-in-flight", type=click.IntRange(1, 256), default=2,
+              help="Images explained at once; their requests share --concurrency.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1,
+              help="Worker processes, each explaining one shard of the images (stable hash of the "
+                   "image's relative path), then one merged analysis.json and report.html.")
+@click.option("--shard", default=None, metavar="INDEX/COUNT",
+              help="Explain only shard INDEX (0-based) of COUNT, e.g. on one of several machines "
+                   "sharing --out; no report (a later run without --shard merges).  [default: all]")
+@click.option("--restart", is_flag=True, default=False,
+              help="Discard the manifest of earlier runs in --out and explain every image again.  "
+                   "[default: resume: skip images already finished with the same settings]")
+@click.option("--manifest-tag", default=None, hidden=True, help="Name of this process's manifest file.")
+@click.option("--no-report", is_flag=True, default=False, hidden=True,
+              help="Do not write analysis.json and report.html (a merge step does).")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars on stderr.")
 @click.pass_context
-def main(ctx: click.Context, images: list[Path], endpoint: str, task: str, out_dir: Path, quiet: bool,
-         **options) -> None:
+def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str, out_dir: Path,
+         quiet: bool, images_in_flight: int, workers: int, shard: str | None, restart: bool,
+         manifest_tag: str | None, no_report: bool, **options) -> None:
     """Explain an image model's predictions with Kernel SHAP over superpixels.
 
-    IMAGE... are image files or directories (searched for .jpg, .jpeg, .png). Results go
+    IMAGE... are image files, directories (searched for .jpg, .jpeg, .png) or
+    s3://BUCKET/PREFIX (S3 calls go to env CLEARSIGHT_AWS_ENDPOINT_URL when set). Results go
     into --out: per image shap_<stem>_box<k>_object.jpeg and <stem>_objects.jpeg (detection)
     or shap_<stem>.jpeg (classification), <stem>_shap.npz, and analysis.json and
-    report.html for the run. Every option can also be set as EXPLAIN_<OPTION>
-    (e.g. EXPLAIN_NUM_SAMPLES=200).
+    report.html for the run. --out keeps a manifest (manifest*.jsonl, one line per finished
+    image): run the same command again after an interruption and it skips finished images.
+    Every option can also be set as EXPLAIN_<OPTION> (e.g. EXPLAIN_NUM_SAMPLES=200).
     """
-    from .predictors import make_predictor
+    from .runner import RunOptions
+    from .sharding import Shard
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config_fields = {name: value for name, value in options.items() if name in _CONFIG_FIELDS}
@@ -168,7 +179,29 @@ def main(ctx: click.Context, images: list[Path], endpoint: str, task: str, out_d
     except ConfigError as error:
         raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
     try:
-        predictor = make_predictor(endpoint, task, **transport)
+        run_shard = Shard.parse(shard) if shard is not None else Shard()
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, _option_named(ctx, "shard")) from None
+    if workers > 1 and shard is not None:
+        raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
+                                 ctx, _option_named(ctx, "workers"))
+    run_options = RunOptions(images_in_flight=images_in_flight, shard=run_shard,
+                             manifest_tag=manifest_tag, restart=restart,
+                             merge=run_shard.count == 1 and not no_report, progress=not quiet)
+    if workers > 1:
+        from .workers import run_with_workers
+
+        try:
+            summary = run_with_workers(images, list(endpoint), task, transport, config, out_dir,
+                                       workers, run_options)
+        except ConfigError as error:
+            raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
+        except ExplainError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(_summary_text(summary, out_dir))
+        return
+    try:
+        predictor = build_predictor(list(endpoint), task, transport)
     except ConfigError as error:
         raise click.BadParameter(str(error), ctx, _option_for(ctx, error) or _option_named(ctx, "endpoint")) from None
     except ExplainError as error:
@@ -177,7 +210,8 @@ def main(ctx: click.Context, images: list[Path], endpoint: str, task: str, out_d
         label_headers = None
         if config.label_headers is None:
             label_headers = getattr(predictor, "class_names", None)
-        summary = explain_and_record(images, predictor, config, out_dir, not quiet, label_headers)
+        summary = explain_and_record(images, predictor, config, out_dir, not quiet, label_headers,
+                                     run_options)
     except ConfigError as error:
         raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
     except ExplainError as error:
@@ -187,29 +221,60 @@ def main(ctx: click.Context, images: list[Path], endpoint: str, task: str, out_d
     click.echo(_summary_text(summary, out_dir))
 
 
+def build_predictor(endpoints: list[str], task: str, transport: dict):
+    """One adapter per endpoint; several are wrapped in a least-outstanding-work router."""
+    from .predictors import make_predictor
+    from .routing import MultiPredictor
+
+    predictors = []
+    try:
+        for endpoint in endpoints:
+            predictors.append(make_predictor(endpoint, task, **transport))
+    except BaseException:
+        for predictor in predictors:
+            predictor.close()
+        raise
+    return predictors[0] if len(predictors) == 1 else MultiPredictor(predictors)
+
+
 def _option_named(ctx: click.Context, name: str) -> click.Parameter:
     return next(param for param in ctx.command.params if param.name == name)
 
 
-def explain_and_record(images, predictor, config, out_dir: Path, progress: bool, label_headers) -> dict:
-    """Run explain_images and add the predictor's request counters to analysis.json."""
-    from .explainer import explain_images
-    from .report import write_analysis
+def explain_and_record(images, predictor, config, out_dir: Path, progress: bool, label_headers,
+                       options=None) -> dict:
+    """Run the resumable runner and add the predictor's request counters to analysis.json."""
+    from dataclasses import replace
 
-    summary = explain_images(images, predictor, config, out_dir, progress=progress,
-                             label_headers=label_headers)
+    from .runner import RunOptions, run_explanations, write_json_atomic
+    from .sources import collect_sources
+
+    options = replace(options or RunOptions(), progress=progress)
+    if images and not hasattr(images[0], "key"):
+        images = collect_sources([str(image) for image in images])
+    summary = run_explanations(images, predictor, config, out_dir, options, label_headers=label_headers)
     stats = getattr(predictor, "stats", None)
     if stats is not None:
         summary["predictor"] = stats
-        write_analysis(summary, Path(out_dir) / "analysis.json")
+        if options.merge:
+            write_json_atomic(summary, Path(out_dir) / "analysis.json")
     return summary
 
 
 def _summary_text(summary: dict, out_dir: Path) -> str:
     """A few lines for stdout: totals, the predictor's counters, where the results are."""
-    totals = summary.get("totals", {})
+    totals = summary.get("totals", summary)
+    if "targets" not in totals:  # one shard of a larger run: no report yet
+        return (f"shard: explained {totals.get('explained', 0)} image(s), skipped "
+                f"{totals.get('skipped', 0)} already finished, in {totals.get('seconds', 0.0):.1f} s; "
+                f"results in {out_dir} (run without --shard to merge the report)")
     lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
              f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
+    resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
+    if resumed > 0:
+        lines.append(f"{resumed} image(s) were finished by an earlier run and skipped")
+    if totals.get("unfinished"):
+        lines.append(f"{len(totals['unfinished'])} image(s) not finished yet")
     stats = summary.get("predictor")
     if stats:
         lines.append(f"{stats['transport']} {stats['endpoint']}: {stats['requests']} request(s), "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ExplainError", "ConfigError", "PredictorError"]
+__all__ = ["ExplainError", "ConfigError", "PredictorError", "EndpointUnavailableError"]
 
 
 class ExplainError(Exception):
@@ -15,3 +15,7 @@ class ConfigError(ExplainError, ValueError):
 
 class PredictorError(ExplainError):
     """The predictor failed or answered with something unusable (transports subclass this)."""
+
+
+class EndpointUnavailableError(PredictorError):
+    """An endpoint kept failing with retriable errors (no answer, throttling, 5xx); another may answer."""

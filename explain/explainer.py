@@ -278,7 +278,7 @@ def explain_images(paths: list[str | Path], predict: Predict, config: ExplainCon
     Returns the analysis summary written to analysis.json.
     """
     from .render import render_explanation
-    from .report import build_image_summary, write_analysis, write_report
+    from .report import build_image_summary, build_run_summary, write_analysis, write_report
 
     if label_headers is not None:
         config = replace(config, label_headers=tuple(label_headers))
@@ -312,28 +312,7 @@ def explain_images(paths: list[str | Path], predict: Predict, config: ExplainCon
         files += render_explanation(explanation, stem, out_dir, config.label_headers)
         explanation.timings["render_s"] = time.perf_counter() - phase
         summaries.append(build_image_summary(path, stem, explanation, files, config))
-    summary = {
-        "version": 1,
-        "tool": "clearsight.explain",
-        "task": config.task,
-        "settings": config.to_dict(),
-        "estimator": {
-            "method": "kernel_shap",
-            "sampling": "paired, stratified by coalition size; small sizes enumerated",
-            "constraint": "values sum to prediction - base_value",
-            "control_variate": "one- or two-index sigmoid surrogates, bootstrap-weighted",
-            "standard_errors": "paired bootstrap",
-            "num_samples_counts_anchors": True,
-            "segmentation": "SLICO (slic_zero) with k-means seeds",
-        },
-        "images": summaries,
-        "totals": {
-            "images": len(summaries),
-            "targets": sum(len(item["targets"]) for item in summaries),
-            "model_calls": sum(item["model_calls"] for item in summaries),
-            "seconds": time.perf_counter() - started,
-        },
-    }
+    summary = build_run_summary(config, summaries, time.perf_counter() - started)
     write_analysis(summary, out_dir / "analysis.json")
     write_report(summary, out_dir / "report.html")
     return summary

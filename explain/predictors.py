@@ -36,7 +36,7 @@ from deploy.client import (
 from deploy.errors import EndpointError
 
 from .config import TASKS
-from .errors import ConfigError, PredictorError
+from .errors import ConfigError, EndpointUnavailableError, PredictorError
 
 __all__ = [
     "TransportConfig",
@@ -197,6 +197,8 @@ class _RemotePredictor:
         self.transport = transport
         self._stats = _Stats()
         self._random = random.Random()
+        # one budget for every caller: images explained in parallel share ``concurrency``
+        self._slots = threading.BoundedSemaphore(transport.concurrency)
 
     @property
     def description(self) -> str:
@@ -268,27 +270,32 @@ class _RemotePredictor:
     def _send_with_retries(self, body: bytes, abort: threading.Event) -> tuple[bytes, str]:
         attempts = self.transport.max_retries + 1
         for attempt in range(attempts):
+            self._slots.acquire()
             self._stats.request(len(body))
             started = time.perf_counter()
             try:
                 response, content_type = self._invoke(body)
             except _TransientError as error:
+                self._slots.release()
                 self._stats.add(failed_requests=1, request_seconds=time.perf_counter() - started)
                 if attempt + 1 == attempts:
-                    raise PredictorError(
+                    raise EndpointUnavailableError(
                         f"{self.description} failed after {attempts} attempt(s), last: {error}; check that the "
                         "endpoint is up, or lower --concurrency if it is overloaded") from None
                 delay = min(self.transport.backoff_max, self.transport.backoff_base * 2 ** attempt)
                 delay *= self._random.uniform(0.5, 1.0)
                 logger.info("retrying in %.2f s after: %s", delay, error)
                 if abort.wait(delay):
-                    raise PredictorError(f"{self.description}: stopped retrying after another "
+                    raise EndpointUnavailableError(f"{self.description}: stopped retrying after another "
                                          f"request failed; last: {error}") from None
                 self._stats.add(retries=1)
                 continue
-            except PredictorError:
-                self._stats.add(failed_requests=1, request_seconds=time.perf_counter() - started)
+            except BaseException as error:
+                self._slots.release()
+                if isinstance(error, PredictorError):
+                    self._stats.add(failed_requests=1, request_seconds=time.perf_counter() - started)
                 raise
+            self._slots.release()
             self._stats.add(bytes_received=len(response), request_seconds=time.perf_counter() - started)
             return response, content_type
         raise AssertionError("unreachable")  # pragma: no cover
@@ -498,6 +505,7 @@ class InProcessPredictor:
         self._cleanup = cleanup
         self._source = source or str(self.model_dir)
         self._stats = _Stats()
+        self._forward_lock = threading.Lock()  # one forward pass at a time (Gluon blocks are not thread-safe)
         try:
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
@@ -540,7 +548,8 @@ class InProcessPredictor:
             self._stats.request(len(body))
             started = time.perf_counter()
             try:
-                response, content_type = self._transform_fn(self.model, body, NPY, NPY)
+                with self._forward_lock:
+                    response, content_type = self._transform_fn(self.model, body, NPY, NPY)
             except Exception as error:  # serving errors name the problem; keep their message
                 self._stats.add(failed_requests=1)
                 raise PredictorError(f"{self.description} failed on a batch: {_message(error)}") from None

@@ -10,7 +10,7 @@ import numpy as np
 
 from .detection import class_name
 
-__all__ = ["build_image_summary", "write_analysis", "write_report", "TOP_SEGMENTS"]
+__all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS"]
 
 TOP_SEGMENTS = 5
 
@@ -60,6 +60,35 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         "timings": {key: round(float(value), 4) for key, value in explanation.timings.items()},
         "files": files,
         "targets": targets,
+    }
+
+
+ESTIMATOR = {
+    "method": "kernel_shap",
+    "sampling": "paired, stratified by coalition size; small sizes enumerated",
+    "constraint": "values sum to prediction - base_value",
+    "control_variate": "one- or two-index sigmoid surrogates, bootstrap-weighted",
+    "standard_errors": "paired bootstrap",
+    "num_samples_counts_anchors": True,
+    "segmentation": "SLICO (slic_zero) with k-means seeds",
+}
+
+
+def build_run_summary(config, image_summaries: list[dict], seconds: float) -> dict:
+    """The analysis.json document of a run: settings, estimator, one entry per image, totals."""
+    return {
+        "version": 1,
+        "tool": "clearsight.explain",
+        "task": config.task,
+        "settings": config.to_dict(),
+        "estimator": dict(ESTIMATOR),
+        "images": image_summaries,
+        "totals": {
+            "images": len(image_summaries),
+            "targets": sum(len(item["targets"]) for item in image_summaries),
+            "model_calls": sum(item["model_calls"] for item in image_summaries),
+            "seconds": seconds,
+        },
     }
 
 

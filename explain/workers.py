@@ -1,0 +1,90 @@
+"""--workers N: N local processes each explaining one shard of the images, then one merged report."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+
+from .config import ExplainConfig
+from .runner import RunOptions, merge_outputs, prepare_out_dir, run_explanations
+from .sharding import Shard
+
+__all__ = ["run_with_workers"]
+
+logger = logging.getLogger(__name__)
+
+_SUMMED = ("requests", "images", "retries", "failed_requests", "bytes_sent", "bytes_received")
+
+
+def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transport: dict,
+            config: ExplainConfig, out_dir: str, images_in_flight: int) -> dict:
+    """One worker process: its own predictor(s), shard ``shard``, its own manifest file."""
+    from .cli import build_predictor
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    predictor = build_predictor(endpoints, task, transport)
+    try:
+        if config.label_headers is None and getattr(predictor, "class_names", None):
+            config = replace(config, label_headers=tuple(predictor.class_names))
+        options = RunOptions(images_in_flight=images_in_flight, shard=shard, merge=False, progress=False)
+        counts = run_explanations(sources, predictor, config, out_dir, options)
+        return {**counts, "shard": shard.name, "label_headers": config.label_headers,
+                "predictor": getattr(predictor, "stats", None)}
+    finally:
+        predictor.close()
+
+
+def run_with_workers(sources: list, endpoints: list[str], task: str, transport: dict,
+                     config: ExplainConfig, out_dir: str | Path, workers: int,
+                     options: RunOptions) -> dict:
+    """Explain ``sources`` with ``workers`` spawned processes, shard i of N each, then merge.
+
+    Every worker builds its own predictor(s) from ``endpoints`` (so each has its own
+    ``concurrency`` budget) and writes ``manifest-shard-<i>-of-<N>.jsonl``; the merge reads
+    every manifest in ``out_dir``. Returns the merged summary with the workers' summed
+    request counters under ``predictor``.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    if options.restart:
+        prepare_out_dir(out_dir, config, restart=True)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    results = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_worker, Shard(index, workers), sources, endpoints, task, transport,
+                               config, str(out_dir), options.images_in_flight)
+                   for index in range(workers)]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                results.append(result)
+                if options.progress:
+                    print(f"{result['shard']}: explained {result['explained']}, skipped "
+                          f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    label_headers = next((item["label_headers"] for item in results if item["label_headers"]), None)
+    if config.label_headers is None and label_headers:
+        config = replace(config, label_headers=tuple(label_headers))
+    summary = merge_outputs(out_dir, config, [source.key for source in sources],
+                            seconds=time.perf_counter() - started)
+    summary["totals"]["explained_now"] = sum(item["explained"] for item in results)
+    stats = [item["predictor"] for item in results if item["predictor"]]
+    if stats:
+        summary["predictor"] = {"transport": f"{workers} workers",
+                                "endpoint": ", ".join(endpoints),
+                                **{name: sum(item.get(name, 0) for item in stats) for name in _SUMMED},
+                                "workers": stats}
+        from .runner import write_json_atomic
+
+        write_json_atomic(summary, out_dir / "analysis.json")
+    return summary
