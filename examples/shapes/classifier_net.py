@@ -5,7 +5,8 @@ Why a heatmap head: a plain CNN with global pooling, trained from scratch, sat a
 cluttered image. Supervising a stride-8 class heatmap at the object's centre (CenterNet's
 focal loss) gives every image a dense, localised signal and learns in a few hundred steps; the
 exported graph reduces the heatmap logits to ``(N, C)`` image logits by a spatial max, so the
-model still answers "which shape is in the image" and works at any input size.
+model still answers "which shape is in the image" and works at any input size. 0.30 M
+parameters (1.2 MB in fp32).
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 Why not ``yolo3_mobilenet0.25_custom``: trained from scratch on 2 shared CPU cores one YOLO step
 (batch 16, 320 px) took about 3.8 s, so the time budget buys under 1,000 steps, too few for a
-randomly initialised YOLO to reach mAP@0.5 >= 0.9. This net has about 0.3 M parameters, runs a
-training step in a fraction of that time and fits well in fp32.
+randomly initialised YOLO to reach mAP@0.5 >= 0.9. This net has 0.59 M parameters (2.4 MB in
+fp32); one step (batch 32, 160 px input) took about 0.2 s on one core, and 30 minutes (about
+4,300 steps beside the classifier's training) reached mAP@0.5 above 0.99.
 
 Layout: a strided conv backbone to stride 16, a nearest upsample fused with the stride-8
 features, and one head predicting per stride-8 cell three class heatmap logits, the box centre
