@@ -51,7 +51,7 @@ def test_model_json_validates_and_files_are_small(model_dir, task):
         assert os.path.getsize(path) <= MAX_ARTIFACT_BYTES
 
 
-@pytest.mark.parametrize("input_shape", [(1, 3, 160, 160), (2, 3, 96, 128), (1, 3, 32, 32)])
+@pytest.mark.parametrize("input_shape", [(1, 3, 160, 160), (1, 3, 160, 213), (2, 3, 96, 128), (1, 3, 32, 32)])
 def test_detector_returns_gluoncv_outputs_with_minus_one_padding(detector, input_shape):
     spec, net = detector
     data = mx.nd.array(np.random.default_rng(0).normal(size=input_shape).astype(np.float32))
