@@ -93,8 +93,7 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 
 @click.command(context_settings={"auto_envvar_prefix": "EXPLAIN", "help_option_names": ["-h", "--help"],
                                  "show_default": True, "max_content_width": 100})
-@click.argument("images", nargs=-1, required=True, callback=_collect_images,
-                type=click.Path(exists=True, path_type=Path))
+@click.argument("images", nargs=-1, required=True, callback=_collect_images)
 @click.option("--clarify-config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
               expose_value=False, callback=_load_clarify_config,
               help="Clarify analysis_config.json; its values are defaults that explicit options override.")

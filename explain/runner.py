@@ -242,11 +242,11 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
     return explained
 
 
-def merge_outputs(out_dir: str | Path, config: ExplainConfig, keys: Sequence[str] | None = None,
-                  seconds: float | None = None) -> dict:
+def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
+                  keys: Sequence[str] | None = None, seconds: float | None = None) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``.
 
-    keys: the images of the run, in report order (default: every recorded image, sorted by
+    config: the run's settings (default: those recorded in the manifests). keys: the images of the run, in report order (default: every recorded image, sorted by
     key); images not finished yet are listed under ``totals.unfinished``. seconds: the
     run's wall-clock time (default: the sum of the images' own times).
     """
@@ -254,6 +254,10 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig, keys: Sequence[str
 
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
+    if config is None:
+        if not entries:
+            raise ExplainError(f"no manifest*.jsonl with finished images in {out_dir}: nothing to merge")
+        config = ExplainConfig(**entries[0]["settings"])
     settings = config.to_dict()
     check_settings(entries, settings_digest(settings), settings, out_dir)
     finished = finished_entries(entries)

@@ -1,0 +1,292 @@
+"""SageMaker Processing jobs that run explain/ over an S3 prefix of images on N instances, and their merge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import logging
+import re
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DeployConfigError, DeployError
+
+__all__ = [
+    "ExplainJobConfig",
+    "ProcessingJobFailed",
+    "build_code_archive",
+    "default_image_uri",
+    "merge_job_outputs",
+    "processing_job_request",
+    "start_explain_job",
+    "wait_for_job",
+    "JOB_REQUIREMENTS",
+]
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+CODE_PACKAGES = ("explain", "deploy")  # what the worker imports (serving/ is not needed for sagemaker:NAME)
+PROCESSING_ROOT = "/opt/ml/processing"
+IMAGES_DIR = f"{PROCESSING_ROOT}/input/images"
+CODE_DIR = f"{PROCESSING_ROOT}/input/code"
+OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
+CODE_ARCHIVE = "clearsight-code.tar.gz"
+DEFAULT_INSTANCE_TYPE = "ml.c5.xlarge"
+# The job's container: AWS's PyTorch 2.3 CPU training image has Python 3.11 (explain/ needs
+# >= 3.10) and pip; the worker installs JOB_REQUIREMENTS into it at start (needs internet
+# access from the job, the default unless the job runs in a VPC without a NAT gateway).
+IMAGE_FRAMEWORK, IMAGE_VERSION, IMAGE_PY = "pytorch", "2.3", "py311"
+JOB_REQUIREMENTS = (
+    "numpy==1.23.5", "scipy==1.11.4", "scikit-image==0.22.0", "matplotlib==3.8.4",
+    "pillow", "click", "tqdm", "requests", "boto3",
+)
+TAG_TOOL, TOOL = "clearsight:tool", "clearsight"
+TAG_JOB = "clearsight:explain-job"
+_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_ROLE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")  # as deploy.config
+_S3_URL = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+_FINAL = {"Completed", "Failed", "Stopped"}
+
+Progress = Callable[[str], None]
+
+
+class ProcessingJobFailed(DeployError):
+    """The Processing job ended Failed or Stopped; the message carries SageMaker's FailureReason."""
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    bucket, _, key = url[len("s3://"):].partition("/")
+    return bucket, key.strip("/")
+
+
+@dataclass(frozen=True)
+class ExplainJobConfig:
+    """One ``deploy sagemaker explain-job``, validated before any AWS call.
+
+    images_url / out_url: s3://BUCKET/PREFIX of the images and of the explanations.
+    endpoint_name: the SageMaker endpoint the workers call (``sagemaker:NAME``).
+    explain_args: further ``python -m explain`` options (e.g. ``--num-samples 500``).
+    image_uri: the container (default: ``default_image_uri(region)``).
+    """
+
+    job_name: str
+    images_url: str
+    endpoint_name: str
+    out_url: str
+    role: str
+    region: str
+    task: str = "detection"
+    instance_count: int = 1
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    volume_size_gb: int = 30
+    max_runtime_seconds: int = 86_400
+    image_uri: str | None = None
+    explain_args: tuple[str, ...] = field(default_factory=tuple)
+    poll_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job_name, str) or not _JOB_NAME.fullmatch(self.job_name):
+            raise DeployConfigError("job_name", self.job_name, "1-63 letters, digits and hyphens")
+        if not isinstance(self.endpoint_name, str) or not _JOB_NAME.fullmatch(self.endpoint_name):
+            raise DeployConfigError("endpoint", self.endpoint_name,
+                                    "a SageMaker endpoint name: 1-63 letters, digits and hyphens")
+        for name in ("images_url", "out_url"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _S3_URL.fullmatch(value):
+                raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX")
+        if _split_s3(self.out_url) == _split_s3(self.images_url):
+            raise DeployConfigError("out", self.out_url, "an S3 prefix other than --images")
+        if not isinstance(self.role, str) or not _ROLE.fullmatch(self.role):
+            raise DeployConfigError("role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "
+                                    "(option --role or env SAGEMAKER_ROLE)")
+        if not self.region or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
+            raise DeployConfigError("region", self.region, "an AWS region such as us-east-1")
+        if self.task not in ("detection", "classification"):
+            raise DeployConfigError("task", self.task, "detection or classification")
+        for name, low, high in (("instance_count", 1, 100), ("volume_size_gb", 1, 16_384),
+                                ("max_runtime_seconds", 1, 432_000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise DeployConfigError(name, value, f"an integer in [{low}, {high}]")
+        if not isinstance(self.instance_type, str) or not _INSTANCE_TYPE.fullmatch(self.instance_type):
+            raise DeployConfigError("instance_type", self.instance_type, "an ml.* instance type such as ml.c5.xlarge")
+        reserved = {"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report"}
+        clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args if arg.split("=", 1)[0] in reserved)
+        if clashes:
+            raise DeployConfigError("explain_args", " ".join(self.explain_args),
+                                    f"explain options other than {', '.join(clashes)} (the job sets them)")
+        if not self.poll_seconds >= 0:
+            raise DeployConfigError("poll_seconds", self.poll_seconds, "a number >= 0")
+
+    @property
+    def worker_arguments(self) -> list[str]:
+        """ContainerArguments: the worker's options, then the explain options."""
+        return ["--endpoint", f"sagemaker:{self.endpoint_name}", "--task", self.task, *self.explain_args]
+
+
+def default_image_uri(region: str) -> str:
+    """AWS's PyTorch 2.3 CPU training image (Python 3.11) in ``region``, from sagemaker.image_uris."""
+    from sagemaker import image_uris
+
+    return image_uris.retrieve(IMAGE_FRAMEWORK, region, version=IMAGE_VERSION, py_version=IMAGE_PY,
+                               instance_type=DEFAULT_INSTANCE_TYPE, image_scope="training")
+
+
+def build_code_archive(repo: Path = REPO) -> tuple[bytes, str]:
+    """(gzip tar bytes, sha256) of explain/, deploy/ and requirements-job.txt; byte-for-byte reproducible."""
+    members: list[tuple[str, bytes]] = []
+    for package in CODE_PACKAGES:
+        for path in sorted((repo / package).rglob("*.py")):
+            members.append((path.relative_to(repo).as_posix(), path.read_bytes()))
+    members.append(("requirements-job.txt", ("\n".join(JOB_REQUIREMENTS) + "\n").encode()))
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    import gzip
+
+    compressed = gzip.compress(raw.getvalue(), mtime=0)
+    return compressed, hashlib.sha256(compressed).hexdigest()
+
+
+def _entrypoint() -> list[str]:
+    """Unpack the code input, install its requirements, run the worker with the job's arguments."""
+    script = (
+        "set -e; mkdir -p /opt/clearsight; "
+        f"tar -xzf {CODE_DIR}/{CODE_ARCHIVE} -C /opt/clearsight; "
+        "python -m pip install --quiet --no-cache-dir -r /opt/clearsight/requirements-job.txt; "
+        "cd /opt/clearsight; exec python -m explain.processing_worker "
+        f"--input {IMAGES_DIR} --output {OUTPUT_DIR} \"$@\""
+    )
+    return ["bash", "-c", script, "clearsight-worker"]
+
+
+def processing_job_request(config: ExplainJobConfig, image_uri: str, code_url: str) -> dict[str, Any]:
+    """The ``CreateProcessingJob`` parameters of ``config`` (code already uploaded to ``code_url``)."""
+    return {
+        "ProcessingJobName": config.job_name,
+        "RoleArn": config.role,
+        "AppSpecification": {"ImageUri": image_uri, "ContainerEntrypoint": _entrypoint(),
+                             "ContainerArguments": config.worker_arguments},
+        "ProcessingInputs": [
+            {"InputName": "images", "S3Input": {
+                "S3Uri": config.images_url, "LocalPath": IMAGES_DIR, "S3DataType": "S3Prefix",
+                "S3InputMode": "File", "S3DataDistributionType": "ShardedByS3Key"}},
+            {"InputName": "code", "S3Input": {
+                "S3Uri": code_url, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix",
+                "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}},
+        ],
+        "ProcessingOutputConfig": {"Outputs": [
+            {"OutputName": "explanations", "S3Output": {
+                "S3Uri": config.out_url, "LocalPath": OUTPUT_DIR, "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingResources": {"ClusterConfig": {
+            "InstanceCount": config.instance_count, "InstanceType": config.instance_type,
+            "VolumeSizeInGB": config.volume_size_gb}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
+        "Environment": {"AWS_DEFAULT_REGION": config.region, "PYTHONUNBUFFERED": "1"},
+        "Tags": [{"Key": TAG_TOOL, "Value": TOOL}, {"Key": TAG_JOB, "Value": config.job_name}],
+    }
+
+
+def default_job_name(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return "clearsight-explain-" + now.strftime("%Y%m%d-%H%M%S")
+
+
+def _error_text(error: BaseException) -> str:
+    from .sagemaker_endpoint import _error_text as text
+
+    return text(error)
+
+
+def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress = logger.info) -> str:
+    """Upload the code archive (skipped when S3 has it), create the job; returns its ARN."""
+    archive, digest = build_code_archive()
+    bucket, prefix = _split_s3(config.out_url)
+    code_key = f"{prefix}/code/{digest[:16]}/{CODE_ARCHIVE}".lstrip("/")
+    code_url = f"s3://{bucket}/{code_key.rsplit('/', 1)[0]}"
+    try:
+        existing = clients.s3.list_objects_v2(Bucket=bucket, Prefix=code_key).get("KeyCount", 0)
+        if existing:
+            progress(f"code archive already in S3: s3://{bucket}/{code_key}")
+        else:
+            progress(f"uploading the code archive ({len(archive) / 1e3:.0f} kB) to s3://{bucket}/{code_key}")
+            clients.s3.put_object(Bucket=bucket, Key=code_key, Body=archive,
+                                  Metadata={"clearsight-sha256": digest})
+    except Exception as error:  # noqa: BLE001 - botocore errors: one line naming the step
+        raise DeployError(f"upload-code: {_error_text(error)}") from error
+    image_uri = config.image_uri or default_image_uri(config.region)
+    request = processing_job_request(config, image_uri, code_url)
+    try:
+        arn = clients.sagemaker.create_processing_job(**request)["ProcessingJobArn"]
+    except Exception as error:  # noqa: BLE001
+        raise DeployError(f"create-processing-job: {_error_text(error)}") from error
+    progress(f"processing job {config.job_name} created: {config.instance_count} x {config.instance_type}, "
+             f"image {image_uri}")
+    return arn
+
+
+def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
+                 progress: Progress = logger.info, timeout_seconds: float | None = None) -> dict:
+    """Poll ``describe_processing_job`` until Completed; raise ProcessingJobFailed on Failed/Stopped."""
+    started, last_status = time.monotonic(), None
+    while True:
+        try:
+            description = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
+        except Exception as error:  # noqa: BLE001
+            raise DeployError(f"describe-processing-job: {_error_text(error)}") from error
+        status = description["ProcessingJobStatus"]
+        if status != last_status:
+            progress(f"processing job {job_name}: {status}")
+            last_status = status
+        if status in _FINAL:
+            if status != "Completed":
+                reason = description.get("FailureReason") or description.get("ExitMessage") or "no reason given"
+                raise ProcessingJobFailed(f"processing job {job_name} ended {status}: {reason}")
+            return description
+        if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
+            raise DeployError(f"processing job {job_name} still {status} after {timeout_seconds:.0f} s")
+        time.sleep(poll_seconds)
+
+
+def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.info,
+                      keys: Sequence[str] | None = None) -> dict:
+    """Merge the hosts' manifests under ``out_url`` into one analysis.json and report.html there."""
+    from explain.errors import ExplainError
+    from explain.runner import merge_outputs
+
+    bucket, prefix = _split_s3(out_url)
+    base = f"{prefix}/" if prefix else ""
+    with tempfile.TemporaryDirectory(prefix="clearsight-merge-") as folder:
+        try:
+            listed = clients.s3.list_objects_v2(Bucket=bucket, Prefix=base + "manifest")
+            names = [item["Key"] for item in listed.get("Contents", [])
+                     if "/" not in item["Key"][len(base):] and item["Key"].endswith(".jsonl")]
+            for key in names:
+                clients.s3.download_file(bucket, key, str(Path(folder) / key[len(base):]))
+        except Exception as error:  # noqa: BLE001
+            raise DeployError(f"download-manifests: {_error_text(error)}") from error
+        progress(f"merging {len(names)} manifest(s) from {out_url}")
+        try:
+            summary = merge_outputs(folder, None, keys)
+        except ExplainError as error:
+            raise DeployError(f"merge: {error}") from None
+        try:
+            for name, content_type in (("analysis.json", "application/json"), ("report.html", "text/html")):
+                clients.s3.upload_file(str(Path(folder) / name), bucket, base + name,
+                                       ExtraArgs={"ContentType": content_type})
+        except Exception as error:  # noqa: BLE001
+            raise DeployError(f"upload-report: {_error_text(error)}") from error
+    progress(f"wrote {out_url.rstrip('/')}/analysis.json and report.html "
+             f"({summary['totals']['images']} image(s))")
+    return summary

@@ -1,0 +1,77 @@
+"""Entry point inside a SageMaker Processing container: explain this instance's images, one manifest per host.
+
+SageMaker downloads this instance's share of the images (``ShardedByS3Key``) into
+``/opt/ml/processing/input/images`` and uploads ``/opt/ml/processing/output`` to the job's
+output prefix when the job ends. Every host writes ``manifest-<host>.jsonl``; with one host
+the worker also writes analysis.json and report.html, with several the command that
+started the job merges them (``deploy sagemaker explain-job --wait``).
+
+    python -m explain.processing_worker [--input DIR] [--output DIR] [--resource-config FILE] \\
+        --endpoint sagemaker:NAME --task detection [other python -m explain options]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import click
+
+__all__ = ["main", "read_host"]
+
+logger = logging.getLogger(__name__)
+
+INPUT_DIR = "/opt/ml/processing/input/images"
+OUTPUT_DIR = "/opt/ml/processing/output"
+RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
+_HOST_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def read_host(resource_config: Path) -> tuple[str, int]:
+    """(this host's name, number of hosts) from SageMaker's resourceconfig.json; ('local', 1) without one."""
+    try:
+        config = json.loads(Path(resource_config).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "local", 1
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot read {resource_config}: {error}") from None
+    host = str(config.get("current_host", "local"))
+    if not _HOST_NAME.match(host):
+        raise click.ClickException(f"{resource_config}: current_host {host!r} is not a usable file name")
+    return host, max(1, len(config.get("hosts", [host])))
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                 "help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--input", "input_dir", type=click.Path(file_okay=False, path_type=Path), default=INPUT_DIR,
+              envvar="CLEARSIGHT_PROCESSING_INPUT", show_envvar=True, help="This instance's images.")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=OUTPUT_DIR,
+              envvar="CLEARSIGHT_PROCESSING_OUTPUT", show_envvar=True,
+              help="Where the explanations go (uploaded by SageMaker when the job ends).")
+@click.option("--resource-config", type=click.Path(dir_okay=False, path_type=Path), default=RESOURCE_CONFIG,
+              envvar="CLEARSIGHT_RESOURCE_CONFIG", show_envvar=True,
+              help="SageMaker's host list; names this host's manifest.")
+@click.pass_context
+def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config: Path) -> None:
+    """Explain every image under --input into --output; other options go to python -m explain."""
+    from .cli import main as explain_main
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    host, hosts = read_host(resource_config)
+    if input_dir.exists() and not input_dir.is_dir():
+        raise click.BadParameter(f"{input_dir} is not a directory", ctx, ctx.command.params[0])
+    if not input_dir.is_dir() or not any(input_dir.rglob("*")):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        click.echo(f"{host}: no images in {input_dir} (more instances than objects?); nothing to do", err=True)
+        return
+    args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", host, "--quiet"]
+    if hosts > 1:
+        args.append("--no-report")
+    click.echo(f"{host} ({hosts} host(s) in the job): explaining {input_dir} into {output_dir}", err=True)
+    explain_main.main(args=args + [str(input_dir)], prog_name="python -m explain.processing_worker")
+
+
+if __name__ == "__main__":
+    main(prog_name="python -m explain.processing_worker")
