@@ -1,0 +1,198 @@
+"""Overhead of explaining through the local endpoint: explanation wall time over in-process forward time.
+
+Reproduce (the shipped detector must exist in models/shapes-detector):
+
+    .venv/bin/python -m bench.bench_overhead --runs 5
+
+One fresh 320 px shapes scene is explained at 500 samples (Clarify's defaults otherwise)
+through the local endpoint (``deploy.local_endpoint.LocalEndpoint``: multi-model-server
+and the SageMaker MXNet handler, one worker) with ``explain.predictors.HttpPredictor`` at
+its defaults (npy requests packed up to 6,291,456 bytes, JSON answers, 4 requests in
+flight). Every masked batch the explainer sends is recorded; the baseline is the time of
+the serving handler's forward passes (``serving.handler.model_fn`` then
+``ServedModel.predict``) over exactly those images, in this process, split into the same
+per-request batches, with the endpoint's thread count. Runs alternate (endpoint, then
+in-process) and the ratio's median is the headline. Also shown: the whole explanation
+with the in-process predictor, and where the endpoint run's time went. Prints a markdown
+table on stdout, progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "models/shapes-detector"
+IMAGE_SEED = 777_001  # the localisation benchmark's scenes; never used in training
+IMAGE_SIZE = 320
+TARGET_RATIO = 1.15
+
+
+class RecordingPredictor:
+    """Passes batches to ``predict`` and keeps them: ``batches`` is a list of (N, H, W, 3) uint8."""
+
+    def __init__(self, predict) -> None:
+        self.predict = predict
+        self.batches: list[np.ndarray] = []
+
+    def __call__(self, batch: np.ndarray):
+        self.batches.append(batch)
+        return self.predict(batch)
+
+
+def forward_seconds(model, batches: list[np.ndarray], per_request: int) -> float:
+    """Seconds of ``model.predict`` over ``batches``, each split into chunks of ``per_request`` images."""
+    total = 0.0
+    for batch in batches:
+        for start in range(0, len(batch), per_request):
+            chunk = batch[start:start + per_request]
+            started = time.perf_counter()
+            model.predict(chunk)
+            total += time.perf_counter() - started
+    return total
+
+
+def handler_seconds(log_path: Path, offset: int) -> tuple[float, int]:
+    """Sum of the handler's own "answered in X ms" times logged after byte ``offset``, and their count."""
+    with open(log_path, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode("utf-8", errors="replace")
+    times = [float(match) for match in re.findall(r"answered in ([0-9.]+) ms", text)]
+    return sum(times) / 1000.0, len(times)
+
+
+def first_scene_with_a_target(predict, seed: int, probability_threshold: float) -> tuple[int, np.ndarray]:
+    """(index, (H, W, 3) uint8) of the first generated scene with a detection >= the threshold."""
+    from examples.shapes.dataset import generate_scene
+
+    rng = np.random.default_rng(seed)
+    for index in range(100):
+        image = generate_scene(rng, IMAGE_SIZE, IMAGE_SIZE).image
+        rows = predict(image[None])[0]
+        if len(rows) and rows[:, 1].max() >= probability_threshold:
+            return index, image
+    raise SystemExit(f"no detection >= {probability_threshold} in 100 scenes of seed {seed}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default=DEFAULT_MODEL)
+    parser.add_argument("--runs", type=int, default=5, help="alternating endpoint / in-process runs")
+    parser.add_argument("--num-samples", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=IMAGE_SEED, help="scene seed")
+    parser.add_argument("--concurrency", type=int, default=4, help="HttpPredictor requests in flight")
+    parser.add_argument("--accept", default="application/json", help="response type asked for")
+    parser.add_argument("--workers", type=int, default=1, help="MMS workers")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per worker and in process (default: cores / workers)")
+    parser.add_argument("--probability-threshold", type=float, default=0.5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = args.threads or max(1, cores // args.workers)
+    # the in-process baseline gets the thread count of one endpoint worker (set before mxnet loads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MXNET_CPU_WORKER_NTHREADS"] = str(threads)
+
+    from deploy.local_endpoint import LocalEndpoint
+    from deploy.package import package_model_dir
+    from explain.config import ExplainConfig
+    from explain.explainer import explain_image
+    from explain.predictors import NPY, HttpPredictor, InProcessPredictor, plan_requests
+    from serving.handler import model_fn
+
+    config = ExplainConfig(task="detection", num_samples=args.num_samples,
+                           probability_threshold=args.probability_threshold)
+    per_request = plan_requests(10_000, (IMAGE_SIZE, IMAGE_SIZE, 3), NPY, 6_291_456)[0].stop
+    model = model_fn(args.model_dir)
+    in_process = InProcessPredictor(args.model_dir, "detection", batch_size=per_request)
+    scene_index, image = first_scene_with_a_target(in_process, args.seed, args.probability_threshold)
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as scratch:
+        archive = package_model_dir(args.model_dir, Path(scratch) / "model.tar.gz", check=False).archive
+        print(f"starting the local endpoint ({args.workers} worker(s) x {threads} thread(s))", file=sys.stderr)
+        with LocalEndpoint(archive, workers=args.workers, threads=threads) as endpoint:
+            def http_predictor():
+                return HttpPredictor(endpoint.url, "detection", accept=args.accept,
+                                     concurrency=args.concurrency)
+
+            with http_predictor() as predictor:  # warm-up: first requests, allocations
+                explain_image(image, predictor, config)
+            explain_image(image, in_process, config)
+            for run in range(args.runs):
+                log_offset = endpoint.log_path.stat().st_size
+                with http_predictor() as predictor:
+                    recorder = RecordingPredictor(predictor)
+                    started = time.perf_counter()
+                    explanation = explain_image(image, recorder, config)
+                    http_seconds = time.perf_counter() - started
+                    stats = predictor.stats
+                handler, handled = handler_seconds(endpoint.log_path, log_offset)
+                forward = forward_seconds(model, recorder.batches, per_request)
+                started = time.perf_counter()
+                explain_image(image, in_process, config)
+                in_process_seconds = time.perf_counter() - started
+                timings = explanation.timings
+                rows.append({
+                    "http": http_seconds, "forward": forward, "ratio": http_seconds / forward,
+                    "in_process": in_process_seconds, "calls": explanation.model_calls,
+                    "requests": stats["requests"], "retries": stats["retries"],
+                    "waiting": timings["predict_s"], "handler": handler if handled == stats["requests"]
+                    else float("nan"),
+                    "segmentation": timings["segmentation_s"] + timings["baseline_s"],
+                    "estimator": timings["total_s"] - timings["predict_s"] - timings["segmentation_s"]
+                    - timings["baseline_s"],
+                    "targets": explanation.num_targets, "segments": explanation.num_segments_used,
+                    "mb_sent": stats["bytes_sent"] / 1e6,
+                })
+                print(f"run {run + 1}/{args.runs}: endpoint {http_seconds:.2f} s, forward passes "
+                      f"{forward:.2f} s, ratio {http_seconds / forward:.3f}", file=sys.stderr)
+    in_process.close()
+
+    command = (f".venv/bin/python -m bench.bench_overhead --runs {args.runs} --num-samples {args.num_samples}"
+               f" --seed {args.seed} --concurrency {args.concurrency} --accept {args.accept}"
+               f" --workers {args.workers}{'' if args.threads is None else f' --threads {args.threads}'}")
+    first = rows[0]
+    print(f"<!-- {command} -->")
+    print(f"Shapes detector `{args.model_dir}`; scene {scene_index} of seed {args.seed} (320 px, "
+          f"{first['targets']} target(s), {first['segments']} segments); {args.num_samples} samples = "
+          f"{first['calls']} forward passes in {first['requests']} requests of up to {per_request} images "
+          f"({first['mb_sent']:.1f} MB sent); endpoint: {args.workers} MMS worker(s) x {threads} thread(s), "
+          f"HttpPredictor concurrency {args.concurrency}, Accept {args.accept}; {cores} cores. "
+          f"Target ratio <= {TARGET_RATIO}.\n")
+    header = ["run", "explanation via endpoint (s)", "in-process forward passes (s)", "ratio",
+              "explanation in-process (s)", "waiting on the endpoint (s)", "handler time in the endpoint (s)",
+              "segmentation + baseline (s)",
+              "masking + estimator (s)", "retries"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    keys = ["http", "forward", "ratio", "in_process", "waiting", "handler", "segmentation", "estimator",
+            "retries"]
+    for index, row in enumerate(rows, start=1):
+        print("| " + " | ".join([str(index)] + [_format(key, row[key]) for key in keys]) + " |")
+    medians = {key: float(np.median([row[key] for row in rows])) for key in keys}
+    print("| **median** | " + " | ".join(
+        f"**{_format(key, medians[key])}**" if key == "ratio" else _format(key, medians[key])
+        for key in keys) + " |")
+
+
+def _format(key: str, value: float) -> str:
+    if key == "retries":
+        return f"{value:.0f}"
+    return f"{value:.3f}" if key == "ratio" else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    main()
