@@ -412,7 +412,13 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
                        f"`python -m deploy sagemaker explain-merge --out {config.out_url}`", err=True)
             click.echo(config.job_name)
             return
-        wait_for_job(config.job_name, clients, config.poll_seconds, progress=say)
+        try:
+            wait_for_job(config.job_name, clients, config.poll_seconds, progress=say)
+        except KeyboardInterrupt:
+            raise click.ClickException(
+                f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
+                f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
+                f"with `python -m deploy sagemaker explain-merge --out {config.out_url}`") from None
         merge_job_outputs(config.out_url, clients, progress=say)
     except DeployError as error:
         raise _fail(error) from None

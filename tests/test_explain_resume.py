@@ -212,3 +212,39 @@ def test_workers_processes_equal_one_process(image_dir, tmp_path, tiny_detector_
     assert analysis["predictor"]["transport"] == "2 workers"
     assert analysis["settings"]["label_headers"] == ["circle", "square", "triangle"]
 
+
+
+def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp_path, tiny_detector_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    args = ["--endpoint", str(tiny_detector_dir), "--task", "detection", "--num-samples", "64",
+            "--num-segments", "8", "--quiet", "--images-in-flight", "2", str(image_dir)]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    command = [sys.executable, "-m", "explain", *args]
+    reference = subprocess.run(command + ["--out", str(tmp_path / "reference")], cwd=repo, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command + ["--out", str(out)], cwd=repo, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (manifest.exists() and manifest.read_text().count("\n") >= 1):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    finished = len(read_manifests(out))
+    assert 1 <= finished < 6
+    resumed = subprocess.run(command + ["--out", str(out)], cwd=repo, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{finished} image(s) were finished by an earlier run and skipped" in resumed.stdout
+    assert npz_values(out) == npz_values(tmp_path / "reference")
+    assert not list(out.glob(".staging-*"))
