@@ -134,7 +134,8 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
               help="Response encoding.")
 @click.option("--max-payload-bytes", type=int, default=6_291_456,
               help="Largest request body (SageMaker's real-time limit).")
-@click.option("--concurrency", type=int, default=4, help="Requests in flight at most.")
+@click.option("--concurrency", type=int, default=4,
+              help="Requests in flight at most per endpoint, shared by the images in flight.")
 @click.option("--max-retries", type=int, default=5,
               help="Retries of a request after a connection error, timeout, 429 or 5xx.")
 @click.option("--timeout", type=float, default=70.0, help="Seconds to wait for one response.")
@@ -142,7 +143,8 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
               help="Images explained at once; their requests share --concurrency.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1,
               help="Worker processes, each explaining one shard of the images (stable hash of the "
-                   "image's relative path), then one merged analysis.json and report.html.")
+                   "image's relative path) with its own connections and --concurrency, then one merged "
+                   "analysis.json and report.html.")
 @click.option("--shard", default=None, metavar="INDEX/COUNT",
               help="Explain only shard INDEX (0-based) of COUNT, e.g. on one of several machines "
                    "sharing --out; no report (a later run without --shard merges).  [default: all]")

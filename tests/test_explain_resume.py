@@ -108,7 +108,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(image_dir, tmp_path
 
 
 def test_results_do_not_depend_on_images_in_flight_or_order(image_dir, tmp_path):
-    sources = collect_sources([str(image_dir)])
+    sources = collect_sources([str(image_dir)])[:4]
     run(sources, CountingDetector(), tmp_path / "one", images_in_flight=1)
     run(list(reversed(sources)), CountingDetector(), tmp_path / "four", images_in_flight=4)
     assert npz_values(tmp_path / "one") == npz_values(tmp_path / "four")
