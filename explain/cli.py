@@ -183,6 +183,10 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
         run_shard = Shard.parse(shard) if shard is not None else Shard()
     except ConfigError as error:
         raise click.BadParameter(str(error), ctx, _option_named(ctx, "shard")) from None
+    if restart and shard is not None:
+        raise click.BadParameter("--restart and --shard exclude each other: one shard's restart would discard "
+                                 "the other shards' manifests; use a new --out, or delete --out's "
+                                 "manifest*.jsonl once before starting the shards", ctx, _option_named(ctx, "restart"))
     if workers > 1 and shard is not None:
         raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
                                  ctx, _option_named(ctx, "workers"))

@@ -248,3 +248,17 @@ def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp
     assert f"{finished} image(s) were finished by an earlier run and skipped" in resumed.stdout
     assert npz_values(out) == npz_values(tmp_path / "reference")
     assert not list(out.glob(".staging-*"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard", "4/4"], "Invalid value for '--shard': shard index must be in [0, 3], got 4"),
+    (["--shard", "1/2", "--restart"], "Invalid value for '--restart': --restart and --shard exclude each other"),
+    (["--shard", "0/2", "--workers", "2"], "Invalid value for '--workers': --workers and --shard exclude each other"),
+    (["--images-in-flight", "0"], "Invalid value for '--images-in-flight': 0 is not in the range 1<=x<=256."),
+])
+def test_run_option_usage_errors(extra, message, image_dir, tmp_path):
+    result = cli(["--endpoint", "http://127.0.0.1:9", "--task", "detection", "--out", tmp_path / "out",
+                  *extra, image_dir])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
