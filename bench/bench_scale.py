@@ -184,7 +184,12 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
         "",
         "Modelled images/hour with E endpoint instances like this one (1 worker each) and a client with "
         f"{cores} cores of its own: min(E x 3600 / (calls per image x s per masked image), "
-        "client cores x 3600 / client s per image); needs images in flight x concurrency >= E:",
+        "client cores x 3600 / client s per image). The endpoint time per masked image is measured end to "
+        "end (npy encoding, HTTP, forward pass, JSON) with one request at a time, so it includes the "
+        "per-request overhead but no network latency. Keeping E instances busy needs at least E requests "
+        "in flight: --concurrency >= E for one SageMaker endpoint with E instances (SageMaker spreads the "
+        "requests), or --images-in-flight >= E with E --endpoint URLs (one image's batch goes to one "
+        "endpoint):",
         "",
         "| endpoint instances | endpoint-bound | client-bound | expected images/hour |",
         "|---|---|---|---|",
