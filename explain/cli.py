@@ -278,6 +278,9 @@ def _summary_text(summary: dict, out_dir: Path) -> str:
     resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
     if resumed > 0:
         lines.append(f"{resumed} image(s) were finished by an earlier run and skipped")
+    if totals.get("unreadable"):
+        lines.append(f"{len(totals['unreadable'])} image(s) could not be read and were skipped: "
+                     + "; ".join(item["error"] for item in totals["unreadable"][:5]))
     if totals.get("unfinished"):
         lines.append(f"{len(totals['unfinished'])} image(s) not finished yet")
     stats = summary.get("predictor")

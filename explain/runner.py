@@ -175,19 +175,24 @@ def run_explanations(sources: Sequence[ImageSource], predict: Predict, config: E
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
     writer = ManifestWriter(out_dir / manifest_name(tag))
-    explained = _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest, settings)
+    unreadable: list[dict] = []
+    explained = _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest, settings,
+                             unreadable)
     if not options.merge:
         return {"images": len(mine), "explained": explained, "skipped": len(mine) - len(todo),
-                "seconds": time.perf_counter() - started}
+                "unreadable": unreadable, "seconds": time.perf_counter() - started}
     summary = merge_outputs(out_dir, config, [source.key for source in sources],
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started, unreadable=unreadable)
     summary["totals"]["explained_now"] = explained
     return summary
 
 
 def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest,
-                 settings) -> int:
-    """Explain ``todo`` (positions) with ``images_in_flight`` threads; record each as it ends."""
+                 settings, unreadable: list) -> int:
+    """Explain ``todo`` (positions) with ``images_in_flight`` threads; record each as it ends.
+
+    Images that cannot be read are appended to ``unreadable`` ({image, error}) and skipped.
+    """
     from .report import build_image_summary
 
     if not todo:
@@ -200,8 +205,11 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
 
     def work(position: int):
         source = sources[position]
-        data = source.read()
-        image = decode_image(data, source.location)
+        try:
+            data = source.read()
+            image = decode_image(data, source.location)
+        except ExplainError as error:  # one bad file must not stop (or block the resumption of) the run
+            return position, None, error
         explanation = explain_image(image, predict, config, progress=check_abort)
         return position, data, explanation
 
@@ -222,6 +230,12 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
             for future in done:
                 position, data, explanation = future.result()
                 source, stem = sources[position], stems[position]
+                if data is None:
+                    logger.warning("skipping %s", explanation)
+                    unreadable.append({"image": source.location, "key": source.key, "error": str(explanation)})
+                    if bar is not None:
+                        bar.update(1)
+                    continue
                 files = _write_outputs(explanation, stem, out_dir, config.label_headers)
                 summary = build_image_summary(source.location, stem, explanation, files, config)
                 writer.append({"key": source.key, "stem": stem, "location": source.location,
@@ -243,12 +257,14 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
 
 
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
-                  keys: Sequence[str] | None = None, seconds: float | None = None) -> dict:
+                  keys: Sequence[str] | None = None, seconds: float | None = None,
+                  unreadable: Sequence[dict] = ()) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images of the run, in report order (default: every recorded image, sorted by
     key); images not finished yet are listed under ``totals.unfinished``. seconds: the
-    run's wall-clock time (default: the sum of the images' own times).
+    run's wall-clock time (default: the sum of the images' own times). unreadable: images
+    skipped because they could not be read, listed under ``totals.unreadable``.
     """
     from .report import build_run_summary, write_report
 
@@ -267,7 +283,11 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
-    unfinished = [key for key in keys if key not in finished]
+    unreadable = list(unreadable)
+    unreadable_keys = {item["key"] for item in unreadable}
+    unfinished = [key for key in keys if key not in finished and key not in unreadable_keys]
+    if unreadable:
+        summary["totals"]["unreadable"] = unreadable
     if unfinished:
         summary["totals"]["unfinished"] = unfinished
     write_json_atomic(summary, out_dir / "analysis.json")

@@ -76,7 +76,8 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     if config.label_headers is None and label_headers:
         config = replace(config, label_headers=tuple(label_headers))
     summary = merge_outputs(out_dir, config, [source.key for source in sources],
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started,
+                            unreadable=[item for result in results for item in result["unreadable"]])
     summary["totals"]["explained_now"] = sum(item["explained"] for item in results)
     stats = [item["predictor"] for item in results if item["predictor"]]
     if stats:

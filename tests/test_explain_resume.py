@@ -262,3 +262,14 @@ def test_run_option_usage_errors(extra, message, image_dir, tmp_path):
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_image_is_skipped_and_named(image_dir, tmp_path):
+    (image_dir / "broken.png").write_bytes(b"not a png")
+    sources = collect_sources([str(image_dir / "broken.png"), str(image_dir / "scene0.png")])
+    summary = run(sources, CountingDetector(), tmp_path / "out")
+    assert summary["totals"]["images"] == 1
+    assert summary["totals"]["unreadable"][0]["image"].endswith("broken.png")
+    assert "cannot read image" in summary["totals"]["unreadable"][0]["error"]
+    assert "unfinished" not in summary["totals"]
+    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["totals"]["unreadable"]
