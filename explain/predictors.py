@@ -506,6 +506,7 @@ class InProcessPredictor:
         self._source = source or str(self.model_dir)
         self._stats = _Stats()
         self._forward_lock = threading.Lock()  # one forward pass at a time (Gluon blocks are not thread-safe)
+        self._max_body_bytes = _serving_body_limit()
         try:
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
@@ -542,8 +543,13 @@ class InProcessPredictor:
         """(N, H, W, 3) uint8 -> N arrays: detection (D_i, 6) float32, classification (C,) float32."""
         batch = _as_uint8_batch(batch)
         results: list[np.ndarray] = []
-        for start in range(0, batch.shape[0], self.batch_size):
-            chunk = batch[start:start + self.batch_size]
+        if batch.shape[0] == 0:
+            return results
+        # at most batch_size images, and no more than the handler's body limit takes (as over HTTP)
+        fitting = plan_requests(batch.shape[0], batch.shape[1:], NPY, self._max_body_bytes)[0]
+        per_chunk = min(self.batch_size, fitting.stop - fitting.start)
+        for start in range(0, batch.shape[0], per_chunk):
+            chunk = batch[start:start + per_chunk]
             body = encode_images(chunk, NPY)
             self._stats.request(len(body))
             started = time.perf_counter()
@@ -576,6 +582,20 @@ class InProcessPredictor:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _serving_body_limit() -> int:
+    """The body limit serving.handler enforces (env SERVING_MAX_BODY_BYTES, else its default)."""
+    import os
+
+    try:
+        from serving.settings import DEFAULT_MAX_BODY_BYTES
+    except ImportError:  # pragma: no cover - serving/ ships with this package
+        DEFAULT_MAX_BODY_BYTES = 6_553_500  # noqa: N806
+    try:
+        return max(1024, int(os.environ.get("SERVING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_BODY_BYTES
 
 
 def _message(error: Exception) -> str:

@@ -209,3 +209,15 @@ def test_explain_over_an_s3_prefix_resumes(aws, tmp_path, tiny_detector_dir):
     assert "2 image(s) were finished by an earlier run and skipped" in second.stdout
     for name, values in reference.items():
         np.testing.assert_array_equal(np.load(tmp_path / "out" / name)["shap_values"], values)
+
+
+def test_in_process_model_splits_batches_under_the_handler_body_limit(tiny_detector_dir):
+    from explain.predictors import InProcessPredictor
+
+    predictor = InProcessPredictor(tiny_detector_dir, "detection", batch_size=64)
+    images = np.zeros((40, 320, 320, 3), dtype=np.uint8)  # 12.3 MB as one npy: over 6,553,500 bytes
+    results = predictor(images)
+    assert len(results) == 40
+    stats = predictor.stats
+    assert stats["requests"] == 2 and stats["failed_requests"] == 0
+    assert stats["max_request_bytes"] <= 6_553_500
