@@ -125,6 +125,7 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
     config = ExplainConfig(task="detection", num_samples=num_samples)
     rows, measured = [], {}
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
     with LocalEndpoint(package.archive) as endpoint:
         click.echo(f"endpoint {endpoint.url} ({endpoint.workers} worker, {endpoint.threads} threads)", err=True)
         for level in levels:
@@ -202,6 +203,8 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
                   f"random points (finished images at each kill: {resume['finished_at_kill']}), then run to the "
                   f"end: npz values byte-identical to the uninterrupted run: "
                   f"{'yes' if resume['identical'] else 'NO'} ({resume['final_stdout']})."]
+    lines += ["", f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+              "(other processes on the machine compete for the same cores)."]
     lines += ["", "Reproduce: `.venv/bin/python -m bench.bench_scale --images "
               f"{image_count} --num-samples {num_samples} --in-flight {in_flight} --concurrency {concurrency} "
               f"--resume-images {resume_images} --kills {kills}`"]
