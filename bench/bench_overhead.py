@@ -135,9 +135,11 @@ def main() -> None:
                 log_offset = endpoint.log_path.stat().st_size
                 with http_predictor() as predictor:
                     recorder = RecordingPredictor(predictor)
+                    cpu_started = time.process_time()
                     started = time.perf_counter()
                     explanation = explain_image(image, recorder, config)
                     http_seconds = time.perf_counter() - started
+                    client_cpu = time.process_time() - cpu_started
                     stats = predictor.stats
                 handler, handled = handler_seconds(endpoint.log_path, log_offset)
                 forward = forward_seconds(model, recorder.batches, per_request)
@@ -154,7 +156,7 @@ def main() -> None:
                     "segmentation": timings["segmentation_s"] + timings["baseline_s"],
                     "estimator": timings["total_s"] - timings["predict_s"] - timings["segmentation_s"]
                     - timings["baseline_s"],
-                    "targets": explanation.num_targets, "segments": explanation.num_segments_used,
+                    "client_cpu": client_cpu, "targets": explanation.num_targets, "segments": explanation.num_segments_used,
                     "mb_sent": stats["bytes_sent"] / 1e6,
                 })
                 print(f"run {run + 1}/{args.runs}: endpoint {http_seconds:.2f} s, forward passes "
@@ -175,11 +177,11 @@ def main() -> None:
     header = ["run", "explanation via endpoint (s)", "in-process forward passes (s)", "ratio",
               "explanation in-process (s)", "waiting on the endpoint (s)", "handler time in the endpoint (s)",
               "segmentation + baseline (s)",
-              "masking + estimator (s)", "retries"]
+              "masking + estimator (s)", "client CPU (s)", "retries"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     keys = ["http", "forward", "ratio", "in_process", "waiting", "handler", "segmentation", "estimator",
-            "retries"]
+            "client_cpu", "retries"]
     for index, row in enumerate(rows, start=1):
         print("| " + " | ".join([str(index)] + [_format(key, row[key]) for key in keys]) + " |")
     medians = {key: float(np.median([row[key] for row in rows])) for key in keys}
