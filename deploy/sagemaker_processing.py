@@ -209,8 +209,28 @@ def _error_text(error: BaseException) -> str:
     return text(error)
 
 
+def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:
+    """Raise DeployError when --images holds no jpg/jpeg/png object; warn about idle instances."""
+    from explain.sources import IMAGE_SUFFIXES
+
+    bucket, prefix = _split_s3(config.images_url)
+    count = 0
+    try:
+        for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            count += sum(item["Key"].lower().endswith(IMAGE_SUFFIXES) for item in page.get("Contents", []))
+            if count >= config.instance_count:
+                break
+    except Exception as error:  # noqa: BLE001
+        raise DeployError(f"list-images: {_error_text(error)}") from error
+    if count == 0:
+        raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under {config.images_url}")
+    if count < config.instance_count:
+        progress(f"only {count} image(s) for {config.instance_count} instances: some will have nothing to do")
+
+
 def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress = logger.info) -> str:
-    """Upload the code archive (skipped when S3 has it), create the job; returns its ARN."""
+    """Check there are images, upload the code archive (skipped when S3 has it), create the job; returns its ARN."""
+    _check_images(config, clients, progress)
     archive, digest = build_code_archive()
     bucket, prefix = _split_s3(config.out_url)
     code_key = f"{prefix}/code/{digest[:16]}/{CODE_ARCHIVE}".lstrip("/")

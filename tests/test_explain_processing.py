@@ -187,6 +187,7 @@ def test_failed_job_exits_1_with_the_reason(aws, monkeypatch):
         self.processing_job_status = "Failed"
 
     monkeypatch.setattr(FakeProcessingJob, "__init__", failing)
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
     result = CliRunner().invoke(sagemaker, job_args(aws), obj=aws.session)
     assert result.exit_code == 1
     assert "Error: processing job cs-explain-test ended Failed" in result.output
@@ -221,3 +222,11 @@ def test_in_process_model_splits_batches_under_the_handler_body_limit(tiny_detec
     stats = predictor.stats
     assert stats["requests"] == 2 and stats["failed_requests"] == 0
     assert stats["max_request_bytes"] <= 6_553_500
+
+
+def test_explain_job_without_images_creates_nothing(aws):
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/notes.txt", Body=b"text")
+    result = CliRunner().invoke(sagemaker, job_args(aws), obj=aws.session)
+    assert result.exit_code == 1
+    assert f"Error: no .jpg/.jpeg/.png objects under s3://{aws.bucket}/images" in result.output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
