@@ -158,6 +158,19 @@ def _image_section(item: dict) -> str:
     return "\n".join(parts)
 
 
+def _missing_notes(totals: dict) -> list[str]:
+    """Paragraphs naming images skipped as unreadable or not finished yet (resumable runs)."""
+    notes = []
+    if totals.get("unreadable"):
+        names = "; ".join(item["error"] for item in totals["unreadable"])
+        notes.append(f"<p class=note>{len(totals['unreadable'])} image(s) could not be read and were "
+                     f"skipped: {html.escape(names)}</p>")
+    if totals.get("unfinished"):
+        notes.append(f"<p class=note>{len(totals['unfinished'])} image(s) not explained yet (run the "
+                     "same command again to finish them).</p>")
+    return notes
+
+
 def write_report(summary: dict, path: Path) -> None:
     """Write report.html: one self-contained page linking the JPEGs in the same directory."""
     settings = summary["settings"]
@@ -170,6 +183,7 @@ def write_report(summary: dict, path: Path) -> None:
         "Kernel SHAP over SLIC superpixels; blue segments raise the target's score, red "
         "segments lower it. Values of a target sum to prediction - base value; standard "
         "errors are paired-bootstrap estimates.</p>",
+        *_missing_notes(totals),
         "<details><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),
         "</details>",

@@ -273,3 +273,5 @@ def test_an_unreadable_image_is_skipped_and_named(image_dir, tmp_path):
     assert "cannot read image" in summary["totals"]["unreadable"][0]["error"]
     assert "unfinished" not in summary["totals"]
     assert json.loads((tmp_path / "out" / "analysis.json").read_text())["totals"]["unreadable"]
+    assert "1 image(s) could not be read and were skipped: cannot read image" in (
+        tmp_path / "out" / "report.html").read_text()
