@@ -76,7 +76,7 @@ class LocalEndpoint(object):
         model: a ``model.tar.gz`` or a directory holding ``model.json``, weights and ``code/``.
         port: TCP port on 127.0.0.1 (1..32767); a free one when None.
         workers: MMS worker processes, each with its own copy of the model.
-        threads: CPU threads per worker (OMP_NUM_THREADS, MXNET_CPU_WORKER_NTHREADS); by default
+        threads: OpenMP threads per worker (OMP_NUM_THREADS); by default
             the cores divided among the workers. The SageMaker container uses 1 unless told.
         startup_timeout: seconds to wait for the first successful inference.
         env: extra environment variables for the server (e.g. ``SERVING_MAX_BATCH_SIZE``).
@@ -153,8 +153,10 @@ class LocalEndpoint(object):
             "PYTHONPATH": os.pathsep.join([str(model_dir / "code")] + [p for p in [env.get("PYTHONPATH")] if p]),
             "SAGEMAKER_PROGRAM": "inference.py",
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.workers),
+            # Threads inside each operator (OpenMP); one operator at a time per worker, as
+            # mxnet does in-process by default: more engine threads oversubscribe the cores.
             "OMP_NUM_THREADS": str(self.threads),
-            "MXNET_CPU_WORKER_NTHREADS": str(self.threads),
+            "MXNET_CPU_WORKER_NTHREADS": "1",
             "LOG_LOCATION": str(logs),
             "METRICS_LOCATION": str(logs),
             # MMS puts its pid file and worker sockets in the temp dir: keep them in ours.
