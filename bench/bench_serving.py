@@ -62,10 +62,10 @@ def _stage(model_dir, naive):
 @click.option("--batch-sizes", default="1,4,16", show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
 def main(zoo_name, batch_sizes, repeats):
+    import os
+
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import extract_archive, package_zoo
-
-    import os
 
     os.environ["SERVING_MAX_BODY_BYTES"] = str(MAX_BODY_BYTES)
     sizes = [int(size) for size in batch_sizes.split(",")]
