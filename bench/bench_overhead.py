@@ -11,8 +11,9 @@ its defaults (npy requests packed up to 6,291,456 bytes, JSON answers, 4 request
 flight). Every masked batch the explainer sends is recorded; the baseline is the time of
 the serving handler's forward passes (``serving.handler.model_fn`` then
 ``ServedModel.predict``) over exactly those images, in this process, split into the same
-per-request batches, with the endpoint's thread count. Runs alternate (endpoint, then
-in-process) and the ratio's median is the headline. Also shown: the whole explanation
+per-request batches, with the endpoint's thread count, measured just before and just
+after each endpoint run and averaged (other processes' load drifts). The ratio's median
+over the runs is the headline. Also shown: the whole explanation
 with the in-process predictor, and where the endpoint run's time went. Prints a markdown
 table on stdout, progress on stderr.
 """
@@ -131,7 +132,12 @@ def main() -> None:
             with http_predictor() as predictor:  # warm-up: first requests, allocations
                 explain_image(image, predictor, config)
             explain_image(image, in_process, config)
+            previous_batches = None
             for run in range(args.runs):
+                # forward passes just before and just after the endpoint run (the batches of the
+                # previous run are the same images), averaged: load from other processes drifts
+                forward_before = (forward_seconds(model, previous_batches, per_request)
+                                  if previous_batches is not None else None)
                 log_offset = endpoint.log_path.stat().st_size
                 with http_predictor() as predictor:
                     recorder = RecordingPredictor(predictor)
@@ -142,7 +148,11 @@ def main() -> None:
                     client_cpu = time.process_time() - cpu_started
                     stats = predictor.stats
                 handler, handled = handler_seconds(endpoint.log_path, log_offset)
-                forward = forward_seconds(model, recorder.batches, per_request)
+                forward_after = forward_seconds(model, recorder.batches, per_request)
+                if forward_before is None:
+                    forward_before = forward_seconds(model, recorder.batches, per_request)
+                forward = (forward_before + forward_after) / 2
+                previous_batches = recorder.batches
                 started = time.perf_counter()
                 explain_image(image, in_process, config)
                 in_process_seconds = time.perf_counter() - started
@@ -165,7 +175,9 @@ def main() -> None:
 
     command = (f".venv/bin/python -m bench.bench_overhead --runs {args.runs} --num-samples {args.num_samples}"
                f" --seed {args.seed} --concurrency {args.concurrency} --accept {args.accept}"
-               f" --workers {args.workers}{'' if args.threads is None else f' --threads {args.threads}'}")
+               f" --workers {args.workers}{'' if args.threads is None else f' --threads {args.threads}'}"
+               f"{'' if args.model_dir == DEFAULT_MODEL else f' --model-dir {args.model_dir}'}"
+               f"{'' if args.probability_threshold == 0.5 else f' --probability-threshold {args.probability_threshold}'}")
     first = rows[0]
     print(f"<!-- {command} -->")
     print(f"Shapes detector `{args.model_dir}`; scene {scene_index} of seed {args.seed} (320 px, "
