@@ -10,8 +10,11 @@ serving handler, at Clarify's default settings and 500 samples. For each explain
 detection that matches a ground-truth object (box IoU >= 0.5, the best match), each
 segment's positive SHAP value is spread evenly over its pixels and the share of that
 positive mass lying inside the object's pixel mask is computed. A per image figure is
-the mean over its matched targets; the headline is the mean over images. Deletion and
-insertion AUCs (``explain.metrics``) come with every target (2 S + 2 extra model calls).
+the mean over its matched targets; the headline is the mean over images. Beside it, the
+segmentation ceiling: the share an ideal attribution reaches over the same superpixels
+(a segment that straddles the outline, or a small object inside a larger segment, caps
+it below 1 whatever the estimator does). Deletion and insertion AUCs
+(``explain.metrics``) come with every target (2 S + 2 extra model calls).
 
 ``--compare`` also runs, on the same images, targets and baseline: shap's
 KernelExplainer at the same budget over the same superpixels (``l1_reg=False``), and
