@@ -13,15 +13,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import nn
 
-STRIDE = 8
-HEATMAP_BIAS = -2.19  # sigmoid(-2.19) ~ 0.1: CenterNet's prior for the heatmap logits
-
-
-def _conv_block(channels: int, strides: int = 1) -> nn.HybridSequential:
-    block = nn.HybridSequential()
-    block.add(nn.Conv2D(channels, 3, strides=strides, padding=1, use_bias=False),
-              nn.BatchNorm(), nn.Activation("relu"))
-    return block
+from examples.shapes.layers import HEATMAP_BIAS, conv_block
 
 
 class ShapesClassifier(nn.HybridBlock):
@@ -36,11 +28,11 @@ class ShapesClassifier(nn.HybridBlock):
         self.dense = False
         with self.name_scope():
             self.stride8 = nn.HybridSequential()
-            self.stride8.add(_conv_block(16, 2), _conv_block(32, 2), _conv_block(32),
-                             _conv_block(64, 2), _conv_block(64))
+            self.stride8.add(conv_block(16, 2), conv_block(32, 2), conv_block(32),
+                             conv_block(64, 2), conv_block(64))
             self.stride16 = nn.HybridSequential()
-            self.stride16.add(_conv_block(96, 2), _conv_block(96))
-            self.fuse = _conv_block(64)
+            self.stride16.add(conv_block(96, 2), conv_block(96))
+            self.fuse = conv_block(64)
             self.head = nn.Conv2D(num_classes, 1)
 
     def set_dense(self, dense: bool = True) -> None:

@@ -16,8 +16,9 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from examples.shapes.centernet_loss import build_targets, heatmap_focal_loss
-from examples.shapes.classifier_net import STRIDE, build_classifier
+from examples.shapes.classifier_net import build_classifier
 from examples.shapes.dataset import CLASSES, generate_classification_batch
+from examples.shapes.layers import STRIDE
 from examples.shapes.training_utils import ScenePool, TrainingClock, seed_everything
 from serving.model_spec import ModelSpec, Preprocess
 from serving.preprocess import preprocess_batch
