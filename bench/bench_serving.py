@@ -25,10 +25,17 @@ REPO = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 20_000_000
 
 
-def _photo_batch(count):
-    from skimage import data
+def _photo_batch(count, image_path=None):
+    """``(count, H, W, 3)`` uint8: skimage's coffee photo (400x600), or the image at ``image_path``."""
+    if image_path:
+        from PIL import Image
 
-    return np.repeat(data.coffee()[None], count, axis=0)
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+    else:
+        from skimage import data
+
+        image = data.coffee()
+    return np.repeat(image[None], count, axis=0)
 
 
 def _npy(array):
@@ -50,8 +57,8 @@ def _load_handler(code_dir):
         sys.path.remove(str(code_dir))
 
 
-def _stage(model_dir, naive):
-    if naive:
+def _stage(model_dir, one_by_one):
+    if one_by_one:
         shutil.copyfile(REPO / "bench" / "naive_inference.py", model_dir / "code" / "inference.py")
     return model_dir
 
@@ -59,30 +66,41 @@ def _stage(model_dir, naive):
 @click.command()
 @click.option("--zoo", "zoo_name", default="yolo3_darknet53_coco", show_default=True,
               help="GluonCV architecture (random weights).")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False),
+              help="Benchmark this exported model (with model.json) instead of a zoo architecture.")
+@click.option("--image", "image_path", type=click.Path(exists=True, dir_okay=False),
+              help="Image to batch  [default: skimage's coffee photo, 400x600]")
+@click.option("--naive/--no-naive", default=True, show_default=True,
+              help="Also measure the one-image-per-forward handler.")
 @click.option("--batch-sizes", default="1,4,16", show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
-def main(zoo_name, batch_sizes, repeats):
+def main(zoo_name, model_dir, image_path, naive, batch_sizes, repeats):
     import os
 
     from deploy.local_endpoint import LocalEndpoint
-    from deploy.package import extract_archive, package_zoo
+    from deploy.package import extract_archive, package_model_dir, package_zoo
 
     os.environ["SERVING_MAX_BODY_BYTES"] = str(MAX_BODY_BYTES)
     sizes = [int(size) for size in batch_sizes.split(",")]
-    print("command: .venv/bin/python -m bench.bench_serving --zoo %s --batch-sizes %s --repeats %d"
-          % (zoo_name, batch_sizes, repeats))
+    source = "--model-dir %s" % model_dir if model_dir else "--zoo %s" % zoo_name
+    print("command: .venv/bin/python -m bench.bench_serving %s%s%s --batch-sizes %s --repeats %d"
+          % (source, " --image %s" % image_path if image_path else "", "" if naive else " --no-naive",
+             batch_sizes, repeats))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         scratch = Path(scratch)
-        archive = package_zoo(zoo_name, scratch / "model.tar.gz", pretrained=False, check=False).archive
-        for naive in (False, True):
-            model_dir = _stage(extract_archive(archive, scratch / ("naive" if naive else "batch")), naive)
-            handler = _load_handler(model_dir / "code")
-            model = handler.model_fn(str(model_dir))
-            label = "one image per forward (reference notebook)" if naive else "batch-aware (serving/)"
-            with LocalEndpoint(model_dir, startup_timeout=600, max_request_bytes=MAX_BODY_BYTES) as endpoint:
+        if model_dir:
+            archive = package_model_dir(model_dir, scratch / "model.tar.gz", check=False).archive
+        else:
+            archive = package_zoo(zoo_name, scratch / "model.tar.gz", pretrained=False, check=False).archive
+        for one_by_one in (False, True) if naive else (False,):
+            staged = _stage(extract_archive(archive, scratch / ("naive" if one_by_one else "batch")), one_by_one)
+            handler = _load_handler(staged / "code")
+            model = handler.model_fn(str(staged))
+            label = "one image per forward (reference notebook)" if one_by_one else "batch-aware (serving/)"
+            with LocalEndpoint(staged, startup_timeout=600, max_request_bytes=MAX_BODY_BYTES) as endpoint:
                 for size in sizes:
-                    body = _npy(_photo_batch(size))
+                    body = _npy(_photo_batch(size, image_path))
                     local, remote = [], []
                     handler.transform_fn(model, body, "application/x-npy", "application/json")  # warm
                     requests.post(endpoint.url + "/invocations", data=body, timeout=600,
@@ -100,10 +118,11 @@ def main(zoo_name, batch_sizes, repeats):
                     print("  %s batch %d: in-process %.3f img/s, endpoint %.3f img/s"
                           % (label, size, rows[-1][2], rows[-1][3]), file=sys.stderr)
     print()
-    print("| handler | batch | in-process images/s | endpoint images/s | endpoint / in-process |")
-    print("|---|---|---|---|---|")
+    print("| handler | batch | in-process images/s | endpoint images/s | endpoint latency | endpoint / in-process |")
+    print("|---|---|---|---|---|---|")
     for label, size, local, remote in rows:
-        print("| %s | %d | %.3f | %.3f | %.2f |" % (label, size, local, remote, remote / local))
+        print("| %s | %d | %.3f | %.3f | %.1f ms | %.2f |" % (label, size, local, remote, 1000 * size / remote,
+                                                               remote / local))
 
 
 if __name__ == "__main__":
