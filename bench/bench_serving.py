@@ -98,19 +98,20 @@ def main(zoo_name, model_dir, image_path, naive, batch_sizes, repeats):
             handler = _load_handler(staged / "code")
             model = handler.model_fn(str(staged))
             label = "one image per forward (reference notebook)" if one_by_one else "batch-aware (serving/)"
+            session = requests.Session()  # one kept-alive connection, as EndpointClient uses
             with LocalEndpoint(staged, startup_timeout=600, max_request_bytes=MAX_BODY_BYTES) as endpoint:
                 for size in sizes:
                     body = _npy(_photo_batch(size, image_path))
                     local, remote = [], []
                     handler.transform_fn(model, body, "application/x-npy", "application/json")  # warm
-                    requests.post(endpoint.url + "/invocations", data=body, timeout=600,
+                    session.post(endpoint.url + "/invocations", data=body, timeout=600,
                                   headers={"Content-Type": "application/x-npy"})
                     for _ in range(repeats):
                         started = time.perf_counter()
                         handler.transform_fn(model, body, "application/x-npy", "application/json")
                         local.append(size / (time.perf_counter() - started))
                         started = time.perf_counter()
-                        response = requests.post(endpoint.url + "/invocations", data=body, timeout=600,
+                        response = session.post(endpoint.url + "/invocations", data=body, timeout=600,
                                                  headers={"Content-Type": "application/x-npy"})
                         remote.append(size / (time.perf_counter() - started))
                         response.raise_for_status()

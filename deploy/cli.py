@@ -87,7 +87,7 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
 
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
-              help="model.tar.gz or an unpacked model directory.")
+              help="model.tar.gz, an unpacked model directory, or an exported model directory with a model.json.")
 @click.option("--port", type=click.IntRange(1, 32767), default=8080, show_default=True,
               help="Port on 127.0.0.1 (multi-model-server refuses ports above 32767).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,

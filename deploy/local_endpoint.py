@@ -73,7 +73,8 @@ class LocalEndpoint(object):
     """The embedded default endpoint: ``with LocalEndpoint("model.tar.gz") as endpoint: endpoint.url``.
 
     Args:
-        model: a ``model.tar.gz`` or a directory holding ``model.json``, weights and ``code/``.
+        model: a ``model.tar.gz``, a directory holding ``model.json``, weights and ``code/``, or
+            an exported model directory with a ``model.json`` (served with this project's handler).
         port: TCP port on 127.0.0.1 (1..32767); a free one when None.
         workers: MMS worker processes, each with its own copy of the model.
         threads: OpenMP threads per worker (OMP_NUM_THREADS); by default
@@ -135,10 +136,24 @@ class LocalEndpoint(object):
         return self
 
     def _stage_model(self):
+        if self.model.is_dir() and (self.model / "code" / "inference.py").is_file():
+            return self.model.resolve()
+        if self.model.is_dir() and (self.model / "model.json").is_file():
+            # An exported model without code/ (e.g. models/shapes-detector): serve it with this
+            # project's handler, staged exactly as `deploy package` would pack it.
+            from serving.model_spec import load_model_spec
+
+            from .package import stage_model_dir
+
+            spec = load_model_spec(str(self.model))
+            model_dir = self.scratch / "model"
+            model_dir.mkdir()
+            stage_model_dir(model_dir, self.model / spec.symbol_file, self.model / spec.params_file, spec)
+            return model_dir
         if self.model.is_dir():
-            model_dir = self.model.resolve()
-        else:
-            model_dir = extract_archive(self.model, self.scratch / "model")
+            raise ServeError("%s has neither code/inference.py nor a model.json; build a model with "
+                             "`python -m deploy package`" % self.model)
+        model_dir = extract_archive(self.model, self.scratch / "model")
         if not (model_dir / "code" / "inference.py").is_file():
             raise ServeError("%s has no code/inference.py; build it with `python -m deploy package`" % self.model)
         return model_dir

@@ -146,3 +146,13 @@ def test_ctrl_c_stops_the_server(tiny_detector_archive):
     server = ServeProcess(tiny_detector_archive, None)
     server.process.send_signal(signal.SIGINT)
     assert server.process.wait(timeout=30) == 0
+
+
+def test_an_exported_model_directory_is_served_with_this_handler(tiny_detector_dir):
+    server = ServeProcess(tiny_detector_dir, None)  # model.json + weights, no code/
+    try:
+        response = server.post(GOOD)
+        assert response.status_code == 200 and len(response.json()) == 2
+    finally:
+        assert server.stop() == 0
+    assert not (tiny_detector_dir / "code").exists()
