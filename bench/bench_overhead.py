@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per worker and in process (default: cores / workers)")
     parser.add_argument("--probability-threshold", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="masked images per predictor call (default: ExplainConfig's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
 
@@ -114,7 +116,8 @@ def main() -> None:
     from serving.handler import model_fn
 
     config = ExplainConfig(task="detection", num_samples=args.num_samples,
-                           probability_threshold=args.probability_threshold)
+                           probability_threshold=args.probability_threshold,
+                           **({} if args.batch_size is None else {"batch_size": args.batch_size}))
     per_request = plan_requests(10_000, (IMAGE_SIZE, IMAGE_SIZE, 3), NPY, 6_291_456)[0].stop
     model = model_fn(args.model_dir)
     in_process = InProcessPredictor(args.model_dir, "detection", batch_size=per_request)
@@ -177,7 +180,8 @@ def main() -> None:
                f" --seed {args.seed} --concurrency {args.concurrency} --accept {args.accept}"
                f" --workers {args.workers}{'' if args.threads is None else f' --threads {args.threads}'}"
                f"{'' if args.model_dir == DEFAULT_MODEL else f' --model-dir {args.model_dir}'}"
-               f"{'' if args.probability_threshold == 0.5 else f' --probability-threshold {args.probability_threshold}'}")
+               f"{'' if args.probability_threshold == 0.5 else f' --probability-threshold {args.probability_threshold}'}"
+               f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}")
     first = rows[0]
     print(f"<!-- {command} -->")
     print(f"Shapes detector `{args.model_dir}`; scene {scene_index} of seed {args.seed} (320 px, "
