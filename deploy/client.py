@@ -196,14 +196,17 @@ def format_custom_attributes(score_threshold: float | None = None, top_k: int | 
 
 
 def _error_message(body: bytes, reason: str) -> str:
-    """The server's message: the ``error`` field of a JSON body, else the start of the body text."""
+    """The server's message: the ``error`` field of our JSON errors, the ``message`` field of
+    multi-model-server's own (``{"code", "type", "message"}``), else the start of the body text."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         payload = json.loads(text)
     except ValueError:
         payload = None
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"]
+    if isinstance(payload, dict):
+        for field in ("error", "message"):
+            if isinstance(payload.get(field), str):
+                return payload[field]
     if not text:
         return reason or "empty response body"
     first_line = text.splitlines()[0]

@@ -207,3 +207,10 @@ def test_no_response_is_an_endpoint_error_without_status():
 def test_client_refuses_urls_it_cannot_post_to(url):
     with pytest.raises(ValueError, match=f"endpoint URL must look like http://HOST:PORT, got '{url}'"):
         EndpointClient(url)
+
+
+def test_multi_model_server_error_bodies_give_their_message():
+    from deploy.client import _error_message
+
+    body = b'{\n  "code": 503,\n  "type": "ServiceUnavailableException",\n  "message": "No worker is available"\n}\n'
+    assert _error_message(body, "Service Unavailable") == "No worker is available"
