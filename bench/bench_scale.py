@@ -180,12 +180,13 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
         "",
         f"Measured costs: {calls_per_image:.0f} model calls per image; the endpoint worker takes "
         f"{server_seconds * 1000:.2f} ms per masked image (one request of {per_request} images at a time); "
-        f"the client spends {client_seconds:.2f} s of CPU per image (segmentation, sampling, regression, "
-        "rendering).",
+        f"the client spends {client_seconds:.2f} s per image outside the predict calls (segmentation, masking, "
+        "sampling, regression, rendering; measured with 1 image in flight, mostly one core busy).",
         "",
         "Modelled images/hour with E endpoint instances like this one (1 worker each) and a client with "
         f"{cores} cores of its own: min(E x 3600 / (calls per image x s per masked image), "
-        "client cores x 3600 / client s per image). The endpoint time per masked image is measured end to "
+        "client cores x 3600 / client s per image), i.e. the client's images in flight use its cores in "
+        "parallel. The endpoint time per masked image is measured end to "
         "end (npy encoding, HTTP, forward pass, JSON) with one request at a time, so it includes the "
         "per-request overhead but no network latency. Keeping E instances busy needs at least E requests "
         "in flight: --concurrency >= E for one SageMaker endpoint with E instances (SageMaker spreads the "
