@@ -10,6 +10,7 @@ and through ``deploy serve`` over HTTP, interleaved, ``repeats`` times; medians 
 request limits are raised to 20 MB here (a real-time client would split such a batch).
 """
 import io
+import os
 import shutil
 import statistics
 import sys
@@ -23,6 +24,9 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 20_000_000
+# In-process gets the threads `deploy serve` gives its one worker (cores / workers), set
+# before mxnet loads, so both sides run with the same OpenMP pool.
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 
 def _photo_batch(count, image_path=None):
@@ -75,8 +79,6 @@ def _stage(model_dir, one_by_one):
 @click.option("--batch-sizes", default="1,4,16", show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
 def main(zoo_name, model_dir, image_path, naive, batch_sizes, repeats):
-    import os
-
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import extract_archive, package_model_dir, package_zoo
 

@@ -13,8 +13,10 @@ from . import codecs
 from .errors import ServingError
 from .network import LoadedNetwork, choose_context
 from .postprocess import detection_rows
+from .preprocess import resized_size
 from .settings import (
     CUSTOM_ATTRIBUTES_HEADER,
+    DEFAULT_CPU_BATCH_PIXELS,
     HandlerLimits,
     RequestOptions,
     parse_custom_attributes,
@@ -40,7 +42,7 @@ class ServedModel(object):
         )
 
     def predict(self, images, options=None):
-        """Run a batch through the network, in chunks of at most ``limits.max_batch_size`` images.
+        """Run a batch through the network: one forward pass, or chunks of ``limits.images_per_pass``.
 
         Args:
             images: ``(N, H, W, 3)`` uint8.
@@ -50,7 +52,9 @@ class ServedModel(object):
             detection: list of N float32 ``(D_i, 6)`` rows; classification: float32 ``(N, C)``.
         """
         options = options if options is not None else self.default_options()
-        chunk = self.limits.max_batch_size
+        preprocess = self.spec.preprocess
+        chunk = self.limits.images_per_pass(
+            *resized_size(images.shape[1], images.shape[2], preprocess.short_side, preprocess.max_size))
         results = []
         for start in range(0, len(images), chunk):
             outputs, resized = self.network.forward(images[start:start + chunk])
@@ -75,7 +79,10 @@ def model_fn(model_dir, context=None):
         gpu_id = (getattr(context, "system_properties", None) or {}).get("gpu_id")
     network = LoadedNetwork(model_dir, ctx=choose_context(gpu_id))
     network.warm_up()
-    return ServedModel(network, HandlerLimits.from_environment())
+    limits = HandlerLimits.from_environment()
+    if limits.max_batch_pixels is None and network.ctx.device_type == "cpu":
+        limits.max_batch_pixels = DEFAULT_CPU_BATCH_PIXELS
+    return ServedModel(network, limits)
 
 
 def transform_fn(model, body, content_type, accept, context=None):

@@ -11,20 +11,30 @@ DEFAULT_MAX_BODY_BYTES = 6553500
 DEFAULT_MAX_IMAGE_PIXELS = 40000000
 # Images per forward pass; larger batches are run in chunks of this size to bound memory.
 DEFAULT_MAX_BATCH_SIZE = 32
+# Network-input pixels per forward pass on a CPU. Measured on 2 cores (yolo3_darknet53, 16
+# photos resized to 416x624): one image per pass 2.05 images/s, 4 per pass 1.71, all 16 in one
+# pass 1.37 -- large batches of large inputs thrash the caches -- while a small network on
+# 160x160 inputs runs 16 per pass faster than one at a time. 500k pixels keeps both fast.
+# On a GPU the whole batch (up to max_batch_size) goes in one pass.
+DEFAULT_CPU_BATCH_PIXELS = 500000
 
 
 class HandlerLimits(object):
     """Limits read once when the model loads.
 
     Environment variables: ``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_IMAGE_PIXELS``,
-    ``SERVING_MAX_BATCH_SIZE``, ``SERVING_SCORE_THRESHOLD``, ``SERVING_TOP_K``.
+    ``SERVING_MAX_BATCH_SIZE``, ``SERVING_MAX_BATCH_PIXELS``, ``SERVING_SCORE_THRESHOLD``,
+    ``SERVING_TOP_K``. ``max_batch_pixels`` None means: no pixel cap (the handler sets
+    DEFAULT_CPU_BATCH_PIXELS when it runs on a CPU).
     """
 
     def __init__(self, max_body_bytes=DEFAULT_MAX_BODY_BYTES, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-                 max_batch_size=DEFAULT_MAX_BATCH_SIZE, score_threshold=None, top_k=None):
+                 max_batch_size=DEFAULT_MAX_BATCH_SIZE, score_threshold=None, top_k=None,
+                 max_batch_pixels=None):
         self.max_body_bytes = max_body_bytes
         self.max_image_pixels = max_image_pixels
         self.max_batch_size = max_batch_size
+        self.max_batch_pixels = max_batch_pixels
         self.score_threshold = score_threshold
         self.top_k = top_k
 
@@ -37,7 +47,14 @@ class HandlerLimits(object):
             max_batch_size=_env_int(environ, "SERVING_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE),
             score_threshold=_env_threshold(environ),
             top_k=_env_int(environ, "SERVING_TOP_K", None),
+            max_batch_pixels=_env_int(environ, "SERVING_MAX_BATCH_PIXELS", None),
         )
+
+    def images_per_pass(self, input_height, input_width):
+        """How many images of the network-input size go through one forward pass."""
+        if self.max_batch_pixels is None:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, self.max_batch_pixels // (input_height * input_width)))
 
 
 def _env_int(environ, name, default):

@@ -69,6 +69,22 @@ def test_chunked_forward_passes_give_the_same_answer(tiny_detector_dir, monkeypa
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_pixel_budget_chunks_give_the_same_answer(tiny_detector_dir, monkeypatch):
+    images = random_images(5, 64, 96, seed=6)
+    whole = detect(model_fn(str(tiny_detector_dir)), images)
+    monkeypatch.setenv("SERVING_MAX_BATCH_PIXELS", str(64 * 96 * 2))  # two images per pass
+    model = model_fn(str(tiny_detector_dir))
+    assert model.limits.images_per_pass(64, 96) == 2
+    for a, b in zip(detect(model, images), whole):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_on_a_cpu_large_inputs_go_one_per_pass_small_ones_together(detector):
+    assert detector.limits.max_batch_pixels == 500000
+    assert detector.limits.images_per_pass(416, 624) == 1
+    assert detector.limits.images_per_pass(160, 160) == 19
+
+
 def test_npy_response_is_padded_with_minus_one_rows(detector):
     images = random_images(2, 64, 64)
     padded = detect(detector, images, accept="application/x-npy")
