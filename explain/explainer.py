@@ -24,6 +24,7 @@ from .kernel_shap import kernel_shap
 from .masking import context_foreground, mask_images
 from .metrics import deletion_insertion
 from .segmentation import segment_image
+from .sources import unique_stems
 
 __all__ = ["Explanation", "explain_image", "explain_images", "load_image"]
 
@@ -257,15 +258,6 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ExplainError(f"cannot read image {str(path)!r}: {error}") from error
 
 
-def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    stems, seen = [], {}
-    for path in paths:
-        stem = path.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
-
-
 def explain_images(paths: list[str | Path], predict: Predict, config: ExplainConfig,
                    out_dir: str | Path, progress: bool = True,
                    label_headers: Sequence[str] | None = None) -> dict:
@@ -292,7 +284,7 @@ def explain_images(paths: list[str | Path], predict: Predict, config: ExplainCon
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summaries = []
-    for path, stem in zip(paths, _unique_stems(paths), strict=True):
+    for path, stem in zip(paths, unique_stems([path.stem for path in paths]), strict=True):
         image = load_image(path)
         bar = None
         if progress:

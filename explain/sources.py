@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from .errors import ExplainError
 from .manifest import sha256_bytes
 
-__all__ = ["IMAGE_SUFFIXES", "ImageSource", "assign_stems", "collect_sources", "ENDPOINT_URL_ENV"]
+__all__ = ["IMAGE_SUFFIXES", "ImageSource", "assign_stems", "collect_sources", "unique_stems", "ENDPOINT_URL_ENV"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"  # e.g. a moto server, as in deploy sagemaker
@@ -119,11 +119,15 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
     return list(unique.values())
 
 
-def assign_stems(sources: list[ImageSource]) -> list[str]:
-    """Output stems, unique over the whole list: a repeated stem gets _2, _3, ... in list order."""
-    stems, seen = [], {}
-    for source in sources:
-        stem = source.stem_hint
+def unique_stems(stems: list[str]) -> list[str]:
+    """Make output stems unique over the whole list: a repeated stem gets _2, _3, ... in list order."""
+    unique, seen = [], {}
+    for stem in stems:
         seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
+        unique.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return unique
+
+
+def assign_stems(sources: list[ImageSource]) -> list[str]:
+    """Output stems of the sources, unique over the whole list (see unique_stems)."""
+    return unique_stems([source.stem_hint for source in sources])
