@@ -37,15 +37,12 @@ def preprocess_batch(images, preprocess, ctx=None):
         images = np.clip(np.round(images), 0, 255).astype(np.uint8)
     count, height, width = images.shape[:3]
     new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
-    resized = np.empty((count, new_height, new_width, 3), dtype=np.uint8)
-    for index in range(count):
-        if (new_height, new_width) == (height, width):
-            resized[index] = images[index]
-        else:
-            resized[index] = mx.image.imresize(
-                mx.nd.array(images[index], dtype=np.uint8), new_width, new_height, interp=_BICUBIC
-            ).asnumpy()
-    batch = mx.nd.array(resized, ctx=ctx, dtype=np.uint8).astype(np.float32) / 255.0
+    batch = mx.nd.array(images, dtype=np.uint8)  # one copy into mxnet; rows are views of it
+    if (new_height, new_width) != (height, width):
+        # Queued without waiting: no numpy round trip per image.
+        batch = mx.nd.stack(*[mx.image.imresize(batch[index], new_width, new_height, interp=_BICUBIC)
+                              for index in range(count)])
+    batch = batch.as_in_context(ctx).astype(np.float32) / 255.0
     mean = mx.nd.array(preprocess.mean, ctx=ctx).reshape((1, 1, 1, 3))
     std = mx.nd.array(preprocess.std, ctx=ctx).reshape((1, 1, 1, 3))
     batch = mx.nd.broadcast_div(mx.nd.broadcast_sub(batch, mean), std)
