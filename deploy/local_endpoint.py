@@ -179,18 +179,8 @@ class LocalEndpoint(object):
             "TMPDIR": str(tmp),
         })
         env.update(self.extra_env)
-        previous = {key: os.environ.get(key) for key in ("SAGEMAKER_MODEL_SERVER_WORKERS",)}
-        os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(self.workers)
-        try:
-            properties = _mms_properties(self.port, self.workers, self.request_timeout, self.max_request_bytes)
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         config = self.scratch / "config.properties"
-        config.write_text(properties)
+        config.write_text(_mms_properties(self.port, self.workers, self.request_timeout, self.max_request_bytes))
         from sagemaker_inference import model_server
 
         self.log_path = self.scratch / "server.log"
