@@ -230,3 +230,22 @@ def test_serving_parses_as_python_38():
     ruff = [sys.executable, "-m", "ruff", "check", "--target-version", "py38", "--select", "E9,F", "serving"]
     completed = subprocess.run(ruff, cwd=str(REPO), capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea"])
+def test_real_photographs_as_png_jpeg_and_npy(detector, photo):
+    from skimage import data
+
+    image = getattr(data, photo)()  # real photos that ship with scikit-image, non-square ones too
+    from_npy = detect(detector, image)[0]
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    body, _ = transform_fn(detector, png.getvalue(), "image/png", "application/json")
+    np.testing.assert_allclose(np.array(json.loads(body)[0]), from_npy, atol=1e-5)
+    jpeg = io.BytesIO()
+    Image.fromarray(image).save(jpeg, format="JPEG", quality=95)
+    body, _ = transform_fn(detector, jpeg.getvalue(), "image/jpeg", "application/json")
+    from_jpeg = np.array(json.loads(body)[0])
+    assert from_jpeg.shape == from_npy.shape
+    np.testing.assert_allclose(from_jpeg[:, 2:], from_npy[:, 2:], atol=1e-6)  # same boxes
+    np.testing.assert_allclose(from_jpeg[:, 1], from_npy[:, 1], atol=0.02)  # lossy pixels, close scores
