@@ -15,7 +15,6 @@ import logging
 import math
 import random
 import re
-import tarfile
 import tempfile
 import threading
 import time
@@ -607,14 +606,13 @@ def _message(error: Exception) -> str:
 
 def _extract_model_tarball(path: Path) -> tempfile.TemporaryDirectory:
     """Extract model.tar.gz into a new temporary directory (safe members only) and return it."""
+    from deploy.errors import PackageError
+    from deploy.package import extract_archive
+
     directory = tempfile.TemporaryDirectory(prefix="clearsight-model-")
     try:
-        with tarfile.open(path, "r:gz") as archive:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.8.17: refuse unsafe members
-                archive.extractall(directory.name, filter="data")
-            else:  # pragma: no cover
-                archive.extractall(directory.name)
-    except (tarfile.TarError, OSError) as error:
+        extract_archive(path, directory.name)
+    except PackageError as error:
         directory.cleanup()
         raise PredictorError(f"cannot extract {path}: {error}") from None
     return directory
