@@ -13,16 +13,15 @@ import numpy as np
 from .baselines import make_baseline
 from .config import ExplainConfig
 from .detection import (
-    check_detections,
-    check_probabilities,
     match_scores,
     select_classification_targets,
     select_detection_targets,
 )
-from .errors import ExplainError, PredictorError
+from .errors import ExplainError
 from .kernel_shap import kernel_shap
-from .masking import context_foreground, mask_images
+from .masking import context_foreground
 from .metrics import deletion_insertion
+from .model_calls import ModelCalls
 from .segmentation import segment_image
 from .sources import unique_stems
 
@@ -75,51 +74,6 @@ class Explanation:
         return int(self.shap_values.shape[0])
 
 
-class _CountingPredictor:
-    """Calls ``predict`` in chunks of ``batch_size``, validates the answers, counts calls."""
-
-    def __init__(self, predict: Predict, batch_size: int, task: str,
-                 progress: Callable[[int], None] | None):
-        self.predict = predict
-        self.batch_size = batch_size
-        self.task = task
-        self.progress = progress
-        self.model_calls = 0
-        self.seconds = 0.0
-
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        started = time.perf_counter()
-        try:
-            outputs = list(self.predict(batch))
-        except PredictorError:
-            raise
-        except Exception as error:  # an in-process model failing is the predictor's fault
-            raise PredictorError(f"predictor failed on a batch of {len(batch)} images: "
-                                 f"{type(error).__name__}: {error}") from error
-        self.seconds += time.perf_counter() - started
-        if len(outputs) != len(batch):
-            raise PredictorError(f"predictor returned {len(outputs)} results for a batch of "
-                                 f"{len(batch)} images; expected one per image")
-        check = check_detections if self.task == "detection" else check_probabilities
-        checked = [check(output, index) for index, output in enumerate(outputs)]
-        self.model_calls += len(batch)
-        if self.progress is not None:
-            self.progress(len(batch))
-        return checked
-
-    def scores(self, foreground: np.ndarray, baseline: np.ndarray, segments: np.ndarray,
-               coalitions: np.ndarray, score_fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """Target scores of masked images, (M, T); built and sent ``batch_size`` at a time."""
-        rows = []
-        for start in range(0, len(coalitions), self.batch_size):
-            chunk = coalitions[start:start + self.batch_size]
-            outputs = self(mask_images(foreground, baseline, segments, chunk))
-            rows.extend(score_fn(output) for output in outputs)
-        if not rows:
-            return np.zeros((0, 0))
-        return np.array(rows, dtype=np.float64)
-
-
 def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
     from PIL import Image
 
@@ -160,7 +114,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     if config.resize is not None:
         image = _resize_long_side(image, config.resize)
     baseline_seed, shap_seed = np.random.SeedSequence(config.seed).spawn(2)
-    counter = _CountingPredictor(predict, config.batch_size, config.task, progress)
+    counter = ModelCalls(predict, config.batch_size, config.task, progress)
 
     phase = time.perf_counter()
     segments = segment_image(image, config.num_segments, config.segment_compactness)

@@ -221,6 +221,16 @@ class _RemotePredictor:
                 "max_payload_bytes": self.transport.max_payload_bytes,
                 "concurrency": self.transport.concurrency, **self._stats.snapshot()}
 
+    def request_plan(self, image_shape: tuple[int, int, int]) -> tuple[int, int]:
+        """(images per request, requests in flight) for images of ``image_shape`` (H, W, 3).
+
+        The explainer feeds one request's worth per call with this many calls in flight, so
+        the next masked batch is built while the endpoint works.
+        """
+        first = plan_requests(1 << 12, tuple(image_shape), self.transport.content_type,
+                              self.transport.max_payload_bytes)[0]
+        return first.stop - first.start, self.transport.concurrency
+
     def __call__(self, batch) -> list[np.ndarray]:
         """(N, H, W, 3) uint8 -> N arrays: detection (D_i, 6) float32, classification (C,) float32."""
         batch = _as_uint8_batch(batch)

@@ -61,6 +61,18 @@ class MultiPredictor:
             self._calls[index] += 1
             return index
 
+    def request_plan(self, image_shape: tuple[int, int, int]) -> tuple[int, int] | None:
+        """(images per request, requests in flight) over all adapters, or None if one has no plan.
+
+        One request's worth per call (the smallest of the adapters'), as many calls in flight
+        as the adapters take together, so every endpoint stays busy.
+        """
+        plans = [getattr(predictor, "request_plan", None) for predictor in self.predictors]
+        if any(plan is None for plan in plans):
+            return None
+        sizes, in_flight = zip(*(plan(image_shape) for plan in plans), strict=True)
+        return min(sizes), sum(in_flight)
+
     def __call__(self, batch) -> list[np.ndarray]:
         """(N, H, W, 3) uint8 -> N arrays, from whichever adapter had the least work in flight."""
         size = len(batch)
