@@ -258,6 +258,7 @@ def _estimate(coalitions: np.ndarray, weights: np.ndarray, outputs: np.ndarray,
     centred = resampled - resampled.mean(axis=0)
     values = estimate[:num_outputs].copy()
     replicates = resampled[:, :num_outputs].copy()
+    corrections = []  # (output, stacked row, beta)
     for index in range(num_outputs):
         rows = [num_outputs + position for position, (owner, _) in enumerate(surrogates)
                 if owner == index]
@@ -269,11 +270,12 @@ def _estimate(coalitions: np.ndarray, weights: np.ndarray, outputs: np.ndarray,
             continue
         betas = np.linalg.solve(gram + 1e-9 * np.trace(gram) * np.eye(len(rows)),
                                 predictors.T @ centred[:, index].ravel())
-        for beta, row in zip(np.clip(betas, -2.0, 3.0), rows, strict=True):
-            if abs(beta) < 1e-12:
-                continue
-            surrogate = surrogates[row - num_outputs][1]
-            exact_surrogate = _surrogate_shapley(surrogate, num_features, surrogate_rng)
+        corrections += [(index, row, beta) for beta, row in zip(np.clip(betas, -2.0, 3.0), rows, strict=True)
+                        if abs(beta) >= 1e-12]
+    if corrections:
+        exact_surrogates = _surrogate_shapley(
+            [surrogates[row - num_outputs][1] for _, row, _ in corrections], num_features, surrogate_rng)
+        for (index, row, beta), exact_surrogate in zip(corrections, exact_surrogates, strict=True):
             values[index] -= beta * (estimate[row] - exact_surrogate)
             replicates[:, index] -= beta * resampled[:, row]
     return values, replicates.std(axis=0, ddof=1)
@@ -454,16 +456,17 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * logits))
 
 
-def _surrogate_shapley(surrogate: Callable[[np.ndarray], np.ndarray], num_features: int,
+def _surrogate_shapley(surrogates: list[Callable[[np.ndarray], np.ndarray]], num_features: int,
                        rng: np.random.Generator) -> np.ndarray:
-    """Shapley values of a cheap surrogate: exact up to 16 features, else a large estimate."""
+    """Shapley values of cheap surrogates, (G, S): exact up to 16 features, else one large
+    estimate whose coalitions all G surrogates share (one draw, one regression)."""
     def game(rows):
-        return surrogate(rows)[:, None]
+        return np.column_stack([surrogate(rows) for surrogate in surrogates])
 
     if num_features <= SURROGATE_EXACT_FEATURES:
-        return exact_shapley_values(game, num_features)[0]
+        return exact_shapley_values(game, num_features)
     return kernel_shap(game, num_features, SURROGATE_SAMPLES, rng, num_bootstrap=0,
-                       control_variate=False).values[0]
+                       control_variate=False).values
 
 
 def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
