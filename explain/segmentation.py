@@ -1,14 +1,20 @@
-"""SLIC superpixels: the features that Kernel SHAP switches on and off."""
+"""Superpixels: the features that Kernel SHAP switches on and off."""
 
 from __future__ import annotations
 
+import heapq
 import logging
 
 import numpy as np
 
-__all__ = ["segment_image", "relabel_contiguous"]
+__all__ = ["segment_image", "relabel_contiguous", "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
 
 logger = logging.getLogger(__name__)
+
+SEGMENTATION_METHODS = ("merged", "slico")
+# "merged" asks SLICO for this many times num_segments superpixels before merging them.
+# Ceiling on 40 shapes scenes at 20 segments: 2x 0.885, 4x 0.923, 6x 0.924.
+OVERSEGMENT_FACTOR = 4
 
 # Connectivity enforcement can still merge or drop a few segments; re-asking with a scaled
 # request a few times and keeping the count closest to the target costs a few cheap slic calls.
@@ -35,29 +41,18 @@ def _slic(image: np.ndarray, n_segments: int, compactness: float, slic_zero: boo
                 start_label=0, channel_axis=-1, mask=full_mask)
 
 
-def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float = 5.0,
-                  slic_zero: bool = True) -> np.ndarray:
-    """Split an image into about ``num_segments`` superpixels.
+def _slico(image: np.ndarray, num_segments: int, compactness: float) -> np.ndarray:
+    """SLICO superpixels, re-asked until their count is close to ``num_segments``.
 
-    image: (H, W, 3) uint8. Returns the segment map, (H, W) int32 with labels 0..S-1;
-    S = ``segment_map.max() + 1`` is the number of segments actually used (may differ
-    from ``num_segments``; it is never below 2 for an image with more than one pixel).
-
-    SLICO (``slic_zero=True``) adapts the compactness per segment so that Clarify's default
-    ``compactness=5`` gives close to ``num_segments`` on photos and on flat synthetic
-    scenes alike; plain SLIC in Lab space can merge a 320 px scene into 2 segments.
-    Measured for num_segments=20 (plain slic at compactness 5 -> this function):
-    astronaut 6 -> 20, coffee 14 -> 20, chelsea 8 -> 20, three 320 px shapes scenes
-    3/9/15 -> 20/19/20.
+    image: (H, W, 3) uint8. Returns (H, W) int32 labels 0..S-1, S within 5% of
+    ``num_segments`` where a few slic calls reach it (else the closest count seen).
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
     best_map, best_gap = None, None
     request = num_segments
     tried = set()
     for _ in range(_MAX_ATTEMPTS):
         tried.add(request)
-        segment_map = relabel_contiguous(_slic(image, request, compactness, slic_zero))
+        segment_map = relabel_contiguous(_slic(image, request, compactness, slic_zero=True))
         count = int(segment_map.max()) + 1
         gap = abs(count - num_segments)
         if best_gap is None or gap < best_gap:
@@ -69,9 +64,134 @@ def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float 
             request = request + (1 if count < num_segments else -1)
             if request in tried or request < 2:
                 break
-    if best_map.max() < 1 and best_map.size > 1:
-        # One segment explains nothing: fall back to a left/right split.
-        best_map = np.zeros(image.shape[:2], np.int32)
-        best_map[:, image.shape[1] // 2:] = 1
-    logger.debug("segmentation: asked %d segments, using %d", num_segments, best_map.max() + 1)
     return best_map
+
+
+def _adjacent_pairs(segment_map: np.ndarray) -> np.ndarray:
+    """Label pairs that touch (4-connectivity): (P, 2) int64 rows (a, b), a < b, unique, sorted."""
+    count = int(segment_map.max()) + 1
+    codes = []
+    for first, second in ((segment_map[:, :-1], segment_map[:, 1:]),
+                          (segment_map[:-1, :], segment_map[1:, :])):
+        differ = first != second
+        low = np.minimum(first[differ], second[differ]).astype(np.int64)
+        high = np.maximum(first[differ], second[differ]).astype(np.int64)
+        codes.append(low * count + high)
+    codes = np.unique(np.concatenate(codes))
+    return np.stack([codes // count, codes % count], axis=1)
+
+
+def _ward_merge(segment_map: np.ndarray, features: np.ndarray, num_regions: int) -> np.ndarray:
+    """Merge adjacent regions, cheapest first by Ward's criterion, until ``num_regions`` remain.
+
+    segment_map: (H, W) int labels 0..S-1, features: (H, W, C) float (mean colour is compared).
+    Returns (H, W) int32 labels 0..R-1 with R = min(S, num_regions) when the regions form one
+    adjacency component. cost(a, b) = n_a n_b / (n_a + n_b) * |mean_a - mean_b|^2, the growth
+    of the within-region squared error. A heap with lazy invalidation (a version per region)
+    keeps it O(P log P) for P adjacent pairs; ties go to the smaller label pair, and a pair
+    merges into its smaller label, so the result is deterministic. Only touching regions
+    merge, so connected regions stay connected.
+    """
+    count = int(segment_map.max()) + 1
+    flat = segment_map.ravel()
+    sizes = np.bincount(flat, minlength=count).astype(np.float64)
+    sums = np.stack([np.bincount(flat, weights=features[..., channel].ravel(), minlength=count)
+                     for channel in range(features.shape[-1])], axis=1)
+    sizes, sums = sizes.tolist(), [tuple(row) for row in sums.tolist()]
+    means = [tuple(total / size for total in row) for row, size in zip(sums, sizes)]
+    neighbours = [set() for _ in range(count)]
+    version = [0] * count  # bumped when a region grows; -1 once merged away
+    parent = list(range(count))
+
+    def entry(a: int, b: int) -> tuple:
+        squared = sum((x - y) ** 2 for x, y in zip(means[a], means[b]))
+        return sizes[a] * sizes[b] / (sizes[a] + sizes[b]) * squared, a, b, version[a], version[b]
+
+    for a, b in _adjacent_pairs(segment_map).tolist():
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    heap = [entry(a, b) for a in range(count) for b in neighbours[a] if a < b]
+    heapq.heapify(heap)
+    remaining = count
+    while remaining > num_regions and heap:
+        _, a, b, version_a, version_b = heapq.heappop(heap)
+        if version[a] != version_a or version[b] != version_b:
+            continue  # stale: one of the two has merged since this cost was computed
+        sizes[a] += sizes[b]
+        sums[a] = tuple(x + y for x, y in zip(sums[a], sums[b]))
+        means[a] = tuple(total / sizes[a] for total in sums[a])
+        parent[b], version[a], version[b] = a, version[a] + 1, -1
+        for other in neighbours[b]:
+            neighbours[other].discard(b)
+            if other != a:
+                neighbours[other].add(a)
+                neighbours[a].add(other)
+        neighbours[b] = set()
+        for other in neighbours[a]:
+            heapq.heappush(heap, entry(min(a, other), max(a, other)))
+        remaining -= 1
+    for label in range(count):  # parent[label] <= label: its entry already holds the root
+        parent[label] = parent[parent[label]]
+    return relabel_contiguous(np.asarray(parent, dtype=np.int64)[segment_map])
+
+
+def _oversegment(image: np.ndarray, num_segments: int, compactness: float) -> np.ndarray:
+    """About ``OVERSEGMENT_FACTOR * num_segments`` SLICO superpixels, for merging.
+
+    image: (H, W, 3) uint8. Returns (H, W) int32 labels 0..S-1. Seeds sit on slic's regular
+    grid: the exact count does not matter before merging, and it is both faster than k-means
+    seeds (0.06 s against 3.2 s for 4000 segments at 320 x 320) and follows outlines better
+    (ceiling 0.978 against 0.922 after merging to 20 on the scenes below). Where the grid
+    gives fewer than ``num_segments``, the k-means seeded, count-retrying SLICO is used.
+    """
+    from skimage.segmentation import slic
+
+    request = num_segments * OVERSEGMENT_FACTOR
+    segment_map = relabel_contiguous(slic(image, n_segments=request, compactness=compactness,
+                                          slic_zero=True, start_label=0, channel_axis=-1))
+    if segment_map.max() + 1 < num_segments:
+        segment_map = _slico(image, request, compactness)
+    return segment_map
+
+
+def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float = 5.0,
+                  method: str = "merged") -> np.ndarray:
+    """Split an image into ``num_segments`` superpixels (about that many for "slico").
+
+    image: (H, W, 3) uint8. Returns the segment map, (H, W) int32 with labels 0..S-1;
+    S = ``segment_map.max() + 1`` is the number of segments actually used: ``num_segments``
+    for "merged" unless the image has fewer pixels or superpixels than that, close to it
+    for "slico", and never below 2 for an image with more than one pixel.
+
+    method "slico": SLICO (``slic_zero``) with k-means seeds, re-asked until the count is
+    close; its per-segment compactness gives close to ``num_segments`` on photos and flat
+    scenes alike, where plain SLIC at Clarify's compactness 5 can merge a 320 px scene into
+    2 segments. Measured for num_segments=20 (plain slic -> slico): astronaut 6 -> 20,
+    coffee 14 -> 20, chelsea 8 -> 20, three 320 px shapes scenes 3/9/15 -> 20/19/20.
+
+    method "merged" (default): SLICO over-segments to ``OVERSEGMENT_FACTOR`` x
+    ``num_segments``, then touching superpixels merge by Ward's criterion on their mean
+    CIELAB colour until ``num_segments`` remain, so segment borders follow object outlines
+    instead of a grid. Segmentation ceiling (share of an ideal attribution inside the object
+    mask, ``bench.bench_localisation.segmentation_ceiling``) on 40 shapes scenes (seed
+    777001) at 20 segments: slico 0.790, merged 0.978; at 10: 0.418 -> 0.911; at 50:
+    0.898 -> 0.985.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
+    if method not in SEGMENTATION_METHODS:
+        raise ValueError(f"method must be one of {', '.join(SEGMENTATION_METHODS)}, got {method!r}")
+    if method == "slico":
+        segment_map = _slico(image, num_segments, compactness)
+    else:
+        from skimage.color import rgb2lab
+
+        over = _oversegment(image, num_segments, compactness)
+        segment_map = _ward_merge(over, rgb2lab(image), max(2, num_segments))
+    if segment_map.max() < 1 and segment_map.size > 1:
+        # One segment explains nothing: fall back to a left/right split.
+        segment_map = np.zeros(image.shape[:2], np.int32)
+        segment_map[:, image.shape[1] // 2:] = 1
+    logger.debug("segmentation (%s): asked %d segments, using %d", method, num_segments,
+                 segment_map.max() + 1)
+    return segment_map
