@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .clarify_config import read_clarify_config
-from .config import BUILTIN_BASELINES, TASKS, ExplainConfig
+from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
 
 __all__ = ["main"]
@@ -106,8 +106,12 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
               envvar="EXPLAIN_OUT", show_envvar=True, help="Directory for the images, analysis.json and report.html.")
 @click.option("--num-samples", type=int, default=500,
               help="Model evaluations of masked images per image (Kernel SHAP samples).")
-@click.option("--num-segments", type=int, default=20, help="Approximate number of SLIC superpixels.")
+@click.option("--num-segments", type=int, default=20,
+              help="Number of superpixels (exact for merged, approximate for slico).")
 @click.option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
+@click.option("--segmentation", type=click.Choice(SEGMENTATION_METHODS), default="merged",
+              help="How superpixels are made: merged = SLICO over-segmentation merged by colour "
+                   "(follows object outlines); slico = SLIC(O) superpixels alone (closest to Clarify).")
 @click.option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
               help="What replaces a hidden superpixel: a built-in baseline or an image file.")
 @click.option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")

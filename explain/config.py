@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .segmentation import SEGMENTATION_METHODS
 
-__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES"]
+__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS"]
 
 TASKS = ("detection", "classification")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
@@ -40,13 +41,17 @@ class ExplainConfig:
 
     Names follow SageMaker Clarify's ImageConfig / SHAPConfig where Clarify has one.
     ``num_samples`` counts every model evaluation of masked images per image and target
-    group, including the two anchors (empty and full coalition).
+    group, including the two anchors (empty and full coalition). ``segmentation`` is not
+    Clarify's: "slico" is closest to Clarify's SLIC superpixels, "merged" (the default)
+    merges an over-segmentation by colour so segments follow object outlines
+    (``explain.segmentation.segment_image``).
     """
 
     task: str = "detection"
     num_samples: int = 500
     num_segments: int = 20
     segment_compactness: float = 5.0
+    segmentation: str = "merged"
     baseline: str = "noise"
     max_objects: int = 3
     iou_threshold: float = 0.5
@@ -66,6 +71,9 @@ class ExplainConfig:
         _check_int("num_samples", self.num_samples, 4, 1_000_000)
         _check_int("num_segments", self.num_segments, 2, 1000)
         _check_float("segment_compactness", self.segment_compactness, 0.0, low_open=True)
+        if self.segmentation not in SEGMENTATION_METHODS:
+            raise ConfigError(f"segmentation must be one of {', '.join(SEGMENTATION_METHODS)}, "
+                              f"got {self.segmentation!r}")
         if not isinstance(self.baseline, str) or not self.baseline:
             raise ConfigError(
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "

@@ -53,6 +53,8 @@ BAD_PARAMETERS = [
     (["--num-samples", "many"], "Invalid value for '--num-samples': 'many' is not a valid integer."),
     (["--num-segments", "1"], "Invalid value for '--num-segments': num_segments must be in [2, 1000], got 1"),
     (["--segment-compactness", "0"], "Invalid value for '--segment-compactness': segment_compactness must be > 0.0, got 0.0"),
+    (["--segmentation", "felzenszwalb"],
+     "Invalid value for '--segmentation': 'felzenszwalb' is not one of 'merged', 'slico'."),
     (["--baseline", "nowhere.png"],
      "Invalid value for '--baseline': must be one of noise, mean, blur, black or an existing image file; 'nowhere.png' is neither"),
     (["--max-objects", "0"], "Invalid value for '--max-objects': max_objects must be in [1, 1000], got 0"),
@@ -133,7 +135,7 @@ def test_help_states_defaults_and_environment_variables():
     result = run_cli(["--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for expected in ("[default: 500]", "[default: 20]", "[default: 5.0]", "[default: noise]",
+    for expected in ("[default: 500]", "[default: 20]", "[default: 5.0]", "[default: noise]", "[default: merged]",
                      "[default: 3]", "[default: 0.5]", "[default: 1.0]", "[default: 6291456]",
                      "[default: 4]", "EXPLAIN_ENDPOINT"):
         assert expected in text
@@ -187,6 +189,15 @@ def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp
     assert settings["probability_threshold"] == 0.6
     assert settings["label_headers"] == ["red", "green", "blue"]
     assert content_types == {"image/png"}
+
+
+@pytest.mark.parametrize("extra, expected", [([], "merged"), (["--segmentation", "slico"], "slico")])
+def test_segmentation_option_reaches_the_settings(extra, expected, image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST + extra)
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
+    assert settings["segmentation"] == expected
 
 
 def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):

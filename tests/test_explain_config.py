@@ -11,6 +11,8 @@ def test_defaults_follow_clarify():
     assert (config.max_objects, config.iou_threshold, config.context) == (3, 0.5, 1.0)
     assert config.probability_threshold == 0.5
     assert config.baseline == "noise"
+    assert config.segmentation == "merged"  # not Clarify's; "slico" is closest to Clarify
+    assert ExplainConfig(segmentation="slico").to_dict()["segmentation"] == "slico"
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -20,6 +22,7 @@ def test_defaults_follow_clarify():
     ({"num_segments": 1}, "num_segments must be in [2, 1000], got 1"),
     ({"segment_compactness": 0}, "segment_compactness must be > 0.0, got 0"),
     ({"segment_compactness": float("nan")}, "segment_compactness must be a finite number"),
+    ({"segmentation": "felzenszwalb"}, "segmentation must be one of merged, slico, got 'felzenszwalb'"),
     ({"baseline": "no/such/file.png"}, "baseline must be one of noise, mean, blur, black or a path"),
     ({"baseline": ""}, "baseline must be one of noise, mean, blur, black"),
     ({"max_objects": 0}, "max_objects must be in [1, 1000], got 0"),
