@@ -117,7 +117,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     counter = ModelCalls(predict, config.batch_size, config.task, progress)
 
     phase = time.perf_counter()
-    segments = segment_image(image, config.num_segments, config.segment_compactness)
+    segments = segment_image(image, config.num_segments, config.segment_compactness,
+                             method=config.segmentation)
     num_segments = int(segments.max()) + 1
     timings["segmentation_s"] = time.perf_counter() - phase
     phase = time.perf_counter()
