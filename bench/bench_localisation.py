@@ -6,7 +6,8 @@ Reproduce (the shipped detector must exist in models/shapes-detector):
 
 Fresh shapes scenes (``examples/shapes/dataset.py``, seed 777001, never used in training
 or evaluation) are explained with the shipped shapes detector run in-process through the
-serving handler, at Clarify's default settings and 500 samples. For each explained
+serving handler, at the explainer's default settings (Clarify's, plus merged superpixels;
+``--segmentation`` and ``--baseline`` change them) and 500 samples. For each explained
 detection that matches a ground-truth object (box IoU >= 0.5, the best match), each
 segment's positive SHAP value is spread evenly over its pixels and the share of that
 positive mass lying inside the object's pixel mask is computed. A per image figure is
@@ -17,9 +18,9 @@ it below 1 whatever the estimator does). Deletion and insertion AUCs
 (``explain.metrics``) come with every target (2 S + 2 extra model calls).
 
 ``--compare`` also runs, on the same images, targets and baseline: shap's
-KernelExplainer at the same budget over the same superpixels (``l1_reg=False``), and
-clearsight's estimator over plain SLIC at compactness 5 (what Clarify's settings give
-with scikit-image's ``slic``). Prints a markdown table on stdout, progress on stderr.
+KernelExplainer at the same budget over the same superpixels (``l1_reg=False``),
+clearsight's estimator over SLICO superpixels (``--segmentation slico``), and over plain
+SLIC at compactness 5 (what Clarify's settings give with scikit-image's ``slic``). Prints a markdown table on stdout, progress on stderr.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from explain.kernel_shap import kernel_shap
 from explain.masking import mask_images
 from explain.metrics import deletion_insertion
 from explain.predictors import NPY, InProcessPredictor, plan_requests
-from explain.segmentation import relabel_contiguous
+from explain.segmentation import relabel_contiguous, segment_image
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ MATCH_IOU = 0.5
 TARGET_SHARE = 0.85
 
 VARIANT_NAMES = {
-    "clearsight": "clearsight (SLICO segments, paired Kernel SHAP + control variates)",
+    "clearsight": "clearsight (paired Kernel SHAP + control variates)",
     "shap": "shap KernelExplainer, same segments (l1_reg=False)",
+    "slico": "clearsight estimator on SLICO segments (--segmentation slico)",
     "clarify-slic": "clearsight estimator on plain SLIC, compactness 5",
 }
 
@@ -182,13 +184,14 @@ def _record_targets(result: VariantResult, image_index: int, segment_map: np.nda
 
 
 def run(model_dir: str, image_count: int, seed: int, num_samples: int, with_metrics: bool,
-        variants: list[str], compare_images: int, num_segments: int) -> dict[str, VariantResult]:
+        variants: list[str], compare_images: int, num_segments: int, segmentation: str = "merged",
+        baseline: str = "noise") -> dict[str, VariantResult]:
     """Explain ``image_count`` fresh scenes with every variant; returns the records per variant."""
     probe = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     per_request = plan_requests(10_000, probe.shape, NPY, 6_291_456)[0].stop
     predictor = InProcessPredictor(model_dir, "detection", batch_size=per_request)
     config = ExplainConfig(task="detection", num_samples=num_samples, num_segments=num_segments,
-                           metrics=with_metrics)
+                           metrics=with_metrics, segmentation=segmentation, baseline=baseline)
     results = {name: VariantResult() for name in variants}
     rng = np.random.default_rng(seed)
     for image_index in range(image_count):
@@ -224,7 +227,9 @@ def run(model_dir: str, image_count: int, seed: int, num_samples: int, with_metr
                 evaluate = _game(sample.image, baseline, segment_map, targets, counted, config.iou_threshold)
                 values = shap_kernel_values(evaluate, int(segment_map.max()) + 1, num_samples, config.seed)
             else:
-                segment_map = clarify_segments(sample.image, config.num_segments, config.segment_compactness)
+                segment_map = (segment_image(sample.image, config.num_segments, config.segment_compactness,
+                                             method="slico") if name == "slico" else
+                               clarify_segments(sample.image, config.num_segments, config.segment_compactness))
                 evaluate = _game(sample.image, baseline, segment_map, targets, counted, config.iou_threshold)
                 values = kernel_shap(evaluate, int(segment_map.max()) + 1, num_samples,
                                      np.random.default_rng(shap_seed)).values
@@ -284,6 +289,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=IMAGE_SEED, help=f"scene seed (default {IMAGE_SEED})")
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--num-segments", type=int, default=20)
+    parser.add_argument("--segmentation", default="merged", choices=("merged", "slico"))
+    parser.add_argument("--baseline", default="noise", help="noise, mean, blur, black or an image path")
     parser.add_argument("--no-metrics", action="store_true", help="skip deletion/insertion AUCs")
     parser.add_argument("--compare", action="store_true",
                         help="also run shap's KernelExplainer and plain-SLIC segments on the same images")
@@ -296,21 +303,22 @@ def main() -> None:
                         format="%(asctime)s %(message)s")
     logging.getLogger("shap").setLevel(logging.WARNING)  # it logs every explained row at INFO
 
-    variants = ["clearsight"] + (["shap", "clarify-slic"] if args.compare else [])
+    variants = ["clearsight"] + (["shap", "slico", "clarify-slic"] if args.compare else [])
     compare_images = args.images if args.compare_images is None else args.compare_images
     started = time.perf_counter()
     results = run(args.model_dir, args.images, args.seed, args.num_samples, not args.no_metrics,
-                  variants, compare_images, args.num_segments)
+                  variants, compare_images, args.num_segments, args.segmentation, args.baseline)
     elapsed = time.perf_counter() - started
     summaries = {name: summarise(result) for name, result in results.items()}
 
     command = (f".venv/bin/python -m bench.bench_localisation --images {args.images} --seed {args.seed}"
                f" --num-samples {args.num_samples} --num-segments {args.num_segments}"
+               f" --segmentation {args.segmentation} --baseline {args.baseline}"
                f"{' --no-metrics' if args.no_metrics else ''}{' --compare' if args.compare else ''}"
                f"{'' if args.compare_images is None else f' --compare-images {args.compare_images}'}")
     print(f"<!-- {command} -->")
     print(f"Shapes detector `{args.model_dir}`, in-process; {args.images} fresh 320 px scenes (seed "
-          f"{args.seed}); {args.num_samples} samples, other settings at their defaults; {elapsed:.0f} s "
+          f"{args.seed}); {args.num_samples} samples, {args.segmentation} segments, {args.baseline} baseline, other settings at their defaults; {elapsed:.0f} s "
           f"on {_cores()} cores. Share = positive SHAP mass inside the matched object's mask (IoU >= "
           f"{MATCH_IOU}), mean over each image's matched targets, then over images. Target >= {TARGET_SHARE}. "
           "Segmentation ceiling = the share of an ideal attribution over the same superpixels (each "
