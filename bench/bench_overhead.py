@@ -72,6 +72,22 @@ def handler_seconds(log_path: Path, offset: int) -> tuple[float, int]:
     return sum(times) / 1000.0, len(times)
 
 
+def with_short_side(model_dir: str, short_side: int | None, scratch: Path) -> str:
+    """``model_dir``, or a copy of it in ``scratch`` whose model.json resizes to ``short_side``."""
+    import json
+    import shutil
+
+    if short_side is None:
+        return model_dir
+    shutil.copytree(model_dir, scratch)
+    spec_path = scratch / "model.json"
+    spec = json.loads(spec_path.read_text())
+    spec["preprocess"]["short_side"] = short_side
+    spec["preprocess"]["max_size"] = max(spec["preprocess"].get("max_size", short_side), short_side)
+    spec_path.write_text(json.dumps(spec, indent=2))
+    return str(scratch)
+
+
 def first_scene_with_a_target(predict, seed: int, probability_threshold: float) -> tuple[int, np.ndarray]:
     """(index, (H, W, 3) uint8) of the first generated scene with a detection >= the threshold."""
     from examples.shapes.dataset import generate_scene
@@ -99,6 +115,9 @@ def main() -> None:
     parser.add_argument("--probability-threshold", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="masked images per predictor call (default: ExplainConfig's)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="serve the detector at this input short side instead of its model.json's "
+                             "(a costlier forward pass per image, same weights)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
 
@@ -119,13 +138,13 @@ def main() -> None:
                            probability_threshold=args.probability_threshold,
                            **({} if args.batch_size is None else {"batch_size": args.batch_size}))
     per_request = plan_requests(10_000, (IMAGE_SIZE, IMAGE_SIZE, 3), NPY, 6_291_456)[0].stop
-    model = model_fn(args.model_dir)
-    in_process = InProcessPredictor(args.model_dir, "detection", batch_size=per_request)
-    scene_index, image = first_scene_with_a_target(in_process, args.seed, args.probability_threshold)
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as scratch:
-        archive = package_model_dir(args.model_dir, Path(scratch) / "model.tar.gz", check=False).archive
+        model_dir = with_short_side(args.model_dir, args.short_side, Path(scratch) / "model")
+        model = model_fn(model_dir)
+        in_process = InProcessPredictor(model_dir, "detection", batch_size=per_request)
+        scene_index, image = first_scene_with_a_target(in_process, args.seed, args.probability_threshold)
+        archive = package_model_dir(model_dir, Path(scratch) / "model.tar.gz", check=False).archive
         print(f"starting the local endpoint ({args.workers} worker(s) x {threads} thread(s))", file=sys.stderr)
         with LocalEndpoint(archive, workers=args.workers, threads=threads) as endpoint:
             def http_predictor():
@@ -181,10 +200,14 @@ def main() -> None:
                f" --workers {args.workers}{'' if args.threads is None else f' --threads {args.threads}'}"
                f"{'' if args.model_dir == DEFAULT_MODEL else f' --model-dir {args.model_dir}'}"
                f"{'' if args.probability_threshold == 0.5 else f' --probability-threshold {args.probability_threshold}'}"
-               f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}")
+               f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}"
+               f"{'' if args.short_side is None else f' --short-side {args.short_side}'}")
     first = rows[0]
     print(f"<!-- {command} -->")
-    print(f"Shapes detector `{args.model_dir}`; scene {scene_index} of seed {args.seed} (320 px, "
+    input_side = "" if args.short_side is None else f" served at short side {args.short_side}"
+    forward_ms = 1000 * np.median([row["forward"] for row in rows]) / first["calls"]
+    print(f"Shapes detector `{args.model_dir}`{input_side} ({forward_ms:.1f} ms per image in process); "
+          f"scene {scene_index} of seed {args.seed} (320 px, "
           f"{first['targets']} target(s), {first['segments']} segments); {args.num_samples} samples = "
           f"{first['calls']} forward passes in {first['requests']} requests of up to {per_request} images "
           f"({first['mb_sent']:.1f} MB sent); endpoint: {args.workers} MMS worker(s) x {threads} thread(s), "
