@@ -70,7 +70,12 @@ ESTIMATOR = {
     "control_variate": "one- or two-index sigmoid surrogates, bootstrap-weighted",
     "standard_errors": "paired bootstrap",
     "num_samples_counts_anchors": True,
-    "segmentation": "SLICO (slic_zero) with k-means seeds",
+}
+
+SEGMENTATIONS = {
+    "merged": "SLICO over-segmentation (about 4 x num_segments, grid seeds), adjacent superpixels "
+              "merged by Ward's criterion on mean CIELAB colour down to num_segments",
+    "slico": "SLICO (slic_zero) with k-means seeds",
 }
 
 
@@ -81,7 +86,7 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
         "tool": "clearsight.explain",
         "task": config.task,
         "settings": config.to_dict(),
-        "estimator": dict(ESTIMATOR),
+        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS[config.segmentation]},
         "images": image_summaries,
         "totals": {
             "images": len(image_summaries),

@@ -196,8 +196,10 @@ def test_segmentation_option_reaches_the_settings(extra, expected, image_dir, tm
     with FakeEndpoint("detection") as endpoint:
         result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST + extra)
     assert result.exit_code == 0, result.output
-    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
-    assert settings["segmentation"] == expected
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["settings"]["segmentation"] == expected
+    described = analysis["estimator"]["segmentation"]
+    assert described.startswith("SLICO over-segmentation") if expected == "merged" else described.startswith("SLICO (slic_zero)")
 
 
 def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
