@@ -44,7 +44,9 @@ class ExplainConfig:
     group, including the two anchors (empty and full coalition). ``segmentation`` is not
     Clarify's: "slico" is closest to Clarify's SLIC superpixels, "merged" (the default)
     merges an over-segmentation by colour so segments follow object outlines
-    (``explain.segmentation.segment_image``).
+    (``explain.segmentation.segment_image``). ``batch_size`` caps the masked images per
+    predictor call; a remote adapter is fed one request's worth per call with its
+    ``concurrency`` calls in flight (``explain.model_calls``).
     """
 
     task: str = "detection"
