@@ -120,3 +120,21 @@ def test_samples_command_writes_images_masks_and_ground_truth(tmp_path):
         for obj in record["objects"]:
             assert obj["class"] == CLASSES[obj["class_id"]]
             np.testing.assert_array_equal(mask_box(object_map == obj["mask_index"]), obj["box"])
+
+
+def test_noise_background_keeps_objects_and_noises_part_of_the_background(scenes):
+    from examples.shapes.training_utils import noise_background
+
+    shares = []
+    for index, scene in enumerate(scenes[:10]):
+        objects = scene.masks.any(axis=0)
+        noised = noise_background(scene.image, objects, np.random.default_rng(index))
+        again = noise_background(scene.image, objects, np.random.default_rng(index))
+        assert noised.shape == scene.image.shape and noised.dtype == np.uint8
+        np.testing.assert_array_equal(noised, again)
+        np.testing.assert_array_equal(noised[objects], scene.image[objects])
+        changed = (noised != scene.image).any(axis=-1)
+        shares.append(changed[~objects].mean())
+    # each cell is noised with a probability in [0.2, 0.8]: some background changes, never all of it
+    assert 0.05 < np.mean(shares) < 0.95
+    assert max(shares) < 1.0

@@ -25,7 +25,7 @@ from examples.shapes.training_utils import (
     resize_for_network,
     seed_everything,
 )
-from serving.model_spec import ModelSpec, Preprocess
+from serving.model_spec import ModelSpec, Preprocess, load_model_spec
 from serving.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
@@ -74,13 +74,24 @@ def validation_map(net, preprocess: Preprocess, count: int, seed: int = VALIDATI
 @click.option("--refresh", default=4, show_default=True, type=click.IntRange(0))
 @click.option("--validation-images", default=300, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=TRAIN_SEED, show_default=True, type=int)
-def main(out_dir, minutes, steps, batch_size, base_lr, pool_size, refresh, validation_images, seed):
+@click.option("--noise-background", "noise_probability", default=0.5, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="Share of training scenes whose background is partly replaced by uniform noise, as "
+                   "the explainer's masking does (0 turns it off).")
+@click.option("--init", "init_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Start from this exported detector (model.json + params) instead of from scratch.")
+def main(out_dir, minutes, steps, batch_size, base_lr, pool_size, refresh, validation_images, seed,
+         noise_probability, init_dir):
     """Train the tiny CenterNet shapes detector and export it (set OMP_NUM_THREADS to bound CPU use)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     rng = seed_everything(seed)
     preprocess = Preprocess(short_side=SHORT_SIDE, max_size=MAX_SIZE)
-    pool = ScenePool(rng, pool_size, preprocess)
+    pool = ScenePool(rng, pool_size, preprocess, noise_probability=noise_probability)
     net = build_detector(len(CLASSES), top_k=TOP_K)
+    if init_dir is not None:
+        spec = load_model_spec(init_dir)
+        net.collect_params().load(os.path.join(init_dir, spec.params_file))
+        logger.info("starting from %s", init_dir)
     net.hybridize(static_alloc=True)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": base_lr, "wd": 1e-5})
     grid_height = -(-pool.images.shape[1] // STRIDE)

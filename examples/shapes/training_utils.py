@@ -65,17 +65,43 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def noise_background(image: np.ndarray, objects: np.ndarray, rng: np.random.Generator,
+                     max_regions: int = 40) -> np.ndarray:
+    """Replace random background regions with uniform noise, as an explainer's masking does.
+
+    image: (H, W, 3) uint8; objects: (H, W) bool, the union of the object masks (never
+    touched). The image is cut into 4-``max_regions`` random Voronoi cells (superpixel-like
+    regions) and each cell is noised with one probability drawn in [0.2, 0.8]; returns a new
+    (H, W, 3) uint8 image. Trained on such images, a detector's scores stop depending on
+    whether the background around an object is intact, so masked images are in distribution.
+    """
+    height, width = objects.shape
+    step = 4  # cells are computed on a 4x coarser grid: cheap, and blocky edges do not matter
+    rows, cols = np.mgrid[0:height:step, 0:width:step]
+    seeds = rng.uniform([0, 0], [height, width], size=(int(rng.integers(4, max_regions + 1)), 2))
+    distances = (rows[..., None] - seeds[:, 0]) ** 2 + (cols[..., None] - seeds[:, 1]) ** 2
+    cells = np.argmin(distances, axis=-1).repeat(step, axis=0).repeat(step, axis=1)[:height, :width]
+    noised = rng.uniform(size=len(seeds)) < rng.uniform(0.2, 0.8)
+    replace = noised[cells] & ~objects
+    result = image.copy()
+    result[replace] = rng.integers(0, 256, size=(int(replace.sum()), 3), dtype=np.uint8)
+    return result
+
+
 class ScenePool:
     """A pool of resized training scenes, partly regenerated every step for fresh data.
 
     Images are stored ``(size, h, w, 3)`` uint8 as ``resize_for_network`` returns them; targets
-    are ``(class_ids (K,) int64, boxes (K, 4) float64)`` in pixels of the resized image.
+    are ``(class_ids (K,) int64, boxes (K, 4) float64)`` in pixels of the resized image. With
+    ``noise_probability`` > 0 that share of the scenes gets ``noise_background`` (at full size,
+    before resizing, as a masked image reaches the model).
     """
 
     def __init__(self, rng: np.random.Generator, size: int, preprocess: Preprocess, image_size: int = 320,
-                 max_objects: int = 3):
+                 max_objects: int = 3, noise_probability: float = 0.0):
         self.rng = rng
         self.max_objects = max_objects
+        self.noise_probability = noise_probability
         self.preprocess = preprocess
         self.image_size = image_size
         height, width = resized_size(image_size, image_size, preprocess.short_side, preprocess.max_size)
@@ -88,7 +114,10 @@ class ScenePool:
 
     def replace(self, index: int) -> None:
         scene = generate_scene(self.rng, self.image_size, self.image_size, max_objects=self.max_objects)
-        resized = resize_for_network(scene.image[None], self.preprocess)[0]
+        image = scene.image
+        if self.noise_probability > 0 and self.rng.uniform() < self.noise_probability:
+            image = noise_background(image, scene.masks.any(axis=0), self.rng)
+        resized = resize_for_network(image[None], self.preprocess)[0]
         scale = resized.shape[1] / float(self.image_size)
         self.images[index] = resized
         self.targets[index] = (scene.class_ids, scene.boxes.astype(np.float64) * scale)
