@@ -46,8 +46,13 @@ class RecordingPredictor:
         self.predict = predict
         self.batches: list[np.ndarray] = []
 
+    def request_plan(self, image_shape):
+        """The wrapped adapter's plan, so the explainer pipelines its calls as it would unwrapped."""
+        plan = getattr(self.predict, "request_plan", None)
+        return plan(image_shape) if plan is not None else None
+
     def __call__(self, batch: np.ndarray):
-        self.batches.append(batch)
+        self.batches.append(batch)  # list.append is atomic: calls may come from several threads
         return self.predict(batch)
 
 
@@ -61,6 +66,55 @@ def forward_seconds(model, batches: list[np.ndarray], per_request: int) -> float
             model.predict(chunk)
             total += time.perf_counter() - started
     return total
+
+
+def _process_tree(root: int) -> list[int]:
+    """Pids of ``root`` and all its descendants (read from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(parents.get(pid, []))
+    return tree
+
+
+def _pin(pid: int, cores: set[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cores`` (threads created later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cores)
+        except OSError:  # the thread ended meanwhile
+            pass
+
+
+class CorePinning:
+    """--pin: the endpoint's inference worker alone on core 0 (as a model on its own accelerator
+    would be), MMS's Java frontend and this process (the explainer) on core 1; in-process
+    forward passes are timed on core 0 too, so both sides of the ratio get one core to compute."""
+
+    def __init__(self, endpoint) -> None:
+        pids = _process_tree(endpoint.process.pid)
+        self.workers = [pid for pid in pids
+                        if b"model_service_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if not self.workers:
+            raise SystemExit("--pin: no MMS inference worker process found under the endpoint")
+        for pid in pids:
+            _pin(pid, {0} if pid in self.workers else {1})
+        self.explainer()
+
+    def explainer(self) -> None:
+        _pin(os.getpid(), {1})
+
+    def forward(self) -> None:
+        _pin(os.getpid(), {0})
 
 
 def handler_seconds(log_path: Path, offset: int) -> tuple[float, int]:
@@ -115,6 +169,10 @@ def main() -> None:
     parser.add_argument("--probability-threshold", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="masked images per predictor call (default: ExplainConfig's)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the endpoint's worker to core 0 and the explainer to core 1 (and time "
+                             "in-process forward passes on core 0): a stand-in for an endpoint with its "
+                             "own accelerator; needs 2 cores and --threads 1")
     parser.add_argument("--short-side", type=int, default=None,
                         help="serve the detector at this input short side instead of its model.json's "
                              "(a costlier forward pass per image, same weights)")
@@ -147,6 +205,7 @@ def main() -> None:
         archive = package_model_dir(model_dir, Path(scratch) / "model.tar.gz", check=False).archive
         print(f"starting the local endpoint ({args.workers} worker(s) x {threads} thread(s))", file=sys.stderr)
         with LocalEndpoint(archive, workers=args.workers, threads=threads) as endpoint:
+            pinning = CorePinning(endpoint) if args.pin else None
             def http_predictor():
                 return HttpPredictor(endpoint.url, "detection", accept=args.accept,
                                      concurrency=args.concurrency)
@@ -158,8 +217,12 @@ def main() -> None:
             for run in range(args.runs):
                 # forward passes just before and just after the endpoint run (the batches of the
                 # previous run are the same images), averaged: load from other processes drifts
+                if pinning:
+                    pinning.forward()
                 forward_before = (forward_seconds(model, previous_batches, per_request)
                                   if previous_batches is not None else None)
+                if pinning:
+                    pinning.explainer()
                 log_offset = endpoint.log_path.stat().st_size
                 with http_predictor() as predictor:
                     recorder = RecordingPredictor(predictor)
@@ -170,6 +233,8 @@ def main() -> None:
                     client_cpu = time.process_time() - cpu_started
                     stats = predictor.stats
                 handler, handled = handler_seconds(endpoint.log_path, log_offset)
+                if pinning:
+                    pinning.forward()
                 forward_after = forward_seconds(model, recorder.batches, per_request)
                 if forward_before is None:
                     forward_before = forward_seconds(model, recorder.batches, per_request)
