@@ -44,7 +44,7 @@ from explain.explainer import explain_image
 from explain.kernel_shap import kernel_shap
 from explain.masking import mask_images
 from explain.metrics import deletion_insertion
-from explain.predictors import NPY, InProcessPredictor, plan_requests
+from explain.predictors import NPY, InProcessPredictor, images_per_request
 from explain.segmentation import relabel_contiguous, segment_image
 
 logger = logging.getLogger(__name__)
@@ -187,8 +187,7 @@ def run(model_dir: str, image_count: int, seed: int, num_samples: int, with_metr
         variants: list[str], compare_images: int, num_segments: int, segmentation: str = "merged",
         baseline: str = "noise") -> dict[str, VariantResult]:
     """Explain ``image_count`` fresh scenes with every variant; returns the records per variant."""
-    probe = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    per_request = plan_requests(10_000, probe.shape, NPY, 6_291_456)[0].stop
+    per_request = images_per_request((IMAGE_SIZE, IMAGE_SIZE, 3), NPY, 6_291_456)
     predictor = InProcessPredictor(model_dir, "detection", batch_size=per_request)
     config = ExplainConfig(task="detection", num_samples=num_samples, num_segments=num_segments,
                            metrics=with_metrics, segmentation=segmentation, baseline=baseline)

@@ -189,13 +189,13 @@ def main() -> None:
     from deploy.package import package_model_dir
     from explain.config import ExplainConfig
     from explain.explainer import explain_image
-    from explain.predictors import NPY, HttpPredictor, InProcessPredictor, plan_requests
+    from explain.predictors import NPY, HttpPredictor, InProcessPredictor, images_per_request
     from serving.handler import model_fn
 
     config = ExplainConfig(task="detection", num_samples=args.num_samples,
                            probability_threshold=args.probability_threshold,
                            **({} if args.batch_size is None else {"batch_size": args.batch_size}))
-    per_request = plan_requests(10_000, (IMAGE_SIZE, IMAGE_SIZE, 3), NPY, 6_291_456)[0].stop
+    per_request = images_per_request((IMAGE_SIZE, IMAGE_SIZE, 3), NPY, 6_291_456)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as scratch:
         model_dir = with_short_side(args.model_dir, args.short_side, Path(scratch) / "model")

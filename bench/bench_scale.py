@@ -112,7 +112,7 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
     from deploy.package import package_model_dir
     from explain import ExplainConfig
     from explain.explainer import load_image
-    from explain.predictors import make_predictor, plan_requests
+    from explain.predictors import images_per_request, make_predictor
     from explain.runner import RunOptions, run_explanations
     from explain.sources import collect_sources
 
@@ -147,7 +147,7 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
         identical = all(npz_values(out / f"run-{level}") == npz_values(reference) for level in levels)
 
         first = load_image(paths[0])
-        per_request = len(range(*plan_requests(64, first.shape, "application/x-npy", 6_291_456)[0].indices(64)))
+        per_request = min(64, images_per_request(first.shape, "application/x-npy", 6_291_456))
         server_seconds = calibrate(endpoint.url, first, per_request, repeats=5)
         summary, stats, wall = measured[levels[0]]
         calls_per_image = summary["totals"]["model_calls"] / image_count

@@ -43,6 +43,7 @@ __all__ = [
     "SageMakerPredictor",
     "InProcessPredictor",
     "make_predictor",
+    "images_per_request",
     "plan_requests",
 ]
 
@@ -114,16 +115,15 @@ def _as_uint8_batch(batch) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def plan_requests(num_images: int, image_shape: tuple[int, int, int], content_type: str,
-                  max_payload_bytes: int) -> list[slice]:
-    """Split ``num_images`` images of ``image_shape`` (H, W, 3) uint8 into request slices.
+def images_per_request(image_shape: tuple[int, int, int], content_type: str, max_payload_bytes: int) -> int:
+    """How many images of ``image_shape`` (H, W, 3) uint8 one request carries.
 
-    npy: as many images per request as fit ``max_payload_bytes`` with the exact npy header;
-    jpeg/png: one image per request (its encoded size is checked when it is encoded).
-    Raises PredictorError when one image alone does not fit.
+    npy: as many as fit ``max_payload_bytes`` with the exact npy header; jpeg/png: one (its
+    encoded size is checked when it is encoded). Raises PredictorError when one image alone
+    does not fit.
     """
     if content_type != NPY:
-        return [slice(index, index + 1) for index in range(num_images)]
+        return 1
     image_bytes = int(np.prod(image_shape))
     per_request = max(0, (max_payload_bytes - 256) // image_bytes)
     while per_request > 0 and npy_body_size((per_request, *image_shape)) > max_payload_bytes:
@@ -135,6 +135,13 @@ def plan_requests(num_images: int, image_shape: tuple[int, int, int], content_ty
         raise PredictorError(
             f"one {width}x{height} image is {npy_body_size((1, *image_shape))} bytes as npy, more than "
             f"max_payload_bytes={max_payload_bytes}; use --resize (e.g. --resize 512) or a smaller image")
+    return per_request
+
+
+def plan_requests(num_images: int, image_shape: tuple[int, int, int], content_type: str,
+                  max_payload_bytes: int) -> list[slice]:
+    """Split ``num_images`` images of ``image_shape`` into request slices (``images_per_request`` each)."""
+    per_request = images_per_request(image_shape, content_type, max_payload_bytes)
     return [slice(start, min(start + per_request, num_images))
             for start in range(0, num_images, per_request)]
 
@@ -227,9 +234,8 @@ class _RemotePredictor:
         The explainer feeds one request's worth per call with this many calls in flight, so
         the next masked batch is built while the endpoint works.
         """
-        first = plan_requests(1 << 12, tuple(image_shape), self.transport.content_type,
-                              self.transport.max_payload_bytes)[0]
-        return first.stop - first.start, self.transport.concurrency
+        return (images_per_request(tuple(image_shape), self.transport.content_type,
+                                   self.transport.max_payload_bytes), self.transport.concurrency)
 
     def __call__(self, batch) -> list[np.ndarray]:
         """(N, H, W, 3) uint8 -> N arrays: detection (D_i, 6) float32, classification (C,) float32."""
@@ -555,8 +561,7 @@ class InProcessPredictor:
         if batch.shape[0] == 0:
             return results
         # at most batch_size images, and no more than the handler's body limit takes (as over HTTP)
-        fitting = plan_requests(batch.shape[0], batch.shape[1:], NPY, self._max_body_bytes)[0]
-        per_chunk = min(self.batch_size, fitting.stop - fitting.start)
+        per_chunk = min(self.batch_size, images_per_request(batch.shape[1:], NPY, self._max_body_bytes))
         for start in range(0, batch.shape[0], per_chunk):
             chunk = batch[start:start + per_chunk]
             body = encode_images(chunk, NPY)
