@@ -19,7 +19,12 @@ from examples.shapes.centernet_loss import build_targets, heatmap_focal_loss
 from examples.shapes.classifier_net import build_classifier
 from examples.shapes.dataset import CLASSES, generate_classification_batch
 from examples.shapes.layers import STRIDE
-from examples.shapes.training_utils import ScenePool, TrainingClock, seed_everything
+from examples.shapes.training_utils import (
+    ScenePool,
+    TrainingClock,
+    seed_everything,
+    training_options,
+)
 from serving.model_spec import ModelSpec, Preprocess
 from serving.preprocess import preprocess_batch
 
@@ -41,18 +46,7 @@ def predict_labels(net, images: np.ndarray, preprocess: Preprocess, batch_size: 
 
 
 @click.command()
-@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
-              help="Directory for model-symbol.json, model-0000.params and model.json.")
-@click.option("--minutes", default=25.0, show_default=True, type=click.FloatRange(0.1, 600),
-              help="Wall-clock training budget (the cosine schedule spans it).")
-@click.option("--steps", default=None, type=click.IntRange(1), help="Train this many steps instead of --minutes.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--lr", "base_lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option("--pool-size", default=3000, show_default=True, type=click.IntRange(64),
-              help="Images held in memory; --refresh of them are regenerated every step.")
-@click.option("--refresh", default=4, show_default=True, type=click.IntRange(0))
-@click.option("--validation-images", default=500, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=TRAIN_SEED, show_default=True, type=int)
+@training_options(DEFAULT_OUT, minutes=25.0, validation_images=500, seed=TRAIN_SEED, pool_items="Images")
 def main(out_dir, minutes, steps, batch_size, base_lr, pool_size, refresh, validation_images, seed):
     """Train the heatmap-supervised shapes classifier and export it (set OMP_NUM_THREADS to bound CPU use)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")

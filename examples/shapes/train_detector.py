@@ -30,6 +30,7 @@ from examples.shapes.training_utils import (
     TrainingClock,
     resize_for_network,
     seed_everything,
+    training_options,
 )
 from serving.model_spec import ModelSpec, Preprocess, load_model_spec
 from serving.preprocess import preprocess_batch
@@ -68,18 +69,7 @@ def validation_map(net, preprocess: Preprocess, count: int, seed: int = VALIDATI
 
 
 @click.command()
-@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
-              help="Directory for model-symbol.json, model-0000.params and model.json.")
-@click.option("--minutes", default=30.0, show_default=True, type=click.FloatRange(0.1, 600),
-              help="Wall-clock training budget (the cosine schedule spans it).")
-@click.option("--steps", default=None, type=click.IntRange(1), help="Train this many steps instead of --minutes.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--lr", "base_lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option("--pool-size", default=3000, show_default=True, type=click.IntRange(64),
-              help="Scenes held in memory; --refresh of them are regenerated every step.")
-@click.option("--refresh", default=4, show_default=True, type=click.IntRange(0))
-@click.option("--validation-images", default=300, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=TRAIN_SEED, show_default=True, type=int)
+@training_options(DEFAULT_OUT, minutes=30.0, validation_images=300, seed=TRAIN_SEED, pool_items="Scenes")
 @click.option("--noise-background", "noise_probability", default=0.0, show_default=True,
               type=click.FloatRange(0, 1),
               help="Share of training scenes whose background is partly replaced by uniform noise, as "

@@ -5,6 +5,7 @@ import logging
 import math
 import time
 
+import click
 import mxnet as mx
 import numpy as np
 
@@ -56,6 +57,38 @@ class TrainingClock:
 
     def elapsed_minutes(self) -> float:
         return (time.monotonic() - self.start) / 60.0
+
+
+def training_options(default_out: str, minutes: float, validation_images: int, seed: int,
+                     pool_items: str):
+    """The command-line options both training scripts share, with each script's defaults.
+
+    Passes out_dir, minutes, steps, batch_size, base_lr, pool_size, refresh,
+    validation_images and seed to the decorated command.
+    """
+    options = [
+        click.option("--out", "out_dir", default=default_out, show_default=True, type=click.Path(file_okay=False),
+                     help="Directory for model-symbol.json, model-0000.params and model.json."),
+        click.option("--minutes", default=minutes, show_default=True, type=click.FloatRange(0.1, 600),
+                     help="Wall-clock training budget (the cosine schedule spans it)."),
+        click.option("--steps", default=None, type=click.IntRange(1),
+                     help="Train this many steps instead of --minutes."),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1)),
+        click.option("--lr", "base_lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True)),
+        click.option("--pool-size", default=3000, show_default=True, type=click.IntRange(64),
+                     help=f"{pool_items} held in memory; --refresh of them are regenerated every step."),
+        click.option("--refresh", default=4, show_default=True, type=click.IntRange(0)),
+        click.option("--validation-images", default=validation_images, show_default=True,
+                     type=click.IntRange(1)),
+        click.option("--seed", default=seed, show_default=True, type=int),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def seed_everything(seed: int) -> np.random.Generator:
