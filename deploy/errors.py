@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from serving.contract import is_retryable_status
+
 __all__ = ["DeployError", "EndpointError", "PackageError", "ServeError"]
 
 
@@ -26,7 +28,7 @@ class EndpointError(DeployError):
     @property
     def retryable(self) -> bool:
         """True for failures worth retrying: no response, 429 and every 5xx (incl. 503)."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        return is_retryable_status(self.status)
 
 
 class PackageError(DeployError):

@@ -5,28 +5,20 @@ import json
 import numpy as np
 from PIL import Image, ImageFile
 
+# the media types live in the shared wire contract; imported here for the handler (codecs.JSON, ...)
+from .contract import (
+    JSON,
+    NPY,
+    REQUEST_TYPES,
+    RESPONSE_TYPES,
+    media_type,
+)
 from .errors import (
     BadRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-
-NPY = "application/x-npy"
-JSON = "application/json"
-JPEG = "image/jpeg"
-PNG = "image/png"
-X_IMAGE = "application/x-image"
-IMAGE_TYPES = (JPEG, PNG, X_IMAGE)
-REQUEST_TYPES = (NPY,) + IMAGE_TYPES
-RESPONSE_TYPES = (JSON, NPY)
-
-
-def media_type(header):
-    """``'Image/JPEG; q=1'`` -> ``'image/jpeg'``; None or empty -> ''."""
-    if not header:
-        return ""
-    return header.split(";", 1)[0].strip().lower()
 
 
 def choose_response_type(accept):

@@ -1,12 +1,11 @@
 """Handler limits from environment variables, and per-request options from SageMaker custom attributes."""
 import os
 
+from .contract import CUSTOM_ATTRIBUTES_HEADER, MMS_MAX_REQUEST_BYTES  # noqa: F401
 from .errors import BadRequestError, ServingError
 
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-
 # MMS refuses bodies above 6,553,500 bytes by default (max_request_size); keep the same limit in-process.
-DEFAULT_MAX_BODY_BYTES = 6553500
+DEFAULT_MAX_BODY_BYTES = MMS_MAX_REQUEST_BYTES
 # 40 megapixels: a 8000x5000 photo passes, a decompression bomb does not.
 DEFAULT_MAX_IMAGE_PIXELS = 40000000
 # Images per forward pass; larger batches are run in chunks of this size to bound memory.

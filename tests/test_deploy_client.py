@@ -210,7 +210,7 @@ def test_client_refuses_urls_it_cannot_post_to(url):
 
 
 def test_multi_model_server_error_bodies_give_their_message():
-    from deploy.client import _error_message
+    from serving.contract import error_message as _error_message
 
     body = b'{\n  "code": 503,\n  "type": "ServiceUnavailableException",\n  "message": "No worker is available"\n}\n'
     assert _error_message(body, "Service Unavailable") == "No worker is available"
