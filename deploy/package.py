@@ -1,18 +1,16 @@
 """Build ``model.tar.gz``: exported weights + ``model.json`` + ``code/`` (the serving package), then check it runs."""
-import gzip
-import io
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import serving
+from serving.archive import ArchiveError, directory_entries, extract_tar_gz, write_tar_gz
 from serving.model_spec import ModelSpec, Preprocess
 
 from .errors import PackageError
@@ -106,40 +104,15 @@ def stage_model_dir(model_dir, symbol_file, params_file, spec):
 
 def write_archive(model_dir, archive):
     """Tar+gzip ``model_dir``'s content reproducibly (sorted names, zero mtimes, root owner)."""
-    model_dir = Path(model_dir)
-    archive = Path(archive)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_name(archive.name + ".partial")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(model_dir.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(model_dir)))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-            info.mode = 0o755 if path.is_dir() else 0o644
-            if path.is_dir():
-                tar.addfile(info)
-            else:
-                with open(path, "rb") as handle:
-                    tar.addfile(info, handle)
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
-        gz.write(buffer.getvalue())
-    os.replace(partial, archive)
-    return archive
+    return write_tar_gz(directory_entries(model_dir), archive)
 
 
 def extract_archive(archive, target_dir):
     """Extract a model archive safely (no absolute paths, no ``..``, no links)."""
-    target = Path(target_dir).resolve()
     try:
-        with tarfile.open(str(archive), "r:gz") as tar:
-            for member in tar.getmembers():
-                destination = (target / member.name).resolve()
-                if not str(destination).startswith(str(target)) or member.issym() or member.islnk():
-                    raise PackageError("%s holds an unsafe entry %r" % (archive, member.name))
-            tar.extractall(str(target))
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise PackageError("%s is not a readable model.tar.gz (%s)" % (archive, error))
-    return target
+        return extract_tar_gz(archive, target_dir)
+    except ArchiveError as error:
+        raise PackageError(error.message)
 
 
 _CHECK_SCRIPT = """
