@@ -189,7 +189,13 @@ def main() -> None:
     from deploy.package import package_model_dir
     from explain.config import ExplainConfig
     from explain.explainer import explain_image
-    from explain.predictors import NPY, HttpPredictor, InProcessPredictor, images_per_request
+    from explain.predictors import (
+        NPY,
+        HttpPredictor,
+        InProcessPredictor,
+        TransportConfig,
+        images_per_request,
+    )
     from serving.handler import model_fn
 
     config = ExplainConfig(task="detection", num_samples=args.num_samples,
@@ -207,8 +213,7 @@ def main() -> None:
         with LocalEndpoint(archive, workers=args.workers, threads=threads) as endpoint:
             pinning = CorePinning(endpoint) if args.pin else None
             def http_predictor():
-                return HttpPredictor(endpoint.url, "detection", accept=args.accept,
-                                     concurrency=args.concurrency)
+                return HttpPredictor(endpoint.url, "detection", TransportConfig(accept=args.accept, concurrency=args.concurrency))
 
             with http_predictor() as predictor:  # warm-up: first requests, allocations
                 explain_image(image, predictor, config)

@@ -111,8 +111,8 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import package_model_dir
     from explain import ExplainConfig
-    from explain.explainer import load_image
-    from explain.predictors import images_per_request, make_predictor
+    from explain.images import load_image
+    from explain.predictors import TransportConfig, images_per_request, make_predictor
     from explain.runner import RunOptions, run_explanations
     from explain.sources import collect_sources
 
@@ -129,7 +129,7 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
     with LocalEndpoint(package.archive) as endpoint:
         click.echo(f"endpoint {endpoint.url} ({endpoint.workers} worker, {endpoint.threads} threads)", err=True)
         for level in levels:
-            predictor = make_predictor(endpoint.url, "detection", concurrency=concurrency)
+            predictor = make_predictor(endpoint.url, "detection", TransportConfig(concurrency=concurrency))
             started = time.perf_counter()
             summary = run_explanations(sources, predictor, config, out / f"run-{level}",
                                        RunOptions(images_in_flight=level, restart=True, progress=False),

@@ -33,9 +33,7 @@ def main(model_dir, image_dir, out, num_samples, explain):
     from deploy.client import EndpointClient
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import describe, package_model_dir
-    from explain import ExplainConfig, explain_images
-    from explain.explainer import load_image
-    from explain.predictors import HttpPredictor
+    from explain import ExplainConfig, HttpPredictor, load_image, run_explanations
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(out)
@@ -71,7 +69,7 @@ def main(model_dir, image_dir, out, num_samples, explain):
             click.echo("4/4 explaining the detections (Kernel SHAP, %d samples per image)" % num_samples, err=True)
             predictor = HttpPredictor(endpoint.url, "detection")
             config = ExplainConfig(task="detection", num_samples=num_samples)
-            summary = explain_images(paths, predictor, config, out, progress=True, label_headers=classes)
+            summary = run_explanations(paths, predictor, config, out, label_headers=classes)
             predictor.close()
             click.echo("explanations: %s (report: %s)" % (out, out / "report.html"))
             calls = sum(image.get("model_calls", 0) for image in summary.get("images", []))

@@ -1,11 +1,30 @@
-"""Kernel SHAP explanations over superpixels for image detection and classification endpoints."""
+"""Kernel SHAP explanations over superpixels for image detection and classification endpoints.
+
+Layers, each importing only those below it (and ``serving.contract``, the shared wire contract):
+
+1. settings and errors: ``config``, ``errors``;
+2. the estimator, pure numpy: ``segmentation``, ``baselines``, ``masking``, ``kernel_shap``,
+   ``detection``, ``metrics``;
+3. predictors: ``predictors`` (HTTP, SageMaker runtime, in process behind one engine);
+4. one image: ``model_calls``, ``explainer`` (explain_image), ``images``, ``render``, ``report``;
+5. many images: ``sources``, ``manifest``, ``sharding``, ``runner`` (run_explanations, the one pipeline);
+6. front ends: ``workers``, ``cli``, ``processing_worker``, ``clarify_config``.
+"""
 
 from . import errors
 from .config import ExplainConfig
 from .errors import ConfigError, EndpointUnavailableError, ExplainError, PredictorError
-from .explainer import Explanation, explain_image, explain_images
-from .predictors import HttpPredictor, InProcessPredictor, SageMakerPredictor, make_predictor
-from .routing import MultiPredictor
+from .explainer import Explanation, explain_image
+from .images import load_image
+from .predictors import (
+    HttpPredictor,
+    InProcessPredictor,
+    MultiPredictor,
+    SageMakerPredictor,
+    TransportConfig,
+    build_predictor,
+    make_predictor,
+)
 from .runner import RunOptions, merge_outputs, run_explanations
 from .sharding import Shard
 from .sources import ImageSource, collect_sources
@@ -24,10 +43,12 @@ __all__ = [
     "RunOptions",
     "SageMakerPredictor",
     "Shard",
+    "TransportConfig",
+    "build_predictor",
     "collect_sources",
     "errors",
     "explain_image",
-    "explain_images",
+    "load_image",
     "make_predictor",
     "merge_outputs",
     "run_explanations",

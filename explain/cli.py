@@ -8,18 +8,29 @@ from pathlib import Path
 
 import click
 
+from serving.contract import (
+    CLIENT_REQUEST_TYPES,
+    JSON,
+    NPY,
+    RESPONSE_TYPES,
+    SAGEMAKER_MAX_REQUEST_BYTES,
+)
+
 from .clarify_config import read_clarify_config
 from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
+from .predictors import TransportConfig, build_predictor
+from .runner import RunOptions, run_explanations
+from .sharding import Shard
+from .sources import collect_sources
+from .workers import run_with_workers
 
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
-CONTENT_TYPES = ("application/x-npy", "image/jpeg", "image/png")
-ACCEPT_TYPES = ("application/json", "application/x-npy")
 _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
-_TRANSPORT_OPTIONS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries", "timeout")
+_TRANSPORT_FIELDS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries", "timeout")
 
 
 class NameList(click.ParamType):
@@ -74,8 +85,6 @@ def _load_clarify_config(ctx: click.Context, param: click.Parameter, value):
 
 def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
     """IMAGE arguments -> ImageSource list: files, folders (recursive jpg/jpeg/png), s3:// prefixes."""
-    from .sources import collect_sources
-
     try:
         return collect_sources(list(values))
     except ExplainError as error:
@@ -83,12 +92,14 @@ def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
 
 
 def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | None:
-    """The CLI option a ConfigError message is about (messages start with the field name)."""
-    first_word = str(error).split(" ", 1)[0].rstrip(":,")
-    for param in ctx.command.params:
-        if param.name == first_word:
-            return param
-    return None
+    """The CLI option a ConfigError is about: the parameter named like its ``field``, if any."""
+    return next((param for param in ctx.command.params if param.name == error.field), None)
+
+
+def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = None) -> click.BadParameter:
+    """A ConfigError as click's usage error (exit 2), against its option (else ``default``'s)."""
+    param = _option_for(ctx, error) or (_option_named(ctx, default) if default else None)
+    return click.BadParameter(str(error), ctx, param)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "EXPLAIN", "help_option_names": ["-h", "--help"],
@@ -132,11 +143,11 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 @click.option("--metrics", is_flag=True, default=False, help="Also compute faithfulness metrics.")
 @click.option("--resize", type=int, default=None,
               help="Resize images so the long side has this many pixels before explaining.")
-@click.option("--content-type", type=click.Choice(CONTENT_TYPES), default="application/x-npy",
+@click.option("--content-type", type=click.Choice(CLIENT_REQUEST_TYPES), default=NPY,
               help="Request encoding; jpeg and png carry one image per request.")
-@click.option("--accept", type=click.Choice(ACCEPT_TYPES), default="application/json",
+@click.option("--accept", type=click.Choice(RESPONSE_TYPES), default=JSON,
               help="Response encoding.")
-@click.option("--max-payload-bytes", type=int, default=6_291_456,
+@click.option("--max-payload-bytes", type=int, default=SAGEMAKER_MAX_REQUEST_BYTES,
               help="Largest request body (SageMaker's real-time limit).")
 @click.option("--concurrency", type=int, default=4,
               help="Requests in flight at most per endpoint, shared by the images in flight.")
@@ -173,20 +184,17 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
     image): run the same command again after an interruption and it skips finished images.
     Every option can also be set as EXPLAIN_<OPTION> (e.g. EXPLAIN_NUM_SAMPLES=200).
     """
-    from .runner import RunOptions
-    from .sharding import Shard
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    config_fields = {name: value for name, value in options.items() if name in _CONFIG_FIELDS}
-    transport = {name: options[name] for name in _TRANSPORT_OPTIONS}
-    try:
-        config = ExplainConfig(task=task, **config_fields)
-    except ConfigError as error:
-        raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
-    try:
+    try:  # every setting is checked here, before any image is read or endpoint called
+        config = ExplainConfig(task=task, **{name: value for name, value in options.items()
+                                             if name in _CONFIG_FIELDS})
+        transport = TransportConfig(**{name: options[name] for name in _TRANSPORT_FIELDS})
         run_shard = Shard.parse(shard) if shard is not None else Shard()
+        run_options = RunOptions(images_in_flight=images_in_flight, shard=run_shard,
+                                 manifest_tag=manifest_tag, restart=restart,
+                                 merge=run_shard.count == 1 and not no_report, progress=not quiet)
     except ConfigError as error:
-        raise click.BadParameter(str(error), ctx, _option_named(ctx, "shard")) from None
+        raise _usage_error(ctx, error) from None
     if restart and shard is not None:
         raise click.BadParameter("--restart and --shard exclude each other: one shard's restart would discard "
                                  "the other shards' manifests; use a new --out, or delete --out's "
@@ -194,17 +202,12 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
     if workers > 1 and shard is not None:
         raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
                                  ctx, _option_named(ctx, "workers"))
-    run_options = RunOptions(images_in_flight=images_in_flight, shard=run_shard,
-                             manifest_tag=manifest_tag, restart=restart,
-                             merge=run_shard.count == 1 and not no_report, progress=not quiet)
     if workers > 1:
-        from .workers import run_with_workers
-
         try:
             summary = run_with_workers(images, list(endpoint), task, transport, config, out_dir,
                                        workers, run_options)
         except ConfigError as error:
-            raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
+            raise _usage_error(ctx, error) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
         click.echo(_summary_text(summary, out_dir))
@@ -212,17 +215,13 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
     try:
         predictor = build_predictor(list(endpoint), task, transport)
     except ConfigError as error:
-        raise click.BadParameter(str(error), ctx, _option_for(ctx, error) or _option_named(ctx, "endpoint")) from None
+        raise _usage_error(ctx, error, default="endpoint") from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     try:
-        label_headers = None
-        if config.label_headers is None:
-            label_headers = getattr(predictor, "class_names", None)
-        summary = explain_and_record(images, predictor, config, out_dir, not quiet, label_headers,
-                                     run_options)
+        summary = run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
-        raise click.BadParameter(str(error), ctx, _option_for(ctx, error)) from None
+        raise _usage_error(ctx, error) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     finally:
@@ -230,44 +229,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
     click.echo(_summary_text(summary, out_dir))
 
 
-def build_predictor(endpoints: list[str], task: str, transport: dict):
-    """One adapter per endpoint; several are wrapped in a least-outstanding-work router."""
-    from .predictors import make_predictor
-    from .routing import MultiPredictor
-
-    predictors = []
-    try:
-        for endpoint in endpoints:
-            predictors.append(make_predictor(endpoint, task, **transport))
-    except BaseException:
-        for predictor in predictors:
-            predictor.close()
-        raise
-    return predictors[0] if len(predictors) == 1 else MultiPredictor(predictors)
-
-
 def _option_named(ctx: click.Context, name: str) -> click.Parameter:
     return next(param for param in ctx.command.params if param.name == name)
-
-
-def explain_and_record(images, predictor, config, out_dir: Path, progress: bool, label_headers,
-                       options=None) -> dict:
-    """Run the resumable runner and add the predictor's request counters to analysis.json."""
-    from dataclasses import replace
-
-    from .runner import RunOptions, run_explanations, write_json_atomic
-    from .sources import collect_sources
-
-    options = replace(options or RunOptions(), progress=progress)
-    if images and not hasattr(images[0], "key"):
-        images = collect_sources([str(image) for image in images])
-    summary = run_explanations(images, predictor, config, out_dir, options, label_headers=label_headers)
-    stats = getattr(predictor, "stats", None)
-    if stats is not None:
-        summary["predictor"] = stats
-        if options.merge:
-            write_json_atomic(summary, Path(out_dir) / "analysis.json")
-    return summary
 
 
 def _summary_text(summary: dict, out_dir: Path) -> str:

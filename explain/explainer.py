@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,8 @@ from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
 from .segmentation import segment_image
-from .sources import unique_stems
 
-__all__ = ["Explanation", "explain_image", "explain_images", "load_image"]
+__all__ = ["Explanation", "Predict", "explain_image", "save_npz"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,69 +199,6 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         labels=labels, boxes=boxes, target_scores=target_scores,
         model_calls=counter.model_calls, num_segments_used=num_segments, timings=timings,
         task=config.task, exact=bool(exact), converged=converged, metrics=metrics)
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; raises ExplainError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as opened:
-            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as error:
-        raise ExplainError(f"cannot read image {str(path)!r}: {error}") from error
-
-
-def explain_images(paths: list[str | Path], predict: Predict, config: ExplainConfig,
-                   out_dir: str | Path, progress: bool = True,
-                   label_headers: Sequence[str] | None = None) -> dict:
-    """Explain every image and write the outputs into ``out_dir``.
-
-    Per image: ``<stem>_shap.npz``, ``shap_<stem>_box<k>_object.jpeg`` and
-    ``<stem>_objects.jpeg`` (detection) or ``shap_<stem>.jpeg`` (classification); for the
-    run: ``analysis.json`` and ``report.html``. ``label_headers`` (class names, e.g. from
-    the model's model.json) override ``config.label_headers``. Progress bars go to stderr.
-    Returns the analysis summary written to analysis.json.
-    """
-    from .render import render_explanation
-    from .report import build_image_summary, build_run_summary, write_analysis, write_report
-
-    if label_headers is not None:
-        config = replace(config, label_headers=tuple(label_headers))
-    paths = [Path(path) for path in paths]
-    if not paths:
-        raise ExplainError("no images to explain")
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise ExplainError(f"image file(s) not found: {', '.join(missing)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    summaries = []
-    for path, stem in zip(paths, unique_stems([path.stem for path in paths]), strict=True):
-        image = load_image(path)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            shared = config.task == "classification" or config.context >= 1.0
-            bar = tqdm(desc=path.name, unit="img", leave=True, dynamic_ncols=True,
-                       total=1 + config.num_samples if shared else None)
-        try:
-            explanation = explain_image(image, predict, config,
-                                        progress=bar.update if bar is not None else None)
-        finally:
-            if bar is not None:
-                bar.close()
-        files = save_npz(explanation, out_dir / f"{stem}_shap.npz")
-        phase = time.perf_counter()
-        files += render_explanation(explanation, stem, out_dir, config.label_headers)
-        explanation.timings["render_s"] = time.perf_counter() - phase
-        summaries.append(build_image_summary(path, stem, explanation, files, config))
-    summary = build_run_summary(config, summaries, time.perf_counter() - started)
-    write_analysis(summary, out_dir / "analysis.json")
-    write_report(summary, out_dir / "report.html")
-    return summary
 
 
 def save_npz(explanation: Explanation, path: Path) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .detection import class_name
+from .manifest import atomic_write_bytes
 
 __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS"]
 
@@ -98,8 +99,8 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
 
 
 def write_analysis(summary: dict, path: Path) -> None:
-    """Write analysis.json (UTF-8, indented)."""
-    Path(path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    """Write analysis.json (UTF-8, indented) through a temporary file and os.replace."""
+    atomic_write_bytes(Path(path), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
 
 
 _STYLE = """

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from explain.predictors import DETECTION_CUSTOM_ATTRIBUTES, make_predictor
+from explain.predictors import DETECTION_CUSTOM_ATTRIBUTES, TransportConfig, make_predictor
 from serving.handler import model_fn, transform_fn
 from tests.conftest import npy_bytes, random_images
 from tests.tiny_models import export_tiny_model
@@ -28,5 +28,5 @@ def test_remote_detection_asks_for_every_score():
     assert predictor.transport.custom_attributes == DETECTION_CUSTOM_ATTRIBUTES == "score_threshold=0"
     classification = make_predictor("http://127.0.0.1:9", "classification")
     assert classification.transport.custom_attributes is None
-    explicit = make_predictor("http://127.0.0.1:9", "detection", custom_attributes="top_k=5")
+    explicit = make_predictor("http://127.0.0.1:9", "detection", TransportConfig(custom_attributes="top_k=5"))
     assert explicit.transport.custom_attributes == "top_k=5"

@@ -10,7 +10,7 @@ import pytest
 
 from explain.config import ExplainConfig
 from explain.explainer import Explanation, explain_image
-from explain.predictors import HttpPredictor
+from explain.predictors import HttpPredictor, TransportConfig
 from tests.conftest import ServeProcess
 from tests.test_explain_predictors import FakeEndpoint
 
@@ -56,8 +56,7 @@ def assert_same_explanation(actual: Explanation, expected: Explanation) -> None:
 
 
 def fake_predictor(url: str, max_retries: int = 5) -> HttpPredictor:
-    return HttpPredictor(url, "detection", max_payload_bytes=FAKE_PAYLOAD_BYTES, concurrency=4,
-                         max_retries=max_retries, timeout=10.0, backoff_base=0.001, backoff_max=0.01)
+    return HttpPredictor(url, "detection", TransportConfig(max_payload_bytes=FAKE_PAYLOAD_BYTES, concurrency=4, max_retries=max_retries, timeout=10.0, backoff_base=0.001, backoff_max=0.01))
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +121,7 @@ def _inference_workers(server: ServeProcess) -> list:
 
 def _http_predictor(url: str) -> HttpPredictor:
     # one 48x48 image per request (6,912 + 128 bytes), so the run takes ~300 requests
-    return HttpPredictor(url, "detection", max_payload_bytes=7_100, concurrency=2, max_retries=8,
-                         timeout=20.0, backoff_base=0.2, backoff_max=2.0)
+    return HttpPredictor(url, "detection", TransportConfig(max_payload_bytes=7_100, concurrency=2, max_retries=8, timeout=20.0, backoff_base=0.2, backoff_max=2.0))
 
 
 @pytest.fixture(scope="module")

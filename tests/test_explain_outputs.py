@@ -1,4 +1,4 @@
-"""Files written by explain_images: Clarify names, npz arrays, report.html, analysis.json."""
+"""Files written by run_explanations: Clarify names, npz arrays, report.html, analysis.json."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explain import ExplainConfig, ExplainError, explain_images
+from explain import ExplainConfig, ExplainError, RunOptions, run_explanations
 from tests.test_explain_explainer import (
     additive_classifier,
     pixel_weights,
@@ -30,8 +30,8 @@ def scene_files(tmp_path):
 def test_detection_outputs(tmp_path, scene_files):
     out_dir = tmp_path / "out"
     config = ExplainConfig(num_samples=80, num_segments=12, metrics=True)
-    summary = explain_images(scene_files, red_square_detector, config, out_dir, progress=False,
-                             label_headers=["square", "corner"])
+    summary = run_explanations(scene_files, red_square_detector, config, out_dir, RunOptions(progress=False),
+                               label_headers=["square", "corner"])
     names = {path.name for path in out_dir.iterdir()}
     jpegs = []
     for stem in ("scene-0", "scene-1"):
@@ -85,7 +85,7 @@ def test_classification_outputs_and_duplicate_stems(tmp_path):
         paths.append(path)
     out_dir = tmp_path / "out"
     config = ExplainConfig(task="classification", num_samples=40, label_headers=("cat", "dog"))
-    summary = explain_images(paths, predict, config, out_dir, progress=False)
+    summary = run_explanations(paths, predict, config, out_dir, RunOptions(progress=False))
     names = {path.name for path in out_dir.iterdir()}
     assert {"shap_photo.jpeg", "shap_photo_2.jpeg", "photo_shap.npz", "photo_2_shap.npz"} <= names
     arrays = np.load(out_dir / "photo_shap.npz")
@@ -98,9 +98,9 @@ def test_classification_outputs_and_duplicate_stems(tmp_path):
 
 def test_missing_and_unreadable_images(tmp_path):
     with pytest.raises(ExplainError, match="image file\\(s\\) not found: .*nope.png"):
-        explain_images([tmp_path / "nope.png"], red_square_detector, ExplainConfig(), tmp_path,
-                       progress=False)
+        run_explanations([tmp_path / "nope.png"], red_square_detector, ExplainConfig(), tmp_path,
+                         RunOptions(progress=False))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"garbage")
     with pytest.raises(ExplainError, match="cannot read image .*broken.png"):
-        explain_images([broken], red_square_detector, ExplainConfig(), tmp_path, progress=False)
+        run_explanations([broken], red_square_detector, ExplainConfig(), tmp_path, RunOptions(progress=False))

@@ -217,7 +217,7 @@ def test_plan_requests_one_image_per_request_for_jpeg_and_png():
 def test_no_request_exceeds_the_budget_and_requests_are_counted(detection_endpoint):
     batch = random_batch(23)
     budget = npy_body_size((5, 32, 32, 3)) + 100  # room for 5 images, not 6
-    predictor = HttpPredictor(detection_endpoint.url, "detection", max_payload_bytes=budget, concurrency=3)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_payload_bytes=budget, concurrency=3))
     results = predictor(batch)
     assert_same_predictions(results, fake_model(batch, "detection"))
     sizes = [request["body_bytes"] for request in detection_endpoint.requests]
@@ -232,15 +232,14 @@ def test_no_request_exceeds_the_budget_and_requests_are_counted(detection_endpoi
 
 
 def test_image_larger_than_the_budget_is_refused_before_sending(detection_endpoint):
-    predictor = HttpPredictor(detection_endpoint.url, "detection", max_payload_bytes=4096)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_payload_bytes=4096))
     with pytest.raises(PredictorError, match=r"one 64x48 image is 9344 bytes.*--resize"):
         predictor(random_batch(2, height=48, width=64))
     assert detection_endpoint.requests == []
 
 
 def test_jpeg_image_larger_than_the_budget_is_refused(detection_endpoint):
-    predictor = HttpPredictor(detection_endpoint.url, "detection", content_type="image/jpeg",
-                              max_payload_bytes=1024)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(content_type="image/jpeg", max_payload_bytes=1024))
     with pytest.raises(PredictorError, match=r"as image/jpeg, more than max_payload_bytes=1024; use --resize"):
         predictor(random_batch(1, height=128, width=128))
 
@@ -258,15 +257,14 @@ def test_results_do_not_depend_on_concurrency_or_budget(task, accept):
         for concurrency in (1, 4):
             for images_per_request in (1, 6, 37):
                 budget = npy_body_size((images_per_request, 32, 32, 3))
-                predictor = HttpPredictor(endpoint.url, task, accept=accept, max_payload_bytes=budget,
-                                          concurrency=concurrency)
+                predictor = HttpPredictor(endpoint.url, task, TransportConfig(accept=accept, max_payload_bytes=budget, concurrency=concurrency))
                 assert_same_predictions(predictor(batch), expected)
                 assert predictor.stats["requests"] == -(-37 // images_per_request)
 
 
 def test_png_requests_carry_one_image_each_and_match_npy(detection_endpoint):
     batch = random_batch(4, seed=5)
-    predictor = HttpPredictor(detection_endpoint.url, "detection", content_type="image/png", concurrency=2)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(content_type="image/png", concurrency=2))
     assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
     assert [r["content_type"] for r in detection_endpoint.requests] == ["image/png"] * 4
     assert [r["images"] for r in detection_endpoint.requests] == [1] * 4
@@ -279,7 +277,7 @@ def test_empty_batch_sends_nothing(detection_endpoint):
 
 
 def test_custom_attributes_are_sent(detection_endpoint):
-    predictor = HttpPredictor(detection_endpoint.url, "detection", custom_attributes="score_threshold=0.05")
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(custom_attributes="score_threshold=0.05"))
     predictor(random_batch(1))
     assert detection_endpoint.requests[0]["custom_attributes"] == "score_threshold=0.05"
 
@@ -291,7 +289,7 @@ def test_custom_attributes_are_sent(detection_endpoint):
 def test_retries_503_then_succeeds(detection_endpoint):
     detection_endpoint.fail_first = 3
     batch = random_batch(4)
-    predictor = HttpPredictor(detection_endpoint.url, "detection", concurrency=1, backoff_base=0.001)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(concurrency=1, backoff_base=0.001))
     assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
     assert predictor.stats["retries"] == 3
     assert predictor.stats["requests"] == 4 == len(detection_endpoint.requests)
@@ -301,15 +299,14 @@ def test_retries_503_then_succeeds(detection_endpoint):
 def test_retries_429_and_500_then_succeeds(detection_endpoint):
     detection_endpoint.status_script = [429, 500]
     batch = random_batch(2)
-    predictor = HttpPredictor(detection_endpoint.url, "detection", backoff_base=0.001)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(backoff_base=0.001))
     assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
     assert predictor.stats["retries"] == 2 and predictor.stats["requests"] == 3
 
 
 def test_a_client_error_stops_the_other_requests_retrying(detection_endpoint):
     detection_endpoint.status_script = [400] + [503] * 50
-    predictor = HttpPredictor(detection_endpoint.url, "detection", max_payload_bytes=npy_body_size((1, 32, 32, 3)),
-                              concurrency=4, backoff_base=3.0)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_payload_bytes=npy_body_size((1, 32, 32, 3)), concurrency=4, backoff_base=3.0))
     started = time.monotonic()
     with pytest.raises(PredictorError, match="HTTP 400: scripted status 400"):
         predictor(random_batch(8))
@@ -319,7 +316,7 @@ def test_a_client_error_stops_the_other_requests_retrying(detection_endpoint):
 
 def test_gives_up_after_max_retries(detection_endpoint):
     detection_endpoint.fail_first = 100
-    predictor = HttpPredictor(detection_endpoint.url, "detection", max_retries=2, backoff_base=0.001)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_retries=2, backoff_base=0.001))
     with pytest.raises(PredictorError, match=r"failed after 3 attempt\(s\), last: .*HTTP 503.*No worker is available"):
         predictor(random_batch(1))
     assert len(detection_endpoint.requests) == 3
@@ -333,7 +330,7 @@ def test_gives_up_after_max_retries(detection_endpoint):
 def test_client_errors_are_not_retried(detection_endpoint, status, message, expected):
     detection_endpoint.fail_status = status
     detection_endpoint.fail_message = message
-    predictor = HttpPredictor(detection_endpoint.url, "detection", backoff_base=0.001)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(backoff_base=0.001))
     with pytest.raises(PredictorError, match=expected):
         predictor(random_batch(1))
     assert len(detection_endpoint.requests) == 1
@@ -342,15 +339,14 @@ def test_client_errors_are_not_retried(detection_endpoint, status, message, expe
 
 def test_server_payload_limit_gives_413_message():
     with FakeEndpoint("detection", max_body_bytes=5000) as endpoint:
-        predictor = HttpPredictor(endpoint.url, "detection", max_payload_bytes=100_000)
+        predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(max_payload_bytes=100_000))
         with pytest.raises(PredictorError, match=r"HTTP 413: request body of \d+ bytes exceeds 5000"):
             predictor(random_batch(3))
 
 
 def test_timeout_is_retried_then_reported(detection_endpoint):
     detection_endpoint.hang_seconds = 1.5
-    predictor = HttpPredictor(detection_endpoint.url, "detection", timeout=0.2, max_retries=1,
-                              backoff_base=0.001)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(timeout=0.2, max_retries=1, backoff_base=0.001))
     started = time.monotonic()
     with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*no response from .* within 0.2 s"):
         predictor(random_batch(1))
@@ -361,7 +357,7 @@ def test_timeout_is_retried_then_reported(detection_endpoint):
 def test_connection_refused_is_retried_then_reported():
     with FakeEndpoint() as endpoint:
         url = endpoint.url
-    predictor = HttpPredictor(url, "detection", max_retries=1, backoff_base=0.001)
+    predictor = HttpPredictor(url, "detection", TransportConfig(max_retries=1, backoff_base=0.001))
     with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*cannot connect to"):
         predictor(random_batch(1))
 
@@ -390,10 +386,10 @@ def test_transport_config_messages(options, message):
 # --------------------------------------------------------------------------------------
 
 def test_make_predictor_dispatches_on_the_endpoint_string(tmp_path):
-    http = make_predictor("http://127.0.0.1:1/", "detection", concurrency=2)
-    assert isinstance(http, HttpPredictor) and http.client.url == "http://127.0.0.1:1/invocations"
+    http = make_predictor("http://127.0.0.1:1/", "detection", TransportConfig(concurrency=2))
+    assert isinstance(http, HttpPredictor) and http.connection.url == "http://127.0.0.1:1/invocations"
     sagemaker = make_predictor("sagemaker:my-endpoint", "classification", region="us-east-1")
-    assert isinstance(sagemaker, SageMakerPredictor) and sagemaker.endpoint_name == "my-endpoint"
+    assert isinstance(sagemaker, SageMakerPredictor) and sagemaker.connection.endpoint_name == "my-endpoint"
     with pytest.raises(ConfigError, match=r"endpoint '.*nowhere' is neither an http\(s\):// URL"):
         make_predictor(str(tmp_path / "nowhere"), "detection")
     with pytest.raises(ConfigError, match="SageMaker endpoint name must be 1-63 letters"):
@@ -417,7 +413,7 @@ def test_in_process_tarball_is_extracted_and_cleaned_up(tmp_path, monkeypatch):
         make_predictor(str(tarball), "detection")
     assert list(scratch.iterdir()) == []
     with pytest.raises(PredictorError, match=r"cannot load the model from .*model"):
-        make_predictor(str(model_dir), "detection", concurrency=3)
+        make_predictor(str(model_dir), "detection", TransportConfig(concurrency=3))
 
 
 # --------------------------------------------------------------------------------------
@@ -457,8 +453,7 @@ def test_sagemaker_predictor_against_moto_server():
         response = requests.post(f"{url}/moto-api/static/sagemaker/endpoint-results",
                                  json={"results": results}, timeout=10)
         assert response.status_code == 201
-        predictor = SageMakerPredictor("explain-test", "detection", client=_runtime_client(url),
-                                       max_payload_bytes=budget, concurrency=1, max_retries=0)
+        predictor = SageMakerPredictor("explain-test", "detection", TransportConfig(max_payload_bytes=budget, concurrency=1, max_retries=0), client=_runtime_client(url))
         assert_same_predictions(predictor(batch), expected)
         assert predictor.stats["requests"] == 3 and predictor.stats["images"] == 5
         assert predictor.stats["max_request_bytes"] <= budget
@@ -507,8 +502,7 @@ def test_sagemaker_predictor_packs_requests_for_invoke_endpoint():
             {"EndpointName": "explain-test", "Body": encode_images(batch[part], "application/x-npy"),
              "ContentType": "application/x-npy", "Accept": "application/json"})
     stubber.activate()
-    predictor = SageMakerPredictor("explain-test", "classification", client=client,
-                                   max_payload_bytes=budget, concurrency=1)
+    predictor = SageMakerPredictor("explain-test", "classification", TransportConfig(max_payload_bytes=budget, concurrency=1), client=client)
     assert_same_predictions(predictor(batch), expected)
     stubber.assert_no_pending_responses()
     assert predictor.stats["requests"] == 3 and predictor.stats["images"] == 5
@@ -551,7 +545,7 @@ def test_sagemaker_predictor_retries_throttling_and_5xx_model_errors():
         ("error", ("ServiceUnavailable", 503, {})),
         ("ok", expected),
     ])
-    predictor = SageMakerPredictor("ep", "detection", client=client, backoff_base=0.001)
+    predictor = SageMakerPredictor("ep", "detection", TransportConfig(backoff_base=0.001), client=client)
     assert_same_predictions(predictor(batch), expected)
     stubber.assert_no_pending_responses()
     assert predictor.stats["retries"] == 3 and predictor.stats["requests"] == 4
@@ -562,7 +556,7 @@ def test_sagemaker_predictor_reports_4xx_model_error_without_retry():
         ("error", ("ModelError", 424, {"OriginalStatusCode": 400,
                                        "OriginalMessage": '{"error": "expected (N, H, W, 3) uint8"}'})),
     ])
-    predictor = SageMakerPredictor("ep", "detection", client=client, backoff_base=0.001)
+    predictor = SageMakerPredictor("ep", "detection", TransportConfig(backoff_base=0.001), client=client)
     with pytest.raises(PredictorError, match=r"model behind SageMaker endpoint ep rejected the request "
                                              r"with HTTP 400: expected \(N, H, W, 3\) uint8$"):
         predictor(random_batch(1))
@@ -591,8 +585,7 @@ def test_in_process_predictor_is_batch_size_invariant(tiny_detector_dir):
     expected = [np.asarray(rows, dtype=np.float32).reshape(-1, 6) for rows in json.loads(body)]
     outputs = []
     for batch_size in (1, 3, 64):
-        with make_predictor(str(tiny_detector_dir), "detection", batch_size=batch_size,
-                            concurrency=8) as predictor:
+        with make_predictor(str(tiny_detector_dir), "detection", TransportConfig(concurrency=8), batch_size=batch_size) as predictor:
             outputs.append(predictor(batch))
             assert predictor.stats["requests"] == -(-7 // batch_size)
             assert predictor.stats["images"] == 7
@@ -633,9 +626,8 @@ def test_http_predictor_matches_in_process_on_the_real_endpoint(detector_endpoin
         expected = in_process(batch)
     budget = npy_body_size((4, 48, 64, 3))
     for accept in ("application/json", "application/x-npy"):
-        predictor = HttpPredictor(detector_endpoint.url, "detection", accept=accept,
-                                  max_payload_bytes=budget, concurrency=2)
+        predictor = HttpPredictor(detector_endpoint.url, "detection", TransportConfig(accept=accept, max_payload_bytes=budget, concurrency=2))
         assert_same_predictions(predictor(batch), expected)
         assert predictor.stats["requests"] == 3
-    predictor = HttpPredictor(detector_endpoint.url, "detection", content_type="image/png")
+    predictor = HttpPredictor(detector_endpoint.url, "detection", TransportConfig(content_type="image/png"))
     assert_same_predictions(predictor(batch[:2]), expected[:2])

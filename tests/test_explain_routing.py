@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from explain import PredictorError
 from explain.cli import main
 from explain.errors import EndpointUnavailableError
-from explain.predictors import HttpPredictor
-from explain.routing import MultiPredictor
+from explain.predictors import HttpPredictor, MultiPredictor, TransportConfig
 from tests.test_explain_predictors import FakeEndpoint
 
 
@@ -112,8 +111,8 @@ def test_http_endpoint_answering_503_fails_over_to_the_healthy_one():
     with FakeEndpoint("detection") as broken, FakeEndpoint("detection") as healthy:
         broken.fail_status = 503
         options = dict(max_retries=1, backoff_base=0.0, backoff_max=0.0)
-        router = MultiPredictor([HttpPredictor(broken.url, "detection", **options),
-                                 HttpPredictor(healthy.url, "detection", **options)])
+        router = MultiPredictor([HttpPredictor(broken.url, "detection", TransportConfig(**options)),
+                                 HttpPredictor(healthy.url, "detection", TransportConfig(**options))])
         images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
         expected = HttpPredictor(healthy.url, "detection")(images)
         results = router(images)
@@ -127,8 +126,8 @@ def test_concurrency_is_one_budget_across_callers():
     with FakeEndpoint("detection") as endpoint:
         endpoint.hang_seconds = 0.05
         in_flight, peak, lock = [0], [0], threading.Lock()
-        predictor = HttpPredictor(endpoint.url, "detection", concurrency=2, max_payload_bytes=4096)
-        original = predictor._invoke
+        predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(concurrency=2, max_payload_bytes=4096))
+        original = predictor.connection.send
 
         def counting_invoke(body):
             with lock:
@@ -140,7 +139,7 @@ def test_concurrency_is_one_budget_across_callers():
                 with lock:
                     in_flight[0] -= 1
 
-        predictor._invoke = counting_invoke
+        predictor.connection.send = counting_invoke
         images = np.zeros((6, 16, 16, 3), dtype=np.uint8)  # 4 images per request -> 2 requests per call
         threads = [threading.Thread(target=predictor, args=(images,)) for _ in range(4)]
         started = time.perf_counter()

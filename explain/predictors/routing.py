@@ -9,14 +9,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, EndpointUnavailableError
+from ..errors import ConfigError, EndpointUnavailableError
+from .stats import PredictorStats
 
 __all__ = ["MultiPredictor"]
 
 logger = logging.getLogger(__name__)
-
-_SUMMED = ("requests", "images", "retries", "failed_requests", "bytes_sent", "bytes_received",
-           "request_seconds")
 
 
 class MultiPredictor:
@@ -37,7 +35,7 @@ class MultiPredictor:
         if not self.predictors:
             raise ConfigError("MultiPredictor needs at least one predictor, got none")
         if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or cooldown < 0:
-            raise ConfigError(f"cooldown must be a number of seconds >= 0, got {cooldown!r}")
+            raise ConfigError(f"cooldown must be a number of seconds >= 0, got {cooldown!r}", field="cooldown")
         self.cooldown = float(cooldown)
         self._lock = threading.Lock()
         count = len(self.predictors)
@@ -105,7 +103,7 @@ class MultiPredictor:
 
     @property
     def stats(self) -> dict:
-        """Summed counters, the routing counts and each adapter's own stats (JSON-serialisable)."""
+        """Summed counters (PredictorStats), the routing counts and each adapter's own stats (JSON-serialisable)."""
         per_endpoint = []
         for index, predictor in enumerate(self.predictors):
             stats = dict(getattr(predictor, "stats", None) or {})
@@ -113,7 +111,7 @@ class MultiPredictor:
                 stats["routed_calls"] = self._calls[index]
                 stats["routed_images"] = self._sent[index]
             per_endpoint.append(stats)
-        totals = {name: sum(item.get(name, 0) for item in per_endpoint) for name in _SUMMED}
+        totals = PredictorStats.total(PredictorStats.from_dict(item) for item in per_endpoint).to_dict()
         with self._lock:
             failovers = self._failovers
         names = [str(item.get("endpoint", f"#{index}")) for index, item in enumerate(per_endpoint)]

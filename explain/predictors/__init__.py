@@ -1,0 +1,45 @@
+"""Predictors: ``predict(batch) -> list of N arrays`` over an HTTP endpoint, SageMaker or a model in process.
+
+Layers, each importing only those below it:
+
+- ``transport``: TransportConfig (how requests are made) and the Connection interface (``send``);
+- ``planning`` (which images go in which request) and ``stats`` (typed counters that add up);
+- ``engine``: Predictor, which plans, sends concurrently with retries, decodes and counts;
+- ``http``, ``sagemaker``, ``in_process``: one Connection each, and the Predictor built on it;
+- ``routing``: MultiPredictor, several predictors behind one, least outstanding work first;
+- ``factory``: make_predictor / build_predictor from the endpoint strings a user gives.
+"""
+
+from serving.contract import NPY
+
+from .engine import Predictor
+from .factory import DETECTION_CUSTOM_ATTRIBUTES, build_predictor, make_predictor
+from .http import HttpConnection, HttpPredictor
+from .in_process import InProcessConnection, InProcessPredictor
+from .planning import images_per_request, plan_requests
+from .routing import MultiPredictor
+from .sagemaker import SAGEMAKER_PREFIX, SageMakerConnection, SageMakerPredictor
+from .stats import PredictorStats
+from .transport import Connection, TransientError, TransportConfig
+
+__all__ = [
+    "DETECTION_CUSTOM_ATTRIBUTES",
+    "NPY",
+    "SAGEMAKER_PREFIX",
+    "Connection",
+    "HttpConnection",
+    "HttpPredictor",
+    "InProcessConnection",
+    "InProcessPredictor",
+    "MultiPredictor",
+    "Predictor",
+    "PredictorStats",
+    "SageMakerConnection",
+    "SageMakerPredictor",
+    "TransientError",
+    "TransportConfig",
+    "build_predictor",
+    "images_per_request",
+    "make_predictor",
+    "plan_requests",
+]
