@@ -11,7 +11,7 @@ from pathlib import Path
 
 import serving
 from serving.archive import ArchiveError, directory_entries, extract_tar_gz, write_tar_gz
-from serving.model_spec import ModelSpec, Preprocess
+from serving.model_spec import ModelSpec, Preprocess, load_model_spec
 
 from .errors import PackageError
 
@@ -165,8 +165,6 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
 
 def package_model_dir(model_dir, out, check=True):
     """Package a directory that already holds exported weights and a ``model.json``."""
-    from serving.model_spec import load_model_spec
-
     model_dir = Path(model_dir)
     spec = load_model_spec(str(model_dir))
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:

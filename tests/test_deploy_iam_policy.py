@@ -22,7 +22,8 @@ pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "docs" / "iam-policy.json"
 ENDPOINT_SOURCES = [ROOT / "deploy" / "sagemaker_endpoint.py"]  # exercised by the recorded scenario below
-SOURCES = ENDPOINT_SOURCES + [ROOT / "deploy" / "sagemaker_processing.py", ROOT / "explain" / "sources.py"]
+SOURCES = ENDPOINT_SOURCES + [ROOT / "clearsight" / "processing.py", ROOT / "explain" / "sources.py",
+                              ROOT / "explain" / "predictors" / "sagemaker.py"]
 DETECTION = [[[0, 0.9, 0.1, 0.1, 0.6, 0.6]]]
 
 # service id in botocore event names -> IAM action prefix

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from deploy.sagemaker_cli import sagemaker
-from deploy.sagemaker_processing import (
+from clearsight.cli import main as clearsight
+from clearsight.processing import (
     ExplainJobConfig,
     build_code_archive,
     processing_job_request,
@@ -118,7 +118,7 @@ def test_code_archive_is_reproducible_and_holds_the_worker():
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as archive:
         names = set(archive.getnames())
         requirements = archive.extractfile("requirements-job.txt").read().decode()
-    assert {"explain/processing_worker.py", "explain/runner.py", "deploy/client.py"} <= names
+    assert {"explain/processing_worker.py", "explain/runner.py", "serving/contract.py"} <= names
     assert "numpy==1.23.5" in requirements and not any(name.startswith("tests/") for name in names)
 
 
@@ -138,7 +138,7 @@ def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detecto
     for key in KEYS:
         s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
 
-    result = CliRunner().invoke(sagemaker, job_args(aws, "--", *EXPLAIN_OPTIONS), obj=aws.session,
+    result = CliRunner().invoke(clearsight, job_args(aws, "--", *EXPLAIN_OPTIONS), obj=aws.session,
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"s3://{aws.bucket}/explanations/report.html"
@@ -171,7 +171,7 @@ def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detecto
     (["--", "--shard", "0/2"], "explain options other than --shard (the job sets them)"),
 ])
 def test_explain_job_usage_errors(aws, extra, message):
-    result = CliRunner().invoke(sagemaker, job_args(aws, *extra), obj=aws.session)
+    result = CliRunner().invoke(clearsight, job_args(aws, *extra), obj=aws.session)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
@@ -188,7 +188,7 @@ def test_failed_job_exits_1_with_the_reason(aws, monkeypatch):
 
     monkeypatch.setattr(FakeProcessingJob, "__init__", failing)
     aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
-    result = CliRunner().invoke(sagemaker, job_args(aws), obj=aws.session)
+    result = CliRunner().invoke(clearsight, job_args(aws), obj=aws.session)
     assert result.exit_code == 1
     assert "Error: processing job cs-explain-test ended Failed" in result.output
 
@@ -226,7 +226,7 @@ def test_in_process_model_splits_batches_under_the_handler_body_limit(tiny_detec
 
 def test_explain_job_without_images_creates_nothing(aws):
     aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/notes.txt", Body=b"text")
-    result = CliRunner().invoke(sagemaker, job_args(aws), obj=aws.session)
+    result = CliRunner().invoke(clearsight, job_args(aws), obj=aws.session)
     assert result.exit_code == 1
     assert f"Error: no .jpg/.jpeg/.png objects under s3://{aws.bucket}/images" in result.output
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls

@@ -1,13 +1,15 @@
-"""SageMaker Processing jobs that run explain/ over an S3 prefix of images on N instances, and their merge."""
+"""SageMaker Processing jobs that run explain/ over an S3 prefix of images on N instances, and their merge.
+
+The top layer: it composes deploy's AWS plumbing with explain's runner (the merge), which
+deploy/ and explain/ themselves never import from each other.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import logging
 import re
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DeployConfigError, DeployError
+from deploy.errors import DeployConfigError, DeployError
+from deploy.sagemaker_endpoint import _error_text
+from explain.errors import ExplainError
+from explain.runner import merge_outputs
+from explain.sources import IMAGE_SUFFIXES
+from serving.archive import tar_gz_bytes
+from serving.contract import TASKS, is_endpoint_name
 
 __all__ = [
     "ExplainJobConfig",
@@ -32,7 +40,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("explain", "deploy")  # what the worker imports (serving/ is not needed for sagemaker:NAME)
+CODE_PACKAGES = ("explain", "serving")  # what the worker imports (explain, and serving's wire contract)
 PROCESSING_ROOT = "/opt/ml/processing"
 IMAGES_DIR = f"{PROCESSING_ROOT}/input/images"
 CODE_DIR = f"{PROCESSING_ROOT}/input/code"
@@ -49,7 +57,6 @@ JOB_REQUIREMENTS = (
 )
 TAG_TOOL, TOOL = "clearsight:tool", "clearsight"
 TAG_JOB = "clearsight:explain-job"
-_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _ROLE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")  # as deploy.config
 _S3_URL = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
@@ -93,9 +100,9 @@ class ExplainJobConfig:
     poll_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.job_name, str) or not _JOB_NAME.fullmatch(self.job_name):
+        if not is_endpoint_name(self.job_name):  # job names follow the endpoint-name rule
             raise DeployConfigError("job_name", self.job_name, "1-63 letters, digits and hyphens")
-        if not isinstance(self.endpoint_name, str) or not _JOB_NAME.fullmatch(self.endpoint_name):
+        if not is_endpoint_name(self.endpoint_name):
             raise DeployConfigError("endpoint", self.endpoint_name,
                                     "a SageMaker endpoint name: 1-63 letters, digits and hyphens")
         for name in ("images_url", "out_url"):
@@ -109,7 +116,7 @@ class ExplainJobConfig:
                                     "(option --role or env SAGEMAKER_ROLE)")
         if not self.region or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
             raise DeployConfigError("region", self.region, "an AWS region such as us-east-1")
-        if self.task not in ("detection", "classification"):
+        if self.task not in TASKS:
             raise DeployConfigError("task", self.task, "detection or classification")
         for name, low, high in (("instance_count", 1, 100), ("volume_size_gb", 1, 16_384),
                                 ("max_runtime_seconds", 1, 432_000)):
@@ -134,28 +141,20 @@ class ExplainJobConfig:
 
 def default_image_uri(region: str) -> str:
     """AWS's PyTorch 2.3 CPU training image (Python 3.11) in ``region``, from sagemaker.image_uris."""
-    from sagemaker import image_uris
+    from sagemaker import image_uris  # the SageMaker SDK (the aws extra) takes seconds to import
 
     return image_uris.retrieve(IMAGE_FRAMEWORK, region, version=IMAGE_VERSION, py_version=IMAGE_PY,
                                instance_type=DEFAULT_INSTANCE_TYPE, image_scope="training")
 
 
 def build_code_archive(repo: Path = REPO) -> tuple[bytes, str]:
-    """(gzip tar bytes, sha256) of explain/, deploy/ and requirements-job.txt; byte-for-byte reproducible."""
+    """(gzip tar bytes, sha256) of explain/, serving/ and requirements-job.txt; byte-for-byte reproducible."""
     members: list[tuple[str, bytes]] = []
     for package in CODE_PACKAGES:
         for path in sorted((repo / package).rglob("*.py")):
             members.append((path.relative_to(repo).as_posix(), path.read_bytes()))
     members.append(("requirements-job.txt", ("\n".join(JOB_REQUIREMENTS) + "\n").encode()))
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            archive.addfile(info, io.BytesIO(data))
-    import gzip
-
-    compressed = gzip.compress(raw.getvalue(), mtime=0)
+    compressed = tar_gz_bytes(members)
     return compressed, hashlib.sha256(compressed).hexdigest()
 
 
@@ -203,16 +202,8 @@ def default_job_name(now: dt.datetime | None = None) -> str:
     return "clearsight-explain-" + now.strftime("%Y%m%d-%H%M%S")
 
 
-def _error_text(error: BaseException) -> str:
-    from .sagemaker_endpoint import _error_text as text
-
-    return text(error)
-
-
 def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:
     """Raise DeployError when --images holds no jpg/jpeg/png object; warn about idle instances."""
-    from explain.sources import IMAGE_SUFFIXES
-
     bucket, prefix = _split_s3(config.images_url)
     count = 0
     try:
@@ -282,9 +273,6 @@ def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
 def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.info,
                       keys: Sequence[str] | None = None) -> dict:
     """Merge the hosts' manifests under ``out_url`` into one analysis.json and report.html there."""
-    from explain.errors import ExplainError
-    from explain.runner import merge_outputs
-
     bucket, prefix = _split_s3(out_url)
     base = f"{prefix}/" if prefix else ""
     with tempfile.TemporaryDirectory(prefix="clearsight-merge-") as folder:
