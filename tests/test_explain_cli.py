@@ -247,3 +247,21 @@ def test_explains_against_the_real_local_endpoint(image_dir, tmp_path, detector_
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
     assert analysis["predictor"]["requests"] >= 2 and analysis["predictor"]["failed_requests"] == 0
+
+
+def test_a_transport_error_is_reported_against_its_option(image_dir, tmp_path):
+    result = run_cli(base_args(image_dir, tmp_path) + ["--concurrency", "0"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--concurrency': concurrency must be an integer in [1, 256], got 0"
+            in " ".join(result.output.split()))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_where_no_image_can_be_read_fails(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    result = run_cli(["--endpoint", "http://127.0.0.1:9", "--task", "detection", "--out", tmp_path / "out",
+                      "--quiet", broken])
+    assert result.exit_code == 1, result.output
+    assert "Error: no image could be read: cannot read image" in result.output
+    assert "broken.png" in result.output and not (tmp_path / "out" / "analysis.json").exists()

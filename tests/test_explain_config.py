@@ -53,3 +53,38 @@ def test_lists_become_tuples_and_baseline_file_is_accepted(tmp_path):
                            baseline=str(path))
     assert config.labels == ("cat",) and config.label_headers == ("cat", "dog")
     assert config.to_dict()["label_headers"] == ["cat", "dog"]
+
+
+def _settings_errors():
+    """Callables that raise ConfigError, each with the setting (and CLI option name) it is about."""
+    from explain.predictors import TransportConfig, make_predictor
+    from explain.runner import RunOptions
+    from explain.sharding import Shard
+
+    return [
+        (lambda: ExplainConfig(num_samples=2), "num_samples"),
+        (lambda: ExplainConfig(segmentation="felzenszwalb"), "segmentation"),
+        (lambda: ExplainConfig(baseline="no/such/file.png"), "baseline"),
+        (lambda: ExplainConfig(labels=("cat",)), "labels"),
+        (lambda: TransportConfig(concurrency=0), "concurrency"),
+        (lambda: TransportConfig(accept="text/plain"), "accept"),
+        (lambda: TransportConfig(timeout=0), "timeout"),
+        (lambda: Shard.parse("4/4"), "shard"),
+        (lambda: Shard.parse("x"), "shard"),
+        (lambda: RunOptions(images_in_flight=0), "images_in_flight"),
+        (lambda: make_predictor("ftp://host", "detection"), "endpoint"),
+        (lambda: make_predictor("sagemaker:bad_name!", "detection", region="us-east-1"), "endpoint"),
+        (lambda: make_predictor("http://", "detection"), "endpoint"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_settings_errors())))
+def test_every_settings_error_names_its_field_and_that_field_is_a_cli_option(index):
+    """The CLI reports a ConfigError against the option named by ``field`` (no message parsing)."""
+    from explain.cli import main
+
+    build, field = _settings_errors()[index]
+    with pytest.raises(ConfigError) as raised:
+        build()
+    assert raised.value.field == field
+    assert field in {param.name for param in main.params}

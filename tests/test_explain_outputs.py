@@ -104,3 +104,18 @@ def test_missing_and_unreadable_images(tmp_path):
     broken.write_bytes(b"garbage")
     with pytest.raises(ExplainError, match="cannot read image .*broken.png"):
         run_explanations([broken], red_square_detector, ExplainConfig(), tmp_path, RunOptions(progress=False))
+
+
+def test_the_library_run_records_the_predictor_and_returns_what_it_wrote(tmp_path, scene_files):
+    """One pipeline: a run from Python writes the predictor's counters as the CLI does."""
+    from explain.predictors import HttpPredictor
+    from tests.test_explain_predictors import FakeEndpoint
+
+    with FakeEndpoint("detection") as endpoint, HttpPredictor(endpoint.url, "detection") as predictor:
+        summary = run_explanations(scene_files, predictor, ExplainConfig(num_samples=16, num_segments=4),
+                                   tmp_path / "out", RunOptions(progress=False))
+        requests = len(endpoint.requests)
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis == json.loads(json.dumps(summary))
+    assert analysis["predictor"]["transport"] == "http" and analysis["predictor"]["requests"] == requests > 0
+    assert analysis["totals"]["explained_now"] == 2

@@ -172,3 +172,36 @@ def test_cli_spreads_over_repeated_endpoints(tmp_path):
     assert analysis["predictor"]["transport"] == "multi"
     assert analysis["predictor"]["requests"] == sum(counts)
     assert f"multi {first.url}/invocations, {second.url}/invocations" in result.stdout
+
+
+def test_summed_counters_of_several_endpoints_are_every_counter_of_one():
+    """One definition of the counters: the router's totals add up each of them (the largest request)."""
+    from dataclasses import fields
+
+    from explain.predictors import PredictorStats
+
+    with FakeEndpoint("detection") as first, FakeEndpoint("detection") as second:
+        router = MultiPredictor([HttpPredictor(first.url, "detection", TransportConfig(max_payload_bytes=4096)),
+                                 HttpPredictor(second.url, "detection", TransportConfig(max_payload_bytes=8192))])
+        for size in (8, 12, 6):  # 16x16 images: 5 per request to the first, 10 to the second
+            router(np.zeros((size, 16, 16, 3), dtype=np.uint8))
+        stats = router.stats
+        router.close()
+    names = [item.name for item in fields(PredictorStats)]
+    assert {name: stats[name] for name in names} == PredictorStats.total(
+        PredictorStats.from_dict(item) for item in stats["endpoints"]).to_dict()
+    assert stats["images"] == 26 and stats["requests"] == sum(item["requests"] for item in stats["endpoints"])
+    assert stats["max_request_bytes"] == max(item["max_request_bytes"] for item in stats["endpoints"]) > 4096
+    assert stats["request_seconds"] > 0
+
+
+def test_predictor_stats_add_up():
+    from explain.predictors import PredictorStats
+
+    first = PredictorStats(requests=2, images=3, retries=1, bytes_sent=10, max_request_bytes=7, request_seconds=0.5)
+    second = PredictorStats(requests=1, images=1, failed_requests=1, bytes_received=4, max_request_bytes=9,
+                            request_seconds=0.25)
+    assert first + second == PredictorStats(requests=3, images=4, retries=1, failed_requests=1, bytes_sent=10,
+                                            bytes_received=4, max_request_bytes=9, request_seconds=0.75)
+    assert PredictorStats.total([]) == PredictorStats()
+    assert PredictorStats.from_dict({"requests": 2, "transport": "http"}) == PredictorStats(requests=2)
