@@ -214,7 +214,8 @@ def main() -> None:
         with LocalEndpoint(archive, workers=args.workers, threads=threads) as endpoint:
             pinning = CorePinning(endpoint) if args.pin else None
             def http_predictor():
-                return HttpPredictor(endpoint.url, "detection", TransportConfig(accept=args.accept, concurrency=args.concurrency))
+                return HttpPredictor(endpoint.url, "detection", TransportConfig(accept=args.accept,
+                                                                                concurrency=args.concurrency))
 
             with http_predictor() as predictor:  # warm-up: first requests, allocations
                 explain_image(image, predictor, config)

@@ -15,7 +15,7 @@ from deploy.client import (
     format_custom_attributes,
 )
 from deploy.errors import DeployError, EndpointError
-from tests.test_explain_predictors import FakeEndpoint, fake_model, random_batch
+from tests.fake_endpoint import FakeEndpoint, fake_model, random_batch
 
 NPY = "application/x-npy"
 JSON = "application/json"

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from explain.cli import main
-from tests.test_explain_predictors import FakeEndpoint
+from tests.fake_endpoint import FakeEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from explain.config import ExplainConfig
 from explain.explainer import Explanation, explain_image
 from explain.predictors import HttpPredictor, TransportConfig
 from tests.conftest import ServeProcess
-from tests.test_explain_predictors import FakeEndpoint
+from tests.fake_endpoint import FakeEndpoint
 
 CONFIG = ExplainConfig(task="detection", num_samples=200, seed=3)
 # 8 images of 32x32 per request (npy body 24,704 bytes), so one explanation takes ~30 requests
@@ -56,7 +56,10 @@ def assert_same_explanation(actual: Explanation, expected: Explanation) -> None:
 
 
 def fake_predictor(url: str, max_retries: int = 5) -> HttpPredictor:
-    return HttpPredictor(url, "detection", TransportConfig(max_payload_bytes=FAKE_PAYLOAD_BYTES, concurrency=4, max_retries=max_retries, timeout=10.0, backoff_base=0.001, backoff_max=0.01))
+    return HttpPredictor(url, "detection", TransportConfig(max_payload_bytes=FAKE_PAYLOAD_BYTES,
+                                                           concurrency=4, max_retries=max_retries,
+                                                           timeout=10.0, backoff_base=0.001,
+                                                           backoff_max=0.01))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +124,9 @@ def _inference_workers(server: ServeProcess) -> list:
 
 def _http_predictor(url: str) -> HttpPredictor:
     # one 48x48 image per request (6,912 + 128 bytes), so the run takes ~300 requests
-    return HttpPredictor(url, "detection", TransportConfig(max_payload_bytes=7_100, concurrency=2, max_retries=8, timeout=20.0, backoff_base=0.2, backoff_max=2.0))
+    return HttpPredictor(url, "detection", TransportConfig(max_payload_bytes=7_100, concurrency=2,
+                                                           max_retries=8, timeout=20.0, backoff_base=0.2,
+                                                           backoff_max=2.0))
 
 
 @pytest.fixture(scope="module")

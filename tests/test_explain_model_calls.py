@@ -112,9 +112,12 @@ def test_multi_predictor_plan_is_the_smallest_request_and_the_sum_of_calls_in_fl
 
 
 def test_http_predictor_plan_packs_the_payload_budget():
-    predictor = HttpPredictor("http://127.0.0.1:1", "detection", TransportConfig(max_payload_bytes=64 * 64 * 3 * 5 + 200, concurrency=3))
+    predictor = HttpPredictor("http://127.0.0.1:1", "detection", TransportConfig(
+                                                                                 max_payload_bytes=64 * 64 * 3 * 5 + 200,
+                                                                                 concurrency=3))
     assert predictor.request_plan((64, 64, 3)) == (5, 3)
-    png = HttpPredictor("http://127.0.0.1:1", "detection", TransportConfig(content_type="image/png", concurrency=2))
+    png = HttpPredictor("http://127.0.0.1:1", "detection", TransportConfig(content_type="image/png",
+                                                                           concurrency=2))
     assert png.request_plan((64, 64, 3)) == (1, 2)
 
 
@@ -123,7 +126,8 @@ def test_values_through_a_real_endpoint_do_not_depend_on_concurrency(detector_en
     config = ExplainConfig(num_samples=60, num_segments=8, probability_threshold=0.0, max_objects=2)
     results = []
     for concurrency in (1, 4):
-        with HttpPredictor(detector_endpoint.url, "detection", TransportConfig(concurrency=concurrency, max_payload_bytes=48 * 64 * 3 * 7 + 200)) as predictor:
+        with HttpPredictor(detector_endpoint.url, "detection", TransportConfig(concurrency=concurrency,
+                                                                               max_payload_bytes=48 * 64 * 3 * 7 + 200)) as predictor:
             results.append(explain_image(image, predictor, config))
     assert results[0].num_targets > 0
     np.testing.assert_array_equal(results[0].shap_values, results[1].shap_values)

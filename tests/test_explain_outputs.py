@@ -109,7 +109,7 @@ def test_missing_and_unreadable_images(tmp_path):
 def test_the_library_run_records_the_predictor_and_returns_what_it_wrote(tmp_path, scene_files):
     """One pipeline: a run from Python writes the predictor's counters as the CLI does."""
     from explain.predictors import HttpPredictor
-    from tests.test_explain_predictors import FakeEndpoint
+    from tests.fake_endpoint import FakeEndpoint
 
     with FakeEndpoint("detection") as endpoint, HttpPredictor(endpoint.url, "detection") as predictor:
         summary = run_explanations(scene_files, predictor, ExplainConfig(num_samples=16, num_segments=4),

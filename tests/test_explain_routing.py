@@ -14,7 +14,7 @@ from explain import PredictorError
 from explain.cli import main
 from explain.errors import EndpointUnavailableError
 from explain.predictors import HttpPredictor, MultiPredictor, TransportConfig
-from tests.test_explain_predictors import FakeEndpoint
+from tests.fake_endpoint import FakeEndpoint
 
 
 class RecordingPredictor:
@@ -126,7 +126,8 @@ def test_concurrency_is_one_budget_across_callers():
     with FakeEndpoint("detection") as endpoint:
         endpoint.hang_seconds = 0.05
         in_flight, peak, lock = [0], [0], threading.Lock()
-        predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(concurrency=2, max_payload_bytes=4096))
+        predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(concurrency=2,
+                                                                             max_payload_bytes=4096))
         original = predictor.connection.send
 
         def counting_invoke(body):
@@ -181,8 +182,10 @@ def test_summed_counters_of_several_endpoints_are_every_counter_of_one():
     from explain.predictors import PredictorStats
 
     with FakeEndpoint("detection") as first, FakeEndpoint("detection") as second:
-        router = MultiPredictor([HttpPredictor(first.url, "detection", TransportConfig(max_payload_bytes=4096)),
-                                 HttpPredictor(second.url, "detection", TransportConfig(max_payload_bytes=8192))])
+        router = MultiPredictor([HttpPredictor(first.url, "detection", TransportConfig(
+                                                                                       max_payload_bytes=4096)),
+                                 HttpPredictor(second.url, "detection", TransportConfig(
+                                                                                        max_payload_bytes=8192))])
         for size in (8, 12, 6):  # 16x16 images: 5 per request to the first, 10 to the second
             router(np.zeros((size, 16, 16, 3), dtype=np.uint8))
         stats = router.stats

@@ -2,8 +2,6 @@
 import ast
 import io
 import json
-import subprocess
-import sys
 
 import mxnet as mx
 import numpy as np
@@ -224,12 +222,9 @@ def test_model_json_validation(data, message):
 
 
 def test_serving_parses_as_python_38():
-    """serving/ runs on Python 3.8 in the SageMaker MXNet 1.9 container."""
+    """serving/ runs on Python 3.8 in the SageMaker MXNet 1.9 container (ruff's py38 lint: make lint)."""
     for path in sorted((REPO / "serving").glob("*.py")):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
-    ruff = [sys.executable, "-m", "ruff", "check", "--target-version", "py38", "--select", "E9,F", "serving"]
-    completed = subprocess.run(ruff, cwd=str(REPO), capture_output=True, text=True)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea"])
