@@ -41,7 +41,9 @@ class FakeEndpoint:
 
     Behaviour knobs: ``fail_first`` (answer 503 to that many requests), ``fail_status`` and
     ``fail_message`` (answer every request with that status), ``hang_seconds`` (sleep before
-    answering), ``max_body_bytes`` (413 above it). ``requests`` records every request.
+    answering), ``max_body_bytes`` (413 above it), ``hold`` (a callable: a request arriving while
+    it returns True waits until ``release()``; ``holding`` is set once one waits). ``requests``
+    records every request.
     """
 
     def __init__(self, task: str = "detection", max_body_bytes: int = 6_553_500) -> None:
@@ -53,6 +55,9 @@ class FakeEndpoint:
         self.hang_seconds = 0.0
         self.status_script: list[int] = []  # statuses for the next requests, in arrival order
         self.requests: list[dict] = []
+        self.hold = None
+        self.holding = threading.Event()
+        self._released = threading.Event()
         self.lock = threading.Lock()
         endpoint = self
 
@@ -83,6 +88,11 @@ class FakeEndpoint:
         self.server.shutdown()
         self.server.server_close()
 
+    def release(self) -> None:
+        """Let held requests (and every later one) through."""
+        self.hold = None
+        self._released.set()
+
     def _reply(self, handler, status: int, body: bytes, content_type: str) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
@@ -107,6 +117,9 @@ class FakeEndpoint:
             self.requests.append(record)
         if handler.path != "/invocations":
             return self._error(handler, 404, f"no route {handler.path}")
+        if self.hold is not None and self.hold():
+            self.holding.set()
+            self._released.wait(120)
         if self.hang_seconds:
             time.sleep(self.hang_seconds)
         if scripted is not None and scripted != 200:

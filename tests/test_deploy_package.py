@@ -35,6 +35,7 @@ def test_packaging_is_reproducible(tiny_detector_dir, tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_package_exported_files_and_check(tiny_classifier_dir, tmp_path):
     result = package_exported(tiny_classifier_dir / "model-symbol.json", tiny_classifier_dir / "model-0000.params",
                               ["red", "green", "blue"], "classification", tmp_path / "c.tar.gz", short_side=32,
@@ -45,6 +46,7 @@ def test_package_exported_files_and_check(tiny_classifier_dir, tmp_path):
     assert spec["task"] == "classification" and spec["preprocess"]["short_side"] == 32
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_a_model_that_cannot_run_fails_the_check_and_leaves_no_archive(tiny_detector_dir, tmp_path):
     out = tmp_path / "broken.tar.gz"
     with pytest.raises(PackageError, match="failed its check inference"):
@@ -65,6 +67,7 @@ def test_unsafe_archives_are_refused(tmp_path):
         check_archive(payload)
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_zoo_model_with_a_class_subset_offline(tmp_path):
     result = package_zoo("yolo3_mobilenet0.25_coco", tmp_path / "zoo.tar.gz", classes=["person", "car"],
                          pretrained=False)
@@ -95,6 +98,7 @@ def test_package_usage_errors(args, message, monkeypatch):
     assert message in result.output
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_cli_reports_a_failure_on_one_line_with_exit_1(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "deploy", "package", "--zoo", "no_such_model", "--no-pretrained",

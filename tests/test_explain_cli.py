@@ -223,6 +223,7 @@ def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
     assert "cannot connect to" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_python_dash_m_explain_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "explain", "--task", "detection"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +21,7 @@ from explain.manifest import SettingsChangedError, read_manifests
 from explain.runner import RunOptions, run_explanations
 from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
+from tests.fake_endpoint import FakeEndpoint
 from tests.test_explain_explainer import red_square_detector, red_square_scene
 
 CONFIG = ExplainConfig(num_samples=24, num_segments=6)
@@ -197,6 +203,7 @@ def test_shards_then_merge_equal_one_run(image_dir, tmp_path):
     assert npz_values(tmp_path / "sharded") == npz_values(tmp_path / "whole")
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_workers_processes_equal_one_process(image_dir, tmp_path, tiny_detector_dir):
     common = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16",
               "--num-segments", "4", "--quiet", image_dir]
@@ -214,16 +221,18 @@ def test_workers_processes_equal_one_process(image_dir, tmp_path, tiny_detector_
 
 
 
-def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp_path, tiny_detector_dir):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+@pytest.fixture()
+def sigkill_endpoint():
+    """The fake detector over HTTP, whose requests can be held (it serves a subprocess: integration)."""
+    with FakeEndpoint("detection") as endpoint:
+        yield endpoint
+        endpoint.release()
 
+
+def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp_path, sigkill_endpoint):
+    """Killed once the manifest holds an image and the run is stuck on a held request: 1 or 2 of 6 done."""
     repo = Path(__file__).resolve().parents[1]
-    args = ["--endpoint", str(tiny_detector_dir), "--task", "detection", "--num-samples", "64",
+    args = ["--endpoint", sigkill_endpoint.url, "--task", "detection", "--num-samples", "64",
             "--num-segments", "8", "--quiet", "--images-in-flight", "2", str(image_dir)]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     command = [sys.executable, "-m", "explain", *args]
@@ -232,14 +241,18 @@ def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "killed"
+    manifest = out / "manifest.jsonl"
+    # From the first finished image on, every request waits: with two images in flight at most
+    # one more can finish (its requests were answered already), and the others cannot start.
+    sigkill_endpoint.hold = lambda: manifest.exists() and manifest.read_text().count("\n") >= 1
     process = subprocess.Popen(command + ["--out", str(out)], cwd=repo, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    manifest = out / "manifest.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and not (manifest.exists() and manifest.read_text().count("\n") >= 1):
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(10)
+    try:
+        assert sigkill_endpoint.holding.wait(60), "the run never reached a held request"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    sigkill_endpoint.release()
     finished = len(read_manifests(out))
     assert 1 <= finished < 6
     resumed = subprocess.run(command + ["--out", str(out)], cwd=repo, env=env, capture_output=True, text=True,
