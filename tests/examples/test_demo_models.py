@@ -12,7 +12,7 @@ from examples.shapes.metrics import box_iou
 from serving.model_spec import load_model_spec
 from serving.preprocess import preprocess_batch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DETECTOR_DIR = os.path.join(ROOT, "models", "shapes-detector")
 CLASSIFIER_DIR = os.path.join(ROOT, "models", "shapes-classifier")
 SAMPLES_DIR = os.path.join(ROOT, "examples", "shapes", "samples")

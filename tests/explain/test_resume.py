@@ -21,8 +21,8 @@ from explain.manifest import SettingsChangedError, read_manifests
 from explain.runner import RunOptions, run_explanations
 from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
+from tests.explain.test_explainer import red_square_detector, red_square_scene
 from tests.fake_endpoint import FakeEndpoint
-from tests.test_explain_explainer import red_square_detector, red_square_scene
 
 CONFIG = ExplainConfig(num_samples=24, num_segments=6)
 NPZ_ARRAYS = ("segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
@@ -231,7 +231,7 @@ def sigkill_endpoint():
 
 def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp_path, sigkill_endpoint):
     """Killed once the manifest holds an image and the run is stuck on a held request: 1 or 2 of 6 done."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     args = ["--endpoint", sigkill_endpoint.url, "--task", "detection", "--num-samples", "64",
             "--num-segments", "8", "--quiet", "--images-in-flight", "2", str(image_dir)]
     env = {**os.environ, "PYTHONPATH": str(repo)}

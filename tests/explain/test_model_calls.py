@@ -9,7 +9,7 @@ import pytest
 from explain import ExplainConfig, PredictorError, explain_image
 from explain.model_calls import ModelCalls, call_plan
 from explain.predictors import HttpPredictor, MultiPredictor, TransportConfig
-from tests.test_explain_explainer import red_square_detector, red_square_scene
+from tests.explain.test_explainer import red_square_detector, red_square_scene
 
 
 class PlannedPredictor:

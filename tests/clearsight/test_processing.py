@@ -21,7 +21,7 @@ from clearsight.processing import (
 from explain.cli import main as explain_main
 from explain.processing_worker import main as worker_main
 from explain.sharding import shard_of
-from tests.test_explain_explainer import red_square_scene
+from tests.explain.test_explainer import red_square_scene
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from explain import ExplainConfig, ExplainError, RunOptions, run_explanations
-from tests.test_explain_explainer import (
+from tests.explain.test_explainer import (
     additive_classifier,
     pixel_weights,
     red_square_detector,

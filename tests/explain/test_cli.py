@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from explain.cli import main
 from tests.fake_endpoint import FakeEndpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from deploy.sagemaker_endpoint import deploy
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "iam-policy.json"
 ENDPOINT_SOURCES = [ROOT / "deploy" / "sagemaker_endpoint.py"]  # exercised by the recorded scenario below
 SOURCES = ENDPOINT_SOURCES + [ROOT / "clearsight" / "processing.py", ROOT / "explain" / "sources.py",
