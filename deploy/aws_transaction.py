@@ -16,8 +16,11 @@ __all__ = [
     "Undo",
     "TAG_RUN",
     "META_RUN",
+    "META_TOOL",
     "created_by_run",
     "delete_object_if_uploaded_by_run",
+    "delete_sagemaker_resource_of_run",
+    "describe_or_none",
     "is_not_found",
 ]
 
