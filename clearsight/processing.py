@@ -17,8 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.aws_transaction import (
+    META_RUN,
+    META_TOOL,
+    TAG_RUN,
+    Transaction,
+    created_by_run,
+    delete_object_if_uploaded_by_run,
+    describe_or_none,
+)
 from deploy.errors import DeployConfigError, DeployError
-from deploy.sagemaker_endpoint import _error_text
+from deploy.sagemaker_endpoint import _error_text, check_bucket_owner
 from explain.errors import ExplainError
 from explain.runner import merge_outputs
 from explain.sources import IMAGE_SUFFIXES
@@ -61,6 +70,7 @@ _ROLE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+") 
 _S3_URL = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
+META_SHA256 = "clearsight-sha256"
 
 Progress = Callable[[str], None]
 
@@ -76,7 +86,7 @@ def _split_s3(url: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class ExplainJobConfig:
-    """One ``deploy sagemaker explain-job``, validated before any AWS call.
+    """One ``clearsight explain-job``, validated before any AWS call.
 
     images_url / out_url: s3://BUCKET/PREFIX of the images and of the explanations.
     endpoint_name: the SageMaker endpoint the workers call (``sagemaker:NAME``).
@@ -170,8 +180,15 @@ def _entrypoint() -> list[str]:
     return ["bash", "-c", script, "clearsight-worker"]
 
 
-def processing_job_request(config: ExplainJobConfig, image_uri: str, code_url: str) -> dict[str, Any]:
-    """The ``CreateProcessingJob`` parameters of ``config`` (code already uploaded to ``code_url``)."""
+def processing_job_request(config: ExplainJobConfig, image_uri: str, code_url: str,
+                           run_id: str | None = None) -> dict[str, Any]:
+    """The ``CreateProcessingJob`` parameters of ``config`` (code already uploaded to ``code_url``).
+
+    ``run_id`` (the run starting the job) becomes the ``clearsight:run`` tag.
+    """
+    tags = [{"Key": TAG_TOOL, "Value": TOOL}, {"Key": TAG_JOB, "Value": config.job_name}]
+    if run_id is not None:
+        tags.append({"Key": TAG_RUN, "Value": run_id})
     return {
         "ProcessingJobName": config.job_name,
         "RoleArn": config.role,
@@ -193,7 +210,7 @@ def processing_job_request(config: ExplainJobConfig, image_uri: str, code_url: s
             "VolumeSizeInGB": config.volume_size_gb}},
         "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
         "Environment": {"AWS_DEFAULT_REGION": config.region, "PYTHONUNBUFFERED": "1"},
-        "Tags": [{"Key": TAG_TOOL, "Value": TOOL}, {"Key": TAG_JOB, "Value": config.job_name}],
+        "Tags": tags,
     }
 
 
@@ -219,32 +236,93 @@ def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) ->
         progress(f"only {count} image(s) for {config.instance_count} instances: some will have nothing to do")
 
 
+def _raise_rolled_back(step: str, error: BaseException, transaction: Transaction) -> None:
+    """Roll ``transaction`` back after ``error`` in ``step``.
+
+    Returns (the caller re-raises ``error``) when everything was removed and ``error`` is a
+    DeployError or Ctrl-C; otherwise raises DeployError naming the step and what is left.
+    """
+    leftovers = transaction.roll_back()
+    if not leftovers and isinstance(error, (DeployError, KeyboardInterrupt)):
+        return
+    if isinstance(error, DeployError):
+        reason = str(error)
+    elif isinstance(error, KeyboardInterrupt):
+        reason = f"{step}: interrupted (Ctrl-C)"
+    else:
+        reason = f"{step}: {_error_text(error)}"
+    if leftovers:
+        reason += "; clean-up left behind: " + "; ".join(leftovers)
+    raise DeployError(reason) from error
+
+
 def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress = logger.info) -> str:
-    """Check there are images, upload the code archive (skipped when S3 has it), create the job; returns its ARN."""
+    """Check there are images, upload the code archive (skipped when S3 has it), create the job; returns its ARN.
+
+    The --out bucket must be owned by the caller's account (ExpectedBucketOwner on every
+    call). If anything fails (a refused call, a response lost after AWS acted, Ctrl-C),
+    what this call created is removed: the code archive it uploaded is deleted and the job,
+    if it was created, is stopped (SageMaker keeps stopped jobs in its list; they cost nothing).
+    """
     _check_images(config, clients, progress)
     archive, digest = build_code_archive()
     bucket, prefix = _split_s3(config.out_url)
     code_key = f"{prefix}/code/{digest[:16]}/{CODE_ARCHIVE}".lstrip("/")
     code_url = f"s3://{bucket}/{code_key.rsplit('/', 1)[0]}"
+    transaction = Transaction(progress)
+    run_id = transaction.run_id
+    step = "upload-code"
     try:
-        existing = clients.s3.list_objects_v2(Bucket=bucket, Prefix=code_key).get("KeyCount", 0)
-        if existing:
+        if not check_bucket_owner(clients, bucket, hint="choose an --out bucket of your account"):
+            raise DeployError(f"upload-code: S3 bucket {bucket} of --out does not exist")
+        head = describe_or_none(lambda: clients.s3.head_object(Bucket=bucket, Key=code_key))
+        if head is not None and head.get("Metadata", {}).get(META_SHA256) == digest:
             progress(f"code archive already in S3: s3://{bucket}/{code_key}")
+        elif head is not None:
+            raise DeployError(f"upload-code: s3://{bucket}/{code_key} exists with other content; "
+                              "not overwriting it: choose another --out prefix")
         else:
             progress(f"uploading the code archive ({len(archive) / 1e3:.0f} kB) to s3://{bucket}/{code_key}")
+            transaction.will_create(
+                f"S3 object s3://{bucket}/{code_key}",
+                lambda: delete_object_if_uploaded_by_run(clients.s3, bucket, code_key, run_id),
+                f"aws s3 rm s3://{bucket}/{code_key}")
             clients.s3.put_object(Bucket=bucket, Key=code_key, Body=archive,
-                                  Metadata={"clearsight-sha256": digest})
-    except Exception as error:  # noqa: BLE001 - botocore errors: one line naming the step
-        raise DeployError(f"upload-code: {_error_text(error)}") from error
-    image_uri = config.image_uri or default_image_uri(config.region)
-    request = processing_job_request(config, image_uri, code_url)
-    try:
-        arn = clients.sagemaker.create_processing_job(**request)["ProcessingJobArn"]
-    except Exception as error:  # noqa: BLE001
-        raise DeployError(f"create-processing-job: {_error_text(error)}") from error
+                                  Metadata={META_SHA256: digest, META_TOOL: TOOL, META_RUN: run_id},
+                                  Tagging=f"{TAG_TOOL}={TOOL}")
+        step = "create-processing-job"
+        image_uri = config.image_uri or default_image_uri(config.region)
+        request = processing_job_request(config, image_uri, code_url, run_id)
+        sagemaker = clients.sagemaker
+        describe = lambda: sagemaker.describe_processing_job(ProcessingJobName=config.job_name)  # noqa: E731
+        if describe_or_none(describe) is not None:
+            raise DeployError(f"create-processing-job: a processing job named {config.job_name} already "
+                              "exists (names are unique per account and region and cannot be reused): "
+                              "choose another --job-name")
+        transaction.will_create(
+            f"processing job {config.job_name}",
+            lambda: _stop_job_of_run(sagemaker, run_id, describe),
+            f"aws sagemaker stop-processing-job --processing-job-name {config.job_name} "
+            f"--region {config.region}")
+        arn = sagemaker.create_processing_job(**request)["ProcessingJobArn"]
+    except BaseException as error:  # noqa: BLE001 - a refused call, a lost response, Ctrl-C: undo
+        _raise_rolled_back(step, error, transaction)
+        raise
+    transaction.commit()
     progress(f"processing job {config.job_name} created: {config.instance_count} x {config.instance_type}, "
              f"image {image_uri}")
     return arn
+
+
+def _stop_job_of_run(sagemaker: Any, run_id: str, describe: Callable[[], dict]) -> bool:
+    """Stop the job if run ``run_id`` created it and it is running; a job cannot be deleted, a stopped one costs nothing."""
+    described = describe_or_none(describe)
+    if described is None or not created_by_run(sagemaker, described["ProcessingJobArn"], run_id):
+        return False
+    if described["ProcessingJobStatus"] != "InProgress":
+        return False
+    sagemaker.stop_processing_job(ProcessingJobName=described["ProcessingJobName"])
+    return True
 
 
 def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
@@ -277,6 +355,8 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
     base = f"{prefix}/" if prefix else ""
     with tempfile.TemporaryDirectory(prefix="clearsight-merge-") as folder:
         try:
+            if not check_bucket_owner(clients, bucket, hint="give the --out of a job in your account"):
+                raise DeployError(f"S3 bucket {bucket} does not exist")
             listed = clients.s3.list_objects_v2(Bucket=bucket, Prefix=base + "manifest")
             names = [item["Key"] for item in listed.get("Contents", [])
                      if "/" not in item["Key"][len(base):] and item["Key"].endswith(".jsonl")]
@@ -289,12 +369,21 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
             summary = merge_outputs(folder, None, keys)
         except ExplainError as error:
             raise DeployError(f"merge: {error}") from None
+        transaction = Transaction(progress)
         try:
             for name, content_type in (("analysis.json", "application/json"), ("report.html", "text/html")):
-                clients.s3.upload_file(str(Path(folder) / name), bucket, base + name,
-                                       ExtraArgs={"ContentType": content_type})
-        except Exception as error:  # noqa: BLE001
-            raise DeployError(f"upload-report: {_error_text(error)}") from error
+                key = base + name
+                transaction.will_create(
+                    f"S3 object s3://{bucket}/{key}",
+                    lambda key=key: delete_object_if_uploaded_by_run(clients.s3, bucket, key, transaction.run_id),
+                    f"aws s3 rm s3://{bucket}/{key}")
+                clients.s3.upload_file(str(Path(folder) / name), bucket, key, ExtraArgs={
+                    "ContentType": content_type,
+                    "Metadata": {META_TOOL: TOOL, META_RUN: transaction.run_id}})
+        except BaseException as error:  # noqa: BLE001 - both files or neither
+            _raise_rolled_back("upload-report", error, transaction)
+            raise
+        transaction.commit()
     progress(f"wrote {out_url.rstrip('/')}/analysis.json and report.html "
              f"({summary['totals']['images']} image(s))")
     return summary

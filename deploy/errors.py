@@ -93,3 +93,25 @@ class SageMakerEndpointFailed(SageMakerStepError):
             f"endpoint {endpoint_name} is {status}: {failure_reason or 'no FailureReason given'}"
             f" (container logs: CloudWatch log group {self.log_group})",
         )
+
+
+__all__ += ["BucketOwnerError"]
+
+
+class BucketOwnerError(DeployError):
+    """S3 refused a bucket with ``ExpectedBucketOwner``: the caller's account does not own it.
+
+    The default bucket name ``sagemaker-<region>-<account>`` is predictable, so another
+    account can create it first ("bucket squatting"); model data or code uploaded there
+    would be in a stranger's hands. ``bucket`` and ``account`` name what was checked.
+    """
+
+    def __init__(self, bucket: str, account: str,
+                 hint: str = "give --bucket NAME (env CLEARSIGHT_S3_BUCKET)") -> None:
+        self.bucket = bucket
+        self.account = account
+        super().__init__(
+            f"S3 bucket {bucket} is not owned by your account {account}, or you may not list "
+            f"it (S3 answered 403 to HeadBucket with ExpectedBucketOwner={account}); nothing "
+            f"was written to it. Use a bucket your account owns: {hint}"
+        )

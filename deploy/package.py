@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -159,8 +160,7 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
                      score_threshold=score_threshold, top_k=top_k)
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, symbol_file, params_file, spec)
-        write_archive(scratch, out)
-    return _checked(out, spec, check)
+        return _write_checked(scratch, out, spec, check)
 
 
 def package_model_dir(model_dir, out, check=True):
@@ -169,8 +169,7 @@ def package_model_dir(model_dir, out, check=True):
     spec = load_model_spec(str(model_dir))
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, model_dir / spec.symbol_file, model_dir / spec.params_file, spec)
-        write_archive(scratch, out)
-    return _checked(out, spec, check)
+        return _write_checked(scratch, out, spec, check)
 
 
 def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.0, top_k=100, check=True):
@@ -183,16 +182,27 @@ def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.
         )
 
 
-def _checked(out, spec, check):
-    output = ""
+def _write_checked(model_dir, out, spec, check):
+    """Archive ``model_dir`` beside ``out``, run the check on that file, then move it onto ``out``.
+
+    ``out`` is replaced (atomically, ``os.replace``) only by an archive that passed its
+    check: when the check fails, an ``out`` from an earlier run keeps its bytes, and the
+    temporary file is removed.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    candidate = out.with_name(".%s.%s.unchecked" % (out.name, secrets.token_hex(4)))
+    try:
+        write_archive(model_dir, candidate)
+        output = check_archive(candidate) if check else ""
+        os.replace(candidate, out)
+    finally:
+        for leftover in (candidate, candidate.with_name(candidate.name + ".partial")):
+            if leftover.exists():
+                leftover.unlink()
     if check:
-        try:
-            output = check_archive(out)
-        except PackageError:
-            Path(out).unlink()
-            raise
         logger.info("check inference passed: %s", output)
-    return PackageResult(Path(out), spec, output)
+    return PackageResult(out, spec, output)
 
 
 def describe(result):

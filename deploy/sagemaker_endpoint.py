@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -19,8 +20,22 @@ from typing import Any
 
 import numpy as np
 
+from .aws_transaction import (
+    META_RUN,
+    TAG_RUN,
+    Transaction,
+    delete_object_if_uploaded_by_run,
+    delete_sagemaker_resource_of_run,
+    describe_or_none,
+    is_not_found,
+)
 from .config import DEFAULT_PREFIX, DeployConfig, validate_endpoint_name
-from .errors import DeployConfigError, SageMakerEndpointFailed, SageMakerStepError
+from .errors import (
+    BucketOwnerError,
+    DeployConfigError,
+    SageMakerEndpointFailed,
+    SageMakerStepError,
+)
 
 __all__ = [
     "AwsClients",
@@ -64,6 +79,11 @@ class AwsClients:
 
     ``endpoint_url`` (default: env ``CLEARSIGHT_AWS_ENDPOINT_URL``) points every client at
     one server, e.g. moto's; ``None`` means the real AWS endpoints.
+
+    Every S3 call on a bucket named to ``expect_own_bucket`` carries
+    ``ExpectedBucketOwner=<the caller's account>`` (added by a botocore hook, so calls that
+    s3transfer makes for ``upload_file`` carry it too): S3 answers 403 instead of acting
+    when another account owns the bucket.
     """
 
     boto_session: Any
@@ -72,6 +92,10 @@ class AwsClients:
     s3: Any
     sts: Any
     autoscaling: Any
+    own_buckets: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.s3.meta.events.register("before-parameter-build.s3", self._expect_owner)
 
     @classmethod
     def create(
@@ -110,6 +134,20 @@ class AwsClients:
     def region(self) -> str:
         return self.sagemaker.meta.region_name
 
+    @functools.cached_property
+    def account(self) -> str:
+        """The 12-digit account id of the caller (``sts:GetCallerIdentity``, asked once)."""
+        return self.sts.get_caller_identity()["Account"]
+
+    def expect_own_bucket(self, bucket: str) -> None:
+        """From now on, send ``ExpectedBucketOwner=<account>`` on every S3 call on ``bucket``."""
+        self.own_buckets.add(bucket)
+
+    def _expect_owner(self, params: dict, model: Any, **kwargs: Any) -> None:
+        if params.get("Bucket") in self.own_buckets and "ExpectedBucketOwner" not in params \
+                and "ExpectedBucketOwner" in model.input_shape.members:
+            params["ExpectedBucketOwner"] = self.account
+
 
 @dataclass
 class Teardown:
@@ -140,14 +178,12 @@ def _error_text(error: BaseException) -> str:
     return text if len(text) <= _MAX_REASON_CHARS else text[:_MAX_REASON_CHARS - 3] + "..."
 
 
-def _is_not_found(error: BaseException) -> bool:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-    message = getattr(error, "response", {}).get("Error", {}).get("Message", "")
-    if code in {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound",
-                "ObjectNotFound"}:
-        return True
-    return code == "ValidationException" and ("Could not find" in message
-                                              or "does not exist" in message)
+_is_not_found = is_not_found
+
+
+def _is_forbidden(error: BaseException) -> bool:
+    code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code", "")
+    return code in {"403", "AccessDenied", "Forbidden"}
 
 
 @contextlib.contextmanager
@@ -161,8 +197,9 @@ def _step(name: str) -> Iterator[None]:
         raise SageMakerStepError(name, _error_text(error)) from error
 
 
-def _tags(name: str) -> list[dict[str, str]]:
-    return [{"Key": TAG_TOOL, "Value": TOOL}, {"Key": TAG_ENDPOINT, "Value": name}]
+def _tags(name: str, run_id: str) -> list[dict[str, str]]:
+    return [{"Key": TAG_TOOL, "Value": TOOL}, {"Key": TAG_ENDPOINT, "Value": name},
+            {"Key": TAG_RUN, "Value": run_id}]
 
 
 def _tag_map(sagemaker: Any, arn: str) -> dict[str, str]:
@@ -212,8 +249,27 @@ def _split_s3_url(url: str) -> tuple[str, str]:
 
 
 def _default_bucket(clients: AwsClients) -> str:
-    account = clients.sts.get_caller_identity()["Account"]
-    return f"sagemaker-{clients.region}-{account}"
+    return f"sagemaker-{clients.region}-{clients.account}"
+
+
+def check_bucket_owner(clients: AwsClients, bucket: str,
+                       hint: str = "give --bucket NAME (env CLEARSIGHT_S3_BUCKET)") -> bool:
+    """True if ``bucket`` exists and the caller's account owns it, False if it does not exist.
+
+    Raises BucketOwnerError when S3 refuses ``HeadBucket`` with ``ExpectedBucketOwner``
+    (403): another account owns the bucket (e.g. squats the predictable default name
+    ``sagemaker-<region>-<account>``), or this caller may not list it.
+    """
+    clients.expect_own_bucket(bucket)
+    try:
+        clients.s3.head_bucket(Bucket=bucket)
+        return True
+    except Exception as error:
+        if _is_not_found(error):
+            return False
+        if _is_forbidden(error):
+            raise BucketOwnerError(bucket, clients.account, hint) from None
+        raise
 
 
 def _scaling_resource_id(name: str) -> str:
@@ -312,18 +368,23 @@ class _UploadProgress:
 
 
 class _Run:
-    """One ``deploy`` call: the steps in order, and an undo list for what it created."""
+    """One ``deploy`` call: the steps in order, and the transaction that can undo what it created."""
 
     def __init__(self, config: DeployConfig, clients: AwsClients, progress: Progress) -> None:
         self.config = config
         self.clients = clients
         self.progress = progress
-        self.undo: list[tuple[str, Callable[[], None]]] = []
         self.name = config.name
+        self.transaction = Transaction(self.say)
+        self.run_id = self.transaction.run_id
 
     def say(self, message: str) -> None:
         logger.debug(message)
         self.progress(message)
+
+    def manual(self, command: str) -> str:
+        """An AWS CLI command line for this run's region."""
+        return f"aws {command} --region {self.clients.region}"
 
     # -- steps
 
@@ -353,48 +414,76 @@ class _Run:
             digest = _sha256(config.model_path)
             key = f"{config.prefix}/{self.name}/{digest[:16]}/model.tar.gz"
             url = f"s3://{bucket}/{key}"
-            try:
-                head = s3.head_object(Bucket=bucket, Key=key)
-            except Exception as error:
-                if not _is_not_found(error):
-                    raise
-                head = None
-            if head is not None and head.get("Metadata", {}).get(META_SHA256) == digest:
-                self.say(f"model data already in S3, same sha256: {url}")
-                return url
+            head = describe_or_none(lambda: s3.head_object(Bucket=bucket, Key=key))
+            if head is not None:
+                metadata = head.get("Metadata", {})
+                if metadata.get(META_TOOL) == TOOL and metadata.get(META_SHA256) == digest:
+                    self.say(f"model data already in S3, same sha256: {url}")
+                    return url
+                raise ValueError(
+                    f"{url} exists and was not uploaded by clearsight for this archive "
+                    f"(no matching {META_SHA256} metadata); not overwriting it: choose another "
+                    "--prefix or --bucket"
+                )
             size = config.model_path.stat().st_size
+            self.transaction.will_create(
+                f"S3 object {url}",
+                lambda: delete_object_if_uploaded_by_run(s3, bucket, key, self.run_id),
+                f"aws s3 rm {url}",
+            )
             self.say(f"uploading {config.model_path} ({size / 1e6:.1f} MB) to {url}")
             s3.upload_file(
                 str(config.model_path), bucket, key,
                 ExtraArgs={
-                    "Metadata": {META_TOOL: TOOL, META_ENDPOINT: self.name, META_SHA256: digest},
+                    "Metadata": {META_TOOL: TOOL, META_ENDPOINT: self.name, META_SHA256: digest,
+                                 META_RUN: self.run_id},
                     "Tagging": urllib.parse.urlencode({TAG_TOOL: TOOL, TAG_ENDPOINT: self.name}),
                     "ContentType": "application/gzip",
                 },
                 Callback=_UploadProgress(size, self.say),
             )
-            self.undo.append((f"S3 object {url}", lambda: s3.delete_object(Bucket=bucket, Key=key)))
             return url
 
     def ensure_bucket(self, bucket: str, create: bool) -> None:
+        """Check the caller's account owns ``bucket``; create it when missing and ``create``."""
         s3 = self.clients.s3
-        try:
-            s3.head_bucket(Bucket=bucket)
+        if check_bucket_owner(self.clients, bucket):
             return
-        except Exception as error:
-            if not (_is_not_found(error) and create):
-                raise
+        if not create:
+            raise ValueError(f"S3 bucket {bucket} does not exist: create it, or leave out "
+                             "--bucket to use sagemaker-<region>-<account>")
         self.say(f"creating S3 bucket {bucket}")
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if self.clients.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.clients.region}
+        self.transaction.will_create(
+            f"S3 bucket {bucket}", lambda: _delete_bucket_if_empty(self.clients, bucket),
+            f"aws s3 rb s3://{bucket}",
+        )
         s3.create_bucket(**kwargs)
-        self.undo.append((f"S3 bucket {bucket}", lambda: s3.delete_bucket(Bucket=bucket)))
+
+    def _will_create_sagemaker(self, kind: str, name: str, describe: Callable[[], dict],
+                               arn_key: str, delete: Callable[[dict], Any], manual: str) -> None:
+        """Refuse a name that is taken; register the tag-checked undo of creating ``name``."""
+        if describe_or_none(describe) is not None:
+            raise ValueError(f"{kind} {name} already exists (not created by this run); "
+                             "not touching it: retry, or choose another --name")
+        sagemaker = self.clients.sagemaker
+        self.transaction.will_create(
+            f"{kind} {name}",
+            lambda: delete_sagemaker_resource_of_run(sagemaker, self.run_id, describe, arn_key, delete),
+            self.manual(manual),
+        )
 
     def create_model(self, model_data_url: str, image_uri: str) -> str:
         sagemaker = self.clients.sagemaker
         model_name = _resource_name(self.name)
         with _step("create-model"):
+            self._will_create_sagemaker(
+                "model", model_name, lambda: sagemaker.describe_model(ModelName=model_name),
+                "ModelArn", lambda described: sagemaker.delete_model(ModelName=model_name),
+                f"sagemaker delete-model --model-name {model_name}",
+            )
             sagemaker.create_model(
                 ModelName=model_name,
                 ExecutionRoleArn=self.config.role,
@@ -403,16 +492,22 @@ class _Run:
                     "ModelDataUrl": model_data_url,
                     "Environment": self.config.container_environment,
                 },
-                Tags=_tags(self.name),
+                Tags=_tags(self.name, self.run_id),
             )
         self.say(f"created model {model_name} ({image_uri})")
-        self.undo.append((f"model {model_name}", lambda: sagemaker.delete_model(ModelName=model_name)))
         return model_name
 
     def create_endpoint_config(self, model_name: str) -> str:
         sagemaker = self.clients.sagemaker
         config_name = model_name
         with _step("create-endpoint-config"):
+            self._will_create_sagemaker(
+                "endpoint config", config_name,
+                lambda: sagemaker.describe_endpoint_config(EndpointConfigName=config_name),
+                "EndpointConfigArn",
+                lambda described: sagemaker.delete_endpoint_config(EndpointConfigName=config_name),
+                f"sagemaker delete-endpoint-config --endpoint-config-name {config_name}",
+            )
             sagemaker.create_endpoint_config(
                 EndpointConfigName=config_name,
                 ProductionVariants=[{
@@ -422,39 +517,63 @@ class _Run:
                     "InstanceType": self.config.instance_type,
                     "InitialVariantWeight": 1.0,
                 }],
-                Tags=_tags(self.name),
+                Tags=_tags(self.name, self.run_id),
             )
         self.say(f"created endpoint config {config_name}")
-        self.undo.append((
-            f"endpoint config {config_name}",
-            lambda: sagemaker.delete_endpoint_config(EndpointConfigName=config_name),
-        ))
         return config_name
 
     def create_endpoint(self, config_name: str) -> None:
         sagemaker = self.clients.sagemaker
         with _step("create-endpoint"):
+            # check_existing found no endpoint of this name a moment ago; the undo still checks
+            # the run tag, in case someone else created one in between.
+            self.transaction.will_create(
+                f"endpoint {self.name}",
+                lambda: delete_sagemaker_resource_of_run(
+                    sagemaker, self.run_id, lambda: sagemaker.describe_endpoint(EndpointName=self.name),
+                    "EndpointArn", lambda described: _delete_endpoint(
+                        self.clients, self.name, self.config.poll_seconds,
+                        self.config.wait_timeout_seconds, self.say)),
+                self.manual(f"sagemaker delete-endpoint --endpoint-name {self.name}"),
+            )
             sagemaker.create_endpoint(
-                EndpointName=self.name, EndpointConfigName=config_name, Tags=_tags(self.name)
+                EndpointName=self.name, EndpointConfigName=config_name,
+                Tags=_tags(self.name, self.run_id),
             )
         self.say(f"creating endpoint {self.name} on {self.config.instance_count} x "
                  f"{self.config.instance_type}")
-        self.undo.append((f"endpoint {self.name}", lambda: _delete_endpoint(self.clients, self.name)))
 
     def update_endpoint(self, config_name: str, previous_config: str) -> None:
         sagemaker = self.clients.sagemaker
+
+        def revert() -> bool:
+            current = self.settle()
+            if current is None or current.get("EndpointConfigName") == previous_config:
+                return False
+            sagemaker.update_endpoint(EndpointName=self.name, EndpointConfigName=previous_config)
+            self.wait("roll-back", previous_config)
+            return True
+
         with _step("update-endpoint"):
+            self.transaction.will_create(
+                f"update of endpoint {self.name} (back to {previous_config})", revert,
+                self.manual(f"sagemaker update-endpoint --endpoint-name {self.name} "
+                            f"--endpoint-config-name {previous_config}"),
+            )
             sagemaker.update_endpoint(EndpointName=self.name, EndpointConfigName=config_name)
         self.say(f"updating endpoint {self.name}: {previous_config} -> {config_name}")
 
-        def roll_back() -> None:
-            current = _describe_endpoint(sagemaker, self.name) or {}
-            if current.get("EndpointConfigName") == previous_config:
-                return
-            sagemaker.update_endpoint(EndpointName=self.name, EndpointConfigName=previous_config)
-            self.wait("roll-back", previous_config)
-
-        self.undo.append((f"update of endpoint {self.name} (back to {previous_config})", roll_back))
+    def settle(self) -> dict | None:
+        """Poll DescribeEndpoint until the endpoint is in no transitional state; None if it is gone."""
+        started = time.monotonic()
+        while True:
+            described = _describe_endpoint(self.clients.sagemaker, self.name)
+            if described is None or described["EndpointStatus"] not in _TRANSITIONAL:
+                return described
+            if time.monotonic() - started > self.config.wait_timeout_seconds:
+                raise TimeoutError(f"endpoint {self.name} still {described['EndpointStatus']} "
+                                   f"after {self.config.wait_timeout_seconds:.0f} s")
+            time.sleep(self.config.poll_seconds)
 
     def wait(self, step: str, expected_config: str) -> dict:
         """Poll DescribeEndpoint until the endpoint settles; raise unless InService on ``expected_config``."""
@@ -502,44 +621,67 @@ class _Run:
         return predictor
 
     def register_autoscaling(self, autoscale: Any) -> None:
-        autoscaling = self.clients.autoscaling
         resource_id = _scaling_resource_id(self.name)
+        scaling = (f"--service-namespace sagemaker --resource-id {resource_id} "
+                   f"--scalable-dimension {SCALABLE_DIMENSION}")
         with _step("register-autoscaling"):
-            autoscaling.register_scalable_target(
-                ServiceNamespace="sagemaker", ResourceId=resource_id,
-                ScalableDimension=SCALABLE_DIMENSION,
-                MinCapacity=autoscale.min_capacity, MaxCapacity=autoscale.max_capacity,
+            if _scaling_state(self.clients, self.name) is not None:
+                raise ValueError(f"endpoint {self.name} already has a scalable target that this "
+                                 "run did not register; not touching it")
+            # The endpoint is this run's (created, or its autoscaling suspended for the update):
+            # the undo removes whatever autoscaling the endpoint has.
+            self.transaction.will_create(
+                f"scalable target {resource_id}",
+                lambda: _deregister_autoscaling(self.clients, self.name),
+                self.manual(f"application-autoscaling deregister-scalable-target {scaling}"),
             )
-            self.undo.append((f"scalable target {resource_id}",
-                              lambda: _deregister_autoscaling(self.clients, self.name)))
-            autoscaling.put_scaling_policy(
-                PolicyName=_policy_name(self.name), ServiceNamespace="sagemaker",
-                ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION,
-                PolicyType="TargetTrackingScaling",
-                TargetTrackingScalingPolicyConfiguration={
-                    "TargetValue": float(autoscale.target_invocations),
-                    "PredefinedMetricSpecification": {"PredefinedMetricType": SCALING_METRIC},
-                    "ScaleInCooldown": 300,
-                    "ScaleOutCooldown": 60,
-                },
+            self.transaction.will_create(
+                f"scaling policy {_policy_name(self.name)}",
+                lambda: _delete_scaling_policy(self.clients, self.name),
+                self.manual(f"application-autoscaling delete-scaling-policy --policy-name "
+                            f"{_policy_name(self.name)} {scaling}"),
             )
+            _register_autoscaling(self.clients, self.name, autoscale, self.run_id)
         self.say(f"autoscaling {autoscale.min_capacity}..{autoscale.max_capacity} instances at "
                  f"{autoscale.target_invocations:g} invocations/instance/minute")
 
-    def roll_back(self) -> tuple[str, ...]:
-        """Undo everything this run created, newest first; return what could not be undone."""
-        failures = []
-        for description, action in reversed(self.undo):
-            try:
-                action()
-                self.say(f"rolled back: {description}")
-            except Exception as error:
-                if _is_not_found(error):
-                    continue
-                failures.append(f"{description} ({_error_text(error)})")
-                logger.warning("could not roll back %s: %s", description, error)
-        self.undo.clear()
-        return tuple(failures)
+
+def _register_autoscaling(clients: AwsClients, name: str, autoscale: Any, run_id: str) -> None:
+    """RegisterScalableTarget (tagged) and PutScalingPolicy (target tracking) for endpoint ``name``."""
+    resource_id = _scaling_resource_id(name)
+    clients.autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION,
+        MinCapacity=autoscale.min_capacity, MaxCapacity=autoscale.max_capacity,
+        Tags={TAG_TOOL: TOOL, TAG_ENDPOINT: name, TAG_RUN: run_id},
+    )
+    clients.autoscaling.put_scaling_policy(
+        PolicyName=_policy_name(name), ServiceNamespace="sagemaker",
+        ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": float(autoscale.target_invocations),
+            "PredefinedMetricSpecification": {"PredefinedMetricType": SCALING_METRIC},
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
+        },
+    )
+
+
+def _raise_after_roll_back(run: _Run, error: BaseException) -> None:
+    """Roll ``run`` back after ``error``; raise SageMakerStepError listing leftovers, if any."""
+    if not isinstance(error, SageMakerStepError):
+        run.say(f"interrupted ({type(error).__name__}): rolling back")
+    leftovers = run.transaction.roll_back()
+    if not leftovers:
+        return
+    if isinstance(error, SageMakerStepError):
+        error.rollback_errors = leftovers
+        error.args = (f"{error.args[0]}; clean-up left behind: {'; '.join(leftovers)}",)
+        return
+    step = "interrupted" if isinstance(error, KeyboardInterrupt) else "unexpected-error"
+    raise SageMakerStepError(step, _error_text(error) if str(error) else type(error).__name__,
+                             leftovers) from error
 
 
 def deploy(
@@ -552,9 +694,13 @@ def deploy(
     A new endpoint: upload (skipped when S3 already holds the same sha256), model, endpoint
     config, endpoint, wait for InService, one real inference, autoscaling. An existing
     endpoint (created by this tool) gets a new model and config and is updated in place;
-    the superseded configs and models are deleted afterwards. If any step fails, whatever
-    this call created is deleted (an update is rolled back to the previous config) and
-    SageMakerStepError names the step.
+    the superseded configs and models are deleted afterwards.
+
+    If any step fails, or its AWS call fails in any way (refused, the response lost after
+    AWS acted, Ctrl-C), whatever this call created is deleted (an update is rolled back to
+    the previous config): each undo is registered before its create call and deletes only
+    resources tagged with this run's id. SageMakerStepError names the step; its
+    ``rollback_errors`` list what could not be deleted, each with the command that does it.
     """
     clients = clients or AwsClients.create(config.region, config.endpoint_url)
     run = _Run(config, clients, progress or (lambda message: None))
@@ -574,24 +720,17 @@ def deploy(
             run.update_endpoint(config_name, existing["EndpointConfigName"])
         if not config.wait:
             run.say(f"not waiting: watch with `deploy sagemaker status --name {config.name}`")
-            run.undo.clear()
+            run.transaction.commit()
             return make_predictor(config.name, clients)
         run.wait("wait-endpoint", config_name)
         predictor = run.smoke_test()
         autoscale = config.autoscale or previous_scaling
         if autoscale is not None:
             run.register_autoscaling(autoscale)
-    except BaseException as error:  # a failed step, a bug or Ctrl-C: undo, then re-raise
-        if not isinstance(error, SageMakerStepError):
-            run.say(f"interrupted ({type(error).__name__}): rolling back")
-        leftovers = run.roll_back()
-        if leftovers and isinstance(error, SageMakerStepError):
-            error.rollback_errors = leftovers
-            error.args = (f"{error.args[0]}; clean-up left behind: {'; '.join(leftovers)}",)
-        elif leftovers:
-            logger.error("roll-back left behind: %s", "; ".join(leftovers))
+    except BaseException as error:  # a failed step, a lost response, a bug or Ctrl-C: undo
+        _raise_after_roll_back(run, error)
         raise
-    run.undo.clear()
+    run.transaction.commit()
     _delete_superseded(run, keep_config=config_name)
     return predictor
 
@@ -621,14 +760,28 @@ def _suspend_autoscaling(run: _Run) -> Any:
              for policy in policies if policy["PolicyName"] == _policy_name(name)),
             None,
         )
+        previous = None if target_value is None else Autoscale(
+            targets[0]["MinCapacity"], targets[0]["MaxCapacity"], target_value)
+        if previous is not None:
+            run.transaction.will_create(
+                "suspension of autoscaling",
+                lambda: _restore_autoscaling(clients, name, previous, run.run_id),
+                f"python -m deploy sagemaker up --name {name} ... --autoscale {previous.text}",
+            )
         _deregister_autoscaling(clients, name)
-    if target_value is None:
+    if previous is None:
         run.say("autoscaling was registered without clearsight's policy; not re-registering it")
         return None
-    previous = Autoscale(targets[0]["MinCapacity"], targets[0]["MaxCapacity"], target_value)
     run.say(f"autoscaling suspended for the update (was {previous.text})")
-    run.undo.append(("suspension of autoscaling", lambda: run.register_autoscaling(previous)))
     return previous
+
+
+def _restore_autoscaling(clients: AwsClients, name: str, previous: Any, run_id: str) -> bool:
+    """Undo of a suspension: register ``previous`` again unless the endpoint has autoscaling."""
+    if _scaling_state(clients, name) is not None:
+        return False
+    _register_autoscaling(clients, name, previous, run_id)
+    return True
 
 
 def _delete_superseded(run: _Run, keep_config: str) -> None:
@@ -748,22 +901,84 @@ def _deregister_autoscaling(clients: AwsClients, name: str) -> bool:
 
 
 def _delete_endpoint(clients: AwsClients, name: str, poll_seconds: float = 5.0,
-                     timeout_seconds: float = 1800.0) -> bool:
-    """Delete endpoint ``name`` and wait until it is gone; False if it did not exist."""
+                     timeout_seconds: float = 1800.0, say: Progress | None = None) -> bool:
+    """Delete endpoint ``name`` and wait until it is gone; False if it did not exist.
+
+    SageMaker refuses to delete an endpoint while it is Creating or Updating (seen with
+    interrupted deployments): such an endpoint is asked again every ``poll_seconds`` until
+    the delete is accepted, for at most ``timeout_seconds``.
+    """
     sagemaker = clients.sagemaker
-    if not _ignore_missing(lambda: sagemaker.delete_endpoint(EndpointName=name)):
-        return False
     started = time.monotonic()
-    while _describe_endpoint(sagemaker, name) is not None:
+    told = False
+
+    def check_time(status: str) -> None:
         if time.monotonic() - started > timeout_seconds:
-            raise TimeoutError(f"endpoint {name} still deleting after {timeout_seconds:.0f} s")
+            raise TimeoutError(f"endpoint {name} still {status} after {timeout_seconds:.0f} s")
+
+    while True:
+        described = _describe_endpoint(sagemaker, name)
+        if described is None:
+            return False
+        status = described["EndpointStatus"]
+        if status == "Deleting":
+            break
+        try:
+            sagemaker.delete_endpoint(EndpointName=name)
+            break
+        except Exception as error:
+            if _is_not_found(error):
+                return False
+            if status not in _TRANSITIONAL:
+                raise
+        if say is not None and not told:
+            say(f"endpoint {name} is {status}; SageMaker deletes it only once that ends: waiting")
+            told = True
+        check_time(status)
+        time.sleep(poll_seconds)
+    while _describe_endpoint(sagemaker, name) is not None:
+        check_time("Deleting")
         time.sleep(poll_seconds)
     return True
 
 
+def _delete_scaling_policy(clients: AwsClients, name: str) -> bool:
+    """Delete clearsight's scaling policy of endpoint ``name`` (and so its alarms); False if none."""
+    resource_id = _scaling_resource_id(name)
+    policies = clients.autoscaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION,
+        PolicyNames=[_policy_name(name)],
+    )["ScalingPolicies"]
+    if not policies:
+        return False
+    return _ignore_missing(lambda: clients.autoscaling.delete_scaling_policy(
+        PolicyName=_policy_name(name), ServiceNamespace="sagemaker", ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION))
+
+
+def _delete_bucket_if_empty(clients: AwsClients, bucket: str) -> bool:
+    """Undo of CreateBucket: delete ``bucket`` (owner-checked) unless something was put in it.
+
+    The run created the bucket only after HeadBucket said it did not exist; an object in
+    it now belongs to someone else's run, so a bucket that is not empty is kept.
+    """
+    try:
+        listed = clients.s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
+    except Exception as error:
+        if _is_not_found(error):
+            return False
+        raise
+    if listed.get("KeyCount", 0):
+        logger.info("keeping S3 bucket %s: it is not empty", bucket)
+        return False
+    clients.s3.delete_bucket(Bucket=bucket)
+    return True
+
+
 def _delete_model_data(clients: AwsClients, url: str, name: str) -> bool:
-    """Delete S3 object ``url`` if this tool uploaded it for endpoint ``name``."""
+    """Delete S3 object ``url`` if this tool uploaded it for endpoint ``name`` (owner-checked bucket)."""
     bucket, key = _split_s3_url(url)
+    clients.expect_own_bucket(bucket)
     try:
         metadata = clients.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
     except Exception as error:
@@ -845,12 +1060,8 @@ def teardown(
 def _uploaded_objects(clients: AwsClients, name: str, bucket: str | None, prefix: str) -> set[str]:
     """S3 URLs under ``<prefix>/<name>/`` in ``bucket`` (only listed; filtered on delete)."""
     bucket = bucket or _default_bucket(clients)
-    try:
-        clients.s3.head_bucket(Bucket=bucket)
-    except Exception as error:
-        if _is_not_found(error):
-            return set()
-        raise
+    if not check_bucket_owner(clients, bucket):
+        return set()
     urls = set()
     paginator = clients.s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix.strip('/')}/{name}/"):

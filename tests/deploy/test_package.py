@@ -55,6 +55,18 @@ def test_a_model_that_cannot_run_fails_the_check_and_leaves_no_archive(tiny_dete
     assert not out.exists()
 
 
+def test_a_failed_check_keeps_the_previous_archive_and_leaves_no_temporary_file(
+        tiny_detector_dir, tmp_path):
+    out = tmp_path / "model.tar.gz"
+    package_model_dir(tiny_detector_dir, out, check=False)
+    previous = out.read_bytes()
+    with pytest.raises(PackageError, match="failed its check inference"):
+        package_exported(tiny_detector_dir / "model-symbol.json", tiny_detector_dir / "model-symbol.json",
+                         ["a", "b", "c"], "detection", out)
+    assert out.read_bytes() == previous
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.tar.gz"]
+
+
 def test_unsafe_archives_are_refused(tmp_path):
     evil = tmp_path / "evil.tar.gz"
     payload = tmp_path / "payload"

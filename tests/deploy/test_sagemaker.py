@@ -75,9 +75,12 @@ def test_up_status_invoke_update_down(aws, tmp_path):
         "SAGEMAKER_REGION": REGION,
     }
     assert model["ExecutionRoleArn"] == aws.role_arn
+    run_ids = set()
     for arn in (endpoint["EndpointArn"], config["EndpointConfigArn"], model["ModelArn"]):
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        run_ids.add(tags.pop("clearsight:run"))
         assert tags == {"clearsight:tool": "clearsight", "clearsight:endpoint": NAME}
+    assert len(run_ids) == 1 and len(run_ids.pop()) == 16, "one run id tags all three"
     first_url = container["ModelDataUrl"]
     assert first_url.startswith(f"s3://{aws.bucket}/clearsight/{NAME}/")
     head = aws.clients.s3.head_object(Bucket=aws.bucket, Key=first_url.split("/", 3)[3])
