@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from serving.settings import DEFAULT_MAX_IMAGES_PER_REQUEST
+
 from .clarify_config import read_clarify_config
 from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
@@ -19,7 +21,8 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPES = ("application/x-npy", "image/jpeg", "image/png")
 ACCEPT_TYPES = ("application/json", "application/x-npy")
 _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
-_TRANSPORT_OPTIONS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries", "timeout")
+_TRANSPORT_OPTIONS = ("content_type", "accept", "max_payload_bytes", "max_images_per_request", "concurrency",
+                      "max_retries", "timeout")
 
 
 class NameList(click.ParamType):
@@ -138,6 +141,8 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
               help="Response encoding.")
 @click.option("--max-payload-bytes", type=int, default=6_291_456,
               help="Largest request body (SageMaker's real-time limit).")
+@click.option("--max-images-per-request", type=int, default=DEFAULT_MAX_IMAGES_PER_REQUEST,
+              help="Images in one request at most (serving/'s SERVING_MAX_IMAGES_PER_REQUEST default).")
 @click.option("--concurrency", type=int, default=4,
               help="Requests in flight at most per endpoint, shared by the images in flight.")
 @click.option("--max-retries", type=int, default=5,

@@ -5,7 +5,9 @@ Every adapter is a callable ``predict(batch) -> list of N arrays`` where ``batch
 rows ``[class_id, score, x0/w, y0/h, x1/w, y1/h]`` (D_i may be 0) and, for
 classification, a (C,) float32 array of class probabilities. Remote adapters split a
 batch into requests that fit a byte budget, send them concurrently and reassemble the
-results in order, so the output does not depend on concurrency or budget. ``.stats``
+results in order, so the output does not depend on concurrency or budget. A request holds
+at most ``max_images_per_request`` images (default: the endpoint's own default limit,
+``serving.settings.DEFAULT_MAX_IMAGES_PER_REQUEST``), so small images never draw a 413. ``.stats``
 counts requests, images, retries and bytes for analysis.json.
 """
 
@@ -33,6 +35,7 @@ from deploy.client import (
     npy_body_size,
 )
 from deploy.errors import EndpointError
+from serving.settings import DEFAULT_MAX_IMAGES_PER_REQUEST as MAX_IMAGES_PER_REQUEST
 
 from .config import TASKS
 from .errors import ConfigError, EndpointUnavailableError, PredictorError
@@ -45,6 +48,7 @@ __all__ = [
     "make_predictor",
     "images_per_request",
     "plan_requests",
+    "MAX_IMAGES_PER_REQUEST",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +71,8 @@ class TransportConfig:
     a connection error, timeout, 429 or 5xx. timeout: seconds to wait for one response.
     backoff_base/backoff_max: first and largest retry delay in seconds (exponential, jittered).
     custom_attributes: value of X-Amzn-SageMaker-Custom-Attributes, e.g. ``score_threshold=0.1``.
+    max_images_per_request: images in one request at most (the endpoint's
+    SERVING_MAX_IMAGES_PER_REQUEST; its default is this default).
     """
 
     content_type: str = NPY
@@ -78,6 +84,7 @@ class TransportConfig:
     backoff_base: float = 0.5
     backoff_max: float = 20.0
     custom_attributes: str | None = None
+    max_images_per_request: int = MAX_IMAGES_PER_REQUEST
 
     def __post_init__(self) -> None:
         if self.content_type not in REQUEST_CONTENT_TYPES:
@@ -87,7 +94,7 @@ class TransportConfig:
             raise ConfigError(
                 f"accept must be one of {', '.join(RESPONSE_CONTENT_TYPES)}, got {self.accept!r}")
         for name, low, high in (("max_payload_bytes", 1024, 1 << 31), ("concurrency", 1, 256),
-                                ("max_retries", 0, 100)):
+                                ("max_retries", 0, 100), ("max_images_per_request", 1, 100_000)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
@@ -115,12 +122,13 @@ def _as_uint8_batch(batch) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def images_per_request(image_shape: tuple[int, int, int], content_type: str, max_payload_bytes: int) -> int:
+def images_per_request(image_shape: tuple[int, int, int], content_type: str, max_payload_bytes: int,
+                       max_images: int = MAX_IMAGES_PER_REQUEST) -> int:
     """How many images of ``image_shape`` (H, W, 3) uint8 one request carries.
 
-    npy: as many as fit ``max_payload_bytes`` with the exact npy header; jpeg/png: one (its
-    encoded size is checked when it is encoded). Raises PredictorError when one image alone
-    does not fit.
+    npy: as many as fit ``max_payload_bytes`` with the exact npy header, and at most
+    ``max_images`` (the endpoint refuses more with 413); jpeg/png: one (its encoded size is
+    checked when it is encoded). Raises PredictorError when one image alone does not fit.
     """
     if content_type != NPY:
         return 1
@@ -135,13 +143,13 @@ def images_per_request(image_shape: tuple[int, int, int], content_type: str, max
         raise PredictorError(
             f"one {width}x{height} image is {npy_body_size((1, *image_shape))} bytes as npy, more than "
             f"max_payload_bytes={max_payload_bytes}; use --resize (e.g. --resize 512) or a smaller image")
-    return per_request
+    return min(per_request, max_images)
 
 
 def plan_requests(num_images: int, image_shape: tuple[int, int, int], content_type: str,
-                  max_payload_bytes: int) -> list[slice]:
+                  max_payload_bytes: int, max_images: int = MAX_IMAGES_PER_REQUEST) -> list[slice]:
     """Split ``num_images`` images of ``image_shape`` into request slices (``images_per_request`` each)."""
-    per_request = images_per_request(image_shape, content_type, max_payload_bytes)
+    per_request = images_per_request(image_shape, content_type, max_payload_bytes, max_images)
     return [slice(start, min(start + per_request, num_images))
             for start in range(0, num_images, per_request)]
 
@@ -235,7 +243,8 @@ class _RemotePredictor:
         the next masked batch is built while the endpoint works.
         """
         return (images_per_request(tuple(image_shape), self.transport.content_type,
-                                   self.transport.max_payload_bytes), self.transport.concurrency)
+                                   self.transport.max_payload_bytes, self.transport.max_images_per_request),
+                self.transport.concurrency)
 
     def __call__(self, batch) -> list[np.ndarray]:
         """(N, H, W, 3) uint8 -> N arrays: detection (D_i, 6) float32, classification (C,) float32."""
@@ -243,7 +252,7 @@ class _RemotePredictor:
         if batch.shape[0] == 0:
             return []
         slices = plan_requests(batch.shape[0], batch.shape[1:], self.transport.content_type,
-                               self.transport.max_payload_bytes)
+                               self.transport.max_payload_bytes, self.transport.max_images_per_request)
         chunks = [batch[part] for part in slices]
         abort = threading.Event()  # set on the first failure: other requests stop retrying
         if self.transport.concurrency == 1 or len(chunks) == 1:
@@ -333,10 +342,11 @@ class HttpPredictor(_RemotePredictor):
     def __init__(self, url: str, task: str, content_type: str = NPY, accept: str = "application/json",
                  max_payload_bytes: int = 6_291_456, concurrency: int = 4, max_retries: int = 5,
                  timeout: float = 70.0, *, backoff_base: float = 0.5, backoff_max: float = 20.0,
-                 custom_attributes: str | None = None, session=None) -> None:
+                 custom_attributes: str | None = None, max_images_per_request: int = MAX_IMAGES_PER_REQUEST,
+                 session=None) -> None:
         super().__init__(task, TransportConfig(
             content_type, accept, max_payload_bytes, concurrency, max_retries, timeout,
-            backoff_base, backoff_max, custom_attributes))
+            backoff_base, backoff_max, custom_attributes, max_images_per_request))
         if session is None:
             import requests
 
@@ -386,11 +396,11 @@ class SageMakerPredictor(_RemotePredictor):
                  content_type: str = NPY, accept: str = "application/json",
                  max_payload_bytes: int = 6_291_456, concurrency: int = 4, max_retries: int = 5,
                  timeout: float = 70.0, *, backoff_base: float = 0.5, backoff_max: float = 20.0,
-                 custom_attributes: str | None = None, client=None,
-                 endpoint_url: str | None = None) -> None:
+                 custom_attributes: str | None = None, max_images_per_request: int = MAX_IMAGES_PER_REQUEST,
+                 client=None, endpoint_url: str | None = None) -> None:
         super().__init__(task, TransportConfig(
             content_type, accept, max_payload_bytes, concurrency, max_retries, timeout,
-            backoff_base, backoff_max, custom_attributes))
+            backoff_base, backoff_max, custom_attributes, max_images_per_request))
         if not isinstance(endpoint_name, str) or not _ENDPOINT_NAME.match(endpoint_name):
             raise ConfigError(
                 f"SageMaker endpoint name must be 1-63 letters, digits or hyphens, got {endpoint_name!r}")
@@ -483,7 +493,7 @@ class SageMakerPredictor(_RemotePredictor):
 def _status_hint(status: int | None) -> str:
     """What the user can change for a client-error status ('' when nothing obvious)."""
     if status == 413:
-        return "; lower --max-payload-bytes or use --resize"
+        return "; lower --max-payload-bytes or --max-images-per-request, or use --resize"
     if status == 415:
         return "; choose another --content-type"
     return ""
@@ -503,13 +513,14 @@ class InProcessPredictor:
     """predict(batch) through ``serving.handler``'s model_fn/transform_fn in this process.
 
     Takes the endpoint's code path (npy request, npy response) without HTTP: batches are
-    split into chunks of at most ``batch_size`` images. ``task`` (optional) checks the shape
+    split into chunks of at most ``batch_size`` images that the handler's limits admit (body
+    bytes, images and network-input pixels per request). ``task`` (optional) checks the shape
     of the model's answers.
     """
 
     transport_name = "in-process"
 
-    def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64,
+    def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = MAX_IMAGES_PER_REQUEST,
                  *, cleanup: tempfile.TemporaryDirectory | None = None, source: str | None = None) -> None:
         _check_task(task, allow_none=True)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -560,8 +571,12 @@ class InProcessPredictor:
         results: list[np.ndarray] = []
         if batch.shape[0] == 0:
             return results
-        # at most batch_size images, and no more than the handler's body limit takes (as over HTTP)
-        per_chunk = min(self.batch_size, images_per_request(batch.shape[1:], NPY, self._max_body_bytes))
+        # at most batch_size images, and no more than the handler's limits take (as over HTTP)
+        per_chunk = min(self.batch_size, images_per_request(batch.shape[1:], NPY, self._max_body_bytes,
+                                                            max_images=self.batch_size))
+        admitted = getattr(self.model, "images_per_request", None)
+        if admitted is not None:
+            per_chunk = max(1, min(per_chunk, admitted(batch.shape[1], batch.shape[2])))
         for start in range(0, batch.shape[0], per_chunk):
             chunk = batch[start:start + per_chunk]
             body = encode_images(chunk, NPY)
@@ -637,7 +652,7 @@ def _extract_model_tarball(path: Path) -> tempfile.TemporaryDirectory:
 DETECTION_CUSTOM_ATTRIBUTES = "score_threshold=0"
 
 _HTTP_ONLY_OPTIONS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries",
-                      "timeout", "backoff_base", "backoff_max", "custom_attributes")
+                      "timeout", "backoff_base", "backoff_max", "custom_attributes", "max_images_per_request")
 
 
 def make_predictor(endpoint: str, task: str, **transport_options):

@@ -3,6 +3,7 @@
 The inference toolkit appends the MMS request ``context`` when a handler takes one more
 parameter than it is given; both functions take it as an optional trailing argument, so they
 also run in-process (tests, the explain in-process predictor) where errors are raised instead.
+
 """
 import logging
 import time
@@ -10,7 +11,7 @@ import time
 import numpy as np
 
 from . import codecs
-from .errors import ServingError
+from .errors import BadRequestError, PayloadTooLargeError, ServingError
 from .network import LoadedNetwork, choose_context
 from .postprocess import detection_rows
 from .preprocess import resized_size
@@ -40,6 +41,50 @@ class ServedModel(object):
             self.spec.score_threshold if threshold is None else threshold,
             self.spec.top_k if top_k is None else top_k,
         )
+
+    def check_batch(self, count, height, width):
+        """Refuse a batch of ``count`` images of ``height`` x ``width`` before any pixel is decoded.
+
+        Raises BadRequestError when resizing for the network would leave a side of 0 pixels,
+        PayloadTooLargeError (413) above ``limits.max_images_per_request`` images or above
+        ``limits.max_request_pixels`` network-input pixels; each message names the environment
+        variable that raises the limit.
+        """
+        preprocess = self.spec.preprocess
+        new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
+        if new_height < 1 or new_width < 1:
+            raise BadRequestError(
+                "a %dx%d (width x height) image is too elongated for this model: resized for the network "
+                "(short side %d, long side at most %d) it would be %dx%d pixels; crop or pad it so that "
+                "its long side is at most %d times its short side"
+                % (width, height, preprocess.short_side, preprocess.max_size, new_width, new_height,
+                   preprocess.max_size))
+        limits = self.limits
+        if count > limits.max_images_per_request:
+            raise PayloadTooLargeError(
+                "the request holds %d images, more than the limit of %d images per request; send at "
+                "most %d per request, or raise the limit with the environment variable "
+                "SERVING_MAX_IMAGES_PER_REQUEST" % (count, limits.max_images_per_request,
+                                                    limits.max_images_per_request))
+        pixels = count * new_height * new_width
+        if pixels > limits.max_request_pixels:
+            raise PayloadTooLargeError(
+                "the request's %d image(s) of %dx%d are resized for the network to %dx%d, %d network-input "
+                "pixels in all, more than the limit of %d pixels per request; send at most %d such "
+                "images per request, or raise the limit with the environment variable "
+                "SERVING_MAX_REQUEST_PIXELS"
+                % (count, width, height, new_width, new_height, pixels, limits.max_request_pixels,
+                   limits.max_request_pixels // (new_height * new_width)))
+        return new_height, new_width
+
+    def images_per_request(self, height, width):
+        """How many images of ``height`` x ``width`` one request may hold (0: not even one)."""
+        preprocess = self.spec.preprocess
+        new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
+        if new_height < 1 or new_width < 1:
+            return 0
+        return min(self.limits.max_images_per_request,
+                   self.limits.max_request_pixels // (new_height * new_width))
 
     def predict(self, images, options=None):
         """Run a batch through the network: one forward pass, or chunks of ``limits.images_per_pass``.
@@ -95,7 +140,7 @@ def transform_fn(model, body, content_type, accept, context=None):
     try:
         response_type = codecs.choose_response_type(accept)
         images = codecs.decode_images(body, content_type, model.limits.max_body_bytes,
-                                      model.limits.max_image_pixels)
+                                      model.limits.max_image_pixels, check_batch=model.check_batch)
         defaults = model.default_options()
         options = parse_custom_attributes(
             _request_header(context, CUSTOM_ATTRIBUTES_HEADER), defaults.score_threshold, defaults.top_k

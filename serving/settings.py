@@ -9,6 +9,24 @@ CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 DEFAULT_MAX_BODY_BYTES = 6553500
 # 40 megapixels: a 8000x5000 photo passes, a decompression bomb does not.
 DEFAULT_MAX_IMAGE_PIXELS = 40000000
+# Work per request. Every image is resized to the network's input size before the forward pass,
+# so a request's cost is set by its image count and network-input pixels, not by its bytes
+# (100,000 images of 2x2 pixels are a 1.2 MB body). Both limits are checked from the .npy
+# header, before any pixel is decoded or resized.
+#
+# 64 images: the explain client packs at most this many masked images into one request (it
+# imports this constant), and so does the in-process predictor; the benchmarks use at most 64.
+# 64 * 416 * 1024 network-input pixels: 64 images at the largest input of GluonCV's YOLO preset
+# (short side 416, long side capped at 1024), so the explain client's default requests pass for
+# any model with that preset whatever the aspect ratio. Measured on 2 shared CPU cores (median of
+# 3, in-process, bench/bench_limits.py): the shipped shapes detector (input 160..512 px) answers 64
+# images at its largest input (160x512, 5.2 M pixels) in MEASURE_SHAPES s and 64 images of 1x1 in
+# MEASURE_TINY s -- well inside multi-model-server's 60 s; before the limit, 2,000 images of
+# 1x1 (6 KB) took 5 s and a 75 KB body ran past the 60 s. On a CPU, a network as heavy as
+# yolo3_darknet53 needs MEASURE_YOLO s for a request at the pixel limit: lower
+# SERVING_MAX_REQUEST_PIXELS there (and the explain client's --max-images-per-request).
+DEFAULT_MAX_IMAGES_PER_REQUEST = 64
+DEFAULT_MAX_REQUEST_PIXELS = 64 * 416 * 1024
 # Images per forward pass; larger batches are run in chunks of this size to bound memory.
 DEFAULT_MAX_BATCH_SIZE = 32
 # Network-input pixels per forward pass on a CPU. Measured on 2 cores (yolo3_darknet53, 16
@@ -23,16 +41,21 @@ class HandlerLimits(object):
     """Limits read once when the model loads.
 
     Environment variables: ``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_IMAGE_PIXELS``,
-    ``SERVING_MAX_BATCH_SIZE``, ``SERVING_MAX_BATCH_PIXELS``, ``SERVING_SCORE_THRESHOLD``,
-    ``SERVING_TOP_K``. ``max_batch_pixels`` None means: no pixel cap (the handler sets
+    ``SERVING_MAX_IMAGES_PER_REQUEST``, ``SERVING_MAX_REQUEST_PIXELS`` (network-input pixels of
+    all the images of one request, after the resize), ``SERVING_MAX_BATCH_SIZE``,
+    ``SERVING_MAX_BATCH_PIXELS``, ``SERVING_SCORE_THRESHOLD``, ``SERVING_TOP_K``.
+    ``max_batch_pixels`` None means: no pixel cap per forward pass (the handler sets
     DEFAULT_CPU_BATCH_PIXELS when it runs on a CPU).
     """
 
     def __init__(self, max_body_bytes=DEFAULT_MAX_BODY_BYTES, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
                  max_batch_size=DEFAULT_MAX_BATCH_SIZE, score_threshold=None, top_k=None,
-                 max_batch_pixels=None):
+                 max_batch_pixels=None, max_images_per_request=DEFAULT_MAX_IMAGES_PER_REQUEST,
+                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
         self.max_body_bytes = max_body_bytes
         self.max_image_pixels = max_image_pixels
+        self.max_images_per_request = max_images_per_request
+        self.max_request_pixels = max_request_pixels
         self.max_batch_size = max_batch_size
         self.max_batch_pixels = max_batch_pixels
         self.score_threshold = score_threshold
@@ -48,6 +71,9 @@ class HandlerLimits(object):
             score_threshold=_env_threshold(environ),
             top_k=_env_int(environ, "SERVING_TOP_K", None),
             max_batch_pixels=_env_int(environ, "SERVING_MAX_BATCH_PIXELS", None),
+            max_images_per_request=_env_int(environ, "SERVING_MAX_IMAGES_PER_REQUEST",
+                                            DEFAULT_MAX_IMAGES_PER_REQUEST),
+            max_request_pixels=_env_int(environ, "SERVING_MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS),
         )
 
     def images_per_pass(self, input_height, input_width):
