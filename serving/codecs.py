@@ -186,7 +186,7 @@ def _decode_image_file(body, kind, max_image_pixels, check_batch):
     except UnidentifiedImageError:
         raise BadRequestError(
             "the body is not a readable %s image: it is neither JPEG nor PNG (it starts with %r); this "
-            "endpoint decodes only JPEG and PNG files, or send the pixels as application/x-npy" % (kind, body[:8]))
+            "endpoint decodes only JPEG and PNG files, or send the pixels as application/x-npy" % (kind, bytes(body[:8])))
     except (IOError, OSError, ValueError, SyntaxError) as error:
         raise BadRequestError("the body is not a readable %s image (%s)" % (kind, _scrub(error)))
     width, height = image.size

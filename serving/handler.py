@@ -4,8 +4,15 @@ The inference toolkit appends the MMS request ``context`` when a handler takes o
 parameter than it is given; both functions take it as an optional trailing argument, so they
 also run in-process (tests, the explain in-process predictor) where errors are raised instead.
 
+sagemaker-inference 1.6.1, the version the SageMaker MXNet 1.9 inference container pins, is
+older than that feature (1.7.0): it calls ``model_fn(model_dir)`` and
+``transform_fn(model, body, content_type, accept)`` from ``Transformer.transform(data,
+context)``. There the handler takes the context from that calling frame
+(:func:`_toolkit_context`), so statuses, JSON error bodies, custom attributes and the GPU id
+work the same on both toolkit versions.
 """
 import logging
+import sys
 import time
 
 import numpy as np
@@ -120,6 +127,7 @@ class ServedModel(object):
 def model_fn(model_dir, context=None):
     """Load the network named by ``model_dir/model.json`` on the GPU when there is one, and warm it up."""
     gpu_id = None
+    context = context if context is not None else _toolkit_context()
     if context is not None:
         gpu_id = (getattr(context, "system_properties", None) or {}).get("gpu_id")
     network = LoadedNetwork(model_dir, ctx=choose_context(gpu_id))
@@ -137,6 +145,7 @@ def transform_fn(model, body, content_type, accept, context=None):
     status with a JSON ``{"error": ...}`` body; without one they are raised as ServingError.
     """
     started = time.time()
+    context = context if context is not None else _toolkit_context()
     try:
         response_type = codecs.choose_response_type(accept)
         images = codecs.decode_images(body, content_type, model.limits.max_body_bytes,
@@ -163,6 +172,30 @@ def transform_fn(model, body, content_type, accept, context=None):
             raise
         logger.exception("inference failed")
         return _error_response(context, 500, "internal error while running the model; see the endpoint logs")
+
+
+def _toolkit_context(max_frames=8):
+    """The MMS context held by the sagemaker-inference code that called us, or None.
+
+    Only for toolkits older than 1.7.0, which do not pass it (see the module docstring):
+    ``Transformer.transform(data, context)`` calls ``transform_fn`` and
+    ``DefaultHandlerService.initialize(context)`` calls ``model_fn``. A frame counts only when
+    its module is part of ``sagemaker_inference`` and its ``context`` can set a response
+    status. In-process callers have no such frame and get None.
+    """
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return None
+    for _ in range(max_frames):
+        if frame is None:
+            return None
+        if str(frame.f_globals.get("__name__", "")).startswith("sagemaker_inference."):
+            context = frame.f_locals.get("context")
+            if hasattr(context, "set_response_status") and hasattr(context, "system_properties"):
+                return context
+        frame = frame.f_back
+    return None
 
 
 def _request_header(context, name):
