@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
 
-.PHONY: install java test lint demo demo-models bench clean
+.PHONY: install java serving-py38 test lint demo demo-models bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff check --target-version py38 serving
 
-test: install java
+# serving/ runs on Python 3.8 in the SageMaker MXNet 1.9 container: build that environment
+# (.venvs/py38-serving, pins in requirements/serving-py38.txt) once; a no-op while the pins hold,
+# and a message (the 3.8 tests then skip) when no Python 3.8 interpreter exists.
+serving-py38: install
+	$(PY) -m tests.serving_py38
+
+test: install java serving-py38
 	$(PY) -m pytest
 
 demo: install java

@@ -16,17 +16,19 @@ DEFAULT_MAX_IMAGE_PIXELS = 40000000
 #
 # 64 images: the explain client packs at most this many masked images into one request (it
 # imports this constant), and so does the in-process predictor; the benchmarks use at most 64.
-# 64 * 416 * 1024 network-input pixels: 64 images at the largest input of GluonCV's YOLO preset
-# (short side 416, long side capped at 1024), so the explain client's default requests pass for
-# any model with that preset whatever the aspect ratio. Measured on 2 shared CPU cores (median of
-# 3, in-process, bench/bench_limits.py): the shipped shapes detector (input 160..512 px) answers 64
-# images at its largest input (160x512, 5.2 M pixels) in MEASURE_SHAPES s and 64 images of 1x1 in
-# MEASURE_TINY s -- well inside multi-model-server's 60 s; before the limit, 2,000 images of
-# 1x1 (6 KB) took 5 s and a 75 KB body ran past the 60 s. On a CPU, a network as heavy as
-# yolo3_darknet53 needs MEASURE_YOLO s for a request at the pixel limit: lower
-# SERVING_MAX_REQUEST_PIXELS there (and the explain client's --max-images-per-request).
+# 64 * 600 * 1000 network-input pixels: 64 images at the largest input of any GluonCV preset
+# `deploy package` knows (Faster/Mask R-CNN: short side 600, long side at most 1000; YOLO's
+# 416x1024 is 426k), so the explain client's default requests pass for those models whatever
+# the aspect ratio. Measured on 2 shared CPU cores (bench/bench_limits.py, in-process, median
+# of 3): the shipped shapes detector answers 64 images at its largest input (160x512) in
+# MEASURE_SHAPES s, 64 images of 1x1 in MEASURE_TINY s and one image filling the body limit in
+# MEASURE_BODY s -- well inside multi-model-server's 60 s -- where 2,000 images of 1x1 (a 6 KB
+# body) took MEASURE_2000 s without the limits. A network as heavy as yolo3_darknet53 needs
+# about MEASURE_YOLO s on these cores for 64 images at its largest input: on a CPU endpoint
+# serving such a network, lower SERVING_MAX_REQUEST_PIXELS (and give the explain client the
+# same --max-images-per-request as SERVING_MAX_IMAGES_PER_REQUEST).
 DEFAULT_MAX_IMAGES_PER_REQUEST = 64
-DEFAULT_MAX_REQUEST_PIXELS = 64 * 416 * 1024
+DEFAULT_MAX_REQUEST_PIXELS = 64 * 600 * 1000
 # Images per forward pass; larger batches are run in chunks of this size to bound memory.
 DEFAULT_MAX_BATCH_SIZE = 32
 # Network-input pixels per forward pass on a CPU. Measured on 2 cores (yolo3_darknet53, 16
