@@ -202,3 +202,46 @@ def test_an_endpoint_whose_worker_runs_python_38_answers_as_here(py38, shapes_ar
     filtered = json.loads(there["batch, score_threshold=0.9,top_k=1"][2])
     assert all(len(rows) <= 1 and all(row[1] >= 0.9 for row in rows) for rows in filtered)
     assert filtered != json.loads(there["batch"][2])
+
+
+class FakeMmsContext:
+    """The parts of an MMS request context the handler uses."""
+
+    def __init__(self, headers):
+        self.system_properties = {"gpu_id": 0, "model_dir": "/opt/ml/model"}
+        self.headers = headers
+        self.status = None
+
+    def get_all_request_header(self, index):
+        return self.headers
+
+    def set_response_status(self, code, phrase):
+        self.status = (code, phrase)
+
+
+TOOLKIT_1_6_TRANSFORM = '''
+def transform(transform_fn, model, body, content_type, accept, context):
+    # what sagemaker-inference 1.6.1's Transformer.transform does: context stays its own
+    return transform_fn(model, body, content_type, accept)
+'''
+
+
+def test_without_a_context_argument_the_toolkits_context_is_used(tiny_detector_dir):
+    """sagemaker-inference < 1.7 calls transform_fn(model, body, content_type, accept): the
+    handler finds the MMS context in the toolkit's frame (here a stand-in module of that package)."""
+    import types
+
+    toolkit = types.ModuleType("sagemaker_inference.fake_transformer")
+    exec(compile(TOOLKIT_1_6_TRANSFORM, "fake_transformer.py", "exec"), toolkit.__dict__)
+    model = model_fn(str(tiny_detector_dir))
+    images = npy_bytes(random_images(2, 32, 48, seed=5))
+    context = FakeMmsContext({"X-Amzn-SageMaker-Custom-Attributes": "top_k=1"})
+    body, content_type = toolkit.transform(transform_fn, model, images, "application/x-npy", "application/json",
+                                           context)
+    assert [len(rows) for rows in json.loads(body)] == [1, 1]  # the custom attribute was read
+    context = FakeMmsContext({})
+    body, content_type = toolkit.transform(transform_fn, model, b"GIF89a", "image/png", "application/json", context)
+    assert context.status[0] == 400 and content_type == "application/json"
+    assert "neither JPEG nor PNG" in json.loads(body)["error"]
+    with pytest.raises(ServingError):  # called from anywhere else, errors are still raised
+        transform_fn(model, b"GIF89a", "image/png", "application/json")
