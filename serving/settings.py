@@ -11,22 +11,24 @@ DEFAULT_MAX_BODY_BYTES = 6553500
 DEFAULT_MAX_IMAGE_PIXELS = 40000000
 # Work per request. Every image is resized to the network's input size before the forward pass,
 # so a request's cost is set by its image count and network-input pixels, not by its bytes
-# (100,000 images of 2x2 pixels are a 1.2 MB body). Both limits are checked from the .npy
-# header, before any pixel is decoded or resized.
+# (100,000 images of 2x2 pixels are a 1.2 MB body). Both limits are checked from the .npy or
+# image header, before any pixel is decoded or resized.
 #
 # 64 images: the explain client packs at most this many masked images into one request (it
 # imports this constant), and so does the in-process predictor; the benchmarks use at most 64.
 # 64 * 600 * 1000 network-input pixels: 64 images at the largest input of any GluonCV preset
 # `deploy package` knows (Faster/Mask R-CNN: short side 600, long side at most 1000; YOLO's
 # 416x1024 is 426k), so the explain client's default requests pass for those models whatever
-# the aspect ratio. Measured on 2 shared CPU cores (bench/bench_limits.py, in-process, median
-# of 3): the shipped shapes detector answers 64 images at its largest input (160x512) in
-# MEASURE_SHAPES s, 64 images of 1x1 in MEASURE_TINY s and one image filling the body limit in
-# MEASURE_BODY s -- well inside multi-model-server's 60 s -- where 2,000 images of 1x1 (a 6 KB
-# body) took MEASURE_2000 s without the limits. A network as heavy as yolo3_darknet53 needs
-# about MEASURE_YOLO s on these cores for 64 images at its largest input: on a CPU endpoint
-# serving such a network, lower SERVING_MAX_REQUEST_PIXELS (and give the explain client the
-# same --max-images-per-request as SERVING_MAX_IMAGES_PER_REQUEST).
+# the aspect ratio. For the shipped shapes detector (input at most 160x512) the image count
+# binds first. Measured on this project's 2 CPU cores while other jobs kept the load average
+# at 9-12 (bench/bench_limits.py, in-process, medians of 3), with one OpenMP thread as the
+# SageMaker container gives a worker: 64 images at its largest input took 2.2-4.0 s, 64 images
+# of 1x1 0.84 s, one image filling the body limit 0.04 s, while 2,000 images of 1x1 (a 6 KB
+# body) took 31 s with the limits lifted. With two OpenMP threads on the same overloaded cores
+# the first request took 12-71 s (threads spinning at barriers). yolo3_darknet53 took 35 s for
+# 4 images at 416x1024 under that load: on a CPU endpoint serving such a network, lower
+# SERVING_MAX_REQUEST_PIXELS (and SERVING_MAX_IMAGES_PER_REQUEST with the explain client's
+# --max-images-per-request).
 DEFAULT_MAX_IMAGES_PER_REQUEST = 64
 DEFAULT_MAX_REQUEST_PIXELS = 64 * 600 * 1000
 # Images per forward pass; larger batches are run in chunks of this size to bound memory.

@@ -40,7 +40,7 @@ def py38():
     python = serving_python()
     if python is None:
         pytest.skip("no Python 3.8 interpreter on this machine (looked at $%s, python3.8 on PATH and "
-                    "~/.pyenv/versions/3.8.*): the SageMaker container's Python cannot be tested here"
+                    "$PYENV_ROOT/versions/3.8.*, ~/.pyenv by default): the SageMaker container's Python cannot be tested here"
                     % INTERPRETER_VARIABLE)
     return str(python)
 
