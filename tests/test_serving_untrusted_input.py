@@ -222,3 +222,15 @@ def test_explain_with_default_settings_never_draws_a_413_on_small_images(detecto
     assert stats["failed_requests"] == 0
     assert stats["requests"] >= -(-stats["images"] // DEFAULT_MAX_IMAGES_PER_REQUEST)
     assert stats["images"] >= 300 and explanation is not None
+
+
+def test_the_in_process_predictor_stays_within_the_handlers_limits(tiny_detector_dir, monkeypatch):
+    """It knows the model's resize, so it also splits by network-input pixels (3 images of 64x128 here)."""
+    from explain.predictors import InProcessPredictor
+
+    monkeypatch.setenv("SERVING_MAX_REQUEST_PIXELS", str(3 * 64 * 128))
+    images = random_images(10, 40, 80, seed=12)
+    with InProcessPredictor(tiny_detector_dir, "detection") as predictor:
+        results = predictor(images)
+        assert predictor.stats["requests"] == 4 and predictor.stats["failed_requests"] == 0
+    assert len(results) == 10 and all(rows.shape == (3, 6) for rows in results)
