@@ -12,7 +12,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' clearsight/__init__.p
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
 PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 
-.PHONY: install java test test-fast explain-check lint wheel demo demo-models clean
+.PHONY: install java serving-py38 test test-fast explain-check lint wheel demo demo-models clean
 
 # .venv: this project (editable) with every extra, at the exact versions of constraints.txt
 install: $(STAMP)
@@ -32,8 +32,14 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff check --target-version py38 serving
 
+# serving/ runs on Python 3.8 in the SageMaker MXNet 1.9 container: build that environment
+# (.venvs/py38-serving, pins in requirements/serving-py38.txt) once; a no-op while the pins hold,
+# and a message (the 3.8 tests then skip) when no Python 3.8 interpreter exists.
+serving-py38: install
+	$(PY) -m tests.serving_py38
+
 # Everything: the explain-only install check, then the whole suite (servers, Java, moto included).
-test: install java explain-check
+test: install java serving-py38 explain-check
 	$(PY) -m pytest
 
 # Seconds to a minute: no Java, no servers or subprocesses (tests marked integration are left out).

@@ -81,10 +81,13 @@ class LocalEndpoint(object):
             the cores divided among the workers. The SageMaker container uses 1 unless told.
         startup_timeout: seconds to wait for the first successful inference.
         env: extra environment variables for the server (e.g. ``SERVING_MAX_BATCH_SIZE``).
+        python: the interpreter that runs multi-model-server and so its workers (it needs
+            multi-model-server and sagemaker-mxnet-inference installed); this one by default.
+            The tests run the SageMaker container's Python 3.8 this way.
     """
 
     def __init__(self, model, port=None, workers=1, threads=None, startup_timeout=180.0,
-                 request_timeout=60, max_request_bytes=6553500, env=None):
+                 request_timeout=60, max_request_bytes=6553500, env=None, python=None):
         self.model = Path(model)
         if not self.model.exists():
             raise ServeError("%s does not exist" % self.model)
@@ -100,6 +103,7 @@ class LocalEndpoint(object):
         self.request_timeout = request_timeout
         self.max_request_bytes = max_request_bytes
         self.extra_env = dict(env or {})
+        self.python = str(python or sys.executable)
         self.scratch = None
         self.process = None
         self.log_path = None
@@ -185,7 +189,7 @@ class LocalEndpoint(object):
 
         self.log_path = self.scratch / "server.log"
         command = [
-            sys.executable, "-m", "mms.model_server", "--start", "--foreground",
+            self.python, "-m", "mms.model_server", "--start", "--foreground",
             "--model-store", "/", "--mms-config", str(config),
             "--log-config", model_server.DEFAULT_MMS_LOG_FILE, "--models", "model=%s" % model_dir,
         ]

@@ -11,6 +11,7 @@ import click
 from serving.contract import (
     CLIENT_REQUEST_TYPES,
     JSON,
+    MAX_IMAGES_PER_REQUEST,
     NPY,
     RESPONSE_TYPES,
     SAGEMAKER_MAX_REQUEST_BYTES,
@@ -30,7 +31,8 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
-_TRANSPORT_FIELDS = ("content_type", "accept", "max_payload_bytes", "concurrency", "max_retries", "timeout")
+_TRANSPORT_FIELDS = ("content_type", "accept", "max_payload_bytes", "max_images_per_request", "concurrency",
+                     "max_retries", "timeout")
 
 
 class NameList(click.ParamType):
@@ -149,6 +151,8 @@ def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = N
               help="Response encoding.")
 @click.option("--max-payload-bytes", type=int, default=SAGEMAKER_MAX_REQUEST_BYTES,
               help="Largest request body (SageMaker's real-time limit).")
+@click.option("--max-images-per-request", type=int, default=MAX_IMAGES_PER_REQUEST,
+              help="Images in one request at most (the endpoint's SERVING_MAX_IMAGES_PER_REQUEST default).")
 @click.option("--concurrency", type=int, default=4,
               help="Requests in flight at most per endpoint, shared by the images in flight.")
 @click.option("--max-retries", type=int, default=5,

@@ -41,6 +41,9 @@ TASKS = ("detection", "classification")
 MMS_MAX_REQUEST_BYTES = 6553500
 # A SageMaker real-time InvokeEndpoint body is at most 6 MiB.
 SAGEMAKER_MAX_REQUEST_BYTES = 6291456
+# Images in one request: the endpoint's default limit (SERVING_MAX_IMAGES_PER_REQUEST, see
+# serving/settings.py for how it was chosen); clients pack at most this many by default.
+MAX_IMAGES_PER_REQUEST = 64
 # npy header bytes a batch needs at most (np.save pads the header to a multiple of 64).
 _NPY_HEADER_ALLOWANCE = 256
 
@@ -55,7 +58,7 @@ _MAX_MESSAGE_CHARS = 500
 __all__ = [
     "NPY", "JSON", "JPEG", "PNG", "X_IMAGE", "IMAGE_TYPES", "REQUEST_TYPES", "RESPONSE_TYPES",
     "CLIENT_REQUEST_TYPES", "CUSTOM_ATTRIBUTES_HEADER", "TASKS", "MMS_MAX_REQUEST_BYTES",
-    "SAGEMAKER_MAX_REQUEST_BYTES", "ENDPOINT_NAME_PATTERN", "is_endpoint_name", "media_type",
+    "SAGEMAKER_MAX_REQUEST_BYTES", "MAX_IMAGES_PER_REQUEST", "ENDPOINT_NAME_PATTERN", "is_endpoint_name", "media_type",
     "npy_body_size", "images_per_request", "as_image_batch", "encode_images", "decode_predictions",
     "format_custom_attributes", "request_headers", "invocations_url", "is_retryable_status",
     "error_message",

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 def status_hint(status: int | None) -> str:
     """What the user can change for a client-error status ('' when nothing obvious)."""
     if status == 413:
-        return "; lower --max-payload-bytes or use --resize"
+        return "; lower --max-payload-bytes or --max-images-per-request, or use --resize"
     if status == 415:
         return "; choose another --content-type"
     return ""
@@ -52,7 +52,7 @@ class Predictor:
 
     connection: how requests reach the model. task: "detection" or "classification" (the
     answers' shapes are checked), or None (no check). transport: the TransportConfig.
-    max_images_per_request: a cap on images per request besides the byte budget (None: none).
+    max_images_per_request: a tighter cap on images per request than the transport's (None: none).
     """
 
     def __init__(self, connection: Connection, task: str | None, transport: TransportConfig,
@@ -105,8 +105,9 @@ class Predictor:
 
     def images_per_request(self, image_shape: tuple[int, int, int]) -> int:
         """Images of ``image_shape`` (H, W, 3) in one request: the byte budget's, at most the cap."""
-        per_request = images_per_request(tuple(image_shape), self.transport.content_type,
-                                         self.transport.max_payload_bytes)
+        per_request = min(images_per_request(tuple(image_shape), self.transport.content_type,
+                                             self.transport.max_payload_bytes),
+                          self.transport.max_images_per_request)
         if self.max_images_per_request is not None:
             per_request = min(per_request, self.max_images_per_request)
         return per_request

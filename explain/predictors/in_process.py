@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from serving.archive import ArchiveError, extract_tar_gz
-from serving.contract import MMS_MAX_REQUEST_BYTES, NPY
+from serving.contract import MAX_IMAGES_PER_REQUEST, MMS_MAX_REQUEST_BYTES, NPY
 
 from ..errors import ConfigError, PredictorError
 from .engine import Predictor
@@ -116,11 +116,12 @@ class InProcessPredictor(Predictor):
     """predict(batch) through ``serving.handler`` in this process, at most ``batch_size`` images per call.
 
     model_path: a model folder or a model.tar.gz. ``task`` (optional) checks the shape of the
-    model's answers. Chunks hold at most ``batch_size`` images and fit the handler's body limit,
-    as over HTTP; one forward pass runs at a time.
+    model's answers. Chunks hold at most ``batch_size`` images and what the handler's limits
+    admit (body bytes, images and network-input pixels per request), as over HTTP; one forward
+    pass runs at a time.
     """
 
-    def __init__(self, model_path: str | Path, task: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_path: str | Path, task: str | None = None, batch_size: int = MAX_IMAGES_PER_REQUEST) -> None:
         check_task(task, allow_none=True)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}", field="batch_size")
@@ -134,6 +135,11 @@ class InProcessPredictor(Predictor):
     def model(self):
         """The handler's loaded model (``serving.handler.ServedModel``)."""
         return self.connection.model
+
+    def images_per_request(self, image_shape: tuple[int, int, int]) -> int:
+        """The byte budget's count and ``batch_size``, at most what the handler's request limits admit."""
+        admitted = self.model.images_per_request(int(image_shape[0]), int(image_shape[1]))
+        return max(1, min(super().images_per_request(image_shape), admitted))
 
     def settings(self) -> dict:
         return {"batch_size": self.batch_size}

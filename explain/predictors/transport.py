@@ -16,6 +16,7 @@ from typing import Protocol
 from serving.contract import (
     CLIENT_REQUEST_TYPES,
     JSON,
+    MAX_IMAGES_PER_REQUEST,
     NPY,
     RESPONSE_TYPES,
     SAGEMAKER_MAX_REQUEST_BYTES,
@@ -36,6 +37,8 @@ class TransportConfig:
     a connection error, timeout, 429 or 5xx. timeout: seconds to wait for one response.
     backoff_base/backoff_max: first and largest retry delay in seconds (exponential, jittered).
     custom_attributes: value of X-Amzn-SageMaker-Custom-Attributes, e.g. ``score_threshold=0.1``.
+    max_images_per_request: images in one request at most (the endpoint refuses more with 413;
+    its SERVING_MAX_IMAGES_PER_REQUEST default is this default).
     A bad value raises ConfigError whose ``field`` names the setting.
     """
 
@@ -48,6 +51,7 @@ class TransportConfig:
     backoff_base: float = 0.5
     backoff_max: float = 20.0
     custom_attributes: str | None = None
+    max_images_per_request: int = MAX_IMAGES_PER_REQUEST
 
     def __post_init__(self) -> None:
         if self.content_type not in CLIENT_REQUEST_TYPES:
@@ -57,7 +61,7 @@ class TransportConfig:
             raise ConfigError(f"accept must be one of {', '.join(RESPONSE_TYPES)}, got {self.accept!r}",
                               field="accept")
         for name, low, high in (("max_payload_bytes", 1024, 1 << 31), ("concurrency", 1, 256),
-                                ("max_retries", 0, 100)):
+                                ("max_retries", 0, 100), ("max_images_per_request", 1, 100_000)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}", field=name)
