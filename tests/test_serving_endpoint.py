@@ -3,6 +3,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -93,7 +94,8 @@ def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive
     before = set(os.listdir(tempfile.gettempdir()))
     server = ServeProcess(tiny_detector_archive, None)
     children = psutil.Process(server.process.pid).children(recursive=True)
-    assert children, "multi-model-server runs as child processes"
+    assert any(child.name() == "java" for child in children), "multi-model-server runs as child processes"
+    assert any("gate.py" in " ".join(child.cmdline()) for child in children), "so does the request gate"
     created = set(os.listdir(tempfile.gettempdir())) - before
     assert any(name.startswith("clearsight-serve-") for name in created)
     assert server.post(GOOD).status_code == 200
@@ -102,6 +104,9 @@ def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive
                                     for child in children))
     left = set(os.listdir(tempfile.gettempdir())) - before
     assert not [name for name in left if name.startswith("clearsight-serve-")]
+    with socket.socket() as probe:  # the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", server.port))
 
 
 def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
@@ -156,3 +161,17 @@ def test_an_exported_model_directory_is_served_with_this_handler(tiny_detector_d
     finally:
         assert server.stop() == 0
     assert not (tiny_detector_dir / "code").exists()
+
+
+def test_a_port_in_use_is_refused_with_a_clear_message(tiny_detector_archive):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "deploy", "serve", "--model", str(tiny_detector_archive), "--port", str(port)],
+            cwd=str(REPO), capture_output=True, text=True, timeout=60,
+        )
+    assert completed.returncode == 1
+    assert "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port" % port \
+        in completed.stderr
