@@ -87,6 +87,7 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
     timeout = 120  # seconds a client may stay silent (mid-request or idle between requests)
 
     upstream = None
+    buffer = None
 
     def __getattr__(self, name):
         # BaseHTTPRequestHandler calls do_<METHOD>; every method, known or not, goes through _route.
@@ -214,16 +215,19 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         self._send(response.status, response.reason, headers, answer)
 
     def _stream_body(self, connection, length):
+        """Copy ``length`` body bytes from the client to MMS through one reused buffer."""
+        if self.buffer is None:
+            self.buffer = memoryview(bytearray(_CHUNK_BYTES))  # no fresh 1 MB allocation per chunk
         remaining = length
         while remaining > 0:
             try:
-                chunk = self.rfile.read(min(_CHUNK_BYTES, remaining))
+                received = self.rfile.readinto(self.buffer[:min(_CHUNK_BYTES, remaining)])
             except OSError:
                 raise _ClientGone()
-            if not chunk:
+            if not received:
                 raise _ClientGone()
-            connection.send(chunk)
-            remaining -= len(chunk)
+            connection.send(self.buffer[:received])
+            remaining -= received
 
     def _read_chunked(self):
         """The body of a ``Transfer-Encoding: chunked`` request; 413 when over the limit (read to its end)."""
