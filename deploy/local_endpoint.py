@@ -232,7 +232,7 @@ class LocalEndpoint(object):
             raise ServeError("multi-model-server exited%s:\n%s" % (
                 "" if self.process is None else " with code %d" % self.process.returncode, self.log_tail()))
         if self.gate is None or self.gate.poll() is not None:
-            raise ServeError("the request gate exited:\n%s" % _tail(self.scratch / "gate.log"))
+            raise ServeError("the request gate exited:\n%s" % _tail(self.scratch and self.scratch / "gate.log"))
 
     def _close_management(self):
         """Remove the management socket's name once MMS has bound it: no one can connect to it after that."""

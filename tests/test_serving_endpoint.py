@@ -175,3 +175,20 @@ def test_a_port_in_use_is_refused_with_a_clear_message(tiny_detector_archive):
     assert completed.returncode == 1
     assert "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port" % port \
         in completed.stderr
+
+
+def test_an_unpacked_model_directory_is_served_in_place_and_left_intact(tiny_detector_archive, tmp_path):
+    from deploy.package import extract_archive
+
+    def files(directory):  # the worker's Python may add __pycache__ under code/
+        return sorted(str(path.relative_to(directory)) for path in directory.rglob("*")
+                      if "__pycache__" not in path.parts)
+
+    model_dir = extract_archive(tiny_detector_archive, tmp_path / "unpacked")
+    files_before = files(model_dir)
+    server = ServeProcess(model_dir, None)  # a directory with code/inference.py: linked into the model store
+    try:
+        assert server.post(GOOD).status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert files(model_dir) == files_before and "code/inference.py" in files_before
