@@ -121,9 +121,11 @@ def serve(model_path, port, workers, threads, startup_timeout):
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping ...", err=True)
-        endpoint.stop()
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            click.echo("stopping ...", err=True)
+        finally:  # even when stderr is gone (a closed pipe): leave no server process behind
+            endpoint.stop()
+            signal.signal(signal.SIGTERM, previous)
 
 
 main.add_command(sagemaker)

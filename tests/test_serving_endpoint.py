@@ -109,6 +109,22 @@ def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive
         probe.bind(("127.0.0.1", server.port))
 
 
+def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_detector_archive):
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    server = ServeProcess(tiny_detector_archive, None)
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    server.process.stdout.close()  # e.g. the terminal or the pipe reader went away
+    server.process.stderr.close()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children))
+    left = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [name for name in left if name.startswith("clearsight-serve-")]
+
+
 def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
     import shutil
 
