@@ -88,8 +88,8 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="model.tar.gz, an unpacked model directory, or an exported model directory with a model.json.")
-@click.option("--port", type=click.IntRange(1, 32767), default=8080, show_default=True,
-              help="Port on 127.0.0.1 (multi-model-server refuses ports above 32767).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port on 127.0.0.1; it answers only GET /ping and POST /invocations.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="MMS worker processes, each with a copy of the model.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
@@ -99,7 +99,8 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
 def serve(model_path, port, workers, threads, startup_timeout):
     """Serve a model on http://127.0.0.1:PORT/invocations with the real SageMaker MXNet stack.
 
-    Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
+    Only GET /ping and POST /invocations are reachable; multi-model-server's management API is
+    not. Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
     """
     from .local_endpoint import LocalEndpoint
 
@@ -116,14 +117,15 @@ def serve(model_path, port, workers, threads, startup_timeout):
         endpoint.start()
         click.echo("ready: POST images to %s/invocations (Ctrl-C stops)" % endpoint.url)
         while not stopping.wait(0.5):
-            if endpoint.process is None or endpoint.process.poll() is not None:
-                raise DeployError("multi-model-server exited unexpectedly:\n%s" % endpoint.log_tail())
+            endpoint.check_running()
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping ...", err=True)
-        endpoint.stop()
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            click.echo("stopping ...", err=True)
+        finally:  # even when stderr is gone (a closed pipe): leave no server process behind
+            endpoint.stop()
+            signal.signal(signal.SIGTERM, previous)
 
 
 main.add_command(sagemaker)
