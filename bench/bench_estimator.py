@@ -99,6 +99,10 @@ def summarise(result: dict, estimators: list[str], budgets: list[int]) -> list[d
                                     "covered": {}, "intervals": {}, "games": set()})
         row["games"].add(record["game"])
         row["errors"].setdefault((record["estimator"], record["budget"]), []).append(record["relative_error"])
+        if record["estimator"] == OURS:
+            row.setdefault("worst", {})
+            row["worst"][record["budget"]] = max(row["worst"].get(record["budget"], 0.0),
+                                                 record["relative_error"])
         if "covered" in record:
             row["covered"][record["budget"]] = row["covered"].get(record["budget"], 0) + record["covered"]
             row["intervals"][record["budget"]] = row["intervals"].get(record["budget"], 0) + record["intervals"]
@@ -108,6 +112,7 @@ def summarise(result: dict, estimators: list[str], budgets: list[int]) -> list[d
         entry = {"family": family, "S": num_features, "games": len(row["games"]), "mean_error": mean,
                  "coverage": {budget: row["covered"][budget] / row["intervals"][budget]
                               for budget in row["covered"]},
+                 "exact": {budget: worst <= EXACT_TOLERANCE for budget, worst in row.get("worst", {}).items()},
                  "calls_to_target": {name: _calls_to({b: mean[(name, b)] for b in budgets}, TARGET_ERROR)
                                      for name in estimators}}
         entry["ratio"] = {}
@@ -147,7 +152,7 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
         print("| " + " | ".join([
             row["family"], str(row["S"]), str(row["games"]),
             *[f"{row['mean_error'][(OURS, b)]:.4f}" for b in budgets], *ratio_cells,
-            *[f"{row['coverage'][b]:.2f}" for b in budgets],
+            *[("exact" if row["exact"].get(b) else f"{row['coverage'][b]:.2f}") for b in budgets],
             f"{_calls_text(calls.get(OURS), budgets)} / {_calls_text(calls.get(REFERENCE), budgets)}"]) + " |")
     print("\nMean relative L2 error of every estimator (@" + " / @".join(map(str, ratio_budgets)) + "):\n")
     header = ["family", "S", *estimators]
@@ -166,11 +171,11 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
                   f"worst {ratios[worst]:.2f} ({rows_with[worst]['family']} S={rows_with[worst]['S']}), "
                   f"rows above 0.8: {sum(r > 0.8 for r in ratios)} of {len(ratios)}")
     coverages = [(row["coverage"][b], row["family"], row["S"], b) for row in summary for b in budgets
-                 if b >= 200 and b in row["coverage"]]
+                 if b >= 200 and b in row["coverage"] and not row["exact"].get(b)]
     if coverages:
         low, high = min(coverages), max(coverages)
         outside = [c for c in coverages if not 0.90 <= c[0] <= 0.99]
-        print(f"- coverage at budgets >= 200: {low[0]:.2f} ({low[1]} S={low[2]} @{low[3]}) .. "
+        print(f"- coverage at budgets >= 200 (cells where clearsight is not exact): {low[0]:.2f} ({low[1]} S={low[2]} @{low[3]}) .. "
               f"{high[0]:.2f} ({high[1]} S={high[2]} @{high[3]}); cells outside [0.90, 0.99]: "
               f"{len(outside)} of {len(coverages)}")
     call_ratios = []
@@ -231,12 +236,30 @@ def main() -> None:
     parser.add_argument("--estimators", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--json", default=None, help="write every record to this file")
     parser.add_argument("--timing", action="store_true", help="only the old/new per-image CPU time")
+    parser.add_argument("--from-json", nargs="+", default=None,
+                        help="print the tables from the records of earlier --json runs (no estimation)")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(message)s")
     if args.timing:
         timing()
+        return
+    if args.from_json:
+        records, roots = [], []
+        for path in args.from_json:
+            with open(path) as handle:
+                saved = json.load(handle)
+            records += saved["records"]
+            roots.append(saved["root_seed"])
+            print(f"<!-- {saved.get('command', path)} -->")
+        estimators = [name for name in PEERS if any(r["estimator"] == name for r in records)]
+        budgets = sorted({r["budget"] for r in records})
+        seeds = len(records) // max(1, len({(r["game"], r["budget"], r["estimator"]) for r in records}))
+        result = {"records": records, "cpu_seconds": {}}
+        summary = summarise(result, estimators, budgets)
+        command = (".venv/bin/python -m bench.bench_estimator --from-json " + " ".join(args.from_json))
+        print_tables(summary, estimators, budgets, command, result, seeds, roots[0])
         return
     if args.quick:
         args.seeds, args.budgets, args.instances = 2, [250, 500], 1
@@ -265,7 +288,8 @@ def main() -> None:
     print(f"\n{len(tables)} games, {time.perf_counter() - started:.0f} s.")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"root_seed": root_seed, "records": result["records"]}, handle)
+            json.dump({"root_seed": root_seed, "command": command, "records": result["records"],
+                       "cpu_seconds": result["cpu_seconds"]}, handle)
 
 
 if __name__ == "__main__":
