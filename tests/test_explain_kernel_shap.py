@@ -45,6 +45,15 @@ def test_additive_game_is_exact(num_features, num_samples):
     assert result.standard_errors.max() <= 1e-6 * value_range
 
 
+@pytest.mark.parametrize("num_features, num_samples", [(4, 100), (7, 60), (20, 100), (64, 500)])
+def test_values_sum_exactly_to_the_prediction_gap(num_features, num_samples):
+    game = interaction_game(num_features, 3)
+    result = kernel_shap(game, num_features, num_samples, np.random.default_rng(0))
+    np.testing.assert_allclose(result.values.sum(axis=1), result.full_values - result.base_values,
+                               rtol=0, atol=1e-12)
+    assert result.num_evaluations <= num_samples
+
+
 def test_exact_shapley_of_small_game_by_hand():
     # f = z0 * z1 (pure interaction) + 2 z2: Shapley values 0.5, 0.5, 2.
     def game(coalitions):
