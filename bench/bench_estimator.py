@@ -242,6 +242,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(message)s")
+    logging.getLogger("shap").setLevel(logging.WARNING)  # it logs every explained row at INFO
     if args.timing:
         timing()
         return
