@@ -9,9 +9,12 @@ the Shapley-kernel-weighted least squares of d/2 on the singletons x_i alone, wi
 constraint sum_T a_T = (f(1) - f(0)) / 2 (efficiency); it is exact for games of order <= 2
 and its error comes from the odd orders >= 3.
 
-This module fits d/2 on the singletons plus chosen odd higher-order parities (three-way
-products of the leading features, and every odd product of the first few): a regression
-adjustment whose surrogate's Shapley values are exact. Over all coalitions the fit's
+This module fits d/2 on the singletons, on coalition-size indicators (a game of the size
+alone that is 0 at the anchors has zero Shapley value: they take out each size's mean) and
+on chosen odd higher-order parities (``choose_terms``: triples screened by their correlation
+with the singleton fit's residual, the triples of the leading features, every odd parity of
+the first few, a ridge fit on those of up to nine): a regression adjustment whose
+surrogate's Shapley values are exact. Over all coalitions the fit's
 residual is kernel-orthogonal to the singletons, so it has zero Shapley value and the
 estimate stays consistent whatever terms are chosen; on a sample the terms absorb the
 variance that paired Kernel SHAP leaves. Which terms to keep is decided by the closed-form
