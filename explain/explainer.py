@@ -37,7 +37,8 @@ class Explanation:
 
     image: (H, W, 3) uint8, the image explained (after ``resize``).
     segments: (H, W) int32, labels 0..S-1.
-    shap_values, standard_errors: (T, S) float64 (paired-bootstrap standard errors).
+    shap_values, standard_errors: (T, S) float64 (sandwich standard errors of the estimate,
+        see explain.shap_regression; 0 when exact).
     base_values: (T,) score with every segment replaced by the baseline.
     predictions: (T,) score with every segment kept; per target
         ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score

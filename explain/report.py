@@ -66,10 +66,12 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
 
 ESTIMATOR = {
     "method": "kernel_shap",
-    "sampling": "paired, stratified by coalition size; small sizes enumerated",
+    "sampling": "complementary pairs without replacement, the same number of coalitions per "
+                "size (leverage allocation); small sizes enumerated",
+    "regression": "paired, efficiency-constrained, with coalition-size indicators and odd "
+                  "higher-order parity terms kept when the leave-one-pair-out error drops",
     "constraint": "values sum to prediction - base_value",
-    "control_variate": "one- or two-index sigmoid surrogates, bootstrap-weighted",
-    "standard_errors": "paired bootstrap",
+    "standard_errors": "sandwich (HC3 residuals, finite-population corrected per size)",
     "num_samples_counts_anchors": True,
 }
 
@@ -188,7 +190,7 @@ def write_report(summary: dict, path: Path) -> None:
         f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s. "
         "Kernel SHAP over SLIC superpixels; blue segments raise the target's score, red "
         "segments lower it. Values of a target sum to prediction - base value; standard "
-        "errors are paired-bootstrap estimates.</p>",
+        "errors are sandwich estimates (about 95% of true values lie within 1.96 of them).</p>",
         *_missing_notes(totals),
         "<details><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),
