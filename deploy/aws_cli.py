@@ -36,7 +36,7 @@ def resolve_region(region: str | None) -> str:
     """``--region``, else AWS_DEFAULT_REGION / AWS_REGION (click), else the AWS config file; else a usage error."""
     if region:
         return region
-    import boto3  # the aws extra; only AWS commands need it
+    import boto3  # slow to import (botocore loads its models): only AWS commands pay
 
     region = boto3.Session().region_name
     if not region:
@@ -49,7 +49,7 @@ def resolve_region(region: str | None) -> str:
 
 def clients_for(ctx: click.Context, region: str, endpoint_url: str | None) -> AwsClients:
     """The AWS clients of a command; built on the boto3 session in ``ctx.obj`` when a caller injected one (tests)."""
-    import boto3
+    import boto3  # see resolve_region
 
     return AwsClients.create(region, endpoint_url, boto_session=ctx.find_object(boto3.Session))
 

@@ -63,7 +63,7 @@ class AwsClients:
         cls, region: str, endpoint_url: str | None = None, boto_session: Any = None
     ) -> AwsClients:
         """Build the clients for ``region``; pass ``boto_session`` to inject hooks or credentials."""
-        import boto3  # the aws extra; importing deploy/ must not need it
+        import boto3  # slow to import (botocore loads its models): only code that calls AWS pays
         from botocore.config import Config
 
         if endpoint_url is None:
