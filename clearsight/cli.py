@@ -16,16 +16,15 @@ from pathlib import Path
 
 import click
 
+# The click plumbing every AWS command shares, bound to the names this module's commands use.
+from deploy.aws_cli import aws_options as _common_aws_options
+from deploy.aws_cli import click_failure as _fail
+from deploy.aws_cli import clients_for as _clients
+from deploy.aws_cli import progress_printer as _progress
+from deploy.aws_cli import resolve_region as _region
+from deploy.aws_cli import usage_error as _usage_error
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
-from deploy.sagemaker_cli import (  # the AWS options and error helpers of `deploy sagemaker`, shared
-    _clients,
-    _common_aws_options,
-    _fail,
-    _progress,
-    _region,
-    _usage_error,
-)
 from explain.cli import main as explain_main
 from explain.config import ExplainConfig
 from explain.errors import ConfigError

@@ -238,7 +238,7 @@ def aws(moto_url, monkeypatch, tmp_path):
     """A fresh moto account with an IAM role and a bucket; env points the tool at moto."""
     import boto3
 
-    from deploy.sagemaker_endpoint import AwsClients
+    from deploy.aws_clients import AwsClients
 
     urllib.request.urlopen(
         urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10

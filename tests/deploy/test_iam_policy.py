@@ -23,19 +23,20 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from deploy.aws_clients import AwsClients
 from deploy.config import DeployConfig
 from deploy.errors import SageMakerStepError
-from deploy.sagemaker_endpoint import AwsClients, deploy
+from deploy.sagemaker_deploy import deploy
 from tests.aws_commands import invoke_aws_command
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "iam-policy.json"
-# exercised by the recorded scenario below
-ENDPOINT_SOURCES = [ROOT / "deploy" / "sagemaker_endpoint.py", ROOT / "deploy" / "aws_transaction.py"]
-SOURCES = ENDPOINT_SOURCES + [ROOT / "clearsight" / "processing.py", ROOT / "explain" / "sources.py",
-                              ROOT / "explain" / "predictors" / "sagemaker.py"]
+# Every module is scanned, so that a new module cannot escape the policy check. The recorded
+# scenario below must exercise every AWS call that deploy/'s modules name.
+ENDPOINT_SOURCES = sorted((ROOT / "deploy").rglob("*.py"))
+SOURCES = ENDPOINT_SOURCES + sorted((ROOT / "clearsight").rglob("*.py")) + sorted((ROOT / "explain").rglob("*.py"))
 ACCOUNT, REGION, STRANGER = "123456789012", "us-east-1", "111122223333"
 ROLE_NAME = "clearsight-sagemaker"  # the role tests/conftest_moto.py creates
 IMAGES_BUCKET = "clearsight-test-images"

@@ -14,7 +14,9 @@ from PIL import Image
 from deploy.config import Autoscale, DeployConfig
 from deploy.errors import DeployConfigError, SageMakerEndpointFailed, SageMakerStepError
 from deploy.sagemaker_cli import sagemaker
-from deploy.sagemaker_endpoint import deploy, endpoint_status, teardown
+from deploy.sagemaker_deploy import deploy
+from deploy.sagemaker_inventory import endpoint_status
+from deploy.sagemaker_teardown import teardown
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 

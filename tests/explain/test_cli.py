@@ -224,6 +224,19 @@ def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_settings_error_raised_in_a_worker_names_its_option(workers, image_dir, tmp_path):
+    """--workers 2 sends ConfigError back from spawned processes (pickled): it keeps its ``field``."""
+    with FakeEndpoint("classification") as endpoint:  # 4 classes, no label headers
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url, task="classification") + FAST
+                         + ["--labels", "zebra", "--workers", workers])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--labels': labels: 'zebra' is not a known class; expected a class id "
+            "in [0, 3]") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_python_dash_m_explain_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "explain", "--task", "detection"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
