@@ -402,3 +402,21 @@ def test_to_shap_without_shap_says_how_to_install_it(explained, monkeypatch):
     monkeypatch.setitem(sys.modules, "shap", None)  # what an install without shap looks like to import
     with pytest.raises(ImportError, match=r"to_shap needs the shap package: pip install shap"):
         explained.to_shap()
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """README's 'From Python' block, against a fake endpoint instead of 127.0.0.1:8080."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    samples = Path(__file__).resolve().parents[2] / "examples" / "shapes" / "samples"
+    monkeypatch.chdir(tmp_path)
+    with FakeEndpoint("detection") as endpoint:
+        code = (block.replace('"http://127.0.0.1:8080"', repr(endpoint.url))
+                .replace('"examples/shapes/samples/', f'"{samples}/').replace("num_samples=500", "num_samples=40"))
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example itself
+    assert isinstance(namespace["shap_explanation"], type(namespace["explanation"].to_shap()))
+    assert (tmp_path / "shapes_0_explained.png").stat().st_size > 0
+    np.testing.assert_array_equal(namespace["same"].image, namespace["explanation"].image)
