@@ -134,7 +134,7 @@ class Explainer:
                     "SageMaker transport does not address; give the endpoint of a plain model", field="model")
             client = model.sagemaker_session.sagemaker_runtime_client
             return SageMakerPredictor(model.endpoint_name, task, self._detection_transport(), client=client), True
-        if isinstance(model, (Predictor, MultiPredictor)):
+        if isinstance(model, (Predictor, MultiPredictor, CallablePredictor)):
             return model, False
         if callable(model):
             return CallablePredictor(model, task, self.transport), False

@@ -31,20 +31,18 @@ def classification_file_name(stem: str) -> str:
     return f"shap_{stem}.jpeg"
 
 
-def _figure(image: np.ndarray, panels: int = 1):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+def _figure(image: np.ndarray):
+    """One panel sized to the image (long side 6 inches), axes off. A bare Figure: no pyplot state,
+    no backend switched (savefig draws it with Agg), so notebooks keep their own backend."""
     from matplotlib.figure import Figure
 
     height, width = image.shape[:2]
-    scale = 6.0 / max(width, height)  # long side 6 inches
+    scale = 6.0 / max(width, height)
     panel_width, panel_height = max(width * scale, 3.0), max(height * scale, 3.0)
-    figure = Figure(figsize=(panel_width * panels + 1.2, panel_height + 0.6), dpi=_DPI)
-    axes = figure.subplots(1, panels, squeeze=False)[0]
-    for axis in axes:
-        axis.set_axis_off()
-    return figure, axes
+    figure = Figure(figsize=(panel_width + 1.2, panel_height + 0.6), dpi=_DPI)
+    axis = figure.subplots()
+    axis.set_axis_off()
+    return figure, axis
 
 
 def _box_pixels(box: np.ndarray, height: int, width: int) -> tuple[float, float, float, float]:
@@ -159,9 +157,6 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
     (``explain.metrics.smallest_sets``; the other segments washed out). targets: 0-based
     indices (default every target). label_headers: class names (default the explanation's).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     image = explanation.image
@@ -257,8 +252,7 @@ def _render_objects(explanation, stem: str, out_dir: Path,
 
     image = explanation.image
     height, width = image.shape[:2]
-    figure, axes = _figure(image)
-    axis = axes[0]
+    figure, axis = _figure(image)
     axis.imshow(image)
     for index in range(explanation.num_targets):
         x, y, box_width, box_height = _box_pixels(explanation.boxes[index], height, width)

@@ -337,8 +337,9 @@ def _segmentation_sentence(summary: dict) -> str:
     settings = summary["settings"]
     method = settings.get("segmentation", "")
     description = summary.get("estimator", {}).get("segmentation") or SEGMENTATIONS.get(method, method)
-    return (f"Kernel SHAP over {settings.get('num_segments', '?')} segments per image, segmentation "
-            f"<b>{_escape(method)}</b>: {_escape(description)}; baseline {_escape(settings.get('baseline', ''))}.")
+    return (f"Kernel SHAP over superpixels ({settings.get('num_segments', '?')} segments asked per image), "
+            f"segmentation <b>{_escape(method)}</b>: {_escape(description)}; baseline "
+            f"{_escape(settings.get('baseline', ''))}.")
 
 
 def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> None:

@@ -152,7 +152,7 @@ def test_the_header_says_which_segmentation_was_used(tmp_path):
                                                                      segmentation=method),
                          out, RunOptions(progress=False))
         text = page_text(out / "report.html")
-        assert f"Kernel SHAP over 6 segments per image, {words}" in text
+        assert f"Kernel SHAP over superpixels (6 segments asked per image), {words}" in text
         assert "SLIC superpixels" not in text
 
 
