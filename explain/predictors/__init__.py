@@ -6,12 +6,14 @@ Layers, each importing only those below it:
 - ``planning`` (which images go in which request) and ``stats`` (typed counters that add up);
 - ``engine``: Predictor, which plans, sends concurrently with retries, decodes and counts;
 - ``http``, ``sagemaker``, ``in_process``: one Connection each, and the Predictor built on it;
+- ``callables``: CallablePredictor, any ``predict(batch)`` function fed request-sized chunks;
 - ``routing``: MultiPredictor, several predictors behind one, least outstanding work first;
 - ``factory``: make_predictor / build_predictor from the endpoint strings a user gives.
 """
 
 from serving.contract import NPY
 
+from .callables import CallablePredictor
 from .engine import Predictor
 from .factory import DETECTION_CUSTOM_ATTRIBUTES, build_predictor, make_predictor
 from .http import HttpConnection, HttpPredictor
@@ -26,6 +28,7 @@ __all__ = [
     "DETECTION_CUSTOM_ATTRIBUTES",
     "NPY",
     "SAGEMAKER_PREFIX",
+    "CallablePredictor",
     "Connection",
     "HttpConnection",
     "HttpPredictor",
