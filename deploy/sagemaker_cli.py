@@ -66,8 +66,9 @@ def _fail(error: DeployError) -> click.ClickException:
 
 def _common_aws_options(function):
     function = click.option(
-        "--endpoint-url", show_envvar=True, envvar="CLEARSIGHT_AWS_ENDPOINT_URL", default=None,
-        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS.",
+        "--endpoint-url", default=None,
+        help="Send every AWS call to this URL (e.g. a moto server). Default: env AWS_ENDPOINT_URL "
+             "(or AWS_ENDPOINT_URL_<SERVICE>, read by boto3), else real AWS.",
     )(function)
     function = click.option(
         "--region", show_envvar=True, envvar=_REGION_ENV, default=None,

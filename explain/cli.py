@@ -31,7 +31,7 @@ from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
 from .workers import run_with_workers
 
-__all__ = ["main", "configure_logging", "ENV_PREFIX"]
+__all__ = ["main", "configure_logging", "ENV_PREFIX", "VERBOSE_META"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
 _TRANSPORT_FIELDS = ("content_type", "accept", "max_payload_bytes", "max_images_per_request", "concurrency",
                      "max_retries", "timeout", "custom_attributes", "target_model", "probability")
 _CLARIFY_META = "explain.clarify_settings"
+VERBOSE_META = "clearsight.verbose"  # -v counted by an enclosing command (clearsight -v explain ...)
 
 
 class EnvOption(click.Option):
@@ -292,7 +293,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     again after an interruption and it skips finished images. Every option can also be set
     as CLEARSIGHT_EXPLAIN_<OPTION> (e.g. CLEARSIGHT_EXPLAIN_NUM_SAMPLES=200), as --help lists.
     """
-    configure_logging(verbose)
+    configure_logging(verbose + ctx.meta.get(VERBOSE_META, 0))
     _warn_deprecated_aws_endpoint()
     clarify_settings = ctx.meta.get(_CLARIFY_META)
     if clarify_settings is not None:

@@ -25,6 +25,8 @@ from explain.cli import main
 from tests.conftest import ServeProcess
 from tests.fake_endpoint import FakeEndpoint
 
+pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
+
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINT_NAME = "clarify-demo-endpoint"
 SHAPES = ["circle", "square", "triangle"]
@@ -232,8 +234,9 @@ def test_a_clarify_config_wins_over_clarify_compatible_defaults(photos, tmp_path
 # The real serving stack (multi-model-server), as `python -m explain` in a subprocess
 # --------------------------------------------------------------------------------------
 
-def run_explain_process(args, env_extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **env_extra}
+def run_explain_process(args, env_extra, drop=()):
+    env = {name: value for name, value in os.environ.items() if name not in drop}
+    env.update({"PYTHONPATH": str(ROOT), **env_extra})
     return subprocess.run([sys.executable, "-m", "explain", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -274,3 +277,26 @@ def test_sdk_classification_config_runs_unchanged_against_the_local_endpoint(cla
     assert analysis["settings"]["task"] == "classification" and analysis["totals"]["images"] == 2
     assert f"endpoint {ENDPOINT_NAME} resolves to {classifier_endpoint.url} (endpoint map)" in result.stderr
     assert "Clarify config passes the analysis-config schema of SageMaker SDK" in result.stderr
+
+
+def test_s3_prefix_and_s3_manifest_through_aws_endpoint_url_s3(aws, photos, tmp_path):
+    """dataset_uri on S3 (a prefix; a ManifestFile), reached through the standard AWS_ENDPOINT_URL_S3 alone."""
+    s3 = aws.client("s3")
+    for path in sorted(photos.glob("*.png")):
+        s3.upload_file(str(path), aws.bucket, f"clarify/photos/{path.name}")
+    manifest = [{"prefix": f"s3://{aws.bucket}/clarify/photos/"}, "scene1.png"]
+    s3.put_object(Bucket=aws.bucket, Key="clarify/images.manifest", Body=json.dumps(manifest).encode())
+    runs = [(f"s3://{aws.bucket}/clarify/photos/", ["scene0", "scene1"]),
+            (f"s3://{aws.bucket}/clarify/images.manifest", ["scene1"])]
+    with FakeEndpoint("detection") as endpoint:
+        for index, (uri, stems) in enumerate(runs):
+            folder = tmp_path / f"run{index}"
+            folder.mkdir()
+            config = write_config(folder, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), uri)
+            result = run_explain_process(["--clarify-config", config, "--out", folder / "out", "--quiet"],
+                                         {**endpoint_map(endpoint.url), "AWS_ENDPOINT_URL_S3": aws.url},
+                                         drop=("AWS_ENDPOINT_URL", "CLEARSIGHT_AWS_ENDPOINT_URL"))
+            assert result.returncode == 0, result.stderr
+            analysis = json.loads((folder / "out" / "analysis.json").read_text())
+            assert [item["stem"] for item in analysis["images"]] == stems
+            assert "deprecated" not in result.stderr

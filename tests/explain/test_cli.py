@@ -305,3 +305,34 @@ def test_a_run_where_no_image_can_be_read_fails(tmp_path):
     assert result.exit_code == 1, result.output
     assert "Error: no image could be read: cannot read image" in result.output
     assert "broken.png" in result.output and not (tmp_path / "out" / "analysis.json").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Logging: -v shows retries (INFO), the deprecated AWS variable is named
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.integration  # runs python -m explain in a subprocess (its own logging setup)
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_verbose_shows_retries(verbose, image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_first = 1  # one 503, retried
+        result = subprocess.run(
+            [sys.executable, "-m", "explain", *verbose, *map(str, base_args(image_dir / "scene0.png", tmp_path,
+                                                                             endpoint.url)), *FAST],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 retries" in result.stdout
+    retry_lines = [line for line in result.stderr.splitlines()
+                   if line.startswith("INFO explain.predictors.engine: retrying in ")]
+    assert len(retry_lines) == (1 if verbose else 0), result.stderr
+    if verbose:
+        assert "No worker is available to serve request" in retry_lines[0]
+
+
+def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_path, caplog):
+    with FakeEndpoint("detection") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST,
+                         env={"CLEARSIGHT_AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 0, result.output
+    assert ("CLEARSIGHT_AWS_ENDPOINT_URL is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
+            "AWS_ENDPOINT_URL_S3, which boto3 reads itself") in caplog.text
