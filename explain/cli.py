@@ -194,7 +194,7 @@ def _warn_deprecated_aws_endpoint() -> None:
         help=f"Clarify's defaults, segmentation included (--segmentation {CLARIFY_DEFAULTS['segmentation']}, "
              f"--content-type {CLARIFY_DEFAULTS['content_type']}), to reproduce a Clarify run's segments; "
              "a Clarify config and options still override them.")
-@option("--endpoint", required=True, multiple=True,
+@option("--endpoint", multiple=True,
         help="http(s)://HOST:PORT, sagemaker:ENDPOINT_NAME, a model directory or a model.tar.gz; "
              "repeat it to spread requests over several endpoints (least outstanding work).  "
              "[default: sagemaker:<predictor.endpoint_name> of --clarify-config]")
@@ -298,6 +298,12 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     clarify_settings = ctx.meta.get(_CLARIFY_META)
     if clarify_settings is not None:
         clarify_settings.log_notes()
+    if not endpoint:
+        hint = None
+        if clarify_settings is not None and "predictor.model_name" in clarify_settings.ignored:
+            hint = ("The Clarify config names a model (predictor.model_name) but no endpoint_name: serve the "
+                    "model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint.")
+        raise click.MissingParameter(hint, ctx, _option_named(ctx, "endpoint"))
     if not images:
         images = _images_from_config(ctx)
     elif clarify_settings is not None and clarify_settings.dataset_uri is not None:

@@ -7,6 +7,8 @@ SHAPConfig through ``_AnalysisConfigGenerator.explainability``. Needs the ``aws`
 
 from __future__ import annotations
 
+import logging
+
 ENDPOINT_NAME = "clarify-demo-endpoint"
 
 
@@ -15,6 +17,7 @@ def sdk_analysis_config(model_type: str, label_headers: list[str], *, content_ty
                         target_model: str | None = None, num_samples: int = 16, num_segments: int = 4,
                         max_objects: int | None = None, probability_threshold: float | None = None) -> dict:
     """analysis_config.json as the SageMaker SDK writes it for an image explainability job."""
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # it logs where it looked for defaults
     from sagemaker import clarify
 
     data = clarify.DataConfig(s3_data_input_path="s3://bucket/images/", s3_output_path="s3://bucket/out/",
