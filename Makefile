@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 EXPLAIN_VENV ?= .venvs/py312-explain
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
-VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' clearsight/__init__.py)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
 PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 

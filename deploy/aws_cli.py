@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import click
 
-from .aws_clients import ENDPOINT_URL_ENV, AwsClients
+from .aws_clients import AwsClients
 from .aws_transaction import Progress
 from .errors import DeployConfigError, DeployError
 
@@ -22,8 +22,9 @@ Command = TypeVar("Command", bound=Callable)
 def aws_options(function: Command) -> Command:
     """Decorator: the ``--region`` and ``--endpoint-url`` options (with their env fallbacks) of an AWS command."""
     function = click.option(
-        "--endpoint-url", show_envvar=True, envvar=ENDPOINT_URL_ENV, default=None,
-        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS.",
+        "--endpoint-url", default=None,
+        help="Send every AWS call to this URL (e.g. a moto server). Default: env AWS_ENDPOINT_URL "
+             "(or AWS_ENDPOINT_URL_<SERVICE>, read by boto3), else real AWS.",
     )(function)
     function = click.option(
         "--region", show_envvar=True, envvar=REGION_ENV, default=None,

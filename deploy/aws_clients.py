@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -30,6 +31,9 @@ __all__ = [
     "split_s3_url",
 ]
 
+logger = logging.getLogger(__name__)
+
+# Deprecated: boto3 reads AWS_ENDPOINT_URL (every service) and AWS_ENDPOINT_URL_<SERVICE> itself.
 ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"
 MAX_REASON_CHARS = 500  # error_text's limit: AWS messages can carry whole HTML pages
 
@@ -38,8 +42,9 @@ MAX_REASON_CHARS = 500  # error_text's limit: AWS messages can carry whole HTML 
 class AwsClients:
     """The boto3 clients one deployment talks to, all built from one boto3 session.
 
-    ``endpoint_url`` (default: env ``CLEARSIGHT_AWS_ENDPOINT_URL``) points every client at
-    one server, e.g. moto's; ``None`` means the real AWS endpoints.
+    ``endpoint_url`` points every client at one server, e.g. moto's; ``None`` leaves it to
+    boto3: env ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` when set, else the real
+    AWS endpoints (env ``CLEARSIGHT_AWS_ENDPOINT_URL`` is still read, with a deprecation warning).
 
     Every S3 call on a bucket named to ``expect_own_bucket`` carries
     ``ExpectedBucketOwner=<the caller's account>`` (added by a botocore hook, so calls that
@@ -66,8 +71,10 @@ class AwsClients:
         import boto3  # slow to import (botocore loads its models): only code that calls AWS pays
         from botocore.config import Config
 
-        if endpoint_url is None:
-            endpoint_url = os.environ.get(ENDPOINT_URL_ENV) or None
+        if endpoint_url is None and os.environ.get(ENDPOINT_URL_ENV):
+            endpoint_url = os.environ[ENDPOINT_URL_ENV]
+            logger.warning("%s is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
+                           "AWS_ENDPOINT_URL_<SERVICE>, which boto3 reads itself", ENDPOINT_URL_ENV)
         if boto_session is None:
             boto_session = boto3.Session(region_name=region)
         elif boto_session.region_name != region:

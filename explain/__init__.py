@@ -12,7 +12,8 @@ Layers, each importing only those below it (and ``serving.contract``, the shared
 4. one image: ``model_calls``, ``feature_masks``, ``explainer`` (explain_image, Explanation),
    ``npz``, ``shap_export``, ``images``, ``render``, ``report``;
 5. many images: ``sources``, ``manifest``, ``sharding``, ``runner`` (run_explanations, the one pipeline);
-6. front ends: ``api`` (Explainer), ``workers``, ``cli``, ``processing_worker``, ``clarify_config``.
+6. front ends: ``api`` (Explainer), ``workers``, ``cli``, ``processing_worker``, ``clarify_config``
+   (a Clarify analysis_config.json as settings), ``clarify_dataset`` (its dataset_uri as image sources).
 """
 
 from . import errors
