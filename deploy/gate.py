@@ -44,6 +44,7 @@ _SAGEMAKER_HEADER_CHARS = 1024
 # Accept and the custom attributes to its Python worker, which dies decoding anything else.
 _PRINTABLE_ASCII = re.compile(r"[\t\x20-\x7e]*")
 _CHUNK_BYTES = 1 << 20
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # RFC 9112 chunk-size: 1*HEXDIG (no sign, no 0x)
 # An over-limit body up to this size is read and dropped so the client gets its 413 on a
 # connection it can keep; a bigger one closes the connection after the answer.
 _DRAIN_LIMIT_BYTES = 64 << 20
@@ -255,11 +256,11 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         parts, total = [], 0
         while True:
             line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
+            size_field = line.split(b";", 1)[0].strip(b" \t\r\n")
+            if not _CHUNK_SIZE.fullmatch(size_field):  # int() alone takes "-1", which reads to EOF
                 self.close_connection = True
                 raise _RefusedRequest(400, "malformed chunked body: bad chunk size line %r" % line[:40])
+            size = int(size_field, 16)
             if size == 0:
                 break
             total += size

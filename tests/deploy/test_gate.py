@@ -233,6 +233,20 @@ def test_a_chunked_body_over_the_limit_gets_413(gate, fresh):
     assert fresh.requests == []
 
 
+@pytest.mark.parametrize("size_line", [b"-1", b"+10", b"0x10", b"1_0"])
+def test_a_chunk_size_that_is_not_plain_hex_gets_400_at_once(gate, fresh, size_line):
+    """int(line, 16) took these; "-1" made the gate read (and keep) everything until the client closed."""
+    with socket.create_connection(("127.0.0.1", gate), timeout=10) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\n" + b"\0" * 100_000)
+        response = http.client.HTTPResponse(client)
+        response.begin()  # the connection stays open: an answer must come without the client closing
+        assert response.status == 400
+        assert json.loads(response.read())["error"] == (
+            "malformed chunked body: bad chunk size line %r" % (size_line + b"\r\n"))
+    assert fresh.requests == []
+
+
 def test_a_foreign_host_name_is_refused(gate, fresh):
     response, answer = _request(gate, "POST", "/invocations", b"x", {"Host": "attacker.example:%d" % gate})
     assert response.status == 403
