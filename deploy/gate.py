@@ -11,7 +11,8 @@ endpoint's limit (before any byte reaches MMS), 403 for a Host header that is no
 loopback's (a web page that rebinds its own DNS name to 127.0.0.1), 400 for a header value
 that is not printable ASCII or a Content-Type, Accept or custom-attributes value over 1,024
 characters (what SageMaker's InvokeEndpoint accepts; MMS's Python worker dies on a non-ASCII
-Content-Type or Accept), 502 when MMS does not answer and 504 when it answers too late.
+Content-Type or Accept) and for more than one Host header, 502 when MMS does not answer and
+504 when it answers too late.
 
 Standard library only, so it starts fast as a script: ``python -I gate.py --listen-fd FD
 --upstream SOCKET``; ``launch_gate`` starts it with a listening socket the caller bound.
@@ -110,6 +111,9 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
 
     def _check(self):
         """Raise _RefusedRequest unless this request may reach MMS; return its body length or None (chunked)."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:  # RFC 9112 section 3.2: a server must answer 400; which one would count?
+            raise _RefusedRequest(400, "the request has %d Host headers: send one" % len(hosts))
         host = self.headers.get("Host")
         if host is not None and _host_name(host) not in LOOPBACK_HOSTS:
             raise _RefusedRequest(403, "Host %r is not this endpoint: send requests to http://127.0.0.1:%d "

@@ -295,6 +295,13 @@ def test_a_header_value_sagemaker_would_refuse_gets_400_and_never_reaches_the_mo
     assert status == 200 and answer["bytes"] == 2
 
 
+def test_two_host_headers_get_400(gate, fresh):
+    """Only the first was checked: a second, foreign one rode along (RFC 9112 section 3.2 says 400)."""
+    status, answer = _raw_post(gate, b"Host: attacker.example\r\nContent-Type: application/x-npy\r\n")
+    assert (status, answer) == (400, {"error": "the request has 2 Host headers: send one", "status": 400})
+    assert fresh.requests == []
+
+
 def test_a_malformed_request_gets_a_json_400(gate, fresh):
     with socket.create_connection(("127.0.0.1", gate), timeout=30) as client:
         client.sendall(b"GARBAGE\r\n\r\n")
