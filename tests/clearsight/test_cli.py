@@ -90,3 +90,22 @@ def test_deploy_without_its_extra_names_the_extra_to_install(monkeypatch, tmp_pa
     assert result.exit_code == 1
     assert result.output == message.format(python=sys.executable)
     assert not (tmp_path / "model.tar.gz").exists()
+
+
+def test_aws_commands_without_the_sagemaker_sdk_name_the_aws_extra(monkeypatch):
+    """`up` and `explain-job` look up AWS's images with the SDK: without it, say which extra adds it."""
+    import sys
+
+    from clearsight.processing import default_image_uri
+    from deploy.sagemaker_deploy import resolve_image_uri
+    from deploy.sagemaker_invoke import make_predictor
+
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # as in the explain-only install
+    for call, needed_for in ((lambda: resolve_image_uri("us-east-1", "ml.g4dn.xlarge"),
+                              "finding the MXNet inference image"),
+                             (lambda: default_image_uri("us-east-1"), "finding the Processing job's image"),
+                             (lambda: make_predictor("my-endpoint", None), "deploy sagemaker invoke")):
+        with pytest.raises(ImportError) as raised:
+            call()
+        assert str(raised.value) == (f"{needed_for} needs the SageMaker Python SDK, not installed in this "
+                                     "environment: pip install 'clearsight[aws]'")
