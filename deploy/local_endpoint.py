@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.contract import MMS_MAX_REQUEST_BYTES
+
 from .errors import ServeError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
 from .package import extract_archive
@@ -101,7 +103,7 @@ class LocalEndpoint(object):
     """
 
     def __init__(self, model, port=None, workers=1, threads=None, startup_timeout=180.0,
-                 request_timeout=60, max_request_bytes=6553500, env=None, python=None,
+                 request_timeout=60, max_request_bytes=MMS_MAX_REQUEST_BYTES, env=None, python=None,
                  max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE):
         self.model = Path(model)
         if not self.model.exists():

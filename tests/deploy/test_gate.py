@@ -21,6 +21,8 @@ import pytest
 
 from deploy.gate import DEFAULT_MAX_CONNECTIONS, launch_gate
 
+pytestmark = pytest.mark.integration  # every test starts the gate as a process of its own
+
 MAX_BODY_BYTES = 1_000_000
 
 
