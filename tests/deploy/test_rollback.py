@@ -2,15 +2,17 @@
 
 The scenario is what a user runs: `deploy sagemaker up` with autoscaling into the default
 bucket, then `explain-job` (upload of the code archive, CreateProcessingJob) and
-`explain-merge` (the report's two uploads); and `up` of a 20 MB model into a bucket that
-exists, which boto3 uploads in parts (a multipart upload left pending is stored and billed,
-and disappears only with its bucket). Each command is one transaction. For each
+`explain-merge` (the report's two uploads). Each command is one transaction. For each
 create call of the scenario, and each way it can fail (refused before it is sent; sent,
 the server acts, the response is lost; Ctrl-C while it is in flight), the command must
 fail and moto must hold exactly what it held before the command: the pre-existing
 endpoints, models, objects, jobs and autoscaling of others unchanged (tags, config,
 ETag, status), nothing of the failed run left (a processing job, which SageMaker cannot
 delete, stopped).
+
+A fourth command, `up-large`, deploys a 20 MB model into a bucket that exists: boto3 uploads
+it in parts, from parallel threads (a multipart upload left pending is stored and billed,
+and disappears only with its bucket).
 """
 
 from __future__ import annotations
