@@ -1,7 +1,8 @@
 """Shapley value estimators against exact values on games they were not tuned on.
 
 Reproduce (needs `pip install -r bench/requirements.txt`: shap, xgboost; the model games'
-2**16 forward passes are cached under build/estimator-games/):
+2**16 forward passes are cached under build/estimator-games/, or ``--game-cache DIR`` /
+$CLEARSIGHT_GAME_CACHE; ``--enumerate-only`` fills that cache and estimates nothing):
 
     .venv/bin/python -m bench.bench_estimator --root-seed N        # the full table
     .venv/bin/python -m bench.bench_estimator --quick               # development subset
@@ -34,7 +35,7 @@ import time
 
 import numpy as np
 
-from .estimator_games import FAMILIES, MODEL_FAMILIES, game_tables
+from .estimator_games import CACHE_ENV, DEFAULT_CACHE_DIR, FAMILIES, MODEL_FAMILIES, game_tables
 from .estimator_peers import PEERS
 
 logger = logging.getLogger(__name__)
@@ -238,6 +239,11 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true", help="only the old/new per-image CPU time")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="print the tables from the records of earlier --json runs (no estimation)")
+    parser.add_argument("--game-cache", default=None,
+                        help=f"folder of the model games' cached tables (default: ${CACHE_ENV}, else "
+                             f"{DEFAULT_CACHE_DIR}/)")
+    parser.add_argument("--enumerate-only", action="store_true",
+                        help="compute (or load) the games' tables and exit: fills the cache")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -271,9 +277,14 @@ def main() -> None:
     for family in args.families:
         if family in MODEL_FAMILIES:
             for size in args.model_sizes:
-                tables += game_tables([family], [], 0, model_instances[size], [size], root_seed)
+                tables += game_tables([family], [], 0, model_instances[size], [size], root_seed,
+                                      args.game_cache)
         else:
             tables += game_tables([family], args.sizes, args.instances, 0, [], root_seed)
+    if args.enumerate_only:
+        print(f"root seed {root_seed}: {len(tables)} games ready: "
+              + ", ".join(table.name for table in tables))
+        return
     estimators = [name for name in PEERS if name in args.estimators]
     started = time.perf_counter()
     result = run(tables, estimators, args.budgets, args.seeds, root_seed)
