@@ -195,7 +195,8 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
 
 
 def timing(repeats: int = 7) -> None:
-    """Per-image estimator CPU time, old vs new, S=20, T=3, 500 samples, side by side."""
+    """Per-image estimator CPU time, S=20, T=3, 500 samples, side by side: the first estimator
+    (bench/kernel_shap_old.py), the parity regression alone (no trees) and the current one."""
     from explain.kernel_shap import kernel_shap
 
     from .kernel_shap_old import kernel_shap as kernel_shap_old
@@ -209,15 +210,21 @@ def timing(repeats: int = 7) -> None:
         return np.stack([1.0 / (1.0 + np.exp(-(z @ weights[t] + 3 * z[:, important[t]].prod(axis=1))))
                          for t in range(3)], axis=1)
 
-    times = {"old": [], "new": []}
+    def regression_only(evaluate, num_features, num_samples, rng):
+        return kernel_shap(evaluate, num_features, num_samples, rng, tree_surrogate=False)
+
+    estimators = (("old", kernel_shap_old), ("no trees", regression_only), ("new", kernel_shap))
+    times = {name: [] for name, _ in estimators}
     for repeat in range(repeats):
-        for name, estimator in (("old", kernel_shap_old), ("new", kernel_shap)):
+        for name, estimator in estimators:
             started = time.process_time()
             estimator(game, 20, 500, np.random.default_rng(repeat))
             times[name].append(time.process_time() - started)
-    old, new = np.median(times["old"]), np.median(times["new"])
-    print(f"per-image estimator CPU time (S=20, T=3, 500 samples, median of {repeats}, interleaved): "
-          f"old {old:.3f} s, new {new:.3f} s, old/new {old / new:.2f} (shared machine)")
+    medians = {name: float(np.median(values)) for name, values in times.items()}
+    print(f"per-image estimator CPU time (S=20, T=3, 500 samples, median of {repeats}, interleaved, "
+          "shared machine): " + ", ".join(f"{name} {value:.3f} s" for name, value in medians.items())
+          + f"; new / no trees {medians['new'] / medians['no trees']:.2f}, "
+          f"old / new {medians['old'] / medians['new']:.2f}")
 
 
 def main() -> None:
@@ -236,7 +243,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--estimators", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--json", default=None, help="write every record to this file")
-    parser.add_argument("--timing", action="store_true", help="only the old/new per-image CPU time")
+    parser.add_argument("--timing", action="store_true",
+                        help="only the per-image CPU time of old, no-trees and current estimators")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="print the tables from the records of earlier --json runs (no estimation)")
     parser.add_argument("--game-cache", default=None,
