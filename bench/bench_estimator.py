@@ -171,6 +171,19 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
             print(f"- error ratio clearsight / shap Kernel @{budget}: median {np.median(ratios):.2f}, "
                   f"worst {ratios[worst]:.2f} ({rows_with[worst]['family']} S={rows_with[worst]['S']}), "
                   f"rows above 0.8: {sum(r > 0.8 for r in ratios)} of {len(ratios)}")
+    for name in estimators:  # every other estimator against the reference, same rows
+        if name in (REFERENCE, OURS):
+            continue
+        cells = []
+        for budget in ratio_budgets:
+            peer = [row["mean_error"][(name, budget)] / row["mean_error"][(REFERENCE, budget)]
+                    for row in summary if row["ratio"].get(budget) is not None
+                    and row["mean_error"][(REFERENCE, budget)] > 0]
+            if peer:
+                cells.append(f"@{budget} median {np.median(peer):.2f}, above 0.8 in "
+                             f"{sum(r > 0.8 for r in peer)} of {len(peer)} rows")
+        if cells:
+            print(f"- {name} / shap Kernel: " + "; ".join(cells))
     coverages = [(row["coverage"][b], row["family"], row["S"], b) for row in summary for b in budgets
                  if b >= 200 and b in row["coverage"] and not row["exact"].get(b)]
     if coverages:
