@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .clarify_config import read_clarify_config
-from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, TASKS, ExplainConfig
+from .config import BUILTIN_BASELINES, FOCUS_CHOICES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
 
 __all__ = ["main"]
@@ -111,7 +111,16 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 @click.option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
 @click.option("--segmentation", type=click.Choice(SEGMENTATION_METHODS), default="merged",
               help="How superpixels are made: merged = SLICO over-segmentation merged by colour "
-                   "(follows object outlines); slico = SLIC(O) superpixels alone (closest to Clarify).")
+                   "(follows object outlines); slico = SLICO superpixels alone; slic = scikit-image's "
+                   "plain SLIC (Clarify's; with --focus none --refine-fraction 0 for Clarify's behaviour).")
+@click.option("--focus", type=click.Choice(FOCUS_CHOICES), default="boxes",
+              help="Detection: boxes = target boxes are segment borders and boxes and their "
+                   "surroundings get more, smaller segments; none = segments ignore the targets.")
+@click.option("--refine-fraction", type=float, default=0.4,
+              help="Share of --num-samples spent splitting the segments that hold the most value "
+                   "in two (and their value with them), best first; 0 = no refinement.")
+@click.option("--max-segments", type=int, default=64,
+              help="Most segments refinement may reach.")
 @click.option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
               help="What replaces a hidden superpixel: a built-in baseline or an image file.")
 @click.option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")

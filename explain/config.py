@@ -9,9 +9,10 @@ from pathlib import Path
 from .errors import ConfigError
 from .segmentation import SEGMENTATION_METHODS
 
-__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS"]
+__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES"]
 
 TASKS = ("detection", "classification")
+FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
 
 
@@ -54,6 +55,9 @@ class ExplainConfig:
     num_segments: int = 20
     segment_compactness: float = 5.0
     segmentation: str = "merged"
+    focus: str = "boxes"
+    refine_fraction: float = 0.4
+    max_segments: int = 64
     baseline: str = "noise"
     max_objects: int = 3
     iou_threshold: float = 0.5
@@ -76,6 +80,10 @@ class ExplainConfig:
         if self.segmentation not in SEGMENTATION_METHODS:
             raise ConfigError(f"segmentation must be one of {', '.join(SEGMENTATION_METHODS)}, "
                               f"got {self.segmentation!r}")
+        if self.focus not in FOCUS_CHOICES:
+            raise ConfigError(f"focus must be one of {', '.join(FOCUS_CHOICES)}, got {self.focus!r}")
+        _check_float("refine_fraction", self.refine_fraction, 0.0, 0.9)
+        _check_int("max_segments", self.max_segments, 2, 10_000)
         if not isinstance(self.baseline, str) or not self.baseline:
             raise ConfigError(
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "

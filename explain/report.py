@@ -55,6 +55,9 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         "height": int(height),
         "num_segments_requested": int(config.num_segments),
         "num_segments_used": int(explanation.num_segments_used),
+        "num_segments_coarse": int(explanation.coarse_segments),
+        "refinement_rounds": len(explanation.refinement),
+        "segments_per_level": np.bincount(explanation.levels).tolist() if len(explanation.levels) else [],
         "model_calls": int(explanation.model_calls),
         "exact": bool(explanation.exact),
         "timings": {key: round(float(value), 4) for key, value in explanation.timings.items()},
@@ -76,6 +79,13 @@ SEGMENTATIONS = {
     "merged": "SLICO over-segmentation (about 4 x num_segments, grid seeds), adjacent superpixels "
               "merged by Ward's criterion on mean CIELAB colour down to num_segments",
     "slico": "SLICO (slic_zero) with k-means seeds",
+    "slic": "scikit-image slic with its defaults at segment_compactness (Clarify's description)",
+}
+
+FOCUS = {
+    "boxes": "target boxes cut the image into box, ring and far regions; no segment crosses a box "
+             "border; segments shared box 1/2, ring 1/4, far 1/4",
+    "none": "segments ignore the targets",
 }
 
 
@@ -86,7 +96,13 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
         "tool": "clearsight.explain",
         "task": config.task,
         "settings": config.to_dict(),
-        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS[config.segmentation]},
+        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS[config.segmentation],
+                      "focus": FOCUS[config.focus] if config.task == "detection" else FOCUS["none"],
+                      "refinement": (f"{config.refine_fraction:g} of num_samples: the segment holding the "
+                                     "largest share of a target's absolute value is cut in two, best first, "
+                                     f"up to {config.max_segments} segments; its value is split by the halves' "
+                                     "Shapley values with the rest of the image shown and hidden, shifted to "
+                                     "sum to the parent" if config.refine_fraction > 0 else "none")},
         "images": image_summaries,
         "totals": {
             "images": len(image_summaries),
