@@ -316,6 +316,7 @@ def save_npz(explanation: Explanation, path: Path) -> list[str]:
         "labels": explanation.labels.astype(np.int64),
         "target_scores": explanation.target_scores.astype(np.float64),
         "model_calls": np.int64(explanation.model_calls),
+        "segment_levels": np.asarray(explanation.levels, dtype=np.int64),
     }
     if explanation.boxes is not None:
         arrays["boxes"] = explanation.boxes.astype(np.float64)

@@ -84,7 +84,7 @@ SEGMENTATIONS = {
 
 FOCUS = {
     "boxes": "target boxes cut the image into box, ring and far regions; no segment crosses a box "
-             "border; segments shared box 1/2, ring 1/4, far 1/4",
+             "border; segments shared box 0.6, ring 0.15, far 0.25",
     "none": "segments ignore the targets",
 }
 
@@ -144,7 +144,9 @@ def _table(header: list[str], rows: list[list], text_columns: int = 0) -> str:
 def _image_section(item: dict) -> str:
     parts = [f"<h2>{html.escape(item['stem'])}</h2>",
              f"<p class=note>{html.escape(item['image'])}: {item['width']}x{item['height']} px, "
-             f"{item['num_segments_used']} segments (asked {item['num_segments_requested']}), "
+             f"{item['num_segments_used']} segments ({item.get('num_segments_coarse', item['num_segments_used'])} "
+             f"coarse, asked {item['num_segments_requested']}; {item.get('refinement_rounds', 0)} rounds of "
+             "refinement), "
              f"{item['model_calls']} model calls, {item['timings'].get('total_s', 0):.1f} s"
              f"{', exact Shapley values' if item['exact'] else ''}</p>"]
     images = [name for name in item["files"] if name.endswith(".jpeg")]

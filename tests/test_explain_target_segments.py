@@ -107,12 +107,12 @@ def test_one_targets_ring_does_not_cut_another_targets_box():
 
 
 @pytest.mark.parametrize("sizes, kinds, num_segments, expected", [
-    ([100, 300, 600], [0, 1, 2], 20, [10, 5, 5]),         # shares 1/2, 1/4, 1/4
-    ([100, 100, 800], [0, 0, 2], 20, [7, 7, 6]),          # no ring: box 2/3, far 1/3; box split by area
-    ([100, 900], [0, 2], 20, [13, 7]),                    # no ring: its share passes on
+    ([100, 300, 600], [0, 1, 2], 20, [12, 3, 5]),         # shares 0.6, 0.15, 0.25
+    ([100, 100, 800], [0, 0, 2], 20, [7, 7, 6]),          # no ring: box 0.6/0.85, far 0.25/0.85; box by area
+    ([100, 900], [0, 2], 20, [14, 6]),                    # no ring: its share passes on
     ([50, 50, 50, 50, 9800], [0, 0, 0, 0, 2], 3, [1, 1, 1, 1, 1]),  # at least one per region
     ([3, 1000], [0, 2], 20, [3, 17]),                     # never more segments than pixels: the rest pass on
-    ([100, 300, 100], [0, 1, 2], 20, [10, 8, 2]),         # far denser than ring by shares: they pool
+    ([100, 300, 100], [0, 1, 2], 20, [12, 6, 2]),         # far denser than ring by shares: they pool
 ])
 def test_allot_segments(sizes, kinds, num_segments, expected):
     assert allot_segments(np.array(sizes), np.array(kinds), num_segments).tolist() == expected
