@@ -41,13 +41,20 @@ class ExplainConfig:
     """Settings of one explanation run, validated once on construction.
 
     Names follow SageMaker Clarify's ImageConfig / SHAPConfig where Clarify has one.
-    ``num_samples`` counts every model evaluation of masked images per image and target
-    group, including the two anchors (empty and full coalition). ``segmentation`` is not
-    Clarify's: "slico" is closest to Clarify's SLIC superpixels, "merged" (the default)
-    merges an over-segmentation by colour so segments follow object outlines
-    (``explain.segmentation.segment_image``). ``batch_size`` caps the masked images per
-    predictor call; a remote adapter is fed one request's worth per call with its
-    ``concurrency`` calls in flight (``explain.model_calls``).
+    ``num_samples`` bounds the model evaluations of masked images per image and target
+    group, the two anchors (empty and full coalition) and the refinement included; a masked
+    image asked for twice is evaluated once, so a run may use a few less. ``segmentation``
+    is not Clarify's: "slic" is scikit-image's plain SLIC as Clarify describes it, "slico"
+    SLIC with adaptive compactness, "merged" (the default) merges an over-segmentation by
+    colour so segments follow object outlines (``explain.segmentation.segment_image``).
+    ``focus`` "boxes" (detection) makes every target box a segment border and gives boxes and
+    their surroundings more, smaller segments (``explain.target_segments``).
+    ``refine_fraction`` of ``num_samples`` goes to splitting, best first, the segments that
+    hold the most value, up to ``max_segments`` (``explain.refinement``, where the meaning of
+    a refined value is stated); 0 keeps the coarse segments. Clarify's behaviour:
+    segmentation="slic", focus="none", refine_fraction=0. ``batch_size`` caps the masked
+    images per predictor call; a remote adapter is fed one request's worth per call with
+    its ``concurrency`` calls in flight (``explain.model_calls``).
     """
 
     task: str = "detection"
