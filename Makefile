@@ -1,16 +1,23 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
+# the explain-only install is checked on this Python: 3.12 (numpy 2, no mxnet wheels), pyenv's if present
+PYTHON_EXPLAIN ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+EXPLAIN_VENV ?= .venvs/py312-explain
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
+WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
+PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 
-.PHONY: install java test lint demo demo-models bench clean
+.PHONY: install java chromium docs serving-py38 test test-fast explain-check lint wheel demo demo-models clean
 
+# .venv: this project (editable) with every extra, at the exact versions of constraints.txt
 install: $(STAMP)
 
-$(STAMP): requirements.txt setup.cfg pyproject.toml
+$(STAMP): requirements.txt constraints.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -r requirements.txt
 	touch $@
@@ -21,12 +28,53 @@ java:
 	  echo "java not found: installing openjdk-17-jre-headless" >&2; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jre-headless; }
 
+# The report tests open report.html in headless Chromium; install Debian's when none is on PATH.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "chromium not found: installing Debian's chromium" >&2; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
+# The API reference from the docstrings (pdoc), one page per module, into docs/api/ (git-ignored).
+# Fails on a module that does not import, a pdoc warning or a docstring naming a missing object.
+docs: install
+	$(PY) docs/build_api.py --out docs/api
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff check --target-version py38 serving
 
-test: install java
+# serving/ runs on Python 3.8 in the SageMaker MXNet 1.9 container: build that environment
+# (.venvs/py38-serving, pins in requirements/serving-py38.txt) once; a no-op while the pins hold,
+# and a message (the 3.8 tests then skip) when no Python 3.8 interpreter exists.
+serving-py38: install
+	$(PY) -m tests.serving_py38
+
+# Everything: the API reference, the explain-only install check, then the whole suite (servers,
+# Java, moto and Chromium included).
+test: install java chromium docs serving-py38 explain-check
 	$(PY) -m pytest
+
+# Seconds to a minute: no Java, no servers or subprocesses (tests marked integration are left out).
+test-fast: install
+	$(PY) -m pytest -m "not integration"
+
+# The wheel `pip install .` would install (stale build/lib files must not leak into it).
+wheel: $(WHEEL)
+
+$(WHEEL): $(PACKAGE_SOURCES) setup.cfg pyproject.toml README.md | $(STAMP)
+	rm -rf build/lib build/bdist.* dist
+	$(PY) -m pip wheel --no-deps --wheel-dir dist .
+
+# A Python 3.12 environment with only the wheel and its explain extra (numpy 2, no mxnet), rebuilt
+# when the wheel or its pins change; then `clearsight explain` from it against a local endpoint.
+$(EXPLAIN_VENV)/.installed: $(WHEEL) constraints-explain.txt
+	rm -rf $(EXPLAIN_VENV)
+	$(PYTHON_EXPLAIN) -m venv $(EXPLAIN_VENV)
+	$(EXPLAIN_VENV)/bin/pip install -c constraints-explain.txt "$(WHEEL)[explain]"
+	touch $@
+
+explain-check: $(EXPLAIN_VENV)/.installed java
+	$(PY) -m tests.check_explain_install --env $(EXPLAIN_VENV)
 
 demo: install java
 	$(PY) -m examples.demo --out $(DEMO_OUT)
@@ -40,4 +88,4 @@ demo-models: install
 	    --noise-background 0.5 --minutes 15 --lr 1e-3
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache
+	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* $(EXPLAIN_VENV) docs/api

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from examples.shapes.dataset import generate_scene
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "models/shapes-detector"
@@ -144,8 +146,6 @@ def with_short_side(model_dir: str, short_side: int | None, scratch: Path) -> st
 
 def first_scene_with_a_target(predict, seed: int, probability_threshold: float) -> tuple[int, np.ndarray]:
     """(index, (H, W, 3) uint8) of the first generated scene with a detection >= the threshold."""
-    from examples.shapes.dataset import generate_scene
-
     rng = np.random.default_rng(seed)
     for index in range(100):
         image = generate_scene(rng, IMAGE_SIZE, IMAGE_SIZE).image
@@ -185,11 +185,18 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MXNET_CPU_WORKER_NTHREADS"] = str(threads)
 
+    # imported once OMP_NUM_THREADS / MXNET_CPU_WORKER_NTHREADS are set: mxnet reads them when it loads
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import package_model_dir
     from explain.config import ExplainConfig
     from explain.explainer import explain_image
-    from explain.predictors import NPY, HttpPredictor, InProcessPredictor, images_per_request
+    from explain.predictors import (
+        NPY,
+        HttpPredictor,
+        InProcessPredictor,
+        TransportConfig,
+        images_per_request,
+    )
     from serving.handler import model_fn
 
     config = ExplainConfig(task="detection", num_samples=args.num_samples,
@@ -207,8 +214,8 @@ def main() -> None:
         with LocalEndpoint(archive, workers=args.workers, threads=threads) as endpoint:
             pinning = CorePinning(endpoint) if args.pin else None
             def http_predictor():
-                return HttpPredictor(endpoint.url, "detection", accept=args.accept,
-                                     concurrency=args.concurrency)
+                return HttpPredictor(endpoint.url, "detection", TransportConfig(accept=args.accept,
+                                                                                concurrency=args.concurrency))
 
             with http_predictor() as predictor:  # warm-up: first requests, allocations
                 explain_image(image, predictor, config)

@@ -17,6 +17,17 @@ from pathlib import Path
 
 import click
 import numpy as np
+from PIL import Image
+
+from deploy.client import EndpointClient
+from deploy.local_endpoint import LocalEndpoint
+from deploy.package import package_model_dir
+from examples.shapes.dataset import generate_scene
+from explain import ExplainConfig
+from explain.images import load_image
+from explain.predictors import TransportConfig, images_per_request, make_predictor
+from explain.runner import RunOptions, run_explanations
+from explain.sources import collect_sources
 
 REPO = Path(__file__).resolve().parent.parent
 NPZ_ARRAYS = ("segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
@@ -25,10 +36,6 @@ NPZ_ARRAYS = ("segments", "shap_values", "standard_errors", "base_values", "pred
 
 def write_images(folder: Path, count: int, seed: int) -> list[Path]:
     """``count`` 320x320 shapes scenes as PNG (examples.shapes.dataset, one generator, fixed seed)."""
-    from PIL import Image
-
-    from examples.shapes.dataset import generate_scene
-
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
@@ -52,8 +59,6 @@ def npz_values(folder: Path, names=None) -> dict:
 
 def calibrate(url: str, image: np.ndarray, per_request: int, repeats: int) -> float:
     """Seconds one endpoint worker spends per masked image: one request of ``per_request`` at a time."""
-    from deploy.client import EndpointClient
-
     client = EndpointClient(url, timeout=120)
     batch = np.repeat(image[None], per_request, axis=0)
     client.predict(batch, score_threshold=0)  # warm up
@@ -108,13 +113,6 @@ def resume_check(url: str, folder: Path, out: Path, num_samples: int, kills: int
 @click.option("--out", type=click.Path(file_okay=False), default="bench-scale-out", show_default=True)
 def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_images, kills, seed, out):
     """Print markdown tables: throughput per images-in-flight, endpoint-instance model, resume check."""
-    from deploy.local_endpoint import LocalEndpoint
-    from deploy.package import package_model_dir
-    from explain import ExplainConfig
-    from explain.explainer import load_image
-    from explain.predictors import images_per_request, make_predictor
-    from explain.runner import RunOptions, run_explanations
-    from explain.sources import collect_sources
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(out)
@@ -129,7 +127,7 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
     with LocalEndpoint(package.archive) as endpoint:
         click.echo(f"endpoint {endpoint.url} ({endpoint.workers} worker, {endpoint.threads} threads)", err=True)
         for level in levels:
-            predictor = make_predictor(endpoint.url, "detection", concurrency=concurrency)
+            predictor = make_predictor(endpoint.url, "detection", TransportConfig(concurrency=concurrency))
             started = time.perf_counter()
             summary = run_explanations(sources, predictor, config, out / f"run-{level}",
                                        RunOptions(images_in_flight=level, restart=True, progress=False),

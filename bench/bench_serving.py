@@ -22,6 +22,9 @@ import click
 import numpy as np
 import requests
 
+from deploy.local_endpoint import LocalEndpoint
+from deploy.package import extract_archive, package_model_dir, package_zoo
+
 REPO = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 20_000_000
 # In-process gets the threads `deploy serve` gives its one worker (cores / workers), set
@@ -79,9 +82,6 @@ def _stage(model_dir, one_by_one):
 @click.option("--batch-sizes", default="1,4,16", show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
 def main(zoo_name, model_dir, image_path, naive, batch_sizes, repeats):
-    from deploy.local_endpoint import LocalEndpoint
-    from deploy.package import extract_archive, package_model_dir, package_zoo
-
     os.environ["SERVING_MAX_BODY_BYTES"] = str(MAX_BODY_BYTES)
     sizes = [int(size) for size in batch_sizes.split(",")]
     source = "--model-dir %s" % model_dir if model_dir else "--zoo %s" % zoo_name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from serving.contract import is_retryable_status
+
 __all__ = ["DeployError", "EndpointError", "PackageError", "ServeError"]
 
 
@@ -26,7 +28,7 @@ class EndpointError(DeployError):
     @property
     def retryable(self) -> bool:
         """True for failures worth retrying: no response, 429 and every 5xx (incl. 503)."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        return is_retryable_status(self.status)
 
 
 class PackageError(DeployError):
@@ -37,7 +39,7 @@ class ServeError(DeployError):
     """The local endpoint could not start, did not become ready, or died."""
 
 
-# --- SageMaker deployment (deploy/sagemaker_endpoint.py, deploy/sagemaker_cli.py) ---
+# --- SageMaker deployment (deploy/sagemaker_*.py, deploy/aws_*.py) ---
 
 __all__ += ["DeployConfigError", "SageMakerStepError", "SageMakerEndpointFailed"]
 
@@ -90,4 +92,26 @@ class SageMakerEndpointFailed(SageMakerStepError):
             step,
             f"endpoint {endpoint_name} is {status}: {failure_reason or 'no FailureReason given'}"
             f" (container logs: CloudWatch log group {self.log_group})",
+        )
+
+
+__all__ += ["BucketOwnerError"]
+
+
+class BucketOwnerError(DeployError):
+    """S3 refused a bucket with ``ExpectedBucketOwner``: the caller's account does not own it.
+
+    The default bucket name ``sagemaker-<region>-<account>`` is predictable, so another
+    account can create it first ("bucket squatting"); model data or code uploaded there
+    would be in a stranger's hands. ``bucket`` and ``account`` name what was checked.
+    """
+
+    def __init__(self, bucket: str, account: str,
+                 hint: str = "give --bucket NAME (env CLEARSIGHT_S3_BUCKET)") -> None:
+        self.bucket = bucket
+        self.account = account
+        super().__init__(
+            f"S3 bucket {bucket} is not owned by your account {account}, or you may not list "
+            f"it (S3 answered 403 to HeadBucket with ExpectedBucketOwner={account}); nothing "
+            f"was written to it. Use a bucket your account owns: {hint}"
         )

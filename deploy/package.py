@@ -1,19 +1,18 @@
 """Build ``model.tar.gz``: exported weights + ``model.json`` + ``code/`` (the serving package), then check it runs."""
-import gzip
-import io
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import serving
-from serving.model_spec import ModelSpec, Preprocess
+from serving.archive import ArchiveError, directory_entries, extract_tar_gz, write_tar_gz
+from serving.model_spec import ModelSpec, Preprocess, load_model_spec
 
 from .errors import PackageError
 
@@ -106,40 +105,15 @@ def stage_model_dir(model_dir, symbol_file, params_file, spec):
 
 def write_archive(model_dir, archive):
     """Tar+gzip ``model_dir``'s content reproducibly (sorted names, zero mtimes, root owner)."""
-    model_dir = Path(model_dir)
-    archive = Path(archive)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_name(archive.name + ".partial")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(model_dir.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(model_dir)))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-            info.mode = 0o755 if path.is_dir() else 0o644
-            if path.is_dir():
-                tar.addfile(info)
-            else:
-                with open(path, "rb") as handle:
-                    tar.addfile(info, handle)
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
-        gz.write(buffer.getvalue())
-    os.replace(partial, archive)
-    return archive
+    return write_tar_gz(directory_entries(model_dir), archive)
 
 
 def extract_archive(archive, target_dir):
     """Extract a model archive safely (no absolute paths, no ``..``, no links)."""
-    target = Path(target_dir).resolve()
     try:
-        with tarfile.open(str(archive), "r:gz") as tar:
-            for member in tar.getmembers():
-                destination = (target / member.name).resolve()
-                if not str(destination).startswith(str(target)) or member.issym() or member.islnk():
-                    raise PackageError("%s holds an unsafe entry %r" % (archive, member.name))
-            tar.extractall(str(target))
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise PackageError("%s is not a readable model.tar.gz (%s)" % (archive, error))
-    return target
+        return extract_tar_gz(archive, target_dir)
+    except ArchiveError as error:
+        raise PackageError(error.message)
 
 
 _CHECK_SCRIPT = """
@@ -186,20 +160,16 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
                      score_threshold=score_threshold, top_k=top_k)
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, symbol_file, params_file, spec)
-        write_archive(scratch, out)
-    return _checked(out, spec, check)
+        return _write_checked(scratch, out, spec, check)
 
 
 def package_model_dir(model_dir, out, check=True):
     """Package a directory that already holds exported weights and a ``model.json``."""
-    from serving.model_spec import load_model_spec
-
     model_dir = Path(model_dir)
     spec = load_model_spec(str(model_dir))
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, model_dir / spec.symbol_file, model_dir / spec.params_file, spec)
-        write_archive(scratch, out)
-    return _checked(out, spec, check)
+        return _write_checked(scratch, out, spec, check)
 
 
 def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.0, top_k=100, check=True):
@@ -212,16 +182,27 @@ def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.
         )
 
 
-def _checked(out, spec, check):
-    output = ""
+def _write_checked(model_dir, out, spec, check):
+    """Archive ``model_dir`` beside ``out``, run the check on that file, then move it onto ``out``.
+
+    ``out`` is replaced (atomically, ``os.replace``) only by an archive that passed its
+    check: when the check fails, an ``out`` from an earlier run keeps its bytes, and the
+    temporary file is removed.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    candidate = out.with_name(".%s.%s.unchecked" % (out.name, secrets.token_hex(4)))
+    try:
+        write_archive(model_dir, candidate)
+        output = check_archive(candidate) if check else ""
+        os.replace(candidate, out)
+    finally:
+        for leftover in (candidate, candidate.with_name(candidate.name + ".partial")):
+            if leftover.exists():
+                leftover.unlink()
     if check:
-        try:
-            output = check_archive(out)
-        except PackageError:
-            Path(out).unlink()
-            raise
         logger.info("check inference passed: %s", output)
-    return PackageResult(Path(out), spec, output)
+    return PackageResult(out, spec, output)
 
 
 def describe(result):

@@ -1,4 +1,4 @@
-"""`deploy sagemaker`: click commands up, down, status, list and invoke over deploy.sagemaker_endpoint."""
+"""`deploy sagemaker`: click commands up, down, status, list and invoke over the deploy.sagemaker_* modules."""
 
 from __future__ import annotations
 
@@ -9,69 +9,40 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
+from PIL import Image, ImageDraw
 
-from .config import DEFAULT_INSTANCE_TYPE, DEFAULT_PREFIX, LOG_LEVELS, Autoscale, DeployConfig
+from serving.contract import SAGEMAKER_MAX_REQUEST_BYTES
+
+from .aws_cli import (
+    aws_options,
+    click_failure,
+    clients_for,
+    progress_printer,
+    resolve_region,
+    usage_error,
+)
+from .config import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_PREFIX,
+    LOG_LEVELS,
+    Autoscale,
+    DeployConfig,
+    validate_endpoint_name,
+)
 from .errors import DeployConfigError, DeployError
+from .sagemaker_deploy import check_model_archive, deploy
+from .sagemaker_inventory import endpoint_status, list_endpoints
+from .sagemaker_invoke import invoke as invoke_endpoint
+from .sagemaker_teardown import teardown
 
 __all__ = ["sagemaker"]
 
 logger = logging.getLogger(__name__)
 
-_REGION_ENV = ["AWS_DEFAULT_REGION", "AWS_REGION"]
-MAX_REQUEST_BYTES = 6_291_456  # SageMaker real-time InvokeEndpoint body limit (6 MiB)
+MAX_REQUEST_BYTES = SAGEMAKER_MAX_REQUEST_BYTES  # SageMaker real-time InvokeEndpoint body limit (6 MiB)
 _NPY_HEADER_BYTES = 128
 _BOX_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
-
-
-def _usage_error(error: DeployConfigError) -> click.BadParameter:
-    return click.BadParameter(f"{error.value!r}: {error.allowed}", param_hint=f"'{error.option}'")
-
-
-def _region(region: str | None) -> str:
-    """``--region``, else AWS_DEFAULT_REGION / AWS_REGION (click), else the AWS config file."""
-    if region:
-        return region
-    import boto3
-
-    region = boto3.Session().region_name
-    if not region:
-        raise click.BadParameter(
-            "no region: give --region or set AWS_DEFAULT_REGION / AWS_REGION",
-            param_hint="'--region'",
-        )
-    return region
-
-
-def _clients(ctx: click.Context, region: str, endpoint_url: str | None) -> Any:
-    """Clients built from ``ctx.obj`` when a caller injected a boto3 session there."""
-    import boto3
-
-    from .sagemaker_endpoint import AwsClients
-
-    return AwsClients.create(region, endpoint_url, boto_session=ctx.find_object(boto3.Session))
-
-
-def _progress(started: float):
-    def echo(message: str) -> None:
-        click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
-
-    return echo
-
-
-def _fail(error: DeployError) -> click.ClickException:
-    return click.ClickException(" ".join(str(error).split()))
-
-
-def _common_aws_options(function):
-    function = click.option(
-        "--endpoint-url", show_envvar=True, envvar="CLEARSIGHT_AWS_ENDPOINT_URL", default=None,
-        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS.",
-    )(function)
-    function = click.option(
-        "--region", show_envvar=True, envvar=_REGION_ENV, default=None,
-        help="AWS region. Default: env AWS_DEFAULT_REGION, then AWS_REGION, then ~/.aws/config.",
-    )(function)
-    return function
 
 
 _name_option = click.option(
@@ -109,7 +80,7 @@ def sagemaker() -> None:
                    "(created when missing).")
 @click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
               show_default=True, help="S3 key prefix.")
-@_common_aws_options
+@aws_options
 @click.option("--workers", default=1, show_default=True, type=int,
               show_envvar=True, envvar="CLEARSIGHT_MODEL_SERVER_WORKERS",
               help="Model server workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS); one per "
@@ -139,8 +110,6 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
     endpoint config with unique names, creates or updates the endpoint, waits until it
     is InService and sends one real inference. Any failure deletes what this run created.
     """
-    from .sagemaker_endpoint import check_model_archive, deploy
-
     if not role:
         raise click.MissingParameter(
             "an IAM role ARN for SageMaker: give --role ARN or set SAGEMAKER_ROLE",
@@ -148,7 +117,7 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
         )
     try:
         config = DeployConfig(
-            name=name, model_path=model_path, role=role, region=_region(region),
+            name=name, model_path=model_path, role=role, region=resolve_region(region),
             instance_type=instance_type, instance_count=instance_count, bucket=bucket,
             prefix=prefix, workers=workers, server_timeout=server_timeout, log_level=log_level,
             wait=wait, autoscale=Autoscale.parse(autoscale) if autoscale else None,
@@ -156,13 +125,13 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
         )
         check_model_archive(config.model_path)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
+        raise usage_error(error) from None
     started = time.monotonic()
     try:
-        deploy(config, clients=_clients(ctx, config.region, endpoint_url),
-               progress=_progress(started))
+        deploy(config, clients=clients_for(ctx, config.region, endpoint_url),
+               progress=progress_printer(started))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     state = "submitted" if not wait else "InService"
     click.echo(f"endpoint {name} {state} in {config.region} "
                f"({time.monotonic() - started:.0f} s); remove it with "
@@ -180,24 +149,21 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
                    "sagemaker-<region>-<account>.")
 @click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
               show_default=True, help="S3 key prefix.")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def down(ctx: click.Context, name: str, keep_model_data: bool, bucket: str | None, prefix: str,
          region: str | None, endpoint_url: str | None) -> None:
     """Delete endpoint NAME, its autoscaling, configs, models and model data. Idempotent."""
-    from .config import validate_endpoint_name
-    from .sagemaker_endpoint import teardown
-
     try:
         validate_endpoint_name(name)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
-    region = _region(region)
+        raise usage_error(error) from None
+    region = resolve_region(region)
     try:
-        report = teardown(name, _clients(ctx, region, endpoint_url),
+        report = teardown(name, clients_for(ctx, region, endpoint_url),
                           keep_model_data=keep_model_data, bucket=bucket, prefix=prefix)
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     if not report.removed:
         click.echo(f"nothing to remove for {name} in {region}")
     for item in report.removed:
@@ -206,37 +172,32 @@ def down(ctx: click.Context, name: str, keep_model_data: bool, bucket: str | Non
 
 @sagemaker.command()
 @_name_option
-@_common_aws_options
+@aws_options
 @click.pass_context
 def status(ctx: click.Context, name: str, region: str | None, endpoint_url: str | None) -> None:
     """Print endpoint NAME's status, variants, models and autoscaling as JSON."""
-    from .config import validate_endpoint_name
-    from .sagemaker_endpoint import endpoint_status
-
     try:
         validate_endpoint_name(name)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
-    region = _region(region)
+        raise usage_error(error) from None
+    region = resolve_region(region)
     try:
-        summary = endpoint_status(name, _clients(ctx, region, endpoint_url))
+        summary = endpoint_status(name, clients_for(ctx, region, endpoint_url))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(json.dumps(summary, indent=2))
 
 
 @sagemaker.command(name="list")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> None:
     """List the endpoints this tool created (tag clearsight:tool=clearsight): name, status, created."""
-    from .sagemaker_endpoint import list_endpoints
-
-    region = _region(region)
+    region = resolve_region(region)
     try:
-        endpoints = list_endpoints(_clients(ctx, region, endpoint_url))
+        endpoints = list_endpoints(clients_for(ctx, region, endpoint_url))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     for endpoint in endpoints:
         click.echo(f"{endpoint['name']}\t{endpoint['status']}\t{endpoint['created']}")
 
@@ -250,7 +211,7 @@ def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> N
 @click.option("--min-score", default=0.0, show_default=True, show_envvar=True,
               envvar="CLEARSIGHT_MIN_SCORE", type=click.FloatRange(0, 1),
               help="Boxes below this score are not drawn (all are printed).")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Path | None,
            min_score: float, region: str | None, endpoint_url: str | None) -> None:
@@ -258,17 +219,11 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
 
     Detectors answer rows [class_id, score, x0, y0, x1, y1] with coordinates in 0..1.
     """
-    import numpy as np
-    from PIL import Image
-
-    from .config import validate_endpoint_name
-    from .sagemaker_endpoint import invoke as invoke_endpoint
-
     try:
         validate_endpoint_name(name)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
-    region = _region(region)
+        raise usage_error(error) from None
+    region = resolve_region(region)
     pictures = []
     for path in images:
         try:
@@ -286,9 +241,9 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
                        err=True)
         arrays.append(np.asarray(fitted, dtype=np.uint8))
     try:
-        results = invoke_endpoint(name, arrays, _clients(ctx, region, endpoint_url))
+        results = invoke_endpoint(name, arrays, clients_for(ctx, region, endpoint_url))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(json.dumps([{"image": str(path), "predictions": result}
                            for path, result in zip(images, results)], indent=2))
     if draw_dir is not None:
@@ -316,8 +271,6 @@ def draw_detections(picture: Any, rows: list, min_score: float = 0.0) -> Any:
     Coordinates are fractions of the width and height; rows that are not 6 numbers long
     (classifier output) are skipped.
     """
-    from PIL import ImageDraw
-
     canvas = picture.copy()
     draw = ImageDraw.Draw(canvas)
     width, height = canvas.size
@@ -334,138 +287,3 @@ def draw_detections(picture: Any, rows: list, min_score: float = 0.0) -> Any:
         draw.rectangle((left, top, right + 4, bottom + 2), fill=colour)
         draw.text((box[0] + 2, box[1]), label, fill="white")
     return canvas
-
-
-@sagemaker.command(name="explain-job", context_settings={"ignore_unknown_options": True})
-@click.option("--images", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_IMAGES",
-              help="s3://BUCKET/PREFIX of the images (jpg/jpeg/png), split over the instances by key.")
-@click.option("--endpoint", "endpoint_name", required=True, show_envvar=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
-              help="Name of the SageMaker endpoint the job's workers call.")
-@click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
-              help="s3://BUCKET/PREFIX for the explanations, analysis.json and report.html.")
-@click.option("--task", type=click.Choice(["detection", "classification"]), default="detection",
-              show_default=True, show_envvar=True, envvar="CLEARSIGHT_TASK", help="What the model predicts.")
-@click.option("--instance-count", default=1, show_default=True, type=int, show_envvar=True,
-              envvar="CLEARSIGHT_JOB_INSTANCE_COUNT", help="Processing instances (each explains its share).")
-@click.option("--instance-type", default="ml.c5.xlarge", show_default=True, show_envvar=True,
-              envvar="CLEARSIGHT_JOB_INSTANCE_TYPE", help="Processing instance type (ml.*).")
-@click.option("--role", show_envvar=True, envvar="SAGEMAKER_ROLE", default=None,
-              help="IAM role ARN the job runs as (S3 read/write, sagemaker:InvokeEndpoint). Required.")
-@click.option("--job-name", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_NAME",
-              help="Processing job name. Default: clearsight-explain-<UTC time>.")
-@click.option("--image-uri", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_IMAGE_URI",
-              help="Container image of the job. Default: AWS's PyTorch 2.3 CPU training image "
-                   "(Python 3.11); the job pip-installs its requirements at start.")
-@click.option("--volume-size", default=30, show_default=True, type=int, show_envvar=True,
-              envvar="CLEARSIGHT_JOB_VOLUME_GB", help="Storage per instance in GB (images and outputs).")
-@click.option("--max-runtime", default=86_400, show_default=True, type=int, show_envvar=True,
-              envvar="CLEARSIGHT_JOB_MAX_RUNTIME", help="Seconds before SageMaker stops the job.")
-@click.option("--wait/--no-wait", default=True, show_default=True, show_envvar=True, envvar="CLEARSIGHT_WAIT",
-              help="Wait for the job, then merge the instances' outputs into one report.")
-@click.option("--poll-seconds", default=30.0, show_default=True, type=float, show_envvar=True,
-              envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
-@_common_aws_options
-@click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
-@click.pass_context
-def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: str, task: str,
-                instance_count: int, instance_type: str, role: str | None, job_name: str | None,
-                image_uri: str | None, volume_size: int, max_runtime: int, wait: bool,
-                poll_seconds: float, region: str | None, endpoint_url: str | None,
-                explain_args: tuple[str, ...]) -> None:
-    """Explain the images under --images with a SageMaker Processing job on N instances.
-
-    Each instance runs `python -m explain.processing_worker` (this project's explain code,
-    uploaded as a source archive) on its share of the images (ShardedByS3Key), calling
-    endpoint --endpoint; outputs land in --out. With --wait the command then merges the
-    instances' manifests into one analysis.json and report.html in --out. Options after
-    `--` go to `python -m explain` (e.g. -- --num-samples 500 --label-headers a,b). The job
-    is billed per instance-second until it ends.
-    """
-    from .sagemaker_processing import (
-        ExplainJobConfig,
-        default_job_name,
-        merge_job_outputs,
-        start_explain_job,
-        wait_for_job,
-    )
-
-    if not role:
-        raise click.MissingParameter(
-            "an IAM role ARN for the job: give --role ARN or set SAGEMAKER_ROLE",
-            param_hint="'--role'", param_type="option")
-    _check_explain_args(task, explain_args)
-    try:
-        config = ExplainJobConfig(
-            job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
-            out_url=out_url, role=role, region=_region(region), task=task, instance_count=instance_count,
-            instance_type=instance_type, volume_size_gb=volume_size, max_runtime_seconds=max_runtime,
-            image_uri=image_uri, explain_args=tuple(explain_args), poll_seconds=poll_seconds)
-    except DeployConfigError as error:
-        raise _usage_error(error) from None
-    started = time.monotonic()
-    say = _progress(started)
-    clients = _clients(ctx, config.region, endpoint_url)
-    try:
-        start_explain_job(config, clients, progress=say)
-        if not wait:
-            click.echo(f"processing job {config.job_name} started; merge its outputs when it ends with "
-                       f"`python -m deploy sagemaker explain-merge --out {config.out_url}`", err=True)
-            click.echo(config.job_name)
-            return
-        try:
-            wait_for_job(config.job_name, clients, config.poll_seconds, progress=say)
-        except KeyboardInterrupt:
-            raise click.ClickException(
-                f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
-                f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
-                f"with `python -m deploy sagemaker explain-merge --out {config.out_url}`") from None
-        merge_job_outputs(config.out_url, clients, progress=say)
-    except DeployError as error:
-        raise _fail(error) from None
-    click.echo(f"{config.out_url.rstrip('/')}/report.html")
-
-
-@sagemaker.command(name="explain-merge")
-@click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
-              help="s3://BUCKET/PREFIX an explain-job wrote to.")
-@_common_aws_options
-@click.pass_context
-def explain_merge(ctx: click.Context, out_url: str, region: str | None, endpoint_url: str | None) -> None:
-    """Merge the manifests under --out into one analysis.json and report.html there."""
-    from .sagemaker_processing import merge_job_outputs
-
-    if not out_url.startswith("s3://"):
-        raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
-    region = _region(region)
-    try:
-        merge_job_outputs(out_url, _clients(ctx, region, endpoint_url), progress=_progress(time.monotonic()))
-    except DeployError as error:
-        raise _fail(error) from None
-    click.echo(f"{out_url.rstrip('/')}/report.html")
-
-
-def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
-    """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here."""
-    import dataclasses
-    import tempfile
-
-    from explain.cli import main as explain_main
-    from explain.config import ExplainConfig
-    from explain.errors import ConfigError
-
-    names = {item.name for item in dataclasses.fields(ExplainConfig)} - {"task"}
-    with tempfile.TemporaryDirectory(prefix="clearsight-check-") as folder:
-        placeholder = Path(folder) / "placeholder.png"
-        placeholder.write_bytes(b"")
-        args = ["--endpoint", "sagemaker:check", "--task", task, "--out", folder, *explain_args,
-                str(placeholder)]
-        try:
-            with explain_main.make_context("explain", args) as explain_ctx:
-                settings = {name: value for name, value in explain_ctx.params.items() if name in names}
-        except click.UsageError as error:
-            raise click.BadParameter(f"explain options: {error.format_message()}",
-                                     param_hint="EXPLAIN_ARGS") from None
-        try:
-            ExplainConfig(task=task, **settings)
-        except ConfigError as error:
-            raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None

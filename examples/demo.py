@@ -20,6 +20,13 @@ def _sample_images(folder):
     return sorted(path for path in Path(folder).glob("*.png") if not path.stem.endswith("_mask"))
 
 
+def demo_explainer(url, classes, num_samples):
+    """The demo's Explainer: through the endpoint URL, so detection asks for every score (score_threshold=0)."""
+    from explain import Explainer
+
+    return Explainer(url, task="detection", num_samples=num_samples, label_headers=tuple(classes), metrics=True)
+
+
 @click.command()
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), default=str(REPO / "models" / "shapes-detector"),
               show_default=True, help="Exported model with its model.json.")
@@ -37,9 +44,7 @@ def main(model_dir, image_dir, out, num_samples, explain, real_photo):
     from deploy.client import EndpointClient
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import describe, package_model_dir
-    from explain import ExplainConfig, explain_images
-    from explain.explainer import load_image
-    from explain.predictors import HttpPredictor
+    from explain import load_image
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(out)
@@ -75,10 +80,8 @@ def main(model_dir, image_dir, out, num_samples, explain, real_photo):
         if explain:
             click.echo("4/%d explaining the detections (Kernel SHAP, %d samples per image)" % (steps, num_samples),
                        err=True)
-            predictor = HttpPredictor(endpoint.url, "detection")
-            config = ExplainConfig(task="detection", num_samples=num_samples)
-            summary = explain_images(paths, predictor, config, out, progress=True, label_headers=classes)
-            predictor.close()
+            with demo_explainer(endpoint.url, classes, num_samples) as explainer:
+                summary = explainer.run(paths, out)
             click.echo("explanations: %s (report: %s)" % (out, out / "report.html"))
             calls = sum(image.get("model_calls", 0) for image in summary.get("images", []))
             if calls:
@@ -108,9 +111,8 @@ def _explain_portrait(out, num_samples, summary):
     from skimage import data
 
     from examples.opencv_detector import DetectorServer
-    from explain import ExplainConfig
-    from explain.explainer import explain_image, save_npz
-    from explain.predictors import HttpPredictor
+    from explain import Explainer
+    from explain.explainer import save_npz
     from explain.render import render_explanation
     from explain.report import build_image_summary, build_run_summary, write_analysis, write_report
 
@@ -118,13 +120,11 @@ def _explain_portrait(out, num_samples, summary):
     image = Image.fromarray(data.astronaut()).resize((PORTRAIT_SIDE, PORTRAIT_SIDE), Image.BILINEAR)
     image.save(path)
     pixels = np.asarray(image, dtype=np.uint8)
-    config = ExplainConfig(task="detection", num_samples=num_samples, label_headers=("face",))
     with DetectorServer(("face",)) as server:
-        predictor = HttpPredictor(server.url, "detection")
-        try:
-            explanation = explain_image(pixels, predictor, config)
-        finally:
-            predictor.close()
+        with Explainer(server.url, task="detection", num_samples=num_samples, label_headers=("face",),
+                       metrics=True) as explainer:
+            explanation = explainer(pixels)
+            config = explainer.config
     stem = path.stem
     files = save_npz(explanation, out / ("%s_shap.npz" % stem))
     files += render_explanation(explanation, stem, out, config.label_headers)
@@ -135,7 +135,6 @@ def _explain_portrait(out, num_samples, summary):
     write_analysis(merged, out / "analysis.json")
     write_report(merged, out / "report.html")
     return merged
-
 
 if __name__ == "__main__":
     main()

@@ -41,12 +41,12 @@ def make_baseline(image: np.ndarray, baseline: str, rng: np.random.Generator) ->
     if not path.is_file():
         raise ConfigError(
             f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
-            f"existing image file, got {baseline!r} (no such file)")
+            f"existing image file, got {baseline!r} (no such file)", field="baseline")
     from PIL import Image
 
     try:
         with Image.open(path) as opened:
             resized = opened.convert("RGB").resize((width, height), Image.BILINEAR)
     except OSError as error:
-        raise ConfigError(f"baseline image {baseline!r} cannot be read: {error}") from error
+        raise ConfigError(f"baseline image {baseline!r} cannot be read: {error}", field="baseline") from error
     return np.asarray(resized, dtype=np.uint8).copy()

@@ -6,34 +6,35 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from serving.contract import TASKS
+
 from .errors import ConfigError
 from .segmentation import SEGMENTATION_METHODS
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES"]
 
-TASKS = ("detection", "classification")
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {value!r}", field=name)
     if value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}", field=name)
 
 
 def _check_float(name: str, value, low: float, high: float | None = None,
                  low_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number, got {value!r}", field=name)
     too_low = value <= low if low_open else value < low
     if too_low or (high is not None and value > high):
         left = "(" if low_open else "["
         allowed = f"> {low}" if (high is None and low_open) else (
             f">= {low}" if high is None else f"in {left}{low}, {high}]")
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}", field=name)
 
 
 @dataclass(frozen=True)
@@ -80,25 +81,26 @@ class ExplainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
         _check_int("num_samples", self.num_samples, 4, 1_000_000)
         _check_int("num_segments", self.num_segments, 2, 1000)
         _check_float("segment_compactness", self.segment_compactness, 0.0, low_open=True)
         if self.segmentation not in SEGMENTATION_METHODS:
             raise ConfigError(f"segmentation must be one of {', '.join(SEGMENTATION_METHODS)}, "
-                              f"got {self.segmentation!r}")
+                              f"got {self.segmentation!r}", field="segmentation")
         if self.focus not in FOCUS_CHOICES:
-            raise ConfigError(f"focus must be one of {', '.join(FOCUS_CHOICES)}, got {self.focus!r}")
+            raise ConfigError(f"focus must be one of {', '.join(FOCUS_CHOICES)}, got {self.focus!r}",
+                              field="focus")
         _check_float("refine_fraction", self.refine_fraction, 0.0, 0.9)
         _check_int("max_segments", self.max_segments, 2, 10_000)
         if not isinstance(self.baseline, str) or not self.baseline:
             raise ConfigError(
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
-                f"image file, got {self.baseline!r}")
+                f"image file, got {self.baseline!r}", field="baseline")
         if self.baseline not in BUILTIN_BASELINES and not Path(self.baseline).is_file():
             raise ConfigError(
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
-                f"existing image file, got {self.baseline!r} (no such file)")
+                f"existing image file, got {self.baseline!r} (no such file)", field="baseline")
         _check_int("max_objects", self.max_objects, 1, 1000)
         _check_float("iou_threshold", self.iou_threshold, 0.0, 1.0)
         _check_float("context", self.context, 0.0, 1.0)
@@ -113,16 +115,16 @@ class ExplainConfig:
             if not isinstance(value, tuple) or not value or not all(
                     isinstance(item, str) and item for item in value):
                 raise ConfigError(
-                    f"{name} must be a non-empty tuple of non-empty strings, got {value!r}")
+                    f"{name} must be a non-empty tuple of non-empty strings, got {value!r}", field=name)
         if self.labels is not None and self.task != "classification":
             raise ConfigError(
                 f"labels selects classes to explain and is allowed only with "
-                f"task='classification', got task={self.task!r}")
+                f"task='classification', got task={self.task!r}", field="labels")
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if self.target_error is not None:
             _check_float("target_error", self.target_error, 0.0, 1.0, low_open=True)
         if not isinstance(self.metrics, bool):
-            raise ConfigError(f"metrics must be True or False, got {self.metrics!r}")
+            raise ConfigError(f"metrics must be True or False, got {self.metrics!r}", field="metrics")
         if self.resize is not None:
             _check_int("resize", self.resize, 16, 8192)
         _check_int("batch_size", self.batch_size, 1, 100_000)

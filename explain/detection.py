@@ -125,9 +125,9 @@ def select_classification_targets(probabilities: np.ndarray,
             continue
         known = (f"one of {', '.join(label_headers)}" if label_headers is not None
                  else f"a class id in [0, {num_classes - 1}]")
-        raise ConfigError(f"labels: {label!r} is not a known class; expected {known}")
+        raise ConfigError(f"labels: {label!r} is not a known class; expected {known}", field="labels")
     if label_headers is not None and len(label_headers) != num_classes:
         raise ConfigError(
             f"label_headers has {len(label_headers)} names but the model returns "
-            f"{num_classes} class scores")
+            f"{num_classes} class scores", field="label_headers")
     return np.array(class_ids, dtype=np.int64)

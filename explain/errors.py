@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ExplainError", "ConfigError", "PredictorError", "EndpointUnavailableError"]
+__all__ = ["ExplainError", "ConfigError", "UnknownSettingError", "PredictorError", "EndpointUnavailableError"]
 
 
 class ExplainError(Exception):
@@ -10,7 +10,20 @@ class ExplainError(Exception):
 
 
 class ConfigError(ExplainError, ValueError):
-    """An explanation setting is out of range; the message names the field, value and range."""
+    """An explanation setting is out of range; the message names the field, value and range.
+
+    ``field`` is the setting's name as the settings objects and the CLI's parameters spell
+    it (``num_samples``, ``max_payload_bytes``, ``shard``), or None when no single setting
+    is to blame; the CLI reports the error against the option of that name.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownSettingError(ConfigError, TypeError):
+    """A keyword that names no setting (a TypeError too, as Python's own for unexpected keywords)."""
 
 
 class PredictorError(ExplainError):

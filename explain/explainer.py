@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +18,16 @@ from .detection import (
     select_detection_targets,
 )
 from .errors import ExplainError
+from .feature_masks import check_segment_map
 from .kernel_shap import kernel_shap
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
 from .refinement import CachedGame, refine_values
 from .segmentation import segment_image
-from .sources import unique_stems
 from .target_segments import segment_with_boxes
 
-__all__ = ["Explanation", "explain_image", "explain_images", "load_image"]
+__all__ = ["Explanation", "Predict", "explain_image", "save_npz"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class Explanation:
 
     image: (H, W, 3) uint8, the image explained (after ``resize``).
     segments: (H, W) int32, labels 0..S-1.
-    shap_values, standard_errors: (T, S) float64 (paired-bootstrap standard errors).
+    shap_values, standard_errors: (T, S) float64 (sandwich standard errors of the estimate,
+        see explain.shap_regression; 0 when exact).
     base_values: (T,) score with every segment replaced by the baseline.
     predictions: (T,) score with every segment kept; per target
         ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score
@@ -53,11 +54,15 @@ class Explanation:
     timings: seconds per phase. metrics: one dict per target or None.
     exact: the values are exact Shapley values (every coalition was evaluated).
     converged: per target, target_error was met (or the values are exact).
+    label_headers: class names by class id (the settings' ``label_headers``), or None.
+
+    ``plot()`` draws it, ``save(path)`` / ``Explanation.load(path)`` keep it in an .npz file
+    (image included), ``to_shap()`` converts it to a ``shap.Explanation``.
     coarse_segments: segments before refinement; levels: (S,) int, how many times each
     segment's ancestors were split (0: a coarse segment, whose value is its Shapley value
     among the coarse segments; k > 0: its share of its parent's value, see
     ``explain.refinement``). refinement: the rounds of splits (``RefinementStep``).
-    exact refers to the coarse values.
+    ``exact`` refers to the coarse values.
     """
 
     image: np.ndarray
@@ -76,6 +81,7 @@ class Explanation:
     exact: bool = False
     converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     metrics: list | None = None
+    label_headers: tuple[str, ...] | None = None
     coarse_segments: int = 0
     refinement: tuple = ()
     levels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -83,6 +89,45 @@ class Explanation:
     @property
     def num_targets(self) -> int:
         return int(self.shap_values.shape[0])
+
+    def plot(self, targets: Sequence[int] | None = None):
+        """A matplotlib Figure, one row per target: the image with the box, the heatmap with
+        numbered segments and, when metrics were computed, the smallest sets of segments that
+        keep and that remove the score (``explain.render.plot_explanation``).
+
+        targets: 0-based target indices (default: every target).
+        """
+        from .render import plot_explanation
+
+        return plot_explanation(self, targets)
+
+    def save(self, path: str | Path) -> Path:
+        """Write every field, the image included, to an .npz file; returns its path."""
+        from .npz import write_npz
+
+        return write_npz(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, image: np.ndarray | None = None) -> Explanation:
+        """Read an .npz file that ``save`` (or an explanation run) wrote.
+
+        image: (H, W, 3) uint8, the explained image, for files written before the image was
+        stored in them (their ``image`` is None otherwise).
+        """
+        from .npz import read_npz
+
+        return cls(**read_npz(Path(path), image))
+
+    def to_shap(self, pixels: bool = False):
+        """A ``shap.Explanation`` (needs the shap package; ``explain.shap_export.to_shap``).
+
+        Default: one row per segment, one output per target, values (S, T). pixels=True:
+        values (1, H, W, 3, T) spread evenly over each segment's pixels and channels, for
+        ``shap.plots.image``.
+        """
+        from .shap_export import to_shap
+
+        return to_shap(self, pixels=pixels)
 
 
 def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
@@ -107,12 +152,22 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
-                  progress: Callable[[int], None] | None = None) -> Explanation:
+                  progress: Callable[[int], None] | None = None,
+                  segments: np.ndarray | None = None) -> Explanation:
     """Explain one image's targets with Kernel SHAP over superpixels.
 
     image: (H, W, 3) uint8 RGB. predict: (N, H, W, 3) uint8 -> N arrays, (D_i, 6) detections
     [class_id, score, x0/w, y0/h, x1/w, y1/h] or (C,) class probabilities. progress:
     optional callable receiving the number of model calls just completed (tqdm's update).
+    segments: your own feature mask instead of the configured segmentation, (H, W) integer
+    labels 0..S-1, each used, S >= 2, of the image's size after ``resize``
+    (``explain.feature_masks.check_segment_map``); its segments are explained as they are
+    (``focus`` and refinement leave a given mask alone).
+
+    Segments: with ``focus == "boxes"`` (detection) the targets' boxes are segment borders
+    and they and their surroundings get more, smaller segments
+    (``explain.target_segments``); with ``refine_fraction > 0`` that share of the budget
+    splits the segments holding the most value (``explain.refinement``).
 
     Detection targets are the top ``max_objects`` detections with score >=
     ``probability_threshold``; with ``context == 1`` all targets share one set of masked
@@ -126,6 +181,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         image = _resize_long_side(image, config.resize)
     baseline_seed, shap_seed = np.random.SeedSequence(config.seed).spawn(2)
     counter = ModelCalls(predict, config.batch_size, config.task, progress)
+    if segments is not None:
+        segments = check_segment_map(segments, image.shape[:2])
 
     phase = time.perf_counter()
     baseline = make_baseline(image, config.baseline, np.random.default_rng(baseline_seed))
@@ -159,7 +216,10 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     timings["targets_s"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
-    if boxes is not None and len(boxes) and config.focus == "boxes":
+    own_segments = segments is not None
+    if own_segments:
+        pass  # the caller's feature mask, checked above; neither focus nor refinement changes it
+    elif boxes is not None and len(boxes) and config.focus == "boxes":
         segments = segment_with_boxes(image, boxes, config.num_segments,
                                       config.segment_compactness, method=config.segmentation)
     else:
@@ -180,7 +240,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         games.append((indices, CachedGame(evaluate_masks, segments)))
 
     coarse_budget = config.num_samples
-    if config.refine_fraction > 0:
+    if config.refine_fraction > 0 and not own_segments:
         coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
     shap_values = np.zeros((num_targets, coarse_segments))
     standard_errors = np.zeros((num_targets, coarse_segments))
@@ -239,86 +299,12 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         labels=labels, boxes=boxes, target_scores=target_scores,
         model_calls=counter.model_calls, num_segments_used=num_segments, timings=timings,
         task=config.task, exact=bool(exact), converged=converged, metrics=metrics,
-        coarse_segments=coarse_segments, refinement=tuple(refinement), levels=levels)
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; raises ExplainError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as opened:
-            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as error:
-        raise ExplainError(f"cannot read image {str(path)!r}: {error}") from error
-
-
-def explain_images(paths: list[str | Path], predict: Predict, config: ExplainConfig,
-                   out_dir: str | Path, progress: bool = True,
-                   label_headers: Sequence[str] | None = None) -> dict:
-    """Explain every image and write the outputs into ``out_dir``.
-
-    Per image: ``<stem>_shap.npz``, ``shap_<stem>_box<k>_object.jpeg`` and
-    ``<stem>_objects.jpeg`` (detection) or ``shap_<stem>.jpeg`` (classification); for the
-    run: ``analysis.json`` and ``report.html``. ``label_headers`` (class names, e.g. from
-    the model's model.json) override ``config.label_headers``. Progress bars go to stderr.
-    Returns the analysis summary written to analysis.json.
-    """
-    from .render import render_explanation
-    from .report import build_image_summary, build_run_summary, write_analysis, write_report
-
-    if label_headers is not None:
-        config = replace(config, label_headers=tuple(label_headers))
-    paths = [Path(path) for path in paths]
-    if not paths:
-        raise ExplainError("no images to explain")
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise ExplainError(f"image file(s) not found: {', '.join(missing)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    summaries = []
-    for path, stem in zip(paths, unique_stems([path.stem for path in paths]), strict=True):
-        image = load_image(path)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            shared = config.task == "classification" or config.context >= 1.0
-            bar = tqdm(desc=path.name, unit="img", leave=True, dynamic_ncols=True,
-                       total=1 + config.num_samples if shared else None)
-        try:
-            explanation = explain_image(image, predict, config,
-                                        progress=bar.update if bar is not None else None)
-        finally:
-            if bar is not None:
-                bar.close()
-        files = save_npz(explanation, out_dir / f"{stem}_shap.npz")
-        phase = time.perf_counter()
-        files += render_explanation(explanation, stem, out_dir, config.label_headers)
-        explanation.timings["render_s"] = time.perf_counter() - phase
-        summaries.append(build_image_summary(path, stem, explanation, files, config))
-    summary = build_run_summary(config, summaries, time.perf_counter() - started)
-    write_analysis(summary, out_dir / "analysis.json")
-    write_report(summary, out_dir / "report.html")
-    return summary
+        coarse_segments=coarse_segments, refinement=tuple(refinement), levels=levels,
+        label_headers=config.label_headers)
 
 
 def save_npz(explanation: Explanation, path: Path) -> list[str]:
-    """Write the machine-readable arrays of one explanation; returns [file name]."""
-    arrays = {
-        "segments": explanation.segments.astype(np.int32),
-        "shap_values": explanation.shap_values.astype(np.float64),
-        "standard_errors": explanation.standard_errors.astype(np.float64),
-        "base_values": explanation.base_values.astype(np.float64),
-        "predictions": explanation.predictions.astype(np.float64),
-        "labels": explanation.labels.astype(np.int64),
-        "target_scores": explanation.target_scores.astype(np.float64),
-        "model_calls": np.int64(explanation.model_calls),
-        "segment_levels": np.asarray(explanation.levels, dtype=np.int64),
-    }
-    if explanation.boxes is not None:
-        arrays["boxes"] = explanation.boxes.astype(np.float64)
-    np.savez_compressed(path, **arrays)
-    return [path.name]
+    """Write one explanation's .npz file (``explain.npz.write_npz``); returns [file name]."""
+    from .npz import write_npz
+
+    return [write_npz(explanation, Path(path)).name]

@@ -4,7 +4,7 @@ SageMaker downloads this instance's share of the images (``ShardedByS3Key``) int
 ``/opt/ml/processing/input/images`` and uploads ``/opt/ml/processing/output`` to the job's
 output prefix when the job ends. Every host writes ``manifest-<host>.jsonl``; with one host
 the worker also writes analysis.json and report.html, with several the command that
-started the job merges them (``deploy sagemaker explain-job --wait``).
+started the job merges them (``clearsight explain-job --wait``).
 
     python -m explain.processing_worker [--input DIR] [--output DIR] [--resource-config FILE] \\
         --endpoint sagemaker:NAME --task detection [other python -m explain options]
@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 
 import click
+
+from .cli import main as explain_main
 
 __all__ = ["main", "read_host"]
 
@@ -56,8 +58,6 @@ def read_host(resource_config: Path) -> tuple[str, int]:
 @click.pass_context
 def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config: Path) -> None:
     """Explain every image under --input into --output; other options go to python -m explain."""
-    from .cli import main as explain_main
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     host, hosts = read_host(resource_config)
     if input_dir.exists() and not input_dir.is_dir():

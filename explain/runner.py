@@ -1,8 +1,12 @@
-"""Resumable runs over many images: manifest, several images in flight, shards, the merged report."""
+"""The one pipeline for many images: manifest, several images in flight, shards, the merged report.
+
+Files, folders, s3:// prefixes or ImageSources in, per image ``<stem>_shap.npz`` and the
+rendered JPEGs out, then analysis.json and report.html for the run. Every front end (the CLI,
+its worker processes, the Processing job, the demo) runs images through ``run_explanations``.
+"""
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -14,14 +18,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
 from .config import ExplainConfig
 from .errors import ConfigError, ExplainError
 from .explainer import Predict, explain_image, save_npz
+from .images import decode_image
 from .manifest import (
     ManifestWriter,
-    atomic_write_bytes,
     check_settings,
     finished_entries,
     manifest_name,
@@ -30,10 +34,12 @@ from .manifest import (
     settings_digest,
     sha256_bytes,
 )
+from .render import render_explanation
+from .report import build_image_summary, build_run_summary, write_analysis, write_report
 from .sharding import Shard, select_shard
-from .sources import ImageSource, assign_stems
+from .sources import ImageSource, assign_stems, collect_sources
 
-__all__ = ["RunOptions", "run_explanations", "merge_outputs", "prepare_out_dir", "decode_image"]
+__all__ = ["RunOptions", "check_some_readable", "merge_outputs", "prepare_out_dir", "run_explanations"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +67,15 @@ class RunOptions:
     def __post_init__(self) -> None:
         value = self.images_in_flight
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
-            raise ConfigError(f"images_in_flight must be an integer in [1, 256], got {value!r}")
+            raise ConfigError(f"images_in_flight must be an integer in [1, 256], got {value!r}",
+                              field="images_in_flight")
         if self.manifest_tag is not None and (not self.manifest_tag or "/" in self.manifest_tag):
-            raise ConfigError(f"manifest_tag must be a non-empty name without '/', got {self.manifest_tag!r}")
+            raise ConfigError(f"manifest_tag must be a non-empty name without '/', got {self.manifest_tag!r}",
+                              field="manifest_tag")
 
 
 class _Aborted(Exception):
     """Raised inside an image's thread once the run is stopping."""
-
-
-def decode_image(data: bytes, location: str) -> np.ndarray:
-    """Image file bytes -> (H, W, 3) uint8 RGB; raises ExplainError naming ``location``."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as error:
-        raise ExplainError(f"cannot read image {location!r}: {error}") from error
 
 
 def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool) -> list[dict]:
@@ -118,8 +115,6 @@ def _process_alive(pid_text: str) -> bool:
 
 def _write_outputs(explanation, stem: str, out_dir: Path, label_headers) -> list[str]:
     """Render into a staging folder, then os.replace each file into ``out_dir``."""
-    from .render import render_explanation
-
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     try:
         files = save_npz(explanation, staging / f"{stem}_shap.npz")
@@ -144,20 +139,49 @@ def _is_finished(entry: dict | None, source: ImageSource, stem: str, out_dir: Pa
         return False
 
 
-def run_explanations(sources: Sequence[ImageSource], predict: Predict, config: ExplainConfig,
+def _as_sources(images: Sequence) -> list[ImageSource]:
+    """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``."""
+    images = list(images)
+    if all(isinstance(image, ImageSource) for image in images):
+        return images
+    arguments = [str(image) for image in images]
+    missing = [argument for argument in arguments
+               if not argument.startswith("s3://") and not Path(argument).exists()]
+    if missing:
+        raise ExplainError(f"image file(s) not found: {', '.join(missing)}")
+    return collect_sources(arguments)
+
+
+def check_some_readable(unreadable: Sequence[dict], num_images: int) -> None:
+    """Raise ExplainError when every one of the run's ``num_images`` images was unreadable."""
+    if unreadable and len(unreadable) == num_images:
+        raise ExplainError("no image could be read: " + "; ".join(item["error"] for item in unreadable[:5]))
+
+
+def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predict, config: ExplainConfig,
                      out_dir: str | Path, options: RunOptions | None = None,
                      label_headers: Sequence[str] | None = None) -> dict:
     """Explain this shard's images not finished yet; with ``options.merge`` write the report.
 
+    images: ImageSources (``collect_sources``), or image files, folders and s3:// prefixes.
+    predict: (N, H, W, 3) uint8 -> N arrays (a predictor or any callable). label_headers
+    (class names) fill ``config.label_headers`` when it has none; by default the predictor's
+    own ``class_names`` (a model's model.json).
+
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
-    skips finished images and ends with the same files as an uninterrupted run. Returns
-    the merged analysis summary (``merge``) or this process's counts.
+    skips finished images and ends with the same files as an uninterrupted run. An image
+    that cannot be read is skipped and named in the totals; when no image of the run can be
+    read, the merge raises ExplainError instead of writing an empty report. Returns the merged analysis summary (``merge``, the same
+    as analysis.json, with the predictor's request counters under ``predictor``) or this
+    process's counts.
     """
     options = options or RunOptions()
+    if label_headers is None:
+        label_headers = getattr(predict, "class_names", None)
     if label_headers is not None and config.label_headers is None:
         config = replace(config, label_headers=tuple(label_headers))
-    sources = list(sources)
+    sources = _as_sources(images)
     if not sources:
         raise ExplainError("no images to explain")
     out_dir = Path(out_dir)
@@ -178,13 +202,15 @@ def run_explanations(sources: Sequence[ImageSource], predict: Predict, config: E
     unreadable: list[dict] = []
     explained = _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest, settings,
                              unreadable)
+    stats = getattr(predict, "stats", None)
     if not options.merge:
         return {"images": len(mine), "explained": explained, "skipped": len(mine) - len(todo),
-                "unreadable": unreadable, "seconds": time.perf_counter() - started}
-    summary = merge_outputs(out_dir, config, [source.key for source in sources],
-                            seconds=time.perf_counter() - started, unreadable=unreadable)
-    summary["totals"]["explained_now"] = explained
-    return summary
+                "unreadable": unreadable, "seconds": time.perf_counter() - started,
+                "label_headers": config.label_headers, "predictor": stats}
+    check_some_readable(unreadable, len(sources))
+    return merge_outputs(out_dir, config, [source.key for source in sources],
+                         seconds=time.perf_counter() - started, unreadable=unreadable,
+                         explained_now=explained, predictor=stats)
 
 
 def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest,
@@ -193,8 +219,6 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
 
     Images that cannot be read are appended to ``unreadable`` ({image, error}) and skipped.
     """
-    from .report import build_image_summary
-
     if not todo:
         return 0
     abort = threading.Event()
@@ -215,8 +239,6 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
 
     bar = None
     if options.progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(todo), desc="images", unit="img", dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=options.images_in_flight, thread_name_prefix="explain-image")
     pending = set()
@@ -258,16 +280,18 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
 
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
-                  unreadable: Sequence[dict] = ()) -> dict:
-    """Write analysis.json and report.html from every manifest in ``out_dir``.
+                  unreadable: Sequence[dict] = (), explained_now: int | None = None,
+                  predictor: dict | None = None) -> dict:
+    """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
-    config: the run's settings (default: those recorded in the manifests). keys: the images of the run, in report order (default: every recorded image, sorted by
-    key); images not finished yet are listed under ``totals.unfinished``. seconds: the
-    run's wall-clock time (default: the sum of the images' own times). unreadable: images
-    skipped because they could not be read, listed under ``totals.unreadable``.
+    config: the run's settings (default: those recorded in the manifests). keys: the images
+    of the run, in report order (default: every recorded image, sorted by key); images not
+    finished yet are listed under ``totals.unfinished``. seconds: the run's wall-clock time
+    (default: the sum of the images' own times). unreadable: images skipped because they
+    could not be read, listed under ``totals.unreadable``. explained_now: images this run
+    explained (``totals.explained_now``). predictor: the predictor's ``stats`` (analysis.json's
+    ``predictor``).
     """
-    from .report import build_run_summary, write_report
-
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
     if config is None:
@@ -286,20 +310,17 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     unreadable = list(unreadable)
     unreadable_keys = {item["key"] for item in unreadable}
     unfinished = [key for key in keys if key not in finished and key not in unreadable_keys]
+    if explained_now is not None:
+        summary["totals"]["explained_now"] = explained_now
     if unreadable:
         summary["totals"]["unreadable"] = unreadable
     if unfinished:
         summary["totals"]["unfinished"] = unfinished
-    write_json_atomic(summary, out_dir / "analysis.json")
+    if predictor is not None:
+        summary["predictor"] = predictor
+    write_analysis(summary, out_dir / "analysis.json")
     report = out_dir / "report.html"
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
-        write_report(summary, Path(staging) / "report.html")
+        write_report(summary, Path(staging) / "report.html", files_dir=out_dir)
         os.replace(Path(staging) / "report.html", report)
     return summary
-
-
-def write_json_atomic(summary: dict, path: Path) -> None:
-    """analysis.json through a temporary file and os.replace."""
-    import json
-
-    atomic_write_bytes(path, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))

@@ -35,18 +35,18 @@ class Shard:
     def __post_init__(self) -> None:
         for name, value in (("count", self.count), ("index", self.index)):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"shard {name} must be an integer, got {value!r}")
+                raise ConfigError(f"shard {name} must be an integer, got {value!r}", field="shard")
         if not 1 <= self.count <= MAX_SHARDS:
-            raise ConfigError(f"shard count must be in [1, {MAX_SHARDS}], got {self.count}")
+            raise ConfigError(f"shard count must be in [1, {MAX_SHARDS}], got {self.count}", field="shard")
         if not 0 <= self.index < self.count:
-            raise ConfigError(f"shard index must be in [0, {self.count - 1}], got {self.index}")
+            raise ConfigError(f"shard index must be in [0, {self.count - 1}], got {self.index}", field="shard")
 
     @classmethod
     def parse(cls, text: str) -> Shard:
         """``'2/4'`` (index/count, 0-based index) -> Shard(2, 4)."""
         match = _SHARD_TEXT.match(text or "")
         if match is None:
-            raise ConfigError(f"shard must look like INDEX/COUNT, e.g. 0/4, got {text!r}")
+            raise ConfigError(f"shard must look like INDEX/COUNT, e.g. 0/4, got {text!r}", field="shard")
         return cls(int(match.group(1)), int(match.group(2)))
 
     @property

@@ -11,35 +11,32 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import ExplainConfig
-from .runner import RunOptions, merge_outputs, prepare_out_dir, run_explanations
+from .predictors import PredictorStats, TransportConfig, build_predictor
+from .runner import (
+    RunOptions,
+    check_some_readable,
+    merge_outputs,
+    prepare_out_dir,
+    run_explanations,
+)
 from .sharding import Shard
 
 __all__ = ["run_with_workers"]
 
 logger = logging.getLogger(__name__)
 
-_SUMMED = ("requests", "images", "retries", "failed_requests", "bytes_sent", "bytes_received")
 
-
-def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transport: dict,
+def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transport: TransportConfig,
             config: ExplainConfig, out_dir: str, images_in_flight: int) -> dict:
     """One worker process: its own predictor(s), shard ``shard``, its own manifest file."""
-    from .cli import build_predictor
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    predictor = build_predictor(endpoints, task, transport)
-    try:
-        if config.label_headers is None and getattr(predictor, "class_names", None):
-            config = replace(config, label_headers=tuple(predictor.class_names))
+    with build_predictor(endpoints, task, transport) as predictor:
         options = RunOptions(images_in_flight=images_in_flight, shard=shard, merge=False, progress=False)
         counts = run_explanations(sources, predictor, config, out_dir, options)
-        return {**counts, "shard": shard.name, "label_headers": config.label_headers,
-                "predictor": getattr(predictor, "stats", None)}
-    finally:
-        predictor.close()
+    return {**counts, "shard": shard.name}
 
 
-def run_with_workers(sources: list, endpoints: list[str], task: str, transport: dict,
+def run_with_workers(sources: list, endpoints: list[str], task: str, transport: TransportConfig,
                      config: ExplainConfig, out_dir: str | Path, workers: int,
                      options: RunOptions) -> dict:
     """Explain ``sources`` with ``workers`` spawned processes, shard i of N each, then merge.
@@ -75,17 +72,15 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     label_headers = next((item["label_headers"] for item in results if item["label_headers"]), None)
     if config.label_headers is None and label_headers:
         config = replace(config, label_headers=tuple(label_headers))
-    summary = merge_outputs(out_dir, config, [source.key for source in sources],
-                            seconds=time.perf_counter() - started,
-                            unreadable=[item for result in results for item in result["unreadable"]])
-    summary["totals"]["explained_now"] = sum(item["explained"] for item in results)
+    unreadable = [item for result in results for item in result["unreadable"]]
+    check_some_readable(unreadable, len(sources))
     stats = [item["predictor"] for item in results if item["predictor"]]
+    predictor = None
     if stats:
-        summary["predictor"] = {"transport": f"{workers} workers",
-                                "endpoint": ", ".join(endpoints),
-                                **{name: sum(item.get(name, 0) for item in stats) for name in _SUMMED},
-                                "workers": stats}
-        from .runner import write_json_atomic
-
-        write_json_atomic(summary, out_dir / "analysis.json")
-    return summary
+        totals = PredictorStats.total(PredictorStats.from_dict(item) for item in stats)
+        predictor = {"transport": f"{workers} workers", "endpoint": ", ".join(endpoints),
+                     **totals.to_dict(), "workers": stats}
+    return merge_outputs(out_dir, config, [source.key for source in sources],
+                         seconds=time.perf_counter() - started,
+                         unreadable=unreadable,
+                         explained_now=sum(item["explained"] for item in results), predictor=predictor)

@@ -1,32 +1,25 @@
 """Request decoding and response encoding for the wire contract (npy batches, JPEG/PNG images, JSON)."""
 import io
 import json
+import re
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+# the media types live in the shared wire contract; imported here for the handler (codecs.JSON, ...)
+from .contract import (
+    JSON,
+    NPY,
+    REQUEST_TYPES,
+    RESPONSE_TYPES,
+    media_type,
+)
 from .errors import (
     BadRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-
-NPY = "application/x-npy"
-JSON = "application/json"
-JPEG = "image/jpeg"
-PNG = "image/png"
-X_IMAGE = "application/x-image"
-IMAGE_TYPES = (JPEG, PNG, X_IMAGE)
-REQUEST_TYPES = (NPY,) + IMAGE_TYPES
-RESPONSE_TYPES = (JSON, NPY)
-
-
-def media_type(header):
-    """``'Image/JPEG; q=1'`` -> ``'image/jpeg'``; None or empty -> ''."""
-    if not header:
-        return ""
-    return header.split(";", 1)[0].strip().lower()
 
 
 def choose_response_type(accept):
@@ -44,7 +37,7 @@ def choose_response_type(accept):
     )
 
 
-def decode_images(body, content_type, max_body_bytes, max_image_pixels):
+def decode_images(body, content_type, max_body_bytes, max_image_pixels, check_batch=None):
     """Decode a request body into a batch of RGB images.
 
     Args:
@@ -52,6 +45,9 @@ def decode_images(body, content_type, max_body_bytes, max_image_pixels):
         content_type: the request's Content-Type header.
         max_body_bytes: larger bodies are refused with 413.
         max_image_pixels: images with more pixels (H * W) are refused with 413.
+        check_batch: called as ``check_batch(count, height, width)`` once the header has been
+            read and before any pixel is decoded, to refuse work the handler will not do (it
+            raises a ServingError).
 
     Returns:
         ``(N, H, W, 3)`` uint8 array, N >= 1.
@@ -70,27 +66,62 @@ def decode_images(body, content_type, max_body_bytes, max_image_pixels):
             "the request body is %d bytes, more than the limit of %d; send fewer images per request"
             % (len(body), max_body_bytes)
         )
+    check_batch = check_batch if check_batch is not None else _admit_any
     if kind == NPY:
-        images = _decode_npy(body, max_image_pixels)
+        images = _decode_npy(body, max_image_pixels, check_batch)
     else:
-        images = _decode_image_file(body, kind, max_image_pixels)[None]
+        images = _decode_image_file(body, kind, max_image_pixels, check_batch)[None]
     return images
 
 
-def _decode_npy(body, max_image_pixels):
+def _admit_any(count, height, width):
+    return None
+
+
+# numpy >= 1.24 refuses longer .npy headers by default (max_header_size); numpy.save writes
+# about 128 bytes for an image batch. A longer header is not parsed at all.
+MAX_NPY_HEADER_BYTES = 10000
+# A dimension above this is no image (and above what mxnet indexes without large-tensor support).
+MAX_NPY_DIMENSION = 2 ** 31 - 1
+
+
+def _read_npy_header(body):
+    """``(shape, fortran_order, dtype, data_offset)`` from an .npy body; BadRequestError if unusable."""
     stream = io.BytesIO(body)
     try:
         version = np.lib.format.read_magic(stream)
+    except (ValueError, EOFError) as error:
+        raise BadRequestError("the body is not a valid .npy array (%s); write it with numpy.save" % error)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise BadRequestError("the body is not a valid .npy array (format version %d.%d is unknown); "
+                              "write it with numpy.save" % version)
+    length_bytes = body[8:10] if version == (1, 0) else body[8:12]
+    header_length = int.from_bytes(length_bytes, "little")
+    if len(length_bytes) < (2 if version == (1, 0) else 4) or header_length > MAX_NPY_HEADER_BYTES:
+        raise BadRequestError("the .npy header is %d bytes long, more than the %d this endpoint reads "
+                              "(numpy.save writes about 128); write the array with numpy.save"
+                              % (header_length, MAX_NPY_HEADER_BYTES))
+    try:
         if version == (1, 0):
             shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-        else:
+        else:  # 3.0 differs from 2.0 only by a utf-8 header; dtype names here are ascii
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-    except (ValueError, EOFError, SyntaxError) as error:
-        raise BadRequestError("the body is not a valid .npy array (%s); write it with numpy.save" % error)
+    except (ValueError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError) as error:
+        raise BadRequestError("the body is not a valid .npy array (%s); write it with numpy.save"
+                              % _scrub(error))
+    return tuple(shape), fortran_order, dtype, stream.tell()
+
+
+def _decode_npy(body, max_image_pixels, check_batch):
+    shape, fortran_order, dtype, offset = _read_npy_header(body)
     if dtype.hasobject:
         raise BadRequestError("object arrays are refused (they would need unpickling); send uint8 or float pixels")
     if dtype.kind not in "uif":
         raise BadRequestError("dtype %s is not supported; send uint8 (or float in 0..255) pixels" % dtype)
+    if any(dimension < 0 or dimension > MAX_NPY_DIMENSION for dimension in shape):
+        raise BadRequestError(
+            "the .npy header announces shape %s; every dimension must lie in 0..%d: write the array "
+            "with numpy.save" % (shape, MAX_NPY_DIMENSION))
     if len(shape) == 3:
         shape = (1,) + tuple(shape)
         single = True
@@ -110,13 +141,14 @@ def _decode_npy(body, max_image_pixels):
             "images of %dx%d = %d pixels exceed the limit of %d pixels" % (width, height, height * width, max_image_pixels)
         )
     expected = count * height * width * channels * dtype.itemsize
-    remaining = len(body) - stream.tell()
+    remaining = len(body) - offset
     if remaining != expected:
         raise BadRequestError(
             "the .npy body is truncated or padded: its header announces %d bytes of data, the body holds %d"
             % (expected, remaining)
         )
-    images = np.frombuffer(body, dtype=dtype, count=count * height * width * channels, offset=stream.tell())
+    check_batch(count, height, width)
+    images = np.frombuffer(body, dtype=dtype, count=count * height * width * channels, offset=offset)
     images = images.reshape((count, height, width, channels), order="F" if fortran_order else "C")
     if dtype.kind == "f":
         if not np.all(np.isfinite(images)):
@@ -131,30 +163,64 @@ def _decode_npy(body, max_image_pixels):
     return np.ascontiguousarray(images)
 
 
-def _decode_image_file(body, kind, max_image_pixels):
+# Only these are decoded: Pillow's other readers (GIF, BMP, TIFF, ICO, PPM, WebP, EPS -- the last
+# through Ghostscript) are attack surface this endpoint does not need.
+IMAGE_FORMATS = ("JPEG", "PNG")
+# Pillow modes of 16-bit greyscale PNGs ("I" before Pillow 10, "I;16" after).
+_SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L")
+
+
+def _decode_image_file(body, kind, max_image_pixels, check_batch):
     try:
-        image = Image.open(io.BytesIO(body))
+        image = Image.open(io.BytesIO(body), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as error:
-        raise PayloadTooLargeError("the image has too many pixels (%s)" % error)
+        raise PayloadTooLargeError("the image has too many pixels (%s)" % _scrub(error))
+    except UnidentifiedImageError:
+        raise BadRequestError(
+            "the body is not a readable %s image: it is neither JPEG nor PNG (it starts with %r); this "
+            "endpoint decodes only JPEG and PNG files, or send the pixels as application/x-npy" % (kind, bytes(body[:8])))
     except (IOError, OSError, ValueError, SyntaxError) as error:
-        raise BadRequestError("the body is not a readable %s image (%s)" % (kind, error))
+        raise BadRequestError("the body is not a readable %s image (%s)" % (kind, _scrub(error)))
     width, height = image.size
     if width * height > max_image_pixels:
         raise PayloadTooLargeError(
             "the image is %dx%d = %d pixels, more than the limit of %d pixels" % (width, height, width * height, max_image_pixels)
         )
+    if width == 0 or height == 0:
+        raise BadRequestError("the image is empty: %dx%d pixels" % (width, height))
+    check_batch(1, height, width)
     # Some libraries (gluoncv) switch truncated-image loading on for the whole process: refuse them here.
     tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        pixels = _rgb_pixels(image)
     except (IOError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise BadRequestError("the %s image cannot be decoded, it may be truncated (%s)" % (kind, error))
+        raise BadRequestError("the %s image cannot be decoded, it may be truncated (%s)" % (kind, _scrub(error)))
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
-    if pixels.size == 0:
-        raise BadRequestError("the image is empty")
     return pixels
+
+
+def _rgb_pixels(image):
+    """A Pillow image (any mode a JPEG or PNG opens in) -> ``(H, W, 3)`` uint8 RGB.
+
+    16-bit greyscale keeps its high byte, as OpenCV's and mxnet's decoders (GluonCV's) and
+    Pillow's own 16-bit RGB PNG reader do; Pillow's convert would clip it to white. Alpha is
+    dropped, as OpenCV does; palette, 1-bit, LA and CMYK images go through Pillow's convert.
+    """
+    if image.mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(image).astype(np.int64)
+        grey = (np.clip(grey, 0, 65535) >> 8).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _scrub(error):
+    """An exception's text without object reprs such as ``<_io.BytesIO object at 0x7f...>``."""
+    return _OBJECT_REPR.sub("the request body", str(error))
 
 
 def encode_detections(detections, response_type):

@@ -3,14 +3,22 @@
 The inference toolkit appends the MMS request ``context`` when a handler takes one more
 parameter than it is given; both functions take it as an optional trailing argument, so they
 also run in-process (tests, the explain in-process predictor) where errors are raised instead.
+
+sagemaker-inference 1.6.1, the version the SageMaker MXNet 1.9 inference container pins, is
+older than that feature (1.7.0): it calls ``model_fn(model_dir)`` and
+``transform_fn(model, body, content_type, accept)`` from ``Transformer.transform(data,
+context)``. There the handler takes the context from that calling frame
+(:func:`_toolkit_context`), so statuses, JSON error bodies, custom attributes and the GPU id
+work the same on both toolkit versions.
 """
 import logging
+import sys
 import time
 
 import numpy as np
 
 from . import codecs
-from .errors import ServingError
+from .errors import BadRequestError, PayloadTooLargeError, ServingError
 from .network import LoadedNetwork, choose_context
 from .postprocess import detection_rows
 from .preprocess import resized_size
@@ -40,6 +48,50 @@ class ServedModel(object):
             self.spec.score_threshold if threshold is None else threshold,
             self.spec.top_k if top_k is None else top_k,
         )
+
+    def check_batch(self, count, height, width):
+        """Refuse a batch of ``count`` images of ``height`` x ``width`` before any pixel is decoded.
+
+        Raises BadRequestError when resizing for the network would leave a side of 0 pixels,
+        PayloadTooLargeError (413) above ``limits.max_images_per_request`` images or above
+        ``limits.max_request_pixels`` network-input pixels; each message names the environment
+        variable that raises the limit.
+        """
+        preprocess = self.spec.preprocess
+        new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
+        if new_height < 1 or new_width < 1:
+            raise BadRequestError(
+                "a %dx%d (width x height) image is too elongated for this model: resized for the network "
+                "(short side %d, long side at most %d) it would be %dx%d pixels; crop or pad it so that "
+                "its long side is at most %d times its short side"
+                % (width, height, preprocess.short_side, preprocess.max_size, new_width, new_height,
+                   preprocess.max_size))
+        limits = self.limits
+        if count > limits.max_images_per_request:
+            raise PayloadTooLargeError(
+                "the request holds %d images, more than the limit of %d images per request; send at "
+                "most %d per request, or raise the limit with the environment variable "
+                "SERVING_MAX_IMAGES_PER_REQUEST" % (count, limits.max_images_per_request,
+                                                    limits.max_images_per_request))
+        pixels = count * new_height * new_width
+        if pixels > limits.max_request_pixels:
+            raise PayloadTooLargeError(
+                "the request's %d image(s) of %dx%d are resized for the network to %dx%d, %d network-input "
+                "pixels in all, more than the limit of %d pixels per request; send at most %d such "
+                "images per request, or raise the limit with the environment variable "
+                "SERVING_MAX_REQUEST_PIXELS"
+                % (count, width, height, new_width, new_height, pixels, limits.max_request_pixels,
+                   limits.max_request_pixels // (new_height * new_width)))
+        return new_height, new_width
+
+    def images_per_request(self, height, width):
+        """How many images of ``height`` x ``width`` one request may hold (0: not even one)."""
+        preprocess = self.spec.preprocess
+        new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
+        if new_height < 1 or new_width < 1:
+            return 0
+        return min(self.limits.max_images_per_request,
+                   self.limits.max_request_pixels // (new_height * new_width))
 
     def predict(self, images, options=None):
         """Run a batch through the network: one forward pass, or chunks of ``limits.images_per_pass``.
@@ -75,6 +127,7 @@ class ServedModel(object):
 def model_fn(model_dir, context=None):
     """Load the network named by ``model_dir/model.json`` on the GPU when there is one, and warm it up."""
     gpu_id = None
+    context = context if context is not None else _toolkit_context()
     if context is not None:
         gpu_id = (getattr(context, "system_properties", None) or {}).get("gpu_id")
     network = LoadedNetwork(model_dir, ctx=choose_context(gpu_id))
@@ -92,10 +145,11 @@ def transform_fn(model, body, content_type, accept, context=None):
     status with a JSON ``{"error": ...}`` body; without one they are raised as ServingError.
     """
     started = time.time()
+    context = context if context is not None else _toolkit_context()
     try:
         response_type = codecs.choose_response_type(accept)
         images = codecs.decode_images(body, content_type, model.limits.max_body_bytes,
-                                      model.limits.max_image_pixels)
+                                      model.limits.max_image_pixels, check_batch=model.check_batch)
         defaults = model.default_options()
         options = parse_custom_attributes(
             _request_header(context, CUSTOM_ATTRIBUTES_HEADER), defaults.score_threshold, defaults.top_k
@@ -118,6 +172,30 @@ def transform_fn(model, body, content_type, accept, context=None):
             raise
         logger.exception("inference failed")
         return _error_response(context, 500, "internal error while running the model; see the endpoint logs")
+
+
+def _toolkit_context(max_frames=8):
+    """The MMS context held by the sagemaker-inference code that called us, or None.
+
+    Only for toolkits older than 1.7.0, which do not pass it (see the module docstring):
+    ``Transformer.transform(data, context)`` calls ``transform_fn`` and
+    ``DefaultHandlerService.initialize(context)`` calls ``model_fn``. A frame counts only when
+    its module is part of ``sagemaker_inference`` and its ``context`` can set a response
+    status. In-process callers have no such frame and get None.
+    """
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return None
+    for _ in range(max_frames):
+        if frame is None:
+            return None
+        if str(frame.f_globals.get("__name__", "")).startswith("sagemaker_inference."):
+            context = frame.f_locals.get("context")
+            if hasattr(context, "set_response_status") and hasattr(context, "system_properties"):
+                return context
+        frame = frame.f_back
+    return None
 
 
 def _request_header(context, name):

@@ -22,11 +22,11 @@ Classification networks return logits ``(N, C)``; the handler applies a softmax.
 import json
 import os
 
+from .contract import TASKS
 from .errors import ModelSpecError
 
 SPEC_FILENAME = "model.json"
 FORMAT_VERSION = 1
-TASKS = ("detection", "classification")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -1,14 +1,35 @@
 """Handler limits from environment variables, and per-request options from SageMaker custom attributes."""
 import os
 
+from .contract import CUSTOM_ATTRIBUTES_HEADER, MAX_IMAGES_PER_REQUEST, MMS_MAX_REQUEST_BYTES  # noqa: F401
 from .errors import BadRequestError, ServingError
 
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-
 # MMS refuses bodies above 6,553,500 bytes by default (max_request_size); keep the same limit in-process.
-DEFAULT_MAX_BODY_BYTES = 6553500
+DEFAULT_MAX_BODY_BYTES = MMS_MAX_REQUEST_BYTES
 # 40 megapixels: a 8000x5000 photo passes, a decompression bomb does not.
 DEFAULT_MAX_IMAGE_PIXELS = 40000000
+# Work per request. Every image is resized to the network's input size before the forward pass,
+# so a request's cost is set by its image count and network-input pixels, not by its bytes
+# (100,000 images of 2x2 pixels are a 1.2 MB body). Both limits are checked from the .npy or
+# image header, before any pixel is decoded or resized.
+#
+# 64 images (serving.contract.MAX_IMAGES_PER_REQUEST): the explain client packs at most this many
+# masked images into one request (it imports that constant), and so does the in-process predictor; the benchmarks use at most 64.
+# 64 * 600 * 1000 network-input pixels: 64 images at the largest input of any GluonCV preset
+# `deploy package` knows (Faster/Mask R-CNN: short side 600, long side at most 1000; YOLO's
+# 416x1024 is 426k), so the explain client's default requests pass for those models whatever
+# the aspect ratio. For the shipped shapes detector (input at most 160x512) the image count
+# binds first. Measured on this project's 2 CPU cores while other jobs kept the load average
+# at 9-12 (bench/bench_limits.py, in-process, medians of 3), with one OpenMP thread as the
+# SageMaker container gives a worker: 64 images at its largest input took 2.2-4.0 s, 64 images
+# of 1x1 0.84 s, one image filling the body limit 0.04 s, while 2,000 images of 1x1 (a 6 KB
+# body) took 31 s with the limits lifted. With two OpenMP threads on the same overloaded cores
+# the first request took 12-71 s (threads spinning at barriers). yolo3_darknet53 took 35 s for
+# 4 images at 416x1024 under that load: on a CPU endpoint serving such a network, lower
+# SERVING_MAX_REQUEST_PIXELS (and SERVING_MAX_IMAGES_PER_REQUEST with the explain client's
+# --max-images-per-request).
+DEFAULT_MAX_IMAGES_PER_REQUEST = MAX_IMAGES_PER_REQUEST
+DEFAULT_MAX_REQUEST_PIXELS = 64 * 600 * 1000
 # Images per forward pass; larger batches are run in chunks of this size to bound memory.
 DEFAULT_MAX_BATCH_SIZE = 32
 # Network-input pixels per forward pass on a CPU. Measured on 2 cores (yolo3_darknet53, 16
@@ -23,16 +44,21 @@ class HandlerLimits(object):
     """Limits read once when the model loads.
 
     Environment variables: ``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_IMAGE_PIXELS``,
-    ``SERVING_MAX_BATCH_SIZE``, ``SERVING_MAX_BATCH_PIXELS``, ``SERVING_SCORE_THRESHOLD``,
-    ``SERVING_TOP_K``. ``max_batch_pixels`` None means: no pixel cap (the handler sets
+    ``SERVING_MAX_IMAGES_PER_REQUEST``, ``SERVING_MAX_REQUEST_PIXELS`` (network-input pixels of
+    all the images of one request, after the resize), ``SERVING_MAX_BATCH_SIZE``,
+    ``SERVING_MAX_BATCH_PIXELS``, ``SERVING_SCORE_THRESHOLD``, ``SERVING_TOP_K``.
+    ``max_batch_pixels`` None means: no pixel cap per forward pass (the handler sets
     DEFAULT_CPU_BATCH_PIXELS when it runs on a CPU).
     """
 
     def __init__(self, max_body_bytes=DEFAULT_MAX_BODY_BYTES, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
                  max_batch_size=DEFAULT_MAX_BATCH_SIZE, score_threshold=None, top_k=None,
-                 max_batch_pixels=None):
+                 max_batch_pixels=None, max_images_per_request=DEFAULT_MAX_IMAGES_PER_REQUEST,
+                 max_request_pixels=DEFAULT_MAX_REQUEST_PIXELS):
         self.max_body_bytes = max_body_bytes
         self.max_image_pixels = max_image_pixels
+        self.max_images_per_request = max_images_per_request
+        self.max_request_pixels = max_request_pixels
         self.max_batch_size = max_batch_size
         self.max_batch_pixels = max_batch_pixels
         self.score_threshold = score_threshold
@@ -48,6 +74,9 @@ class HandlerLimits(object):
             score_threshold=_env_threshold(environ),
             top_k=_env_int(environ, "SERVING_TOP_K", None),
             max_batch_pixels=_env_int(environ, "SERVING_MAX_BATCH_PIXELS", None),
+            max_images_per_request=_env_int(environ, "SERVING_MAX_IMAGES_PER_REQUEST",
+                                            DEFAULT_MAX_IMAGES_PER_REQUEST),
+            max_request_pixels=_env_int(environ, "SERVING_MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS),
         )
 
     def images_per_pass(self, input_height, input_width):

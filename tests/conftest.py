@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny exported models, their archives, and a real local endpoint serving one."""
+"""Shared fixtures: tiny exported models, their archives, and a real local endpoint serving one.
+
+Tests that start servers or processes are marked ``integration`` here, from the fixtures they
+use (``PROCESS_FIXTURES``, directly or through other fixtures), so ``make test-fast``
+(``pytest -m "not integration"``) runs without Java, moto or subprocesses. A test that starts
+one without such a fixture carries ``@pytest.mark.integration`` itself.
+"""
 import io
 import os
 import signal
@@ -14,6 +20,17 @@ import requests
 from tests.tiny_models import export_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
+# fixtures that start a process or a server: multi-model-server (Java), a moto server, the
+# packaging check (a fresh interpreter running the packed code)
+PROCESS_FIXTURES = frozenset({"detector_endpoint", "own_detector_endpoint", "tiny_detector_archive",
+                              "moto_url", "sigkill_endpoint"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a PROCESS_FIXTURES fixture (directly or not) as integration."""
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def npy_bytes(array):
@@ -47,7 +64,7 @@ def tiny_detector_archive(tiny_detector_dir, tmp_path_factory):
 class ServeProcess:
     """``python -m deploy serve`` in a subprocess, as a user would run it."""
 
-    def __init__(self, model, port, extra_args=()):
+    def __init__(self, model, port, extra_args=(), env=None):
         from deploy.local_endpoint import free_port
 
         self.port = port or free_port()
@@ -55,7 +72,7 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deploy", "serve", "--model", str(model), "--port", str(self.port), *extra_args],
             cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            env=dict(os.environ, PYTHONPATH=str(REPO), **(env or {})),
         )
         line = self.process.stdout.readline()
         if not line.startswith("ready"):

@@ -1,4 +1,8 @@
-"""Fixtures for the SageMaker deploy tests: one moto server per module, fake credentials, a call log."""
+"""Fixtures for the SageMaker deploy tests: one moto server per module, fake credentials, a call log.
+
+Where moto is more lenient than AWS, a botocore hook makes it answer as AWS does: names of
+SageMaker resources are unique, S3 enforces ExpectedBucketOwner, UpdateEndpoint exists.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class Aws:
     bucket: str
     calls: list[tuple[str, str]] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    s3_requests: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     region = REGION
     account = ACCOUNT
@@ -47,6 +52,54 @@ class Aws:
         )
         urllib.request.urlopen(request, timeout=10).read()
 
+    def client(self, service: str, account: str | None = None):
+        """A plain boto3 client on moto (none of the hooks); ``account`` acts as that moto account."""
+        import boto3
+
+        client = boto3.client(service, endpoint_url=self.url, region_name=REGION)
+        if account is not None:
+            client.meta.events.register("before-sign", lambda request, **kwargs: request.headers.__setitem__(
+                "x-moto-account-id", account))
+        return client
+
+    def state(self) -> dict[str, dict]:
+        """Everything in the moto account, with what a change would alter (tags, config, ETag, status).
+
+        SageMaker models, configs, endpoints, processing jobs; S3 buckets and objects (all
+        accounts); Application Auto Scaling targets and policies; CloudWatch alarms.
+        """
+        from moto.s3.models import s3_backends
+
+        sagemaker, autoscaling = self.clients.sagemaker, self.clients.autoscaling
+
+        def tags(arn):
+            return tuple(sorted((t["Key"], t["Value"]) for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]))
+
+        models = {m["ModelName"]: tags(m["ModelArn"]) for m in sagemaker.list_models()["Models"]}
+        configs = {c["EndpointConfigName"]: tags(c["EndpointConfigArn"])
+                   for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]}
+        endpoints = {}
+        for item in sagemaker.list_endpoints()["Endpoints"]:
+            described = sagemaker.describe_endpoint(EndpointName=item["EndpointName"])
+            endpoints[item["EndpointName"]] = (described["EndpointConfigName"],
+                                               described["EndpointStatus"], tags(item["EndpointArn"]))
+        jobs = {j["ProcessingJobName"]: j["ProcessingJobStatus"]
+                for j in sagemaker.list_processing_jobs()["ProcessingJobSummaries"]}
+        objects, buckets = {}, {}
+        for name, (_, account) in list(s3_backends.bucket_accounts.items()):
+            buckets[name] = account
+            bucket = s3_backends[account]["aws"].buckets.get(name)
+            for key, value in (bucket.keys.items() if bucket else ()):
+                objects[f"{name}/{key}"] = value.etag
+        targets = {t["ResourceId"]: (t["MinCapacity"], t["MaxCapacity"]) for t in
+                   autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]}
+        policies = sorted(p["PolicyName"] for p in
+                          autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"])
+        alarms = sorted(a["AlarmName"] for a in self.client("cloudwatch").describe_alarms()["MetricAlarms"])
+        return {"models": models, "configs": configs, "endpoints": endpoints, "jobs": jobs,
+                "buckets": buckets, "objects": objects, "targets": targets, "policies": policies,
+                "alarms": alarms}
+
     def leftovers(self) -> dict[str, list[str]]:
         """Every model, endpoint config and endpoint in the account, and the tool's S3 objects."""
         sagemaker, s3 = self.clients.sagemaker, self.clients.s3
@@ -61,6 +114,56 @@ class Aws:
             "endpoints": [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]],
             "objects": objects,
         }
+
+
+_UNIQUE_NAMES = {  # operation -> (name parameter, moto backend attribute, what AWS calls it)
+    "CreateModel": ("ModelName", "_models", "model"),
+    "CreateEndpointConfig": ("EndpointConfigName", "endpoint_configs", "endpoint configuration"),
+    "CreateEndpoint": ("EndpointName", "endpoints", "endpoint"),
+    "CreateProcessingJob": ("ProcessingJobName", "processing_jobs", "processing job"),
+}
+
+
+def unique_names(params, model, **kwargs):
+    """``before-parameter-build`` hook: refuse a SageMaker name that exists, as AWS does (moto overwrites).
+
+    AWS answers ``ValidationException: Cannot create already existing model "arn..."``;
+    moto silently replaces the old resource, which would hide a run taking over a name.
+    """
+    from botocore.exceptions import ClientError
+    from moto.sagemaker.models import sagemaker_backends
+
+    if model.name not in _UNIQUE_NAMES:
+        return
+    parameter, attribute, noun = _UNIQUE_NAMES[model.name]
+    if params.get(parameter) in getattr(sagemaker_backends[ACCOUNT][REGION], attribute):
+        raise ClientError({"Error": {"Code": "ValidationException",
+                                     "Message": f'Cannot create already existing {noun} "{params[parameter]}".'}},
+                          model.name)
+
+
+def expected_bucket_owner(requests: list):
+    """``before-call`` hook for S3: record (operation, bucket, ExpectedBucketOwner) and enforce it as AWS does.
+
+    moto ignores ``x-amz-expected-bucket-owner``; AWS answers 403 when the bucket belongs
+    to another account. The owner comes from moto's own record of who created the bucket.
+    """
+
+    def hook(model, params, context, **kwargs):
+        from botocore.awsrequest import AWSResponse
+        from moto.s3.models import s3_backends
+
+        bucket = context.get("input_params", {}).get("Bucket")
+        expected = params["headers"].get("x-amz-expected-bucket-owner")
+        requests.append((model.name, bucket, expected))
+        owner = s3_backends.bucket_accounts.get(bucket, (None, None))[1]
+        if expected and owner and owner != expected:
+            return AWSResponse(f"http://moto/{bucket}", 403, {}, None), {
+                "Error": {"Code": "403", "Message": "Forbidden"},
+                "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return None
+
+    return hook
 
 
 def fake_update_endpoint(model, params, **kwargs):
@@ -135,7 +238,7 @@ def aws(moto_url, monkeypatch, tmp_path):
     """A fresh moto account with an IAM role and a bucket; env points the tool at moto."""
     import boto3
 
-    from deploy.sagemaker_endpoint import AwsClients
+    from deploy.aws_clients import AwsClients
 
     urllib.request.urlopen(
         urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
@@ -148,7 +251,8 @@ def aws(moto_url, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("CLEARSIGHT_AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.delenv("CLEARSIGHT_AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)  # boto3 reads it for every service
 
     session = boto3.Session(region_name=REGION)
     calls: list[tuple[str, str]] = []
@@ -161,6 +265,9 @@ def aws(moto_url, monkeypatch, tmp_path):
     session.events.register("provide-client-params", record)
     session.events.register("before-call.sagemaker.UpdateEndpoint", fake_update_endpoint)
     session.events.register("before-call.sagemaker-runtime.InvokeEndpoint", binary_body_shim(bodies))
+    session.events.register("before-parameter-build.sagemaker", unique_names)
+    s3_requests: list = []
+    session.events.register("before-call.s3", expected_bucket_owner(s3_requests))
 
     iam = boto3.client("iam", endpoint_url=moto_url, region_name=REGION)
     role_arn = iam.create_role(
@@ -173,4 +280,5 @@ def aws(moto_url, monkeypatch, tmp_path):
     boto3.client("s3", endpoint_url=moto_url, region_name=REGION).create_bucket(Bucket=BUCKET)
     clients = AwsClients.create(REGION, moto_url, boto_session=session)
     return Aws(url=moto_url, session=session, clients=clients, role_arn=role_arn, bucket=BUCKET,
-               calls=calls, bodies=bodies)
+               calls=calls, bodies=bodies, s3_requests=s3_requests)
+

@@ -1,0 +1,200 @@
+"""The ``clearsight`` command: ``explain``, ``deploy``, and explanations at scale on SageMaker Processing.
+
+The top layer: the one module that puts explain/ and deploy/ under one command, and the
+``explain-job`` / ``explain-merge`` commands that run explain's code in a Processing job
+(``clearsight.processing``) on deploy's AWS plumbing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+# The click plumbing every AWS command shares, bound to the names this module's commands use.
+from deploy.aws_cli import aws_options as _common_aws_options
+from deploy.aws_cli import click_failure as _fail
+from deploy.aws_cli import clients_for as _clients
+from deploy.aws_cli import progress_printer as _progress
+from deploy.aws_cli import resolve_region as _region
+from deploy.aws_cli import usage_error as _usage_error
+from deploy.cli import main as deploy_main
+from deploy.errors import DeployConfigError, DeployError
+from explain.cli import VERBOSE_META, configure_logging
+from explain.cli import main as explain_main
+from explain.config import ExplainConfig
+from explain.errors import ConfigError
+from serving.contract import TASKS
+
+from . import __version__
+from .processing import (
+    DEFAULT_INSTANCE_TYPE,
+    ExplainJobConfig,
+    default_job_name,
+    merge_job_outputs,
+    start_explain_job,
+    wait_for_job,
+)
+
+__all__ = ["main", "run"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="clearsight")
+@click.option("-v", "--verbose", count=True, show_envvar=True, envvar="CLEARSIGHT_VERBOSE",
+              help="Log more on stderr, for every command: -v INFO (retries, throttling, AWS steps), -vv DEBUG.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Serve image models on SageMaker's MXNet stack, deploy them, and explain their predictions.
+
+    `clearsight explain` explains images against an endpoint or a model (Kernel SHAP over
+    superpixels); `clearsight deploy` packages, serves locally and deploys to SageMaker;
+    `clearsight explain-job` explains an S3 prefix of images on SageMaker Processing.
+    """
+    # The SageMaker SDK logs where it looked for its config file at INFO on stdout; that is noise here.
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    if verbose:  # subcommands add their own -v to this (ctx.meta is shared with them)
+        ctx.meta[VERBOSE_META] = verbose
+        configure_logging(verbose)
+
+
+main.add_command(explain_main, name="explain")
+main.add_command(deploy_main, name="deploy")
+
+
+@main.command(name="explain-job", context_settings={"ignore_unknown_options": True})
+@click.option("--images", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_IMAGES",
+              help="s3://BUCKET/PREFIX of the images (jpg/jpeg/png), split over the instances by key.")
+@click.option("--endpoint", "endpoint_name", required=True, show_envvar=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
+              help="Name of the SageMaker endpoint the job's workers call.")
+@click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
+              help="s3://BUCKET/PREFIX for the explanations, analysis.json and report.html.")
+@click.option("--task", type=click.Choice(TASKS), default="detection",
+              show_default=True, show_envvar=True, envvar="CLEARSIGHT_TASK", help="What the model predicts.")
+@click.option("--instance-count", default=1, show_default=True, type=int, show_envvar=True,
+              envvar="CLEARSIGHT_JOB_INSTANCE_COUNT", help="Processing instances (each explains its share).")
+@click.option("--instance-type", default=DEFAULT_INSTANCE_TYPE, show_default=True, show_envvar=True,
+              envvar="CLEARSIGHT_JOB_INSTANCE_TYPE", help="Processing instance type (ml.*).")
+@click.option("--role", show_envvar=True, envvar="SAGEMAKER_ROLE", default=None,
+              help="IAM role ARN the job runs as (S3 read/write, sagemaker:InvokeEndpoint). Required.")
+@click.option("--job-name", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_NAME",
+              help="Processing job name. Default: clearsight-explain-<UTC time>.")
+@click.option("--image-uri", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_IMAGE_URI",
+              help="Container image of the job. Default: AWS's PyTorch 2.3 CPU training image "
+                   "(Python 3.11); the job pip-installs its requirements at start.")
+@click.option("--volume-size", default=30, show_default=True, type=int, show_envvar=True,
+              envvar="CLEARSIGHT_JOB_VOLUME_GB", help="Storage per instance in GB (images and outputs).")
+@click.option("--max-runtime", default=86_400, show_default=True, type=int, show_envvar=True,
+              envvar="CLEARSIGHT_JOB_MAX_RUNTIME", help="Seconds before SageMaker stops the job.")
+@click.option("--wait/--no-wait", default=True, show_default=True, show_envvar=True, envvar="CLEARSIGHT_WAIT",
+              help="Wait for the job, then merge the instances' outputs into one report.")
+@click.option("--poll-seconds", default=30.0, show_default=True, type=float, show_envvar=True,
+              envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
+@_common_aws_options
+@click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
+@click.pass_context
+def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: str, task: str,
+                instance_count: int, instance_type: str, role: str | None, job_name: str | None,
+                image_uri: str | None, volume_size: int, max_runtime: int, wait: bool,
+                poll_seconds: float, region: str | None, endpoint_url: str | None,
+                explain_args: tuple[str, ...]) -> None:
+    """Explain the images under --images with a SageMaker Processing job on N instances.
+
+    Each instance runs `python -m explain.processing_worker` (this project's explain code,
+    uploaded as a source archive) on its share of the images (ShardedByS3Key), calling
+    endpoint --endpoint; outputs land in --out. With --wait the command then merges the
+    instances' manifests into one analysis.json and report.html in --out. Options after
+    `--` go to `python -m explain` (e.g. -- --num-samples 500 --label-headers a,b). The job
+    is billed per instance-second until it ends.
+    """
+    if not role:
+        raise click.MissingParameter(
+            "an IAM role ARN for the job: give --role ARN or set SAGEMAKER_ROLE",
+            param_hint="'--role'", param_type="option")
+    _check_explain_args(task, explain_args)
+    try:
+        config = ExplainJobConfig(
+            job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
+            out_url=out_url, role=role, region=_region(region), task=task, instance_count=instance_count,
+            instance_type=instance_type, volume_size_gb=volume_size, max_runtime_seconds=max_runtime,
+            image_uri=image_uri, explain_args=tuple(explain_args), poll_seconds=poll_seconds)
+    except DeployConfigError as error:
+        raise _usage_error(error) from None
+    started = time.monotonic()
+    say = _progress(started)
+    clients = _clients(ctx, config.region, endpoint_url)
+    try:
+        start_explain_job(config, clients, progress=say)
+        if not wait:
+            click.echo(f"processing job {config.job_name} started; merge its outputs when it ends with "
+                       f"`clearsight explain-merge --out {config.out_url}`", err=True)
+            click.echo(config.job_name)
+            return
+        try:
+            wait_for_job(config.job_name, clients, config.poll_seconds, progress=say)
+        except KeyboardInterrupt:
+            raise click.ClickException(
+                f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
+                f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
+                f"with `clearsight explain-merge --out {config.out_url}`") from None
+        merge_job_outputs(config.out_url, clients, progress=say)
+    except DeployError as error:
+        raise _fail(error) from None
+    click.echo(f"{config.out_url.rstrip('/')}/report.html")
+
+
+@main.command(name="explain-merge")
+@click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
+              help="s3://BUCKET/PREFIX an explain-job wrote to.")
+@_common_aws_options
+@click.pass_context
+def explain_merge(ctx: click.Context, out_url: str, region: str | None, endpoint_url: str | None) -> None:
+    """Merge the manifests under --out into one analysis.json and report.html there."""
+    if not out_url.startswith("s3://"):
+        raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
+    region = _region(region)
+    try:
+        merge_job_outputs(out_url, _clients(ctx, region, endpoint_url), progress=_progress(time.monotonic()))
+    except DeployError as error:
+        raise _fail(error) from None
+    click.echo(f"{out_url.rstrip('/')}/report.html")
+
+
+def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
+    """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here."""
+    names = {item.name for item in dataclasses.fields(ExplainConfig)} - {"task"}
+    with tempfile.TemporaryDirectory(prefix="clearsight-check-") as folder:
+        placeholder = Path(folder) / "placeholder.png"
+        placeholder.write_bytes(b"")
+        args = ["--endpoint", "sagemaker:check", "--task", task, "--out", folder, *explain_args,
+                str(placeholder)]
+        try:
+            with explain_main.make_context("explain", args) as explain_ctx:
+                settings = {name: value for name, value in explain_ctx.params.items() if name in names}
+        except click.UsageError as error:
+            raise click.BadParameter(f"explain options: {error.format_message()}",
+                                     param_hint="EXPLAIN_ARGS") from None
+        try:
+            ExplainConfig(task=task, **settings)
+        except ConfigError as error:
+            raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None
+
+
+def run() -> None:
+    """Console-script entry point: DeployError -> one line on stderr and exit 1 (click handles the rest)."""
+    try:
+        main.main(prog_name="clearsight", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except DeployError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)

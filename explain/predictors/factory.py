@@ -1,0 +1,117 @@
+"""From the endpoint strings a user gives to predictors: one adapter each, several behind a router."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from serving.contract import is_endpoint_name
+
+from ..errors import ConfigError
+from .engine import Predictor
+from .http import HttpPredictor
+from .in_process import InProcessPredictor, is_model_path
+from .planning import check_task
+from .routing import MultiPredictor
+from .sagemaker import SAGEMAKER_PREFIX, SageMakerPredictor
+from .transport import TransportConfig
+
+__all__ = ["DETECTION_CUSTOM_ATTRIBUTES", "build_predictor", "make_predictor", "parse_endpoint_map",
+           "resolve_endpoint_names"]
+
+logger = logging.getLogger(__name__)
+
+# serving/ reads these from X-Amzn-SageMaker-Custom-Attributes; other endpoints ignore them.
+DETECTION_CUSTOM_ATTRIBUTES = "score_threshold=0"
+
+
+def make_predictor(endpoint: str, task: str, transport: TransportConfig | None = None, *,
+                   batch_size: int = 64, region: str | None = None) -> Predictor:
+    """Build the adapter an endpoint string names.
+
+    ``http://...`` / ``https://...`` -> HttpPredictor; ``sagemaker:NAME`` -> SageMakerPredictor
+    (``region``: default from the usual AWS settings); a model directory or a ``.tar.gz``
+    model package -> InProcessPredictor (``batch_size`` images per forward pass at most; the
+    tarball is extracted to a temporary directory removed by ``close()``). ``transport``
+    applies to remote endpoints; for detection it asks for every score
+    (DETECTION_CUSTOM_ATTRIBUTES) unless it sets its own custom attributes.
+    """
+    check_task(task)
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise ConfigError(f"endpoint must be a URL, sagemaker:NAME or a model path, got {endpoint!r}",
+                          field="endpoint")
+    endpoint = endpoint.strip()
+    given = transport
+    transport = transport or TransportConfig()
+    if task == "detection" and transport.custom_attributes is None:
+        # A masked image's weaker detections still count: ask the endpoint for every score.
+        transport = replace(transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
+    if endpoint.startswith(("http://", "https://")):
+        return HttpPredictor(endpoint, task, transport)
+    if endpoint.startswith(SAGEMAKER_PREFIX):
+        return SageMakerPredictor(endpoint[len(SAGEMAKER_PREFIX):], task, transport, region=region)
+    path = Path(endpoint).expanduser()
+    if is_model_path(path):
+        if given is not None:
+            logger.debug("in-process model: the transport settings do not apply")
+        return InProcessPredictor(path, task, batch_size=batch_size)
+    raise ConfigError(
+        f"endpoint {endpoint!r} is neither an http(s):// URL, sagemaker:ENDPOINT_NAME, a model "
+        "directory nor a model .tar.gz file", field="endpoint")
+
+
+def build_predictor(endpoints: Sequence[str], task: str, transport: TransportConfig | None = None):
+    """One adapter per endpoint (``make_predictor``); several are wrapped in a least-outstanding-work router."""
+    predictors = []
+    try:
+        for endpoint in endpoints:
+            predictors.append(make_predictor(endpoint, task, transport))
+    except BaseException:
+        for predictor in predictors:
+            predictor.close()
+        raise
+    if not predictors:
+        raise ConfigError("give at least one endpoint", field="endpoint")
+    return predictors[0] if len(predictors) == 1 else MultiPredictor(predictors)
+
+
+def parse_endpoint_map(items: Iterable[str]) -> dict[str, str]:
+    """``["NAME=TARGET", ...]`` -> ``{NAME: TARGET}``: where endpoint NAME is reached instead of SageMaker.
+
+    NAME is a SageMaker endpoint name (1-63 letters, digits, hyphens); TARGET is anything
+    ``--endpoint`` takes (``http://127.0.0.1:8080``, a model directory, a model.tar.gz). Raises
+    ConfigError (field ``endpoint_map``) for a malformed item or a name mapped twice.
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, separator, target = str(item).partition("=")
+        name, target = name.strip(), target.strip()
+        if not separator or not target:
+            raise ConfigError(f"endpoint map entries look like NAME=URL (e.g. my-detector=http://127.0.0.1:8080), "
+                              f"got {item!r}", field="endpoint_map")
+        if not is_endpoint_name(name):
+            raise ConfigError(f"endpoint map entry {item!r}: {name!r} is not a SageMaker endpoint name "
+                              "(1-63 letters, digits or hyphens)", field="endpoint_map")
+        if name in mapping and mapping[name] != target:
+            raise ConfigError(f"endpoint map names {name!r} twice ({mapping[name]} and {target}); keep one",
+                              field="endpoint_map")
+        mapping[name] = target
+    return mapping
+
+
+def resolve_endpoint_names(endpoints: Sequence[str], endpoint_map: Mapping[str, str]) -> list[str]:
+    """Endpoints with every ``sagemaker:NAME`` whose NAME is in ``endpoint_map`` replaced by its target.
+
+    Names the map does not list stay ``sagemaker:NAME`` (invoked through boto3).
+    """
+    resolved = []
+    for endpoint in endpoints:
+        name = endpoint.strip()[len(SAGEMAKER_PREFIX):] if endpoint.strip().startswith(SAGEMAKER_PREFIX) else None
+        if name is not None and name in endpoint_map:
+            logger.info("endpoint %s resolves to %s (endpoint map)", name, endpoint_map[name])
+            resolved.append(endpoint_map[name])
+        else:
+            resolved.append(endpoint)
+    return resolved

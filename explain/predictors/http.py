@@ -1,0 +1,87 @@
+"""HTTP connection: ``POST {url}/invocations`` of an endpoint speaking the wire contract (requests)."""
+
+from __future__ import annotations
+
+import requests
+
+from serving.contract import error_message, invocations_url, is_retryable_status, request_headers
+
+from ..errors import ConfigError, PredictorError
+from .engine import Predictor, status_hint
+from .planning import check_task
+from .transport import TransientError, TransportConfig
+
+__all__ = ["HttpConnection", "HttpPredictor", "TARGET_MODEL_HEADER"]
+
+# SageMaker's header naming the model of a multi-model endpoint (invoke_endpoint's TargetModel)
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+
+
+class HttpConnection:
+    """One endpoint over HTTP: a pooled ``requests.Session`` posting request bodies.
+
+    url: base URL (``http://127.0.0.1:8080``) or the full ``.../invocations`` URL.
+    session: a ``requests.Session`` to reuse (proxies, tests); one with ``max(10, concurrency)``
+    pooled connections is created if None.
+    """
+
+    name = "http"
+
+    def __init__(self, url: str, transport: TransportConfig, session: requests.Session | None = None) -> None:
+        try:
+            self.url = invocations_url(url)
+        except ValueError as error:
+            raise ConfigError(str(error), field="endpoint") from None
+        self.transport = transport
+        if session is None:
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, transport.concurrency))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
+        self._headers = request_headers(transport.content_type, transport.accept, transport.custom_attributes)
+        if transport.target_model is not None:
+            self._headers[TARGET_MODEL_HEADER] = transport.target_model
+
+    @property
+    def description(self) -> str:
+        return f"endpoint {self.url}"
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.url
+
+    def send(self, body: bytes) -> tuple[bytes, str]:
+        """POST one body; TransientError without an answer or for 429/5xx, PredictorError for other 4xx."""
+        timeout = self.transport.timeout
+        try:
+            response = self.session.post(self.url, data=body, headers=self._headers, timeout=timeout)
+        except requests.Timeout:
+            raise TransientError(f"endpoint error (no response): no response from {self.url} "
+                                 f"within {timeout:g} s") from None
+        except requests.ConnectionError as error:
+            raise TransientError(f"endpoint error (no response): cannot connect to {self.url}: {error}") from None
+        except requests.exceptions.ChunkedEncodingError as error:
+            raise TransientError(f"endpoint error (no response): connection to {self.url} broke "
+                                 f"mid-response: {error}") from None
+        status = response.status_code
+        if status >= 400:
+            message = error_message(response.content, response.reason)
+            if is_retryable_status(status):
+                raise TransientError(f"endpoint error (HTTP {status}): {message}")
+            raise PredictorError(f"{self.description} rejected the request with HTTP {status}: "
+                                 f"{message}{status_hint(status)}")
+        return response.content, response.headers.get("Content-Type", self.transport.accept)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class HttpPredictor(Predictor):
+    """predict(batch) over ``POST {url}/invocations`` of an endpoint speaking the wire contract."""
+
+    def __init__(self, url: str, task: str, transport: TransportConfig | None = None, *,
+                 session: requests.Session | None = None) -> None:
+        check_task(task)
+        transport = transport or TransportConfig()
+        super().__init__(HttpConnection(url, transport, session), task, transport)

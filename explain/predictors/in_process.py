@@ -1,0 +1,145 @@
+"""In-process connection: ``serving.handler``'s model_fn/transform_fn in this process, no HTTP.
+
+Takes the endpoint's own code path (npy request, npy response): the answers equal those of a
+local or SageMaker endpoint serving the same model. Needs mxnet (the ``serve`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+
+from serving.archive import ArchiveError, extract_tar_gz
+from serving.contract import MAX_IMAGES_PER_REQUEST, MMS_MAX_REQUEST_BYTES, NPY
+
+from ..errors import ConfigError, PredictorError
+from .engine import Predictor
+from .planning import check_task
+from .transport import TransportConfig
+
+__all__ = ["InProcessConnection", "InProcessPredictor", "is_model_path"]
+
+logger = logging.getLogger(__name__)
+
+
+def is_model_path(path: Path) -> bool:
+    """Whether ``path`` names a model this connection can load: a folder or a ``.tar.gz`` file."""
+    return path.is_dir() or (path.is_file() and path.name.endswith(".tar.gz"))
+
+
+def _message(error: Exception) -> str:
+    """The user-facing message of an exception (ServingError carries ``.message`` and ``.status``)."""
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    status = getattr(error, "status", None)
+    return f"HTTP {status}: {message}" if isinstance(status, int) else message
+
+
+class InProcessConnection:
+    """A model loaded with ``serving.handler.model_fn``; ``send`` runs ``transform_fn`` on one body.
+
+    model_path: an exported model folder (weights + model.json) or a model.tar.gz, which is
+    extracted to a temporary folder that ``close()`` removes. Detection models answer every
+    score (score_threshold 0), as remote endpoints do when asked with ``score_threshold=0``.
+    """
+
+    name = "in-process"
+
+    def __init__(self, model_path: str | Path) -> None:
+        path = Path(model_path)
+        self.source = str(path)
+        self._extracted: tempfile.TemporaryDirectory | None = None
+        self._forward_lock = threading.Lock()  # one forward pass at a time (Gluon blocks are not thread-safe)
+        if path.is_file():
+            self._extracted = tempfile.TemporaryDirectory(prefix="clearsight-model-")
+            try:
+                extract_tar_gz(path, self._extracted.name)
+            except ArchiveError as error:
+                self.close()
+                raise PredictorError(f"cannot extract {path}: {error.message}") from None
+            path = Path(self._extracted.name)
+        self.model_dir = path
+        try:
+            # mxnet is heavy and only the in-process transport needs it: imported here, not at the top
+            from serving.handler import model_fn, transform_fn
+        except ImportError as error:
+            self.close()
+            raise PredictorError(f"cannot import serving.handler to run the model in process: {error}") from None
+        self._transform_fn = transform_fn
+        try:
+            self.model = model_fn(str(self.model_dir))
+        except Exception as error:  # the handler's own errors carry a message meant for users
+            self.close()
+            raise PredictorError(f"cannot load the model from {self.source}: {_message(error)}") from None
+        limits = getattr(self.model, "limits", None)
+        if limits is not None and getattr(self.model.spec, "task", None) == "detection":
+            # Same as DETECTION_CUSTOM_ATTRIBUTES over HTTP: every detection score counts.
+            limits.score_threshold = 0.0
+
+    @property
+    def description(self) -> str:
+        return f"model {self.source}"
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.source
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names from the model's model.json, when the handler exposes them."""
+        classes = getattr(getattr(self.model, "spec", None), "classes", None)
+        return list(classes) if classes else None
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The request body limit the handler enforces (env SERVING_MAX_BODY_BYTES, else MMS's)."""
+        limits = getattr(self.model, "limits", None)
+        return max(1024, int(getattr(limits, "max_body_bytes", MMS_MAX_REQUEST_BYTES)))
+
+    def send(self, body: bytes) -> tuple[bytes, str]:
+        """transform_fn on one npy body; PredictorError (no retry) with the handler's message."""
+        try:
+            with self._forward_lock:
+                return self._transform_fn(self.model, body, NPY, NPY)
+        except Exception as error:  # serving errors name the problem; keep their message
+            raise PredictorError(f"{self.description} failed on a batch: {_message(error)}") from None
+
+    def close(self) -> None:
+        """Remove the temporary folder a model.tar.gz was extracted to, if any."""
+        if self._extracted is not None:
+            self._extracted.cleanup()
+            self._extracted = None
+
+
+class InProcessPredictor(Predictor):
+    """predict(batch) through ``serving.handler`` in this process, at most ``batch_size`` images per call.
+
+    model_path: a model folder or a model.tar.gz. ``task`` (optional) checks the shape of the
+    model's answers. Chunks hold at most ``batch_size`` images and what the handler's limits
+    admit (body bytes, images and network-input pixels per request), as over HTTP; one forward
+    pass runs at a time.
+    """
+
+    def __init__(self, model_path: str | Path, task: str | None = None, batch_size: int = MAX_IMAGES_PER_REQUEST) -> None:
+        check_task(task, allow_none=True)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}", field="batch_size")
+        connection = InProcessConnection(model_path)
+        transport = TransportConfig(content_type=NPY, accept=NPY, max_payload_bytes=connection.max_body_bytes,
+                                    concurrency=1, max_retries=0)
+        super().__init__(connection, task, transport, max_images_per_request=batch_size)
+        self.batch_size = batch_size
+
+    @property
+    def model(self):
+        """The handler's loaded model (``serving.handler.ServedModel``)."""
+        return self.connection.model
+
+    def images_per_request(self, image_shape: tuple[int, int, int]) -> int:
+        """The byte budget's count and ``batch_size``, at most what the handler's request limits admit."""
+        admitted = self.model.images_per_request(int(image_shape[0]), int(image_shape[1]))
+        return max(1, min(super().images_per_request(image_shape), admitted))
+
+    def settings(self) -> dict:
+        return {"batch_size": self.batch_size}

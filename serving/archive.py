@@ -1,0 +1,91 @@
+"""Reproducible tar.gz archives and their safe extraction (model.tar.gz, the Processing job's code).
+
+One writer for every archive the project makes: sorted entries, zero mtimes, root owner, fixed
+modes and a gzip header without name or time, so the same content always gives the same bytes
+(and the same sha256). One reader for the archives it runs: members with absolute paths, ``..``
+or links are refused before anything is written. Standard library only, Python 3.8 syntax: it
+lives in serving/ so that deploy/ (writes model.tar.gz), explain/ (runs one in-process) and the
+scale-out job (ships its code) share it without importing each other.
+"""
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from .errors import ServingError
+
+__all__ = ["ArchiveError", "directory_entries", "tar_gz_bytes", "write_tar_gz", "extract_tar_gz"]
+
+
+class ArchiveError(ServingError):
+    """An archive cannot be read, or holds an entry that would land outside its folder."""
+
+
+def directory_entries(root):
+    """Every file and folder under ``root``, sorted: a list of ``(relative posix name, bytes or None)``.
+
+    None marks a folder. The order is the sorted order of the paths, so it does not depend on
+    the file system.
+    """
+    root = Path(root)
+    entries = []
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        entries.append((name, None if path.is_dir() else path.read_bytes()))
+    return entries
+
+
+def tar_gz_bytes(entries):
+    """gzip-compressed PAX tar of ``entries`` (``(name, bytes)`` files, ``(name, None)`` folders), in order.
+
+    Every member has mtime 0, owner root:root (uid/gid 0), mode 0o644 (files) or 0o755
+    (folders); the gzip header has no file name and mtime 0.
+    """
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, filename="") as stream:
+        stream.write(raw.getvalue())
+    return compressed.getvalue()
+
+
+def write_tar_gz(entries, archive):
+    """Write ``tar_gz_bytes(entries)`` to ``archive`` through ``<archive>.partial`` and os.replace."""
+    archive = Path(archive)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".partial")
+    partial.write_bytes(tar_gz_bytes(entries))
+    os.replace(str(partial), str(archive))
+    return archive
+
+
+def extract_tar_gz(archive, target_dir):
+    """Extract a tar.gz into ``target_dir`` after checking every member; returns the resolved folder.
+
+    Raises ArchiveError for an unreadable archive or a member with an absolute path, ``..``
+    or a (sym)link, naming the archive and the member.
+    """
+    target = Path(target_dir).resolve()
+    try:
+        with tarfile.open(str(archive), "r:gz") as tar:
+            for member in tar.getmembers():
+                destination = (target / member.name).resolve()
+                if not str(destination).startswith(str(target)) or member.issym() or member.islnk():
+                    raise ArchiveError("%s holds an unsafe entry %r" % (archive, member.name))
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12: refuse the same again
+                tar.extractall(str(target), filter="data")
+            else:
+                tar.extractall(str(target))
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ArchiveError("%s is not a readable model.tar.gz (%s)" % (archive, error))
+    return target

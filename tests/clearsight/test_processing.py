@@ -1,0 +1,232 @@
+"""SageMaker Processing: the worker on the container's folder layout, the job definition on moto, the merge."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from clearsight.cli import main as clearsight
+from clearsight.processing import (
+    ExplainJobConfig,
+    build_code_archive,
+    processing_job_request,
+)
+from explain.cli import main as explain_main
+from explain.processing_worker import main as worker_main
+from explain.sharding import shard_of
+from tests.explain.test_explainer import red_square_scene
+
+pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
+
+ROLE = "arn:aws:iam::123456789012:role/clearsight-sagemaker"
+EXPLAIN_OPTIONS = ["--num-samples", "16", "--num-segments", "4"]
+KEYS = ["a/scene0.png", "a/scene1.png", "b/scene2.png", "b/scene3.png", "scene4.png"]
+
+
+def png_bytes(seed):
+    buffer = io.BytesIO()
+    Image.fromarray(red_square_scene(seed=seed)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def processing_layout(root, host, hosts, keys):
+    """/opt/ml/processing/... under ``root`` for one host holding ``keys``, as SageMaker lays it out."""
+    images = root / host / "opt/ml/processing/input/images"
+    for key in keys:
+        (images / key).parent.mkdir(parents=True, exist_ok=True)
+        (images / key).write_bytes(png_bytes(KEYS.index(key)))
+    config = root / host / "opt/ml/config/resourceconfig.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+    return {"CLEARSIGHT_PROCESSING_INPUT": str(images),
+            "CLEARSIGHT_PROCESSING_OUTPUT": str(root / host / "opt/ml/processing/output"),
+            "CLEARSIGHT_RESOURCE_CONFIG": str(config)}
+
+
+def run_worker(env, model_dir):
+    result = CliRunner().invoke(worker_main, ["--endpoint", str(model_dir), "--task", "detection", *EXPLAIN_OPTIONS],
+                                env=env, prog_name="python -m explain.processing_worker")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def job_args(aws, *extra):
+    return ["explain-job", "--images", f"s3://{aws.bucket}/images", "--endpoint", "shapes-detector",
+            "--out", f"s3://{aws.bucket}/explanations", "--role", aws.role_arn, "--instance-count", "2",
+            "--job-name", "cs-explain-test", "--poll-seconds", "0", *extra]
+
+
+def s3_json(aws, key):
+    return json.loads(aws.clients.s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read())
+
+
+def test_single_host_worker_writes_the_report(tmp_path, tiny_detector_dir):
+    env = processing_layout(tmp_path, "algo-1", ["algo-1"], KEYS)
+    result = run_worker(env, tiny_detector_dir)
+    output = tmp_path / "algo-1/opt/ml/processing/output"
+    assert "explained 5 image(s)" in result.stdout
+    assert (output / "manifest-algo-1.jsonl").is_file()
+    analysis = json.loads((output / "analysis.json").read_text())
+    assert [item["stem"] for item in analysis["images"]] == [
+        "a__scene0", "a__scene1", "b__scene2", "b__scene3", "scene4"]
+    assert (output / "a__scene0_shap.npz").is_file() and (output / "report.html").is_file()
+
+
+def test_worker_without_images_succeeds_quietly(tmp_path, tiny_detector_dir):
+    env = processing_layout(tmp_path, "algo-3", ["algo-1", "algo-2", "algo-3"], [])
+    result = CliRunner().invoke(worker_main, ["--endpoint", str(tiny_detector_dir), "--task", "detection"], env=env)
+    assert result.exit_code == 0 and "nothing to do" in result.stderr
+
+
+def test_job_definition(aws):
+    config = ExplainJobConfig(
+        job_name="cs-explain", images_url="s3://in-bucket/images", endpoint_name="shapes-detector",
+        out_url="s3://out-bucket/run1", role=ROLE, region="eu-west-1", instance_count=3,
+        explain_args=("--num-samples", "500"))
+    request = processing_job_request(config, "IMAGE", "s3://out-bucket/run1/code/abc")
+    images, code = request["ProcessingInputs"]
+    assert images["S3Input"] == {"S3Uri": "s3://in-bucket/images", "LocalPath": "/opt/ml/processing/input/images",
+                                 "S3DataType": "S3Prefix", "S3InputMode": "File",
+                                 "S3DataDistributionType": "ShardedByS3Key"}
+    assert code["S3Input"]["S3DataDistributionType"] == "FullyReplicated"
+    assert code["S3Input"]["LocalPath"] == "/opt/ml/processing/input/code"
+    assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"] == {
+        "S3Uri": "s3://out-bucket/run1", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}
+    assert request["ProcessingResources"]["ClusterConfig"] == {
+        "InstanceCount": 3, "InstanceType": "ml.c5.xlarge", "VolumeSizeInGB": 30}
+    app = request["AppSpecification"]
+    assert app["ImageUri"] == "IMAGE" and app["ContainerEntrypoint"][:2] == ["bash", "-c"]
+    assert "python -m explain.processing_worker" in app["ContainerEntrypoint"][2]
+    assert "pip install" in app["ContainerEntrypoint"][2]
+    assert app["ContainerArguments"] == ["--endpoint", "sagemaker:shapes-detector", "--task", "detection",
+                                         "--num-samples", "500"]
+    assert request["Environment"]["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert {"Key": "clearsight:tool", "Value": "clearsight"} in request["Tags"]
+
+
+def test_code_archive_is_reproducible_and_holds_the_worker():
+    first, digest = build_code_archive()
+    second, again = build_code_archive()
+    assert first == second and digest == again
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as archive:
+        names = set(archive.getnames())
+        requirements = archive.extractfile("requirements-job.txt").read().decode()
+    assert {"explain/processing_worker.py", "explain/runner.py", "serving/contract.py"} <= names
+    assert "numpy==1.23.5" in requirements and not any(name.startswith("tests/") for name in names)
+
+
+def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detector_dir):
+    # what two instances would have written, from the worker run on the container layout
+    hosts = ["algo-1", "algo-2"]
+    shares = {host: [key for key in KEYS if shard_of(key, 2) == index] for index, host in enumerate(hosts)}
+    assert all(shares.values())
+    s3 = aws.clients.s3
+    for host in hosts:
+        env = processing_layout(tmp_path, host, hosts, shares[host])
+        run_worker(env, tiny_detector_dir)
+        output = tmp_path / host / "opt/ml/processing/output"
+        assert not (output / "analysis.json").exists()  # several hosts: the merge writes it
+        for path in output.iterdir():
+            s3.upload_file(str(path), aws.bucket, f"explanations/{path.name}")
+    for key in KEYS:
+        s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
+
+    result = CliRunner().invoke(clearsight, job_args(aws, "--", *EXPLAIN_OPTIONS), obj=aws.session,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"s3://{aws.bucket}/explanations/report.html"
+
+    job = aws.clients.sagemaker.describe_processing_job(ProcessingJobName="cs-explain-test")
+    assert job["ProcessingJobStatus"] == "Completed" and job["RoleArn"] == aws.role_arn
+    inputs = {item["InputName"]: item["S3Input"] for item in job["ProcessingInputs"]}
+    assert inputs["images"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert inputs["images"]["S3Uri"] == f"s3://{aws.bucket}/images"
+    code_prefix = inputs["code"]["S3Uri"][len(f"s3://{aws.bucket}/"):]
+    listed = s3.list_objects_v2(Bucket=aws.bucket, Prefix=code_prefix)["Contents"]
+    assert [item["Key"].rsplit("/", 1)[1] for item in listed] == ["clearsight-code.tar.gz"]
+    assert job["AppSpecification"]["ContainerArguments"][-4:] == EXPLAIN_OPTIONS
+    assert job["AppSpecification"]["ImageUri"].endswith("pytorch-training:2.3-cpu-py311")
+    assert ("sagemaker", "CreateProcessingJob") in aws.calls
+
+    analysis = s3_json(aws, "explanations/analysis.json")
+    assert sorted(item["stem"] for item in analysis["images"]) == [
+        "a__scene0", "a__scene1", "b__scene2", "b__scene3", "scene4"]
+    assert analysis["totals"]["images"] == 5
+    report = s3.get_object(Bucket=aws.bucket, Key="explanations/report.html")["Body"].read().decode()
+    assert 'src="scene4_objects.jpeg"' in report
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--", "--num-samples", "2"], "explain options: num_samples must be in [4, 1000000], got 2"),
+    (["--", "--bogus"], "explain options: No such option '--bogus'"),
+    (["--instance-count", "0"], "'--instance-count': 0: an integer in [1, 100]"),
+    (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
+    (["--", "--shard", "0/2"], "explain options other than --shard (the job sets them)"),
+])
+def test_explain_job_usage_errors(aws, extra, message):
+    result = CliRunner().invoke(clearsight, job_args(aws, *extra), obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
+def test_failed_job_exits_1_with_the_reason(aws, monkeypatch):
+    from moto.sagemaker.models import FakeProcessingJob
+
+    original = FakeProcessingJob.__init__
+
+    def failing(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.processing_job_status = "Failed"
+
+    monkeypatch.setattr(FakeProcessingJob, "__init__", failing)
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    result = CliRunner().invoke(clearsight, job_args(aws), obj=aws.session)
+    assert result.exit_code == 1
+    assert "Error: processing job cs-explain-test ended Failed" in result.output
+
+
+def test_explain_over_an_s3_prefix_resumes(aws, tmp_path, tiny_detector_dir):
+    for index, key in enumerate(KEYS[:3]):
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"photos/{key}", Body=png_bytes(index))
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="photos/notes.txt", Body=b"not an image")
+    args = ["--endpoint", str(tiny_detector_dir), "--task", "detection", "--out", str(tmp_path / "out"),
+            "--quiet", *EXPLAIN_OPTIONS, f"s3://{aws.bucket}/photos"]
+    first = CliRunner().invoke(explain_main, args, prog_name="python -m explain")
+    assert first.exit_code == 0, first.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert [item["image"] for item in analysis["images"]] == [f"s3://{aws.bucket}/photos/{key}" for key in KEYS[:3]]
+    reference = {path.name: np.load(path)["shap_values"] for path in (tmp_path / "out").glob("*.npz")}
+    (tmp_path / "out" / "a__scene0_shap.npz").unlink()  # an output lost: that image is redone
+    second = CliRunner().invoke(explain_main, args, prog_name="python -m explain")
+    assert second.exit_code == 0, second.output
+    assert "2 image(s) were finished by an earlier run and skipped" in second.stdout
+    for name, values in reference.items():
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / name)["shap_values"], values)
+
+
+def test_in_process_model_splits_batches_under_the_handler_body_limit(tiny_detector_dir):
+    from explain.predictors import InProcessPredictor
+
+    predictor = InProcessPredictor(tiny_detector_dir, "detection", batch_size=64)
+    images = np.zeros((40, 320, 320, 3), dtype=np.uint8)  # 12.3 MB as one npy: over 6,553,500 bytes
+    results = predictor(images)
+    assert len(results) == 40
+    stats = predictor.stats
+    assert stats["requests"] == 2 and stats["failed_requests"] == 0
+    assert stats["max_request_bytes"] <= 6_553_500
+
+
+def test_explain_job_without_images_creates_nothing(aws):
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/notes.txt", Body=b"text")
+    result = CliRunner().invoke(clearsight, job_args(aws), obj=aws.session)
+    assert result.exit_code == 1
+    assert f"Error: no .jpg/.jpeg/.png objects under s3://{aws.bucket}/images" in result.output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls

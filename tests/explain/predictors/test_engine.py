@@ -1,0 +1,270 @@
+"""Predictor engine over HTTP against a tiny in-test endpoint: packing, invariance, retries, errors, factory."""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+from explain.errors import ConfigError, PredictorError
+from explain.predictors import (
+    HttpPredictor,
+    SageMakerPredictor,
+    TransportConfig,
+    make_predictor,
+    plan_requests,
+)
+from serving.contract import encode_images, npy_body_size
+from tests.fake_endpoint import FakeEndpoint, assert_same_predictions, fake_model, random_batch
+
+
+@pytest.fixture()
+def detection_endpoint():
+    with FakeEndpoint("detection") as endpoint:
+        yield endpoint
+
+
+# --------------------------------------------------------------------------------------
+# Payload packing
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", [1, 2, 9, 10, 11, 100])
+def test_npy_body_size_is_exact(count):
+    batch = np.zeros((count, 17, 23, 3), dtype=np.uint8)
+    assert npy_body_size(batch.shape) == len(encode_images(batch, "application/x-npy"))
+
+
+@pytest.mark.parametrize("per_request", [2, 3, 7])
+def test_plan_requests_fills_the_budget_exactly(per_request):
+    shape = (32, 32, 3)
+    budget = npy_body_size((per_request, *shape))
+    exact = plan_requests(20, shape, "application/x-npy", budget)
+    assert [s.stop - s.start for s in exact][0] == per_request
+    assert exact[-1].stop == 20
+    one_byte_less = plan_requests(20, shape, "application/x-npy", budget - 1)
+    assert [s.stop - s.start for s in one_byte_less][0] == per_request - 1
+
+
+def test_plan_requests_one_image_per_request_for_jpeg_and_png():
+    for content_type in ("image/jpeg", "image/png"):
+        parts = plan_requests(5, (32, 32, 3), content_type, 10_000_000)
+        assert [(s.start, s.stop) for s in parts] == [(i, i + 1) for i in range(5)]
+
+
+def test_no_request_exceeds_the_budget_and_requests_are_counted(detection_endpoint):
+    batch = random_batch(23)
+    budget = npy_body_size((5, 32, 32, 3)) + 100  # room for 5 images, not 6
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_payload_bytes=budget,
+                                                                                   concurrency=3))
+    results = predictor(batch)
+    assert_same_predictions(results, fake_model(batch, "detection"))
+    sizes = [request["body_bytes"] for request in detection_endpoint.requests]
+    assert max(sizes) <= budget
+    assert [request["images"] for request in detection_endpoint.requests].count(5) == 4
+    assert sum(request["images"] for request in detection_endpoint.requests) == 23
+    stats = predictor.stats
+    assert stats["requests"] == 5 == len(detection_endpoint.requests)
+    assert stats["images"] == 23 and stats["retries"] == 0
+    assert stats["bytes_sent"] == sum(sizes) and stats["max_request_bytes"] <= budget
+    assert stats["bytes_received"] > 0
+
+
+def test_image_larger_than_the_budget_is_refused_before_sending(detection_endpoint):
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_payload_bytes=4096))
+    with pytest.raises(PredictorError, match=r"one 64x48 image is 9344 bytes.*--resize"):
+        predictor(random_batch(2, height=48, width=64))
+    assert detection_endpoint.requests == []
+
+
+def test_jpeg_image_larger_than_the_budget_is_refused(detection_endpoint):
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(
+                                                                                   content_type="image/jpeg",
+                                                                                   max_payload_bytes=1024))
+    with pytest.raises(PredictorError, match=r"as image/jpeg, more than max_payload_bytes=1024; use --resize"):
+        predictor(random_batch(1, height=128, width=128))
+
+
+# --------------------------------------------------------------------------------------
+# Results identical whatever the concurrency, budget or encoding
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("task", ["detection", "classification"])
+@pytest.mark.parametrize("accept", ["application/json", "application/x-npy"])
+def test_results_do_not_depend_on_concurrency_or_budget(task, accept):
+    batch = random_batch(37, seed=3)
+    expected = fake_model(batch, task)
+    with FakeEndpoint(task) as endpoint:
+        for concurrency in (1, 4):
+            for images_per_request in (1, 6, 37):
+                budget = npy_body_size((images_per_request, 32, 32, 3))
+                predictor = HttpPredictor(endpoint.url, task, TransportConfig(accept=accept,
+                                                                              max_payload_bytes=budget,
+                                                                              concurrency=concurrency))
+                assert_same_predictions(predictor(batch), expected)
+                assert predictor.stats["requests"] == -(-37 // images_per_request)
+
+
+def test_png_requests_carry_one_image_each_and_match_npy(detection_endpoint):
+    batch = random_batch(4, seed=5)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(content_type="image/png",
+                                                                                   concurrency=2))
+    assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
+    assert [r["content_type"] for r in detection_endpoint.requests] == ["image/png"] * 4
+    assert [r["images"] for r in detection_endpoint.requests] == [1] * 4
+
+
+def test_empty_batch_sends_nothing(detection_endpoint):
+    predictor = HttpPredictor(detection_endpoint.url, "detection")
+    assert predictor(np.zeros((0, 8, 8, 3), dtype=np.uint8)) == []
+    assert detection_endpoint.requests == []
+
+
+def test_custom_attributes_are_sent(detection_endpoint):
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(
+                                                                                   custom_attributes="score_threshold=0.05"))
+    predictor(random_batch(1))
+    assert detection_endpoint.requests[0]["custom_attributes"] == "score_threshold=0.05"
+
+
+# --------------------------------------------------------------------------------------
+# Retries and errors
+# --------------------------------------------------------------------------------------
+
+def test_retries_503_then_succeeds(detection_endpoint):
+    detection_endpoint.fail_first = 3
+    batch = random_batch(4)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(concurrency=1,
+                                                                                   backoff_base=0.001))
+    assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
+    assert predictor.stats["retries"] == 3
+    assert predictor.stats["requests"] == 4 == len(detection_endpoint.requests)
+    assert predictor.stats["failed_requests"] == 3
+
+
+def test_retries_429_and_500_then_succeeds(detection_endpoint):
+    detection_endpoint.status_script = [429, 500]
+    batch = random_batch(2)
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(backoff_base=0.001))
+    assert_same_predictions(predictor(batch), fake_model(batch, "detection"))
+    assert predictor.stats["retries"] == 2 and predictor.stats["requests"] == 3
+
+
+def test_a_client_error_stops_the_other_requests_retrying(detection_endpoint):
+    detection_endpoint.status_script = [400] + [503] * 50
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(
+                                                                                   max_payload_bytes=npy_body_size((1, 32, 32, 3)),
+                                                                                   concurrency=4,
+                                                                                   backoff_base=3.0))
+    started = time.monotonic()
+    with pytest.raises(PredictorError, match="HTTP 400: scripted status 400"):
+        predictor(random_batch(8))
+    assert time.monotonic() - started < 1.0  # nobody sat out a 1.5-3 s backoff
+    assert len(detection_endpoint.requests) <= 4
+
+
+def test_gives_up_after_max_retries(detection_endpoint):
+    detection_endpoint.fail_first = 100
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(max_retries=2,
+                                                                                   backoff_base=0.001))
+    with pytest.raises(PredictorError, match=r"failed after 3 attempt\(s\), last: .*HTTP 503.*No worker is available"):
+        predictor(random_batch(1))
+    assert len(detection_endpoint.requests) == 3
+
+
+@pytest.mark.parametrize("status, message, expected", [
+    (400, "expected (N, H, W, 3) uint8, got float64", r"HTTP 400: expected \(N, H, W, 3\) uint8, got float64$"),
+    (415, "unsupported content type 'image/gif'", r"HTTP 415: unsupported content type 'image/gif'; choose another --content-type"),
+    (413, "request body too large", r"HTTP 413: request body too large; lower --max-payload-bytes"),
+])
+def test_client_errors_are_not_retried(detection_endpoint, status, message, expected):
+    detection_endpoint.fail_status = status
+    detection_endpoint.fail_message = message
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(backoff_base=0.001))
+    with pytest.raises(PredictorError, match=expected):
+        predictor(random_batch(1))
+    assert len(detection_endpoint.requests) == 1
+    assert predictor.stats["retries"] == 0
+
+
+def test_server_payload_limit_gives_413_message():
+    with FakeEndpoint("detection", max_body_bytes=5000) as endpoint:
+        predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(max_payload_bytes=100_000))
+        with pytest.raises(PredictorError, match=r"HTTP 413: request body of \d+ bytes exceeds 5000"):
+            predictor(random_batch(3))
+
+
+def test_timeout_is_retried_then_reported(detection_endpoint):
+    detection_endpoint.hang_seconds = 1.5
+    predictor = HttpPredictor(detection_endpoint.url, "detection", TransportConfig(timeout=0.2,
+                                                                                   max_retries=1,
+                                                                                   backoff_base=0.001))
+    started = time.monotonic()
+    with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*no response from .* within 0.2 s"):
+        predictor(random_batch(1))
+    assert time.monotonic() - started < 1.4
+    assert predictor.stats["retries"] == 1
+
+
+def test_connection_refused_is_retried_then_reported():
+    with FakeEndpoint() as endpoint:
+        url = endpoint.url
+    predictor = HttpPredictor(url, "detection", TransportConfig(max_retries=1, backoff_base=0.001))
+    with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*cannot connect to"):
+        predictor(random_batch(1))
+
+
+def test_task_mismatch_is_named():
+    with FakeEndpoint("classification") as endpoint:
+        predictor = HttpPredictor(endpoint.url, "detection")
+        with pytest.raises(PredictorError, match=r"shape \(4,\) where detection rows.*--task classification"):
+            predictor(random_batch(1))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"content_type": "image/gif"}, "content_type must be one of application/x-npy, image/jpeg, image/png, got 'image/gif'"),
+    ({"accept": "text/csv"}, "accept must be one of application/json, application/x-npy, got 'text/csv'"),
+    ({"max_payload_bytes": 10}, r"max_payload_bytes must be an integer in \[1024, 2147483648\], got 10"),
+    ({"concurrency": 0}, r"concurrency must be an integer in \[1, 256\], got 0"),
+    ({"timeout": 0}, "timeout must be a finite number of seconds > 0, got 0"),
+])
+def test_transport_config_messages(options, message):
+    with pytest.raises(ConfigError, match=message):
+        TransportConfig(**options)
+
+
+# --------------------------------------------------------------------------------------
+# make_predictor
+# --------------------------------------------------------------------------------------
+
+def test_make_predictor_dispatches_on_the_endpoint_string(tmp_path):
+    http = make_predictor("http://127.0.0.1:1/", "detection", TransportConfig(concurrency=2))
+    assert isinstance(http, HttpPredictor) and http.connection.url == "http://127.0.0.1:1/invocations"
+    sagemaker = make_predictor("sagemaker:my-endpoint", "classification", region="us-east-1")
+    assert isinstance(sagemaker, SageMakerPredictor) and sagemaker.connection.endpoint_name == "my-endpoint"
+    with pytest.raises(ConfigError, match=r"endpoint '.*nowhere' is neither an http\(s\):// URL"):
+        make_predictor(str(tmp_path / "nowhere"), "detection")
+    with pytest.raises(ConfigError, match="SageMaker endpoint name must be 1-63 letters"):
+        make_predictor("sagemaker:bad_name!", "detection", region="us-east-1")
+    with pytest.raises(ConfigError, match="task must be one of detection, classification, got 'segmentation'"):
+        make_predictor("http://127.0.0.1:1", "segmentation")
+
+
+def test_in_process_tarball_is_extracted_and_cleaned_up(tmp_path, monkeypatch):
+    pytest.importorskip("serving.handler")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text("{not json")
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(model_dir / "model.json", arcname="model.json")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(PredictorError, match=r"cannot load the model from .*model.tar.gz"):
+        make_predictor(str(tarball), "detection")
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(PredictorError, match=r"cannot load the model from .*model"):
+        make_predictor(str(model_dir), "detection", TransportConfig(concurrency=3))

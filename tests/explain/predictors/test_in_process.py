@@ -1,0 +1,79 @@
+"""InProcessPredictor: serving.handler in this process, and the same answers over the real local endpoint."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+
+import numpy as np
+import pytest
+
+from explain.errors import PredictorError
+from explain.predictors import HttpPredictor, TransportConfig, make_predictor
+from serving.contract import encode_images, npy_body_size
+from tests.fake_endpoint import assert_same_predictions, random_batch
+
+# --------------------------------------------------------------------------------------
+# In process (serving.handler) and over the real local endpoint (deploy serve on MMS)
+# --------------------------------------------------------------------------------------
+
+def test_in_process_predictor_is_batch_size_invariant(tiny_detector_dir):
+    from serving.handler import model_fn, transform_fn
+
+    batch = random_batch(7, height=48, width=64, seed=2)
+    model = model_fn(str(tiny_detector_dir))
+    body, _ = transform_fn(model, encode_images(batch, "application/x-npy"), "application/x-npy",
+                           "application/json")
+    expected = [np.asarray(rows, dtype=np.float32).reshape(-1, 6) for rows in json.loads(body)]
+    outputs = []
+    for batch_size in (1, 3, 64):
+        with make_predictor(str(tiny_detector_dir), "detection", TransportConfig(
+                                                                                 concurrency=8), batch_size=batch_size) as predictor:
+            outputs.append(predictor(batch))
+            assert predictor.stats["requests"] == -(-7 // batch_size)
+            assert predictor.stats["images"] == 7
+            assert predictor.class_names == ["circle", "square", "triangle"]
+    for output in outputs:
+        assert_same_predictions(output, expected)
+
+
+def test_in_process_predictor_from_a_model_archive(tiny_classifier_dir, tmp_path, monkeypatch):
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for path in tiny_classifier_dir.iterdir():
+            archive.add(path, arcname=path.name)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    predictor = make_predictor(str(tarball), "classification")
+    assert len(list(scratch.iterdir())) == 1
+    red = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    red[..., 0] = 255
+    (probabilities,) = predictor(red)
+    assert probabilities.shape == (3,) and int(np.argmax(probabilities)) == 0
+    assert predictor.stats["transport"] == "in-process" and predictor.stats["endpoint"] == str(tarball)
+    predictor.close()
+    assert list(scratch.iterdir()) == []
+
+
+def test_in_process_task_mismatch_is_named(tiny_classifier_dir):
+    with make_predictor(str(tiny_classifier_dir), "detection") as predictor:
+        with pytest.raises(PredictorError, match=r"shape \(3,\) where detection rows.*--task classification"):
+            predictor(random_batch(1))
+
+
+@pytest.mark.integration
+def test_http_predictor_matches_in_process_on_the_real_endpoint(detector_endpoint, tiny_detector_dir):
+    batch = random_batch(9, height=48, width=64, seed=4)
+    with make_predictor(str(tiny_detector_dir), "detection") as in_process:
+        expected = in_process(batch)
+    budget = npy_body_size((4, 48, 64, 3))
+    for accept in ("application/json", "application/x-npy"):
+        predictor = HttpPredictor(detector_endpoint.url, "detection", TransportConfig(accept=accept,
+                                                                                      max_payload_bytes=budget,
+                                                                                      concurrency=2))
+        assert_same_predictions(predictor(batch), expected)
+        assert predictor.stats["requests"] == 3
+    predictor = HttpPredictor(detector_endpoint.url, "detection", TransportConfig(content_type="image/png"))
+    assert_same_predictions(predictor(batch[:2]), expected[:2])

@@ -1,0 +1,367 @@
+"""python -m explain: usage errors (exit 2), failures (exit 1), and runs against the in-test endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from explain.cli import main
+from tests.fake_endpoint import FakeEndpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def image_dir(tmp_path) -> Path:
+    """Two 40x48 PNG scenes whose red channel is bright (the fake detector scores it ~0.8)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        image = np.zeros((40, 48, 3), dtype=np.uint8)
+        image[..., 0] = 200 + rng.integers(0, 40, size=(40, 48))
+        image[:, 24:, 1] = 120
+        image[20:, :, 2] = 60 * index
+        Image.fromarray(image).save(folder / f"scene{index}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def run_cli(args, env=None):
+    runner = CliRunner()
+    return runner.invoke(main, [str(arg) for arg in args], env=env, prog_name="python -m explain")
+
+
+FAST = ["--num-samples", "16", "--num-segments", "4", "--quiet"]
+
+
+def base_args(image_dir, tmp_path, endpoint="http://127.0.0.1:9", task="detection"):
+    return ["--endpoint", endpoint, "--task", task, "--out", tmp_path / "out", image_dir]
+
+
+BAD_PARAMETERS = [
+    (["--task", "segmentation"], "Invalid value for '--task': 'segmentation' is not one of 'detection', 'classification'."),
+    (["--num-samples", "2"], "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 2"),
+    (["--num-samples", "many"], "Invalid value for '--num-samples': 'many' is not a valid integer."),
+    (["--num-segments", "1"], "Invalid value for '--num-segments': num_segments must be in [2, 1000], got 1"),
+    (["--segment-compactness", "0"], "Invalid value for '--segment-compactness': segment_compactness must be > 0.0, got 0.0"),
+    (["--focus", "objects"], "Invalid value for '--focus': 'objects' is not one of 'boxes', 'none'."),
+    (["--refine-fraction", "1.5"], "Invalid value for '--refine-fraction': refine_fraction must be in [0.0, 0.9], got 1.5"),
+    (["--segmentation", "felzenszwalb"],
+     "Invalid value for '--segmentation': 'felzenszwalb' is not one of 'merged', 'slico', 'slic'."),
+    (["--baseline", "nowhere.png"],
+     "Invalid value for '--baseline': must be one of noise, mean, blur, black or an existing image file; 'nowhere.png' is neither"),
+    (["--max-objects", "0"], "Invalid value for '--max-objects': max_objects must be in [1, 1000], got 0"),
+    (["--iou-threshold", "1.5"], "Invalid value for '--iou-threshold': iou_threshold must be in [0.0, 1.0], got 1.5"),
+    (["--context", "-0.1"], "Invalid value for '--context': context must be in [0.0, 1.0], got -0.1"),
+    (["--probability-threshold", "2"],
+     "Invalid value for '--probability-threshold': probability_threshold must be in [0.0, 1.0], got 2.0"),
+    (["--labels", "cat"],
+     "Invalid value for '--labels': labels selects classes to explain and is allowed only with task='classification'"),
+    (["--label-headers", "a,,b"], "Invalid value for '--label-headers': expected comma-separated non-empty names or a file"),
+    (["--target-error", "0"], "Invalid value for '--target-error': target_error must be in (0.0, 1.0], got 0.0"),
+    (["--resize", "4"], "Invalid value for '--resize': resize must be in [16, 8192], got 4"),
+    (["--content-type", "image/gif"], "Invalid value for '--content-type': 'image/gif' is not one of"),
+    (["--accept", "text/csv"], "Invalid value for '--accept': 'text/csv' is not one of"),
+    (["--max-payload-bytes", "10"],
+     "Invalid value for '--max-payload-bytes': max_payload_bytes must be an integer in [1024, 2147483648], got 10"),
+    (["--concurrency", "0"], "Invalid value for '--concurrency': concurrency must be an integer in [1, 256], got 0"),
+    (["--timeout", "0"], "Invalid value for '--timeout': timeout must be a finite number of seconds > 0, got 0.0"),
+    (["--endpoint", "ftp://host/model"],
+     "Invalid value for '--endpoint': endpoint 'ftp://host/model' is neither an http(s):// URL, sagemaker:ENDPOINT_NAME"),
+    (["--endpoint", "http://"], "Invalid value for '--endpoint': endpoint URL must look like http://HOST:PORT, got 'http://'"),
+    (["--endpoint", "sagemaker:bad_name"],
+     "Invalid value for '--endpoint': SageMaker endpoint name must be 1-63 letters, digits or hyphens, got 'bad_name'"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_PARAMETERS)
+def test_bad_parameters_exit_2_with_the_message(extra, message, image_dir, tmp_path):
+    result = run_cli(base_args(image_dir, tmp_path) + extra)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "Missing option '--task'"),
+    (["--endpoint", "http://h", "--task", "detection", "--out", "o"],
+     "Error: no images: give IMAGE... (files, folders, s3://BUCKET/PREFIX) or a --clarify-config whose "
+     "dataset_uri names them"),
+    (["--task", "detection", "--out", "o", "x.png"], "Missing option '--endpoint'"),
+    (["--endpoint", "http://h", "--out", "o", "x.png"], "Missing option '--task'"),
+    (["--endpoint", "http://h", "--task", "detection", "x.png"], "Missing option '--out'"),
+    (["--endpoint", "http://h", "--task", "detection", "--out", "o", "missing.png"],
+     "Invalid value for '[IMAGES]...': Path 'missing.png' does not exist."),
+])
+def test_missing_arguments_exit_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.png").write_bytes(b"")
+    result = run_cli(args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_directory_without_images_is_a_usage_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli(base_args(empty, tmp_path))
+    assert result.exit_code == 2
+    assert "Invalid value for '[IMAGES]...': no .jpg/.jpeg/.png files in directory" in result.output
+
+
+def test_environment_variables_are_fallbacks(image_dir, tmp_path):
+    env = {"CLEARSIGHT_EXPLAIN_ENDPOINT": "http://127.0.0.1:9", "CLEARSIGHT_EXPLAIN_TASK": "detection",
+           "CLEARSIGHT_EXPLAIN_OUT": str(tmp_path / "out"), "CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "3"}
+    result = run_cli([image_dir], env=env)
+    assert result.exit_code == 2
+    assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+    assert "deprecated" not in result.output
+
+
+def test_old_environment_variable_names_still_work_with_a_deprecation_warning(image_dir, tmp_path):
+    env = {"EXPLAIN_ENDPOINT": "http://127.0.0.1:9", "EXPLAIN_TASK": "detection",
+           "EXPLAIN_OUT": str(tmp_path / "out"), "EXPLAIN_NUM_SAMPLES": "3"}
+    result = run_cli([image_dir], env=env)
+    assert result.exit_code == 2
+    assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+    for old, new in (("EXPLAIN_ENDPOINT", "CLEARSIGHT_EXPLAIN_ENDPOINT"), ("EXPLAIN_OUT", "CLEARSIGHT_EXPLAIN_OUT"),
+                     ("EXPLAIN_NUM_SAMPLES", "CLEARSIGHT_EXPLAIN_NUM_SAMPLES")):
+        assert f"Warning: environment variable {old} is deprecated; rename it to {new}" in result.stderr
+
+
+def test_the_new_name_wins_over_the_old_one(image_dir, tmp_path):
+    env = {"CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "2", "EXPLAIN_NUM_SAMPLES": "3"}
+    result = run_cli(base_args(image_dir, tmp_path), env=env)
+    assert result.exit_code == 2
+    assert "num_samples must be in [4, 1000000], got 2" in result.output and "deprecated" not in result.output
+
+
+def test_bad_clarify_config_is_a_usage_error(image_dir, tmp_path):
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps({"dataset_type": "application/x-image",
+                                  "methods": {"shap": {"image_config": {"model_type": "SEGMENTATION"}}}}))
+    result = run_cli(["--clarify-config", config] + base_args(image_dir, tmp_path))
+    assert result.exit_code == 2
+    assert ("Invalid value for '--clarify-config': methods.shap.image_config.model_type must be "
+            "IMAGE_CLASSIFICATION or OBJECT_DETECTION, got 'SEGMENTATION'") in " ".join(result.output.split())
+
+
+def test_help_states_defaults_and_environment_variables():
+    result = run_cli(["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for expected in ("NUM_SAMPLES; default: 500]", "NUM_SEGMENTS; default: 20]", "COMPACTNESS; default: 5.0]",
+                     "BASELINE; default: noise]", "SEGMENTATION; default: merged]", "MAX_OBJECTS; default: 3]",
+                     "IOU_THRESHOLD; default: 0.5]", "CONTEXT; default: 1.0]",
+                     "MAX_PAYLOAD_BYTES; default: 6291456]", "CONCURRENCY; default: 4]"):
+        assert expected in text
+    visible = [param for param in main.params if isinstance(param, click.Option) and not param.hidden
+               and param.name not in ("help", "version")]
+    for param in visible:  # every setting names its environment variable, all under one prefix
+        name = "OUT" if param.name == "out_dir" else param.name.upper()
+        assert f"env var: CLEARSIGHT_EXPLAIN_{name}" in text
+    assert len(visible) >= 35
+
+
+def test_version_is_the_project_version():
+    import serving
+
+    result = run_cli(["--version"])
+    assert result.exit_code == 0 and result.output == f"clearsight explain, version {serving.__version__}\n"
+
+
+# --------------------------------------------------------------------------------------
+# End to end against the in-test HTTP endpoint
+# --------------------------------------------------------------------------------------
+
+def test_explains_a_directory_against_the_http_endpoint(image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST + ["--concurrency", "2"])
+        requests_seen = len(endpoint.requests)
+        url = endpoint.url
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert "explained 2 image(s)" in result.stdout
+    assert f"results in {out}" in result.stdout
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["predictor"]["transport"] == "http"
+    assert analysis["predictor"]["endpoint"] == f"{url}/invocations"
+    assert f"http {url}/invocations: {requests_seen} request(s), 0 retries" in result.stdout
+    assert analysis["predictor"]["requests"] == requests_seen > 0
+    assert analysis["predictor"]["retries"] == 0
+    assert analysis["settings"]["num_samples"] == 16
+    for stem in ("scene0", "scene1"):
+        assert (out / f"shap_{stem}_box1_object.jpeg").is_file()
+        assert (out / f"{stem}_objects.jpeg").is_file()
+    assert (out / "report.html").is_file()
+
+
+def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        config = tmp_path / "analysis_config.json"
+        config.write_text(json.dumps({
+            "dataset_type": "application/x-image",
+            "probability_threshold": 0.6,
+            "methods": {"shap": {"num_samples": 12, "baseline": "black", "seed": 3,
+                                 "image_config": {"model_type": "OBJECT_DETECTION", "num_segments": 4,
+                                                  "max_objects": 1}}},
+            "predictor": {"content_type": "image/png", "accept_type": "application/json",
+                          "label_headers": ["red", "green", "blue"]},
+        }))
+        result = run_cli(["--clarify-config", config, "--endpoint", endpoint.url, "--out", tmp_path / "out",
+                          "--num-samples", "20", "--quiet", image_dir / "scene0.png"])
+        content_types = {request["content_type"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
+    assert settings["task"] == "detection"
+    assert settings["num_samples"] == 20  # the option overrides the config's 12
+    assert (settings["max_objects"], settings["seed"], settings["baseline"]) == (1, 3, "black")
+    assert settings["probability_threshold"] == 0.6
+    assert settings["label_headers"] == ["red", "green", "blue"]
+    assert content_types == {"image/png"}
+
+
+@pytest.mark.parametrize("extra, expected, description", [
+    ([], "merged", "SLICO over-segmentation"), (["--segmentation", "slico"], "slico", "SLICO (slic_zero)"),
+    (["--segmentation", "slic"], "slic", "plain SLIC superpixels")])
+def test_segmentation_option_reaches_the_settings(extra, expected, description, image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST + extra)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["settings"]["segmentation"] == expected
+    assert analysis["estimator"]["segmentation"].startswith(description)
+
+
+def test_refinement_options_reach_the_settings_and_the_outputs(image_dir, tmp_path):
+    extra = ["--focus", "none", "--refine-fraction", "0", "--max-segments", "30"]
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST + extra)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    settings = analysis["settings"]
+    assert (settings["focus"], settings["refine_fraction"], settings["max_segments"]) == ("none", 0.0, 30)
+    assert analysis["estimator"]["refinement"] == "none"
+    image = analysis["images"][0]
+    assert image["refinement_rounds"] == 0 and image["num_segments_used"] == image["num_segments_coarse"]
+
+
+def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_status = 400
+        endpoint.fail_message = "expected (N, H, W, 3) uint8"
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: endpoint {endpoint.url}/invocations rejected the request with HTTP 400: "
+        "expected (N, H, W, 3) uint8")
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
+    with FakeEndpoint() as endpoint:
+        url = endpoint.url
+    result = run_cli(base_args(image_dir, tmp_path, url) + FAST + ["--max-retries", "0"])
+    assert result.exit_code == 1
+    assert "Error: endpoint " in result.stderr and "failed after 1 attempt(s), last:" in result.stderr
+    assert "cannot connect to" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_settings_error_raised_in_a_worker_names_its_option(workers, image_dir, tmp_path):
+    """--workers 2 sends ConfigError back from spawned processes (pickled): it keeps its ``field``."""
+    with FakeEndpoint("classification") as endpoint:  # 4 classes, no label headers
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url, task="classification") + FAST
+                         + ["--labels", "zebra", "--workers", workers])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--labels': labels: 'zebra' is not a known class; expected a class id "
+            "in [0, 3]") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
+def test_python_dash_m_explain_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "explain", "--task", "detection"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Usage: python -m explain" in result.stderr and "Missing option '--out'" in result.stderr
+
+
+def test_explains_with_an_in_process_model(image_dir, tmp_path, tiny_detector_dir):
+    result = run_cli(base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir) + FAST)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["transport"] == "in-process"
+    assert analysis["settings"]["label_headers"] == ["circle", "square", "triangle"]  # from model.json
+    assert (tmp_path / "out" / "shap_scene0_box1_object.jpeg").is_file()
+
+
+@pytest.mark.integration
+def test_explains_against_the_real_local_endpoint(image_dir, tmp_path, detector_endpoint):
+    result = run_cli(base_args(image_dir, tmp_path, detector_endpoint.url) + FAST
+                     + ["--label-headers", "circle,square,triangle"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
+    assert analysis["predictor"]["requests"] >= 2 and analysis["predictor"]["failed_requests"] == 0
+
+
+def test_a_transport_error_is_reported_against_its_option(image_dir, tmp_path):
+    result = run_cli(base_args(image_dir, tmp_path) + ["--concurrency", "0"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--concurrency': concurrency must be an integer in [1, 256], got 0"
+            in " ".join(result.output.split()))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_where_no_image_can_be_read_fails(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    result = run_cli(["--endpoint", "http://127.0.0.1:9", "--task", "detection", "--out", tmp_path / "out",
+                      "--quiet", broken])
+    assert result.exit_code == 1, result.output
+    assert "Error: no image could be read: cannot read image" in result.output
+    assert "broken.png" in result.output and not (tmp_path / "out" / "analysis.json").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Logging: -v shows retries (INFO), the deprecated AWS variable is named
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.integration  # runs python -m explain in a subprocess (its own logging setup)
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_verbose_shows_retries(verbose, image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_first = 1  # one 503, retried
+        result = subprocess.run(
+            [sys.executable, "-m", "explain", *verbose, *map(str, base_args(image_dir / "scene0.png", tmp_path,
+                                                                             endpoint.url)), *FAST],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 retries" in result.stdout
+    retry_lines = [line for line in result.stderr.splitlines()
+                   if line.startswith("INFO explain.predictors.engine: retrying in ")]
+    assert len(retry_lines) == (1 if verbose else 0), result.stderr
+    if verbose:
+        assert "No worker is available to serve request" in retry_lines[0]
+
+
+def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_path, caplog):
+    with FakeEndpoint("detection") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST,
+                         env={"CLEARSIGHT_AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 0, result.output
+    assert ("CLEARSIGHT_AWS_ENDPOINT_URL is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
+            "AWS_ENDPOINT_URL_S3, which boto3 reads itself") in caplog.text

@@ -1,0 +1,109 @@
+"""ExplainConfig validation: bad values raise ConfigError naming the field and allowed range."""
+
+import pytest
+
+from explain import ConfigError, ExplainConfig
+
+
+def test_defaults_follow_clarify():
+    config = ExplainConfig()
+    assert (config.num_samples, config.num_segments, config.segment_compactness) == (500, 20, 5.0)
+    assert (config.max_objects, config.iou_threshold, config.context) == (3, 0.5, 1.0)
+    assert config.probability_threshold == 0.5
+    assert config.baseline == "noise"
+    assert config.segmentation == "merged"  # not Clarify's; "slic" is Clarify's description
+    assert ExplainConfig(segmentation="slico").to_dict()["segmentation"] == "slico"
+    # issue 15: box-aware segments and refinement are on by default, and part of the settings
+    assert (config.focus, config.refine_fraction, config.max_segments) == ("boxes", 0.4, 64)
+    assert {"focus", "refine_fraction", "max_segments"} <= set(config.to_dict())
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"task": "segmentation"}, "task must be one of detection, classification, got 'segmentation'"),
+    ({"num_samples": 3}, "num_samples must be in [4, 1000000], got 3"),
+    ({"num_samples": 50.5}, "num_samples must be an integer, got 50.5"),
+    ({"num_segments": 1}, "num_segments must be in [2, 1000], got 1"),
+    ({"segment_compactness": 0}, "segment_compactness must be > 0.0, got 0"),
+    ({"segment_compactness": float("nan")}, "segment_compactness must be a finite number"),
+    ({"segmentation": "felzenszwalb"}, "segmentation must be one of merged, slico, slic, got 'felzenszwalb'"),
+    ({"focus": "objects"}, "focus must be one of boxes, none, got 'objects'"),
+    ({"refine_fraction": 0.95}, "refine_fraction must be in [0.0, 0.9], got 0.95"),
+    ({"refine_fraction": -0.1}, "refine_fraction must be in [0.0, 0.9], got -0.1"),
+    ({"max_segments": 1}, "max_segments must be in [2, 10000], got 1"),
+    ({"baseline": "no/such/file.png"}, "baseline must be one of noise, mean, blur, black or a path"),
+    ({"baseline": ""}, "baseline must be one of noise, mean, blur, black"),
+    ({"max_objects": 0}, "max_objects must be in [1, 1000], got 0"),
+    ({"iou_threshold": 1.5}, "iou_threshold must be in [0.0, 1.0], got 1.5"),
+    ({"context": -0.1}, "context must be in [0.0, 1.0], got -0.1"),
+    ({"probability_threshold": 2}, "probability_threshold must be in [0.0, 1.0], got 2"),
+    ({"label_headers": ()}, "label_headers must be a non-empty tuple of non-empty strings"),
+    ({"label_headers": ("cat", "")}, "label_headers must be a non-empty tuple of non-empty strings"),
+    ({"labels": ("cat",)}, "labels selects classes to explain and is allowed only with task='classification'"),
+    ({"seed": -1}, "seed must be in [0, 9223372036854775807], got -1"),
+    ({"target_error": 0.0}, "target_error must be in (0.0, 1.0], got 0.0"),
+    ({"metrics": "yes"}, "metrics must be True or False, got 'yes'"),
+    ({"resize": 8}, "resize must be in [16, 8192], got 8"),
+    ({"batch_size": 0}, "batch_size must be in [1, 100000], got 0"),
+    ({"batch_size": True}, "batch_size must be an integer, got True"),
+])
+def test_bad_values_name_field_and_range(settings, message):
+    with pytest.raises(ConfigError) as raised:
+        ExplainConfig(**settings)
+    assert message in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_lists_become_tuples_and_baseline_file_is_accepted(tmp_path):
+    path = tmp_path / "baseline.png"
+    path.write_bytes(b"not read here")
+    config = ExplainConfig(task="classification", labels=["cat"], label_headers=["cat", "dog"],
+                           baseline=str(path))
+    assert config.labels == ("cat",) and config.label_headers == ("cat", "dog")
+    assert config.to_dict()["label_headers"] == ["cat", "dog"]
+
+
+def _settings_errors():
+    """Callables that raise ConfigError, each with the setting (and CLI option name) it is about."""
+    from explain.predictors import TransportConfig, make_predictor
+    from explain.runner import RunOptions
+    from explain.sharding import Shard
+
+    return [
+        (lambda: ExplainConfig(num_samples=2), "num_samples"),
+        (lambda: ExplainConfig(segmentation="felzenszwalb"), "segmentation"),
+        (lambda: ExplainConfig(baseline="no/such/file.png"), "baseline"),
+        (lambda: ExplainConfig(labels=("cat",)), "labels"),
+        (lambda: TransportConfig(concurrency=0), "concurrency"),
+        (lambda: TransportConfig(accept="text/plain"), "accept"),
+        (lambda: TransportConfig(timeout=0), "timeout"),
+        (lambda: Shard.parse("4/4"), "shard"),
+        (lambda: Shard.parse("x"), "shard"),
+        (lambda: RunOptions(images_in_flight=0), "images_in_flight"),
+        (lambda: make_predictor("ftp://host", "detection"), "endpoint"),
+        (lambda: make_predictor("sagemaker:bad_name!", "detection", region="us-east-1"), "endpoint"),
+        (lambda: make_predictor("http://", "detection"), "endpoint"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_settings_errors())))
+def test_every_settings_error_names_its_field_and_that_field_is_a_cli_option(index):
+    """The CLI reports a ConfigError against the option named by ``field`` (no message parsing)."""
+    from explain.cli import main
+
+    build, field = _settings_errors()[index]
+    with pytest.raises(ConfigError) as raised:
+        build()
+    assert raised.value.field == field
+    assert field in {param.name for param in main.params}
+
+
+@pytest.mark.parametrize("index", range(len(_settings_errors())))
+def test_a_settings_error_keeps_its_field_through_pickling(index):
+    """--workers runs shards in spawned processes; their errors come back pickled and must still name the option."""
+    import pickle
+
+    build, field = _settings_errors()[index]
+    with pytest.raises(ConfigError) as raised:
+        build()
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert (type(copy), str(copy), copy.field) == (ConfigError, str(raised.value), field)

@@ -1,0 +1,129 @@
+"""Files written by run_explanations: Clarify names, npz arrays, report.html, analysis.json."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explain import ExplainConfig, ExplainError, Explanation, RunOptions, run_explanations
+from tests.explain.test_explainer import (
+    additive_classifier,
+    pixel_weights,
+    red_square_detector,
+    red_square_scene,
+    textured_image,
+)
+from tests.report_html import embedded_files
+
+
+@pytest.fixture
+def scene_files(tmp_path):
+    paths = []
+    for index in range(2):
+        path = tmp_path / "in" / f"scene-{index}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(red_square_scene(seed=index)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_detection_outputs(tmp_path, scene_files):
+    out_dir = tmp_path / "out"
+    config = ExplainConfig(num_samples=80, num_segments=12, metrics=True)
+    summary = run_explanations(scene_files, red_square_detector, config, out_dir, RunOptions(progress=False),
+                               label_headers=["square", "corner"])
+    names = {path.name for path in out_dir.iterdir()}
+    jpegs = []
+    for stem in ("scene-0", "scene-1"):
+        jpegs += [f"shap_{stem}_box1_object.jpeg", f"shap_{stem}_box2_object.jpeg",
+                  f"{stem}_objects.jpeg"]
+        assert f"{stem}_shap.npz" in names
+    assert set(jpegs) <= names and {"report.html", "analysis.json"} <= names
+    for name in jpegs:
+        with Image.open(out_dir / name) as opened:
+            assert opened.format == "JPEG"
+
+    arrays = np.load(out_dir / "scene-0_shap.npz")
+    num_segments = summary["images"][0]["num_segments_used"]
+    assert arrays["segments"].shape == (64, 64) and arrays["segments"].dtype == np.int32
+    assert arrays["segments"].max() + 1 == num_segments
+    assert arrays["shap_values"].shape == (2, num_segments)
+    assert arrays["shap_values"].dtype == np.float64
+    assert arrays["standard_errors"].shape == (2, num_segments)
+    assert arrays["base_values"].shape == arrays["predictions"].shape == (2,)
+    assert arrays["labels"].tolist() == [0, 1] and arrays["labels"].dtype.kind == "i"
+    assert arrays["boxes"].shape == (2, 4)
+    assert int(arrays["model_calls"]) == summary["images"][0]["model_calls"]
+    levels = arrays["segment_levels"]
+    assert levels.shape == (num_segments,) and levels.min() == 0
+    assert np.bincount(levels).tolist() == summary["images"][0]["segments_per_level"]
+    np.testing.assert_allclose(arrays["shap_values"].sum(axis=1),
+                               arrays["predictions"] - arrays["base_values"], atol=1e-9)
+    np.testing.assert_array_equal(arrays["image"], red_square_scene(seed=0))  # anything can be re-plotted
+    assert Explanation.load(out_dir / "scene-0_shap.npz").label_headers == ("square", "corner")
+
+    report = (out_dir / "report.html").read_text()
+    embedded = embedded_files(out_dir / "report.html")
+    for name in jpegs:
+        assert embedded[name] == (out_dir / name).read_bytes()
+    assert "square" in report and "insertion AUC" in report
+
+    analysis = json.loads((out_dir / "analysis.json").read_text())
+    assert analysis == json.loads(json.dumps(summary))
+    assert analysis["settings"]["num_samples"] == 80
+    assert analysis["settings"]["label_headers"] == ["square", "corner"]
+    first = analysis["images"][0]
+    assert first["targets"][0]["label"] == "square"
+    assert first["targets"][0]["sum_of_values"] == pytest.approx(
+        first["targets"][0]["prediction"] - first["targets"][0]["base_value"])
+    assert {"segmentation_s", "shap_s", "total_s", "render_s"} <= set(first["timings"])
+    assert analysis["totals"]["model_calls"] == sum(item["model_calls"]
+                                                    for item in analysis["images"])
+
+
+def test_classification_outputs_and_duplicate_stems(tmp_path):
+    predict, _ = additive_classifier(pixel_weights())
+    paths = []
+    for folder in ("a", "b"):
+        path = tmp_path / folder / "photo.jpg"
+        path.parent.mkdir()
+        Image.fromarray(textured_image()).save(path)
+        paths.append(path)
+    out_dir = tmp_path / "out"
+    config = ExplainConfig(task="classification", num_samples=40, label_headers=("cat", "dog"))
+    summary = run_explanations(paths, predict, config, out_dir, RunOptions(progress=False))
+    names = {path.name for path in out_dir.iterdir()}
+    assert {"shap_photo.jpeg", "shap_photo_2.jpeg", "photo_shap.npz", "photo_2_shap.npz"} <= names
+    arrays = np.load(out_dir / "photo_shap.npz")
+    assert "boxes" not in arrays
+    assert arrays["shap_values"].shape[0] == 1
+    embedded = embedded_files(out_dir / "report.html")
+    for name in ("shap_photo.jpeg", "shap_photo_2.jpeg"):
+        assert embedded[name] == (out_dir / name).read_bytes()
+    assert summary["images"][0]["targets"][0]["box"] is None
+
+
+def test_missing_and_unreadable_images(tmp_path):
+    with pytest.raises(ExplainError, match="image file\\(s\\) not found: .*nope.png"):
+        run_explanations([tmp_path / "nope.png"], red_square_detector, ExplainConfig(), tmp_path,
+                         RunOptions(progress=False))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"garbage")
+    with pytest.raises(ExplainError, match="cannot read image .*broken.png"):
+        run_explanations([broken], red_square_detector, ExplainConfig(), tmp_path, RunOptions(progress=False))
+
+
+def test_the_library_run_records_the_predictor_and_returns_what_it_wrote(tmp_path, scene_files):
+    """One pipeline: a run from Python writes the predictor's counters as the CLI does."""
+    from explain.predictors import HttpPredictor
+    from tests.fake_endpoint import FakeEndpoint
+
+    with FakeEndpoint("detection") as endpoint, HttpPredictor(endpoint.url, "detection") as predictor:
+        summary = run_explanations(scene_files, predictor, ExplainConfig(num_samples=16, num_segments=4),
+                                   tmp_path / "out", RunOptions(progress=False))
+        requests = len(endpoint.requests)
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis == json.loads(json.dumps(summary))
+    assert analysis["predictor"]["transport"] == "http" and analysis["predictor"]["requests"] == requests > 0
+    assert analysis["totals"]["explained_now"] == 2

@@ -1,0 +1,305 @@
+"""Resumable runs: manifest, skip finished images, same results as an uninterrupted run, settings check."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from explain import ExplainConfig, ExplainError, PredictorError
+from explain.cli import main
+from explain.manifest import SettingsChangedError, read_manifests
+from explain.runner import RunOptions, run_explanations
+from explain.sharding import Shard, select_shard, shard_of
+from explain.sources import collect_sources
+from tests.explain.test_explainer import red_square_detector, red_square_scene
+from tests.fake_endpoint import FakeEndpoint
+from tests.report_html import embedded_files, page_text
+
+CONFIG = ExplainConfig(num_samples=24, num_segments=6)
+NPZ_ARRAYS = ("segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
+              "target_scores", "model_calls", "boxes", "segment_levels")
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+    """Six 64x64 scenes with a red square, two of them in a subfolder."""
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for index in range(6):
+        name = f"sub/scene{index}.png" if index >= 4 else f"scene{index}.png"
+        Image.fromarray(red_square_scene(seed=index)).save(folder / name)
+    return folder
+
+
+class CountingDetector:
+    """red_square_detector that records how many images it saw and can fail after ``fail_after`` calls."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.fail_after = fail_after
+        self.calls = 0
+        self.images = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, batch):
+        with self.lock:
+            self.calls += 1
+            if self.fail_after is not None and self.calls > self.fail_after:
+                raise PredictorError("endpoint outage (simulated)")
+            self.images += len(batch)
+        return red_square_detector(batch)
+
+
+def npz_values(out_dir):
+    """{file name: {array name: bytes}} of every npz in ``out_dir``."""
+    values = {}
+    for path in sorted(out_dir.glob("*_shap.npz")):
+        with np.load(path) as arrays:
+            values[path.name] = {name: arrays[name].tobytes() for name in NPZ_ARRAYS if name in arrays}
+    return values
+
+
+def without_timings(analysis):
+    images = [{key: value for key, value in item.items() if key != "timings"} for item in analysis["images"]]
+    return images, analysis["settings"]
+
+
+def run(sources, predict, out_dir, **options):
+    options.setdefault("progress", False)
+    return run_explanations(sources, predict, CONFIG, out_dir, RunOptions(**options))
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir)])
+    counting = CountingDetector()
+    reference = run(sources, counting, tmp_path / "reference", images_in_flight=1)
+    assert reference["totals"]["images"] == 6
+    calls_per_image = counting.calls // 6
+
+    out = tmp_path / "resumed"
+    # after three images' worth of calls the endpoint goes away: 1 to 3 images are finished
+    outage = CountingDetector(fail_after=3 * calls_per_image)
+    with pytest.raises(PredictorError, match="outage"):
+        run(sources, outage, out, images_in_flight=2)
+    finished = {entry["key"] for entry in read_manifests(out)}
+    assert 0 < len(finished) < 6
+    assert not (out / "analysis.json").exists()
+
+    second = CountingDetector()
+    summary = run(sources, second, out, images_in_flight=3)
+    assert summary["totals"]["images"] == 6
+    assert summary["totals"]["explained_now"] == 6 - len(finished)
+    per_image = reference["totals"]["model_calls"] // 6
+    assert second.images == per_image * (6 - len(finished))  # finished images were not sent again
+
+    assert npz_values(out) == npz_values(tmp_path / "reference")
+    assert without_timings(json.loads((out / "analysis.json").read_text())) == without_timings(
+        json.loads((tmp_path / "reference" / "analysis.json").read_text()))
+    embedded = embedded_files(out / "report.html")
+    for stem in ("scene0", "scene3", "sub__scene4", "sub__scene5"):
+        assert embedded[f"{stem}_objects.jpeg"] == (out / f"{stem}_objects.jpeg").read_bytes()
+    assert not list(out.glob(".staging-*"))
+
+    third = CountingDetector()
+    again = run(sources, third, out)
+    assert third.calls == 0 and again["totals"]["explained_now"] == 0
+
+
+def test_results_do_not_depend_on_images_in_flight_or_order(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir)])[:4]
+    run(sources, CountingDetector(), tmp_path / "one", images_in_flight=1)
+    run(list(reversed(sources)), CountingDetector(), tmp_path / "four", images_in_flight=4)
+    assert npz_values(tmp_path / "one") == npz_values(tmp_path / "four")
+
+
+def test_a_changed_image_is_explained_again(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir)])
+    run(sources, CountingDetector(), tmp_path / "out")
+    Image.fromarray(red_square_scene(seed=42)).save(image_dir / "scene1.png")
+    detector = CountingDetector()
+    summary = run(collect_sources([str(image_dir)]), detector, tmp_path / "out")
+    assert summary["totals"]["explained_now"] == 1 and detector.images > 0
+
+
+def test_manifest_line_cut_short_by_a_crash_is_ignored(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir / "scene0.png"), str(image_dir / "scene1.png")])
+    out = tmp_path / "out"
+    run(sources, CountingDetector(), out)
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed mid-write
+    summary = run(sources, CountingDetector(), out)
+    assert summary["totals"]["explained_now"] == 1 and summary["totals"]["images"] == 2
+    assert len(read_manifests(out)) == 2
+
+
+def cli(args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], prog_name="python -m explain")
+
+
+def test_changed_settings_are_refused_and_restart_starts_over(image_dir, tmp_path, tiny_detector_dir):
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", tmp_path / "out",
+            "--num-segments", "4", "--quiet", image_dir / "scene0.png"]
+    first = cli(args + ["--num-samples", "16"])
+    assert first.exit_code == 0, first.output
+    refused = cli(args + ["--num-samples", "20"])
+    assert refused.exit_code == 1
+    message = " ".join(refused.stderr.split())
+    assert (f"Error: {tmp_path / 'out'} holds explanations made with other settings "
+            "(num_samples 16 -> 20); run again with the same settings to resume, add --restart "
+            "to discard them and start over, or choose another --out") == message
+    restarted = cli(args + ["--num-samples", "20", "--restart"])
+    assert restarted.exit_code == 0, restarted.output
+    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]["num_samples"] == 20
+    resumed = cli(args + ["--num-samples", "20"])
+    assert resumed.exit_code == 0 and "1 image(s) were finished by an earlier run and skipped" in resumed.stdout
+
+
+def test_settings_check_in_the_library(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir / "scene0.png")])
+    run(sources, CountingDetector(), tmp_path / "out")
+    with pytest.raises(SettingsChangedError, match="seed 0 -> 7"):
+        run_explanations(sources, CountingDetector(), ExplainConfig(num_samples=24, num_segments=6, seed=7),
+                         tmp_path / "out", RunOptions(progress=False))
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"refine_fraction": 0.2}, "refine_fraction 0.4 -> 0.2"),
+    ({"max_segments": 30}, "max_segments 64 -> 30"),
+    ({"focus": "none"}, 'focus "boxes" -> "none"'),
+])
+def test_changed_refinement_settings_are_refused(changed, message, image_dir, tmp_path):
+    sources = collect_sources([str(image_dir / "scene0.png")])
+    run(sources, CountingDetector(), tmp_path / "out")
+    with pytest.raises(SettingsChangedError, match=message):
+        run_explanations(sources, CountingDetector(), ExplainConfig(num_samples=24, num_segments=6, **changed),
+                         tmp_path / "out", RunOptions(progress=False))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_shards_cover_every_image_exactly_once(count):
+    keys = [f"folder{index % 7}/image{index}.png" for index in range(200)]
+    positions = [select_shard(keys, Shard(index, count)) for index in range(count)]
+    flat = sorted(position for part in positions for position in part)
+    assert flat == list(range(200))
+    if count > 1:
+        assert all(part for part in positions)  # 200 keys: no shard empty
+    assert shard_of("folder1/image8.png", 4) == shard_of("folder1/image8.png", 4)
+
+
+def test_shard_parsing_messages():
+    assert Shard.parse("2/4") == Shard(2, 4)
+    with pytest.raises(ExplainError, match="shard index must be in \\[0, 3\\], got 4"):
+        Shard.parse("4/4")
+    with pytest.raises(ExplainError, match="shard must look like INDEX/COUNT, e.g. 0/4, got 'x'"):
+        Shard.parse("x")
+
+
+def test_shards_then_merge_equal_one_run(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir)])
+    run(sources, CountingDetector(), tmp_path / "whole")
+    for index in range(3):
+        counts = run(sources, CountingDetector(), tmp_path / "sharded", shard=Shard(index, 3), merge=False)
+        assert counts["images"] == len(select_shard([s.key for s in sources], Shard(index, 3)))
+    assert sorted(path.name for path in (tmp_path / "sharded").glob("manifest*")) == [
+        "manifest-shard-0-of-3.jsonl", "manifest-shard-1-of-3.jsonl", "manifest-shard-2-of-3.jsonl"]
+    summary = run(sources, CountingDetector(), tmp_path / "sharded")  # nothing left: merge only
+    assert summary["totals"]["explained_now"] == 0 and summary["totals"]["images"] == 6
+    assert npz_values(tmp_path / "sharded") == npz_values(tmp_path / "whole")
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
+def test_workers_processes_equal_one_process(image_dir, tmp_path, tiny_detector_dir):
+    common = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16",
+              "--num-segments", "4", "--quiet", image_dir]
+    single = cli(common + ["--out", tmp_path / "single"])
+    assert single.exit_code == 0, single.output
+    workers = cli(common + ["--out", tmp_path / "workers", "--workers", "2"])
+    assert workers.exit_code == 0, workers.output
+    assert "explained 6 image(s)" in workers.stdout
+    assert npz_values(tmp_path / "workers") == npz_values(tmp_path / "single")
+    analysis = json.loads((tmp_path / "workers" / "analysis.json").read_text())
+    assert [item["stem"] for item in analysis["images"]] == [
+        "scene0", "scene1", "scene2", "scene3", "sub__scene4", "sub__scene5"]
+    assert analysis["predictor"]["transport"] == "2 workers"
+    assert analysis["settings"]["label_headers"] == ["circle", "square", "triangle"]
+
+
+
+@pytest.fixture()
+def sigkill_endpoint():
+    """The fake detector over HTTP, whose requests can be held (it serves a subprocess: integration)."""
+    with FakeEndpoint("detection") as endpoint:
+        yield endpoint
+        endpoint.release()
+
+
+def test_sigkilled_cli_run_finishes_with_the_uninterrupted_values(image_dir, tmp_path, sigkill_endpoint):
+    """Killed once the manifest holds an image and the run is stuck on a held request: 1 or 2 of 6 done."""
+    repo = Path(__file__).resolve().parents[2]
+    args = ["--endpoint", sigkill_endpoint.url, "--task", "detection", "--num-samples", "64",
+            "--num-segments", "8", "--quiet", "--images-in-flight", "2", str(image_dir)]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    command = [sys.executable, "-m", "explain", *args]
+    reference = subprocess.run(command + ["--out", str(tmp_path / "reference")], cwd=repo, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    manifest = out / "manifest.jsonl"
+    # From the first finished image on, every request waits: with two images in flight at most
+    # one more can finish (its requests were answered already), and the others cannot start.
+    sigkill_endpoint.hold = lambda: manifest.exists() and manifest.read_text().count("\n") >= 1
+    process = subprocess.Popen(command + ["--out", str(out)], cwd=repo, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert sigkill_endpoint.holding.wait(60), "the run never reached a held request"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    sigkill_endpoint.release()
+    finished = len(read_manifests(out))
+    assert 1 <= finished < 6
+    resumed = subprocess.run(command + ["--out", str(out)], cwd=repo, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{finished} image(s) were finished by an earlier run and skipped" in resumed.stdout
+    assert npz_values(out) == npz_values(tmp_path / "reference")
+    assert not list(out.glob(".staging-*"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard", "4/4"], "Invalid value for '--shard': shard index must be in [0, 3], got 4"),
+    (["--shard", "1/2", "--restart"], "Invalid value for '--restart': --restart and --shard exclude each other"),
+    (["--shard", "0/2", "--workers", "2"], "Invalid value for '--workers': --workers and --shard exclude each other"),
+    (["--images-in-flight", "0"], "Invalid value for '--images-in-flight': 0 is not in the range 1<=x<=256."),
+])
+def test_run_option_usage_errors(extra, message, image_dir, tmp_path):
+    result = cli(["--endpoint", "http://127.0.0.1:9", "--task", "detection", "--out", tmp_path / "out",
+                  *extra, image_dir])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_image_is_skipped_and_named(image_dir, tmp_path):
+    (image_dir / "broken.png").write_bytes(b"not a png")
+    sources = collect_sources([str(image_dir / "broken.png"), str(image_dir / "scene0.png")])
+    summary = run(sources, CountingDetector(), tmp_path / "out")
+    assert summary["totals"]["images"] == 1
+    assert summary["totals"]["unreadable"][0]["image"].endswith("broken.png")
+    assert "cannot read image" in summary["totals"]["unreadable"][0]["error"]
+    assert "unfinished" not in summary["totals"]
+    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["totals"]["unreadable"]
+    text = page_text(tmp_path / "out" / "report.html")
+    assert "1 image(s) could not be explained and were skipped" in text
+    assert summary["totals"]["unreadable"][0]["image"] + summary["totals"]["unreadable"][0]["error"] in text

@@ -1,0 +1,210 @@
+"""Contract tests over real HTTP against ``python -m deploy serve`` (multi-model-server + the SageMaker toolkit)."""
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from serving.handler import model_fn, transform_fn
+from tests.conftest import REPO, ServeProcess, npy_bytes, random_images, wait_for
+
+pytestmark = pytest.mark.integration
+
+GOOD = npy_bytes(random_images(2, 48, 64, seed=11))
+
+
+def test_npy_batch_matches_the_in_process_handler(detector_endpoint, tiny_detector_dir):
+    images = random_images(4, 72, 96, seed=1)
+    response = detector_endpoint.post(npy_bytes(images))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    over_http = json.loads(response.text)
+    expected, _ = transform_fn(model_fn(str(tiny_detector_dir)), npy_bytes(images), "application/x-npy",
+                               "application/json")
+    np.testing.assert_allclose(np.array(over_http), np.array(json.loads(expected)), atol=1e-6)
+
+
+def test_npy_response_and_custom_attributes(detector_endpoint):
+    headers = {"X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0.5,top_k=1"}
+    response = detector_endpoint.post(GOOD, accept="application/x-npy", headers=headers)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-npy"
+    rows = np.load(io.BytesIO(response.content), allow_pickle=False)
+    assert rows.dtype == np.float32 and rows.shape == (2, 1, 6)
+    assert np.all(rows[:, 0, 1] >= 0.5)
+
+
+@pytest.mark.parametrize("image_format, content_type", [("PNG", "image/png"), ("JPEG", "image/jpeg"),
+                                                        ("PNG", "application/x-image")])
+def test_single_image_files(detector_endpoint, image_format, content_type):
+    encoded = io.BytesIO()
+    Image.fromarray(random_images(1, 50, 70)[0]).save(encoded, format=image_format)
+    response = detector_endpoint.post(encoded.getvalue(), content_type=content_type)
+    assert response.status_code == 200
+    assert len(json.loads(response.text)) == 1
+
+
+@pytest.mark.parametrize("body, content_type, accept, status, message", [
+    (b"", "application/x-npy", "application/json", 400, "the request body is empty"),
+    (b"garbage", "application/x-npy", "application/json", 400, "not a valid .npy array"),
+    (GOOD[:-7], "application/x-npy", "application/json", 400, "truncated or padded"),
+    (npy_bytes(np.array([[1, "x"]], dtype=object)), "application/x-npy", "application/json", 400,
+     "object arrays are refused"),
+    (npy_bytes(np.zeros((3, 8, 8), np.uint8)), "application/x-npy", "application/json", 400, "3 channels"),
+    (npy_bytes(np.zeros((0, 8, 8, 3), np.uint8)), "application/x-npy", "application/json", 400, "batch is empty"),
+    (npy_bytes(np.full((1, 4, 4, 3), np.inf, np.float64)), "application/x-npy", "application/json", 400,
+     "NaN or infinite"),
+    (b"<xml/>", "application/xml", "application/json", 415, "is not supported"),
+    (b"{}", "application/json", "application/json", 415, "is not supported"),
+    (GOOD, "application/x-npy", "text/csv", 406, "names no format"),
+    (npy_bytes(np.zeros((1, 7000, 7000, 3), np.uint8))[:200], "application/x-npy", "application/json", 413,
+     "exceed the limit"),
+])
+def test_bad_requests_get_a_4xx_with_a_message_and_no_trace(detector_endpoint, body, content_type, accept,
+                                                           status, message):
+    response = detector_endpoint.post(body, content_type=content_type, accept=accept)
+    assert response.status_code == status
+    payload = response.json()
+    assert message in payload["error"]
+    assert "Traceback" not in response.text
+    # the worker stays up: the next good request is answered correctly
+    assert detector_endpoint.post(GOOD).status_code == 200
+
+
+def test_custom_attribute_with_a_bad_value_is_a_400(detector_endpoint):
+    response = detector_endpoint.post(GOOD, headers={"X-Amzn-SageMaker-Custom-Attributes": "top_k=none"})
+    assert response.status_code == 400
+    assert "top_k must be a positive integer" in response.json()["error"]
+
+
+def test_bodies_over_the_mms_limit_get_413(detector_endpoint):
+    response = detector_endpoint.post(b"\0" * 6_600_000)
+    assert response.status_code == 413
+
+
+def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive):
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    server = ServeProcess(tiny_detector_archive, None)
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    assert any(child.name() == "java" for child in children), "multi-model-server runs as child processes"
+    assert any("gate.py" in " ".join(child.cmdline()) for child in children), "so does the request gate"
+    created = set(os.listdir(tempfile.gettempdir())) - before
+    assert any(name.startswith("clearsight-serve-") for name in created)
+    assert server.post(GOOD).status_code == 200
+    assert server.stop() == 0
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children))
+    left = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [name for name in left if name.startswith("clearsight-serve-")]
+    with socket.socket() as probe:  # the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", server.port))
+
+
+def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_detector_archive):
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    server = ServeProcess(tiny_detector_archive, None)
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    server.process.stdout.close()  # e.g. the terminal or the pipe reader went away
+    server.process.stderr.close()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children))
+    left = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [name for name in left if name.startswith("clearsight-serve-")]
+
+
+def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
+    import shutil
+
+    from deploy.package import stage_model_dir
+    from serving.model_spec import load_model_spec
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    spec = load_model_spec(str(tiny_detector_dir))
+    stage_model_dir(broken, tiny_detector_dir / spec.symbol_file, tiny_detector_dir / spec.params_file, spec)
+    shutil.copyfile(tiny_detector_dir / spec.symbol_file, broken / spec.params_file)  # not a params file
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy", "serve", "--model", str(broken), "--port", "0", "--startup-timeout", "60"],
+        cwd=str(REPO), capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 2  # port 0 is a usage error
+    from deploy.local_endpoint import free_port
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy", "serve", "--model", str(broken), "--port", str(free_port()),
+         "--startup-timeout", "60"],
+        cwd=str(REPO), capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 1
+    assert "error:" in completed.stderr
+    assert "the model failed to load" in completed.stderr
+    assert "Invalid NDArray file format" in completed.stderr
+
+
+def test_two_endpoints_run_side_by_side(tiny_detector_archive, detector_endpoint):
+    second = ServeProcess(tiny_detector_archive, None)
+    try:
+        assert second.post(GOOD).json() == detector_endpoint.post(GOOD).json()
+    finally:
+        assert second.stop() == 0
+    assert detector_endpoint.post(GOOD).status_code == 200
+
+
+def test_ctrl_c_stops_the_server(tiny_detector_archive):
+    server = ServeProcess(tiny_detector_archive, None)
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_an_exported_model_directory_is_served_with_this_handler(tiny_detector_dir):
+    server = ServeProcess(tiny_detector_dir, None)  # model.json + weights, no code/
+    try:
+        response = server.post(GOOD)
+        assert response.status_code == 200 and len(response.json()) == 2
+    finally:
+        assert server.stop() == 0
+    assert not (tiny_detector_dir / "code").exists()
+
+
+def test_a_port_in_use_is_refused_with_a_clear_message(tiny_detector_archive):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "deploy", "serve", "--model", str(tiny_detector_archive), "--port", str(port)],
+            cwd=str(REPO), capture_output=True, text=True, timeout=60,
+        )
+    assert completed.returncode == 1
+    assert "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port" % port \
+        in completed.stderr
+
+
+def test_an_unpacked_model_directory_is_served_in_place_and_left_intact(tiny_detector_archive, tmp_path):
+    from deploy.package import extract_archive
+
+    def files(directory):  # the worker's Python may add __pycache__ under code/
+        return sorted(str(path.relative_to(directory)) for path in directory.rglob("*")
+                      if "__pycache__" not in path.parts)
+
+    model_dir = extract_archive(tiny_detector_archive, tmp_path / "unpacked")
+    files_before = files(model_dir)
+    server = ServeProcess(model_dir, None)  # a directory with code/inference.py: linked into the model store
+    try:
+        assert server.post(GOOD).status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert files(model_dir) == files_before and "code/inference.py" in files_before
