@@ -139,6 +139,21 @@ def test_settings_start_from_a_config_and_the_task_argument_wins():
     assert Explainer(red_square_detector, "detection", config=base).config.task == "detection"
 
 
+def test_the_sharpening_settings_are_explainer_settings_and_survive_save_and_load(tmp_path):
+    """issue 15: focus, refine_fraction and max_segments by name, misspellings named, levels kept."""
+    with pytest.raises(UnknownSettingError, match="did you mean 'refine_fraction'"):
+        Explainer(red_square_detector, refine_fractoin=0.2)
+    plain = Explainer(red_square_detector, num_samples=100, num_segments=8, focus="none", refine_fraction=0.0)
+    coarse = plain(red_square_scene())
+    assert coarse.num_segments_used == coarse.coarse_segments == 8 and coarse.levels.tolist() == [0] * 8
+    sharp = Explainer(red_square_detector, num_samples=100, num_segments=8, max_segments=12)(red_square_scene())
+    assert sharp.coarse_segments == 8 and sharp.num_segments_used == 12 and sharp.levels.max() >= 1
+    loaded = Explanation.load(sharp.save(tmp_path / "sharp.npz"))
+    assert loaded.coarse_segments == 8 and loaded.levels.tolist() == sharp.levels.tolist()
+    np.testing.assert_array_equal(loaded.segments, sharp.segments)
+    np.testing.assert_allclose(loaded.shap_values.sum(axis=1), loaded.predictions - loaded.base_values, atol=1e-9)
+
+
 @pytest.mark.parametrize("images, message", [
     (np.zeros((2, 2), np.uint8), "images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
                                  "got an array of shape (2, 2)"),
