@@ -43,7 +43,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -273,6 +273,8 @@ def main() -> None:
                         help="comma-separated case numbers (0-based) of CASES to run (default: all)")
     parser.add_argument("--drise-masks", default="500,1000",
                         help="D-RISE mask counts to run (default 500,1000)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="clearsight before and now only (no PartitionExplainer, no D-RISE)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write every record to this file")
     parser.add_argument("--verbose", "-v", action="store_true")
@@ -284,7 +286,7 @@ def main() -> None:
     started = time.perf_counter()
     records = []
     for case in chosen:
-        records += run_case(case, masks, args.seed)
+        records += run_case(replace(case, peers=False) if args.no_peers else case, masks, args.seed)
     print(f"<!-- .venv/bin/python -m bench.bench_real_photos {' '.join(sys.argv[1:])} "
           f"({time.perf_counter() - started:.0f} s) -->")
     header = ["photo (size)", "cascade, target (score)", "method", "model calls",
