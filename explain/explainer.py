@@ -55,14 +55,14 @@ class Explanation:
     exact: the values are exact Shapley values (every coalition was evaluated).
     converged: per target, target_error was met (or the values are exact).
     label_headers: class names by class id (the settings' ``label_headers``), or None.
-
-    ``plot()`` draws it, ``save(path)`` / ``Explanation.load(path)`` keep it in an .npz file
-    (image included), ``to_shap()`` converts it to a ``shap.Explanation``.
     coarse_segments: segments before refinement; levels: (S,) int, how many times each
     segment's ancestors were split (0: a coarse segment, whose value is its Shapley value
     among the coarse segments; k > 0: its share of its parent's value, see
     ``explain.refinement``). refinement: the rounds of splits (``RefinementStep``).
     ``exact`` refers to the coarse values.
+
+    ``plot()`` draws it, ``save(path)`` / ``Explanation.load(path)`` keep it in an .npz file
+    (image included), ``to_shap()`` converts it to a ``shap.Explanation``.
     """
 
     image: np.ndarray
@@ -216,13 +216,11 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     timings["targets_s"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
-    own_segments = segments is not None
-    if own_segments:
-        pass  # the caller's feature mask, checked above; neither focus nor refinement changes it
-    elif boxes is not None and len(boxes) and config.focus == "boxes":
+    own_segments = segments is not None  # the caller's mask: neither focus nor refinement changes it
+    if not own_segments and boxes is not None and len(boxes) and config.focus == "boxes":
         segments = segment_with_boxes(image, boxes, config.num_segments,
                                       config.segment_compactness, method=config.segmentation)
-    else:
+    elif not own_segments:
         segments = segment_image(image, config.num_segments, config.segment_compactness,
                                  method=config.segmentation)
     timings["segmentation_s"] = time.perf_counter() - phase
