@@ -56,7 +56,7 @@ MATCH_IOU = 0.5
 TARGET_SHARE = 0.85
 
 VARIANT_NAMES = {
-    "clearsight": "clearsight (paired Kernel SHAP + control variates)",
+    "clearsight": "clearsight (the settings given on the command line)",
     "shap": "shap KernelExplainer, same segments (l1_reg=False)",
     "slico": "clearsight estimator on SLICO segments (--segmentation slico)",
     "clarify-slic": "clearsight estimator on plain SLIC, compactness 5",
