@@ -20,8 +20,10 @@ __all__ = [
     "TAG_RUN",
     "META_RUN",
     "META_TOOL",
+    "abort_uploads_not_in",
     "created_by_run",
     "delete_object_if_uploaded_by_run",
+    "pending_upload_ids",
     "delete_sagemaker_resource_of_run",
     "describe_or_none",
     "is_not_found",
@@ -187,6 +189,28 @@ def delete_sagemaker_resource_of_run(sagemaker: Any, run_id: str, describe: Call
         return False
     delete(described)
     return True
+
+
+def pending_upload_ids(s3: Any, bucket: str, key: str) -> frozenset[str]:
+    """The ids of the multipart uploads to exactly s3://bucket/key that are neither completed nor aborted."""
+    listed = s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    return frozenset(upload["UploadId"] for upload in listed.get("Uploads", []) if upload["Key"] == key)
+
+
+def abort_uploads_not_in(s3: Any, bucket: str, key: str, earlier_ids: frozenset[str]) -> int:
+    """Abort the pending multipart uploads to s3://bucket/key that ``earlier_ids`` (listed before this
+    run uploaded) does not hold; the number aborted.
+
+    s3transfer aborts its own upload when a part fails, but not one whose CreateMultipartUpload
+    answer was lost (each retry starts another) or that a Ctrl-C left behind: S3 keeps and bills
+    their parts until they are aborted. The key holds the archive's digest, so only a run
+    uploading the same archive under the same name at the same moment could own one of these.
+    """
+    aborted = 0
+    for upload_id in pending_upload_ids(s3, bucket, key) - earlier_ids:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        aborted += 1
+    return aborted
 
 
 def delete_object_if_uploaded_by_run(s3: Any, bucket: str, key: str, run_id: str) -> bool:

@@ -11,6 +11,7 @@ import click
 from serving import __version__
 
 from .errors import DeployError
+from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
 from .sagemaker_cli import sagemaker
 
 TASKS = ("detection", "classification")
@@ -121,7 +122,11 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
               help="CPU threads per worker  [default: cores / workers]")
 @option("--startup-timeout", type=click.FloatRange(1.0), default=180.0, show_default=True,
               help="Seconds to wait for the first successful inference.")
-def serve(model_path, port, workers, threads, startup_timeout):
+@option("--max-connections", type=click.IntRange(1, 4096), default=DEFAULT_MAX_CONNECTIONS, show_default=True,
+              help="Client connections served at once; more get 503.")
+@option("--request-deadline", type=click.FloatRange(0.1), default=DEFAULT_REQUEST_DEADLINE, show_default=True,
+              help="Seconds from a request's first byte to its body's last; a request still arriving gets 408.")
+def serve(model_path, port, workers, threads, startup_timeout, max_connections, request_deadline):
     """Serve a model on http://127.0.0.1:PORT/invocations with the real SageMaker MXNet stack.
 
     Only GET /ping and POST /invocations are reachable; multi-model-server's management API is
@@ -132,7 +137,8 @@ def serve(model_path, port, workers, threads, startup_timeout):
     _require_modules(SERVE_MODULES, "deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet)", "serve",
                      " and a Java runtime")
     endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,
-                             startup_timeout=startup_timeout)
+                             startup_timeout=startup_timeout, max_connections=max_connections,
+                             request_deadline=request_deadline)
     stopping = threading.Event()
 
     def _stop(signum, frame):

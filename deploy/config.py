@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.contract import ENDPOINT_NAME_PATTERN, is_endpoint_name
+
 from .errors import DeployConfigError
 
 __all__ = [
@@ -23,7 +25,6 @@ DEFAULT_PREFIX = "clearsight"
 LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 # botocore's shapes: EndpointName, RoleArn, and S3 bucket naming rules.
-_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _ROLE_PATTERN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 _BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9!_.*'()\-]+(/[A-Za-z0-9!_.*'()\-]+)*")
@@ -41,12 +42,12 @@ def supported_instance_types() -> tuple[str, ...]:
 
 def validate_endpoint_name(name: str, field: str = "name") -> str:
     """Return ``name`` if SageMaker accepts it as an endpoint name, else raise DeployConfigError."""
-    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+    if not is_endpoint_name(name):
         raise DeployConfigError(
             field,
             name,
             "1 to 63 letters, digits and hyphens, starting and ending with a letter or digit "
-            "(pattern ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$)",
+            f"(pattern ^{ENDPOINT_NAME_PATTERN}$)",
         )
     return name
 

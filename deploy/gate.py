@@ -14,22 +14,32 @@ characters (what SageMaker's InvokeEndpoint accepts; MMS's Python worker dies on
 Content-Type or Accept) and for more than one Host header, 502 when MMS does not answer and
 504 when it answers too late.
 
+What one client may hold is bounded: at most ``max_connections`` connections at once (503 and
+closed beyond), a request's line, headers and body must all arrive within ``request_deadline``
+seconds of its first byte (408 and closed after), a connection may stay idle 120 s between
+requests, the request line and headers take at most 64 KiB (431), and a connection streams
+its body through one 256 KiB buffer (a chunked body is spooled to a temporary file past 64 KiB).
+
 Standard library only, so it starts fast as a script: ``python -I gate.py --listen-fd FD
 --upstream SOCKET``; ``launch_gate`` starts it with a listening socket the caller bound.
 """
 import argparse
 import http.client
 import http.server
+import io
 import json
 import re
 import select
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["ROUTES", "launch_gate"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_REQUEST_DEADLINE", "ROUTES", "launch_gate"]
 
 # path -> the one method forwarded on it
 ROUTES = {"/ping": "GET", "/invocations": "POST"}
@@ -44,7 +54,21 @@ _SAGEMAKER_HEADER_CHARS = 1024
 # Header values as parsed (ISO-8859-1): visible ASCII, space and tab. MMS hands Content-Type,
 # Accept and the custom attributes to its Python worker, which dies decoding anything else.
 _PRINTABLE_ASCII = re.compile(r"[\t\x20-\x7e]*")
-_CHUNK_BYTES = 1 << 20
+# Per connection: one buffer for streaming bodies, and the memory a chunked body may take before
+# it is spooled to a temporary file. 1 MiB buffers took 300 connections to 345 MB; 256 KiB ones
+# cost the gate ~15% more CPU per 6 MB body than 1 MiB ones, 64 KiB ones ~50%.
+_CHUNK_BYTES = 256 << 10
+_SPOOL_MEMORY_BYTES = 64 << 10
+# The request line and headers together (SageMaker's largest header value is 1,024 characters).
+_MAX_HEAD_BYTES = 64 << 10
+# Connections served at once; each further one gets 503 and is closed. The explain client keeps
+# --concurrency connections (4 by default) open to an endpoint.
+DEFAULT_MAX_CONNECTIONS = 64
+# Seconds from a request's first byte to the last byte of its body: a 6.5 MB body crosses the
+# loopback in milliseconds, so this is about clients that stall, not about slow links.
+DEFAULT_REQUEST_DEADLINE = 30.0
+# Seconds a kept-alive connection may stay idle before its next request starts.
+_IDLE_SECONDS = 120.0
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # RFC 9112 chunk-size: 1*HEXDIG (no sign, no 0x)
 # An over-limit body up to this size is read and dropped so the client gets its 413 on a
 # connection it can keep; a bigger one closes the connection after the answer.
@@ -59,6 +83,58 @@ class _RefusedRequest(Exception):
         self.status = status
         self.message = message
         self.headers = tuple(headers)
+
+
+class _HeadTooLarge(Exception):
+    """The request line and headers ran past ``_MAX_HEAD_BYTES``."""
+
+
+class _ClientReader(socket.SocketIO):
+    """Raw reads from the client's socket, bounded in time by the request's deadline and in bytes
+    by what its request line and headers may still take.
+
+    ``await_request`` starts each request: the first read may wait ``idle_seconds``; once a byte
+    arrives, every read until the next ``await_request`` ends by that byte's time plus
+    ``request_seconds``, however the client spreads its bytes (a per-read timeout would let
+    one byte every 119 s hold the connection for ever).
+    """
+
+    def __init__(self, sock):
+        super().__init__(sock, "rb")
+        self.deadline = None  # time.monotonic() by which the current read must end
+        self.request_seconds = None
+        self.head_budget = None  # bytes the request line and headers may still take; None: no limit
+        self.request_started = False  # a byte of the current request has arrived
+        self.expired = False  # a read ran out of time
+
+    def await_request(self, idle_seconds, request_seconds, head_bytes):
+        self.deadline = time.monotonic() + idle_seconds
+        self.request_seconds = request_seconds
+        self.head_budget = head_bytes
+        self.request_started = self.expired = False
+
+    def readinto(self, buffer):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the request's deadline passed")
+        if self.head_budget is not None:
+            if self.head_budget <= 0:
+                raise _HeadTooLarge()
+            buffer = memoryview(buffer)[:self.head_budget]
+        self._sock.settimeout(left)
+        try:
+            received = super().readinto(buffer)
+        except TimeoutError:
+            self.expired = True
+            raise
+        if received:
+            if not self.request_started:
+                self.request_started = True
+                self.deadline = time.monotonic() + self.request_seconds
+            if self.head_budget is not None:
+                self.head_budget -= received
+        return received
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -90,16 +166,45 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
     """One client connection: route each request, forward the allowed ones over one upstream connection.
 
     The server object carries the settings: ``upstream_path`` (MMS's inference socket),
-    ``max_body_bytes`` and ``upstream_timeout`` (seconds).
+    ``max_body_bytes``, ``upstream_timeout`` and ``request_deadline`` (seconds).
     """
 
     protocol_version = "HTTP/1.1"
     server_version = "clearsight-gate"
     disable_nagle_algorithm = True
-    timeout = 120  # seconds a client may stay silent (mid-request or idle between requests)
 
     upstream = None
     buffer = None
+    reader = None
+    answered = False  # the current request has had its answer
+
+    def setup(self):
+        super().setup()
+        self.rfile.close()  # the socket's own reader: replaced by one that keeps the deadline
+        self.reader = _ClientReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self):
+        """One request, read within its deadline and head budget; 408 or 431 (and close) when not."""
+        self.reader.await_request(_IDLE_SECONDS, self.server.request_deadline, _MAX_HEAD_BYTES)
+        self.answered = False
+        self.command = None  # until this request's line is parsed (a HEAD answer has no body)
+        try:
+            super().handle_one_request()  # a timeout anywhere in it closes the connection
+        except _HeadTooLarge:
+            self.close_connection = True
+            self._send_error(_RefusedRequest(431, "the request line and headers are over %d bytes: send "
+                                                  "shorter headers" % _MAX_HEAD_BYTES))
+            return
+        if self.reader.expired and self.reader.request_started and not self.answered:
+            self.close_connection = True
+            try:
+                self._send_error(_RefusedRequest(408, "the request did not arrive within %g s of its first byte: "
+                                                      "send the headers and the whole body at once (or start "
+                                                      "the endpoint with a larger --request-deadline)"
+                                                 % self.server.request_deadline))
+            except OSError:
+                pass  # the client is gone too
 
     def __getattr__(self, name):
         # BaseHTTPRequestHandler calls do_<METHOD>; every method, known or not, goes through _route.
@@ -166,21 +271,28 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def _route(self):
+        self.reader.head_budget = None  # the headers are in; the body is bounded by max_body_bytes
         try:
             length = self._check()
         except _RefusedRequest as refused:
             self._drain_refused_body()
             self._send_error(refused)
             return
+        spool = None
         try:
-            body = self._read_chunked() if length is None else None
+            if length is None:
+                spool, length = self._spool_chunked()
         except _RefusedRequest as refused:
             self._send_error(refused)
             return
         except OSError:
             self.close_connection = True  # the client went away or silent mid-body
             return
-        self._forward(body, length)
+        try:
+            self._forward(spool, length)
+        finally:
+            if spool is not None:
+                spool.close()
 
     # --- forwarding ----------------------------------------------------------------------------
 
@@ -191,8 +303,8 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
             self.upstream = _UnixHTTPConnection(self.server.upstream_path, self.server.upstream_timeout)
         return self.upstream
 
-    def _forward(self, body, length):
-        """Send this request to MMS (``body`` bytes, or ``length`` bytes streamed from the client)."""
+    def _forward(self, spool, length):
+        """Send this request to MMS: ``length`` body bytes from ``spool`` (a file), or streamed from the client."""
         connection = self._upstream_connection()
         path = urlsplit(self.path).path
         try:
@@ -200,19 +312,16 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
             for name, value in self.headers.items():
                 if name.lower() not in _NOT_FORWARDED:
                     connection.putheader(name, value)
-            connection.putheader("Content-Length", str(len(body) if body is not None else length))
+            connection.putheader("Content-Length", str(length))
             connection.endheaders()
         except OSError as error:
             connection.close()
-            self._drain_refused_body(0 if body is not None else length)
+            self._drain_refused_body(0 if spool is not None else length)
             self._send_error(_RefusedRequest(502, "the model server is not answering (%s); it may still be "
                                                   "starting, or it stopped: see the endpoint's log" % error))
             return
         try:
-            if body is not None:
-                connection.send(body)
-            else:
-                self._stream_body(connection, length)
+            self._stream_body(connection, length, spool)
         except _ClientGone:
             connection.close()
             self.close_connection = True
@@ -240,10 +349,21 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         headers = [(name, value) for name, value in response.getheaders() if name.lower() not in _NOT_FORWARDED]
         self._send(response.status, response.reason, headers, answer)
 
-    def _stream_body(self, connection, length):
-        """Copy ``length`` body bytes from the client to MMS through one reused buffer."""
+    def _stream_body(self, connection, length, spool=None):
+        """Copy ``length`` body bytes from ``spool``, or else from the client, to MMS."""
+        if spool is None:
+            self._copy_from_client(length, connection.send)
+            return
+        for data in iter(lambda: spool.read(_CHUNK_BYTES), b""):
+            connection.send(data)
+
+    def _copy_from_client(self, length, write=None):
+        """Pass ``length`` body bytes from the client to ``write`` (or drop them) through one reused buffer.
+
+        Raises _ClientGone when the client closes, errs or runs past its deadline first.
+        """
         if self.buffer is None:
-            self.buffer = memoryview(bytearray(_CHUNK_BYTES))  # no fresh 1 MB allocation per chunk
+            self.buffer = memoryview(bytearray(_CHUNK_BYTES))  # no fresh allocation per chunk
         remaining = length
         while remaining > 0:
             try:
@@ -252,12 +372,27 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
                 raise _ClientGone()
             if not received:
                 raise _ClientGone()
-            connection.send(self.buffer[:received])
+            if write is not None:
+                write(self.buffer[:received])
             remaining -= received
 
-    def _read_chunked(self):
-        """The body of a ``Transfer-Encoding: chunked`` request; 413 when over the limit (read to its end)."""
-        parts, total = [], 0
+    def _spool_chunked(self):
+        """Read a ``Transfer-Encoding: chunked`` body into a file; ``(file at 0, length)``.
+
+        The file stays in memory up to 64 KiB, then moves to disk. A body over the limit is read
+        to its end (up to 64 MiB, then the connection closes) and answered 413.
+        """
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY_BYTES)
+        try:
+            total = self._read_chunks(spool)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool, total
+
+    def _read_chunks(self, spool):
+        total = 0
         while True:
             line = self.rfile.readline(1024)
             size_field = line.split(b";", 1)[0].strip(b" \t\r\n")
@@ -271,18 +406,23 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
             if total > _DRAIN_LIMIT_BYTES:
                 self.close_connection = True
                 break
-            data = self.rfile.read(size)
-            if len(data) != size or self.rfile.read(2) != b"\r\n":
+            try:  # read in pieces: rfile.read(size) would allocate the size line's bytes at once
+                self._copy_from_client(size, spool.write if total <= self.server.max_body_bytes else None)
+            except _ClientGone:
+                if self.reader.expired:
+                    raise TimeoutError("the request's deadline passed")  # answered 408
                 self.close_connection = True
                 raise _RefusedRequest(400, "malformed chunked body: a chunk is shorter than its size line says")
-            if total <= self.server.max_body_bytes:
-                parts.append(data)
+            if self.rfile.read(2) != b"\r\n":
+                self.close_connection = True
+                raise _RefusedRequest(400, "malformed chunked body: a chunk does not end where its size line "
+                                           "says")
         while not self.close_connection and self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
             pass  # trailer fields are dropped
         if total > self.server.max_body_bytes:
             raise _RefusedRequest(413, _too_large(total, self.server.max_body_bytes,
                                                   "more than " if self.close_connection else ""))
-        return b"".join(parts)
+        return total
 
     def _drain_refused_body(self, length=-1):
         """Read and drop the body of a refused request, so the client reads the answer, not a reset."""
@@ -298,20 +438,16 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            while length > 0:
-                chunk = self.rfile.read(min(_CHUNK_BYTES, length))
-                if not chunk:
-                    break
-                length -= len(chunk)
-        except OSError:
-            pass
-        if length > 0:
+            self._copy_from_client(length)
+        except _ClientGone:
             self.close_connection = True
 
     # --- answers -------------------------------------------------------------------------------
 
     def _send(self, status, reason, headers, body):
-        """Write a whole response (status line, headers, body) in one send."""
+        """Write a whole response (status line, headers, body) in one send; a HEAD request's without the body."""
+        self.answered = True
+        self.connection.settimeout(self.server.request_deadline)  # a client that does not read is let go
         head = ["%s %d %s\r\n" % (self.protocol_version, status, reason or "")]
         head += ["%s: %s\r\n" % (name, value) for name, value in headers]
         head.append("Content-Length: %d\r\n" % len(body))
@@ -319,6 +455,8 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
             head.append("Connection: close\r\n")
         head.append("\r\n")
         head = "".join(head).encode("latin-1", "replace")
+        if self.command == "HEAD":  # RFC 9110 section 9.3.2: the headers a GET would get, no content
+            body = b""
         if len(body) <= _CHUNK_BYTES:
             self.wfile.write(head + body)  # one segment for the usual small answer
         else:
@@ -351,11 +489,12 @@ class _ClientGone(Exception):
 
 
 class GateServer(http.server.ThreadingHTTPServer):
-    """A thread per client connection, on a listening socket bound by the caller."""
+    """A thread per client connection, at most ``max_connections`` at once, on a listening socket bound by the caller."""
 
     daemon_threads = True
 
-    def __init__(self, listener, upstream_path, max_body_bytes, upstream_timeout):
+    def __init__(self, listener, upstream_path, max_body_bytes, upstream_timeout,
+                 max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE):
         super().__init__(listener.getsockname(), GateHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = listener
@@ -363,6 +502,50 @@ class GateServer(http.server.ThreadingHTTPServer):
         self.upstream_path = upstream_path
         self.max_body_bytes = max_body_bytes
         self.upstream_timeout = upstream_timeout
+        self.max_connections = max_connections
+        self.request_deadline = request_deadline
+        self.open_connections = 0
+        self._count_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        """Serve the connection in a thread of its own, or answer 503 and close it when at the cap."""
+        with self._count_lock:
+            admitted = self.open_connections < self.max_connections
+            if admitted:
+                self.open_connections += 1
+        if not admitted:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self):
+        with self._count_lock:
+            self.open_connections -= 1
+
+    def _refuse(self, request):
+        """503 on a connection over the cap, written without waiting (a fresh socket's buffer takes it)."""
+        message = ("the endpoint already serves %d connections, its limit: retry, close idle connections, or "
+                   "start the endpoint with a larger --max-connections" % self.max_connections)
+        body = json.dumps({"error": message, "status": 503}).encode("utf-8")
+        head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)).encode("ascii")
+        try:
+            request.setblocking(False)
+            request.send(head + body)
+            request.recv(_CHUNK_BYTES)  # drop what the client already sent: closing on unread data resets
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
 
 def _host_name(host):
@@ -382,15 +565,20 @@ def _too_large(size, limit, qualifier=""):
             "request (or start the endpoint with a larger max_request_bytes)" % (qualifier, size, limit))
 
 
-def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_file, python=sys.executable):
+def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_file, python=sys.executable,
+                max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE):
     """Start the gate as its own process serving ``listener`` (a bound, listening TCP socket).
+
+    ``max_connections`` client connections are served at once (503 beyond); a request's headers
+    and body must arrive within ``request_deadline`` seconds of its first byte (408 after).
 
     The caller may close its copy of ``listener`` afterwards. Returns the ``subprocess.Popen``;
     the gate runs in a session of its own (SIGTERM ends it at once) and writes errors to ``log_file``.
     """
     command = [python, "-I", str(Path(__file__).resolve()), "--listen-fd", str(listener.fileno()),
                "--upstream", str(upstream_path), "--max-body-bytes", str(max_body_bytes),
-               "--upstream-timeout", str(upstream_timeout)]
+               "--upstream-timeout", str(upstream_timeout), "--max-connections", str(max_connections),
+               "--request-deadline", str(request_deadline)]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                             pass_fds=(listener.fileno(),), start_new_session=True, close_fds=True)
 
@@ -401,9 +589,14 @@ def main(argv=None):
     parser.add_argument("--upstream", required=True, help="MMS's inference API, a Unix socket path")
     parser.add_argument("--max-body-bytes", type=int, required=True)
     parser.add_argument("--upstream-timeout", type=float, required=True, help="seconds to wait for MMS's answer")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help="client connections served at once; more get 503 (default %(default)s)")
+    parser.add_argument("--request-deadline", type=float, default=DEFAULT_REQUEST_DEADLINE,
+                        help="seconds from a request's first byte to its body's last (default %(default)s)")
     args = parser.parse_args(argv)
     listener = socket.socket(fileno=args.listen_fd)
-    server = GateServer(listener, args.upstream, args.max_body_bytes, args.upstream_timeout)
+    server = GateServer(listener, args.upstream, args.max_body_bytes, args.upstream_timeout,
+                        args.max_connections, args.request_deadline)
     server.serve_forever(poll_interval=3600)
 
 

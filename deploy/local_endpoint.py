@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.contract import MMS_MAX_REQUEST_BYTES
+
 from .errors import ServeError
-from .gate import launch_gate
+from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
 from .package import extract_archive
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ class LocalEndpoint(object):
         startup_timeout: seconds to wait for the first successful inference.
         request_timeout: seconds MMS gives one request (``default_response_timeout_seconds``).
         max_request_bytes: the largest request body; bigger ones get 413 from the gate.
+        max_connections: client connections the gate serves at once; more get 503.
+        request_deadline: seconds from a request's first byte to its body's last; later gets 408.
         env: extra environment variables for the server (e.g. ``SERVING_MAX_BATCH_SIZE``).
         python: the interpreter that runs multi-model-server and so its workers (it needs
             multi-model-server and sagemaker-mxnet-inference installed); this one by default.
@@ -99,7 +103,8 @@ class LocalEndpoint(object):
     """
 
     def __init__(self, model, port=None, workers=1, threads=None, startup_timeout=180.0,
-                 request_timeout=60, max_request_bytes=6553500, env=None, python=None):
+                 request_timeout=60, max_request_bytes=MMS_MAX_REQUEST_BYTES, env=None, python=None,
+                 max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE):
         self.model = Path(model)
         if not self.model.exists():
             raise ServeError("%s does not exist" % self.model)
@@ -107,12 +112,18 @@ class LocalEndpoint(object):
             raise ServeError("port must be in 1..%d, got %d" % (MAX_PORT, port))
         if workers < 1:
             raise ServeError("workers must be >= 1, got %d" % workers)
+        if max_connections < 1:
+            raise ServeError("max_connections must be >= 1, got %d" % max_connections)
+        if not request_deadline > 0:
+            raise ServeError("request_deadline must be > 0 seconds, got %r" % request_deadline)
         self.port = port
         self.workers = workers
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.startup_timeout = startup_timeout
         self.request_timeout = request_timeout
         self.max_request_bytes = max_request_bytes
+        self.max_connections = max_connections
+        self.request_deadline = request_deadline
         self.extra_env = dict(env or {})
         self.python = str(python or sys.executable)
         self.scratch = None
@@ -228,7 +239,8 @@ class LocalEndpoint(object):
         # The gate waits for MMS's answer a little longer than MMS waits for its worker.
         with open(self.scratch / "gate.log", "wb") as gate_log:
             self.gate = launch_gate(listener, self.scratch / INFERENCE_SOCKET, self.max_request_bytes,
-                                    self.request_timeout + 30, gate_log)
+                                    self.request_timeout + 30, gate_log, max_connections=self.max_connections,
+                                    request_deadline=self.request_deadline)
 
     def check_running(self):
         """Raise ServeError when multi-model-server or the gate has exited."""

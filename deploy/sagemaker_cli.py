@@ -226,6 +226,9 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
     region = resolve_region(region)
     pictures = []
     for path in images:
+        # Pillow directly, not serving's decoder (the endpoint's: a request body within the request
+        # limits, JPEG or PNG only, errors as HTTP statuses) nor explain's (deploy does not import
+        # explain): a local file of any size or format, fitted to the request limit and drawn on.
         try:
             with Image.open(path) as picture:
                 pictures.append(picture.convert("RGB"))

@@ -26,9 +26,11 @@ from .aws_transaction import (
     META_TOOL,
     Progress,
     Transaction,
+    abort_uploads_not_in,
     delete_object_if_uploaded_by_run,
     delete_sagemaker_resource_of_run,
     describe_or_none,
+    pending_upload_ids,
 )
 from .config import DeployConfig
 from .errors import DeployConfigError, SageMakerEndpointFailed, SageMakerStepError
@@ -136,10 +138,16 @@ class _Run:
                     "--prefix or --bucket"
                 )
             size = config.model_path.stat().st_size
+            earlier_uploads = pending_upload_ids(s3, bucket, key)
+
+            def undo_upload() -> bool:
+                aborted = abort_uploads_not_in(s3, bucket, key, earlier_uploads)
+                return delete_object_if_uploaded_by_run(s3, bucket, key, self.run_id) or aborted > 0
+
             self.transaction.will_create(
-                f"S3 object {url}",
-                lambda: delete_object_if_uploaded_by_run(s3, bucket, key, self.run_id),
-                f"aws s3 rm {url}",
+                f"S3 object {url}", undo_upload,
+                f"aws s3 rm {url}; aws s3api list-multipart-uploads --bucket {bucket} --prefix {key} "
+                "and abort-multipart-upload each",
             )
             self.say(f"uploading {config.model_path} ({size / 1e6:.1f} MB) to {url}")
             s3.upload_file(

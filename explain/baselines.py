@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import BUILTIN_BASELINES
-from .errors import ConfigError
+from .errors import ConfigError, ExplainError
+from .images import load_image
 
 __all__ = ["make_baseline", "BLUR_SIGMA_FRACTION"]
 
@@ -45,8 +46,8 @@ def make_baseline(image: np.ndarray, baseline: str, rng: np.random.Generator) ->
     from PIL import Image
 
     try:
-        with Image.open(path) as opened:
-            resized = opened.convert("RGB").resize((width, height), Image.BILINEAR)
-    except OSError as error:
+        pixels = load_image(path)
+    except ExplainError as error:
         raise ConfigError(f"baseline image {baseline!r} cannot be read: {error}", field="baseline") from error
+    resized = Image.fromarray(pixels).resize((width, height), Image.BILINEAR)
     return np.asarray(resized, dtype=np.uint8).copy()

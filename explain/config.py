@@ -9,12 +9,12 @@ from pathlib import Path
 from serving.contract import TASKS
 
 from .errors import ConfigError
-from .segmentation import SEGMENTATION_METHODS
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES"]
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
+SEGMENTATION_METHODS = ("merged", "slico", "slic")  # what explain.segmentation.segment_image implements
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:

@@ -7,12 +7,13 @@ import logging
 
 import numpy as np
 
+from .config import SEGMENTATION_METHODS
+
 __all__ = ["segment_image", "relabel_contiguous", "ward_merge", "oversegment", "plain_slic",
            "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
 
 logger = logging.getLogger(__name__)
 
-SEGMENTATION_METHODS = ("merged", "slico", "slic")
 # "merged" asks SLICO for this many times num_segments superpixels before merging them.
 # Ceiling on 40 shapes scenes at 20 segments (grid seeds): 2x 0.923, 4x 0.978, 6x 0.973.
 OVERSEGMENT_FACTOR = 4

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import tarfile
 import urllib.request
 from dataclasses import dataclass, field
@@ -38,9 +39,9 @@ class Aws:
     account = ACCOUNT
 
     @staticmethod
-    def model_archive(path: Path, marker: str = "v1") -> Path:
+    def model_archive(path: Path, marker: str = "v1", weight_bytes: int = 0) -> Path:
         """A minimal model.tar.gz (see ``write_model_archive``)."""
-        return write_model_archive(path, marker)
+        return write_model_archive(path, marker, weight_bytes)
 
     def set_runtime_results(self, *bodies: object) -> None:
         """Queue moto's canned InvokeEndpoint replies (JSON bodies), answered in order."""
@@ -65,8 +66,9 @@ class Aws:
     def state(self) -> dict[str, dict]:
         """Everything in the moto account, with what a change would alter (tags, config, ETag, status).
 
-        SageMaker models, configs, endpoints, processing jobs; S3 buckets and objects (all
-        accounts); Application Auto Scaling targets and policies; CloudWatch alarms.
+        SageMaker models, configs, endpoints, processing jobs; S3 buckets, objects and multipart
+        uploads not completed or aborted (all accounts); Application Auto Scaling targets and
+        policies; CloudWatch alarms.
         """
         from moto.s3.models import s3_backends
 
@@ -85,20 +87,24 @@ class Aws:
                                                described["EndpointStatus"], tags(item["EndpointArn"]))
         jobs = {j["ProcessingJobName"]: j["ProcessingJobStatus"]
                 for j in sagemaker.list_processing_jobs()["ProcessingJobSummaries"]}
-        objects, buckets = {}, {}
+        objects, buckets, uploads = {}, {}, {}
         for name, (_, account) in list(s3_backends.bucket_accounts.items()):
             buckets[name] = account
             bucket = s3_backends[account]["aws"].buckets.get(name)
             for key, value in (bucket.keys.items() if bucket else ()):
                 objects[f"{name}/{key}"] = value.etag
+            if bucket:  # each pending upload's parts are stored, and billed, until it is aborted
+                listed = self.client("s3", account).list_multipart_uploads(Bucket=name)
+                for upload in listed.get("Uploads", []):
+                    uploads[f"{name}/{upload['Key']}#{upload['UploadId']}"] = upload["Initiated"]
         targets = {t["ResourceId"]: (t["MinCapacity"], t["MaxCapacity"]) for t in
                    autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]}
         policies = sorted(p["PolicyName"] for p in
                           autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"])
         alarms = sorted(a["AlarmName"] for a in self.client("cloudwatch").describe_alarms()["MetricAlarms"])
         return {"models": models, "configs": configs, "endpoints": endpoints, "jobs": jobs,
-                "buckets": buckets, "objects": objects, "targets": targets, "policies": policies,
-                "alarms": alarms}
+                "buckets": buckets, "objects": objects, "uploads": uploads, "targets": targets,
+                "policies": policies, "alarms": alarms}
 
     def leftovers(self) -> dict[str, list[str]]:
         """Every model, endpoint config and endpoint in the account, and the tool's S3 objects."""
@@ -206,15 +212,19 @@ def binary_body_shim(bodies: list[bytes]):
     return hook
 
 
-def write_model_archive(path: Path, marker: str = "v1") -> Path:
-    """A minimal model.tar.gz: model.json, a weights placeholder and code/inference.py."""
+def write_model_archive(path: Path, marker: str = "v1", weight_bytes: int = 0) -> Path:
+    """A minimal model.tar.gz: model.json, a weights placeholder and code/inference.py.
+
+    ``weight_bytes`` random bytes (seeded by ``marker``, so they do not compress) make the
+    weights, and so the archive, that much bigger: 20 MB makes boto3 upload it in parts.
+    """
+    weights = marker.encode() * 100 + random.Random(marker).randbytes(weight_bytes)
     with tarfile.open(path, "w:gz") as archive:
-        for name, text in {
-            "model.json": json.dumps({"task": "detection", "classes": ["square"], "marker": marker}),
-            "model-0000.params": marker * 100,
-            "code/inference.py": "def model_fn(model_dir):\n    return None\n",
+        for name, data in {
+            "model.json": json.dumps({"task": "detection", "classes": ["square"], "marker": marker}).encode(),
+            "model-0000.params": weights,
+            "code/inference.py": b"def model_fn(model_dir):\n    return None\n",
         }.items():
-            data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))

@@ -16,9 +16,12 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from deploy.gate import launch_gate
+from deploy.gate import DEFAULT_MAX_CONNECTIONS, launch_gate
+
+pytestmark = pytest.mark.integration  # every test starts the gate as a process of its own
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -62,6 +65,9 @@ class FakeModelServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
         self.requests = []
         self.lock = threading.Lock()
 
+    def handle_error(self, request, client_address):
+        pass  # the gate closed a connection in the middle of a request (a slow sender's, cut at its deadline)
+
     def record(self, handler, body):
         with self.lock:
             self.requests.append((id(handler), handler.command, handler.path, dict(handler.headers), body))
@@ -75,12 +81,12 @@ def short_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _start_gate(directory, upstream, timeout=30.0):
+def _start_gate(directory, upstream, timeout=30.0, **limits):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
+    listener.listen(128)
     with open(directory / ("gate-%d.log" % listener.getsockname()[1]), "wb") as log:
-        process = launch_gate(listener, upstream, MAX_BODY_BYTES, timeout, log)
+        process = launch_gate(listener, upstream, MAX_BODY_BYTES, timeout, log, **limits)
     port = listener.getsockname()[1]
     listener.close()
     return process, port
@@ -178,7 +184,7 @@ def test_one_client_connection_keeps_one_upstream_connection(gate, fresh):
     ("GET", "/invocations", 405, "GET /invocations is not allowed: use POST /invocations"),
     ("PUT", "/invocations", 405, "PUT /invocations is not allowed: use POST /invocations"),
     ("POST", "/ping", 405, "POST /ping is not allowed: use GET /ping"),
-    ("HEAD", "/ping", 405, None),
+    ("HEAD", "/ping", 405, None),  # no body: see test_a_head_answer_has_no_body
     ("BREW", "/invocations", 405, "BREW /invocations is not allowed: use POST /invocations"),
     ("POST", "/invocations/../models", 404, "/invocations/../models is not served here"),
 ])
@@ -355,3 +361,150 @@ def test_sigterm_ends_the_gate_and_frees_its_port(short_dir, upstream):
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+
+
+def _next_answer(stream, has_body=True):
+    """(status, headers, body) of the next answer on a byte stream (a pipelining client's view)."""
+    status = int(stream.readline().split()[1])
+    headers = http.client.parse_headers(stream)
+    return status, headers, stream.read(int(headers["Content-Length"])) if has_body else b""
+
+
+def test_a_head_answer_has_no_body(gate, fresh):
+    """HEAD /ping is refused like any method but GET (SageMaker's health check is GET /ping), and the
+    refusal carries no body: the body written after a HEAD answer was read as the next answer."""
+    with socket.create_connection(("127.0.0.1", gate), timeout=30) as client:
+        client.sendall(b"HEAD /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answers = client.makefile("rb")
+        status, headers, _ = _next_answer(answers, has_body=False)
+        assert (status, headers["Allow"], headers["Content-Type"]) == (405, "GET", "application/json")
+        status, _, body = _next_answer(answers)
+        assert status == 200 and json.loads(body) == {"status": "Healthy"}
+    assert [request[1:3] for request in fresh.requests] == [("GET", "/ping")]
+
+
+def test_headers_over_64_kib_get_431(gate, fresh):
+    """http.server alone takes 100 header lines of 64 KiB each: 6.5 MB held per connection."""
+    status, answer = _raw_post(gate, b"".join(b"X-Pad-%d: %s\r\n" % (number, b"a" * 2000) for number in range(40)))
+    assert (status, answer["status"]) == (431, 431)
+    assert answer["error"] == "the request line and headers are over 65536 bytes: send shorter headers"
+    assert fresh.requests == []
+    status, answer = _raw_post(gate, b"".join(b"X-Pad-%d: %s\r\n" % (number, b"a" * 2000) for number in range(30)))
+    assert status == 200 and answer["bytes"] == 2
+
+
+def _post_head(length=MAX_BODY_BYTES, chunked=False):
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % length
+    return (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+            + framing + b"\r\n\r\n")
+
+
+def _open_unfinished(port, count, payload):
+    """``count`` connections that each send ``payload`` and then nothing (refused ones included)."""
+    clients = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        clients.append(client)
+        try:
+            client.sendall(payload)
+        except OSError:
+            pass  # refused and closed by the gate
+    return clients
+
+
+def _read_answer(client):
+    response = http.client.HTTPResponse(client)
+    response.begin()
+    return response.status, json.loads(response.read())
+
+
+def test_many_unfinished_bodies_keep_the_gate_small_and_its_connections_capped(short_dir, upstream):
+    """300 connections with a partial body each took the gate from 27 to 345 MB (a 1 MB buffer per
+    connection, no cap), and 40 unfinished chunked bodies held all their bytes."""
+    process, port = _start_gate(short_dir, short_dir / "inference.sock")
+    clients = []
+    try:
+        assert _request(port, "GET", "/ping")[0].status == 200
+        rss_before = psutil.Process(process.pid).memory_info().rss
+        chunk = 900_000
+        clients += _open_unfinished(port, 40, _post_head(chunked=True) + b"%x\r\n" % chunk + b"\0" * (chunk - 1))
+        clients += _open_unfinished(port, 260, _post_head() + b"\0" * 600_000)
+        time.sleep(1.0)  # let the gate read what was sent
+        grown = psutil.Process(process.pid).memory_info().rss - rss_before
+        assert grown < 40 << 20, "the gate grew by %.0f MB" % (grown / (1 << 20))
+        # the connections past the cap were answered 503 and closed
+        status, answer = _read_answer(clients[-1])
+        assert (status, answer["status"]) == (503, 503)
+        assert answer["error"] == ("the endpoint already serves %d connections, its limit: retry, close idle "
+                                   "connections, or start the endpoint with a larger --max-connections"
+                                   % DEFAULT_MAX_CONNECTIONS)
+    finally:
+        for client in clients:
+            client.close()
+        _stop(process)
+
+
+def test_a_freed_connection_slot_serves_again(short_dir, upstream):
+    process, port = _start_gate(short_dir, short_dir / "inference.sock", max_connections=3)
+    try:
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            status, answer = _read_answer(extra)
+        assert status == 503 and "already serves 3 connections" in answer["error"]
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:  # the slot is free once the gate has seen the close
+            status = _request(port, "GET", "/ping")[0].status
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200
+        for client in held:
+            client.close()
+    finally:
+        _stop(process)
+
+
+def _drip(client, data, interval, stop):
+    """Send ``data`` one byte every ``interval`` seconds until ``stop`` is set or the gate closes."""
+    for byte in data:
+        if stop.wait(interval):
+            return
+        try:
+            client.sendall(bytes([byte]))
+        except OSError:
+            return
+
+
+def test_slow_senders_get_408_at_the_deadline_and_do_not_block_other_clients(short_dir, upstream):
+    """The timeout was per read (120 s): a byte every few seconds held a connection for ever."""
+    deadline = 2.0
+    process, port = _start_gate(short_dir, short_dir / "inference.sock", request_deadline=deadline)
+    stop = threading.Event()
+    senders = []
+    try:
+        for prefix, trickle in [(b"", _post_head(length=100)),  # the headers trickle in
+                                (_post_head(length=100), b"\0" * 100),  # the body trickles in
+                                (_post_head(chunked=True), b"64\r\n" + b"\0" * 100)]:  # a chunked one
+            client = socket.create_connection(("127.0.0.1", port), timeout=10 * deadline)
+            client.sendall(prefix)
+            thread = threading.Thread(target=_drip, args=(client, trickle, 0.2, stop), daemon=True)
+            thread.start()
+            senders.append(client)
+        started = time.monotonic()
+        body = os.urandom(500_000)  # meanwhile a normal request is served
+        response, answer = _request(port, "POST", "/invocations", body, {"Content-Type": "application/x-npy"})
+        assert response.status == 200 and json.loads(answer)["sha256"] == hashlib.sha256(body).hexdigest()
+        for client in senders:
+            status, answer = _read_answer(client)
+            assert (status, answer["status"]) == (408, 408)
+            assert answer["error"] == (
+                "the request did not arrive within 2 s of its first byte: send the headers and the whole body "
+                "at once (or start the endpoint with a larger --request-deadline)")
+            assert client.recv(1) == b""  # and the connection is closed
+        assert time.monotonic() - started < deadline + 5
+    finally:
+        stop.set()
+        for client in senders:
+            client.close()
+        _stop(process)

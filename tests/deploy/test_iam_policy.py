@@ -68,6 +68,7 @@ S3_ACTIONS = {
     "UploadPart": {"s3:PutObject"},
     "CompleteMultipartUpload": {"s3:PutObject"},
     "AbortMultipartUpload": {"s3:AbortMultipartUpload"},
+    "ListMultipartUploads": {"s3:ListBucketMultipartUploads"},
 }
 # Actions AWS checks on behalf of a call, beyond the call's own action.
 IMPLIED = {
@@ -224,7 +225,7 @@ def allowed_by(policy: dict, request: Request) -> bool:
 
 SAGEMAKER_NAMES = {"ModelName": "model", "EndpointConfigName": "endpoint-config", "EndpointName": "endpoint",
                    "ProcessingJobName": "processing-job"}
-BUCKET_OPERATIONS = {"HeadBucket", "ListObjectsV2", "CreateBucket", "DeleteBucket"}
+BUCKET_OPERATIONS = {"HeadBucket", "ListObjectsV2", "ListMultipartUploads", "CreateBucket", "DeleteBucket"}
 SLR = ("arn:aws:iam::123456789012:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
 

@@ -55,6 +55,7 @@ def test_a_model_that_cannot_run_fails_the_check_and_leaves_no_archive(tiny_dete
     assert not out.exists()
 
 
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
 def test_a_failed_check_keeps_the_previous_archive_and_leaves_no_temporary_file(
         tiny_detector_dir, tmp_path):
     out = tmp_path / "model.tar.gz"

@@ -9,6 +9,10 @@ fail and moto must hold exactly what it held before the command: the pre-existin
 endpoints, models, objects, jobs and autoscaling of others unchanged (tags, config,
 ETag, status), nothing of the failed run left (a processing job, which SageMaker cannot
 delete, stopped).
+
+A fourth command, `up-large`, deploys a 20 MB model into a bucket that exists: boto3 uploads
+it in parts, from parallel threads (a multipart upload left pending is stored and billed,
+and disappears only with its bucket).
 """
 
 from __future__ import annotations
@@ -55,14 +59,30 @@ CREATE_CALLS = [
     ("explain-job", "sagemaker", "CreateProcessingJob", 0),
     ("explain-merge", "s3", "PutObject", 0),  # analysis.json
     ("explain-merge", "s3", "PutObject", 1),  # report.html
+    # model.tar.gz, 20 MB: boto3 uploads it in 8 MB parts, from parallel threads
+    ("up-large", "s3", "CreateMultipartUpload", 0),
+    ("up-large", "s3", "UploadPart", 0),
+    ("up-large", "s3", "UploadPart", 1),
+    ("up-large", "s3", "UploadPart", 2),
+    ("up-large", "s3", "CompleteMultipartUpload", 0),
+    ("up-large", "sagemaker", "CreateModel", 0),
+    ("up-large", "sagemaker", "CreateEndpointConfig", 0),
+    ("up-large", "sagemaker", "CreateEndpoint", 0),
 ]
+COMMANDS = ["up", "explain-job", "explain-merge", "up-large"]
+# up-large's SageMaker calls are up's: failing them again would test nothing new
+FAILED_CALLS = [call for call in CREATE_CALLS if call[0] != "up-large" or call[1] == "s3"]
 FAILURE_KINDS = ["refused-before-sending", "response-lost", "ctrl-c-in-flight"]
+MODEL_ARCHIVE_BYTES = 20_000_000  # over boto3's 8 MB multipart threshold
 
 
-def command_args(aws, command, model_path):
+def command_args(aws, command, models):
     if command == "up":  # no --bucket: the default bucket, created by the run
-        return ["up", "--model", str(model_path), "--name", NAME, "--role", aws.role_arn,
+        return ["up", "--model", str(models["up"]), "--name", NAME, "--role", aws.role_arn,
                 "--poll-seconds", "0", "--autoscale", "1:2:20"]
+    if command == "up-large":  # into a bucket that exists, where a pending upload would stay
+        return ["up", "--model", str(models["up-large"]), "--name", f"{NAME}-large", "--role", aws.role_arn,
+                "--poll-seconds", "0", "--bucket", aws.bucket]
     if command == "explain-job":
         return ["explain-job", "--images", f"s3://{aws.bucket}/images", "--endpoint", NAME,
                 "--out", f"s3://{aws.bucket}/explanations", "--role", aws.role_arn,
@@ -78,36 +98,46 @@ class Fault:
     ReadTimeoutError is raised instead of the answer, so botocore retries and finally fails.
     ctrl-c-in-flight: the request is sent, then SIGINT is simulated for the main thread
     (``_thread.interrupt_main``), as a user's Ctrl-C would arrive.
+
+    s3transfer sends the parts of a multipart upload from several threads at once: the calls
+    are counted under a lock, and the call that fires is followed by the thread that made it
+    (botocore emits before-call and then before-send, once per attempt, on one thread).
     """
 
     def __init__(self, kind: str, service: str, operation: str, index: int) -> None:
         self.kind, self.service, self.operation, self.index = kind, service, operation, index
         self.seen = 0
         self.fired = False
-        self.armed_thread: int | None = None
+        self.armed_thread: int | None = None  # the thread making the call that fails
+        self.lock = threading.Lock()
 
     def register(self, session) -> None:
         session.events.register(f"before-call.{self.service}.{self.operation}", self.before_call)
         session.events.register(f"before-send.{self.service}.{self.operation}", self.before_send)
 
     def before_call(self, **kwargs):
-        index, self.seen = self.seen, self.seen + 1
-        self.armed_thread = None
-        if index != self.index:
-            return None
-        self.fired = True
+        with self.lock:
+            index, self.seen = self.seen, self.seen + 1
+            if self.armed_thread == threading.get_ident():
+                self.armed_thread = None  # the failed call is over; this thread makes another one
+            if index != self.index:
+                return None
+            self.fired = True
+            if self.kind != "refused-before-sending":
+                self.armed_thread = threading.get_ident()
         if self.kind == "refused-before-sending":
             raise EndpointConnectionError(endpoint_url="https://injected.invalid")
-        self.armed_thread = threading.get_ident()
         return None
 
     def before_send(self, request, **kwargs):
-        if self.armed_thread != threading.get_ident():
-            return None
+        with self.lock:
+            if self.armed_thread != threading.get_ident():
+                return None
+            if self.kind == "ctrl-c-in-flight":
+                self.armed_thread = None  # one Ctrl-C; response-lost fails every retry too
         response = URLLib3Session().send(request)  # the server acts on it
         if self.kind == "response-lost":
             raise ReadTimeoutError(endpoint_url=request.url)
-        self.armed_thread = None
         _thread.interrupt_main()
         return response
 
@@ -121,9 +151,18 @@ def job_outputs(tmp_path_factory, tiny_detector_dir):
     return sorted((root / "algo-1/opt/ml/processing/output").iterdir())
 
 
+@pytest.fixture(scope="module")
+def large_model(tmp_path_factory):
+    # a pytest plugin of this module: imported at the top, pytest could not rewrite its asserts
+    from tests.conftest_moto import write_model_archive
+
+    return write_model_archive(tmp_path_factory.mktemp("large") / "model.tar.gz", "large", MODEL_ARCHIVE_BYTES)
+
+
 @pytest.fixture()
-def world(aws, job_outputs, tmp_path, monkeypatch):
-    """Moto with other people's things in it, the inputs of the scenario, and jobs that start InProgress."""
+def world(aws, job_outputs, large_model, tmp_path, monkeypatch):
+    """Moto with other people's things in it, jobs that start InProgress, and the models that
+    ``up`` (a small archive) and ``up-large`` (20 MB) deploy."""
     from moto.sagemaker.models import FakeProcessingJob
 
     original = FakeProcessingJob.__init__
@@ -163,17 +202,17 @@ def world(aws, job_outputs, tmp_path, monkeypatch):
     for path in job_outputs:
         s3.put_object(Bucket=aws.bucket, Key=f"explanations/{path.name}", Body=path.read_bytes())
     aws.set_runtime_results(DETECTION)
-    return aws.model_archive(tmp_path / "model.tar.gz")
+    return {"up": aws.model_archive(tmp_path / "model.tar.gz"), "up-large": large_model}
 
 
-def run(aws, command, model_path):
-    return invoke_aws_command(command_args(aws, command, model_path), aws.session)
+def run(aws, command, models):
+    return invoke_aws_command(command_args(aws, command, models), aws.session)
 
 
 def test_scenario_makes_exactly_these_create_calls(aws, world):
     """The list above is the truth: a create call added to the code without a failure test fails here."""
     recorded = []
-    for command in ("up", "explain-job", "explain-merge"):
+    for command in COMMANDS:
         aws.calls.clear()
         result = run(aws, command, world)
         assert result.exit_code == 0, result.output
@@ -186,7 +225,7 @@ def test_scenario_makes_exactly_these_create_calls(aws, world):
 
 
 @pytest.mark.parametrize("kind", FAILURE_KINDS)
-@pytest.mark.parametrize("call", CREATE_CALLS, ids=lambda call: f"{call[0]}-{call[2]}-{call[3]}")
+@pytest.mark.parametrize("call", FAILED_CALLS, ids=lambda call: f"{call[0]}-{call[2]}-{call[3]}")
 def test_a_failed_create_call_leaves_nothing_of_the_run(aws, world, call, kind):
     command, service, operation, index = call
     if command == "explain-merge":  # the merge works on the outputs of a job that ran
