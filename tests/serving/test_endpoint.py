@@ -88,32 +88,37 @@ def test_bodies_over_the_mms_limit_get_413(detector_endpoint):
     assert response.status_code == 413
 
 
-def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive):
+@pytest.fixture
+def private_tmp():
+    """A short private TMPDIR under /tmp (MMS's Unix socket paths must stay under 108 bytes)."""
+    import shutil
     import tempfile
 
-    before = set(os.listdir(tempfile.gettempdir()))
-    server = ServeProcess(tiny_detector_archive, None)
+    path = tempfile.mkdtemp(prefix="cs-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive, private_tmp):
+    tmp = private_tmp  # only this endpoint's files, whatever else runs on the machine
+    server = ServeProcess(tiny_detector_archive, None, env={"TMPDIR": tmp})
     children = psutil.Process(server.process.pid).children(recursive=True)
     assert any(child.name() == "java" for child in children), "multi-model-server runs as child processes"
     assert any("gate.py" in " ".join(child.cmdline()) for child in children), "so does the request gate"
-    created = set(os.listdir(tempfile.gettempdir())) - before
-    assert any(name.startswith("clearsight-serve-") for name in created)
+    assert any(name.startswith("clearsight-serve-") for name in os.listdir(tmp))
     assert server.post(GOOD).status_code == 200
     assert server.stop() == 0
     assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
                                     for child in children))
-    left = set(os.listdir(tempfile.gettempdir())) - before
-    assert not [name for name in left if name.startswith("clearsight-serve-")]
+    assert not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")]
     with socket.socket() as probe:  # the port is free again
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", server.port))
 
 
-def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_detector_archive):
-    import tempfile
-
-    before = set(os.listdir(tempfile.gettempdir()))
-    server = ServeProcess(tiny_detector_archive, None)
+def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_detector_archive, private_tmp):
+    tmp = private_tmp
+    server = ServeProcess(tiny_detector_archive, None, env={"TMPDIR": tmp})
     children = psutil.Process(server.process.pid).children(recursive=True)
     server.process.stdout.close()  # e.g. the terminal or the pipe reader went away
     server.process.stderr.close()
@@ -121,8 +126,7 @@ def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_d
     server.process.wait(timeout=30)
     assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
                                     for child in children))
-    left = set(os.listdir(tempfile.gettempdir())) - before
-    assert not [name for name in left if name.startswith("clearsight-serve-")]
+    assert not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")]
 
 
 def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
