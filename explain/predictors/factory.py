@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from serving.contract import redact_url
+
 from ..errors import ConfigError
 from .engine import Predictor
 from .http import HttpPredictor
@@ -55,7 +57,7 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
             logger.debug("in-process model: the transport settings do not apply")
         return InProcessPredictor(path, task, batch_size=batch_size)
     raise ConfigError(
-        f"endpoint {endpoint!r} is neither an http(s):// URL, sagemaker:ENDPOINT_NAME, a model "
+        f"endpoint {redact_url(endpoint)!r} is neither an http(s):// URL, sagemaker:ENDPOINT_NAME, a model "
         "directory nor a model .tar.gz file", field="endpoint")
 
 
