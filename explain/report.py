@@ -165,12 +165,12 @@ def _image_section(item: dict) -> str:
 
 
 def _missing_notes(totals: dict) -> list[str]:
-    """Paragraphs naming images skipped as unreadable or not finished yet (resumable runs)."""
+    """Paragraphs naming images that failed (with why) or are not finished yet (resumable runs)."""
     notes = []
-    if totals.get("unreadable"):
-        names = "; ".join(item["error"] for item in totals["unreadable"])
-        notes.append(f"<p class=note>{len(totals['unreadable'])} image(s) could not be read and were "
-                     f"skipped: {html.escape(names)}</p>")
+    if totals.get("failed"):
+        rows = [[item["image"], item["kind"], item["reason"]] for item in totals["failed"]]
+        notes.append(f"<p class=note>{len(rows)} image(s) failed and are not in this report:</p>"
+                     + _table(["image", "kind", "reason"], rows, text_columns=3))
     if totals.get("unfinished"):
         notes.append(f"<p class=note>{len(totals['unfinished'])} image(s) not explained yet (run the "
                      "same command again to finish them).</p>")
