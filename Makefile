@@ -12,7 +12,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' clearsight/__init__.p
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
 PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 
-.PHONY: install java serving-py38 test test-fast explain-check lint wheel demo demo-models clean
+.PHONY: install java serving-py38 job-bundle test test-fast explain-check lint wheel demo demo-models clean
 
 # .venv: this project (editable) with every extra, at the exact versions of constraints.txt
 install: $(STAMP)
@@ -38,8 +38,13 @@ lint: install
 serving-py38: install
 	$(PY) -m tests.serving_py38
 
-# Everything: the explain-only install check, then the whole suite (servers, Java, moto included).
-test: install java serving-py38 explain-check
+# What `clearsight explain-job` uploads: the project wheel and the wheelhouse of its pinned dependencies
+# for the job's CPython 3.11 (build/job; the wheelhouse is downloaded once, about 115 MB, then cached).
+job-bundle: install
+	$(PY) -m clearsight.job_bundle
+
+# Everything: the explain-only install check, then the whole suite (servers, Java, moto, the offline job).
+test: install java serving-py38 explain-check job-bundle
 	$(PY) -m pytest
 
 # Seconds to a minute: no Java, no servers or subprocesses (tests marked integration are left out).
@@ -76,4 +81,4 @@ demo-models: install
 	    --noise-background 0.5 --minutes 15 --lr 1e-3
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* $(EXPLAIN_VENV)
+	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* build/job/code-* $(EXPLAIN_VENV)

@@ -21,7 +21,7 @@ ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"  # e.g. a moto server, as in de
 # then stays far below the 255 bytes file systems allow per name.
 MAX_STEM_BYTES = 120
 _HASH_CHARS = 12  # hex digits of sha256(key) that make a shortened or ambiguous stem unique
-_HASHED_TAIL = re.compile(r"-[0-9a-f]{%d}$" % _HASH_CHARS)
+_HASHED_TAIL = re.compile(r"-[0-9a-f]{%d}" % _HASH_CHARS)  # how a shortened stem ends
 # A path component that can appear in a stem as it is starts with a letter, a digit or "_".
 _PLAIN_COMPONENT = re.compile(r"\w.*", re.UNICODE)
 
@@ -89,7 +89,7 @@ def output_stem(key: str) -> str:
         and "__" not in base
         and (len(components) == 1 or not any(c.startswith("_") or c.endswith("_") for c in components))
         and not base.lower().endswith(IMAGE_SUFFIXES)
-        and not _HASHED_TAIL.search(readable)
+        and not _HASHED_TAIL.fullmatch(readable[-_HASH_CHARS - 1:])
         and len(readable.encode("utf-8")) <= MAX_STEM_BYTES
     )
     if plain:
