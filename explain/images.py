@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, JpegImagePlugin, PngImagePlugin
+from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from .errors import ExplainError
 
@@ -19,6 +20,9 @@ _READERS = (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile)
 # 120 MB as RGB, the endpoint's own limit for image bodies (SERVING_MAX_IMAGE_PIXELS). Pillow's
 # Image.open alone would decode up to 179 MP and only warn below that.
 MAX_IMAGE_PIXELS = 40_000_000
+# Some libraries (gluoncv) switch Pillow's truncated-image loading on for the whole process; while
+# explain decodes, it is off (images in flight decode one at a time under this lock).
+_STRICT_LOADING = threading.Lock()
 
 
 def _open(data: bytes) -> Image.Image | None:
@@ -48,7 +52,12 @@ def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS)
                 raise ExplainError(
                     f"cannot read image {location!r}: {width}x{height} is {width * height:,} pixels, more "
                     f"than the {max_pixels:,} explain decodes; downscale it first")
-            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
+            with _STRICT_LOADING:
+                tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+                try:
+                    return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         # OSError: truncated or corrupt data; the others: Pillow's parsers on malformed headers
         raise ExplainError(f"cannot read image {location!r}: {error}") from None

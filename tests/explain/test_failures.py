@@ -65,6 +65,15 @@ def test_the_decoder_refuses_with_the_reason(data, reason):
     assert reason in str(refused.value)
 
 
+def test_a_truncated_image_is_refused_even_where_pillow_was_told_to_tolerate_them(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as importing gluoncv.data does
+    with pytest.raises(ExplainError, match="image file is truncated"):
+        decode_image(GOOD[: len(GOOD) // 2], "x.png")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
 def test_the_pixel_cap_is_checked_before_decoding():
     """Exactly at the cap the image decodes; one pixel-row more is refused from the header alone."""
     image = np.zeros((20, 25, 3), dtype=np.uint8)
