@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 EXPLAIN_VENV ?= .venvs/py312-explain
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
-VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' clearsight/__init__.py)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
 PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 
-.PHONY: install java serving-py38 job-bundle test test-fast explain-check lint wheel demo demo-models clean
+.PHONY: install java chromium docs serving-py38 job-bundle test test-fast explain-check lint wheel demo demo-models clean
 
 # .venv: this project (editable) with every extra, at the exact versions of constraints.txt
 install: $(STAMP)
@@ -27,6 +27,17 @@ java:
 	@command -v java >/dev/null 2>&1 || { \
 	  echo "java not found: installing openjdk-17-jre-headless" >&2; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends openjdk-17-jre-headless; }
+
+# The report tests open report.html in headless Chromium; install Debian's when none is on PATH.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "chromium not found: installing Debian's chromium" >&2; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
+# The API reference from the docstrings (pdoc), one page per module, into docs/api/ (git-ignored).
+# Fails on a module that does not import, a pdoc warning or a docstring naming a missing object.
+docs: install
+	$(PY) docs/build_api.py --out docs/api
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -43,8 +54,9 @@ serving-py38: install
 job-bundle: install
 	$(PY) -m clearsight.job_bundle
 
-# Everything: the explain-only install check, then the whole suite (servers, Java, moto, the offline job).
-test: install java serving-py38 explain-check job-bundle
+# Everything: the API reference, the explain-only install check, then the whole suite (servers,
+# Java, moto, Chromium and the offline Processing job included).
+test: install java chromium docs serving-py38 explain-check job-bundle
 	$(PY) -m pytest
 
 # Seconds to a minute: no Java, no servers or subprocesses (tests marked integration are left out).
@@ -81,4 +93,4 @@ demo-models: install
 	    --noise-background 0.5 --minutes 15 --lr 1e-3
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* build/job/code-* $(EXPLAIN_VENV)
+	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* build/job/code-* $(EXPLAIN_VENV) docs/api

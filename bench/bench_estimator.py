@@ -1,150 +1,296 @@
-"""Kernel SHAP estimator accuracy against exact Shapley values, next to shap's KernelExplainer.
+"""Shapley value estimators against exact values on games they were not tuned on.
 
-Reproduce (about 80 s on 2 cores; needs `pip install -r bench/requirements.txt`):
+Reproduce (needs `pip install -r bench/requirements.txt`: shap, xgboost; the model games'
+2**16 forward passes are cached under build/estimator-games/):
 
-    .venv/bin/python -m bench.bench_estimator
+    .venv/bin/python -m bench.bench_estimator --root-seed N        # the full table
+    .venv/bin/python -m bench.bench_estimator --quick               # development subset
 
-For each random model with interactions (S features, 2**S exact evaluations), each seed
-and each budget, it reports the median over models and seeds of the relative error
-||phi_hat - phi||_2 / ||phi||_2 and of the max absolute error divided by the value range.
-The budget counts every model evaluation, the empty and full coalitions included; shap's
-KernelExplainer gets ``nsamples = budget - 2`` (it evaluates the two anchors separately)
-and ``l1_reg=False`` (its default ``num_features(10)`` would zero out features when
-S > 10). Printed as a markdown table on stdout.
+Games (bench/estimator_games.py): six synthetic families at S = 12, 16, 20 and the shipped
+classifier's and detector's games on fresh scenes at S = 12, 16, all drawn from
+``--root-seed``; exact Shapley values by enumerating all 2**S coalitions. Every estimator
+(bench/estimator_peers.py) gets the same budgets, counting every evaluation (anchors
+included), and ``--seeds`` seeds per game and budget. Per row (family, S), over its games
+and seeds:
 
-Read the table with its models in mind: "detector-like" is a sigmoid of a linear index
-times a context term and "two-objects" a max of two such sigmoids, close to the sigmoid
-surrogates the control variates fit, so clearsight's gain there is largest; "triples"
-(linear plus three-way products) fits no surrogate and shows the paired, stratified
-estimator alone.
+* relative L2 error ||phi_hat - phi|| / ||phi||, mean over games and seeds;
+* the ratio of clearsight's to shap KernelExplainer's mean error at 250 and 500;
+* coverage: the share of true values inside clearsight's intervals phi_hat ± 1.96 SE
+  (a value off by less than 1e-9 ||phi|| counts as inside: floating point, not an error);
+* model calls to reach 5% relative error, interpolated log-log on the budget grid (">2000"
+  when not reached).
+
+Errors and coverage are deterministic for a root seed; timings are not (the machine is
+shared), so they are reported as ratios measured side by side (``--timing``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
 import time
-import warnings
 
 import numpy as np
 
-from explain.kernel_shap import exact_shapley_values, kernel_shap
+from .estimator_games import FAMILIES, MODEL_FAMILIES, game_tables
+from .estimator_peers import PEERS
 
-MODEL_KINDS = ("pairwise", "sigmoid", "detector-like", "two-objects", "triples")
+logger = logging.getLogger(__name__)
 
-
-def make_model(kind: str, num_features: int, rng: np.random.Generator):
-    """A cheap model of coalitions: (M, S) {0,1} -> (M,) float, with interactions.
-
-    pairwise: linear + pairwise products; sigmoid: a sigmoid of that; detector-like: a
-    sigmoid of the visible share of an object's segments times the visible context;
-    two-objects: the max of two such detections; triples: linear + three-way products.
-    """
-    weights = rng.normal(size=num_features)
-    pairs = rng.normal(size=(num_features, num_features)) * (0.5 / np.sqrt(num_features))
-    pairs = np.triu(pairs, 1)
-    important = rng.choice(num_features, size=max(2, num_features // 4), replace=False)
-    triples_of_features = np.array([rng.choice(num_features, size=3, replace=False)
-                                    for _ in range(2 * num_features)])
-    triple_weights = rng.normal(size=len(triples_of_features))
-
-    def model(coalitions: np.ndarray) -> np.ndarray:
-        z = np.asarray(coalitions, dtype=np.float64)
-        if kind == "pairwise":
-            return z @ weights + np.einsum("mi,ij,mj->m", z, pairs, z)
-        if kind == "sigmoid":
-            return 1.0 / (1.0 + np.exp(-(z @ weights + np.einsum("mi,ij,mj->m", z, pairs, z))))
-        if kind == "detector-like":
-            # a score that needs most of an object's segments, scaled by the visible context
-            visible = z[:, important].mean(axis=1)
-            return 1.0 / (1.0 + np.exp(-12.0 * (visible - 0.6))) * (0.7 + 0.3 * z.mean(axis=1))
-        if kind == "two-objects":
-            # the best of two detections, each needing its own segments (OR of two ANDs)
-            half = len(important) // 2 or 1
-            first = z[:, important[:half]].mean(axis=1)
-            second = z[:, important[half:]].mean(axis=1)
-            return np.maximum(1.0 / (1.0 + np.exp(-10.0 * (first - 0.5))),
-                              0.8 / (1.0 + np.exp(-10.0 * (second - 0.5))))
-        # triples: linear plus random three-way products (no surrogate fits these)
-        triple = triples_of_features
-        return z @ weights + (z[:, triple[:, 0]] * z[:, triple[:, 1]] * z[:, triple[:, 2]]) @ triple_weights
-
-    return model
+BUDGETS = (100, 250, 500, 1000, 2000)
+REFERENCE = "shap KernelExplainer"
+OURS = "clearsight"
+TARGET_ERROR = 0.05
+EXACT_TOLERANCE = 1e-9
 
 
-def ours(model, num_features: int, budget: int, seed: int) -> np.ndarray:
-    result = kernel_shap(lambda z: model(z)[:, None], num_features, budget,
-                         np.random.default_rng(seed))
-    return result.values[0]
+def run(tables, estimators: list[str], budgets: list[int], seeds: int, root_seed: int) -> dict:
+    """Errors (and clearsight's coverage) per game, estimator, budget and seed."""
+    records = []
+    seconds = {name: 0.0 for name in estimators}
+    for game_index, table in enumerate(tables):
+        norm = float(np.linalg.norm(table.shapley))
+        for budget in budgets:
+            for seed_index in range(seeds):
+                seed = int(np.random.default_rng([root_seed, game_index, budget, seed_index]).integers(2**31))
+                for name in estimators:
+                    started = time.process_time()
+                    answer = PEERS[name](table, table.num_features, budget, seed)
+                    seconds[name] += time.process_time() - started
+                    values, errors = answer if isinstance(answer, tuple) else (answer, None)
+                    error = values - table.shapley
+                    record = {"game": table.name, "family": table.family, "S": table.num_features,
+                              "budget": budget, "seed": seed, "estimator": name,
+                              "relative_error": float(np.linalg.norm(error) / norm) if norm > 0 else 0.0}
+                    if errors is not None:
+                        inside = np.abs(error) <= 1.96 * errors + EXACT_TOLERANCE * max(norm, 1e-300)
+                        record["covered"] = int(inside.sum())
+                        record["intervals"] = int(inside.size)
+                    records.append(record)
+        logger.info("%s done", table.name)
+    return {"records": records, "cpu_seconds": seconds}
 
 
-def shap_kernel(model, num_features: int, budget: int, seed: int) -> np.ndarray:
-    import shap
+def _calls_to(errors: dict[int, float], target: float) -> float | None:
+    """Budget at which the mean error first reaches ``target`` (log-log interpolation)."""
+    budgets = sorted(errors)
+    previous = None
+    for budget in budgets:
+        if errors[budget] <= target:
+            if previous is None or errors[previous] <= 0:
+                return float(budget) if previous is None else float(budget)
+            slope = (np.log(errors[budget]) - np.log(errors[previous])) / (np.log(budget) - np.log(previous)) \
+                if errors[budget] > 0 else None
+            if slope is None or slope >= 0:
+                return float(budget)
+            return float(np.exp(np.log(previous) + (np.log(target) - np.log(errors[previous])) / slope))
+        previous = budget
+    return None
 
-    np.random.seed(seed)  # shap's KernelExplainer draws from numpy's global generator
-    explainer = shap.KernelExplainer(model, np.zeros((1, num_features)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = explainer.shap_values(np.ones((1, num_features)), nsamples=budget - 2,
-                                       l1_reg=False, silent=True)
-    return np.asarray(values).reshape(-1)[:num_features]
+
+def summarise(result: dict, estimators: list[str], budgets: list[int]) -> list[dict]:
+    """One row per (family, S) with mean errors per estimator and budget, coverage, calls."""
+    rows = {}
+    for record in result["records"]:
+        key = (record["family"], record["S"])
+        row = rows.setdefault(key, {"family": record["family"], "S": record["S"], "errors": {},
+                                    "covered": {}, "intervals": {}, "games": set()})
+        row["games"].add(record["game"])
+        row["errors"].setdefault((record["estimator"], record["budget"]), []).append(record["relative_error"])
+        if record["estimator"] == OURS:
+            row.setdefault("worst", {})
+            row["worst"][record["budget"]] = max(row["worst"].get(record["budget"], 0.0),
+                                                 record["relative_error"])
+        if "covered" in record:
+            row["covered"][record["budget"]] = row["covered"].get(record["budget"], 0) + record["covered"]
+            row["intervals"][record["budget"]] = row["intervals"].get(record["budget"], 0) + record["intervals"]
+    summary = []
+    for (family, num_features), row in rows.items():
+        mean = {key: float(np.mean(values)) for key, values in row["errors"].items()}
+        entry = {"family": family, "S": num_features, "games": len(row["games"]), "mean_error": mean,
+                 "coverage": {budget: row["covered"][budget] / row["intervals"][budget]
+                              for budget in row["covered"]},
+                 "exact": {budget: worst <= EXACT_TOLERANCE for budget, worst in row.get("worst", {}).items()},
+                 "calls_to_target": {name: _calls_to({b: mean[(name, b)] for b in budgets}, TARGET_ERROR)
+                                     for name in estimators}}
+        entry["ratio"] = {}
+        for budget in budgets:
+            if (OURS, budget) in mean and (REFERENCE, budget) in mean:
+                ours, reference = mean[(OURS, budget)], mean[(REFERENCE, budget)]
+                entry["ratio"][budget] = None if reference <= EXACT_TOLERANCE else ours / reference
+        summary.append(entry)
+    return summary
+
+
+def _calls_text(calls: float | None, budgets: list[int]) -> str:
+    if calls is None:
+        return f">{max(budgets)}"
+    if calls <= min(budgets):
+        return f"<={min(budgets)}"
+    return f"{calls:.0f}"
+
+
+def print_tables(summary: list[dict], estimators: list[str], budgets: list[int], command: str,
+                 result: dict, seeds: int, root_seed: int) -> None:
+    print(f"<!-- {command} -->")
+    print(f"Root seed {root_seed}; {seeds} seeds per game and budget; budgets {', '.join(map(str, budgets))}"
+          " (model calls, anchors included).\n")
+    ratio_budgets = [b for b in (250, 500) if b in budgets]
+    header = ["family", "S", "games", *[f"clearsight @{b}" for b in budgets],
+              *[f"÷ shap Kernel @{b}" for b in ratio_budgets],
+              *[f"coverage @{b}" for b in budgets], "calls to 5%: clearsight / shap Kernel"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in summary:
+        ratio_cells = []
+        for budget in ratio_budgets:
+            ratio = row["ratio"].get(budget)
+            ratio_cells.append("both exact" if ratio is None else f"{ratio:.2f}")
+        calls = row["calls_to_target"]
+        print("| " + " | ".join([
+            row["family"], str(row["S"]), str(row["games"]),
+            *[f"{row['mean_error'][(OURS, b)]:.4f}" for b in budgets], *ratio_cells,
+            *[("exact" if row["exact"].get(b) else f"{row['coverage'][b]:.2f}") for b in budgets],
+            f"{_calls_text(calls.get(OURS), budgets)} / {_calls_text(calls.get(REFERENCE), budgets)}"]) + " |")
+    print("\nMean relative L2 error of every estimator (@" + " / @".join(map(str, ratio_budgets)) + "):\n")
+    header = ["family", "S", *estimators]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in summary:
+        cells = [" / ".join(f"{row['mean_error'][(name, b)]:.4f}" for b in ratio_budgets) for name in estimators]
+        print("| " + " | ".join([row["family"], str(row["S"]), *cells]) + " |")
+    print("\nSummary:")
+    for budget in ratio_budgets:
+        ratios = [row["ratio"][budget] for row in summary if row["ratio"].get(budget) is not None]
+        if ratios:
+            worst = max(range(len(ratios)), key=lambda i: ratios[i])
+            rows_with = [row for row in summary if row["ratio"].get(budget) is not None]
+            print(f"- error ratio clearsight / shap Kernel @{budget}: median {np.median(ratios):.2f}, "
+                  f"worst {ratios[worst]:.2f} ({rows_with[worst]['family']} S={rows_with[worst]['S']}), "
+                  f"rows above 0.8: {sum(r > 0.8 for r in ratios)} of {len(ratios)}")
+    coverages = [(row["coverage"][b], row["family"], row["S"], b) for row in summary for b in budgets
+                 if b >= 200 and b in row["coverage"] and not row["exact"].get(b)]
+    if coverages:
+        low, high = min(coverages), max(coverages)
+        outside = [c for c in coverages if not 0.90 <= c[0] <= 0.99]
+        print(f"- coverage at budgets >= 200 (cells where clearsight is not exact): {low[0]:.2f} ({low[1]} S={low[2]} @{low[3]}) .. "
+              f"{high[0]:.2f} ({high[1]} S={high[2]} @{high[3]}); cells outside [0.90, 0.99]: "
+              f"{len(outside)} of {len(coverages)}")
+    call_ratios = []
+    for row in summary:
+        ours, reference = row["calls_to_target"].get(OURS), row["calls_to_target"].get(REFERENCE)
+        if ours is not None and reference is not None and reference > min(budgets):
+            call_ratios.append(ours / reference)
+    if call_ratios:
+        print(f"- calls to 5% error, clearsight / shap Kernel, rows where both reach it within the grid "
+              f"and shap needs more than {min(budgets)}: median {np.median(call_ratios):.2f}, "
+              f"worst {max(call_ratios):.2f} ({len(call_ratios)} rows)")
+    cpu = result["cpu_seconds"]
+    if REFERENCE in cpu and cpu[REFERENCE] > 0:
+        print("- estimator CPU time over the whole run, relative to shap Kernel (shared machine): "
+              + ", ".join(f"{name} {cpu[name] / cpu[REFERENCE]:.2f}" for name in estimators))
+
+
+def timing(repeats: int = 7) -> None:
+    """Per-image estimator CPU time, old vs new, S=20, T=3, 500 samples, side by side."""
+    from explain.kernel_shap import kernel_shap
+
+    from .kernel_shap_old import kernel_shap as kernel_shap_old
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(3, 20))
+    important = [rng.choice(20, 4, replace=False) for _ in range(3)]
+
+    def game(z):
+        z = z.astype(np.float64)
+        return np.stack([1.0 / (1.0 + np.exp(-(z @ weights[t] + 3 * z[:, important[t]].prod(axis=1))))
+                         for t in range(3)], axis=1)
+
+    times = {"old": [], "new": []}
+    for repeat in range(repeats):
+        for name, estimator in (("old", kernel_shap_old), ("new", kernel_shap)):
+            started = time.process_time()
+            estimator(game, 20, 500, np.random.default_rng(repeat))
+            times[name].append(time.process_time() - started)
+    old, new = np.median(times["old"]), np.median(times["new"])
+    print(f"per-image estimator CPU time (S=20, T=3, 500 samples, median of {repeats}, interleaved): "
+          f"old {old:.3f} s, new {new:.3f} s, old/new {old / new:.2f} (shared machine)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=int, nargs="+", default=[12, 16, 20])
-    parser.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000])
-    parser.add_argument("--models", type=int, default=4, help="random models per kind")
-    parser.add_argument("--seeds", type=int, default=3, help="estimator seeds per model")
-    parser.add_argument("--no-shap", action="store_true", help="skip shap's KernelExplainer")
+    parser.add_argument("--root-seed", type=int, default=None,
+                        help="seed of the games and estimator seeds (default: drawn fresh and printed)")
+    parser.add_argument("--quick", action="store_true",
+                        help="development subset: 2 seeds, budgets 250 500, one game per row, S 12 16")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[12, 16, 20])
+    parser.add_argument("--model-sizes", type=int, nargs="+", default=[12, 16])
+    parser.add_argument("--instances", type=int, default=3, help="games per synthetic family and S")
+    parser.add_argument("--model-instances", type=int, nargs="+", default=[2, 1],
+                        help="scenes per model family at each --model-sizes entry")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--estimators", nargs="+", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--json", default=None, help="write every record to this file")
+    parser.add_argument("--timing", action="store_true", help="only the old/new per-image CPU time")
+    parser.add_argument("--from-json", nargs="+", default=None,
+                        help="print the tables from the records of earlier --json runs (no estimation)")
+    parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args()
-
-    estimators = {"clearsight": ours}
-    if not args.no_shap:
-        estimators["shap KernelExplainer"] = shap_kernel
-    rows = []
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(message)s")
+    logging.getLogger("shap").setLevel(logging.WARNING)  # it logs every explained row at INFO
+    if args.timing:
+        timing()
+        return
+    if args.from_json:
+        records, roots = [], []
+        for path in args.from_json:
+            with open(path) as handle:
+                saved = json.load(handle)
+            records += saved["records"]
+            roots.append(saved["root_seed"])
+            print(f"<!-- {saved.get('command', path)} -->")
+        estimators = [name for name in PEERS if any(r["estimator"] == name for r in records)]
+        budgets = sorted({r["budget"] for r in records})
+        seeds = len(records) // max(1, len({(r["game"], r["budget"], r["estimator"]) for r in records}))
+        result = {"records": records, "cpu_seconds": {}}
+        summary = summarise(result, estimators, budgets)
+        command = (".venv/bin/python -m bench.bench_estimator --from-json " + " ".join(args.from_json))
+        print_tables(summary, estimators, budgets, command, result, seeds, roots[0])
+        return
+    if args.quick:
+        args.seeds, args.budgets, args.instances = 2, [250, 500], 1
+        args.sizes, args.model_sizes, args.model_instances = [12, 16], [12], [1]
+    root_seed = args.root_seed if args.root_seed is not None else int(np.random.SeedSequence().entropy % 10**6)
+    model_instances = dict(zip(args.model_sizes, args.model_instances + [args.model_instances[-1]] * 9))
+    tables = []
+    for family in args.families:
+        if family in MODEL_FAMILIES:
+            for size in args.model_sizes:
+                tables += game_tables([family], [], 0, model_instances[size], [size], root_seed)
+        else:
+            tables += game_tables([family], args.sizes, args.instances, 0, [], root_seed)
+    estimators = [name for name in PEERS if name in args.estimators]
     started = time.perf_counter()
-    for num_features in args.features:
-        for kind in MODEL_KINDS:
-            errors = {(name, budget): ([], []) for name in estimators for budget in args.budgets}
-            for model_index in range(args.models):
-                model = make_model(kind, num_features,
-                                   np.random.default_rng([num_features, model_index, 7]))
-                exact = exact_shapley_values(lambda z, m=model: m(z)[:, None], num_features)[0]
-                value_range = exact.max() - exact.min()
-                for budget in args.budgets:
-                    for seed in range(args.seeds):
-                        for name, estimate in estimators.items():
-                            error = estimate(model, num_features, budget, seed) - exact
-                            relative, max_abs = errors[(name, budget)]
-                            relative.append(np.linalg.norm(error) / np.linalg.norm(exact))
-                            max_abs.append(np.abs(error).max() / value_range)
-            for budget in args.budgets:
-                row = [str(num_features), kind, str(budget)]
-                for name in estimators:
-                    relative, max_abs = errors[(name, budget)]
-                    row.append(f"{np.median(relative):.4f} / {np.median(max_abs):.4f}")
-                if len(estimators) == 2:
-                    ours_error = np.median(errors[("clearsight", budget)][0])
-                    shap_error = np.median(errors[("shap KernelExplainer", budget)][0])
-                    row.append(f"{ours_error / shap_error:.2f}")
-                rows.append(row)
-    header = ["S", "model", "budget", *[f"{name} rel L2 / max-abs÷range" for name in estimators]]
-    if len(estimators) == 2:
-        header.append("ratio (rel L2)")
-    print(f"<!-- .venv/bin/python -m bench.bench_estimator --features {' '.join(map(str, args.features))}"
-          f" --budgets {' '.join(map(str, args.budgets))} --models {args.models}"
-          f" --seeds {args.seeds}{' --no-shap' if args.no_shap else ''} -->")
-    print(f"Median over {args.models} models x {args.seeds} seeds per row; "
-          f"{time.perf_counter() - started:.0f} s.\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    if len(estimators) == 2:
-        print("\nMedian ratio (clearsight / shap, rel L2) over all models and sizes per budget:")
-        for budget in args.budgets:
-            ratios = [float(row[-1]) for row in rows if row[2] == str(budget)]
-            print(f"- {budget}: {np.median(ratios):.2f} (worst {max(ratios):.2f})")
+    result = run(tables, estimators, args.budgets, args.seeds, root_seed)
+    summary = summarise(result, estimators, args.budgets)
+    command = (f".venv/bin/python -m bench.bench_estimator --root-seed {root_seed}"
+               + (" --quick" if args.quick else
+                  f" --families {' '.join(args.families)} --sizes {' '.join(map(str, args.sizes))}"
+                  f" --model-sizes {' '.join(map(str, args.model_sizes))} --instances {args.instances}"
+                  f" --model-instances {' '.join(map(str, args.model_instances))}"
+                  f" --budgets {' '.join(map(str, args.budgets))} --seeds {args.seeds}")
+               + ("" if estimators == list(PEERS) else f" --estimators {' '.join(repr(e) for e in estimators)}"))
+    print_tables(summary, estimators, args.budgets, command, result, args.seeds, root_seed)
+    print(f"\n{len(tables)} games, {time.perf_counter() - started:.0f} s.")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"root_seed": root_seed, "command": command, "records": result["records"],
+                       "cpu_seconds": result["cpu_seconds"]}, handle)
 
 
 if __name__ == "__main__":

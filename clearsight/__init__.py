@@ -1,8 +1,9 @@
 """clearsight: the front ends over serving/, deploy/ and explain/ (the ``clearsight`` command, jobs at scale).
 
-The package version is defined here once; setup.cfg reads it (``version = attr:``).
+The project's version is defined once, in ``serving`` (the bottom layer, so that every command's
+--version can read it); it is re-exported here.
 """
 
-__version__ = "0.1.0"
+from serving import __version__
 
 __all__ = ["__version__"]

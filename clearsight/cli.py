@@ -16,16 +16,16 @@ from pathlib import Path
 
 import click
 
+# The click plumbing every AWS command shares, bound to the names this module's commands use.
+from deploy.aws_cli import aws_options as _common_aws_options
+from deploy.aws_cli import click_failure as _fail
+from deploy.aws_cli import clients_for as _clients
+from deploy.aws_cli import progress_printer as _progress
+from deploy.aws_cli import resolve_region as _region
+from deploy.aws_cli import usage_error as _usage_error
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
-from deploy.sagemaker_cli import (  # the AWS options and error helpers of `deploy sagemaker`, shared
-    _clients,
-    _common_aws_options,
-    _fail,
-    _progress,
-    _region,
-    _usage_error,
-)
+from explain.cli import VERBOSE_META, configure_logging
 from explain.cli import main as explain_main
 from explain.config import ExplainConfig
 from explain.errors import ConfigError
@@ -46,7 +46,10 @@ __all__ = ["main", "run"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="clearsight")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, show_envvar=True, envvar="CLEARSIGHT_VERBOSE",
+              help="Log more on stderr, for every command: -v INFO (retries, throttling, AWS steps), -vv DEBUG.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
     """Serve image models on SageMaker's MXNet stack, deploy them, and explain their predictions.
 
     `clearsight explain` explains images against an endpoint or a model (Kernel SHAP over
@@ -55,6 +58,9 @@ def main() -> None:
     """
     # The SageMaker SDK logs where it looked for its config file at INFO on stdout; that is noise here.
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    if verbose:  # subcommands add their own -v to this (ctx.meta is shared with them)
+        ctx.meta[VERBOSE_META] = verbose
+        configure_logging(verbose)
 
 
 main.add_command(explain_main, name="explain")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.aws_clients import check_bucket_owner
+from deploy.aws_clients import error_text as _error_text
 from deploy.aws_transaction import (
     META_RUN,
     META_TOOL,
@@ -27,7 +29,6 @@ from deploy.aws_transaction import (
     describe_or_none,
 )
 from deploy.errors import DeployConfigError, DeployError
-from deploy.sagemaker_endpoint import _error_text, check_bucket_owner
 from explain.errors import ExplainError
 from explain.runner import merge_outputs
 from explain.sources import IMAGE_SUFFIXES

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Progress",
     "Transaction",
     "Undo",
+    "TAG_TOOL",
+    "TOOL",
     "TAG_RUN",
     "META_RUN",
     "META_TOOL",
@@ -26,12 +29,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TAG_TOOL, TOOL = "clearsight:tool", "clearsight"
+TAG_TOOL, TOOL = "clearsight:tool", "clearsight"  # SageMaker tag / S3 object tag: made by this tool
 TAG_RUN = "clearsight:run"  # SageMaker tag: the run that created the resource
 META_TOOL = "clearsight-tool"  # S3 user metadata (x-amz-meta-clearsight-tool)
 META_RUN = "clearsight-run"  # S3 user metadata: the run that uploaded the object
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], None]  # takes one progress line for the user
 
 
 def is_not_found(error: BaseException) -> bool:

@@ -1,4 +1,5 @@
 """``python -m deploy``: package models, serve them locally on the real SageMaker stack."""
+import functools
 import logging
 import signal
 import sys
@@ -6,10 +7,14 @@ import threading
 
 import click
 
+from serving import __version__
+
 from .errors import DeployError
 from .sagemaker_cli import sagemaker
 
 TASKS = ("detection", "classification")
+# every option of package and serve can also be set as CLEARSIGHT_<COMMAND>_<OPTION>, as --help shows
+option = functools.partial(click.option, show_envvar=True)
 
 
 def _split_classes(ctx, param, value):
@@ -24,7 +29,8 @@ def _split_classes(ctx, param, value):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "CLEARSIGHT"})
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.version_option(__version__, "-V", "--version", prog_name="clearsight deploy")
 def main(verbose):
     """Package GluonCV models, serve them locally, deploy them to SageMaker."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
@@ -32,29 +38,29 @@ def main(verbose):
 
 
 @main.command()
-@click.option("--zoo", "zoo_name", metavar="NAME", help="GluonCV model-zoo name, e.g. yolo3_darknet53_coco.")
-@click.option("--symbol", "symbol_file", type=click.Path(exists=True, dir_okay=False),
+@option("--zoo", "zoo_name", metavar="NAME", help="GluonCV model-zoo name, e.g. yolo3_darknet53_coco.")
+@option("--symbol", "symbol_file", type=click.Path(exists=True, dir_okay=False),
               help="Exported -symbol.json (with --params).")
-@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False),
+@option("--params", "params_file", type=click.Path(exists=True, dir_okay=False),
               help="Exported .params (with --symbol).")
-@click.option("--model-dir", type=click.Path(exists=True, file_okay=False),
+@option("--model-dir", type=click.Path(exists=True, file_okay=False),
               help="A directory with exported weights and a model.json (e.g. models/shapes-detector).")
-@click.option("--classes", callback=_split_classes,
+@option("--classes", callback=_split_classes,
               help="Comma-separated class names. With --zoo: reset a detector to this subset, reusing their weights.")
-@click.option("--task", type=click.Choice(TASKS), default="detection", show_default=True,
+@option("--task", type=click.Choice(TASKS), default="detection", show_default=True,
               help="Task of the --symbol/--params network.")
-@click.option("--short-side", type=click.IntRange(8, 4096), default=416, show_default=True,
+@option("--short-side", type=click.IntRange(8, 4096), default=416, show_default=True,
               help="--symbol/--params: resize the short side of each image to this many pixels.")
-@click.option("--max-size", type=click.IntRange(8, 8192), default=1024, show_default=True,
+@option("--max-size", type=click.IntRange(8, 8192), default=1024, show_default=True,
               help="--symbol/--params: cap on the long side after resizing.")
-@click.option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+@option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Detections below this score are not returned (per request: custom attribute score_threshold).")
-@click.option("--top-k", type=click.IntRange(1), default=100, show_default=True,
+@option("--top-k", type=click.IntRange(1), default=100, show_default=True,
               help="At most this many detections per image (per request: custom attribute top_k).")
-@click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+@option("--pretrained/--no-pretrained", default=True, show_default=True,
               help="--zoo: download pretrained weights (needs internet) or use random ones.")
-@click.option("--no-check", is_flag=True, help="Skip the check inference on the packed archive.")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="model.tar.gz", show_default=True,
+@option("--no-check", is_flag=True, help="Skip the check inference on the packed archive.")
+@option("--out", type=click.Path(dir_okay=False, writable=True), default="model.tar.gz", show_default=True,
               help="The archive to write.")
 def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_side, max_size,
             score_threshold, top_k, pretrained, no_check, out):
@@ -86,20 +92,21 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
+@option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="model.tar.gz, an unpacked model directory, or an exported model directory with a model.json.")
-@click.option("--port", type=click.IntRange(1, 32767), default=8080, show_default=True,
-              help="Port on 127.0.0.1 (multi-model-server refuses ports above 32767).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+@option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port on 127.0.0.1; it answers only GET /ping and POST /invocations.")
+@option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="MMS worker processes, each with a copy of the model.")
-@click.option("--threads", type=click.IntRange(1, 256), default=None,
+@option("--threads", type=click.IntRange(1, 256), default=None,
               help="CPU threads per worker  [default: cores / workers]")
-@click.option("--startup-timeout", type=click.FloatRange(1.0), default=180.0, show_default=True,
+@option("--startup-timeout", type=click.FloatRange(1.0), default=180.0, show_default=True,
               help="Seconds to wait for the first successful inference.")
 def serve(model_path, port, workers, threads, startup_timeout):
     """Serve a model on http://127.0.0.1:PORT/invocations with the real SageMaker MXNet stack.
 
-    Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
+    Only GET /ping and POST /invocations are reachable; multi-model-server's management API is
+    not. Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
     """
     from .local_endpoint import LocalEndpoint
 
@@ -116,14 +123,15 @@ def serve(model_path, port, workers, threads, startup_timeout):
         endpoint.start()
         click.echo("ready: POST images to %s/invocations (Ctrl-C stops)" % endpoint.url)
         while not stopping.wait(0.5):
-            if endpoint.process is None or endpoint.process.poll() is not None:
-                raise DeployError("multi-model-server exited unexpectedly:\n%s" % endpoint.log_tail())
+            endpoint.check_running()
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping ...", err=True)
-        endpoint.stop()
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            click.echo("stopping ...", err=True)
+        finally:  # even when stderr is gone (a closed pipe): leave no server process behind
+            endpoint.stop()
+            signal.signal(signal.SIGTERM, previous)
 
 
 main.add_command(sagemaker)

@@ -39,7 +39,7 @@ class ServeError(DeployError):
     """The local endpoint could not start, did not become ready, or died."""
 
 
-# --- SageMaker deployment (deploy/sagemaker_endpoint.py, deploy/sagemaker_cli.py) ---
+# --- SageMaker deployment (deploy/sagemaker_*.py, deploy/aws_*.py) ---
 
 __all__ += ["DeployConfigError", "SageMakerStepError", "SageMakerEndpointFailed"]
 

@@ -1,8 +1,13 @@
 """Run a packaged model on the real SageMaker MXNet serving stack (multi-model-server) on 127.0.0.1.
 
 Everything the server writes (config, logs, Unix sockets, pid file, the extracted model)
-lives in one temporary directory that ``stop()`` removes. The endpoint counts as ready only
-after a real inference succeeds: MMS's ``/ping`` answers 200 even when the model failed to load.
+lives in one 0700 temporary directory that ``stop()`` removes; it is also MMS's model store.
+MMS listens only on Unix sockets in that directory, its inference and management APIs each
+on its own. The endpoint's TCP port belongs to the request gate (``deploy/gate.py``), a
+process of its own that passes on ``GET /ping`` and ``POST /invocations`` and refuses
+everything else. The endpoint counts as ready only after a real inference through the gate
+succeeds (MMS's ``/ping`` answers 200 even when the model failed to load); then the
+management socket's name is removed, so nothing can reach the management API any more.
 """
 import io
 import logging
@@ -19,47 +24,52 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ServeError
+from .gate import launch_gate
 from .package import extract_archive
 
 logger = logging.getLogger(__name__)
 
 HANDLER_SERVICE = "sagemaker_mxnet_serving_container.handler_service"
-MAX_MMS_PORT = 32767  # multi-model-server 1.1.11 refuses higher ports ("Invalid port number")
+MAX_PORT = 65535
+INFERENCE_SOCKET = "inference.sock"
+MANAGEMENT_SOCKET = "management.sock"
+# Environment variables MMS would read over its config file (enable_envvars_config=true, as in
+# the SageMaker container) that would move its APIs or model store out of the temp dir.
+CONFINING_SETTINGS_ENV = ("MMS_INFERENCE_ADDRESS", "MMS_MANAGEMENT_ADDRESS", "MMS_MODEL_STORE", "MMS_LOAD_MODELS")
+_UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
 def free_port():
-    """A free TCP port on 127.0.0.1 that MMS accepts (<= 32767)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port <= MAX_MMS_PORT:
-            return port
-        candidate = 20000 + port % 12000
-        if _port_is_free(candidate):
-            return candidate
-    raise ServeError("found no free port below %d on 127.0.0.1" % MAX_MMS_PORT)
-
-
-def _port_is_free(port):
+    """A TCP port on 127.0.0.1 that was free when asked (tests and scripts pick ports with it)."""
     with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-def _mms_properties(port, workers, timeout_seconds, max_request_bytes):
-    """The MMS config the toolkit would write, bound to 127.0.0.1 instead of 0.0.0.0."""
+def _listen(port):
+    """A TCP socket listening on 127.0.0.1:``port`` (any free port when 0), for the gate to serve."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError as error:
+        listener.close()
+        raise ServeError("cannot listen on 127.0.0.1:%d (%s); pick another port with --port"
+                         % (port, error.strerror or error))
+    listener.listen(128)
+    return listener
+
+
+def _mms_properties(inference_socket, management_socket, workers, timeout_seconds, max_request_bytes):
+    """The MMS config the toolkit would write, with both APIs on Unix sockets instead of 0.0.0.0:8080."""
     from sagemaker_inference import model_server
     from sagemaker_inference.environment import Environment
 
     base = model_server._generate_mms_config_properties(Environment(), HANDLER_SERVICE)
-    address = "http://127.0.0.1:%d" % port
     overrides = {
-        "inference_address": address,
-        "management_address": address,
+        "inference_address": "unix:%s" % inference_socket,
+        "management_address": "unix:%s" % management_socket,
+        "use_native_io": "true",  # MMS accepts unix: addresses only with native (epoll) I/O
         "default_workers_per_model": workers,
         "max_request_size": max_request_bytes,
         "max_response_size": max_request_bytes,
@@ -75,11 +85,13 @@ class LocalEndpoint(object):
     Args:
         model: a ``model.tar.gz``, a directory holding ``model.json``, weights and ``code/``, or
             an exported model directory with a ``model.json`` (served with this project's handler).
-        port: TCP port on 127.0.0.1 (1..32767); a free one when None.
+        port: TCP port on 127.0.0.1 (1..65535) where the gate answers; a free one when None.
         workers: MMS worker processes, each with its own copy of the model.
         threads: OpenMP threads per worker (OMP_NUM_THREADS); by default
             the cores divided among the workers. The SageMaker container uses 1 unless told.
         startup_timeout: seconds to wait for the first successful inference.
+        request_timeout: seconds MMS gives one request (``default_response_timeout_seconds``).
+        max_request_bytes: the largest request body; bigger ones get 413 from the gate.
         env: extra environment variables for the server (e.g. ``SERVING_MAX_BATCH_SIZE``).
         python: the interpreter that runs multi-model-server and so its workers (it needs
             multi-model-server and sagemaker-mxnet-inference installed); this one by default.
@@ -91,9 +103,8 @@ class LocalEndpoint(object):
         self.model = Path(model)
         if not self.model.exists():
             raise ServeError("%s does not exist" % self.model)
-        if port is not None and not 1 <= port <= MAX_MMS_PORT:
-            raise ServeError("port must be in 1..%d (multi-model-server refuses higher ports), got %d"
-                             % (MAX_MMS_PORT, port))
+        if port is not None and not 1 <= port <= MAX_PORT:
+            raise ServeError("port must be in 1..%d, got %d" % (MAX_PORT, port))
         if workers < 1:
             raise ServeError("workers must be >= 1, got %d" % workers)
         self.port = port
@@ -105,7 +116,8 @@ class LocalEndpoint(object):
         self.extra_env = dict(env or {})
         self.python = str(python or sys.executable)
         self.scratch = None
-        self.process = None
+        self.process = None  # multi-model-server (its Java frontend and Python workers)
+        self.gate = None  # the request gate, the only process listening on a TCP port
         self.log_path = None
 
     @property
@@ -120,19 +132,23 @@ class LocalEndpoint(object):
         self.stop()
 
     def start(self):
-        """Start MMS and block until a real inference succeeds."""
+        """Start MMS and the gate, block until a real inference through the gate succeeds."""
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             raise ServeError("java not found: multi-model-server needs a Java runtime "
                              "(apt-get install openjdk-17-jre-headless, or `make java`)")
-        self.port = self.port or free_port()
-        if not _port_is_free(self.port):
-            raise ServeError("port %d on 127.0.0.1 is already in use; pick another with --port" % self.port)
-        self.scratch = Path(tempfile.mkdtemp(prefix="clearsight-serve-"))
+        listener = _listen(self.port or 0)
+        self.port = listener.getsockname()[1]
         try:
+            self.scratch = Path(tempfile.mkdtemp(prefix="clearsight-serve-"))  # mode 0700
+            _check_socket_path_length(self.scratch / "tmp" / ".mms.sock.65535")
             model_dir = self._stage_model()
             self._launch(model_dir)
+            self._launch_gate(listener)
+            listener.close()  # the gate holds it now
             self._wait_until_ready()
+            self._close_management()
         except BaseException:
+            listener.close()
             self.stop()
             raise
         logger.info("endpoint ready at %s (model %s, %d worker(s) x %d thread(s))",
@@ -140,8 +156,11 @@ class LocalEndpoint(object):
         return self
 
     def _stage_model(self):
+        """The model directory, inside the temp dir (MMS's model store): extracted, staged or linked."""
         if self.model.is_dir() and (self.model / "code" / "inference.py").is_file():
-            return self.model.resolve()
+            model_dir = self.scratch / "model"
+            model_dir.symlink_to(self.model.resolve(), target_is_directory=True)
+            return model_dir
         if self.model.is_dir() and (self.model / "model.json").is_file():
             # An exported model without code/ (e.g. models/shapes-detector): serve it with this
             # project's handler, staged exactly as `deploy package` would pack it.
@@ -183,15 +202,19 @@ class LocalEndpoint(object):
             "TMPDIR": str(tmp),
         })
         env.update(self.extra_env)
+        for name in CONFINING_SETTINGS_ENV:
+            env.pop(name, None)
         config = self.scratch / "config.properties"
-        config.write_text(_mms_properties(self.port, self.workers, self.request_timeout, self.max_request_bytes))
+        config.write_text(_mms_properties(self.scratch / INFERENCE_SOCKET, self.scratch / MANAGEMENT_SOCKET,
+                                          self.workers, self.request_timeout, self.max_request_bytes))
         from sagemaker_inference import model_server
 
         self.log_path = self.scratch / "server.log"
+        # The model store is the temp dir, and the model its "model" entry.
         command = [
             self.python, "-m", "mms.model_server", "--start", "--foreground",
-            "--model-store", "/", "--mms-config", str(config),
-            "--log-config", model_server.DEFAULT_MMS_LOG_FILE, "--models", "model=%s" % model_dir,
+            "--model-store", str(self.scratch), "--mms-config", str(config),
+            "--log-config", model_server.DEFAULT_MMS_LOG_FILE, "--models", "model=%s" % model_dir.name,
         ]
         log = open(self.log_path, "wb")
         try:
@@ -200,6 +223,32 @@ class LocalEndpoint(object):
                                             start_new_session=True)
         finally:
             log.close()
+
+    def _launch_gate(self, listener):
+        # The gate waits for MMS's answer a little longer than MMS waits for its worker.
+        with open(self.scratch / "gate.log", "wb") as gate_log:
+            self.gate = launch_gate(listener, self.scratch / INFERENCE_SOCKET, self.max_request_bytes,
+                                    self.request_timeout + 30, gate_log)
+
+    def check_running(self):
+        """Raise ServeError when multi-model-server or the gate has exited."""
+        if self.process is None or self.process.poll() is not None:
+            raise ServeError("multi-model-server exited%s:\n%s" % (
+                "" if self.process is None else " with code %d" % self.process.returncode, self.log_tail()))
+        if self.gate is None or self.gate.poll() is not None:
+            raise ServeError("the request gate exited:\n%s" % _tail(self.scratch and self.scratch / "gate.log"))
+
+    def _close_management(self):
+        """Remove the management socket's name once MMS has bound it: no one can connect to it after that."""
+        management = self.scratch / MANAGEMENT_SOCKET
+        deadline = time.time() + self.startup_timeout
+        while not management.exists():
+            self.check_running()
+            if time.time() > deadline:
+                raise ServeError("multi-model-server never bound its management socket %s:\n%s"
+                                 % (management, self.log_tail()))
+            time.sleep(0.05)
+        management.unlink()
 
     def _wait_until_ready(self):
         import requests
@@ -211,9 +260,7 @@ class LocalEndpoint(object):
         deadline = time.time() + self.startup_timeout
         last = "no answer yet"
         while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise ServeError("multi-model-server exited with code %d before it was ready:\n%s"
-                                 % (self.process.returncode, self.log_tail()))
+            self.check_running()
             try:
                 response = requests.post(self.url + "/invocations", data=body, timeout=30,
                                          headers={"Content-Type": "application/x-npy", "Accept": "application/json"})
@@ -233,27 +280,26 @@ class LocalEndpoint(object):
 
     def log_tail(self, lines=30):
         """The last lines of the server's log (for error messages)."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return _tail(self.log_path, lines)
 
     def stop(self, grace=10.0):
-        """Stop the Java frontend and every worker (SIGTERM, then SIGKILL), and remove the temp dir."""
-        if self.process is not None and self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
+        """Stop the gate, the Java frontend and every worker (SIGTERM, then SIGKILL), and remove the temp dir."""
+        running = [process for process in (self.gate, self.process) if process is not None]
+        for process in running:  # the gate first: no request gets in while MMS stops
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
+        for process in running:
             try:
-                self.process.wait(timeout=grace)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass
-        if self.process is not None:
             # Workers busy on a long request ignore SIGTERM: make sure the whole group is gone.
-            _signal_group(self.process.pid, signal.SIGKILL)
+            _signal_group(process.pid, signal.SIGKILL)
             try:
-                self.process.wait(timeout=grace)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                logger.warning("multi-model-server (pid %d) did not exit after SIGKILL", self.process.pid)
-            self.process = None
+                logger.warning("process %d (%s) did not exit after SIGKILL", process.pid, process.args[0])
+        self.gate = self.process = None
         if self.scratch is not None:
             shutil.rmtree(str(self.scratch), ignore_errors=True)
             self.scratch = None
@@ -265,6 +311,18 @@ def _error_lines(text, keep=12):
     if len(lines) <= keep:
         return "\n".join(lines)
     return "\n".join(lines[:2] + ["..."] + lines[-(keep - 2):])
+
+
+def _tail(path, lines=30):
+    if path is None or not Path(path).exists():
+        return ""
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+
+
+def _check_socket_path_length(path):
+    if len(os.fsencode(str(path))) > _UNIX_SOCKET_PATH_MAX:
+        raise ServeError("the temporary directory %s is too deep for Unix socket names (at most %d bytes); "
+                         "set TMPDIR to a shorter directory, e.g. /tmp" % (path.parent.parent, _UNIX_SOCKET_PATH_MAX))
 
 
 def _signal_group(pid, signum):

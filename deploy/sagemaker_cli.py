@@ -1,4 +1,4 @@
-"""`deploy sagemaker`: click commands up, down, status, list and invoke over deploy.sagemaker_endpoint."""
+"""`deploy sagemaker`: click commands up, down, status, list and invoke over the deploy.sagemaker_* modules."""
 
 from __future__ import annotations
 
@@ -9,71 +9,40 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
+from PIL import Image, ImageDraw
 
 from serving.contract import SAGEMAKER_MAX_REQUEST_BYTES
 
-from .config import DEFAULT_INSTANCE_TYPE, DEFAULT_PREFIX, LOG_LEVELS, Autoscale, DeployConfig
+from .aws_cli import (
+    aws_options,
+    click_failure,
+    clients_for,
+    progress_printer,
+    resolve_region,
+    usage_error,
+)
+from .config import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_PREFIX,
+    LOG_LEVELS,
+    Autoscale,
+    DeployConfig,
+    validate_endpoint_name,
+)
 from .errors import DeployConfigError, DeployError
+from .sagemaker_deploy import check_model_archive, deploy
+from .sagemaker_inventory import endpoint_status, list_endpoints
+from .sagemaker_invoke import invoke as invoke_endpoint
+from .sagemaker_teardown import teardown
 
 __all__ = ["sagemaker"]
 
 logger = logging.getLogger(__name__)
 
-_REGION_ENV = ["AWS_DEFAULT_REGION", "AWS_REGION"]
 MAX_REQUEST_BYTES = SAGEMAKER_MAX_REQUEST_BYTES  # SageMaker real-time InvokeEndpoint body limit (6 MiB)
 _NPY_HEADER_BYTES = 128
 _BOX_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
-
-
-def _usage_error(error: DeployConfigError) -> click.BadParameter:
-    return click.BadParameter(f"{error.value!r}: {error.allowed}", param_hint=f"'{error.option}'")
-
-
-def _region(region: str | None) -> str:
-    """``--region``, else AWS_DEFAULT_REGION / AWS_REGION (click), else the AWS config file."""
-    if region:
-        return region
-    import boto3
-
-    region = boto3.Session().region_name
-    if not region:
-        raise click.BadParameter(
-            "no region: give --region or set AWS_DEFAULT_REGION / AWS_REGION",
-            param_hint="'--region'",
-        )
-    return region
-
-
-def _clients(ctx: click.Context, region: str, endpoint_url: str | None) -> Any:
-    """Clients built from ``ctx.obj`` when a caller injected a boto3 session there."""
-    import boto3
-
-    from .sagemaker_endpoint import AwsClients
-
-    return AwsClients.create(region, endpoint_url, boto_session=ctx.find_object(boto3.Session))
-
-
-def _progress(started: float):
-    def echo(message: str) -> None:
-        click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
-
-    return echo
-
-
-def _fail(error: DeployError) -> click.ClickException:
-    return click.ClickException(" ".join(str(error).split()))
-
-
-def _common_aws_options(function):
-    function = click.option(
-        "--endpoint-url", show_envvar=True, envvar="CLEARSIGHT_AWS_ENDPOINT_URL", default=None,
-        help="Send every AWS call to this URL (e.g. a moto server). Default: real AWS.",
-    )(function)
-    function = click.option(
-        "--region", show_envvar=True, envvar=_REGION_ENV, default=None,
-        help="AWS region. Default: env AWS_DEFAULT_REGION, then AWS_REGION, then ~/.aws/config.",
-    )(function)
-    return function
 
 
 _name_option = click.option(
@@ -111,7 +80,7 @@ def sagemaker() -> None:
                    "(created when missing).")
 @click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
               show_default=True, help="S3 key prefix.")
-@_common_aws_options
+@aws_options
 @click.option("--workers", default=1, show_default=True, type=int,
               show_envvar=True, envvar="CLEARSIGHT_MODEL_SERVER_WORKERS",
               help="Model server workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS); one per "
@@ -141,8 +110,6 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
     endpoint config with unique names, creates or updates the endpoint, waits until it
     is InService and sends one real inference. Any failure deletes what this run created.
     """
-    from .sagemaker_endpoint import check_model_archive, deploy
-
     if not role:
         raise click.MissingParameter(
             "an IAM role ARN for SageMaker: give --role ARN or set SAGEMAKER_ROLE",
@@ -150,7 +117,7 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
         )
     try:
         config = DeployConfig(
-            name=name, model_path=model_path, role=role, region=_region(region),
+            name=name, model_path=model_path, role=role, region=resolve_region(region),
             instance_type=instance_type, instance_count=instance_count, bucket=bucket,
             prefix=prefix, workers=workers, server_timeout=server_timeout, log_level=log_level,
             wait=wait, autoscale=Autoscale.parse(autoscale) if autoscale else None,
@@ -158,13 +125,13 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
         )
         check_model_archive(config.model_path)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
+        raise usage_error(error) from None
     started = time.monotonic()
     try:
-        deploy(config, clients=_clients(ctx, config.region, endpoint_url),
-               progress=_progress(started))
+        deploy(config, clients=clients_for(ctx, config.region, endpoint_url),
+               progress=progress_printer(started))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     state = "submitted" if not wait else "InService"
     click.echo(f"endpoint {name} {state} in {config.region} "
                f"({time.monotonic() - started:.0f} s); remove it with "
@@ -182,24 +149,21 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
                    "sagemaker-<region>-<account>.")
 @click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
               show_default=True, help="S3 key prefix.")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def down(ctx: click.Context, name: str, keep_model_data: bool, bucket: str | None, prefix: str,
          region: str | None, endpoint_url: str | None) -> None:
     """Delete endpoint NAME, its autoscaling, configs, models and model data. Idempotent."""
-    from .config import validate_endpoint_name
-    from .sagemaker_endpoint import teardown
-
     try:
         validate_endpoint_name(name)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
-    region = _region(region)
+        raise usage_error(error) from None
+    region = resolve_region(region)
     try:
-        report = teardown(name, _clients(ctx, region, endpoint_url),
+        report = teardown(name, clients_for(ctx, region, endpoint_url),
                           keep_model_data=keep_model_data, bucket=bucket, prefix=prefix)
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     if not report.removed:
         click.echo(f"nothing to remove for {name} in {region}")
     for item in report.removed:
@@ -208,37 +172,32 @@ def down(ctx: click.Context, name: str, keep_model_data: bool, bucket: str | Non
 
 @sagemaker.command()
 @_name_option
-@_common_aws_options
+@aws_options
 @click.pass_context
 def status(ctx: click.Context, name: str, region: str | None, endpoint_url: str | None) -> None:
     """Print endpoint NAME's status, variants, models and autoscaling as JSON."""
-    from .config import validate_endpoint_name
-    from .sagemaker_endpoint import endpoint_status
-
     try:
         validate_endpoint_name(name)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
-    region = _region(region)
+        raise usage_error(error) from None
+    region = resolve_region(region)
     try:
-        summary = endpoint_status(name, _clients(ctx, region, endpoint_url))
+        summary = endpoint_status(name, clients_for(ctx, region, endpoint_url))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(json.dumps(summary, indent=2))
 
 
 @sagemaker.command(name="list")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> None:
     """List the endpoints this tool created (tag clearsight:tool=clearsight): name, status, created."""
-    from .sagemaker_endpoint import list_endpoints
-
-    region = _region(region)
+    region = resolve_region(region)
     try:
-        endpoints = list_endpoints(_clients(ctx, region, endpoint_url))
+        endpoints = list_endpoints(clients_for(ctx, region, endpoint_url))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     for endpoint in endpoints:
         click.echo(f"{endpoint['name']}\t{endpoint['status']}\t{endpoint['created']}")
 
@@ -252,7 +211,7 @@ def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> N
 @click.option("--min-score", default=0.0, show_default=True, show_envvar=True,
               envvar="CLEARSIGHT_MIN_SCORE", type=click.FloatRange(0, 1),
               help="Boxes below this score are not drawn (all are printed).")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Path | None,
            min_score: float, region: str | None, endpoint_url: str | None) -> None:
@@ -260,17 +219,11 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
 
     Detectors answer rows [class_id, score, x0, y0, x1, y1] with coordinates in 0..1.
     """
-    import numpy as np
-    from PIL import Image
-
-    from .config import validate_endpoint_name
-    from .sagemaker_endpoint import invoke as invoke_endpoint
-
     try:
         validate_endpoint_name(name)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
-    region = _region(region)
+        raise usage_error(error) from None
+    region = resolve_region(region)
     pictures = []
     for path in images:
         try:
@@ -288,9 +241,9 @@ def invoke(ctx: click.Context, name: str, images: tuple[Path, ...], draw_dir: Pa
                        err=True)
         arrays.append(np.asarray(fitted, dtype=np.uint8))
     try:
-        results = invoke_endpoint(name, arrays, _clients(ctx, region, endpoint_url))
+        results = invoke_endpoint(name, arrays, clients_for(ctx, region, endpoint_url))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(json.dumps([{"image": str(path), "predictions": result}
                            for path, result in zip(images, results)], indent=2))
     if draw_dir is not None:
@@ -318,8 +271,6 @@ def draw_detections(picture: Any, rows: list, min_score: float = 0.0) -> Any:
     Coordinates are fractions of the width and height; rows that are not 6 numbers long
     (classifier output) are skipped.
     """
-    from PIL import ImageDraw
-
     canvas = picture.copy()
     draw = ImageDraw.Draw(canvas)
     width, height = canvas.size

@@ -18,6 +18,13 @@ def _sample_images(folder):
     return sorted(path for path in Path(folder).glob("*.png") if not path.stem.endswith("_mask"))
 
 
+def demo_explainer(url, classes, num_samples):
+    """The demo's Explainer: through the endpoint URL, so detection asks for every score (score_threshold=0)."""
+    from explain import Explainer
+
+    return Explainer(url, task="detection", num_samples=num_samples, label_headers=tuple(classes), metrics=True)
+
+
 @click.command()
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), default=str(REPO / "models" / "shapes-detector"),
               show_default=True, help="Exported model with its model.json.")
@@ -33,7 +40,7 @@ def main(model_dir, image_dir, out, num_samples, explain):
     from deploy.client import EndpointClient
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import describe, package_model_dir
-    from explain import ExplainConfig, HttpPredictor, load_image, run_explanations
+    from explain import load_image
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(out)
@@ -67,10 +74,8 @@ def main(model_dir, image_dir, out, num_samples, explain):
 
         if explain:
             click.echo("4/4 explaining the detections (Kernel SHAP, %d samples per image)" % num_samples, err=True)
-            predictor = HttpPredictor(endpoint.url, "detection")
-            config = ExplainConfig(task="detection", num_samples=num_samples)
-            summary = run_explanations(paths, predictor, config, out, label_headers=classes)
-            predictor.close()
+            with demo_explainer(endpoint.url, classes, num_samples) as explainer:
+                summary = explainer.run(paths, out)
             click.echo("explanations: %s (report: %s)" % (out, out / "report.html"))
             calls = sum(image.get("model_calls", 0) for image in summary.get("images", []))
             if calls:

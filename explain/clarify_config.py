@@ -1,27 +1,136 @@
-"""Read a SageMaker Clarify analysis configuration (analysis_config.json) into explain settings."""
+"""Read a SageMaker Clarify analysis configuration (analysis_config.json) into explain settings.
+
+Every key of Clarify's analysis-config schema (``sagemaker.clarify.ANALYSIS_CONFIG_SCHEMA_V1_0``)
+is either honoured, accepted and ignored (one warning names each, with the reason), or refused
+with a ConfigError that names its JSON path and says what to do; ``CLARIFY_KEYS`` lists which.
+When the SageMaker SDK is installed (the ``aws`` extra) the file is first checked against that
+schema, as Clarify's own processing job checks it; otherwise one warning says the check was
+skipped. Clarify's defaults are ``CLARIFY_DEFAULTS``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import BUILTIN_BASELINES
+from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS
 from .errors import ConfigError
 
-__all__ = ["read_clarify_config", "parse_clarify_config", "MODEL_TYPES"]
+__all__ = [
+    "ClarifySettings",
+    "CLARIFY_DEFAULTS",
+    "CLARIFY_KEYS",
+    "CLARIFY_SEGMENTATION",
+    "MODEL_TYPES",
+    "check_against_sdk_schema",
+    "parse_clarify_config",
+    "read_clarify_config",
+]
 
 logger = logging.getLogger(__name__)
 
 MODEL_TYPES = {"IMAGE_CLASSIFICATION": "classification", "OBJECT_DETECTION": "detection"}
 CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-npy")
-ACCEPT_TYPES = ("application/json", "application/x-npy")
+ACCEPT_TYPES = ("application/json",)
+# Clarify segments with plain SLIC (scikit-image's slic, n_segments and compactness only).
+CLARIFY_SEGMENTATION = "slic" if "slic" in SEGMENTATION_METHODS else "slico"
+# Clarify's defaults for image explanations (ImageConfig / SHAPConfig / analysis-config docs),
+# named as the CLI names them; --clarify-compatible pins every one.
+CLARIFY_DEFAULTS = {
+    "segmentation": CLARIFY_SEGMENTATION,
+    "num_segments": 20,
+    "segment_compactness": 5.0,
+    "baseline": "noise",
+    "max_objects": 3,
+    "iou_threshold": 0.5,
+    "context": 1.0,
+    "probability_threshold": 0.5,
+    "content_type": "image/jpeg",
+    "accept": "application/json",
+}
+
+_TABULAR = "applies to tabular, text or time-series data, or to bias analyses, not to image explanations; remove it"
+# Every key of the schema (and the legacy top-level label_headers), by what happens to it.
+CLARIFY_KEYS = {
+    "honoured": (
+        "version", "dataset_type", "dataset_uri", "probability_threshold", "label_headers", "methods",
+        "methods.shap", "methods.shap.num_samples", "methods.shap.seed", "methods.shap.baseline",
+        "methods.shap.use_logit (false)", "methods.shap.save_local_shap_values (true)", "methods.shap.image_config",
+        "methods.shap.image_config.model_type", "methods.shap.image_config.num_segments",
+        "methods.shap.image_config.segment_compactness", "methods.shap.image_config.feature_extraction_method",
+        "methods.shap.image_config.max_objects", "methods.shap.image_config.iou_threshold",
+        "methods.shap.image_config.context", "methods.report", "methods.report.name (report)",
+        "predictor", "predictor.endpoint_name", "predictor.content_type", "predictor.accept_type", "predictor.probability",
+        "predictor.label_headers", "predictor.custom_attributes", "predictor.target_model",
+    ),
+    "ignored": (
+        "headers", "label", "methods.shap.agg_method", "methods.shap.save_local_shap_values (false)",
+        "methods.shap.image_config.debug", "methods.report.title", "methods.report.name (other)",
+        "predictor.label (with probability)", "predictor.model_name", "predictor.endpoint_name_prefix",
+        "predictor.instance_type", "predictor.initial_instance_count", "predictor.accelerator_type",
+    ),
+    "refused": (
+        "features", "predicted_label", "label_values_or_threshold", "segment_config", "facet", "facet_dataset_uri",
+        "facet_headers", "predicted_label_dataset_uri", "predicted_label_headers", "excluded_columns",
+        "joinsource_name_or_index", "group_variable", "time_series_data_config", "methods.pre_training_bias",
+        "methods.post_training_bias", "methods.pdp", "methods.asymmetric_shapley_value",
+        "methods.shap.num_clusters", "methods.shap.use_logit (true)", "methods.shap.text_config",
+        "methods.shap.features_to_explain", "predictor.label (alone)", "predictor.content_template",
+        "predictor.record_template", "predictor.time_series_predictor_config",
+    ),
+}
+
+_TOP_LEVEL_KEYS = {"version", "dataset_type", "dataset_uri", "probability_threshold", "label_headers", "methods", "predictor",
+                   "headers", "label"}
+_TOP_LEVEL_REFUSED = {"features", "predicted_label", "label_values_or_threshold", "segment_config", "facet",
+                      "facet_dataset_uri", "facet_headers", "predicted_label_dataset_uri",
+                      "predicted_label_headers", "excluded_columns", "joinsource_name_or_index",
+                      "group_variable", "time_series_data_config"}
+_METHODS_REFUSED = {"pre_training_bias", "post_training_bias", "pdp", "asymmetric_shapley_value"}
+_SHAP_KEYS = {"baseline", "num_clusters", "use_logit", "num_samples", "agg_method", "save_local_shap_values",
+              "text_config", "image_config", "seed", "features_to_explain"}
 _IMAGE_CONFIG_KEYS = {
     "model_type", "num_segments", "segment_compactness", "feature_extraction_method",
     "max_objects", "iou_threshold", "context", "debug",
 }
-_IGNORED_SHAP_KEYS = ("agg_method", "save_local_shap_values")
+_PREDICTOR_KEYS = {"endpoint_name", "endpoint_name_prefix", "model_name", "target_model", "instance_type",
+                   "initial_instance_count", "accelerator_type", "content_type", "accept_type", "label",
+                   "probability", "label_headers", "content_template", "record_template", "custom_attributes",
+                   "time_series_predictor_config"}
+_SHADOW_ENDPOINT_KEYS = ("model_name", "endpoint_name_prefix", "instance_type", "initial_instance_count",
+                         "accelerator_type")
+
+
+@dataclass(frozen=True)
+class ClarifySettings:
+    """What a Clarify analysis configuration asks for.
+
+    options: explain settings named as the CLI names its options (only those the file sets):
+    task, num_samples, num_segments, segment_compactness, baseline, max_objects,
+    iou_threshold, context, probability_threshold, label_headers (tuple), seed; content_type,
+    accept, probability, custom_attributes, target_model; endpoint (``("sagemaker:NAME",)``
+    from predictor.endpoint_name). dataset_uri: where the images are (None: not set).
+    ignored: JSON path -> why it has no effect, for keys accepted but ignored.
+    schema_check: one line saying whether the file passed Clarify's schema or was not checked
+    ('' when no check was asked for).
+    """
+
+    options: dict
+    dataset_uri: str | None = None
+    ignored: dict = field(default_factory=dict)
+    schema_check: str = ""
+
+    def log_notes(self, log: logging.Logger = logger) -> None:
+        """Log the schema check (INFO when it passed, WARNING when skipped) and one WARNING naming ignored keys."""
+        if self.schema_check:
+            log.log(logging.INFO if self.schema_check.startswith("passes") else logging.WARNING,
+                    "Clarify config %s", self.schema_check)
+        if self.ignored:
+            log.warning("Clarify config keys accepted but ignored: %s",
+                        "; ".join(f"{key} ({reason})" for key, reason in self.ignored.items()))
 
 
 def _require_mapping(value, where: str) -> Mapping:
@@ -42,6 +151,18 @@ def _number(value, where: str) -> float:
     return float(value)
 
 
+def _text(value, where: str, example: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty string such as {example!r}, got {value!r}")
+    return value
+
+
+def _check_keys(container: Mapping, where: str, allowed: set[str]) -> None:
+    unknown = sorted(set(container) - allowed)
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
 def _baseline(value, where: str, base_dir: Path | None) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where} must be an image path or one of {', '.join(BUILTIN_BASELINES)}, got {value!r}")
@@ -54,48 +175,31 @@ def _baseline(value, where: str, base_dir: Path | None) -> str:
     return str(base_dir / value)
 
 
+def _dataset_uri(value, base_dir: Path | None) -> str:
+    value = _text(value, "dataset_uri", "s3://bucket/images/")
+    if "://" in value and not value.startswith("s3://"):
+        raise ConfigError(f"dataset_uri must be an s3:// URI, a local folder or a manifest file, got {value!r}")
+    if value.startswith("s3://") or Path(value).is_absolute() or base_dir is None:
+        return value
+    return str(base_dir / value)
+
+
 def _label_headers(value, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(item, str) and item for item in value):
+    if not isinstance(value, list) or not value or not all(
+            (isinstance(item, str) and item) or (isinstance(item, int) and not isinstance(item, bool))
+            for item in value):
         raise ConfigError(f"{where} must be a non-empty list of class names, got {value!r}")
-    return tuple(value)
+    return tuple(str(item) for item in value)
 
 
-def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None = None) -> dict:
-    """Map a Clarify analysis configuration to explain settings named as the CLI names them.
-
-    Returns a dict with only the keys the configuration sets, among: task, num_samples,
-    num_segments, segment_compactness, baseline, max_objects, iou_threshold, context,
-    probability_threshold, label_headers (tuple), seed (ExplainConfig fields), content_type,
-    accept (transport options) and endpoint (``sagemaker:NAME`` from predictor.endpoint_name).
-    A relative baseline path is resolved against ``base_dir``. Raises ConfigError naming the
-    JSON path of the first unusable value.
-    """
-    base = Path(base_dir) if base_dir is not None else None
-    root = _require_mapping(analysis_config, "analysis config")
-    dataset_type = root.get("dataset_type")
-    if dataset_type is not None and dataset_type != "application/x-image":
-        raise ConfigError(
-            f"dataset_type must be 'application/x-image' for image explanations, got {dataset_type!r}")
-    methods = _require_mapping(root.get("methods", {}), "methods")
-    if "shap" not in methods:
-        raise ConfigError("analysis config has no methods.shap section; only SHAP explanations are supported")
-    shap = _require_mapping(methods["shap"], "methods.shap")
-    if "image_config" not in shap:
-        raise ConfigError(
-            "methods.shap.image_config is missing; only image models (IMAGE_CLASSIFICATION, "
-            "OBJECT_DETECTION) are supported")
-    image_config = _require_mapping(shap["image_config"], "methods.shap.image_config")
-
-    settings: dict = {}
+def _parse_image_config(image_config: Mapping, settings: dict, ignored: dict) -> None:
     where = "methods.shap.image_config"
-    unknown = sorted(set(image_config) - _IMAGE_CONFIG_KEYS)
+    unknown = set(image_config) - _IMAGE_CONFIG_KEYS
     if "overlap" in unknown:
         raise ConfigError(f"{where}.overlap is the old name of iou_threshold; rename it to iou_threshold")
-    if unknown:
-        raise ConfigError(
-            f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_IMAGE_CONFIG_KEYS))}")
+    _check_keys(image_config, where, _IMAGE_CONFIG_KEYS)
     model_type = image_config.get("model_type")
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise ConfigError(
             f"{where}.model_type must be IMAGE_CLASSIFICATION or OBJECT_DETECTION, got {model_type!r}")
     settings["task"] = MODEL_TYPES[model_type]
@@ -109,17 +213,28 @@ def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None =
         if key in image_config:
             settings[key] = _number(image_config[key], f"{where}.{key}")
     if "debug" in image_config:
-        logger.warning("ignoring %s.debug (an undocumented Clarify option)", where)
+        ignored[f"{where}.debug"] = "an undocumented Clarify option"
 
+
+def _parse_shap(shap: Mapping, base: Path | None, settings: dict, ignored: dict) -> None:
+    _check_keys(shap, "methods.shap", _SHAP_KEYS)
+    if "image_config" not in shap:
+        raise ConfigError(
+            "methods.shap.image_config is missing; only image models (IMAGE_CLASSIFICATION, "
+            "OBJECT_DETECTION) are supported")
     if "features_to_explain" in shap:
         raise ConfigError("methods.shap.features_to_explain is not supported for images")
+    if "text_config" in shap:
+        raise ConfigError("methods.shap.text_config is for text models; image explanations use image_config")
     if shap.get("num_clusters") is not None:
         raise ConfigError("methods.shap.num_clusters is for tabular data; use methods.shap.baseline for images")
     if shap.get("use_logit"):
         raise ConfigError("methods.shap.use_logit is not supported for images; remove it or set it to false")
-    for key in _IGNORED_SHAP_KEYS:
-        if key in shap:
-            logger.info("ignoring methods.shap.%s (it has no effect on image explanations)", key)
+    _parse_image_config(_require_mapping(shap["image_config"], "methods.shap.image_config"), settings, ignored)
+    if "agg_method" in shap:
+        ignored["methods.shap.agg_method"] = "segments differ per image, so there is no global aggregate"
+    if shap.get("save_local_shap_values") is False:
+        ignored["methods.shap.save_local_shap_values"] = "local values are always saved (<stem>_shap.npz)"
     if "num_samples" in shap:
         settings["num_samples"] = _integer(shap["num_samples"], "methods.shap.num_samples")
     if "seed" in shap:
@@ -127,13 +242,14 @@ def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None =
     if shap.get("baseline") is not None:
         settings["baseline"] = _baseline(shap["baseline"], "methods.shap.baseline", base)
 
-    if "probability_threshold" in root:
-        settings["probability_threshold"] = _number(root["probability_threshold"], "probability_threshold")
-    predictor = _require_mapping(root.get("predictor", {}), "predictor")
-    for where_headers, container in (("predictor.label_headers", predictor), ("label_headers", root)):
-        if container.get("label_headers") is not None:
-            settings["label_headers"] = _label_headers(container["label_headers"], where_headers)
-            break
+
+def _parse_predictor(predictor: Mapping, settings: dict, ignored: dict) -> None:
+    _check_keys(predictor, "predictor", _PREDICTOR_KEYS)
+    for key in ("content_template", "record_template", "time_series_predictor_config"):
+        if key in predictor:
+            raise ConfigError(f"predictor.{key} {_TABULAR}")
+    if predictor.get("label_headers") is not None:
+        settings["label_headers"] = _label_headers(predictor["label_headers"], "predictor.label_headers")
     content_type = predictor.get("content_type")
     if content_type is not None:
         if content_type not in CONTENT_TYPES:
@@ -144,29 +260,153 @@ def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None =
     if accept is not None:
         if accept not in ACCEPT_TYPES:
             raise ConfigError(
-                f"predictor.accept_type {accept!r} is not supported for images; use one of {', '.join(ACCEPT_TYPES)}")
+                f"predictor.accept_type {accept!r} is not supported for images; use application/json "
+                "(the command line's --accept also takes application/x-npy)")
         settings["accept"] = accept
+    for key in ("probability", "label"):
+        if isinstance(predictor.get(key), int):
+            raise ConfigError(f"predictor.{key} {predictor[key]!r} is an index into a CSV answer; image answers "
+                              f"are JSON: give a JMESPath expression such as 'prediction'")
+    if predictor.get("probability") is not None:
+        settings["probability"] = _text(predictor["probability"], "predictor.probability", "prediction")
+    if predictor.get("label") is not None:
+        if "probability" not in settings:
+            raise ConfigError(
+                "predictor.label locates predicted labels, but Kernel SHAP needs every class's score: set "
+                "predictor.probability to the JMESPath of the scores (and label_headers to their names)")
+        ignored["predictor.label"] = ("the scores come from predictor.probability, in the order of "
+                                      "label_headers")
+    if predictor.get("custom_attributes") is not None:
+        settings["custom_attributes"] = _text(predictor["custom_attributes"], "predictor.custom_attributes",
+                                              "score_threshold=0")
+    if predictor.get("target_model") is not None:
+        settings["target_model"] = _text(predictor["target_model"], "predictor.target_model", "model-a.tar.gz")
     endpoint_name = predictor.get("endpoint_name")
     if endpoint_name is not None:
         if not isinstance(endpoint_name, str) or not endpoint_name:
             raise ConfigError(f"predictor.endpoint_name must be a SageMaker endpoint name, got {endpoint_name!r}")
-        settings["endpoint"] = f"sagemaker:{endpoint_name}"
-    elif predictor.get("model_name"):
-        logger.warning("predictor.model_name: shadow endpoints are not created here; pass --endpoint")
-    return settings
+        settings["endpoint"] = (f"sagemaker:{endpoint_name}",)
+    for key in _SHADOW_ENDPOINT_KEYS:
+        if key in predictor:
+            ignored[f"predictor.{key}"] = ("no shadow endpoint is created here: serve the model "
+                                           "(clearsight deploy serve / deploy sagemaker up) and give "
+                                           "predictor.endpoint_name or --endpoint")
 
 
-def read_clarify_config(path: str | Path) -> dict:
-    """Read analysis_config.json at ``path``; see parse_clarify_config for the returned dict."""
+def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None = None) -> ClarifySettings:
+    """Map a Clarify analysis configuration to explain settings (see ClarifySettings).
+
+    Relative local paths (baseline, dataset_uri) are resolved against ``base_dir``. Raises
+    ConfigError naming the JSON path of the first unusable value.
+    """
+    base = Path(base_dir) if base_dir is not None else None
+    root = _require_mapping(analysis_config, "analysis config")
+    for key in sorted(_TOP_LEVEL_REFUSED & set(root)):
+        raise ConfigError(f"{key} {_TABULAR}")
+    _check_keys(root, "analysis config", _TOP_LEVEL_KEYS)
+    dataset_type = root.get("dataset_type")
+    if dataset_type is not None and dataset_type != "application/x-image":
+        raise ConfigError(
+            f"dataset_type must be 'application/x-image' for image explanations, got {dataset_type!r}")
+    methods = _require_mapping(root.get("methods", {}), "methods")
+    for key in sorted(_METHODS_REFUSED & set(methods)):
+        raise ConfigError(f"methods.{key} is not an image explanation; only methods.shap (and methods.report) "
+                          "run here: remove it")
+    _check_keys(methods, "methods", {"shap", "report"})
+    if "shap" not in methods:
+        raise ConfigError("analysis config has no methods.shap section; only SHAP explanations are supported")
+
+    settings: dict = {}
+    ignored: dict[str, str] = {}
+    _parse_shap(_require_mapping(methods["shap"], "methods.shap"), base, settings, ignored)
+    report = _require_mapping(methods.get("report", {}), "methods.report")
+    if report.get("name", "report") != "report":
+        ignored["methods.report.name"] = "the report is always report.html"
+    if "title" in report:
+        ignored["methods.report.title"] = "the report's title is fixed"
+    for key in ("headers", "label"):
+        if key in root:
+            ignored[key] = "dataset columns: images have none"
+    dataset_uri = _dataset_uri(root["dataset_uri"], base) if "dataset_uri" in root else None
+    if "probability_threshold" in root:
+        settings["probability_threshold"] = _number(root["probability_threshold"], "probability_threshold")
+    if root.get("label_headers") is not None:
+        settings["label_headers"] = _label_headers(root["label_headers"], "label_headers")
+    _parse_predictor(_require_mapping(root.get("predictor", {}), "predictor"), settings, ignored)
+    return ClarifySettings(options=settings, dataset_uri=dataset_uri, ignored=ignored)
+
+
+def _schema_error_message(error: Exception) -> str:
+    """``Key 'methods' error:\\nKey 'shap' error:\\n...\\n1 should be instance of 'float'`` -> one line with a path."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    path = []
+    for line in lines:
+        if line.startswith("Key '") and line.endswith("' error:"):
+            path.append(line[len("Key '"):-len("' error:")])
+    detail = next((line for line in reversed(lines) if not (line.startswith("Key '") and line.endswith("error:"))),
+                  lines[-1] if lines else str(error))
+    if detail.startswith("Wrong key '"):
+        detail = "unknown key " + detail[len("Wrong key "):].split(" in ", 1)[0]
+    elif detail.startswith("Wrong keys "):
+        detail = "unknown keys " + detail[len("Wrong keys "):].split(" in ", 1)[0]
+    elif detail.startswith("Missing key"):
+        detail = "missing key" + detail[len("Missing key"):].lstrip(":")
+    where = ".".join(path) if path else "the file"
+    return f"{where}: {detail[:300]}"
+
+
+def check_against_sdk_schema(analysis_config) -> str | None:
+    """Check ``analysis_config`` against the schema of the installed SageMaker SDK.
+
+    Returns the SDK's version when the check ran and passed, None when the SDK is not
+    installed (the check was skipped). Raises ConfigError, naming the path and what the
+    schema wants, when the file would be refused by Clarify's processing job.
+    """
+    try:
+        logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # it logs where it looked for defaults
+        import sagemaker
+        from sagemaker.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
+    except Exception:  # not installed (the explain-only install), or unusable
+        return None
+    from schema import SchemaError  # the SDK's dependency
+
+    try:
+        ANALYSIS_CONFIG_SCHEMA_V1_0.validate(analysis_config)
+    except SchemaError as error:
+        raise ConfigError(f"Clarify's analysis-config schema (SageMaker SDK {sagemaker.__version__}) refuses "
+                          f"{_schema_error_message(error)}") from None
+    return sagemaker.__version__
+
+
+def read_clarify_config(path: str | Path, validate: bool = True) -> ClarifySettings:
+    """Read analysis_config.json at ``path`` (see parse_clarify_config).
+
+    With ``validate`` the file is first checked against the SageMaker SDK's schema when the
+    SDK is installed; ``schema_check`` says which happened.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read Clarify config {str(path)!r}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"Clarify config {str(path)!r} is not UTF-8 text (byte {error.start}: "
+                          f"{error.reason}); save it as UTF-8 JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigError(
             f"Clarify config {str(path)!r} is not valid JSON: {error.msg} at line {error.lineno}, "
             f"column {error.colno}") from None
-    return parse_clarify_config(data, base_dir=path.parent)
+    except RecursionError:
+        raise ConfigError(f"Clarify config {str(path)!r} nests JSON too deeply to read; an analysis "
+                          "configuration is a few levels deep") from None
+    _require_mapping(data, "analysis config")
+    schema_check = ""
+    if validate:
+        version = check_against_sdk_schema(data)
+        schema_check = (f"passes the analysis-config schema of SageMaker SDK {version}" if version else
+                        "not checked against Clarify's schema: the SageMaker SDK is not installed "
+                        "(pip install 'clearsight[aws]' adds it)")
+    settings = parse_clarify_config(data, base_dir=path.parent)
+    return ClarifySettings(settings.options, settings.dataset_uri, settings.ignored, schema_check)

@@ -1,13 +1,17 @@
-"""Command line: python -m explain --endpoint ENDPOINT --task TASK --out DIR IMAGE..."""
+"""Command line: python -m explain [--clarify-config analysis_config.json] --endpoint ENDPOINT --out DIR IMAGE..."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import click
 
+from serving import __version__
 from serving.contract import (
     CLIENT_REQUEST_TYPES,
     JSON,
@@ -17,22 +21,63 @@ from serving.contract import (
     SAGEMAKER_MAX_REQUEST_BYTES,
 )
 
-from .clarify_config import read_clarify_config
+from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
+from .clarify_dataset import dataset_sources
 from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
-from .predictors import TransportConfig, build_predictor
+from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
-from .sources import collect_sources
+from .sources import ENDPOINT_URL_ENV, collect_sources
 from .workers import run_with_workers
 
-__all__ = ["main"]
+__all__ = ["main", "configure_logging", "ENV_PREFIX", "VERBOSE_META"]
 
 logger = logging.getLogger(__name__)
 
+# Every option of `python -m explain` / `clearsight explain` can be set as CLEARSIGHT_EXPLAIN_<OPTION>.
+ENV_PREFIX = "CLEARSIGHT_EXPLAIN"
+_OLD_ENV_PREFIX = "EXPLAIN"  # before 0.2; still read, with a deprecation warning
 _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
 _TRANSPORT_FIELDS = ("content_type", "accept", "max_payload_bytes", "max_images_per_request", "concurrency",
-                     "max_retries", "timeout")
+                     "max_retries", "timeout", "custom_attributes", "target_model", "probability")
+_CLARIFY_META = "explain.clarify_settings"
+VERBOSE_META = "clearsight.verbose"  # -v counted by an enclosing command (clearsight -v explain ...)
+
+
+class EnvOption(click.Option):
+    """An option shown in --help with its environment variable, which also answers to its old name.
+
+    The variable is CLEARSIGHT_EXPLAIN_<NAME> (or ``envvar``); when it is unset the pre-0.2 name
+    (EXPLAIN_<NAME>, or ``deprecated_envvar``) is read, with a warning on stderr.
+    """
+
+    def __init__(self, *args, deprecated_envvar: str | None = None, **kwargs) -> None:
+        kwargs.setdefault("show_envvar", True)
+        super().__init__(*args, **kwargs)
+        self.deprecated_envvar = deprecated_envvar
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        value = super().resolve_envvar_value(ctx)
+        if value is not None or not self.name:
+            return value
+        old_name = self.deprecated_envvar or f"{_OLD_ENV_PREFIX}_{self.name.upper()}"
+        value = os.environ.get(old_name)
+        if not value:
+            return None
+        new_name = self.envvar if isinstance(self.envvar, str) else f"{ENV_PREFIX}_{self.name.upper()}"
+        click.echo(f"Warning: environment variable {old_name} is deprecated; rename it to {new_name}", err=True)
+        return value
+
+
+option = functools.partial(click.option, cls=EnvOption)
+
+
+def configure_logging(verbose: int) -> None:
+    """Entry points only: WARNING on stderr by default, INFO with -v (retries, throttling), DEBUG with -vv."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
 
 
 class NameList(click.ParamType):
@@ -81,7 +126,15 @@ def _load_clarify_config(ctx: click.Context, param: click.Parameter, value):
         settings = read_clarify_config(value)
     except ConfigError as error:
         raise click.BadParameter(str(error), ctx, param) from None
-    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    ctx.default_map = {**(ctx.default_map or {}), **settings.options}
+    ctx.meta[_CLARIFY_META] = settings
+    return value
+
+
+def _clarify_compatible(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Eager callback: Clarify's defaults (plain SLIC, ...) under what a Clarify config or an option sets."""
+    if value:
+        ctx.default_map = {**CLARIFY_DEFAULTS, **(ctx.default_map or {})}
     return value
 
 
@@ -90,6 +143,13 @@ def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
     try:
         return collect_sources(list(values))
     except ExplainError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+def _endpoint_map(ctx: click.Context, param: click.Parameter, values) -> dict[str, str]:
+    try:
+        return parse_endpoint_map(values)
+    except ConfigError as error:
         raise click.BadParameter(str(error), ctx, param) from None
 
 
@@ -104,107 +164,169 @@ def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = N
     return click.BadParameter(str(error), ctx, param)
 
 
-@click.command(context_settings={"auto_envvar_prefix": "EXPLAIN", "help_option_names": ["-h", "--help"],
+def _images_from_config(ctx: click.Context) -> list:
+    """No IMAGE argument: the images of the Clarify config's dataset_uri, else a usage error."""
+    settings = ctx.meta.get(_CLARIFY_META)
+    if settings is None or settings.dataset_uri is None:
+        raise click.UsageError("no images: give IMAGE... (files, folders, s3://BUCKET/PREFIX) or a "
+                               "--clarify-config whose dataset_uri names them", ctx)
+    try:
+        return dataset_sources(settings.dataset_uri)
+    except ExplainError as error:
+        raise click.BadParameter(f"dataset_uri {settings.dataset_uri!r}: {error}", ctx,
+                                 _option_named(ctx, "clarify_config")) from None
+
+
+def _warn_deprecated_aws_endpoint() -> None:
+    if os.environ.get(ENDPOINT_URL_ENV):
+        logger.warning("%s is deprecated: set AWS_ENDPOINT_URL (every AWS service) or AWS_ENDPOINT_URL_S3, "
+                       "which boto3 reads itself", ENDPOINT_URL_ENV)
+
+
+@click.command(context_settings={"auto_envvar_prefix": ENV_PREFIX, "help_option_names": ["-h", "--help"],
                                  "show_default": True, "max_content_width": 100})
-@click.argument("images", nargs=-1, required=True, callback=_collect_images)
-@click.option("--clarify-config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
-              expose_value=False, callback=_load_clarify_config,
-              help="Clarify analysis_config.json; its values are defaults that explicit options override.")
-@click.option("--endpoint", required=True, multiple=True, show_envvar=True,
-              help="http(s)://HOST:PORT, sagemaker:ENDPOINT_NAME, a model directory or a model.tar.gz; "
-                   "repeat it to spread requests over several endpoints (least outstanding work).")
-@click.option("--task", type=click.Choice(TASKS), required=True, show_envvar=True,
-              help="What the model predicts.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              envvar="EXPLAIN_OUT", show_envvar=True, help="Directory for the images, analysis.json and report.html.")
-@click.option("--num-samples", type=int, default=500,
-              help="Model evaluations of masked images per image (Kernel SHAP samples).")
-@click.option("--num-segments", type=int, default=20,
-              help="Number of superpixels (exact for merged, approximate for slico).")
-@click.option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
-@click.option("--segmentation", type=click.Choice(SEGMENTATION_METHODS), default="merged",
-              help="How superpixels are made: merged = SLICO over-segmentation merged by colour "
-                   "(follows object outlines); slico = SLIC(O) superpixels alone (closest to Clarify).")
-@click.option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
-              help="What replaces a hidden superpixel: a built-in baseline or an image file.")
-@click.option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")
-@click.option("--iou-threshold", type=float, default=0.5,
-              help="Detection: IoU a masked image's box needs to count as the same object.")
-@click.option("--context", type=float, default=1.0,
-              help="Detection: share of the image outside the box that takes part (0..1).")
-@click.option("--probability-threshold", type=float, default=0.5,
-              help="Detection: explain objects scored at least this.")
-@click.option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",
-              help="Class names: a file with one per line, or a,b,c.  [default: from the model if known]")
-@click.option("--labels", type=NameList(allow_file=False), default=None, metavar="a,b,c",
-              help="Classification: class names or ids to explain, a,b,c.  [default: the top class]")
-@click.option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")
-@click.option("--target-error", type=float, default=None,
-              help="Stop sampling early once every standard error is below this share of the "
-                   "output's range (0..1].  [default: use all --num-samples]")
-@click.option("--metrics", is_flag=True, default=False, help="Also compute faithfulness metrics.")
-@click.option("--resize", type=int, default=None,
-              help="Resize images so the long side has this many pixels before explaining.")
-@click.option("--content-type", type=click.Choice(CLIENT_REQUEST_TYPES), default=NPY,
-              help="Request encoding; jpeg and png carry one image per request.")
-@click.option("--accept", type=click.Choice(RESPONSE_TYPES), default=JSON,
-              help="Response encoding.")
-@click.option("--max-payload-bytes", type=int, default=SAGEMAKER_MAX_REQUEST_BYTES,
-              help="Largest request body (SageMaker's real-time limit).")
-@click.option("--max-images-per-request", type=int, default=MAX_IMAGES_PER_REQUEST,
-              help="Images in one request at most (the endpoint's SERVING_MAX_IMAGES_PER_REQUEST default).")
-@click.option("--concurrency", type=int, default=4,
-              help="Requests in flight at most per endpoint, shared by the images in flight.")
-@click.option("--max-retries", type=int, default=5,
-              help="Retries of a request after a connection error, timeout, 429 or 5xx.")
-@click.option("--timeout", type=float, default=70.0, help="Seconds to wait for one response.")
-@click.option("--images-in-flight", type=click.IntRange(1, 256), default=2,
-              help="Images explained at once; their requests share --concurrency.")
-@click.option("--workers", type=click.IntRange(1, 64), default=1,
-              help="Worker processes, each explaining one shard of the images (stable hash of the "
-                   "image's relative path) with its own connections and --concurrency, then one merged "
-                   "analysis.json and report.html.")
-@click.option("--shard", default=None, metavar="INDEX/COUNT",
-              help="Explain only shard INDEX (0-based) of COUNT, e.g. on one of several machines "
-                   "sharing --out; no report (a later run without --shard merges).  [default: all]")
-@click.option("--restart", is_flag=True, default=False,
-              help="Delete the outputs and manifests of earlier runs in --out (only files their manifests "
-                   "list) and explain every image again.  "
-                   "[default: resume: skip images already finished with the same settings]")
-@click.option("--retry-failed", is_flag=True, default=False,
-              help="Try again images an earlier run recorded as failed because of their bytes (not JPEG "
-                   "or PNG, truncated, too many pixels, too small).  [default: skip them while their bytes "
-                   "are unchanged; images that could not be read or that the endpoint rejected are always "
-                   "tried again]")
-@click.option("--allow-partial", is_flag=True, default=False,
-              help="Exit 0 when some images failed but others were explained (the failures are listed "
-                   "on stdout and in analysis.json).  [default: exit 1 when any image failed]")
-@click.option("--allow-non-empty-out", is_flag=True, default=False,
-              help="Write into an --out that already holds files clearsight did not make (it adds only its "
-                   "own files).  [default: refuse a non-empty folder without clearsight's "
-                   ".clearsight-output marker]")
-@click.option("--manifest-tag", default=None, hidden=True, help="Name of this process's manifest file.")
-@click.option("--no-report", is_flag=True, default=False, hidden=True,
-              help="Do not write analysis.json and report.html (a merge step does).")
-@click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars on stderr.")
+@click.argument("images", nargs=-1, required=False, callback=_collect_images)
+@option("--clarify-config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
+        callback=_load_clarify_config,
+        help="Clarify analysis_config.json: its settings, endpoint_name and dataset_uri are defaults that "
+             "options and IMAGE arguments override (docs/from-clarify.md).")
+@option("--clarify-compatible", is_flag=True, default=False, is_eager=True, callback=_clarify_compatible,
+        help=f"Clarify's defaults, segmentation included (--segmentation {CLARIFY_DEFAULTS['segmentation']}, "
+             f"--content-type {CLARIFY_DEFAULTS['content_type']}), to reproduce a Clarify run's segments; "
+             "a Clarify config and options still override them.")
+@option("--endpoint", multiple=True,
+        help="http(s)://HOST:PORT, sagemaker:ENDPOINT_NAME, a model directory or a model.tar.gz; "
+             "repeat it to spread requests over several endpoints (least outstanding work).  "
+             "[default: sagemaker:<predictor.endpoint_name> of --clarify-config]")
+@option("--endpoint-map", multiple=True, metavar="NAME=URL", callback=_endpoint_map,
+        help="Send SageMaker endpoint NAME (from --endpoint sagemaker:NAME or a Clarify config's "
+             "endpoint_name) to URL instead (an http(s) URL, a model directory or a model.tar.gz); "
+             "repeatable; in the environment, separate entries by spaces.  [default: none: boto3's "
+             "invoke_endpoint]")
+@option("--task", type=click.Choice(TASKS), required=True, help="What the model predicts.")
+@option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+        envvar=f"{ENV_PREFIX}_OUT", deprecated_envvar=f"{_OLD_ENV_PREFIX}_OUT",
+        help="Directory for the images, analysis.json and report.html.")
+@option("--num-samples", type=int, default=500,
+        help="Model evaluations of masked images per image (Kernel SHAP samples).")
+@option("--num-segments", type=int, default=20,
+        help="Number of superpixels (exact for merged, approximate for slic/slico).")
+@option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
+@option("--segmentation", type=click.Choice(SEGMENTATION_METHODS), default="merged",
+        help="How superpixels are made: merged = SLICO over-segmentation merged by colour "
+             "(follows object outlines); slico = SLIC(O) superpixels alone; --clarify-compatible "
+             f"picks {CLARIFY_DEFAULTS['segmentation']}, closest to Clarify's.")
+@option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
+        help="What replaces a hidden superpixel: a built-in baseline or an image file.")
+@option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")
+@option("--iou-threshold", type=float, default=0.5,
+        help="Detection: IoU a masked image's box needs to count as the same object.")
+@option("--context", type=float, default=1.0,
+        help="Detection: share of the image outside the box that takes part (0..1).")
+@option("--probability-threshold", type=float, default=0.5,
+        help="Detection: explain objects scored at least this.")
+@option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",
+        help="Class names: a file with one per line, or a,b,c.  [default: from the model if known]")
+@option("--labels", type=NameList(allow_file=False), default=None, metavar="a,b,c",
+        help="Classification: class names or ids to explain, a,b,c.  [default: the top class]")
+@option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")
+@option("--target-error", type=float, default=None,
+        help="Stop sampling early once every standard error is below this share of the "
+             "output's range (0..1].  [default: use all --num-samples]")
+@option("--metrics", is_flag=True, default=False, help="Also compute faithfulness metrics.")
+@option("--resize", type=int, default=None,
+        help="Resize images so the long side has this many pixels before explaining.")
+@option("--content-type", type=click.Choice(CLIENT_REQUEST_TYPES), default=NPY,
+        help="Request encoding; jpeg and png carry one image per request.")
+@option("--accept", type=click.Choice(RESPONSE_TYPES), default=JSON, help="Response encoding.")
+@option("--probability", default=None, metavar="JMESPATH",
+        help="Where the scores are in a JSON answer (Clarify's predictor.probability), e.g. prediction "
+             "for {\"prediction\": [...]}.  [default: the answer is the scores, or its \"prediction\" field]")
+@option("--custom-attributes", default=None,
+        help="X-Amzn-SageMaker-Custom-Attributes of every request.  [default: score_threshold=0 for "
+             "detection (every score counts), none for classification]")
+@option("--target-model", default=None,
+        help="Model of a multi-model endpoint to invoke (TargetModel).  [default: none]")
+@option("--max-payload-bytes", type=int, default=SAGEMAKER_MAX_REQUEST_BYTES,
+        help="Largest request body (SageMaker's real-time limit).")
+@option("--max-images-per-request", type=int, default=MAX_IMAGES_PER_REQUEST,
+        help="Images in one request at most (the endpoint's SERVING_MAX_IMAGES_PER_REQUEST default).")
+@option("--concurrency", type=int, default=4,
+        help="Requests in flight at most per endpoint, shared by the images in flight.")
+@option("--max-retries", type=int, default=5,
+        help="Retries of a request after a connection error, timeout, 429 or 5xx.")
+@option("--timeout", type=float, default=70.0, help="Seconds to wait for one response.")
+@option("--images-in-flight", type=click.IntRange(1, 256), default=2,
+        help="Images explained at once; their requests share --concurrency.")
+@option("--workers", type=click.IntRange(1, 64), default=1,
+        help="Worker processes, each explaining one shard of the images (stable hash of the "
+             "image's relative path) with its own connections and --concurrency, then one merged "
+             "analysis.json and report.html.")
+@option("--shard", default=None, metavar="INDEX/COUNT",
+        help="Explain only shard INDEX (0-based) of COUNT, e.g. on one of several machines "
+             "sharing --out; no report (a later run without --shard merges).  [default: all]")
+@option("--restart", is_flag=True, default=False,
+        help="Delete the outputs and manifests of earlier runs in --out (only files their manifests "
+             "list) and explain every image again.  "
+             "[default: resume: skip images already finished with the same settings]")
+@option("--retry-failed", is_flag=True, default=False,
+        help="Try again images an earlier run recorded as failed because of their bytes (not JPEG "
+             "or PNG, truncated, too many pixels, too small).  [default: skip them while their bytes "
+             "are unchanged; images that could not be read or that the endpoint rejected are always "
+             "tried again]")
+@option("--allow-partial", is_flag=True, default=False,
+        help="Exit 0 when some images failed but others were explained (the failures are listed "
+             "on stdout and in analysis.json).  [default: exit 1 when any image failed]")
+@option("--allow-non-empty-out", is_flag=True, default=False,
+        help="Write into an --out that already holds files clearsight did not make (it adds only its "
+             "own files).  [default: refuse a non-empty folder without clearsight's "
+             ".clearsight-output marker]")
+@option("--manifest-tag", default=None, hidden=True, help="Name of this process's manifest file.")
+@option("--no-report", is_flag=True, default=False, hidden=True,
+        help="Do not write analysis.json and report.html (a merge step does).")
+@option("--quiet", "-q", is_flag=True, default=False, help="No progress bars on stderr.")
+@option("--verbose", "-v", count=True,
+        help="Log more on stderr: -v retries, throttling and endpoint resolution (INFO), -vv DEBUG.  "
+             "[default: warnings only]", show_default=False)
+@click.version_option(__version__, "-V", "--version", prog_name="clearsight explain")
 @click.pass_context
-def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str, out_dir: Path,
-         quiet: bool, images_in_flight: int, workers: int, shard: str | None, restart: bool,
-         retry_failed: bool, allow_partial: bool, allow_non_empty_out: bool,
-         manifest_tag: str | None, no_report: bool, **options) -> None:
+def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_map: dict[str, str], task: str,
+         out_dir: Path, quiet: bool, verbose: int, images_in_flight: int, workers: int, shard: str | None,
+         restart: bool, retry_failed: bool, allow_partial: bool, allow_non_empty_out: bool,
+         manifest_tag: str | None, no_report: bool, clarify_config: str | None,
+         clarify_compatible: bool, **options) -> None:
     """Explain an image model's predictions with Kernel SHAP over superpixels.
 
     IMAGE... are image files, directories (searched for .jpg, .jpeg, .png) or
-    s3://BUCKET/PREFIX (S3 calls go to env CLEARSIGHT_AWS_ENDPOINT_URL when set). Results go
-    into --out: per image shap_<stem>_box<k>_object.jpeg and <stem>_objects.jpeg (detection)
-    or shap_<stem>.jpeg (classification), <stem>_shap.npz, and analysis.json and
-    report.html for the run. --out keeps a manifest (manifest*.jsonl, one line per finished
-    image): run the same command again after an interruption and it skips finished images.
-    An image that fails (unreadable, not JPEG/PNG, too large, rejected by the endpoint) is
-    recorded with its reason and the run goes on; the exit status is then 1 unless
-    --allow-partial. Every option can also be set as EXPLAIN_<OPTION> (e.g. EXPLAIN_NUM_SAMPLES=200).
+    s3://BUCKET/PREFIX (boto3's usual settings; AWS_ENDPOINT_URL_S3 points S3 calls
+    elsewhere, e.g. at a moto server); without them, the images are the --clarify-config's
+    dataset_uri (an S3 prefix, a folder or a manifest file). Results go into --out: per image
+    shap_<stem>_box<k>_object.jpeg and <stem>_objects.jpeg (detection) or shap_<stem>.jpeg
+    (classification), <stem>_shap.npz, and analysis.json and report.html for the run. --out
+    keeps a manifest (manifest*.jsonl, one line per finished image): run the same command
+    again after an interruption and it skips finished images. An image that fails
+    (unreadable, not JPEG/PNG, too large, rejected by the endpoint) is recorded with its
+    reason and the run goes on; the exit status is then 1 unless --allow-partial. Every
+    option can also be set as CLEARSIGHT_EXPLAIN_<OPTION> (e.g.
+    CLEARSIGHT_EXPLAIN_NUM_SAMPLES=200), as --help lists.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose + ctx.meta.get(VERBOSE_META, 0))
+    _warn_deprecated_aws_endpoint()
+    clarify_settings = ctx.meta.get(_CLARIFY_META)
+    if clarify_settings is not None:
+        clarify_settings.log_notes()
+    if not endpoint:
+        hint = None
+        if clarify_settings is not None and "predictor.model_name" in clarify_settings.ignored:
+            hint = ("The Clarify config names a model (predictor.model_name) but no endpoint_name: serve the "
+                    "model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint.")
+        raise click.MissingParameter(hint, ctx, _option_named(ctx, "endpoint"))
+    if not images:
+        images = _images_from_config(ctx)
+    elif clarify_settings is not None and clarify_settings.dataset_uri is not None:
+        logger.info("IMAGE arguments given: the Clarify config's dataset_uri %s is not used",
+                    clarify_settings.dataset_uri)
+    endpoints = resolve_endpoint_names(endpoint, endpoint_map)
     try:  # every setting is checked here, before any image is read or endpoint called
         config = ExplainConfig(task=task, **{name: value for name, value in options.items()
                                              if name in _CONFIG_FIELDS})
@@ -225,7 +347,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
                                  ctx, _option_named(ctx, "workers"))
     if workers > 1:
         try:
-            summary = run_with_workers(images, list(endpoint), task, transport, config, out_dir,
+            summary = run_with_workers(images, endpoints, task, transport, config, out_dir,
                                        workers, run_options)
         except ConfigError as error:
             raise _usage_error(ctx, error) from None
@@ -234,7 +356,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], task: str,
         _finish(summary, out_dir, allow_partial)
         return
     try:
-        predictor = build_predictor(list(endpoint), task, transport)
+        predictor = build_predictor(endpoints, task, transport)
     except ConfigError as error:
         raise _usage_error(ctx, error, default="endpoint") from None
     except ExplainError as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ExplainError", "ConfigError", "PredictorError", "EndpointUnavailableError"]
+__all__ = ["ExplainError", "ConfigError", "UnknownSettingError", "PredictorError", "EndpointUnavailableError"]
 
 
 class ExplainError(Exception):
@@ -20,6 +20,10 @@ class ConfigError(ExplainError, ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class UnknownSettingError(ConfigError, TypeError):
+    """A keyword that names no setting (a TypeError too, as Python's own for unexpected keywords)."""
 
 
 class PredictorError(ExplainError):

@@ -18,6 +18,7 @@ from .detection import (
     select_detection_targets,
 )
 from .errors import ExplainError
+from .feature_masks import check_segment_map
 from .kernel_shap import kernel_shap
 from .masking import context_foreground
 from .metrics import deletion_insertion
@@ -37,7 +38,8 @@ class Explanation:
 
     image: (H, W, 3) uint8, the image explained (after ``resize``).
     segments: (H, W) int32, labels 0..S-1.
-    shap_values, standard_errors: (T, S) float64 (paired-bootstrap standard errors).
+    shap_values, standard_errors: (T, S) float64 (sandwich standard errors of the estimate,
+        see explain.shap_regression; 0 when exact).
     base_values: (T,) score with every segment replaced by the baseline.
     predictions: (T,) score with every segment kept; per target
         ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score
@@ -49,6 +51,10 @@ class Explanation:
     num_segments_used: S. timings: seconds per phase. metrics: one dict per target or None.
     exact: the values are exact Shapley values (every coalition was evaluated).
     converged: per target, target_error was met (or the values are exact).
+    label_headers: class names by class id (the settings' ``label_headers``), or None.
+
+    ``plot()`` draws it, ``save(path)`` / ``Explanation.load(path)`` keep it in an .npz file
+    (image included), ``to_shap()`` converts it to a ``shap.Explanation``.
     """
 
     image: np.ndarray
@@ -67,10 +73,50 @@ class Explanation:
     exact: bool = False
     converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     metrics: list | None = None
+    label_headers: tuple[str, ...] | None = None
 
     @property
     def num_targets(self) -> int:
         return int(self.shap_values.shape[0])
+
+    def plot(self, targets: Sequence[int] | None = None):
+        """A matplotlib Figure, one row per target: the image with the box, the heatmap with
+        numbered segments and, when metrics were computed, the smallest sets of segments that
+        keep and that remove the score (``explain.render.plot_explanation``).
+
+        targets: 0-based target indices (default: every target).
+        """
+        from .render import plot_explanation
+
+        return plot_explanation(self, targets)
+
+    def save(self, path: str | Path) -> Path:
+        """Write every field, the image included, to an .npz file; returns its path."""
+        from .npz import write_npz
+
+        return write_npz(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, image: np.ndarray | None = None) -> Explanation:
+        """Read an .npz file that ``save`` (or an explanation run) wrote.
+
+        image: (H, W, 3) uint8, the explained image, for files written before the image was
+        stored in them (their ``image`` is None otherwise).
+        """
+        from .npz import read_npz
+
+        return cls(**read_npz(Path(path), image))
+
+    def to_shap(self, pixels: bool = False):
+        """A ``shap.Explanation`` (needs the shap package; ``explain.shap_export.to_shap``).
+
+        Default: one row per segment, one output per target, values (S, T). pixels=True:
+        values (1, H, W, 3, T) spread evenly over each segment's pixels and channels, for
+        ``shap.plots.image``.
+        """
+        from .shap_export import to_shap
+
+        return to_shap(self, pixels=pixels)
 
 
 def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
@@ -95,12 +141,16 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
-                  progress: Callable[[int], None] | None = None) -> Explanation:
+                  progress: Callable[[int], None] | None = None,
+                  segments: np.ndarray | None = None) -> Explanation:
     """Explain one image's targets with Kernel SHAP over superpixels.
 
     image: (H, W, 3) uint8 RGB. predict: (N, H, W, 3) uint8 -> N arrays, (D_i, 6) detections
     [class_id, score, x0/w, y0/h, x1/w, y1/h] or (C,) class probabilities. progress:
     optional callable receiving the number of model calls just completed (tqdm's update).
+    segments: your own feature mask instead of the configured segmentation, (H, W) integer
+    labels 0..S-1, each used, S >= 2, of the image's size after ``resize``
+    (``explain.feature_masks.check_segment_map``).
 
     Detection targets are the top ``max_objects`` detections with score >=
     ``probability_threshold``; with ``context == 1`` all targets share one set of masked
@@ -116,8 +166,11 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     counter = ModelCalls(predict, config.batch_size, config.task, progress)
 
     phase = time.perf_counter()
-    segments = segment_image(image, config.num_segments, config.segment_compactness,
-                             method=config.segmentation)
+    if segments is not None:
+        segments = check_segment_map(segments, image.shape[:2])
+    else:
+        segments = segment_image(image, config.num_segments, config.segment_compactness,
+                                 method=config.segmentation)
     num_segments = int(segments.max()) + 1
     timings["segmentation_s"] = time.perf_counter() - phase
     phase = time.perf_counter()
@@ -198,22 +251,12 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         standard_errors=standard_errors, base_values=base_values, predictions=predictions,
         labels=labels, boxes=boxes, target_scores=target_scores,
         model_calls=counter.model_calls, num_segments_used=num_segments, timings=timings,
-        task=config.task, exact=bool(exact), converged=converged, metrics=metrics)
+        task=config.task, exact=bool(exact), converged=converged, metrics=metrics,
+        label_headers=config.label_headers)
 
 
 def save_npz(explanation: Explanation, path: Path) -> list[str]:
-    """Write the machine-readable arrays of one explanation; returns [file name]."""
-    arrays = {
-        "segments": explanation.segments.astype(np.int32),
-        "shap_values": explanation.shap_values.astype(np.float64),
-        "standard_errors": explanation.standard_errors.astype(np.float64),
-        "base_values": explanation.base_values.astype(np.float64),
-        "predictions": explanation.predictions.astype(np.float64),
-        "labels": explanation.labels.astype(np.int64),
-        "target_scores": explanation.target_scores.astype(np.float64),
-        "model_calls": np.int64(explanation.model_calls),
-    }
-    if explanation.boxes is not None:
-        arrays["boxes"] = explanation.boxes.astype(np.float64)
-    np.savez_compressed(path, **arrays)
-    return [path.name]
+    """Write one explanation's .npz file (``explain.npz.write_npz``); returns [file name]."""
+    from .npz import write_npz
+
+    return [write_npz(explanation, Path(path)).name]

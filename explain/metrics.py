@@ -6,7 +6,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["ordered_coalitions", "area_under_curve", "deletion_insertion"]
+__all__ = ["ordered_coalitions", "area_under_curve", "deletion_insertion", "smallest_sets",
+           "KEEP_FRACTION", "REMOVE_FRACTION"]
+
+# smallest_sets: a set "keeps" the score when it alone recovers this share of the score's gain over
+# the base value, and "removes" it when at most REMOVE_FRACTION of the gain is left without it.
+KEEP_FRACTION = 0.9
+REMOVE_FRACTION = 0.1
 
 
 def ordered_coalitions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,4 +60,38 @@ def deletion_insertion(evaluate_target: Callable[[np.ndarray], np.ndarray],
         "deletion_curve": deletion_scores.tolist(),
         "insertion_curve": insertion_scores.tolist(),
         "model_calls": int(len(scores)),
+    }
+
+
+def smallest_sets(values: np.ndarray, deletion_curve, insertion_curve, base_value: float,
+                  prediction: float, keep_fraction: float = KEEP_FRACTION,
+                  remove_fraction: float = REMOVE_FRACTION) -> dict | None:
+    """The fewest top-ranked segments that keep the score, and the fewest whose removal removes it.
+
+    values: (S,) SHAP values (rank: decreasing value, ties in segment order, as
+    ``ordered_coalitions``); deletion_curve, insertion_curve: (S+1,) scores from
+    ``deletion_insertion`` (no model calls here). With gain = prediction - base_value:
+    ``keep`` is the smallest k whose top-k segments shown alone (the rest replaced by the
+    baseline) score at least base_value + keep_fraction * gain; ``remove`` the smallest k
+    whose top-k segments replaced by the baseline leave at most base_value +
+    remove_fraction * gain. Each is {"segments": [segment ids, rank order], "score": float}.
+    Returns None when gain <= 0 (the segments together do not raise the score).
+    """
+    gain = float(prediction) - float(base_value)
+    if not gain > 0:
+        return None
+    order = np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")
+    deletion = np.asarray(deletion_curve, dtype=np.float64)
+    insertion = np.asarray(insertion_curve, dtype=np.float64)
+    keep_level = float(base_value) + keep_fraction * gain
+    remove_level = float(base_value) + remove_fraction * gain
+    reached_keep = np.flatnonzero(insertion >= keep_level)
+    reached_remove = np.flatnonzero(deletion <= remove_level)
+    keep = int(reached_keep[0]) if reached_keep.size else len(order)
+    remove = int(reached_remove[0]) if reached_remove.size else len(order)
+    return {
+        "keep": {"segments": order[:keep].tolist(), "score": float(insertion[min(keep, len(insertion) - 1)])},
+        "remove": {"segments": order[:remove].tolist(), "score": float(deletion[min(remove, len(deletion) - 1)])},
+        "keep_fraction": keep_fraction,
+        "remove_fraction": remove_fraction,
     }

@@ -1,17 +1,23 @@
-"""Run outputs for people and programs: report.html (offline, one page) and analysis.json."""
+"""Run outputs for people and programs: report.html (one portable page) and analysis.json."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from .detection import class_name
 from .manifest import atomic_write_bytes
+from .metrics import KEEP_FRACTION, REMOVE_FRACTION, smallest_sets
+from .render import classification_file_name, heatmap_file_name, objects_file_name
 
-__all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS"]
+__all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS",
+           "SEGMENTATIONS"]
 
 TOP_SEGMENTS = 5
 
@@ -23,7 +29,13 @@ def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[di
 
 
 def build_image_summary(path: Path, stem: str, explanation, files: list[str], config) -> dict:
-    """JSON-serialisable summary of one explained image (an entry of analysis.json)."""
+    """JSON-serialisable summary of one explained image (an entry of analysis.json).
+
+    With metrics, each target also carries its ``deletion_curve`` and ``insertion_curve``
+    ((S+1,) scores) and ``keeps_score`` / ``removes_score`` (``explain.metrics.smallest_sets``:
+    segment ids in rank order and the score reached; None when the segments do not raise
+    the score).
+    """
     targets = []
     for index in range(explanation.num_targets):
         values = explanation.shap_values[index]
@@ -44,9 +56,16 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         }
         if config.target_error is not None:
             target["converged"] = bool(explanation.converged[index])
-        if explanation.metrics is not None and explanation.metrics[index] is not None:
-            target["deletion_auc"] = explanation.metrics[index]["deletion_auc"]
-            target["insertion_auc"] = explanation.metrics[index]["insertion_auc"]
+        metrics = explanation.metrics[index] if explanation.metrics is not None else None
+        if metrics is not None:
+            target["deletion_auc"] = metrics["deletion_auc"]
+            target["insertion_auc"] = metrics["insertion_auc"]
+            target["deletion_curve"] = [float(v) for v in metrics["deletion_curve"]]
+            target["insertion_curve"] = [float(v) for v in metrics["insertion_curve"]]
+            sets = smallest_sets(values, metrics["deletion_curve"], metrics["insertion_curve"],
+                                 explanation.base_values[index], explanation.predictions[index])
+            target["keeps_score"] = None if sets is None else sets["keep"]
+            target["removes_score"] = None if sets is None else sets["remove"]
         targets.append(target)
     height, width = explanation.image.shape[:2]
     return {
@@ -66,10 +85,12 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
 
 ESTIMATOR = {
     "method": "kernel_shap",
-    "sampling": "paired, stratified by coalition size; small sizes enumerated",
+    "sampling": "complementary pairs without replacement, the same number of coalitions per "
+                "size (leverage allocation); small sizes enumerated",
+    "regression": "paired, efficiency-constrained, with coalition-size indicators and odd "
+                  "higher-order parity terms kept when the leave-one-pair-out error drops",
     "constraint": "values sum to prediction - base_value",
-    "control_variate": "one- or two-index sigmoid surrogates, bootstrap-weighted",
-    "standard_errors": "paired bootstrap",
+    "standard_errors": "sandwich (HC3 residuals, finite-population corrected per size)",
     "num_samples_counts_anchors": True,
 }
 
@@ -77,6 +98,7 @@ SEGMENTATIONS = {
     "merged": "SLICO over-segmentation (about 4 x num_segments, grid seeds), adjacent superpixels "
               "merged by Ward's criterion on mean CIELAB colour down to num_segments",
     "slico": "SLICO (slic_zero) with k-means seeds",
+    "slic": "plain SLIC superpixels (scikit-image slic at segment_compactness, Clarify's segmentation)",
 }
 
 
@@ -87,7 +109,7 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
         "tool": "clearsight.explain",
         "task": config.task,
         "settings": config.to_dict(),
-        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS[config.segmentation]},
+        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation)},
         "images": image_summaries,
         "totals": {
             "images": len(image_summaries),
@@ -103,99 +125,263 @@ def write_analysis(summary: dict, path: Path) -> None:
     atomic_write_bytes(Path(path), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
 
 
+# Phone widths included: nothing is wider than the viewport (tables scroll inside their box).
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 12px; max-width: 1280px;
+       color: #222; line-height: 1.4; overflow-wrap: anywhere; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.2em; margin-top: 2em; border-top: 1px solid #ddd;
+       padding-top: 0.8em; } h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-th { background: #f3f3f3; } td.text { text-align: left; }
-.images { display: flex; flex-wrap: wrap; gap: 12px; }
-figure { margin: 0; } img { max-width: 480px; border: 1px solid #ddd; }
-figcaption { font-size: 0.85em; color: #555; } .note { color: #555; font-size: 0.9em; }
+td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; overflow-wrap: normal; }
+th { background: #f3f3f3; } td.text { text-align: left; overflow-wrap: break-word; }
+figure { margin: 0 0 0.8em 0; max-width: 100%; min-width: 0; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: 0.85em; color: #555; }
+.note { color: #555; font-size: 0.9em; }
+.target { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+.target figure { flex: 1 1 480px; max-width: 920px; }
+.target .facts { flex: 1 1 300px; min-width: 0; }
+.overview { max-width: 480px; }
+svg.curves { display: block; width: 100%; max-width: 360px; height: auto; }
+.warning { background: #fff4e5; border-left: 4px solid #e69500; padding: 4px 10px; }
 """
 
 
+def _escape(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _href(name: str) -> str:
+    """A relative link to a file beside the report: URL-encoded, then escaped for the attribute."""
+    return _escape(quote(name))
+
+
 def _table(header: list[str], rows: list[list], text_columns: int = 0) -> str:
-    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
+    head = "".join(f"<th>{_escape(cell)}</th>" for cell in header)
     body = []
     for row in rows:
         cells = "".join(
-            f"<td{' class=text' if column < text_columns else ''}>{html.escape(str(cell))}</td>"
+            f"<td{' class=text' if column < text_columns else ''}>{_escape(cell)}</td>"
             for column, cell in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<div class=scroll><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
-def _image_section(item: dict) -> str:
-    parts = [f"<h2>{html.escape(item['stem'])}</h2>",
-             f"<p class=note>{html.escape(item['image'])}: {item['width']}x{item['height']} px, "
+def _data_uri(path: Path) -> str | None:
+    """The file as a data: URI (JPEG or PNG), or None when it cannot be read."""
+    media_type = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _figure(files_dir: Path, name: str, alt: str, css_class: str = "") -> str:
+    """An image embedded as a data: URI, linking to its file beside the report.
+
+    A file not in ``files_dir`` (a report merged from manifests alone, its images in S3) is
+    referenced by its relative URL instead, as the link is.
+    """
+    source = _data_uri(files_dir / name) or _href(name)
+    caption = f"<figcaption><a href=\"{_href(name)}\">{_escape(name)}</a></figcaption>"
+    opening = f"<figure class={css_class}>" if css_class else "<figure>"
+    return f"{opening}<img src=\"{source}\" alt=\"{_escape(alt)}\">{caption}</figure>"
+
+
+def _curves_svg(deletion: Sequence[float], insertion: Sequence[float], keep_count: int | None,
+                remove_count: int | None) -> str:
+    """Deletion (red) and insertion (blue) curves as a small inline SVG chart.
+
+    deletion, insertion: (S+1,) scores after removing / keeping the k top-ranked segments.
+    keep_count, remove_count: k marked on the insertion / deletion curve (None: no mark).
+    """
+    width, height, left, right, top, bottom = 320, 180, 42, 12, 12, 52
+    count = max(len(deletion) - 1, 1)
+    every = list(deletion) + list(insertion)
+    high, low = max(1.0, max(every)), min(0.0, min(every))
+    span = (high - low) or 1.0
+
+    def x(step: float) -> float:
+        return left + (width - left - right) * step / count
+
+    def y(score: float) -> float:
+        return top + (height - top - bottom) * (high - score) / span
+
+    def line(curve: Sequence[float]) -> str:
+        return " ".join(f"{x(step):.1f},{y(score):.1f}" for step, score in enumerate(curve))
+
+    parts = [f"<svg class=curves viewBox=\"0 0 {width} {height}\" role=img "
+             "aria-label=\"deletion and insertion curves\">",
+             "<title>Score after removing (red) or keeping only (blue) the top-ranked segments</title>",
+             f"<line x1={left} y1={y(low):.1f} x2={width - right} y2={y(low):.1f} stroke=#999 />",
+             f"<line x1={left} y1={top} x2={left} y2={y(low):.1f} stroke=#999 />",
+             f"<text x={left - 4} y={y(high) + 4:.1f} font-size=10 text-anchor=end>{high:.2f}</text>",
+             f"<text x={left - 4} y={y(low) + 4:.1f} font-size=10 text-anchor=end>{low:.2f}</text>",
+             f"<text x={left} y={y(low) + 13:.1f} font-size=10 text-anchor=middle>0</text>",
+             f"<text x={width - right} y={y(low) + 13:.1f} font-size=10 text-anchor=middle>{count}</text>",
+             f"<text x={(left + width - right) / 2:.1f} y={y(low) + 13:.1f} font-size=10 "
+             "text-anchor=middle>top-ranked segments</text>",
+             f"<polyline points=\"{line(insertion)}\" fill=none stroke=#1f5fbf stroke-width=2 />",
+             f"<polyline points=\"{line(deletion)}\" fill=none stroke=#c62828 stroke-width=2 />"]
+    if keep_count is not None:
+        parts.append(f"<circle cx={x(keep_count):.1f} cy={y(insertion[keep_count]):.1f} r=4 fill=#1f5fbf />")
+    if remove_count is not None:
+        parts.append(f"<circle cx={x(remove_count):.1f} cy={y(deletion[remove_count]):.1f} r=4 fill=#c62828 />")
+    legend_y = height - 14
+    parts += [f"<line x1={left} y1={legend_y - 4} x2={left + 18} y2={legend_y - 4} stroke=#1f5fbf stroke-width=2 />",
+              f"<text x={left + 22} y={legend_y} font-size=10>kept alone (insertion)</text>",
+              f"<line x1={left + 150} y1={legend_y - 4} x2={left + 168} y2={legend_y - 4} stroke=#c62828 "
+              "stroke-width=2 />",
+              f"<text x={left + 172} y={legend_y} font-size=10>removed (deletion)</text>",
+              "</svg>"]
+    return "".join(parts)
+
+
+def _segment_list(segments: list[int], total: int) -> str:
+    return f"segment{'s' if len(segments) != 1 else ''} {', '.join(map(str, segments))} ({len(segments)} of {total})"
+
+
+def _sets_block(target: dict, num_segments: int) -> str:
+    """The smallest keeping / removing sets and the curves of one target (needs metrics)."""
+    if "deletion_curve" not in target:
+        return ("<p class=note>The smallest sets of segments that keep or remove the score, and the "
+                "deletion and insertion curves, need the metrics (--metrics, or metrics=True: 2 S + 2 more "
+                "model calls per target, counted in model calls).</p>")
+    keep, remove = target.get("keeps_score"), target.get("removes_score")
+    parts = []
+    if keep is None or remove is None:
+        parts.append("<p class=note>The segments together do not raise this score above the base value: "
+                     "no set keeps or removes it.</p>")
+    else:
+        parts.append(
+            f"<p><b>Keeps the score</b>: {_escape(_segment_list(keep['segments'], num_segments))}, shown "
+            f"alone (the rest replaced by the baseline), score {keep['score']:.3f} of "
+            f"{target['prediction']:.3f}: the fewest top-ranked segments that keep "
+            f"{KEEP_FRACTION:.0%} of the score's rise over the base value {target['base_value']:.3f}.</p>")
+        parts.append(
+            f"<p><b>Removes it</b>: {_escape(_segment_list(remove['segments'], num_segments))} replaced by "
+            f"the baseline leave {remove['score']:.3f}: the fewest top-ranked segments whose removal "
+            f"leaves at most {REMOVE_FRACTION:.0%} of that rise.</p>")
+    parts.append(_curves_svg(target["deletion_curve"], target["insertion_curve"],
+                             None if keep is None else len(keep["segments"]),
+                             None if remove is None else len(remove["segments"])))
+    parts.append(f"<p class=note>Deletion AUC {target['deletion_auc']:.3f} (lower is better), insertion AUC "
+                 f"{target['insertion_auc']:.3f} (higher is better).</p>")
+    return "".join(parts)
+
+
+def _target_block(item: dict, target: dict, files_dir: Path, detection: bool) -> str:
+    title = f"{'box ' if detection else ''}{target['index']}: {target['label']} {target['score']:.3f}"
+    figure = ""
+    if detection:
+        name = heatmap_file_name(item["stem"], target["index"])
+        figure = _figure(files_dir, name, f"{item['stem']}, {title}: the image with the box and the heatmap")
+    top = _table(["segment", "SHAP value", "std. error"],
+                 [[segment["segment"], f"{segment['value']:+.4f}", f"{segment['standard_error']:.4f}"]
+                  for segment in target["top_segments"]])
+    facts = (f"<div class=facts>{_sets_block(target, item['num_segments_used'])}"
+             f"<p class=note>Segments with the largest |SHAP value| (the numbers on the heatmap):</p>{top}</div>")
+    return f"<h3>{_escape(title)}</h3><div class=target>{figure}{facts}</div>"
+
+
+def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
+    detection = task == "detection"
+    npz_name = f"{item['stem']}_shap.npz"
+    parts = [f"<section id=image-{number}><h2>{_escape(item['stem'])}</h2>",
+             f"<p class=note>{_escape(item['image'])}: {item['width']}x{item['height']} px, "
              f"{item['num_segments_used']} segments (asked {item['num_segments_requested']}), "
              f"{item['model_calls']} model calls, {item['timings'].get('total_s', 0):.1f} s"
-             f"{', exact Shapley values' if item['exact'] else ''}</p>"]
-    images = [name for name in item["files"] if name.endswith(".jpeg")]
-    figures = "".join(
-        f"<figure><img src=\"{html.escape(name)}\" alt=\"{html.escape(name)}\">"
-        f"<figcaption>{html.escape(name)}</figcaption></figure>" for name in images)
-    parts.append(f"<div class=images>{figures}</div>")
+             f"{', exact Shapley values' if item['exact'] else ''}. Data: "
+             f"<a href=\"{_href(npz_name)}\">{_escape(npz_name)}</a></p>"]
+    overview = objects_file_name(item["stem"]) if detection else classification_file_name(item["stem"])
+    if overview in item["files"]:
+        if detection:
+            parts.append(_figure(files_dir, overview, f"{item['stem']}: every explained object", "overview"))
+        else:
+            parts.append(_figure(files_dir, overview, f"{item['stem']}: the explained classes"))
     if not item["targets"]:
-        parts.append("<p>No target: nothing scored above the probability threshold.</p>")
+        parts.append("<p>No target: nothing scored above the probability threshold.</p></section>")
         return "\n".join(parts)
-    has_metrics = any("deletion_auc" in target for target in item["targets"])
-    header = ["#", "label", "score", "base value", "prediction", "sum of values",
-              "max std. error", "box"]
-    if has_metrics:
-        header += ["deletion AUC", "insertion AUC"]
+    header = ["#", "label", "score", "base value", "prediction", "sum of values", "max std. error"]
+    header += ["box"] if detection else []
     rows = []
     for target in item["targets"]:
-        box = "" if target["box"] is None else ", ".join(f"{v:.3f}" for v in target["box"])
-        row = [target["index"], target["label"], f"{target['score']:.3f}",
-               f"{target['base_value']:.3f}", f"{target['prediction']:.3f}",
-               f"{target['sum_of_values']:.3f}", f"{target['max_standard_error']:.4f}", box]
-        if has_metrics:
-            row += [f"{target.get('deletion_auc', float('nan')):.3f}",
-                    f"{target.get('insertion_auc', float('nan')):.3f}"]
+        row = [target["index"], target["label"], f"{target['score']:.3f}", f"{target['base_value']:.3f}",
+               f"{target['prediction']:.3f}", f"{target['sum_of_values']:.3f}",
+               f"{target['max_standard_error']:.4f}"]
+        if detection:
+            row.append("" if target["box"] is None else ", ".join(f"{v:.3f}" for v in target["box"]))
         rows.append(row)
     parts.append(_table(header, rows, text_columns=2))
-    top_rows = [[target["index"], target["label"], segment["segment"],
-                 f"{segment['value']:+.4f}", f"{segment['standard_error']:.4f}"]
-                for target in item["targets"] for segment in target["top_segments"]]
-    parts.append("<p class=note>Top segments by |SHAP value| (positive raises the score).</p>")
-    parts.append(_table(["#", "label", "segment", "SHAP value", "std. error"], top_rows, 2))
+    parts += [_target_block(item, target, files_dir, detection) for target in item["targets"]]
+    parts.append("</section>")
     return "\n".join(parts)
 
 
-def _missing_notes(totals: dict) -> list[str]:
-    """Paragraphs naming images that failed (with why) or are not finished yet (resumable runs)."""
+def _failure_notes(totals: dict) -> list[str]:
+    """Images that could not be explained and images not finished yet.
+
+    Failed images are {image, key, kind, reason} (``totals.failed``, explain.runner) or
+    {image, error} (older summaries and callers: ``totals.unreadable``).
+    """
     notes = []
-    if totals.get("failed"):
-        rows = [[item["image"], item["kind"], item["reason"]] for item in totals["failed"]]
-        notes.append(f"<p class=note>{len(rows)} image(s) failed and are not in this report:</p>"
-                     + _table(["image", "kind", "reason"], rows, text_columns=3))
+    failed = list(totals.get("unreadable") or []) + list(totals.get("failed") or [])
+    if failed:
+        rows = [[item.get("image", item.get("key", "")), item.get("reason") or item.get("error", ""),
+                 item.get("kind", "")] for item in failed]
+        notes.append(f"<div class=warning><p>{len(failed)} image(s) could not be explained and were skipped:</p>"
+                     + _table(["image", "error", "kind"], rows, text_columns=3) + "</div>")
     if totals.get("unfinished"):
-        notes.append(f"<p class=note>{len(totals['unfinished'])} image(s) not explained yet (run the "
+        notes.append(f"<p class=warning>{len(totals['unfinished'])} image(s) not explained yet (run the "
                      "same command again to finish them).</p>")
     return notes
 
 
-def write_report(summary: dict, path: Path) -> None:
-    """Write report.html: one self-contained page linking the JPEGs in the same directory."""
+def _segmentation_sentence(summary: dict) -> str:
     settings = summary["settings"]
-    settings_rows = [[key, json.dumps(value)] for key, value in settings.items()]
+    method = settings.get("segmentation", "")
+    description = summary.get("estimator", {}).get("segmentation") or SEGMENTATIONS.get(method, method)
+    return (f"Kernel SHAP over superpixels ({settings.get('num_segments', '?')} segments asked per image), "
+            f"segmentation <b>{_escape(method)}</b>: {_escape(description)}; baseline "
+            f"{_escape(settings.get('baseline', ''))}.")
+
+
+def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> None:
+    """Write report.html: one portable page, every image embedded (data: URIs).
+
+    files_dir: where the run's JPEGs are (default: the report's folder); each embedded image
+    also links to its file there (a file missing there is referenced by its relative URL). Per target: the image with the box and the heatmap with
+    numbered segments, the smallest sets of segments that keep and that remove the score,
+    and the deletion/insertion curves (with metrics); images that failed are listed.
+    """
+    path = Path(path)
+    files_dir = Path(files_dir) if files_dir is not None else path.parent
+    settings_rows = [[key, json.dumps(value)] for key, value in summary["settings"].items()]
     totals = summary["totals"]
+    images = summary["images"]
+    contents = "".join(f"<li><a href=\"#image-{number}\">{_escape(item['stem'])}</a> "
+                       f"({len(item['targets'])} target(s))</li>"
+                       for number, item in enumerate(images, start=1))
     body = [
         "<h1>clearsight explanation report</h1>",
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
-        f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s. "
-        "Kernel SHAP over SLIC superpixels; blue segments raise the target's score, red "
-        "segments lower it. Values of a target sum to prediction - base value; standard "
-        "errors are paired-bootstrap estimates.</p>",
-        *_missing_notes(totals),
+        f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s.</p>",
+        f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
+        "lower it; the numbers on the heatmaps are the segment numbers of the tables. Values of a "
+        "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them).</p>",
+        *_failure_notes(totals),
         "<details><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),
         "</details>",
-        *(_image_section(item) for item in summary["images"]),
+        f"<nav><ul>{contents}</ul></nav>" if len(images) > 1 else "",
+        *(_image_section(number, item, files_dir, summary.get("task", "detection"))
+          for number, item in enumerate(images, start=1)),
     ]
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
             "<title>clearsight explanation report</title>"
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-    Path(path).write_text(page, encoding="utf-8")
+    path.write_text(page, encoding="utf-8")

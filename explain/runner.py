@@ -423,6 +423,6 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     write_analysis(summary, out_dir / "analysis.json")
     report = out_dir / "report.html"
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=_staging_prefix()) as staging:
-        write_report(summary, Path(staging) / "report.html")
+        write_report(summary, Path(staging) / "report.html", files_dir=out_dir)
         os.replace(Path(staging) / "report.html", report)
     return summary

@@ -16,7 +16,8 @@ __all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources",
            "ENDPOINT_URL_ENV"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"  # e.g. a moto server, as in deploy sagemaker
+# Deprecated (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which boto3 reads itself): still honoured.
+ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"
 # Longest output stem in UTF-8 bytes: the longest output name, shap_<stem>_box1000_object.jpeg,
 # then stays far below the 255 bytes file systems allow per name.
 MAX_STEM_BYTES = 120
@@ -138,7 +139,8 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
 def collect_sources(arguments: list[str]) -> list[ImageSource]:
     """Image files, folders (searched recursively for jpg/jpeg/png) and s3://bucket/prefix URLs.
 
-    S3 calls go to env CLEARSIGHT_AWS_ENDPOINT_URL when it is set. Raises ExplainError for a
+    S3 calls use boto3's usual settings (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL send them to
+    another server); the deprecated CLEARSIGHT_AWS_ENDPOINT_URL still does when set. Raises ExplainError for a
     missing path, a folder/prefix without images, or two different images with the same key
     (e.g. ``a/cat.jpg`` and ``b/cat.jpg`` given as files: their outputs would share names).
     The same image named twice is explained once.

@@ -3,10 +3,15 @@
 Runs inside the SageMaker MXNet 1.9.0 container (Python 3.8, numpy < 1.20, no gluoncv):
 imports only the standard library, numpy, mxnet and Pillow. The entry points are loaded on
 first use, so importing the package (e.g. to find its files for packaging) does not load mxnet.
+
+``__version__`` is the project's version, defined here once because every layer may import
+serving/ (setup.cfg, the CLIs' --version and the clearsight package read it).
 """
 import importlib
 
-__all__ = ["model_fn", "transform_fn", "ServedModel", "ModelSpec", "Preprocess", "load_model_spec",
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "model_fn", "transform_fn", "ServedModel", "ModelSpec", "Preprocess", "load_model_spec",
            "ServingError"]
 
 _WHERE = {"model_fn": "handler", "transform_fn": "handler", "ServedModel": "handler",

@@ -7,7 +7,11 @@ The environment ``--env`` is a Python 3.12 virtualenv with the built wheel insta
 mxnet, serves the shipped shapes detector on the real local stack with *this* interpreter
 (``python -m deploy serve``, the serve extra), runs that environment's ``clearsight explain``
 console script on a sample image against it, and checks the outputs: a detection explained,
-values that sum to prediction - base value, every file written. Exit 0 when all holds.
+values that sum to prediction - base value, every file written. Then it runs that console
+script again with only a Clarify analysis_config.json (written by this interpreter's SageMaker
+SDK, endpoint_name resolved through CLEARSIGHT_EXPLAIN_ENDPOINT_MAP, dataset_uri the sample
+folder), where the SDK is absent and the schema check must say it was skipped. Exit 0 when all
+holds.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import click
 import numpy as np
 
 from deploy.local_endpoint import free_port
+from tests.clarify_configs import ENDPOINT_NAME, sdk_analysis_config
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "shapes-detector"
@@ -94,6 +99,7 @@ def main(env_dir: Path) -> None:
             labels = ", ".join(f"{target['label']} {target['score']:.2f}" for target in image["targets"])
             click.echo(f"explained {IMAGE.name} with the explain-only install: {labels}; "
                        f"{analysis['predictor']['requests']} requests to the local endpoint")
+            _check_clarify_config(console, port, Path(scratch))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -101,6 +107,23 @@ def main(env_dir: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _check_clarify_config(console: Path, port: int, scratch: Path) -> None:
+    """`clearsight explain --clarify-config analysis_config.json --out DIR` alone, in the explain-only install."""
+    config = {**sdk_analysis_config("OBJECT_DETECTION", ["circle", "square", "triangle"]),
+              "dataset_uri": str(IMAGE.parent)}
+    (scratch / "analysis_config.json").write_text(json.dumps(config))
+    out = scratch / "clarify-out"
+    run = subprocess.run([str(console), "explain", "--clarify-config", "analysis_config.json", "--out", str(out),
+                          "--quiet"], capture_output=True, text=True, cwd=scratch, timeout=600,
+                         env={**os.environ, "CLEARSIGHT_EXPLAIN_ENDPOINT_MAP": f"{ENDPOINT_NAME}=http://127.0.0.1:{port}"})
+    if run.returncode != 0:
+        _fail(f"clearsight explain --clarify-config exited {run.returncode}:\n{run.stderr[-2000:]}")
+    if "not checked against Clarify's schema: the SageMaker SDK is not installed" not in run.stderr:
+        _fail(f"the skipped schema check was not reported:\n{run.stderr[-2000:]}")
+    images = json.loads((out / "analysis.json").read_text())["images"]
+    click.echo(f"explained {len(images)} sample image(s) from a Clarify analysis_config.json alone")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def tiny_detector_archive(tiny_detector_dir, tmp_path_factory):
 class ServeProcess:
     """``python -m deploy serve`` in a subprocess, as a user would run it."""
 
-    def __init__(self, model, port, extra_args=()):
+    def __init__(self, model, port, extra_args=(), env=None):
         from deploy.local_endpoint import free_port
 
         self.port = port or free_port()
@@ -72,7 +72,7 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deploy", "serve", "--model", str(model), "--port", str(self.port), *extra_args],
             cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            env=dict(os.environ, PYTHONPATH=str(REPO), **(env or {})),
         )
         line = self.process.stdout.readline()
         if not line.startswith("ready"):

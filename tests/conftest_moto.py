@@ -238,7 +238,7 @@ def aws(moto_url, monkeypatch, tmp_path):
     """A fresh moto account with an IAM role and a bucket; env points the tool at moto."""
     import boto3
 
-    from deploy.sagemaker_endpoint import AwsClients
+    from deploy.aws_clients import AwsClients
 
     urllib.request.urlopen(
         urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
@@ -251,7 +251,8 @@ def aws(moto_url, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("CLEARSIGHT_AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.delenv("CLEARSIGHT_AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)  # boto3 reads it for every service
 
     session = boto3.Session(region_name=REGION)
     calls: list[tuple[str, str]] = []

@@ -42,8 +42,10 @@ class FakeEndpoint:
     Behaviour knobs: ``fail_first`` (answer 503 to that many requests), ``fail_status`` and
     ``fail_message`` (answer every request with that status), ``hang_seconds`` (sleep before
     answering), ``max_body_bytes`` (413 above it), ``hold`` (a callable: a request arriving while
-    it returns True waits until ``release()``; ``holding`` is set once one waits). ``requests``
-    records every request.
+    it returns True waits until ``release()``; ``holding`` is set once one waits),
+    ``answer_format`` ("per-image": the wire contract's JSON list per image; "object-detection":
+    SageMaker's built-in Object Detection algorithm, ``{"prediction": rows}`` for its one image,
+    which refuses a request of several images with 400). ``requests`` records every request.
     """
 
     def __init__(self, task: str = "detection", max_body_bytes: int = 6_553_500) -> None:
@@ -53,6 +55,7 @@ class FakeEndpoint:
         self.fail_status: int | None = None
         self.fail_message = "bad request"
         self.hang_seconds = 0.0
+        self.answer_format = "per-image"
         self.status_script: list[int] = []  # statuses for the next requests, in arrival order
         self.requests: list[dict] = []
         self.hold = None
@@ -109,12 +112,13 @@ class FakeEndpoint:
         content_type = handler.headers.get("Content-Type", "")
         accept = handler.headers.get("Accept", "application/json")
         attributes = handler.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+        target_model = handler.headers.get("X-Amzn-SageMaker-Target-Model")
         with self.lock:
             index = len(self.requests)
             scripted = self.status_script.pop(0) if self.status_script else None
             record = {"content_type": content_type, "accept": accept, "body_bytes": len(body),
-                      "custom_attributes": attributes, "authorization": handler.headers.get("Authorization"),
-                      "images": 0}
+                      "custom_attributes": attributes, "target_model": target_model,
+                      "authorization": handler.headers.get("Authorization"), "images": 0}
             self.requests.append(record)
         if handler.path != "/invocations":
             return self._error(handler, 404, f"no route {handler.path}")
@@ -159,6 +163,11 @@ class FakeEndpoint:
             buffer = io.BytesIO()
             np.save(buffer, array)
             return self._reply(handler, 200, buffer.getvalue(), "application/x-npy")
+        if self.answer_format == "object-detection":
+            if len(predictions) != 1:
+                return self._error(handler, 400, f"one image per request, got {len(predictions)}")
+            return self._reply(handler, 200, json.dumps({"prediction": predictions[0].tolist()}).encode(),
+                               "application/json")
         payload = json.dumps([p.tolist() for p in predictions]).encode()
         return self._reply(handler, 200, payload, "application/json")
 

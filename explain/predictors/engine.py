@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import numpy as np
 
-from serving.contract import decode_predictions, encode_images
+from serving.contract import encode_images
 
 from ..errors import EndpointUnavailableError, PredictorError
 from .planning import (
@@ -30,6 +30,7 @@ from .planning import (
     images_per_request,
     too_large_message,
 )
+from .responses import decode_response
 from .stats import PredictorStats, StatsRecorder
 from .transport import Connection, TransientError, TransportConfig
 
@@ -88,9 +89,13 @@ class Predictor:
 
     def settings(self) -> dict:
         """The transport settings reported beside the counters in ``stats``."""
-        return {"content_type": self.transport.content_type, "accept": self.transport.accept,
-                "max_payload_bytes": self.transport.max_payload_bytes,
-                "concurrency": self.transport.concurrency}
+        settings = {"content_type": self.transport.content_type, "accept": self.transport.accept,
+                    "max_payload_bytes": self.transport.max_payload_bytes,
+                    "concurrency": self.transport.concurrency}
+        for name in ("custom_attributes", "target_model", "probability"):
+            if getattr(self.transport, name) is not None:
+                settings[name] = getattr(self.transport, name)
+        return settings
 
     @property
     def counters(self) -> PredictorStats:
@@ -155,7 +160,8 @@ class Predictor:
                                                    self.transport.max_payload_bytes))
         response, content_type = self._send_with_retries(body, abort)
         try:
-            results = decode_predictions(response, content_type)
+            results = decode_response(response, content_type, self.task, chunk.shape[0],
+                                      self.transport.probability)
         except ValueError as error:
             raise PredictorError(f"{self.description} answered an unusable response: {error}") from None
         check_results(results, chunk.shape[0], self.task, self.description)

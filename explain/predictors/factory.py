@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from serving.contract import redact_url
+from serving.contract import is_endpoint_name, redact_url
 
 from ..errors import ConfigError
 from .engine import Predictor
@@ -18,7 +18,8 @@ from .routing import MultiPredictor
 from .sagemaker import SAGEMAKER_PREFIX, SageMakerPredictor
 from .transport import TransportConfig
 
-__all__ = ["DETECTION_CUSTOM_ATTRIBUTES", "build_predictor", "make_predictor"]
+__all__ = ["DETECTION_CUSTOM_ATTRIBUTES", "build_predictor", "make_predictor", "parse_endpoint_map",
+           "resolve_endpoint_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +75,43 @@ def build_predictor(endpoints: Sequence[str], task: str, transport: TransportCon
     if not predictors:
         raise ConfigError("give at least one endpoint", field="endpoint")
     return predictors[0] if len(predictors) == 1 else MultiPredictor(predictors)
+
+
+def parse_endpoint_map(items: Iterable[str]) -> dict[str, str]:
+    """``["NAME=TARGET", ...]`` -> ``{NAME: TARGET}``: where endpoint NAME is reached instead of SageMaker.
+
+    NAME is a SageMaker endpoint name (1-63 letters, digits, hyphens); TARGET is anything
+    ``--endpoint`` takes (``http://127.0.0.1:8080``, a model directory, a model.tar.gz). Raises
+    ConfigError (field ``endpoint_map``) for a malformed item or a name mapped twice.
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, separator, target = str(item).partition("=")
+        name, target = name.strip(), target.strip()
+        if not separator or not target:
+            raise ConfigError(f"endpoint map entries look like NAME=URL (e.g. my-detector=http://127.0.0.1:8080), "
+                              f"got {item!r}", field="endpoint_map")
+        if not is_endpoint_name(name):
+            raise ConfigError(f"endpoint map entry {item!r}: {name!r} is not a SageMaker endpoint name "
+                              "(1-63 letters, digits or hyphens)", field="endpoint_map")
+        if name in mapping and mapping[name] != target:
+            raise ConfigError(f"endpoint map names {name!r} twice ({mapping[name]} and {target}); keep one",
+                              field="endpoint_map")
+        mapping[name] = target
+    return mapping
+
+
+def resolve_endpoint_names(endpoints: Sequence[str], endpoint_map: Mapping[str, str]) -> list[str]:
+    """Endpoints with every ``sagemaker:NAME`` whose NAME is in ``endpoint_map`` replaced by its target.
+
+    Names the map does not list stay ``sagemaker:NAME`` (invoked through boto3).
+    """
+    resolved = []
+    for endpoint in endpoints:
+        name = endpoint.strip()[len(SAGEMAKER_PREFIX):] if endpoint.strip().startswith(SAGEMAKER_PREFIX) else None
+        if name is not None and name in endpoint_map:
+            logger.info("endpoint %s resolves to %s (endpoint map)", name, endpoint_map[name])
+            resolved.append(endpoint_map[name])
+        else:
+            resolved.append(endpoint)
+    return resolved

@@ -17,7 +17,10 @@ from .engine import Predictor, status_hint
 from .planning import check_task
 from .transport import TransientError, TransportConfig
 
-__all__ = ["HttpConnection", "HttpPredictor"]
+__all__ = ["HttpConnection", "HttpPredictor", "TARGET_MODEL_HEADER"]
+
+# SageMaker's header naming the model of a multi-model endpoint (invoke_endpoint's TargetModel)
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 
 
 class HttpConnection:
@@ -46,6 +49,8 @@ class HttpConnection:
             session.mount("https://", adapter)
         self.session = session
         self._headers = request_headers(transport.content_type, transport.accept, transport.custom_attributes)
+        if transport.target_model is not None:
+            self._headers[TARGET_MODEL_HEADER] = transport.target_model
 
     @property
     def description(self) -> str:

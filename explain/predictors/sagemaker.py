@@ -92,6 +92,8 @@ class SageMakerConnection:
                   "ContentType": self.transport.content_type, "Accept": self.transport.accept}
         if self.transport.custom_attributes:
             params["CustomAttributes"] = self.transport.custom_attributes
+        if self.transport.target_model is not None:
+            params["TargetModel"] = self.transport.target_model
         try:
             response = self.client.invoke_endpoint(**params)
             return response["Body"].read(), response.get("ContentType") or self.transport.accept

@@ -23,8 +23,12 @@ from serving.contract import (
 )
 
 from ..errors import ConfigError
+from .responses import compile_probability_path
 
 __all__ = ["TransportConfig", "Connection", "TransientError"]
+
+# SageMaker's limit on CustomAttributes and TargetModel values
+_MAX_HEADER_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,16 @@ class TransportConfig:
     concurrency: requests in flight at most. max_retries: retries of one request after
     a connection error, timeout, 429 or 5xx. timeout: seconds to wait for one response.
     backoff_base/backoff_max: first and largest retry delay in seconds (exponential, jittered).
-    custom_attributes: value of X-Amzn-SageMaker-Custom-Attributes, e.g. ``score_threshold=0.1``.
+    custom_attributes: value of X-Amzn-SageMaker-Custom-Attributes, e.g. ``score_threshold=0.1``
+    (Clarify's ``predictor.custom_attributes``).
     max_images_per_request: images in one request at most (the endpoint refuses more with 413;
     its SERVING_MAX_IMAGES_PER_REQUEST default is this default).
+    target_model: the model of a multi-model endpoint to invoke (``TargetModel`` of
+    invoke_endpoint, header X-Amzn-SageMaker-Target-Model over HTTP; Clarify's
+    ``predictor.target_model``).
+    probability: a JMESPath expression that picks the scores out of a JSON answer (Clarify's
+    ``predictor.probability``, e.g. ``prediction``); None: the answer is the scores
+    (``explain.predictors.responses``).
     A bad value raises ConfigError whose ``field`` names the setting.
     """
 
@@ -52,6 +63,8 @@ class TransportConfig:
     backoff_max: float = 20.0
     custom_attributes: str | None = None
     max_images_per_request: int = MAX_IMAGES_PER_REQUEST
+    target_model: str | None = None
+    probability: str | None = None
 
     def __post_init__(self) -> None:
         if self.content_type not in CLIENT_REQUEST_TYPES:
@@ -70,6 +83,14 @@ class TransportConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value >= 0 and (value > 0 or name != "timeout")):
                 raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}", field=name)
+        for name in ("custom_attributes", "target_model"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value or not value.isprintable()
+                                      or len(value) > _MAX_HEADER_CHARS):
+                raise ConfigError(f"{name} must be printable text of 1 to {_MAX_HEADER_CHARS} characters, "
+                                  f"got {value!r}", field=name)
+        if self.probability is not None:
+            compile_probability_path(self.probability)
 
 
 class TransientError(Exception):

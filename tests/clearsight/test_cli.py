@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from click.testing import CliRunner
 
 import clearsight
 from clearsight.cli import main
+from tests.fake_endpoint import FakeEndpoint
 
 
 def test_version_is_the_package_version():
@@ -14,7 +18,40 @@ def test_version_is_the_package_version():
     assert result.output == f"clearsight, version {clearsight.__version__}\n"
 
 
-def test_subcommands_are_the_explain_and_deploy_commands_and_the_job():
+def test_every_command_reports_the_one_project_version():
+    from deploy.cli import main as deploy_main
+    from explain.cli import main as explain_main
+
+    version = clearsight.__version__
+    assert CliRunner().invoke(main, ["explain", "--version"]).output == f"clearsight explain, version {version}\n"
+    assert CliRunner().invoke(main, ["deploy", "--version"]).output == f"clearsight deploy, version {version}\n"
+    assert CliRunner().invoke(explain_main, ["-V"]).output == f"clearsight explain, version {version}\n"
+    assert CliRunner().invoke(deploy_main, ["-V"]).output == f"clearsight deploy, version {version}\n"
+
+
+@pytest.fixture()
+def root_logging():
+    """Restore the root logger's level after a test that configures logging as an entry point does."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_clearsight_verbose_reaches_explain(verbose, tmp_path, caplog, root_logging):
+    from PIL import Image
+
+    Image.new("RGB", (24, 24), (200, 90, 40)).save(tmp_path / "image.png")
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_first = 1
+        result = CliRunner().invoke(main, [*verbose, "explain", "--endpoint", endpoint.url, "--task", "detection",
+                                           "--out", str(tmp_path / "out"), "--num-samples", "8", "--num-segments",
+                                           "2", "--quiet", str(tmp_path / "image.png")])
+    assert result.exit_code == 0, result.output
+    retries = [record for record in caplog.records if record.getMessage().startswith("retrying in ")]
+    assert len(retries) == (1 if verbose else 0)
+
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert set(main.commands) == {"explain", "deploy", "explain-job", "explain-merge"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from PIL import Image
 from deploy.config import Autoscale, DeployConfig
 from deploy.errors import DeployConfigError, SageMakerEndpointFailed, SageMakerStepError
 from deploy.sagemaker_cli import sagemaker
-from deploy.sagemaker_endpoint import deploy, endpoint_status, teardown
+from deploy.sagemaker_deploy import deploy
+from deploy.sagemaker_inventory import endpoint_status
+from deploy.sagemaker_teardown import teardown
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
 
@@ -379,6 +382,19 @@ def _untagged_endpoint(aws, name):
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
 
 
+def test_aws_endpoint_url_is_the_standard_variable_and_the_old_one_is_deprecated(aws, monkeypatch, caplog):
+    assert os.environ["AWS_ENDPOINT_URL"] == aws.url  # what the aws fixture sets, and all these tests use
+    with caplog.at_level("WARNING", logger="deploy.sagemaker_endpoint"):
+        assert run_cli(aws, "list").stdout == ""  # exit 0: moto answered (no clearsight endpoint there)
+    assert "deprecated" not in caplog.text
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("CLEARSIGHT_AWS_ENDPOINT_URL", aws.url)
+    with caplog.at_level("WARNING", logger="deploy.sagemaker_endpoint"):
+        assert run_cli(aws, "list").stdout == ""
+    assert ("CLEARSIGHT_AWS_ENDPOINT_URL is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
+            "AWS_ENDPOINT_URL_<SERVICE>, which boto3 reads itself") in caplog.text
+
+
 def test_list_finds_only_tagged_endpoints_and_down_leaves_foreign_ones(aws, tmp_path):
     _untagged_endpoint(aws, "someone-else")
     aws.set_runtime_results(DETECTION)
@@ -424,7 +440,7 @@ def test_status_of_missing_endpoint_exits_1(aws):
 @pytest.fixture()
 def offline(aws, monkeypatch):
     """Env pointing at a closed port: any AWS call would fail; aws.calls must stay empty."""
-    monkeypatch.setenv("CLEARSIGHT_AWS_ENDPOINT_URL", UNREACHABLE_URL)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", UNREACHABLE_URL)
     monkeypatch.setenv("SAGEMAKER_ROLE", aws.role_arn)
     aws.calls.clear()
     return aws

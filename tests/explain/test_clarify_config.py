@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
-from explain.clarify_config import parse_clarify_config, read_clarify_config
+from explain.clarify_config import CLARIFY_KEYS, parse_clarify_config, read_clarify_config
 from explain.config import ExplainConfig
 from explain.errors import ConfigError
 
@@ -59,21 +60,23 @@ def with_changes(path: str, value, base=DETECTION_CONFIG) -> dict:
 
 def test_detection_config_maps_to_explain_settings(tmp_path):
     settings = parse_clarify_config(DETECTION_CONFIG, base_dir=tmp_path)
-    assert settings == {
+    assert settings.options == {
         "task": "detection", "num_samples": 500, "seed": 7,
         "baseline": str(tmp_path / "noise_rgb.png"),
         "num_segments": 20, "segment_compactness": 5.0, "max_objects": 5,
         "iou_threshold": 0.5, "context": 1.0, "probability_threshold": 0.8,
         "label_headers": ("circle", "square", "triangle", "star"),
         "content_type": "application/x-npy", "accept": "application/json",
-        "endpoint": "sagemaker:gluoncv-yolo3",
+        "endpoint": ("sagemaker:gluoncv-yolo3",),
     }
+    assert settings.dataset_uri is None
+    assert settings.ignored == {"methods.report.title": "the report's title is fixed"}
 
 
 def test_mapped_settings_build_an_explain_config(tmp_path):
     (tmp_path / "noise_rgb.png").write_bytes(b"")
     settings = parse_clarify_config(DETECTION_CONFIG, base_dir=tmp_path)
-    fields = {key: value for key, value in settings.items()
+    fields = {key: value for key, value in settings.options.items()
               if key not in ("content_type", "accept", "endpoint")}
     config = ExplainConfig(**fields)
     assert config.max_objects == 5 and config.probability_threshold == 0.8
@@ -82,19 +85,82 @@ def test_mapped_settings_build_an_explain_config(tmp_path):
 def test_minimal_classification_config_sets_only_what_it_names():
     config = {"methods": {"shap": {"image_config": {"model_type": "IMAGE_CLASSIFICATION"}}},
               "label_headers": ["cat", "dog"]}
-    assert parse_clarify_config(config) == {"task": "classification", "label_headers": ("cat", "dog")}
+    settings = parse_clarify_config(config)
+    assert settings.options == {"task": "classification", "label_headers": ("cat", "dog")}
+    assert settings.ignored == {} and settings.dataset_uri is None
 
 
 @pytest.mark.parametrize("baseline", ["noise", "black", "/abs/noise.png"])
 def test_builtin_and_absolute_baselines_are_kept(baseline, tmp_path):
     settings = parse_clarify_config(with_changes("methods.shap.baseline", baseline), base_dir=tmp_path)
-    assert settings["baseline"] == baseline
+    assert settings.options["baseline"] == baseline
 
 
 def test_read_clarify_config_resolves_the_baseline_next_to_the_file(tmp_path):
     path = tmp_path / "analysis_config.json"
     path.write_text(json.dumps(DETECTION_CONFIG))
-    assert read_clarify_config(path)["baseline"] == str(tmp_path / "noise_rgb.png")
+    assert read_clarify_config(path).options["baseline"] == str(tmp_path / "noise_rgb.png")
+
+
+# --------------------------------------------------------------------------------------
+# Every key: honoured, accepted but ignored (named in one warning), or refused
+# --------------------------------------------------------------------------------------
+
+HONOURED = [
+    ("predictor.custom_attributes", "score_threshold=0.2", "custom_attributes", "score_threshold=0.2"),
+    ("predictor.target_model", "model-b.tar.gz", "target_model", "model-b.tar.gz"),
+    ("predictor.probability", "prediction", "probability", "prediction"),
+    ("predictor.label_headers", [0, 1, 2], "label_headers", ("0", "1", "2")),
+    ("predictor.content_type", "image/png", "content_type", "image/png"),
+]
+
+
+@pytest.mark.parametrize("path, value, option, expected", HONOURED)
+def test_predictor_keys_become_options(path, value, option, expected):
+    assert parse_clarify_config(with_changes(path, value)).options[option] == expected
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("s3://bucket/images/", "s3://bucket/images/"),
+    ("images", "{base}/images"),
+    ("/data/images.manifest", "/data/images.manifest"),
+])
+def test_dataset_uri_is_kept_and_local_paths_resolve_next_to_the_file(uri, expected, tmp_path):
+    settings = parse_clarify_config(with_changes("dataset_uri", uri), base_dir=tmp_path)
+    assert settings.dataset_uri == expected.format(base=tmp_path)
+    assert "dataset_uri" not in settings.options
+
+
+IGNORED = [
+    ("methods.shap.agg_method", "median", "methods.shap.agg_method"),
+    ("methods.shap.save_local_shap_values", False, "methods.shap.save_local_shap_values"),
+    ("methods.shap.image_config.debug", {"sample_from": 0}, "methods.shap.image_config.debug"),
+    ("methods.report", {"name": "my-report"}, "methods.report.name"),
+    ("headers", ["image"], "headers"),
+    ("label", "class", "label"),
+    ("predictor.model_name", "my-model", "predictor.model_name"),
+    ("predictor.instance_type", "ml.g4dn.xlarge", "predictor.instance_type"),
+    ("predictor.accelerator_type", "ml.eia2.medium", "predictor.accelerator_type"),
+]
+
+
+@pytest.mark.parametrize("path, value, ignored_key", IGNORED)
+def test_accepted_but_ignored_keys_are_named_in_one_warning(path, value, ignored_key, caplog):
+    settings = parse_clarify_config(with_changes(path, value))
+    assert ignored_key in settings.ignored
+    with caplog.at_level("WARNING", logger="explain.clarify_config"):
+        settings.log_notes()
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("Clarify config keys accepted but ignored: ")
+    assert f"{ignored_key} (" in warnings[0]
+
+
+def test_label_with_probability_is_accepted_and_ignored():
+    config = with_changes("predictor.probability", "probabilities",
+                          with_changes("predictor.label", "labels"))
+    settings = parse_clarify_config(config)
+    assert settings.options["probability"] == "probabilities"
+    assert settings.ignored["predictor.label"].startswith("the scores come from predictor.probability")
 
 
 BAD_CONFIGS = [
@@ -139,7 +205,30 @@ BAD_CONFIGS = [
     (with_changes("predictor.content_type", "application/x-image"),
      "predictor.content_type 'application/x-image' is not supported"),
     (with_changes("predictor.accept_type", "text/csv"),
-     "predictor.accept_type 'text/csv' is not supported for images; use one of application/json, application/x-npy"),
+     "predictor.accept_type 'text/csv' is not supported for images; use application/json"),
+    (with_changes("predictor.accept_type", "application/jsonlines"),
+     "predictor.accept_type 'application/jsonlines' is not supported for images"),
+    (with_changes("predictor.label", "predicted_label"),
+     "predictor.label locates predicted labels, but Kernel SHAP needs every class's score: set "
+     "predictor.probability"),
+    (with_changes("predictor.probability", 1), "predictor.probability 1 is an index into a CSV answer"),
+    (with_changes("predictor.probability", ""), "predictor.probability must be a non-empty string"),
+    (with_changes("predictor.content_template", "$features"), "predictor.content_template applies to tabular"),
+    (with_changes("predictor.record_template", "$features"), "predictor.record_template applies to tabular"),
+    (with_changes("predictor.custom_attributes", 5), "predictor.custom_attributes must be a non-empty string"),
+    (with_changes("predictor.endpoint_nam", "x"), "predictor has unknown key\\(s\\) endpoint_nam; allowed:"),
+    (with_changes("methods.shap.text_config", {"granularity": "token"}), "methods.shap.text_config is for text"),
+    (with_changes("methods.post_training_bias", {"methods": "all"}),
+     "methods.post_training_bias is not an image explanation; only methods.shap"),
+    (with_changes("methods.pdp", {"grid_resolution": 5}), "methods.pdp is not an image explanation"),
+    (with_changes("facet", [{"name_or_index": "x"}]), "facet applies to tabular"),
+    (with_changes("features", "data"), "features applies to tabular"),
+    (with_changes("excluded_columns", ["a"]), "excluded_columns applies to tabular"),
+    (with_changes("dataset_uri", "http://host/images"),
+     "dataset_uri must be an s3:// URI, a local folder or a manifest file, got 'http://host/images'"),
+    (with_changes("dataset_uri", 3), "dataset_uri must be a non-empty string"),
+    (with_changes("methods.shap.image_config.model_type", ["OBJECT_DETECTION"]),
+     "methods.shap.image_config.model_type must be IMAGE_CLASSIFICATION or OBJECT_DETECTION, got \\['OBJECT"),
     (with_changes("predictor.label_headers", "circle,square"),
      "predictor.label_headers must be a non-empty list of class names, got 'circle,square'"),
     (with_changes("predictor.endpoint_name", ""),
@@ -155,6 +244,75 @@ def test_bad_configs_name_the_problem(config, message):
         parse_clarify_config(config)
 
 
+def test_every_schema_key_is_classified():
+    """CLARIFY_KEYS names every key of the SDK's schema: honoured, ignored or refused (with its contents)."""
+    from sagemaker.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
+    from schema import Optional as SchemaOptional
+
+    def keys(schema, prefix=""):
+        if isinstance(schema, dict):
+            for key, value in schema.items():
+                name = key.schema if isinstance(key, SchemaOptional) else key
+                if isinstance(name, str):
+                    yield prefix + name
+                    yield from keys(value, prefix + name + ".")
+        elif hasattr(schema, "schema"):
+            yield from keys(schema.schema, prefix)
+
+    def named(group):
+        return {entry.split(" ")[0] for entry in CLARIFY_KEYS[group]}
+
+    whole = named("refused") | named("ignored")  # their contents go with them
+    classified = named("honoured") | whole
+    schema_keys = list(keys(ANALYSIS_CONFIG_SCHEMA_V1_0))
+    missing = [key for key in schema_keys if key not in classified
+               and not any(key.startswith(container + ".") for container in whole)]
+    assert missing == []
+    assert len(schema_keys) > 60
+
+
+SDK_SCHEMA_ERRORS = [
+    (with_changes("methods.shap.image_config.context", 1),
+     "methods.shap.image_config.context: 1 should be instance of 'float'"),
+    (with_changes("dataset_type", ...), "the file: missing key 'dataset_type'"),
+    (with_changes("methods.shap.image_config.segment_compactness", 5.0),
+     "methods.shap.image_config.segment_compactness: 5.0 should be instance of 'int'"),
+    (with_changes("predictor.accept_type", "application/x-npy"), "predictor.accept_type"),
+    (with_changes("bogus", 1), "the file: unknown key 'bogus'"),
+]
+
+
+@pytest.mark.parametrize("config, message", SDK_SCHEMA_ERRORS)
+def test_files_clarify_would_refuse_are_refused_naming_the_path(config, message, tmp_path):
+    path = tmp_path / "analysis_config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"^Clarify's analysis-config schema \(SageMaker SDK 2\.\d+\.\d+\) refuses "
+                                          + re.escape(message)):
+        read_clarify_config(path)
+
+
+def test_the_schema_check_is_reported(tmp_path):
+    path = tmp_path / "analysis_config.json"
+    path.write_text(json.dumps(DETECTION_CONFIG))
+    assert read_clarify_config(path).schema_check.startswith("passes the analysis-config schema of SageMaker SDK 2.")
+    assert read_clarify_config(path, validate=False).schema_check == ""
+
+
+def test_without_the_sdk_the_check_is_skipped_with_one_warning(tmp_path, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # as in the explain-only install: import fails
+    path = tmp_path / "analysis_config.json"
+    path.write_text(json.dumps(with_changes("methods.shap.image_config.context", 1)))  # Clarify would refuse
+    settings = read_clarify_config(path)
+    assert settings.options["context"] == 1.0
+    with caplog.at_level("INFO", logger="explain.clarify_config"):
+        settings.log_notes()
+    assert [record.getMessage() for record in caplog.records if "schema" in record.getMessage()] == [
+        "Clarify config not checked against Clarify's schema: the SageMaker SDK is not installed "
+        "(pip install 'clearsight[aws]' adds it)"]
+
+
 def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read Clarify config '.*missing.json': No such file"):
         read_clarify_config(tmp_path / "missing.json")
@@ -162,3 +320,11 @@ def test_unreadable_and_invalid_files(tmp_path):
     broken.write_text('{"methods": ')
     with pytest.raises(ConfigError, match="Clarify config '.*broken.json' is not valid JSON: .* line 1, column 13"):
         read_clarify_config(broken)
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"label_headers": ["caf\u00e9"]}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="Clarify config '.*latin1.json' is not UTF-8 text .*; save it as UTF-8 JSON"):
+        read_clarify_config(latin1)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="Clarify config '.*deep.json' nests JSON too deeply to read"):
+        read_clarify_config(deep)

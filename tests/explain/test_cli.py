@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -91,12 +92,15 @@ def test_bad_parameters_exit_2_with_the_message(extra, message, image_dir, tmp_p
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "Missing argument 'IMAGES...'"),
+    ([], "Missing option '--task'"),
+    (["--endpoint", "http://h", "--task", "detection", "--out", "o"],
+     "Error: no images: give IMAGE... (files, folders, s3://BUCKET/PREFIX) or a --clarify-config whose "
+     "dataset_uri names them"),
     (["--task", "detection", "--out", "o", "x.png"], "Missing option '--endpoint'"),
     (["--endpoint", "http://h", "--out", "o", "x.png"], "Missing option '--task'"),
     (["--endpoint", "http://h", "--task", "detection", "x.png"], "Missing option '--out'"),
     (["--endpoint", "http://h", "--task", "detection", "--out", "o", "missing.png"],
-     "Invalid value for 'IMAGES...': Path 'missing.png' does not exist."),
+     "Invalid value for '[IMAGES]...': Path 'missing.png' does not exist."),
 ])
 def test_missing_arguments_exit_2(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -111,20 +115,40 @@ def test_directory_without_images_is_a_usage_error(tmp_path):
     empty.mkdir()
     result = run_cli(base_args(empty, tmp_path))
     assert result.exit_code == 2
-    assert "Invalid value for 'IMAGES...': no .jpg/.jpeg/.png files in directory" in result.output
+    assert "Invalid value for '[IMAGES]...': no .jpg/.jpeg/.png files in directory" in result.output
 
 
 def test_environment_variables_are_fallbacks(image_dir, tmp_path):
+    env = {"CLEARSIGHT_EXPLAIN_ENDPOINT": "http://127.0.0.1:9", "CLEARSIGHT_EXPLAIN_TASK": "detection",
+           "CLEARSIGHT_EXPLAIN_OUT": str(tmp_path / "out"), "CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "3"}
+    result = run_cli([image_dir], env=env)
+    assert result.exit_code == 2
+    assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+    assert "deprecated" not in result.output
+
+
+def test_old_environment_variable_names_still_work_with_a_deprecation_warning(image_dir, tmp_path):
     env = {"EXPLAIN_ENDPOINT": "http://127.0.0.1:9", "EXPLAIN_TASK": "detection",
            "EXPLAIN_OUT": str(tmp_path / "out"), "EXPLAIN_NUM_SAMPLES": "3"}
     result = run_cli([image_dir], env=env)
     assert result.exit_code == 2
     assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+    for old, new in (("EXPLAIN_ENDPOINT", "CLEARSIGHT_EXPLAIN_ENDPOINT"), ("EXPLAIN_OUT", "CLEARSIGHT_EXPLAIN_OUT"),
+                     ("EXPLAIN_NUM_SAMPLES", "CLEARSIGHT_EXPLAIN_NUM_SAMPLES")):
+        assert f"Warning: environment variable {old} is deprecated; rename it to {new}" in result.stderr
+
+
+def test_the_new_name_wins_over_the_old_one(image_dir, tmp_path):
+    env = {"CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "2", "EXPLAIN_NUM_SAMPLES": "3"}
+    result = run_cli(base_args(image_dir, tmp_path), env=env)
+    assert result.exit_code == 2
+    assert "num_samples must be in [4, 1000000], got 2" in result.output and "deprecated" not in result.output
 
 
 def test_bad_clarify_config_is_a_usage_error(image_dir, tmp_path):
     config = tmp_path / "analysis_config.json"
-    config.write_text(json.dumps({"methods": {"shap": {"image_config": {"model_type": "SEGMENTATION"}}}}))
+    config.write_text(json.dumps({"dataset_type": "application/x-image",
+                                  "methods": {"shap": {"image_config": {"model_type": "SEGMENTATION"}}}}))
     result = run_cli(["--clarify-config", config] + base_args(image_dir, tmp_path))
     assert result.exit_code == 2
     assert ("Invalid value for '--clarify-config': methods.shap.image_config.model_type must be "
@@ -135,10 +159,24 @@ def test_help_states_defaults_and_environment_variables():
     result = run_cli(["--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for expected in ("[default: 500]", "[default: 20]", "[default: 5.0]", "[default: noise]", "[default: merged]",
-                     "[default: 3]", "[default: 0.5]", "[default: 1.0]", "[default: 6291456]",
-                     "[default: 4]", "EXPLAIN_ENDPOINT"):
+    for expected in ("NUM_SAMPLES; default: 500]", "NUM_SEGMENTS; default: 20]", "COMPACTNESS; default: 5.0]",
+                     "BASELINE; default: noise]", "SEGMENTATION; default: merged]", "MAX_OBJECTS; default: 3]",
+                     "IOU_THRESHOLD; default: 0.5]", "CONTEXT; default: 1.0]",
+                     "MAX_PAYLOAD_BYTES; default: 6291456]", "CONCURRENCY; default: 4]"):
         assert expected in text
+    visible = [param for param in main.params if isinstance(param, click.Option) and not param.hidden
+               and param.name not in ("help", "version")]
+    for param in visible:  # every setting names its environment variable, all under one prefix
+        name = "OUT" if param.name == "out_dir" else param.name.upper()
+        assert f"env var: CLEARSIGHT_EXPLAIN_{name}" in text
+    assert len(visible) >= 35
+
+
+def test_version_is_the_project_version():
+    import serving
+
+    result = run_cli(["--version"])
+    assert result.exit_code == 0 and result.output == f"clearsight explain, version {serving.__version__}\n"
 
 
 # --------------------------------------------------------------------------------------
@@ -171,6 +209,7 @@ def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp
     with FakeEndpoint("detection") as endpoint:
         config = tmp_path / "analysis_config.json"
         config.write_text(json.dumps({
+            "dataset_type": "application/x-image",
             "probability_threshold": 0.6,
             "methods": {"shap": {"num_samples": 12, "baseline": "black", "seed": 3,
                                  "image_config": {"model_type": "OBJECT_DETECTION", "num_segments": 4,
@@ -225,11 +264,24 @@ def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_settings_error_raised_in_a_worker_names_its_option(workers, image_dir, tmp_path):
+    """--workers 2 sends ConfigError back from spawned processes (pickled): it keeps its ``field``."""
+    with FakeEndpoint("classification") as endpoint:  # 4 classes, no label headers
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url, task="classification") + FAST
+                         + ["--labels", "zebra", "--workers", workers])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--labels': labels: 'zebra' is not a known class; expected a class id "
+            "in [0, 3]") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_python_dash_m_explain_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "explain", "--task", "detection"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "Usage: python -m explain" in result.stderr and "Missing argument 'IMAGES...'" in result.stderr
+    assert "Usage: python -m explain" in result.stderr and "Missing option '--out'" in result.stderr
 
 
 def test_explains_with_an_in_process_model(image_dir, tmp_path, tiny_detector_dir):
@@ -288,3 +340,34 @@ def test_endpoint_credentials_are_never_shown_or_stored(image_dir, tmp_path):
     assert "tiger-s3cret" not in refused.output
     bad = run_cli(base_args(image_dir, tmp_path / "bad", "ftp://scott:tiger-s3cret@host/model"))
     assert bad.exit_code == 2 and "'ftp://scott:***@host/model'" in bad.output and "tiger" not in bad.output
+
+
+# --------------------------------------------------------------------------------------
+# Logging: -v shows retries (INFO), the deprecated AWS variable is named
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.integration  # runs python -m explain in a subprocess (its own logging setup)
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_verbose_shows_retries(verbose, image_dir, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_first = 1  # one 503, retried
+        result = subprocess.run(
+            [sys.executable, "-m", "explain", *verbose, *map(str, base_args(image_dir / "scene0.png", tmp_path,
+                                                                             endpoint.url)), *FAST],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 retries" in result.stdout
+    retry_lines = [line for line in result.stderr.splitlines()
+                   if line.startswith("INFO explain.predictors.engine: retrying in ")]
+    assert len(retry_lines) == (1 if verbose else 0), result.stderr
+    if verbose:
+        assert "No worker is available to serve request" in retry_lines[0]
+
+
+def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_path, caplog):
+    with FakeEndpoint("detection") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST,
+                         env={"CLEARSIGHT_AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 0, result.output
+    assert ("CLEARSIGHT_AWS_ENDPOINT_URL is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
+            "AWS_ENDPOINT_URL_S3, which boto3 reads itself") in caplog.text

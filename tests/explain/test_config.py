@@ -88,3 +88,15 @@ def test_every_settings_error_names_its_field_and_that_field_is_a_cli_option(ind
         build()
     assert raised.value.field == field
     assert field in {param.name for param in main.params}
+
+
+@pytest.mark.parametrize("index", range(len(_settings_errors())))
+def test_a_settings_error_keeps_its_field_through_pickling(index):
+    """--workers runs shards in spawned processes; their errors come back pickled and must still name the option."""
+    import pickle
+
+    build, field = _settings_errors()[index]
+    with pytest.raises(ConfigError) as raised:
+        build()
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert (type(copy), str(copy), copy.field) == (ConfigError, str(raised.value), field)

@@ -134,7 +134,7 @@ def test_failed_images_are_recorded_and_the_run_goes_on(tmp_path):
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert analysis["totals"]["failed"] == summary["totals"]["failed"]
     report = (tmp_path / "out" / "report.html").read_text()
-    assert "5 image(s) failed and are not in this report" in report and "15000x15000" in report
+    assert "5 image(s) could not be explained and were skipped" in report and "15000x15000" in report
     recorded = {entry["key"]: entry for entry in read_manifests(tmp_path / "out")}
     assert recorded["bomb.png"]["status"] == "failed" and recorded["good0.png"]["status"] == "explained"
     assert recorded["bomb.png"]["fingerprint"].startswith("sha256:") and "fingerprint" not in recorded["good4.png"]

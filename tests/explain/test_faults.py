@@ -140,9 +140,12 @@ def own_detector_endpoint(tiny_detector_archive):
 def test_a_worker_killed_mid_run_delays_but_does_not_change_the_values(own_detector_endpoint):
     image = np.random.default_rng(5).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     config = ExplainConfig(task="detection", num_samples=300, seed=1)
+    started = time.monotonic()
     with _http_predictor(own_detector_endpoint.url) as predictor:
         expected = explain_image(image, predictor, config)
         total_requests = predictor.stats["requests"]
+    # a hang guard, not a speed test: the same run undisturbed, three times over, plus MMS's restart
+    allowed = 3 * (time.monotonic() - started) + 30
     assert expected.num_targets >= 1 and expected.model_calls == total_requests
 
     (worker,) = _inference_workers(own_detector_endpoint)
@@ -161,8 +164,8 @@ def test_a_worker_killed_mid_run_delays_but_does_not_change_the_values(own_detec
             time.sleep(0.005)
         requests_at_kill = predictor.stats["requests"]
         worker.kill()
-        thread.join(timeout=50)
-        assert not thread.is_alive(), "the explanation did not finish within 50 s of the worker's death"
+        thread.join(timeout=allowed)
+        assert not thread.is_alive(), f"the explanation did not finish within {allowed:.0f} s of the worker's death"
         stats = predictor.stats
     assert "error" not in outcome, f"the explanation failed: {outcome.get('error')!r}"
     assert total_requests // 5 <= requests_at_kill < total_requests  # killed mid-run

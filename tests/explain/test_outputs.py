@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explain import ExplainConfig, ExplainError, RunOptions, run_explanations
+from explain import ExplainConfig, ExplainError, Explanation, RunOptions, run_explanations
 from tests.explain.test_explainer import (
     additive_classifier,
     pixel_weights,
@@ -14,6 +14,7 @@ from tests.explain.test_explainer import (
     red_square_scene,
     textured_image,
 )
+from tests.report_html import embedded_files
 
 
 @pytest.fixture
@@ -56,10 +57,13 @@ def test_detection_outputs(tmp_path, scene_files):
     assert int(arrays["model_calls"]) == summary["images"][0]["model_calls"]
     np.testing.assert_allclose(arrays["shap_values"].sum(axis=1),
                                arrays["predictions"] - arrays["base_values"], atol=1e-9)
+    np.testing.assert_array_equal(arrays["image"], red_square_scene(seed=0))  # anything can be re-plotted
+    assert Explanation.load(out_dir / "scene-0.png_shap.npz").label_headers == ("square", "corner")
 
     report = (out_dir / "report.html").read_text()
+    embedded = embedded_files(out_dir / "report.html")
     for name in jpegs:
-        assert f'src="{name}"' in report
+        assert embedded[name] == (out_dir / name).read_bytes()
     assert "square" in report and "insertion AUC" in report
 
     analysis = json.loads((out_dir / "analysis.json").read_text())
@@ -92,8 +96,9 @@ def test_classification_outputs_and_same_named_images(tmp_path):
     arrays = np.load(out_dir / "a__photo_shap.npz")
     assert "boxes" not in arrays
     assert arrays["shap_values"].shape[0] == 1
-    report = (out_dir / "report.html").read_text()
-    assert 'src="shap_a__photo.jpeg"' in report and 'src="shap_b__photo.jpeg"' in report
+    embedded = embedded_files(out_dir / "report.html")
+    for name in ("shap_a__photo.jpeg", "shap_b__photo.jpeg"):
+        assert embedded[name] == (out_dir / name).read_bytes()
     assert summary["images"][0]["targets"][0]["box"] is None
     # given as files, both are "photo.jpg": refused before anything is written
     with pytest.raises(ExplainError) as refused:

@@ -23,6 +23,7 @@ from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
 from tests.explain.test_explainer import red_square_detector, red_square_scene
 from tests.fake_endpoint import FakeEndpoint
+from tests.report_html import embedded_files, page_text
 
 CONFIG = ExplainConfig(num_samples=24, num_segments=6)
 NPZ_ARRAYS = ("segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
@@ -103,9 +104,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(image_dir, tmp_path
     assert npz_values(out) == npz_values(tmp_path / "reference")
     assert without_timings(json.loads((out / "analysis.json").read_text())) == without_timings(
         json.loads((tmp_path / "reference" / "analysis.json").read_text()))
-    report = (out / "report.html").read_text()
+    embedded = embedded_files(out / "report.html")
     for stem in ("scene0.png", "scene3.png", "sub__scene4.png", "sub__scene5.png"):
-        assert f'src="{stem}_objects.jpeg"' in report
+        assert embedded[f"{stem}_objects.jpeg"] == (out / f"{stem}_objects.jpeg").read_bytes()
     assert not list(out.glob(".staging-*"))
 
     third = CountingDetector()
@@ -288,4 +289,6 @@ def test_an_unreadable_image_is_recorded_and_named(image_dir, tmp_path):
                                                                                           "(explain reads JPEG and PNG)")
     assert "unfinished" not in summary["totals"]
     assert json.loads((tmp_path / "out" / "analysis.json").read_text())["totals"]["failed"] == [failed]
-    assert "1 image(s) failed and are not in this report" in (tmp_path / "out" / "report.html").read_text()
+    text = page_text(tmp_path / "out" / "report.html")
+    assert "1 image(s) could not be explained and were skipped" in text
+    assert failed["image"] + failed["reason"] + "image" in text

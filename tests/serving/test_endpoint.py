@@ -3,6 +3,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -93,11 +94,31 @@ def test_sigterm_stops_every_process_and_removes_its_files(tiny_detector_archive
     before = set(os.listdir(tempfile.gettempdir()))
     server = ServeProcess(tiny_detector_archive, None)
     children = psutil.Process(server.process.pid).children(recursive=True)
-    assert children, "multi-model-server runs as child processes"
+    assert any(child.name() == "java" for child in children), "multi-model-server runs as child processes"
+    assert any("gate.py" in " ".join(child.cmdline()) for child in children), "so does the request gate"
     created = set(os.listdir(tempfile.gettempdir())) - before
     assert any(name.startswith("clearsight-serve-") for name in created)
     assert server.post(GOOD).status_code == 200
     assert server.stop() == 0
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children))
+    left = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [name for name in left if name.startswith("clearsight-serve-")]
+    with socket.socket() as probe:  # the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", server.port))
+
+
+def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_detector_archive):
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    server = ServeProcess(tiny_detector_archive, None)
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    server.process.stdout.close()  # e.g. the terminal or the pipe reader went away
+    server.process.stderr.close()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
     assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
                                     for child in children))
     left = set(os.listdir(tempfile.gettempdir())) - before
@@ -156,3 +177,34 @@ def test_an_exported_model_directory_is_served_with_this_handler(tiny_detector_d
     finally:
         assert server.stop() == 0
     assert not (tiny_detector_dir / "code").exists()
+
+
+def test_a_port_in_use_is_refused_with_a_clear_message(tiny_detector_archive):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "deploy", "serve", "--model", str(tiny_detector_archive), "--port", str(port)],
+            cwd=str(REPO), capture_output=True, text=True, timeout=60,
+        )
+    assert completed.returncode == 1
+    assert "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port" % port \
+        in completed.stderr
+
+
+def test_an_unpacked_model_directory_is_served_in_place_and_left_intact(tiny_detector_archive, tmp_path):
+    from deploy.package import extract_archive
+
+    def files(directory):  # the worker's Python may add __pycache__ under code/
+        return sorted(str(path.relative_to(directory)) for path in directory.rglob("*")
+                      if "__pycache__" not in path.parts)
+
+    model_dir = extract_archive(tiny_detector_archive, tmp_path / "unpacked")
+    files_before = files(model_dir)
+    server = ServeProcess(model_dir, None)  # a directory with code/inference.py: linked into the model store
+    try:
+        assert server.post(GOOD).status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert files(model_dir) == files_before and "code/inference.py" in files_before

@@ -1,0 +1,219 @@
+"""Explainer: the object API. A model in (function, endpoint, SageMaker Predictor), Explanations out.
+
+::
+
+    from explain import Explainer, Explanation
+
+    with Explainer("http://127.0.0.1:8080", task="detection", num_samples=500) as explainer:
+        explanation = explainer("photo.jpg")          # one image: an Explanation
+        explanations = explainer("photos/")           # a folder: one per image
+    explanation.plot()                                # a matplotlib Figure
+    explanation.save("photo.npz")                     # Explanation.load("photo.npz")
+    explanation.to_shap()                             # a shap.Explanation
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import ExplainConfig
+from .errors import ConfigError, ExplainError, UnknownSettingError
+from .explainer import Explanation, explain_image
+from .images import decode_image, load_image
+from .predictors import (
+    DETECTION_CUSTOM_ATTRIBUTES,
+    CallablePredictor,
+    MultiPredictor,
+    Predictor,
+    SageMakerPredictor,
+    TransportConfig,
+    make_predictor,
+)
+from .runner import RunOptions, run_explanations
+from .sources import collect_sources
+
+__all__ = ["Explainer", "SETTINGS"]
+
+SETTINGS = tuple(item.name for item in fields(ExplainConfig))
+"""The keyword settings ``Explainer`` takes: the fields of ExplainConfig."""
+
+
+def _sagemaker_predictor_class():
+    """sagemaker's Predictor class when the SDK is already imported (a user's Predictor means it is)."""
+    module = sys.modules.get("sagemaker.base_predictor") or sys.modules.get("sagemaker.predictor")
+    return getattr(module, "Predictor", None)
+
+
+def _settings_config(base: ExplainConfig | None, task: str | None, settings: dict) -> ExplainConfig:
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, SETTINGS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownSettingError(
+            f"Explainer got an unknown setting {name!r}{hint}; settings are the fields of ExplainConfig: "
+            f"{', '.join(SETTINGS)} (transport settings go in transport=TransportConfig(...))", field=name)
+    if base is not None and not isinstance(base, ExplainConfig):
+        raise ConfigError(f"config must be an ExplainConfig, got {type(base).__name__}", field="config")
+    base = base or ExplainConfig()
+    if task is not None:
+        settings = {**settings, "task": task}
+    return replace(base, **settings)
+
+
+class Explainer:
+    """Explains a model's predictions on images with Kernel SHAP over superpixels.
+
+    model, one of:
+
+    - a function ``predict(batch)``: (N, H, W, 3) uint8 -> N arrays, (D_i, 6) detections
+      ``[class_id, score, x0/w, y0/h, x1/w, y1/h]`` or (C,) class probabilities. It is given at
+      most one endpoint request's worth of images per call (``transport.max_payload_bytes``
+      as npy, at most ``transport.max_images_per_request``); a detection function with a
+      ``score_threshold`` parameter (``deploy.client.EndpointClient.predict``) is called with
+      ``score_threshold=0`` (``explain.predictors.CallablePredictor``);
+    - a ``sagemaker.predictor.Predictor``: its endpoint is called through the explainer's own
+      SageMaker transport (``explain.predictors.SageMakerPredictor``, with its session's
+      ``sagemaker_runtime_client``): masked images packed into npy requests up to the payload
+      limit, ``concurrency`` requests in flight, retries on throttling and 5xx; the
+      Predictor's serializer and deserializer are not used;
+    - a string or path: ``http(s)://`` URL, ``sagemaker:ENDPOINT_NAME`` or a model folder /
+      model.tar.gz run in process (``explain.predictors.make_predictor``);
+    - one of explain's predictors (``HttpPredictor``, ``MultiPredictor``, ...), used as it is.
+
+    For detection, endpoints are asked for every score (``score_threshold=0``): a masked
+    image's weaker detections still count.
+
+    task: "detection" or "classification" (default: the config's, else "detection").
+    config: an ExplainConfig to start from. settings: ExplainConfig fields by name
+    (``num_samples=500``, ``label_headers=("cat", "dog")``, ...), validated once here; an
+    unknown name raises UnknownSettingError (a ConfigError and a TypeError) naming it.
+    transport: how endpoints and functions are called (TransportConfig).
+
+    Call it on an image ((H, W, 3) uint8: one Explanation), a batch ((N, H, W, 3) uint8 or a
+    list: a list of Explanations), an image file (one) or a folder / ``s3://`` prefix (a list,
+    in path order). ``run(images, out_dir)`` writes the files and report.html of a run
+    instead (``explain.runner.run_explanations``). Close it (or use ``with``) to release
+    the connections and temporary files of a model it opened.
+    """
+
+    def __init__(self, model, task: str | None = None, *, config: ExplainConfig | None = None,
+                 transport: TransportConfig | None = None, **settings) -> None:
+        self.config = _settings_config(config, task, settings)
+        if transport is not None and not isinstance(transport, TransportConfig):
+            raise ConfigError(f"transport must be a TransportConfig, got {type(transport).__name__}",
+                              field="transport")
+        self.transport = transport or TransportConfig()
+        self.predictor, self._owned = self._predictor_for(model)
+        class_names = getattr(self.predictor, "class_names", None)
+        if class_names and self.config.label_headers is None:
+            self.config = replace(self.config, label_headers=tuple(class_names))
+
+    def _detection_transport(self) -> TransportConfig:
+        if self.config.task == "detection" and self.transport.custom_attributes is None:
+            return replace(self.transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
+        return self.transport
+
+    def _predictor_for(self, model):
+        """(predictor, whether this Explainer opened it and must close it)."""
+        task = self.config.task
+        if isinstance(model, (str, os.PathLike)):
+            return make_predictor(os.fspath(model), task, self.transport), True
+        sagemaker_class = _sagemaker_predictor_class()
+        if sagemaker_class is not None and isinstance(model, sagemaker_class):
+            if getattr(model, "component_name", None):
+                raise ConfigError(
+                    f"the Predictor calls inference component {model.component_name!r}, which the explainer's "
+                    "SageMaker transport does not address; give the endpoint of a plain model", field="model")
+            client = model.sagemaker_session.sagemaker_runtime_client
+            return SageMakerPredictor(model.endpoint_name, task, self._detection_transport(), client=client), True
+        if isinstance(model, (Predictor, MultiPredictor, CallablePredictor)):
+            return model, False
+        if callable(model):
+            return CallablePredictor(model, task, self.transport), False
+        raise ConfigError(
+            f"model must be a function predict(batch), a sagemaker.predictor.Predictor, an endpoint URL, "
+            f"sagemaker:ENDPOINT_NAME or a model path, got {type(model).__name__}", field="model")
+
+    def __call__(self, images, segments: np.ndarray | None = None):
+        """Explain one image (an Explanation) or several (a list of Explanations).
+
+        images: (H, W, 3) uint8 -> one; (N, H, W, 3) uint8 or a list of images / paths -> a
+        list; an image file -> one; a folder or ``s3://`` prefix -> a list (jpg, jpeg, png,
+        recursively, in path order). segments: your own features instead of the configured
+        segmentation, captum's ``feature_mask``: (H, W) integer labels 0..S-1 for every
+        image, or (N, H, W) one per image of a batch (``explain.feature_masks``).
+        """
+        if isinstance(images, (str, os.PathLike)):
+            location = os.fspath(images)
+            if not location.startswith("s3://") and Path(location).is_file():
+                return self._explain(load_image(location), segments)
+            return [self._explain(image, segments) for image in self._images_under(location)]
+        if isinstance(images, (list, tuple)):
+            explained = []
+            for item in images:
+                if isinstance(item, (str, os.PathLike)) and not Path(os.fspath(item)).is_file():
+                    explained.extend(self._explain(image, segments) for image in self._images_under(os.fspath(item)))
+                else:
+                    explained.append(self._explain(self._image(item), segments))
+            return explained
+        array = np.asarray(images)
+        if array.ndim == 3:
+            return self._explain(array, segments)
+        if array.ndim == 4:
+            per_image = segments is not None and np.ndim(segments) == 3
+            if per_image and len(segments) != len(array):
+                raise ConfigError(f"segments holds {len(segments)} maps for {len(array)} images; give one "
+                                  "(H, W) map for all or one per image", field="segments")
+            return [self._explain(image, segments[index] if per_image else segments)
+                    for index, image in enumerate(array)]
+        raise ExplainError(f"images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
+                           f"got an array of shape {array.shape}")
+
+    @staticmethod
+    def _image(item) -> np.ndarray:
+        if isinstance(item, (str, os.PathLike)):
+            return load_image(item)
+        return np.asarray(item)
+
+    @staticmethod
+    def _images_under(location: str):
+        """Decoded images of a folder or s3:// prefix, one at a time (ExplainError if none)."""
+        if not location.startswith("s3://") and not Path(location).exists():
+            raise ExplainError(f"image file or folder not found: {location!r}")
+        for source in collect_sources([location]):
+            yield decode_image(source.read(), source.location)
+
+    def _explain(self, image: np.ndarray, segments) -> Explanation:
+        return explain_image(image, self.predictor, self.config, segments=segments)
+
+    def run(self, images: Sequence, out_dir: str | Path, options: RunOptions | None = None) -> dict:
+        """Explain files, folders or s3:// prefixes into ``out_dir``: per image the npz and the
+        JPEGs, then analysis.json and report.html (``explain.runner.run_explanations``,
+        resumable). Returns the run's summary, as analysis.json."""
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        return run_explanations(images, self.predictor, self.config, out_dir, options)
+
+    def close(self) -> None:
+        """Release the predictor this Explainer opened (connections, a model's temporary files)."""
+        if self._owned:
+            self.predictor.close()
+            self._owned = False
+
+    def __enter__(self) -> Explainer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        description = getattr(self.predictor, "description", type(self.predictor).__name__)
+        return f"Explainer({description}, task={self.config.task!r}, num_samples={self.config.num_samples})"

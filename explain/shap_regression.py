@@ -1,0 +1,314 @@
+"""The paired Shapley regression: odd Fourier terms, the efficiency constraint, sandwich errors.
+
+Write a coalition z in {0, 1}^S as x = 2z - 1 in {-1, +1}^S and a game in the Fourier
+(parity) basis, f(x) = sum_T a_T prod_{i in T} x_i. A complementary pair (z, 1 - z) gives
+d = f(x) - f(-x) = 2 sum_{|T| odd} a_T chi_T(x): the even orders (the pairwise interactions
+among them) cancel, and the Shapley value of feature i is phi_i = sum_{T odd, T ∋ i} 2 a_T / |T|
+(a parity over |T| features splits its jump from -1 to +1 equally). Paired Kernel SHAP is
+the Shapley-kernel-weighted least squares of d/2 on the singletons x_i alone, with the
+constraint sum_T a_T = (f(1) - f(0)) / 2 (efficiency); it is exact for games of order <= 2
+and its error comes from the odd orders >= 3.
+
+This module fits d/2 on the singletons, on coalition-size indicators (a game of the size
+alone that is 0 at the anchors has zero Shapley value: they take out each size's mean) and
+on chosen odd higher-order parities (``choose_terms``: triples screened by their correlation
+with the singleton fit's residual, the triples of the leading features, every odd parity of
+the first few, a ridge fit on those of up to nine): a regression adjustment whose
+surrogate's Shapley values are exact. Over all coalitions the fit's
+residual is kernel-orthogonal to the singletons, so it has zero Shapley value and the
+estimate stays consistent whatever terms are chosen; on a sample the terms absorb the
+variance that paired Kernel SHAP leaves. Which terms to keep is decided by the closed-form
+leave-one-pair-out error (no extra model calls).
+
+Standard errors: the linearised (sandwich) variance of the constrained estimator, summed
+over the sampled strata with each stratum's finite-population correction, from HC3
+residuals e_p / (1 - h_p) (the leave-one-out residual: residuals of the fitted pairs are
+shrunk, most at small budgets). Enumerated strata are fixed and add no variance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+__all__ = [
+    "PairedDesign",
+    "RegressionFit",
+    "singletons",
+    "odd_closure",
+    "screen_triples",
+    "parity_matrix",
+    "shapley_map",
+    "fit_constrained",
+    "solve_constrained_wls",
+    "choose_terms",
+]
+
+_RIDGE = 1e-10  # relative: keeps rank-deficient systems at the minimum-norm split
+HC_POWER = 1.0
+_MAX_LEVERAGE = 0.95  # HC3 cap: a pair the fit passes through says little about the error
+
+
+@dataclass(frozen=True)
+class PairedDesign:
+    """Complementary pairs as regression rows.
+
+    signs: (P, S) float64 in {-1, +1}, x = 2z - 1 of each pair's first member.
+    halves: (P, T) float64, (f(z) - f(1 - z)) / 2 per output.
+    weights: (P,) float64 > 0, the stratum's kernel mass over the pairs used from it.
+    strata: (P,) int64 stratum id; population: per stratum id, the pairs it holds;
+    sampled: per stratum id, True when its pairs were sampled (False: enumerated).
+    """
+
+    signs: np.ndarray
+    halves: np.ndarray
+    weights: np.ndarray
+    strata: np.ndarray
+    population: np.ndarray
+    sampled: np.ndarray
+
+
+@dataclass(frozen=True)
+class RegressionFit:
+    """One output's fit: values (S,), their standard errors (S,), the terms used, the
+    weighted leave-one-pair-out error of the fit (float) and the residuals (P,)."""
+
+    values: np.ndarray
+    standard_errors: np.ndarray
+    terms: tuple[tuple[int, ...], ...]
+    loo_error: float
+    residuals: np.ndarray
+
+
+def singletons(num_features: int) -> tuple[tuple[int, ...], ...]:
+    """The S first-order terms (i,)."""
+    return tuple((index,) for index in range(num_features))
+
+
+def odd_closure(features: list[int]) -> tuple[tuple[int, ...], ...]:
+    """Every parity of odd order >= 3 over ``features`` (all the odd part of a game of them)."""
+    pool = sorted(features)
+    return tuple(term for order in range(3, len(pool) + 1, 2) for term in combinations(pool, order))
+
+
+def parity_matrix(signs: np.ndarray, terms: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """(P, len(terms)) float64: prod_{i in T} x_i for every row of signs (P, S) and term T."""
+    columns = np.empty((signs.shape[0], len(terms)))
+    for position, term in enumerate(terms):
+        columns[:, position] = signs[:, term[0]] if len(term) == 1 else signs[:, list(term)].prod(axis=1)
+    return columns
+
+
+def shapley_map(terms: tuple[tuple[int, ...], ...], num_features: int) -> np.ndarray:
+    """(S, len(terms)) float64 L with phi = L a: a parity's coefficient times 2/|T| to each member."""
+    mapping = np.zeros((num_features, len(terms)))
+    for position, term in enumerate(terms):
+        mapping[list(term), position] = 2.0 / len(term)
+    return mapping
+
+
+def _constrained_inverse(gram: np.ndarray, constraint: np.ndarray,
+                         penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For the Gram matrix G (K, K), the constraint c^T a = total, c (K,), and an optional
+    ridge penalty (K,) added to G's diagonal: Q = G^-1 - G^-1 c c^T G^-1 / (c^T G^-1 c) and
+    the split s = G^-1 c / (c^T G^-1 c); the constrained coefficients are Q B^T W y + s total."""
+    size = gram.shape[0]
+    regularised = gram + np.eye(size) * _RIDGE * max(np.trace(gram) / size, 1e-300)
+    if penalty is not None:
+        regularised = regularised + np.diag(penalty)
+    try:
+        inverse = np.linalg.inv(regularised)
+    except np.linalg.LinAlgError:
+        inverse = np.linalg.pinv(regularised)
+    inverse = 0.5 * (inverse + inverse.T)
+    row = inverse @ constraint
+    return inverse - np.outer(row, row) / (constraint @ row), row / (constraint @ row)
+
+
+def fit_constrained(design: np.ndarray, weights: np.ndarray, targets: np.ndarray,
+                    total: np.ndarray, constraint: np.ndarray | None = None,
+                    penalty: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted (ridge) least squares with constraint @ coefficients == total (default: their sum).
+
+    design: (P, K), weights: (P,) > 0, targets: (P, T), total: (T,), constraint: (K,),
+    penalty: (K,) ridge penalty per coefficient or None. Returns coefficients (K, T),
+    residuals (P, T), leverages (P,) h_p = w_p b_p^T Q b_p and Q (K, K).
+    """
+    if constraint is None:
+        constraint = np.ones(design.shape[1])
+    weighted = design * weights[:, None]
+    constrained, share = _constrained_inverse(weighted.T @ design, constraint, penalty)
+    coefficients = constrained @ (weighted.T @ targets) + np.outer(share, total)
+    residuals = targets - design @ coefficients
+    leverages = ((weighted @ constrained) * design).sum(axis=1)
+    return coefficients, residuals, leverages, constrained
+
+
+def solve_constrained_wls(coalitions: np.ndarray, weights: np.ndarray, outputs: np.ndarray,
+                          base_values: np.ndarray, full_values: np.ndarray) -> np.ndarray:
+    """Weighted least squares of outputs on coalitions with values summing to full - base.
+
+    coalitions: (M, S) bool, weights: (M,) float (> 0), outputs: (M, T), base_values and
+    full_values: (T,). Minimises sum_i w_i (y_i - base - z_i . phi)^2 subject to
+    sum(phi) = full - base, per output (unpaired Kernel SHAP). Returns phi, (T, S) float64.
+    """
+    values, _, _, _ = fit_constrained(coalitions.astype(np.float64), np.asarray(weights, np.float64),
+                                   outputs - base_values[None, :], full_values - base_values)
+    return values.T
+
+
+def _sandwich(design: np.ndarray, weights: np.ndarray, residuals: np.ndarray,
+              leverages: np.ndarray, constrained: np.ndarray, mapping: np.ndarray,
+              paired: PairedDesign) -> np.ndarray:
+    """Standard errors (S,) of mapping @ coefficients for one output (residuals (P,))."""
+    adjusted = residuals / (1.0 - np.minimum(leverages, _MAX_LEVERAGE)) ** HC_POWER
+    scores = (design * (weights * adjusted)[:, None]) @ (constrained @ mapping.T)  # (P, S)
+    variance = np.zeros(mapping.shape[0])
+    for stratum in np.unique(paired.strata):
+        if not paired.sampled[stratum]:
+            continue
+        members = paired.strata == stratum
+        count = int(members.sum())
+        kept = 1.0 - count / paired.population[stratum]
+        if kept <= 0:
+            continue
+        block = scores[members]
+        if count > 1:
+            centred = block - block.mean(axis=0)
+            variance += kept * count / (count - 1) * (centred**2).sum(axis=0)
+        else:
+            variance += kept * (block**2).sum(axis=0)
+    return np.sqrt(variance)
+
+
+def _stratum_indicators(paired: PairedDesign) -> np.ndarray:
+    """(P, H) float64: one column per sampled stratum with at least two pairs, 1 on its pairs."""
+    columns = [paired.strata == stratum for stratum in np.unique(paired.strata)
+               if paired.sampled[stratum] and np.count_nonzero(paired.strata == stratum) > 1]
+    if not columns:
+        return np.zeros((len(paired.strata), 0))
+    return np.stack(columns, axis=1).astype(np.float64)
+
+
+def _fit_terms(paired: PairedDesign, output: int, terms: tuple[tuple[int, ...], ...],
+               total: float, ridge: float = 0.0, with_errors: bool = True) -> RegressionFit:
+    """The constrained fit of one output on ``terms`` plus the stratum indicators.
+
+    A stratum indicator is a game that depends on the coalition size alone and is 0 at the
+    anchors: its Shapley values are 0 and it leaves f(full) - f(empty) alone, so it takes
+    no part in the constraint or the values. It removes each sampled stratum's mean of d/2
+    (a function of the size: in dense higher-order games most of what the singletons cannot
+    fit) from the residuals, where it would add noise through the sample's imbalance.
+    ridge: penalty on the higher-order terms, relative to the total weight (singletons and
+    indicators are never penalised, so the residual stays orthogonal to the singletons and
+    the estimate consistent).
+    """
+    parities = parity_matrix(paired.signs, terms)
+    indicators = _stratum_indicators(paired)
+    design = np.concatenate([parities, indicators], axis=1)
+    constraint = np.concatenate([np.ones(len(terms)), np.zeros(indicators.shape[1])])
+    weights = paired.weights
+    penalty = None
+    if ridge > 0:
+        penalty = np.zeros(design.shape[1])
+        penalty[[position for position, term in enumerate(terms) if len(term) > 1]] = ridge * weights.sum()
+    coefficients, residuals, leverages, constrained = fit_constrained(
+        design, weights, paired.halves[:, [output]], np.array([total]), constraint, penalty)
+    mapping = np.concatenate([shapley_map(terms, paired.signs.shape[1]),
+                              np.zeros((paired.signs.shape[1], indicators.shape[1]))], axis=1)
+    values = mapping @ coefficients[:, 0]
+    residual = residuals[:, 0]
+    loo = residual / (1.0 - np.minimum(leverages, 1.0 - 1e-9))
+    loo_error = float(np.sum(weights * loo**2) / weights.sum())
+    errors = (_sandwich(design, weights, residual, leverages, constrained, mapping, paired)
+              if with_errors else np.full(len(values), np.nan))
+    return RegressionFit(values, errors, terms, loo_error, residual)
+
+
+MAX_SCREENED_TRIPLES = 5000  # above this, triples are screened among the leading features only
+
+
+def screen_triples(signs: np.ndarray, weights: np.ndarray, residuals: np.ndarray,
+                   values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank three-way parities by how much of the singleton fit's residual they carry.
+
+    signs: (P, S) in {-1, +1}, weights: (P,), residuals: (P,), values: (S,) the singleton
+    fit's values (only used to pick the features screened when C(S, 3) is too large).
+    Returns triples (N, 3) int64 sorted by decreasing score |sum_p w_p e_p chi_T(x_p)| (a
+    parity has unit norm, so this is its weighted correlation with the residual up to a
+    constant) and the scores (N,).
+    """
+    num_features = signs.shape[1]
+    pool = num_features
+    while pool > 3 and len(list(combinations(range(pool), 3))) > MAX_SCREENED_TRIPLES:
+        pool -= 1
+    leading = np.sort(np.argsort(-np.abs(values), kind="stable")[:pool])
+    triples = np.array(list(combinations(leading.tolist(), 3)), dtype=np.int64).reshape(-1, 3)
+    weighted = signs * (weights * residuals)[:, None]  # (P, S)
+    scores = np.abs(np.einsum("pt,pt->t", weighted[:, triples[:, 0]],
+                              signs[:, triples[:, 1]] * signs[:, triples[:, 2]]))
+    order = np.argsort(-scores, kind="stable")
+    return triples[order], scores[order]
+
+
+RIDGE_GRID = (0.1,)  # penalties tried on the widest basis, relative to the total weight
+WIDE_FEATURES = 9  # the widest basis: every odd parity of up to this many leading features
+
+
+def choose_terms(paired: PairedDesign, output: int, total: float) -> RegressionFit:
+    """Fit one output with the singletons alone and with richer odd bases, keep the fit with
+    the lowest leave-one-pair-out error.
+
+    Candidates, beyond the singletons (least squares unless said):
+    * the K three-way parities that carry most of the singleton fit's residual
+      (``screen_triples``), K up to a third of the pairs beyond the S singletons;
+    * every three-way parity of the m features with the largest |value|, C(m, 3) likewise;
+    * every odd parity of the 4, 5 or 6 leading features (those of the first screened
+      triples, then by |value|): a game of a few interacting features has nothing left;
+    * ridge fits (``RIDGE_GRID``) of every odd parity of up to ``WIDE_FEATURES`` leading
+      features plus the screened triples, when the pairs number at least that basis.
+    total: (f(1) - f(0)) / 2.
+    """
+    num_pairs, num_features = paired.signs.shape
+    first_order = singletons(num_features)
+    linear = _fit_terms(paired, output, first_order, total)
+    best = linear
+    spare = int((num_pairs - num_features) / 3.0)
+    if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24:
+        return best
+    triples, _ = screen_triples(paired.signs, paired.weights, linear.residuals, linear.values)
+    screened = [tuple(int(i) for i in row) for row in triples]
+    by_value = [int(i) for i in np.argsort(-np.abs(linear.values), kind="stable")]
+    leading: list[int] = []
+    for index in [i for row in screened[:6] for i in row] + by_value:
+        if index not in leading:
+            leading.append(index)
+    candidates: list[tuple[tuple[tuple[int, ...], ...], float]] = []
+    for count in sorted({max(1, spare // 2), spare}):
+        candidates.append((tuple(screened[:count]), 0.0))
+    top = 3
+    while top < num_features and len(list(combinations(range(top + 1), 3))) <= spare:
+        top += 1
+    candidates.append((tuple(combinations(sorted(by_value[:top]), 3)), 0.0))
+    for size in (4, 5, 6):
+        if size <= num_features and 2 ** (size - 1) - size <= spare:
+            candidates.append((odd_closure(leading[:size]), 0.0))
+    wide_size = min(WIDE_FEATURES, num_features)
+    while wide_size > 6 and 2 ** (wide_size - 1) > num_pairs:
+        wide_size -= 1
+    if wide_size > 6:
+        wide = odd_closure(leading[:wide_size])
+        known = set(wide)
+        wide += tuple(term for term in screened[:spare] if term not in known)
+        candidates += [(wide, ridge) for ridge in RIDGE_GRID]
+    chosen = None
+    for extra, ridge in candidates:
+        fit = _fit_terms(paired, output, first_order + extra, total, ridge, with_errors=False)
+        if fit.loo_error < best.loo_error:
+            best, chosen = fit, (extra, ridge)
+    if chosen is None:
+        return linear
+    return _fit_terms(paired, output, first_order + chosen[0], total, chosen[1])

@@ -1,0 +1,299 @@
+"""The request gate (deploy/gate.py) as its own process, in front of a fake model server on a Unix socket.
+
+The fake records every request that reaches it and answers with the SHA-256 of the body it
+got, so the tests see exactly what the gate forwards, refuses and returns.
+"""
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import shutil
+import socket
+import socketserver
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.gate import launch_gate
+
+MAX_BODY_BYTES = 1_000_000
+
+
+class _FakeModelServerHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.record(self, body)
+        if self.headers.get("Content-Type") == "text/csv":  # stands in for the handler's own 4xx
+            self._answer(415, b'{"error": "text/csv is not supported", "status": 415}', "application/json")
+            return
+        answer = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}).encode()
+        self._answer(200, answer, "application/json")
+
+    def do_GET(self):
+        self.server.record(self, b"")
+        self._answer(200, b'{\n  "status": "Healthy"\n}\n', "application/json")
+
+    def _answer(self, status, body, content_type):
+        self.send_response_only(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("x-request-id", "fake-%d" % len(self.server.requests))
+        self.send_header("Cache-Control", "no-cache; no-store, must-revalidate, private")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class FakeModelServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """An HTTP server on a Unix socket that keeps ``requests``: (connection id, method, path, headers, body)."""
+
+    daemon_threads = True
+
+    def __init__(self, path):
+        super().__init__(str(path), _FakeModelServerHandler)
+        self.requests = []
+        self.lock = threading.Lock()
+
+    def record(self, handler, body):
+        with self.lock:
+            self.requests.append((id(handler), handler.command, handler.path, dict(handler.headers), body))
+
+
+@pytest.fixture(scope="module")
+def short_dir():
+    """A directory with a short path (Unix socket names hold at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="gate-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _start_gate(directory, upstream, timeout=30.0):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    with open(directory / ("gate-%d.log" % listener.getsockname()[1]), "wb") as log:
+        process = launch_gate(listener, upstream, MAX_BODY_BYTES, timeout, log)
+    port = listener.getsockname()[1]
+    listener.close()
+    return process, port
+
+
+def _stop(process):
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def upstream(short_dir):
+    server = FakeModelServer(short_dir / "inference.sock")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def gate(short_dir, upstream):
+    process, port = _start_gate(short_dir, short_dir / "inference.sock")
+    yield port
+    _stop(process)
+    assert process.returncode is not None
+
+
+@pytest.fixture
+def fresh(upstream):
+    """Forget what earlier tests sent; yields the fake server."""
+    with upstream.lock:
+        upstream.requests.clear()
+    return upstream
+
+
+def _request(port, method, path, body=None, headers=None, connection=None):
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return response, response.read()
+
+
+def test_invocations_reach_the_model_server_unchanged_and_its_answer_comes_back_unchanged(gate, fresh):
+    body = os.urandom(MAX_BODY_BYTES)
+    headers = {"Content-Type": "application/x-npy", "Accept": "application/x-npy",
+               "X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0.5,top_k=3",
+               "X-Amzn-SageMaker-Inference-Id": "abc-123"}
+    response, answer = _request(gate, "POST", "/invocations", body, headers)
+    assert response.status == 200
+    assert json.loads(answer) == {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+    assert response.getheader("x-request-id") == "fake-1"
+    assert response.getheader("Cache-Control") == "no-cache; no-store, must-revalidate, private"
+    assert response.getheader("Content-Type") == "application/json"
+    ((_, method, path, seen_headers, seen_body),) = fresh.requests
+    assert (method, path, seen_body) == ("POST", "/invocations", body)
+    for name, value in headers.items():
+        assert seen_headers[name] == value
+
+
+def test_the_model_servers_own_errors_pass_through_unchanged(gate, fresh):
+    response, answer = _request(gate, "POST", "/invocations", b"a,b", {"Content-Type": "text/csv"})
+    assert response.status == 415
+    assert json.loads(answer) == {"error": "text/csv is not supported", "status": 415}
+
+
+def test_ping_is_forwarded(gate, fresh):
+    response, answer = _request(gate, "GET", "/ping")
+    assert response.status == 200 and json.loads(answer) == {"status": "Healthy"}
+    assert [request[1:3] for request in fresh.requests] == [("GET", "/ping")]
+
+
+def test_one_client_connection_keeps_one_upstream_connection(gate, fresh):
+    client = http.client.HTTPConnection("127.0.0.1", gate, timeout=30)
+    for size in (10, 20_000, 30):
+        response, answer = _request(gate, "POST", "/invocations", b"x" * size,
+                                    {"Content-Type": "application/x-npy"}, connection=client)
+        assert response.status == 200 and json.loads(answer)["bytes"] == size
+    client_socket = client.sock
+    _request(gate, "GET", "/ping", connection=client)
+    assert client.sock is client_socket  # kept alive by the gate
+    assert len({request[0] for request in fresh.requests}) == 1  # and one upstream connection
+    assert len(fresh.requests) == 4
+
+
+@pytest.mark.parametrize("method, path, status, message", [
+    ("GET", "/models", 404, "/models is not served here: this endpoint answers only GET /ping and POST /invocations"),
+    ("PUT", "/models/model?min_worker=3", 404, "/models/model is not served here"),
+    ("POST", "/models?url=/tmp/x&initial_workers=1&synchronous=true", 404, "/models is not served here"),
+    ("DELETE", "/models/model", 404, "/models/model is not served here"),
+    ("OPTIONS", "/", 404, "/ is not served here"),
+    ("GET", "/api-description", 404, "/api-description is not served here"),
+    ("POST", "/predictions/model", 404, "/predictions/model is not served here"),
+    ("GET", "/execution-parameters", 404, "/execution-parameters is not served here"),
+    ("GET", "/invocations", 405, "GET /invocations is not allowed: use POST /invocations"),
+    ("PUT", "/invocations", 405, "PUT /invocations is not allowed: use POST /invocations"),
+    ("POST", "/ping", 405, "POST /ping is not allowed: use GET /ping"),
+    ("HEAD", "/ping", 405, None),
+    ("BREW", "/invocations", 405, "BREW /invocations is not allowed: use POST /invocations"),
+    ("POST", "/invocations/../models", 404, "/invocations/../models is not served here"),
+])
+def test_everything_else_is_answered_by_the_gate_alone(gate, fresh, method, path, status, message):
+    response, answer = _request(gate, method, path, body=b"{}" if method in ("POST", "PUT") else None)
+    assert response.status == status
+    if status == 405:
+        assert response.getheader("Allow") == ("GET" if path == "/ping" else "POST")
+    if message is not None:  # a HEAD answer has no body
+        assert response.getheader("Content-Type") == "application/json"
+        payload = json.loads(answer)
+        assert payload["status"] == status and payload["error"].startswith(message)
+    assert fresh.requests == []
+
+
+def test_a_body_over_the_limit_gets_413_and_never_reaches_the_model_server(gate, fresh):
+    client = http.client.HTTPConnection("127.0.0.1", gate, timeout=30)
+    response, answer = _request(gate, "POST", "/invocations", b"\0" * (MAX_BODY_BYTES + 1),
+                                {"Content-Type": "application/x-npy"}, connection=client)
+    assert response.status == 413
+    assert json.loads(answer)["error"] == (
+        "the request body is 1000001 bytes, over this endpoint's limit of 1000000 bytes: send fewer images "
+        "per request (or start the endpoint with a larger max_request_bytes)")
+    assert fresh.requests == []
+    # the refused body was read and dropped: the same connection carries the next request
+    response, answer = _request(gate, "POST", "/invocations", b"ok", {"Content-Type": "application/x-npy"},
+                                connection=client)
+    assert response.status == 200 and json.loads(answer)["bytes"] == 2
+
+
+def test_expect_100_continue_is_refused_before_the_body_is_sent(gate, fresh):
+    with socket.create_connection(("127.0.0.1", gate), timeout=30) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+                       b"Content-Length: 99000000\r\nExpect: 100-continue\r\n\r\n")
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 413 and "99000000 bytes" in json.loads(response.read())["error"]
+    assert fresh.requests == []
+
+
+def test_a_chunked_body_is_forwarded_whole(gate, fresh):
+    parts = [os.urandom(1000), os.urandom(70_000), os.urandom(5)]
+    response, answer = _request(gate, "POST", "/invocations", iter(parts), {"Content-Type": "application/x-npy"})
+    assert response.status == 200
+    assert json.loads(answer)["sha256"] == hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def test_a_chunked_body_over_the_limit_gets_413(gate, fresh):
+    parts = [b"\0" * 600_000, b"\0" * 600_000]
+    response, answer = _request(gate, "POST", "/invocations", iter(parts), {"Content-Type": "application/x-npy"})
+    assert response.status == 413 and "is 1200000 bytes, over" in json.loads(answer)["error"]
+    assert fresh.requests == []
+
+
+def test_a_foreign_host_name_is_refused(gate, fresh):
+    response, answer = _request(gate, "POST", "/invocations", b"x", {"Host": "attacker.example:%d" % gate})
+    assert response.status == 403
+    assert json.loads(answer)["error"] == (
+        "Host 'attacker.example:%d' is not this endpoint: send requests to http://127.0.0.1:%d (other host "
+        "names are refused against DNS rebinding)" % (gate, gate))
+    for host in ("localhost:%d" % gate, "LOCALHOST", "127.0.0.1"):
+        assert _request(gate, "GET", "/ping", headers={"Host": host})[0].status == 200
+    assert len(fresh.requests) == 3
+
+
+def test_a_malformed_request_gets_a_json_400(gate, fresh):
+    with socket.create_connection(("127.0.0.1", gate), timeout=30) as client:
+        client.sendall(b"GARBAGE\r\n\r\n")
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 400
+        assert json.loads(response.read())["error"].startswith("malformed HTTP request: Bad request syntax")
+    assert fresh.requests == []
+
+
+def test_no_model_server_is_a_502_until_it_listens(short_dir):
+    socket_path = short_dir / "later.sock"
+    process, port = _start_gate(short_dir, socket_path)
+    try:
+        response, answer = _request(port, "POST", "/invocations", b"abc", {"Content-Type": "application/x-npy"})
+        assert response.status == 502
+        assert json.loads(answer)["error"].startswith("the model server is not answering")
+        server = FakeModelServer(socket_path)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            response, answer = _request(port, "POST", "/invocations", b"abc")
+            assert response.status == 200 and json.loads(answer)["bytes"] == 3
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        _stop(process)
+
+
+def test_a_model_server_that_answers_too_late_is_a_504(short_dir):
+    socket_path = short_dir / "silent.sock"
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(socket_path))
+    silent.listen(4)  # accepts connections, never answers
+    process, port = _start_gate(short_dir, socket_path, timeout=1.0)
+    try:
+        started = time.monotonic()
+        response, answer = _request(port, "POST", "/invocations", b"abc")
+        assert response.status == 504
+        assert json.loads(answer)["error"] == "the model server did not answer within 1 s"
+        assert time.monotonic() - started < 10
+    finally:
+        _stop(process)
+        silent.close()
+
+
+def test_sigterm_ends_the_gate_and_frees_its_port(short_dir, upstream):
+    process, port = _start_gate(short_dir, short_dir / "inference.sock")
+    assert _request(port, "GET", "/ping")[0].status == 200
+    _stop(process)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))

@@ -1,0 +1,422 @@
+"""The object API: Explainer over functions, endpoints and SageMaker Predictors; Explanation's methods."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explain import (
+    ConfigError,
+    ExplainConfig,
+    Explainer,
+    ExplainError,
+    Explanation,
+    TransportConfig,
+    UnknownSettingError,
+    explain_image,
+)
+from explain.predictors import HttpPredictor
+from serving.contract import npy_body_size
+from tests.explain.test_explainer import (
+    SIZE,
+    additive_classifier,
+    pixel_weights,
+    red_square_detector,
+    red_square_scene,
+    textured_image,
+)
+from tests.fake_endpoint import FakeEndpoint, fake_detections, fake_model
+
+QUADRANTS = ((np.arange(SIZE)[:, None] >= SIZE // 2) * 2 + (np.arange(SIZE)[None, :] >= SIZE // 2)).astype(np.int64)
+
+
+def exact_quadrant_values(image, weights, norm):
+    """Shapley values of the additive classifier's class 0 over QUADRANTS, baseline black."""
+    contribution = (image.astype(np.float64) * weights).sum(axis=2) / norm
+    return np.bincount(QUADRANTS.ravel(), weights=contribution.ravel(), minlength=4)
+
+
+# --------------------------------------------------------------------------------------
+# Explainer: inputs, settings, segments
+# --------------------------------------------------------------------------------------
+
+def test_an_image_a_batch_a_file_and_a_folder_give_the_same_explanations(tmp_path):
+    images = [red_square_scene(seed) for seed in range(3)]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"scene-{index}.png")
+    config = ExplainConfig(num_samples=40, num_segments=8)
+    expected = [explain_image(image, red_square_detector, config) for image in images]
+
+    explainer = Explainer(red_square_detector, task="detection", num_samples=40, num_segments=8)
+    single = explainer(images[0])
+    batch = explainer(np.stack(images))
+    from_file = explainer(folder / "scene-1.png")
+    from_folder = explainer(str(folder))
+    from_list = explainer([images[2], str(folder / "scene-0.png")])
+
+    assert isinstance(single, Explanation)
+    assert isinstance(from_file, Explanation)
+    assert [len(batch), len(from_folder), len(from_list)] == [3, 3, 2]
+    for got, want in [(single, expected[0]), (from_file, expected[1]), *zip(batch, expected, strict=True),
+                      *zip(from_folder, expected, strict=True), (from_list[0], expected[2]),
+                      (from_list[1], expected[0])]:
+        np.testing.assert_array_equal(got.shap_values, want.shap_values)
+        np.testing.assert_array_equal(got.image, want.image)
+        np.testing.assert_array_equal(got.segments, want.segments)
+        np.testing.assert_array_equal(got.base_values, want.base_values)
+        np.testing.assert_array_equal(got.standard_errors, want.standard_errors)
+        assert got.labels.tolist() == want.labels.tolist() == [0, 1]
+
+
+def test_your_own_segments_give_the_known_shapley_values():
+    image = textured_image()
+    weights = pixel_weights()
+    predict, norm = additive_classifier(weights)
+    explainer = Explainer(predict, task="classification", baseline="black", labels=("0",), num_samples=16)
+    explanation = explainer(image, segments=QUADRANTS)
+    np.testing.assert_array_equal(explanation.segments, QUADRANTS)
+    np.testing.assert_allclose(explanation.shap_values[0], exact_quadrant_values(image, weights, norm), atol=1e-12)
+    assert explanation.exact and explanation.num_segments_used == 4
+
+    per_image = np.stack([QUADRANTS, (QUADRANTS >= 2).astype(np.int64)])
+    first, second = explainer(np.stack([image, image]), segments=per_image)
+    np.testing.assert_allclose(first.shap_values, explanation.shap_values, atol=1e-12)
+    halves = exact_quadrant_values(image, weights, norm).reshape(2, 2).sum(axis=1)
+    np.testing.assert_allclose(second.shap_values[0], halves, atol=1e-12)
+
+
+@pytest.mark.parametrize("segments, message", [
+    (np.zeros((SIZE, SIZE - 1), int), f"segments must have the image's shape (H, W) = ({SIZE}, {SIZE}), got "
+                                      f"({SIZE}, {SIZE - 1})"),
+    (QUADRANTS.astype(float), "segments must be an integer array of segment labels, got dtype float64"),
+    (QUADRANTS > 1, "segments must be an integer array of segment labels, got dtype bool"),
+    (QUADRANTS - 1, "segments must hold labels 0..S-1, got a label -1"),
+    (QUADRANTS * 2, "segments must use every label 0..6 (the values are the features' indices), labels 1, 3, "
+                    "5 are unused; relabel with explain.segmentation.relabel_contiguous(segments)"),
+    (np.zeros((SIZE, SIZE), int), "segments must hold at least 2 segments (one segment explains nothing), got 1"),
+])
+def test_bad_segments_are_refused_naming_the_problem(segments, message):
+    explainer = Explainer(red_square_detector, num_samples=16)
+    with pytest.raises(ConfigError) as raised:
+        explainer(red_square_scene(), segments=segments)
+    assert str(raised.value).startswith(message)
+    assert raised.value.field == "segments"
+
+
+@pytest.mark.parametrize("settings, error, message", [
+    ({"num_sample": 10}, UnknownSettingError, "Explainer got an unknown setting 'num_sample' (did you mean "
+                                              "'num_samples'?); settings are the fields of ExplainConfig: task, "),
+    ({"concurrency": 2}, UnknownSettingError, "Explainer got an unknown setting 'concurrency'; settings are the "
+                                              "fields of ExplainConfig"),
+    ({"num_samples": 2}, ConfigError, "num_samples must be in [4, 1000000], got 2"),
+    ({"segmentation": "felzenszwalb"}, ConfigError, "segmentation must be one of"),
+    ({"config": {"num_samples": 10}}, ConfigError, "config must be an ExplainConfig, got dict"),
+    ({"transport": {"concurrency": 2}}, ConfigError, "transport must be a TransportConfig, got dict"),
+])
+def test_settings_are_validated_once_naming_the_field(settings, error, message):
+    with pytest.raises(error) as raised:
+        Explainer(red_square_detector, **settings)
+    assert str(raised.value).startswith(message)
+
+
+def test_an_unknown_setting_is_a_type_error_too_and_names_the_field():
+    with pytest.raises(TypeError) as raised:
+        Explainer(red_square_detector, num_segment=10)
+    assert raised.value.field == "num_segment" and "did you mean 'num_segments'?" in str(raised.value)
+
+
+def test_settings_start_from_a_config_and_the_task_argument_wins():
+    base = ExplainConfig(task="classification", num_samples=64, seed=3)
+    explainer = Explainer(lambda batch: [np.ones(2) / 2] * len(batch), config=base, num_segments=6)
+    assert explainer.config == ExplainConfig(task="classification", num_samples=64, seed=3, num_segments=6)
+    assert Explainer(red_square_detector, "detection", config=base).config.task == "detection"
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((2, 2), np.uint8), "images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
+                                 "got an array of shape (2, 2)"),
+    ("no/such/folder", "image file or folder not found: 'no/such/folder'"),
+    (np.zeros((8, 8, 3), np.float32), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float32"),
+])
+def test_bad_images_are_refused_naming_the_problem(images, message):
+    with pytest.raises(ExplainError) as raised:
+        Explainer(red_square_detector, num_samples=16)(images)
+    assert str(raised.value) == message
+
+
+def test_an_unusable_model_is_refused():
+    with pytest.raises(ConfigError) as raised:
+        Explainer(42)
+    assert str(raised.value) == ("model must be a function predict(batch), a sagemaker.predictor.Predictor, an "
+                                 "endpoint URL, sagemaker:ENDPOINT_NAME or a model path, got int")
+
+
+# --------------------------------------------------------------------------------------
+# what the model is sent
+# --------------------------------------------------------------------------------------
+
+def test_a_function_is_never_sent_more_than_one_request_holds():
+    sizes = []
+
+    def predict(batch):
+        sizes.append(len(batch))
+        return red_square_detector(batch)
+
+    budget = npy_body_size((5, SIZE, SIZE, 3))  # 5 images of 64 x 64 per request
+    explainer = Explainer(predict, num_samples=100, num_segments=8,
+                          transport=TransportConfig(max_payload_bytes=budget))
+    explanation = explainer(red_square_scene())
+    assert max(sizes) == 5 and sum(sizes) == explanation.model_calls == 101
+    capped = Explainer(predict, num_samples=100, num_segments=8,
+                       transport=TransportConfig(max_images_per_request=3))
+    sizes.clear()
+    same = capped(red_square_scene())
+    assert max(sizes) == 3
+    np.testing.assert_array_equal(same.shap_values, explanation.shap_values)
+    reference = explain_image(red_square_scene(), red_square_detector, ExplainConfig(num_samples=100, num_segments=8))
+    np.testing.assert_array_equal(reference.shap_values, explanation.shap_values)
+
+
+def channel_detector(batch, score_threshold=0.5):
+    """The fake endpoint's model: one box per colour channel scored by the channel's mean / 255, rows
+    below ``score_threshold`` dropped (an endpoint's default threshold) unless asked for every score."""
+    return [fake_detections(image, score_threshold) for image in batch]
+
+
+def test_a_detection_function_with_a_score_threshold_is_asked_for_every_score():
+    config = ExplainConfig(num_samples=60, num_segments=10, probability_threshold=0.3)
+    image = red_square_scene()
+    every_score = explain_image(image, lambda batch: channel_detector(batch, 0.0), config)
+    cut = explain_image(image, channel_detector, config)
+    assert not np.allclose(cut.shap_values, every_score.shap_values)  # masked scores below 0.5 count
+    explanation = Explainer(channel_detector, config=config)(image)
+    np.testing.assert_array_equal(explanation.shap_values, every_score.shap_values)
+
+
+def test_an_endpoint_url_is_asked_for_every_detection_score():
+    with FakeEndpoint("detection") as endpoint, Explainer(endpoint.url, num_samples=16, num_segments=4) as explainer:
+        explainer(red_square_scene())
+        assert isinstance(explainer.predictor, HttpPredictor)
+    assert endpoint.requests and {request["custom_attributes"] for request in endpoint.requests} == {
+        "score_threshold=0"}
+
+
+class FakeSageMakerRuntime:
+    """Answers a boto3 sagemaker-runtime client's InvokeEndpoint with the fake model, in botocore's send hook.
+
+    The client serialises and signs each request and parses each answer as it would with AWS;
+    ``throttle_first`` requests are answered with ThrottlingException first.
+    """
+
+    def __init__(self, client, task: str, throttle_first: int = 0) -> None:
+        self.task = task
+        self.throttle_first = throttle_first
+        self.requests: list[dict] = []
+        client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", self.answer)
+
+    def answer(self, request, **_):
+        from botocore.awsrequest import AWSResponse
+
+        headers = {key: value.decode() if isinstance(value, bytes) else value for key, value in request.headers.items()}
+        self.requests.append({"url": request.url, "headers": headers, "bytes": len(request.body)})
+        if len(self.requests) <= self.throttle_first:
+            body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1",
+                                                  "x-amzn-ErrorType": "ThrottlingException"}, _Raw(body))
+        batch = np.load(io.BytesIO(request.body), allow_pickle=False)
+        body = json.dumps([rows.tolist() for rows in fake_model(batch, self.task)]).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, _Raw(body))
+
+
+class _Raw:
+    """The raw body botocore reads an AWSResponse from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = io.BytesIO(body)
+
+    def stream(self, **_):
+        yield self._body.read()
+
+    def read(self, *args):
+        return self._body.read(*args)
+
+
+def sagemaker_predictor(task: str, throttle_first: int = 0):
+    """A sagemaker.predictor.Predictor whose session's runtime client the FakeSageMakerRuntime answers."""
+    import boto3
+    from botocore.config import Config
+    from sagemaker.predictor import Predictor
+    from sagemaker.session import Session
+
+    boto_session = boto3.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                 aws_secret_access_key="testing")
+    runtime = boto_session.client("sagemaker-runtime", config=Config(retries={"total_max_attempts": 1}))
+    fake = FakeSageMakerRuntime(runtime, task, throttle_first)
+    session = Session(boto_session=boto_session, sagemaker_runtime_client=runtime)
+    return Predictor("shapes-detector", sagemaker_session=session), fake
+
+
+def test_a_sagemaker_predictor_gets_packed_requests_every_score_and_retries():
+    predictor, runtime = sagemaker_predictor("detection", throttle_first=1)
+    budget = npy_body_size((7, SIZE, SIZE, 3))
+    transport = TransportConfig(max_payload_bytes=budget, backoff_base=0.01, concurrency=2)
+    image = red_square_scene()
+    with Explainer(predictor, num_samples=60, num_segments=8, transport=transport) as explainer:
+        explanation = explainer(image)
+        stats = explainer.predictor.stats
+    reference = explain_image(image, lambda batch: fake_model(batch, "detection"),
+                              ExplainConfig(num_samples=60, num_segments=8))
+    np.testing.assert_allclose(explanation.shap_values, reference.shap_values, atol=1e-6)
+    answered = runtime.requests[1:]
+    assert stats["retries"] == 1 and stats["images"] == explanation.model_calls == 61
+    assert max(request["bytes"] for request in answered) == budget  # 7 masked images per request at most
+    assert len(answered) <= 61 // 5
+    for request in runtime.requests:
+        assert request["url"].endswith("/endpoints/shapes-detector/invocations")
+        assert request["headers"]["Content-Type"] == "application/x-npy"
+        assert request["headers"]["X-Amzn-SageMaker-Custom-Attributes"] == "score_threshold=0"
+
+
+def test_a_classification_sagemaker_predictor_sends_no_score_threshold():
+    predictor, runtime = sagemaker_predictor("classification")
+    explanation = Explainer(predictor, task="classification", num_samples=16, num_segments=4)(textured_image())
+    assert explanation.shap_values.shape == (1, 4)
+    assert all("X-Amzn-SageMaker-Custom-Attributes" not in request["headers"] for request in runtime.requests)
+
+
+def test_run_writes_the_files_and_the_report(tmp_path):
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6, label_headers=("square", "corner"))
+    summary = explainer.run(tmp_path / "scene.png", tmp_path / "out")
+    assert summary["images"][0]["targets"][0]["label"] == "square"
+    assert {"scene.png_shap.npz", "shap_scene.png_box1_object.jpeg", "report.html", "analysis.json"} <= {
+        path.name for path in (tmp_path / "out").iterdir()}
+
+
+# --------------------------------------------------------------------------------------
+# Explanation: save / load, plot, to_shap
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def explained():
+    config = ExplainConfig(num_samples=60, num_segments=10, metrics=True, label_headers=("square", "corner"))
+    return explain_image(red_square_scene(), red_square_detector, config)
+
+
+def assert_same_explanation(loaded: Explanation, original: Explanation) -> None:
+    for name in ("image", "segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
+                 "boxes", "target_scores", "converged"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name), err_msg=name)
+    for name in ("model_calls", "num_segments_used", "task", "exact", "label_headers", "metrics"):
+        assert getattr(loaded, name) == getattr(original, name), name
+    assert loaded.timings == pytest.approx(original.timings)
+
+
+def test_save_and_load_keep_everything_the_image_included(tmp_path, explained):
+    path = explained.save(tmp_path / "scene")
+    assert path == tmp_path / "scene.npz"
+    assert_same_explanation(Explanation.load(path), explained)
+
+
+def test_a_file_written_before_images_were_stored_still_loads(tmp_path, explained):
+    old = tmp_path / "old_shap.npz"  # what save_npz wrote before: no image, task, metrics or names
+    np.savez_compressed(old, segments=explained.segments, shap_values=explained.shap_values,
+                        standard_errors=explained.standard_errors, base_values=explained.base_values,
+                        predictions=explained.predictions, labels=explained.labels,
+                        target_scores=explained.target_scores, model_calls=np.int64(explained.model_calls),
+                        boxes=explained.boxes)
+    loaded = Explanation.load(old)
+    assert loaded.image is None and loaded.task == "detection" and loaded.metrics is None
+    np.testing.assert_array_equal(loaded.shap_values, explained.shap_values)
+    with pytest.raises(ExplainError, match=r"this explanation has no image \(read from an older .npz file\): "
+                                           r"load it with Explanation.load\(path, image=load_image"):
+        loaded.plot()
+    with_image = Explanation.load(old, image=explained.image)
+    assert len(with_image.plot().axes) >= 4
+    with pytest.raises(ExplainError, match=r"image must be an \(64, 64, 3\) uint8 array"):
+        Explanation.load(old, image=explained.image[:10])
+
+
+def test_load_names_a_file_that_is_not_an_explanation(tmp_path):
+    np.savez(tmp_path / "other.npz", values=np.zeros(3))
+    with pytest.raises(ExplainError, match="is not an explanation file: no base_values, labels, predictions"):
+        Explanation.load(tmp_path / "other.npz")
+    with pytest.raises(ExplainError, match="cannot read explanation file"):
+        Explanation.load(tmp_path / "missing.npz")
+
+
+def test_plot_draws_the_image_the_box_and_numbers_every_segment_inside_it(explained):
+    from matplotlib.figure import Figure
+
+    figure = explained.plot(targets=[0])
+    assert isinstance(figure, Figure)
+    image_axis, heatmap_axis, keep_axis, remove_axis = [axis for axis in figure.axes if axis.get_images()][:4]
+    np.testing.assert_array_equal(image_axis.get_images()[0].get_array(), explained.image)
+    assert image_axis.get_title() == "box 1: square 1.00"
+    box = image_axis.patches[0]
+    height, width = explained.image.shape[:2]
+    assert box.get_xy() == pytest.approx((explained.boxes[0][0] * width, explained.boxes[0][1] * height))
+    numbers = {int(text.get_text()): text.get_position() for text in heatmap_axis.texts}
+    assert sorted(numbers) == list(range(explained.num_segments_used))
+    for number, (x, y) in numbers.items():
+        assert explained.segments[int(round(y)), int(round(x))] == number
+    assert keep_axis.get_title().startswith("keeps the score: ")
+    assert remove_axis.get_title().startswith("removes it: ")
+    # target 2 (the constant corner object) has no set that keeps or removes its score: 2 panels
+    assert len([axis for axis in explained.plot().axes if axis.get_images()]) == 4 + 2
+    with pytest.raises(ExplainError, match=r"target index 2 out of range: this explanation has 2 target\(s\), 0..1"):
+        explained.plot(targets=[2])
+
+
+def test_to_shap_gives_a_shap_explanation_that_shap_plots(explained):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import shap
+
+    converted = explained.to_shap()
+    assert isinstance(converted, shap.Explanation)
+    np.testing.assert_array_equal(converted.values, explained.shap_values.T)
+    np.testing.assert_array_equal(converted.base_values, explained.base_values)
+    np.testing.assert_array_equal(converted.error_std, explained.standard_errors.T)
+    assert converted.output_names == ["box 1: square 1.00", "box 2: corner 0.60"]
+    first = converted[:, 0]
+    assert first.values.sum() + first.base_values == pytest.approx(explained.predictions[0])
+    shap.plots.waterfall(first, show=False)
+    shap.plots.bar(first, show=False)
+
+    pixels = explained.to_shap(pixels=True)
+    assert pixels.values.shape == (1, *explained.image.shape, 2)
+    np.testing.assert_allclose(pixels.values.sum(axis=(0, 1, 2, 3)), explained.shap_values.sum(axis=1), atol=1e-12)
+    shap.plots.image(pixels, show=False)
+
+
+def test_to_shap_without_shap_says_how_to_install_it(explained, monkeypatch):
+    monkeypatch.setitem(sys.modules, "shap", None)  # what an install without shap looks like to import
+    with pytest.raises(ImportError, match=r"to_shap needs the shap package: pip install shap"):
+        explained.to_shap()
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """README's 'From Python' block, against a fake endpoint instead of 127.0.0.1:8080."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    samples = Path(__file__).resolve().parents[2] / "examples" / "shapes" / "samples"
+    monkeypatch.chdir(tmp_path)
+    with FakeEndpoint("detection") as endpoint:
+        code = (block.replace('"http://127.0.0.1:8080"', repr(endpoint.url))
+                .replace('"examples/shapes/samples/', f'"{samples}/').replace("num_samples=500", "num_samples=40"))
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example itself
+    assert isinstance(namespace["shap_explanation"], type(namespace["explanation"].to_shap()))
+    assert (tmp_path / "shapes_0_explained.png").stat().st_size > 0
+    np.testing.assert_array_equal(namespace["same"].image, namespace["explanation"].image)

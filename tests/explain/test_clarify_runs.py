@@ -1,0 +1,286 @@
+"""Clarify analysis configurations written by the SageMaker SDK run with --clarify-config alone.
+
+The configurations come from the installed SDK's own classes (DataConfig, ModelConfig,
+ModelPredictedLabelConfig, ImageConfig, SHAPConfig -> _AnalysisConfigGenerator, what
+SageMakerClarifyProcessor.run_explainability writes to analysis_config.json), never by hand.
+The SDK hands Clarify the dataset as a ProcessingInput; the tests add ``dataset_uri``, the
+key Clarify's schema has for it, which is how a local run finds the images. The endpoint
+name resolves through the documented endpoint map (CLEARSIGHT_EXPLAIN_ENDPOINT_MAP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from explain.clarify_config import CLARIFY_SEGMENTATION
+from explain.cli import main
+from tests.clarify_configs import ENDPOINT_NAME, sdk_analysis_config
+from tests.conftest import ServeProcess
+from tests.fake_endpoint import FakeEndpoint
+
+pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAPES = ["circle", "square", "triangle"]
+
+
+def write_config(folder: Path, config: dict, dataset_uri: str) -> Path:
+    path = folder / "analysis_config.json"
+    path.write_text(json.dumps({**config, "dataset_uri": dataset_uri}))
+    return path
+
+
+@pytest.fixture()
+def photos(tmp_path) -> Path:
+    """Two 48x64 PNG scenes of the shapes detector's world: a bright square on a noisy background."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(2):
+        image = rng.integers(90, 140, size=(48, 64, 3), dtype=np.uint8)
+        image[10:30, 12 + 10 * index:32 + 10 * index] = (230, 40, 40)
+        Image.fromarray(image).save(folder / f"scene{index}.png")
+    return folder
+
+
+def run_cli(args, env=None):
+    return CliRunner().invoke(main, [str(arg) for arg in args], env=env, prog_name="python -m explain")
+
+
+def endpoint_map(url: str) -> dict:
+    return {"CLEARSIGHT_EXPLAIN_ENDPOINT_MAP": f"{ENDPOINT_NAME}={url}"}
+
+
+# --------------------------------------------------------------------------------------
+# In-test HTTP endpoints (fast)
+# --------------------------------------------------------------------------------------
+
+def test_a_detection_config_runs_alone_against_the_mapped_endpoint(photos, tmp_path):
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"],
+                                                        custom_attributes="score_threshold=0", max_objects=2,
+                                                        probability_threshold=0.3), "photos")
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+        attributes = {request["custom_attributes"] for request in endpoint.requests}
+        url = endpoint.url
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["endpoint"] == f"{url}/invocations"
+    settings = analysis["settings"]
+    assert (settings["task"], settings["num_samples"], settings["num_segments"], settings["seed"]) == (
+        "detection", 16, 4, 1)
+    assert (settings["max_objects"], settings["probability_threshold"]) == (2, 0.3)
+    assert settings["label_headers"] == ["red", "green", "blue"]
+    assert attributes == {"score_threshold=0"}
+    assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
+    for stem in ("scene0.png", "scene1.png"):  # explain.sources.output_stem: only .jpg is dropped
+        assert (tmp_path / "out" / f"shap_{stem}_box1_object.jpeg").is_file()
+    assert "explained 2 image(s)" in result.stdout
+
+
+def test_a_classification_config_with_a_probability_path_and_target_model(photos, tmp_path):
+    config = write_config(tmp_path, sdk_analysis_config(
+        "IMAGE_CLASSIFICATION", ["red", "green", "blue", "other"], probability="[*]",
+        target_model="model-b.tar.gz"), str(photos / "scene0.png"))
+    with FakeEndpoint("classification") as endpoint:
+        result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+        target_models = {request["target_model"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["settings"]["task"] == "classification"
+    assert analysis["predictor"]["probability"] == "[*]"
+    assert target_models == {"model-b.tar.gz"}
+    assert (tmp_path / "out" / "shap_scene0.png.jpeg").is_file()
+
+
+@pytest.mark.parametrize("probability", [None, "prediction"])
+def test_a_builtin_object_detection_endpoint(photos, tmp_path, probability):
+    """SageMaker's built-in Object Detection algorithm: image/png in, {"prediction": rows} out."""
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"],
+                                                        content_type="image/png", probability=probability),
+                          "photos")
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.answer_format = "object-detection"
+        result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+        images_per_request = {request["images"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert images_per_request == {1}
+    assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
+
+
+def test_a_manifest_as_dataset_uri(photos, tmp_path):
+    manifest = tmp_path / "images.manifest"
+    manifest.write_text(json.dumps([{"prefix": "photos/"}, "scene1.png"]))
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]),
+                          "images.manifest")
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert [item["stem"] for item in analysis["images"]] == ["scene1.png"]
+
+
+def test_image_arguments_and_options_override_the_config(photos, tmp_path):
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), "nowhere")
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(["--clarify-config", config, "--endpoint", endpoint.url, "--num-samples", "12",
+                          "--out", tmp_path / "out", "--quiet", photos / "scene0.png"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["settings"]["num_samples"] == 12 and analysis["totals"]["images"] == 1
+
+
+def test_an_unmapped_endpoint_name_goes_to_sagemaker(photos, tmp_path, monkeypatch):
+    """Without a map entry the name is a SageMaker endpoint, invoked through boto3 (here: no region)."""
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red"]), "photos")
+    result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "no AWS region for the SageMaker endpoint" in result.output
+
+
+BAD_RUNS = [
+    ({"dataset_uri": "empty"}, [],
+     "Invalid value for '--clarify-config': dataset_uri '{tmp}/empty': no .jpg/.jpeg/.png files in directory"),
+    ({"dataset_uri": "missing.manifest"}, [],
+     "Invalid value for '--clarify-config': dataset_uri '{tmp}/missing.manifest': cannot read manifest"),
+    ({}, ["--endpoint-map", "bad name=http://x"],
+     "Invalid value for '--endpoint-map': endpoint map entry 'bad name=http://x': 'bad name' is not a SageMaker "
+     "endpoint name"),
+    ({}, ["--endpoint-map", "just-a-name"],
+     "Invalid value for '--endpoint-map': endpoint map entries look like NAME=URL"),
+    ({"predictor": {"label_headers": ["a"], "model_name": "my-model", "instance_type": "ml.m5.xlarge",
+                    "initial_instance_count": 1}}, [],
+     "Missing option '--endpoint'. The Clarify config names a model (predictor.model_name) but no endpoint_name: "
+     "serve the model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint."),
+    ({"predictor": {"label_headers": ["a"], "endpoint_name": ENDPOINT_NAME, "label": "predicted_label",
+                    "content_type": "application/x-npy"}}, [],
+     "predictor.label locates predicted labels, but Kernel SHAP needs every class's score"),
+]
+
+
+@pytest.mark.parametrize("changes, extra, message", BAD_RUNS)
+def test_unusable_clarify_runs_are_usage_errors(changes, extra, message, tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = {**sdk_analysis_config("OBJECT_DETECTION", ["red"]), "dataset_uri": "photos", **changes}
+    path = tmp_path / "analysis_config.json"
+    path.write_text(json.dumps(config))
+    result = run_cli(["--clarify-config", path, "--out", tmp_path / "out", *extra])
+    assert result.exit_code == 2, result.output
+    assert message.format(tmp=tmp_path) in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_clarify_compatible_uses_clarify_segmentation_and_defaults(photos, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(["--clarify-compatible", "--endpoint", endpoint.url, "--task", "detection",
+                          "--num-samples", "16", "--out", tmp_path / "out", "--quiet", photos / "scene0.png"])
+        content_types = {request["content_type"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
+    assert settings["segmentation"] == CLARIFY_SEGMENTATION
+    assert (settings["num_segments"], settings["segment_compactness"], settings["baseline"]) == (20, 5.0, "noise")
+    assert (settings["max_objects"], settings["iou_threshold"], settings["context"]) == (3, 0.5, 1.0)
+    assert content_types == {"image/jpeg"}  # Clarify's default request encoding for images
+
+
+def test_a_clarify_config_wins_over_clarify_compatible_defaults(photos, tmp_path):
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"],
+                                                        num_segments=6), "photos/scene0.png")
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(["--clarify-config", config, "--clarify-compatible", "--out", tmp_path / "out",
+                          "--quiet"], env=endpoint_map(endpoint.url))
+        content_types = {request["content_type"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
+    assert (settings["segmentation"], settings["num_segments"]) == (CLARIFY_SEGMENTATION, 6)
+    assert content_types == {"application/x-npy"}  # the config's content_type
+
+
+# --------------------------------------------------------------------------------------
+# The real serving stack (multi-model-server), as `python -m explain` in a subprocess
+# --------------------------------------------------------------------------------------
+
+def run_explain_process(args, env_extra, drop=()):
+    env = {name: value for name, value in os.environ.items() if name not in drop}
+    env.update({"PYTHONPATH": str(ROOT), **env_extra})
+    return subprocess.run([sys.executable, "-m", "explain", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sdk_detection_config_runs_unchanged_against_the_local_endpoint(detector_endpoint, photos, tmp_path):
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", SHAPES, max_objects=2,
+                                                        probability_threshold=0.0), str(photos))
+    result = run_explain_process(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                                 endpoint_map(detector_endpoint.url))
+    assert result.returncode == 0, result.stderr
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["endpoint"] == f"{detector_endpoint.url}/invocations"
+    assert analysis["predictor"]["failed_requests"] == 0 and analysis["predictor"]["requests"] >= 2
+    assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
+    assert analysis["settings"]["label_headers"] == SHAPES
+    assert "Clarify config keys accepted but ignored: methods.report.title" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def classifier_endpoint(tiny_classifier_dir):
+    server = ServeProcess(tiny_classifier_dir, None)
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_sdk_classification_config_runs_unchanged_against_the_local_endpoint(classifier_endpoint, photos,
+                                                                            tmp_path):
+    manifest = tmp_path / "images.jsonl"
+    manifest.write_text("".join(json.dumps({"source-ref": str(path), "class": 0}) + "\n"
+                                for path in sorted(photos.glob("*.png"))))
+    config = write_config(tmp_path, sdk_analysis_config("IMAGE_CLASSIFICATION", SHAPES), "images.jsonl")
+    result = run_explain_process(["--clarify-config", config, "--out", tmp_path / "out", "--quiet", "-v"],
+                                 endpoint_map(classifier_endpoint.url))
+    assert result.returncode == 0, result.stderr
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["endpoint"] == f"{classifier_endpoint.url}/invocations"
+    assert analysis["settings"]["task"] == "classification" and analysis["totals"]["images"] == 2
+    assert f"endpoint {ENDPOINT_NAME} resolves to {classifier_endpoint.url} (endpoint map)" in result.stderr
+    assert "Clarify config passes the analysis-config schema of SageMaker SDK" in result.stderr
+
+
+def test_s3_prefix_and_s3_manifest_through_aws_endpoint_url_s3(aws, photos, tmp_path):
+    """dataset_uri on S3 (a prefix; a ManifestFile), reached through the standard AWS_ENDPOINT_URL_S3 alone."""
+    s3 = aws.client("s3")
+    for path in sorted(photos.glob("*.png")):
+        s3.upload_file(str(path), aws.bucket, f"clarify/photos/{path.name}")
+    manifest = [{"prefix": f"s3://{aws.bucket}/clarify/photos/"}, "scene1.png"]
+    s3.put_object(Bucket=aws.bucket, Key="clarify/images.manifest", Body=json.dumps(manifest).encode())
+    runs = [(f"s3://{aws.bucket}/clarify/photos/", ["scene0", "scene1"]),
+            (f"s3://{aws.bucket}/clarify/images.manifest", ["scene1"])]
+    with FakeEndpoint("detection") as endpoint:
+        for index, (uri, stems) in enumerate(runs):
+            folder = tmp_path / f"run{index}"
+            folder.mkdir()
+            config = write_config(folder, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), uri)
+            result = run_explain_process(["--clarify-config", config, "--out", folder / "out", "--quiet"],
+                                         {**endpoint_map(endpoint.url), "AWS_ENDPOINT_URL_S3": aws.url},
+                                         drop=("AWS_ENDPOINT_URL", "CLEARSIGHT_AWS_ENDPOINT_URL"))
+            assert result.returncode == 0, result.stderr
+            analysis = json.loads((folder / "out" / "analysis.json").read_text())
+            assert [item["stem"] for item in analysis["images"]] == stems
+            assert "deprecated" not in result.stderr

@@ -1,0 +1,223 @@
+"""report.html: one portable page with numbered heatmaps, the smallest sets and the curves, checked in Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explain import ExplainConfig, RunOptions, run_explanations
+from explain.report import write_report
+from tests.explain.test_explainer import SQUARE, red_square_detector, red_square_scene
+from tests.report_html import embedded_files, page_text, parse_report
+
+# names a report must show and link as they are: '#' starts a fragment, '?' a query, '%' an escape
+ODD_NAMES = ('scène #1 ?50% "quoted" it\'s.png', "plain.png")
+
+
+def big_scene(seed: int) -> np.ndarray:
+    """red_square_scene at 4x (256 x 256): large enough for readable figures."""
+    return np.kron(red_square_scene(seed), np.ones((4, 4, 1), dtype=np.uint8))
+
+
+def big_detector(batch):
+    return red_square_detector(np.asarray(batch)[:, ::4, ::4])
+
+
+@pytest.fixture(scope="module")
+def odd_run(tmp_path_factory):
+    """A run with metrics over two images, one of them with every awkward character in its name."""
+    root = tmp_path_factory.mktemp("report")
+    images = root / "images"
+    images.mkdir()
+    for seed, name in enumerate(ODD_NAMES):
+        Image.fromarray(big_scene(seed)).save(images / name)
+    config = ExplainConfig(num_samples=80, num_segments=12, metrics=True)
+    summary = run_explanations([images], big_detector, config, root / "out", RunOptions(progress=False),
+                               label_headers=["square", "corner"])
+    return root / "out", summary
+
+
+# --------------------------------------------------------------------------------------
+# the smallest sets, from the curves alone
+# --------------------------------------------------------------------------------------
+
+def test_smallest_sets_read_the_curves_in_rank_order():
+    from explain.metrics import smallest_sets
+
+    values = np.array([0.1, 0.5, -0.2, 0.3])  # rank: 1, 3, 0, 2
+    insertion = [0.0, 0.5, 0.85, 0.95, 1.0]   # 90% of the rise from 0 to 1 needs the top 3
+    deletion = [1.0, 0.4, 0.05, 0.0, 0.0]      # at most 10% is left once the top 2 are gone
+    sets = smallest_sets(values, deletion, insertion, base_value=0.0, prediction=1.0)
+    assert sets["keep"] == {"segments": [1, 3, 0], "score": 0.95}
+    assert sets["remove"] == {"segments": [1, 3], "score": 0.05}
+    shifted = smallest_sets(values, [v + 0.5 for v in deletion], [v + 0.5 for v in insertion], 0.5, 1.5)
+    assert shifted["keep"]["segments"] == [1, 3, 0] and shifted["remove"]["segments"] == [1, 3]
+    assert smallest_sets(values, deletion, insertion, base_value=1.0, prediction=1.0) is None
+
+
+def test_the_sets_of_a_run_are_in_analysis_json(odd_run):
+    out, summary = odd_run
+    analysis = json.loads((out / "analysis.json").read_text())
+    for item in analysis["images"]:
+        square, corner = item["targets"]
+        segments = np.load(out / f"{item['stem']}_shap.npz")["segments"]
+        inside = np.zeros(segments.shape, bool)
+        inside[SQUARE[0].start * 4:SQUARE[0].stop * 4, SQUARE[1].start * 4:SQUARE[1].stop * 4] = True
+        kept = np.isin(segments, square["keeps_score"]["segments"])
+        assert (kept & inside).sum() >= 0.9 * inside.sum()  # the kept segments cover the square
+        assert square["keeps_score"]["score"] >= 0.9 * square["prediction"]
+        assert square["removes_score"]["score"] <= 0.1 * square["prediction"]
+        assert len(square["insertion_curve"]) == len(square["deletion_curve"]) == item["num_segments_used"] + 1
+        assert corner["keeps_score"] is None  # a constant score: nothing keeps or removes it
+
+
+def test_segment_numbers_sit_inside_their_segment_even_when_it_is_not_convex():
+    from explain.render import segment_label_positions
+
+    segments = np.zeros((60, 60), np.int32)
+    segments[10:50, 10:50] = 1  # a C shape: its centroid lies in the hole, which is segment 2
+    segments[20:40, 20:50] = 2
+    centroid = np.argwhere(segments == 1).mean(axis=0)
+    assert segments[int(centroid[0]), int(centroid[1])] == 2
+    positions = segment_label_positions(segments)
+    assert positions.shape == (3, 2)
+    for number, (x, y) in enumerate(positions):
+        assert segments[int(y), int(x)] == number
+    assert segments[int(positions[1][1]), int(positions[1][0])] == 1
+
+
+# --------------------------------------------------------------------------------------
+# the page
+# --------------------------------------------------------------------------------------
+
+def test_the_report_is_one_file_that_embeds_every_image(odd_run, tmp_path):
+    out, summary = odd_run
+    elsewhere = tmp_path / "moved"
+    elsewhere.mkdir()
+    shutil.copy(out / "report.html", elsewhere / "report.html")  # the report travels alone
+    embedded = embedded_files(elsewhere / "report.html")
+    jpegs = sorted(name for item in summary["images"] for name in item["files"] if name.endswith(".jpeg"))
+    assert sorted(embedded) == jpegs and len(jpegs) == 2 * 3
+    for name, data in embedded.items():
+        assert data == (out / name).read_bytes()
+        with Image.open(io.BytesIO(data)) as decoded:
+            assert decoded.format == "JPEG"
+
+
+def test_odd_names_display_and_link_correctly(odd_run):
+    out, summary = odd_run
+    report = parse_report(out / "report.html")
+    text = "".join(report.texts)
+    stems = {item["stem"] for item in summary["images"]}
+    assert stems == {'scène #1 ?50% "quoted" it\'s.png', "plain.png"}  # output_stem keeps .png
+    for stem in stems:
+        assert stem in text and f"{stem}_shap.npz" in text
+    files = [unquote(href) for href in report.links if not href.startswith("#")]
+    assert 'scène #1 ?50% "quoted" it\'s.png_shap.npz' in files
+    for name in files:
+        assert (out / name).is_file(), name  # each link, URL-decoded, names a file beside the report
+    assert {figure["alt"] for figure in report.figures} >= {
+        'scène #1 ?50% "quoted" it\'s.png: every explained object',
+        'scène #1 ?50% "quoted" it\'s.png, box 1: square 1.000: the image with the box and the heatmap'}
+
+
+def test_the_report_shows_the_sets_and_the_curves_per_target(odd_run):
+    out, summary = odd_run
+    text = page_text(out / "report.html")
+    html = (out / "report.html").read_text()
+    for item in summary["images"]:
+        square = item["targets"][0]
+        kept = square["keeps_score"]["segments"]
+        total = item["num_segments_used"]
+        listed = ", ".join(map(str, kept))
+        assert f"Keeps the score: segment{'s' if len(kept) > 1 else ''} {listed} ({len(kept)} of {total})" in text
+    assert html.count("<svg class=curves") == 4  # 2 images x 2 targets
+    assert text.count("no set keeps or removes it") == 2  # the corner objects
+
+
+def test_the_header_says_which_segmentation_was_used(tmp_path):
+    image = tmp_path / "scene.png"
+    Image.fromarray(red_square_scene()).save(image)
+    for method, words in (("merged", "segmentation merged: SLICO over-segmentation"),
+                          ("slico", "segmentation slico: SLICO (slic_zero) with k-means seeds")):
+        out = tmp_path / method
+        run_explanations([image], red_square_detector, ExplainConfig(num_samples=16, num_segments=6,
+                                                                     segmentation=method),
+                         out, RunOptions(progress=False))
+        text = page_text(out / "report.html")
+        assert f"Kernel SHAP over superpixels (6 segments asked per image), {words}" in text
+        assert "SLIC superpixels" not in text
+
+
+def test_without_metrics_the_report_says_how_to_get_the_sets(tmp_path):
+    image = tmp_path / "scene.png"
+    Image.fromarray(red_square_scene()).save(image)
+    run_explanations([image], red_square_detector, ExplainConfig(num_samples=16, num_segments=6), tmp_path / "out",
+                     RunOptions(progress=False))
+    text = page_text(tmp_path / "out" / "report.html")
+    assert text.count("need the metrics (--metrics, or metrics=True: 2 S + 2 more model calls per target") == 2
+
+
+def test_failed_images_are_listed_with_their_error(odd_run, tmp_path):
+    out, summary = odd_run
+    failed = {**summary, "totals": {**summary["totals"],
+                                    "failed": [{"image": "s3://bucket/a <b>.png", "error": "HTTP 500: model crashed"}],
+                                    "unreadable": [{"image": "c.png", "key": "c.png", "error": "cannot read image"}]}}
+    write_report(failed, tmp_path / "report.html", files_dir=out)
+    text = page_text(tmp_path / "report.html")
+    assert "2 image(s) could not be explained and were skipped:" in text
+    assert "c.pngcannot read image" in text and "s3://bucket/a <b>.pngHTTP 500: model crashed" in text
+
+
+# --------------------------------------------------------------------------------------
+# in a real browser
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.integration
+@pytest.mark.parametrize("width, mobile", [(1280, False), (390, True)])
+def test_chromium_shows_the_portable_report_at_desktop_and_phone_width(odd_run, tmp_path, width, mobile):
+    from tests.browser import HeadlessChromium, page_url
+
+    out, summary = odd_run
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(out / "report.html", alone / "report.html")  # no image file beside it
+    with HeadlessChromium() as browser:
+        result = browser.check_page(browser.open_page(page_url(alone / "report.html"), width, mobile=mobile))
+    (tmp_path / f"report-{width}.png").write_bytes(result["screenshot"])
+
+    assert result["errors"] == []
+    assert len(result["images"]) == 6
+    for image in result["images"]:
+        assert image["complete"] and image["natural_width"] > 0, image["alt"]
+        assert image["right"] <= width
+    assert {url.split(":", 1)[0] for url in result["requests"]} <= {"file", "data"}
+    assert [url for url in result["requests"] if url.startswith("file:")] == [page_url(alone / "report.html")]
+    assert result["viewport_width"] == width
+    assert result["scroll_width"] <= width and result["wider_than_viewport"] == []
+    assert 'scène #1 ?50% "quoted" it\'s' in result["text"]
+    with Image.open(io.BytesIO(result["screenshot"])) as screenshot:
+        assert screenshot.size == (width, 900)
+        pixels = np.asarray(screenshot.convert("L"), dtype=np.float64)
+    assert pixels.std() > 20  # text and images, not a blank page
+
+
+@pytest.mark.integration
+def test_chromium_resolves_the_links_beside_the_report(odd_run):
+    from tests.browser import HeadlessChromium, page_url
+
+    out, _ = odd_run
+    with HeadlessChromium() as browser:
+        result = browser.check_page(browser.open_page(page_url(out / "report.html"), 1280))
+    files = [link for link in result["links"] if not link["href"].startswith("#")]
+    assert len(files) == 2 + 6  # two npz files, six JPEGs
+    for link in files:
+        resolved = Path(unquote(link["resolved"][len("file://"):]))
+        assert resolved.is_file() and resolved.name == link["text"]
