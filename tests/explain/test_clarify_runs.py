@@ -135,6 +135,27 @@ def test_a_manifest_as_dataset_uri(photos, tmp_path):
     assert [item["stem"] for item in analysis["images"]] == ["scene1.png"]
 
 
+def test_a_clarify_run_with_a_bad_image_lists_it_and_exits_1_unless_partial_runs_are_allowed(photos, tmp_path):
+    """The Clarify path ends as any run does: the failure listed, exit 1, and 0 with --allow-partial
+    (here through the environment, CLEARSIGHT_EXPLAIN_ALLOW_PARTIAL)."""
+    (photos / "notes.png").write_bytes(b"meeting notes, saved with the wrong extension")
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), "photos")
+    with FakeEndpoint("detection") as endpoint:
+        strict = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+        partial = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                          env={**endpoint_map(endpoint.url), "CLEARSIGHT_EXPLAIN_ALLOW_PARTIAL": "1"})
+    assert strict.exit_code == 1, strict.output
+    assert f"  {photos / 'notes.png'}: image: cannot read image" in strict.stdout
+    assert ("Error: 1 image(s) failed (listed above and in analysis.json); the others were explained. Add "
+            "--allow-partial to exit 0 on such runs") in strict.stderr
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["totals"]["images"] == 2 and [item["key"] for item in analysis["totals"]["failed"]] == [
+        "notes.png"]
+    assert partial.exit_code == 0, partial.output
+    assert "1 image(s) failed (1 in an earlier run, not tried again: --retry-failed tries them):" in partial.stdout
+
+
 def test_image_arguments_and_options_override_the_config(photos, tmp_path):
     config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), "nowhere")
     with FakeEndpoint("detection") as endpoint:
