@@ -16,13 +16,14 @@ from pathlib import Path
 
 import click
 
-# The click plumbing every AWS command shares, bound to the names this module's commands use.
-from deploy.aws_cli import aws_options as _common_aws_options
-from deploy.aws_cli import click_failure as _fail
-from deploy.aws_cli import clients_for as _clients
-from deploy.aws_cli import progress_printer as _progress
-from deploy.aws_cli import resolve_region as _region
-from deploy.aws_cli import usage_error as _usage_error
+from deploy.aws_cli import (
+    aws_options,
+    click_failure,
+    clients_for,
+    progress_printer,
+    resolve_region,
+    usage_error,
+)
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
 from explain.cli import VERBOSE_META, configure_logging
@@ -99,7 +100,7 @@ main.add_command(deploy_main, name="deploy")
 @click.option("--allow-partial", is_flag=True, default=False,
               help="Exit 0 when some images failed but others were explained (the merged analysis.json "
                    "lists the failures).  [default: exit 1 when any image failed]")
-@_common_aws_options
+@aws_options
 @click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
 @click.pass_context
 def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: str, task: str,
@@ -125,14 +126,14 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     try:
         config = ExplainJobConfig(
             job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
-            out_url=out_url, role=role, region=_region(region), task=task, instance_count=instance_count,
+            out_url=out_url, role=role, region=resolve_region(region), task=task, instance_count=instance_count,
             instance_type=instance_type, volume_size_gb=volume_size, max_runtime_seconds=max_runtime,
             image_uri=image_uri, explain_args=tuple(explain_args), poll_seconds=poll_seconds)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
+        raise usage_error(error) from None
     started = time.monotonic()
-    say = _progress(started)
-    clients = _clients(ctx, config.region, endpoint_url)
+    say = progress_printer(started)
+    clients = clients_for(ctx, config.region, endpoint_url)
     try:
         start_explain_job(config, clients, progress=say)
         if not wait:
@@ -149,7 +150,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
                 f"with `clearsight explain-merge --out {config.out_url}`") from None
         summary = merge_job_outputs(config.out_url, clients, progress=say)
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(f"{config.out_url.rstrip('/')}/report.html")
     _check_failures(summary, allow_partial)
 
@@ -160,19 +161,19 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
 @click.option("--allow-partial", is_flag=True, default=False,
               help="Exit 0 when some images failed but others were explained.  [default: exit 1 when any "
                    "image failed]")
-@_common_aws_options
+@aws_options
 @click.pass_context
 def explain_merge(ctx: click.Context, out_url: str, allow_partial: bool, region: str | None,
                   endpoint_url: str | None) -> None:
     """Merge the manifests under --out into one analysis.json and report.html there."""
     if not out_url.startswith("s3://"):
         raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
-    region = _region(region)
+    region = resolve_region(region)
     try:
-        summary = merge_job_outputs(out_url, _clients(ctx, region, endpoint_url),
-                                    progress=_progress(time.monotonic()))
+        summary = merge_job_outputs(out_url, clients_for(ctx, region, endpoint_url),
+                                    progress=progress_printer(time.monotonic()))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(f"{out_url.rstrip('/')}/report.html")
     _check_failures(summary, allow_partial)
 

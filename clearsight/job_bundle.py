@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.aws_clients import file_sha256
 from deploy.errors import DeployError
 
 from . import __version__
@@ -72,14 +73,6 @@ class JobUploads:
     code_sha256: str
     wheelhouse: Path
     wheelhouse_sha256: str
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cache_dir(cache: Path | None) -> Path:
@@ -190,7 +183,7 @@ def build_job_uploads(repo: Path = REPO, cache: Path | None = None, progress: Pr
     """The project wheel and the wheelhouse (built or found in the cache) with their sha256."""
     code = build_project_wheel(repo, cache, progress)
     wheelhouse = build_wheelhouse(cache, progress)
-    return JobUploads(code, _sha256_file(code), wheelhouse, _sha256_file(wheelhouse))
+    return JobUploads(code, file_sha256(code), wheelhouse, file_sha256(wheelhouse))
 
 
 def main() -> None:

@@ -17,18 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.aws_clients import check_bucket_owner
-from deploy.aws_clients import error_text as _error_text
+from deploy.aws_clients import check_bucket_owner, error_text, split_s3_url
 from deploy.aws_transaction import (
     META_RUN,
     META_TOOL,
     TAG_RUN,
+    TAG_TOOL,
+    TOOL,
     Transaction,
     created_by_run,
     delete_object_if_uploaded_by_run,
     describe_or_none,
 )
+from deploy.config import BUCKET_PATTERN, ROLE_PATTERN
 from deploy.errors import DeployConfigError, DeployError
+from deploy.sagemaker_names import META_SHA256
 from explain.errors import ExplainError
 from explain.runner import merge_outputs
 from explain.sources import IMAGE_SUFFIXES
@@ -62,13 +65,10 @@ DEFAULT_INSTANCE_TYPE = "ml.c5.xlarge"
 # 20.04. Torch is not used: the entry point installs the project wheel and the wheelhouse
 # (clearsight.job_bundle) into a virtual environment of its own, offline.
 IMAGE_FRAMEWORK, IMAGE_VERSION, IMAGE_PY = "pytorch", "2.3", "py311"
-TAG_TOOL, TOOL = "clearsight:tool", "clearsight"
 TAG_JOB = "clearsight:explain-job"
-_ROLE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")  # as deploy.config
-_S3_URL = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?")
+_S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
-META_SHA256 = "clearsight-sha256"
 
 Progress = Callable[[str], None]
 
@@ -77,8 +77,9 @@ class ProcessingJobFailed(DeployError):
     """The Processing job ended Failed or Stopped; the message carries SageMaker's FailureReason."""
 
 
-def _split_s3(url: str) -> tuple[str, str]:
-    bucket, _, key = url[len("s3://"):].partition("/")
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    """``s3://bucket/photos/`` -> ``("bucket", "photos")``: deploy's split, the prefix without edge slashes."""
+    bucket, key = split_s3_url(url)
     return bucket, key.strip("/")
 
 
@@ -117,9 +118,9 @@ class ExplainJobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not _S3_URL.fullmatch(value):
                 raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX")
-        if _split_s3(self.out_url) == _split_s3(self.images_url):
+        if _bucket_and_prefix(self.out_url) == _bucket_and_prefix(self.images_url):
             raise DeployConfigError("out", self.out_url, "an S3 prefix other than --images")
-        if not isinstance(self.role, str) or not _ROLE.fullmatch(self.role):
+        if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError("role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "
                                     "(option --role or env SAGEMAKER_ROLE)")
         if not self.region or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
@@ -159,7 +160,7 @@ def default_image_uri(region: str) -> str:
 def upload_urls(config: ExplainJobConfig, uploads: JobUploads) -> tuple[str, str]:
     """The S3 URLs of the job's two uploads under --out, content-addressed:
     ``<out>/code/<sha256>/<wheel>`` and ``<out>/wheelhouse/<sha256>/clearsight-wheelhouse.tar``."""
-    bucket, prefix = _split_s3(config.out_url)
+    bucket, prefix = _bucket_and_prefix(config.out_url)
     base = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
     return (f"{base}code/{uploads.code_sha256}/{uploads.code.name}",
             f"{base}wheelhouse/{uploads.wheelhouse_sha256}/{WHEELHOUSE_NAME}")
@@ -251,7 +252,7 @@ def default_job_name(now: dt.datetime | None = None) -> str:
 
 def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:
     """Raise DeployError when --images holds no jpg/jpeg/png object; warn about idle instances."""
-    bucket, prefix = _split_s3(config.images_url)
+    bucket, prefix = _bucket_and_prefix(config.images_url)
     prefix = f"{prefix}/" if prefix else ""  # the folder: never photos2/ for s3://bucket/photos
     count = 0
     try:
@@ -260,7 +261,7 @@ def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) ->
             if count >= config.instance_count:
                 break
     except Exception as error:  # noqa: BLE001
-        raise DeployError(f"list-images: {_error_text(error)}") from error
+        raise DeployError(f"list-images: {error_text(error)}") from error
     if count == 0:
         raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under {config.images_url}")
     if count < config.instance_count:
@@ -281,7 +282,7 @@ def _raise_rolled_back(step: str, error: BaseException, transaction: Transaction
     elif isinstance(error, KeyboardInterrupt):
         reason = f"{step}: interrupted (Ctrl-C)"
     else:
-        reason = f"{step}: {_error_text(error)}"
+        reason = f"{step}: {error_text(error)}"
     if leftovers:
         reason += "; clean-up left behind: " + "; ".join(leftovers)
     raise DeployError(reason) from error
@@ -290,7 +291,7 @@ def _raise_rolled_back(step: str, error: BaseException, transaction: Transaction
 def _upload_once(clients: Any, url: str, path: Path, digest: str, transaction: Transaction,
                  progress: Progress) -> None:
     """Upload ``path`` to ``url`` (S3) unless an object with the same sha256 is there; refuse other content."""
-    bucket, key = url[len("s3://"):].split("/", 1)
+    bucket, key = split_s3_url(url)
     head = describe_or_none(lambda: clients.s3.head_object(Bucket=bucket, Key=key))
     if head is not None and head.get("Metadata", {}).get(META_SHA256) == digest:
         progress(f"already in S3: {url}")
@@ -323,7 +324,7 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
     """
     _check_images(config, clients, progress)
     uploads = uploads or build_job_uploads(progress=progress)
-    bucket, _ = _split_s3(config.out_url)
+    bucket, _ = _bucket_and_prefix(config.out_url)
     transaction = Transaction(progress)
     run_id = transaction.run_id
     step = "upload-code"
@@ -376,7 +377,7 @@ def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
         try:
             description = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
         except Exception as error:  # noqa: BLE001
-            raise DeployError(f"describe-processing-job: {_error_text(error)}") from error
+            raise DeployError(f"describe-processing-job: {error_text(error)}") from error
         status = description["ProcessingJobStatus"]
         if status != last_status:
             progress(f"processing job {job_name}: {status}")
@@ -394,7 +395,7 @@ def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
 def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.info,
                       keys: Sequence[str] | None = None) -> dict:
     """Merge the hosts' manifests under ``out_url`` into one analysis.json and report.html there."""
-    bucket, prefix = _split_s3(out_url)
+    bucket, prefix = _bucket_and_prefix(out_url)
     base = f"{prefix}/" if prefix else ""
     with tempfile.TemporaryDirectory(prefix="clearsight-merge-") as folder:
         try:
@@ -406,7 +407,7 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
             for key in names:
                 clients.s3.download_file(bucket, key, str(Path(folder) / key[len(base):]))
         except Exception as error:  # noqa: BLE001
-            raise DeployError(f"download-manifests: {_error_text(error)}") from error
+            raise DeployError(f"download-manifests: {error_text(error)}") from error
         progress(f"merging {len(names)} manifest(s) from {out_url}")
         try:
             summary = merge_outputs(folder, None, keys)
