@@ -5,7 +5,7 @@ PYTHON_EXPLAIN ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/pytho
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXPLAIN_VENV ?= .venvs/py312-explain
+EXPLAIN_VENV ?= build/venvs/py312-explain
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= demo-out
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
@@ -44,7 +44,7 @@ lint: install
 	$(VENV)/bin/ruff check --target-version py38 serving
 
 # serving/ runs on Python 3.8 in the SageMaker MXNet 1.9 container: build that environment
-# (.venvs/py38-serving, pins in requirements/serving-py38.txt) once; a no-op while the pins hold,
+# (build/venvs/py38-serving, pins in requirements/serving-py38.txt) once; a no-op while the pins hold,
 # and a message (the 3.8 tests then skip) when no Python 3.8 interpreter exists.
 serving-py38: install
 	$(PY) -m tests.serving_py38

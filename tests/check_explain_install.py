@@ -1,6 +1,6 @@
 """make test's check of the explain-only install: the wheel's `clearsight explain` on numpy 2, no mxnet.
 
-Usage: .venv/bin/python -m tests.check_explain_install --env .venvs/py312-explain
+Usage: .venv/bin/python -m tests.check_explain_install --env build/venvs/py312-explain
 
 The environment ``--env`` is a Python 3.12 virtualenv with the built wheel installed with the
 ``explain`` extra (constraints-explain.txt). This script checks that it has numpy >= 2 and no

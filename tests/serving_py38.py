@@ -1,7 +1,7 @@
 """The SageMaker MXNet 1.9 inference container's Python environment (3.8), built once for the tests.
 
 ``python -m tests.serving_py38`` (what ``make serving-py38`` runs) creates
-``.venvs/py38-serving`` with a Python 3.8 interpreter and the pins of
+``build/venvs/py38-serving`` with a Python 3.8 interpreter and the pins of
 ``requirements/serving-py38.txt``, and writes a stamp of the pins and the interpreter; the next
 call reuses it while the stamp matches, and rebuilds it when the pins change. The tests call
 :func:`serving_python` and skip only when no 3.8 interpreter exists at all.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIREMENTS = REPO / "requirements" / "serving-py38.txt"
-VENV = REPO / ".venvs" / "py38-serving"
+VENV = REPO / "build" / "venvs" / "py38-serving"
 STAMP_NAME = ".pins-sha256"
 INTERPRETER_VARIABLE = "SERVING_PY38_PYTHON"
 

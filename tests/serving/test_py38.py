@@ -4,7 +4,7 @@ sagemaker-inference 1.6.1, multi-model-server 1.1.8 (``requirements/serving-py38
 The packed ``code/`` of real ``model.tar.gz`` archives (the tiny detector and the shipped shapes
 detector) runs in-process under that interpreter (``tests/py38_handler_runner.py``) and behind
 a real local endpoint whose MMS worker runs on it; both must answer what this Python answers.
-The environment is built once under ``.venvs/py38-serving`` (``tests/serving_py38.py``); these
+The environment is built once under ``build/venvs/py38-serving`` (``tests/serving_py38.py``); these
 tests skip only when no Python 3.8 interpreter exists.
 """
 import json

@@ -1,4 +1,4 @@
-"""SageMakerPredictor: moto's server (binary bodies: a known moto limitation) and botocore's Stubber."""
+"""SageMakerPredictor: boto3 to the real local endpoint through an InvokeEndpoint front, and botocore's Stubber."""
 
 from __future__ import annotations
 
@@ -25,39 +25,87 @@ def _runtime_client(endpoint_url=None):
                         config=Config(retries={"total_max_attempts": 1}))
 
 
-@pytest.mark.integration
-@pytest.mark.xfail(raises=PredictorError, strict=True,
-                   reason="moto 5.2.5's server decodes every request body as UTF-8 "
-                          "(moto/core/responses.py setup_class), so binary npy/jpeg/png bodies "
-                          "fail inside moto with a 500; strict so the test turns green when fixed")
-def test_sagemaker_predictor_against_moto_server():
-    import requests
-    from moto.server import ThreadedMotoServer
+class _RuntimeFront:
+    """SageMaker runtime's InvokeEndpoint, as HTTP: ``POST /endpoints/NAME/invocations`` forwarded
+    to a real local endpoint's ``/invocations`` (body and headers as the runtime passes them).
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    moto cannot stand in here: moto 5.2.5's server decodes every request body as UTF-8
+    (moto/core/responses.py setup_class), so binary npy/jpeg/png bodies fail inside it with a 500.
+    """
+
+    def __init__(self, endpoint_url: str, endpoint_name: str):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append((self.path, dict(self.headers)))
+                if self.path != f"/endpoints/{endpoint_name}/invocations":
+                    self._answer(404, b'{"message": "no such endpoint"}', "application/json", {})
+                    return
+                forwarded = {name: self.headers[name] for name in
+                             ("Content-Type", "Accept", "X-Amzn-SageMaker-Custom-Attributes") if self.headers[name]}
+                request = urllib.request.Request(f"{endpoint_url}/invocations", data=body,
+                                                 headers=forwarded, method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as answer:
+                        status, payload, headers = answer.status, answer.read(), answer.headers
+                except urllib.error.HTTPError as error:
+                    status, payload, headers = error.code, error.read(), error.headers
+                self._answer(status, payload, headers.get("Content-Type", "application/octet-stream"),
+                             {"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+            def _answer(self, status, payload, content_type, extra):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.integration
+def test_sagemaker_predictor_through_boto3_to_the_real_endpoint(detector_endpoint, tiny_detector_dir):
+    """boto3's signed InvokeEndpoint calls carry the batches to the real handler and back."""
+    batch = random_batch(5, height=48, width=64, seed=11)
+    with make_predictor(str(tiny_detector_dir), "detection") as in_process:
+        expected = in_process(batch)
+    front = _RuntimeFront(detector_endpoint.url, "explain-test")
     try:
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()  # state is per process
-        batch = random_batch(5, seed=11)
-        expected = fake_model(batch, "detection")
-        budget = npy_body_size((2, 32, 32, 3))  # 3 requests: 2 + 2 + 1 images
-        replies = [expected[0:2], expected[2:4], expected[4:5]]
-        results = [{"Body": json.dumps([p.tolist() for p in reply]), "ContentType": "application/json",
-                    "InvokedProductionVariant": "AllTraffic", "CustomAttributes": ""} for reply in replies]
-        response = requests.post(f"{url}/moto-api/static/sagemaker/endpoint-results",
-                                 json={"results": results}, timeout=10)
-        assert response.status_code == 201
-        predictor = SageMakerPredictor("explain-test", "detection", TransportConfig(
-                                                                                    max_payload_bytes=budget,
-                                                                                    concurrency=1,
-                                                                                    max_retries=0), client=_runtime_client(url))
-        assert_same_predictions(predictor(batch), expected)
-        assert predictor.stats["requests"] == 3 and predictor.stats["images"] == 5
-        assert predictor.stats["max_request_bytes"] <= budget
+        budget = npy_body_size((2, 48, 64, 3))  # 3 requests: 2 + 2 + 1 images
+        for accept in ("application/json", "application/x-npy"):
+            front.seen.clear()
+            predictor = SageMakerPredictor("explain-test", "detection", TransportConfig(
+                max_payload_bytes=budget, concurrency=1, max_retries=0, accept=accept),
+                client=_runtime_client(front.url))
+            assert_same_predictions(predictor(batch), expected)
+            assert predictor.stats["requests"] == 3 and predictor.stats["images"] == 5
+            assert len(front.seen) == 3
+            assert all(headers["Authorization"].startswith("AWS4-HMAC-SHA256 ") for _, headers in front.seen)
+            assert all(headers["Accept"] == accept for _, headers in front.seen)
+        missing = SageMakerPredictor("no-such-endpoint", "detection", TransportConfig(max_retries=0),
+                                     client=_runtime_client(front.url))
+        with pytest.raises(PredictorError, match="no-such-endpoint"):
+            missing(batch[:1])
     finally:
-        server.stop()
+        front.close()
 
 
 def test_sagemaker_predictor_packs_requests_for_invoke_endpoint():
