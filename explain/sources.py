@@ -102,11 +102,22 @@ def output_stem(key: str) -> str:
     return f"{shortened or 'image'}-{digest}"
 
 
-@functools.lru_cache(maxsize=4)
+# What boto3 reads from the environment to pick the S3 server and the credentials: a cached client
+# is reused only while these are unchanged (a notebook or a test may point them elsewhere).
+_CLIENT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_DEFAULT_REGION",
+               "AWS_REGION")
+
+
 def _s3_client(endpoint_url: str | None):
+    """boto3's S3 client for ``endpoint_url`` (None: boto3's own settings), one per environment."""
+    return _cached_s3_client(endpoint_url or None, tuple(os.environ.get(name) for name in _CLIENT_ENV))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_s3_client(endpoint_url: str | None, environment: tuple):
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint_url or None)
+    return boto3.client("s3", endpoint_url=endpoint_url)
 
 
 def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:

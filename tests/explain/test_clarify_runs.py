@@ -291,8 +291,8 @@ def test_s3_prefix_and_s3_manifest_through_aws_endpoint_url_s3(aws, photos, tmp_
         s3.upload_file(str(path), aws.bucket, f"clarify/photos/{path.name}")
     manifest = [{"prefix": f"s3://{aws.bucket}/clarify/photos/"}, "scene1.png"]
     s3.put_object(Bucket=aws.bucket, Key="clarify/images.manifest", Body=json.dumps(manifest).encode())
-    runs = [(f"s3://{aws.bucket}/clarify/photos/", ["scene0", "scene1"]),
-            (f"s3://{aws.bucket}/clarify/images.manifest", ["scene1"])]
+    runs = [(f"s3://{aws.bucket}/clarify/photos/", ["scene0.png", "scene1.png"]),  # output_stem keeps .png
+            (f"s3://{aws.bucket}/clarify/images.manifest", ["scene1.png"])]
     with FakeEndpoint("detection") as endpoint:
         for index, (uri, stems) in enumerate(runs):
             folder = tmp_path / f"run{index}"

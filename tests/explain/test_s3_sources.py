@@ -45,3 +45,13 @@ def test_a_prefix_is_a_folder(photos, prefix):
 def test_a_missing_object_says_so(photos):
     with pytest.raises(ExplainError, match="no .jpg/.jpeg/.png objects under 's3://.*/photos/cow.jpg'"):
         collect_sources([f"{photos}/photos/cow.jpg"])
+
+
+def test_the_s3_client_follows_the_environment(photos, monkeypatch):
+    """A client made for one AWS_ENDPOINT_URL is not reused once it points elsewhere (a notebook, a test)."""
+    assert [source.key for source in collect_sources([f"{photos}/photos/"])] == ["cat.jpg", "sub/dog.png"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(ExplainError, match=r"cannot list s3://.*: Could not connect to the endpoint URL: "
+                                           r"\"http://127\.0\.0\.1:9/"):
+        collect_sources([f"{photos}/photos/"])
