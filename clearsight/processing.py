@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.aws_clients import check_bucket_owner, error_text, split_s3_url
+from deploy.aws_clients import check_bucket_owner, error_text, require_sagemaker_sdk, split_s3_url
 from deploy.aws_transaction import (
     META_RUN,
     META_TOOL,
@@ -151,6 +151,7 @@ class ExplainJobConfig:
 
 def default_image_uri(region: str) -> str:
     """AWS's PyTorch 2.3 CPU training image (Python 3.11) in ``region``, from sagemaker.image_uris."""
+    require_sagemaker_sdk("finding the Processing job's image")
     from sagemaker import image_uris  # the SageMaker SDK (the aws extra) takes seconds to import
 
     return image_uris.retrieve(IMAGE_FRAMEWORK, region, version=IMAGE_VERSION, py_version=IMAGE_PY,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ __all__ = [
     "file_sha256",
     "ignore_missing",
     "is_forbidden",
+    "require_sagemaker_sdk",
     "split_s3_url",
 ]
 
@@ -165,6 +167,13 @@ def aws_step(name: str) -> Iterator[None]:
         raise
     except Exception as error:  # noqa: BLE001 - every failure must name its step
         raise SageMakerStepError(name, error_text(error)) from error
+
+
+def require_sagemaker_sdk(needed_for: str) -> None:
+    """Raise ImportError naming the aws extra when the SageMaker Python SDK is not installed."""
+    if importlib.util.find_spec("sagemaker") is None:
+        raise ImportError(f"{needed_for} needs the SageMaker Python SDK, not installed in this environment: "
+                          "pip install 'clearsight[aws]'")
 
 
 def default_bucket_name(clients: AwsClients) -> str:

@@ -1,5 +1,6 @@
 """``python -m deploy``: package models, serve them locally on the real SageMaker stack."""
 import functools
+import importlib.util
 import logging
 import signal
 import sys
@@ -13,8 +14,21 @@ from .errors import DeployError
 from .sagemaker_cli import sagemaker
 
 TASKS = ("detection", "classification")
+# What the packed handler and the local endpoint import (the serve extra), and --zoo (the zoo extra)
+HANDLER_MODULES = ("mxnet",)
+SERVE_MODULES = ("mxnet", "sagemaker_inference", "sagemaker_mxnet_serving_container", "mms")
+ZOO_MODULES = ("mxnet", "gluoncv")
 # every option of package and serve can also be set as CLEARSIGHT_<COMMAND>_<OPTION>, as --help shows
 option = functools.partial(click.option, show_envvar=True)
+
+
+def _require_modules(modules, needed_for, extra, alternative=""):
+    """Raise a ClickException naming the pip extra when one of ``modules`` cannot be imported here."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            "%s needs %s, not installed in this environment (%s): pip install 'clearsight[%s]'%s"
+            % (needed_for, ", ".join(missing), sys.executable, extra, alternative))
 
 
 def _split_classes(ctx, param, value):
@@ -79,6 +93,11 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
                                  param_hint="--max-size")
     check = not no_check
     if zoo_name:
+        _require_modules(ZOO_MODULES, "--zoo", "zoo")
+    if check:
+        _require_modules(HANDLER_MODULES, "the check inference (the packed handler run once)", "serve",
+                         ", or skip the check with --no-check")
+    if zoo_name:
         click.echo("exporting %s from the GluonCV model zoo ..." % zoo_name, err=True)
         result = packaging.package_zoo(zoo_name, out, classes, pretrained, score_threshold, top_k, check)
     elif model_dir:
@@ -110,6 +129,8 @@ def serve(model_path, port, workers, threads, startup_timeout):
     """
     from .local_endpoint import LocalEndpoint
 
+    _require_modules(SERVE_MODULES, "deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet)", "serve",
+                     " and a Java runtime")
     endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,
                              startup_timeout=startup_timeout)
     stopping = threading.Event()

@@ -8,8 +8,11 @@ one kept-alive upstream connection per client connection) and returns MMS's stat
 and body unchanged. It answers everything else itself, as JSON ``{"error": ..., "status": N}``:
 404 for any other path, 405 for another method on those two, 413 for bodies over the
 endpoint's limit (before any byte reaches MMS), 403 for a Host header that is not the
-loopback's (a web page that rebinds its own DNS name to 127.0.0.1), 502 when MMS does not
-answer and 504 when it answers too late.
+loopback's (a web page that rebinds its own DNS name to 127.0.0.1), 400 for a header value
+that is not printable ASCII or a Content-Type, Accept or custom-attributes value over 1,024
+characters (what SageMaker's InvokeEndpoint accepts; MMS's Python worker dies on a non-ASCII
+Content-Type or Accept) and for more than one Host header, 502 when MMS does not answer and
+504 when it answers too late.
 
 Standard library only, so it starts fast as a script: ``python -I gate.py --listen-fd FD
 --upstream SOCKET``; ``launch_gate`` starts it with a listening socket the caller bound.
@@ -18,6 +21,7 @@ import argparse
 import http.client
 import http.server
 import json
+import re
 import select
 import socket
 import subprocess
@@ -33,7 +37,15 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # Hop-by-hop headers (RFC 9110 section 7.6.1) and those the gate sets itself: never forwarded.
 _NOT_FORWARDED = frozenset(["connection", "keep-alive", "proxy-connection", "te", "trailer",
                             "transfer-encoding", "upgrade", "expect", "host", "content-length"])
+# SageMaker's InvokeEndpoint takes these as ASCII strings of at most 1,024 characters (botocore's
+# sagemaker-runtime InvokeEndpointInput: ContentType, Accept, CustomAttributes).
+_SAGEMAKER_HEADERS = frozenset(["content-type", "accept", "x-amzn-sagemaker-custom-attributes"])
+_SAGEMAKER_HEADER_CHARS = 1024
+# Header values as parsed (ISO-8859-1): visible ASCII, space and tab. MMS hands Content-Type,
+# Accept and the custom attributes to its Python worker, which dies decoding anything else.
+_PRINTABLE_ASCII = re.compile(r"[\t\x20-\x7e]*")
 _CHUNK_BYTES = 1 << 20
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # RFC 9112 chunk-size: 1*HEXDIG (no sign, no 0x)
 # An over-limit body up to this size is read and dropped so the client gets its 413 on a
 # connection it can keep; a bigger one closes the connection after the answer.
 _DRAIN_LIMIT_BYTES = 64 << 20
@@ -99,6 +111,9 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
 
     def _check(self):
         """Raise _RefusedRequest unless this request may reach MMS; return its body length or None (chunked)."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:  # RFC 9112 section 3.2: a server must answer 400; which one would count?
+            raise _RefusedRequest(400, "the request has %d Host headers: send one" % len(hosts))
         host = self.headers.get("Host")
         if host is not None and _host_name(host) not in LOOPBACK_HOSTS:
             raise _RefusedRequest(403, "Host %r is not this endpoint: send requests to http://127.0.0.1:%d "
@@ -112,6 +127,17 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         if self.command != method:
             raise _RefusedRequest(405, "%s %s is not allowed: use %s %s" % (
                 _printable(self.command), path, method, path), headers=[("Allow", method)])
+        for name, value in self.headers.items():
+            if name.lower() in _NOT_FORWARDED:
+                continue
+            if not _PRINTABLE_ASCII.fullmatch(value):
+                raise _RefusedRequest(400, "the %s header holds characters other than printable ASCII (%s): "
+                                           "send header values in ASCII, as SageMaker's InvokeEndpoint requires"
+                                      % (_printable(name), ascii(value[:40])[1:-1]))
+            if name.lower() in _SAGEMAKER_HEADERS and len(value) > _SAGEMAKER_HEADER_CHARS:
+                raise _RefusedRequest(400, "the %s header is %d characters long, over the %d that SageMaker's "
+                                           "InvokeEndpoint accepts: shorten it"
+                                      % (_printable(name), len(value), _SAGEMAKER_HEADER_CHARS))
         coding = self.headers.get("Transfer-Encoding")
         if coding is not None:
             if coding.strip().lower() != "chunked":
@@ -234,11 +260,11 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         parts, total = [], 0
         while True:
             line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
+            size_field = line.split(b";", 1)[0].strip(b" \t\r\n")
+            if not _CHUNK_SIZE.fullmatch(size_field):  # int() alone takes "-1", which reads to EOF
                 self.close_connection = True
                 raise _RefusedRequest(400, "malformed chunked body: bad chunk size line %r" % line[:40])
+            size = int(size_field, 16)
             if size == 0:
                 break
             total += size

@@ -19,6 +19,7 @@ from .aws_clients import (
     default_bucket_name,
     error_text,
     file_sha256,
+    require_sagemaker_sdk,
 )
 from .aws_transaction import (
     META_RUN,
@@ -71,6 +72,7 @@ def check_model_archive(path: str | os.PathLike) -> None:
 
 def resolve_image_uri(region: str, instance_type: str) -> str:
     """The MXNet 1.9.0 inference image (GPU on ml.g4dn/p*, CPU otherwise) for ``region``."""
+    require_sagemaker_sdk("finding the MXNet inference image")
     from sagemaker import image_uris  # the SageMaker SDK (the aws extra) takes seconds to import
 
     return image_uris.retrieve(

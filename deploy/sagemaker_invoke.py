@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .aws_clients import AwsClients, aws_step, error_text
+from .aws_clients import AwsClients, aws_step, error_text, require_sagemaker_sdk
 from .aws_transaction import Progress
 from .config import validate_endpoint_name
 from .errors import SageMakerStepError
@@ -24,6 +24,7 @@ def make_predictor(endpoint_name: str, clients: AwsClients) -> Any:
     one list of ``[class_id, score, x0, y0, x1, y1]`` rows per image (detectors) or of
     class probabilities (classifiers).
     """
+    require_sagemaker_sdk("deploy sagemaker invoke")
     import sagemaker  # the SageMaker SDK (the aws extra) takes seconds to import
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.predictor import Predictor

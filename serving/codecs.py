@@ -166,6 +166,8 @@ def _decode_npy(body, max_image_pixels, check_batch):
 # Only these are decoded: Pillow's other readers (GIF, BMP, TIFF, ICO, PPM, WebP, EPS -- the last
 # through Ghostscript) are attack surface this endpoint does not need.
 IMAGE_FORMATS = ("JPEG", "PNG")
+# The first bytes of every PNG and JPEG file (the PNG signature, JPEG's SOI marker and a marker's 0xFF)
+_SIGNATURES = (("PNG", b"\x89PNG\r\n\x1a\n"), ("JPEG", b"\xff\xd8\xff"))
 # Pillow modes of 16-bit greyscale PNGs ("I" before Pillow 10, "I;16" after).
 _SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L")
 
@@ -176,6 +178,11 @@ def _decode_image_file(body, kind, max_image_pixels, check_batch):
     except Image.DecompressionBombError as error:
         raise PayloadTooLargeError("the image has too many pixels (%s)" % _scrub(error))
     except UnidentifiedImageError:
+        started_as = [name for name, signature in _SIGNATURES if bytes(body[:len(signature)]) == signature]
+        if started_as:
+            raise BadRequestError(
+                "the body is not a readable %s image: it starts as a %s file but is truncated or corrupt; "
+                "send the whole file" % (kind, started_as[0]))
         raise BadRequestError(
             "the body is not a readable %s image: it is neither JPEG nor PNG (it starts with %r); this "
             "endpoint decodes only JPEG and PNG files, or send the pixels as application/x-npy" % (kind, bytes(body[:8])))

@@ -73,6 +73,7 @@ def main(env_dir: Path) -> None:
     if checked.returncode != 0:
         _fail(f"the explain-only environment is not what it should be:\n{checked.stderr[-2000:]}")
     click.echo(f"environment: {checked.stdout.strip()}", err=True)
+    _check_serve_extra_is_named(console)
     port = free_port()
     server = _serve(port)
     try:
@@ -107,6 +108,18 @@ def main(env_dir: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _check_serve_extra_is_named(console: Path) -> None:
+    """`deploy serve` and `deploy package` without mxnet: exit 1 naming the extra, no traceback."""
+    model = REPO / "models" / "shapes-detector"
+    with tempfile.TemporaryDirectory(prefix="clearsight-explain-check-") as scratch:
+        for command in (["deploy", "serve", "--model", str(model), "--port", str(free_port())],
+                        ["deploy", "package", "--model-dir", str(model), "--out", str(Path(scratch) / "m.tar.gz")]):
+            run = subprocess.run([str(console), *command], capture_output=True, text=True, cwd=scratch, timeout=120)
+            if run.returncode != 1 or "pip install 'clearsight[serve]'" not in run.stderr or "Traceback" in run.stderr:
+                _fail(f"clearsight {' '.join(command[:2])} without the serve extra exited {run.returncode} "
+                      f"without naming it:\n{run.stderr[-2000:]}")
 
 
 def _check_clarify_config(console: Path, port: int, scratch: Path) -> None:

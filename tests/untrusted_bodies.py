@@ -63,6 +63,11 @@ BAD_BODIES = [
     # bodies Pillow would have identified with an object repr in its message
     (b"not an image", "image/jpeg", 400, "it is neither JPEG nor PNG (it starts with b'not an i')"),
     (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image/png", 400, "not a readable image/png image"),
+    # a PNG or JPEG cut before Pillow could identify it is named as such, not as "neither JPEG nor PNG"
+    (b"\x89PNG\r\n\x1a\n", "image/png", 400, "the body is not a readable image/png image: it starts as a PNG "
+     "file but is truncated or corrupt; send the whole file"),
+    (b"\xff\xd8\xff" + bytes(20), "image/jpeg", 400, "the body is not a readable image/jpeg image: it starts as "
+     "a JPEG file but is truncated or corrupt; send the whole file"),
 ] + [
     (body, content_type, 400, "it is neither JPEG nor PNG")
     for name, body in sorted(other_formats().items())

@@ -65,7 +65,9 @@ class InProcessConnection:
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
             self.close()
-            raise PredictorError(f"cannot import serving.handler to run the model in process: {error}") from None
+            raise PredictorError(f"cannot import serving.handler to run the model in process: {error} "
+                                 "(pip install 'clearsight[serve]' adds mxnet; or explain against an endpoint "
+                                 "serving it)") from None
         self._transform_fn = transform_fn
         try:
             self.model = model_fn(str(self.model_dir))

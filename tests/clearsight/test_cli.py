@@ -69,3 +69,43 @@ def test_explain_usage_errors_keep_their_option(tmp_path):
     assert result.exit_code == 2
     assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 2" in " ".join(
         result.output.split())
+
+
+@pytest.mark.parametrize("command, absent, message", [
+    (["deploy", "serve", "--model", "models/shapes-detector"], "sagemaker_inference",
+     "Error: deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet) needs sagemaker_inference, "
+     "not installed in this environment ({python}): pip install 'clearsight[serve]' and a Java runtime\n"),
+    (["deploy", "package", "--model-dir", "models/shapes-detector", "--out", "{tmp}/model.tar.gz"], "mxnet",
+     "Error: the check inference (the packed handler run once) needs mxnet, not installed in this environment "
+     "({python}): pip install 'clearsight[serve]', or skip the check with --no-check\n"),
+    (["deploy", "package", "--zoo", "yolo3_darknet53_coco", "--out", "{tmp}/model.tar.gz"], "gluoncv",
+     "Error: --zoo needs gluoncv, not installed in this environment ({python}): pip install 'clearsight[zoo]'\n"),
+])
+def test_deploy_without_its_extra_names_the_extra_to_install(monkeypatch, tmp_path, command, absent, message):
+    """The explain-only install has no mxnet, toolkits or MMS: a message, not a ModuleNotFoundError traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, absent, None)  # import and find_spec now fail as if never installed
+    result = CliRunner().invoke(main, [part.format(tmp=tmp_path) for part in command])
+    assert result.exit_code == 1
+    assert result.output == message.format(python=sys.executable)
+    assert not (tmp_path / "model.tar.gz").exists()
+
+
+def test_aws_commands_without_the_sagemaker_sdk_name_the_aws_extra(monkeypatch):
+    """`up` and `explain-job` look up AWS's images with the SDK: without it, say which extra adds it."""
+    import sys
+
+    from clearsight.processing import default_image_uri
+    from deploy.sagemaker_deploy import resolve_image_uri
+    from deploy.sagemaker_invoke import make_predictor
+
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # as in the explain-only install
+    for call, needed_for in ((lambda: resolve_image_uri("us-east-1", "ml.g4dn.xlarge"),
+                              "finding the MXNet inference image"),
+                             (lambda: default_image_uri("us-east-1"), "finding the Processing job's image"),
+                             (lambda: make_predictor("my-endpoint", None), "deploy sagemaker invoke")):
+        with pytest.raises(ImportError) as raised:
+            call()
+        assert str(raised.value) == (f"{needed_for} needs the SageMaker Python SDK, not installed in this "
+                                     "environment: pip install 'clearsight[aws]'")

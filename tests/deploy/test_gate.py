@@ -233,6 +233,20 @@ def test_a_chunked_body_over_the_limit_gets_413(gate, fresh):
     assert fresh.requests == []
 
 
+@pytest.mark.parametrize("size_line", [b"-1", b"+10", b"0x10", b"1_0"])
+def test_a_chunk_size_that_is_not_plain_hex_gets_400_at_once(gate, fresh, size_line):
+    """int(line, 16) took these; "-1" made the gate read (and keep) everything until the client closed."""
+    with socket.create_connection(("127.0.0.1", gate), timeout=10) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\n" + b"\0" * 100_000)
+        response = http.client.HTTPResponse(client)
+        response.begin()  # the connection stays open: an answer must come without the client closing
+        assert response.status == 400
+        assert json.loads(response.read())["error"] == (
+            "malformed chunked body: bad chunk size line %r" % (size_line + b"\r\n"))
+    assert fresh.requests == []
+
+
 def test_a_foreign_host_name_is_refused(gate, fresh):
     response, answer = _request(gate, "POST", "/invocations", b"x", {"Host": "attacker.example:%d" % gate})
     assert response.status == 403
@@ -242,6 +256,50 @@ def test_a_foreign_host_name_is_refused(gate, fresh):
     for host in ("localhost:%d" % gate, "LOCALHOST", "127.0.0.1"):
         assert _request(gate, "GET", "/ping", headers={"Host": host})[0].status == 200
     assert len(fresh.requests) == 3
+
+
+def _raw_post(port, header_lines):
+    """POST /invocations with ``header_lines`` (bytes, sent as they are) and a 2-byte body; (status, JSON)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header_lines
+                       + b"Content-Length: 2\r\n\r\nok")
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.parametrize("header_lines, message", [
+    # MMS's Python worker dies decoding a Content-Type, Accept or custom attributes that is not
+    # ASCII ("Worker died.", then seconds without a worker): ISO-8859-1 and UTF-8 bytes alike
+    (b"Content-Type: application/x-npy\xe9\r\n",
+     "the Content-Type header holds characters other than printable ASCII (application/x-npy\\xe9): "
+     "send header values in ASCII, as SageMaker's InvokeEndpoint requires"),
+    (b"Content-Type: application/x-npy\r\nAccept: application/json\xc3\xa9\r\n",
+     "the Accept header holds characters other than printable ASCII (application/json\\xc3\\xa9): "),
+    (b"Content-Type: application/x-npy\r\nX-Amzn-SageMaker-Custom-Attributes: top_k=\xe9\r\n",
+     "the X-Amzn-SageMaker-Custom-Attributes header holds characters other than printable ASCII"),
+    (b"Content-Type: application/x-npy\x01\r\n", "the Content-Type header holds characters other than"),
+    (b"Content-Type: application/x-npy\r\nX-Amzn-SageMaker-Custom-Attributes: " + b"a" * 1025 + b"\r\n",
+     "the X-Amzn-SageMaker-Custom-Attributes header is 1025 characters long, over the 1024 that "
+     "SageMaker's InvokeEndpoint accepts: shorten it"),
+])
+def test_a_header_value_sagemaker_would_refuse_gets_400_and_never_reaches_the_model_server(
+        gate, fresh, header_lines, message):
+    status, answer = _raw_post(gate, header_lines)
+    assert (status, answer["status"]) == (400, 400)
+    assert answer["error"].startswith(message)
+    assert fresh.requests == []
+    # the limits are SageMaker's: 1,024 ASCII characters still pass
+    status, answer = _raw_post(gate, b"Content-Type: application/x-npy\r\n"
+                                     b"X-Amzn-SageMaker-Custom-Attributes: " + b"a" * 1024 + b"\r\n")
+    assert status == 200 and answer["bytes"] == 2
+
+
+def test_two_host_headers_get_400(gate, fresh):
+    """Only the first was checked: a second, foreign one rode along (RFC 9112 section 3.2 says 400)."""
+    status, answer = _raw_post(gate, b"Host: attacker.example\r\nContent-Type: application/x-npy\r\n")
+    assert (status, answer) == (400, {"error": "the request has 2 Host headers: send one", "status": 400})
+    assert fresh.requests == []
 
 
 def test_a_malformed_request_gets_a_json_400(gate, fresh):

@@ -98,6 +98,28 @@ def test_registering_a_model_from_a_local_directory_runs_none_of_its_code(endpoi
     _assert_still_serving(endpoint)
 
 
+@pytest.mark.parametrize("header, value", [
+    ("Content-Type", b"application/x-npy\xe9"),  # ISO-8859-1
+    ("Accept", "application/json\u00e9".encode("utf-8")),
+    ("X-Amzn-SageMaker-Custom-Attributes", b"top_k=\xe9"),
+])
+def test_a_non_ascii_header_is_refused_and_takes_no_worker_down(endpoint, header, value):
+    """MMS's Python worker died decoding these ("Worker died.", then seconds without a worker)."""
+    workers = _model_workers(endpoint)
+    headers = {"Content-Type": b"application/x-npy", header: value}
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=60) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       + b"".join(name.encode() + b": " + text + b"\r\n" for name, text in headers.items())
+                       + b"Content-Length: %d\r\n\r\n" % len(GOOD) + GOOD)
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        answer = json.loads(response.read())
+    assert (response.status, answer["status"]) == (400, 400), answer
+    assert answer["error"].startswith("the %s header holds characters other than printable ASCII" % header)
+    _assert_still_serving(endpoint)
+    assert _model_workers(endpoint) == workers
+
+
 def test_only_the_gate_listens_on_tcp_and_mms_only_inside_its_temp_dir(endpoint):
     listeners = _tcp_listeners(endpoint)
     assert [address for _, address in listeners] == [("127.0.0.1", endpoint.port)]

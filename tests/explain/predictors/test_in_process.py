@@ -64,6 +64,17 @@ def test_in_process_task_mismatch_is_named(tiny_classifier_dir):
 
 
 @pytest.mark.integration
+def test_in_process_without_mxnet_names_the_extra(tiny_detector_dir, monkeypatch):
+    """The explain-only install has no mxnet: the error says what to install, or to use an endpoint."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "serving.handler", None)  # as if its import of mxnet failed
+    with pytest.raises(PredictorError) as raised:
+        make_predictor(str(tiny_detector_dir), "detection", TransportConfig())
+    assert str(raised.value).endswith("(pip install 'clearsight[serve]' adds mxnet; or explain against an "
+                                      "endpoint serving it)")
+
+
 def test_http_predictor_matches_in_process_on_the_real_endpoint(detector_endpoint, tiny_detector_dir):
     batch = random_batch(9, height=48, width=64, seed=4)
     with make_predictor(str(tiny_detector_dir), "detection") as in_process:
