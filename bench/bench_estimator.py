@@ -1,7 +1,8 @@
 """Shapley value estimators against exact values on games they were not tuned on.
 
 Reproduce (needs `pip install -r bench/requirements.txt`: shap, xgboost; the model games'
-2**16 forward passes are cached under build/estimator-games/):
+2**16 forward passes are cached under build/estimator-games/, or ``--game-cache DIR`` /
+$CLEARSIGHT_GAME_CACHE; ``--enumerate-only`` fills that cache and estimates nothing):
 
     .venv/bin/python -m bench.bench_estimator --root-seed N        # the full table
     .venv/bin/python -m bench.bench_estimator --quick               # development subset
@@ -34,7 +35,7 @@ import time
 
 import numpy as np
 
-from .estimator_games import FAMILIES, MODEL_FAMILIES, game_tables
+from .estimator_games import CACHE_ENV, DEFAULT_CACHE_DIR, FAMILIES, MODEL_FAMILIES, game_tables
 from .estimator_peers import PEERS
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def summarise(result: dict, estimators: list[str], budgets: list[int]) -> list[d
             row.setdefault("worst", {})
             row["worst"][record["budget"]] = max(row["worst"].get(record["budget"], 0.0),
                                                  record["relative_error"])
-        if "covered" in record:
+        if record["estimator"] == OURS and "covered" in record:  # other peers may give errors too
             row["covered"][record["budget"]] = row["covered"].get(record["budget"], 0) + record["covered"]
             row["intervals"][record["budget"]] = row["intervals"].get(record["budget"], 0) + record["intervals"]
     summary = []
@@ -170,6 +171,19 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
             print(f"- error ratio clearsight / shap Kernel @{budget}: median {np.median(ratios):.2f}, "
                   f"worst {ratios[worst]:.2f} ({rows_with[worst]['family']} S={rows_with[worst]['S']}), "
                   f"rows above 0.8: {sum(r > 0.8 for r in ratios)} of {len(ratios)}")
+    for name in estimators:  # every other estimator against the reference, same rows
+        if name in (REFERENCE, OURS):
+            continue
+        cells = []
+        for budget in ratio_budgets:
+            peer = [row["mean_error"][(name, budget)] / row["mean_error"][(REFERENCE, budget)]
+                    for row in summary if row["ratio"].get(budget) is not None
+                    and row["mean_error"][(REFERENCE, budget)] > 0]
+            if peer:
+                cells.append(f"@{budget} median {np.median(peer):.2f}, above 0.8 in "
+                             f"{sum(r > 0.8 for r in peer)} of {len(peer)} rows")
+        if cells:
+            print(f"- {name} / shap Kernel: " + "; ".join(cells))
     coverages = [(row["coverage"][b], row["family"], row["S"], b) for row in summary for b in budgets
                  if b >= 200 and b in row["coverage"] and not row["exact"].get(b)]
     if coverages:
@@ -194,7 +208,8 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
 
 
 def timing(repeats: int = 7) -> None:
-    """Per-image estimator CPU time, old vs new, S=20, T=3, 500 samples, side by side."""
+    """Per-image estimator CPU time, S=20, T=3, 500 samples, side by side: the first estimator
+    (bench/kernel_shap_old.py), the parity regression alone (no trees) and the current one."""
     from explain.kernel_shap import kernel_shap
 
     from .kernel_shap_old import kernel_shap as kernel_shap_old
@@ -208,15 +223,21 @@ def timing(repeats: int = 7) -> None:
         return np.stack([1.0 / (1.0 + np.exp(-(z @ weights[t] + 3 * z[:, important[t]].prod(axis=1))))
                          for t in range(3)], axis=1)
 
-    times = {"old": [], "new": []}
+    def regression_only(evaluate, num_features, num_samples, rng):
+        return kernel_shap(evaluate, num_features, num_samples, rng, tree_surrogate=False)
+
+    estimators = (("old", kernel_shap_old), ("no trees", regression_only), ("new", kernel_shap))
+    times = {name: [] for name, _ in estimators}
     for repeat in range(repeats):
-        for name, estimator in (("old", kernel_shap_old), ("new", kernel_shap)):
+        for name, estimator in estimators:
             started = time.process_time()
             estimator(game, 20, 500, np.random.default_rng(repeat))
             times[name].append(time.process_time() - started)
-    old, new = np.median(times["old"]), np.median(times["new"])
-    print(f"per-image estimator CPU time (S=20, T=3, 500 samples, median of {repeats}, interleaved): "
-          f"old {old:.3f} s, new {new:.3f} s, old/new {old / new:.2f} (shared machine)")
+    medians = {name: float(np.median(values)) for name, values in times.items()}
+    print(f"per-image estimator CPU time (S=20, T=3, 500 samples, median of {repeats}, interleaved, "
+          "shared machine): " + ", ".join(f"{name} {value:.3f} s" for name, value in medians.items())
+          + f"; new / no trees {medians['new'] / medians['no trees']:.2f}, "
+          f"old / new {medians['old'] / medians['new']:.2f}")
 
 
 def main() -> None:
@@ -235,9 +256,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--estimators", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--json", default=None, help="write every record to this file")
-    parser.add_argument("--timing", action="store_true", help="only the old/new per-image CPU time")
+    parser.add_argument("--timing", action="store_true",
+                        help="only the per-image CPU time of old, no-trees and current estimators")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="print the tables from the records of earlier --json runs (no estimation)")
+    parser.add_argument("--game-cache", default=None,
+                        help=f"folder of the model games' cached tables (default: ${CACHE_ENV}, else "
+                             f"{DEFAULT_CACHE_DIR}/)")
+    parser.add_argument("--enumerate-only", action="store_true",
+                        help="compute (or load) the games' tables and exit: fills the cache")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -271,9 +298,14 @@ def main() -> None:
     for family in args.families:
         if family in MODEL_FAMILIES:
             for size in args.model_sizes:
-                tables += game_tables([family], [], 0, model_instances[size], [size], root_seed)
+                tables += game_tables([family], [], 0, model_instances[size], [size], root_seed,
+                                      args.game_cache)
         else:
             tables += game_tables([family], args.sizes, args.instances, 0, [], root_seed)
+    if args.enumerate_only:
+        print(f"root seed {root_seed}: {len(tables)} games ready: "
+              + ", ".join(table.name for table in tables))
+        return
     estimators = [name for name in PEERS if name in args.estimators]
     started = time.perf_counter()
     result = run(tables, estimators, args.budgets, args.seeds, root_seed)

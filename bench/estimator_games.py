@@ -3,8 +3,9 @@
 A game maps coalitions (M, S) bool to one output (M,) float64. Every game here is stored as
 its full table of 2**S values (``GameTable``), so exact Shapley values come from enumeration
 and each estimator's "model call" is a table look-up. Tables of the shipped models' games
-(one forward pass per coalition) are cached under ``build/estimator-games/`` keyed by the
-game's parameters, so reruns are cheap.
+(one forward pass per coalition) are cached keyed by the game's parameters, so reruns are
+cheap: in ``build/estimator-games/``, or the folder named by ``--game-cache`` or the
+environment variable ``CLEARSIGHT_GAME_CACHE`` (a folder outside the checkout survives it).
 
 Families (``FAMILIES``):
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,17 @@ from explain.kernel_shap import exact_shapley_values
 
 logger = logging.getLogger(__name__)
 
-CACHE_DIR = Path("build/estimator-games")
+DEFAULT_CACHE_DIR = Path("build/estimator-games")
+CACHE_ENV = "CLEARSIGHT_GAME_CACHE"
+
+
+def cache_dir(explicit: str | Path | None = None) -> Path:
+    """Where model-game tables live: ``explicit``, else $CLEARSIGHT_GAME_CACHE, else
+    build/estimator-games/ (relative to the working directory)."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
+
 SYNTHETIC_FAMILIES = ("additive", "pairwise", "higher-order", "thresholds", "max-min", "sparse")
 MODEL_FAMILIES = ("classifier", "detector")
 FAMILIES = SYNTHETIC_FAMILIES + MODEL_FAMILIES
@@ -156,7 +168,7 @@ def synthetic_table(family: str, num_features: int, instance: int, root_seed: in
 
 
 def _model_game_values(family: str, num_features: int, instance: int, root_seed: int,
-                       baseline_kind: str, batch_size: int = 256) -> tuple[np.ndarray, dict]:
+                       baseline_kind: str, cache: Path, batch_size: int = 256) -> tuple[np.ndarray, dict]:
     """All 2**S outputs of a shipped model's game on a fresh scene; (2**S,) float64, metadata."""
     from examples.shapes.dataset import draw_background, generate_scene
     from explain.baselines import make_baseline
@@ -171,7 +183,7 @@ def _model_game_values(family: str, num_features: int, instance: int, root_seed:
     if baseline_kind == "file":
         from PIL import Image
 
-        path = CACHE_DIR / f"baseline-{root_seed}-{family}-{num_features}-{instance}.png"
+        path = cache / f"baseline-{root_seed}-{family}-{num_features}-{instance}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(draw_background(rng, SCENE_SIZE, SCENE_SIZE)).save(path)
         baseline = make_baseline(image, str(path), rng)
@@ -208,34 +220,43 @@ def _model_game_values(family: str, num_features: int, instance: int, root_seed:
     return values, meta
 
 
-def model_table(family: str, num_features: int, instance: int, root_seed: int) -> GameTable:
+def model_table(family: str, num_features: int, instance: int, root_seed: int,
+                cache: str | Path | None = None) -> GameTable:
     """A shipped model's game on a fresh scene; baselines alternate between uniform noise and
-    an image file (a background of the shapes dataset), the classifier's first instance a file."""
+    an image file (a background of the shapes dataset), the classifier's first instance a file.
+    cache: the folder of cached tables (``cache_dir``)."""
+    cache = cache_dir(cache)
     baseline_kind = ("noise", "file")[(instance + (family == "classifier")) % 2]
     key = {"family": family, "S": num_features, "instance": instance, "root": root_seed,
            "baseline": baseline_kind, "scene": SCENE_SIZE, "version": 1}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"{family}-{num_features}-{instance}-{digest}.npz"
+    path = cache / f"{family}-{num_features}-{instance}-{digest}.npz"
     if path.is_file():
         values = np.load(path)["values"]
     else:
         logger.warning("enumerating 2**%d coalitions of %s #%d through the model (cached in %s)",
                        num_features, family, instance, path)
-        values, meta = _model_game_values(family, num_features, instance, root_seed, baseline_kind)
+        values, meta = _model_game_values(family, num_features, instance, root_seed, baseline_kind,
+                                          cache)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, values=values, key=json.dumps(key), meta=json.dumps(meta))
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+        with open(partial, "wb") as handle:  # whole or absent: the folder may be shared
+            np.savez_compressed(handle, values=values, key=json.dumps(key), meta=json.dumps(meta))
+        os.replace(partial, path)
     return _table(family, f"{family} S={num_features} #{instance} {baseline_kind}", num_features,
                   None, values)
 
 
 def game_tables(families: list[str], sizes: list[int], instances: int, model_instances: int,
-                model_sizes: list[int], root_seed: int) -> list[GameTable]:
-    """Every game of the benchmark, in a fixed order."""
+                model_sizes: list[int], root_seed: int,
+                cache: str | Path | None = None) -> list[GameTable]:
+    """Every game of the benchmark, in a fixed order (model games from ``cache``, see
+    ``cache_dir``)."""
     tables = []
     for family in families:
         if family in MODEL_FAMILIES:
             for num_features in model_sizes:
-                tables += [model_table(family, num_features, index, root_seed)
+                tables += [model_table(family, num_features, index, root_seed, cache)
                            for index in range(model_instances)]
         else:
             for num_features in sizes:

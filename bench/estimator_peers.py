@@ -20,7 +20,9 @@ and returns (S,) Shapley value estimates, or (values, standard errors) for clear
   phi_i = phi_i(tree) + sum_{S ∋ i} r(S) p_{|S|-1} / pi(S) - sum_{S ∌ i} r(S) p_{|S|} / pi(S),
   p_l = 1 / (S C(S-1, l)), pi(S) the inclusion probability (1 for the anchors).
   Needs ``xgboost`` (bench/requirements.txt).
-* clearsight's previous estimator (bench/kernel_shap_old.py) and the current one.
+* clearsight's first estimator (bench/kernel_shap_old.py), the current one without its tree
+  surrogate (``tree_surrogate=False``: the parity regression alone, issue 12's first round)
+  and the current one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ from .kernel_shap_old import kernel_shap as kernel_shap_old
 def clearsight(game, num_features: int, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
                          np.random.default_rng(seed))
+    return result.values[0], result.standard_errors[0]
+
+
+def clearsight_regression_only(game, num_features: int, budget: int,
+                                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
+                         np.random.default_rng(seed), tree_surrogate=False)
     return result.values[0], result.standard_errors[0]
 
 
@@ -179,5 +188,6 @@ PEERS = {
     "Leverage SHAP": leverage_shap,
     "Regression MSR": regression_msr,
     "clearsight old": clearsight_old,
+    "clearsight, no trees": clearsight_regression_only,
     "clearsight": clearsight,
 }

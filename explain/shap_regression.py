@@ -28,7 +28,7 @@ shrunk, most at small budgets). Enumerated strata are fixed and add no variance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "fit_constrained",
     "solve_constrained_wls",
     "choose_terms",
+    "adjust_with_surrogate",
 ]
 
 _RIDGE = 1e-10  # relative: keeps rank-deficient systems at the minimum-norm split
@@ -60,6 +61,9 @@ class PairedDesign:
     weights: (P,) float64 > 0, the stratum's kernel mass over the pairs used from it.
     strata: (P,) int64 stratum id; population: per stratum id, the pairs it holds;
     sampled: per stratum id, True when its pairs were sampled (False: enumerated).
+    evens: (P, T) float64, (f(z) + f(1 - z)) / 2 per output (what pairing cancels).
+    folds: (P,) int64, the cross-fitting fold of a sampled pair (its rank within its stratum
+    in the order drawn, modulo the number of folds), -1 for an enumerated pair.
     """
 
     signs: np.ndarray
@@ -68,18 +72,37 @@ class PairedDesign:
     strata: np.ndarray
     population: np.ndarray
     sampled: np.ndarray
+    evens: np.ndarray
+    folds: np.ndarray
 
 
 @dataclass(frozen=True)
 class RegressionFit:
     """One output's fit: values (S,), their standard errors (S,), the terms used, the
-    weighted leave-one-pair-out error of the fit (float) and the residuals (P,)."""
+    weighted leave-one-pair-out error of the fit (float), the residuals (P,), the ridge
+    penalty on the higher-order terms (relative to the total weight) and the weight of the
+    surrogate's adjustment (0: none, see ``adjust_with_surrogate``)."""
 
     values: np.ndarray
     standard_errors: np.ndarray
     terms: tuple[tuple[int, ...], ...]
     loo_error: float
     residuals: np.ndarray
+    ridge: float = 0.0
+    surrogate_weight: float = 0.0
+    _linear: _LinearFit | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _LinearFit:
+    """What a fit with standard errors keeps for ``adjust_with_surrogate``: its solver, the
+    map Q @ mapping.T (K, S) from coefficients' scores to values and the targets' score
+    deviations (P, S)."""
+
+    solver: _ConstrainedSolver
+    mapping: np.ndarray
+    score_map: np.ndarray
+    deviations: np.ndarray
 
 
 def singletons(num_features: int) -> tuple[tuple[int, ...], ...]:
@@ -127,6 +150,35 @@ def _constrained_inverse(gram: np.ndarray, constraint: np.ndarray,
     return inverse - np.outer(row, row) / (constraint @ row), row / (constraint @ row)
 
 
+@dataclass(frozen=True)
+class _ConstrainedSolver:
+    """A factorised constrained weighted (ridge) least squares problem, for any targets.
+
+    design: (P, K); weighted: (P, K) design times the weights; constrained: Q (K, K);
+    share: (K,) (coefficients = Q B^T W y + share * total); leverages: (P,)
+    h_p = w_p b_p^T Q b_p.
+    """
+
+    design: np.ndarray
+    weighted: np.ndarray
+    constrained: np.ndarray
+    share: np.ndarray
+    leverages: np.ndarray
+
+    @classmethod
+    def build(cls, design: np.ndarray, weights: np.ndarray, constraint: np.ndarray,
+              penalty: np.ndarray | None = None) -> _ConstrainedSolver:
+        weighted = design * weights[:, None]
+        constrained, share = _constrained_inverse(weighted.T @ design, constraint, penalty)
+        leverages = ((weighted @ constrained) * design).sum(axis=1)
+        return cls(design, weighted, constrained, share, leverages)
+
+    def solve(self, targets: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients (K, T) and residuals (P, T) for targets (P, T) and totals (T,)."""
+        coefficients = self.constrained @ (self.weighted.T @ targets) + np.outer(self.share, total)
+        return coefficients, targets - self.design @ coefficients
+
+
 def fit_constrained(design: np.ndarray, weights: np.ndarray, targets: np.ndarray,
                     total: np.ndarray, constraint: np.ndarray | None = None,
                     penalty: np.ndarray | None = None
@@ -139,12 +191,9 @@ def fit_constrained(design: np.ndarray, weights: np.ndarray, targets: np.ndarray
     """
     if constraint is None:
         constraint = np.ones(design.shape[1])
-    weighted = design * weights[:, None]
-    constrained, share = _constrained_inverse(weighted.T @ design, constraint, penalty)
-    coefficients = constrained @ (weighted.T @ targets) + np.outer(share, total)
-    residuals = targets - design @ coefficients
-    leverages = ((weighted @ constrained) * design).sum(axis=1)
-    return coefficients, residuals, leverages, constrained
+    solver = _ConstrainedSolver.build(design, weights, constraint, penalty)
+    coefficients, residuals = solver.solve(targets, total)
+    return coefficients, residuals, solver.leverages, solver.constrained
 
 
 def solve_constrained_wls(coalitions: np.ndarray, weights: np.ndarray, outputs: np.ndarray,
@@ -160,13 +209,16 @@ def solve_constrained_wls(coalitions: np.ndarray, weights: np.ndarray, outputs: 
     return values.T
 
 
-def _sandwich(design: np.ndarray, weights: np.ndarray, residuals: np.ndarray,
-              leverages: np.ndarray, constrained: np.ndarray, mapping: np.ndarray,
-              paired: PairedDesign) -> np.ndarray:
-    """Standard errors (S,) of mapping @ coefficients for one output (residuals (P,))."""
-    adjusted = residuals / (1.0 - np.minimum(leverages, _MAX_LEVERAGE)) ** HC_POWER
-    scores = (design * (weights * adjusted)[:, None]) @ (constrained @ mapping.T)  # (P, S)
-    variance = np.zeros(mapping.shape[0])
+def _score_deviations(solver: _ConstrainedSolver, weights: np.ndarray, score_map: np.ndarray,
+                      residuals: np.ndarray, paired: PairedDesign) -> np.ndarray:
+    """(P, S) float64: each pair's linearised contribution to the values for one output
+    (residuals (P,); score_map: Q @ mapping.T, (K, S)), centred within its sampled stratum
+    and scaled by the stratum's finite-population correction, so that the column sums of
+    squares are the sandwich variances. Linear in ``residuals``. Rows of enumerated strata
+    are 0."""
+    adjusted = residuals / (1.0 - np.minimum(solver.leverages, _MAX_LEVERAGE)) ** HC_POWER
+    scores = (solver.design * (weights * adjusted)[:, None]) @ score_map  # (P, S)
+    deviations = np.zeros_like(scores)
     for stratum in np.unique(paired.strata):
         if not paired.sampled[stratum]:
             continue
@@ -177,11 +229,10 @@ def _sandwich(design: np.ndarray, weights: np.ndarray, residuals: np.ndarray,
             continue
         block = scores[members]
         if count > 1:
-            centred = block - block.mean(axis=0)
-            variance += kept * count / (count - 1) * (centred**2).sum(axis=0)
+            deviations[members] = np.sqrt(kept * count / (count - 1)) * (block - block.mean(axis=0))
         else:
-            variance += kept * (block**2).sum(axis=0)
-    return np.sqrt(variance)
+            deviations[members] = np.sqrt(kept) * block
+    return deviations
 
 
 def _stratum_indicators(paired: PairedDesign) -> np.ndarray:
@@ -193,9 +244,34 @@ def _stratum_indicators(paired: PairedDesign) -> np.ndarray:
     return np.stack(columns, axis=1).astype(np.float64)
 
 
-def _fit_terms(paired: PairedDesign, output: int, terms: tuple[tuple[int, ...], ...],
+def _regression_design(paired: PairedDesign, terms: tuple[tuple[int, ...], ...], ridge: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The design (P, K) of ``terms`` plus the stratum indicators, the constraint (K,) (the
+    terms sum to the total, the indicators take no part), the map (S, K) to Shapley values
+    and the ridge penalty (K,) on the higher-order terms (None when ridge is 0)."""
+    parities = parity_matrix(paired.signs, terms)
+    indicators = _stratum_indicators(paired)
+    design = np.concatenate([parities, indicators], axis=1)
+    constraint = np.concatenate([np.ones(len(terms)), np.zeros(indicators.shape[1])])
+    mapping = np.concatenate([shapley_map(terms, paired.signs.shape[1]),
+                              np.zeros((paired.signs.shape[1], indicators.shape[1]))], axis=1)
+    penalty = None
+    if ridge > 0:
+        penalty = np.zeros(design.shape[1])
+        penalty[[position for position, term in enumerate(terms) if len(term) > 1]] = (
+            ridge * paired.weights.sum())
+    return design, constraint, mapping, penalty
+
+
+def _loo_error(weights: np.ndarray, residuals: np.ndarray, leverages: np.ndarray) -> float:
+    """The weighted mean squared leave-one-pair-out residual e_p / (1 - h_p)."""
+    loo = residuals / (1.0 - np.minimum(leverages, 1.0 - 1e-9))
+    return float(np.sum(weights * loo**2) / weights.sum())
+
+
+def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int, ...], ...],
                total: float, ridge: float = 0.0, with_errors: bool = True) -> RegressionFit:
-    """The constrained fit of one output on ``terms`` plus the stratum indicators.
+    """The constrained fit of one output's targets (P,) on ``terms`` plus the stratum indicators.
 
     A stratum indicator is a game that depends on the coalition size alone and is 0 at the
     anchors: its Shapley values are 0 and it leaves f(full) - f(empty) alone, so it takes
@@ -206,26 +282,59 @@ def _fit_terms(paired: PairedDesign, output: int, terms: tuple[tuple[int, ...], 
     indicators are never penalised, so the residual stays orthogonal to the singletons and
     the estimate consistent).
     """
-    parities = parity_matrix(paired.signs, terms)
-    indicators = _stratum_indicators(paired)
-    design = np.concatenate([parities, indicators], axis=1)
-    constraint = np.concatenate([np.ones(len(terms)), np.zeros(indicators.shape[1])])
+    design, constraint, mapping, penalty = _regression_design(paired, terms, ridge)
     weights = paired.weights
-    penalty = None
-    if ridge > 0:
-        penalty = np.zeros(design.shape[1])
-        penalty[[position for position, term in enumerate(terms) if len(term) > 1]] = ridge * weights.sum()
-    coefficients, residuals, leverages, constrained = fit_constrained(
-        design, weights, paired.halves[:, [output]], np.array([total]), constraint, penalty)
-    mapping = np.concatenate([shapley_map(terms, paired.signs.shape[1]),
-                              np.zeros((paired.signs.shape[1], indicators.shape[1]))], axis=1)
+    solver = _ConstrainedSolver.build(design, weights, constraint, penalty)
+    coefficients, residuals = solver.solve(targets[:, None], np.array([total]))
     values = mapping @ coefficients[:, 0]
     residual = residuals[:, 0]
-    loo = residual / (1.0 - np.minimum(leverages, 1.0 - 1e-9))
-    loo_error = float(np.sum(weights * loo**2) / weights.sum())
-    errors = (_sandwich(design, weights, residual, leverages, constrained, mapping, paired)
-              if with_errors else np.full(len(values), np.nan))
-    return RegressionFit(values, errors, terms, loo_error, residual)
+    loo_error = _loo_error(weights, residual, solver.leverages)
+    if not with_errors:
+        return RegressionFit(values, np.full(len(values), np.nan), terms, loo_error, residual, ridge)
+    score_map = solver.constrained @ mapping.T
+    deviations = _score_deviations(solver, weights, score_map, residual, paired)
+    return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0)), terms, loo_error, residual,
+                         ridge, 0.0, _LinearFit(solver, mapping, score_map, deviations))
+
+
+def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: float,
+                          fit: RegressionFit, surrogate_halves: np.ndarray,
+                          surrogate_total: float, surrogate_values: np.ndarray) -> RegressionFit:
+    """Regression adjustment of ``fit`` by a surrogate game g whose Shapley values are exact.
+
+    The estimate becomes beta phi(g) + fit(d/2 - beta m): the same regression (fit's terms
+    and ridge) of what the surrogate leaves, plus the surrogate's exact values. It is
+    consistent for any beta and any g (phi is linear in the game); its variance is lowest
+    at beta = Cov(A, B) / Var(B), A and B the linearised errors of the fits of d/2 and of m,
+    estimated from the pairs' stratum-centred score deviations and clipped to [0, 1], so a
+    surrogate that does not follow the game gets ~0 weight. The fit is linear in its
+    targets, so fit's factorised solve is reused for m.
+
+    targets: (P,) one output's d/2; total: (f(1) - f(0)) / 2; surrogate_halves: (P,) m, the
+    surrogate's (g(z) - g(1 - z)) / 2 on each pair (cross-fitted: from a surrogate that did
+    not see the pair); surrogate_total: (g(1) - g(0)) / 2; surrogate_values: (S,) phi(g).
+    Returns the adjusted fit (standard errors from the sandwich of the adjusted residuals).
+    """
+    linear = fit._linear
+    if linear is None:  # a fit made without standard errors: refit its terms with them
+        linear = _fit_terms(paired, targets, fit.terms, total, fit.ridge)._linear
+    weights = paired.weights
+    surrogate_coefficients, surrogate_residuals = linear.solver.solve(
+        surrogate_halves[:, None], np.array([surrogate_total]))
+    surrogate_errors = _score_deviations(linear.solver, weights, linear.score_map,
+                                         surrogate_residuals[:, 0], paired)
+    spread = float((surrogate_errors**2).sum())
+    beta = (float(np.clip((linear.deviations * surrogate_errors).sum() / spread, 0.0, 1.0))
+            if spread > 0 else 0.0)
+    if beta == 0.0:
+        return fit
+    values = fit.values - beta * (linear.mapping @ surrogate_coefficients[:, 0] - surrogate_values)
+    residual = fit.residuals - beta * surrogate_residuals[:, 0]
+    deviations = linear.deviations - beta * surrogate_errors
+    return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0)), fit.terms,
+                         _loo_error(weights, residual, linear.solver.leverages), residual,
+                         fit.ridge, beta, _LinearFit(linear.solver, linear.mapping,
+                                                     linear.score_map, deviations))
 
 
 MAX_SCREENED_TRIPLES = 5000  # above this, triples are screened among the leading features only
@@ -258,7 +367,7 @@ RIDGE_GRID = (0.1,)  # penalties tried on the widest basis, relative to the tota
 WIDE_FEATURES = 9  # the widest basis: every odd parity of up to this many leading features
 
 
-def choose_terms(paired: PairedDesign, output: int, total: float) -> RegressionFit:
+def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> RegressionFit:
     """Fit one output with the singletons alone and with richer odd bases, keep the fit with
     the lowest leave-one-pair-out error.
 
@@ -270,11 +379,12 @@ def choose_terms(paired: PairedDesign, output: int, total: float) -> RegressionF
       triples, then by |value|): a game of a few interacting features has nothing left;
     * ridge fits (``RIDGE_GRID``) of every odd parity of up to ``WIDE_FEATURES`` leading
       features plus the screened triples, when the pairs number at least that basis.
-    total: (f(1) - f(0)) / 2.
+    targets: (P,) one output's d/2 (``PairedDesign.halves[:, t]``, or what is left of it
+    after a surrogate); total: (f(1) - f(0)) / 2 likewise.
     """
     num_pairs, num_features = paired.signs.shape
     first_order = singletons(num_features)
-    linear = _fit_terms(paired, output, first_order, total)
+    linear = _fit_terms(paired, targets, first_order, total)
     best = linear
     spare = int((num_pairs - num_features) / 3.0)
     if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24:
@@ -306,9 +416,9 @@ def choose_terms(paired: PairedDesign, output: int, total: float) -> RegressionF
         candidates += [(wide, ridge) for ridge in RIDGE_GRID]
     chosen = None
     for extra, ridge in candidates:
-        fit = _fit_terms(paired, output, first_order + extra, total, ridge, with_errors=False)
+        fit = _fit_terms(paired, targets, first_order + extra, total, ridge, with_errors=False)
         if fit.loo_error < best.loo_error:
             best, chosen = fit, (extra, ridge)
     if chosen is None:
         return linear
-    return _fit_terms(paired, output, first_order + chosen[0], total, chosen[1])
+    return _fit_terms(paired, targets, first_order + chosen[0], total, chosen[1])

@@ -212,3 +212,90 @@ def test_games_of_a_few_interacting_features_are_exact(num_features):
         result = kernel_shap(game, num_features, 500, np.random.default_rng(seed))
         np.testing.assert_allclose(result.values, exact, atol=1e-8 * np.abs(exact).max())
         assert result.terms[0] > num_features
+
+
+def max_of_mins_game(num_features, seed):
+    """The better of two objects, each as visible as the less visible of its two parts:
+    piecewise linear, no small parity basis fits it (the surrogate's case)."""
+    rng = np.random.default_rng(seed)
+    parts = rng.choice(num_features, size=(2, 2, 3), replace=False)
+    weights = rng.uniform(0.5, 1.5, size=num_features)
+
+    def game(coalitions):
+        z = coalitions.astype(np.float64) * weights
+        objects = [np.minimum(z[:, part[0]].sum(axis=1), z[:, part[1]].sum(axis=1)) for part in parts]
+        return np.maximum(*objects)[:, None]
+
+    return game
+
+
+def test_an_additive_output_stays_exact_beside_one_the_surrogate_adjusts(monkeypatch):
+    import explain.kernel_shap as kernel_shap_module
+
+    adjusted = []
+    fit_surrogates = kernel_shap_module.cross_fitted_surrogates
+
+    def recording(paired, base_values, full_values, outputs):
+        adjusted.append(list(outputs))
+        return fit_surrogates(paired, base_values, full_values, outputs)
+
+    monkeypatch.setattr(kernel_shap_module, "cross_fitted_surrogates", recording)
+    num_features = 16
+    weights = np.random.default_rng(5).normal(size=num_features)
+    max_min = max_of_mins_game(num_features, 5)
+
+    def game(coalitions):
+        return np.concatenate([coalitions.astype(np.float64) @ weights[:, None], max_min(coalitions)],
+                              axis=1)
+
+    result = kernel_shap(game, num_features, 300, np.random.default_rng(0))
+    assert adjusted == [[1]]  # the max-min output got a surrogate, the additive one did not
+    np.testing.assert_allclose(result.values[0], weights, atol=1e-9 * np.abs(weights).max())
+    assert result.standard_errors[0].max() <= 1e-9 * np.abs(weights).max()
+    exact = exact_shapley_values(max_min, num_features)[0]
+    assert np.linalg.norm(result.values[1] - exact) < 0.3 * np.linalg.norm(exact)
+    np.testing.assert_allclose(result.values.sum(axis=1), result.full_values - result.base_values,
+                               rtol=0, atol=1e-12)
+
+
+def test_a_surrogate_equal_to_the_game_gives_its_exact_values(monkeypatch):
+    # The adjustment's algebra: with g = the game itself the optimal weight is 1, the
+    # regression of what g leaves (nothing) adds nothing, and the values are phi(g).
+    import explain.kernel_shap as kernel_shap_module
+    from explain.tree_surrogate import Surrogate
+
+    num_features = 12
+    game = max_of_mins_game(num_features, 2)
+    exact = exact_shapley_values(game, num_features)
+
+    def perfect(paired, base_values, full_values, outputs):
+        return [Surrogate(paired.halves[:, output], 0.5 * float(full_values[output] - base_values[output]),
+                          exact[output]) for output in outputs]
+
+    monkeypatch.setattr(kernel_shap_module, "cross_fitted_surrogates", perfect)
+    result = kernel_shap(game, num_features, 250, np.random.default_rng(0))
+    np.testing.assert_allclose(result.values, exact, atol=1e-9 * np.abs(exact).max())
+    assert result.standard_errors.max() <= 1e-9 * np.abs(exact).max()
+
+
+def test_a_surrogate_unrelated_to_the_game_gets_no_weight(monkeypatch):
+    # An adjustment by noise would only add variance: its weight is clipped to 0 and the
+    # values are the regression's own.
+    import explain.kernel_shap as kernel_shap_module
+    from explain.tree_surrogate import Surrogate
+
+    num_features = 12
+    game = max_of_mins_game(num_features, 3)
+    monkeypatch.setattr(kernel_shap_module, "_MIN_PAIRS_PER_FOLD", 10**9)
+    plain = kernel_shap(game, num_features, 250, np.random.default_rng(0))
+    monkeypatch.undo()
+
+    def unrelated(paired, base_values, full_values, outputs):
+        rng = np.random.default_rng(9)
+        halves = paired.halves[:, 0]
+        return [Surrogate(-halves * 1e3 * (paired.folds >= 0) + rng.normal(size=len(halves)), 0.0,
+                          rng.normal(size=num_features)) for _ in outputs]
+
+    monkeypatch.setattr(kernel_shap_module, "cross_fitted_surrogates", unrelated)
+    result = kernel_shap(game, num_features, 250, np.random.default_rng(0))
+    np.testing.assert_allclose(result.values, plain.values, rtol=0, atol=1e-12)

@@ -1,0 +1,89 @@
+"""Tree surrogates: exact baseline Shapley values of leaves and of fitted boosted trees."""
+
+from itertools import product
+
+import numpy as np
+import pytest
+
+from explain.kernel_shap import exact_shapley_values
+from explain.tree_surrogate import fit_boosted_trees, leaf_shapley_values
+
+
+def all_coalitions(num_features):
+    """(2**S, S) bool, row r has feature i on when bit i of r is set."""
+    codes = np.arange(2**num_features)
+    return ((codes[:, None] >> np.arange(num_features)) & 1).astype(bool)
+
+
+def table_game(values):
+    """The game whose value on coalition z is values[code(z)] (values (2**S, T))."""
+    def game(coalitions):
+        return values[coalitions.astype(np.int64) @ (1 << np.arange(coalitions.shape[1]))]
+    return game
+
+
+@pytest.mark.parametrize("on, off", [((0,), ()), ((), (1,)), ((0, 2), ()), ((0,), (3,)),
+                                     ((1, 2, 4), (0, 5)), ((), (0, 1, 2, 3, 4, 5))])
+def test_a_leaf_gets_the_shapley_values_of_its_product_game(on, off):
+    # A leaf requiring A on and B off is v * prod_A z * prod_B (1 - z); its Shapley values
+    # (baseline all-off, explained point all-on) by enumerating the 2**6 coalitions.
+    num_features, value = 6, 2.5
+    rows = all_coalitions(num_features)
+    game_values = value * (rows[:, list(on)].all(axis=1) & ~rows[:, list(off)].any(axis=1))
+    expected = exact_shapley_values(table_game(game_values[:, None].astype(np.float64)),
+                                    num_features)[0]
+    required_on = np.zeros((1, 1, num_features), dtype=bool)
+    required_off = np.zeros_like(required_on)
+    required_on[0, 0, list(on)] = True
+    required_off[0, 0, list(off)] = True
+    values = leaf_shapley_values(required_on, required_off, np.array([[value]]))[0]
+    np.testing.assert_allclose(values, expected, atol=1e-12)
+    if on and off:  # by hand: (|A|-1)!|B|!/(|A|+|B|)! to each of A, minus |A|!(|B|-1)!/.. from B
+        assert values[on[0]] > 0 > values[off[0]]
+
+
+def test_fitted_forests_have_exact_shapley_values_and_anchor_values():
+    num_features = 8
+    rows = all_coalitions(num_features)
+    z = rows.astype(np.float64)
+    targets = np.stack([np.maximum(z[:, 0] * z[:, 1], z[:, 2:5].mean(axis=1)),
+                        (rows[:, 3] ^ rows[:, 5]) + 0.3 * z[:, 6] - z[:, :4].sum(axis=1) ** 2 / 8,
+                        np.sin(z @ np.arange(1.0, 9.0))], axis=1)
+    members = np.random.default_rng(0).random(targets.shape) < 0.6
+    trees = fit_boosted_trees(rows, targets, members, num_trees=12, depth=4, learning_rate=0.5)
+    # the forests' own games, tabulated on every coalition, enumerated
+    expected = exact_shapley_values(table_game(trees.predictions), num_features)
+    np.testing.assert_allclose(trees.shapley_values, expected, atol=1e-10)
+    np.testing.assert_allclose(trees.empty_values, trees.predictions[0], atol=1e-12)
+    np.testing.assert_allclose(trees.full_values, trees.predictions[-1], atol=1e-12)
+    # and they learnt something: better than the members' mean
+    for forest in range(3):
+        inside = members[:, forest]
+        fitted = np.mean((trees.predictions[inside, forest] - targets[inside, forest])**2)
+        assert fitted < 0.5 * np.var(targets[inside, forest])
+
+
+def test_rows_outside_a_forest_do_not_shape_it():
+    # Cross-fitting relies on it: a pair's surrogate value comes from a forest its own
+    # outputs never reached.
+    num_features = 7
+    rows = all_coalitions(num_features)
+    rng = np.random.default_rng(1)
+    targets = rng.normal(size=(len(rows), 1))
+    members = rng.random((len(rows), 1)) < 0.5
+    changed = np.where(members, targets, rng.normal(size=targets.shape) * 100)
+    first = fit_boosted_trees(rows, targets, members, num_trees=5, depth=3)
+    second = fit_boosted_trees(rows, changed, members, num_trees=5, depth=3)
+    np.testing.assert_array_equal(first.predictions, second.predictions)
+    np.testing.assert_array_equal(first.shapley_values, second.shapley_values)
+
+
+def test_a_feature_is_never_split_twice_on_a_path():
+    # With min_leaf_rows >= 1 a split needs rows on both sides; a leaf's conditions stay
+    # disjoint, which the leaf formula assumes.
+    rows = np.array(list(product([False, True], repeat=3)))
+    targets = (rows[:, 0] * 3.0 + rows[:, 1])[:, None]
+    trees = fit_boosted_trees(rows, targets, np.ones_like(targets, dtype=bool), num_trees=3,
+                              depth=5, learning_rate=1.0, leaf_penalty=1e-12)
+    np.testing.assert_allclose(trees.predictions, targets, atol=1e-9)
+    np.testing.assert_allclose(trees.shapley_values[0], [3.0, 1.0, 0.0], atol=1e-9)
