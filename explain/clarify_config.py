@@ -41,6 +41,10 @@ CLARIFY_SEGMENTATION = "slic" if "slic" in SEGMENTATION_METHODS else "slico"
 # named as the CLI names them; --clarify-compatible pins every one.
 CLARIFY_DEFAULTS = {
     "segmentation": CLARIFY_SEGMENTATION,
+    # Clarify's segments ignore the targets and are never refined (clearsight's --focus and
+    # --refine-fraction have no Clarify key: CLI and API settings only).
+    "focus": "none",
+    "refine_fraction": 0.0,
     "num_segments": 20,
     "segment_compactness": 5.0,
     "baseline": "noise",

@@ -23,7 +23,7 @@ from serving.contract import (
 
 from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
 from .clarify_dataset import dataset_sources
-from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, TASKS, ExplainConfig
+from .config import BUILTIN_BASELINES, FOCUS_CHOICES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
 from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
 from .runner import RunOptions, run_explanations
@@ -216,6 +216,16 @@ def _warn_deprecated_aws_endpoint() -> None:
         help="How superpixels are made: merged = SLICO over-segmentation merged by colour "
              "(follows object outlines); slico = SLIC(O) superpixels alone; --clarify-compatible "
              f"picks {CLARIFY_DEFAULTS['segmentation']}, closest to Clarify's.")
+@option("--focus", type=click.Choice(FOCUS_CHOICES), default="boxes",
+        help="Detection: boxes = the targets' boxes are segment borders, and boxes and their "
+             "surroundings get more, smaller segments than far background; none = segments ignore "
+             "the targets (Clarify's; --clarify-compatible picks none).")
+@option("--refine-fraction", type=float, default=0.4,
+        help="Share of --num-samples spent splitting the segments that hold the most value in two, "
+             "their value with them, best first; 0 = keep the coarse segments (Clarify's; "
+             "--clarify-compatible picks 0).")
+@option("--max-segments", type=int, default=64,
+        help="Most segments refinement may reach.")
 @option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
         help="What replaces a hidden superpixel: a built-in baseline or an image file.")
 @option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")

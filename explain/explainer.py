@@ -23,7 +23,9 @@ from .kernel_shap import kernel_shap
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
+from .refinement import CachedGame, refine_values
 from .segmentation import segment_image
+from .target_segments import segment_with_boxes
 
 __all__ = ["Explanation", "Predict", "explain_image", "save_npz"]
 
@@ -48,10 +50,16 @@ class Explanation:
     target_scores: (T,) the targets' scores on the unmasked image.
     model_calls: images sent to the predictor (the unmasked image, every coalition of
         every target group, and the metric curves).
-    num_segments_used: S. timings: seconds per phase. metrics: one dict per target or None.
+    num_segments_used: S, the segments of the final partition (after refinement).
+    timings: seconds per phase. metrics: one dict per target or None.
     exact: the values are exact Shapley values (every coalition was evaluated).
     converged: per target, target_error was met (or the values are exact).
     label_headers: class names by class id (the settings' ``label_headers``), or None.
+    coarse_segments: segments before refinement; levels: (S,) int, how many times each
+    segment's ancestors were split (0: a coarse segment, whose value is its Shapley value
+    among the coarse segments; k > 0: its share of its parent's value, see
+    ``explain.refinement``). refinement: the rounds of splits (``RefinementStep``).
+    ``exact`` refers to the coarse values.
 
     ``plot()`` draws it, ``save(path)`` / ``Explanation.load(path)`` keep it in an .npz file
     (image included), ``to_shap()`` converts it to a ``shap.Explanation``.
@@ -74,6 +82,9 @@ class Explanation:
     converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     metrics: list | None = None
     label_headers: tuple[str, ...] | None = None
+    coarse_segments: int = 0
+    refinement: tuple = ()
+    levels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def num_targets(self) -> int:
@@ -150,7 +161,13 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     optional callable receiving the number of model calls just completed (tqdm's update).
     segments: your own feature mask instead of the configured segmentation, (H, W) integer
     labels 0..S-1, each used, S >= 2, of the image's size after ``resize``
-    (``explain.feature_masks.check_segment_map``).
+    (``explain.feature_masks.check_segment_map``); its segments are explained as they are
+    (``focus`` and refinement leave a given mask alone).
+
+    Segments: with ``focus == "boxes"`` (detection) the targets' boxes are segment borders
+    and they and their surroundings get more, smaller segments
+    (``explain.target_segments``); with ``refine_fraction > 0`` that share of the budget
+    splits the segments holding the most value (``explain.refinement``).
 
     Detection targets are the top ``max_objects`` detections with score >=
     ``probability_threshold``; with ``context == 1`` all targets share one set of masked
@@ -164,15 +181,9 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         image = _resize_long_side(image, config.resize)
     baseline_seed, shap_seed = np.random.SeedSequence(config.seed).spawn(2)
     counter = ModelCalls(predict, config.batch_size, config.task, progress)
-
-    phase = time.perf_counter()
     if segments is not None:
         segments = check_segment_map(segments, image.shape[:2])
-    else:
-        segments = segment_image(image, config.num_segments, config.segment_compactness,
-                                 method=config.segmentation)
-    num_segments = int(segments.max()) + 1
-    timings["segmentation_s"] = time.perf_counter() - phase
+
     phase = time.perf_counter()
     baseline = make_baseline(image, config.baseline, np.random.default_rng(baseline_seed))
     timings["baseline_s"] = time.perf_counter() - phase
@@ -204,42 +215,76 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         group_score_fns = [lambda output: output[labels]]
     timings["targets_s"] = time.perf_counter() - phase
 
-    num_targets = len(labels)
-    shap_values = np.zeros((num_targets, num_segments))
-    standard_errors = np.zeros((num_targets, num_segments))
-    base_values = np.zeros(num_targets)
-    predictions = np.zeros(num_targets)
-    converged = np.zeros(num_targets, dtype=bool)
-    exact = num_targets > 0
-    group_evaluators = []
     phase = time.perf_counter()
+    own_segments = segments is not None  # the caller's mask: neither focus nor refinement changes it
+    if not own_segments and boxes is not None and len(boxes) and config.focus == "boxes":
+        segments = segment_with_boxes(image, boxes, config.num_segments,
+                                      config.segment_compactness, method=config.segmentation)
+    elif not own_segments:
+        segments = segment_image(image, config.num_segments, config.segment_compactness,
+                                 method=config.segmentation)
+    timings["segmentation_s"] = time.perf_counter() - phase
+
+    num_targets = len(labels)
+    coarse_segments = int(segments.max()) + 1
+    games = []
     for (indices, foreground), score_fn in zip(groups, group_score_fns, strict=True):
         if len(indices) == 0:
             continue
 
-        def evaluate(coalitions, foreground=foreground, score_fn=score_fn):
-            return counter.scores(foreground, baseline, segments, coalitions, score_fn)
+        def evaluate_masks(segment_map, coalitions, foreground=foreground, score_fn=score_fn):
+            return counter.scores(foreground, baseline, segment_map, coalitions, score_fn)
 
-        result = kernel_shap(evaluate, num_segments, config.num_samples,
-                             np.random.default_rng(shap_seed), config.target_error)
+        games.append((indices, CachedGame(evaluate_masks, segments)))
+
+    coarse_budget = config.num_samples
+    if config.refine_fraction > 0 and not own_segments:
+        coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
+    shap_values = np.zeros((num_targets, coarse_segments))
+    standard_errors = np.zeros((num_targets, coarse_segments))
+    base_values = np.zeros(num_targets)
+    predictions = np.zeros(num_targets)
+    converged = np.zeros(num_targets, dtype=bool)
+    exact = num_targets > 0
+    phase = time.perf_counter()
+    for indices, game in games:
+        result = kernel_shap(game, coarse_segments, coarse_budget, np.random.default_rng(shap_seed),
+                             config.target_error)
         shap_values[indices] = result.values
         standard_errors[indices] = result.standard_errors
         base_values[indices] = result.base_values
         predictions[indices] = result.full_values
         converged[indices] = result.converged
         exact = exact and result.exact
-        group_evaluators.append((indices, evaluate))
     timings["shap_s"] = time.perf_counter() - phase
+
+    refinement: list = []
+    levels = np.zeros(coarse_segments, dtype=np.int64)
+    if games and coarse_budget < config.num_samples:
+        phase = time.perf_counter()
+        refine_calls = config.num_samples - coarse_budget
+        segments, refined_values, refined_errors, levels, refinement = refine_values(
+            image, segments, [game for _, game in games],
+            [shap_values[indices] for indices, _ in games],
+            [standard_errors[indices] for indices, _ in games],
+            [(base_values[indices], predictions[indices]) for indices, _ in games],
+            [game.model_calls + refine_calls for _, game in games], config.max_segments,
+            config.segment_compactness)
+        shap_values = np.zeros((num_targets, int(segments.max()) + 1))
+        standard_errors = np.zeros_like(shap_values)
+        for (indices, _), values, errors in zip(games, refined_values, refined_errors, strict=True):
+            shap_values[indices], standard_errors[indices] = values, errors
+        timings["refinement_s"] = time.perf_counter() - phase
+    num_segments = int(segments.max()) + 1
 
     metrics = None
     if config.metrics and num_targets:
         phase = time.perf_counter()
         metrics = [None] * num_targets
-        for indices, evaluate in group_evaluators:
+        for indices, game in games:
             for position, target in enumerate(indices):
                 metrics[target] = deletion_insertion(
-                    lambda coalitions, evaluate=evaluate, position=position:
-                        evaluate(coalitions)[:, position],
+                    lambda coalitions, game=game, position=position: game(coalitions)[:, position],
                     shap_values[target])
         timings["metrics_s"] = time.perf_counter() - phase
     timings["predict_s"] = counter.seconds
@@ -252,6 +297,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         labels=labels, boxes=boxes, target_scores=target_scores,
         model_calls=counter.model_calls, num_segments_used=num_segments, timings=timings,
         task=config.task, exact=bool(exact), converged=converged, metrics=metrics,
+        coarse_segments=coarse_segments, refinement=tuple(refinement), levels=levels,
         label_headers=config.label_headers)
 
 

@@ -4,7 +4,9 @@ Arrays (T targets, S segments, image H x W): ``image`` (H, W, 3) uint8, ``segmen
 int32, ``shap_values`` and ``standard_errors`` (T, S) float64, ``base_values``,
 ``predictions`` and ``target_scores`` (T,) float64, ``labels`` (T,) int64, ``boxes`` (T, 4)
 float64 (detection only), ``model_calls`` int64, ``task`` str, ``exact`` bool, ``converged``
-(T,) bool, ``timings`` a JSON string, ``label_headers`` (C,) str when known, and with metrics
+(T,) bool, ``timings`` a JSON string, ``segment_levels`` (S,) int64 (how many times each
+segment's ancestors were split by refinement, 0 for a coarse segment), ``coarse_segments``
+int64 (segments before refinement), ``label_headers`` (C,) str when known, and with metrics
 ``deletion_curves`` / ``insertion_curves`` (T, S + 1) float64. Files written before the
 image was stored (no ``image``, ``task`` ...) still load.
 """
@@ -43,6 +45,8 @@ def write_npz(explanation, path: Path) -> Path:
         "exact": np.bool_(explanation.exact),
         "converged": np.asarray(explanation.converged, dtype=bool),
         "timings": np.array(json.dumps({key: float(value) for key, value in explanation.timings.items()})),
+        "segment_levels": np.asarray(explanation.levels, dtype=np.int64),
+        "coarse_segments": np.int64(explanation.coarse_segments),
     }
     if explanation.image is not None:
         arrays["image"] = np.asarray(explanation.image, dtype=np.uint8)
@@ -115,4 +119,6 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
         "converged": arrays.get("converged", np.zeros(num_targets, dtype=bool)).astype(bool),
         "metrics": metrics,
         "label_headers": None if label_headers is None else tuple(str(name) for name in label_headers),
+        "coarse_segments": int(arrays.get("coarse_segments", int(segments.max()) + 1)),
+        "levels": arrays.get("segment_levels", np.zeros(int(segments.max()) + 1, dtype=np.int64)).astype(np.int64),
     }

@@ -75,6 +75,9 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         "height": int(height),
         "num_segments_requested": int(config.num_segments),
         "num_segments_used": int(explanation.num_segments_used),
+        "num_segments_coarse": int(explanation.coarse_segments or explanation.num_segments_used),
+        "refinement_rounds": len(explanation.refinement),
+        "segments_per_level": np.bincount(explanation.levels).tolist() if len(explanation.levels) else [],
         "model_calls": int(explanation.model_calls),
         "exact": bool(explanation.exact),
         "timings": {key: round(float(value), 4) for key, value in explanation.timings.items()},
@@ -101,6 +104,12 @@ SEGMENTATIONS = {
     "slic": "plain SLIC superpixels (scikit-image slic at segment_compactness, Clarify's segmentation)",
 }
 
+FOCUS = {
+    "boxes": "the targets' boxes cut the image into box, ring and far regions; no segment crosses a box "
+             "border; segments shared box 0.6, ring 0.15, far 0.25",
+    "none": "segments ignore the targets",
+}
+
 
 def build_run_summary(config, image_summaries: list[dict], seconds: float) -> dict:
     """The analysis.json document of a run: settings, estimator, one entry per image, totals."""
@@ -109,7 +118,13 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
         "tool": "clearsight.explain",
         "task": config.task,
         "settings": config.to_dict(),
-        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation)},
+        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation),
+                      "focus": FOCUS[config.focus] if config.task == "detection" else FOCUS["none"],
+                      "refinement": (f"{config.refine_fraction:g} of num_samples: the segment holding the "
+                                     "largest share of a target's absolute value is cut in two, best first, "
+                                     f"up to {config.max_segments} segments; its value is split by the halves' "
+                                     "Shapley values with the rest of the image shown and hidden, shifted to "
+                                     "sum to the parent" if config.refine_fraction > 0 else "none")},
         "images": image_summaries,
         "totals": {
             "images": len(image_summaries),
@@ -292,7 +307,9 @@ def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
     npz_name = f"{item['stem']}_shap.npz"
     parts = [f"<section id=image-{number}><h2>{_escape(item['stem'])}</h2>",
              f"<p class=note>{_escape(item['image'])}: {item['width']}x{item['height']} px, "
-             f"{item['num_segments_used']} segments (asked {item['num_segments_requested']}), "
+             f"{item['num_segments_used']} segments ({item.get('num_segments_coarse', item['num_segments_used'])} "
+             f"coarse, asked {item['num_segments_requested']}; {item.get('refinement_rounds', 0)} rounds of "
+             "refinement), "
              f"{item['model_calls']} model calls, {item['timings'].get('total_s', 0):.1f} s"
              f"{', exact Shapley values' if item['exact'] else ''}. Data: "
              f"<a href=\"{_href(npz_name)}\">{_escape(npz_name)}</a></p>"]
@@ -346,7 +363,14 @@ def _segmentation_sentence(summary: dict) -> str:
     description = summary.get("estimator", {}).get("segmentation") or SEGMENTATIONS.get(method, method)
     return (f"Kernel SHAP over superpixels ({settings.get('num_segments', '?')} segments asked per image), "
             f"segmentation <b>{_escape(method)}</b>: {_escape(description)}; baseline "
-            f"{_escape(settings.get('baseline', ''))}.")
+            f"{_escape(settings.get('baseline', ''))}{_sharpening_sentence(summary)}.")
+
+
+def _sharpening_sentence(summary: dict) -> str:
+    """'; focus ...; refinement ...' from the estimator block (empty for older summaries)."""
+    estimator = summary.get("estimator", {})
+    parts = [f"; {name} {_escape(estimator[name])}" for name in ("focus", "refinement") if name in estimator]
+    return "".join(parts)
 
 
 def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> None:

@@ -139,6 +139,21 @@ def test_settings_start_from_a_config_and_the_task_argument_wins():
     assert Explainer(red_square_detector, "detection", config=base).config.task == "detection"
 
 
+def test_the_sharpening_settings_are_explainer_settings_and_survive_save_and_load(tmp_path):
+    """issue 15: focus, refine_fraction and max_segments by name, misspellings named, levels kept."""
+    with pytest.raises(UnknownSettingError, match="did you mean 'refine_fraction'"):
+        Explainer(red_square_detector, refine_fractoin=0.2)
+    plain = Explainer(red_square_detector, num_samples=100, num_segments=8, focus="none", refine_fraction=0.0)
+    coarse = plain(red_square_scene())
+    assert coarse.num_segments_used == coarse.coarse_segments == 8 and coarse.levels.tolist() == [0] * 8
+    sharp = Explainer(red_square_detector, num_samples=100, num_segments=8, max_segments=12)(red_square_scene())
+    assert sharp.coarse_segments == 8 and sharp.num_segments_used == 12 and sharp.levels.max() >= 1
+    loaded = Explanation.load(sharp.save(tmp_path / "sharp.npz"))
+    assert loaded.coarse_segments == 8 and loaded.levels.tolist() == sharp.levels.tolist()
+    np.testing.assert_array_equal(loaded.segments, sharp.segments)
+    np.testing.assert_allclose(loaded.shap_values.sum(axis=1), loaded.predictions - loaded.base_values, atol=1e-9)
+
+
 @pytest.mark.parametrize("images, message", [
     (np.zeros((2, 2), np.uint8), "images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
                                  "got an array of shape (2, 2)"),
@@ -173,7 +188,7 @@ def test_a_function_is_never_sent_more_than_one_request_holds():
     explainer = Explainer(predict, num_samples=100, num_segments=8,
                           transport=TransportConfig(max_payload_bytes=budget))
     explanation = explainer(red_square_scene())
-    assert max(sizes) == 5 and sum(sizes) == explanation.model_calls == 101
+    assert max(sizes) == 5 and sum(sizes) == explanation.model_calls <= 101  # a repeated masked image is sent once
     capped = Explainer(predict, num_samples=100, num_segments=8,
                        transport=TransportConfig(max_images_per_request=3))
     sizes.clear()
@@ -191,7 +206,9 @@ def channel_detector(batch, score_threshold=0.5):
 
 
 def test_a_detection_function_with_a_score_threshold_is_asked_for_every_score():
-    config = ExplainConfig(num_samples=60, num_segments=10, probability_threshold=0.3)
+    # the same segments whatever the targets found (focus="none"), so the values compare
+    config = ExplainConfig(num_samples=60, num_segments=10, probability_threshold=0.3, focus="none",
+                           refine_fraction=0.0)
     image = red_square_scene()
     every_score = explain_image(image, lambda batch: channel_detector(batch, 0.0), config)
     cut = explain_image(image, channel_detector, config)
@@ -275,7 +292,7 @@ def test_a_sagemaker_predictor_gets_packed_requests_every_score_and_retries():
                               ExplainConfig(num_samples=60, num_segments=8))
     np.testing.assert_allclose(explanation.shap_values, reference.shap_values, atol=1e-6)
     answered = runtime.requests[1:]
-    assert stats["retries"] == 1 and stats["images"] == explanation.model_calls == 61
+    assert stats["retries"] == 1 and stats["images"] == explanation.model_calls <= 61
     assert max(request["bytes"] for request in answered) == budget  # 7 masked images per request at most
     assert len(answered) <= 61 // 5
     for request in runtime.requests:
@@ -287,7 +304,7 @@ def test_a_sagemaker_predictor_gets_packed_requests_every_score_and_retries():
 def test_a_classification_sagemaker_predictor_sends_no_score_threshold():
     predictor, runtime = sagemaker_predictor("classification")
     explanation = Explainer(predictor, task="classification", num_samples=16, num_segments=4)(textured_image())
-    assert explanation.shap_values.shape == (1, 4)
+    assert explanation.shap_values.shape[0] == 1
     assert all("X-Amzn-SageMaker-Custom-Attributes" not in request["headers"] for request in runtime.requests)
 
 

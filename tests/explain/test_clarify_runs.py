@@ -217,6 +217,7 @@ def test_clarify_compatible_uses_clarify_segmentation_and_defaults(photos, tmp_p
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
     assert settings["segmentation"] == CLARIFY_SEGMENTATION
+    assert (settings["focus"], settings["refine_fraction"]) == ("none", 0.0)  # Clarify's segments as they are
     assert (settings["num_segments"], settings["segment_compactness"], settings["baseline"]) == (20, 5.0, "noise")
     assert (settings["max_objects"], settings["iou_threshold"], settings["context"]) == (3, 0.5, 1.0)
     assert content_types == {"image/jpeg"}  # Clarify's default request encoding for images

@@ -54,8 +54,10 @@ BAD_PARAMETERS = [
     (["--num-samples", "many"], "Invalid value for '--num-samples': 'many' is not a valid integer."),
     (["--num-segments", "1"], "Invalid value for '--num-segments': num_segments must be in [2, 1000], got 1"),
     (["--segment-compactness", "0"], "Invalid value for '--segment-compactness': segment_compactness must be > 0.0, got 0.0"),
+    (["--focus", "objects"], "Invalid value for '--focus': 'objects' is not one of 'boxes', 'none'."),
+    (["--refine-fraction", "1.5"], "Invalid value for '--refine-fraction': refine_fraction must be in [0.0, 0.9], got 1.5"),
     (["--segmentation", "felzenszwalb"],
-     "Invalid value for '--segmentation': 'felzenszwalb' is not one of 'merged', 'slico'."),
+     "Invalid value for '--segmentation': 'felzenszwalb' is not one of 'merged', 'slico', 'slic'."),
     (["--baseline", "nowhere.png"],
      "Invalid value for '--baseline': must be one of noise, mean, blur, black or an existing image file; 'nowhere.png' is neither"),
     (["--max-objects", "0"], "Invalid value for '--max-objects': max_objects must be in [1, 1000], got 0"),
@@ -230,15 +232,29 @@ def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp
     assert content_types == {"image/png"}
 
 
-@pytest.mark.parametrize("extra, expected", [([], "merged"), (["--segmentation", "slico"], "slico")])
-def test_segmentation_option_reaches_the_settings(extra, expected, image_dir, tmp_path):
+@pytest.mark.parametrize("extra, expected, description", [
+    ([], "merged", "SLICO over-segmentation"), (["--segmentation", "slico"], "slico", "SLICO (slic_zero)"),
+    (["--segmentation", "slic"], "slic", "plain SLIC superpixels")])
+def test_segmentation_option_reaches_the_settings(extra, expected, description, image_dir, tmp_path):
     with FakeEndpoint("detection") as endpoint:
         result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST + extra)
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert analysis["settings"]["segmentation"] == expected
-    described = analysis["estimator"]["segmentation"]
-    assert described.startswith("SLICO over-segmentation") if expected == "merged" else described.startswith("SLICO (slic_zero)")
+    assert analysis["estimator"]["segmentation"].startswith(description)
+
+
+def test_refinement_options_reach_the_settings_and_the_outputs(image_dir, tmp_path):
+    extra = ["--focus", "none", "--refine-fraction", "0", "--max-segments", "30"]
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST + extra)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    settings = analysis["settings"]
+    assert (settings["focus"], settings["refine_fraction"], settings["max_segments"]) == ("none", 0.0, 30)
+    assert analysis["estimator"]["refinement"] == "none"
+    image = analysis["images"][0]
+    assert image["refinement_rounds"] == 0 and image["num_segments_used"] == image["num_segments_coarse"]
 
 
 def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):

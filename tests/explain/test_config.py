@@ -11,8 +11,11 @@ def test_defaults_follow_clarify():
     assert (config.max_objects, config.iou_threshold, config.context) == (3, 0.5, 1.0)
     assert config.probability_threshold == 0.5
     assert config.baseline == "noise"
-    assert config.segmentation == "merged"  # not Clarify's; "slico" is closest to Clarify
+    assert config.segmentation == "merged"  # not Clarify's; "slic" is Clarify's description
     assert ExplainConfig(segmentation="slico").to_dict()["segmentation"] == "slico"
+    # issue 15: box-aware segments and refinement are on by default, and part of the settings
+    assert (config.focus, config.refine_fraction, config.max_segments) == ("boxes", 0.4, 64)
+    assert {"focus", "refine_fraction", "max_segments"} <= set(config.to_dict())
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -22,7 +25,11 @@ def test_defaults_follow_clarify():
     ({"num_segments": 1}, "num_segments must be in [2, 1000], got 1"),
     ({"segment_compactness": 0}, "segment_compactness must be > 0.0, got 0"),
     ({"segment_compactness": float("nan")}, "segment_compactness must be a finite number"),
-    ({"segmentation": "felzenszwalb"}, "segmentation must be one of merged, slico, got 'felzenszwalb'"),
+    ({"segmentation": "felzenszwalb"}, "segmentation must be one of merged, slico, slic, got 'felzenszwalb'"),
+    ({"focus": "objects"}, "focus must be one of boxes, none, got 'objects'"),
+    ({"refine_fraction": 0.95}, "refine_fraction must be in [0.0, 0.9], got 0.95"),
+    ({"refine_fraction": -0.1}, "refine_fraction must be in [0.0, 0.9], got -0.1"),
+    ({"max_segments": 1}, "max_segments must be in [2, 10000], got 1"),
     ({"baseline": "no/such/file.png"}, "baseline must be one of noise, mean, blur, black or a path"),
     ({"baseline": ""}, "baseline must be one of noise, mean, blur, black"),
     ({"max_objects": 0}, "max_objects must be in [1, 1000], got 0"),

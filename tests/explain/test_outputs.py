@@ -55,6 +55,9 @@ def test_detection_outputs(tmp_path, scene_files):
     assert arrays["labels"].tolist() == [0, 1] and arrays["labels"].dtype.kind == "i"
     assert arrays["boxes"].shape == (2, 4)
     assert int(arrays["model_calls"]) == summary["images"][0]["model_calls"]
+    levels = arrays["segment_levels"]
+    assert levels.shape == (num_segments,) and levels.min() == 0
+    assert np.bincount(levels).tolist() == summary["images"][0]["segments_per_level"]
     np.testing.assert_allclose(arrays["shap_values"].sum(axis=1),
                                arrays["predictions"] - arrays["base_values"], atol=1e-9)
     np.testing.assert_array_equal(arrays["image"], red_square_scene(seed=0))  # anything can be re-plotted

@@ -27,7 +27,7 @@ from tests.report_html import embedded_files, page_text
 
 CONFIG = ExplainConfig(num_samples=24, num_segments=6)
 NPZ_ARRAYS = ("segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
-              "target_scores", "model_calls", "boxes")
+              "target_scores", "model_calls", "boxes", "segment_levels")
 
 
 @pytest.fixture()
@@ -169,6 +169,19 @@ def test_settings_check_in_the_library(image_dir, tmp_path):
     run(sources, CountingDetector(), tmp_path / "out")
     with pytest.raises(SettingsChangedError, match="seed 0 -> 7"):
         run_explanations(sources, CountingDetector(), ExplainConfig(num_samples=24, num_segments=6, seed=7),
+                         tmp_path / "out", RunOptions(progress=False))
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"refine_fraction": 0.2}, "refine_fraction 0.4 -> 0.2"),
+    ({"max_segments": 30}, "max_segments 64 -> 30"),
+    ({"focus": "none"}, 'focus "boxes" -> "none"'),
+])
+def test_changed_refinement_settings_are_refused(changed, message, image_dir, tmp_path):
+    sources = collect_sources([str(image_dir / "scene0.png")])
+    run(sources, CountingDetector(), tmp_path / "out")
+    with pytest.raises(SettingsChangedError, match=message):
+        run_explanations(sources, CountingDetector(), ExplainConfig(num_samples=24, num_segments=6, **changed),
                          tmp_path / "out", RunOptions(progress=False))
 
 

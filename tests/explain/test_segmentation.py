@@ -155,5 +155,5 @@ def test_rejects_grey_images():
 
 
 def test_rejects_unknown_method():
-    with pytest.raises(ValueError, match="method must be one of merged, slico, got 'felzenszwalb'"):
+    with pytest.raises(ValueError, match="method must be one of merged, slico, slic, got 'felzenszwalb'"):
         segment_image(np.zeros((10, 10, 3), np.uint8), 4, method="felzenszwalb")

@@ -221,7 +221,8 @@ def test_explain_with_default_settings_never_draws_a_413_on_small_images(detecto
         stats = predictor.stats
     assert stats["failed_requests"] == 0
     assert stats["requests"] >= -(-stats["images"] // DEFAULT_MAX_IMAGES_PER_REQUEST)
-    assert stats["images"] >= 300 and explanation is not None
+    # several full requests (a masked image asked for twice is sent once, so a few under 301)
+    assert stats["images"] >= 4 * DEFAULT_MAX_IMAGES_PER_REQUEST and explanation is not None
 
 
 def test_the_in_process_predictor_stays_within_the_handlers_limits(tiny_detector_dir, monkeypatch):

@@ -1,0 +1,161 @@
+"""Adaptive refinement: known answers for its parts, and Shapley properties of refined explanations."""
+
+import numpy as np
+import pytest
+
+from explain import ExplainConfig, explain_image
+from explain.baselines import make_baseline
+from explain.refinement import CachedGame, split_coalitions, split_segment, split_values
+from tests.explain.test_explainer import (
+    SIZE,
+    SQUARE,
+    additive_classifier,
+    pixel_weights,
+    red_square_detector,
+    red_square_scene,
+    textured_image,
+)
+
+
+def stripes(count, size=SIZE):
+    """(size, size) int32: ``count`` vertical stripes, labels 0..count-1."""
+    return (np.arange(size)[None, :] * count // size).repeat(size, axis=0).astype(np.int32)
+
+
+class CountingGame:
+    """A game additive over pixels: v(coalition) = sum of the kept pixels' weights; counts images."""
+
+    def __init__(self, weights):
+        self.weights = weights  # (H, W)
+        self.asked = 0
+
+    def __call__(self, segment_map, coalitions):
+        self.asked += len(coalitions)
+        kept = np.asarray(coalitions, dtype=bool)[:, segment_map]  # (M, H, W)
+        return (kept * self.weights).sum(axis=(1, 2))[:, None]
+
+
+def test_cached_game_evaluates_each_masked_image_once_across_partitions():
+    counting = CountingGame(np.random.default_rng(0).normal(size=(SIZE, SIZE)))
+    coarse = stripes(2)
+    game = CachedGame(counting, coarse)
+    first = game(np.array([[True, False], [False, True], [True, False]]))
+    assert counting.asked == 2 and game.model_calls == 2  # the repeat was not sent
+    fine = np.where(coarse == 0, np.where(np.arange(SIZE)[:, None] < SIZE // 2, 0, 2), 1)  # stripe 0 cut
+    game.repartition(fine, np.array([0, 1, 0]))
+    again = game(np.array([[True, False, True], [True, False, False]]))
+    assert counting.asked == 3  # [T, F, T] is the old [T, F]; only [T, F, F] is a new image
+    np.testing.assert_allclose(again[0], first[0])
+    assert game.known(np.array([[False, True, False], [False, True, True]])).tolist() == [True, False]
+
+
+def test_split_segment_cuts_one_segment_in_two_inside_itself():
+    image = textured_image()
+    segments = stripes(4)
+    split = split_segment(image, segments, 1)
+    assert split.max() == 4
+    np.testing.assert_array_equal(split[segments != 1], segments[segments != 1])
+    halves = split[segments == 1]
+    assert set(np.unique(halves)) == {1, 4} and min(np.bincount(halves)[[1, 4]]) >= 16
+
+
+def test_split_segment_follows_colour():
+    """A segment whose lower 40% is red is cut along the red border, not through the middle."""
+    image = textured_image()
+    red = np.zeros((SIZE, SIZE), bool)
+    red[38:, :] = True
+    image[red] = (230, 20, 20)
+    split = split_segment(image, np.zeros((SIZE, SIZE), np.int32), 0)
+    red_half = np.bincount(split[red]).argmax()
+    assert (split[red] == red_half).mean() > 0.95 and red[split == red_half].mean() > 0.95
+
+
+def test_split_segment_halves_a_flat_region_and_leaves_a_tiny_one():
+    segments = stripes(2)
+    split = split_segment(np.full((SIZE, SIZE, 3), 100, np.uint8), segments, 0)
+    sizes = np.bincount(split.ravel())
+    assert split.max() == 2 and sizes[1] == 2048 and min(sizes[0], sizes[2]) >= 0.3 * 2048
+    tiny = np.zeros((8, 8), np.int32)
+    tiny[0, 0] = 1
+    assert split_segment(np.zeros((8, 8, 3), np.uint8), tiny, 1) is tiny
+
+
+def test_split_coalitions():
+    rows = split_coalitions(4, 1, 3)
+    assert rows.astype(int).tolist() == [[0, 1, 0, 0], [0, 0, 0, 1], [0, 1, 0, 1],
+                                         [1, 1, 1, 0], [1, 0, 1, 1], [1, 0, 1, 0]]
+
+
+@pytest.mark.parametrize("game, parent, expected", [
+    # additive: each half gets its own contribution in both contexts
+    (lambda a, b, rest: 2.0 * a + 3.0 * b + rest, 5.0, (2.0, 3.0)),
+    # AND of the halves (and the rest irrelevant): an even split
+    (lambda a, b, rest: float(a and b), 1.0, (0.5, 0.5)),
+    # a only matters when the rest is shown: hidden context 0, shown context 1 -> mean 0.5, then
+    # the parent's value 1 is reached by adding what is left, half each
+    (lambda a, b, rest: float(a and rest), 0.5, (0.5, 0.0)),
+    # the parent's value differs from what the contexts explain: the gap is shared equally
+    (lambda a, b, rest: float(a), 0.4, (0.7, -0.3)),
+])
+def test_split_values_known_answers(game, parent, expected):
+    rows = split_coalitions(3, 0, 1)  # halves 0 and 1, segment 2 is the rest of the image
+    outputs = np.array([[game(*row)] for row in rows])
+    first, second = split_values(outputs, np.array([game(0, 0, 0)]), np.array([game(1, 1, 1)]),
+                                 np.array([parent]))
+    assert (first[0], second[0]) == pytest.approx(expected)
+    assert first[0] + second[0] == pytest.approx(parent)
+
+
+def test_refined_explanation_is_exact_for_a_model_additive_over_pixels():
+    image = textured_image()
+    weights = pixel_weights()
+    predict, norm = additive_classifier(weights)
+    config = ExplainConfig(task="classification", num_samples=300, num_segments=12, baseline="black",
+                           labels=("0", "1"), refine_fraction=0.4, max_segments=40)
+    explanation = explain_image(image, predict, config)
+    assert explanation.refinement and explanation.num_segments_used > 12
+    assert explanation.levels.max() >= 2  # some segments were split more than once
+    reference = make_baseline(image, "black", np.random.default_rng(0))
+    contribution = ((image.astype(np.float64) - reference) * weights).sum(axis=2) / norm
+    exact = np.bincount(explanation.segments.ravel(), weights=contribution.ravel(),
+                        minlength=explanation.num_segments_used)
+    value_range = exact.max() - exact.min()
+    assert np.abs(explanation.shap_values[0] - exact).max() <= 1e-6 * value_range
+    assert np.abs(explanation.shap_values[1] + exact).max() <= 1e-6 * value_range
+
+
+def test_refinement_follows_the_evidence():
+    """The red-square detector's score comes from the square: the splits happen there."""
+    explanation = explain_image(red_square_scene(), red_square_detector,
+                                ExplainConfig(num_samples=300, num_segments=10))
+    square = np.zeros((SIZE, SIZE), bool)
+    square[SQUARE] = True
+    segments, levels = explanation.segments, explanation.levels
+    on_square = np.bincount(segments[square], minlength=len(levels)) > 0
+    assert levels[on_square].mean() > levels[~on_square].mean() + 1
+
+
+@pytest.mark.parametrize("context", [1.0, 0.0])
+def test_refined_values_sum_per_target_and_do_not_depend_on_batching(context):
+    image = red_square_scene()
+    results = [explain_image(image, red_square_detector,
+                             ExplainConfig(num_samples=160, num_segments=10, context=context,
+                                           batch_size=size))
+               for size in (1, 13, 200)]
+    first = results[0]
+    assert first.num_targets == 2 and first.refinement
+    for other in results[1:]:
+        np.testing.assert_array_equal(first.segments, other.segments)
+        np.testing.assert_array_equal(first.shap_values, other.shap_values)
+        assert other.model_calls == first.model_calls
+    np.testing.assert_allclose(first.shap_values.sum(axis=1), first.predictions - first.base_values,
+                               atol=1e-9)
+    groups = 1 if context >= 1.0 else 2
+    assert first.model_calls <= 1 + groups * 160  # the refinement stays within num_samples
+
+
+def test_no_refinement_keeps_the_coarse_segments():
+    explanation = explain_image(red_square_scene(), red_square_detector,
+                                ExplainConfig(num_samples=120, num_segments=10, refine_fraction=0.0))
+    assert explanation.refinement == () and explanation.num_segments_used == explanation.coarse_segments
+    assert explanation.levels.tolist() == [0] * explanation.num_segments_used
