@@ -12,7 +12,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
 PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 
-.PHONY: install java chromium docs serving-py38 test test-fast explain-check lint wheel demo demo-models clean
+.PHONY: install java chromium docs serving-py38 job-bundle test test-fast explain-check lint wheel demo demo-models clean
 
 # .venv: this project (editable) with every extra, at the exact versions of constraints.txt
 install: $(STAMP)
@@ -49,9 +49,14 @@ lint: install
 serving-py38: install
 	$(PY) -m tests.serving_py38
 
+# What `clearsight explain-job` uploads: the project wheel and the wheelhouse of its pinned dependencies
+# for the job's CPython 3.11 (build/job; the wheelhouse is downloaded once, about 115 MB, then cached).
+job-bundle: install
+	$(PY) -m clearsight.job_bundle
+
 # Everything: the API reference, the explain-only install check, then the whole suite (servers,
-# Java, moto and Chromium included).
-test: install java chromium docs serving-py38 explain-check
+# Java, moto, Chromium and the offline Processing job included).
+test: install java chromium docs serving-py38 explain-check job-bundle
 	$(PY) -m pytest
 
 # About 1.5 minutes of CPU (740 tests): no Java, no servers or subprocesses (tests marked integration
@@ -89,4 +94,4 @@ demo-models: install
 	    --noise-background 0.5 --minutes 15 --lr 1e-3
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* $(EXPLAIN_VENV) docs/api
+	rm -rf $(DEMO_OUT) .pytest_cache dist build/lib build/bdist.* build/job/code-* $(EXPLAIN_VENV) docs/api

@@ -1,5 +1,6 @@
 """Explaining many images: images per hour with 1, 2, 4 images in flight against the local endpoint,
-the modelled scaling per added endpoint instance, and the kill-and-resume check.
+the modelled scaling per added endpoint instance, the kill-and-resume check, and a run in which 5% of
+the images are bad (truncated, a PNG bomb, 3000x2, not an image, unreadable).
 
 Reproduce with:  .venv/bin/python -m bench.bench_scale --images 100 --num-samples 500
 """
@@ -57,6 +58,85 @@ def npz_values(folder: Path, names=None) -> dict:
     return values
 
 
+BAD_KINDS = ("truncated", "png-bomb", "3000x2", "not-an-image", "unreadable")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header claims ``width`` x ``height`` RGB pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def write_bad_images(folder: Path, paths: list[Path], share: float) -> dict[str, str]:
+    """Copy ``paths`` into ``folder``, replacing ``share`` of them by bad files (BAD_KINDS in turn); returns
+    {file name: kind} of the bad ones."""
+    import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bad_count = max(1, round(share * len(paths)))
+    bad = {}
+    for index, path in enumerate(paths):
+        target = folder / path.name
+        if index % max(1, len(paths) // bad_count) != 0 or len(bad) == bad_count:
+            target.write_bytes(path.read_bytes())
+            continue
+        kind = BAD_KINDS[len(bad) % len(BAD_KINDS)]
+        if kind == "truncated":
+            data = path.read_bytes()
+            target.write_bytes(data[: len(data) // 2])
+        elif kind == "png-bomb":
+            target.write_bytes(png_claiming(15000, 15000))
+        elif kind == "3000x2":
+            buffer = io.BytesIO()
+            Image.fromarray(np.full((2, 3000, 3), 128, dtype=np.uint8)).save(buffer, format="PNG")
+            target.write_bytes(buffer.getvalue())
+        elif kind == "not-an-image":
+            target = target.with_suffix(".jpg")
+            target.write_bytes(b"meeting notes, saved with the wrong extension")
+        else:
+            target.write_bytes(path.read_bytes())
+            target.chmod(0)
+        bad[target.name] = kind
+    return bad
+
+
+def _drop_root_file_access() -> None:
+    """In the child, as root: lose CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so file modes apply."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def bad_images_check(url: str, folder: Path, bad: dict[str, str], out: Path, num_samples: int) -> dict:
+    """``python -m explain`` over ``folder``: exit status, images explained, failures by kind, wall seconds."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "explain", "--endpoint", url, "--task", "detection", "--num-samples",
+               str(num_samples), "--quiet", "--out", str(out), str(folder)]
+    started = time.perf_counter()
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)},
+                         preexec_fn=_drop_root_file_access if os.geteuid() == 0 else None)
+    wall = time.perf_counter() - started
+    analysis = json.loads((out / "analysis.json").read_text()) if (out / "analysis.json").is_file() else {}
+    failed = {Path(item["key"]).name: item["kind"] for item in analysis.get("totals", {}).get("failed", [])}
+    return {"images": len(list(folder.iterdir())), "bad": bad, "exit_status": run.returncode, "wall_s": wall,
+            "explained": len(analysis.get("images", [])), "failed": failed,
+            "all_bad_listed": set(failed) == set(bad),
+            "stderr": run.stderr.strip().splitlines()[-1:] if run.stderr.strip() else []}
+
+
 def calibrate(url: str, image: np.ndarray, per_request: int, repeats: int) -> float:
     """Seconds one endpoint worker spends per masked image: one request of ``per_request`` at a time."""
     client = EndpointClient(url, timeout=120)
@@ -109,9 +189,11 @@ def resume_check(url: str, folder: Path, out: Path, num_samples: int, kills: int
 @click.option("--resume-images", type=click.IntRange(0), default=12, show_default=True,
               help="Images of the kill-and-resume check (0: skip it).")
 @click.option("--kills", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--bad-share", type=click.FloatRange(0, 0.5), default=0.05, show_default=True,
+              help="Share of bad images in the last check (0: skip it).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="bench-scale-out", show_default=True)
-def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_images, kills, seed, out):
+def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_images, kills, bad_share, seed, out):
     """Print markdown tables: throughput per images-in-flight, endpoint-instance model, resume check."""
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -162,6 +244,13 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
             shutil.rmtree(out / "resume", ignore_errors=True)
             resume = resume_check(endpoint.url, subset, out / "resume", num_samples, kills,
                                   wall / image_count, seed, reference)
+        bad_run = None
+        if bad_share > 0:
+            import shutil
+
+            shutil.rmtree(out / "bad-images", ignore_errors=True)
+            bad = write_bad_images(out / "bad-images", paths, bad_share)
+            bad_run = bad_images_check(endpoint.url, out / "bad-images", bad, out / "bad-run", num_samples)
 
     per_instance = 3600 / (calls_per_image * server_seconds)
     client_rate = 3600 * cores / client_seconds
@@ -202,15 +291,23 @@ def main(image_count, num_samples, in_flight, concurrency, model_dir, resume_ima
                   f"random points (finished images at each kill: {resume['finished_at_kill']}), then run to the "
                   f"end: npz values byte-identical to the uninterrupted run: "
                   f"{'yes' if resume['identical'] else 'NO'} ({resume['final_stdout']})."]
+    if bad_run is not None:
+        kinds = ", ".join(f"{name} {kind}" for name, kind in sorted(bad_run["bad"].items()))
+        lines += ["", f"Bad images: `python -m explain` over {bad_run['images']} images of which "
+                  f"{len(bad_run['bad'])} are bad ({kinds}): exit status {bad_run['exit_status']}, "
+                  f"{bad_run['explained']} good images explained, failures listed: "
+                  f"{', '.join(f'{name} ({kind})' for name, kind in sorted(bad_run['failed'].items()))}; every "
+                  f"bad image listed: {'yes' if bad_run['all_bad_listed'] else 'NO'}; {bad_run['wall_s']:.0f} s."]
     lines += ["", f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
               "(other processes on the machine compete for the same cores)."]
     lines += ["", "Reproduce: `.venv/bin/python -m bench.bench_scale --images "
               f"{image_count} --num-samples {num_samples} --in-flight {in_flight} --concurrency {concurrency} "
-              f"--resume-images {resume_images} --kills {kills}`"]
+              f"--resume-images {resume_images} --kills {kills} --bad-share {bad_share}`"]
     click.echo("\n".join(lines))
     (out / "bench_scale.json").write_text(json.dumps({
         "rows": rows, "calls_per_image": calls_per_image, "server_seconds_per_image": server_seconds,
-        "client_seconds_per_image": client_seconds, "identical": identical, "resume": resume}, indent=2))
+        "client_seconds_per_image": client_seconds, "identical": identical, "resume": resume,
+        "bad_images": bad_run}, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import click
 
-# The click plumbing every AWS command shares, bound to the names this module's commands use.
-from deploy.aws_cli import aws_options as _common_aws_options
-from deploy.aws_cli import click_failure as _fail
-from deploy.aws_cli import clients_for as _clients
-from deploy.aws_cli import progress_printer as _progress
-from deploy.aws_cli import resolve_region as _region
-from deploy.aws_cli import usage_error as _usage_error
+from deploy.aws_cli import (
+    aws_options,
+    click_failure,
+    clients_for,
+    progress_printer,
+    resolve_region,
+    usage_error,
+)
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
 from explain.cli import VERBOSE_META, configure_logging
@@ -85,8 +86,9 @@ main.add_command(deploy_main, name="deploy")
 @click.option("--job-name", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_NAME",
               help="Processing job name. Default: clearsight-explain-<UTC time>.")
 @click.option("--image-uri", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_IMAGE_URI",
-              help="Container image of the job. Default: AWS's PyTorch 2.3 CPU training image "
-                   "(Python 3.11); the job pip-installs its requirements at start.")
+              help="Container image of the job: x86_64 Linux with CPython 3.11 (venv), bash, tar, sha256sum. "
+                   "Default: AWS's PyTorch 2.3 CPU training image (Python 3.11). The job installs "
+                   "this project's wheel and its pinned dependencies offline, from files the command uploads.")
 @click.option("--volume-size", default=30, show_default=True, type=int, show_envvar=True,
               envvar="CLEARSIGHT_JOB_VOLUME_GB", help="Storage per instance in GB (images and outputs).")
 @click.option("--max-runtime", default=86_400, show_default=True, type=int, show_envvar=True,
@@ -95,22 +97,26 @@ main.add_command(deploy_main, name="deploy")
               help="Wait for the job, then merge the instances' outputs into one report.")
 @click.option("--poll-seconds", default=30.0, show_default=True, type=float, show_envvar=True,
               envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
-@_common_aws_options
+@click.option("--allow-partial", is_flag=True, default=False,
+              help="Exit 0 when some images failed but others were explained (the merged analysis.json "
+                   "lists the failures).  [default: exit 1 when any image failed]")
+@aws_options
 @click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
 @click.pass_context
 def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: str, task: str,
                 instance_count: int, instance_type: str, role: str | None, job_name: str | None,
                 image_uri: str | None, volume_size: int, max_runtime: int, wait: bool,
-                poll_seconds: float, region: str | None, endpoint_url: str | None,
+                poll_seconds: float, allow_partial: bool, region: str | None, endpoint_url: str | None,
                 explain_args: tuple[str, ...]) -> None:
     """Explain the images under --images with a SageMaker Processing job on N instances.
 
-    Each instance runs `python -m explain.processing_worker` (this project's explain code,
-    uploaded as a source archive) on its share of the images (ShardedByS3Key), calling
-    endpoint --endpoint; outputs land in --out. With --wait the command then merges the
-    instances' manifests into one analysis.json and report.html in --out. Options after
-    `--` go to `python -m explain` (e.g. -- --num-samples 500 --label-headers a,b). The job
-    is billed per instance-second until it ends.
+    Each instance installs this project's wheel and its pinned dependencies offline (both
+    uploaded to --out, checked by sha256) and runs `python -m explain.processing_worker` on its
+    share of the images (ShardedByS3Key), calling endpoint --endpoint; outputs land in --out.
+    With --wait the command then merges the instances' manifests into one analysis.json and
+    report.html in --out; images that failed are listed, and the exit status is 1 unless
+    --allow-partial. Options after `--` go to `python -m explain` (e.g. -- --num-samples 500
+    --label-headers a,b). The job is billed per instance-second until it ends.
     """
     if not role:
         raise click.MissingParameter(
@@ -120,14 +126,14 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     try:
         config = ExplainJobConfig(
             job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
-            out_url=out_url, role=role, region=_region(region), task=task, instance_count=instance_count,
+            out_url=out_url, role=role, region=resolve_region(region), task=task, instance_count=instance_count,
             instance_type=instance_type, volume_size_gb=volume_size, max_runtime_seconds=max_runtime,
             image_uri=image_uri, explain_args=tuple(explain_args), poll_seconds=poll_seconds)
     except DeployConfigError as error:
-        raise _usage_error(error) from None
+        raise usage_error(error) from None
     started = time.monotonic()
-    say = _progress(started)
-    clients = _clients(ctx, config.region, endpoint_url)
+    say = progress_printer(started)
+    clients = clients_for(ctx, config.region, endpoint_url)
     try:
         start_explain_job(config, clients, progress=say)
         if not wait:
@@ -142,27 +148,47 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
                 f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
                 f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
                 f"with `clearsight explain-merge --out {config.out_url}`") from None
-        merge_job_outputs(config.out_url, clients, progress=say)
+        summary = merge_job_outputs(config.out_url, clients, progress=say)
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(f"{config.out_url.rstrip('/')}/report.html")
+    _check_failures(summary, allow_partial)
 
 
 @main.command(name="explain-merge")
 @click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
               help="s3://BUCKET/PREFIX an explain-job wrote to.")
-@_common_aws_options
+@click.option("--allow-partial", is_flag=True, default=False,
+              help="Exit 0 when some images failed but others were explained.  [default: exit 1 when any "
+                   "image failed]")
+@aws_options
 @click.pass_context
-def explain_merge(ctx: click.Context, out_url: str, region: str | None, endpoint_url: str | None) -> None:
+def explain_merge(ctx: click.Context, out_url: str, allow_partial: bool, region: str | None,
+                  endpoint_url: str | None) -> None:
     """Merge the manifests under --out into one analysis.json and report.html there."""
     if not out_url.startswith("s3://"):
         raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
-    region = _region(region)
+    region = resolve_region(region)
     try:
-        merge_job_outputs(out_url, _clients(ctx, region, endpoint_url), progress=_progress(time.monotonic()))
+        summary = merge_job_outputs(out_url, clients_for(ctx, region, endpoint_url),
+                                    progress=progress_printer(time.monotonic()))
     except DeployError as error:
-        raise _fail(error) from None
+        raise click_failure(error) from None
     click.echo(f"{out_url.rstrip('/')}/report.html")
+    _check_failures(summary, allow_partial)
+
+
+def _check_failures(summary: dict, allow_partial: bool) -> None:
+    """After a merge: name the images that failed on stderr; exit 1 for them unless ``allow_partial``."""
+    failed = summary["totals"].get("failed") or []
+    if not failed:
+        return
+    click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
+    for item in failed[:5]:
+        click.echo(f"  {item['key']}: {item['kind']}: {item['reason']}", err=True)
+    if not allow_partial:
+        raise click.ClickException(f"{len(failed)} image(s) failed; the others were explained. "
+                                   "Add --allow-partial to exit 0 on such runs")
 
 
 def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:

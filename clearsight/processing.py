@@ -7,9 +7,9 @@ deploy/ and explain/ themselves never import from each other.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import re
+import shlex
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -17,61 +17,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.aws_clients import check_bucket_owner, require_sagemaker_sdk
-from deploy.aws_clients import error_text as _error_text
+from deploy.aws_clients import check_bucket_owner, error_text, require_sagemaker_sdk, split_s3_url
 from deploy.aws_transaction import (
     META_RUN,
     META_TOOL,
     TAG_RUN,
+    TAG_TOOL,
+    TOOL,
     Transaction,
     created_by_run,
     delete_object_if_uploaded_by_run,
     describe_or_none,
 )
+from deploy.config import BUCKET_PATTERN, ROLE_PATTERN
 from deploy.errors import DeployConfigError, DeployError
+from deploy.sagemaker_names import META_SHA256
 from explain.errors import ExplainError
 from explain.runner import merge_outputs
 from explain.sources import IMAGE_SUFFIXES
-from serving.archive import tar_gz_bytes
 from serving.contract import TASKS, is_endpoint_name
+
+from .job_bundle import JOB_PYTHON, WHEELHOUSE_NAME, JobUploads, build_job_uploads
 
 __all__ = [
     "ExplainJobConfig",
     "ProcessingJobFailed",
-    "build_code_archive",
     "default_image_uri",
+    "entrypoint",
     "merge_job_outputs",
     "processing_job_request",
     "start_explain_job",
+    "upload_urls",
     "wait_for_job",
-    "JOB_REQUIREMENTS",
 ]
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("explain", "serving")  # what the worker imports (explain, and serving's wire contract)
 PROCESSING_ROOT = "/opt/ml/processing"
 IMAGES_DIR = f"{PROCESSING_ROOT}/input/images"
 CODE_DIR = f"{PROCESSING_ROOT}/input/code"
+WHEELHOUSE_DIR = f"{PROCESSING_ROOT}/input/wheelhouse"
 OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
-CODE_ARCHIVE = "clearsight-code.tar.gz"
+JOB_HOME = "/opt/clearsight"  # the job's virtual environment and unpacked wheels
 DEFAULT_INSTANCE_TYPE = "ml.c5.xlarge"
-# The job's container: AWS's PyTorch 2.3 CPU training image has Python 3.11 (explain/ needs
-# >= 3.10) and pip; the worker installs JOB_REQUIREMENTS into it at start (needs internet
-# access from the job, the default unless the job runs in a VPC without a NAT gateway).
+# The job's container: AWS's PyTorch 2.3 CPU training image, the image sagemaker.image_uris
+# offers with CPython 3.11 (the Python of the tested pins, constraints.txt) on x86_64 Ubuntu
+# 20.04. Torch is not used: the entry point installs the project wheel and the wheelhouse
+# (clearsight.job_bundle) into a virtual environment of its own, offline.
 IMAGE_FRAMEWORK, IMAGE_VERSION, IMAGE_PY = "pytorch", "2.3", "py311"
-JOB_REQUIREMENTS = (
-    "numpy==1.23.5", "scipy==1.11.4", "scikit-image==0.22.0", "matplotlib==3.8.4",
-    "pillow", "click", "tqdm", "requests", "boto3",
-)
-TAG_TOOL, TOOL = "clearsight:tool", "clearsight"
 TAG_JOB = "clearsight:explain-job"
-_ROLE = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")  # as deploy.config
-_S3_URL = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?")
+_S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
-META_SHA256 = "clearsight-sha256"
 
 Progress = Callable[[str], None]
 
@@ -80,8 +77,9 @@ class ProcessingJobFailed(DeployError):
     """The Processing job ended Failed or Stopped; the message carries SageMaker's FailureReason."""
 
 
-def _split_s3(url: str) -> tuple[str, str]:
-    bucket, _, key = url[len("s3://"):].partition("/")
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    """``s3://bucket/photos/`` -> ``("bucket", "photos")``: deploy's split, the prefix without edge slashes."""
+    bucket, key = split_s3_url(url)
     return bucket, key.strip("/")
 
 
@@ -120,9 +118,9 @@ class ExplainJobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not _S3_URL.fullmatch(value):
                 raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX")
-        if _split_s3(self.out_url) == _split_s3(self.images_url):
+        if _bucket_and_prefix(self.out_url) == _bucket_and_prefix(self.images_url):
             raise DeployConfigError("out", self.out_url, "an S3 prefix other than --images")
-        if not isinstance(self.role, str) or not _ROLE.fullmatch(self.role):
+        if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError("role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "
                                     "(option --role or env SAGEMAKER_ROLE)")
         if not self.region or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
@@ -136,7 +134,8 @@ class ExplainJobConfig:
                 raise DeployConfigError(name, value, f"an integer in [{low}, {high}]")
         if not isinstance(self.instance_type, str) or not _INSTANCE_TYPE.fullmatch(self.instance_type):
             raise DeployConfigError("instance_type", self.instance_type, "an ml.* instance type such as ml.c5.xlarge")
-        reserved = {"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report"}
+        reserved = {"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
+                    "--allow-partial"}
         clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args if arg.split("=", 1)[0] in reserved)
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
@@ -159,49 +158,80 @@ def default_image_uri(region: str) -> str:
                                instance_type=DEFAULT_INSTANCE_TYPE, image_scope="training")
 
 
-def build_code_archive(repo: Path = REPO) -> tuple[bytes, str]:
-    """(gzip tar bytes, sha256) of explain/, serving/ and requirements-job.txt; byte-for-byte reproducible."""
-    members: list[tuple[str, bytes]] = []
-    for package in CODE_PACKAGES:
-        for path in sorted((repo / package).rglob("*.py")):
-            members.append((path.relative_to(repo).as_posix(), path.read_bytes()))
-    members.append(("requirements-job.txt", ("\n".join(JOB_REQUIREMENTS) + "\n").encode()))
-    compressed = tar_gz_bytes(members)
-    return compressed, hashlib.sha256(compressed).hexdigest()
+def upload_urls(config: ExplainJobConfig, uploads: JobUploads) -> tuple[str, str]:
+    """The S3 URLs of the job's two uploads under --out, content-addressed:
+    ``<out>/code/<sha256>/<wheel>`` and ``<out>/wheelhouse/<sha256>/clearsight-wheelhouse.tar``."""
+    bucket, prefix = _bucket_and_prefix(config.out_url)
+    base = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+    return (f"{base}code/{uploads.code_sha256}/{uploads.code.name}",
+            f"{base}wheelhouse/{uploads.wheelhouse_sha256}/{WHEELHOUSE_NAME}")
 
 
-def _entrypoint() -> list[str]:
-    """Unpack the code input, install its requirements, run the worker with the job's arguments."""
-    script = (
-        "set -e; mkdir -p /opt/clearsight; "
-        f"tar -xzf {CODE_DIR}/{CODE_ARCHIVE} -C /opt/clearsight; "
-        "python -m pip install --quiet --no-cache-dir -r /opt/clearsight/requirements-job.txt; "
-        "cd /opt/clearsight; exec python -m explain.processing_worker "
-        f"--input {IMAGES_DIR} --output {OUTPUT_DIR} \"$@\""
-    )
+def entrypoint(uploads: JobUploads) -> list[str]:
+    """The job's ContainerEntrypoint: check both uploads' sha256, install them offline, run the worker.
+
+    A bash script; nothing is installed unless both files have the sha256 the job was created
+    for. The paths follow env CLEARSIGHT_PROCESSING_ROOT (default /opt/ml/processing) and
+    CLEARSIGHT_JOB_HOME (default /opt/clearsight), so a test can lay the job out anywhere.
+    pip installs with --no-index from the wheelhouse alone; the container needs bash, tar,
+    sha256sum and a python3 of CPython 3.11 with the venv module, and no network.
+    """
+    wheel = shlex.quote(uploads.code.name)
+    version = tuple(int(part) for part in JOB_PYTHON.split("."))
+    script = f"""set -euo pipefail
+root="${{CLEARSIGHT_PROCESSING_ROOT:-{PROCESSING_ROOT}}}"
+home="${{CLEARSIGHT_JOB_HOME:-{JOB_HOME}}}"
+fail() {{ echo "clearsight-worker: $*" >&2; exit 3; }}
+verify() {{
+  [ -f "$1" ] || fail "$1 is missing: the job's $2 input did not arrive"
+  actual="$(sha256sum "$1" | cut -d " " -f 1)"
+  [ "$actual" = "$3" ] || fail "$1 has sha256 $actual, but this job was created for $3: the upload was \
+changed or damaged after the job was defined; nothing was installed. Start a new job (explain-job uploads it again)"
+}}
+verify "$root/input/code/{wheel}" code {uploads.code_sha256}
+verify "$root/input/wheelhouse/{WHEELHOUSE_NAME}" wheelhouse {uploads.wheelhouse_sha256}
+python3 -c 'import sys; sys.exit(sys.version_info[:2] != {version!r})' || fail "the image's python3 is \
+$(python3 -V 2>&1); the wheelhouse is for CPython {JOB_PYTHON} on x86_64 Linux: give --image-uri an image with it"
+mkdir -p "$home/wheels"
+tar -xf "$root/input/wheelhouse/{WHEELHOUSE_NAME}" -C "$home/wheels"
+python3 -m venv "$home/venv"
+"$home/venv/bin/python" -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
+  --find-links "$home/wheels" -c "$home/wheels/constraints.txt" "$root/input/code/{wheel}"
+exec "$home/venv/bin/python" -m explain.processing_worker --input "$root/input/images" \\
+  --output "$root/output" "$@"
+"""
     return ["bash", "-c", script, "clearsight-worker"]
 
 
-def processing_job_request(config: ExplainJobConfig, image_uri: str, code_url: str,
+def _folder_url(url: str) -> str:
+    """``s3://bucket/photos`` -> ``s3://bucket/photos/``: an S3Prefix input would also take photos2/..."""
+    return url if url.endswith("/") else url + "/"
+
+
+def processing_job_request(config: ExplainJobConfig, image_uri: str, uploads: JobUploads,
                            run_id: str | None = None) -> dict[str, Any]:
-    """The ``CreateProcessingJob`` parameters of ``config`` (code already uploaded to ``code_url``).
+    """The ``CreateProcessingJob`` parameters of ``config`` (``uploads`` already at ``upload_urls``).
 
     ``run_id`` (the run starting the job) becomes the ``clearsight:run`` tag.
     """
     tags = [{"Key": TAG_TOOL, "Value": TOOL}, {"Key": TAG_JOB, "Value": config.job_name}]
     if run_id is not None:
         tags.append({"Key": TAG_RUN, "Value": run_id})
+    code_url, wheelhouse_url = upload_urls(config, uploads)
     return {
         "ProcessingJobName": config.job_name,
         "RoleArn": config.role,
-        "AppSpecification": {"ImageUri": image_uri, "ContainerEntrypoint": _entrypoint(),
+        "AppSpecification": {"ImageUri": image_uri, "ContainerEntrypoint": entrypoint(uploads),
                              "ContainerArguments": config.worker_arguments},
         "ProcessingInputs": [
             {"InputName": "images", "S3Input": {
-                "S3Uri": config.images_url, "LocalPath": IMAGES_DIR, "S3DataType": "S3Prefix",
+                "S3Uri": _folder_url(config.images_url), "LocalPath": IMAGES_DIR, "S3DataType": "S3Prefix",
                 "S3InputMode": "File", "S3DataDistributionType": "ShardedByS3Key"}},
             {"InputName": "code", "S3Input": {
                 "S3Uri": code_url, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix",
+                "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}},
+            {"InputName": "wheelhouse", "S3Input": {
+                "S3Uri": wheelhouse_url, "LocalPath": WHEELHOUSE_DIR, "S3DataType": "S3Prefix",
                 "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}},
         ],
         "ProcessingOutputConfig": {"Outputs": [
@@ -223,7 +253,8 @@ def default_job_name(now: dt.datetime | None = None) -> str:
 
 def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:
     """Raise DeployError when --images holds no jpg/jpeg/png object; warn about idle instances."""
-    bucket, prefix = _split_s3(config.images_url)
+    bucket, prefix = _bucket_and_prefix(config.images_url)
+    prefix = f"{prefix}/" if prefix else ""  # the folder: never photos2/ for s3://bucket/photos
     count = 0
     try:
         for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -231,7 +262,7 @@ def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) ->
             if count >= config.instance_count:
                 break
     except Exception as error:  # noqa: BLE001
-        raise DeployError(f"list-images: {_error_text(error)}") from error
+        raise DeployError(f"list-images: {error_text(error)}") from error
     if count == 0:
         raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under {config.images_url}")
     if count < config.instance_count:
@@ -252,49 +283,61 @@ def _raise_rolled_back(step: str, error: BaseException, transaction: Transaction
     elif isinstance(error, KeyboardInterrupt):
         reason = f"{step}: interrupted (Ctrl-C)"
     else:
-        reason = f"{step}: {_error_text(error)}"
+        reason = f"{step}: {error_text(error)}"
     if leftovers:
         reason += "; clean-up left behind: " + "; ".join(leftovers)
     raise DeployError(reason) from error
 
 
-def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress = logger.info) -> str:
-    """Check there are images, upload the code archive (skipped when S3 has it), create the job; returns its ARN.
+def _upload_once(clients: Any, url: str, path: Path, digest: str, transaction: Transaction,
+                 progress: Progress) -> None:
+    """Upload ``path`` to ``url`` (S3) unless an object with the same sha256 is there; refuse other content."""
+    bucket, key = split_s3_url(url)
+    head = describe_or_none(lambda: clients.s3.head_object(Bucket=bucket, Key=key))
+    if head is not None and head.get("Metadata", {}).get(META_SHA256) == digest:
+        progress(f"already in S3: {url}")
+        return
+    if head is not None:
+        raise DeployError(f"upload-code: {url} exists with other content; not overwriting it: choose "
+                          "another --out prefix")
+    progress(f"uploading {path.name} ({path.stat().st_size / 1e6:.1f} MB) to {url}")
+    run_id = transaction.run_id
+    transaction.will_create(f"S3 object {url}",
+                            lambda: delete_object_if_uploaded_by_run(clients.s3, bucket, key, run_id),
+                            f"aws s3 rm {url}")
+    with open(path, "rb") as body:  # one PUT (up to 5 GB): the wheelhouse is about 115 MB
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=body,
+                              Metadata={META_SHA256: digest, META_TOOL: TOOL, META_RUN: run_id},
+                              Tagging=f"{TAG_TOOL}={TOOL}")
 
-    The --out bucket must be owned by the caller's account (ExpectedBucketOwner on every
-    call). If anything fails (a refused call, a response lost after AWS acted, Ctrl-C),
-    what this call created is removed: the code archive it uploaded is deleted and the job,
-    if it was created, is stopped (SageMaker keeps stopped jobs in its list; they cost nothing).
+
+def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress = logger.info,
+                      uploads: JobUploads | None = None) -> str:
+    """Check there are images, upload the job's wheel and wheelhouse (skipped when S3 has them), create the job.
+
+    Returns the job's ARN. ``uploads``: default ``build_job_uploads()`` (built once, then
+    cached under build/job). Both go to content-addressed keys (``upload_urls``) and the job's
+    entry point checks their sha256 before installing anything. The --out bucket must be
+    owned by the caller's account (ExpectedBucketOwner on every call). If anything fails (a
+    refused call, a response lost after AWS acted, Ctrl-C), what this call created is
+    removed: the files it uploaded are deleted and the job, if it was created, is stopped
+    (SageMaker keeps stopped jobs in its list; they cost nothing).
     """
     _check_images(config, clients, progress)
-    archive, digest = build_code_archive()
-    bucket, prefix = _split_s3(config.out_url)
-    code_key = f"{prefix}/code/{digest[:16]}/{CODE_ARCHIVE}".lstrip("/")
-    code_url = f"s3://{bucket}/{code_key.rsplit('/', 1)[0]}"
+    uploads = uploads or build_job_uploads(progress=progress)
+    bucket, _ = _bucket_and_prefix(config.out_url)
     transaction = Transaction(progress)
     run_id = transaction.run_id
     step = "upload-code"
     try:
         if not check_bucket_owner(clients, bucket, hint="choose an --out bucket of your account"):
             raise DeployError(f"upload-code: S3 bucket {bucket} of --out does not exist")
-        head = describe_or_none(lambda: clients.s3.head_object(Bucket=bucket, Key=code_key))
-        if head is not None and head.get("Metadata", {}).get(META_SHA256) == digest:
-            progress(f"code archive already in S3: s3://{bucket}/{code_key}")
-        elif head is not None:
-            raise DeployError(f"upload-code: s3://{bucket}/{code_key} exists with other content; "
-                              "not overwriting it: choose another --out prefix")
-        else:
-            progress(f"uploading the code archive ({len(archive) / 1e3:.0f} kB) to s3://{bucket}/{code_key}")
-            transaction.will_create(
-                f"S3 object s3://{bucket}/{code_key}",
-                lambda: delete_object_if_uploaded_by_run(clients.s3, bucket, code_key, run_id),
-                f"aws s3 rm s3://{bucket}/{code_key}")
-            clients.s3.put_object(Bucket=bucket, Key=code_key, Body=archive,
-                                  Metadata={META_SHA256: digest, META_TOOL: TOOL, META_RUN: run_id},
-                                  Tagging=f"{TAG_TOOL}={TOOL}")
+        code_url, wheelhouse_url = upload_urls(config, uploads)
+        _upload_once(clients, code_url, uploads.code, uploads.code_sha256, transaction, progress)
+        _upload_once(clients, wheelhouse_url, uploads.wheelhouse, uploads.wheelhouse_sha256, transaction, progress)
         step = "create-processing-job"
         image_uri = config.image_uri or default_image_uri(config.region)
-        request = processing_job_request(config, image_uri, code_url, run_id)
+        request = processing_job_request(config, image_uri, uploads, run_id)
         sagemaker = clients.sagemaker
         describe = lambda: sagemaker.describe_processing_job(ProcessingJobName=config.job_name)  # noqa: E731
         if describe_or_none(describe) is not None:
@@ -335,7 +378,7 @@ def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
         try:
             description = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
         except Exception as error:  # noqa: BLE001
-            raise DeployError(f"describe-processing-job: {_error_text(error)}") from error
+            raise DeployError(f"describe-processing-job: {error_text(error)}") from error
         status = description["ProcessingJobStatus"]
         if status != last_status:
             progress(f"processing job {job_name}: {status}")
@@ -353,7 +396,7 @@ def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
 def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.info,
                       keys: Sequence[str] | None = None) -> dict:
     """Merge the hosts' manifests under ``out_url`` into one analysis.json and report.html there."""
-    bucket, prefix = _split_s3(out_url)
+    bucket, prefix = _bucket_and_prefix(out_url)
     base = f"{prefix}/" if prefix else ""
     with tempfile.TemporaryDirectory(prefix="clearsight-merge-") as folder:
         try:
@@ -365,7 +408,7 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
             for key in names:
                 clients.s3.download_file(bucket, key, str(Path(folder) / key[len(base):]))
         except Exception as error:  # noqa: BLE001
-            raise DeployError(f"download-manifests: {_error_text(error)}") from error
+            raise DeployError(f"download-manifests: {error_text(error)}") from error
         progress(f"merging {len(names)} manifest(s) from {out_url}")
         try:
             summary = merge_outputs(folder, None, keys)

@@ -35,6 +35,7 @@ from serving.contract import (
     invocations_url,
     media_type,
     npy_body_size,
+    redact_url,
     request_headers,
 )
 
@@ -70,6 +71,7 @@ class EndpointClient:
         import requests  # deploy's runtime dependency, imported where a client is made
 
         self.url = invocations_url(url)
+        self.shown_url = redact_url(self.url)  # in messages: never the password of user:password@
         self.timeout = timeout
         self.session = session if session is not None else requests.Session()
 
@@ -86,11 +88,11 @@ class EndpointClient:
         try:
             response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except requests.Timeout:
-            raise EndpointError(None, f"no response from {self.url} within {self.timeout:g} s") from None
+            raise EndpointError(None, f"no response from {self.shown_url} within {self.timeout:g} s") from None
         except requests.ConnectionError as error:
-            raise EndpointError(None, f"cannot connect to {self.url}: {error}") from None
+            raise EndpointError(None, f"cannot connect to {self.shown_url}: {error}") from None
         except requests.exceptions.ChunkedEncodingError as error:
-            raise EndpointError(None, f"connection to {self.url} broke mid-response: {error}") from None
+            raise EndpointError(None, f"connection to {self.shown_url} broke mid-response: {error}") from None
         if response.status_code >= 400:
             raise EndpointError(response.status_code, error_message(response.content, response.reason))
         return response.content, response.headers.get("Content-Type", accept)

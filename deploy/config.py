@@ -18,6 +18,8 @@ __all__ = [
     "validate_endpoint_name",
     "DEFAULT_INSTANCE_TYPE",
     "DEFAULT_PREFIX",
+    "BUCKET_PATTERN",
+    "ROLE_PATTERN",
 ]
 
 DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
@@ -25,8 +27,8 @@ DEFAULT_PREFIX = "clearsight"
 LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 # botocore's shapes: EndpointName, RoleArn, and S3 bucket naming rules.
-_ROLE_PATTERN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
-_BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+ROLE_PATTERN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
+BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9!_.*'()\-]+(/[A-Za-z0-9!_.*'()\-]+)*")
 
 
@@ -127,7 +129,7 @@ class DeployConfig:
             raise DeployConfigError(
                 "model", str(self.model_path), "an existing model.tar.gz file (from `deploy package`)"
             )
-        if not isinstance(self.role, str) or not _ROLE_PATTERN.fullmatch(self.role):
+        if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError(
                 "role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "
                 "(option --role or env SAGEMAKER_ROLE)"
@@ -150,7 +152,7 @@ class DeployConfig:
         if isinstance(self.instance_count, bool) or not isinstance(self.instance_count, int) \
                 or self.instance_count < 1:
             raise DeployConfigError("instance_count", self.instance_count, "an integer >= 1")
-        if self.bucket is not None and not _BUCKET_PATTERN.fullmatch(self.bucket):
+        if self.bucket is not None and not BUCKET_PATTERN.fullmatch(self.bucket):
             raise DeployConfigError(
                 "bucket", self.bucket, "an S3 bucket name: 3 to 63 lowercase letters, digits, "
                 "dots and hyphens"

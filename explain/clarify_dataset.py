@@ -119,7 +119,6 @@ def dataset_sources(dataset_uri: str) -> list[ImageSource]:
     endpoint_url = os.environ.get(ENDPOINT_URL_ENV) or None
     sources: dict[str, ImageSource] = {}
     for key, location in pairs:
-        stem_hint = str(PurePosixPath(key).with_suffix("")).replace("/", "__")
         is_s3 = location.startswith("s3://")
-        sources.setdefault(key, ImageSource(key, location, stem_hint, endpoint_url=endpoint_url if is_s3 else None))
+        sources.setdefault(key, ImageSource(key, location, endpoint_url=endpoint_url if is_s3 else None))
     return list(sources.values())

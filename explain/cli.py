@@ -276,8 +276,21 @@ def _warn_deprecated_aws_endpoint() -> None:
         help="Explain only shard INDEX (0-based) of COUNT, e.g. on one of several machines "
              "sharing --out; no report (a later run without --shard merges).  [default: all]")
 @option("--restart", is_flag=True, default=False,
-        help="Discard the manifest of earlier runs in --out and explain every image again.  "
+        help="Delete the outputs and manifests of earlier runs in --out (only files their manifests "
+             "list) and explain every image again.  "
              "[default: resume: skip images already finished with the same settings]")
+@option("--retry-failed", is_flag=True, default=False,
+        help="Try again images an earlier run recorded as failed because of their bytes (not JPEG "
+             "or PNG, truncated, too many pixels, too small).  [default: skip them while their bytes "
+             "are unchanged; images that could not be read or that the endpoint rejected are always "
+             "tried again]")
+@option("--allow-partial", is_flag=True, default=False,
+        help="Exit 0 when some images failed but others were explained (the failures are listed "
+             "on stdout and in analysis.json).  [default: exit 1 when any image failed]")
+@option("--allow-non-empty-out", is_flag=True, default=False,
+        help="Write into an --out that already holds files clearsight did not make (it adds only its "
+             "own files).  [default: refuse a non-empty folder without clearsight's "
+             ".clearsight-output marker]")
 @option("--manifest-tag", default=None, hidden=True, help="Name of this process's manifest file.")
 @option("--no-report", is_flag=True, default=False, hidden=True,
         help="Do not write analysis.json and report.html (a merge step does).")
@@ -289,7 +302,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @click.pass_context
 def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_map: dict[str, str], task: str,
          out_dir: Path, quiet: bool, verbose: int, images_in_flight: int, workers: int, shard: str | None,
-         restart: bool, manifest_tag: str | None, no_report: bool, clarify_config: str | None,
+         restart: bool, retry_failed: bool, allow_partial: bool, allow_non_empty_out: bool,
+         manifest_tag: str | None, no_report: bool, clarify_config: str | None,
          clarify_compatible: bool, **options) -> None:
     """Explain an image model's predictions with Kernel SHAP over superpixels.
 
@@ -300,8 +314,11 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     shap_<stem>_box<k>_object.jpeg and <stem>_objects.jpeg (detection) or shap_<stem>.jpeg
     (classification), <stem>_shap.npz, and analysis.json and report.html for the run. --out
     keeps a manifest (manifest*.jsonl, one line per finished image): run the same command
-    again after an interruption and it skips finished images. Every option can also be set
-    as CLEARSIGHT_EXPLAIN_<OPTION> (e.g. CLEARSIGHT_EXPLAIN_NUM_SAMPLES=200), as --help lists.
+    again after an interruption and it skips finished images. An image that fails
+    (unreadable, not JPEG/PNG, too large, rejected by the endpoint) is recorded with its
+    reason and the run goes on; the exit status is then 1 unless --allow-partial. Every
+    option can also be set as CLEARSIGHT_EXPLAIN_<OPTION> (e.g.
+    CLEARSIGHT_EXPLAIN_NUM_SAMPLES=200), as --help lists.
     """
     configure_logging(verbose + ctx.meta.get(VERBOSE_META, 0))
     _warn_deprecated_aws_endpoint()
@@ -326,7 +343,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         transport = TransportConfig(**{name: options[name] for name in _TRANSPORT_FIELDS})
         run_shard = Shard.parse(shard) if shard is not None else Shard()
         run_options = RunOptions(images_in_flight=images_in_flight, shard=run_shard,
-                                 manifest_tag=manifest_tag, restart=restart,
+                                 manifest_tag=manifest_tag, restart=restart, retry_failed=retry_failed,
+                                 allow_non_empty_out=allow_non_empty_out,
                                  merge=run_shard.count == 1 and not no_report, progress=not quiet)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
@@ -345,7 +363,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
             raise _usage_error(ctx, error) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
-        click.echo(_summary_text(summary, out_dir))
+        _finish(summary, out_dir, allow_partial)
         return
     try:
         predictor = build_predictor(endpoints, task, transport)
@@ -361,28 +379,38 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         raise click.ClickException(str(error)) from None
     finally:
         predictor.close()
-    click.echo(_summary_text(summary, out_dir))
+    _finish(summary, out_dir, allow_partial)
 
 
 def _option_named(ctx: click.Context, name: str) -> click.Parameter:
     return next(param for param in ctx.command.params if param.name == name)
 
 
+def _finish(summary: dict, out_dir: Path, allow_partial: bool) -> None:
+    """Print the summary; exit 1 when an image failed, unless ``allow_partial``."""
+    click.echo(_summary_text(summary, out_dir))
+    failed = summary.get("totals", summary).get("failed") or []
+    if failed and not allow_partial:
+        raise click.ClickException(
+            f"{len(failed)} image(s) failed (listed above and in analysis.json); the others were explained. "
+            "Add --allow-partial to exit 0 on such runs")
+
+
 def _summary_text(summary: dict, out_dir: Path) -> str:
     """A few lines for stdout: totals, the predictor's counters, where the results are."""
     totals = summary.get("totals", summary)
     if "targets" not in totals:  # one shard of a larger run: no report yet
-        return (f"shard: explained {totals.get('explained', 0)} image(s), skipped "
-                f"{totals.get('skipped', 0)} already finished, in {totals.get('seconds', 0.0):.1f} s; "
-                f"results in {out_dir} (run without --shard to merge the report)")
+        return "\n".join([
+            f"shard: explained {totals.get('explained', 0)} image(s), skipped "
+            f"{totals.get('skipped', 0)} already done, in {totals.get('seconds', 0.0):.1f} s",
+            *_failure_lines(totals.get("failed") or []),
+            f"results in {out_dir} (run without --shard to merge the report)"])
     lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
              f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
     resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
     if resumed > 0:
         lines.append(f"{resumed} image(s) were finished by an earlier run and skipped")
-    if totals.get("unreadable"):
-        lines.append(f"{len(totals['unreadable'])} image(s) could not be read and were skipped: "
-                     + "; ".join(item["error"] for item in totals["unreadable"][:5]))
+    lines += _failure_lines(totals.get("failed") or [])
     if totals.get("unfinished"):
         lines.append(f"{len(totals['unfinished'])} image(s) not finished yet")
     stats = summary.get("predictor")
@@ -391,3 +419,16 @@ def _summary_text(summary: dict, out_dir: Path) -> str:
                      f"{stats['retries']} retries, {stats['bytes_sent']} bytes sent")
     lines.append(f"results in {out_dir} (report: {Path(out_dir) / 'report.html'})")
     return "\n".join(lines)
+
+
+def _failure_lines(failed: list[dict], shown: int = 5) -> list[str]:
+    """Lines naming failed images and why (the first ``shown``; analysis.json lists them all)."""
+    if not failed:
+        return []
+    earlier = sum(1 for item in failed if item.get("earlier"))
+    lines = [f"{len(failed)} image(s) failed" + (f" ({earlier} in an earlier run, not tried again: "
+                                                  "--retry-failed tries them)" if earlier else "") + ":"]
+    lines += [f"  {item['image']}: {item['kind']}: {item['reason']}" for item in failed[:shown]]
+    if len(failed) > shown:
+        lines.append(f"  ... and {len(failed) - shown} more in analysis.json (totals.failed)")
+    return lines

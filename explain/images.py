@@ -1,29 +1,70 @@
-"""The one image decoder of explain: image file bytes -> (H, W, 3) uint8 RGB."""
+"""The one image decoder of explain: JPEG or PNG file bytes -> (H, W, 3) uint8 RGB, with a pixel cap."""
 
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from .errors import ExplainError
 
-__all__ = ["decode_image", "load_image"]
+__all__ = ["MAX_IMAGE_PIXELS", "decode_image", "load_image"]
+
+# What explain decodes: the formats of the wire contract, through Pillow's PNG and JPEG readers
+# only (its GIF, TIFF, EPS, ... readers are never reached with untrusted files).
+_READERS = (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile)
+# Decoded pixels at most (width x height, from the header, before any pixel is decoded): 40 MP,
+# 120 MB as RGB, the endpoint's own limit for image bodies (SERVING_MAX_IMAGE_PIXELS). Pillow's
+# Image.open alone would decode up to 179 MP and only warn below that.
+MAX_IMAGE_PIXELS = 40_000_000
+# Some libraries (gluoncv) switch Pillow's truncated-image loading on for the whole process; while
+# explain decodes, it is off (images in flight decode one at a time under this lock).
+_STRICT_LOADING = threading.Lock()
 
 
-def decode_image(data: bytes, location: str) -> np.ndarray:
-    """Image file bytes (JPEG, PNG, ...) -> (H, W, 3) uint8 RGB; raises ExplainError naming ``location``."""
+def _open(data: bytes) -> Image.Image | None:
+    """The PNG or JPEG image in ``data``, header read and pixels not decoded yet; None for other data."""
+    for reader in _READERS:
+        try:
+            return reader(io.BytesIO(data))
+        except SyntaxError:  # Pillow's "not a PNG file" / "not a JPEG file"
+            continue
+    return None
+
+
+def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """JPEG or PNG file bytes -> (H, W, 3) uint8 RGB; raises ExplainError naming ``location`` and the reason.
+
+    The size is read from the header first: an image of more than ``max_pixels`` pixels is
+    refused before it is decoded (a PNG of a few dozen bytes can claim 15000x15000).
+    """
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as error:
-        raise ExplainError(f"cannot read image {location!r}: {error}") from error
+        opened = _open(data)
+        if opened is None:
+            kind = "empty" if not data else "not a JPEG or PNG file"
+            raise ExplainError(f"cannot read image {location!r}: {kind} (explain reads JPEG and PNG)")
+        with opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ExplainError(
+                    f"cannot read image {location!r}: {width}x{height} is {width * height:,} pixels, more "
+                    f"than the {max_pixels:,} explain decodes; downscale it first")
+            with _STRICT_LOADING:
+                tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+                try:
+                    return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        # OSError: truncated or corrupt data; the others: Pillow's parsers on malformed headers
+        raise ExplainError(f"cannot read image {location!r}: {error}") from None
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; raises ExplainError naming the file."""
+    """Read a JPEG or PNG file as (H, W, 3) uint8 RGB; raises ExplainError naming the file."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:

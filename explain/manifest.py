@@ -1,26 +1,37 @@
-"""The run manifest: one JSON line per finished image, atomic output writes, the settings check."""
+"""What a run owns in --out: the folder's marker, the manifest (one JSON line per image), atomic writes.
+
+A run writes and deletes only what it made: ``claim_out_dir`` marks a folder as a clearsight
+output folder on first use and refuses a non-empty folder without the mark; ``--restart``
+deletes only the files the manifests list.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from .errors import ExplainError
+from .errors import ConfigError, ExplainError
 
 __all__ = [
     "MANIFEST_GLOB",
+    "OUT_MARKER",
+    "RUN_FILES",
     "ManifestWriter",
     "SettingsChangedError",
     "atomic_write_bytes",
     "check_settings",
-    "finished_entries",
+    "claim_out_dir",
+    "explained_entries",
+    "failed_entries",
+    "latest_entries",
     "manifest_name",
     "read_manifests",
-    "remove_manifests",
+    "remove_run_files",
     "settings_digest",
     "sha256_bytes",
 ]
@@ -29,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_GLOB = "manifest*.jsonl"
 MANIFEST_VERSION = 1
+# Written into --out on first use: the folder is a clearsight output folder.
+OUT_MARKER = ".clearsight-output"
+# The run-level files a run writes into --out besides each image's outputs.
+RUN_FILES = ("analysis.json", "report.html")
 
 
 class SettingsChangedError(ExplainError):
@@ -71,30 +86,58 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _not_ours(out_dir: Path, what: str, remedy: str) -> ConfigError:
+    return ConfigError(f"{out_dir} {what}; {remedy}", field="out_dir")
+
+
+def _read_entries(path: Path) -> list[dict]:
+    """The manifest entries of one file; ConfigError when the file is not a clearsight manifest."""
+    entries = []
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _not_ours(path.parent, f"holds {path.name}, whose line {number} is not UTF-8 text: it is "
+                            "not a clearsight manifest (those are JSON lines)",
+                            "move it out of --out or choose another --out") from None
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            logger.warning("%s line %d is incomplete (interrupted write); ignoring it", path, number)
+            continue
+        if isinstance(entry, dict) and entry.get("version") == MANIFEST_VERSION and isinstance(entry.get("key"), str):
+            entries.append(entry)
+    return entries
+
+
 def read_manifests(out_dir: Path) -> list[dict]:
     """Every entry of every ``manifest*.jsonl`` in ``out_dir``, files in name order.
 
     A line cut short by a crash (no valid JSON) is skipped with a warning: its image was
-    not recorded, so it counts as not finished.
+    not recorded, so it counts as not finished. A file that is not UTF-8 text is not a
+    clearsight manifest: ConfigError (about --out).
     """
     entries = []
     for path in sorted(Path(out_dir).glob(MANIFEST_GLOB)):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s line %d is incomplete (interrupted write); ignoring it", path, number)
-                continue
-            if isinstance(entry, dict) and entry.get("version") == MANIFEST_VERSION:
-                entries.append(entry)
+        entries.extend(_read_entries(path))
     return entries
 
 
-def finished_entries(entries: list[dict]) -> dict[str, dict]:
-    """The latest entry per image key (later files and lines win)."""
+def latest_entries(entries: list[dict]) -> dict[str, dict]:
+    """The latest entry per image key (later files and lines win): explained or failed."""
     return {entry["key"]: entry for entry in entries}
+
+
+def explained_entries(entries: list[dict]) -> dict[str, dict]:
+    """Per image key, the latest entry when it records an explained image."""
+    return {key: entry for key, entry in latest_entries(entries).items() if entry.get("status", "explained") == "explained"}
+
+
+def failed_entries(entries: list[dict]) -> dict[str, dict]:
+    """Per image key, the latest entry when it records a failure (``failure``: kind and reason)."""
+    return {key: entry for key, entry in latest_entries(entries).items() if entry.get("status") == "failed"}
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -114,16 +157,81 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
                 "start over, or choose another --out")
 
 
-def remove_manifests(out_dir: Path) -> int:
-    """Delete every manifest in ``out_dir`` (outputs are overwritten later); returns the count."""
-    paths = list(Path(out_dir).glob(MANIFEST_GLOB))
-    for path in paths:
-        path.unlink()
-    return len(paths)
+def _is_clearsight_manifest(path: Path) -> bool:
+    """Whether ``path`` holds at least one clearsight manifest entry."""
+    try:
+        return bool(_read_entries(path))
+    except (ConfigError, OSError):
+        return False
+
+
+def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
+    """Create ``out_dir`` or check that a run may write into it; mark it as a clearsight output folder.
+
+    A folder with the marker (or, from before markers existed, a clearsight manifest) is the
+    tool's own. An empty or new one is marked. A non-empty folder without the mark is refused
+    (ConfigError about --out) unless ``allow_non_empty``; even then, a manifest*.jsonl,
+    analysis.json or report.html that clearsight did not write is refused rather than
+    appended to or replaced.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _not_ours(out_dir, "is a file", "give a folder (new, empty or made by clearsight) as --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / OUT_MARKER
+    if marker.is_file():
+        return
+    present = sorted(path.name for path in out_dir.iterdir())
+    manifests = sorted(out_dir.glob(MANIFEST_GLOB))
+    earlier_run = bool(manifests) and all(_is_clearsight_manifest(path) for path in manifests)
+    if present and not earlier_run:
+        if not allow_non_empty:
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise _not_ours(out_dir, f"is not empty ({shown}) and is not a clearsight output folder (no "
+                            f"{OUT_MARKER} file)", "choose a new or empty --out, or add --allow-non-empty-out "
+                            "to write into it anyway (clearsight then adds only its own files)")
+        clashes = [path.name for path in manifests] + [name for name in RUN_FILES if (out_dir / name).exists()]
+        if clashes:
+            raise _not_ours(out_dir, f"holds {', '.join(clashes)}, not written by clearsight",
+                            "move them elsewhere or choose another --out: a run would append to or replace them")
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - datetime.UTC needs Python 3.11; explain runs on 3.10
+    stamp = {"tool": "clearsight", "created": now.isoformat(timespec="seconds"),
+             "note": "clearsight writes and deletes only its own files in this folder"}
+    atomic_write_bytes(marker, (json.dumps(stamp) + "\n").encode("utf-8"))
+
+
+def _plain_file_name(name: object) -> bool:
+    return (isinstance(name, str) and name not in ("", ".", "..") and PurePosixPath(name).name == name
+            and "\\" not in name and name != OUT_MARKER)
+
+
+def remove_run_files(out_dir: Path) -> int:
+    """--restart: delete the files the manifests in ``out_dir`` list, then those manifests; returns the count.
+
+    Only names the tool recorded (plain file names in ``out_dir``) and manifest files that
+    hold clearsight entries are deleted; anything else in the folder stays.
+    """
+    out_dir = Path(out_dir)
+    manifests = sorted(out_dir.glob(MANIFEST_GLOB))
+    names = {name for path in manifests for entry in _read_entries(path)
+             for name in entry.get("files", []) if _plain_file_name(name)}
+    removed = 0
+    for name in sorted(names):
+        path = out_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed += 1
+    for path in manifests:
+        if _is_clearsight_manifest(path):
+            path.unlink()
+            removed += 1
+        else:
+            logger.warning("--restart: %s is not a clearsight manifest; leaving it", path)
+    return removed
 
 
 class ManifestWriter:
-    """Appends one JSON line per finished image to one manifest file, flushed and fsynced."""
+    """Appends one JSON line per finished or failed image to one manifest file, flushed and fsynced."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -4,7 +4,9 @@ SageMaker downloads this instance's share of the images (``ShardedByS3Key``) int
 ``/opt/ml/processing/input/images`` and uploads ``/opt/ml/processing/output`` to the job's
 output prefix when the job ends. Every host writes ``manifest-<host>.jsonl``; with one host
 the worker also writes analysis.json and report.html, with several the command that
-started the job merges them (``clearsight explain-job --wait``).
+started the job merges them (``clearsight explain-job --wait``). Images that fail are
+recorded in the manifest and do not fail the job (``--allow-partial``): the job's outputs
+are uploaded, and the merge reports the failures.
 
     python -m explain.processing_worker [--input DIR] [--output DIR] [--resource-config FILE] \\
         --endpoint sagemaker:NAME --task detection [other python -m explain options]
@@ -66,7 +68,7 @@ def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config:
         output_dir.mkdir(parents=True, exist_ok=True)
         click.echo(f"{host}: no images in {input_dir} (more instances than objects?); nothing to do", err=True)
         return
-    args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", host, "--quiet"]
+    args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", host, "--quiet", "--allow-partial"]
     if hosts > 1:
         args.append("--no-report")
     click.echo(f"{host} ({hosts} host(s) in the job): explaining {input_dir} into {output_dir}", err=True)

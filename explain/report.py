@@ -339,13 +339,18 @@ def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
 
 
 def _failure_notes(totals: dict) -> list[str]:
-    """Images that could not be explained (each {image, error}) and images not finished yet."""
+    """Images that could not be explained and images not finished yet.
+
+    Failed images are {image, key, kind, reason} (``totals.failed``, explain.runner) or
+    {image, error} (older summaries and callers: ``totals.unreadable``).
+    """
     notes = []
     failed = list(totals.get("unreadable") or []) + list(totals.get("failed") or [])
     if failed:
+        rows = [[item.get("image", item.get("key", "")), item.get("reason") or item.get("error", ""),
+                 item.get("kind", "")] for item in failed]
         notes.append(f"<div class=warning><p>{len(failed)} image(s) could not be explained and were skipped:</p>"
-                     + _table(["image", "error"], [[item.get("image", item.get("key", "")), item.get("error", "")]
-                                                   for item in failed], text_columns=2) + "</div>")
+                     + _table(["image", "error", "kind"], rows, text_columns=3) + "</div>")
     if totals.get("unfinished"):
         notes.append(f"<p class=warning>{len(totals['unfinished'])} image(s) not explained yet (run the "
                      "same command again to finish them).</p>")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -21,29 +23,46 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ExplainConfig
-from .errors import ConfigError, ExplainError
+from .errors import ConfigError, EndpointUnavailableError, ExplainError, PredictorError
 from .explainer import Predict, explain_image, save_npz
 from .images import decode_image
 from .manifest import (
     ManifestWriter,
     check_settings,
-    finished_entries,
+    claim_out_dir,
+    explained_entries,
+    failed_entries,
+    latest_entries,
     manifest_name,
     read_manifests,
-    remove_manifests,
+    remove_run_files,
     settings_digest,
     sha256_bytes,
 )
 from .render import render_explanation
 from .report import build_image_summary, build_run_summary, write_analysis, write_report
 from .sharding import Shard, select_shard
-from .sources import ImageSource, assign_stems, collect_sources
+from .sources import ImageSource, collect_sources
 
-__all__ = ["RunOptions", "check_some_readable", "merge_outputs", "prepare_out_dir", "run_explanations"]
+__all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "merge_outputs", "prepare_out_dir",
+           "run_explanations"]
 
 logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".staging-"
+# Why one image failed (the run goes on and records it in the manifest):
+FAILURE_KINDS = {
+    "read": "its bytes could not be read (missing, no permission, S3 error)",
+    "image": "the bytes are not an image explain can use (not JPEG or PNG, truncated, too many pixels, "
+             "too small to segment)",
+    "model": "the endpoint or model rejected the image's requests, or answered unusably for it",
+    "error": "an unexpected error while explaining or rendering it",
+}
+# Kinds a later run tries again by itself (the file, the endpoint or the software may have changed);
+# "image" only with retry_failed (--retry-failed) or once the image's bytes have changed: the same
+# bytes would fail the same way.
+RETRIED_KINDS = ("read", "model", "error")
+_HOST_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -53,14 +72,20 @@ class RunOptions:
     images_in_flight: images explained at once (threads sharing the predictor and its
     concurrency budget). shard: the part of the image list this process explains.
     manifest_tag: names this process's manifest file (default: the shard's name).
-    restart: discard the manifests of earlier runs. merge: write analysis.json and
-    report.html from every finished image at the end. progress: a bar on stderr.
+    restart: delete the outputs and manifests of earlier runs (only files the manifests
+    list). retry_failed: explain again images an earlier run recorded as failed because of the
+    image's bytes (kind "image"; the other kinds are always tried again). allow_non_empty_out: write into an
+    --out that holds files clearsight did not make (``manifest.claim_out_dir``). merge:
+    write analysis.json and report.html from every finished image at the end. progress: a
+    bar on stderr.
     """
 
     images_in_flight: int = 2
     shard: Shard = field(default_factory=Shard)
     manifest_tag: str | None = None
     restart: bool = False
+    retry_failed: bool = False
+    allow_non_empty_out: bool = False
     merge: bool = True
     progress: bool = True
 
@@ -78,21 +103,24 @@ class _Aborted(Exception):
     """Raised inside an image's thread once the run is stopping."""
 
 
-def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool) -> list[dict]:
-    """Create ``out_dir``, drop stale staging folders, apply --restart, check the settings.
+def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
+                    allow_non_empty: bool = False) -> list[dict]:
+    """Claim ``out_dir`` (``manifest.claim_out_dir``), drop this host's stale staging folders,
+    apply --restart, check the settings.
 
-    Returns the manifest entries that stay valid. Raises SettingsChangedError when the
-    directory holds results of other settings and ``restart`` is false.
+    Returns the manifest entries that stay valid. Raises ConfigError (about --out) for a
+    folder the run may not write into, SettingsChangedError when the directory holds results
+    of other settings and ``restart`` is false.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out_dir(out_dir, allow_non_empty)
     for staging in out_dir.glob(STAGING_PREFIX + "*"):
-        if not _process_alive(staging.name[len(STAGING_PREFIX):].split("-", 1)[0]):
-            shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+        if staging.is_dir() and _stale_staging(staging.name):
+            shutil.rmtree(staging, ignore_errors=True)  # left by a killed run on this host
     if restart:
-        removed = remove_manifests(out_dir)
+        removed = remove_run_files(out_dir)
         if removed:
-            logger.info("--restart: removed %d manifest(s) in %s", removed, out_dir)
+            logger.info("--restart: removed %d file(s) of earlier runs in %s", removed, out_dir)
         return []
     entries = read_manifests(out_dir)
     settings = config.to_dict()
@@ -100,12 +128,31 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool) -> list
     return entries
 
 
-def _process_alive(pid_text: str) -> bool:
-    """Whether the process that named a staging folder still runs (workers share ``out_dir``)."""
-    if not pid_text.isdigit():
-        return False
+def _host_name() -> str:
+    """This machine's name as it appears in staging folder names (hosts may share --out)."""
+    return _HOST_CHARACTERS.sub("_", socket.gethostname())[:64] or "host"
+
+
+def _staging_prefix() -> str:
+    """``.staging-<pid>@<host>-``: a staging folder names the process and the host that made it."""
+    return f"{STAGING_PREFIX}{os.getpid()}@{_host_name()}-"
+
+
+def _stale_staging(name: str) -> bool:
+    """Whether staging folder ``name`` was made on this host by a process that no longer runs.
+
+    Folders of other hosts (several machines sharing --out) and of older versions, whose
+    names carry no host, are never removed.
+    """
+    owner = name[len(STAGING_PREFIX):].rsplit("-", 1)[0]
+    pid_text, at, host = owner.partition("@")
+    return bool(at) and host == _host_name() and pid_text.isdigit() and not _process_alive(int(pid_text))
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs."""
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -115,7 +162,7 @@ def _process_alive(pid_text: str) -> bool:
 
 def _write_outputs(explanation, stem: str, out_dir: Path, label_headers) -> list[str]:
     """Render into a staging folder, then os.replace each file into ``out_dir``."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=out_dir))
     try:
         files = save_npz(explanation, staging / f"{stem}_shap.npz")
         phase = time.perf_counter()
@@ -128,10 +175,16 @@ def _write_outputs(explanation, stem: str, out_dir: Path, label_headers) -> list
     return files
 
 
-def _is_finished(entry: dict | None, source: ImageSource, stem: str, out_dir: Path) -> bool:
-    if entry is None or entry.get("stem") != stem:
+def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_failed: bool) -> bool:
+    """Whether an earlier run's latest entry for ``source`` stands: explained with every file
+    present, or failed for a reason the same bytes would meet again; either for these bytes."""
+    if entry is None or entry.get("stem") != source.stem:
         return False
-    if not all((out_dir / name).is_file() for name in entry.get("files", [])):
+    if entry.get("status") == "failed":
+        kind = entry.get("failure", {}).get("kind")
+        if retry_failed or kind in RETRIED_KINDS or kind not in FAILURE_KINDS:
+            return False
+    elif not all((out_dir / name).is_file() for name in entry.get("files", [])):
         return False
     try:
         return entry.get("fingerprint") == source.fingerprint()
@@ -152,12 +205,6 @@ def _as_sources(images: Sequence) -> list[ImageSource]:
     return collect_sources(arguments)
 
 
-def check_some_readable(unreadable: Sequence[dict], num_images: int) -> None:
-    """Raise ExplainError when every one of the run's ``num_images`` images was unreadable."""
-    if unreadable and len(unreadable) == num_images:
-        raise ExplainError("no image could be read: " + "; ".join(item["error"] for item in unreadable[:5]))
-
-
 def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predict, config: ExplainConfig,
                      out_dir: str | Path, options: RunOptions | None = None,
                      label_headers: Sequence[str] | None = None) -> dict:
@@ -171,10 +218,13 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
     skips finished images and ends with the same files as an uninterrupted run. An image
-    that cannot be read is skipped and named in the totals; when no image of the run can be
-    read, the merge raises ExplainError instead of writing an empty report. Returns the merged analysis summary (``merge``, the same
-    as analysis.json, with the predictor's request counters under ``predictor``) or this
-    process's counts.
+    that fails (FAILURE_KINDS: it cannot be read or decoded, the endpoint rejects it, ...)
+    is recorded in the manifest with its reason and the run goes on; the summary lists it
+    under ``totals.failed``. What stops a run: an endpoint that stays unavailable after the
+    retries, a settings error, a write error, Ctrl-C. When no image of the run could be
+    explained, the merge raises ExplainError instead of writing an empty report. Returns the
+    merged analysis summary (``merge``, the same as analysis.json, with the predictor's
+    request counters under ``predictor``) or this process's counts (``failed`` included).
     """
     options = options or RunOptions()
     if label_headers is None:
@@ -186,38 +236,45 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
         raise ExplainError("no images to explain")
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    entries = prepare_out_dir(out_dir, config, options.restart)
+    entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
     settings = config.to_dict()
     digest = settings_digest(settings)
-    finished = finished_entries(entries)
-    stems = assign_stems(sources)
+    latest = latest_entries(entries)
     mine = select_shard([source.key for source in sources], options.shard)
     todo = [position for position in mine
-            if not _is_finished(finished.get(sources[position].key), sources[position],
-                                stems[position], out_dir)]
-    logger.info("%d image(s) in shard %d/%d, %d already finished, %d to explain",
+            if not _is_done(latest.get(sources[position].key), sources[position], out_dir,
+                            options.retry_failed)]
+    logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
     writer = ManifestWriter(out_dir / manifest_name(tag))
-    unreadable: list[dict] = []
-    explained = _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest, settings,
-                             unreadable)
+    explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings)
     stats = getattr(predict, "stats", None)
     if not options.merge:
+        tried = [sources[position].key for position in todo]
         return {"images": len(mine), "explained": explained, "skipped": len(mine) - len(todo),
-                "unreadable": unreadable, "seconds": time.perf_counter() - started,
+                "failed": _failures(read_manifests(out_dir), [sources[position].key for position in mine],
+                                    set(tried)),
+                "tried": tried,
+                "seconds": time.perf_counter() - started,
                 "label_headers": config.label_headers, "predictor": stats}
-    check_some_readable(unreadable, len(sources))
     return merge_outputs(out_dir, config, [source.key for source in sources],
-                         seconds=time.perf_counter() - started, unreadable=unreadable,
-                         explained_now=explained, predictor=stats)
+                         seconds=time.perf_counter() - started,
+                         explained_now=explained, predictor=stats,
+                         tried_now={sources[position].key for position in todo})
 
 
-def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer, digest,
-                 settings, unreadable: list) -> int:
+def _failure(source: ImageSource, kind: str, reason: str) -> dict:
+    logger.warning("%s failed (%s): %s", source.location, kind, reason)
+    return {"kind": kind, "reason": reason}
+
+
+def _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings) -> int:
     """Explain ``todo`` (positions) with ``images_in_flight`` threads; record each as it ends.
 
-    Images that cannot be read are appended to ``unreadable`` ({image, error}) and skipped.
+    An image that fails is recorded as failed (kind and reason) and the others go on; an
+    endpoint outage, a settings error, a write error or Ctrl-C stops the run. Returns the
+    number of images explained.
     """
     if not todo:
         return 0
@@ -228,14 +285,52 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
             raise _Aborted()
 
     def work(position: int):
+        """(position, bytes or None, Explanation or failure dict) of one image."""
         source = sources[position]
         try:
             data = source.read()
+        except ExplainError as error:
+            return position, None, _failure(source, "read", str(error))
+        try:
             image = decode_image(data, source.location)
-        except ExplainError as error:  # one bad file must not stop (or block the resumption of) the run
-            return position, None, error
-        explanation = explain_image(image, predict, config, progress=check_abort)
-        return position, data, explanation
+        except ExplainError as error:
+            return position, data, _failure(source, "image", str(error))
+        try:
+            return position, data, explain_image(image, predict, config, progress=check_abort)
+        except (_Aborted, EndpointUnavailableError, ConfigError, MemoryError):
+            raise  # not this image's fault: the run stops (and can be resumed)
+        except PredictorError as error:
+            return position, data, _failure(source, "model", str(error))
+        except ExplainError as error:
+            return position, data, _failure(source, "image", f"cannot explain image {source.location!r}: {error}")
+        except Exception as error:  # noqa: BLE001 - one image must not end a long run
+            logger.debug("explaining %s", source.location, exc_info=True)
+            return position, data, _failure(source, "error", f"explaining image {source.location!r} failed: "
+                                            f"{type(error).__name__}: {error}")
+
+    def record(position: int, data: bytes | None, outcome) -> bool:
+        """Write one image's outputs and manifest line; True when it was explained."""
+        source = sources[position]
+        entry = {"key": source.key, "stem": source.stem, "location": source.location,
+                 "settings_digest": digest, "settings": settings}
+        if data is not None:
+            entry.update(sha256=sha256_bytes(data), fingerprint=source.fingerprint(data))
+        if isinstance(outcome, dict):
+            writer.append({**entry, "status": "failed", "failure": outcome})
+            return False
+        try:
+            files = _write_outputs(outcome, source.stem, out_dir, config.label_headers)
+        except (OSError, MemoryError):
+            raise  # a full disk or a write error stops the run
+        except Exception as error:  # noqa: BLE001 - a rendering failure is this image's
+            logger.debug("rendering %s", source.location, exc_info=True)
+            failure = _failure(source, "error", f"rendering image {source.location!r} failed: "
+                               f"{type(error).__name__}: {error}")
+            writer.append({**entry, "status": "failed", "failure": failure})
+            return False
+        summary = build_image_summary(source.location, source.stem, outcome, files, config)
+        writer.append({**entry, "status": "explained", "files": files, "summary": summary})
+        return True
 
     bar = None
     if options.progress:
@@ -250,21 +345,7 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
                 pending.add(pool.submit(work, queue.pop()))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                position, data, explanation = future.result()
-                source, stem = sources[position], stems[position]
-                if data is None:
-                    logger.warning("skipping %s", explanation)
-                    unreadable.append({"image": source.location, "key": source.key, "error": str(explanation)})
-                    if bar is not None:
-                        bar.update(1)
-                    continue
-                files = _write_outputs(explanation, stem, out_dir, config.label_headers)
-                summary = build_image_summary(source.location, stem, explanation, files, config)
-                writer.append({"key": source.key, "stem": stem, "location": source.location,
-                               "sha256": sha256_bytes(data), "fingerprint": source.fingerprint(data),
-                               "settings_digest": digest, "settings": settings, "files": files,
-                               "summary": summary})
-                explained += 1
+                explained += record(*future.result())
                 if bar is not None:
                     bar.update(1)
     except BaseException:
@@ -278,19 +359,37 @@ def _explain_all(sources, stems, todo, predict, config, out_dir, options, writer
     return explained
 
 
+def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | None = None) -> list[dict]:
+    """The failed images among ``keys`` (latest entries), in key order: image, key, kind, reason, and
+    ``earlier`` when an earlier run recorded the failure and this one did not try the image again."""
+    failed = failed_entries(entries)
+    items = []
+    for key in keys:
+        entry = failed.get(key)
+        if entry is None:
+            continue
+        item = {"image": entry.get("location", key), "key": key, "kind": entry["failure"].get("kind"),
+                "reason": entry["failure"].get("reason")}
+        if tried_now is not None and key not in tried_now:
+            item["earlier"] = True
+        items.append(item)
+    return items
+
+
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
-                  unreadable: Sequence[dict] = (), explained_now: int | None = None,
-                  predictor: dict | None = None) -> dict:
+                  explained_now: int | None = None, predictor: dict | None = None,
+                  tried_now: set[str] | None = None) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images
     of the run, in report order (default: every recorded image, sorted by key); images not
-    finished yet are listed under ``totals.unfinished``. seconds: the run's wall-clock time
-    (default: the sum of the images' own times). unreadable: images skipped because they
-    could not be read, listed under ``totals.unreadable``. explained_now: images this run
-    explained (``totals.explained_now``). predictor: the predictor's ``stats`` (analysis.json's
-    ``predictor``).
+    finished yet are listed under ``totals.unfinished``, failed ones (with kind and reason)
+    under ``totals.failed``. seconds: the run's wall-clock time (default: the sum of the
+    images' own times). explained_now: images this run explained (``totals.explained_now``).
+    predictor: the predictor's ``stats`` (analysis.json's ``predictor``). tried_now: the keys
+    this run tried; a failure of another key is marked ``earlier``. Raises ExplainError when
+    no image of the run was explained (and some failed) instead of writing an empty report.
     """
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
@@ -300,27 +399,30 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         config = ExplainConfig(**entries[0]["settings"])
     settings = config.to_dict()
     check_settings(entries, settings_digest(settings), settings, out_dir)
-    finished = finished_entries(entries)
+    explained = explained_entries(entries)
     if keys is None:
-        keys = sorted(finished)
-    summaries = [finished[key]["summary"] for key in keys if key in finished]
+        keys = sorted(latest_entries(entries))
+    failed = _failures(entries, keys, tried_now)
+    summaries = [explained[key]["summary"] for key in keys if key in explained]
+    if failed and not summaries:
+        raise ExplainError(f"no image could be explained: {len(failed)} failed: "
+                           + "; ".join(item["reason"] for item in failed[:5]))
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
-    unreadable = list(unreadable)
-    unreadable_keys = {item["key"] for item in unreadable}
-    unfinished = [key for key in keys if key not in finished and key not in unreadable_keys]
+    failed_keys = {item["key"] for item in failed}
+    unfinished = [key for key in keys if key not in explained and key not in failed_keys]
     if explained_now is not None:
         summary["totals"]["explained_now"] = explained_now
-    if unreadable:
-        summary["totals"]["unreadable"] = unreadable
+    if failed:
+        summary["totals"]["failed"] = failed
     if unfinished:
         summary["totals"]["unfinished"] = unfinished
     if predictor is not None:
         summary["predictor"] = predictor
     write_analysis(summary, out_dir / "analysis.json")
     report = out_dir / "report.html"
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=_staging_prefix()) as staging:
         write_report(summary, Path(staging) / "report.html", files_dir=out_dir)
         os.replace(Path(staging) / "report.html", report)
     return summary

@@ -1,36 +1,50 @@
-"""Image sources of a run: local files, folders searched recursively, and s3://bucket/prefix listings."""
+"""Image sources of a run: local files, folders searched recursively, s3:// prefixes and objects; output stems."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import ExplainError
 from .manifest import sha256_bytes
 
-__all__ = ["IMAGE_SUFFIXES", "ImageSource", "assign_stems", "collect_sources", "unique_stems", "ENDPOINT_URL_ENV"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "output_stem",
+           "ENDPOINT_URL_ENV"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"  # e.g. a moto server, as in deploy sagemaker
+# Deprecated (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which boto3 reads itself): still honoured.
+ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"
+# Longest output stem in UTF-8 bytes: the longest output name, shap_<stem>_box1000_object.jpeg,
+# then stays far below the 255 bytes file systems allow per name.
+MAX_STEM_BYTES = 120
+_HASH_CHARS = 12  # hex digits of sha256(key) that make a shortened or ambiguous stem unique
+_HASHED_TAIL = re.compile(r"-[0-9a-f]{%d}" % _HASH_CHARS)  # how a shortened stem ends
+# A path component that can appear in a stem as it is starts with a letter, a digit or "_".
+_PLAIN_COMPONENT = re.compile(r"\w.*", re.UNICODE)
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """One image: ``key`` identifies it (sharding, the manifest), ``location`` says where it is.
+    """One image: ``key`` identifies it (sharding, the manifest, the output stem), ``location`` says where it is.
 
-    key: a folder's image by its '/'-separated path relative to the folder, an S3 object by
-    its key relative to the prefix, a file argument by the path as given. stem_hint: the
-    output stem before de-duplication (relative path without suffix, '/' -> '__').
-    etag: S3 objects only; picklable (the S3 client is made per process).
+    key: a folder's image by its '/'-separated path relative to the folder, an S3 object under
+    a prefix by its key relative to the prefix, a file argument or a single S3 object by its
+    file name. etag: S3 objects only; picklable (the S3 client is made per process).
     """
 
     key: str
     location: str
-    stem_hint: str
     etag: str | None = None
     endpoint_url: str | None = None
+
+    @property
+    def stem(self) -> str:
+        """The output stem of this image: ``output_stem(key)``."""
+        return output_stem(self.key)
 
     def read(self) -> bytes:
         """The image file's bytes; raises ExplainError naming the location."""
@@ -43,7 +57,7 @@ class ImageSource:
         try:
             return Path(self.location).read_bytes()
         except OSError as error:
-            raise ExplainError(f"cannot read image {self.location!r}: {error}") from None
+            raise ExplainError(f"cannot read image {self.location!r}: {error.strerror or error}") from None
 
     def fingerprint(self, data: bytes | None = None) -> str:
         """What tells a changed image: sha256 of the bytes (local), the ETag (S3, no download)."""
@@ -52,32 +66,81 @@ class ImageSource:
         return "sha256:" + sha256_bytes(self.read() if data is None else data)
 
 
-@functools.lru_cache(maxsize=4)
+def output_stem(key: str) -> str:
+    """The output stem of image ``key``: a function of the key alone, different for different keys.
+
+    Every process (shards, --workers, the hosts of a Processing job, a resumed run) names an
+    image's outputs the same way without knowing the other images. Readable where that is
+    unambiguous, as Clarify names them: the key without a lowercase ``.jpg`` suffix, other
+    image suffixes kept (``cat.jpg`` -> ``cat``, ``cat.png`` -> ``cat.png``, ``cat.JPG`` ->
+    ``cat.JPG``), ``/`` written as ``__`` (``a/b/cat.jpg`` -> ``a__b__cat``). A key that could
+    read like another key's stem (``__`` or control characters in it, a component that starts
+    with ``.``, another suffix) or whose stem would exceed MAX_STEM_BYTES UTF-8 bytes becomes
+    a shortened readable part and ``-`` + the first 12 hex digits of sha256(key).
+    """
+    name = key.rsplit("/", 1)[-1]
+    suffix = PurePosixPath(name).suffix if name else ""
+    base = key[: len(key) - len(suffix)]
+    readable = base.replace("/", "__") + ("" if suffix == ".jpg" else suffix)
+    components = base.split("/")
+    plain = (
+        suffix.lower() in IMAGE_SUFFIXES
+        and readable.isprintable()
+        and all(_PLAIN_COMPONENT.fullmatch(component) for component in components)
+        and "__" not in base
+        and (len(components) == 1 or not any(c.startswith("_") or c.endswith("_") for c in components))
+        and not base.lower().endswith(IMAGE_SUFFIXES)
+        and not _HASHED_TAIL.fullmatch(readable[-_HASH_CHARS - 1:])
+        and len(readable.encode("utf-8")) <= MAX_STEM_BYTES
+    )
+    if plain:
+        return readable
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:_HASH_CHARS]
+    printable = "".join(char if char.isprintable() else "_" for char in readable).lstrip(".-_")
+    budget = MAX_STEM_BYTES - _HASH_CHARS - 1
+    shortened = printable.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip("_")
+    return f"{shortened or 'image'}-{digest}"
+
+
+# What boto3 reads from the environment to pick the S3 server and the credentials: a cached client
+# is reused only while these are unchanged (a notebook or a test may point them elsewhere).
+_CLIENT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_DEFAULT_REGION",
+               "AWS_REGION")
+
+
 def _s3_client(endpoint_url: str | None):
+    """boto3's S3 client for ``endpoint_url`` (None: boto3's own settings), one per environment."""
+    return _cached_s3_client(endpoint_url or None, tuple(os.environ.get(name) for name in _CLIENT_ENV))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_s3_client(endpoint_url: str | None, environment: tuple):
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint_url or None)
-
-
-def _stem_hint(relative: str) -> str:
-    path = PurePosixPath(relative)
-    return str(path.with_suffix("")).replace("/", "__")
+    return boto3.client("s3", endpoint_url=endpoint_url)
 
 
 def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
+    """Images of ``s3://BUCKET/PREFIX``: the objects under the folder PREFIX/, or the object PREFIX itself."""
     bucket, _, prefix = url[len("s3://"):].partition("/")
     if not bucket:
         raise ExplainError(f"S3 location must look like s3://BUCKET/PREFIX, got {url!r}")
+    folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     client = _s3_client(endpoint_url)
     sources = []
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                if not key.lower().endswith(IMAGE_SUFFIXES):
+                if key == prefix and not key.endswith("/"):  # s3://bucket/photos/cat.jpg: one object
+                    relative = PurePosixPath(key).name
+                elif key.startswith(folder):  # s3://bucket/photos lists photos/..., never photos2/...
+                    relative = key[len(folder):]
+                else:
                     continue
-                relative = key[len(prefix):].lstrip("/") if prefix else key
-                sources.append(ImageSource(relative, f"s3://{bucket}/{key}", _stem_hint(relative),
+                if not relative.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                sources.append(ImageSource(relative, f"s3://{bucket}/{key}",
                                            etag=item.get("ETag", "").strip('"'), endpoint_url=endpoint_url))
     except Exception as error:  # botocore: no credentials, no bucket, no connection
         raise ExplainError(f"cannot list {url}: {error}") from None
@@ -87,8 +150,11 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
 def collect_sources(arguments: list[str]) -> list[ImageSource]:
     """Image files, folders (searched recursively for jpg/jpeg/png) and s3://bucket/prefix URLs.
 
-    S3 calls go to env CLEARSIGHT_AWS_ENDPOINT_URL when it is set. Raises ExplainError for a
-    missing path or a folder/prefix without images.
+    S3 calls use boto3's usual settings (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL send them to
+    another server); the deprecated CLEARSIGHT_AWS_ENDPOINT_URL still does when set. Raises ExplainError for a
+    missing path, a folder/prefix without images, or two different images with the same key
+    (e.g. ``a/cat.jpg`` and ``b/cat.jpg`` given as files: their outputs would share names).
+    The same image named twice is explained once.
     """
     endpoint_url = os.environ.get(ENDPOINT_URL_ENV) or None
     sources: list[ImageSource] = []
@@ -107,27 +173,18 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
             if not found:
                 raise ExplainError(f"no {'/'.join(IMAGE_SUFFIXES)} files in directory {argument!r}")
             for item in found:
-                relative = item.relative_to(path).as_posix()
-                sources.append(ImageSource(relative, str(item), _stem_hint(relative)))
+                sources.append(ImageSource(item.relative_to(path).as_posix(), str(item)))
         elif path.exists():
-            sources.append(ImageSource(path.as_posix(), str(path), path.stem))
+            sources.append(ImageSource(path.name, str(path)))
         else:
             raise ExplainError(f"Path {argument!r} does not exist.")
     unique: dict[str, ImageSource] = {}
-    for source in sources:  # the same image named twice is explained once
-        unique.setdefault(source.key, source)
+    for source in sources:
+        first = unique.setdefault(source.key, source)
+        if first is not source and os.path.normpath(first.location) != os.path.normpath(source.location):
+            raise ExplainError(
+                f"{first.location!r} and {source.location!r} are both image {source.key!r} of this run "
+                "(a file argument is known by its name, a folder's image by its path in the folder) and "
+                "would write the same outputs: rename one, or explain them in separate runs with "
+                "different --out")
     return list(unique.values())
-
-
-def unique_stems(stems: list[str]) -> list[str]:
-    """Make output stems unique over the whole list: a repeated stem gets _2, _3, ... in list order."""
-    unique, seen = [], {}
-    for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-        unique.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return unique
-
-
-def assign_stems(sources: list[ImageSource]) -> list[str]:
-    """Output stems of the sources, unique over the whole list (see unique_stems)."""
-    return unique_stems([source.stem_hint for source in sources])

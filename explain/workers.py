@@ -10,15 +10,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
+from serving.contract import redact_url
+
 from .config import ExplainConfig
+from .manifest import claim_out_dir
 from .predictors import PredictorStats, TransportConfig, build_predictor
-from .runner import (
-    RunOptions,
-    check_some_readable,
-    merge_outputs,
-    prepare_out_dir,
-    run_explanations,
-)
+from .runner import RunOptions, merge_outputs, prepare_out_dir, run_explanations
 from .sharding import Shard
 
 __all__ = ["run_with_workers"]
@@ -27,11 +24,12 @@ logger = logging.getLogger(__name__)
 
 
 def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transport: TransportConfig,
-            config: ExplainConfig, out_dir: str, images_in_flight: int) -> dict:
+            config: ExplainConfig, out_dir: str, images_in_flight: int, retry_failed: bool) -> dict:
     """One worker process: its own predictor(s), shard ``shard``, its own manifest file."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with build_predictor(endpoints, task, transport) as predictor:
-        options = RunOptions(images_in_flight=images_in_flight, shard=shard, merge=False, progress=False)
+        options = RunOptions(images_in_flight=images_in_flight, shard=shard, retry_failed=retry_failed,
+                             merge=False, progress=False)
         counts = run_explanations(sources, predictor, config, out_dir, options)
     return {**counts, "shard": shard.name}
 
@@ -48,15 +46,17 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    # --out is claimed (and --restart applied) once, before any worker starts; each worker checks
+    # the settings with the class names its predictor knows
     if options.restart:
-        prepare_out_dir(out_dir, config, restart=True)
+        prepare_out_dir(out_dir, config, True, options.allow_non_empty_out)
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        claim_out_dir(out_dir, options.allow_non_empty_out)
     context = multiprocessing.get_context("spawn")
     results = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(_worker, Shard(index, workers), sources, endpoints, task, transport,
-                               config, str(out_dir), options.images_in_flight)
+                               config, str(out_dir), options.images_in_flight, options.retry_failed)
                    for index in range(workers)]
         try:
             for future in as_completed(futures):
@@ -72,15 +72,13 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     label_headers = next((item["label_headers"] for item in results if item["label_headers"]), None)
     if config.label_headers is None and label_headers:
         config = replace(config, label_headers=tuple(label_headers))
-    unreadable = [item for result in results for item in result["unreadable"]]
-    check_some_readable(unreadable, len(sources))
     stats = [item["predictor"] for item in results if item["predictor"]]
     predictor = None
     if stats:
         totals = PredictorStats.total(PredictorStats.from_dict(item) for item in stats)
-        predictor = {"transport": f"{workers} workers", "endpoint": ", ".join(endpoints),
+        predictor = {"transport": f"{workers} workers", "endpoint": ", ".join(map(redact_url, endpoints)),
                      **totals.to_dict(), "workers": stats}
     return merge_outputs(out_dir, config, [source.key for source in sources],
                          seconds=time.perf_counter() - started,
-                         unreadable=unreadable,
-                         explained_now=sum(item["explained"] for item in results), predictor=predictor)
+                         explained_now=sum(item["explained"] for item in results), predictor=predictor,
+                         tried_now={key for result in results for key in result["tried"]})

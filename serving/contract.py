@@ -13,7 +13,7 @@ Requests: ``application/x-npy`` of shape (H, W, 3) or (N, H, W, 3) uint8; ``imag
 import io
 import json
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -60,7 +60,7 @@ __all__ = [
     "CLIENT_REQUEST_TYPES", "CUSTOM_ATTRIBUTES_HEADER", "TASKS", "MMS_MAX_REQUEST_BYTES",
     "SAGEMAKER_MAX_REQUEST_BYTES", "MAX_IMAGES_PER_REQUEST", "ENDPOINT_NAME_PATTERN", "is_endpoint_name", "media_type",
     "npy_body_size", "images_per_request", "as_image_batch", "encode_images", "decode_predictions",
-    "format_custom_attributes", "request_headers", "invocations_url", "is_retryable_status",
+    "format_custom_attributes", "request_headers", "invocations_url", "redact_url", "is_retryable_status",
     "error_message",
 ]
 
@@ -192,9 +192,27 @@ def invocations_url(url):
     """
     parsed = urlsplit(url) if isinstance(url, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError("endpoint URL must look like http://HOST:PORT, got %r" % (url,))
+        raise ValueError("endpoint URL must look like http://HOST:PORT, got %r" % (redact_url(url),))
     url = url.rstrip("/")
     return url if url.endswith("/invocations") else url + "/invocations"
+
+
+def redact_url(url):
+    """A URL as it may be shown or stored: the password of ``user:password@`` replaced by ``***``.
+
+    ``http://user:secret@host:8080/x`` -> ``http://user:***@host:8080/x``; a lone user part
+    (``http://TOKEN@host``, often a token) becomes ``***``. Anything without credentials
+    (other URLs, ``sagemaker:NAME``, paths) comes back as it is.
+    """
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    parsed = urlsplit(url)
+    if "@" not in parsed.netloc:
+        return url
+    userinfo, _, host = parsed.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    hidden = "%s:***" % user if colon else "***"
+    return urlunsplit((parsed.scheme, "%s@%s" % (hidden, host), parsed.path, parsed.query, parsed.fragment))
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -247,6 +265,39 @@ def _strip_padding(rows):
     return np.ascontiguousarray(rows[rows[:, 0] != -1])
 
 
+def _load_npy_response(body):
+    """An npy response body -> array, never allocating more than the body carries.
+
+    The header's shape and dtype announce a size; it must equal the data that follows, so a
+    header claiming an enormous shape is refused before any allocation (np.load would
+    allocate the announced size first). Object arrays are refused (never unpickled).
+    """
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError("npy format version %d.%d is not supported (1.0 and 2.0 are)" % version)
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
+        raise ValueError("response is not a valid .npy array: %s" % error) from None
+    if dtype.kind not in "biuf":
+        raise ValueError("npy response has dtype %s; expected numbers (float32)" % dtype)
+    count = 1
+    for size in shape:
+        count *= int(size)
+    announced = count * dtype.itemsize
+    carried = len(body) - stream.tell()
+    if announced != carried:
+        raise ValueError(
+            "npy response announces shape %s of %s (%d bytes of data) but carries %d bytes; "
+            "the response is truncated or corrupt" % (tuple(shape), dtype, announced, carried))
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
 def decode_predictions(body, content_type):
     """Decode a response body into one float32 array per image.
 
@@ -271,10 +322,7 @@ def decode_predictions(body, content_type):
             return [np.asarray(payload, dtype=np.float32)]
         return [_entry_as_array(entry, index) for index, entry in enumerate(payload)]
     if kind == NPY:
-        try:
-            array = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError("response is not a valid .npy array: %s" % error) from None
+        array = _load_npy_response(body)
         if array.ndim == 3 and array.shape[2] == 6:
             return [_strip_padding(rows.astype(np.float32)) for rows in array]
         if array.ndim == 2:

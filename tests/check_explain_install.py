@@ -90,7 +90,7 @@ def main(env_dir: Path) -> None:
             (image,) = analysis["images"]
             if not image["targets"]:
                 _fail("nothing was explained: the endpoint's detections did not reach the explain client")
-            with np.load(out / f"{IMAGE.stem}_shap.npz") as arrays:
+            with np.load(out / f"{image['stem']}_shap.npz") as arrays:
                 values, predictions, base = arrays["shap_values"], arrays["predictions"], arrays["base_values"]
             if not np.allclose(values.sum(axis=1), predictions - base, atol=1e-6):
                 _fail("the values do not sum to prediction - base value")

@@ -117,7 +117,8 @@ class FakeEndpoint:
             index = len(self.requests)
             scripted = self.status_script.pop(0) if self.status_script else None
             record = {"content_type": content_type, "accept": accept, "body_bytes": len(body),
-                      "custom_attributes": attributes, "target_model": target_model, "images": 0}
+                      "custom_attributes": attributes, "target_model": target_model,
+                      "authorization": handler.headers.get("Authorization"), "images": 0}
             self.requests.append(record)
         if handler.path != "/invocations":
             return self._error(handler, 404, f"no route {handler.path}")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from serving.contract import is_endpoint_name
+from serving.contract import is_endpoint_name, redact_url
 
 from ..errors import ConfigError
 from .engine import Predictor
@@ -58,7 +58,7 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
             logger.debug("in-process model: the transport settings do not apply")
         return InProcessPredictor(path, task, batch_size=batch_size)
     raise ConfigError(
-        f"endpoint {endpoint!r} is neither an http(s):// URL, sagemaker:ENDPOINT_NAME, a model "
+        f"endpoint {redact_url(endpoint)!r} is neither an http(s):// URL, sagemaker:ENDPOINT_NAME, a model "
         "directory nor a model .tar.gz file", field="endpoint")
 
 

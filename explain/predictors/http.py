@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import requests
 
-from serving.contract import error_message, invocations_url, is_retryable_status, request_headers
+from serving.contract import (
+    error_message,
+    invocations_url,
+    is_retryable_status,
+    redact_url,
+    request_headers,
+)
 
 from ..errors import ConfigError, PredictorError
 from .engine import Predictor, status_hint
@@ -20,7 +26,9 @@ TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 class HttpConnection:
     """One endpoint over HTTP: a pooled ``requests.Session`` posting request bodies.
 
-    url: base URL (``http://127.0.0.1:8080``) or the full ``.../invocations`` URL.
+    url: base URL (``http://127.0.0.1:8080``) or the full ``.../invocations`` URL; credentials
+    in it (``http://user:password@host``) are sent, never shown: messages and stats carry
+    ``redact_url(url)``.
     session: a ``requests.Session`` to reuse (proxies, tests); one with ``max(10, concurrency)``
     pooled connections is created if None.
     """
@@ -32,6 +40,7 @@ class HttpConnection:
             self.url = invocations_url(url)
         except ValueError as error:
             raise ConfigError(str(error), field="endpoint") from None
+        self.shown_url = redact_url(self.url)
         self.transport = transport
         if session is None:
             session = requests.Session()
@@ -45,11 +54,11 @@ class HttpConnection:
 
     @property
     def description(self) -> str:
-        return f"endpoint {self.url}"
+        return f"endpoint {self.shown_url}"
 
     @property
     def endpoint_id(self) -> str:
-        return self.url
+        return self.shown_url
 
     def send(self, body: bytes) -> tuple[bytes, str]:
         """POST one body; TransientError without an answer or for 429/5xx, PredictorError for other 4xx."""
@@ -57,13 +66,14 @@ class HttpConnection:
         try:
             response = self.session.post(self.url, data=body, headers=self._headers, timeout=timeout)
         except requests.Timeout:
-            raise TransientError(f"endpoint error (no response): no response from {self.url} "
+            raise TransientError(f"endpoint error (no response): no response from {self.shown_url} "
                                  f"within {timeout:g} s") from None
         except requests.ConnectionError as error:
-            raise TransientError(f"endpoint error (no response): cannot connect to {self.url}: {error}") from None
+            raise TransientError(f"endpoint error (no response): cannot connect to {self.shown_url}: "
+                                 f"{self._scrub(error)}") from None
         except requests.exceptions.ChunkedEncodingError as error:
-            raise TransientError(f"endpoint error (no response): connection to {self.url} broke "
-                                 f"mid-response: {error}") from None
+            raise TransientError(f"endpoint error (no response): connection to {self.shown_url} broke "
+                                 f"mid-response: {self._scrub(error)}") from None
         status = response.status_code
         if status >= 400:
             message = error_message(response.content, response.reason)
@@ -72,6 +82,10 @@ class HttpConnection:
             raise PredictorError(f"{self.description} rejected the request with HTTP {status}: "
                                  f"{message}{status_hint(status)}")
         return response.content, response.headers.get("Content-Type", self.transport.accept)
+
+    def _scrub(self, error: BaseException) -> str:
+        """An error's text with the URL as shown (requests may quote the URL it was given)."""
+        return str(error).replace(self.url, self.shown_url)
 
     def close(self) -> None:
         self.session.close()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import io
 import json
-import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from clearsight.cli import main as clearsight
-from clearsight.processing import (
-    ExplainJobConfig,
-    build_code_archive,
-    processing_job_request,
-)
+from clearsight.job_bundle import JobUploads
+from clearsight.processing import ExplainJobConfig, processing_job_request
 from explain.cli import main as explain_main
 from explain.processing_worker import main as worker_main
 from explain.sharding import shard_of
@@ -75,8 +72,8 @@ def test_single_host_worker_writes_the_report(tmp_path, tiny_detector_dir):
     assert (output / "manifest-algo-1.jsonl").is_file()
     analysis = json.loads((output / "analysis.json").read_text())
     assert [item["stem"] for item in analysis["images"]] == [
-        "a__scene0", "a__scene1", "b__scene2", "b__scene3", "scene4"]
-    assert (output / "a__scene0_shap.npz").is_file() and (output / "report.html").is_file()
+        "a__scene0.png", "a__scene1.png", "b__scene2.png", "b__scene3.png", "scene4.png"]
+    assert (output / "a__scene0.png_shap.npz").is_file() and (output / "report.html").is_file()
 
 
 def test_worker_without_images_succeeds_quietly(tmp_path, tiny_detector_dir):
@@ -90,36 +87,31 @@ def test_job_definition(aws):
         job_name="cs-explain", images_url="s3://in-bucket/images", endpoint_name="shapes-detector",
         out_url="s3://out-bucket/run1", role=ROLE, region="eu-west-1", instance_count=3,
         explain_args=("--num-samples", "500"))
-    request = processing_job_request(config, "IMAGE", "s3://out-bucket/run1/code/abc")
-    images, code = request["ProcessingInputs"]
-    assert images["S3Input"] == {"S3Uri": "s3://in-bucket/images", "LocalPath": "/opt/ml/processing/input/images",
+    uploads = JobUploads(Path("build/clearsight-0.1.0-py3-none-any.whl"), "c" * 64,
+                         Path("build/clearsight-wheelhouse.tar"), "d" * 64)
+    request = processing_job_request(config, "IMAGE", uploads)
+    images, code, wheelhouse = request["ProcessingInputs"]
+    assert images["S3Input"] == {"S3Uri": "s3://in-bucket/images/", "LocalPath": "/opt/ml/processing/input/images",
                                  "S3DataType": "S3Prefix", "S3InputMode": "File",
                                  "S3DataDistributionType": "ShardedByS3Key"}
-    assert code["S3Input"]["S3DataDistributionType"] == "FullyReplicated"
-    assert code["S3Input"]["LocalPath"] == "/opt/ml/processing/input/code"
+    assert code["S3Input"]["S3Uri"] == f"s3://out-bucket/run1/code/{'c' * 64}/clearsight-0.1.0-py3-none-any.whl"
+    assert wheelhouse["S3Input"]["S3Uri"] == f"s3://out-bucket/run1/wheelhouse/{'d' * 64}/clearsight-wheelhouse.tar"
+    for item, folder in ((code, "code"), (wheelhouse, "wheelhouse")):
+        assert item["S3Input"]["S3DataDistributionType"] == "FullyReplicated"
+        assert item["S3Input"]["LocalPath"] == f"/opt/ml/processing/input/{folder}"
     assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"] == {
         "S3Uri": "s3://out-bucket/run1", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}
     assert request["ProcessingResources"]["ClusterConfig"] == {
         "InstanceCount": 3, "InstanceType": "ml.c5.xlarge", "VolumeSizeInGB": 30}
     app = request["AppSpecification"]
     assert app["ImageUri"] == "IMAGE" and app["ContainerEntrypoint"][:2] == ["bash", "-c"]
-    assert "python -m explain.processing_worker" in app["ContainerEntrypoint"][2]
-    assert "pip install" in app["ContainerEntrypoint"][2]
+    script = app["ContainerEntrypoint"][2]
+    assert "-m explain.processing_worker" in script and "pip install --quiet --no-index" in script
+    assert f"code {'c' * 64}" in script and f"wheelhouse {'d' * 64}" in script
     assert app["ContainerArguments"] == ["--endpoint", "sagemaker:shapes-detector", "--task", "detection",
                                          "--num-samples", "500"]
     assert request["Environment"]["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert {"Key": "clearsight:tool", "Value": "clearsight"} in request["Tags"]
-
-
-def test_code_archive_is_reproducible_and_holds_the_worker():
-    first, digest = build_code_archive()
-    second, again = build_code_archive()
-    assert first == second and digest == again
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as archive:
-        names = set(archive.getnames())
-        requirements = archive.extractfile("requirements-job.txt").read().decode()
-    assert {"explain/processing_worker.py", "explain/runner.py", "serving/contract.py"} <= names
-    assert "numpy==1.23.5" in requirements and not any(name.startswith("tests/") for name in names)
 
 
 def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detector_dir):
@@ -147,20 +139,21 @@ def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detecto
     assert job["ProcessingJobStatus"] == "Completed" and job["RoleArn"] == aws.role_arn
     inputs = {item["InputName"]: item["S3Input"] for item in job["ProcessingInputs"]}
     assert inputs["images"]["S3DataDistributionType"] == "ShardedByS3Key"
-    assert inputs["images"]["S3Uri"] == f"s3://{aws.bucket}/images"
-    code_prefix = inputs["code"]["S3Uri"][len(f"s3://{aws.bucket}/"):]
-    listed = s3.list_objects_v2(Bucket=aws.bucket, Prefix=code_prefix)["Contents"]
-    assert [item["Key"].rsplit("/", 1)[1] for item in listed] == ["clearsight-code.tar.gz"]
+    assert inputs["images"]["S3Uri"] == f"s3://{aws.bucket}/images/"
+    for name in ("code", "wheelhouse"):  # content-addressed: the key holds the sha256 of the bytes
+        key = inputs[name]["S3Uri"][len(f"s3://{aws.bucket}/"):]
+        body = s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read()
+        assert key.split("/")[-2] == hashlib.sha256(body).hexdigest() and key.startswith(f"explanations/{name}/")
     assert job["AppSpecification"]["ContainerArguments"][-4:] == EXPLAIN_OPTIONS
     assert job["AppSpecification"]["ImageUri"].endswith("pytorch-training:2.3-cpu-py311")
     assert ("sagemaker", "CreateProcessingJob") in aws.calls
 
     analysis = s3_json(aws, "explanations/analysis.json")
     assert sorted(item["stem"] for item in analysis["images"]) == [
-        "a__scene0", "a__scene1", "b__scene2", "b__scene3", "scene4"]
+        "a__scene0.png", "a__scene1.png", "b__scene2.png", "b__scene3.png", "scene4.png"]
     assert analysis["totals"]["images"] == 5
     report = s3.get_object(Bucket=aws.bucket, Key="explanations/report.html")["Body"].read().decode()
-    assert 'src="scene4_objects.jpeg"' in report
+    assert 'src="scene4.png_objects.jpeg"' in report
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -204,7 +197,7 @@ def test_explain_over_an_s3_prefix_resumes(aws, tmp_path, tiny_detector_dir):
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert [item["image"] for item in analysis["images"]] == [f"s3://{aws.bucket}/photos/{key}" for key in KEYS[:3]]
     reference = {path.name: np.load(path)["shap_values"] for path in (tmp_path / "out").glob("*.npz")}
-    (tmp_path / "out" / "a__scene0_shap.npz").unlink()  # an output lost: that image is redone
+    (tmp_path / "out" / "a__scene0.png_shap.npz").unlink()  # an output lost: that image is redone
     second = CliRunner().invoke(explain_main, args, prog_name="python -m explain")
     assert second.exit_code == 0, second.output
     assert "2 image(s) were finished by an earlier run and skipped" in second.stdout

@@ -102,8 +102,43 @@ def test_npy_classification_rows():
 
 def test_pickled_npy_is_refused_without_unpickling():
     hostile = np.array([{"payload": "would run on unpickle"}], dtype=object)
-    with pytest.raises(ValueError, match="response is not a valid .npy array: Object arrays cannot be loaded"):
+    with pytest.raises(ValueError, match="npy response has dtype object; expected numbers"):
         decode_predictions(npy_bytes(hostile, allow_pickle=True), NPY)
+
+
+def npy_header(shape, descr="<f4") -> bytes:
+    """An npy version 1.0 header announcing ``shape`` (what np.save writes before the data)."""
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (descr, tuple(shape))
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1")
+
+
+@pytest.mark.parametrize("shape, data_bytes, message", [
+    ((100_000, 100_000, 6), 24, "npy response announces shape (100000, 100000, 6) of float32 (240000000000 bytes "
+                                "of data) but carries 24 bytes; the response is truncated or corrupt"),
+    ((2, 3, 6), 100, "npy response announces shape (2, 3, 6) of float32 (144 bytes of data) but carries 100 bytes"),
+    ((2, 3, 6), 200, "npy response announces shape (2, 3, 6) of float32 (144 bytes of data) but carries 200 bytes"),
+])
+def test_an_npy_header_is_checked_against_the_body_before_allocating(shape, data_bytes, message):
+    import tracemalloc
+
+    body = npy_header(shape) + b"\0" * data_bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as refused:
+            decode_predictions(body, NPY)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message in str(refused.value)
+    assert peak < 1_000_000  # nothing of the announced size was allocated
+
+
+def test_a_well_formed_npy_header_decodes_as_np_save_writes_it():
+    rows = np.arange(36, dtype=np.float32).reshape(2, 3, 6)
+    assert npy_header(rows.shape) + rows.tobytes() == npy_bytes(rows)
+    first, second = decode_predictions(npy_header(rows.shape) + rows.tobytes(), NPY)
+    np.testing.assert_array_equal(np.stack([first, second]), rows)
 
 
 @pytest.mark.parametrize("body, content_type, message", [

@@ -1,7 +1,7 @@
 """Every AWS call that creates something, failed three ways under moto, leaves nothing of the run and touches nothing else.
 
 The scenario is what a user runs: `deploy sagemaker up` with autoscaling into the default
-bucket, then `explain-job` (upload of the code archive, CreateProcessingJob) and
+bucket, then `explain-job` (uploads of the project wheel and the wheelhouse, CreateProcessingJob) and
 `explain-merge` (the report's two uploads). Each command is one transaction. For each
 create call of the scenario, and each way it can fail (refused before it is sent; sent,
 the server acts, the response is lost; Ctrl-C while it is in flight), the command must
@@ -55,7 +55,8 @@ CREATE_CALLS = [
     ("up", "sagemaker", "CreateEndpoint", 0),
     ("up", "application-auto-scaling", "RegisterScalableTarget", 0),
     ("up", "application-auto-scaling", "PutScalingPolicy", 0),
-    ("explain-job", "s3", "PutObject", 0),  # clearsight-code.tar.gz
+    ("explain-job", "s3", "PutObject", 0),  # the project wheel
+    ("explain-job", "s3", "PutObject", 1),  # the wheelhouse
     ("explain-job", "sagemaker", "CreateProcessingJob", 0),
     ("explain-merge", "s3", "PutObject", 0),  # analysis.json
     ("explain-merge", "s3", "PutObject", 1),  # report.html

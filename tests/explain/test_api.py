@@ -313,7 +313,7 @@ def test_run_writes_the_files_and_the_report(tmp_path):
     explainer = Explainer(red_square_detector, num_samples=16, num_segments=6, label_headers=("square", "corner"))
     summary = explainer.run(tmp_path / "scene.png", tmp_path / "out")
     assert summary["images"][0]["targets"][0]["label"] == "square"
-    assert {"scene_shap.npz", "shap_scene_box1_object.jpeg", "report.html", "analysis.json"} <= {
+    assert {"scene.png_shap.npz", "shap_scene.png_box1_object.jpeg", "report.html", "analysis.json"} <= {
         path.name for path in (tmp_path / "out").iterdir()}
 
 

@@ -168,6 +168,9 @@ BAD_CONFIGS = [
      "methods.shap.image_config.model_type must be IMAGE_CLASSIFICATION or OBJECT_DETECTION, got 'SEGMENTATION'"),
     (with_changes("methods.shap.image_config.model_type", ...),
      "methods.shap.image_config.model_type must be IMAGE_CLASSIFICATION or OBJECT_DETECTION, got None"),
+    (with_changes("methods.shap.image_config.model_type", ["OBJECT_DETECTION"]),  # a list: no TypeError
+     "methods.shap.image_config.model_type must be IMAGE_CLASSIFICATION or OBJECT_DETECTION, got "
+     "\\['OBJECT_DETECTION'\\]"),
     (with_changes("dataset_type", "text/csv"),
      "dataset_type must be 'application/x-image' for image explanations, got 'text/csv'"),
     (with_changes("methods.shap", ...),

@@ -84,7 +84,7 @@ def test_a_detection_config_runs_alone_against_the_mapped_endpoint(photos, tmp_p
     assert settings["label_headers"] == ["red", "green", "blue"]
     assert attributes == {"score_threshold=0"}
     assert analysis["totals"]["images"] == 2 and analysis["totals"]["targets"] >= 2
-    for stem in ("scene0", "scene1"):
+    for stem in ("scene0.png", "scene1.png"):  # explain.sources.output_stem: only .jpg is dropped
         assert (tmp_path / "out" / f"shap_{stem}_box1_object.jpeg").is_file()
     assert "explained 2 image(s)" in result.stdout
 
@@ -102,7 +102,7 @@ def test_a_classification_config_with_a_probability_path_and_target_model(photos
     assert analysis["settings"]["task"] == "classification"
     assert analysis["predictor"]["probability"] == "[*]"
     assert target_models == {"model-b.tar.gz"}
-    assert (tmp_path / "out" / "shap_scene0.jpeg").is_file()
+    assert (tmp_path / "out" / "shap_scene0.png.jpeg").is_file()
 
 
 @pytest.mark.parametrize("probability", [None, "prediction"])
@@ -132,7 +132,28 @@ def test_a_manifest_as_dataset_uri(photos, tmp_path):
                          env=endpoint_map(endpoint.url))
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
-    assert [item["stem"] for item in analysis["images"]] == ["scene1"]
+    assert [item["stem"] for item in analysis["images"]] == ["scene1.png"]
+
+
+def test_a_clarify_run_with_a_bad_image_lists_it_and_exits_1_unless_partial_runs_are_allowed(photos, tmp_path):
+    """The Clarify path ends as any run does: the failure listed, exit 1, and 0 with --allow-partial
+    (here through the environment, CLEARSIGHT_EXPLAIN_ALLOW_PARTIAL)."""
+    (photos / "notes.png").write_bytes(b"meeting notes, saved with the wrong extension")
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), "photos")
+    with FakeEndpoint("detection") as endpoint:
+        strict = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+        partial = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"],
+                          env={**endpoint_map(endpoint.url), "CLEARSIGHT_EXPLAIN_ALLOW_PARTIAL": "1"})
+    assert strict.exit_code == 1, strict.output
+    assert f"  {photos / 'notes.png'}: image: cannot read image" in strict.stdout
+    assert ("Error: 1 image(s) failed (listed above and in analysis.json); the others were explained. Add "
+            "--allow-partial to exit 0 on such runs") in strict.stderr
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["totals"]["images"] == 2 and [item["key"] for item in analysis["totals"]["failed"]] == [
+        "notes.png"]
+    assert partial.exit_code == 0, partial.output
+    assert "1 image(s) failed (1 in an earlier run, not tried again: --retry-failed tries them):" in partial.stdout
 
 
 def test_image_arguments_and_options_override_the_config(photos, tmp_path):
@@ -271,8 +292,8 @@ def test_s3_prefix_and_s3_manifest_through_aws_endpoint_url_s3(aws, photos, tmp_
         s3.upload_file(str(path), aws.bucket, f"clarify/photos/{path.name}")
     manifest = [{"prefix": f"s3://{aws.bucket}/clarify/photos/"}, "scene1.png"]
     s3.put_object(Bucket=aws.bucket, Key="clarify/images.manifest", Body=json.dumps(manifest).encode())
-    runs = [(f"s3://{aws.bucket}/clarify/photos/", ["scene0", "scene1"]),
-            (f"s3://{aws.bucket}/clarify/images.manifest", ["scene1"])]
+    runs = [(f"s3://{aws.bucket}/clarify/photos/", ["scene0.png", "scene1.png"]),  # output_stem keeps .png
+            (f"s3://{aws.bucket}/clarify/images.manifest", ["scene1.png"])]
     with FakeEndpoint("detection") as endpoint:
         for index, (uri, stems) in enumerate(runs):
             folder = tmp_path / f"run{index}"

@@ -201,7 +201,7 @@ def test_explains_a_directory_against_the_http_endpoint(image_dir, tmp_path):
     assert analysis["predictor"]["requests"] == requests_seen > 0
     assert analysis["predictor"]["retries"] == 0
     assert analysis["settings"]["num_samples"] == 16
-    for stem in ("scene0", "scene1"):
+    for stem in ("scene0.png", "scene1.png"):
         assert (out / f"shap_{stem}_box1_object.jpeg").is_file()
         assert (out / f"{stem}_objects.jpeg").is_file()
     assert (out / "report.html").is_file()
@@ -264,8 +264,9 @@ def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
         result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        f"Error: endpoint {endpoint.url}/invocations rejected the request with HTTP 400: "
-        "expected (N, H, W, 3) uint8")
+        f"Error: no image could be explained: 2 failed: endpoint {endpoint.url}/invocations rejected the "
+        f"request with HTTP 400: expected (N, H, W, 3) uint8; endpoint {endpoint.url}/invocations rejected "
+        "the request with HTTP 400: expected (N, H, W, 3) uint8")
     assert "Traceback" not in result.output
 
 
@@ -305,7 +306,7 @@ def test_explains_with_an_in_process_model(image_dir, tmp_path, tiny_detector_di
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert analysis["predictor"]["transport"] == "in-process"
     assert analysis["settings"]["label_headers"] == ["circle", "square", "triangle"]  # from model.json
-    assert (tmp_path / "out" / "shap_scene0_box1_object.jpeg").is_file()
+    assert (tmp_path / "out" / "shap_scene0.png_box1_object.jpeg").is_file()
 
 
 @pytest.mark.integration
@@ -332,8 +333,29 @@ def test_a_run_where_no_image_can_be_read_fails(tmp_path):
     result = run_cli(["--endpoint", "http://127.0.0.1:9", "--task", "detection", "--out", tmp_path / "out",
                       "--quiet", broken])
     assert result.exit_code == 1, result.output
-    assert "Error: no image could be read: cannot read image" in result.output
+    assert "Error: no image could be explained: 1 failed: cannot read image" in result.output
     assert "broken.png" in result.output and not (tmp_path / "out" / "analysis.json").exists()
+
+
+def test_endpoint_credentials_are_never_shown_or_stored(image_dir, tmp_path):
+    """http://user:password@host: the password is sent (basic auth) but never printed, logged or written."""
+    with FakeEndpoint("detection") as endpoint:
+        url = endpoint.url.replace("http://", "http://scott:tiger-s3cret@")
+        result = run_cli(base_args(image_dir, tmp_path, url) + FAST)
+        sent = endpoint.requests[0]
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["endpoint"] == endpoint.url.replace("http://", "http://scott:***@") + "/invocations"
+    written = "".join(path.read_text(errors="replace") for path in (tmp_path / "out").iterdir() if path.is_file())
+    assert "tiger-s3cret" not in result.output + written
+    assert sent["authorization"].startswith("Basic ")  # the credentials did reach the endpoint
+
+    refused = run_cli(base_args(image_dir, tmp_path / "again", url.replace(endpoint.url.split(":")[-1], "9"))
+                      + FAST + ["--max-retries", "0"])
+    assert refused.exit_code == 1 and "cannot connect to http://scott:***@127.0.0.1:9/invocations" in refused.stderr
+    assert "tiger-s3cret" not in refused.output
+    bad = run_cli(base_args(image_dir, tmp_path / "bad", "ftp://scott:tiger-s3cret@host/model"))
+    assert bad.exit_code == 2 and "'ftp://scott:***@host/model'" in bad.output and "tiger" not in bad.output
 
 
 # --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_detection_outputs(tmp_path, scene_files):
                                label_headers=["square", "corner"])
     names = {path.name for path in out_dir.iterdir()}
     jpegs = []
-    for stem in ("scene-0", "scene-1"):
+    for stem in ("scene-0.png", "scene-1.png"):
         jpegs += [f"shap_{stem}_box1_object.jpeg", f"shap_{stem}_box2_object.jpeg",
                   f"{stem}_objects.jpeg"]
         assert f"{stem}_shap.npz" in names
@@ -44,7 +44,7 @@ def test_detection_outputs(tmp_path, scene_files):
         with Image.open(out_dir / name) as opened:
             assert opened.format == "JPEG"
 
-    arrays = np.load(out_dir / "scene-0_shap.npz")
+    arrays = np.load(out_dir / "scene-0.png_shap.npz")
     num_segments = summary["images"][0]["num_segments_used"]
     assert arrays["segments"].shape == (64, 64) and arrays["segments"].dtype == np.int32
     assert arrays["segments"].max() + 1 == num_segments
@@ -61,7 +61,7 @@ def test_detection_outputs(tmp_path, scene_files):
     np.testing.assert_allclose(arrays["shap_values"].sum(axis=1),
                                arrays["predictions"] - arrays["base_values"], atol=1e-9)
     np.testing.assert_array_equal(arrays["image"], red_square_scene(seed=0))  # anything can be re-plotted
-    assert Explanation.load(out_dir / "scene-0_shap.npz").label_headers == ("square", "corner")
+    assert Explanation.load(out_dir / "scene-0.png_shap.npz").label_headers == ("square", "corner")
 
     report = (out_dir / "report.html").read_text()
     embedded = embedded_files(out_dir / "report.html")
@@ -82,26 +82,35 @@ def test_detection_outputs(tmp_path, scene_files):
                                                     for item in analysis["images"])
 
 
-def test_classification_outputs_and_duplicate_stems(tmp_path):
+def test_classification_outputs_and_same_named_images(tmp_path):
     predict, _ = additive_classifier(pixel_weights())
     paths = []
     for folder in ("a", "b"):
-        path = tmp_path / folder / "photo.jpg"
-        path.parent.mkdir()
+        path = tmp_path / "in" / folder / "photo.jpg"
+        path.parent.mkdir(parents=True)
         Image.fromarray(textured_image()).save(path)
         paths.append(path)
     out_dir = tmp_path / "out"
     config = ExplainConfig(task="classification", num_samples=40, label_headers=("cat", "dog"))
-    summary = run_explanations(paths, predict, config, out_dir, RunOptions(progress=False))
+    # a folder's images are known by their path in it: a/photo.jpg and b/photo.jpg write apart
+    summary = run_explanations([tmp_path / "in"], predict, config, out_dir, RunOptions(progress=False))
     names = {path.name for path in out_dir.iterdir()}
-    assert {"shap_photo.jpeg", "shap_photo_2.jpeg", "photo_shap.npz", "photo_2_shap.npz"} <= names
-    arrays = np.load(out_dir / "photo_shap.npz")
+    assert {"shap_a__photo.jpeg", "shap_b__photo.jpeg", "a__photo_shap.npz", "b__photo_shap.npz"} <= names
+    arrays = np.load(out_dir / "a__photo_shap.npz")
     assert "boxes" not in arrays
     assert arrays["shap_values"].shape[0] == 1
     embedded = embedded_files(out_dir / "report.html")
-    for name in ("shap_photo.jpeg", "shap_photo_2.jpeg"):
+    for name in ("shap_a__photo.jpeg", "shap_b__photo.jpeg"):
         assert embedded[name] == (out_dir / name).read_bytes()
     assert summary["images"][0]["targets"][0]["box"] is None
+    # given as files, both are "photo.jpg": refused before anything is written
+    with pytest.raises(ExplainError) as refused:
+        run_explanations(paths, predict, config, tmp_path / "files", RunOptions(progress=False))
+    assert str(refused.value) == (
+        f"{str(paths[0])!r} and {str(paths[1])!r} are both image 'photo.jpg' of this run (a file argument is "
+        "known by its name, a folder's image by its path in the folder) and would write the same outputs: "
+        "rename one, or explain them in separate runs with different --out")
+    assert not (tmp_path / "files").exists()
 
 
 def test_missing_and_unreadable_images(tmp_path):
@@ -110,8 +119,8 @@ def test_missing_and_unreadable_images(tmp_path):
                          RunOptions(progress=False))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"garbage")
-    with pytest.raises(ExplainError, match="cannot read image .*broken.png"):
-        run_explanations([broken], red_square_detector, ExplainConfig(), tmp_path, RunOptions(progress=False))
+    with pytest.raises(ExplainError, match="no image could be explained: 1 failed: cannot read image .*broken.png"):
+        run_explanations([broken], red_square_detector, ExplainConfig(), tmp_path / "out", RunOptions(progress=False))
 
 
 def test_the_library_run_records_the_predictor_and_returns_what_it_wrote(tmp_path, scene_files):

@@ -116,16 +116,16 @@ def test_odd_names_display_and_link_correctly(odd_run):
     report = parse_report(out / "report.html")
     text = "".join(report.texts)
     stems = {item["stem"] for item in summary["images"]}
-    assert stems == {'scène #1 ?50% "quoted" it\'s', "plain"}
+    assert stems == {'scène #1 ?50% "quoted" it\'s.png', "plain.png"}  # output_stem keeps .png
     for stem in stems:
         assert stem in text and f"{stem}_shap.npz" in text
     files = [unquote(href) for href in report.links if not href.startswith("#")]
-    assert 'scène #1 ?50% "quoted" it\'s_shap.npz' in files
+    assert 'scène #1 ?50% "quoted" it\'s.png_shap.npz' in files
     for name in files:
         assert (out / name).is_file(), name  # each link, URL-decoded, names a file beside the report
     assert {figure["alt"] for figure in report.figures} >= {
-        'scène #1 ?50% "quoted" it\'s: every explained object',
-        'scène #1 ?50% "quoted" it\'s, box 1: square 1.000: the image with the box and the heatmap'}
+        'scène #1 ?50% "quoted" it\'s.png: every explained object',
+        'scène #1 ?50% "quoted" it\'s.png, box 1: square 1.000: the image with the box and the heatmap'}
 
 
 def test_the_report_shows_the_sets_and_the_curves_per_target(odd_run):

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from explain import ExplainConfig, ExplainError, PredictorError
+from explain import EndpointUnavailableError, ExplainConfig, ExplainError
 from explain.cli import main
 from explain.manifest import SettingsChangedError, read_manifests
 from explain.runner import RunOptions, run_explanations
@@ -42,7 +42,7 @@ def image_dir(tmp_path):
 
 
 class CountingDetector:
-    """red_square_detector that records how many images it saw and can fail after ``fail_after`` calls."""
+    """red_square_detector that records how many images it saw; after ``fail_after`` calls the endpoint is gone."""
 
     def __init__(self, fail_after: int | None = None):
         self.fail_after = fail_after
@@ -54,7 +54,7 @@ class CountingDetector:
         with self.lock:
             self.calls += 1
             if self.fail_after is not None and self.calls > self.fail_after:
-                raise PredictorError("endpoint outage (simulated)")
+                raise EndpointUnavailableError("endpoint outage (simulated)")
             self.images += len(batch)
         return red_square_detector(batch)
 
@@ -88,7 +88,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(image_dir, tmp_path
     out = tmp_path / "resumed"
     # after three images' worth of calls the endpoint goes away: 1 to 3 images are finished
     outage = CountingDetector(fail_after=3 * calls_per_image)
-    with pytest.raises(PredictorError, match="outage"):
+    with pytest.raises(EndpointUnavailableError, match="outage"):
         run(sources, outage, out, images_in_flight=2)
     finished = {entry["key"] for entry in read_manifests(out)}
     assert 0 < len(finished) < 6
@@ -105,7 +105,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(image_dir, tmp_path
     assert without_timings(json.loads((out / "analysis.json").read_text())) == without_timings(
         json.loads((tmp_path / "reference" / "analysis.json").read_text()))
     embedded = embedded_files(out / "report.html")
-    for stem in ("scene0", "scene3", "sub__scene4", "sub__scene5"):
+    for stem in ("scene0.png", "scene3.png", "sub__scene4.png", "sub__scene5.png"):
         assert embedded[f"{stem}_objects.jpeg"] == (out / f"{stem}_objects.jpeg").read_bytes()
     assert not list(out.glob(".staging-*"))
 
@@ -229,7 +229,7 @@ def test_workers_processes_equal_one_process(image_dir, tmp_path, tiny_detector_
     assert npz_values(tmp_path / "workers") == npz_values(tmp_path / "single")
     analysis = json.loads((tmp_path / "workers" / "analysis.json").read_text())
     assert [item["stem"] for item in analysis["images"]] == [
-        "scene0", "scene1", "scene2", "scene3", "sub__scene4", "sub__scene5"]
+        "scene0.png", "scene1.png", "scene2.png", "scene3.png", "sub__scene4.png", "sub__scene5.png"]
     assert analysis["predictor"]["transport"] == "2 workers"
     assert analysis["settings"]["label_headers"] == ["circle", "square", "triangle"]
 
@@ -291,15 +291,17 @@ def test_run_option_usage_errors(extra, message, image_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unreadable_image_is_skipped_and_named(image_dir, tmp_path):
+def test_an_unreadable_image_is_recorded_and_named(image_dir, tmp_path):
     (image_dir / "broken.png").write_bytes(b"not a png")
     sources = collect_sources([str(image_dir / "broken.png"), str(image_dir / "scene0.png")])
     summary = run(sources, CountingDetector(), tmp_path / "out")
     assert summary["totals"]["images"] == 1
-    assert summary["totals"]["unreadable"][0]["image"].endswith("broken.png")
-    assert "cannot read image" in summary["totals"]["unreadable"][0]["error"]
+    (failed,) = summary["totals"]["failed"]
+    assert failed["image"].endswith("broken.png") and failed["kind"] == "image"
+    assert failed["reason"].startswith("cannot read image") and failed["reason"].endswith("not a JPEG or PNG file "
+                                                                                          "(explain reads JPEG and PNG)")
     assert "unfinished" not in summary["totals"]
-    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["totals"]["unreadable"]
+    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["totals"]["failed"] == [failed]
     text = page_text(tmp_path / "out" / "report.html")
     assert "1 image(s) could not be explained and were skipped" in text
-    assert summary["totals"]["unreadable"][0]["image"] + summary["totals"]["unreadable"][0]["error"] in text
+    assert failed["image"] + failed["reason"] + "image" in text

@@ -1,0 +1,251 @@
+"""Long runs survive bad images: each failure is recorded with its reason, the run goes on, the exit
+status says so, a resumed run skips what would fail again; the decoder refuses what it must not decode."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from explain import ExplainConfig, ExplainError, PredictorError, RunOptions, run_explanations
+from explain.cli import main
+from explain.images import decode_image
+from explain.manifest import read_manifests
+from explain.sources import collect_sources
+from tests.explain.test_explainer import red_square_detector, red_square_scene
+
+CONFIG = ExplainConfig(num_samples=24, num_segments=6)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header claims ``width`` x ``height`` RGB pixels (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + png_chunk(b"IEND", b""))
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+GOOD = png_bytes(red_square_scene(seed=3))
+
+
+@pytest.mark.parametrize("data, reason", [
+    (png_claiming(15000, 15000), "15000x15000 is 225,000,000 pixels, more than the 40,000,000 explain decodes; "
+                                 "downscale it first"),
+    (png_claiming(40001, 1000), "40001x1000 is 40,001,000 pixels, more than the 40,000,000 explain decodes; "
+                                "downscale it first"),
+    (GOOD[: len(GOOD) // 2], "image file is truncated"),
+    (b"GIF89a" + b"\0" * 32, "not a JPEG or PNG file (explain reads JPEG and PNG)"),
+    (b"just some text", "not a JPEG or PNG file (explain reads JPEG and PNG)"),
+    (b"", "empty (explain reads JPEG and PNG)"),
+])
+def test_the_decoder_refuses_with_the_reason(data, reason):
+    with pytest.raises(ExplainError) as refused:
+        decode_image(data, "photos/x.png")
+    assert str(refused.value).startswith("cannot read image 'photos/x.png': ")
+    assert reason in str(refused.value)
+
+
+def test_a_truncated_image_is_refused_even_where_pillow_was_told_to_tolerate_them(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as importing gluoncv.data does
+    with pytest.raises(ExplainError, match="image file is truncated"):
+        decode_image(GOOD[: len(GOOD) // 2], "x.png")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_the_pixel_cap_is_checked_before_decoding():
+    """Exactly at the cap the image decodes; one pixel-row more is refused from the header alone."""
+    image = np.zeros((20, 25, 3), dtype=np.uint8)
+    assert decode_image(png_bytes(image), "x.png", max_pixels=500).shape == (20, 25, 3)
+    with pytest.raises(ExplainError, match="25x21 is 525 pixels, more than the 500 explain decodes"):
+        decode_image(png_bytes(np.zeros((21, 25, 3), dtype=np.uint8)), "x.png", max_pixels=500)
+
+
+def bad_folder(tmp_path: Path) -> Path:
+    """Five good 64x64 scenes and one image of each failure kind the decoder and the model meet."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(5):
+        (folder / f"good{index}.png").write_bytes(png_bytes(red_square_scene(seed=index)))
+    (folder / "bomb.png").write_bytes(png_claiming(15000, 15000))
+    (folder / "truncated.png").write_bytes(GOOD[: len(GOOD) // 2])
+    (folder / "text.jpg").write_bytes(b"this is not a JPEG")
+    (folder / "wide.png").write_bytes(png_bytes(np.full((2, 3000, 3), 128, dtype=np.uint8)))
+    return folder
+
+
+def run(images, out, predict=red_square_detector, **options):
+    options.setdefault("progress", False)
+    return run_explanations(images, predict, CONFIG, out, RunOptions(**options))
+
+
+class Counting:
+    """red_square_detector counting the images sent, refusing images wider than 64 pixels as an endpoint would."""
+
+    def __init__(self):
+        self.images = 0
+
+    def __call__(self, batch):
+        if batch.shape[2] > 64:
+            raise PredictorError("endpoint rejected the request with HTTP 400: image too elongated")
+        self.images += len(batch)
+        return red_square_detector(batch)
+
+
+def test_failed_images_are_recorded_and_the_run_goes_on(tmp_path):
+    folder = bad_folder(tmp_path)
+    sources = collect_sources([str(folder)])
+    (folder / "good4.png").unlink()  # gone between the listing and the read
+    summary = run(sources, tmp_path / "out", Counting())
+
+    assert summary["totals"]["images"] == 4
+    assert [item["stem"] for item in summary["images"]] == ["good0.png", "good1.png", "good2.png", "good3.png"]
+    failed = {item["key"]: (item["kind"], item["reason"]) for item in summary["totals"]["failed"]}
+    assert failed == {
+        "bomb.png": ("image", f"cannot read image '{folder / 'bomb.png'}': 15000x15000 is 225,000,000 pixels, "
+                              "more than the 40,000,000 explain decodes; downscale it first"),
+        "good4.png": ("read", f"cannot read image '{folder / 'good4.png'}': No such file or directory"),
+        "text.jpg": ("image", f"cannot read image '{folder / 'text.jpg'}': not a JPEG or PNG file (explain "
+                              "reads JPEG and PNG)"),
+        "truncated.png": ("image", f"cannot read image '{folder / 'truncated.png'}': image file is truncated"),
+        "wide.png": ("model", "endpoint rejected the request with HTTP 400: image too elongated"),
+    }
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["totals"]["failed"] == summary["totals"]["failed"]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "5 image(s) could not be explained and were skipped" in report and "15000x15000" in report
+    recorded = {entry["key"]: entry for entry in read_manifests(tmp_path / "out")}
+    assert recorded["bomb.png"]["status"] == "failed" and recorded["good0.png"]["status"] == "explained"
+    assert recorded["bomb.png"]["fingerprint"].startswith("sha256:") and "fingerprint" not in recorded["good4.png"]
+
+
+def test_a_resumed_run_skips_what_would_fail_again_unless_asked(tmp_path):
+    folder = bad_folder(tmp_path)
+    out = tmp_path / "out"
+    sources = collect_sources([str(folder)])
+    (folder / "good4.png").chmod(0)  # no permission (as root, who may read it anyway: gone)
+    if os.geteuid() == 0:
+        (folder / "good4.png").unlink()
+    first = run(sources, out, Counting())
+    kinds = {item["key"]: item["kind"] for item in first["totals"]["failed"]}
+    assert kinds == {"bomb.png": "image", "good4.png": "read", "text.jpg": "image", "truncated.png": "image",
+                     "wide.png": "model"}
+    lines = len(read_manifests(out))
+
+    # again: the unreadable file and the endpoint's rejection are tried again, the bad bytes are not
+    (folder / "good4.png").write_bytes(png_bytes(red_square_scene(seed=4)))
+    (folder / "good4.png").chmod(0o644)
+    second = run(collect_sources([str(folder)]), out, Counting())
+    assert second["totals"]["explained_now"] == 1 and second["totals"]["images"] == 5
+    entries = read_manifests(out)
+    assert sorted(entry["key"] for entry in entries[lines:]) == ["good4.png", "wide.png"]
+    earlier = {item["key"] for item in second["totals"]["failed"] if item.get("earlier")}
+    assert earlier == {"bomb.png", "text.jpg", "truncated.png"}
+
+    # changed bytes are tried again by themselves; --retry-failed tries the unchanged ones too
+    (folder / "truncated.png").write_bytes(GOOD)
+    third = run(collect_sources([str(folder)]), out, Counting())
+    assert third["totals"]["explained_now"] == 1 and "truncated.png" not in {
+        item["key"] for item in third["totals"]["failed"]}
+    lines = len(read_manifests(out))
+    fourth = run(collect_sources([str(folder)]), out, Counting(), retry_failed=True)
+    assert sorted(entry["key"] for entry in read_manifests(out)[lines:]) == ["bomb.png", "text.jpg", "wide.png"]
+    assert not any(item.get("earlier") for item in fourth["totals"]["failed"])
+
+
+def cli(args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], prog_name="python -m explain")
+
+
+def test_exit_status_says_when_images_failed(tmp_path, tiny_detector_dir):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(GOOD)
+    (folder / "bomb.png").write_bytes(png_claiming(15000, 15000))
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16", "--num-segments", "4",
+            "--quiet", "--out", tmp_path / "out", folder]
+    failed = cli(args)
+    assert failed.exit_code == 1, failed.output
+    assert failed.stdout.splitlines()[1:3] == [
+        "1 image(s) failed:",
+        f"  {folder / 'bomb.png'}: image: cannot read image '{folder / 'bomb.png'}': 15000x15000 is "
+        "225,000,000 pixels, more than the 40,000,000 explain decodes; downscale it first"]
+    assert failed.stderr.strip() == (
+        "Error: 1 image(s) failed (listed above and in analysis.json); the others were explained. "
+        "Add --allow-partial to exit 0 on such runs")
+    accepted = cli(args + ["--allow-partial"])
+    assert accepted.exit_code == 0, accepted.output
+    assert ("1 image(s) failed (1 in an earlier run, not tried again: --retry-failed tries them):"
+            in accepted.stdout)
+
+
+def drop_file_permission_override():
+    """In a child process running as root: lose CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (file modes then apply)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_run_with_corrupt_images_explains_every_good_one(tmp_path, detector_endpoint):
+    """20 good images and 5 bad ones (truncated, PNG bomb, 3000x2, wrong extension, no read permission),
+    explained by `python -m explain` against the real local endpoint: every good image is explained,
+    every bad one is listed with its reason, the exit status is 1 (0 with --allow-partial)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(20):
+        (folder / f"good{index:02d}.png").write_bytes(png_bytes(red_square_scene(seed=index)))
+    (folder / "truncated.png").write_bytes(GOOD[: len(GOOD) // 2])
+    (folder / "bomb.png").write_bytes(png_claiming(15000, 15000))
+    (folder / "wide.png").write_bytes(png_bytes(np.full((2, 3000, 3), 128, dtype=np.uint8)))
+    (folder / "notes.jpg").write_bytes(b"meeting notes, not a photo")
+    (folder / "secret.png").write_bytes(GOOD)
+    (folder / "secret.png").chmod(0)
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    command = [sys.executable, "-m", "explain", "--endpoint", detector_endpoint.url, "--task", "detection",
+               "--num-samples", "16", "--num-segments", "4", "--quiet", "--out", str(out), str(folder)]
+    preexec = drop_file_permission_override if os.geteuid() == 0 else None
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                            text=True, timeout=600, preexec_fn=preexec)
+    assert result.returncode == 1, result.stderr
+    assert "Error: 5 image(s) failed (listed above and in analysis.json)" in result.stderr
+    assert "Traceback" not in result.stderr
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert sorted(item["stem"] for item in analysis["images"]) == [f"good{index:02d}.png" for index in range(20)]
+    failed = {item["key"]: item for item in analysis["totals"]["failed"]}
+    assert {key: item["kind"] for key, item in failed.items()} == {
+        "truncated.png": "image", "bomb.png": "image", "wide.png": "model", "notes.jpg": "image",
+        "secret.png": "read"}
+    assert "Permission denied" in failed["secret.png"]["reason"]
+    assert "HTTP 400" in failed["wide.png"]["reason"]
+    for key in failed:
+        assert f"  {failed[key]['image']}: {failed[key]['kind']}: " in result.stdout
+    partial = subprocess.run(command + ["--allow-partial"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=600, preexec_fn=preexec)
+    assert partial.returncode == 0, partial.stderr
+    assert "explained 20 image(s)" in partial.stdout

@@ -1,0 +1,57 @@
+"""s3:// images: a prefix is a folder (never a longer name that starts the same), a full key is one image."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from explain.errors import ExplainError
+from explain.sources import collect_sources
+from tests.explain.test_explainer import red_square_scene
+
+pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
+
+
+def png():
+    buffer = io.BytesIO()
+    Image.fromarray(red_square_scene()).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def photos(aws):
+    for key in ("photos/cat.jpg", "photos/sub/dog.png", "photos/notes.txt", "photos2/bird.jpg",
+                "photos.jpg"):
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=key, Body=png())
+    return f"s3://{aws.bucket}"
+
+
+def test_a_single_object_is_one_image_known_by_its_name(photos):
+    (source,) = collect_sources([f"{photos}/photos/cat.jpg"])
+    assert (source.key, source.location, source.stem) == ("cat.jpg", f"{photos}/photos/cat.jpg", "cat")
+    assert source.read() == png() and source.fingerprint().startswith("etag:")
+    (top,) = collect_sources([f"{photos}/photos.jpg"])
+    assert top.key == "photos.jpg"
+
+
+@pytest.mark.parametrize("prefix", ["photos", "photos/"])
+def test_a_prefix_is_a_folder(photos, prefix):
+    sources = collect_sources([f"{photos}/{prefix}"])
+    assert [source.key for source in sources] == ["cat.jpg", "sub/dog.png"]
+
+
+def test_a_missing_object_says_so(photos):
+    with pytest.raises(ExplainError, match="no .jpg/.jpeg/.png objects under 's3://.*/photos/cow.jpg'"):
+        collect_sources([f"{photos}/photos/cow.jpg"])
+
+
+def test_the_s3_client_follows_the_environment(photos, monkeypatch):
+    """A client made for one AWS_ENDPOINT_URL is not reused once it points elsewhere (a notebook, a test)."""
+    assert [source.key for source in collect_sources([f"{photos}/photos/"])] == ["cat.jpg", "sub/dog.png"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(ExplainError, match=r"cannot list s3://.*: Could not connect to the endpoint URL: "
+                                           r"\"http://127\.0\.0\.1:9/"):
+        collect_sources([f"{photos}/photos/"])

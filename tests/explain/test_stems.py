@@ -1,0 +1,123 @@
+"""Output stems: a function of the image's key alone, different for different keys, capped in length."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explain import ExplainConfig, RunOptions, run_explanations
+from explain.manifest import read_manifests
+from explain.sources import MAX_STEM_BYTES, collect_sources, output_stem
+from tests.explain.test_explainer import red_square_detector, red_square_scene
+
+CONFIG = ExplainConfig(num_samples=16, num_segments=4)
+
+
+@pytest.mark.parametrize("key, stem", [
+    ("cat.jpg", "cat"),  # Clarify's names for the usual case
+    ("064.elephant-101_064_0003.jpg", "064.elephant-101_064_0003"),
+    ("a/b/cat.jpg", "a__b__cat"),
+    ("cat.png", "cat.png"),  # other suffixes stay: cat.jpg and cat.png never share outputs
+    ("cat.jpeg", "cat.jpeg"),
+    ("IMG_0001.JPG", "IMG_0001.JPG"),
+    ("a_2.png", "a_2.png"),
+    ("chat noir #1.jpg", "chat noir #1"),
+    ("猫/写真.jpg", "猫__写真"),
+])
+def test_readable_stems(key, stem):
+    assert output_stem(key) == stem
+
+
+@pytest.mark.parametrize("key, readable", [
+    ("a__b.jpg", "a__b"),  # would read like a/b.jpg
+    ("a_/b.jpg", "a___b"),  # would read like a/_b.jpg
+    ("cat.png.jpg", "cat.png"),  # would read like cat.png
+    ("x-0123456789ab.jpg", "x-0123456789ab"),  # would read like a shortened stem
+    (".hidden/cat.jpg", "hidden__cat"),  # a hidden output file otherwise
+    ("notes.txt", "notes.txt"),  # a file argument of another type
+    ("tab\there.jpg", "tab_here"),
+])
+def test_ambiguous_keys_get_a_hash_of_the_key(key, readable):
+    import hashlib
+
+    assert output_stem(key) == f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def test_long_keys_are_shortened_to_a_readable_part_and_a_hash():
+    key = "/".join(["folder-" + "x" * 90] * 3) + "/photo.jpg"
+    stem = output_stem(key)
+    assert len(stem.encode()) == MAX_STEM_BYTES and stem.startswith("folder-xxx")
+    assert stem != output_stem(key.replace("photo", "photo2"))
+    multibyte = "写" * 200 + ".jpg"  # cut on a character boundary
+    assert len(output_stem(multibyte).encode()) <= MAX_STEM_BYTES
+    assert output_stem(multibyte).encode().decode() == output_stem(multibyte)
+
+
+def test_stems_are_unique_over_adversarial_keys():
+    pieces = ["a", "b", "_", "__", "/", ".", ".jpg", ".png", ".JPG", ".jpeg", "-", "0123456789ab", "x" * 60, "é"]
+    generator = random.Random(0)
+    keys = {"".join(generator.choice(pieces) for _ in range(generator.randint(1, 9))) + generator.choice(
+        [".jpg", ".png", ".jpeg", ".JPG"]) for _ in range(20_000)}
+    stems = {output_stem(key) for key in keys}
+    assert len(stems) == len(keys)
+    for stem in stems:
+        assert "/" not in stem and not stem.startswith((".", "-")) and len(stem.encode()) <= MAX_STEM_BYTES
+
+
+def save(path, seed):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(red_square_scene(seed=seed)).save(path)
+
+
+def run(images, out, **options):
+    return run_explanations(images, red_square_detector, CONFIG, out, RunOptions(progress=False, **options))
+
+
+def test_a_jpg_a_png_and_a_2_png_write_apart(tmp_path):
+    folder = tmp_path / "images"
+    for seed, name in enumerate(["a.jpg", "a.png", "a_2.png"]):
+        save(folder / name, seed)
+    summary = run([folder], tmp_path / "out")
+    assert [item["stem"] for item in summary["images"]] == ["a", "a.png", "a_2.png"]
+    for item in summary["images"]:  # each npz holds its own image's segments
+        with np.load(tmp_path / "out" / f"{item['stem']}_shap.npz") as arrays:
+            assert int(arrays["model_calls"]) == item["model_calls"]
+        assert all((tmp_path / "out" / name).is_file() for name in item["files"])
+    assert len({name for item in summary["images"] for name in item["files"]}) == sum(
+        len(item["files"]) for item in summary["images"])
+
+
+def test_a_resumed_run_keeps_the_stems_when_images_are_added(tmp_path):
+    folder = tmp_path / "images"
+    save(folder / "a.png", 0)
+    run([folder], tmp_path / "out")
+    save(folder / "a.jpg", 1)  # sorts before a.png
+    summary = run([folder], tmp_path / "out")
+    assert summary["totals"]["explained_now"] == 1
+    assert {entry["key"]: entry["stem"] for entry in read_manifests(tmp_path / "out")} == {
+        "a.png": "a.png", "a.jpg": "a"}
+
+
+def test_shards_that_see_only_their_own_images_agree(tmp_path):
+    """Like the hosts of a Processing job: each sees its share only, all write into one --out."""
+    for seed, name in enumerate(["x/a.jpg", "x/a.png"]):
+        save(tmp_path / f"host{seed}" / name, seed)
+        run([tmp_path / f"host{seed}"], tmp_path / "out", manifest_tag=f"host{seed}", merge=False)
+    from explain.runner import merge_outputs
+
+    summary = merge_outputs(tmp_path / "out")
+    assert sorted(item["stem"] for item in summary["images"]) == ["x__a", "x__a.png"]
+
+
+def test_nested_folders_with_long_names_stay_within_file_name_limits(tmp_path):
+    folder = tmp_path / "images"
+    deep = folder / ("d" * 200) / ("e" * 200)
+    save(deep / ("f" * 200 + ".png"), 0)
+    summary = run([folder], tmp_path / "out")
+    (item,) = summary["images"]
+    assert len(item["stem"].encode()) == MAX_STEM_BYTES
+    assert all(len(name.encode()) <= 255 and (tmp_path / "out" / name).is_file() for name in item["files"])
+    assert collect_sources([str(folder)])[0].key == f"{'d' * 200}/{'e' * 200}/{'f' * 200}.png"
