@@ -82,6 +82,8 @@ def main(argv=None):
         cpu = {name: (_cpu_seconds(process) - cpu_before[name]) / args.repeats
                for name, (process, _) in gates.items()}
         median = {name: statistics.median(values) for name, values in latencies.items()}
+        print(f"<!-- .venv/bin/python -m bench.bench_gate_only --compare-with {args.compare_with} "
+              f"--repeats {args.repeats} --bytes {args.bytes} -->")
         print("| gate | median latency (ms) | gate CPU per request (ms) |")
         print("|---|---|---|")
         for name in gates:
