@@ -44,7 +44,6 @@ LEAF_PENALTY = 1.0
 MIN_LEAF_ROWS = 1
 
 
-
 @dataclass(frozen=True)
 class BoostedTrees:
     """F ensembles fitted on the same N rows.
@@ -97,8 +96,9 @@ def leaf_shapley_values(required_on: np.ndarray, required_off: np.ndarray,
 
 
 def fit_boosted_trees(rows: np.ndarray, targets: np.ndarray, members: np.ndarray,
-                      num_trees: int = 40, depth: int = 3, learning_rate: float = 0.25,
-                      leaf_penalty: float = 1.0, min_leaf_rows: int = 1) -> BoostedTrees:
+                      num_trees: int = NUM_TREES, depth: int = DEPTH,
+                      learning_rate: float = LEARNING_RATE, leaf_penalty: float = LEAF_PENALTY,
+                      min_leaf_rows: int = MIN_LEAF_ROWS) -> BoostedTrees:
     """Grow F gradient-boosted ensembles of depth-limited trees at once.
 
     rows: (N, S) bool coalitions; targets: (N, F) float64; members: (N, F) bool, the rows
@@ -233,8 +233,7 @@ def cross_fitted_surrogates(paired: PairedDesign, base_values: np.ndarray,
         members[:, fold] = np.concatenate([outside, outside, [True, True]])
     # forest f = FOLDS * position + fold
     targets = np.repeat(values, FOLDS, axis=1)
-    trees = fit_boosted_trees(rows, targets, np.tile(members, (1, len(chosen))), NUM_TREES, DEPTH,
-                              LEARNING_RATE, LEAF_PENALTY, MIN_LEAF_ROWS)
+    trees = fit_boosted_trees(rows, targets, np.tile(members, (1, len(chosen))))
     halves = 0.5 * (trees.predictions[:num_pairs] - trees.predictions[num_pairs:2 * num_pairs])
     sampled = paired.folds >= 0
     surrogates = []
