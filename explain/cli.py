@@ -214,8 +214,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
 @option("--segmentation", type=click.Choice(SEGMENTATION_METHODS), default="merged",
         help="How superpixels are made: merged = SLICO over-segmentation merged by colour "
-             "(follows object outlines); slico = SLIC(O) superpixels alone; --clarify-compatible "
-             f"picks {CLARIFY_DEFAULTS['segmentation']}, closest to Clarify's.")
+             "(follows object outlines); slico = SLIC(O) superpixels alone; slic = plain SLIC "
+             f"(--clarify-compatible picks {CLARIFY_DEFAULTS['segmentation']}, closest to Clarify's).")
 @option("--focus", type=click.Choice(FOCUS_CHOICES), default="boxes",
         help="Detection: boxes = the targets' boxes are segment borders, and boxes and their "
              "surroundings get more, smaller segments than far background; none = segments ignore "
