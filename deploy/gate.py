@@ -158,8 +158,9 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         """True when the kept-alive socket was closed by the server (readable while idle means EOF)."""
         if self.sock is None:
             return False
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # select() cannot watch descriptors >= 1024; poll() has no such limit
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
 
 class GateHandler(http.server.BaseHTTPRequestHandler):

@@ -508,3 +508,27 @@ def test_slow_senders_get_408_at_the_deadline_and_do_not_block_other_clients(sho
         for client in senders:
             client.close()
         _stop(process)
+
+
+def test_a_dropped_upstream_is_seen_on_descriptors_past_1024():
+    """select() cannot watch a descriptor >= 1024 (ValueError); a gate holding hundreds of
+    connections has such descriptors, so the idle-upstream check must work there too."""
+    import resource
+
+    from deploy.gate import _UnixHTTPConnection
+
+    high = 1500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= high:  # a soft limit may be raised up to the hard one without privileges
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    gate_side, mms_side = socket.socketpair()
+    os.dup2(gate_side.fileno(), high)
+    gate_side.close()
+    connection = _UnixHTTPConnection("/nonexistent", timeout=1)
+    connection.sock = socket.socket(fileno=high)
+    try:
+        assert connection.dropped() is False
+        mms_side.close()
+        assert connection.dropped() is True
+    finally:
+        connection.sock.close()
