@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
+from math import comb
 
 import numpy as np
 
@@ -352,7 +353,7 @@ def screen_triples(signs: np.ndarray, weights: np.ndarray, residuals: np.ndarray
     """
     num_features = signs.shape[1]
     pool = num_features
-    while pool > 3 and len(list(combinations(range(pool), 3))) > MAX_SCREENED_TRIPLES:
+    while pool > 3 and comb(pool, 3) > MAX_SCREENED_TRIPLES:
         pool -= 1
     leading = np.sort(np.argsort(-np.abs(values), kind="stable")[:pool])
     triples = np.array(list(combinations(leading.tolist(), 3)), dtype=np.int64).reshape(-1, 3)
@@ -390,7 +391,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24:
         return best
     triples, _ = screen_triples(paired.signs, paired.weights, linear.residuals, linear.values)
-    screened = [tuple(int(i) for i in row) for row in triples]
+    screened = [tuple(row) for row in triples[:max(spare, 6)].tolist()]  # all that is used below
     by_value = [int(i) for i in np.argsort(-np.abs(linear.values), kind="stable")]
     leading: list[int] = []
     for index in [i for row in screened[:6] for i in row] + by_value:
@@ -400,7 +401,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     for count in sorted({max(1, spare // 2), spare}):
         candidates.append((tuple(screened[:count]), 0.0))
     top = 3
-    while top < num_features and len(list(combinations(range(top + 1), 3))) <= spare:
+    while top < num_features and comb(top + 1, 3) <= spare:
         top += 1
     candidates.append((tuple(combinations(sorted(by_value[:top]), 3)), 0.0))
     for size in (4, 5, 6):
