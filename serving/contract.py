@@ -61,7 +61,7 @@ __all__ = [
     "SAGEMAKER_MAX_REQUEST_BYTES", "MAX_IMAGES_PER_REQUEST", "ENDPOINT_NAME_PATTERN", "is_endpoint_name", "media_type",
     "npy_body_size", "images_per_request", "as_image_batch", "encode_images", "decode_predictions",
     "format_custom_attributes", "request_headers", "invocations_url", "redact_url", "is_retryable_status",
-    "error_message",
+    "error_message", "entry_as_array",
 ]
 
 
@@ -241,7 +241,7 @@ def error_message(body, reason=""):
     return text.splitlines()[0][:_MAX_MESSAGE_CHARS]
 
 
-def _entry_as_array(entry, index):
+def entry_as_array(entry, index):
     """One image's JSON entry: list of 6-number rows -> (D, 6) float32; list of numbers -> (C,) float32."""
     if not isinstance(entry, list):
         raise ValueError("response entry %d is %s, expected a list" % (index, type(entry).__name__))
@@ -320,7 +320,7 @@ def decode_predictions(body, content_type):
             raise ValueError("JSON response must be a list (one entry per image), got %s" % type(payload).__name__)
         if payload and all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in payload):
             return [np.asarray(payload, dtype=np.float32)]
-        return [_entry_as_array(entry, index) for index, entry in enumerate(payload)]
+        return [entry_as_array(entry, index) for index, entry in enumerate(payload)]
     if kind == NPY:
         array = _load_npy_response(body)
         if array.ndim == 3 and array.shape[2] == 6:

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from serving.contract import JSON, NPY, decode_predictions, media_type
+from serving.contract import JSON, NPY, decode_predictions, entry_as_array, media_type
 
 from ..errors import ConfigError
 
@@ -55,24 +55,6 @@ def _is_number_list(value) -> bool:
     return isinstance(value, list) and bool(value) and all(_is_number(item) for item in value)
 
 
-def _entry(entry, index: int) -> np.ndarray:
-    """One image's entry: list of 6-number rows -> (D, 6) float32; list of numbers -> (C,) float32."""
-    if not isinstance(entry, list):
-        raise ValueError(f"entry {index} is {type(entry).__name__}, expected a list")
-    if not entry:
-        return np.zeros((0, _DETECTION_ROW), dtype=np.float32)
-    try:
-        array = np.asarray(entry, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"entry {index} is not a list of numbers or of rows: {error}") from None
-    if array.ndim == 2 and array.shape[1] != _DETECTION_ROW:
-        raise ValueError(f"entry {index} has rows of {array.shape[1]} numbers; detection rows have 6 "
-                         "[class_id, score, x0, y0, x1, y1]")
-    if array.ndim not in (1, 2):
-        raise ValueError(f"entry {index} has {array.ndim} dimensions, expected 1 or 2")
-    return array
-
-
 def _per_image(payload, task: str | None, num_images: int) -> list[np.ndarray]:
     """The decoded JSON ``payload`` as one array per image (see the module docstring)."""
     if not isinstance(payload, list):
@@ -81,12 +63,12 @@ def _per_image(payload, task: str | None, num_images: int) -> list[np.ndarray]:
         if task == "detection" and not payload:
             return [np.zeros((0, _DETECTION_ROW), dtype=np.float32)]  # one image, nothing detected
         if task == "detection" and all(_is_number_list(row) and len(row) == _DETECTION_ROW for row in payload):
-            return [_entry(payload, 0)]  # one image's rows, as the built-in algorithm answers
+            return [entry_as_array(payload, 0)]  # one image's rows, as the built-in algorithm answers
         if task != "detection" and _is_number_list(payload):
-            return [_entry(payload, 0)]  # one image's scores
+            return [entry_as_array(payload, 0)]  # one image's scores
     if task is None and _is_number_list(payload):
-        return [_entry(payload, 0)]
-    return [_entry(entry, index) for index, entry in enumerate(payload)]
+        return [entry_as_array(payload, 0)]
+    return [entry_as_array(entry, index) for index, entry in enumerate(payload)]
 
 
 def _snippet(body: bytes) -> str:
