@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "tag_map",
     "Progress",
     "Transaction",
     "Undo",
@@ -160,11 +161,17 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-def created_by_run(sagemaker: Any, arn: str, run_id: str) -> bool:
-    """True if SageMaker resource ``arn`` carries this tool's tag and run ``run_id``'s tag."""
+def tag_map(sagemaker: Any, arn: str) -> dict[str, str]:
+    """SageMaker resource ``arn``'s tags, key -> value (every page of ``list_tags``)."""
     tags = {}
     for page in sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn):
         tags.update({tag["Key"]: tag["Value"] for tag in page["Tags"]})
+    return tags
+
+
+def created_by_run(sagemaker: Any, arn: str, run_id: str) -> bool:
+    """True if SageMaker resource ``arn`` carries this tool's tag and run ``run_id``'s tag."""
+    tags = tag_map(sagemaker, arn)
     return tags.get(TAG_TOOL) == TOOL and tags.get(TAG_RUN) == run_id
 
 

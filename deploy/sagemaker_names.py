@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .aws_transaction import TAG_RUN, TAG_TOOL, TOOL
+from .aws_transaction import TAG_RUN, TAG_TOOL, TOOL, tag_map
 
 __all__ = [
     "META_ENDPOINT",
@@ -34,16 +34,9 @@ def resource_tags(endpoint_name: str, run_id: str) -> list[dict[str, str]]:
             {"Key": TAG_RUN, "Value": run_id}]
 
 
-def _tag_map(sagemaker: Any, arn: str) -> dict[str, str]:
-    tags = {}
-    for page in sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn):
-        tags.update({tag["Key"]: tag["Value"] for tag in page["Tags"]})
-    return tags
-
-
 def is_ours(sagemaker: Any, arn: str, endpoint_name: str | None = None) -> bool:
     """True if SageMaker resource ``arn`` carries clearsight's tool tag (and, if given, is for ``endpoint_name``)."""
-    tags = _tag_map(sagemaker, arn)
+    tags = tag_map(sagemaker, arn)
     return tags.get(TAG_TOOL) == TOOL and (
         endpoint_name is None or tags.get(TAG_ENDPOINT) == endpoint_name)
 
