@@ -153,7 +153,7 @@ class PairSampler:
     """Complementary pairs of the non-enumerated strata, drawn in rounds without replacement.
 
     num_features: S; enumerated: smaller sizes of the enumerated size pairs. ``draw`` returns
-    the new coalitions; ``pair_strata`` and ``stratum_totals`` describe what was drawn.
+    the new coalitions; ``drawn`` counts the pairs drawn per stratum.
     """
 
     def __init__(self, num_features: int, enumerated: list[int], rng: np.random.Generator):
@@ -168,12 +168,6 @@ class PairSampler:
                                    dtype=np.int64)
         self.drawn = np.zeros(len(self.strata), dtype=np.int64)
         self._seen: list[set[bytes]] = [set() for _ in self.strata]
-        self._pair_strata: list[int] = []
-
-    @property
-    def pair_strata(self) -> np.ndarray:
-        """(P,) int64: the stratum index (into ``strata``) of every pair drawn so far."""
-        return np.asarray(self._pair_strata, dtype=np.int64)
 
     def capacity(self) -> int:
         """Pairs not drawn yet."""
@@ -189,7 +183,6 @@ class PairSampler:
                 continue
             rows = self._distinct(index, small, int(count))
             blocks.append(rows)
-            self._pair_strata += [index] * len(rows)
             self.drawn[index] += len(rows)
         if not blocks:
             return np.zeros((0, self.num_features), dtype=bool)

@@ -117,23 +117,23 @@ class ShapResult:
 
 
 def _paired_design(num_features: int, enumerated: list[int], enumerated_rows: np.ndarray,
-                   enumerated_outputs: np.ndarray, sampler: PairSampler | None,
-                   sampled_rows: np.ndarray, sampled_outputs: np.ndarray) -> PairedDesign:
+                   enumerated_outputs: np.ndarray, sampled_rows: np.ndarray,
+                   sampled_outputs: np.ndarray) -> PairedDesign:
     """Stack enumerated and sampled pairs (members adjacent in the row arrays) as regression rows."""
     rows = np.concatenate([enumerated_rows[0::2], sampled_rows[0::2]])
-    halves = 0.5 * (np.concatenate([enumerated_outputs[0::2], sampled_outputs[0::2]])
-                    - np.concatenate([enumerated_outputs[1::2], sampled_outputs[1::2]]))
+    first = np.concatenate([enumerated_outputs[0::2], sampled_outputs[0::2]])
+    second = np.concatenate([enumerated_outputs[1::2], sampled_outputs[1::2]])
+    halves = 0.5 * (first - second)
     sizes = rows.sum(axis=1)
     smaller = np.minimum(sizes, num_features - sizes)
     strata_sizes = list(range(1, num_features // 2 + 1))
-    strata = np.array([strata_sizes.index(int(size)) for size in smaller], dtype=np.int64)
+    strata = (smaller - 1).astype(np.int64)  # stratum of pairs whose smaller member has k features: k - 1
     population = np.array([stratum_pairs(num_features, small) for small in strata_sizes], dtype=np.int64)
     sampled = np.array([small not in enumerated for small in strata_sizes])
     used = np.bincount(strata, minlength=len(strata_sizes))
     masses = np.array([stratum_mass(num_features, small) for small in strata_sizes])
     weights = masses[strata] / used[strata]
-    evens = 0.5 * (np.concatenate([enumerated_outputs[0::2], sampled_outputs[0::2]])
-                   + np.concatenate([enumerated_outputs[1::2], sampled_outputs[1::2]]))
+    evens = 0.5 * (first + second)
     # cross-fitting folds: round robin within each stratum, in the order the pairs were drawn
     folds = np.full(len(rows), -1, dtype=np.int64)
     first_sampled = len(enumerated_rows) // 2
@@ -209,7 +209,7 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     no_rows = np.zeros((0, num_features), dtype=bool)
     if exact or total_pairs == 0:
         paired = _paired_design(num_features, enumerated, enumerated_rows, enumerated_outputs,
-                                sampler, no_rows, np.zeros((0, num_outputs)))
+                                no_rows, np.zeros((0, num_outputs)))
         if exact or len(paired.weights) == 0:
             values = _fallback(num_features, enumerated_rows, enumerated_outputs, base_values,
                                full_values)
@@ -232,8 +232,7 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
         sampled_outputs.append(np.asarray(evaluate(rows), dtype=np.float64) if len(rows)
                                else np.zeros((0, num_outputs)))
         paired = _paired_design(num_features, enumerated, enumerated_rows, enumerated_outputs,
-                                sampler, np.concatenate(sampled_rows),
-                                np.concatenate(sampled_outputs))
+                                np.concatenate(sampled_rows), np.concatenate(sampled_outputs))
         values, standard_errors, terms = _estimate(paired, base_values, full_values,
                                                    tree_surrogate)
         if target_error is not None:
