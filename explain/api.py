@@ -28,13 +28,13 @@ from .errors import ConfigError, ExplainError, UnknownSettingError
 from .explainer import Explanation, explain_image
 from .images import decode_image, load_image
 from .predictors import (
-    DETECTION_CUSTOM_ATTRIBUTES,
     CallablePredictor,
     MultiPredictor,
     Predictor,
     SageMakerPredictor,
     TransportConfig,
     make_predictor,
+    transport_for_task,
 )
 from .runner import RunOptions, run_explanations
 from .sources import collect_sources
@@ -116,11 +116,6 @@ class Explainer:
         if class_names and self.config.label_headers is None:
             self.config = replace(self.config, label_headers=tuple(class_names))
 
-    def _detection_transport(self) -> TransportConfig:
-        if self.config.task == "detection" and self.transport.custom_attributes is None:
-            return replace(self.transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
-        return self.transport
-
     def _predictor_for(self, model):
         """(predictor, whether this Explainer opened it and must close it)."""
         task = self.config.task
@@ -133,7 +128,7 @@ class Explainer:
                     f"the Predictor calls inference component {model.component_name!r}, which the explainer's "
                     "SageMaker transport does not address; give the endpoint of a plain model", field="model")
             client = model.sagemaker_session.sagemaker_runtime_client
-            return SageMakerPredictor(model.endpoint_name, task, self._detection_transport(), client=client), True
+            return SageMakerPredictor(model.endpoint_name, task, transport_for_task(self.transport, task), client=client), True
         if isinstance(model, (Predictor, MultiPredictor, CallablePredictor)):
             return model, False
         if callable(model):

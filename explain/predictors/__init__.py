@@ -24,6 +24,7 @@ from .factory import (
     make_predictor,
     parse_endpoint_map,
     resolve_endpoint_names,
+    transport_for_task,
 )
 from .http import TARGET_MODEL_HEADER, HttpConnection, HttpPredictor
 from .in_process import InProcessConnection, InProcessPredictor
@@ -36,6 +37,7 @@ from .transport import Connection, TransientError, TransportConfig
 
 __all__ = [
     "DETECTION_CUSTOM_ATTRIBUTES",
+    "transport_for_task",
     "NPY",
     "SAGEMAKER_PREFIX",
     "TARGET_MODEL_HEADER",

@@ -18,13 +18,22 @@ from .routing import MultiPredictor
 from .sagemaker import SAGEMAKER_PREFIX, SageMakerPredictor
 from .transport import TransportConfig
 
-__all__ = ["DETECTION_CUSTOM_ATTRIBUTES", "build_predictor", "make_predictor", "parse_endpoint_map",
+__all__ = ["DETECTION_CUSTOM_ATTRIBUTES", "transport_for_task", "build_predictor", "make_predictor", "parse_endpoint_map",
            "resolve_endpoint_names"]
 
 logger = logging.getLogger(__name__)
 
 # serving/ reads these from X-Amzn-SageMaker-Custom-Attributes; other endpoints ignore them.
 DETECTION_CUSTOM_ATTRIBUTES = "score_threshold=0"
+
+
+def transport_for_task(transport: TransportConfig, task: str) -> TransportConfig:
+    """``transport`` as a detection explanation sends it: a masked image's weaker detections
+    still count, so ask the endpoint for every score (DETECTION_CUSTOM_ATTRIBUTES) unless the
+    transport sets its own custom attributes. Classification: unchanged."""
+    if task == "detection" and transport.custom_attributes is None:
+        return replace(transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
+    return transport
 
 
 def make_predictor(endpoint: str, task: str, transport: TransportConfig | None = None, *,
@@ -44,10 +53,7 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
                           field="endpoint")
     endpoint = endpoint.strip()
     given = transport
-    transport = transport or TransportConfig()
-    if task == "detection" and transport.custom_attributes is None:
-        # A masked image's weaker detections still count: ask the endpoint for every score.
-        transport = replace(transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
+    transport = transport_for_task(transport or TransportConfig(), task)
     if endpoint.startswith(("http://", "https://")):
         return HttpPredictor(endpoint, task, transport)
     if endpoint.startswith(SAGEMAKER_PREFIX):
