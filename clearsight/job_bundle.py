@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from deploy.aws_clients import file_sha256
 from deploy.errors import DeployError
+from serving.archive import write_tar
 
 from . import __version__
 
@@ -135,16 +135,6 @@ def build_project_wheel(repo: Path = REPO, cache: Path | None = None, progress: 
     return wheel
 
 
-def _write_tar(path: Path, folder: Path, names: list[str]) -> None:
-    """An uncompressed tar of ``names`` in ``folder`` at ``path``: sorted, owner and times zeroed, reproducible."""
-    with tarfile.open(path, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name in sorted(names):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = (folder / name).stat().st_size, 0, 0o644
-            with open(folder / name, "rb") as stream:
-                archive.addfile(info, stream)
-
-
 def _wheel_identity(name: str) -> tuple[str, str]:
     """``scikit_image-0.22.0-cp311-...whl`` -> ('scikit-image', '0.22.0'), names normalised as PEP 503 does."""
     project, version = name.split("-")[:2]
@@ -174,7 +164,7 @@ def build_wheelhouse(cache: Path | None = None, progress: Progress = logger.info
         if found != wanted:
             raise DeployError(f"build-wheelhouse: pip downloaded {found}, expected exactly {wanted}")
         partial = folder / f".{WHEELHOUSE_NAME}.partial"
-        _write_tar(partial, wheels, [*names, CONSTRAINTS_NAME])
+        write_tar(partial, wheels, [*names, CONSTRAINTS_NAME])
         os.replace(partial, tar)
     return tar
 

@@ -1,11 +1,11 @@
-"""Reproducible tar.gz archives and their safe extraction (model.tar.gz, the Processing job's code).
+"""Reproducible archives and their safe extraction (model.tar.gz, the Processing job's wheelhouse).
 
-One writer for every archive the project makes: sorted entries, zero mtimes, root owner, fixed
-modes and a gzip header without name or time, so the same content always gives the same bytes
-(and the same sha256). One reader for the archives it runs: members with absolute paths, ``..``
+One set of writers for every archive the project makes: sorted entries, zero mtimes, root owner,
+fixed modes and a gzip header without name or time, so the same content always gives the same
+bytes (and the same sha256). One reader for the archives it runs: members with absolute paths, ``..``
 or links are refused before anything is written. Standard library only, Python 3.8 syntax: it
 lives in serving/ so that deploy/ (writes model.tar.gz), explain/ (runs one in-process) and the
-scale-out job (ships its code) share it without importing each other.
+scale-out job (ships its wheelhouse) share it without importing each other.
 """
 import gzip
 import io
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import ServingError
 
-__all__ = ["ArchiveError", "directory_entries", "tar_gz_bytes", "write_tar_gz", "extract_tar_gz"]
+__all__ = ["ArchiveError", "directory_entries", "tar_gz_bytes", "write_tar_gz", "write_tar", "extract_tar_gz"]
 
 
 class ArchiveError(ServingError):
@@ -45,18 +45,34 @@ def tar_gz_bytes(entries):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
             if data is None:
+                info = _member(name, 0)
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
             else:
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
+                tar.addfile(_member(name, len(data)), io.BytesIO(data))
     compressed = io.BytesIO()
     with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, filename="") as stream:
         stream.write(raw.getvalue())
     return compressed.getvalue()
+
+
+def _member(name, size):
+    """A file member with the fixed metadata: mtime 0, root:root, mode 0o644."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid, info.gid, info.uname, info.gname = 0, 0, "root", "root"
+    return info
+
+
+def write_tar(path, folder, names):
+    """An uncompressed PAX tar at ``path`` of the files ``names`` in ``folder``, sorted, each
+    streamed from disk (for archives too large to hold in memory, e.g. a wheelhouse)."""
+    folder = Path(folder)
+    with tarfile.open(str(path), mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(names):
+            with open(str(folder / name), "rb") as stream:
+                archive.addfile(_member(name, (folder / name).stat().st_size), stream)
 
 
 def write_tar_gz(entries, archive):
