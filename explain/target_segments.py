@@ -31,6 +31,7 @@ from .masking import box_pixel_slices
 from .segmentation import (
     OVERSEGMENT_FACTOR,
     _slico,
+    grid_slico,
     plain_slic,
     relabel_contiguous,
     ward_merge,
@@ -213,7 +214,7 @@ def segment_with_boxes(image: np.ndarray, boxes: np.ndarray, num_segments: int =
         density = float(np.max(quotas / sizes)) * regions.size
         request = int(min(max(OVERSEGMENT_FACTOR * density, OVERSEGMENT_FACTOR * num_segments),
                           _MAX_SUPERPIXELS, regions.size // 16 + 1))
-        over = _slico(image, request, compactness) if request < 2 * num_segments else _grid_slico(
+        over = _slico(image, request, compactness) if request < 2 * num_segments else grid_slico(
             image, request, compactness)
         pieces = _connected_components(over.astype(np.int64) * (int(regions.max()) + 1) + regions)
         piece_region = np.zeros(int(pieces.max()) + 1, dtype=np.int64)
@@ -235,14 +236,6 @@ def segment_with_boxes(image: np.ndarray, boxes: np.ndarray, num_segments: int =
     logger.debug("box-aware segmentation (%s): %d regions, quotas %s, %d segments", method,
                  len(quotas), quotas.tolist(), segment_map.max() + 1)
     return segment_map.astype(np.int32)
-
-
-def _grid_slico(image: np.ndarray, request: int, compactness: float) -> np.ndarray:
-    """SLICO on slic's regular seed grid (fast for thousands of superpixels): (H, W) int32."""
-    from skimage.segmentation import slic
-
-    return relabel_contiguous(slic(image, n_segments=request, compactness=compactness,
-                                   slic_zero=True, start_label=0, channel_axis=-1))
 
 
 def _masked_superpixels(image: np.ndarray, mask: np.ndarray, count: int, compactness: float,
