@@ -17,6 +17,15 @@ the last feature when k = S/2 (so a pair is never drawn twice in another order).
   stratum's kernel mass over the pairs drawn from it. Sampling without
   replacement matters when a stratum is small (S = 12 at 1000 samples draws a fifth of all
   coalitions of some sizes): its finite-population correction enters the standard errors.
+* Balanced draws (kernel herding on second moments): each new pair of a stratum is the one,
+  among ``BALANCE_CANDIDATES`` distinct random candidates, that keeps the stratum's pair
+  co-occurrence closest to its expectation (sum of x x^T over the drawn pairs against
+  n E[x x^T], x = 2z - 1). The paired regression's error from a three-way interaction
+  {i, j, l} enters feature i's value through the sample's x_j x_l, so balancing them takes
+  out the largest part of it (measured 5-25% lower error at 250-1000 samples on the
+  development games, BENCHMARKS.md). The draws stay random (candidates are), distinct and
+  reproducible; the standard errors, which treat them as simple random samples, are
+  slightly conservative for it.
 
 Everything random comes from an injected ``numpy.random.Generator``; the coalitions depend
 only on it and on the budget, never on how the evaluations are batched.
@@ -29,11 +38,14 @@ from math import comb
 
 import numpy as np
 
+BALANCE_CANDIDATES = 32  # random candidates per drawn pair, the most balancing one is kept
+
 __all__ = [
     "size_kernel_mass",
     "plan_enumeration",
     "enumerate_coalitions",
     "PairSampler",
+    "pair_sign_moment",
 ]
 
 
@@ -168,6 +180,8 @@ class PairSampler:
                                    dtype=np.int64)
         self.drawn = np.zeros(len(self.strata), dtype=np.int64)
         self._seen: list[set[bytes]] = [set() for _ in self.strata]
+        # per stratum: sum over its drawn pairs of x x^T - E[x x^T] (S, S), see ``_distinct``
+        self._imbalance = [np.zeros((num_features, num_features)) for _ in self.strata]
 
     def capacity(self) -> int:
         """Pairs not drawn yet."""
@@ -192,29 +206,58 @@ class PairSampler:
         return paired
 
     def _distinct(self, index: int, small: int, count: int) -> np.ndarray:
-        """``count`` pairs of stratum ``index`` never drawn before, uniformly at random."""
+        """``count`` pairs of stratum ``index`` never drawn before, each the most balancing
+        of ``BALANCE_CANDIDATES`` distinct random candidates (``_most_balancing``)."""
         seen = self._seen[index]
         left = int(self.population[index]) - len(seen)
-        if count > left // 2:  # dense: list what is left and choose among it
+        imbalance = self._imbalance[index]
+        expected = pair_sign_moment(self.num_features, small)
+        picked: list[np.ndarray] = []
+        if count > left // 2 or left <= 4 * BALANCE_CANDIDATES:  # dense: choose among what is left
             every = _canonical(enumerate_coalitions(self.num_features, [small])[0::2], small)
-            fresh = [row for row in every if row.tobytes() not in seen]
-            chosen = self.rng.choice(len(fresh), size=count, replace=False)
-            rows = np.array([fresh[position] for position in chosen])
-        else:  # sparse: rejection of repeats
-            picked: list[np.ndarray] = []
-            keys = set()
+            pool = np.array([row for row in every if row.tobytes() not in seen])
+            available = np.ones(len(pool), dtype=bool)
+            for _ in range(count):
+                open_rows = np.flatnonzero(available)
+                candidates = (open_rows if len(open_rows) <= BALANCE_CANDIDATES else
+                              self.rng.choice(open_rows, BALANCE_CANDIDATES, replace=False))
+                best = candidates[_most_balancing(pool[candidates], imbalance)]
+                available[best] = False
+                _record(imbalance, pool[best], expected)
+                picked.append(pool[best])
+        else:  # sparse: random candidates, repeats rejected
+            keys: set[bytes] = set()
             while len(picked) < count:
-                candidates = _canonical(
-                    _random_subsets(self.num_features, small, 2 * (count - len(picked)), self.rng),
-                    small)
-                for row in candidates:
-                    key = row.tobytes()
-                    if key in seen or key in keys:
-                        continue
-                    keys.add(key)
-                    picked.append(row)
-                    if len(picked) == count:
-                        break
-            rows = np.array(picked)
+                candidates = [row for row in _canonical(
+                    _random_subsets(self.num_features, small, BALANCE_CANDIDATES, self.rng), small)
+                    if row.tobytes() not in seen and row.tobytes() not in keys]
+                if not candidates:
+                    continue
+                best = candidates[_most_balancing(np.array(candidates), imbalance)]
+                keys.add(best.tobytes())
+                _record(imbalance, best, expected)
+                picked.append(best)
+        rows = np.array(picked)
         seen.update(row.tobytes() for row in rows)
         return rows
+
+
+def pair_sign_moment(num_features: int, size: int) -> float:
+    """E[x_i x_j] for i != j over uniform coalitions of the given size, x = 2z - 1:
+    1 - 4 k (S - k) / (S (S - 1)) (the same for a coalition and its complement)."""
+    return 1.0 - 4.0 * size * (num_features - size) / (num_features * (num_features - 1))
+
+
+def _most_balancing(candidates: np.ndarray, imbalance: np.ndarray) -> int:
+    """Index of the candidate (C, S) bool whose sign vector x least increases the squared
+    Frobenius norm of imbalance + x x^T - E: the smallest x^T imbalance x (x x^T - E has
+    the same norm for every coalition of one size)."""
+    signs = 2.0 * candidates - 1.0
+    return int(np.argmin(np.einsum("ci,ij,cj->c", signs, imbalance, signs)))
+
+
+def _record(imbalance: np.ndarray, row: np.ndarray, expected: float) -> None:
+    """Add a drawn pair's x x^T - E to its stratum's imbalance (S, S) in place."""
+    signs = 2.0 * row - 1.0
+    imbalance += np.outer(signs, signs) - expected
+    np.fill_diagonal(imbalance, 0.0)

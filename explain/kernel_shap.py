@@ -5,8 +5,9 @@ target_error)``, combines (measurements: BENCHMARKS.md, estimator accuracy):
 
 * the two anchors f(empty) and f(full), then the complementary size pairs that the budget
   covers enumerated completely (shap's KernelExplainer rule), then complementary pairs
-  sampled without replacement with the same number of coalitions per size
-  (``explain.coalitions``);
+  sampled without replacement with the same number of coalitions per size, each the most
+  balancing of a few random candidates (the pairs' feature co-occurrence kept close to its
+  expectation; ``explain.coalitions``);
 * the paired regression with the efficiency constraint, with coalition-size indicators and
   odd higher-order parity terms, kept when the closed-form leave-one-pair-out error says
   they predict better (``explain.shap_regression``): a regression adjustment whose
@@ -18,6 +19,10 @@ target_error)``, combines (measurements: BENCHMARKS.md, estimator accuracy):
   weight is the variance-minimising one estimated from the pairs, clipped to [0, 1]
   (``explain.shap_regression.adjust_with_surrogate``): piecewise games such as max/min
   and saturating model outputs, which no small parity basis fits, gain most;
+* then a positive-part James-Stein shrinkage of those values towards the trees' own exact
+  values, by how far apart the two are against the values' estimated noise
+  (``explain.shap_regression.shrink_towards_surrogate``): trees that follow the game pull
+  the values to theirs, trees that do not are left out; the sum stays exact;
 * sandwich standard errors (HC3 residuals, finite-population corrections per size).
 
 What the literature offered, and what was taken (read for issue 12):
@@ -42,6 +47,13 @@ What the literature offered, and what was taken (read for issue 12):
 * Olsen & Jullum 2024 ("Improving the weighting strategy in KernelSHAP"): deterministic
   weights instead of sampling frequencies. Here every sampled pair weighs its stratum's
   kernel mass over the pairs drawn from it, which is deterministic given the counts.
+* Kernel herding (Chen, Welling & Smola 2010), used for Shapley sampling by Mitchell et al.
+  (JMLR 2022, "Sampling Permutations for Shapley Value Estimation": herded permutations beat
+  independent ones): taken in its simplest form, greedy selection among random candidates
+  to match the second moments of each stratum (``explain.coalitions``).
+* James & Stein (1961): shrinking a vector estimate (here the S values) towards a guess
+  (the trees' exact values) lowers its total squared error for S >= 3 whatever the guess,
+  by more when the guess is good; positive-part, with the data-estimated noise.
 * shap's KernelExplainer samples with replacement and merges repeats; its
   PermutationExplainer runs antithetic permutations. Both are peers in bench/.
 
@@ -56,7 +68,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import factorial
 
 import numpy as np
@@ -73,6 +85,7 @@ from .shap_regression import (
     PairedDesign,
     adjust_with_surrogate,
     choose_terms,
+    shrink_towards_surrogate,
     solve_constrained_wls,
 )
 from .tree_surrogate import FOLDS as SURROGATE_FOLDS
@@ -160,9 +173,12 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
             and np.count_nonzero(paired.folds >= 0) >= _MIN_PAIRS_PER_FOLD * SURROGATE_FOLDS):
         surrogates = cross_fitted_surrogates(paired, base_values, full_values, inexact)
         for output, surrogate in zip(inexact, surrogates):
-            fits[output] = adjust_with_surrogate(
+            fit = adjust_with_surrogate(
                 paired, paired.halves[:, output], 0.5 * float(full_values[output] - base_values[output]),
                 fits[output], surrogate.halves, surrogate.total, surrogate.values)
+            values, errors, _ = shrink_towards_surrogate(fit.values, fit.standard_errors,
+                                                         surrogate.values)
+            fits[output] = replace(fit, values=values, standard_errors=errors)
     values = np.stack([fit.values for fit in fits])
     # The constraint holds up to rounding in the solve (1e-8 relative for a nearly singular
     # system, S = 64 at 500 samples); spread that rounding so the sum is exact.
