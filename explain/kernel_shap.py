@@ -176,8 +176,10 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
             fit = adjust_with_surrogate(
                 paired, paired.halves[:, output], 0.5 * float(full_values[output] - base_values[output]),
                 fits[output], surrogate.halves, surrogate.total, surrogate.values)
-            values, errors, _ = shrink_towards_surrogate(fit.values, fit.standard_errors,
-                                                         surrogate.values)
+            values, errors, _ = shrink_towards_surrogate(
+                fit.values, fit.standard_errors, surrogate.values,
+                np.zeros_like(surrogate.values) if surrogate.value_variance is None
+                else surrogate.value_variance)
             fits[output] = replace(fit, values=values, standard_errors=errors)
     values = np.stack([fit.values for fit in fits])
     # The constraint holds up to rounding in the solve (1e-8 relative for a nearly singular

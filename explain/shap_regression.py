@@ -343,22 +343,24 @@ SHRINK_VARIANCE_SHARE = 0.5  # share of the (HC3, conservative) sandwich varianc
 
 
 def shrink_towards_surrogate(values: np.ndarray, standard_errors: np.ndarray,
-                             surrogate_values: np.ndarray,
+                             surrogate_values: np.ndarray, surrogate_variance: np.ndarray,
                              variance_share: float = SHRINK_VARIANCE_SHARE
                              ) -> tuple[np.ndarray, np.ndarray, float]:
     """Positive-part James-Stein shrinkage of consistent estimates towards a surrogate's
     exact Shapley values.
 
     values: (S,) a consistent estimate with standard errors (S,) (the regression adjusted by
-    the surrogate), surrogate_values: (S,) phi(g). The sum of the values is fixed by
+    the surrogate), surrogate_values: (S,) phi(g), surrogate_variance: (S,) their variance
+    from the calls the surrogate was fitted on. The sum of the values is fixed by
     efficiency, so only the centred difference d = values - phi(g) moves: the result is
     phi(g) + lambda d (plus the fixed mean), lambda = max(0, 1 - share tr(V) / |d|^2).
     Where the surrogate is close to the game (|d|^2 near the noise tr(V)) the values lean on
     it; where it is not (|d|^2 >> tr(V)) they stay as they are. ``variance_share`` < 1
     because the HC3 sandwich overstates the variance at small budgets (its intervals cover
-    more than 95%). Standard errors: sqrt(lambda^2 V + (1 - lambda)^2 max(d^2, V)), d^2
-    standing for the surrogate's own error. Returns values (S,), standard errors (S,) and
-    lambda (1: unchanged).
+    more than 95%). Standard errors: sqrt(lambda^2 V + (1 - lambda)^2 (var(g) + max(d^2 - V,
+    0))), the surrogate's own error being its variance plus its squared bias, which d^2 - V
+    estimates (d is the bias plus the values' noise). Returns values (S,), standard errors
+    (S,) and lambda (1: unchanged).
     """
     difference = values - surrogate_values
     difference = difference - difference.mean()
@@ -370,7 +372,8 @@ def shrink_towards_surrogate(values: np.ndarray, standard_errors: np.ndarray,
     if weight >= 1.0:
         return values, standard_errors, 1.0
     shrunk = values - (1.0 - weight) * difference
-    errors = np.sqrt(weight**2 * variance + (1.0 - weight)**2 * np.maximum(difference**2, variance))
+    surrogate_error = surrogate_variance + np.maximum(difference**2 - variance, 0.0)
+    errors = np.sqrt(weight**2 * variance + (1.0 - weight)**2 * surrogate_error)
     return shrunk, errors, weight
 
 

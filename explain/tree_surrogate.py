@@ -203,12 +203,16 @@ class Surrogate:
 
     halves: (P,) float64, (g(z) - g(1 - z)) / 2 on each pair, from the forest that did not
     see the pair (the mean of the forests on enumerated pairs, which every forest saw);
-    total: (g(1) - g(0)) / 2 and values: (S,) the exact Shapley values, of the mean forest.
+    total: (g(1) - g(0)) / 2 and values: (S,) the exact Shapley values, of the mean forest;
+    value_variance: (S,) the delete-a-fold jackknife variance of those values, from the
+    spread of the fold forests' centred values ((K-1)/K sum_k (phi_k - mean)^2): how much
+    they owe to the particular calls the trees were fitted on (0 when not known).
     """
 
     halves: np.ndarray
     total: float
     values: np.ndarray
+    value_variance: np.ndarray | None = None
 
 
 def cross_fitted_surrogates(paired: PairedDesign, base_values: np.ndarray,
@@ -243,5 +247,8 @@ def cross_fitted_surrogates(paired: PairedDesign, base_values: np.ndarray,
         own = np.where(sampled, block[np.arange(num_pairs), np.maximum(paired.folds, 0)],
                        block.mean(axis=1))
         total = 0.5 * float(np.mean(trees.full_values[forests] - trees.empty_values[forests]))
-        surrogates.append(Surrogate(own, total, trees.shapley_values[forests].mean(axis=0)))
+        fold_values = trees.shapley_values[forests]  # (FOLDS, S)
+        centred = fold_values - fold_values.mean(axis=1, keepdims=True)
+        spread = (FOLDS - 1) / FOLDS * ((centred - centred.mean(axis=0))**2).sum(axis=0)
+        surrogates.append(Surrogate(own, total, fold_values.mean(axis=0), spread))
     return surrogates

@@ -340,22 +340,30 @@ def test_shrinkage_towards_a_surrogate_known_answers():
     values = np.array([1.0, 2.0, 3.0, 4.0])
     errors = np.full(4, 0.5)  # tr(V) = 1
     # a surrogate whose values differ by a constant: nothing to shrink (the sum is fixed)
-    same, _, _ = shrink_towards_surrogate(values, errors, values - 0.3)
+    same, _, _ = shrink_towards_surrogate(values, errors, values - 0.3, np.zeros(4))
     np.testing.assert_allclose(same, values, rtol=0, atol=1e-12)
     # |d|^2 = 1 = 2 * share * tr(V): halfway, the sum kept, errors from both parts
     surrogate = values + np.array([0.5, -0.5, 0.5, -0.5]) + 7.0
-    shrunk, shrunk_errors, weight = shrink_towards_surrogate(values, errors, surrogate)
+    shrunk, shrunk_errors, weight = shrink_towards_surrogate(values, errors, surrogate,
+                                                             np.full(4, 0.01))
     assert weight == pytest.approx(0.5)
     np.testing.assert_allclose(shrunk, values + 0.5 * np.array([0.5, -0.5, 0.5, -0.5]))
     assert shrunk.sum() == pytest.approx(values.sum())
-    np.testing.assert_allclose(shrunk_errors, np.sqrt(0.25 * 0.25 + 0.25 * 0.25))
+    # here d^2 = V: no bias estimated, the surrogate's error is its variance alone
+    np.testing.assert_allclose(shrunk_errors, np.sqrt(0.25 * 0.25 + 0.25 * 0.01))
+    # a surrogate biased on one feature: d^2 - V counts on that feature
+    biased = values + np.array([2.0, -1.0, -0.5, -0.5])
+    _, biased_errors, weight = shrink_towards_surrogate(values, errors, biased, np.zeros(4))
+    np.testing.assert_allclose(biased_errors[0]**2,
+                               weight**2 * 0.25 + (1 - weight)**2 * (4.0 - 0.25))
+    np.testing.assert_allclose(biased_errors[2]**2, weight**2 * 0.25)
     # a surrogate within the noise: its values (centred on the estimate's sum)
     close = values + np.array([0.1, -0.1, 0.1, -0.1])
-    shrunk, _, weight = shrink_towards_surrogate(values, errors, close)
+    shrunk, _, weight = shrink_towards_surrogate(values, errors, close, np.zeros(4))
     assert weight == 0.0
     np.testing.assert_allclose(shrunk, close)
     # a surrogate far off: almost unchanged
     far = values + np.array([50.0, -50.0, 50.0, -50.0])
-    shrunk, _, weight = shrink_towards_surrogate(values, errors, far)
+    shrunk, _, weight = shrink_towards_surrogate(values, errors, far, np.zeros(4))
     assert weight == pytest.approx(1.0 - 0.5 / 10000.0)
     np.testing.assert_allclose(shrunk, values, atol=0.01)

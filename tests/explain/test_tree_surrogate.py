@@ -87,3 +87,32 @@ def test_a_feature_is_never_split_twice_on_a_path():
                               depth=5, learning_rate=1.0, leaf_penalty=1e-12)
     np.testing.assert_allclose(trees.predictions, targets, atol=1e-9)
     np.testing.assert_allclose(trees.shapley_values[0], [3.0, 1.0, 0.0], atol=1e-9)
+
+
+def _surrogate_of(game, num_features, pairs, seed):
+    from explain.coalitions import PairSampler
+    from explain.kernel_shap import _paired_design
+    from explain.tree_surrogate import cross_fitted_surrogates
+
+    rows = PairSampler(num_features, [], np.random.default_rng(seed)).draw(pairs)
+    anchors = game(np.array([np.zeros(num_features, bool), np.ones(num_features, bool)]))
+    paired = _paired_design(num_features, [], np.zeros((0, num_features), bool),
+                            np.zeros((0, anchors.shape[1])), rows, game(rows))
+    return cross_fitted_surrogates(paired, anchors[0], anchors[1], [0])[0]
+
+
+def test_the_fold_forests_spread_is_the_surrogate_values_variance():
+    # A game every fold's forest learns exactly (a three-way product): the fold forests agree
+    # and the jackknife variance of the values is ~0; a random table over the features, which
+    # each forest fits differently from its four fifths of the calls: clearly positive.
+    num_features = 8
+    product_game = table_game(all_coalitions(num_features)[:, :3].all(axis=1).astype(np.float64)[:, None])
+    learnt = _surrogate_of(product_game, num_features, 60, 0)
+    np.testing.assert_allclose(learnt.values, exact_shapley_values(product_game, num_features)[0],
+                               atol=1e-3)
+    assert learnt.value_variance.shape == (num_features,)
+    assert learnt.value_variance.max() < 1e-6
+    noise_game = table_game(np.random.default_rng(1).normal(size=(2**num_features, 1)))
+    noisy = _surrogate_of(noise_game, num_features, 60, 0)
+    assert noisy.value_variance.min() > 0
+    assert np.sqrt(noisy.value_variance).mean() > 0.05 * np.abs(noisy.values).mean()
