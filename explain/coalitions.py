@@ -25,7 +25,8 @@ the last feature when k = S/2 (so a pair is never drawn twice in another order).
   out the largest part of it (measured 5-25% lower error at 250-1000 samples on the
   development games, BENCHMARKS.md). The draws stay random (candidates are), distinct and
   reproducible; the standard errors, which treat them as simple random samples, are
-  slightly conservative for it.
+  slightly conservative for it. Above ``BALANCE_MAX_FEATURES`` features (an S x S matrix per
+  stratum) the draws are uniform.
 
 Everything random comes from an injected ``numpy.random.Generator``; the coalitions depend
 only on it and on the budget, never on how the evaluations are batched.
@@ -39,6 +40,7 @@ from math import comb
 import numpy as np
 
 BALANCE_CANDIDATES = 32  # random candidates per drawn pair, the most balancing one is kept
+BALANCE_MAX_FEATURES = 128  # above this, pairs are drawn uniformly (an S x S imbalance per stratum)
 
 __all__ = [
     "size_kernel_mass",
@@ -73,10 +75,14 @@ def stratum_mass(num_features: int, small: int) -> float:
     return float(mass[small] + (mass[large] if large != small else 0.0))
 
 
+POPULATION_CAP = 2**53  # beyond any budget; the strata's pair counts and their sum stay in int64
+
+
 def stratum_pairs(num_features: int, small: int) -> int:
-    """Number of distinct complementary pairs in the size pair (small, S - small)."""
+    """Number of distinct complementary pairs in the size pair (small, S - small), capped at
+    ``POPULATION_CAP`` (C(68, 34) / 2 no longer fits an int64; no budget comes near it)."""
     count = comb(num_features, small)
-    return count // 2 if 2 * small == num_features else count
+    return min(count // 2 if 2 * small == num_features else count, POPULATION_CAP)
 
 
 def plan_enumeration(num_features: int, budget: int) -> tuple[list[int], int]:
@@ -180,8 +186,9 @@ class PairSampler:
                                    dtype=np.int64)
         self.drawn = np.zeros(len(self.strata), dtype=np.int64)
         self._seen: list[set[bytes]] = [set() for _ in self.strata]
-        # per stratum: sum over its drawn pairs of x x^T - E[x x^T] (S, S), see ``_distinct``
-        self._imbalance = [np.zeros((num_features, num_features)) for _ in self.strata]
+        # per stratum, made at its first draw: sum over its drawn pairs of x x^T - E[x x^T]
+        # (S, S), see ``_distinct``; None for S > BALANCE_MAX_FEATURES (uniform draws)
+        self._imbalance: dict[int, np.ndarray] = {}
 
     def capacity(self) -> int:
         """Pairs not drawn yet."""
@@ -207,10 +214,14 @@ class PairSampler:
 
     def _distinct(self, index: int, small: int, count: int) -> np.ndarray:
         """``count`` pairs of stratum ``index`` never drawn before, each the most balancing
-        of ``BALANCE_CANDIDATES`` distinct random candidates (``_most_balancing``)."""
+        of ``BALANCE_CANDIDATES`` distinct random candidates (``_most_balancing``); uniform
+        draws (one candidate each) above ``BALANCE_MAX_FEATURES`` features."""
         seen = self._seen[index]
         left = int(self.population[index]) - len(seen)
-        imbalance = self._imbalance[index]
+        balanced = self.num_features <= BALANCE_MAX_FEATURES
+        imbalance = (self._imbalance.setdefault(index, np.zeros((self.num_features,) * 2))
+                     if balanced else None)
+        candidates_per_pair = BALANCE_CANDIDATES if balanced else 1
         expected = pair_sign_moment(self.num_features, small)
         picked: list[np.ndarray] = []
         if count > left // 2 or left <= 4 * BALANCE_CANDIDATES:  # dense: choose among what is left
@@ -219,8 +230,8 @@ class PairSampler:
             available = np.ones(len(pool), dtype=bool)
             for _ in range(count):
                 open_rows = np.flatnonzero(available)
-                candidates = (open_rows if len(open_rows) <= BALANCE_CANDIDATES else
-                              self.rng.choice(open_rows, BALANCE_CANDIDATES, replace=False))
+                candidates = (open_rows if len(open_rows) <= candidates_per_pair else
+                              self.rng.choice(open_rows, candidates_per_pair, replace=False))
                 best = candidates[_most_balancing(pool[candidates], imbalance)]
                 available[best] = False
                 _record(imbalance, pool[best], expected)
@@ -229,7 +240,7 @@ class PairSampler:
             keys: set[bytes] = set()
             while len(picked) < count:
                 candidates = [row for row in _canonical(
-                    _random_subsets(self.num_features, small, BALANCE_CANDIDATES, self.rng), small)
+                    _random_subsets(self.num_features, small, candidates_per_pair, self.rng), small)
                     if row.tobytes() not in seen and row.tobytes() not in keys]
                 if not candidates:
                     continue
@@ -248,16 +259,20 @@ def pair_sign_moment(num_features: int, size: int) -> float:
     return 1.0 - 4.0 * size * (num_features - size) / (num_features * (num_features - 1))
 
 
-def _most_balancing(candidates: np.ndarray, imbalance: np.ndarray) -> int:
+def _most_balancing(candidates: np.ndarray, imbalance: np.ndarray | None) -> int:
     """Index of the candidate (C, S) bool whose sign vector x least increases the squared
     Frobenius norm of imbalance + x x^T - E: the smallest x^T imbalance x (x x^T - E has
-    the same norm for every coalition of one size)."""
+    the same norm for every coalition of one size). The first when not balancing (None)."""
+    if imbalance is None or len(candidates) == 1:
+        return 0
     signs = 2.0 * candidates - 1.0
     return int(np.argmin(np.einsum("ci,ij,cj->c", signs, imbalance, signs)))
 
 
-def _record(imbalance: np.ndarray, row: np.ndarray, expected: float) -> None:
-    """Add a drawn pair's x x^T - E to its stratum's imbalance (S, S) in place."""
+def _record(imbalance: np.ndarray | None, row: np.ndarray, expected: float) -> None:
+    """Add a drawn pair's x x^T - E to its stratum's imbalance (S, S) in place (None: not kept)."""
+    if imbalance is None:
+        return
     signs = 2.0 * row - 1.0
     imbalance += np.outer(signs, signs) - expected
     np.fill_diagonal(imbalance, 0.0)

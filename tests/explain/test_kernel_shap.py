@@ -33,7 +33,7 @@ def interaction_game(num_features, seed):
     return game
 
 
-@pytest.mark.parametrize("num_features, num_samples", [(5, 500), (20, 300), (40, 500)])
+@pytest.mark.parametrize("num_features, num_samples", [(5, 500), (20, 300), (40, 500), (100, 500)])
 def test_additive_game_is_exact(num_features, num_samples):
     weights = np.random.default_rng(num_features).normal(size=(2, num_features))
     result = kernel_shap(additive_game(weights), num_features, num_samples,
@@ -45,7 +45,8 @@ def test_additive_game_is_exact(num_features, num_samples):
     assert result.standard_errors.max() <= 1e-6 * value_range
 
 
-@pytest.mark.parametrize("num_features, num_samples", [(4, 100), (7, 60), (20, 100), (64, 500)])
+@pytest.mark.parametrize("num_features, num_samples",
+                         [(4, 100), (7, 60), (20, 100), (64, 500), (130, 800)])
 def test_values_sum_exactly_to_the_prediction_gap(num_features, num_samples):
     game = interaction_game(num_features, 3)
     result = kernel_shap(game, num_features, num_samples, np.random.default_rng(0))
