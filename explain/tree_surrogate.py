@@ -60,14 +60,14 @@ class BoostedTrees:
     full_values: np.ndarray
 
 
-def _leaf_weight_tables(num_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """(S+1, S+1) tables indexed [|A|, |B|]: the share of a leaf's value given to each
-    required-on feature, (|A|-1)!|B|!/(|A|+|B|)!, and taken from each required-off feature,
-    |A|!(|B|-1)!/(|A|+|B|)! (0 where the set is empty)."""
-    on_share = np.zeros((num_features + 1, num_features + 1))
-    off_share = np.zeros((num_features + 1, num_features + 1))
-    for on in range(num_features + 1):
-        for off in range(num_features + 1 - on):
+def _leaf_weight_tables(max_conditions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C+1, C+1) tables indexed [|A|, |B|], |A| + |B| <= C = max_conditions: the share of a
+    leaf's value given to each required-on feature, (|A|-1)!|B|!/(|A|+|B|)!, and taken from
+    each required-off feature, |A|!(|B|-1)!/(|A|+|B|)! (0 where the set is empty)."""
+    on_share = np.zeros((max_conditions + 1, max_conditions + 1))
+    off_share = np.zeros((max_conditions + 1, max_conditions + 1))
+    for on in range(max_conditions + 1):
+        for off in range(max_conditions + 1 - on):
             if on + off == 0:
                 continue
             whole = factorial(on + off)
@@ -85,10 +85,10 @@ def leaf_shapley_values(required_on: np.ndarray, required_off: np.ndarray,
     required_on, required_off: (F, L, S) bool, the features a leaf requires on / off
     (disjoint); leaf_values: (F, L) float64. Returns (F, S) float64.
     """
-    num_features = required_on.shape[-1]
-    on_share, off_share = _leaf_weight_tables(num_features)
     on_count = required_on.sum(axis=-1)
     off_count = required_off.sum(axis=-1)
+    # a leaf's conditions number at most the trees' depth: tables that far, not to S
+    on_share, off_share = _leaf_weight_tables(int((on_count + off_count).max(initial=0)))
     gain = leaf_values * on_share[on_count, off_count]  # (F, L)
     loss = leaf_values * off_share[on_count, off_count]
     return (np.einsum("fl,fls->fs", gain, required_on.astype(np.float64))
