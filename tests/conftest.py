@@ -20,6 +20,13 @@ import requests
 from tests.tiny_models import export_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A test run started in the background by a non-interactive shell (`make test &`, nohup) inherits
+# SIGINT ignored, and so would every server it starts: the Ctrl-C tests (rollback on an
+# interrupted call, `deploy serve` stopping on SIGINT) would then test nothing and fail. Give
+# this process Python's own handler back; processes it starts get the default disposition.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # fixtures that start a process or a server: multi-model-server (Java), a moto server, the
 # packaging check (a fresh interpreter running the packed code)
 PROCESS_FIXTURES = frozenset({"detector_endpoint", "own_detector_endpoint", "tiny_detector_archive",
