@@ -44,7 +44,7 @@ def main(model_dir, image_dir, out, num_samples, explain, real_photo):
     from deploy.client import EndpointClient
     from deploy.local_endpoint import LocalEndpoint
     from deploy.package import describe, package_model_dir
-    from explain import load_image
+    from explain import RunOptions, load_image
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(out)
@@ -80,8 +80,9 @@ def main(model_dir, image_dir, out, num_samples, explain, real_photo):
         if explain:
             click.echo("4/%d explaining the detections (Kernel SHAP, %d samples per image)" % (steps, num_samples),
                        err=True)
+            # out already holds model.tar.gz (step 1), and an earlier demo's results: start over
             with demo_explainer(endpoint.url, classes, num_samples) as explainer:
-                summary = explainer.run(paths, out)
+                summary = explainer.run(paths, out, RunOptions(restart=True, allow_non_empty_out=True))
             click.echo("explanations: %s (report: %s)" % (out, out / "report.html"))
             calls = sum(image.get("model_calls", 0) for image in summary.get("images", []))
             if calls:
