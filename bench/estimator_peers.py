@@ -21,8 +21,9 @@ and returns (S,) Shapley value estimates, or (values, standard errors) for clear
   p_l = 1 / (S C(S-1, l)), pi(S) the inclusion probability (1 for the anchors).
   Needs ``xgboost`` (bench/requirements.txt).
 * clearsight's first estimator (bench/kernel_shap_old.py), the current one without its tree
-  surrogate (``tree_surrogate=False``: the parity regression alone, issue 12's first round)
-  and the current one.
+  surrogate (``tree_surrogate=False``: the parity regression alone, issue 12's first round),
+  with uniform instead of balanced draws (``balanced_draws=False``), without the shrinkage
+  towards the trees (``shrinkage=False``), and the current one.
 """
 
 from __future__ import annotations
@@ -47,6 +48,20 @@ def clearsight_regression_only(game, num_features: int, budget: int,
                                 seed: int) -> tuple[np.ndarray, np.ndarray]:
     result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
                          np.random.default_rng(seed), tree_surrogate=False)
+    return result.values[0], result.standard_errors[0]
+
+
+def clearsight_uniform_draws(game, num_features: int, budget: int,
+                             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
+                         np.random.default_rng(seed), balanced_draws=False)
+    return result.values[0], result.standard_errors[0]
+
+
+def clearsight_no_shrinkage(game, num_features: int, budget: int,
+                            seed: int) -> tuple[np.ndarray, np.ndarray]:
+    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
+                         np.random.default_rng(seed), shrinkage=False)
     return result.values[0], result.standard_errors[0]
 
 
@@ -189,5 +204,7 @@ PEERS = {
     "Regression MSR": regression_msr,
     "clearsight old": clearsight_old,
     "clearsight, no trees": clearsight_regression_only,
+    "clearsight, uniform draws": clearsight_uniform_draws,
+    "clearsight, no shrinkage": clearsight_no_shrinkage,
     "clearsight": clearsight,
 }

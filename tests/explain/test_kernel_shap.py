@@ -333,6 +333,11 @@ def test_drawn_pairs_balance_feature_co_occurrence(num_features, small, count):
     uniform = [_co_occurrence_imbalance(every[rng.choice(len(every), count, replace=False)],
                                         num_features, small) for _ in range(20)]
     assert _co_occurrence_imbalance(drawn, num_features, small) < 0.5 * np.median(uniform)
+    unbalanced = PairSampler(num_features, enumerated, np.random.default_rng(3),
+                             balanced=False).draw(count)[0::2]
+    assert len({row.tobytes() for row in unbalanced}) == count
+    assert (_co_occurrence_imbalance(unbalanced, num_features, small)
+            > 0.5 * np.median(uniform) > _co_occurrence_imbalance(drawn, num_features, small))
 
 
 def test_shrinkage_towards_a_surrogate_known_answers():
