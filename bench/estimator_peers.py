@@ -38,31 +38,13 @@ from explain.kernel_shap import kernel_shap
 from .kernel_shap_old import kernel_shap as kernel_shap_old
 
 
-def clearsight(game, num_features: int, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
-                         np.random.default_rng(seed))
-    return result.values[0], result.standard_errors[0]
-
-
-def clearsight_regression_only(game, num_features: int, budget: int,
-                                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
-                         np.random.default_rng(seed), tree_surrogate=False)
-    return result.values[0], result.standard_errors[0]
-
-
-def clearsight_uniform_draws(game, num_features: int, budget: int,
-                             seed: int) -> tuple[np.ndarray, np.ndarray]:
-    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
-                         np.random.default_rng(seed), balanced_draws=False)
-    return result.values[0], result.standard_errors[0]
-
-
-def clearsight_no_shrinkage(game, num_features: int, budget: int,
-                            seed: int) -> tuple[np.ndarray, np.ndarray]:
-    result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
-                         np.random.default_rng(seed), shrinkage=False)
-    return result.values[0], result.standard_errors[0]
+def _clearsight(**options):
+    """clearsight's estimator as a peer, with kernel_shap's comparison switches (none: as shipped)."""
+    def peer(game, num_features: int, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        result = kernel_shap(lambda z: game(z)[:, None], num_features, budget,
+                             np.random.default_rng(seed), **options)
+        return result.values[0], result.standard_errors[0]
+    return peer
 
 
 def clearsight_old(game, num_features: int, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,8 +185,8 @@ PEERS = {
     "Leverage SHAP": leverage_shap,
     "Regression MSR": regression_msr,
     "clearsight old": clearsight_old,
-    "clearsight, no trees": clearsight_regression_only,
-    "clearsight, uniform draws": clearsight_uniform_draws,
-    "clearsight, no shrinkage": clearsight_no_shrinkage,
-    "clearsight": clearsight,
+    "clearsight, no trees": _clearsight(tree_surrogate=False),
+    "clearsight, uniform draws": _clearsight(balanced_draws=False),
+    "clearsight, no shrinkage": _clearsight(shrinkage=False),
+    "clearsight": _clearsight(),
 }

@@ -184,9 +184,7 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
                 fits[output] = fit
                 continue
             values, errors, _ = shrink_towards_surrogate(
-                fit.values, fit.standard_errors, surrogate.values,
-                np.zeros_like(surrogate.values) if surrogate.value_variance is None
-                else surrogate.value_variance)
+                fit.values, fit.standard_errors, surrogate.values, surrogate.value_variance)
             fits[output] = replace(fit, values=values, standard_errors=errors)
     values = np.stack([fit.values for fit in fits])
     # The constraint holds up to rounding in the solve (1e-8 relative for a nearly singular

@@ -206,13 +206,13 @@ class Surrogate:
     total: (g(1) - g(0)) / 2 and values: (S,) the exact Shapley values, of the mean forest;
     value_variance: (S,) the delete-a-fold jackknife variance of those values, from the
     spread of the fold forests' centred values ((K-1)/K sum_k (phi_k - mean)^2): how much
-    they owe to the particular calls the trees were fitted on (0 when not known).
+    they owe to the particular calls the trees were fitted on.
     """
 
     halves: np.ndarray
     total: float
     values: np.ndarray
-    value_variance: np.ndarray | None = None
+    value_variance: np.ndarray
 
 
 def cross_fitted_surrogates(paired: PairedDesign, base_values: np.ndarray,

@@ -59,6 +59,18 @@ def additive_classifier(weights):
     return predict, norm
 
 
+def assert_exact_for_additive_classifier(explanation, image, weights, norm, baseline):
+    """The values of ``additive_classifier(weights)`` are the segments' summed pixel
+    contributions against the baseline, +/- for its two outputs (1e-6 of their range)."""
+    reference = make_baseline(image, baseline, np.random.default_rng(0))
+    contribution = ((image.astype(np.float64) - reference) * weights).sum(axis=2) / norm
+    exact = np.bincount(explanation.segments.ravel(), weights=contribution.ravel(),
+                        minlength=explanation.num_segments_used)
+    value_range = exact.max() - exact.min()
+    assert np.abs(explanation.shap_values[0] - exact).max() <= 1e-6 * value_range
+    assert np.abs(explanation.shap_values[1] + exact).max() <= 1e-6 * value_range
+
+
 @pytest.mark.parametrize("baseline", ["black", "mean", "blur"])
 def test_model_additive_over_pixels_gives_exact_values(baseline):
     image = textured_image()
@@ -67,13 +79,7 @@ def test_model_additive_over_pixels_gives_exact_values(baseline):
     config = ExplainConfig(task="classification", num_samples=200, num_segments=16,
                            baseline=baseline, labels=("0", "1"))
     explanation = explain_image(image, predict, config)
-    reference = make_baseline(image, baseline, np.random.default_rng(0))
-    contribution = ((image.astype(np.float64) - reference) * weights).sum(axis=2) / norm
-    exact = np.bincount(explanation.segments.ravel(), weights=contribution.ravel(),
-                        minlength=explanation.num_segments_used)
-    value_range = exact.max() - exact.min()
-    assert np.abs(explanation.shap_values[0] - exact).max() <= 1e-6 * value_range
-    assert np.abs(explanation.shap_values[1] + exact).max() <= 1e-6 * value_range
+    assert_exact_for_additive_classifier(explanation, image, weights, norm, baseline)
     np.testing.assert_allclose(explanation.shap_values.sum(axis=1),
                                explanation.predictions - explanation.base_values, atol=1e-12)
     assert explanation.labels.tolist() == [0, 1]

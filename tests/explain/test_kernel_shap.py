@@ -271,7 +271,7 @@ def test_a_surrogate_equal_to_the_game_gives_its_exact_values(monkeypatch):
 
     def perfect(paired, base_values, full_values, outputs):
         return [Surrogate(paired.halves[:, output], 0.5 * float(full_values[output] - base_values[output]),
-                          exact[output]) for output in outputs]
+                          exact[output], np.zeros(num_features)) for output in outputs]
 
     monkeypatch.setattr(kernel_shap_module, "cross_fitted_surrogates", perfect)
     result = kernel_shap(game, num_features, 250, np.random.default_rng(0))
@@ -296,7 +296,7 @@ def test_a_surrogate_unrelated_to_the_game_gets_almost_no_weight(monkeypatch):
         rng = np.random.default_rng(9)
         halves = paired.halves[:, 0]
         return [Surrogate(-halves * 1e3 * (paired.folds >= 0) + rng.normal(size=len(halves)), 0.0,
-                          rng.normal(size=num_features)) for _ in outputs]
+                          rng.normal(size=num_features), np.zeros(num_features)) for _ in outputs]
 
     monkeypatch.setattr(kernel_shap_module, "cross_fitted_surrogates", unrelated)
     result = kernel_shap(game, num_features, 250, np.random.default_rng(0))

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from explain import ExplainConfig, explain_image
-from explain.baselines import make_baseline
 from explain.refinement import CachedGame, split_coalitions, split_segment, split_values
 from tests.explain.test_explainer import (
     SIZE,
     SQUARE,
     additive_classifier,
+    assert_exact_for_additive_classifier,
     pixel_weights,
     red_square_detector,
     red_square_scene,
@@ -115,13 +115,7 @@ def test_refined_explanation_is_exact_for_a_model_additive_over_pixels():
     explanation = explain_image(image, predict, config)
     assert explanation.refinement and explanation.num_segments_used > 12
     assert explanation.levels.max() >= 2  # some segments were split more than once
-    reference = make_baseline(image, "black", np.random.default_rng(0))
-    contribution = ((image.astype(np.float64) - reference) * weights).sum(axis=2) / norm
-    exact = np.bincount(explanation.segments.ravel(), weights=contribution.ravel(),
-                        minlength=explanation.num_segments_used)
-    value_range = exact.max() - exact.min()
-    assert np.abs(explanation.shap_values[0] - exact).max() <= 1e-6 * value_range
-    assert np.abs(explanation.shap_values[1] + exact).max() <= 1e-6 * value_range
+    assert_exact_for_additive_classifier(explanation, image, weights, norm, "black")
 
 
 def test_refinement_follows_the_evidence():
