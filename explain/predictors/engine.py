@@ -48,6 +48,29 @@ def status_hint(status: int | None) -> str:
     return ""
 
 
+class _FirstFailure:
+    """The first error of a batch's concurrent requests (in time: the cause, not an echo of it).
+
+    ``watch`` runs one request's work in a worker thread; the first error it sees is kept and
+    ``abort`` set before the error leaves the worker, so a worker freed by a failure starts no
+    further request, and an error caused by the abort is never the one reported."""
+
+    def __init__(self):
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, work, *args):
+        try:
+            return work(*args)
+        except BaseException as error:
+            with self._lock:
+                if self.error is None:
+                    self.error = error
+                    self.abort.set()
+            raise
+
+
 class Predictor:
     """predict(batch) over one Connection, with request planning, concurrency, retries and counters.
 
@@ -132,21 +155,20 @@ class Predictor:
             return []
         per_request = self.images_per_request(batch.shape[1:])
         chunks = [batch[start:start + per_request] for start in range(0, batch.shape[0], per_request)]
-        abort = threading.Event()  # set on the first failure: other requests stop retrying
+        failure = _FirstFailure()  # other requests stop retrying, and none starts, once one fails
         if self.transport.concurrency == 1 or len(chunks) == 1:
-            parts = [self._predict_chunk(chunk, abort) for chunk in chunks]
+            parts = [self._predict_chunk(chunk, failure.abort) for chunk in chunks]
         else:
             workers = min(self.transport.concurrency, len(chunks))
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
-            futures = [pool.submit(self._predict_chunk, chunk, abort) for chunk in chunks]
+            futures = [pool.submit(failure.watch, self._predict_chunk, chunk, failure.abort) for chunk in chunks]
             try:
                 wait(futures, return_when=FIRST_EXCEPTION)
-                for future in futures:  # the first failure in request order, if any
-                    if future.done() and future.exception() is not None:
-                        raise future.exception()
+                if failure.error is not None:
+                    raise failure.error
                 parts = [future.result() for future in futures]
             except BaseException:
-                abort.set()
+                failure.abort.set()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown(wait=True)
@@ -171,6 +193,8 @@ class Predictor:
     def _send_with_retries(self, body: bytes, abort: threading.Event) -> tuple[bytes, str]:
         attempts = self.transport.max_retries + 1
         for attempt in range(attempts):
+            if abort.is_set():
+                raise EndpointUnavailableError(f"{self.description}: request not sent, another request failed")
             self._slots.acquire()
             self._stats.sent(len(body))
             started = time.perf_counter()

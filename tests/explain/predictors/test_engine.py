@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tarfile
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -17,6 +18,8 @@ from explain.predictors import (
     make_predictor,
     plan_requests,
 )
+from explain.predictors.engine import Predictor
+from explain.predictors.transport import TransientError
 from serving.contract import encode_images, npy_body_size
 from tests.fake_endpoint import FakeEndpoint, assert_same_predictions, fake_model, random_batch
 
@@ -163,6 +166,39 @@ def test_a_client_error_stops_the_other_requests_retrying(detection_endpoint):
         predictor(random_batch(8))
     assert time.monotonic() - started < 1.0  # nobody sat out a 1.5-3 s backoff
     assert len(detection_endpoint.requests) <= 4
+
+
+class _FailFirstConnection:
+    """Three requests in flight at once; the first fails with a client error, the others answer
+    503 0.3 s later."""
+
+    def __init__(self):
+        self.sends = 0
+        self._lock = threading.Lock()
+        self._all_in_flight = threading.Barrier(3)
+
+    def send(self, body):
+        with self._lock:
+            self.sends += 1
+            first = self.sends == 1
+        if self.sends <= 3:
+            self._all_in_flight.wait(timeout=5)
+        if first:
+            raise PredictorError("HTTP 400: the first request's fault")
+        time.sleep(0.3)
+        raise TransientError("HTTP 503: busy")
+
+
+def test_no_request_starts_after_another_failed_and_the_cause_is_reported():
+    # 3 workers, 9 requests: the worker freed by the 400 must not send the 4th request, and the
+    # two in flight are abandoned without a retry; the 400, not their echo of it, is raised
+    connection = _FailFirstConnection()
+    predictor = Predictor(connection, "detection", TransportConfig(
+        max_payload_bytes=npy_body_size((1, 32, 32, 3)), concurrency=3, backoff_base=3.0))
+    with pytest.raises(PredictorError, match="the first request's fault"):
+        predictor(random_batch(9))
+    time.sleep(0.5)  # the abandoned requests have answered by now
+    assert connection.sends == 3
 
 
 def test_gives_up_after_max_retries(detection_endpoint):
