@@ -179,7 +179,8 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
         for output, surrogate in zip(inexact, surrogates):
             fit = adjust_with_surrogate(
                 paired, paired.halves[:, output], 0.5 * float(full_values[output] - base_values[output]),
-                fits[output], surrogate.halves, surrogate.total, surrogate.values)
+                fits[output], surrogate.halves, surrogate.total, surrogate.values,
+                surrogate.mean_halves)
             if not shrinkage:
                 fits[output] = fit
                 continue

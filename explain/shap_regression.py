@@ -51,6 +51,7 @@ __all__ = [
 
 _RIDGE = 1e-10  # relative: keeps rank-deficient systems at the minimum-norm split
 HC_POWER = 1.0
+FOLDS_MAX = 63  # cross-fitting folds at most (groups of ``_score_deviations``)
 _MAX_LEVERAGE = 0.95  # HC3 cap: a pair the fit passes through says little about the error
 
 
@@ -212,19 +213,23 @@ def solve_constrained_wls(coalitions: np.ndarray, weights: np.ndarray, outputs: 
 
 
 def _score_deviations(solver: _ConstrainedSolver, weights: np.ndarray, score_map: np.ndarray,
-                      residuals: np.ndarray, paired: PairedDesign) -> np.ndarray:
+                      residuals: np.ndarray, paired: PairedDesign, by_fold: bool = False) -> np.ndarray:
     """(P, S) float64: each pair's linearised contribution to the values for one output
     (residuals (P,); score_map: Q @ mapping.T, (K, S)), centred within its sampled stratum
     and scaled by the stratum's finite-population correction, so that the column sums of
     squares are the sandwich variances. Linear in ``residuals``. Rows of enumerated strata
-    are 0."""
+    are 0. by_fold: each cross-fitting fold's pairs of a stratum count as a sample of their
+    own (centred apart, corrected by the fold's sampling fraction): the design of residuals
+    that come from a different surrogate in each fold (``adjust_with_surrogate``)."""
     adjusted = residuals / (1.0 - np.minimum(solver.leverages, _MAX_LEVERAGE)) ** HC_POWER
     scores = (solver.design * (weights * adjusted)[:, None]) @ score_map  # (P, S)
     deviations = np.zeros_like(scores)
-    for stratum in np.unique(paired.strata):
+    groups = paired.strata * (FOLDS_MAX + 1) + (np.maximum(paired.folds, 0) if by_fold else 0)
+    for group in np.unique(groups):
+        stratum = group // (FOLDS_MAX + 1)
         if not paired.sampled[stratum]:
             continue
-        members = paired.strata == stratum
+        members = groups == group
         count = int(members.sum())
         kept = 1.0 - count / paired.population[stratum]
         if kept <= 0:
@@ -238,9 +243,17 @@ def _score_deviations(solver: _ConstrainedSolver, weights: np.ndarray, score_map
 
 
 def _stratum_indicators(paired: PairedDesign) -> np.ndarray:
-    """(P, H) float64: one column per sampled stratum with at least two pairs, 1 on its pairs."""
+    """(P, H) float64: one column per sampled stratum with at least two pairs, 1 on its pairs.
+
+    Not for the self-complementary stratum (k = S/2, even S): both members of its pairs have
+    the same size, so its mean of d/2 is no function of the size; its pairs are stored by
+    the member holding feature S-1 (``explain.coalitions``), so there an indicator would be
+    that feature's sign and take its signal from the stratum (a bias in its value that no
+    budget short of full enumeration removed)."""
+    middle = paired.signs.shape[1] // 2 - 1 if paired.signs.shape[1] % 2 == 0 else -1
     columns = [paired.strata == stratum for stratum in np.unique(paired.strata)
-               if paired.sampled[stratum] and np.count_nonzero(paired.strata == stratum) > 1]
+               if paired.sampled[stratum] and stratum != middle
+               and np.count_nonzero(paired.strata == stratum) > 1]
     if not columns:
         return np.zeros((len(paired.strata), 0))
     return np.stack(columns, axis=1).astype(np.float64)
@@ -301,7 +314,8 @@ def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int
 
 def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: float,
                           fit: RegressionFit, surrogate_halves: np.ndarray,
-                          surrogate_total: float, surrogate_values: np.ndarray) -> RegressionFit:
+                          surrogate_total: float, surrogate_values: np.ndarray,
+                          surrogate_mean_halves: np.ndarray | None = None) -> RegressionFit:
     """Regression adjustment of ``fit`` by a surrogate game g whose Shapley values are exact.
 
     The estimate becomes beta phi(g) + fit(d/2 - beta m): the same regression (fit's terms
@@ -314,7 +328,12 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
 
     targets: (P,) one output's d/2; total: (f(1) - f(0)) / 2; surrogate_halves: (P,) m, the
     surrogate's (g(z) - g(1 - z)) / 2 on each pair (cross-fitted: from a surrogate that did
-    not see the pair); surrogate_total: (g(1) - g(0)) / 2; surrogate_values: (S,) phi(g).
+    not see the pair); surrogate_total: (g(1) - g(0)) / 2; surrogate_values: (S,) phi(g);
+    surrogate_mean_halves: (P,) the mean surrogate's m, when m comes from a different
+    surrogate in each cross-fitting fold (None: one surrogate). Their difference is sampled
+    fold by fold, each fold a fifth of the pairs, so its variance gets the fold's
+    finite-population correction, not the stratum's: the excess (nil at small sampling
+    fractions, most of m's error near full enumeration) enters the weight and the errors.
     Returns the adjusted fit (standard errors from the sandwich of the adjusted residuals).
     """
     linear = fit._linear
@@ -325,7 +344,15 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
         surrogate_halves[:, None], np.array([surrogate_total]))
     surrogate_errors = _score_deviations(linear.solver, weights, linear.score_map,
                                          surrogate_residuals[:, 0], paired)
-    spread = float((surrogate_errors**2).sum())
+    excess = np.zeros(len(fit.values))
+    if surrogate_mean_halves is not None:
+        _, mismatch = linear.solver.solve((surrogate_halves - surrogate_mean_halves)[:, None],
+                                          np.array([0.0]))
+        by_stratum, by_fold = (
+            (_score_deviations(linear.solver, weights, linear.score_map, mismatch[:, 0], paired,
+                               by_fold=grouped)**2).sum(axis=0) for grouped in (False, True))
+        excess = np.maximum(by_fold - by_stratum, 0.0)
+    spread = float((surrogate_errors**2).sum() + excess.sum())
     beta = (float(np.clip((linear.deviations * surrogate_errors).sum() / spread, 0.0, 1.0))
             if spread > 0 else 0.0)
     if beta == 0.0:
@@ -333,7 +360,7 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
     values = fit.values - beta * (linear.mapping @ surrogate_coefficients[:, 0] - surrogate_values)
     residual = fit.residuals - beta * surrogate_residuals[:, 0]
     deviations = linear.deviations - beta * surrogate_errors
-    return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0)), fit.terms,
+    return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0) + beta**2 * excess), fit.terms,
                          _loo_error(weights, residual, linear.solver.leverages), residual,
                          fit.ridge, beta, _LinearFit(linear.solver, linear.mapping,
                                                      linear.score_map, deviations))

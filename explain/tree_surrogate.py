@@ -206,13 +206,16 @@ class Surrogate:
     total: (g(1) - g(0)) / 2 and values: (S,) the exact Shapley values, of the mean forest;
     value_variance: (S,) the delete-a-fold jackknife variance of those values, from the
     spread of the fold forests' centred values ((K-1)/K sum_k (phi_k - mean)^2): how much
-    they owe to the particular calls the trees were fitted on.
+    they owe to the particular calls the trees were fitted on; mean_halves: (P,) the mean
+    forest's (g(z) - g(1 - z)) / 2 on each pair (halves - mean_halves: what cross-fitting
+    changes, whose error the adjustment counts fold by fold).
     """
 
     halves: np.ndarray
     total: float
     values: np.ndarray
     value_variance: np.ndarray
+    mean_halves: np.ndarray
 
 
 def cross_fitted_surrogates(paired: PairedDesign, base_values: np.ndarray,
@@ -244,11 +247,11 @@ def cross_fitted_surrogates(paired: PairedDesign, base_values: np.ndarray,
     for position in range(len(chosen)):
         forests = slice(FOLDS * position, FOLDS * (position + 1))
         block = halves[:, forests]  # (P, FOLDS)
-        own = np.where(sampled, block[np.arange(num_pairs), np.maximum(paired.folds, 0)],
-                       block.mean(axis=1))
+        mean_halves = block.mean(axis=1)
+        own = np.where(sampled, block[np.arange(num_pairs), np.maximum(paired.folds, 0)], mean_halves)
         total = 0.5 * float(np.mean(trees.full_values[forests] - trees.empty_values[forests]))
         fold_values = trees.shapley_values[forests]  # (FOLDS, S)
         centred = fold_values - fold_values.mean(axis=1, keepdims=True)
         spread = (FOLDS - 1) / FOLDS * ((centred - centred.mean(axis=0))**2).sum(axis=0)
-        surrogates.append(Surrogate(own, total, fold_values.mean(axis=0), spread))
+        surrogates.append(Surrogate(own, total, fold_values.mean(axis=0), spread, mean_halves))
     return surrogates
