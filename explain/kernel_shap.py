@@ -23,9 +23,11 @@ target_error)``, combines (measurements: BENCHMARKS.md, estimator accuracy):
   values, by how far apart the two are against the values' estimated noise
   (``explain.shap_regression.shrink_towards_surrogate``): trees that follow the game pull
   the values to theirs, trees that do not are left out; the sum stays exact;
-* sandwich standard errors (HC3 residuals, finite-population corrections per size); where
-  the values were shrunk towards the trees, the trees' own error enters too (the spread of
-  the five fold forests' values and the part of the gap to them that noise does not explain).
+* sandwich standard errors (HC3 residuals, finite-population corrections per size; the
+  trees' cross-fitted part, each fold's pairs corrected by the fold's own sampling fraction,
+  which keeps the intervals honest near full enumeration); where the values were shrunk
+  towards the trees, the trees' own error enters too (the spread of the five fold forests'
+  values and the part of the gap to them that noise does not explain).
 
 What the literature offered, and what was taken (read for issue 12):
 

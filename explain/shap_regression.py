@@ -51,7 +51,6 @@ __all__ = [
 
 _RIDGE = 1e-10  # relative: keeps rank-deficient systems at the minimum-norm split
 HC_POWER = 1.0
-FOLDS_MAX = 63  # cross-fitting folds at most (groups of ``_score_deviations``)
 _MAX_LEVERAGE = 0.95  # HC3 cap: a pair the fit passes through says little about the error
 
 
@@ -224,12 +223,12 @@ def _score_deviations(solver: _ConstrainedSolver, weights: np.ndarray, score_map
     adjusted = residuals / (1.0 - np.minimum(solver.leverages, _MAX_LEVERAGE)) ** HC_POWER
     scores = (solver.design * (weights * adjusted)[:, None]) @ score_map  # (P, S)
     deviations = np.zeros_like(scores)
-    groups = paired.strata * (FOLDS_MAX + 1) + (np.maximum(paired.folds, 0) if by_fold else 0)
-    for group in np.unique(groups):
-        stratum = group // (FOLDS_MAX + 1)
+    folds = paired.folds if by_fold else np.zeros_like(paired.folds)
+    groups = np.stack([paired.strata, folds], axis=1)
+    for stratum, fold in np.unique(groups, axis=0):
         if not paired.sampled[stratum]:
             continue
-        members = groups == group
+        members = (paired.strata == stratum) & (folds == fold)
         count = int(members.sum())
         kept = 1.0 - count / paired.population[stratum]
         if kept <= 0:
