@@ -206,7 +206,9 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     evaluate: callable taking coalitions (M, S) bool and returning outputs (M, T) float
     (called a few times; the union of calls is deterministic for a seeded ``rng``).
     num_samples: evaluation budget including the empty and full coalitions (an odd
-    leftover evaluation is not spent: sampled coalitions come in pairs).
+    leftover evaluation is not spent: sampled coalitions come in pairs). Fewer than 2S + 2
+    (and fewer than 2**S) cannot determine the S values: the result is then the
+    minimum-norm fit, with a logged warning, and its standard errors mean little.
     target_error: stop early once every standard error is below target_error times the
     spread (max - min) of that output's values; None spends the whole budget.
     tree_surrogate: False leaves out the tree surrogate's adjustment (the parity regression
@@ -227,6 +229,11 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
         return ShapResult(values, np.zeros_like(values), base_values, full_values, 2, True, True,
                           (1,) * num_outputs)
 
+    if num_samples < min(2 * num_features + 2, 2**min(num_features, 62)):
+        logger.warning("%d model calls cannot determine %d Shapley values (Kernel SHAP needs at least "
+                       "2 x %d + 2 = %d): the values are the minimum-norm fit and their standard errors "
+                       "understate the error; raise num_samples or use fewer segments", num_samples,
+                       num_features, num_features, 2 * num_features + 2)
     budget = max(num_samples - 2, 0)
     enumerated, used = plan_enumeration(num_features, budget)
     enumerated_rows = enumerate_coalitions(num_features, enumerated)

@@ -135,16 +135,20 @@ def shapley_map(terms: tuple[tuple[int, ...], ...], num_features: int) -> np.nda
 
 
 def _constrained_inverse(gram: np.ndarray, constraint: np.ndarray,
-                         penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         penalty: np.ndarray | None = None,
+                         rank_deficient: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """For the Gram matrix G (K, K), the constraint c^T a = total, c (K,), and an optional
     ridge penalty (K,) added to G's diagonal: Q = G^-1 - G^-1 c c^T G^-1 / (c^T G^-1 c) and
-    the split s = G^-1 c / (c^T G^-1 c); the constrained coefficients are Q B^T W y + s total."""
+    the split s = G^-1 c / (c^T G^-1 c); the constrained coefficients are Q B^T W y + s total.
+    rank_deficient: G has fewer rows behind it than columns; the pseudo-inverse then gives
+    the minimum-norm solution (the inverse of the tiny ridge had entries ~1e10 and the
+    subtraction in Q lost every digit: values off by hundreds of times their norm)."""
     size = gram.shape[0]
     regularised = gram + np.eye(size) * _RIDGE * max(np.trace(gram) / size, 1e-300)
     if penalty is not None:
         regularised = regularised + np.diag(penalty)
     try:
-        inverse = np.linalg.inv(regularised)
+        inverse = np.linalg.pinv(regularised, hermitian=True) if rank_deficient else np.linalg.inv(regularised)
     except np.linalg.LinAlgError:
         inverse = np.linalg.pinv(regularised)
     inverse = 0.5 * (inverse + inverse.T)
@@ -171,7 +175,8 @@ class _ConstrainedSolver:
     def build(cls, design: np.ndarray, weights: np.ndarray, constraint: np.ndarray,
               penalty: np.ndarray | None = None) -> _ConstrainedSolver:
         weighted = design * weights[:, None]
-        constrained, share = _constrained_inverse(weighted.T @ design, constraint, penalty)
+        constrained, share = _constrained_inverse(weighted.T @ design, constraint, penalty,
+                                                  rank_deficient=design.shape[0] < design.shape[1])
         leverages = ((weighted @ constrained) * design).sum(axis=1)
         return cls(design, weighted, constrained, share, leverages)
 
