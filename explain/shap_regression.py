@@ -140,20 +140,29 @@ def _constrained_inverse(gram: np.ndarray, constraint: np.ndarray,
     """For the Gram matrix G (K, K), the constraint c^T a = total, c (K,), and an optional
     ridge penalty (K,) added to G's diagonal: Q = G^-1 - G^-1 c c^T G^-1 / (c^T G^-1 c) and
     the split s = G^-1 c / (c^T G^-1 c); the constrained coefficients are Q B^T W y + s total.
-    rank_deficient: G has fewer rows behind it than columns; the pseudo-inverse then gives
-    the minimum-norm solution (the inverse of the tiny ridge had entries ~1e10 and the
-    subtraction in Q lost every digit: values off by hundreds of times their norm)."""
+
+    Q and s are the blocks of the inverse of the bordered (KKT) matrix [[G, c], [c^T, 0]],
+    inverted as one: forming G^-1 first and subtracting lost every digit when G was nearly
+    singular (few calls for many terms: the 1e-10 ridge gave G^-1 entries ~1e10, and values
+    came out tens to hundreds of times their norm). rank_deficient (fewer pairs than terms):
+    the pseudo-inverse, the minimum-norm fit."""
     size = gram.shape[0]
     regularised = gram + np.eye(size) * _RIDGE * max(np.trace(gram) / size, 1e-300)
     if penalty is not None:
         regularised = regularised + np.diag(penalty)
-    try:
-        inverse = np.linalg.pinv(regularised, hermitian=True) if rank_deficient else np.linalg.inv(regularised)
-    except np.linalg.LinAlgError:
-        inverse = np.linalg.pinv(regularised)
+    bordered = np.zeros((size + 1, size + 1))
+    bordered[:size, :size] = regularised
+    bordered[:size, size] = bordered[size, :size] = constraint
+    inverse = None
+    if not rank_deficient:
+        try:
+            inverse = np.linalg.inv(bordered)
+        except np.linalg.LinAlgError:
+            pass
+    if inverse is None:
+        inverse = np.linalg.pinv(bordered, hermitian=True)
     inverse = 0.5 * (inverse + inverse.T)
-    row = inverse @ constraint
-    return inverse - np.outer(row, row) / (constraint @ row), row / (constraint @ row)
+    return inverse[:size, :size], inverse[:size, size]
 
 
 @dataclass(frozen=True)
