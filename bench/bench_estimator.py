@@ -127,20 +127,23 @@ def summarise(result: dict, estimators: list[str], budgets: list[int]) -> list[d
     return summary
 
 
-def _bounded_call_ratios(summary: list[dict], budgets: list[int]) -> list[float]:
+def _call_ratios(summary: list[dict], budgets: list[int]) -> tuple[list[float], list[float]]:
     """Per row where shap's KernelExplainer needs more than the smallest budget, clearsight's
-    calls to 5% error over shap's; a row that one of them does not finish within the grid
-    gets the bound least favourable to clearsight (ours / the largest budget when shap does
-    not finish: the true ratio is below it; the largest budget / shap's calls when we do not:
-    the true ratio is above it). Rows neither finishes are left out."""
-    ratios = []
+    calls to 5% error over shap's: (rows both finish within the grid, every row with a
+    bound). A row that one of them does not finish gets the bound least favourable to
+    clearsight (ours / the largest budget when shap does not finish: the true ratio is below
+    it; the largest budget / shap's calls when we do not: the true ratio is above it); rows
+    neither finishes are left out of both."""
+    finished, bounded = [], []
     for row in summary:
         ours, reference = row["calls_to_target"].get(OURS), row["calls_to_target"].get(REFERENCE)
         if (ours is None and reference is None) or (reference is not None and reference <= min(budgets)):
             continue
-        ratios.append((ours if ours is not None else max(budgets))
-                      / (reference if reference is not None else max(budgets)))
-    return ratios
+        if ours is not None and reference is not None:
+            finished.append(ours / reference)
+        bounded.append((ours if ours is not None else max(budgets))
+                       / (reference if reference is not None else max(budgets)))
+    return finished, bounded
 
 
 def _coverage_resolution(summary: list[dict], budgets: list[int]) -> tuple[float, float, list[str]]:
@@ -239,16 +242,11 @@ def print_tables(summary: list[dict], estimators: list[str], budgets: list[int],
               f"cell as here) would leave {by_chance:.1f} cells outside [0.90, 0.99] by chance, all inside with "
               f"probability {all_inside:.2f}; cells whose coverage differs from 0.95 at two-sided binomial "
               f"p < 0.01: " + (", ".join(rejected) if rejected else "none"))
-    call_ratios = []
-    for row in summary:
-        ours, reference = row["calls_to_target"].get(OURS), row["calls_to_target"].get(REFERENCE)
-        if ours is not None and reference is not None and reference > min(budgets):
-            call_ratios.append(ours / reference)
+    call_ratios, bounded = _call_ratios(summary, budgets)
     if call_ratios:
         print(f"- calls to 5% error, clearsight / shap Kernel, rows where both reach it within the grid "
               f"and shap needs more than {min(budgets)}: median {np.median(call_ratios):.2f}, "
               f"worst {max(call_ratios):.2f} ({len(call_ratios)} rows)")
-    bounded = _bounded_call_ratios(summary, budgets)
     if bounded:
         print(f"- the same over every row where shap needs more than {min(budgets)} calls, rows that one "
               f"estimator does not finish within {max(budgets)} calls included at the bound that is least "

@@ -328,7 +328,7 @@ def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int
 def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: float,
                           fit: RegressionFit, surrogate_halves: np.ndarray,
                           surrogate_total: float, surrogate_values: np.ndarray,
-                          surrogate_mean_halves: np.ndarray | None = None) -> RegressionFit:
+                          surrogate_mean_halves: np.ndarray) -> RegressionFit:
     """Regression adjustment of ``fit`` by a surrogate game g whose Shapley values are exact.
 
     The estimate becomes beta phi(g) + fit(d/2 - beta m): the same regression (fit's terms
@@ -343,7 +343,7 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
     surrogate's (g(z) - g(1 - z)) / 2 on each pair (cross-fitted: from a surrogate that did
     not see the pair); surrogate_total: (g(1) - g(0)) / 2; surrogate_values: (S,) phi(g);
     surrogate_mean_halves: (P,) the mean surrogate's m, when m comes from a different
-    surrogate in each cross-fitting fold (None: one surrogate). Their difference is sampled
+    surrogate in each cross-fitting fold (m itself for one surrogate). Their difference is sampled
     fold by fold, each fold a fifth of the pairs, so its variance gets the fold's
     finite-population correction, not the stratum's: the excess (nil at small sampling
     fractions, most of m's error near full enumeration) enters the weight and the errors.
@@ -357,14 +357,12 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
         surrogate_halves[:, None], np.array([surrogate_total]))
     surrogate_errors = _score_deviations(linear.solver, weights, linear.score_map,
                                          surrogate_residuals[:, 0], paired)
-    excess = np.zeros(len(fit.values))
-    if surrogate_mean_halves is not None:
-        _, mismatch = linear.solver.solve((surrogate_halves - surrogate_mean_halves)[:, None],
-                                          np.array([0.0]))
-        by_stratum, by_fold = (
-            (_score_deviations(linear.solver, weights, linear.score_map, mismatch[:, 0], paired,
-                               by_fold=grouped)**2).sum(axis=0) for grouped in (False, True))
-        excess = np.maximum(by_fold - by_stratum, 0.0)
+    _, mismatch = linear.solver.solve((surrogate_halves - surrogate_mean_halves)[:, None],
+                                      np.array([0.0]))
+    by_stratum, by_fold = (
+        (_score_deviations(linear.solver, weights, linear.score_map, mismatch[:, 0], paired,
+                           by_fold=grouped)**2).sum(axis=0) for grouped in (False, True))
+    excess = np.maximum(by_fold - by_stratum, 0.0)  # (S,)
     spread = float((surrogate_errors**2).sum() + excess.sum())
     beta = (float(np.clip((linear.deviations * surrogate_errors).sum() / spread, 0.0, 1.0))
             if spread > 0 else 0.0)
