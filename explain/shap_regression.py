@@ -10,7 +10,8 @@ constraint sum_T a_T = (f(1) - f(0)) / 2 (efficiency); it is exact for games of 
 and its error comes from the odd orders >= 3.
 
 This module fits d/2 on the singletons, on coalition-size indicators (a game of the size
-alone that is 0 at the anchors has zero Shapley value: they take out each size's mean) and
+alone that is 0 at the anchors has zero Shapley value: they take out each size's mean;
+left out when the pairs are too few for them and the fit predicts better without) and
 on chosen odd higher-order parities (``choose_terms``: triples screened by their correlation
 with the singleton fit's residual, the triples of the leading features, every odd parity of
 the first few, a ridge fit on those of up to nine): a regression adjustment whose
@@ -82,8 +83,9 @@ class PairedDesign:
 class RegressionFit:
     """One output's fit: values (S,), their standard errors (S,), the terms used, the
     weighted leave-one-pair-out error of the fit (float), the residuals (P,), the ridge
-    penalty on the higher-order terms (relative to the total weight) and the weight of the
-    surrogate's adjustment (0: none, see ``adjust_with_surrogate``)."""
+    penalty on the higher-order terms (relative to the total weight), the weight of the
+    surrogate's adjustment (0: none, see ``adjust_with_surrogate``) and whether the
+    coalition-size indicators were in the design."""
 
     values: np.ndarray
     standard_errors: np.ndarray
@@ -92,6 +94,7 @@ class RegressionFit:
     residuals: np.ndarray
     ridge: float = 0.0
     surrogate_weight: float = 0.0
+    indicators: bool = True
     _linear: _LinearFit | None = field(default=None, repr=False, compare=False)
 
 
@@ -272,13 +275,16 @@ def _stratum_indicators(paired: PairedDesign) -> np.ndarray:
     return np.stack(columns, axis=1).astype(np.float64)
 
 
-def _regression_design(paired: PairedDesign, terms: tuple[tuple[int, ...], ...], ridge: float
+def _regression_design(paired: PairedDesign, terms: tuple[tuple[int, ...], ...], ridge: float,
+                       with_indicators: bool = True
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """The design (P, K) of ``terms`` plus the stratum indicators, the constraint (K,) (the
-    terms sum to the total, the indicators take no part), the map (S, K) to Shapley values
-    and the ridge penalty (K,) on the higher-order terms (None when ridge is 0)."""
+    """The design (P, K) of ``terms`` plus the stratum indicators (unless ``with_indicators``
+    is False), the constraint (K,) (the terms sum to the total, the indicators take no
+    part), the map (S, K) to Shapley values and the ridge penalty (K,) on the higher-order
+    terms (None when ridge is 0)."""
     parities = parity_matrix(paired.signs, terms)
-    indicators = _stratum_indicators(paired)
+    indicators = (_stratum_indicators(paired) if with_indicators
+                  else np.zeros((len(paired.strata), 0)))
     design = np.concatenate([parities, indicators], axis=1)
     constraint = np.concatenate([np.ones(len(terms)), np.zeros(indicators.shape[1])])
     mapping = np.concatenate([shapley_map(terms, paired.signs.shape[1]),
@@ -298,7 +304,8 @@ def _loo_error(weights: np.ndarray, residuals: np.ndarray, leverages: np.ndarray
 
 
 def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int, ...], ...],
-               total: float, ridge: float = 0.0, with_errors: bool = True) -> RegressionFit:
+               total: float, ridge: float = 0.0, with_errors: bool = True,
+               with_indicators: bool = True) -> RegressionFit:
     """The constrained fit of one output's targets (P,) on ``terms`` plus the stratum indicators.
 
     A stratum indicator is a game that depends on the coalition size alone and is 0 at the
@@ -310,7 +317,7 @@ def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int
     indicators are never penalised, so the residual stays orthogonal to the singletons and
     the estimate consistent).
     """
-    design, constraint, mapping, penalty = _regression_design(paired, terms, ridge)
+    design, constraint, mapping, penalty = _regression_design(paired, terms, ridge, with_indicators)
     weights = paired.weights
     solver = _ConstrainedSolver.build(design, weights, constraint, penalty)
     coefficients, residuals = solver.solve(targets[:, None], np.array([total]))
@@ -318,11 +325,12 @@ def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int
     residual = residuals[:, 0]
     loo_error = _loo_error(weights, residual, solver.leverages)
     if not with_errors:
-        return RegressionFit(values, np.full(len(values), np.nan), terms, loo_error, residual, ridge)
+        return RegressionFit(values, np.full(len(values), np.nan), terms, loo_error, residual, ridge,
+                             indicators=with_indicators)
     score_map = solver.constrained @ mapping.T
     deviations = _score_deviations(solver, weights, score_map, residual, paired)
     return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0)), terms, loo_error, residual,
-                         ridge, 0.0, _LinearFit(solver, mapping, score_map, deviations))
+                         ridge, 0.0, with_indicators, _LinearFit(solver, mapping, score_map, deviations))
 
 
 def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: float,
@@ -351,7 +359,8 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
     """
     linear = fit._linear
     if linear is None:  # a fit made without standard errors: refit its terms with them
-        linear = _fit_terms(paired, targets, fit.terms, total, fit.ridge)._linear
+        linear = _fit_terms(paired, targets, fit.terms, total, fit.ridge,
+                            with_indicators=fit.indicators)._linear
     weights = paired.weights
     surrogate_coefficients, surrogate_residuals = linear.solver.solve(
         surrogate_halves[:, None], np.array([surrogate_total]))
@@ -373,7 +382,7 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
     deviations = linear.deviations - beta * surrogate_errors
     return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0) + beta**2 * excess), fit.terms,
                          _loo_error(weights, residual, linear.solver.leverages), residual,
-                         fit.ridge, beta, _LinearFit(linear.solver, linear.mapping,
+                         fit.ridge, beta, fit.indicators, _LinearFit(linear.solver, linear.mapping,
                                                      linear.score_map, deviations))
 
 
@@ -441,6 +450,7 @@ def screen_triples(signs: np.ndarray, weights: np.ndarray, residuals: np.ndarray
     return triples[order], scores[order]
 
 
+SCARCE_PAIRS = 2.0  # fewer pairs than this many per column: the fit may drop the size indicators
 RIDGE_GRID = (0.1,)  # penalties tried on the widest basis, relative to the total weight
 WIDE_FEATURES = 9  # the widest basis: every odd parity of up to this many leading features
 
@@ -449,6 +459,11 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     """Fit one output with the singletons alone and with richer odd bases, keep the fit with
     the lowest leave-one-pair-out error.
 
+    With few pairs (fewer than ``SCARCE_PAIRS`` per column of the singleton fit with its
+    coalition-size indicators), the singleton fit without the indicators is tried too and
+    the one with the lower leave-one-pair-out error decides for every candidate: up to S/2
+    indicators beside S singletons left 24 pairs next to no degrees of freedom (S = 16, 50
+    calls: values off by more than their norm and intervals that covered nothing).
     Candidates, beyond the singletons (least squares unless said):
     * the K three-way parities that carry most of the singleton fit's residual
       (``screen_triples``), K up to a third of the pairs beyond the S singletons;
@@ -463,6 +478,10 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     num_pairs, num_features = paired.signs.shape
     first_order = singletons(num_features)
     linear = _fit_terms(paired, targets, first_order, total)
+    if num_pairs < SCARCE_PAIRS * (num_features + _stratum_indicators(paired).shape[1]):
+        linear = min(linear, _fit_terms(paired, targets, first_order, total, with_indicators=False),
+                     key=lambda fit: fit.loo_error)
+    indicators = linear.indicators
     best = linear
     spare = int((num_pairs - num_features) / 3.0)
     if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24:
@@ -494,9 +513,11 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
         candidates += [(wide, ridge) for ridge in RIDGE_GRID]
     chosen = None
     for extra, ridge in candidates:
-        fit = _fit_terms(paired, targets, first_order + extra, total, ridge, with_errors=False)
+        fit = _fit_terms(paired, targets, first_order + extra, total, ridge, with_errors=False,
+                         with_indicators=indicators)
         if fit.loo_error < best.loo_error:
             best, chosen = fit, (extra, ridge)
     if chosen is None:
         return linear
-    return _fit_terms(paired, targets, first_order + chosen[0], total, chosen[1])
+    return _fit_terms(paired, targets, first_order + chosen[0], total, chosen[1],
+                      with_indicators=indicators)
