@@ -239,7 +239,12 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
 
     coarse_budget = config.num_samples
     if config.refine_fraction > 0 and not own_segments:
-        coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
+        if coarse_segments < config.max_segments:
+            coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
+        else:  # nothing may be split: the refinement's share would go unspent
+            logger.warning("the segmentation gave %d segments, max_segments is %d: no refinement, "
+                           "all %d samples go to the segments as they are", coarse_segments,
+                           config.max_segments, config.num_samples)
     shap_values = np.zeros((num_targets, coarse_segments))
     standard_errors = np.zeros((num_targets, coarse_segments))
     base_values = np.zeros(num_targets)

@@ -153,3 +153,17 @@ def test_no_refinement_keeps_the_coarse_segments():
                                 ExplainConfig(num_samples=120, num_segments=10, refine_fraction=0.0))
     assert explanation.refinement == () and explanation.num_segments_used == explanation.coarse_segments
     assert explanation.levels.tolist() == [0] * explanation.num_segments_used
+
+
+@pytest.mark.parametrize("max_segments", [5, 12])
+def test_no_room_to_refine_spends_the_whole_budget_on_the_coarse_segments(max_segments, caplog):
+    # As many coarse segments as max_segments (or more): nothing may be split, and the
+    # refinement's 40% of num_samples went unspent (301 of 500 calls), with no word.
+    with caplog.at_level("WARNING", logger="explain.explainer"):
+        explanation = explain_image(red_square_scene(), red_square_detector,
+                                    ExplainConfig(num_samples=200, num_segments=12,
+                                                  max_segments=max_segments))
+    assert explanation.refinement == ()
+    assert explanation.coarse_segments >= max_segments
+    assert explanation.model_calls > 0.9 * 200
+    assert "no refinement" in caplog.text
