@@ -116,8 +116,8 @@ _MIN_PAIRS_PER_FOLD = 2  # fewer sampled pairs per cross-fitting fold: no surrog
 class ShapResult:
     """Shapley value estimates for T outputs over S features.
 
-    values: (T, S) float64; standard_errors: (T, S) float64 (0 when exact);
-    base_values: (T,) f(empty); full_values: (T,) f(full); num_evaluations: coalitions
+    values: (T, S) float64; standard_errors: (T, S) float64 (0 when exact, NaN when the
+    calls were too few to determine the values); base_values: (T,) f(empty); full_values: (T,) f(full); num_evaluations: coalitions
     evaluated (anchors included); exact: every coalition was evaluated (the values are the
     exact Shapley values); converged: True when target_error was met or the values are exact;
     terms: per output, the number of regression terms used (S = plain paired Kernel SHAP).
@@ -208,7 +208,8 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     num_samples: evaluation budget including the empty and full coalitions (an odd
     leftover evaluation is not spent: sampled coalitions come in pairs). Fewer than 2S + 2
     (and fewer than 2**S) cannot determine the S values: the result is then the
-    minimum-norm fit, with a logged warning, and its standard errors mean little.
+    minimum-norm fit, with a logged warning, NaN standard errors and converged False.
+    Raises ValueError when evaluate's outputs are not (M, T), T >= 1, or not all finite.
     target_error: stop early once every standard error is below target_error times the
     spread (max - min) of that output's values; None spends the whole budget.
     tree_surrogate: False leaves out the tree surrogate's adjustment (the parity regression
@@ -219,9 +220,11 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     """
     if num_features < 1:
         raise ValueError(f"num_features must be >= 1, got {num_features}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+        raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     anchors = np.zeros((2, num_features), dtype=bool)
     anchors[1] = True
-    anchor_outputs = np.asarray(evaluate(anchors), dtype=np.float64)
+    anchor_outputs = _outputs(evaluate, anchors)
     base_values, full_values = anchor_outputs[0], anchor_outputs[1]
     num_outputs = base_values.shape[0]
     if num_features == 1:
@@ -229,15 +232,16 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
         return ShapResult(values, np.zeros_like(values), base_values, full_values, 2, True, True,
                           (1,) * num_outputs)
 
-    if num_samples < min(2 * num_features + 2, 2**min(num_features, 62)):
+    underdetermined = num_samples < min(2 * num_features + 2, 2**min(num_features, 62))
+    if underdetermined:
         logger.warning("%d model calls cannot determine %d Shapley values (Kernel SHAP needs at least "
                        "2 x %d + 2 = %d): the values are the minimum-norm fit and their standard errors "
-                       "understate the error; raise num_samples or use fewer segments", num_samples,
+                       "are unknown (NaN); raise num_samples or use fewer segments", num_samples,
                        num_features, num_features, 2 * num_features + 2)
     budget = max(num_samples - 2, 0)
     enumerated, used = plan_enumeration(num_features, budget)
     enumerated_rows = enumerate_coalitions(num_features, enumerated)
-    enumerated_outputs = (np.asarray(evaluate(enumerated_rows), dtype=np.float64)
+    enumerated_outputs = (_outputs(evaluate, enumerated_rows, num_outputs)
                           if len(enumerated_rows) else np.zeros((0, num_outputs)))
     sampler = PairSampler(num_features, enumerated, rng, balanced=balanced_draws)
     exact = not sampler.strata
@@ -249,12 +253,13 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
         if exact or len(paired.weights) == 0:
             values = _fallback(num_features, enumerated_rows, enumerated_outputs, base_values,
                                full_values)
-            return ShapResult(values, np.zeros_like(values), base_values, full_values,
-                              2 + len(enumerated_rows), exact, exact, (num_features,) * num_outputs)
+            return _unknown_errors_if(not exact and underdetermined, ShapResult(
+                values, np.zeros_like(values), base_values, full_values, 2 + len(enumerated_rows),
+                exact, exact, (num_features,) * num_outputs))
         values, errors, terms = _estimate(paired, base_values, full_values, tree_surrogate,
                                           shrinkage)
-        return ShapResult(values, errors, base_values, full_values, 2 + len(enumerated_rows),
-                          False, False, terms)
+        return _unknown_errors_if(underdetermined, ShapResult(
+            values, errors, base_values, full_values, 2 + len(enumerated_rows), False, False, terms))
 
     if target_error is None:
         round_sizes = [total_pairs]
@@ -266,22 +271,49 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     for round_pairs in round_sizes:
         rows = sampler.draw(round_pairs)
         sampled_rows.append(rows)
-        sampled_outputs.append(np.asarray(evaluate(rows), dtype=np.float64) if len(rows)
+        sampled_outputs.append(_outputs(evaluate, rows, num_outputs) if len(rows)
                                else np.zeros((0, num_outputs)))
         paired = _paired_design(num_features, enumerated, enumerated_rows, enumerated_outputs,
                                 np.concatenate(sampled_rows), np.concatenate(sampled_outputs))
         values, standard_errors, terms = _estimate(paired, base_values, full_values,
                                                    tree_surrogate, shrinkage)
-        if target_error is not None:
+        if target_error is not None and not underdetermined:
             spread = values.max(axis=1) - values.min(axis=1)
             converged = bool(np.all(standard_errors <= target_error * spread[:, None]))
             logger.debug("kernel shap round: %d evaluations, converged=%s",
                          2 + 2 * len(paired.weights), converged)
             if converged:
                 break
-    return ShapResult(values, standard_errors, base_values, full_values,
-                      2 + len(enumerated_rows) + sum(len(rows) for rows in sampled_rows),
-                      False, converged, terms)
+    return _unknown_errors_if(underdetermined, ShapResult(
+        values, standard_errors, base_values, full_values,
+        2 + len(enumerated_rows) + sum(len(rows) for rows in sampled_rows), False, converged, terms))
+
+
+def _unknown_errors_if(underdetermined: bool, result: ShapResult) -> ShapResult:
+    """The result with NaN standard errors and converged False when the calls could not
+    determine the values (the sandwich of a fit that passes through its few pairs is ~0,
+    and would read as certainty)."""
+    if not underdetermined:
+        return result
+    return replace(result, standard_errors=np.full_like(result.values, np.nan), converged=False)
+
+
+def _outputs(evaluate: Callable[[np.ndarray], np.ndarray], coalitions: np.ndarray,
+             num_outputs: int | None = None) -> np.ndarray:
+    """evaluate(coalitions) as (M, T) float64, checked: one row per coalition, T >= 1 outputs
+    (num_outputs when given: as many as before) and every output finite."""
+    outputs = np.asarray(evaluate(coalitions), dtype=np.float64)
+    expected = "(M, T)" if num_outputs is None else f"(M, {num_outputs})"
+    if outputs.ndim != 2 or outputs.shape[0] != len(coalitions) or outputs.shape[1] < 1 or (
+            num_outputs is not None and outputs.shape[1] != num_outputs):
+        raise ValueError(f"evaluate must return {expected} outputs, T >= 1, for M = {len(coalitions)} "
+                         f"coalitions; it returned shape {outputs.shape}")
+    bad = ~np.isfinite(outputs)
+    if bad.any():
+        raise ValueError(f"evaluate returned {int(bad.sum())} non-finite outputs (NaN or inf) for "
+                         f"{int(bad.any(axis=1).sum())} of {len(coalitions)} coalitions: Shapley values "
+                         f"cannot be estimated from them")
+    return outputs
 
 
 def _fallback(num_features: int, rows: np.ndarray, outputs: np.ndarray, base_values: np.ndarray,
@@ -306,7 +338,7 @@ def exact_shapley_values(evaluate: Callable[[np.ndarray], np.ndarray],
     """
     codes = np.arange(2**num_features, dtype=np.int64)
     bits = ((codes[:, None] >> np.arange(num_features)) & 1).astype(bool)  # (2^S, S)
-    outputs = np.asarray(evaluate(bits), dtype=np.float64)  # (2^S, T)
+    outputs = _outputs(evaluate, bits)  # (2^S, T)
     sizes = bits.sum(axis=1)
     weight_of_size = np.array([
         factorial(k) * factorial(num_features - k - 1) / factorial(num_features)

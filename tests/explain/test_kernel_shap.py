@@ -430,5 +430,38 @@ def test_too_few_calls_give_a_bounded_fit_and_a_warning(caplog):
             errors = np.linalg.norm(result.values - exact, axis=1) / np.linalg.norm(exact, axis=1)
             assert errors.max() < 3.0, errors
             np.testing.assert_allclose(result.values.sum(axis=1), result.full_values - result.base_values)
+            # the fit passes through its few pairs: a sandwich of ~0 would read as certainty
+            assert np.isnan(result.standard_errors).all() and not result.converged
     assert "30 model calls cannot determine 20 Shapley values" in caplog.text
     assert "at least 2 x 20 + 2 = 42" in caplog.text
+
+
+@pytest.mark.parametrize("num_samples", [10, 20])
+def test_too_few_calls_never_report_convergence(num_samples):
+    # A target error met at once by standard errors of ~0 (values 0.85 off on a 1.67 spread).
+    weights = np.random.default_rng(3).normal(size=12)
+    result = kernel_shap(lambda z: np.maximum(z @ weights, 0)[:, None], 12, num_samples,
+                         np.random.default_rng(0), target_error=0.01)
+    assert not result.converged and np.isnan(result.standard_errors).all()
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (lambda z: np.where((z.sum(axis=1) == 3)[:, None], np.nan, z[:, :1] * 1.0),
+     "non-finite outputs (NaN or inf) for 56 of"),
+    (lambda z: np.where((z.sum(axis=1) == 8)[:, None], np.inf, z[:, :1] * 1.0),
+     "non-finite outputs (NaN or inf) for 1 of 2 coalitions"),
+    (lambda z: z.sum(axis=1) * 1.0, "evaluate must return (M, T) outputs, T >= 1, for M = 2 coalitions; "
+                                    "it returned shape (2,)"),
+    (lambda z: np.zeros((len(z), 0)), "it returned shape (2, 0)"),
+    (lambda z: np.zeros((len(z) + 1, 1)), "it returned shape (3, 1)"),
+])
+def test_unusable_outputs_are_refused_with_the_reason(outputs, message):
+    with pytest.raises(ValueError) as raised:
+        kernel_shap(outputs, 8, 300, np.random.default_rng(0))
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("num_samples", [-3, 3.5, "500", True])
+def test_num_samples_must_be_a_count(num_samples):
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 0"):
+        kernel_shap(additive_game(np.ones(4)), 4, num_samples, np.random.default_rng(0))
