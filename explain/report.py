@@ -22,10 +22,19 @@ __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_
 TOP_SEGMENTS = 5
 
 
+def _standard_error(error: float) -> float | None:
+    """A standard error for JSON: None when unknown (NaN: too few model calls for the segments)."""
+    return None if np.isnan(error) else float(error)
+
+
+def _error_text(error: float | None) -> str:
+    return "unknown" if error is None else f"{error:.4f}"
+
+
 def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[dict]:
     order = np.argsort(-np.abs(values), kind="stable")[:count]
     return [{"segment": int(index), "value": float(values[index]),
-             "standard_error": float(errors[index])} for index in order]
+             "standard_error": _standard_error(errors[index])} for index in order]
 
 
 def build_image_summary(path: Path, stem: str, explanation, files: list[str], config) -> dict:
@@ -51,7 +60,7 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
             "base_value": float(explanation.base_values[index]),
             "prediction": float(explanation.predictions[index]),
             "sum_of_values": float(values.sum()),
-            "max_standard_error": float(errors.max()) if errors.size else 0.0,
+            "max_standard_error": _standard_error(errors.max()) if errors.size else 0.0,
             "top_segments": _top_segments(values, errors, TOP_SEGMENTS),
         }
         if config.target_error is not None:
@@ -295,7 +304,7 @@ def _target_block(item: dict, target: dict, files_dir: Path, detection: bool) ->
         name = heatmap_file_name(item["stem"], target["index"])
         figure = _figure(files_dir, name, f"{item['stem']}, {title}: the image with the box and the heatmap")
     top = _table(["segment", "SHAP value", "std. error"],
-                 [[segment["segment"], f"{segment['value']:+.4f}", f"{segment['standard_error']:.4f}"]
+                 [[segment["segment"], f"{segment['value']:+.4f}", _error_text(segment["standard_error"])]
                   for segment in target["top_segments"]])
     facts = (f"<div class=facts>{_sets_block(target, item['num_segments_used'])}"
              f"<p class=note>Segments with the largest |SHAP value| (the numbers on the heatmap):</p>{top}</div>")
@@ -328,7 +337,7 @@ def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
     for target in item["targets"]:
         row = [target["index"], target["label"], f"{target['score']:.3f}", f"{target['base_value']:.3f}",
                f"{target['prediction']:.3f}", f"{target['sum_of_values']:.3f}",
-               f"{target['max_standard_error']:.4f}"]
+               _error_text(target["max_standard_error"])]
         if detection:
             row.append("" if target["box"] is None else ", ".join(f"{v:.3f}" for v in target["box"]))
         rows.append(row)
@@ -395,7 +404,8 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
         "lower it; the numbers on the heatmaps are the segment numbers of the tables. Values of a "
-        "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them).</p>",
+        "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them; "
+        "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
         *_failure_notes(totals),
         "<details><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),

@@ -221,3 +221,20 @@ def test_chromium_resolves_the_links_beside_the_report(odd_run):
     for link in files:
         resolved = Path(unquote(link["resolved"][len("file://"):]))
         assert resolved.is_file() and resolved.name == link["text"]
+
+
+def test_too_few_model_calls_show_unknown_standard_errors(tmp_path):
+    # 16 samples (10 before refinement) for about 6 segments: fewer than 2 S + 2, so the values
+    # are a minimum-norm fit whose sandwich errors of ~0 read as certainty; now unknown.
+    image = tmp_path / "scene.png"
+    Image.fromarray(red_square_scene()).save(image)
+    out = tmp_path / "out"
+    run_explanations([image], red_square_detector, ExplainConfig(num_samples=16, num_segments=6),
+                     out, RunOptions(progress=False))
+    summary = json.loads((out / "analysis.json").read_text())
+    targets = summary["images"][0]["targets"]
+    assert targets and all(target["max_standard_error"] is None for target in targets)
+    assert all(segment["standard_error"] is None for target in targets for segment in target["top_segments"])
+    with np.load(next(out.glob("*.npz"))) as arrays:
+        assert np.isnan(arrays["standard_errors"]).all()
+    assert "unknown" in page_text(out / "report.html")
