@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import click
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from serving import __version__
 from serving.contract import (
@@ -372,7 +373,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     try:
-        summary = run_explanations(images, predictor, config, out_dir, run_options)
+        with logging_redirect_tqdm():  # log lines above the progress bar, not inside it
+            summary = run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
     except ExplainError as error:

@@ -380,6 +380,22 @@ def test_verbose_shows_retries(verbose, image_dir, tmp_path):
         assert "No worker is available to serve request" in retry_lines[0]
 
 
+@pytest.mark.integration  # runs python -m explain in a subprocess (its own logging setup)
+def test_warnings_are_printed_on_their_own_line_above_the_progress_bar(image_dir, tmp_path):
+    # 16 samples for 12 segments: kernel_shap warns while the images bar is drawn; the warning
+    # was written after the bar's text on the same line.
+    with FakeEndpoint("detection") as endpoint:
+        result = subprocess.run(
+            [sys.executable, "-m", "explain", *map(str, base_args(image_dir / "scene0.png", tmp_path, endpoint.url)),
+             "--num-samples", "16", "--num-segments", "12"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "images:" in result.stderr  # the bar was drawn
+    starts = [index for index in range(len(result.stderr)) if result.stderr.startswith("WARNING ", index)]
+    assert starts, result.stderr
+    assert all(index == 0 or result.stderr[index - 1] in "\r\n" for index in starts), repr(result.stderr)
+
+
 def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_path, caplog):
     with FakeEndpoint("detection") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
         result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url) + FAST,
