@@ -41,7 +41,8 @@ class Explanation:
     image: (H, W, 3) uint8, the image explained (after ``resize``).
     segments: (H, W) int32, labels 0..S-1.
     shap_values, standard_errors: (T, S) float64 (sandwich standard errors of the estimate,
-        see explain.shap_regression; 0 when exact).
+        see explain.shap_regression; 0 when exact; NaN when the model calls were too few
+        for the segments, fewer than 2 S + 2).
     base_values: (T,) score with every segment replaced by the baseline.
     predictions: (T,) score with every segment kept; per target
         ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score
