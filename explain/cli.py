@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -373,7 +374,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     try:
-        with logging_redirect_tqdm():  # log lines above the progress bar, not inside it
+        # log lines above the progress bar, not inside it
+        with logging_redirect_tqdm() if run_options.progress else contextlib.nullcontext():
             summary = run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
