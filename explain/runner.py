@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ExplainConfig
+from .detection import check_label_headers
 from .errors import ConfigError, EndpointUnavailableError, ExplainError, PredictorError
 from .explainer import Predict, explain_image, save_npz
 from .images import decode_image
@@ -275,7 +276,9 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     images: ImageSources (``collect_sources``), or image files, folders and s3:// prefixes.
     predict: (N, H, W, 3) uint8 -> N arrays (a predictor or any callable). label_headers
     (class names) fill ``config.label_headers`` when it has none; by default the predictor's
-    own ``class_names`` (a model's model.json).
+    own ``class_names`` (a model's model.json). Names that do not match a predictor's own
+    ``class_names`` in number raise ConfigError before any image is read (a classifier's
+    answer is checked too, by ``explain_image``).
 
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
@@ -289,10 +292,13 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     request counters under ``predictor``) or this process's counts (``failed`` included).
     """
     options = options or RunOptions()
+    model_classes = getattr(predict, "class_names", None)
     if label_headers is None:
-        label_headers = getattr(predict, "class_names", None)
+        label_headers = model_classes
     if label_headers is not None and config.label_headers is None:
         config = replace(config, label_headers=tuple(label_headers))
+    if model_classes:  # names that do not fit the model's own classes: refused before any image
+        check_label_headers(config.label_headers, tuple(model_classes))
     sources = _as_sources(images)
     if not sources:
         raise ExplainError("no images to explain")
