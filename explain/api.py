@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ExplainConfig
+from .detection import check_label_headers
 from .errors import ConfigError, ExplainError, UnknownSettingError
 from .explainer import Explanation, explain_image
 from .images import decode_image, load_image
@@ -95,6 +96,8 @@ class Explainer:
     config: an ExplainConfig to start from. settings: ExplainConfig fields by name
     (``num_samples=500``, ``label_headers=("cat", "dog")``, ...), validated once here; an
     unknown name raises UnknownSettingError (a ConfigError and a TypeError) naming it.
+    ``label_headers`` default to the model's own ``class_names`` (a model folder's
+    model.json); names that do not match them in number raise ConfigError.
     transport: how endpoints and functions are called (TransportConfig).
 
     Call it on an image ((H, W, 3) uint8: one Explanation), a batch ((N, H, W, 3) uint8 or a
@@ -115,6 +118,12 @@ class Explainer:
         class_names = getattr(self.predictor, "class_names", None)
         if class_names and self.config.label_headers is None:
             self.config = replace(self.config, label_headers=tuple(class_names))
+        if class_names:
+            try:
+                check_label_headers(self.config.label_headers, tuple(class_names))
+            except ConfigError:
+                self.close()
+                raise
 
     def _predictor_for(self, model):
         """(predictor, whether this Explainer opened it and must close it)."""

@@ -377,8 +377,11 @@ def check_against_sdk_schema(analysis_config) -> str | None:
     try:
         ANALYSIS_CONFIG_SCHEMA_V1_0.validate(analysis_config)
     except SchemaError as error:
+        message = _schema_error_message(error)
+        if message == "the file: unknown key 'label_headers'":
+            message += " (Clarify reads class names from predictor.label_headers: move them there)"
         raise ConfigError(f"Clarify's analysis-config schema (SageMaker SDK {sagemaker.__version__}) refuses "
-                          f"{_schema_error_message(error)}") from None
+                          f"{message}") from None
     return sagemaker.__version__
 
 

@@ -82,8 +82,17 @@ def configure_logging(verbose: int) -> None:
     logging.getLogger().setLevel(level)
 
 
+# What a --label-headers value that names no existing file looks like when it was meant as one.
+_NAME_FILE_SUFFIXES = (".txt", ".csv", ".json", ".names", ".lst")
+
+
 class NameList(click.ParamType):
-    """``a,b,c`` or a file with one name per line -> ('a', 'b', 'c')."""
+    """``a,b,c`` or a file with one name per line -> ('a', 'b', 'c').
+
+    With files allowed, a value without a comma that looks like a path (a ``/``, or a suffix
+    such as ``.txt``) must be an existing file: a mistyped path is an error naming it, not a
+    class name.
+    """
 
     name = "FILE|a,b,c"
 
@@ -94,6 +103,10 @@ class NameList(click.ParamType):
         if isinstance(value, (list, tuple)):
             return tuple(value)
         path = Path(value)
+        if self.allow_file and not path.is_file() and (path.is_dir() or _looks_like_a_path(value)):
+            problem = "is a directory" if path.is_dir() else "does not exist"
+            self.fail(f"{value!r} looks like a file of class names but {problem}; give an existing file "
+                      "(one name per line) or the names themselves as a,b,c", param, ctx)
         if self.allow_file and path.is_file():
             try:
                 names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -106,6 +119,14 @@ class NameList(click.ParamType):
             self.fail(f"expected comma-separated non-empty names{' or a file' if self.allow_file else ''}, "
                       f"got {value!r}", param, ctx)
         return tuple(names)
+
+
+def _looks_like_a_path(value: str) -> bool:
+    """A single value with a path separator or a class-list file's suffix (``labels.txt``)."""
+    if "," in value:
+        return False
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(separator in value for separator in separators) or value.lower().endswith(_NAME_FILE_SUFFIXES)
 
 
 class Baseline(click.ParamType):
@@ -238,7 +259,10 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--probability-threshold", type=float, default=0.5,
         help="Detection: explain objects scored at least this.")
 @option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",
-        help="Class names: a file with one per line, or a,b,c.  [default: from the model if known]")
+        help="Class names in class-id order: a file with one per line, or a,b,c. A value with a / or "
+             "a .txt/.csv/.json/.names/.lst suffix must be an existing file; a list whose length is not the "
+             "model's class count (known for model folders, and for a classifier from its first answer) is "
+             "an error.  [default: from the model if known]")
 @option("--labels", type=NameList(allow_file=False), default=None, metavar="a,b,c",
         help="Classification: class names or ids to explain, a,b,c.  [default: the top class]")
 @option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")

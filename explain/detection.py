@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .errors import ConfigError, PredictorError
@@ -12,6 +14,7 @@ __all__ = [
     "match_scores",
     "select_classification_targets",
     "class_name",
+    "check_label_headers",
     "check_detections",
     "check_probabilities",
 ]
@@ -103,6 +106,25 @@ def class_name(class_id: int, label_headers: tuple[str, ...] | None) -> str:
     return str(class_id)
 
 
+def check_label_headers(label_headers: tuple[str, ...] | None, classes: int | Sequence[str]) -> None:
+    """Raise ConfigError (field ``label_headers``) when ``label_headers`` does not name every class once.
+
+    classes: the model's own class names (its model.json) or the number of class scores it
+    returns (C of a classifier's answer). None (no names given) passes.
+    """
+    num_classes = classes if isinstance(classes, int) else len(classes)
+    if label_headers is None or len(label_headers) == num_classes:
+        return
+    model = (f"the model returns {num_classes} class scores" if isinstance(classes, int)
+             else f"the model names {num_classes} classes ({_listed(classes)})")
+    raise ConfigError(f"label_headers has {len(label_headers)} name(s) ({_listed(label_headers)}) but {model}; "
+                      "give one name per class, in class-id order", field="label_headers")
+
+
+def _listed(names: Sequence[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def select_classification_targets(probabilities: np.ndarray,
                                   labels: tuple[str, ...] | None = None,
                                   label_headers: tuple[str, ...] | None = None) -> np.ndarray:
@@ -110,9 +132,11 @@ def select_classification_targets(probabilities: np.ndarray,
 
     probabilities: (C,) of the unmasked image. Without ``labels`` the top class; with
     ``labels`` each name is looked up in ``label_headers`` (or read as an integer class
-    id when there are no headers). Returns (T,) int64. Raises ConfigError for unknown labels.
+    id when there are no headers). Returns (T,) int64. Raises ConfigError for unknown labels
+    and for ``label_headers`` that do not name C classes.
     """
     num_classes = len(probabilities)
+    check_label_headers(label_headers, num_classes)
     if labels is None:
         return np.array([int(np.argmax(probabilities))], dtype=np.int64)
     class_ids = []
@@ -126,8 +150,4 @@ def select_classification_targets(probabilities: np.ndarray,
         known = (f"one of {', '.join(label_headers)}" if label_headers is not None
                  else f"a class id in [0, {num_classes - 1}]")
         raise ConfigError(f"labels: {label!r} is not a known class; expected {known}", field="labels")
-    if label_headers is not None and len(label_headers) != num_classes:
-        raise ConfigError(
-            f"label_headers has {len(label_headers)} names but the model returns "
-            f"{num_classes} class scores", field="label_headers")
     return np.array(class_ids, dtype=np.int64)

@@ -1,4 +1,10 @@
-"""The one image decoder of explain: JPEG or PNG file bytes -> (H, W, 3) uint8 RGB, with a pixel cap."""
+"""The one image decoder of explain: JPEG or PNG file bytes -> (H, W, 3) uint8 RGB, with a pixel cap.
+
+Pixels come out as the endpoint's decoder makes them (``serving.codecs``, whose mode handling
+this reuses): a 16-bit PNG keeps its high byte, alpha is dropped, palette, 1-bit, grey and CMYK
+become RGB. So an image explained from a file and the same file sent to the endpoint are the
+same pixels, and so is a ``--baseline`` file.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
+
+# The endpoint's own mode handling (Pillow's convert("RGB") would clip 16-bit grey to white):
+# one definition for both sides of the wire.
+from serving.codecs import _rgb_pixels
 
 from .errors import ExplainError
 
@@ -55,7 +65,7 @@ def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS)
             with _STRICT_LOADING:
                 tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
                 try:
-                    return np.asarray(opened.convert("RGB"), dtype=np.uint8).copy()
+                    return np.array(_rgb_pixels(opened), dtype=np.uint8)  # a writable copy
                 finally:
                     ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:

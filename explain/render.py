@@ -12,7 +12,7 @@ from .errors import ExplainError
 from .metrics import smallest_sets
 
 __all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "heatmap_file_name",
-           "objects_file_name", "classification_file_name"]
+           "heatmap_box_number", "objects_file_name", "classification_file_name"]
 
 HEATMAP_COLORMAP = "bwr_r"  # blue = positive (raises the score), red = negative
 _DPI = 100
@@ -21,6 +21,22 @@ _DPI = 100
 def heatmap_file_name(stem: str, box_number: int) -> str:
     """Clarify's name for target ``box_number`` (1-based): shap_<stem>_box<k>_object.jpeg."""
     return f"shap_{stem}_box{box_number}_object.jpeg"
+
+
+def heatmap_box_number(stem: str, name: str) -> int | None:
+    """k when ``name`` is ``heatmap_file_name(stem, k)`` exactly, else None.
+
+    Only names this module writes match (k >= 1 in decimal, no leading zero): for stem
+    ``x.png``, ``shap_x.png_box2_object.jpeg`` gives 2; ``shap_x.png2_box2_object.jpeg``,
+    ``shap_xx.png_box2_object.jpeg`` and ``shap_x.png_box02_object.jpeg`` give None.
+    """
+    prefix, suffix = f"shap_{stem}_box", "_object.jpeg"
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    digits = name[len(prefix):len(name) - len(suffix)]
+    if not (digits.isascii() and digits.isdecimal()) or digits.startswith("0"):
+        return None
+    return int(digits)
 
 
 def objects_file_name(stem: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ExplainConfig
+from .detection import check_label_headers
 from .errors import ConfigError, EndpointUnavailableError, ExplainError, PredictorError
 from .explainer import Predict, explain_image, save_npz
 from .images import decode_image
@@ -39,7 +40,13 @@ from .manifest import (
     settings_digest,
     sha256_bytes,
 )
-from .render import render_explanation
+from .render import (
+    classification_file_name,
+    heatmap_box_number,
+    heatmap_file_name,
+    objects_file_name,
+    render_explanation,
+)
 from .report import build_image_summary, build_run_summary, write_analysis, write_report
 from .sharding import Shard, select_shard
 from .sources import ImageSource, collect_sources
@@ -160,19 +167,75 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _write_outputs(explanation, stem: str, out_dir: Path, label_headers) -> list[str]:
-    """Render into a staging folder, then os.replace each file into ``out_dir``."""
+def _write_outputs(explanation, stem: str, out_dir: Path, label_headers,
+                   earlier_files: frozenset[str] = frozenset()) -> list[str]:
+    """Render into a staging folder, then os.replace each file into ``out_dir``.
+
+    An image explained again (its bytes changed, a file was missing) may now have fewer
+    targets: once the new files are rendered, this stem's outputs that they do not replace
+    (``_stale_outputs``; ``earlier_files``: what earlier manifest entries of the image list)
+    are deleted, and then the new files are moved in.
+    """
     staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=out_dir))
     try:
-        files = save_npz(explanation, staging / f"{stem}_shap.npz")
+        files = save_npz(explanation, staging / _npz_file_name(stem))
         phase = time.perf_counter()
         files += render_explanation(explanation, stem, staging, label_headers)
         explanation.timings["render_s"] = time.perf_counter() - phase
+        for name in _stale_outputs(out_dir, stem, explanation.task, files, earlier_files):
+            (out_dir / name).unlink(missing_ok=True)
         for name in files:
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files
+
+
+def _npz_file_name(stem: str) -> str:
+    return f"{stem}_shap.npz"
+
+
+def _is_output_of(stem: str, task: str, name: str) -> bool:
+    """Whether ``name`` is exactly a name a ``task`` explanation of ``stem`` writes.
+
+    Within one task these names never coincide for two stems (classification's
+    ``shap_<stem>.jpeg`` can spell another stem's detection heatmap, but an --out holds one
+    task: its settings say so).
+    """
+    if name == _npz_file_name(stem):
+        return True
+    if task == "detection":
+        return name == objects_file_name(stem) or heatmap_box_number(stem, name) is not None
+    return name == classification_file_name(stem)
+
+
+def _stale_outputs(out_dir: Path, stem: str, task: str, new_files: Sequence[str],
+                   earlier_files: frozenset[str]) -> list[str]:
+    """The files in ``out_dir`` of an earlier explanation of ``stem`` that ``new_files`` leave behind.
+
+    Those the manifests list for the image, and the heatmaps numbered after the new ones
+    (``shap_<stem>_box<k>_object.jpeg`` for k = targets + 1, + 2, ... while they exist: a run
+    cut off before its manifest line left them unlisted). Only this stem's exact names
+    (``_is_output_of``): another image's files are never among them.
+    """
+    found = {name for name in earlier_files if _is_output_of(stem, task, name)}
+    if task == "detection":
+        box_number = sum(heatmap_box_number(stem, name) is not None for name in new_files) + 1
+        while (out_dir / heatmap_file_name(stem, box_number)).is_file():
+            found.add(heatmap_file_name(stem, box_number))
+            box_number += 1
+    return sorted(name for name in found - set(new_files)
+                  if (out_dir / name).is_file() and not (out_dir / name).is_symlink())
+
+
+def _earlier_files(entries: list[dict]) -> dict[str, frozenset[str]]:
+    """Per image key, every file name its manifest entries list (explained in any earlier run)."""
+    files: dict[str, set[str]] = {}
+    for entry in entries:
+        names = entry.get("files", [])
+        if isinstance(names, list):
+            files.setdefault(entry["key"], set()).update(name for name in names if isinstance(name, str))
+    return {key: frozenset(names) for key, names in files.items()}
 
 
 def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_failed: bool) -> bool:
@@ -213,7 +276,9 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     images: ImageSources (``collect_sources``), or image files, folders and s3:// prefixes.
     predict: (N, H, W, 3) uint8 -> N arrays (a predictor or any callable). label_headers
     (class names) fill ``config.label_headers`` when it has none; by default the predictor's
-    own ``class_names`` (a model's model.json).
+    own ``class_names`` (a model's model.json). Names that do not match a predictor's own
+    ``class_names`` in number raise ConfigError before any image is read (a classifier's
+    answer is checked too, by ``explain_image``).
 
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
@@ -227,10 +292,13 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     request counters under ``predictor``) or this process's counts (``failed`` included).
     """
     options = options or RunOptions()
+    model_classes = getattr(predict, "class_names", None)
     if label_headers is None:
-        label_headers = getattr(predict, "class_names", None)
+        label_headers = model_classes
     if label_headers is not None and config.label_headers is None:
         config = replace(config, label_headers=tuple(label_headers))
+    if model_classes:  # names that do not fit the model's own classes: refused before any image
+        check_label_headers(config.label_headers, tuple(model_classes))
     sources = _as_sources(images)
     if not sources:
         raise ExplainError("no images to explain")
@@ -248,7 +316,8 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
     writer = ManifestWriter(out_dir / manifest_name(tag))
-    explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings)
+    explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
+                             _earlier_files(entries))
     stats = getattr(predict, "stats", None)
     if not options.merge:
         tried = [sources[position].key for position in todo]
@@ -269,8 +338,12 @@ def _failure(source: ImageSource, kind: str, reason: str) -> dict:
     return {"kind": kind, "reason": reason}
 
 
-def _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings) -> int:
+def _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
+                 earlier_files) -> int:
     """Explain ``todo`` (positions) with ``images_in_flight`` threads; record each as it ends.
+
+    earlier_files: per image key, the files earlier manifest entries list (``_earlier_files``);
+    an image explained again loses those of its outputs the new explanation does not write.
 
     An image that fails is recorded as failed (kind and reason) and the others go on; an
     endpoint outage, a settings error, a write error or Ctrl-C stops the run. Returns the
@@ -319,7 +392,8 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             writer.append({**entry, "status": "failed", "failure": outcome})
             return False
         try:
-            files = _write_outputs(outcome, source.stem, out_dir, config.label_headers)
+            files = _write_outputs(outcome, source.stem, out_dir, config.label_headers,
+                                   earlier_files.get(source.key, frozenset()))
         except (OSError, MemoryError):
             raise  # a full disk or a write error stops the run
         except Exception as error:  # noqa: BLE001 - a rendering failure is this image's

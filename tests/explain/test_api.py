@@ -166,6 +166,19 @@ def test_bad_images_are_refused_naming_the_problem(images, message):
     assert str(raised.value) == message
 
 
+def test_label_headers_must_fit_the_class_names_a_model_knows():
+    def predict(batch):
+        return red_square_detector(batch)
+
+    predict.class_names = ["square", "corner"]  # as a model folder's model.json would give
+    assert Explainer(predict, num_samples=16).config.label_headers == ("square", "corner")
+    with pytest.raises(ConfigError) as raised:
+        Explainer(predict, num_samples=16, label_headers=("labels.txt",))
+    assert str(raised.value) == ("label_headers has 1 name(s) (labels.txt) but the model names 2 classes (square, "
+                                 "corner); give one name per class, in class-id order")
+    assert raised.value.field == "label_headers"
+
+
 def test_an_unusable_model_is_refused():
     with pytest.raises(ConfigError) as raised:
         Explainer(42)

@@ -294,6 +294,28 @@ def test_files_clarify_would_refuse_are_refused_naming_the_path(config, message,
         read_clarify_config(path)
 
 
+def test_top_level_label_headers_are_refused_by_the_sdk_schema_and_read_without_it(tmp_path, monkeypatch):
+    """What docs/from-clarify.md says: only predictor.label_headers passes Clarify's schema."""
+    import sys
+
+    top_level = tmp_path / "top_level.json"
+    top_level.write_text(json.dumps({**with_changes("predictor.label_headers", ...), "label_headers": ["a", "b"]}))
+    in_predictor = tmp_path / "in_predictor.json"
+    in_predictor.write_text(json.dumps(with_changes("predictor.label_headers", ["a", "b"])))
+    with pytest.raises(ConfigError) as refused:
+        read_clarify_config(top_level)
+    assert re.fullmatch(r"Clarify's analysis-config schema \(SageMaker SDK 2\.\d+\.\d+\) refuses the file: unknown "
+                        r"key 'label_headers' \(Clarify reads class names from predictor.label_headers: move them "
+                        r"there\)", str(refused.value)), str(refused.value)
+    assert read_clarify_config(in_predictor).options["label_headers"] == ("a", "b")
+
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # the explain-only install: no schema check
+    assert read_clarify_config(top_level).options["label_headers"] == ("a", "b")
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({**with_changes("predictor.label_headers", ["c", "d"]), "label_headers": ["a", "b"]}))
+    assert read_clarify_config(both).options["label_headers"] == ("c", "d")
+
+
 def test_the_schema_check_is_reported(tmp_path):
     path = tmp_path / "analysis_config.json"
     path.write_text(json.dumps(DETECTION_CONFIG))

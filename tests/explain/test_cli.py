@@ -68,6 +68,16 @@ BAD_PARAMETERS = [
     (["--labels", "cat"],
      "Invalid value for '--labels': labels selects classes to explain and is allowed only with task='classification'"),
     (["--label-headers", "a,,b"], "Invalid value for '--label-headers': expected comma-separated non-empty names or a file"),
+    # a mistyped file path is not one class name
+    (["--label-headers", "labels.txt"], "Invalid value for '--label-headers': 'labels.txt' looks like a file of class "
+                                        "names but does not exist; give an existing file (one name per line) or the "
+                                        "names themselves as a,b,c"),
+    (["--label-headers", "config/classes"], "Invalid value for '--label-headers': 'config/classes' looks like a file "
+                                            "of class names but does not exist"),
+    (["--label-headers", "Classes.CSV"], "Invalid value for '--label-headers': 'Classes.CSV' looks like a file"),
+    (["--label-headers", "coco.names"], "Invalid value for '--label-headers': 'coco.names' looks like a file"),
+    (["--label-headers", "."], "Invalid value for '--label-headers': '.' looks like a file of class names but is a "
+                               "directory"),
     (["--target-error", "0"], "Invalid value for '--target-error': target_error must be in (0.0, 1.0], got 0.0"),
     (["--resize", "4"], "Invalid value for '--resize': resize must be in [16, 8192], got 4"),
     (["--content-type", "image/gif"], "Invalid value for '--content-type': 'image/gif' is not one of"),
@@ -277,6 +287,43 @@ def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
     assert result.exit_code == 1
     assert "Error: endpoint " in result.stderr and "failed after 1 attempt(s), last:" in result.stderr
     assert "cannot connect to" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value, names", [
+    ("circle,square,triangle", ("circle", "square", "triangle")),
+    ("person", ("person",)),
+    ("traffic light/sign,car", ("traffic light/sign", "car")),  # a list: its names may hold a /
+    ("classes.txt", ("circle", "square", "triangle")),  # the file below
+])
+def test_label_headers_are_a_file_or_a_list(value, names, tmp_path, monkeypatch):
+    from explain.cli import NameList
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "classes.txt").write_text("circle\nsquare\n\ntriangle\n")
+    assert NameList(allow_file=True).convert(value, None, None) == names
+
+
+def test_label_headers_that_do_not_fit_a_model_folders_classes_are_a_usage_error(image_dir, tmp_path,
+                                                                                  tiny_detector_dir):
+    """The model's model.json names circle, square, triangle: refused before --out is touched."""
+    result = run_cli(base_args(image_dir, tmp_path, tiny_detector_dir) + FAST + ["--label-headers", "circle,square"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--label-headers': label_headers has 2 name(s) (circle, square) but the model names "
+            "3 classes (circle, square, triangle); give one name per class, in class-id order"
+            in " ".join(result.output.split())), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_headers_that_do_not_fit_a_classifiers_answer_are_a_usage_error(image_dir, tmp_path):
+    """An endpoint says how many classes it has with its first answer: the run stops there."""
+    with FakeEndpoint("classification") as endpoint:  # 4 classes
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url, task="classification") + FAST
+                         + ["--label-headers", "cat,dog"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--label-headers': label_headers has 2 name(s) (cat, dog) but the model returns 4 "
+            "class scores; give one name per class, in class-id order" in " ".join(result.output.split()))
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "out").glob("*.npz"))
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)

@@ -5,6 +5,7 @@ import pytest
 
 from explain.detection import (
     box_iou,
+    check_label_headers,
     match_scores,
     select_classification_targets,
     select_detection_targets,
@@ -63,3 +64,29 @@ def test_classification_targets():
         select_classification_targets(probabilities, ("fish",), headers)
     with pytest.raises(ConfigError, match=r"expected a class id in \[0, 2\]"):
         select_classification_targets(probabilities, ("5",))
+
+
+@pytest.mark.parametrize("label_headers, classes, message", [
+    (("cat", "dog"), 3, "label_headers has 2 name(s) (cat, dog) but the model returns 3 class scores; give one "
+                        "name per class, in class-id order"),
+    (("cat", "dog", "bird", "fish"), 3, "label_headers has 4 name(s) (cat, dog, bird, fish) but the model "
+                                        "returns 3 class scores"),
+    (("labels.txt",), ("circle", "square", "triangle"),
+     "label_headers has 1 name(s) (labels.txt) but the model names 3 classes (circle, square, triangle); give "
+     "one name per class, in class-id order"),
+    (tuple("abcdefg"), tuple("abcdef"), "label_headers has 7 name(s) (a, b, c, d, e, ...) but the model names 6 "
+                                        "classes (a, b, c, d, e, ...)"),
+])
+def test_label_headers_that_do_not_name_every_class_are_refused(label_headers, classes, message):
+    with pytest.raises(ConfigError) as raised:
+        check_label_headers(label_headers, classes)
+    assert str(raised.value).startswith(message) and raised.value.field == "label_headers"
+
+
+def test_a_classifiers_answer_checks_the_label_headers_with_or_without_labels():
+    probabilities = np.array([0.1, 0.7, 0.2])
+    for labels in (None, ("dog",)):
+        with pytest.raises(ConfigError, match=r"label_headers has 2 name\(s\) \(cat, dog\) but the model returns 3"):
+            select_classification_targets(probabilities, labels, ("cat", "dog"))
+    check_label_headers(None, 3)  # no names: nothing to check
+    check_label_headers(("cat", "dog", "bird"), ("cat", "dog", "bird"))

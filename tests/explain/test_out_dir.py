@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -140,3 +141,60 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path, tiny_detector_dir):
     result = cli(args(tmp_path, tiny_detector_dir))
     assert result.exit_code == 2
     assert "Invalid value for '--out'" in result.output and (tmp_path / "out").read_text() == "a file"
+
+
+def test_an_image_explained_again_loses_only_its_own_outputs_the_new_run_does_not_write(tmp_path):
+    """Same key, new bytes with fewer targets: the old box2 heatmap goes, as does box3 left unlisted by a
+    run killed before its manifest line; files of stems that start like it, or a user's look-alike, stay."""
+    import json
+
+    from explain import ExplainConfig, RunOptions, run_explanations
+    from tests.explain.test_explainer import red_square_detector, textured_image
+
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    neighbours = ("xx.png", "x.png2.png", "x.png_box1.png", "x.jpg")  # stems xx.png, x.png2.png, ..., x
+    for index, name in enumerate(("x.png",) + neighbours):
+        Image.fromarray(red_square_scene(seed=index)).save(images / name)
+    config = ExplainConfig(num_samples=16, num_segments=4)
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    assert {"shap_x.png_box1_object.jpeg", "shap_x.png_box2_object.jpeg"} <= set(contents(out))
+    (out / "shap_x.png_box3_object.jpeg").write_bytes(b"written by a run killed before its manifest line")
+    (out / "shap_x.png_box02_object.jpeg").write_bytes(b"a user's file: clearsight never writes box02")
+    before = contents(out)
+
+    Image.fromarray(textured_image(seed=9)).save(images / "x.png")  # no red square: one target left
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    after = contents(out)
+    gone = {"shap_x.png_box2_object.jpeg", "shap_x.png_box3_object.jpeg"}
+    assert set(after) == set(before) - gone
+    rewritten = {"shap_x.png_box1_object.jpeg", "x.png_objects.jpeg", "x.png_shap.npz", "manifest.jsonl",
+                 "analysis.json", "report.html"}
+    assert {name: after[name] for name in set(after) - rewritten} == {
+        name: before[name] for name in set(before) - gone - rewritten}  # the neighbours' bytes untouched
+    analysis = json.loads((out / "analysis.json").read_text())
+    listed = {name for item in analysis["images"] for name in item["files"]}
+    x_summary = next(item for item in analysis["images"] if item["stem"] == "x.png")
+    assert len(x_summary["targets"]) == 1
+    assert sorted(x_summary["files"]) == ["shap_x.png_box1_object.jpeg", "x.png_objects.jpeg", "x.png_shap.npz"]
+    # every per-image file in --out is one the report lists, except the user's own look-alike
+    assert set(after) - listed == {".clearsight-output", "manifest.jsonl", "analysis.json", "report.html",
+                                   "shap_x.png_box02_object.jpeg"}
+
+
+@pytest.mark.parametrize("name, box_number", [
+    ("shap_x.png_box2_object.jpeg", 2),
+    ("shap_x.png_box12_object.jpeg", 12),
+    ("shap_x.png2_box2_object.jpeg", None),
+    ("shap_xx.png_box2_object.jpeg", None),
+    ("shap_x.png_box1.png_box1_object.jpeg", None),
+    ("shap_x.png_box02_object.jpeg", None),
+    ("shap_x.png_box_object.jpeg", None),
+    ("shap_x.png_box2_object.jpeg.tmp", None),
+    ("shap_x.png_box\u0662_object.jpeg", None),  # an Arabic-Indic 2: decimal, but never written
+    ("x.png_objects.jpeg", None),
+])
+def test_only_a_stems_exact_heatmap_names_are_its_own(name, box_number):
+    from explain.render import heatmap_box_number
+
+    assert heatmap_box_number("x.png", name) == box_number
