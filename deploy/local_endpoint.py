@@ -27,7 +27,7 @@ from serving.contract import MMS_MAX_REQUEST_BYTES
 
 from .errors import ServeError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
-from .package import extract_archive
+from .package import extract_archive, read_model_dir, stage_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +175,7 @@ class LocalEndpoint(object):
         if self.model.is_dir() and (self.model / "model.json").is_file():
             # An exported model without code/ (e.g. models/shapes-detector): serve it with this
             # project's handler, staged exactly as `deploy package` would pack it.
-            from serving.model_spec import load_model_spec
-
-            from .package import stage_model_dir
-
-            spec = load_model_spec(str(self.model))
+            spec = read_model_dir(self.model)
             model_dir = self.scratch / "model"
             model_dir.mkdir()
             stage_model_dir(model_dir, self.model / spec.symbol_file, self.model / spec.params_file, spec)
