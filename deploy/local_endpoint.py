@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.contract import MMS_MAX_REQUEST_BYTES
+from serving.contract import MMS_MAX_REQUEST_BYTES, REQUEST_TYPES
 
 from .errors import ServeError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
@@ -236,7 +236,7 @@ class LocalEndpoint(object):
         with open(self.scratch / "gate.log", "wb") as gate_log:
             self.gate = launch_gate(listener, self.scratch / INFERENCE_SOCKET, self.max_request_bytes,
                                     self.request_timeout + 30, gate_log, max_connections=self.max_connections,
-                                    request_deadline=self.request_deadline)
+                                    request_deadline=self.request_deadline, request_types=REQUEST_TYPES)
 
     def check_running(self):
         """Raise ServeError when multi-model-server or the gate has exited."""
