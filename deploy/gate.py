@@ -11,8 +11,13 @@ endpoint's limit (before any byte reaches MMS), 403 for a Host header that is no
 loopback's (a web page that rebinds its own DNS name to 127.0.0.1), 400 for a header value
 that is not printable ASCII or a Content-Type, Accept or custom-attributes value over 1,024
 characters (what SageMaker's InvokeEndpoint accepts; MMS's Python worker dies on a non-ASCII
-Content-Type or Accept) and for more than one Host header, 502 when MMS does not answer and
-504 when it answers too late.
+Content-Type or Accept) and for more than one Host or Content-Type header, 415 for a POST
+/invocations whose Content-Type the handler does not decode (``request_types``: the media type
+before any ``;`` parameters, case-insensitive, as ``serving.contract.media_type`` reads it; MMS
+parses a form body itself and answers 500 echoing it, and SageMaker's inference toolkit
+decodes ``application/json`` and ``text/csv`` bodies as UTF-8 before the handler sees them,
+a 500 with a traceback for an image), 502 when MMS does not answer and 504 when it answers
+too late.
 
 What one client may hold is bounded: at most ``max_connections`` connections at once (503 and
 closed beyond), a request's line, headers and body must all arrive within ``request_deadline``
@@ -21,7 +26,8 @@ requests, the request line and headers take at most 64 KiB (431), and a connecti
 its body through one 256 KiB buffer (a chunked body is spooled to a temporary file past 64 KiB).
 
 Standard library only, so it starts fast as a script: ``python -I gate.py --listen-fd FD
---upstream SOCKET``; ``launch_gate`` starts it with a listening socket the caller bound.
+--upstream SOCKET --request-type TYPE ...``; ``launch_gate`` starts it with a listening socket
+the caller bound and the handler's request types.
 """
 import argparse
 import http.client
@@ -244,6 +250,8 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
                 raise _RefusedRequest(400, "the %s header is %d characters long, over the %d that SageMaker's "
                                            "InvokeEndpoint accepts: shorten it"
                                       % (_printable(name), len(value), _SAGEMAKER_HEADER_CHARS))
+        if method == "POST":
+            self._check_content_type()
         coding = self.headers.get("Transfer-Encoding")
         if coding is not None:
             if coding.strip().lower() != "chunked":
@@ -260,6 +268,21 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         if length > self.server.max_body_bytes:
             raise _RefusedRequest(413, _too_large(length, self.server.max_body_bytes))
         return length
+
+    def _check_content_type(self):
+        """Raise _RefusedRequest unless the request has one Content-Type that the handler decodes.
+
+        The same test as the handler's (``serving.codecs.decode_images``) and the same 415
+        message, so a request the handler would refuse never reaches MMS or the toolkit.
+        """
+        values = self.headers.get_all("Content-Type") or []
+        if len(values) > 1:  # MMS and the toolkit may each read a different one
+            raise _RefusedRequest(400, "the request has %d Content-Type headers: send one" % len(values))
+        content_type = values[0] if values else None
+        accepted = self.server.request_types
+        if _media_type(content_type) not in accepted:
+            raise _RefusedRequest(415, "Content-Type %r is not supported; send one of: %s"
+                                  % (content_type, ", ".join(accepted)))
 
     def handle_expect_100(self):
         """Refuse before the client sends its body (``Expect: 100-continue``), else invite it."""
@@ -494,13 +517,14 @@ class GateServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, listener, upstream_path, max_body_bytes, upstream_timeout,
+    def __init__(self, listener, upstream_path, max_body_bytes, upstream_timeout, request_types,
                  max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE):
         super().__init__(listener.getsockname(), GateHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = listener
         self.server_address = listener.getsockname()
         self.upstream_path = upstream_path
+        self.request_types = tuple(_media_type(kind) for kind in request_types)
         self.max_body_bytes = max_body_bytes
         self.upstream_timeout = upstream_timeout
         self.max_connections = max_connections
@@ -557,6 +581,14 @@ def _host_name(host):
     return host.split(":", 1)[0]
 
 
+def _media_type(header):
+    """``'Image/JPEG; q=1'`` -> ``'image/jpeg'``; None or empty -> ''. ``serving.contract.media_type``'s rule
+    (that module needs numpy; this script does not): tests check that the two agree."""
+    if not header:
+        return ""
+    return header.split(";", 1)[0].strip().lower()
+
+
 def _printable(text, limit=80):
     return repr(text[:limit])[1:-1]
 
@@ -567,19 +599,28 @@ def _too_large(size, limit, qualifier=""):
 
 
 def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_file, python=sys.executable,
-                max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE):
+                max_connections=DEFAULT_MAX_CONNECTIONS, request_deadline=DEFAULT_REQUEST_DEADLINE,
+                request_types=None):
     """Start the gate as its own process serving ``listener`` (a bound, listening TCP socket).
 
     ``max_connections`` client connections are served at once (503 beyond); a request's headers
     and body must arrive within ``request_deadline`` seconds of its first byte (408 after).
+    ``request_types`` are the Content-Types forwarded on POST /invocations (415 for others);
+    None means the handler's own list, ``serving.contract.REQUEST_TYPES``.
 
     The caller may close its copy of ``listener`` afterwards. Returns the ``subprocess.Popen``;
     the gate runs in a session of its own (SIGTERM ends it at once) and writes errors to ``log_file``.
     """
+    if request_types is None:  # imported here: the gate script itself must not import serving/ (numpy)
+        from serving.contract import REQUEST_TYPES
+
+        request_types = REQUEST_TYPES
     command = [python, "-I", str(Path(__file__).resolve()), "--listen-fd", str(listener.fileno()),
                "--upstream", str(upstream_path), "--max-body-bytes", str(max_body_bytes),
                "--upstream-timeout", str(upstream_timeout), "--max-connections", str(max_connections),
                "--request-deadline", str(request_deadline)]
+    for kind in request_types:
+        command += ["--request-type", kind]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                             pass_fds=(listener.fileno(),), start_new_session=True, close_fds=True)
 
@@ -594,10 +635,12 @@ def main(argv=None):
                         help="client connections served at once; more get 503 (default %(default)s)")
     parser.add_argument("--request-deadline", type=float, default=DEFAULT_REQUEST_DEADLINE,
                         help="seconds from a request's first byte to its body's last (default %(default)s)")
+    parser.add_argument("--request-type", action="append", required=True, dest="request_types",
+                        help="a Content-Type forwarded on POST /invocations (repeat it); others get 415")
     args = parser.parse_args(argv)
     listener = socket.socket(fileno=args.listen_fd)
     server = GateServer(listener, args.upstream, args.max_body_bytes, args.upstream_timeout,
-                        args.max_connections, args.request_deadline)
+                        args.request_types, args.max_connections, args.request_deadline)
     server.serve_forever(poll_interval=3600)
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.contract import MMS_MAX_REQUEST_BYTES
+from serving.contract import MMS_MAX_REQUEST_BYTES, REQUEST_TYPES
 
 from .errors import ServeError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
-from .package import extract_archive
+from .package import extract_archive, read_model_dir, stage_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +175,7 @@ class LocalEndpoint(object):
         if self.model.is_dir() and (self.model / "model.json").is_file():
             # An exported model without code/ (e.g. models/shapes-detector): serve it with this
             # project's handler, staged exactly as `deploy package` would pack it.
-            from serving.model_spec import load_model_spec
-
-            from .package import stage_model_dir
-
-            spec = load_model_spec(str(self.model))
+            spec = read_model_dir(self.model)
             model_dir = self.scratch / "model"
             model_dir.mkdir()
             stage_model_dir(model_dir, self.model / spec.symbol_file, self.model / spec.params_file, spec)
@@ -240,7 +236,7 @@ class LocalEndpoint(object):
         with open(self.scratch / "gate.log", "wb") as gate_log:
             self.gate = launch_gate(listener, self.scratch / INFERENCE_SOCKET, self.max_request_bytes,
                                     self.request_timeout + 30, gate_log, max_connections=self.max_connections,
-                                    request_deadline=self.request_deadline)
+                                    request_deadline=self.request_deadline, request_types=REQUEST_TYPES)
 
     def check_running(self):
         """Raise ServeError when multi-model-server or the gate has exited."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import serving
 from serving.archive import ArchiveError, directory_entries, extract_tar_gz, write_tar_gz
+from serving.errors import ModelSpecError
 from serving.model_spec import ModelSpec, Preprocess, load_model_spec
 
 from .errors import PackageError
@@ -90,6 +91,38 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     return task, zoo_classes, short_side, max_size
 
 
+def read_model_dir(model_dir):
+    """The validated ``ModelSpec`` of an exported model directory whose weights exist.
+
+    Raises PackageError naming the problem: no or invalid ``model.json``, a weights file it
+    names that is missing, a symbol file that is not an exported MXNet graph.
+    """
+    model_dir = Path(model_dir)
+    try:
+        spec = load_model_spec(str(model_dir))
+    except ModelSpecError as error:
+        raise PackageError(error.message) from None
+    for name in (spec.symbol_file, spec.params_file):
+        if not (model_dir / name).is_file():
+            raise PackageError("%s named in model.json does not exist" % (model_dir / name))
+    _check_symbol_file(model_dir / spec.symbol_file)
+    return spec
+
+
+def _check_symbol_file(path):
+    """Raise PackageError unless ``path`` holds an exported MXNet graph (JSON with ``nodes``), without mxnet."""
+    what = "%s is not an exported MXNet symbol file (a -symbol.json written by HybridBlock.export)" % path
+    try:
+        with open(path, encoding="utf-8") as handle:
+            graph = json.load(handle)
+    except ValueError as error:  # UnicodeDecodeError included
+        raise PackageError("%s: it is not JSON (%s)" % (what, error)) from None
+    except OSError as error:
+        raise PackageError("%s cannot be read: %s" % (path, error.strerror or error)) from None
+    if not isinstance(graph, dict) or "nodes" not in graph:
+        raise PackageError('%s: it has no "nodes"' % what)
+
+
 def stage_model_dir(model_dir, symbol_file, params_file, spec):
     """Copy the weights, write ``model.json`` and ``code/`` into an empty ``model_dir``."""
     model_dir = Path(model_dir)
@@ -120,7 +153,11 @@ _CHECK_SCRIPT = """
 import io, json, sys
 import numpy as np
 import inference
-model = inference.model_fn(sys.argv[1])
+from serving.errors import ServingError
+try:
+    model = inference.model_fn(sys.argv[1])
+except ServingError as error:
+    sys.exit(error.message)
 side = model.spec.preprocess.short_side
 image = (np.arange(side * side * 3) % 251).astype(np.uint8).reshape(1, side, side, 3)
 buffer = io.BytesIO(); np.save(buffer, image)
@@ -140,13 +177,20 @@ def check_archive(archive, timeout=300):
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as scratch:
         model_dir = extract_archive(archive, scratch)
         env = dict(os.environ, PYTHONPATH=str(model_dir / "code"))
-        completed = subprocess.run(
-            [sys.executable, "-c", _CHECK_SCRIPT, str(model_dir)], cwd=scratch, env=env,
-            capture_output=True, text=True, timeout=timeout,
-        )
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-c", _CHECK_SCRIPT, str(model_dir)], cwd=scratch, env=env,
+                capture_output=True, text=True, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise PackageError("the packaged model's check inference did not finish within %d s" % timeout) from None
     if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.strip().splitlines()[-8:])
-        raise PackageError("the packaged model failed its check inference:\n%s" % tail)
+        # The handler's own errors (ServingError) end the check with their message alone; anything
+        # else with a traceback, whose last line names the exception. The whole output is logged.
+        logger.info("the check inference's output:\n%s", completed.stderr)
+        lines = completed.stderr.strip().splitlines()
+        reason = lines[-1].strip() if lines else "its interpreter exited with code %d" % completed.returncode
+        raise PackageError("the packaged model failed its check inference: %s" % reason)
     return completed.stdout.strip().splitlines()[-1]
 
 
@@ -156,8 +200,12 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
     for path in (symbol_file, params_file):
         if not Path(path).is_file():
             raise PackageError("%s does not exist" % path)
-    spec = ModelSpec(task=task, classes=list(classes), preprocess=Preprocess(short_side, max_size),
-                     score_threshold=score_threshold, top_k=top_k)
+    _check_symbol_file(symbol_file)
+    try:
+        spec = ModelSpec(task=task, classes=list(classes), preprocess=Preprocess(short_side, max_size),
+                         score_threshold=score_threshold, top_k=top_k)
+    except ModelSpecError as error:
+        raise PackageError(error.message) from None
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, symbol_file, params_file, spec)
         return _write_checked(scratch, out, spec, check)
@@ -166,7 +214,7 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
 def package_model_dir(model_dir, out, check=True):
     """Package a directory that already holds exported weights and a ``model.json``."""
     model_dir = Path(model_dir)
-    spec = load_model_spec(str(model_dir))
+    spec = read_model_dir(model_dir)
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, model_dir / spec.symbol_file, model_dir / spec.params_file, spec)
         return _write_checked(scratch, out, spec, check)
@@ -190,12 +238,18 @@ def _write_checked(model_dir, out, spec, check):
     temporary file is removed.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(out)
     candidate = out.with_name(".%s.%s.unchecked" % (out.name, secrets.token_hex(4)))
     try:
-        write_archive(model_dir, candidate)
+        try:
+            write_archive(model_dir, candidate)
+        except OSError as error:
+            raise _cannot_write(out, error) from None
         output = check_archive(candidate) if check else ""
-        os.replace(candidate, out)
+        try:
+            os.replace(candidate, out)
+        except OSError as error:
+            raise _cannot_write(out, error) from None
     finally:
         for leftover in (candidate, candidate.with_name(candidate.name + ".partial")):
             if leftover.exists():
@@ -203,6 +257,25 @@ def _write_checked(model_dir, out, spec, check):
     if check:
         logger.info("check inference passed: %s", output)
     return PackageResult(out, spec, output)
+
+
+def _make_parent(out):
+    """Create ``out``'s directory; PackageError when a file stands in the way or it cannot be made."""
+    for ancestor in out.absolute().parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise PackageError("cannot write the archive %s: %s is not a directory" % (out, ancestor))
+            break
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PackageError("cannot write the archive %s: cannot create %s (%s)"
+                           % (out, error.filename or out.parent, error.strerror or error)) from None
+
+
+def _cannot_write(out, error):
+    """PackageError for an OSError while writing ``out`` (its reason only: the file it names is the temporary one)."""
+    return PackageError("cannot write the archive %s: %s" % (out, error.strerror or error))
 
 
 def describe(result):

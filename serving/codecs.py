@@ -95,9 +95,13 @@ def _read_npy_header(body):
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise BadRequestError("the body is not a valid .npy array (format version %d.%d is unknown); "
                               "write it with numpy.save" % version)
-    length_bytes = body[8:10] if version == (1, 0) else body[8:12]
+    length_field = 2 if version == (1, 0) else 4  # bytes of the header-length field after the magic
+    length_bytes = body[8:8 + length_field]
+    if len(length_bytes) < length_field:
+        raise BadRequestError("the body is too short for an .npy array: it ends after %d bytes, inside the "
+                              ".npy header; send the whole file written by numpy.save" % len(body))
     header_length = int.from_bytes(length_bytes, "little")
-    if len(length_bytes) < (2 if version == (1, 0) else 4) or header_length > MAX_NPY_HEADER_BYTES:
+    if header_length > MAX_NPY_HEADER_BYTES:
         raise BadRequestError("the .npy header is %d bytes long, more than the %d this endpoint reads "
                               "(numpy.save writes about 128); write the array with numpy.save"
                               % (header_length, MAX_NPY_HEADER_BYTES))

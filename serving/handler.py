@@ -10,6 +10,14 @@ older than that feature (1.7.0): it calls ``model_fn(model_dir)`` and
 context)``. There the handler takes the context from that calling frame
 (:func:`_toolkit_context`), so statuses, JSON error bodies, custom attributes and the GPU id
 work the same on both toolkit versions.
+
+Both toolkit versions decode an ``application/json`` or ``text/csv`` request body as UTF-8
+before calling ``transform_fn`` (``Transformer.transform``; the list is
+``sagemaker_inference.content_types.UTF8_TYPES``): an image sent under one of those types
+failed there, a 500 whose body is the toolkit's traceback. The handler decodes neither type,
+so ``model_fn``, when the toolkit calls it, empties that list in its worker
+(:func:`_keep_request_bodies_binary`): every body then reaches ``transform_fn`` as bytes and
+an unsupported Content-Type gets the handler's own 415.
 """
 import logging
 import sys
@@ -130,6 +138,7 @@ def model_fn(model_dir, context=None):
     context = context if context is not None else _toolkit_context()
     if context is not None:
         gpu_id = (getattr(context, "system_properties", None) or {}).get("gpu_id")
+        _keep_request_bodies_binary()
     network = LoadedNetwork(model_dir, ctx=choose_context(gpu_id))
     network.warm_up()
     limits = HandlerLimits.from_environment()
@@ -172,6 +181,20 @@ def transform_fn(model, body, content_type, accept, context=None):
             raise
         logger.exception("inference failed")
         return _error_response(context, 500, "internal error while running the model; see the endpoint logs")
+
+
+def _keep_request_bodies_binary():
+    """Stop the inference toolkit running this worker from decoding text request bodies (see the module docstring).
+
+    Only when the toolkit is already loaded (it called ``model_fn``); its list of UTF-8 types is
+    emptied in place, the one way to reach the decoding that runs before ``transform_fn``.
+    """
+    content_types = sys.modules.get("sagemaker_inference.content_types")
+    utf8_types = getattr(content_types, "UTF8_TYPES", None)
+    if isinstance(utf8_types, list) and utf8_types:
+        logger.info("request bodies of type %s reach transform_fn as bytes, not decoded by the toolkit",
+                    ", ".join(utf8_types))
+        del utf8_types[:]
 
 
 def _toolkit_context(max_frames=8):

@@ -69,6 +69,9 @@ class ModelSpec(object):
             raise ModelSpecError("score_threshold must be a number in [0, 1], got %r" % (score_threshold,))
         if not isinstance(top_k, int) or top_k < 1:
             raise ModelSpecError("top_k must be a positive integer, got %r" % (top_k,))
+        for name, value in (("symbol_file", symbol_file), ("params_file", params_file), ("input_name", input_name)):
+            if not isinstance(value, str) or not value:
+                raise ModelSpecError("%s must be a non-empty string, got %r" % (name, value))
         self.task = task
         self.classes = list(classes)
         self.symbol_file = symbol_file
@@ -133,4 +136,9 @@ def load_model_spec(model_dir):
             data = json.load(handle)
     except ValueError as error:
         raise ModelSpecError("%s is not valid JSON: %s" % (path, error))
-    return ModelSpec.from_dict(data)
+    except (IOError, OSError) as error:
+        raise ModelSpecError("%s cannot be read: %s" % (path, error.strerror or error))
+    try:
+        return ModelSpec.from_dict(data)
+    except ModelSpecError as error:
+        raise ModelSpecError("%s: %s" % (path, error.message))

@@ -40,12 +40,20 @@ class LoadedNetwork(object):
         for path in (symbol_path, params_path):
             if not os.path.isfile(path):
                 raise ModelSpecError("%s named in model.json does not exist" % path)
-        symbol = mx.sym.load(symbol_path)
+        try:
+            symbol = mx.sym.load(symbol_path)
+        except mx.base.MXNetError as error:
+            raise ModelSpecError("%s is not an MXNet symbol file (a -symbol.json written by HybridBlock.export): %s"
+                                 % (self.spec.symbol_file, _last_line(error)))
         with warnings.catch_warnings():  # "Cannot decide type for data": the input is float32, always
             warnings.simplefilter("ignore", UserWarning)
             self.net = mx.gluon.SymbolBlock(symbol, mx.sym.var(self.spec.input_name))
-        # cast_dtype lets weights stored as float16 load into the float32 graph.
-        self.net.collect_params().load(params_path, ctx=self.ctx, cast_dtype=True, dtype_source="current")
+        try:
+            # cast_dtype lets weights stored as float16 load into the float32 graph.
+            self.net.collect_params().load(params_path, ctx=self.ctx, cast_dtype=True, dtype_source="current")
+        except (mx.base.MXNetError, AssertionError, ValueError) as error:  # gluon asserts names and shapes
+            raise ModelSpecError("%s is not an MXNet parameter file that fits %s: %s"
+                                 % (self.spec.params_file, self.spec.symbol_file, _last_line(error)))
         self.net.hybridize(static_alloc=True)
         self.outputs = len(symbol.list_outputs())
         expected = 3 if self.spec.task == "detection" else 1
@@ -69,3 +77,12 @@ class LoadedNetwork(object):
             return (mx.nd.softmax(outputs, axis=-1).asnumpy(),), resized
         class_ids, scores, boxes = [output.asnumpy() for output in outputs]
         return (class_ids[..., 0], scores[..., 0], boxes), resized
+
+
+def _last_line(error, limit=300):
+    """The last non-empty line of an exception's text (MXNetError's first lines are a C++ traceback), cut at ``limit``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[-1] if lines else error.__class__.__name__
+    if text.startswith("MXNetError: "):
+        text = text[len("MXNetError: "):]
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -53,6 +53,12 @@ BAD_BODIES = [
      "every dimension must lie in 0.."),
     (npy_with_header("(1, 8, 8, 3)", bytes(192), pad_to=20000), "application/x-npy", 400,
      "the .npy header is 20000 bytes long, more than the 10000 this endpoint reads"),
+    # bodies that end before the header's length field: too short, not "a header of 0 bytes, over 10000"
+    (b"\x93NUMPY\x01\x00", "application/x-npy", 400,
+     "the body is too short for an .npy array: it ends after 8 bytes, inside the .npy header; "
+     "send the whole file written by numpy.save"),
+    (b"\x93NUMPY\x01\x00\x10", "application/x-npy", 400, "it ends after 9 bytes, inside the .npy header"),
+    (b"\x93NUMPY\x02\x00\x10\x00", "application/x-npy", 400, "it ends after 10 bytes, inside the .npy header"),
     (npy_with_header("(" * 3000 + ")" * 3000), "application/x-npy", 400, "not a valid .npy array"),
     # more images than a request may hold: the count is read from the header, nothing is resized
     (npy_bytes(np.zeros((DEFAULT_MAX_IMAGES_PER_REQUEST + 1, 1, 1, 3), np.uint8)), "application/x-npy", 413,

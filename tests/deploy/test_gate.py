@@ -32,8 +32,8 @@ class _FakeModelServerHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.record(self, body)
-        if self.headers.get("Content-Type") == "text/csv":  # stands in for the handler's own 4xx
-            self._answer(415, b'{"error": "text/csv is not supported", "status": 415}', "application/json")
+        if self.headers.get("Accept") == "text/csv":  # stands in for the handler's own 4xx
+            self._answer(406, b'{"error": "text/csv is not produced", "status": 406}', "application/json")
             return
         answer = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}).encode()
         self._answer(200, answer, "application/json")
@@ -148,9 +148,10 @@ def test_invocations_reach_the_model_server_unchanged_and_its_answer_comes_back_
 
 
 def test_the_model_servers_own_errors_pass_through_unchanged(gate, fresh):
-    response, answer = _request(gate, "POST", "/invocations", b"a,b", {"Content-Type": "text/csv"})
-    assert response.status == 415
-    assert json.loads(answer) == {"error": "text/csv is not supported", "status": 415}
+    response, answer = _request(gate, "POST", "/invocations", b"ok",
+                                {"Content-Type": "application/x-npy", "Accept": "text/csv"})
+    assert response.status == 406
+    assert json.loads(answer) == {"error": "text/csv is not produced", "status": 406}
 
 
 def test_ping_is_forwarded(gate, fresh):
@@ -301,6 +302,100 @@ def test_a_header_value_sagemaker_would_refuse_gets_400_and_never_reaches_the_mo
     assert status == 200 and answer["bytes"] == 2
 
 
+ACCEPTED = "send one of: application/x-npy, image/jpeg, image/png, application/x-image"
+JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"  # not UTF-8: the toolkit's decoding of text types failed on it
+
+
+@pytest.mark.parametrize("header_line, message", [
+    # SageMaker's inference toolkit decodes these as UTF-8 before the handler: a 500 with a traceback
+    (b"Content-Type: application/json\r\n", "Content-Type 'application/json' is not supported; " + ACCEPTED),
+    (b"Content-Type: text/csv\r\n", "Content-Type 'text/csv' is not supported; " + ACCEPTED),
+    # curl's default without -H: MMS parses the form itself and answers 500, echoing the body
+    (b"Content-Type: application/x-www-form-urlencoded\r\n",
+     "Content-Type 'application/x-www-form-urlencoded' is not supported; " + ACCEPTED),
+    (b"Content-Type: multipart/form-data; boundary=x\r\n", "Content-Type 'multipart/form-data; boundary=x' is not"),
+    (b"Content-Type: application/json; charset=utf-8\r\n", "Content-Type 'application/json; charset=utf-8' is not"),
+    (b"Content-Type: image/jpeg, application/json\r\n", "Content-Type 'image/jpeg, application/json' is not"),
+    (b"Content-Type: image/gif\r\n", "Content-Type 'image/gif' is not supported; " + ACCEPTED),
+    (b"Content-Type: \r\n", "Content-Type '' is not supported; " + ACCEPTED),
+    (b"", "Content-Type None is not supported; " + ACCEPTED),
+])
+def test_a_content_type_the_handler_does_not_decode_gets_415_and_never_reaches_the_model_server(
+        gate, fresh, header_line, message):
+    with socket.create_connection(("127.0.0.1", gate), timeout=30) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header_line
+                       + b"Content-Length: %d\r\n\r\n" % len(JPEG_START) + JPEG_START)
+        answers = client.makefile("rb")
+        status, headers, body = _next_answer(answers)
+        assert (status, headers["Content-Type"]) == (415, "application/json")
+        payload = json.loads(body)
+        assert sorted(payload) == ["error", "status"] and payload["status"] == 415
+        assert payload["error"].startswith(message)
+        # the refused body was read and dropped: the connection carries the next request
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                       b"Content-Length: 2\r\n\r\nok")
+        status, _, body = _next_answer(answers)
+        assert status == 200 and json.loads(body)["bytes"] == 2
+    assert [request[3]["Content-Type"] for request in fresh.requests] == ["image/jpeg"]
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/x-npy", "image/jpeg", "image/png", "application/x-image", "IMAGE/JPEG",
+    "image/jpeg; charset=utf-8", "application/x-npy ; q=1", "Application/X-Image;x=y",
+])
+def test_a_content_type_the_handler_decodes_is_forwarded_as_it_is(gate, fresh, content_type):
+    response, answer = _request(gate, "POST", "/invocations", JPEG_START, {"Content-Type": content_type})
+    assert response.status == 200 and json.loads(answer)["bytes"] == len(JPEG_START)
+    ((_, _, _, headers, body),) = fresh.requests
+    assert (headers["Content-Type"], body) == (content_type, JPEG_START)
+
+
+CONTENT_TYPES = [None, "", "application/x-npy", "application/X-NPY", " image/png ", "image/png;", "image/jpeg;q=1",
+                 "application/x-image; charset=utf-8", "application/json", "text/csv", "text/plain",
+                 "application/octet-stream", "image/*", "*/*", "image/jpg", "image/pjpeg", "application/npy",
+                 "application/x-npy+json", "image/jpeg application/json", "image/png,image/jpeg", ";image/png",
+                 "multipart/form-data; boundary=image/png", "application/x-www-form-urlencoded"]
+
+
+def test_the_gate_refuses_exactly_the_content_types_the_handler_refuses_with_its_message(gate, fresh):
+    """The gate's list is the handler's (serving.contract.REQUEST_TYPES), read as the handler reads it."""
+    from serving.codecs import decode_images
+    from serving.errors import ServingError, UnsupportedMediaTypeError
+
+    forwarded = []
+    for content_type in CONTENT_TYPES:
+        try:
+            decode_images(b"x", content_type, 100, 100)
+        except UnsupportedMediaTypeError as error:
+            handler = (415, error.message)
+        except ServingError:  # decoded as its type (and refused as a body): the gate forwards it
+            handler = (200, None)
+            forwarded.append(content_type)
+        header = b"" if content_type is None else b"Content-Type: %s\r\n" % content_type.encode()
+        status, answer = _raw_post(gate, header)
+        assert (status, answer.get("error")) == handler, content_type
+    assert 0 < len(forwarded) < len(CONTENT_TYPES)
+    assert len(fresh.requests) == len(forwarded)
+
+
+def test_two_content_type_headers_get_400(gate, fresh):
+    """The toolkit read the second: image/jpeg then application/json was a 500 with a traceback."""
+    status, answer = _raw_post(gate, b"Content-Type: image/jpeg\r\nContent-Type: application/json\r\n")
+    assert (status, answer) == (400, {"error": "the request has 2 Content-Type headers: send one", "status": 400})
+    assert fresh.requests == []
+
+
+def test_a_content_type_is_refused_before_the_body_is_sent(gate, fresh):
+    with socket.create_connection(("127.0.0.1", gate), timeout=30) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 415 and json.loads(response.read())["error"].startswith(
+            "Content-Type 'application/json' is not supported")
+    assert fresh.requests == []
+
+
 def test_two_host_headers_get_400(gate, fresh):
     """Only the first was checked: a second, foreign one rode along (RFC 9112 section 3.2 says 400)."""
     status, answer = _raw_post(gate, b"Host: attacker.example\r\nContent-Type: application/x-npy\r\n")
@@ -328,7 +423,7 @@ def test_no_model_server_is_a_502_until_it_listens(short_dir):
         server = FakeModelServer(socket_path)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            response, answer = _request(port, "POST", "/invocations", b"abc")
+            response, answer = _request(port, "POST", "/invocations", b"abc", {"Content-Type": "application/x-npy"})
             assert response.status == 200 and json.loads(answer)["bytes"] == 3
         finally:
             server.shutdown()
@@ -345,7 +440,7 @@ def test_a_model_server_that_answers_too_late_is_a_504(short_dir):
     process, port = _start_gate(short_dir, socket_path, timeout=1.0)
     try:
         started = time.monotonic()
-        response, answer = _request(port, "POST", "/invocations", b"abc")
+        response, answer = _request(port, "POST", "/invocations", b"abc", {"Content-Type": "application/x-npy"})
         assert response.status == 504
         assert json.loads(answer)["error"] == "the model server did not answer within 1 s"
         assert time.monotonic() - started < 10
@@ -389,7 +484,8 @@ def test_headers_over_64_kib_get_431(gate, fresh):
     assert (status, answer["status"]) == (431, 431)
     assert answer["error"] == "the request line and headers are over 65536 bytes: send shorter headers"
     assert fresh.requests == []
-    status, answer = _raw_post(gate, b"".join(b"X-Pad-%d: %s\r\n" % (number, b"a" * 2000) for number in range(30)))
+    status, answer = _raw_post(gate, b"Content-Type: image/png\r\n"
+                               + b"".join(b"X-Pad-%d: %s\r\n" % (number, b"a" * 2000) for number in range(30)))
     assert status == 200 and answer["bytes"] == 2
 
 

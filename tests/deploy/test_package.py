@@ -1,5 +1,6 @@
 """``deploy package``: archive layout, reproducibility, the check inference, and CLI usage errors."""
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -121,3 +122,100 @@ def test_cli_reports_a_failure_on_one_line_with_exit_1(tmp_path):
     assert completed.returncode == 1
     assert completed.stderr.strip().splitlines()[-1].startswith("error: unknown GluonCV model-zoo name")
     assert "Traceback" not in completed.stderr
+
+
+def _model_dir(tmp_path, name, source, model_json=None):
+    """A copy of ``source``'s weights in ``tmp_path/name`` with ``model_json`` as its model.json (none when None)."""
+    directory = tmp_path / name
+    directory.mkdir()
+    for weights in ("model-symbol.json", "model-0000.params"):
+        (directory / weights).write_bytes((source / weights).read_bytes())
+    if model_json is not None:
+        (directory / "model.json").write_text(model_json)
+    return directory
+
+
+def _mistake(name, tmp_path, source):
+    """The command line of one common mistake (run from ``tmp_path``)."""
+    spec = json.loads((source / "model.json").read_text())
+    if name == "no model.json":
+        return ["package", "--model-dir", str(_model_dir(tmp_path, "bare", source)), "--out", "m.tar.gz"]
+    if name == "model.json not JSON":
+        return ["package", "--model-dir", str(_model_dir(tmp_path, "bad", source, "{task: detection")),
+                "--out", "m.tar.gz"]
+    if name == "model.json invalid":
+        return ["package", "--model-dir", str(_model_dir(tmp_path, "bad", source, json.dumps(dict(spec, top_k=0)))),
+                "--out", "m.tar.gz"]
+    if name == "weights missing":
+        named = json.dumps(dict(spec, params_file="other-0000.params"))
+        return ["package", "--model-dir", str(_model_dir(tmp_path, "bad", source, named)), "--out", "m.tar.gz"]
+    if name == "--out under a file":
+        (tmp_path / "afile").write_text("")
+        return ["package", "--model-dir", str(source), "--out", str(tmp_path / "afile" / "m.tar.gz")]
+    if name == "--symbol not JSON":
+        (tmp_path / "notjson").write_text("notjson")
+        (tmp_path / "x.params").write_bytes(b"x")
+        return ["package", "--symbol", "notjson", "--params", "x.params", "--classes", "a", "--task", "detection",
+                "--out", "m.tar.gz"]
+    if name == "--symbol JSON but no network":
+        (tmp_path / "list-symbol.json").write_text("[1, 2]")
+        (tmp_path / "x.params").write_bytes(b"x")
+        return ["package", "--symbol", "list-symbol.json", "--params", "x.params", "--classes", "a",
+                "--out", "m.tar.gz"]
+    from deploy.local_endpoint import free_port
+
+    if name == "serve: model.json not JSON":
+        return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, "{task: detection")),
+                "--port", str(free_port())]
+    if name == "serve: weights missing":
+        named = json.dumps(dict(spec, symbol_file="other-symbol.json"))
+        return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, named)), "--port", str(free_port())]
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("no model.json", "error: {tmp}/bare/model.json not found: every packaged model needs a model.json"),
+    ("model.json not JSON", "error: {tmp}/bad/model.json is not valid JSON: Expecting property name enclosed in "
+                            "double quotes: line 1 column 2 (char 1)"),
+    ("model.json invalid", "error: {tmp}/bad/model.json: top_k must be a positive integer, got 0"),
+    ("weights missing", "error: {tmp}/bad/other-0000.params named in model.json does not exist"),
+    ("--out under a file", "error: cannot write the archive {tmp}/afile/m.tar.gz: {tmp}/afile is not a directory"),
+    ("--symbol not JSON", "error: notjson is not an exported MXNet symbol file (a -symbol.json written by "
+                          "HybridBlock.export): it is not JSON (Expecting value: line 1 column 1 (char 0))"),
+    ("--symbol JSON but no network", "error: list-symbol.json is not an exported MXNet symbol file (a -symbol.json "
+                                     "written by HybridBlock.export): it has no \"nodes\""),
+    ("serve: model.json not JSON", "error: {tmp}/bad/model.json is not valid JSON: Expecting property name"),
+    ("serve: weights missing", "error: {tmp}/bad/other-symbol.json named in model.json does not exist"),
+])
+def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_detector_dir, tmp_path, monkeypatch,
+                                                          capsys):
+    """`python -m deploy`'s entry point (run) on mistakes that printed a traceback (ModelSpecError,
+    FileExistsError, MXNetError): one line on stderr naming the problem, exit 1."""
+    from deploy.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["deploy", *_mistake(name, tmp_path, tiny_detector_dir)])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(message.format(tmp=tmp_path)), stderr
+    assert not (tmp_path / "m.tar.gz").exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary archive
+
+
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+def test_unreadable_weights_fail_the_check_with_one_line(tiny_detector_dir, tmp_path):
+    (tmp_path / "x.params").write_bytes(b"not a params file")
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy", "package", "--symbol", str(tiny_detector_dir / "model-symbol.json"),
+         "--params", "x.params", "--classes", "a,b,c", "--out", "m.tar.gz"],
+        cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 1
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("error: the packaged model failed its check inference: model-0000.params is not an "
+                           "MXNet parameter file that fits model-symbol.json: Check failed: ")
+    assert line.endswith("Invalid NDArray file format")
+    assert not (tmp_path / "m.tar.gz").exists()

@@ -1,4 +1,5 @@
 """Contract tests over real HTTP against ``python -m deploy serve`` (multi-model-server + the SageMaker toolkit)."""
+import http.client
 import io
 import json
 import os
@@ -75,6 +76,39 @@ def test_bad_requests_get_a_4xx_with_a_message_and_no_trace(detector_endpoint, b
     assert "Traceback" not in response.text
     # the worker stays up: the next good request is answered correctly
     assert detector_endpoint.post(GOOD).status_code == 200
+
+
+def _jpeg(seed=0):
+    encoded = io.BytesIO()
+    Image.fromarray(random_images(1, 40, 56, seed=seed)[0]).save(encoded, format="JPEG")
+    return encoded.getvalue()
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json",  # the toolkit decoded these as UTF-8 before the handler: 500 with a traceback
+    "text/csv",
+    "application/x-www-form-urlencoded",  # curl --data-binary without -H: MMS's own 500 echoing the body
+])
+def test_an_image_sent_with_a_text_or_form_content_type_gets_415_not_500(detector_endpoint, content_type):
+    response = detector_endpoint.post(_jpeg(), content_type=content_type)
+    assert response.status_code == 415
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {
+        "error": "Content-Type %r is not supported; send one of: application/x-npy, image/jpeg, image/png, "
+                 "application/x-image" % content_type, "status": 415}
+    assert detector_endpoint.post(_jpeg(), content_type="image/jpeg").status_code == 200
+
+
+def test_two_content_type_headers_get_400_not_500(detector_endpoint):
+    body = _jpeg()
+    with socket.create_connection(("127.0.0.1", detector_endpoint.port), timeout=60) as client:
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 400
+        assert json.loads(response.read()) == {"error": "the request has 2 Content-Type headers: send one",
+                                               "status": 400}
 
 
 def test_custom_attribute_with_a_bad_value_is_a_400(detector_endpoint):

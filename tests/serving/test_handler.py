@@ -175,6 +175,54 @@ def test_bad_input_is_refused_with_a_message(detector, body, content_type, statu
     assert message in caught.value.message
 
 
+@pytest.fixture
+def toolkit_service(tiny_detector_dir, tmp_path, monkeypatch):
+    """The packed entry point under SageMaker's inference toolkit, as an MMS worker runs it (in-process).
+
+    Yields ``invoke(body, content_type) -> (status, response content type, body)``: one request
+    through ``DefaultHandlerService.handle`` with a real ``mms.context.Context``, which is what
+    sagemaker-mxnet-inference's handler service runs for a module with ``transform_fn``.
+    """
+    from mms.context import Context, RequestProcessor
+    from sagemaker_inference import content_types
+    from sagemaker_inference.default_handler_service import DefaultHandlerService
+
+    from deploy.package import ENTRY_POINT
+
+    (tmp_path / "clearsight_toolkit_entry.py").write_text(ENTRY_POINT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "clearsight_toolkit_entry.py")
+    monkeypatch.setenv("PYTHONPATH", "")  # initialize() prepends model_dir/code to it
+    monkeypatch.setattr(content_types, "UTF8_TYPES", list(content_types.UTF8_TYPES))  # restored afterwards
+    context = Context("model", str(tiny_detector_dir), None, 1, None, "1.1.11")
+    service = DefaultHandlerService()
+    service.initialize(context)
+
+    def invoke(body, content_type):
+        context.request_processor = [RequestProcessor({"Content-Type": content_type, "Accept": "application/json"})]
+        (answer,) = service.handle([{"body": body}], context)
+        return context.get_response_status(0)[0], context.get_response_content_type(0), answer
+
+    return invoke
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_the_toolkit_hands_over_text_types_undecoded_so_an_image_gets_415_not_500(toolkit_service, content_type):
+    """sagemaker_inference decoded these as UTF-8 before transform_fn: a JPEG was a 500 whose body
+    was the toolkit's traceback. On a real SageMaker endpoint no gate stands before it."""
+    jpeg = io.BytesIO()
+    Image.fromarray(random_images(1, 40, 56)[0]).save(jpeg, format="JPEG")
+    status, response_type, answer = toolkit_service(jpeg.getvalue(), content_type)
+    assert (status, response_type) == (415, "application/json")
+    assert json.loads(answer) == {
+        "error": "Content-Type %r is not supported; send one of: application/x-npy, image/jpeg, image/png, "
+                 "application/x-image" % content_type, "status": 415}
+    status, _, answer = toolkit_service(b'{"instances": [1]}', content_type)  # valid UTF-8 text: as before
+    assert status == 415 and json.loads(answer)["status"] == 415
+    status, _, answer = toolkit_service(jpeg.getvalue(), "image/jpeg")
+    assert status == 200 and len(json.loads(answer)) == 1
+
+
 def test_a_truncated_jpeg_is_a_400(detector):
     jpeg = io.BytesIO()
     Image.fromarray(random_images(1, 64, 64)[0]).save(jpeg, format="JPEG")

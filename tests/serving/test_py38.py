@@ -204,6 +204,41 @@ def test_an_endpoint_whose_worker_runs_python_38_answers_as_here(py38, shapes_ar
     assert filtered != json.loads(there["batch"][2])
 
 
+def answers_without_the_gate(archive, requests_, python=None):
+    """name -> (status, JSON body) for ``requests_`` (name -> (body, content_type)) sent straight to MMS's
+    inference socket, as on a SageMaker endpoint, where no gate stands before multi-model-server."""
+    from deploy.gate import _UnixHTTPConnection
+    from deploy.local_endpoint import INFERENCE_SOCKET, LocalEndpoint
+
+    answers = {}
+    with LocalEndpoint(archive, python=python) as endpoint:
+        connection = _UnixHTTPConnection(str(endpoint.scratch / INFERENCE_SOCKET), timeout=60)
+        for name, (body, content_type) in requests_.items():
+            connection.request("POST", "/invocations", body=body,
+                               headers={"Content-Type": content_type, "Accept": "application/json"})
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+            assert "Traceback" not in text, (name, text)
+            answers[name] = (response.status, json.loads(text))
+        connection.close()
+    return answers
+
+
+@pytest.mark.integration
+def test_without_the_gate_an_image_under_a_text_type_gets_415_on_both_toolkits(py38, tiny_detector_archive):
+    """sagemaker-inference (1.6.1 in the container, 1.10.1 here) decoded application/json and text/csv
+    bodies as UTF-8 before transform_fn: an image was a 500 with the toolkit's traceback."""
+    image = encoded(random_images(1, 40, 56, seed=2)[0], "JPEG")
+    requests_ = {"json": (image, "application/json"), "csv": (image, "text/csv"), "jpeg": (image, "image/jpeg")}
+    for python in (None, py38):
+        answers = answers_without_the_gate(tiny_detector_archive, requests_, python=python)
+        for name, content_type in (("json", "application/json"), ("csv", "text/csv")):
+            assert answers[name] == (415, {
+                "error": "Content-Type %r is not supported; send one of: application/x-npy, image/jpeg, "
+                         "image/png, application/x-image" % content_type, "status": 415}), python
+        assert answers["jpeg"][0] == 200 and len(answers["jpeg"][1]) == 1
+
+
 class FakeMmsContext:
     """The parts of an MMS request context the handler uses."""
 
