@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
-# The endpoint's own mode handling (Pillow's convert("RGB") would clip 16-bit grey to white):
-# one definition for both sides of the wire.
-from serving.codecs import _rgb_pixels
+from serving.codecs import rgb_pixels  # the endpoint's mode handling: one definition for both sides
 
 from .errors import ExplainError
 
@@ -65,7 +63,7 @@ def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS)
             with _STRICT_LOADING:
                 tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
                 try:
-                    return np.array(_rgb_pixels(opened), dtype=np.uint8)  # a writable copy
+                    return np.array(rgb_pixels(opened), dtype=np.uint8)  # a writable copy
                 finally:
                     ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:

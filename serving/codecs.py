@@ -204,7 +204,7 @@ def _decode_image_file(body, kind, max_image_pixels, check_batch):
     tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        pixels = _rgb_pixels(image)
+        pixels = rgb_pixels(image)
     except (IOError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise BadRequestError("the %s image cannot be decoded, it may be truncated (%s)" % (kind, _scrub(error)))
     finally:
@@ -212,7 +212,7 @@ def _decode_image_file(body, kind, max_image_pixels, check_batch):
     return pixels
 
 
-def _rgb_pixels(image):
+def rgb_pixels(image):
     """A Pillow image (any mode a JPEG or PNG opens in) -> ``(H, W, 3)`` uint8 RGB.
 
     16-bit greyscale keeps its high byte, as OpenCV's and mxnet's decoders (GluonCV's) and
