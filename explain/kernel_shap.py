@@ -8,7 +8,8 @@ target_error)``, combines (measurements: BENCHMARKS.md, estimator accuracy):
   sampled without replacement with the same number of coalitions per size, each the most
   balancing of a few random candidates (the pairs' feature co-occurrence kept close to its
   expectation; ``explain.coalitions``);
-* the paired regression with the efficiency constraint, with coalition-size indicators and
+* the paired regression with the efficiency constraint, with coalition-size indicators (left
+  out when the pairs are too few for them and the fit predicts better without) and
   odd higher-order parity terms, kept when the closed-form leave-one-pair-out error says
   they predict better (``explain.shap_regression``): a regression adjustment whose
   surrogate's Shapley values are exact and which is fitted in the regression itself, so no
