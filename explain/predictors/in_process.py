@@ -29,11 +29,14 @@ def is_model_path(path: Path) -> bool:
     return path.is_dir() or (path.is_file() and path.name.endswith(".tar.gz"))
 
 
-def _message(error: Exception) -> str:
-    """The user-facing message of an exception (ServingError carries ``.message`` and ``.status``)."""
+def _message(error: Exception, with_status: bool = True) -> str:
+    """The user-facing message of an exception (ServingError carries ``.message`` and ``.status``).
+
+    with_status: prefix the status an endpoint would answer with ("HTTP 413: ..."), so a refused
+    batch reads the same in process as over HTTP; False where no request is involved (loading)."""
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     status = getattr(error, "status", None)
-    return f"HTTP {status}: {message}" if isinstance(status, int) else message
+    return f"HTTP {status}: {message}" if with_status and isinstance(status, int) else message
 
 
 class InProcessConnection:
@@ -73,7 +76,8 @@ class InProcessConnection:
             self.model = model_fn(str(self.model_dir))
         except Exception as error:  # the handler's own errors carry a message meant for users
             self.close()
-            raise PredictorError(f"cannot load the model from {self.source}: {_message(error)}") from None
+            raise PredictorError(f"cannot load the model from {self.source}: "
+                                 f"{_message(error, with_status=False)}") from None
         limits = getattr(self.model, "limits", None)
         if limits is not None and getattr(self.model.spec, "task", None) == "detection":
             # Same as DETECTION_CUSTOM_ATTRIBUTES over HTTP: every detection score counts.
