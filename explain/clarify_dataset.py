@@ -24,7 +24,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from .errors import ExplainError
-from .sources import ENDPOINT_URL_ENV, ImageSource, collect_sources
+from .sources import ENDPOINT_URL_ENV, ImageSource, collect_sources, unique_sources
 
 __all__ = ["MANIFEST_SUFFIXES", "dataset_sources", "is_manifest", "parse_manifest"]
 
@@ -117,8 +117,5 @@ def dataset_sources(dataset_uri: str) -> list[ImageSource]:
     if not pairs:
         raise ExplainError(f"manifest {dataset_uri!r} lists no images")
     endpoint_url = os.environ.get(ENDPOINT_URL_ENV) or None
-    sources: dict[str, ImageSource] = {}
-    for key, location in pairs:
-        is_s3 = location.startswith("s3://")
-        sources.setdefault(key, ImageSource(key, location, endpoint_url=endpoint_url if is_s3 else None))
-    return list(sources.values())
+    return unique_sources([ImageSource(key, location, endpoint_url=endpoint_url if location.startswith("s3://")
+                                       else None) for key, location in pairs])

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from .errors import ExplainError
 from .manifest import sha256_bytes
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "output_stem",
+__all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "unique_sources", "output_stem",
            "ENDPOINT_URL_ENV"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -178,13 +178,19 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
             sources.append(ImageSource(path.name, str(path)))
         else:
             raise ExplainError(f"Path {argument!r} does not exist.")
+    return unique_sources(sources)
+
+
+def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
+    """``sources`` with repeats of one location dropped, in order; raises ExplainError when two
+    different locations have the same key (they would write the same outputs)."""
     unique: dict[str, ImageSource] = {}
     for source in sources:
         first = unique.setdefault(source.key, source)
         if first is not source and os.path.normpath(first.location) != os.path.normpath(source.location):
             raise ExplainError(
                 f"{first.location!r} and {source.location!r} are both image {source.key!r} of this run "
-                "(a file argument is known by its name, a folder's image by its path in the folder) and "
-                "would write the same outputs: rename one, or explain them in separate runs with "
-                "different --out")
+                "(a file argument is known by its name, a folder's or a manifest's image by its path in "
+                "the folder or bucket) and would write the same outputs: rename one, or explain them in "
+                "separate runs with different --out")
     return list(unique.values())

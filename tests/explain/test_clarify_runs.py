@@ -306,3 +306,21 @@ def test_s3_prefix_and_s3_manifest_through_aws_endpoint_url_s3(aws, photos, tmp_
             analysis = json.loads((folder / "out" / "analysis.json").read_text())
             assert [item["stem"] for item in analysis["images"]] == stems
             assert "deprecated" not in result.stderr
+
+
+def test_a_manifest_naming_two_images_with_one_key_is_refused(tmp_path):
+    # The key of an S3 image is its path in the bucket: two buckets' photos/x.png would write the
+    # same outputs, and the second was dropped without a word.
+    from explain.clarify_dataset import dataset_sources
+    from explain.errors import ExplainError
+
+    manifest = tmp_path / "gt.manifest"
+    manifest.write_text('{"source-ref": "s3://imgs/photos/x.png"}\n{"source-ref": "s3://imgs2/photos/x.png"}\n'
+                        '{"source-ref": "s3://imgs/photos/y.png"}\n')
+    with pytest.raises(ExplainError) as raised:
+        dataset_sources(str(manifest))
+    assert ("'s3://imgs/photos/x.png' and 's3://imgs2/photos/x.png' are both image 'photos/x.png' of this run"
+            in str(raised.value))
+    # the same image listed twice is one image
+    manifest.write_text('{"source-ref": "s3://imgs/photos/x.png"}\n{"source-ref": "s3://imgs/photos/x.png"}\n')
+    assert [source.location for source in dataset_sources(str(manifest))] == ["s3://imgs/photos/x.png"]
