@@ -28,7 +28,7 @@ from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
 from explain.cli import VERBOSE_META, configure_logging
 from explain.cli import main as explain_main
-from explain.config import ExplainConfig
+from explain.config import BUILTIN_BASELINES, ExplainConfig
 from explain.errors import ConfigError
 from serving.contract import TASKS
 
@@ -202,13 +202,34 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
         try:
             with explain_main.make_context("explain", args) as explain_ctx:
                 settings = {name: value for name, value in explain_ctx.params.items() if name in names}
+                local_files = _local_files(explain_ctx.params, explain_args)
         except click.UsageError as error:
             raise click.BadParameter(f"explain options: {error.format_message()}",
                                      param_hint="EXPLAIN_ARGS") from None
+        if local_files:
+            raise click.BadParameter(
+                f"explain options: {'; '.join(local_files)}: the processing job receives the images, its "
+                "code and its wheelhouse, not files of this machine", param_hint="EXPLAIN_ARGS")
         try:
             ExplainConfig(task=task, **settings)
         except ConfigError as error:
             raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None
+
+
+def _local_files(params: dict, explain_args: tuple[str, ...]) -> list[str]:
+    """What in the parsed pass-through options names a file of this machine (each as a reason)."""
+    found = []
+    if params.get("clarify_config"):
+        found.append("--clarify-config reads a local file (give its settings as options)")
+    if params.get("endpoint_map"):
+        found.append("--endpoint-map names local models or URLs (the job explains --endpoint)")
+    if params.get("baseline") not in BUILTIN_BASELINES:
+        found.append(f"--baseline {params.get('baseline')} is a local image (use {', '.join(BUILTIN_BASELINES)})")
+    values = [arg.split("=", 1)[1] for arg in explain_args if arg.startswith("--label-headers=")]
+    values += [explain_args[index + 1] for index, arg in enumerate(explain_args[:-1]) if arg == "--label-headers"]
+    if any(Path(value).is_file() for value in values):
+        found.append("--label-headers reads a local file (give the names as a,b,c)")
+    return found
 
 
 def run() -> None:

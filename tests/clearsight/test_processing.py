@@ -18,6 +18,7 @@ from clearsight.processing import ExplainJobConfig, processing_job_request
 from explain.cli import main as explain_main
 from explain.processing_worker import main as worker_main
 from explain.sharding import shard_of
+from tests.clarify_configs import sdk_analysis_config
 from tests.explain.test_explainer import red_square_scene
 
 pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
@@ -168,6 +169,33 @@ def test_explain_job_usage_errors(aws, extra, message):
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
+def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
+    # The job receives the images, its code and its wheelhouse: a local baseline image, labels
+    # file, Clarify config or endpoint map was forwarded as a path the container never has, and
+    # the job failed after the instance was paid for.
+    labels = tmp_path / "labels.txt"
+    labels.write_text("square\ncorner\n")
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps({**sdk_analysis_config("OBJECT_DETECTION", ["square", "corner"]),
+                                  "dataset_uri": str(tmp_path)}))
+    baseline = Path(__file__).resolve().parents[2] / "examples" / "shapes" / "samples" / "shapes_0.png"
+    for extra, reason in (
+            (["--baseline", str(baseline)], f"--baseline {baseline} is a local image"),
+            (["--label-headers", str(labels)], "--label-headers reads a local file"),
+            ([f"--label-headers={labels}"], "--label-headers reads a local file"),
+            (["--clarify-config", str(config)], "--clarify-config reads a local file"),
+            (["--endpoint-map", "shapes-detector=http://127.0.0.1:9"], "--endpoint-map names local models")):
+        result = CliRunner().invoke(clearsight, job_args(aws, "--", *extra), obj=aws.session)
+        assert result.exit_code == 2, result.output
+        output = " ".join(result.output.split())
+        assert reason in output and "not files of this machine" in output, output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+    # names and built-in baselines travel as text
+    result = CliRunner().invoke(clearsight, job_args(aws, "--", "--label-headers", "square,corner",
+                                                     "--baseline", "blur", "--no-wait"), obj=aws.session)
+    assert "not files of this machine" not in result.output
 
 
 def test_failed_job_exits_1_with_the_reason(aws, monkeypatch):
