@@ -410,10 +410,12 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
         except Exception as error:  # noqa: BLE001
             raise DeployError(f"download-manifests: {error_text(error)}") from error
         progress(f"merging {len(names)} manifest(s) from {out_url}")
+        if not names:
+            raise DeployError(f"merge: no manifest*.jsonl in {out_url}: nothing to merge (did a job write there?)")
         try:
             summary = merge_outputs(folder, None, keys)
-        except ExplainError as error:
-            raise DeployError(f"merge: {error}") from None
+        except ExplainError as error:  # its messages name the download folder: name the S3 location
+            raise DeployError(f"merge: {str(error).replace(folder, out_url)}") from None
         transaction = Transaction(progress)
         try:
             for name, content_type in (("analysis.json", "application/json"), ("report.html", "text/html")):

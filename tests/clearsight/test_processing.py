@@ -198,6 +198,16 @@ def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
     assert "not files of this machine" not in result.output
 
 
+def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):
+    # The message named the temporary download folder, deleted by then.
+    result = CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/nothing-here"],
+                                obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert (f"Error: merge: no manifest*.jsonl in s3://{aws.bucket}/nothing-here: nothing to merge"
+            in result.output), result.output
+    assert "clearsight-merge-" not in result.output
+
+
 def test_failed_job_exits_1_with_the_reason(aws, monkeypatch):
     from moto.sagemaker.models import FakeProcessingJob
 
