@@ -137,6 +137,11 @@ class ClarifySettings:
                         "; ".join(f"{key} ({reason})" for key, reason in self.ignored.items()))
 
 
+def _lower(value):
+    """A media type as Clarify's schema reads it (``Use(str.lower)``): strings lower-cased."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def _require_mapping(value, where: str) -> Mapping:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where} must be a JSON object, got {type(value).__name__}")
@@ -254,13 +259,13 @@ def _parse_predictor(predictor: Mapping, settings: dict, ignored: dict) -> None:
             raise ConfigError(f"predictor.{key} {_TABULAR}")
     if predictor.get("label_headers") is not None:
         settings["label_headers"] = _label_headers(predictor["label_headers"], "predictor.label_headers")
-    content_type = predictor.get("content_type")
+    content_type = _lower(predictor.get("content_type"))  # Clarify's schema lower-cases these
     if content_type is not None:
         if content_type not in CONTENT_TYPES:
             raise ConfigError(
                 f"predictor.content_type {content_type!r} is not supported; use one of {', '.join(CONTENT_TYPES)}")
         settings["content_type"] = content_type
-    accept = predictor.get("accept_type")
+    accept = _lower(predictor.get("accept_type"))
     if accept is not None:
         if accept not in ACCEPT_TYPES:
             raise ConfigError(
@@ -308,7 +313,7 @@ def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None =
     for key in sorted(_TOP_LEVEL_REFUSED & set(root)):
         raise ConfigError(f"{key} {_TABULAR}")
     _check_keys(root, "analysis config", _TOP_LEVEL_KEYS)
-    dataset_type = root.get("dataset_type")
+    dataset_type = _lower(root.get("dataset_type"))
     if dataset_type is not None and dataset_type != "application/x-image":
         raise ConfigError(
             f"dataset_type must be 'application/x-image' for image explanations, got {dataset_type!r}")

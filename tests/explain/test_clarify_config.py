@@ -112,6 +112,9 @@ HONOURED = [
     ("predictor.probability", "prediction", "probability", "prediction"),
     ("predictor.label_headers", [0, 1, 2], "label_headers", ("0", "1", "2")),
     ("predictor.content_type", "image/png", "content_type", "image/png"),
+    # Clarify's schema lower-cases media types (Use(str.lower)): so does this reader
+    ("predictor.content_type", "IMAGE/PNG", "content_type", "image/png"),
+    ("predictor.accept_type", "Application/JSON", "accept", "application/json"),
 ]
 
 
@@ -353,3 +356,12 @@ def test_unreadable_and_invalid_files(tmp_path):
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigError, match="Clarify config '.*deep.json' nests JSON too deeply to read"):
         read_clarify_config(deep)
+
+
+def test_media_types_are_read_in_any_case_as_clarify_reads_them(tmp_path):
+    config = with_changes("predictor.content_type", "Application/X-NPY",
+                          with_changes("dataset_type", "Application/X-Image"))
+    config["methods"]["shap"]["baseline"] = "noise"
+    path = tmp_path / "analysis_config.json"
+    path.write_text(json.dumps({**config, "dataset_uri": "s3://bucket/images/"}))
+    assert read_clarify_config(path).options["content_type"] == "application/x-npy"
