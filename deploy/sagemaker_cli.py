@@ -112,7 +112,7 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
     """
     if not role:
         raise click.MissingParameter(
-            "an IAM role ARN for SageMaker: give --role ARN or set SAGEMAKER_ROLE",
+            "SageMaker needs an IAM role ARN: give --role ARN or set SAGEMAKER_ROLE",
             param_hint="'--role'", param_type="option",
         )
     try:

@@ -485,7 +485,8 @@ def test_missing_role_and_region_and_bad_archive(offline, tmp_path, monkeypatch)
     cases = [
         (["--model", str(not_a_tar)], "Invalid value for '--model'", []),
         (["--model", str(tmp_path / "missing.tar.gz")], "an existing model.tar.gz file", []),
-        (["--model", str(model)], "Missing option '--role'", ["SAGEMAKER_ROLE"]),
+        (["--model", str(model)], "Missing option '--role'. SageMaker needs an IAM role ARN: give --role ARN "
+                                  "or set SAGEMAKER_ROLE", ["SAGEMAKER_ROLE"]),
         (["--model", str(model)], "Invalid value for '--region': no region", ["AWS_DEFAULT_REGION"]),
     ]
     for extra, expected, env in cases:
