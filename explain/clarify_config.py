@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS
+from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, ExplainConfig
 from .errors import ConfigError
 
 __all__ = [
@@ -342,7 +342,31 @@ def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None =
     if root.get("label_headers") is not None:
         settings["label_headers"] = _label_headers(root["label_headers"], "label_headers")
     _parse_predictor(_require_mapping(root.get("predictor", {}), "predictor"), settings, ignored)
+    _check_ranges(settings)
     return ClarifySettings(options=settings, dataset_uri=dataset_uri, ignored=ignored)
+
+
+# the file's key of each explain setting whose range ExplainConfig checks
+_SETTING_KEYS = {
+    "num_samples": "methods.shap.num_samples", "seed": "methods.shap.seed",
+    "num_segments": "methods.shap.image_config.num_segments",
+    "max_objects": "methods.shap.image_config.max_objects",
+    "segment_compactness": "methods.shap.image_config.segment_compactness",
+    "iou_threshold": "methods.shap.image_config.iou_threshold",
+    "context": "methods.shap.image_config.context", "probability_threshold": "probability_threshold",
+}
+
+
+def _check_ranges(settings: dict) -> None:
+    """The explain settings' ranges, checked here so that a value out of range is refused by its
+    key in the file (as Clarify would name it), not by the command-line option it becomes."""
+    trial = {name: settings[name] for name in _SETTING_KEYS if name in settings}
+    try:
+        ExplainConfig(task=settings.get("task", "detection"), **trial)
+    except ConfigError as error:
+        if error.field not in _SETTING_KEYS:
+            raise
+        raise ConfigError(f"{_SETTING_KEYS[error.field]}: {error}") from None
 
 
 def _schema_error_message(error: Exception) -> str:

@@ -240,6 +240,13 @@ BAD_CONFIGS = [
     (with_changes("predictor.endpoint_name", ""),
      "predictor.endpoint_name must be a SageMaker endpoint name, got ''"),
     (with_changes("predictor", []), "predictor must be a JSON object, got list"),
+    # a value out of range is refused by its key in the file, not by the option it becomes
+    (with_changes("methods.shap.num_samples", -5),
+     "methods.shap.num_samples: num_samples must be in \\[4, 1000000\\], got -5"),
+    (with_changes("methods.shap.image_config.num_segments", 0), "methods.shap.image_config.num_segments: "),
+    (with_changes("methods.shap.image_config.context", 2.0), "methods.shap.image_config.context: "),
+    (with_changes("methods.shap.image_config.iou_threshold", 1.5), "methods.shap.image_config.iou_threshold: "),
+    (with_changes("probability_threshold", 1.5), "probability_threshold: probability_threshold must be"),
     ([], "analysis config must be a JSON object, got list"),
 ]
 
