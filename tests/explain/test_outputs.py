@@ -108,8 +108,8 @@ def test_classification_outputs_and_same_named_images(tmp_path):
         run_explanations(paths, predict, config, tmp_path / "files", RunOptions(progress=False))
     assert str(refused.value) == (
         f"{str(paths[0])!r} and {str(paths[1])!r} are both image 'photo.jpg' of this run (a file argument is "
-        "known by its name, a folder's image by its path in the folder) and would write the same outputs: "
-        "rename one, or explain them in separate runs with different --out")
+        "known by its name, a folder's or a manifest's image by its path in the folder or bucket) and would "
+        "write the same outputs: rename one, or explain them in separate runs with different --out")
     assert not (tmp_path / "files").exists()
 
 
