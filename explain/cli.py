@@ -356,6 +356,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         if clarify_settings is not None and "predictor.model_name" in clarify_settings.ignored:
             hint = ("The Clarify config names a model (predictor.model_name) but no endpoint_name: serve the "
                     "model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint.")
+        elif clarify_settings is not None:
+            hint = ("The Clarify config has no predictor.endpoint_name: add it, or give --endpoint.")
         raise click.MissingParameter(hint, ctx, _option_named(ctx, "endpoint"))
     if not images:
         images = _images_from_config(ctx)

@@ -191,6 +191,8 @@ BAD_RUNS = [
                     "initial_instance_count": 1}}, [],
      "Missing option '--endpoint'. The Clarify config names a model (predictor.model_name) but no endpoint_name: "
      "serve the model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint."),
+    ({"predictor": {}}, [],
+     "Missing option '--endpoint'. The Clarify config has no predictor.endpoint_name: add it, or give --endpoint."),
     ({"predictor": {"label_headers": ["a"], "endpoint_name": ENDPOINT_NAME, "label": "predicted_label",
                     "content_type": "application/x-npy"}}, [],
      "predictor.label locates predicted labels, but Kernel SHAP needs every class's score"),
