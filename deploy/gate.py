@@ -223,9 +223,7 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
 
     def _check(self):
         """Raise _RefusedRequest unless this request may reach MMS; return its body length or None (chunked)."""
-        hosts = self.headers.get_all("Host") or []
-        if len(hosts) > 1:  # RFC 9112 section 3.2: a server must answer 400; which one would count?
-            raise _RefusedRequest(400, "the request has %d Host headers: send one" % len(hosts))
+        self._single_header("Host")  # RFC 9112 section 3.2: a server must answer 400; which one would count?
         host = self.headers.get("Host")
         if host is not None and _host_name(host) not in LOOPBACK_HOSTS:
             raise _RefusedRequest(403, "Host %r is not this endpoint: send requests to http://127.0.0.1:%d "
@@ -275,14 +273,18 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         The same test as the handler's (``serving.codecs.decode_images``) and the same 415
         message, so a request the handler would refuse never reaches MMS or the toolkit.
         """
-        values = self.headers.get_all("Content-Type") or []
-        if len(values) > 1:  # MMS and the toolkit may each read a different one
-            raise _RefusedRequest(400, "the request has %d Content-Type headers: send one" % len(values))
-        content_type = values[0] if values else None
+        content_type = self._single_header("Content-Type")  # MMS and the toolkit may each read a different one
         accepted = self.server.request_types
         if _media_type(content_type) not in accepted:
             raise _RefusedRequest(415, "Content-Type %r is not supported; send one of: %s"
                                   % (content_type, ", ".join(accepted)))
+
+    def _single_header(self, name):
+        """The value of header ``name`` (None when absent); raise _RefusedRequest (400) when it is repeated."""
+        values = self.headers.get_all(name) or []
+        if len(values) > 1:
+            raise _RefusedRequest(400, "the request has %d %s headers: send one" % (len(values), name))
+        return values[0] if values else None
 
     def handle_expect_100(self):
         """Refuse before the client sends its body (``Expect: 100-continue``), else invite it."""
