@@ -458,7 +458,22 @@ def _failure_lines(failed: list[dict], shown: int = 5) -> list[str]:
     earlier = sum(1 for item in failed if item.get("earlier"))
     lines = [f"{len(failed)} image(s) failed" + (f" ({earlier} in an earlier run, not tried again: "
                                                   "--retry-failed tries them)" if earlier else "") + ":"]
-    lines += [f"  {item['image']}: {item['kind']}: {item['reason']}" for item in failed[:shown]]
+    for item in failed[:shown]:
+        lines.append(f"  {item['image']}: {item['kind']}: {item['reason']}")
+        lines += _kept_files_lines(item)
     if len(failed) > shown:
         lines.append(f"  ... and {len(failed) - shown} more in analysis.json (totals.failed)")
+    unshown = sum(1 for item in failed[shown:] if item.get("files_from_earlier_run"))
+    if unshown:
+        lines.append(f"  ({unshown} of those more still have files from an earlier run in --out, not this "
+                     "one's: analysis.json lists them as files_from_earlier_run)")
     return lines
+
+
+def _kept_files_lines(item: dict, indent: str = "    ") -> list[str]:
+    """For a failed image whose stem still has an earlier explanation's files: one line saying so."""
+    kept = item.get("files_from_earlier_run") or []
+    if not kept:
+        return []
+    shown = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+    return [f"{indent}files from an earlier run, not this one: {shown}"]

@@ -351,15 +351,28 @@ def _failure_notes(totals: dict) -> list[str]:
     """Images that could not be explained and images not finished yet.
 
     Failed images are {image, key, kind, reason} (``totals.failed``, explain.runner) or
-    {image, error} (older summaries and callers: ``totals.unreadable``).
+    {image, error} (older summaries and callers: ``totals.unreadable``); one whose stem still has
+    an earlier explanation's files names them (``files_from_earlier_run``), as not this run's.
     """
     notes = []
     failed = list(totals.get("unreadable") or []) + list(totals.get("failed") or [])
     if failed:
-        rows = [[item.get("image", item.get("key", "")), item.get("reason") or item.get("error", ""),
-                 item.get("kind", "")] for item in failed]
-        notes.append(f"<div class=warning><p>{len(failed)} image(s) could not be explained and were skipped:</p>"
-                     + _table(["image", "error", "kind"], rows, text_columns=3) + "</div>")
+        kept = [item for item in failed if item.get("files_from_earlier_run")]
+        header = ["image", "error", "kind"] + (["files from an earlier run"] if kept else [])
+        rows = []
+        for item in failed:
+            row = [item.get("image", item.get("key", "")), item.get("reason") or item.get("error", ""),
+                   item.get("kind", "")]
+            if kept:
+                row.append(", ".join(item.get("files_from_earlier_run") or []))
+            rows.append(row)
+        note = f"<div class=warning><p>{len(failed)} image(s) could not be explained and were skipped:</p>"
+        note += _table(header, rows, text_columns=len(header))
+        if kept:
+            note += (f"<p>{len(kept)} of them were explained by an earlier run: the files of that explanation "
+                     "are still in the output folder under the image's stem (listed above). They are not this "
+                     "run's results and this report does not show them.</p>")
+        notes.append(note + "</div>")
     if totals.get("unfinished"):
         notes.append(f"<p class=warning>{len(totals['unfinished'])} image(s) not explained yet (run the "
                      "same command again to finish them).</p>")

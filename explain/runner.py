@@ -15,7 +15,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -228,6 +228,32 @@ def _stale_outputs(out_dir: Path, stem: str, task: str, new_files: Sequence[str]
                   if (out_dir / name).is_file() and not (out_dir / name).is_symlink())
 
 
+def _kept_from_earlier_run(stem: str, task: str, listed: frozenset[str] | set[str],
+                           exists: Callable[[str], bool]) -> list[str]:
+    """The outputs of an earlier explanation of ``stem`` still present, for an image this run did not explain.
+
+    listed: the files earlier manifest entries of the image name. Also this stem's exact output
+    names (``_is_output_of``; the heatmaps numbered 1, 2, ... while they exist), which a run cut
+    off before its manifest line left unlisted. exists: whether a name is an output file there.
+    """
+    names = {name for name in listed if _is_output_of(stem, task, name)}
+    names.add(_npz_file_name(stem))
+    if task == "detection":
+        names.add(objects_file_name(stem))
+        box_number = 1
+        while exists(heatmap_file_name(stem, box_number)):
+            names.add(heatmap_file_name(stem, box_number))
+            box_number += 1
+    else:
+        names.add(classification_file_name(stem))
+    return sorted(name for name in names if exists(name))
+
+
+def _local_file(out_dir: Path) -> Callable[[str], bool]:
+    """Whether a name is a file (not a link) in ``out_dir``."""
+    return lambda name: (out_dir / name).is_file() and not (out_dir / name).is_symlink()
+
+
 def _earlier_files(entries: list[dict]) -> dict[str, frozenset[str]]:
     """Per image key, every file name its manifest entries list (explained in any earlier run)."""
     files: dict[str, set[str]] = {}
@@ -323,7 +349,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
         tried = [sources[position].key for position in todo]
         return {"images": len(mine), "explained": explained, "skipped": len(mine) - len(todo),
                 "failed": _failures(read_manifests(out_dir), [sources[position].key for position in mine],
-                                    set(tried)),
+                                    set(tried), config.task, _local_file(out_dir)),
                 "tried": tried,
                 "seconds": time.perf_counter() - started,
                 "label_headers": config.label_headers, "predictor": stats}
@@ -381,6 +407,14 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             return position, data, _failure(source, "error", f"explaining image {source.location!r} failed: "
                                             f"{type(error).__name__}: {error}")
 
+    def _warn_kept(source: ImageSource) -> None:
+        kept = _kept_from_earlier_run(source.stem, config.task, earlier_files.get(source.key, frozenset()),
+                                      _local_file(out_dir))
+        if kept:
+            logger.warning("%s: the %d file(s) under its stem %s in %s (%s) are from an earlier run, not from "
+                           "this one, which could not explain it", source.location, len(kept), source.stem, out_dir,
+                           ", ".join(kept))
+
     def record(position: int, data: bytes | None, outcome) -> bool:
         """Write one image's outputs and manifest line; True when it was explained."""
         source = sources[position]
@@ -390,6 +424,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             entry.update(sha256=sha256_bytes(data), fingerprint=source.fingerprint(data))
         if isinstance(outcome, dict):
             writer.append({**entry, "status": "failed", "failure": outcome})
+            _warn_kept(source)
             return False
         try:
             files = _write_outputs(outcome, source.stem, out_dir, config.label_headers,
@@ -401,6 +436,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             failure = _failure(source, "error", f"rendering image {source.location!r} failed: "
                                f"{type(error).__name__}: {error}")
             writer.append({**entry, "status": "failed", "failure": failure})
+            _warn_kept(source)
             return False
         summary = build_image_summary(source.location, source.stem, outcome, files, config)
         writer.append({**entry, "status": "explained", "files": files, "summary": summary})
@@ -433,10 +469,19 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
     return explained
 
 
-def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | None = None) -> list[dict]:
+def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | None = None,
+              task: str | None = None, exists: Callable[[str], bool] | None = None,
+              earlier_entries: Sequence[dict] = ()) -> list[dict]:
     """The failed images among ``keys`` (latest entries), in key order: image, key, kind, reason, and
-    ``earlier`` when an earlier run recorded the failure and this one did not try the image again."""
+    ``earlier`` when an earlier run recorded the failure and this one did not try the image again.
+
+    With ``task`` and ``exists`` (whether an output name is present), a failed image whose stem
+    still has files of an earlier explanation (listed by ``entries`` or ``earlier_entries``, or
+    with its exact output names) gets them as ``files_from_earlier_run``: they stay, and they are
+    not this run's.
+    """
     failed = failed_entries(entries)
+    listed = _earlier_files([*earlier_entries, *entries]) if exists is not None else {}
     items = []
     for key in keys:
         entry = failed.get(key)
@@ -446,6 +491,10 @@ def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | No
                 "reason": entry["failure"].get("reason")}
         if tried_now is not None and key not in tried_now:
             item["earlier"] = True
+        if exists is not None and task is not None and isinstance(entry.get("stem"), str):
+            kept = _kept_from_earlier_run(entry["stem"], task, listed.get(key, frozenset()), exists)
+            if kept:
+                item["files_from_earlier_run"] = kept
         items.append(item)
     return items
 
@@ -453,7 +502,8 @@ def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | No
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
                   explained_now: int | None = None, predictor: dict | None = None,
-                  tried_now: set[str] | None = None) -> dict:
+                  tried_now: set[str] | None = None, *, earlier_entries: Sequence[dict] = (),
+                  output_exists: Callable[[str], bool] | None = None) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images
@@ -462,7 +512,11 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     under ``totals.failed``. seconds: the run's wall-clock time (default: the sum of the
     images' own times). explained_now: images this run explained (``totals.explained_now``).
     predictor: the predictor's ``stats`` (analysis.json's ``predictor``). tried_now: the keys
-    this run tried; a failure of another key is marked ``earlier``. Raises ExplainError when
+    this run tried; a failure of another key is marked ``earlier``. A failed image whose stem
+    still has the files of an earlier explanation lists them as ``files_from_earlier_run``
+    (kept, and not this run's results); output_exists says whether an output name is present
+    (default: a file in ``out_dir``), earlier_entries are manifest entries of earlier runs kept
+    elsewhere (an S3 prefix's other jobs), consulted only for that. Raises ExplainError when
     no image of the run was explained (and some failed) instead of writing an empty report.
     """
     out_dir = Path(out_dir)
@@ -476,11 +530,18 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     explained = explained_entries(entries)
     if keys is None:
         keys = sorted(latest_entries(entries))
-    failed = _failures(entries, keys, tried_now)
+    failed = _failures(entries, keys, tried_now, config.task, output_exists or _local_file(out_dir), earlier_entries)
     summaries = [explained[key]["summary"] for key in keys if key in explained]
     if failed and not summaries:
-        raise ExplainError(f"no image could be explained: {len(failed)} failed: "
-                           + "; ".join(item["reason"] for item in failed[:5]))
+        message = f"no image could be explained: {len(failed)} failed: " + "; ".join(item["reason"]
+                                                                                   for item in failed[:5])
+        kept = [item for item in failed if item.get("files_from_earlier_run")]
+        names = [name for item in kept for name in item["files_from_earlier_run"]]
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            message += (f"; {out_dir} still holds {len(names)} file(s) of earlier explanations of {len(kept)} of "
+                        f"them ({shown}): they are not this run's")
+        raise ExplainError(message)
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
