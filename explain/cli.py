@@ -33,7 +33,7 @@ from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
 from .workers import run_with_workers
 
-__all__ = ["main", "configure_logging", "ENV_PREFIX", "VERBOSE_META"]
+__all__ = ["main", "configure_logging", "kept_files_lines", "ENV_PREFIX", "VERBOSE_META"]
 
 logger = logging.getLogger(__name__)
 
@@ -460,7 +460,7 @@ def _failure_lines(failed: list[dict], shown: int = 5) -> list[str]:
                                                   "--retry-failed tries them)" if earlier else "") + ":"]
     for item in failed[:shown]:
         lines.append(f"  {item['image']}: {item['kind']}: {item['reason']}")
-        lines += _kept_files_lines(item)
+        lines += kept_files_lines(item)
     if len(failed) > shown:
         lines.append(f"  ... and {len(failed) - shown} more in analysis.json (totals.failed)")
     unshown = sum(1 for item in failed[shown:] if item.get("files_from_earlier_run"))
@@ -470,8 +470,9 @@ def _failure_lines(failed: list[dict], shown: int = 5) -> list[str]:
     return lines
 
 
-def _kept_files_lines(item: dict, indent: str = "    ") -> list[str]:
-    """For a failed image whose stem still has an earlier explanation's files: one line saying so."""
+def kept_files_lines(item: dict, indent: str = "    ") -> list[str]:
+    """For a failed image of a summary (``totals.failed``) whose stem still has an earlier explanation's
+    files (``files_from_earlier_run``): one line naming them as not this run's; else none."""
     kept = item.get("files_from_earlier_run") or []
     if not kept:
         return []

@@ -379,6 +379,19 @@ def _failure_notes(totals: dict) -> list[str]:
     return notes
 
 
+def _other_run_notes(totals: dict) -> list[str]:
+    """Other runs that wrote to the same place (an S3 prefix's other Processing jobs): not in this report."""
+    runs = totals.get("other_runs") or []
+    if not runs:
+        return []
+    rows = [[run.get("run") or "(no job name)", run.get("images", 0), run.get("not_in_this_run", 0),
+             len(run.get("files") or [])] for run in runs]
+    return ["<div class=warning><p>The output location also holds outputs of other runs. This report does not "
+            "include them, and their files that are still there (analysis.json: totals.other_runs) are not this "
+            "run's:</p>" + _table(["run", "images it explained", "not explained by this run", "its files still there"],
+                                  rows, text_columns=1) + "</div>"]
+
+
 def _segmentation_sentence(summary: dict) -> str:
     settings = summary["settings"]
     method = settings.get("segmentation", "")
@@ -420,6 +433,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them; "
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
         *_failure_notes(totals),
+        *_other_run_notes(totals),
         "<details><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),
         "</details>",

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -471,17 +471,17 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
 
 def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | None = None,
               task: str | None = None, exists: Callable[[str], bool] | None = None,
-              earlier_entries: Sequence[dict] = ()) -> list[dict]:
+              other_entries: Sequence[dict] = ()) -> list[dict]:
     """The failed images among ``keys`` (latest entries), in key order: image, key, kind, reason, and
     ``earlier`` when an earlier run recorded the failure and this one did not try the image again.
 
     With ``task`` and ``exists`` (whether an output name is present), a failed image whose stem
-    still has files of an earlier explanation (listed by ``entries`` or ``earlier_entries``, or
+    still has files of an earlier explanation (listed by ``entries`` or ``other_entries``, or
     with its exact output names) gets them as ``files_from_earlier_run``: they stay, and they are
     not this run's.
     """
     failed = failed_entries(entries)
-    listed = _earlier_files([*earlier_entries, *entries]) if exists is not None else {}
+    listed = _earlier_files([*other_entries, *entries]) if exists is not None else {}
     items = []
     for key in keys:
         entry = failed.get(key)
@@ -499,11 +499,26 @@ def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | No
     return items
 
 
+def _other_runs(other_runs: Mapping[str | None, Sequence[dict]], entries: list[dict],
+                exists: Callable[[str], bool]) -> list[dict]:
+    """Per other run: its name, the images it explained, how many of those this run did not explain, and
+    its files that are still present and that this run did not write (over them)."""
+    explained_here = set(explained_entries(entries))
+    written_here = {name for names in _earlier_files(entries).values() for name in names}
+    items = []
+    for run in sorted(other_runs, key=lambda name: (name is None, name or "")):
+        theirs = explained_entries(list(other_runs[run]))
+        files = {name for names in _earlier_files(list(other_runs[run])).values() for name in names}
+        items.append({"run": run, "images": len(theirs), "not_in_this_run": len(set(theirs) - explained_here),
+                      "files": sorted(name for name in files - written_here if exists(name))})
+    return items
+
+
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
                   explained_now: int | None = None, predictor: dict | None = None,
-                  tried_now: set[str] | None = None, *, earlier_entries: Sequence[dict] = (),
-                  output_exists: Callable[[str], bool] | None = None) -> dict:
+                  tried_now: set[str] | None = None, *, output_exists: Callable[[str], bool] | None = None,
+                  other_runs: Mapping[str | None, Sequence[dict]] | None = None) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images
@@ -515,9 +530,13 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     this run tried; a failure of another key is marked ``earlier``. A failed image whose stem
     still has the files of an earlier explanation lists them as ``files_from_earlier_run``
     (kept, and not this run's results); output_exists says whether an output name is present
-    (default: a file in ``out_dir``), earlier_entries are manifest entries of earlier runs kept
-    elsewhere (an S3 prefix's other jobs), consulted only for that. Raises ExplainError when
-    no image of the run was explained (and some failed) instead of writing an empty report.
+    (default: a file in ``out_dir``). other_runs: the manifest entries of other runs that wrote
+    to the same place (an S3 prefix's other Processing jobs), by run name (None: written
+    without one); they are not merged, only consulted for those files and summed up under
+    ``totals.other_runs`` (per run: ``images`` it explained, ``not_in_this_run``: how many of
+    them this run did not explain, ``files``: its files still present that this run did not
+    write over). Raises ExplainError when no image of the run was explained (and some failed)
+    instead of writing an empty report.
     """
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
@@ -530,7 +549,10 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     explained = explained_entries(entries)
     if keys is None:
         keys = sorted(latest_entries(entries))
-    failed = _failures(entries, keys, tried_now, config.task, output_exists or _local_file(out_dir), earlier_entries)
+    other_runs = other_runs or {}
+    other_entries = [entry for run_entries in other_runs.values() for entry in run_entries]
+    exists = output_exists or _local_file(out_dir)
+    failed = _failures(entries, keys, tried_now, config.task, exists, other_entries)
     summaries = [explained[key]["summary"] for key in keys if key in explained]
     if failed and not summaries:
         message = f"no image could be explained: {len(failed)} failed: " + "; ".join(item["reason"]
@@ -553,6 +575,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["totals"]["failed"] = failed
     if unfinished:
         summary["totals"]["unfinished"] = unfinished
+    if other_runs:
+        summary["totals"]["other_runs"] = _other_runs(other_runs, entries, exists)
     if predictor is not None:
         summary["predictor"] = predictor
     write_analysis(summary, out_dir / "analysis.json")
