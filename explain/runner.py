@@ -304,7 +304,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     (class names) fill ``config.label_headers`` when it has none; by default the predictor's
     own ``class_names`` (a model's model.json). Names that do not match a predictor's own
     ``class_names`` in number raise ConfigError before any image is read (a classifier's
-    answer is checked too, by ``explain_image``).
+    answer, and the class ids of a detector's, are checked too, by ``explain_image``).
 
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
