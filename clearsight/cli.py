@@ -26,7 +26,7 @@ from deploy.aws_cli import (
 )
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
-from explain.cli import VERBOSE_META, configure_logging
+from explain.cli import VERBOSE_META, configure_logging, kept_files_lines
 from explain.cli import main as explain_main
 from explain.config import BUILTIN_BASELINES, ExplainConfig
 from explain.errors import ConfigError
@@ -138,7 +138,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
         start_explain_job(config, clients, progress=say)
         if not wait:
             click.echo(f"processing job {config.job_name} started; merge its outputs when it ends with "
-                       f"`clearsight explain-merge --out {config.out_url}`", err=True)
+                       f"`clearsight explain-merge --out {config.out_url} --job-name {config.job_name}`", err=True)
             click.echo(config.job_name)
             return
         try:
@@ -147,8 +147,8 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
             raise click.ClickException(
                 f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
                 f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
-                f"with `clearsight explain-merge --out {config.out_url}`") from None
-        summary = merge_job_outputs(config.out_url, clients, progress=say)
+                f"with `clearsight explain-merge --out {config.out_url} --job-name {config.job_name}`") from None
+        summary = merge_job_outputs(config.out_url, clients, progress=say, job_name=config.job_name)
     except DeployError as error:
         raise click_failure(error) from None
     click.echo(f"{config.out_url.rstrip('/')}/report.html")
@@ -158,20 +158,29 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
 @main.command(name="explain-merge")
 @click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
               help="s3://BUCKET/PREFIX an explain-job wrote to.")
+@click.option("--job-name", default=None, show_envvar=True, envvar="CLEARSIGHT_JOB_NAME",
+              help="The job whose outputs to merge (its manifests are manifest-<job>@<host>.jsonl). "
+                   "Default: the job whose manifests were written last; the other jobs' are left out and named.")
 @click.option("--allow-partial", is_flag=True, default=False,
               help="Exit 0 when some images failed but others were explained.  [default: exit 1 when any "
                    "image failed]")
 @aws_options
 @click.pass_context
-def explain_merge(ctx: click.Context, out_url: str, allow_partial: bool, region: str | None,
+def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_partial: bool, region: str | None,
                   endpoint_url: str | None) -> None:
-    """Merge the manifests under --out into one analysis.json and report.html there."""
+    """Merge one job's manifests under --out into one analysis.json and report.html there.
+
+    Jobs that wrote to the same --out keep their own manifests; only --job-name's (default:
+    the latest job's) are merged, and analysis.json and the report name the other runs whose
+    outputs are still there (totals.other_runs) and, for an image that failed in this job, the
+    files an earlier job left under its stem.
+    """
     if not out_url.startswith("s3://"):
         raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
     region = resolve_region(region)
     try:
         summary = merge_job_outputs(out_url, clients_for(ctx, region, endpoint_url),
-                                    progress=progress_printer(time.monotonic()))
+                                    progress=progress_printer(time.monotonic()), job_name=job_name)
     except DeployError as error:
         raise click_failure(error) from None
     click.echo(f"{out_url.rstrip('/')}/report.html")
@@ -186,6 +195,8 @@ def _check_failures(summary: dict, allow_partial: bool) -> None:
     click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
     for item in failed[:5]:
         click.echo(f"  {item['key']}: {item['kind']}: {item['reason']}", err=True)
+        for line in kept_files_lines(item):
+            click.echo(line, err=True)
     if not allow_partial:
         raise click.ClickException(f"{len(failed)} image(s) failed; the others were explained. "
                                    "Add --allow-partial to exit 0 on such runs")

@@ -33,6 +33,7 @@ from deploy.config import BUCKET_PATTERN, ROLE_PATTERN
 from deploy.errors import DeployConfigError, DeployError
 from deploy.sagemaker_names import META_SHA256
 from explain.errors import ExplainError
+from explain.manifest import MANIFEST_GLOB, explained_entries, manifest_run, read_manifests
 from explain.runner import merge_outputs
 from explain.sources import IMAGE_SUFFIXES
 from serving.contract import TASKS, is_endpoint_name
@@ -135,7 +136,7 @@ class ExplainJobConfig:
         if not isinstance(self.instance_type, str) or not _INSTANCE_TYPE.fullmatch(self.instance_type):
             raise DeployConfigError("instance_type", self.instance_type, "an ml.* instance type such as ml.c5.xlarge")
         reserved = {"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
-                    "--allow-partial"}
+                    "--allow-partial", "--job-name"}
         clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args if arg.split("=", 1)[0] in reserved)
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
@@ -145,8 +146,9 @@ class ExplainJobConfig:
 
     @property
     def worker_arguments(self) -> list[str]:
-        """ContainerArguments: the worker's options, then the explain options."""
-        return ["--endpoint", f"sagemaker:{self.endpoint_name}", "--task", self.task, *self.explain_args]
+        """ContainerArguments: the worker's options (the job's name names its manifests), then the explain options."""
+        return ["--job-name", self.job_name, "--endpoint", f"sagemaker:{self.endpoint_name}", "--task", self.task,
+                *self.explain_args]
 
 
 def default_image_uri(region: str) -> str:
@@ -393,27 +395,87 @@ def wait_for_job(job_name: str, clients: Any, poll_seconds: float = 30.0,
         time.sleep(poll_seconds)
 
 
+def _run_text(run: str | None) -> str:
+    return f"job {run}" if run else "manifests without a job name"
+
+
+def _list_outputs(clients: Any, bucket: str, base: str) -> dict[str, Any]:
+    """The objects directly under ``base`` (not in its code/ and wheelhouse/ folders): name -> LastModified."""
+    objects = {}
+    for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base, Delimiter="/"):
+        for item in page.get("Contents", []):
+            objects[item["Key"][len(base):]] = item["LastModified"]
+    return objects
+
+
+def _refuse_outputs_written_over(job_name: str | None, runs: dict[str | None, list[str]],
+                                 other_runs: dict[str | None, list[dict]], objects: dict[str, Any],
+                                 entries: list[dict], out_url: str) -> None:
+    """Raise DeployError when a run whose manifests are newer than ``job_name``'s explained some of the
+    same images: their files under the prefix are that run's now, and a report of this job would show them."""
+    written = max(objects[name] for name in runs[job_name])
+    mine = set(explained_entries(entries))
+    for run, run_entries in other_runs.items():
+        if max(objects[name] for name in runs[run]) <= written:
+            continue
+        again = sorted(mine & set(explained_entries(run_entries)))
+        if again:
+            raise DeployError(
+                f"merge: {len(again)} image(s) of {_run_text(job_name)} ({', '.join(again[:3])}"
+                f"{', ...' if len(again) > 3 else ''}) were explained again by a later run in {out_url} "
+                f"({_run_text(run)}), whose files replaced this job's there: merge the latest job, or give each "
+                "job its own --out prefix")
+
+
 def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.info,
-                      keys: Sequence[str] | None = None) -> dict:
-    """Merge the hosts' manifests under ``out_url`` into one analysis.json and report.html there."""
+                      keys: Sequence[str] | None = None, job_name: str | None = None) -> dict:
+    """Merge one job's manifests under ``out_url`` into one analysis.json and report.html there.
+
+    Each job's hosts write ``manifest-<job>@<host>.jsonl`` (``explain.manifest.run_manifest_tag``),
+    so jobs sharing the prefix keep their own manifests. ``job_name``: the job to merge (default:
+    the one whose manifests were written last; manifests without a job name, from a worker run
+    without one, count as one run). The other runs' manifests are not merged: the summary's
+    ``totals.other_runs`` says what of theirs is still under the prefix, and a failed image of
+    this job that an earlier job explained lists those files (``files_from_earlier_run``).
+    """
     bucket, prefix = _bucket_and_prefix(out_url)
     base = f"{prefix}/" if prefix else ""
     with tempfile.TemporaryDirectory(prefix="clearsight-merge-") as folder:
         try:
             if not check_bucket_owner(clients, bucket, hint="give the --out of a job in your account"):
                 raise DeployError(f"S3 bucket {bucket} does not exist")
-            listed = clients.s3.list_objects_v2(Bucket=bucket, Prefix=base + "manifest")
-            names = [item["Key"] for item in listed.get("Contents", [])
-                     if "/" not in item["Key"][len(base):] and item["Key"].endswith(".jsonl")]
-            for key in names:
-                clients.s3.download_file(bucket, key, str(Path(folder) / key[len(base):]))
+            objects = _list_outputs(clients, bucket, base)
         except Exception as error:  # noqa: BLE001
             raise DeployError(f"download-manifests: {error_text(error)}") from error
-        progress(f"merging {len(names)} manifest(s) from {out_url}")
-        if not names:
+        manifests = sorted(name for name in objects if Path(name).match(MANIFEST_GLOB))
+        if not manifests:
             raise DeployError(f"merge: no manifest*.jsonl in {out_url}: nothing to merge (did a job write there?)")
+        runs: dict[str | None, list[str]] = {}
+        for name in manifests:
+            runs.setdefault(manifest_run(name), []).append(name)
+        if job_name is None:
+            job_name = max(runs, key=lambda run: (max(objects[name] for name in runs[run]), run or ""))
+        elif job_name not in runs:
+            raise DeployError(f"merge: no manifest of job {job_name} in {out_url} (it holds "
+                              + "; ".join(f"{_run_text(run)}: {len(names)}" for run, names in runs.items())
+                              + "): did that job write there, and has it ended?")
+        others = Path(folder) / "other-runs"
+        others.mkdir()
         try:
-            summary = merge_outputs(folder, None, keys)
+            for run, names in runs.items():
+                for name in names:
+                    into = Path(folder) if run == job_name else others / (run or "_unnamed")
+                    into.mkdir(exist_ok=True)
+                    clients.s3.download_file(bucket, base + name, str(into / name))
+        except Exception as error:  # noqa: BLE001
+            raise DeployError(f"download-manifests: {error_text(error)}") from error
+        other_runs = {run: read_manifests(others / (run or "_unnamed")) for run in runs if run != job_name}
+        _refuse_outputs_written_over(job_name, runs, other_runs, objects, read_manifests(Path(folder)), out_url)
+        progress(f"merging {len(runs[job_name])} manifest(s) of {_run_text(job_name)} from {out_url}"
+                 + (f"; leaving out those of {len(other_runs)} other run(s) there ("
+                    + ", ".join(_run_text(run) for run in other_runs) + ")" if other_runs else ""))
+        try:
+            summary = merge_outputs(folder, None, keys, output_exists=objects.__contains__, other_runs=other_runs)
         except ExplainError as error:  # its messages name the download folder: name the S3 location
             raise DeployError(f"merge: {str(error).replace(folder, out_url)}") from None
         transaction = Transaction(progress)

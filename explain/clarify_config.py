@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .clarify_schema import check_against_sdk_schema
 from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, ExplainConfig
 from .errors import ConfigError
 
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 MODEL_TYPES = {"IMAGE_CLASSIFICATION": "classification", "OBJECT_DETECTION": "detection"}
 CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-npy")
 ACCEPT_TYPES = ("application/json",)
+# Keys whose values this reader narrows further than Clarify's schema: a value the schema
+# refuses there is refused naming only what works for images.
+_IMAGE_VALUES = {"dataset_type": ("application/x-image",), "predictor.content_type": CONTENT_TYPES,
+                 "predictor.accept_type": ACCEPT_TYPES}
 # Clarify segments with plain SLIC (scikit-image's slic, n_segments and compactness only).
 CLARIFY_SEGMENTATION = "slic" if "slic" in SEGMENTATION_METHODS else "slico"
 # Clarify's defaults for image explanations (ImageConfig / SHAPConfig / analysis-config docs),
@@ -369,51 +374,6 @@ def _check_ranges(settings: dict) -> None:
         raise ConfigError(f"{_SETTING_KEYS[error.field]}: {error}") from None
 
 
-def _schema_error_message(error: Exception) -> str:
-    """``Key 'methods' error:\\nKey 'shap' error:\\n...\\n1 should be instance of 'float'`` -> one line with a path."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    path = []
-    for line in lines:
-        if line.startswith("Key '") and line.endswith("' error:"):
-            path.append(line[len("Key '"):-len("' error:")])
-    detail = next((line for line in reversed(lines) if not (line.startswith("Key '") and line.endswith("error:"))),
-                  lines[-1] if lines else str(error))
-    if detail.startswith("Wrong key '"):
-        detail = "unknown key " + detail[len("Wrong key "):].split(" in ", 1)[0]
-    elif detail.startswith("Wrong keys "):
-        detail = "unknown keys " + detail[len("Wrong keys "):].split(" in ", 1)[0]
-    elif detail.startswith("Missing key"):
-        detail = "missing key" + detail[len("Missing key"):].lstrip(":")
-    where = ".".join(path) if path else "the file"
-    return f"{where}: {detail[:300]}"
-
-
-def check_against_sdk_schema(analysis_config) -> str | None:
-    """Check ``analysis_config`` against the schema of the installed SageMaker SDK.
-
-    Returns the SDK's version when the check ran and passed, None when the SDK is not
-    installed (the check was skipped). Raises ConfigError, naming the path and what the
-    schema wants, when the file would be refused by Clarify's processing job.
-    """
-    try:
-        logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # it logs where it looked for defaults
-        import sagemaker
-        from sagemaker.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
-    except Exception:  # not installed (the explain-only install), or unusable
-        return None
-    from schema import SchemaError  # the SDK's dependency
-
-    try:
-        ANALYSIS_CONFIG_SCHEMA_V1_0.validate(analysis_config)
-    except SchemaError as error:
-        message = _schema_error_message(error)
-        if message == "the file: unknown key 'label_headers'":
-            message += " (Clarify reads class names from predictor.label_headers: move them there)"
-        raise ConfigError(f"Clarify's analysis-config schema (SageMaker SDK {sagemaker.__version__}) refuses "
-                          f"{message}") from None
-    return sagemaker.__version__
-
-
 def read_clarify_config(path: str | Path, validate: bool = True) -> ClarifySettings:
     """Read analysis_config.json at ``path`` (see parse_clarify_config).
 
@@ -440,7 +400,7 @@ def read_clarify_config(path: str | Path, validate: bool = True) -> ClarifySetti
     _require_mapping(data, "analysis config")
     schema_check = ""
     if validate:
-        version = check_against_sdk_schema(data)
+        version = check_against_sdk_schema(data, _IMAGE_VALUES)
         schema_check = (f"passes the analysis-config schema of SageMaker SDK {version}" if version else
                         "not checked against Clarify's schema: the SageMaker SDK is not installed "
                         "(pip install 'clearsight[aws]' adds it)")

@@ -33,7 +33,7 @@ from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
 from .workers import run_with_workers
 
-__all__ = ["main", "configure_logging", "ENV_PREFIX", "VERBOSE_META"]
+__all__ = ["main", "configure_logging", "kept_files_lines", "ENV_PREFIX", "VERBOSE_META"]
 
 logger = logging.getLogger(__name__)
 
@@ -458,7 +458,23 @@ def _failure_lines(failed: list[dict], shown: int = 5) -> list[str]:
     earlier = sum(1 for item in failed if item.get("earlier"))
     lines = [f"{len(failed)} image(s) failed" + (f" ({earlier} in an earlier run, not tried again: "
                                                   "--retry-failed tries them)" if earlier else "") + ":"]
-    lines += [f"  {item['image']}: {item['kind']}: {item['reason']}" for item in failed[:shown]]
+    for item in failed[:shown]:
+        lines.append(f"  {item['image']}: {item['kind']}: {item['reason']}")
+        lines += kept_files_lines(item)
     if len(failed) > shown:
         lines.append(f"  ... and {len(failed) - shown} more in analysis.json (totals.failed)")
+    unshown = sum(1 for item in failed[shown:] if item.get("files_from_earlier_run"))
+    if unshown:
+        lines.append(f"  ({unshown} of those more still have files from an earlier run in --out, not this "
+                     "one's: analysis.json lists them as files_from_earlier_run)")
     return lines
+
+
+def kept_files_lines(item: dict, indent: str = "    ") -> list[str]:
+    """For a failed image of a summary (``totals.failed``) whose stem still has an earlier explanation's
+    files (``files_from_earlier_run``): one line naming them as not this run's; else none."""
+    kept = item.get("files_from_earlier_run") or []
+    if not kept:
+        return []
+    shown = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+    return [f"{indent}files from an earlier run, not this one: {shown}"]

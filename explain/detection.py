@@ -15,6 +15,7 @@ __all__ = [
     "select_classification_targets",
     "class_name",
     "check_label_headers",
+    "check_detection_classes",
     "check_detections",
     "check_probabilities",
 ]
@@ -119,6 +120,33 @@ def check_label_headers(label_headers: tuple[str, ...] | None, classes: int | Se
              else f"the model names {num_classes} classes ({_listed(classes)})")
     raise ConfigError(f"label_headers has {len(label_headers)} name(s) ({_listed(label_headers)}) but {model}; "
                       "give one name per class, in class-id order", field="label_headers")
+
+
+def check_detection_classes(detections: np.ndarray, label_headers: tuple[str, ...] | None) -> None:
+    """Raise ConfigError (field ``label_headers``) when a detection's class id has no name in ``label_headers``.
+
+    detections: (D, 6) rows [class_id, score, ...] of one image, at any score. A detection
+    endpoint does not say how many classes it has, so its answers are where a list that is too
+    short shows: a class id >= len(label_headers), or one no list can name (negative, or not a
+    whole number). Rows of class -1 (GluonCV's padding: no detection) are skipped. None (no
+    names given: classes are shown by their ids) passes.
+    """
+    if label_headers is None:
+        return
+    class_ids = np.asarray(detections, dtype=np.float64).reshape(-1, 6)[:, 0]
+    named = (class_ids >= 0) & (class_ids < len(label_headers)) & (class_ids == np.round(class_ids))
+    unnamed = class_ids[~named & (class_ids != -1)]
+    if unnamed.size == 0:
+        return
+    class_id = float(unnamed.max()) if (unnamed >= len(label_headers)).any() else float(unnamed[0])
+    heading = (f"label_headers has {len(label_headers)} name(s) ({_listed(label_headers)}) but the model "
+               f"answered a detection of class id {class_id:g}")
+    if class_id >= len(label_headers):
+        raise ConfigError(f"{heading}, which needs at least {int(np.floor(class_id)) + 1} names; give one name per "
+                          "class, in class-id order (a detection endpoint does not say how many classes it has)",
+                          field="label_headers")
+    raise ConfigError(f"{heading}, which no name can stand for: class ids are whole numbers from 0 (-1 marks an "
+                      "empty row, as in GluonCV's padding)", field="label_headers")
 
 
 def _listed(names: Sequence[str], shown: int = 5) -> str:

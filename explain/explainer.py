@@ -13,6 +13,7 @@ import numpy as np
 from .baselines import make_baseline
 from .config import ExplainConfig
 from .detection import (
+    check_detection_classes,
     match_scores,
     select_classification_targets,
     select_detection_targets,
@@ -173,7 +174,9 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     Detection targets are the top ``max_objects`` detections with score >=
     ``probability_threshold``; with ``context == 1`` all targets share one set of masked
     images. With ``context < 1`` each target's background is blended toward the baseline
-    outside its own box, so each target gets its own set (T times the model calls).
+    outside its own box, so each target gets its own set (T times the model calls). With
+    ``label_headers``, a detection of the unmasked image (at any score) whose class id they
+    cannot name raises ConfigError (``explain.detection.check_detection_classes``).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -192,6 +195,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     phase = time.perf_counter()
     unmasked = counter(image[None])[0]
     if config.task == "detection":
+        check_detection_classes(unmasked, config.label_headers)
         targets = select_detection_targets(unmasked, config.max_objects,
                                            config.probability_threshold)
         labels = targets[:, 0].astype(np.int64)

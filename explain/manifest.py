@@ -30,8 +30,10 @@ __all__ = [
     "failed_entries",
     "latest_entries",
     "manifest_name",
+    "manifest_run",
     "read_manifests",
     "remove_run_files",
+    "run_manifest_tag",
     "settings_digest",
     "sha256_bytes",
 ]
@@ -42,6 +44,8 @@ MANIFEST_GLOB = "manifest*.jsonl"
 MANIFEST_VERSION = 1
 # Written into --out on first use: the folder is a clearsight output folder.
 OUT_MARKER = ".clearsight-output"
+# Between a run's name and the host in a manifest's tag: manifest-<run>@<host>.jsonl.
+RUN_SEPARATOR = "@"
 # The run-level files a run writes into --out besides each image's outputs.
 RUN_FILES = ("analysis.json", "report.html")
 
@@ -53,6 +57,21 @@ class SettingsChangedError(ExplainError):
 def manifest_name(tag: str = "") -> str:
     """``manifest.jsonl``, or ``manifest-<tag>.jsonl`` for one shard or host of a larger run."""
     return f"manifest-{tag}.jsonl" if tag else "manifest.jsonl"
+
+
+def run_manifest_tag(run: str, host: str) -> str:
+    """``<run>@<host>``: the manifest tag of one host of a named run (a Processing job), so that the
+    manifests of two jobs writing to the same S3 prefix never replace each other."""
+    if not run or "@" in run or "/" in run:
+        raise ConfigError(f"a run name must be non-empty, without '@' or '/', got {run!r}", field="run")
+    return f"{run}{RUN_SEPARATOR}{host}"
+
+
+def manifest_run(file_name: str) -> str | None:
+    """The run a manifest file belongs to (``manifest-<run>@<host>.jsonl``), None for one written without a run name."""
+    stem = file_name[len("manifest-"):-len(".jsonl")] if file_name.startswith("manifest-") else ""
+    run, separator, _host = stem.partition(RUN_SEPARATOR)
+    return run if separator and run else None
 
 
 def sha256_bytes(data: bytes) -> str:

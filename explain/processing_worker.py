@@ -2,14 +2,16 @@
 
 SageMaker downloads this instance's share of the images (``ShardedByS3Key``) into
 ``/opt/ml/processing/input/images`` and uploads ``/opt/ml/processing/output`` to the job's
-output prefix when the job ends. Every host writes ``manifest-<host>.jsonl``; with one host
-the worker also writes analysis.json and report.html, with several the command that
-started the job merges them (``clearsight explain-job --wait``). Images that fail are
+output prefix when the job ends. Every host writes ``manifest-<job>@<host>.jsonl`` (with
+``--job-name``; ``manifest-<host>.jsonl`` without), so jobs that share an output prefix never
+replace each other's manifests and a merge takes one job's; with one host the worker also
+writes analysis.json and report.html, with several the command that started the job merges
+them (``clearsight explain-job --wait``). Images that fail are
 recorded in the manifest and do not fail the job (``--allow-partial``): the job's outputs
 are uploaded, and the merge reports the failures.
 
     python -m explain.processing_worker [--input DIR] [--output DIR] [--resource-config FILE] \\
-        --endpoint sagemaker:NAME --task detection [other python -m explain options]
+        [--job-name NAME] --endpoint sagemaker:NAME --task detection [other python -m explain options]
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 import click
 
 from .cli import main as explain_main
+from .errors import ConfigError
+from .manifest import run_manifest_tag
 
 __all__ = ["main", "read_host"]
 
@@ -57,18 +61,25 @@ def read_host(resource_config: Path) -> tuple[str, int]:
 @click.option("--resource-config", type=click.Path(dir_okay=False, path_type=Path), default=RESOURCE_CONFIG,
               envvar="CLEARSIGHT_RESOURCE_CONFIG", show_envvar=True,
               help="SageMaker's host list; names this host's manifest.")
+@click.option("--job-name", default=None, envvar="CLEARSIGHT_PROCESSING_JOB_NAME", show_envvar=True,
+              help="The Processing job's name: the manifest is manifest-<job>@<host>.jsonl (without it, "
+                   "manifest-<host>.jsonl).")
 @click.pass_context
-def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config: Path) -> None:
+def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config: Path, job_name: str | None) -> None:
     """Explain every image under --input into --output; other options go to python -m explain."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     host, hosts = read_host(resource_config)
+    try:
+        tag = run_manifest_tag(job_name, host) if job_name is not None else host
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, param_hint="'--job-name'") from None
     if input_dir.exists() and not input_dir.is_dir():
         raise click.BadParameter(f"{input_dir} is not a directory", ctx, ctx.command.params[0])
     if not input_dir.is_dir() or not any(input_dir.rglob("*")):
         output_dir.mkdir(parents=True, exist_ok=True)
         click.echo(f"{host}: no images in {input_dir} (more instances than objects?); nothing to do", err=True)
         return
-    args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", host, "--quiet", "--allow-partial"]
+    args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", tag, "--quiet", "--allow-partial"]
     if hosts > 1:
         args.append("--no-report")
     click.echo(f"{host} ({hosts} host(s) in the job): explaining {input_dir} into {output_dir}", err=True)

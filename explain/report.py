@@ -351,19 +351,45 @@ def _failure_notes(totals: dict) -> list[str]:
     """Images that could not be explained and images not finished yet.
 
     Failed images are {image, key, kind, reason} (``totals.failed``, explain.runner) or
-    {image, error} (older summaries and callers: ``totals.unreadable``).
+    {image, error} (older summaries and callers: ``totals.unreadable``); one whose stem still has
+    an earlier explanation's files names them (``files_from_earlier_run``), as not this run's.
     """
     notes = []
     failed = list(totals.get("unreadable") or []) + list(totals.get("failed") or [])
     if failed:
-        rows = [[item.get("image", item.get("key", "")), item.get("reason") or item.get("error", ""),
-                 item.get("kind", "")] for item in failed]
-        notes.append(f"<div class=warning><p>{len(failed)} image(s) could not be explained and were skipped:</p>"
-                     + _table(["image", "error", "kind"], rows, text_columns=3) + "</div>")
+        kept = [item for item in failed if item.get("files_from_earlier_run")]
+        header = ["image", "error", "kind"] + (["files from an earlier run"] if kept else [])
+        rows = []
+        for item in failed:
+            row = [item.get("image", item.get("key", "")), item.get("reason") or item.get("error", ""),
+                   item.get("kind", "")]
+            if kept:
+                row.append(", ".join(item.get("files_from_earlier_run") or []))
+            rows.append(row)
+        note = f"<div class=warning><p>{len(failed)} image(s) could not be explained and were skipped:</p>"
+        note += _table(header, rows, text_columns=len(header))
+        if kept:
+            note += (f"<p>{len(kept)} of them were explained by an earlier run: the files of that explanation "
+                     "are still in the output folder under the image's stem (listed above). They are not this "
+                     "run's results and this report does not show them.</p>")
+        notes.append(note + "</div>")
     if totals.get("unfinished"):
         notes.append(f"<p class=warning>{len(totals['unfinished'])} image(s) not explained yet (run the "
                      "same command again to finish them).</p>")
     return notes
+
+
+def _other_run_notes(totals: dict) -> list[str]:
+    """Other runs that wrote to the same place (an S3 prefix's other Processing jobs): not in this report."""
+    runs = totals.get("other_runs") or []
+    if not runs:
+        return []
+    rows = [[run.get("run") or "(no job name)", run.get("images", 0), run.get("not_in_this_run", 0),
+             len(run.get("files") or [])] for run in runs]
+    return ["<div class=warning><p>The output location also holds outputs of other runs. This report does not "
+            "include them, and their files that are still there (analysis.json: totals.other_runs) are not this "
+            "run's:</p>" + _table(["run", "images it explained", "not explained by this run", "its files still there"],
+                                  rows, text_columns=1) + "</div>"]
 
 
 def _segmentation_sentence(summary: dict) -> str:
@@ -407,6 +433,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them; "
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
         *_failure_notes(totals),
+        *_other_run_notes(totals),
         "<details><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),
         "</details>",

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -228,6 +228,32 @@ def _stale_outputs(out_dir: Path, stem: str, task: str, new_files: Sequence[str]
                   if (out_dir / name).is_file() and not (out_dir / name).is_symlink())
 
 
+def _kept_from_earlier_run(stem: str, task: str, listed: frozenset[str] | set[str],
+                           exists: Callable[[str], bool]) -> list[str]:
+    """The outputs of an earlier explanation of ``stem`` still present, for an image this run did not explain.
+
+    listed: the files earlier manifest entries of the image name. Also this stem's exact output
+    names (``_is_output_of``; the heatmaps numbered 1, 2, ... while they exist), which a run cut
+    off before its manifest line left unlisted. exists: whether a name is an output file there.
+    """
+    names = {name for name in listed if _is_output_of(stem, task, name)}
+    names.add(_npz_file_name(stem))
+    if task == "detection":
+        names.add(objects_file_name(stem))
+        box_number = 1
+        while exists(heatmap_file_name(stem, box_number)):
+            names.add(heatmap_file_name(stem, box_number))
+            box_number += 1
+    else:
+        names.add(classification_file_name(stem))
+    return sorted(name for name in names if exists(name))
+
+
+def _local_file(out_dir: Path) -> Callable[[str], bool]:
+    """Whether a name is a file (not a link) in ``out_dir``."""
+    return lambda name: (out_dir / name).is_file() and not (out_dir / name).is_symlink()
+
+
 def _earlier_files(entries: list[dict]) -> dict[str, frozenset[str]]:
     """Per image key, every file name its manifest entries list (explained in any earlier run)."""
     files: dict[str, set[str]] = {}
@@ -278,7 +304,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     (class names) fill ``config.label_headers`` when it has none; by default the predictor's
     own ``class_names`` (a model's model.json). Names that do not match a predictor's own
     ``class_names`` in number raise ConfigError before any image is read (a classifier's
-    answer is checked too, by ``explain_image``).
+    answer, and the class ids of a detector's, are checked too, by ``explain_image``).
 
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
@@ -323,7 +349,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
         tried = [sources[position].key for position in todo]
         return {"images": len(mine), "explained": explained, "skipped": len(mine) - len(todo),
                 "failed": _failures(read_manifests(out_dir), [sources[position].key for position in mine],
-                                    set(tried)),
+                                    set(tried), config.task, _local_file(out_dir)),
                 "tried": tried,
                 "seconds": time.perf_counter() - started,
                 "label_headers": config.label_headers, "predictor": stats}
@@ -381,6 +407,14 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             return position, data, _failure(source, "error", f"explaining image {source.location!r} failed: "
                                             f"{type(error).__name__}: {error}")
 
+    def _warn_kept(source: ImageSource) -> None:
+        kept = _kept_from_earlier_run(source.stem, config.task, earlier_files.get(source.key, frozenset()),
+                                      _local_file(out_dir))
+        if kept:
+            logger.warning("%s: the %d file(s) under its stem %s in %s (%s) are from an earlier run, not from "
+                           "this one, which could not explain it", source.location, len(kept), source.stem, out_dir,
+                           ", ".join(kept))
+
     def record(position: int, data: bytes | None, outcome) -> bool:
         """Write one image's outputs and manifest line; True when it was explained."""
         source = sources[position]
@@ -390,6 +424,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             entry.update(sha256=sha256_bytes(data), fingerprint=source.fingerprint(data))
         if isinstance(outcome, dict):
             writer.append({**entry, "status": "failed", "failure": outcome})
+            _warn_kept(source)
             return False
         try:
             files = _write_outputs(outcome, source.stem, out_dir, config.label_headers,
@@ -401,6 +436,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             failure = _failure(source, "error", f"rendering image {source.location!r} failed: "
                                f"{type(error).__name__}: {error}")
             writer.append({**entry, "status": "failed", "failure": failure})
+            _warn_kept(source)
             return False
         summary = build_image_summary(source.location, source.stem, outcome, files, config)
         writer.append({**entry, "status": "explained", "files": files, "summary": summary})
@@ -433,10 +469,19 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
     return explained
 
 
-def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | None = None) -> list[dict]:
+def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | None = None,
+              task: str | None = None, exists: Callable[[str], bool] | None = None,
+              other_entries: Sequence[dict] = ()) -> list[dict]:
     """The failed images among ``keys`` (latest entries), in key order: image, key, kind, reason, and
-    ``earlier`` when an earlier run recorded the failure and this one did not try the image again."""
+    ``earlier`` when an earlier run recorded the failure and this one did not try the image again.
+
+    With ``task`` and ``exists`` (whether an output name is present), a failed image whose stem
+    still has files of an earlier explanation (listed by ``entries`` or ``other_entries``, or
+    with its exact output names) gets them as ``files_from_earlier_run``: they stay, and they are
+    not this run's.
+    """
     failed = failed_entries(entries)
+    listed = _earlier_files([*other_entries, *entries]) if exists is not None else {}
     items = []
     for key in keys:
         entry = failed.get(key)
@@ -446,14 +491,34 @@ def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | No
                 "reason": entry["failure"].get("reason")}
         if tried_now is not None and key not in tried_now:
             item["earlier"] = True
+        if exists is not None and task is not None and isinstance(entry.get("stem"), str):
+            kept = _kept_from_earlier_run(entry["stem"], task, listed.get(key, frozenset()), exists)
+            if kept:
+                item["files_from_earlier_run"] = kept
         items.append(item)
+    return items
+
+
+def _other_runs(other_runs: Mapping[str | None, Sequence[dict]], entries: list[dict],
+                exists: Callable[[str], bool]) -> list[dict]:
+    """Per other run: its name, the images it explained, how many of those this run did not explain, and
+    its files that are still present and that this run did not write (over them)."""
+    explained_here = set(explained_entries(entries))
+    written_here = {name for names in _earlier_files(entries).values() for name in names}
+    items = []
+    for run in sorted(other_runs, key=lambda name: (name is None, name or "")):
+        theirs = explained_entries(list(other_runs[run]))
+        files = {name for names in _earlier_files(list(other_runs[run])).values() for name in names}
+        items.append({"run": run, "images": len(theirs), "not_in_this_run": len(set(theirs) - explained_here),
+                      "files": sorted(name for name in files - written_here if exists(name))})
     return items
 
 
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
                   explained_now: int | None = None, predictor: dict | None = None,
-                  tried_now: set[str] | None = None) -> dict:
+                  tried_now: set[str] | None = None, *, output_exists: Callable[[str], bool] | None = None,
+                  other_runs: Mapping[str | None, Sequence[dict]] | None = None) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images
@@ -462,8 +527,16 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     under ``totals.failed``. seconds: the run's wall-clock time (default: the sum of the
     images' own times). explained_now: images this run explained (``totals.explained_now``).
     predictor: the predictor's ``stats`` (analysis.json's ``predictor``). tried_now: the keys
-    this run tried; a failure of another key is marked ``earlier``. Raises ExplainError when
-    no image of the run was explained (and some failed) instead of writing an empty report.
+    this run tried; a failure of another key is marked ``earlier``. A failed image whose stem
+    still has the files of an earlier explanation lists them as ``files_from_earlier_run``
+    (kept, and not this run's results); output_exists says whether an output name is present
+    (default: a file in ``out_dir``). other_runs: the manifest entries of other runs that wrote
+    to the same place (an S3 prefix's other Processing jobs), by run name (None: written
+    without one); they are not merged, only consulted for those files and summed up under
+    ``totals.other_runs`` (per run: ``images`` it explained, ``not_in_this_run``: how many of
+    them this run did not explain, ``files``: its files still present that this run did not
+    write over). Raises ExplainError when no image of the run was explained (and some failed)
+    instead of writing an empty report.
     """
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
@@ -476,11 +549,21 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     explained = explained_entries(entries)
     if keys is None:
         keys = sorted(latest_entries(entries))
-    failed = _failures(entries, keys, tried_now)
+    other_runs = other_runs or {}
+    other_entries = [entry for run_entries in other_runs.values() for entry in run_entries]
+    exists = output_exists or _local_file(out_dir)
+    failed = _failures(entries, keys, tried_now, config.task, exists, other_entries)
     summaries = [explained[key]["summary"] for key in keys if key in explained]
     if failed and not summaries:
-        raise ExplainError(f"no image could be explained: {len(failed)} failed: "
-                           + "; ".join(item["reason"] for item in failed[:5]))
+        message = f"no image could be explained: {len(failed)} failed: " + "; ".join(item["reason"]
+                                                                                   for item in failed[:5])
+        kept = [item for item in failed if item.get("files_from_earlier_run")]
+        names = [name for item in kept for name in item["files_from_earlier_run"]]
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            message += (f"; {out_dir} still holds {len(names)} file(s) of earlier explanations of {len(kept)} of "
+                        f"them ({shown}): they are not this run's")
+        raise ExplainError(message)
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
@@ -492,6 +575,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["totals"]["failed"] = failed
     if unfinished:
         summary["totals"]["unfinished"] = unfinished
+    if other_runs:
+        summary["totals"]["other_runs"] = _other_runs(other_runs, entries, exists)
     if predictor is not None:
         summary["predictor"] = predictor
     write_analysis(summary, out_dir / "analysis.json")

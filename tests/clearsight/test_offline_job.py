@@ -132,7 +132,8 @@ def test_two_offline_workers_then_one_merged_report(aws, uploads, image_python, 
         assert [line for line in freeze if " @ " in line] == [  # the uploaded wheel, by its sha256
             f"clearsight @ file://{root}/input/code/{uploads.code.name}#sha256={uploads.code_sha256}"]
         output = root / "output"
-        manifest = [json.loads(line) for line in (output / f"manifest-{host}.jsonl").read_text().splitlines()]
+        manifest = [json.loads(line) for line in
+                    (output / f"manifest-cs-offline@{host}.jsonl").read_text().splitlines()]
         assert sorted(entry["key"] for entry in manifest) == sorted(keys)
         assert all(entry["status"] == "explained" for entry in manifest)
         assert not (output / "analysis.json").exists()  # two hosts: the merge writes it

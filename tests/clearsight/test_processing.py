@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,10 @@ def processing_layout(root, host, hosts, keys):
             "CLEARSIGHT_RESOURCE_CONFIG": str(config)}
 
 
-def run_worker(env, model_dir):
-    result = CliRunner().invoke(worker_main, ["--endpoint", str(model_dir), "--task", "detection", *EXPLAIN_OPTIONS],
+def run_worker(env, model_dir, job_name=None):
+    job = ["--job-name", job_name] if job_name else []
+    result = CliRunner().invoke(worker_main, [*job, "--endpoint", str(model_dir), "--task", "detection",
+                                              *EXPLAIN_OPTIONS],
                                 env=env, prog_name="python -m explain.processing_worker")
     assert result.exit_code == 0, result.output
     return result
@@ -109,8 +112,8 @@ def test_job_definition(aws):
     script = app["ContainerEntrypoint"][2]
     assert "-m explain.processing_worker" in script and "pip install --quiet --no-index" in script
     assert f"code {'c' * 64}" in script and f"wheelhouse {'d' * 64}" in script
-    assert app["ContainerArguments"] == ["--endpoint", "sagemaker:shapes-detector", "--task", "detection",
-                                         "--num-samples", "500"]
+    assert app["ContainerArguments"] == ["--job-name", "cs-explain", "--endpoint", "sagemaker:shapes-detector",
+                                         "--task", "detection", "--num-samples", "500"]
     assert request["Environment"]["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert {"Key": "clearsight:tool", "Value": "clearsight"} in request["Tags"]
 
@@ -123,8 +126,9 @@ def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detecto
     s3 = aws.clients.s3
     for host in hosts:
         env = processing_layout(tmp_path, host, hosts, shares[host])
-        run_worker(env, tiny_detector_dir)
+        run_worker(env, tiny_detector_dir, "cs-explain-test")  # the job's ContainerArguments name it
         output = tmp_path / host / "opt/ml/processing/output"
+        assert (output / f"manifest-cs-explain-test@{host}.jsonl").is_file()
         assert not (output / "analysis.json").exists()  # several hosts: the merge writes it
         for path in output.iterdir():
             s3.upload_file(str(path), aws.bucket, f"explanations/{path.name}")
@@ -155,6 +159,91 @@ def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detecto
     assert analysis["totals"]["images"] == 5
     report = s3.get_object(Bucket=aws.bucket, Key="explanations/report.html")["Body"].read().decode()
     assert 'src="scene4.png_objects.jpeg"' in report
+
+
+def upload_outputs(aws, output):
+    """What SageMaker does at the end of a job: every file of the host's output folder to --out."""
+    for path in sorted(output.iterdir()):
+        if path.is_file():
+            aws.clients.s3.upload_file(str(path), aws.bucket, f"explanations/{path.name}")
+
+
+def s3_names(aws, prefix="explanations/"):
+    listed = aws.clients.s3.list_objects_v2(Bucket=aws.bucket, Prefix=prefix, Delimiter="/")
+    return {item["Key"][len(prefix):] for item in listed.get("Contents", [])}
+
+
+def test_a_merge_reports_one_jobs_outputs_and_names_what_other_jobs_left(aws, tmp_path, tiny_detector_dir):
+    """Two jobs wrote to one --out: the earlier on two hosts over five images, the later on one host over four,
+    where a/scene0.png's bytes no longer decode. The later job's merge shows its own three images: the earlier
+    job's manifests stay (its algo-2 manifest is not merged as the later job's), the failed image's files from
+    the earlier job are named as not this run's, and what else the earlier job left is named too."""
+    hosts = ["algo-1", "algo-2"]
+    shares = {host: [key for key in KEYS if shard_of(key, 2) == index] for index, host in enumerate(hosts)}
+    for host in hosts:
+        run_worker(processing_layout(tmp_path / "earlier", host, hosts, shares[host]), tiny_detector_dir,
+                   "cs-explain-earlier")
+        upload_outputs(aws, tmp_path / "earlier" / host / "opt/ml/processing/output")
+    earlier_files = {}
+    for host in hosts:
+        manifest = aws.clients.s3.get_object(Bucket=aws.bucket,
+                                             Key=f"explanations/manifest-cs-explain-earlier@{host}.jsonl")
+        for line in manifest["Body"].read().decode().splitlines():
+            entry = json.loads(line)
+            earlier_files[entry["key"]] = sorted(entry["files"])
+    assert sorted(earlier_files) == sorted(KEYS)
+    time.sleep(1.1)  # S3 times objects to the second: the later job's manifests are newer
+
+    later = tmp_path / "later" / "algo-1"
+    env = processing_layout(tmp_path / "later", "algo-1", ["algo-1"], KEYS[:4])
+    image = later / "opt/ml/processing/input/images/a/scene0.png"
+    image.write_bytes(image.read_bytes()[:100])
+    run_worker(env, tiny_detector_dir, "cs-explain-test")
+    upload_outputs(aws, later / "opt/ml/processing/output")
+    for key in KEYS[:4]:
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
+
+    result = CliRunner().invoke(clearsight, job_args(aws, "--instance-count", "1", "--", *EXPLAIN_OPTIONS),
+                                obj=aws.session, catch_exceptions=False)
+    assert result.exit_code == 1, result.output  # an image failed
+    assert (f"merging 1 manifest(s) of job cs-explain-test from s3://{aws.bucket}/explanations; leaving out those "
+            "of 1 other run(s) there (job cs-explain-earlier)") in result.stderr
+    assert f"    files from an earlier run, not this one: {', '.join(earlier_files['a/scene0.png'][:4])}" in (
+        result.stderr.splitlines())
+    analysis = s3_json(aws, "explanations/analysis.json")
+    assert [item["stem"] for item in analysis["images"]] == ["a__scene1.png", "b__scene2.png", "b__scene3.png"]
+    assert analysis["totals"]["failed"] == [{
+        "image": str(image), "key": "a/scene0.png", "kind": "image",
+        "reason": f"cannot read image '{image}': image file is truncated",
+        "files_from_earlier_run": earlier_files["a/scene0.png"]}]
+    assert analysis["totals"]["other_runs"] == [{
+        "run": "cs-explain-earlier", "images": 5, "not_in_this_run": 2,
+        "files": sorted(earlier_files["a/scene0.png"] + earlier_files["scene4.png"])}]
+    assert {"manifest-cs-explain-earlier@algo-1.jsonl", "manifest-cs-explain-earlier@algo-2.jsonl",
+            "manifest-cs-explain-test@algo-1.jsonl"} <= s3_names(aws)  # nothing lost
+    report = aws.clients.s3.get_object(Bucket=aws.bucket, Key="explanations/report.html")["Body"].read().decode()
+    assert "The output location also holds outputs of other runs." in report
+    assert "<td class=text>cs-explain-earlier</td><td>5</td><td>2</td><td>" in report
+    assert "scene4.png_objects.jpeg\"" not in report and "a__scene0.png_objects.jpeg\"" not in report
+
+    # explain-merge merges the latest job by default; the earlier one is refused: its files were replaced
+    merged = CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/explanations",
+                                             "--allow-partial"], obj=aws.session)
+    assert merged.exit_code == 0, merged.output
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["other_runs"] == analysis["totals"]["other_runs"]
+    refused = CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/explanations",
+                                              "--job-name", "cs-explain-earlier"], obj=aws.session)
+    assert refused.exit_code == 1, refused.output
+    assert (f"Error: merge: 3 image(s) of job cs-explain-earlier (a/scene1.png, b/scene2.png, b/scene3.png) were "
+            f"explained again by a later run in s3://{aws.bucket}/explanations (job cs-explain-test), whose files "
+            "replaced this job's there: merge the latest job, or give each job its own --out prefix"
+            ) in " ".join(refused.output.split()), refused.output
+    missing = CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/explanations",
+                                              "--job-name", "cs-explain-other"], obj=aws.session)
+    assert missing.exit_code == 1
+    assert (f"Error: merge: no manifest of job cs-explain-other in s3://{aws.bucket}/explanations (it holds job "
+            "cs-explain-earlier: 2; job cs-explain-test: 1): did that job write there, and has it ended?"
+            ) in " ".join(missing.output.split()), missing.output
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -257,8 +257,8 @@ def test_bad_configs_name_the_problem(config, message):
         parse_clarify_config(config)
 
 
-def test_every_schema_key_is_classified():
-    """CLARIFY_KEYS names every key of the SDK's schema: honoured, ignored or refused (with its contents)."""
+def sdk_schema_keys() -> list[str]:
+    """The dotted path of every named key of the SDK's analysis-config schema."""
     from sagemaker.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
     from schema import Optional as SchemaOptional
 
@@ -272,36 +272,185 @@ def test_every_schema_key_is_classified():
         elif hasattr(schema, "schema"):
             yield from keys(schema.schema, prefix)
 
+    return list(keys(ANALYSIS_CONFIG_SCHEMA_V1_0))
+
+
+def test_every_schema_key_is_classified():
+    """CLARIFY_KEYS names every key of the SDK's schema: honoured, ignored or refused (with its contents)."""
     def named(group):
         return {entry.split(" ")[0] for entry in CLARIFY_KEYS[group]}
 
     whole = named("refused") | named("ignored")  # their contents go with them
     classified = named("honoured") | whole
-    schema_keys = list(keys(ANALYSIS_CONFIG_SCHEMA_V1_0))
+    schema_keys = sdk_schema_keys()
     missing = [key for key in schema_keys if key not in classified
                and not any(key.startswith(container + ".") for container in whole)]
     assert missing == []
     assert len(schema_keys) > 60
 
 
+# What Clarify's schema (the SageMaker SDK's) refuses, worded: the JSON path, what the key takes, the value.
+# The schema library's own words quoted its internals: "<lambda>('x') should evaluate to True",
+# "None should be instance of 'int'" for a key that also takes strings, "missing key <class 'object'>",
+# "'x' does not match '^[a-zA-Z0-9](-*[a-zA-Z0-9])'".
 SDK_SCHEMA_ERRORS = [
-    (with_changes("methods.shap.image_config.context", 1),
-     "methods.shap.image_config.context: 1 should be instance of 'float'"),
-    (with_changes("dataset_type", ...), "the file: missing key 'dataset_type'"),
-    (with_changes("methods.shap.image_config.segment_compactness", 5.0),
-     "methods.shap.image_config.segment_compactness: 5.0 should be instance of 'int'"),
-    (with_changes("predictor.accept_type", "application/x-npy"), "predictor.accept_type"),
-    (with_changes("bogus", 1), "the file: unknown key 'bogus'"),
+    ("dataset_type", "x", "dataset_type: it must be application/x-image (in any case) for image explanations, "
+                          "got 'x'"),
+    ("dataset_type", 1, "dataset_type: it must be application/x-image (in any case) for image explanations, got 1"),
+    ("dataset_type", ..., "the file: missing key 'dataset_type'"),
+    ("dataset_uri", 3, "dataset_uri: it must be a string, got 3"),
+    ("probability_threshold", 1, "probability_threshold: it must be a number with a decimal point, got 1 "
+                                 "(write 1.0, not 1)"),
+    ("probability_threshold", "high", "probability_threshold: it must be a number with a decimal point, got 'high'"),
+    ("headers", [1], "headers[0]: it must be a string, got 1"),
+    ("label", None, "label: it must be a string or an integer, got None"),
+    ("version", 1.0, "version: it must be a string, got 1.0"),
+    ("methods", [], "methods: it must be a JSON object, got []"),
+    ("methods.shap.num_samples", "500", "methods.shap.num_samples: it must be an integer, got '500'"),
+    ("methods.shap.num_samples", 500.0, "methods.shap.num_samples: it must be an integer, got 500.0 "
+                                        "(write 500, not 500.0)"),
+    ("methods.shap.seed", True, "methods.shap.seed: it must be an integer, got True"),
+    ("methods.shap.baseline", 3, "methods.shap.baseline: it must be a string, a list, or a non-empty JSON object, "
+                                 "got 3"),
+    ("methods.shap.baseline", {}, "methods.shap.baseline: it must be a non-empty JSON object, got {}"),
+    ("methods.shap.baseline", [3], "methods.shap.baseline[0]: it must be a list or a non-empty JSON object, got 3"),
+    ("methods.shap.use_logit", "no", "methods.shap.use_logit: it must be true or false, got 'no'"),
+    ("methods.shap.save_local_shap_values", 1, "methods.shap.save_local_shap_values: it must be true or false, "
+                                               "got 1"),
+    ("methods.shap.agg_method", "mean", "methods.shap.agg_method: it must be one of mean_abs, median, mean_sq "
+                                        "(in any case), got 'mean'"),
+    ("methods.shap.num_clusters", 2.5, "methods.shap.num_clusters: it must be an integer, got 2.5"),
+    ("methods.shap.features_to_explain", "a", "methods.shap.features_to_explain: it must be a list of integers or "
+                                              "strings, got 'a'"),
+    ("methods.shap.text_config", {"granularity": "word", "language": "en"},
+     "methods.shap.text_config.granularity: it must be one of token, sentence, paragraph (in any case), got 'word'"),
+    ("methods.shap.text_config", {"granularity": "token"}, "methods.shap.text_config: missing key 'language'"),
+    ("methods.shap.image_config.model_type", 1, "methods.shap.image_config.model_type: it must be a string, got 1"),
+    ("methods.shap.image_config.num_segments", 20.5, "methods.shap.image_config.num_segments: it must be an "
+                                                     "integer, got 20.5"),
+    ("methods.shap.image_config.segment_compactness", 5.0,
+     "methods.shap.image_config.segment_compactness: it must be an integer, got 5.0 (write 5, not 5.0)"),
+    ("methods.shap.image_config.feature_extraction_method", None,
+     "methods.shap.image_config.feature_extraction_method: it must be a string, got None"),
+    ("methods.shap.image_config.max_objects", "3", "methods.shap.image_config.max_objects: it must be an integer, "
+                                                   "got '3'"),
+    ("methods.shap.image_config.iou_threshold", 1, "methods.shap.image_config.iou_threshold: it must be a number "
+                                                   "with a decimal point, got 1 (write 1.0, not 1)"),
+    ("methods.shap.image_config.context", 1, "methods.shap.image_config.context: it must be a number with a "
+                                             "decimal point, got 1 (write 1.0, not 1)"),
+    ("methods.shap.image_config.debug", {"class_ids": ["a"]},
+     "methods.shap.image_config.debug.class_ids[0]: it must be an integer, got 'a'"),
+    ("methods.shap.image_config.debug", {"sample": 1}, "methods.shap.image_config.debug: unknown key 'sample'"),
+    ("methods.report", {"title": "t"}, "methods.report: missing key 'name'"),
+    ("methods.report.name", 1, "methods.report.name: it must be a string, got 1"),
+    ("methods.pdp", {"grid_resolution": 1.5}, "methods.pdp.grid_resolution: it must be an integer, got 1.5"),
+    ("methods.pre_training_bias", {"methods": 3},
+     "methods.pre_training_bias.methods: it must be a string or a list of strings, got 3"),
+    ("methods.asymmetric_shapley_value", {"direction": "forward", "granularity": "timewise"},
+     "methods.asymmetric_shapley_value.direction: it must be one of chronological, anti_chronological, "
+     "bidirectional (in any case), got 'forward'"),
+    ("predictor.endpoint_name", 5, "predictor.endpoint_name: it must be a string, got 5"),
+    ("predictor.endpoint_name_prefix", "-demo", "predictor.endpoint_name_prefix: it must be a string that starts "
+                                                "with a letter or digit followed, after any hyphens, by another "
+                                                "letter or digit, got '-demo'"),
+    ("predictor.content_type", "image/gif", "predictor.content_type: it must be one of image/jpeg, image/png, "
+                                            "application/x-npy (in any case) for image explanations, got 'image/gif'"),
+    ("predictor.accept_type", "application/x-npy", "predictor.accept_type: it must be application/json (in any "
+                                                   "case) for image explanations, got 'application/x-npy'"),
+    ("predictor.probability", 1.5, "predictor.probability: it must be a string or an integer, got 1.5"),
+    ("predictor.label", None, "predictor.label: it must be a string or an integer, got None"),
+    ("predictor.label_headers", "circle", "predictor.label_headers: it must be a list of strings or integers, "
+                                          "got 'circle'"),
+    ("predictor.label_headers", ["circle", 1.5], "predictor.label_headers[1]: it must be a string or an integer, "
+                                                 "got 1.5"),
+    ("predictor.initial_instance_count", "1", "predictor.initial_instance_count: it must be an integer, got '1'"),
+    ("predictor.custom_attributes", {"score_threshold": 0},
+     "predictor.custom_attributes: it must be a string, got {'score_threshold': 0}"),
+    ("predictor.content_template", {"a": 1}, "predictor.content_template.a: it must be a string, got 1"),
+    ("predictor.content_template", {}, "predictor.content_template: it must be a non-empty JSON object whose "
+                                       "values are strings, got {}"),
+    ("facet", [{"name_or_index": 1.5}], "facet[0].name_or_index: it must be a string or an integer, got 1.5"),
+    ("segment_config", [{"name_or_index": "a", "segments": [[None]]}],
+     "segment_config[0].segments[0][0]: it must be a string or an integer, got None"),
+    ("bogus", 1, "the file: unknown key 'bogus'"),
 ]
 
 
-@pytest.mark.parametrize("config, message", SDK_SCHEMA_ERRORS)
-def test_files_clarify_would_refuse_are_refused_naming_the_path(config, message, tmp_path):
-    path = tmp_path / "analysis_config.json"
-    path.write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match=r"^Clarify's analysis-config schema \(SageMaker SDK 2\.\d+\.\d+\) refuses "
-                                          + re.escape(message)):
-        read_clarify_config(path)
+@pytest.mark.parametrize("path, value, message", SDK_SCHEMA_ERRORS)
+def test_files_clarify_would_refuse_are_refused_naming_the_path(path, value, message, tmp_path):
+    file = tmp_path / "analysis_config.json"
+    file.write_text(json.dumps(with_changes(path, value)))
+    with pytest.raises(ConfigError) as refused:
+        read_clarify_config(file)
+    assert re.fullmatch(r"Clarify's analysis-config schema \(SageMaker SDK 2\.\d+\.\d+\) refuses " + re.escape(message),
+                        str(refused.value)), str(refused.value)
+
+
+SCHEMA_INTERNALS = re.compile(r"lambda|should evaluate|should be instance|<class|does not match|did not validate|"
+                              r"Or\(|And\(|Use\(|Regex\(")
+WRONG_VALUES = [None, True, 0, -1, 1.5, "", "x", "-x", [], [1.5], [None], {}, {"a": 1}, {"a": [None]}]
+
+
+def schema_paths():
+    """Every key of the SDK's schema whose parents the detection config has (the rest: their container's)."""
+    def has_parents(path):
+        node = DETECTION_CONFIG
+        for part in path.split(".")[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return isinstance(node, dict)
+
+    return [path for path in sdk_schema_keys() if has_parents(path)]
+
+
+def test_no_refusal_quotes_the_schema_librarys_internals(tmp_path):
+    """Every key the schema checks, given values of the wrong type or range: each refusal is a sentence."""
+    paths = schema_paths()
+    assert len(paths) > 45
+    file = tmp_path / "analysis_config.json"
+    quoted = []
+    for path in paths:
+        for value in WRONG_VALUES:
+            file.write_text(json.dumps(with_changes(path, value)))
+            try:
+                read_clarify_config(file)
+            except ConfigError as error:
+                if SCHEMA_INTERNALS.search(str(error)):
+                    quoted.append(str(error))
+    assert quoted == []
+
+
+def test_every_list_of_values_in_the_schema_is_named():
+    """Each ``And(str, Use(str.lower), lambda s: s in (...))`` of the schema: the refusal lists values it takes."""
+    from sagemaker.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
+    from schema import And, Or, Schema
+    from schema import Optional as SchemaOptional
+
+    from explain.clarify_schema import describe_schema_refusal
+
+    def enumerations(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from enumerations(key.schema if isinstance(key, SchemaOptional) else key)
+                yield from enumerations(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from enumerations(item)
+        elif isinstance(node, And) and any(getattr(item, "__name__", "") == "<lambda>" for item in node.args):
+            yield node
+        elif isinstance(node, Or):
+            for item in node.args:
+                yield from enumerations(item)
+
+    found = list(enumerations(ANALYSIS_CONFIG_SCHEMA_V1_0.schema))
+    assert len(found) >= 8
+    for node in found:
+        message = describe_schema_refusal(node, "no-such-value")
+        match = re.fullmatch(r"the file: it must be (?:one of )?(.+?)(?: and \d+ more)? \(in any case\), "
+                             r"got 'no-such-value'", message)
+        assert match, message
+        assert all(Schema(node).is_valid(value) for value in match.group(1).split(", ")), message
 
 
 def test_top_level_label_headers_are_refused_by_the_sdk_schema_and_read_without_it(tmp_path, monkeypatch):

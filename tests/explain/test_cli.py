@@ -326,6 +326,22 @@ def test_label_headers_that_do_not_fit_a_classifiers_answer_are_a_usage_error(im
     assert not list((tmp_path / "out").glob("*.npz"))
 
 
+def test_label_headers_too_short_for_a_detection_endpoints_classes_are_a_usage_error(image_dir, tmp_path,
+                                                                                      detector_endpoint):
+    """A detection endpoint never says its class count: the real local endpoint (deploy serve) answers class ids
+    0, 1 and 2 (every score, score_threshold=0), and two names cannot name class 2: the run stops there."""
+    result = run_cli(base_args(image_dir, tmp_path, detector_endpoint.url) + FAST + ["--label-headers", "circle,square"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--label-headers': label_headers has 2 name(s) (circle, square) but the model answered "
+            "a detection of class id 2, which needs at least 3 names; give one name per class, in class-id order (a "
+            "detection endpoint does not say how many classes it has)") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "out").glob("*.npz"))
+    fitting = run_cli(base_args(image_dir, tmp_path, detector_endpoint.url) + FAST
+                      + ["--label-headers", "circle,square,triangle", "--restart"])
+    assert fitting.exit_code == 0, fitting.output
+
+
 @pytest.mark.integration  # starts processes (no fixture says so)
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_settings_error_raised_in_a_worker_names_its_option(workers, image_dir, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 
 from explain.detection import (
     box_iou,
+    check_detection_classes,
     check_label_headers,
     match_scores,
     select_classification_targets,
@@ -90,3 +91,34 @@ def test_a_classifiers_answer_checks_the_label_headers_with_or_without_labels():
             select_classification_targets(probabilities, labels, ("cat", "dog"))
     check_label_headers(None, 3)  # no names: nothing to check
     check_label_headers(("cat", "dog", "bird"), ("cat", "dog", "bird"))
+
+
+def rows(*class_ids):
+    """(D, 6) detections of the given class ids, scores 0.9, 0.8, ..., one box."""
+    return np.array([[class_id, 0.9 - 0.1 * index, 0.1, 0.1, 0.5, 0.5] for index, class_id in enumerate(class_ids)])
+
+
+@pytest.mark.parametrize("class_ids, message", [
+    ((0, 1, 2), "label_headers has 2 name(s) (cat, dog) but the model answered a detection of class id 2, which "
+                "needs at least 3 names; give one name per class, in class-id order (a detection endpoint does not "
+                "say how many classes it has)"),
+    ((7, 0, 3), "label_headers has 2 name(s) (cat, dog) but the model answered a detection of class id 7, which "
+                "needs at least 8 names; give one name per class, in class-id order (a detection endpoint does not "
+                "say how many classes it has)"),
+    ((0, -2), "label_headers has 2 name(s) (cat, dog) but the model answered a detection of class id -2, which no "
+              "name can stand for: class ids are whole numbers from 0 (-1 marks an empty row, as in GluonCV's "
+              "padding)"),
+    ((1.5,), "label_headers has 2 name(s) (cat, dog) but the model answered a detection of class id 1.5, which no "
+             "name can stand for: class ids are whole numbers from 0 (-1 marks an empty row, as in GluonCV's "
+             "padding)"),
+])
+def test_a_detection_class_id_without_a_name_is_refused(class_ids, message):
+    with pytest.raises(ConfigError) as raised:
+        check_detection_classes(rows(*class_ids), ("cat", "dog"))
+    assert str(raised.value) == message and raised.value.field == "label_headers"
+
+
+def test_detection_class_ids_with_names_padding_and_no_names_pass():
+    check_detection_classes(rows(0, 1, -1, 1.0), ("cat", "dog"))  # -1: GluonCV's padding rows
+    check_detection_classes(np.zeros((0, 6)), ("cat", "dog"))
+    check_detection_classes(rows(5, -2), None)  # no names given: classes are shown by their ids

@@ -249,3 +249,71 @@ def test_a_run_with_corrupt_images_explains_every_good_one(tmp_path, detector_en
                              capture_output=True, text=True, timeout=600, preexec_fn=preexec)
     assert partial.returncode == 0, partial.stderr
     assert "explained 20 image(s)" in partial.stdout
+
+
+def test_an_image_that_fails_when_explained_again_keeps_its_earlier_files_marked_as_not_this_runs(tmp_path, caplog):
+    """Its bytes changed, so it is explained again, and now it fails: the files of its earlier explanation stay,
+    untouched, and the summary, analysis.json, the report and the log say that they are from an earlier run."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(2):
+        (folder / f"good{index}.png").write_bytes(png_bytes(red_square_scene(seed=index)))
+    out = tmp_path / "out"
+    run(collect_sources([str(folder)]), out)
+    earlier = {entry["key"]: entry["files"] for entry in read_manifests(out)}["good1.png"]
+    kept = ["good1.png_objects.jpeg", "good1.png_shap.npz", "shap_good1.png_box1_object.jpeg",
+            "shap_good1.png_box2_object.jpeg"]
+    assert sorted(earlier) == kept
+    contents = {name: (out / name).read_bytes() for name in earlier}
+
+    (folder / "good1.png").write_bytes(GOOD[: len(GOOD) // 2])
+    with caplog.at_level("WARNING", logger="explain.runner"):
+        second = run(collect_sources([str(folder)]), out)
+    location = str(folder / "good1.png")
+    assert second["totals"]["failed"] == [{
+        "image": location, "key": "good1.png", "kind": "image",
+        "reason": f"cannot read image '{location}': image file is truncated",
+        "files_from_earlier_run": kept}]
+    assert [item["stem"] for item in second["images"]] == ["good0.png"]
+    assert {name: (out / name).read_bytes() for name in earlier} == contents  # kept as they were
+    assert json.loads((out / "analysis.json").read_text())["totals"]["failed"] == second["totals"]["failed"]
+    report = (out / "report.html").read_text()
+    assert "<th>files from an earlier run</th>" in report and f"<td class=text>{', '.join(kept)}</td>" in report
+    assert ("1 of them were explained by an earlier run: the files of that explanation are still in the output "
+            "folder under the image's stem (listed above). They are not this run's results and this "
+            "report does not show them.") in report
+    assert "shap_good1.png_box1_object.jpeg\"" not in report  # neither embedded nor linked
+    assert (f"{location}: the 4 file(s) under its stem good1.png in {out} ({', '.join(kept)}) are from an earlier "
+            "run, not from this one, which could not explain it") in [record.getMessage() for record in caplog.records]
+
+    # a resumed run does not try the same bytes again, and still says whose the files are
+    third = run(collect_sources([str(folder)]), out)
+    assert third["totals"]["failed"] == [{**second["totals"]["failed"][0], "earlier": True}]
+
+    # the only image of a run: no report is written, and the error says what is left in --out
+    with pytest.raises(ExplainError) as refused:
+        run(collect_sources([str(folder / "good1.png")]), out, retry_failed=True)
+    assert str(refused.value) == (
+        f"no image could be explained: 1 failed: cannot read image '{location}': image file is truncated; {out} "
+        "still holds 4 file(s) of earlier explanations of 1 of them (good1.png_objects.jpeg, good1.png_shap.npz, "
+        "shap_good1.png_box1_object.jpeg, ...): they are not this run's")
+
+
+def test_the_summary_on_stdout_names_files_left_by_an_earlier_run(tmp_path, tiny_detector_dir):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(GOOD)
+    (folder / "other.png").write_bytes(png_bytes(red_square_scene(seed=5)))
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16", "--num-segments", "4",
+            "--quiet", "--out", tmp_path / "out", folder]
+    assert cli(args).exit_code == 0
+    earlier = sorted({entry["key"]: entry["files"] for entry in read_manifests(tmp_path / "out")}["good.png"])
+    (folder / "good.png").write_bytes(b"no longer an image")
+    failed = cli(args)
+    assert failed.exit_code == 1, failed.output
+    assert failed.stdout.splitlines()[1:5] == [
+        "1 image(s) were finished by an earlier run and skipped",
+        "1 image(s) failed:",
+        f"  {folder / 'good.png'}: image: cannot read image '{folder / 'good.png'}': not a JPEG or PNG file "
+        "(explain reads JPEG and PNG)",
+        f"    files from an earlier run, not this one: {', '.join(earlier)}"]
