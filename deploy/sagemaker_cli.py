@@ -198,6 +198,8 @@ def list_(ctx: click.Context, region: str | None, endpoint_url: str | None) -> N
         endpoints = list_endpoints(clients_for(ctx, region, endpoint_url))
     except DeployError as error:
         raise click_failure(error) from None
+    if not endpoints:  # on stderr: stdout stays one tab-separated line per endpoint, for scripts
+        click.echo(f"no endpoints created by clearsight in {region}", err=True)
     for endpoint in endpoints:
         click.echo(f"{endpoint['name']}\t{endpoint['status']}\t{endpoint['created']}")
 

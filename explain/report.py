@@ -28,7 +28,9 @@ def _standard_error(error: float) -> float | None:
 
 
 def _error_text(error: float | None) -> str:
-    return "unknown" if error is None else f"{error:.4f}"
+    if error is None:
+        return "unknown"
+    return f"{error:.4f}" if error == 0 or error >= 5e-5 else f"{error:.1e}"  # not 0.0000: it is not exact
 
 
 def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[dict]:
@@ -430,7 +432,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
         "lower it; the numbers on the heatmaps are the segment numbers of the tables. Values of a "
-        "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them; "
+        "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
         *_failure_notes(totals),
         *_other_run_notes(totals),

@@ -571,8 +571,7 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     unfinished = [key for key in keys if key not in explained and key not in failed_keys]
     if explained_now is not None:
         summary["totals"]["explained_now"] = explained_now
-    if failed:
-        summary["totals"]["failed"] = failed
+    summary["totals"]["failed"] = failed  # [] when nothing failed: the one place to look
     if unfinished:
         summary["totals"]["unfinished"] = unfinished
     if other_runs:

@@ -408,6 +408,12 @@ def test_list_finds_only_tagged_endpoints_and_down_leaves_foreign_ones(aws, tmp_
     assert aws.leftovers()["models"] == ["someone-else"]
 
 
+def test_list_with_no_endpoints_says_so_on_stderr_and_prints_nothing_on_stdout(aws):
+    result = run_cli(aws, "list")
+    assert result.stdout == ""
+    assert result.stderr == f"no endpoints created by clearsight in {REGION}\n"
+
+
 def test_down_removes_a_half_created_deployment(aws, tmp_path):
     sm = aws.clients.sagemaker
     tags = [{"Key": "clearsight:tool", "Value": "clearsight"},

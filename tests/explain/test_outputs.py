@@ -80,6 +80,7 @@ def test_detection_outputs(tmp_path, scene_files):
     assert {"segmentation_s", "shap_s", "total_s", "render_s"} <= set(first["timings"])
     assert analysis["totals"]["model_calls"] == sum(item["model_calls"]
                                                     for item in analysis["images"])
+    assert analysis["totals"]["failed"] == []  # present when nothing failed: the one place to look
 
 
 def test_classification_outputs_and_same_named_images(tmp_path):

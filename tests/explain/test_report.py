@@ -238,3 +238,13 @@ def test_too_few_model_calls_show_unknown_standard_errors(tmp_path):
     with np.load(next(out.glob("*.npz"))) as arrays:
         assert np.isnan(arrays["standard_errors"]).all()
     assert "unknown" in page_text(out / "report.html")
+
+
+@pytest.mark.parametrize("error, text", [
+    (None, "unknown"), (0.0, "0.0000"), (0.0123, "0.0123"), (5e-5, "0.0001"),
+    (2.33e-05, "2.3e-05"), (1e-9, "1.0e-09"),
+])
+def test_a_small_standard_error_is_not_shown_as_zero(error, text):
+    from explain.report import _error_text
+
+    assert _error_text(error) == text
