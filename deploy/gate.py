@@ -596,8 +596,10 @@ def _printable(text, limit=80):
 
 
 def _too_large(size, limit, qualifier=""):
-    return ("the request body is %s%d bytes, over this endpoint's limit of %d bytes: send fewer images per "
-            "request (or start the endpoint with a larger max_request_bytes)" % (qualifier, size, limit))
+    # No option raises it: the limit is also multi-model-server's and the handler's (and a SageMaker
+    # endpoint takes at most 6,291,456 bytes), so the client's batch is what has to shrink.
+    return ("the request body is %s%d bytes, over this endpoint's limit of %d bytes: send fewer or smaller "
+            "images per request" % (qualifier, size, limit))
 
 
 def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_file, python=sys.executable,

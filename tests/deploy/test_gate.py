@@ -207,8 +207,8 @@ def test_a_body_over_the_limit_gets_413_and_never_reaches_the_model_server(gate,
                                 {"Content-Type": "application/x-npy"}, connection=client)
     assert response.status == 413
     assert json.loads(answer)["error"] == (
-        "the request body is 1000001 bytes, over this endpoint's limit of 1000000 bytes: send fewer images "
-        "per request (or start the endpoint with a larger max_request_bytes)")
+        "the request body is 1000001 bytes, over this endpoint's limit of 1000000 bytes: send fewer or "
+        "smaller images per request")
     assert fresh.requests == []
     # the refused body was read and dropped: the same connection carries the next request
     response, answer = _request(gate, "POST", "/invocations", b"ok", {"Content-Type": "application/x-npy"},
