@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from serving import codecs
 from serving.errors import ServingError
 from serving.handler import model_fn, transform_fn
 from serving.model_spec import ModelSpec, Preprocess
@@ -252,6 +253,41 @@ def test_an_accept_the_handler_cannot_produce_is_a_406(detector):
     with pytest.raises(ServingError) as caught:
         transform_fn(detector, npy_bytes(random_images(1, 8, 8)), "application/x-npy", "text/csv")
     assert caught.value.status == 406 and "text/csv" in caught.value.message
+
+
+@pytest.mark.parametrize("accept, chosen", [
+    ("application/json;q=0, application/x-npy", "application/x-npy"),  # q=0 was ignored: JSON came back
+    ("application/json;q=0.5, application/x-npy", "application/x-npy"),
+    ("application/x-npy;q=0.2, application/json;q=0.9", "application/json"),
+    ("application/json, application/x-npy", "application/json"),  # equal q: the first written
+    ("application/x-npy, application/json", "application/x-npy"),
+    ("*/*", "application/json"),
+    ("application/json;q=0, */*", "application/x-npy"),  # the specific entry beats the wildcard
+    ("*/*;q=0.1, application/x-npy", "application/x-npy"),
+    ("text/csv, application/*;q=0.3", "application/json"),
+    ("Application/X-NPY ; Q=1", "application/x-npy"),
+])
+def test_accept_q_values_choose_the_response_type(accept, chosen):
+    assert codecs.choose_response_type(accept) == chosen
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "application/json;q=0, application/x-npy;q=0",
+                                    "*/*;q=0", "text/csv"])
+def test_an_accept_that_excludes_every_produced_type_is_a_406(accept):
+    with pytest.raises(ServingError) as caught:
+        codecs.choose_response_type(accept)
+    assert caught.value.status == 406 and caught.value.message == (
+        "Accept %r names no format this endpoint produces; use one of: application/json, application/x-npy" % accept)
+
+
+def test_json_numbers_keep_the_significant_digits_of_unlikely_classes():
+    """Rounded to 7 decimals, 1.23456e-6 was 1e-06 and the Kernel SHAP game of such a class a step function."""
+    probabilities = np.array([[0.999998765, 1.23456e-6, 3.3e-12], [0.5, 0.25, 0.25]], dtype=np.float32)
+    decoded = np.array(json.loads(codecs.encode_probabilities(probabilities, "application/json")), dtype=np.float32)
+    assert np.array_equal(decoded, probabilities)  # every float32 comes back exactly
+    rows = [np.array([[2, 1.5e-6, 0.1, 0.2, 0.30000001, 0.4]], dtype=np.float32)]
+    decoded_rows = json.loads(codecs.encode_detections(rows, "application/json"))
+    assert np.array_equal(np.array(decoded_rows[0], dtype=np.float32), rows[0]) and decoded_rows[0][0][0] == 2
 
 
 @pytest.mark.parametrize("data, message", [
