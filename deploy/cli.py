@@ -132,10 +132,11 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
     Only GET /ping and POST /invocations are reachable; multi-model-server's management API is
     not. Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
     """
-    from .local_endpoint import LocalEndpoint
-
     _require_modules(SERVE_MODULES, "deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet)", "serve",
                      " and a Java runtime")
+    from .local_endpoint import LocalEndpoint, check_port_free
+
+    check_port_free(port)  # before "starting ...": a taken port is one error line, nothing started and stopped
     endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,
                              startup_timeout=startup_timeout, max_connections=max_connections,
                              request_deadline=request_deadline)

@@ -48,6 +48,12 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def check_port_free(port):
+    """Raise ServeError when 127.0.0.1:``port`` cannot be listened on now (``deploy serve`` asks before it
+    starts anything; ``LocalEndpoint.start`` binds the port itself, and that is what counts)."""
+    _listen(port).close()
+
+
 def _listen(port):
     """A TCP socket listening on 127.0.0.1:``port`` (any free port when 0), for the gate to serve."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
