@@ -28,6 +28,7 @@ from serving.contract import MMS_MAX_REQUEST_BYTES, REQUEST_TYPES
 from .errors import ServeError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
 from .package import extract_archive, read_model_dir, stage_model_dir
+from .watchdog import dismiss_watchdog, launch_watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class LocalEndpoint(object):
         self.scratch = None
         self.process = None  # multi-model-server (its Java frontend and Python workers)
         self.gate = None  # the request gate, the only process listening on a TCP port
+        self.watchdog = None  # ends both when this process dies without stop() (deploy/watchdog.py)
         self.log_path = None
 
     @property
@@ -162,6 +164,8 @@ class LocalEndpoint(object):
             self._launch(model_dir)
             self._launch_gate(listener)
             listener.close()  # the gate holds it now
+            # stops the gate and MMS and removes the temp dir should this process die without stop()
+            self.watchdog = launch_watchdog([self.process.pid, self.gate.pid], self.scratch)
             self._wait_until_ready()
             self._close_management()
         except BaseException:
@@ -317,6 +321,9 @@ class LocalEndpoint(object):
         if self.scratch is not None:
             shutil.rmtree(str(self.scratch), ignore_errors=True)
             self.scratch = None
+        if self.watchdog is not None:
+            dismiss_watchdog(self.watchdog)
+            self.watchdog = None
 
 
 def _error_lines(text, keep=12):

@@ -163,6 +163,32 @@ def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_d
     assert not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")]
 
 
+def test_sigkill_of_serve_still_stops_every_process_frees_the_port_and_removes_its_files(
+        tiny_detector_archive, private_tmp):
+    """kill -9 / the OOM killer: the gate and MMS, each in a session of its own, kept answering on the port."""
+    tmp = private_tmp
+    server = ServeProcess(tiny_detector_archive, None, env={"TMPDIR": tmp})
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    assert server.post(GOOD).status_code == 200
+    server.process.kill()
+    server.process.wait(timeout=30)
+
+    def port_free():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", server.port))
+            except OSError:
+                return False
+            return True
+
+    assert wait_for(port_free, timeout=5)
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children), timeout=15)
+    assert wait_for(lambda: not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")],
+                    timeout=15)
+
+
 def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
     import shutil
 
