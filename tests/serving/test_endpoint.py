@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import psutil
 import pytest
+import requests
 from PIL import Image
 
 from serving.handler import model_fn, transform_fn
@@ -187,6 +188,20 @@ def test_sigkill_of_serve_still_stops_every_process_frees_the_port_and_removes_i
                                     for child in children), timeout=15)
     assert wait_for(lambda: not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")],
                     timeout=15)
+
+
+def test_requests_do_not_grow_the_server_log_they_go_to_its_rolling_files(tiny_detector_archive):
+    """server.log (MMS's stdout, in the temp dir) took three INFO lines per request, with no bound."""
+    from deploy.local_endpoint import LocalEndpoint
+
+    with LocalEndpoint(tiny_detector_archive) as endpoint:
+        server_log, access_log = endpoint.log_path, endpoint.scratch / "logs" / "access_log.log"
+        before = server_log.stat().st_size, access_log.stat().st_size
+        for _ in range(20):
+            assert requests.post(endpoint.url + "/invocations", data=GOOD, timeout=60,
+                                 headers={"Content-Type": "application/x-npy"}).status_code == 200
+        assert wait_for(lambda: access_log.stat().st_size > before[1] + 20 * 30)  # the lines are still kept there
+        assert server_log.stat().st_size == before[0]
 
 
 def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
