@@ -61,13 +61,18 @@ def main(verbose):
 @option("--model-dir", type=click.Path(exists=True, file_okay=False),
               help="A directory with exported weights and a model.json (e.g. models/shapes-detector).")
 @option("--classes", callback=_split_classes,
-              help="Comma-separated class names. With --zoo: reset a detector to this subset, reusing their weights.")
+              help="Comma-separated class names. With --zoo: reset a detector to this subset, reusing their weights; "
+                   "name a classifier's outputs (with --no-pretrained: one output per name).")
 @option("--task", type=click.Choice(TASKS), default="detection", show_default=True,
               help="Task of the --symbol/--params network.")
 @option("--short-side", type=click.IntRange(8, 4096), default=416, show_default=True,
               help="--symbol/--params: resize the short side of each image to this many pixels.")
 @option("--max-size", type=click.IntRange(8, 8192), default=1024, show_default=True,
               help="--symbol/--params: cap on the long side after resizing.")
+@option("--center-crop", type=click.IntRange(8, 4096), default=None,
+              help="--symbol/--params classifiers: keep the centre N x N of the image resized to --short-side, as "
+                   "GluonCV's classification preset does (--short-side 256 --center-crop 224)  [default: no crop; "
+                   "--zoo classifiers get GluonCV's preset]")
 @option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Detections below this score are not returned (per request: custom attribute score_threshold).")
 @option("--top-k", type=click.IntRange(1), default=100, show_default=True,
@@ -77,7 +82,7 @@ def main(verbose):
 @option("--no-check", is_flag=True, help="Skip the check inference on the packed archive.")
 @option("--out", type=click.Path(dir_okay=False, writable=True), default="model.tar.gz", show_default=True,
               help="The archive to write.")
-def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_side, max_size,
+def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_side, max_size, center_crop,
             score_threshold, top_k, pretrained, no_check, out):
     """Write model.tar.gz (weights + model.json + code/) and run one inference on it."""
     from . import package as packaging
@@ -92,6 +97,9 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
     if max_size < short_side:
         raise click.BadParameter("must be >= --short-side (%d), got %d" % (short_side, max_size),
                                  param_hint="--max-size")
+    if center_crop is not None and not symbol_file:
+        raise click.UsageError("--center-crop goes with --symbol/--params (--zoo classifiers get GluonCV's preset, "
+                               "--model-dir models keep their model.json)")
     check = not no_check
     if zoo_name:
         _require_modules(ZOO_MODULES, "--zoo", "zoo")
@@ -107,7 +115,7 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
         if not classes:
             raise click.UsageError("--classes is required with --symbol/--params")
         result = packaging.package_exported(symbol_file, params_file, classes, task, out, short_side, max_size,
-                                            score_threshold, top_k, check)
+                                            score_threshold, top_k, check, center_crop)
     click.echo(packaging.describe(result))
 
 
@@ -132,10 +140,11 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
     Only GET /ping and POST /invocations are reachable; multi-model-server's management API is
     not. Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
     """
-    from .local_endpoint import LocalEndpoint
-
     _require_modules(SERVE_MODULES, "deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet)", "serve",
                      " and a Java runtime")
+    from .local_endpoint import LocalEndpoint, check_port_free
+
+    check_port_free(port)  # before "starting ...": a taken port is one error line, nothing started and stopped
     endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,
                              startup_timeout=startup_timeout, max_connections=max_connections,
                              request_deadline=request_deadline)

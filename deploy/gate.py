@@ -11,7 +11,9 @@ endpoint's limit (before any byte reaches MMS), 403 for a Host header that is no
 loopback's (a web page that rebinds its own DNS name to 127.0.0.1), 400 for a header value
 that is not printable ASCII or a Content-Type, Accept or custom-attributes value over 1,024
 characters (what SageMaker's InvokeEndpoint accepts; MMS's Python worker dies on a non-ASCII
-Content-Type or Accept) and for more than one Host or Content-Type header, 415 for a POST
+Content-Type or Accept), for more than one Host, Content-Type, Content-Length or custom-attributes
+header, for an HTTP/1.1 request without Host, for a Content-Length that is not decimal digits and
+for a header line that is not ``NAME: VALUE`` (then the connection closes), 415 for a POST
 /invocations whose Content-Type the handler does not decode (``request_types``: the media type
 before any ``;`` parameters, case-insensitive, as ``serving.contract.media_type`` reads it; MMS
 parses a form body itself and answers 500 echoing it, and SageMaker's inference toolkit
@@ -75,6 +77,9 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_REQUEST_DEADLINE = 30.0
 # Seconds a kept-alive connection may stay idle before its next request starts.
 _IDLE_SECONDS = 120.0
+# RFC 9110 field-name (a token) and its colon, no space before it; a line starting with a space is folding.
+_FIELD_LINE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+_DIGITS = re.compile(r"[0-9]+")  # RFC 9110 Content-Length: 1*DIGIT (no sign, no "_", no base)
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # RFC 9112 chunk-size: 1*HEXDIG (no sign, no 0x)
 # An over-limit body up to this size is read and dropped so the client gets its 413 on a
 # connection it can keep; a bigger one closes the connection after the answer.
@@ -143,6 +148,22 @@ class _ClientReader(socket.SocketIO):
         return received
 
 
+class _LineRecorder(object):
+    """Passes ``readline`` on to ``reader`` and keeps the lines (http.client.parse_headers reads only lines)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.lines = []
+
+    def readline(self, limit=-1):
+        line = self.reader.readline(limit)
+        self.lines.append(line)
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """``http.client.HTTPConnection`` to an HTTP server on a Unix socket (MMS's inference API)."""
 
@@ -184,6 +205,8 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
     buffer = None
     reader = None
     answered = False  # the current request has had its answer
+    framing_lost = False  # a malformed header line: where the body ends is unknown
+    header_lines = ()  # the current request's header lines as received (bytes)
 
     def setup(self):
         super().setup()
@@ -194,7 +217,7 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
     def handle_one_request(self):
         """One request, read within its deadline and head budget; 408 or 431 (and close) when not."""
         self.reader.await_request(_IDLE_SECONDS, self.server.request_deadline, _MAX_HEAD_BYTES)
-        self.answered = False
+        self.answered = self.framing_lost = False
         self.command = None  # until this request's line is parsed (a HEAD answer has no body)
         try:
             super().handle_one_request()  # a timeout anywhere in it closes the connection
@@ -223,8 +246,11 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
 
     def _check(self):
         """Raise _RefusedRequest unless this request may reach MMS; return its body length or None (chunked)."""
-        self._single_header("Host")  # RFC 9112 section 3.2: a server must answer 400; which one would count?
-        host = self.headers.get("Host")
+        self._check_header_lines()
+        host = self._single_header("Host")  # RFC 9112 section 3.2: a server must answer 400; which one would count?
+        if host is None and self.request_version == "HTTP/1.1":
+            raise _RefusedRequest(400, "an HTTP/1.1 request must have a Host header (RFC 9112 section 3.2): "
+                                       "send Host: 127.0.0.1:%d" % self.server.server_address[1])
         if host is not None and _host_name(host) not in LOOPBACK_HOSTS:
             raise _RefusedRequest(403, "Host %r is not this endpoint: send requests to http://127.0.0.1:%d "
                                        "(other host names are refused against DNS rebinding)"
@@ -250,22 +276,48 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
                                       % (_printable(name), len(value), _SAGEMAKER_HEADER_CHARS))
         if method == "POST":
             self._check_content_type()
+            # MMS hands the last of several to the handler, which may then read other filters than
+            # the client meant: refused like a second Host or Content-Type.
+            self._single_header("X-Amzn-SageMaker-Custom-Attributes")
         coding = self.headers.get("Transfer-Encoding")
         if coding is not None:
             if coding.strip().lower() != "chunked":
                 raise _RefusedRequest(501, "Transfer-Encoding %r is not supported: send the body with a "
                                            "Content-Length (or chunked)" % coding)
             return None
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise _RefusedRequest(400, "Content-Length %r is not a byte count"
-                                  % self.headers.get("Content-Length"))
+        declared = self._single_header("Content-Length")
+        if declared is not None and not _DIGITS.fullmatch(declared.strip(" \t")):  # int() takes "+5", " 5_0"
+            raise _RefusedRequest(400, "Content-Length %r is not a byte count: send the body's length in "
+                                       "decimal digits" % declared)
+        length = int(declared or "0")
         if length > self.server.max_body_bytes:
             raise _RefusedRequest(413, _too_large(length, self.server.max_body_bytes))
         return length
+
+    def _check_header_lines(self):
+        """Raise _RefusedRequest (400, and close) when a header line is not ``NAME: VALUE``.
+
+        Python's header parser stops at such a line and keeps the rest, the following headers
+        included, as a "body": the request's framing is then unknown, so the gate answers once
+        and closes the connection (RFC 9112 section 5: 400 for an invalid field line, or for
+        obsolete line folding).
+        """
+        for line in self.header_lines:
+            text = line.decode("latin-1").rstrip("\r\n")
+            if text and not _FIELD_LINE.match(text):
+                self.close_connection = self.framing_lost = True
+                raise _RefusedRequest(400, "malformed header line %r: send each header on one line as NAME: "
+                                           "VALUE, the name without spaces or control characters" % text[:80])
+
+    def parse_request(self):
+        """BaseHTTPRequestHandler's, keeping the raw header lines it reads in ``header_lines``."""
+        reader = self.rfile
+        self.rfile = recorder = _LineRecorder(reader)
+        self.header_lines = recorder.lines
+        try:
+            return super().parse_request()
+        finally:
+            self.rfile = reader
 
     def _check_content_type(self):
         """Raise _RefusedRequest unless the request has one Content-Type that the handler decodes.
@@ -301,6 +353,10 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         try:
             length = self._check()
         except _RefusedRequest as refused:
+            if self.framing_lost:
+                self._send_error(refused)
+                self._discard_until_closed()
+                return
             self._drain_refused_body()
             self._send_error(refused)
             return
@@ -453,12 +509,9 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
     def _drain_refused_body(self, length=-1):
         """Read and drop the body of a refused request, so the client reads the answer, not a reset."""
         if length == -1:
-            coding = self.headers.get("Transfer-Encoding")
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                length = None
-            if coding is not None:
+            declared = self.headers.get("Content-Length", "0").strip(" \t")
+            length = int(declared) if _DIGITS.fullmatch(declared) else None  # None: where the body ends is unknown
+            if self.headers.get("Transfer-Encoding") is not None:
                 length = None
         if length is None or length > _DRAIN_LIMIT_BYTES:
             self.close_connection = True
@@ -467,6 +520,25 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
             self._copy_from_client(length)
         except _ClientGone:
             self.close_connection = True
+
+    def _discard_until_closed(self, seconds=2.0):
+        """After the answer, read and drop what the client still sends until it closes (at most ``seconds``
+        and 64 MiB), so that closing does not reset the connection before the client has read the answer."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            dropped = 0
+            while dropped < _DRAIN_LIMIT_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.connection.settimeout(left)
+                data = self.connection.recv(_CHUNK_BYTES)
+                if not data:
+                    return
+                dropped += len(data)
+        except OSError:
+            pass
 
     # --- answers -------------------------------------------------------------------------------
 
@@ -596,8 +668,10 @@ def _printable(text, limit=80):
 
 
 def _too_large(size, limit, qualifier=""):
-    return ("the request body is %s%d bytes, over this endpoint's limit of %d bytes: send fewer images per "
-            "request (or start the endpoint with a larger max_request_bytes)" % (qualifier, size, limit))
+    # No option raises it: the limit is also multi-model-server's and the handler's (and a SageMaker
+    # endpoint takes at most 6,291,456 bytes), so the client's batch is what has to shrink.
+    return ("the request body is %s%d bytes, over this endpoint's limit of %d bytes: send fewer or smaller "
+            "images per request" % (qualifier, size, limit))
 
 
 def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_file, python=sys.executable,

@@ -28,6 +28,7 @@ from serving.contract import MMS_MAX_REQUEST_BYTES, REQUEST_TYPES
 from .errors import ServeError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, launch_gate
 from .package import extract_archive, read_model_dir, stage_model_dir
+from .watchdog import dismiss_watchdog, launch_watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def check_port_free(port):
+    """Raise ServeError when 127.0.0.1:``port`` cannot be listened on now (``deploy serve`` asks before it
+    starts anything; ``LocalEndpoint.start`` binds the port itself, and that is what counts)."""
+    _listen(port).close()
 
 
 def _listen(port):
@@ -129,6 +136,7 @@ class LocalEndpoint(object):
         self.scratch = None
         self.process = None  # multi-model-server (its Java frontend and Python workers)
         self.gate = None  # the request gate, the only process listening on a TCP port
+        self.watchdog = None  # ends both when this process dies without stop() (deploy/watchdog.py)
         self.log_path = None
 
     @property
@@ -156,6 +164,8 @@ class LocalEndpoint(object):
             self._launch(model_dir)
             self._launch_gate(listener)
             listener.close()  # the gate holds it now
+            # stops the gate and MMS and removes the temp dir should this process die without stop()
+            self.watchdog = launch_watchdog([self.process.pid, self.gate.pid], self.scratch)
             self._wait_until_ready()
             self._close_management()
         except BaseException:
@@ -214,14 +224,12 @@ class LocalEndpoint(object):
         config = self.scratch / "config.properties"
         config.write_text(_mms_properties(self.scratch / INFERENCE_SOCKET, self.scratch / MANAGEMENT_SOCKET,
                                           self.workers, self.request_timeout, self.max_request_bytes))
-        from sagemaker_inference import model_server
-
         self.log_path = self.scratch / "server.log"
         # The model store is the temp dir, and the model its "model" entry.
         command = [
             self.python, "-m", "mms.model_server", "--start", "--foreground",
             "--model-store", str(self.scratch), "--mms-config", str(config),
-            "--log-config", model_server.DEFAULT_MMS_LOG_FILE, "--models", "model=%s" % model_dir.name,
+            "--log-config", str(_log_config(self.scratch)), "--models", "model=%s" % model_dir.name,
         ]
         log = open(self.log_path, "wb")
         try:
@@ -311,6 +319,32 @@ class LocalEndpoint(object):
         if self.scratch is not None:
             shutil.rmtree(str(self.scratch), ignore_errors=True)
             self.scratch = None
+        if self.watchdog is not None:
+            dismiss_watchdog(self.watchdog)
+            self.watchdog = None
+
+
+# SageMaker's log4j2 config sends everything MMS logs at INFO (three lines per request: the access
+# log, the backend time, the worker's own line) to stdout as well as to its rolling files (10 MB
+# each): our server.log, MMS's stdout, grew by 0.35-1.7 KB per request with no bound. Its console
+# appender is given a WARN threshold: errors and worker failures still reach server.log (its tail
+# goes into error messages); the INFO lines stay in logs/*.log, which roll over.
+_CONSOLE_APPENDER_END = "</Console>"
+_CONSOLE_THRESHOLD = '    <ThresholdFilter level="WARN" onMatch="ACCEPT" onMismatch="DENY"/>\n        </Console>'
+
+
+def _log_config(scratch):
+    """The toolkit's log4j2 config with a WARN threshold on the console (server.log); the toolkit's own file
+    when its console appender cannot be found."""
+    from sagemaker_inference import model_server
+
+    source = Path(model_server.DEFAULT_MMS_LOG_FILE)
+    text = source.read_text()
+    if text.count(_CONSOLE_APPENDER_END) != 1:
+        return source
+    target = Path(scratch) / "log4j2.xml"
+    target.write_text(text.replace(_CONSOLE_APPENDER_END, _CONSOLE_THRESHOLD))
+    return target
 
 
 def _error_lines(text, keep=12):

@@ -1,6 +1,7 @@
 """Build ``model.tar.gz``: exported weights + ``model.json`` + ``code/`` (the serving package), then check it runs."""
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -27,7 +28,14 @@ from serving.handler import model_fn, transform_fn  # noqa: F401
 # GluonCV's transform_test presets per detector family: (short side, long side cap).
 FAMILY_PRESETS = {"yolo3": (416, 1024), "ssd": (512, 1024), "faster_rcnn": (600, 1000),
                   "center_net": (512, 1024), "mask_rcnn": (600, 1000)}
+# Exported classifiers (--symbol/--params) without --center-crop: the short side resized, no crop.
 CLASSIFIER_PRESET = (224, 1024)
+# GluonCV's classification preset (presets.imagenet.transform_eval, and its training scripts'
+# evaluation): the centre input_size x input_size of the image whose short side was resized to
+# ceil(input_size / 0.875): 256 then 224, or 342 then 299 for Inception. The resized long side
+# may be up to 4 times the short side (max_size); more elongated images are refused with 400.
+CLASSIFIER_CROP_RATIO = 0.875
+CLASSIFIER_MAX_ELONGATION = 4
 
 
 @dataclass(frozen=True)
@@ -40,28 +48,45 @@ class PackageResult:
 
 
 def preset_for(zoo_name):
-    """GluonCV's test-time resize for a model-zoo name; classifiers get a 224 px short side."""
+    """GluonCV's test-time resize for a model-zoo detector name: ``(short side, long side cap)``; None for others."""
     for family, preset in FAMILY_PRESETS.items():
         if zoo_name.startswith(family):
             return preset
-    return CLASSIFIER_PRESET
+    return None
+
+
+def classifier_input_size(zoo_name):
+    """The square input a GluonCV ImageNet classifier was trained on: 299 for Inception, else 224."""
+    return 299 if zoo_name.startswith("inception") else 224
+
+
+def classifier_preset(input_size):
+    """``(short side, long side cap, centre crop)`` of GluonCV's classification preset for ``input_size``."""
+    short_side = int(math.ceil(input_size / CLASSIFIER_CROP_RATIO))
+    return short_side, CLASSIFIER_MAX_ELONGATION * short_side, input_size
 
 
 def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     """Export a GluonCV model-zoo network as ``model-symbol.json`` + ``model-0000.params``.
 
     ``classes`` resets a detector to a subset of its classes, reusing their weights (as the
-    reference notebook does). ``pretrained=False`` gives the same architecture with random
-    weights and needs no internet. Returns ``(task, class_names, short_side, max_size)``.
+    reference notebook does); for a classifier they name its outputs (with ``pretrained=False``
+    the network gets one output per name). ``pretrained=False`` gives the same architecture
+    with random weights and needs no internet. Returns ``(task, class_names, preprocess)``.
     """
     import mxnet as mx
     from gluoncv import model_zoo
 
+    detector_preset = preset_for(zoo_name)
+    input_size = detector_preset[0] if detector_preset else classifier_input_size(zoo_name)
+    options = {}
+    if detector_preset is None and classes and not pretrained:
+        options["classes"] = len(classes)
     try:
         try:
-            net = model_zoo.get_model(zoo_name, pretrained=pretrained, pretrained_base=False)
+            net = model_zoo.get_model(zoo_name, pretrained=pretrained, pretrained_base=False, **options)
         except TypeError:  # classifiers take no pretrained_base
-            net = model_zoo.get_model(zoo_name, pretrained=pretrained)
+            net = model_zoo.get_model(zoo_name, pretrained=pretrained, **options)
     except ValueError as error:
         raise PackageError("unknown GluonCV model-zoo name %r (%s)" % (zoo_name, str(error).splitlines()[0]))
     except Exception as error:  # noqa: BLE001 - downloads fail in many ways
@@ -71,24 +96,59 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
         )
     if not pretrained:
         net.initialize(mx.init.Xavier())
-        net(mx.nd.zeros((1, 3, 64, 64)))  # materialise deferred shapes: reset_class copies parameters
+        # materialise deferred shapes at the network's own input size (reset_class copies parameters;
+        # a classifier's Dense layer after a flatten fixes its input size here)
+        _run_once(net, zoo_name, input_size)
     zoo_classes = list(getattr(net, "classes", []) or [])
-    if classes:
-        if not hasattr(net, "reset_class"):
-            raise PackageError("--classes needs a detector with reset_class; %r has none" % zoo_name)
+    if classes and hasattr(net, "reset_class"):
         unknown = [name for name in classes if name not in zoo_classes]
         if unknown:
             raise PackageError("classes %s are not among %s's classes" % (", ".join(unknown), zoo_name))
         net.reset_class(list(classes), reuse_weights=list(classes))
         zoo_classes = list(classes)
-    short_side, max_size = preset_for(zoo_name)
     net.hybridize()
-    outputs = net(mx.nd.zeros((1, 3, short_side, short_side)))
+    outputs = _run_once(net, zoo_name, input_size)
     task = "detection" if isinstance(outputs, (list, tuple)) and len(outputs) == 3 else "classification"
-    if not zoo_classes:
-        raise PackageError("%r does not name its classes; pass --classes" % zoo_name)
+    if task == "detection":
+        if classes and not hasattr(net, "reset_class"):
+            raise PackageError("--classes needs a detector with reset_class; %r has none" % zoo_name)
+        short_side, max_size = detector_preset or CLASSIFIER_PRESET
+        preprocess = Preprocess(short_side, max_size)
+    else:
+        outputs_count = int(outputs.shape[-1])
+        if classes:
+            zoo_classes = list(classes)
+        elif not zoo_classes and outputs_count == 1000:
+            from gluoncv.data import ImageNet1kAttr
+
+            zoo_classes = list(ImageNet1kAttr().classes)  # GluonCV's ImageNet classifiers: ImageNet-1k order
+        if not zoo_classes:
+            raise PackageError("%r does not name its %d classes; pass --classes with %d names"
+                               % (zoo_name, outputs_count, outputs_count))
+        if len(zoo_classes) != outputs_count:
+            raise PackageError("--classes names %d classes but %r has %d outputs; pass %d names%s"
+                               % (len(zoo_classes), zoo_name, outputs_count, outputs_count,
+                                  "" if not pretrained else " (or --no-pretrained for a network with one "
+                                  "output per name)"))
+        short_side, max_size, crop = classifier_preset(input_size)
+        preprocess = Preprocess(short_side, max_size, center_crop=crop)
     net.export(os.path.join(str(export_dir), "model"))
-    return task, zoo_classes, short_side, max_size
+    return task, zoo_classes, preprocess
+
+
+def _run_once(net, zoo_name, input_size):
+    """One forward pass of a blank ``input_size`` square; PackageError (one line) when the network refuses it."""
+    import mxnet as mx
+
+    try:
+        outputs = net(mx.nd.zeros((1, 3, input_size, input_size)))
+        for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            output.wait_to_read()
+    except mx.base.MXNetError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise PackageError("%r does not run on a %dx%d input: %s"
+                           % (zoo_name, input_size, input_size, lines[-1] if lines else error)) from None
+    return outputs
 
 
 def read_model_dir(model_dir):
@@ -159,12 +219,24 @@ try:
 except ServingError as error:
     sys.exit(error.message)
 side = model.spec.preprocess.short_side
-image = (np.arange(side * side * 3) % 251).astype(np.uint8).reshape(1, side, side, 3)
-buffer = io.BytesIO(); np.save(buffer, image)
-body, content_type = inference.transform_fn(model, buffer.getvalue(), "application/x-npy", "application/json")
-result = json.loads(body)
-if len(result) != 1:
-    sys.exit("expected one result for one image, got %r" % (result,))
+# a square image, then a 3:2 one (photos are rarely square; the long side a multiple of 32, as YOLO wants)
+for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 32))):
+    image = (np.arange(height * width * 3) % 251).astype(np.uint8).reshape(1, height, width, 3)
+    buffer = io.BytesIO(); np.save(buffer, image)
+    try:
+        body, content_type = inference.transform_fn(model, buffer.getvalue(), "application/x-npy",
+                                                    "application/json")
+    except Exception as error:
+        if height == width:
+            raise
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        sys.exit("the network runs on a %dx%d image but not on a %dx%d one (%s): it needs a fixed input size "
+                 "(a flatten then Dense head, as AlexNet and VGG have); package it with --center-crop N (the "
+                 "centre N x N square after the short side is resized to --short-side), N the size it was "
+                 "exported for" % (side, side, width, height, lines[-1] if lines else error.__class__.__name__))
+    result = json.loads(body)
+    if len(result) != 1:
+        sys.exit("expected one result for one image, got %r" % (result,))
 print(json.dumps({"task": model.spec.task, "rows": len(result[0])}))
 """
 
@@ -195,14 +267,19 @@ def check_archive(archive, timeout=300):
 
 
 def package_exported(symbol_file, params_file, classes, task, out, short_side=416, max_size=1024,
-                     score_threshold=0.0, top_k=100, check=True):
-    """Package exported ``-symbol.json`` / ``.params`` files into ``out`` (model.tar.gz)."""
+                     score_threshold=0.0, top_k=100, check=True, center_crop=None):
+    """Package exported ``-symbol.json`` / ``.params`` files into ``out`` (model.tar.gz).
+
+    ``center_crop`` (classifiers): after the short side is resized to ``short_side``, keep the
+    centre ``center_crop`` square, GluonCV's classification preset (``serving.model_spec.Preprocess``).
+    """
     for path in (symbol_file, params_file):
         if not Path(path).is_file():
             raise PackageError("%s does not exist" % path)
     _check_symbol_file(symbol_file)
     try:
-        spec = ModelSpec(task=task, classes=list(classes), preprocess=Preprocess(short_side, max_size),
+        spec = ModelSpec(task=task, classes=list(classes),
+                         preprocess=Preprocess(short_side, max_size, center_crop=center_crop),
                          score_threshold=score_threshold, top_k=top_k)
     except ModelSpecError as error:
         raise PackageError(error.message) from None
@@ -223,10 +300,11 @@ def package_model_dir(model_dir, out, check=True):
 def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.0, top_k=100, check=True):
     """Export a GluonCV model-zoo network and package it into ``out``."""
     with tempfile.TemporaryDirectory(prefix="clearsight-export-") as export_dir:
-        task, names, short_side, max_size = export_zoo_model(zoo_name, export_dir, classes, pretrained)
+        task, names, preprocess = export_zoo_model(zoo_name, export_dir, classes, pretrained)
         return package_exported(
             os.path.join(export_dir, "model-symbol.json"), os.path.join(export_dir, "model-0000.params"),
-            names, task, out, short_side, max_size, score_threshold, top_k, check,
+            names, task, out, preprocess.short_side, preprocess.max_size, score_threshold, top_k, check,
+            preprocess.center_crop,
         )
 
 
@@ -284,6 +362,8 @@ def describe(result):
     check = json.loads(result.check_output) if result.check_output else None
     text = "wrote %s (%.1f MB): %s, %d classes, short side %d" % (
         result.archive, size / 1e6, result.spec.task, len(result.spec.classes), result.spec.preprocess.short_side)
+    if result.spec.preprocess.center_crop is not None:
+        text += ", centre crop %d" % result.spec.preprocess.center_crop
     if check:
         text += "; check inference ok"
     return text

@@ -23,18 +23,45 @@ from .errors import (
 
 
 def choose_response_type(accept):
-    """Pick the first type of an Accept header the handler can produce (JSON when none is given)."""
+    """The type of an Accept header the handler can produce that the client rates highest (JSON when none is given).
+
+    Each produced type takes the q-value of the most specific entry that matches it (its own
+    name, else ``application/*``, else ``*/*``; q=1 when an entry names none); ``q=0`` excludes
+    it. Equal ratings go to the entry written first, and a wildcard gives JSON before npy.
+    Raises NotAcceptableError (406) when every produced type is excluded or none is named.
+    """
     if not accept:
         return JSON
-    for candidate in accept.split(","):
-        kind = media_type(candidate)
+    ratings = {}  # produced type -> (specificity, q, position of the entry)
+    for position, entry in enumerate(accept.split(",")):
+        kind = media_type(entry)
+        quality = _quality(entry)
+        matches = [kind] if kind in RESPONSE_TYPES else []
+        specificity = 2
         if kind in ("*/*", "application/*"):
-            return JSON
-        if kind in RESPONSE_TYPES:
-            return kind
+            matches, specificity = list(RESPONSE_TYPES), (0 if kind == "*/*" else 1)
+        for produced in matches:
+            if produced not in ratings or specificity > ratings[produced][0]:
+                ratings[produced] = (specificity, quality, position)
+    acceptable = [(-quality, position, RESPONSE_TYPES.index(produced), produced)
+                  for produced, (_, quality, position) in ratings.items() if quality > 0]
+    if acceptable:
+        return min(acceptable)[-1]
     raise NotAcceptableError(
         "Accept %r names no format this endpoint produces; use one of: %s" % (accept, ", ".join(RESPONSE_TYPES))
     )
+
+
+def _quality(entry):
+    """The q-value of one Accept entry (``'application/json;q=0.5'`` -> 0.5); 1 when absent or unreadable."""
+    for parameter in entry.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return min(max(float(value.strip()), 0.0), 1.0)
+            except ValueError:
+                return 1.0
+    return 1.0
 
 
 def decode_images(body, content_type, max_body_bytes, max_image_pixels, check_batch=None):
@@ -248,14 +275,24 @@ def encode_detections(detections, response_type):
         for index, rows in enumerate(detections):
             padded[index, : len(rows)] = rows
         return _npy_bytes(padded)
-    return json.dumps([np.round(rows.astype(np.float64), 6).tolist() for rows in detections])
+    return json.dumps([_json_numbers(rows) for rows in detections])
 
 
 def encode_probabilities(probabilities, response_type):
     """Encode ``(N, C)`` float32 class probabilities as JSON lists or npy."""
     if response_type == NPY:
         return _npy_bytes(probabilities.astype(np.float32))
-    return json.dumps(np.round(probabilities.astype(np.float64), 7).tolist())
+    return json.dumps(_json_numbers(probabilities))
+
+
+def _json_numbers(array):
+    """``array`` as nested lists of floats with 9 significant digits, the most a float32 holds.
+
+    Rounding to a number of decimals instead (7 before) kept 1 or 2 digits of a probability
+    around 1e-6, and explanations of such a class turned into a step function.
+    """
+    values = [float("%.9g" % value) for value in np.asarray(array, dtype=np.float32).ravel().tolist()]
+    return np.array(values, dtype=np.float64).reshape(np.shape(array)).tolist()
 
 
 def encode_error(message, status):

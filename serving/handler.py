@@ -29,7 +29,7 @@ from . import codecs
 from .errors import BadRequestError, PayloadTooLargeError, ServingError
 from .network import LoadedNetwork, choose_context
 from .postprocess import detection_rows
-from .preprocess import resized_size
+from .preprocess import cropped_size, resized_size
 from .settings import (
     CUSTOM_ATTRIBUTES_HEADER,
     DEFAULT_CPU_BATCH_PIXELS,
@@ -66,6 +66,8 @@ class ServedModel(object):
         variable that raises the limit.
         """
         preprocess = self.spec.preprocess
+        if preprocess.center_crop is not None:
+            return self._check_cropped_batch(count, height, width)
         new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
         if new_height < 1 or new_width < 1:
             raise BadRequestError(
@@ -92,10 +94,36 @@ class ServedModel(object):
                    limits.max_request_pixels // (new_height * new_width)))
         return new_height, new_width
 
+    def _check_cropped_batch(self, count, height, width):
+        """``check_batch`` for a model whose preprocessing ends in a centre crop: the resize before the crop
+        keeps the aspect ratio without a cap, so ``max_size`` bounds the resized long side here."""
+        preprocess = self.spec.preprocess
+        new_height, new_width = cropped_size(height, width, preprocess.short_side, preprocess.center_crop)
+        if max(new_height, new_width) > preprocess.max_size:
+            raise BadRequestError(
+                "a %dx%d (width x height) image is too elongated for this model: its short side resized to %d "
+                "makes it %dx%d pixels before the centre crop, over %d; crop or pad it so that its long side is "
+                "at most %.2f times its short side"
+                % (width, height, preprocess.short_side, new_width, new_height, preprocess.max_size,
+                   preprocess.max_size / float(preprocess.short_side)))
+        limits = self.limits
+        if count > limits.max_images_per_request:
+            raise PayloadTooLargeError(
+                "the request holds %d images, more than the limit of %d images per request; send at "
+                "most %d per request, or raise the limit with the environment variable "
+                "SERVING_MAX_IMAGES_PER_REQUEST" % (count, limits.max_images_per_request,
+                                                    limits.max_images_per_request))
+        return preprocess.center_crop, preprocess.center_crop
+
     def images_per_request(self, height, width):
         """How many images of ``height`` x ``width`` one request may hold (0: not even one)."""
         preprocess = self.spec.preprocess
-        new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
+        if preprocess.center_crop is not None:
+            if max(cropped_size(height, width, preprocess.short_side, preprocess.center_crop)) > preprocess.max_size:
+                return 0
+            new_height = new_width = preprocess.center_crop
+        else:
+            new_height, new_width = resized_size(height, width, preprocess.short_side, preprocess.max_size)
         if new_height < 1 or new_width < 1:
             return 0
         return min(self.limits.max_images_per_request,
@@ -113,8 +141,11 @@ class ServedModel(object):
         """
         options = options if options is not None else self.default_options()
         preprocess = self.spec.preprocess
-        chunk = self.limits.images_per_pass(
-            *resized_size(images.shape[1], images.shape[2], preprocess.short_side, preprocess.max_size))
+        if preprocess.center_crop is not None:
+            chunk = self.limits.images_per_pass(preprocess.center_crop, preprocess.center_crop)
+        else:
+            chunk = self.limits.images_per_pass(
+                *resized_size(images.shape[1], images.shape[2], preprocess.short_side, preprocess.max_size))
         results = []
         for start in range(0, len(images), chunk):
             outputs, resized = self.network.forward(images[start:start + chunk])

@@ -11,6 +11,7 @@ Example::
       "input_name": "data",
       "preprocess": {"short_side": 416, "max_size": 1024,
                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                                                # classifiers may add "center_crop": 224 (Preprocess)
       "score_threshold": 0.0,                   # detection: rows below are dropped
       "top_k": 100                              # detection: at most this many rows per image
     }
@@ -32,9 +33,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Preprocess(object):
-    """Resize the short side to ``short_side`` (long side capped at ``max_size``), then normalise."""
+    """Resize the short side to ``short_side`` (long side capped at ``max_size``), then normalise.
 
-    def __init__(self, short_side=416, max_size=1024, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    ``center_crop`` (classifiers only; None: no crop) is GluonCV's classification preset
+    (``gluoncv.data.transforms.presets.imagenet.transform_eval``: short side 256, centre
+    224x224 for most ImageNet networks): the short side is resized as mxnet's
+    ``transforms.Resize(short_side, keep_ratio=True)`` does (bilinear, sizes truncated, no long
+    side cap), then the centre ``center_crop`` x ``center_crop`` pixels are kept.
+    """
+
+    def __init__(self, short_side=416, max_size=1024, mean=IMAGENET_MEAN, std=IMAGENET_STD, center_crop=None):
         if not isinstance(short_side, int) or short_side < 8:
             raise ModelSpecError("preprocess.short_side must be an integer >= 8, got %r" % (short_side,))
         if not isinstance(max_size, int) or max_size < short_side:
@@ -46,14 +54,22 @@ class Preprocess(object):
                 raise ModelSpecError("preprocess.%s must be three numbers, got %r" % (name, value))
         if min(std) <= 0:
             raise ModelSpecError("preprocess.std must be positive, got %r" % (std,))
+        if center_crop is not None and (isinstance(center_crop, bool) or not isinstance(center_crop, int)
+                                        or not 8 <= center_crop <= short_side):
+            raise ModelSpecError("preprocess.center_crop must be an integer from 8 to short_side (%d), got %r"
+                                 % (short_side, center_crop))
+        self.center_crop = center_crop
         self.short_side = short_side
         self.max_size = max_size
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
 
     def to_dict(self):
-        return {"short_side": self.short_side, "max_size": self.max_size,
+        data = {"short_side": self.short_side, "max_size": self.max_size,
                 "mean": list(self.mean), "std": list(self.std)}
+        if self.center_crop is not None:  # absent otherwise: model.json files written before stay as they were
+            data["center_crop"] = self.center_crop
+        return data
 
 
 class ModelSpec(object):
@@ -72,6 +88,9 @@ class ModelSpec(object):
         for name, value in (("symbol_file", symbol_file), ("params_file", params_file), ("input_name", input_name)):
             if not isinstance(value, str) or not value:
                 raise ModelSpecError("%s must be a non-empty string, got %r" % (name, value))
+        if task != "classification" and preprocess is not None and preprocess.center_crop is not None:
+            raise ModelSpecError("preprocess.center_crop is for classifiers: a %s's boxes would be placed in "
+                                 "the crop, not in the image" % task)
         self.task = task
         self.classes = list(classes)
         self.symbol_file = symbol_file

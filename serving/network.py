@@ -12,6 +12,25 @@ from .preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
+# MXNet 1.9 keeps the oneDNN (MKL-DNN) primitives it builds for every operator and input shape
+# in per-operator caches that are unbounded by default (MXNET_MKLDNN_CACHE_NUM=-1): a CPU worker
+# fed photos of many sizes grew by 1-3 MB per new shape (shapes detector) and ~20 MB (YOLOv3),
+# until it ran out of memory. Each cache is capped per operator kind and per engine thread;
+# oneDNN's own primitive cache (1,024 entries) keeps rebuilding cheap, so a cap costs no speed:
+# measured in BENCHMARKS.md ("oneDNN primitive cache", bench/bench_shape_memory.py).
+PRIMITIVE_CACHE_VARIABLE = "MXNET_MKLDNN_CACHE_NUM"
+DEFAULT_PRIMITIVE_CACHE_ENTRIES = 32
+
+
+def cap_primitive_cache(entries=DEFAULT_PRIMITIVE_CACHE_ENTRIES):
+    """Set ``MXNET_MKLDNN_CACHE_NUM`` to ``entries`` unless it is already set; return the value in force.
+
+    MXNet reads the variable once per operator kind, when that kind first caches a primitive:
+    this must run before the process's first CPU forward pass (``LoadedNetwork`` calls it before
+    loading; in a process that already ran one, the value read then stays).
+    """
+    return os.environ.setdefault(PRIMITIVE_CACHE_VARIABLE, str(entries))
+
 
 def choose_context(gpu_id=None):
     """The GPU named by MMS (``gpu_id``) or the first one when there is a GPU; else the CPU."""
@@ -33,6 +52,7 @@ class LoadedNetwork(object):
     """
 
     def __init__(self, model_dir, ctx=None):
+        cap_primitive_cache()
         self.spec = load_model_spec(model_dir)
         self.ctx = ctx if ctx is not None else choose_context()
         symbol_path = os.path.join(model_dir, self.spec.symbol_file)

@@ -6,6 +6,7 @@ got, so the tests see exactly what the gate forwards, refuses and returns.
 import hashlib
 import http.client
 import http.server
+import io
 import json
 import os
 import shutil
@@ -207,8 +208,8 @@ def test_a_body_over_the_limit_gets_413_and_never_reaches_the_model_server(gate,
                                 {"Content-Type": "application/x-npy"}, connection=client)
     assert response.status == 413
     assert json.loads(answer)["error"] == (
-        "the request body is 1000001 bytes, over this endpoint's limit of 1000000 bytes: send fewer images "
-        "per request (or start the endpoint with a larger max_request_bytes)")
+        "the request body is 1000001 bytes, over this endpoint's limit of 1000000 bytes: send fewer or "
+        "smaller images per request")
     assert fresh.requests == []
     # the refused body was read and dropped: the same connection carries the next request
     response, answer = _request(gate, "POST", "/invocations", b"ok", {"Content-Type": "application/x-npy"},
@@ -397,11 +398,95 @@ def test_a_content_type_is_refused_before_the_body_is_sent(gate, fresh):
     # Content-Type: the toolkit read the second, image/jpeg then application/json was a 500 with a traceback
     (b"Content-Type: image/jpeg\r\nContent-Type: application/json\r\n",
      "the request has 2 Content-Type headers: send one"),
+    # the custom attributes: MMS handed the last to the handler
+    (b"Content-Type: application/x-npy\r\nX-Amzn-SageMaker-Custom-Attributes: top_k=1\r\n"
+     b"X-Amzn-SageMaker-Custom-Attributes: top_k=100\r\n",
+     "the request has 2 X-Amzn-SageMaker-Custom-Attributes headers: send one"),
 ])
 def test_a_repeated_single_header_gets_400(gate, fresh, headers, error):
     status, answer = _raw_post(gate, headers)
     assert (status, answer) == (400, {"error": error, "status": 400})
     assert fresh.requests == []
+
+
+PNG_BODY = b"\x89PNG\r\n\x1a\n" + b"\0" * 2000
+
+
+class _Unclosed(io.BytesIO):
+    def close(self):
+        pass  # HTTPResponse closes its file after each answer; the next answer follows in it
+
+    def makefile(self, *args, **kwargs):  # HTTPResponse reads "its socket" through makefile()
+        return self
+
+
+def _raw_exchange(port, request):
+    """Send ``request`` (bytes); ``(answers, closed)``: every (status, JSON) answer, in order, until the gate
+    closed the connection (``closed``) or stayed silent for 1 s."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(request)
+        closed = False
+        while True:
+            try:
+                data = client.recv(1 << 16)
+            except TimeoutError:
+                break
+            if not data:
+                closed = True
+                break
+            received += data
+            client.settimeout(1.0)
+    answers, stream = [], _Unclosed(received)
+    while stream.tell() < len(received):
+        response = http.client.HTTPResponse(stream)
+        response.begin()
+        answers.append((response.status, json.loads(response.read())))
+    return answers, closed
+
+
+FIELD_LINE_HINT = ": send each header on one line as NAME: VALUE, the name without spaces or control characters"
+MALFORMED_HEAD = b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+
+
+@pytest.mark.parametrize("request_bytes, error", [
+    # Python's header parser stopped at the bad line: the headers after it (Content-Length) were
+    # dropped, an empty body went to the handler, and the PNG was then read as a second request
+    (MALFORMED_HEAD + b"X Y: 1\r\nContent-Length: %d\r\n\r\n" % len(PNG_BODY) + PNG_BODY,
+     "malformed header line 'X Y: 1'" + FIELD_LINE_HINT),
+    (MALFORMED_HEAD + b"X\x01Y: 1\r\nContent-Length: %d\r\n\r\n" % len(PNG_BODY) + PNG_BODY,
+     "malformed header line 'X\\x01Y: 1'" + FIELD_LINE_HINT),
+    (MALFORMED_HEAD + b"Content-Length : %d\r\n\r\n" % len(PNG_BODY) + PNG_BODY,
+     "malformed header line 'Content-Length : %d'" % len(PNG_BODY) + FIELD_LINE_HINT),
+    (MALFORMED_HEAD + b"NoColon\r\nContent-Length: 2\r\n\r\nok", "malformed header line 'NoColon'" + FIELD_LINE_HINT),
+    (b"POST /invocations HTTP/1.1\r\n folded\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nok",
+     "malformed header line ' folded'" + FIELD_LINE_HINT),
+    # RFC 9112 section 3.2: 400 for an HTTP/1.1 request without Host
+    (b"POST /invocations HTTP/1.1\r\nContent-Type: application/x-npy\r\nContent-Length: 2\r\n\r\nok",
+     "an HTTP/1.1 request must have a Host header (RFC 9112 section 3.2): send Host: 127.0.0.1:{port}"),
+    (b"GET /ping HTTP/1.1\r\n\r\n",
+     "an HTTP/1.1 request must have a Host header (RFC 9112 section 3.2): send Host: 127.0.0.1:{port}"),
+    # int() took the sign
+    (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+     b"Content-Length: +2\r\n\r\nok",
+     "Content-Length '+2' is not a byte count: send the body's length in decimal digits"),
+    (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+     b"Content-Length: 0x2\r\n\r\nok",
+     "Content-Length '0x2' is not a byte count: send the body's length in decimal digits"),
+    (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npy\r\n"
+     b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nok", "the request has 2 Content-Length headers: send one"),
+])
+def test_a_malformed_head_gets_one_400_that_names_what_is_wrong(gate, fresh, request_bytes, error):
+    answers, closed = _raw_exchange(gate, request_bytes)
+    assert answers == [(400, {"error": error.format(port=gate), "status": 400})]
+    # after a malformed line or length, where the body ends is unknown: the gate closes; else it keeps the connection
+    assert closed == error.startswith(("malformed header line", "Content-Length"))
+    assert fresh.requests == []
+
+
+def test_http_1_0_needs_no_host(gate, fresh):
+    answers, closed = _raw_exchange(gate, b"GET /ping HTTP/1.0\r\n\r\n")
+    assert answers == [(200, {"status": "Healthy"})] and closed and len(fresh.requests) == 1
 
 
 def test_a_malformed_request_gets_a_json_400(gate, fresh):

@@ -90,6 +90,56 @@ def test_zoo_model_with_a_class_subset_offline(tmp_path):
     assert json.loads(result.check_output)["task"] == "detection"
 
 
+def _fixed_size_classifier(directory, side=32):
+    """A flatten-then-Dense classifier (AlexNet's and VGG's head) exported at ``side`` x ``side``."""
+    import mxnet as mx
+
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Conv2D(4, 3, strides=2), mx.gluon.nn.Flatten(), mx.gluon.nn.Dense(3))
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, side, side)))
+    net.export(str(directory / "fixed"))
+    return directory / "fixed-symbol.json", directory / "fixed-0000.params"
+
+
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+def test_a_fixed_input_size_classifier_is_caught_at_packaging_and_packs_with_a_centre_crop(tmp_path):
+    """The check used a square image only: such a network then answered 500 to every non-square photo."""
+    symbol, params = _fixed_size_classifier(tmp_path)
+    with pytest.raises(PackageError) as caught:
+        package_exported(symbol, params, ["a", "b", "c"], "classification", tmp_path / "c.tar.gz", short_side=32,
+                         max_size=128)
+    assert str(caught.value).startswith(
+        "the packaged model failed its check inference: the network runs on a 32x32 image but not on a 64x32 one (")
+    assert str(caught.value).endswith(
+        "): it needs a fixed input size (a flatten then Dense head, as AlexNet and VGG have); package it with "
+        "--center-crop N (the centre N x N square after the short side is resized to --short-side), N the size "
+        "it was exported for")
+    assert "\n" not in str(caught.value) and not (tmp_path / "c.tar.gz").exists()
+    result = package_exported(symbol, params, ["a", "b", "c"], "classification", tmp_path / "c.tar.gz",
+                              short_side=37, max_size=148, center_crop=32)
+    spec = json.loads((extract_archive(result.archive, tmp_path / "x") / "model.json").read_text())
+    assert spec["preprocess"]["center_crop"] == 32 and spec["preprocess"]["short_side"] == 37
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
+@pytest.mark.parametrize("zoo_name, classes, input_size", [
+    # a 64 px forward fixed the deferred shapes: AlexNet's Dense then refused 224 (a raw MXNet traceback)
+    ("alexnet", ["a", "b"], 224),
+    # "kernel size exceed input" at 64 px; Inception's input is 299
+    ("inceptionv3", ["a", "b"], 299),
+    # "does not name its classes; pass --classes", then "--classes needs a detector with reset_class"
+    ("resnet18_v1", ["a", "b", "c"], 224),
+])
+def test_zoo_classifiers_package_offline_with_gluoncvs_preset(tmp_path, zoo_name, classes, input_size):
+    result = package_zoo(zoo_name, tmp_path / "zoo.tar.gz", classes=classes, pretrained=False)
+    preprocess = result.spec.preprocess
+    assert result.spec.classes == classes and result.spec.task == "classification"
+    assert (preprocess.short_side, preprocess.center_crop) == ({224: 256, 299: 342}[input_size], input_size)
+    assert json.loads(result.check_output) == {"task": "classification", "rows": len(classes)}
+
+
 def test_unknown_zoo_name_is_a_clear_error(tmp_path):
     with pytest.raises(PackageError, match="unknown GluonCV model-zoo name 'yolo_nonexistent'"):
         package_zoo("yolo_nonexistent", tmp_path / "z.tar.gz", pretrained=False)
@@ -104,6 +154,7 @@ def test_unknown_zoo_name_is_a_clear_error(tmp_path):
     (["--zoo", "x", "--classes", "a,a"], "class names must be unique"),
     (["--zoo", "x", "--short-side", "512", "--max-size", "256"], "must be >= --short-side"),
     (["--zoo", "x", "--score-threshold", "1.5"], "1.5 is not in the range 0.0<=x<=1.0"),
+    (["--zoo", "x", "--center-crop", "224"], "--center-crop goes with --symbol/--params"),
 ])
 def test_package_usage_errors(args, message, monkeypatch):
     monkeypatch.chdir(REPO)

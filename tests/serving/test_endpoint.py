@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import psutil
 import pytest
+import requests
 from PIL import Image
 
 from serving.handler import model_fn, transform_fn
@@ -163,6 +164,46 @@ def test_sigterm_stops_every_process_even_when_stdout_and_stderr_are_gone(tiny_d
     assert not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")]
 
 
+def test_sigkill_of_serve_still_stops_every_process_frees_the_port_and_removes_its_files(
+        tiny_detector_archive, private_tmp):
+    """kill -9 / the OOM killer: the gate and MMS, each in a session of its own, kept answering on the port."""
+    tmp = private_tmp
+    server = ServeProcess(tiny_detector_archive, None, env={"TMPDIR": tmp})
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    assert server.post(GOOD).status_code == 200
+    server.process.kill()
+    server.process.wait(timeout=30)
+
+    def port_free():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", server.port))
+            except OSError:
+                return False
+            return True
+
+    assert wait_for(port_free, timeout=5)
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children), timeout=15)
+    assert wait_for(lambda: not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")],
+                    timeout=15)
+
+
+def test_requests_do_not_grow_the_server_log_they_go_to_its_rolling_files(tiny_detector_archive):
+    """server.log (MMS's stdout, in the temp dir) took three INFO lines per request, with no bound."""
+    from deploy.local_endpoint import LocalEndpoint
+
+    with LocalEndpoint(tiny_detector_archive) as endpoint:
+        server_log, access_log = endpoint.log_path, endpoint.scratch / "logs" / "access_log.log"
+        before = server_log.stat().st_size, access_log.stat().st_size
+        for _ in range(20):
+            assert requests.post(endpoint.url + "/invocations", data=GOOD, timeout=60,
+                                 headers={"Content-Type": "application/x-npy"}).status_code == 200
+        assert wait_for(lambda: access_log.stat().st_size > before[1] + 20 * 30)  # the lines are still kept there
+        assert server_log.stat().st_size == before[0]
+
+
 def test_serve_fails_with_a_clear_message_when_the_model_cannot_load(tiny_detector_dir, tmp_path):
     import shutil
 
@@ -227,8 +268,9 @@ def test_a_port_in_use_is_refused_with_a_clear_message(tiny_detector_archive):
             cwd=str(REPO), capture_output=True, text=True, timeout=60,
         )
     assert completed.returncode == 1
-    assert "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port" % port \
-        in completed.stderr
+    # one line, before anything starts (it said "starting multi-model-server ..." and "stopping ..." first)
+    assert completed.stderr == (
+        "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port\n" % port)
 
 
 def test_an_unpacked_model_directory_is_served_in_place_and_left_intact(tiny_detector_archive, tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from serving import codecs
 from serving.errors import ServingError
 from serving.handler import model_fn, transform_fn
 from serving.model_spec import ModelSpec, Preprocess
@@ -254,6 +255,71 @@ def test_an_accept_the_handler_cannot_produce_is_a_406(detector):
     assert caught.value.status == 406 and "text/csv" in caught.value.message
 
 
+@pytest.mark.parametrize("height, width", [(480, 640), (640, 480), (231, 517), (300, 300), (256, 256)])
+def test_the_centre_crop_preset_equals_gluoncvs_classification_preset(height, width):
+    transforms = pytest.importorskip("gluoncv.data.transforms.presets.imagenet")
+    image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = transforms.transform_eval(mx.nd.array(image, dtype=np.uint8)).asnumpy()
+    ours = preprocess_batch(image[None], Preprocess(256, 1024, center_crop=224)).asnumpy()
+    assert ours.shape == (1, 3, 224, 224) and np.abs(ours - expected).max() < 1e-6
+
+
+def test_a_centre_cropped_classifier_answers_any_shape_and_refuses_an_elongated_image(tiny_classifier_dir, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "cropped"
+    shutil.copytree(tiny_classifier_dir, model_dir)
+    spec = json.loads((model_dir / "model.json").read_text())
+    spec["preprocess"].update(short_side=40, max_size=160, center_crop=32)
+    (model_dir / "model.json").write_text(json.dumps(spec))
+    model = model_fn(str(model_dir))
+    for height, width in ((90, 150), (150, 90), (32, 32)):
+        body, _ = transform_fn(model, npy_bytes(random_images(2, height, width)), "application/x-npy",
+                               "application/json")
+        assert np.array(json.loads(body)).shape == (2, 3)
+    with pytest.raises(ServingError) as caught:
+        transform_fn(model, npy_bytes(random_images(1, 10, 50)), "application/x-npy", "application/json")
+    assert caught.value.status == 400 and caught.value.message == (
+        "a 50x10 (width x height) image is too elongated for this model: its short side resized to 40 makes it "
+        "200x40 pixels before the centre crop, over 160; crop or pad it so that its long side is at most 4.00 "
+        "times its short side")
+
+
+@pytest.mark.parametrize("accept, chosen", [
+    ("application/json;q=0, application/x-npy", "application/x-npy"),  # q=0 was ignored: JSON came back
+    ("application/json;q=0.5, application/x-npy", "application/x-npy"),
+    ("application/x-npy;q=0.2, application/json;q=0.9", "application/json"),
+    ("application/json, application/x-npy", "application/json"),  # equal q: the first written
+    ("application/x-npy, application/json", "application/x-npy"),
+    ("*/*", "application/json"),
+    ("application/json;q=0, */*", "application/x-npy"),  # the specific entry beats the wildcard
+    ("*/*;q=0.1, application/x-npy", "application/x-npy"),
+    ("text/csv, application/*;q=0.3", "application/json"),
+    ("Application/X-NPY ; Q=1", "application/x-npy"),
+])
+def test_accept_q_values_choose_the_response_type(accept, chosen):
+    assert codecs.choose_response_type(accept) == chosen
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "application/json;q=0, application/x-npy;q=0",
+                                    "*/*;q=0", "text/csv"])
+def test_an_accept_that_excludes_every_produced_type_is_a_406(accept):
+    with pytest.raises(ServingError) as caught:
+        codecs.choose_response_type(accept)
+    assert caught.value.status == 406 and caught.value.message == (
+        "Accept %r names no format this endpoint produces; use one of: application/json, application/x-npy" % accept)
+
+
+def test_json_numbers_keep_the_significant_digits_of_unlikely_classes():
+    """Rounded to 7 decimals, 1.23456e-6 was 1e-06 and the Kernel SHAP game of such a class a step function."""
+    probabilities = np.array([[0.999998765, 1.23456e-6, 3.3e-12], [0.5, 0.25, 0.25]], dtype=np.float32)
+    decoded = np.array(json.loads(codecs.encode_probabilities(probabilities, "application/json")), dtype=np.float32)
+    assert np.array_equal(decoded, probabilities)  # every float32 comes back exactly
+    rows = [np.array([[2, 1.5e-6, 0.1, 0.2, 0.30000001, 0.4]], dtype=np.float32)]
+    decoded_rows = json.loads(codecs.encode_detections(rows, "application/json"))
+    assert np.array_equal(np.array(decoded_rows[0], dtype=np.float32), rows[0]) and decoded_rows[0][0][0] == 2
+
+
 @pytest.mark.parametrize("data, message", [
     ({"task": "segmentation", "classes": ["a"]}, "task must be one of detection, classification"),
     ({"task": "detection", "classes": []}, "classes must be a non-empty list"),
@@ -262,6 +328,10 @@ def test_an_accept_the_handler_cannot_produce_is_a_406(detector):
     ({"task": "detection", "classes": ["a"], "preprocess": {"short_side": 4}}, "short_side must be an integer >= 8"),
     ({"task": "detection", "classes": ["a"], "colour": 1}, "unknown keys: colour"),
     ({"classes": ["a"]}, "missing 'task'"),
+    ({"task": "detection", "classes": ["a"], "preprocess": {"short_side": 256, "center_crop": 224}},
+     "preprocess.center_crop is for classifiers"),
+    ({"task": "classification", "classes": ["a"], "preprocess": {"short_side": 200, "center_crop": 224}},
+     "preprocess.center_crop must be an integer from 8 to short_side (200), got 224"),
 ])
 def test_model_json_validation(data, message):
     with pytest.raises(ServingError) as caught:
