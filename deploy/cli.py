@@ -61,7 +61,8 @@ def main(verbose):
 @option("--model-dir", type=click.Path(exists=True, file_okay=False),
               help="A directory with exported weights and a model.json (e.g. models/shapes-detector).")
 @option("--classes", callback=_split_classes,
-              help="Comma-separated class names. With --zoo: reset a detector to this subset, reusing their weights; "
+              help="Comma-separated class names. Required with --symbol/--params (one per output class). "
+                   "With --zoo: reset a detector to this subset, reusing their weights; "
                    "name a classifier's outputs (with --no-pretrained: one output per name).")
 @option("--task", type=click.Choice(TASKS), default="detection", show_default=True,
               help="Task of the --symbol/--params network.")
