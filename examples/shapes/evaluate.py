@@ -80,7 +80,7 @@ def measure_latency(predict, batch_size: int, repeats: int = 10, seed: int = DET
     return median, batch_size / median
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--detector", "detector_dir", default=DETECTOR_DIR, show_default=True,
               type=click.Path(exists=True, file_okay=False))
 @click.option("--classifier", "classifier_dir", default=CLASSIFIER_DIR, show_default=True,

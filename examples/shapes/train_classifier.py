@@ -45,7 +45,7 @@ def predict_labels(net, images: np.ndarray, preprocess: Preprocess, batch_size: 
     return np.concatenate(outputs).argmax(axis=1)
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @training_options(DEFAULT_OUT, minutes=25.0, validation_images=500, seed=TRAIN_SEED, pool_items="Images")
 def main(out_dir, minutes, steps, batch_size, base_lr, pool_size, refresh, validation_images, seed):
     """Train the heatmap-supervised shapes classifier and export it (set OMP_NUM_THREADS to bound CPU use)."""

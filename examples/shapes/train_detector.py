@@ -68,7 +68,7 @@ def validation_map(net, preprocess: Preprocess, count: int, seed: int = VALIDATI
     return detection_average_precisions(predictions, truths, len(CLASSES))
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @training_options(DEFAULT_OUT, minutes=30.0, validation_images=300, seed=TRAIN_SEED, pool_items="Scenes")
 @click.option("--noise-background", "noise_probability", default=0.0, show_default=True,
               type=click.FloatRange(0, 1),
