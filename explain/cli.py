@@ -31,6 +31,7 @@ from .predictors import TransportConfig, build_predictor, parse_endpoint_map, re
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
+from .stop_signals import RunStopped, stop_on_signals
 from .workers import run_with_workers
 
 __all__ = ["main", "configure_logging", "kept_files_lines", "ENV_PREFIX", "VERBOSE_META"]
@@ -383,16 +384,33 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     if workers > 1 and shard is not None:
         raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
                                  ctx, _option_named(ctx, "workers"))
+    try:
+        with stop_on_signals():  # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does
+            summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
+    except RunStopped as stopped:
+        raise StoppedBySignal(stopped, out_dir) from None
+    _finish(summary, out_dir, allow_partial)
+
+
+class StoppedBySignal(click.ClickException):
+    """The run was stopped by SIGTERM or SIGHUP: one line, exit status 128 + the signal's number."""
+
+    def __init__(self, stopped: RunStopped, out_dir: Path) -> None:
+        super().__init__(f"stopped by {stopped.signal_name}; the images finished so far are kept in {out_dir}: "
+                         "run the same command again to resume")
+        self.exit_code = stopped.exit_status
+
+
+def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, transport: TransportConfig,
+         config: ExplainConfig, out_dir: Path, workers: int, run_options: RunOptions) -> dict:
+    """The run itself, with --workers processes or in this one; errors become click's."""
     if workers > 1:
         try:
-            summary = run_with_workers(images, endpoints, task, transport, config, out_dir,
-                                       workers, run_options)
+            return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options)
         except ConfigError as error:
             raise _usage_error(ctx, error) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
-        _finish(summary, out_dir, allow_partial)
-        return
     try:
         predictor = build_predictor(endpoints, task, transport)
     except ConfigError as error:
@@ -402,14 +420,13 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     try:
         # log lines above the progress bar, not inside it
         with logging_redirect_tqdm() if run_options.progress else contextlib.nullcontext():
-            summary = run_explanations(images, predictor, config, out_dir, run_options)
+            return run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     finally:
         predictor.close()
-    _finish(summary, out_dir, allow_partial)
 
 
 def _option_named(ctx: click.Context, name: str) -> click.Parameter:
