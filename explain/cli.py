@@ -27,6 +27,7 @@ from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
 from .clarify_dataset import dataset_sources
 from .config import BUILTIN_BASELINES, FOCUS_CHOICES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
+from .manifest import os_reason
 from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
@@ -411,6 +412,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
             raise _usage_error(ctx, error) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            raise _write_error(error, out_dir) from None
     try:
         predictor = build_predictor(endpoints, task, transport)
     except ConfigError as error:
@@ -425,8 +428,21 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
         raise _usage_error(ctx, error) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise _write_error(error, out_dir) from None
     finally:
         predictor.close()
+
+
+def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSError:
+    """A file error that stopped the run as one line: writing into --out (a full disk, a folder made
+    read-only meanwhile) names --out and the reason; an error without a file is raised as it is."""
+    if not error.filename:
+        return error
+    path = Path(os.fsdecode(error.filename))
+    if path == out_dir or out_dir in path.parents:
+        return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}")
+    return click.ClickException(f"{path}: {os_reason(error)}")
 
 
 def _option_named(ctx: click.Context, name: str) -> click.Parameter:

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 from .errors import OutDirBusyError
-from .manifest import manifest_name
+from .manifest import OutDirWriteError, manifest_name, os_reason
 
 try:
     import fcntl
@@ -45,7 +45,10 @@ class OutDirLock:
 
     def acquire(self) -> None:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:
+                raise OutDirWriteError(f"cannot write into --out {self.out_dir}: {os_reason(error)}") from None
             try:
                 _lock(fd)
             except OSError:

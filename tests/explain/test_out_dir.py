@@ -198,3 +198,75 @@ def test_only_a_stems_exact_heatmap_names_are_its_own(name, box_number):
     from explain.render import heatmap_box_number
 
     assert heatmap_box_number("x.png", name) == box_number
+
+
+
+def fake_endpoint_args(url, out, images):
+    return ["--endpoint", url, "--task", "detection", "--num-samples", "16", "--num-segments", "4", "--quiet",
+            "--out", out, images]
+
+
+def one_error_line(result):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    return line
+
+
+@pytest.fixture()
+def unwritable():
+    """Makes a folder unwritable even for root (chattr +i where chmod is not enough); undone afterwards."""
+    made = []
+
+    def make(folder):
+        folder.chmod(0o555)
+        made.append(folder)
+        try:
+            (folder / ".probe").touch()
+        except PermissionError:
+            return folder
+        (folder / ".probe").unlink()
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a folder unwritable here (root without chattr)")
+        return folder
+
+    yield make
+    for folder in made:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+def test_an_out_that_cannot_be_created_is_one_error_line(where, tmp_path):
+    from tests.fake_endpoint import FakeEndpoint
+
+    if where == "in /proc":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("no /proc")
+        out, reason = "/proc/clearsight-out", "No such file or directory"
+    else:
+        (tmp_path / "photo.png").write_bytes(b"not a folder")
+        out, reason = tmp_path / "photo.png" / "out", f"{tmp_path / 'photo.png'} is a file, not a folder"
+    with FakeEndpoint("detection") as endpoint:
+        result = cli(fake_endpoint_args(endpoint.url, out, scenes(tmp_path / "images")))
+    assert one_error_line(result) == f"Error: cannot create --out {out}: {reason}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("finished_first", [False, True])
+def test_an_out_that_cannot_be_written_is_one_error_line(finished_first, tmp_path, unwritable):
+    from tests.fake_endpoint import FakeEndpoint
+
+    out = tmp_path / "out"
+    images = scenes(tmp_path / "images")
+    with FakeEndpoint("detection") as endpoint:
+        if finished_first:
+            assert cli(fake_endpoint_args(endpoint.url, out, images)).exit_code == 0
+        else:
+            out.mkdir()
+        before = contents(out)
+        unwritable(out)
+        result = cli(fake_endpoint_args(endpoint.url, out, images))
+    assert one_error_line(result).startswith(f"Error: cannot write into --out {out}: ")
+    assert one_error_line(result).split(": ")[-1] in ("Permission denied", "Operation not permitted")
+    assert contents(out) == before
