@@ -200,6 +200,24 @@ def test_only_a_stems_exact_heatmap_names_are_its_own(name, box_number):
     assert heatmap_box_number("x.png", name) == box_number
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_every_output_honours_the_umask(umask, mode, tmp_path):
+    """analysis.json and the marker were 0600 (mkstemp) whatever the umask; the other outputs 0644."""
+    from explain import ExplainConfig
+    from explain.runner import RunOptions, run_explanations
+    from tests.explain.test_explainer import red_square_detector
+
+    previous = os.umask(umask)
+    try:
+        run_explanations([scenes(tmp_path / "images", 1) / "scene0.png"], red_square_detector,
+                         ExplainConfig(num_samples=16, num_segments=4), tmp_path / "out", RunOptions(progress=False))
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "out").iterdir()}
+    assert {"analysis.json", OUT_MARKER, "report.html", "manifest.jsonl"} <= set(modes)
+    assert modes == dict.fromkeys(modes, mode)
+
 
 def fake_endpoint_args(url, out, images):
     return ["--endpoint", url, "--task", "detection", "--num-samples", "16", "--num-segments", "4", "--quiet",
