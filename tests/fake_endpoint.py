@@ -127,9 +127,9 @@ class FakeEndpoint:
             scripted = self.status_script.pop(0) if self.status_script else None
             record = {"content_type": content_type, "accept": accept, "body_bytes": len(body),
                       "custom_attributes": attributes, "target_model": target_model,
-                      "authorization": handler.headers.get("Authorization"), "images": 0}
+                      "authorization": handler.headers.get("Authorization"), "path": handler.path, "images": 0}
             self.requests.append(record)
-        if handler.path != "/invocations":
+        if handler.path.split("?", 1)[0] != "/invocations":
             return self._error(handler, 404, f"no route {handler.path}")
         if self.hold is not None and self.hold():
             self.holding.set()

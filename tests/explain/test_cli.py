@@ -421,6 +421,24 @@ def test_endpoint_credentials_are_never_shown_or_stored(image_dir, tmp_path):
     assert bad.exit_code == 2 and "'ftp://scott:***@host/model'" in bad.output and "tiger" not in bad.output
 
 
+def test_an_endpoint_query_is_sent_after_the_path_and_never_shown_or_stored(image_dir, tmp_path):
+    """Review 6: ``?api_key=SECRET`` went before /invocations (404 for every image) and was printed."""
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url + "/?api_key=SECRET123") + FAST)
+        paths = {request["path"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    assert paths == {"/invocations?api_key=SECRET123"}
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["endpoint"] == endpoint.url + "/invocations?api_key=***"
+    written = "".join(path.read_text(errors="replace") for path in (tmp_path / "out").iterdir() if path.is_file())
+    assert "SECRET123" not in result.output + written
+
+    refused = run_cli(base_args(image_dir, tmp_path / "again", "http://127.0.0.1:9?api_key=SECRET123") + FAST
+                      + ["--max-retries", "0"])
+    assert refused.exit_code == 1 and "cannot connect to http://127.0.0.1:9/invocations?api_key=***" in refused.stderr
+    assert "SECRET123" not in refused.output
+
+
 # --------------------------------------------------------------------------------------
 # Logging: -v shows retries (INFO), the deprecated AWS variable is named
 # --------------------------------------------------------------------------------------
