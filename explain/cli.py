@@ -266,7 +266,8 @@ def _warn_deprecated_aws_endpoint() -> None:
              "model's class count (known for model folders, and for a classifier from its first answer) is "
              "an error.  [default: from the model if known]")
 @option("--labels", type=NameList(allow_file=False), default=None, metavar="a,b,c",
-        help="Classification: class names or ids to explain, a,b,c.  [default: the top class]")
+        help="Classification: class names or ids to explain, a,b,c (a class named twice, as circle,0, is "
+             "explained once).  [default: the top class]")
 @option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")
 @option("--target-error", type=float, default=None,
         help="Stop sampling early once every standard error is below this share of the "

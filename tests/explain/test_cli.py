@@ -342,6 +342,15 @@ def test_label_headers_too_short_for_a_detection_endpoints_classes_are_a_usage_e
     assert fitting.exit_code == 0, fitting.output
 
 
+def test_a_class_named_twice_in_labels_is_one_target(image_dir, tmp_path):
+    with FakeEndpoint("classification") as endpoint:  # 4 classes
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url, task="classification") + FAST
+                         + ["--labels", "c1,c3,1", "--label-headers", "c0,c1,c2,c3"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert [target["class_id"] for target in analysis["images"][0]["targets"]] == [1, 3]
+
+
 @pytest.mark.integration  # starts processes (no fixture says so)
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_settings_error_raised_in_a_worker_names_its_option(workers, image_dir, tmp_path):
