@@ -469,9 +469,15 @@ def _summary_text(summary: dict, out_dir: Path) -> str:
             f"{totals.get('skipped', 0)} already done, in {totals.get('seconds', 0.0):.1f} s",
             *_failure_lines(totals.get("failed") or []),
             f"results in {out_dir} (run without --shard to merge the report)"])
-    lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
-             f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
     resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
+    if resumed > 0 and resumed == totals.get("images", 0):  # a merge only, or a fully resumed run
+        lines = [f"{totals['images']} image(s), {totals.get('targets', 0)} target(s) with "
+                 f"{totals.get('model_calls', 0)} model calls, all explained by earlier runs "
+                 f"({totals.get('explain_seconds', 0.0):.1f} s of explaining); this run merged them in "
+                 f"{totals.get('seconds', 0.0):.1f} s"]
+    else:
+        lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
+                 f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
     if resumed > 0:
         lines.append(f"{resumed} image(s) were finished by an earlier run and skipped")
     lines += _failure_lines(totals.get("failed") or [])
