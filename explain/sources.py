@@ -211,7 +211,9 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
 
 def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
     """``sources`` with repeats of one location dropped, in order; raises ExplainError when two
-    different locations have the same key (they would write the same outputs)."""
+    different locations have the same key (they would write the same outputs), or keys whose
+    output stems differ only by case (``Cat.jpg`` and ``cat.jpg``: on a case-insensitive file
+    system, macOS's and Windows' defaults, their outputs would overwrite each other)."""
     unique: dict[str, ImageSource] = {}
     for source in sources:
         first = unique.setdefault(source.key, source)
@@ -221,4 +223,13 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
                 "(a file argument is known by its name, a folder's or a manifest's image by its path in "
                 "the folder or bucket) and would write the same outputs: rename one, or explain them in "
                 "separate runs with different --out")
+    by_folded_stem: dict[str, ImageSource] = {}
+    for source in unique.values():
+        first = by_folded_stem.setdefault(source.stem.casefold(), source)
+        if first is not source:
+            raise ExplainError(
+                f"{first.location!r} and {source.location!r} are images {first.key!r} and {source.key!r} of "
+                "this run, whose output names differ only by case: on a case-insensitive file system (macOS, "
+                "Windows) they would overwrite each other: rename one, or explain them in separate runs "
+                "with different --out")
     return list(unique.values())
