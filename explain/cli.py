@@ -27,10 +27,12 @@ from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
 from .clarify_dataset import dataset_sources
 from .config import BUILTIN_BASELINES, FOCUS_CHOICES, SEGMENTATION_METHODS, TASKS, ExplainConfig
 from .errors import ConfigError, ExplainError
+from .manifest import os_reason
 from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
+from .stop_signals import RunStopped, stop_on_signals
 from .workers import run_with_workers
 
 __all__ = ["main", "configure_logging", "kept_files_lines", "ENV_PREFIX", "VERBOSE_META"]
@@ -264,7 +266,8 @@ def _warn_deprecated_aws_endpoint() -> None:
              "model's class count (known for model folders, and for a classifier from its first answer) is "
              "an error.  [default: from the model if known]")
 @option("--labels", type=NameList(allow_file=False), default=None, metavar="a,b,c",
-        help="Classification: class names or ids to explain, a,b,c.  [default: the top class]")
+        help="Classification: class names or ids to explain, a,b,c (a class named twice, as circle,0, is "
+             "explained once).  [default: the top class]")
 @option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")
 @option("--target-error", type=float, default=None,
         help="Stop sampling early once every standard error is below this share of the "
@@ -383,16 +386,35 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     if workers > 1 and shard is not None:
         raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
                                  ctx, _option_named(ctx, "workers"))
+    try:
+        with stop_on_signals():  # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does
+            summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
+    except RunStopped as stopped:
+        raise StoppedBySignal(stopped, out_dir) from None
+    _finish(summary, out_dir, allow_partial)
+
+
+class StoppedBySignal(click.ClickException):
+    """The run was stopped by SIGTERM or SIGHUP: one line, exit status 128 + the signal's number."""
+
+    def __init__(self, stopped: RunStopped, out_dir: Path) -> None:
+        super().__init__(f"stopped by {stopped.signal_name}; the images finished so far are kept in {out_dir}: "
+                         "run the same command again to resume")
+        self.exit_code = stopped.exit_status
+
+
+def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, transport: TransportConfig,
+         config: ExplainConfig, out_dir: Path, workers: int, run_options: RunOptions) -> dict:
+    """The run itself, with --workers processes or in this one; errors become click's."""
     if workers > 1:
         try:
-            summary = run_with_workers(images, endpoints, task, transport, config, out_dir,
-                                       workers, run_options)
+            return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options)
         except ConfigError as error:
             raise _usage_error(ctx, error) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
-        _finish(summary, out_dir, allow_partial)
-        return
+        except OSError as error:
+            raise _write_error(error, out_dir) from None
     try:
         predictor = build_predictor(endpoints, task, transport)
     except ConfigError as error:
@@ -402,14 +424,26 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     try:
         # log lines above the progress bar, not inside it
         with logging_redirect_tqdm() if run_options.progress else contextlib.nullcontext():
-            summary = run_explanations(images, predictor, config, out_dir, run_options)
+            return run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise _write_error(error, out_dir) from None
     finally:
         predictor.close()
-    _finish(summary, out_dir, allow_partial)
+
+
+def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSError:
+    """A file error that stopped the run as one line: writing into --out (a full disk, a folder made
+    read-only meanwhile) names --out and the reason; an error without a file is raised as it is."""
+    if not error.filename:
+        return error
+    path = Path(os.fsdecode(error.filename))
+    if path == out_dir or out_dir in path.parents:
+        return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}")
+    return click.ClickException(f"{path}: {os_reason(error)}")
 
 
 def _option_named(ctx: click.Context, name: str) -> click.Parameter:
@@ -435,9 +469,15 @@ def _summary_text(summary: dict, out_dir: Path) -> str:
             f"{totals.get('skipped', 0)} already done, in {totals.get('seconds', 0.0):.1f} s",
             *_failure_lines(totals.get("failed") or []),
             f"results in {out_dir} (run without --shard to merge the report)"])
-    lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
-             f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
     resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
+    if resumed > 0 and resumed == totals.get("images", 0):  # a merge only, or a fully resumed run
+        lines = [f"{totals['images']} image(s), {totals.get('targets', 0)} target(s) with "
+                 f"{totals.get('model_calls', 0)} model calls, all explained by earlier runs "
+                 f"({totals.get('explain_seconds', 0.0):.1f} s of explaining); this run merged them in "
+                 f"{totals.get('seconds', 0.0):.1f} s"]
+    else:
+        lines = [f"explained {totals.get('images', 0)} image(s), {totals.get('targets', 0)} target(s) "
+                 f"with {totals.get('model_calls', 0)} model calls in {totals.get('seconds', 0.0):.1f} s"]
     if resumed > 0:
         lines.append(f"{resumed} image(s) were finished by an earlier run and skipped")
     lines += _failure_lines(totals.get("failed") or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,8 @@ __all__ = [
     "check_detections",
     "check_probabilities",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -160,7 +163,8 @@ def select_classification_targets(probabilities: np.ndarray,
 
     probabilities: (C,) of the unmasked image. Without ``labels`` the top class; with
     ``labels`` each name is looked up in ``label_headers`` (or read as an integer class
-    id when there are no headers). Returns (T,) int64. Raises ConfigError for unknown labels
+    id when there are no headers). A class named twice (``circle,0``) is explained once, where
+    it first appears, with a warning. Returns (T,) int64. Raises ConfigError for unknown labels
     and for ``label_headers`` that do not name C classes.
     """
     num_classes = len(probabilities)
@@ -178,4 +182,11 @@ def select_classification_targets(probabilities: np.ndarray,
         known = (f"one of {', '.join(label_headers)}" if label_headers is not None
                  else f"a class id in [0, {num_classes - 1}]")
         raise ConfigError(f"labels: {label!r} is not a known class; expected {known}", field="labels")
-    return np.array(class_ids, dtype=np.int64)
+    unique = list(dict.fromkeys(class_ids))
+    if len(unique) < len(class_ids):
+        named = {class_id: [label for label, other in zip(labels, class_ids, strict=True) if other == class_id]
+                 for class_id in unique}
+        twice = "; ".join(f"{', '.join(map(repr, names))} are class {class_id}"
+                          for class_id, names in named.items() if len(names) > 1)
+        logger.warning("labels name a class more than once (%s): each class is explained once", twice)
+    return np.array(unique, dtype=np.int64)

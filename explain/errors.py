@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["ExplainError", "ConfigError", "UnknownSettingError", "PredictorError", "EndpointUnavailableError"]
+__all__ = ["ExplainError", "ConfigError", "UnknownSettingError", "PredictorError", "EndpointUnavailableError",
+           "OutDirBusyError"]
 
 
 class ExplainError(Exception):
@@ -32,3 +33,7 @@ class PredictorError(ExplainError):
 
 class EndpointUnavailableError(PredictorError):
     """An endpoint kept failing with retriable errors (no answer, throttling, 5xx); another may answer."""
+
+
+class OutDirBusyError(ExplainError):
+    """Another run is writing into the same --out (same manifest) right now."""

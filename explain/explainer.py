@@ -20,7 +20,7 @@ from .detection import (
 )
 from .errors import ExplainError
 from .feature_masks import check_segment_map
-from .kernel_shap import kernel_shap
+from .kernel_shap import determining_samples, kernel_shap
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
@@ -246,6 +246,13 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     if config.refine_fraction > 0 and not own_segments:
         if coarse_segments < config.max_segments:
             coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
+            needed = determining_samples(coarse_segments)
+            if coarse_budget < needed:  # the coarse values first: refinement cannot split undetermined ones
+                logger.info("the coarse fit of %d segments needs %d model calls and --refine-fraction %g "
+                            "left it %d: it gets %d of the %d, refinement %d", coarse_segments, needed,
+                            config.refine_fraction, coarse_budget, min(needed, config.num_samples),
+                            config.num_samples, max(0, config.num_samples - needed))
+                coarse_budget = min(needed, config.num_samples)
         else:  # nothing may be split: the refinement's share would go unspent
             logger.warning("the segmentation gave %d segments, max_segments is %d: no refinement, "
                            "all %d samples go to the segments as they are", coarse_segments,

@@ -9,6 +9,7 @@ same pixels, and so is a ``--baseline`` file.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from .errors import ExplainError
 
 __all__ = ["MAX_IMAGE_PIXELS", "decode_image", "load_image"]
 
+logger = logging.getLogger(__name__)
+
 # What explain decodes: the formats of the wire contract, through Pillow's PNG and JPEG readers
 # only (its GIF, TIFF, EPS, ... readers are never reached with untrusted files).
 _READERS = (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile)
@@ -31,6 +34,11 @@ MAX_IMAGE_PIXELS = 40_000_000
 # Some libraries (gluoncv) switch Pillow's truncated-image loading on for the whole process; while
 # explain decodes, it is off (images in flight decode one at a time under this lock).
 _STRICT_LOADING = threading.Lock()
+# EXIF's Orientation tag, and how a viewer turns the stored pixels for each value other than 1
+_EXIF_ORIENTATION = 0x0112
+_ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "mirrored upside down",
+                 5: "mirrored and rotated 90 degrees", 6: "rotated 90 degrees clockwise",
+                 7: "mirrored and rotated 270 degrees", 8: "rotated 90 degrees counter-clockwise"}
 
 
 def _open(data: bytes) -> Image.Image | None:
@@ -41,6 +49,24 @@ def _open(data: bytes) -> Image.Image | None:
         except SyntaxError:  # Pillow's "not a PNG file" / "not a JPEG file"
             continue
     return None
+
+
+def _warn_if_rotated(opened: Image.Image, location: str) -> None:
+    """Log a warning when the image carries an EXIF Orientation other than 1 (as stored).
+
+    Its pixels are explained as stored, as the endpoint decodes them (mxnet's decoder, as GluonCV
+    uses it, ignores the tag; OpenCV's and photo viewers apply it): a phone photo then lies on its
+    side in the report, and the model saw it that way.
+    """
+    try:
+        orientation = opened.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block says nothing about orientation
+        return
+    if isinstance(orientation, int) and orientation in _ORIENTATIONS:
+        logger.warning("%s carries EXIF Orientation %d (viewers show it %s): it is explained as stored, the way the endpoint "
+                       "decodes it (mxnet ignores the tag), not as photo viewers show it; to explain it "
+                       "upright, rotate its pixels first (e.g. PIL.ImageOps.exif_transpose)",
+                       location, orientation, _ORIENTATIONS[orientation])
 
 
 def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -63,9 +89,11 @@ def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS)
             with _STRICT_LOADING:
                 tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
                 try:
-                    return np.array(rgb_pixels(opened), dtype=np.uint8)  # a writable copy
+                    pixels = np.array(rgb_pixels(opened), dtype=np.uint8)  # a writable copy
                 finally:
                     ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+            _warn_if_rotated(opened, location)  # once decoded: a PNG's EXIF may follow its pixels
+            return pixels
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         # OSError: truncated or corrupt data; the others: Pillow's parsers on malformed headers
         raise ExplainError(f"cannot read image {location!r}: {error}") from None

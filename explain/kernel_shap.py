@@ -98,6 +98,7 @@ from .tree_surrogate import cross_fitted_surrogates
 
 __all__ = [
     "ShapResult",
+    "determining_samples",
     "kernel_shap",
     "exact_shapley_values",
     "size_kernel_mass",
@@ -198,6 +199,14 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
     return values, np.stack([fit.standard_errors for fit in fits]), tuple(len(fit.terms) for fit in fits)
 
 
+def determining_samples(num_features: int) -> int:
+    """The fewest model calls that determine ``num_features`` Shapley values: 2S + 2, or 2**S when fewer.
+
+    Below it ``kernel_shap`` returns the minimum-norm fit with unknown (NaN) standard errors.
+    """
+    return min(2 * num_features + 2, 2**min(num_features, 62))
+
+
 def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
                 num_samples: int, rng: np.random.Generator,
                 target_error: float | None = None, *, tree_surrogate: bool = True,
@@ -233,7 +242,7 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
         return ShapResult(values, np.zeros_like(values), base_values, full_values, 2, True, True,
                           (1,) * num_outputs)
 
-    underdetermined = num_samples < min(2 * num_features + 2, 2**min(num_features, 62))
+    underdetermined = num_samples < determining_samples(num_features)
     if underdetermined:
         logger.warning("%d model calls cannot determine %d Shapley values (Kernel SHAP needs at least "
                        "2 x %d + 2 = %d): the values are the minimum-norm fit and their standard errors "

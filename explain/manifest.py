@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path, PurePosixPath
 
 from .errors import ConfigError, ExplainError
@@ -22,6 +22,7 @@ __all__ = [
     "OUT_MARKER",
     "RUN_FILES",
     "ManifestWriter",
+    "OutDirWriteError",
     "SettingsChangedError",
     "atomic_write_bytes",
     "check_settings",
@@ -31,6 +32,7 @@ __all__ = [
     "latest_entries",
     "manifest_name",
     "manifest_run",
+    "os_reason",
     "read_manifests",
     "remove_run_files",
     "run_manifest_tag",
@@ -52,6 +54,10 @@ RUN_FILES = ("analysis.json", "report.html")
 
 class SettingsChangedError(ExplainError):
     """The output directory holds results computed with other settings."""
+
+
+class OutDirWriteError(ExplainError):
+    """--out cannot be created, read or written (a file in its path, no permission, a read-only file system)."""
 
 
 def manifest_name(tag: str = "") -> str:
@@ -91,9 +97,13 @@ def settings_digest(settings: dict) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace.
+
+    The file gets the mode every other output gets (0666 less the umask), not mkstemp's 0600:
+    analysis.json is read by whoever may read the report.
+    """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -103,6 +113,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new ``.<name>.<random>.tmp`` beside ``path``, opened for writing with mode 0666 less the umask."""
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), temporary
+        except FileExistsError:
+            continue
 
 
 def _not_ours(out_dir: Path, what: str, remedy: str) -> ConfigError:
@@ -196,11 +216,17 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise _not_ours(out_dir, "is a file", "give a folder (new, empty or made by clearsight) as --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutDirWriteError(f"cannot create --out {out_dir}: {_creation_problem(out_dir, error)}") from None
     marker = out_dir / OUT_MARKER
     if marker.is_file():
         return
-    present = sorted(path.name for path in out_dir.iterdir())
+    try:
+        present = sorted(path.name for path in out_dir.iterdir())
+    except OSError as error:
+        raise OutDirWriteError(f"cannot read --out {out_dir}: {os_reason(error)}") from None
     manifests = sorted(out_dir.glob(MANIFEST_GLOB))
     earlier_run = bool(manifests) and all(_is_clearsight_manifest(path) for path in manifests)
     if present and not earlier_run:
@@ -216,7 +242,23 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
     now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - datetime.UTC needs Python 3.11; explain runs on 3.10
     stamp = {"tool": "clearsight", "created": now.isoformat(timespec="seconds"),
              "note": "clearsight writes and deletes only its own files in this folder"}
-    atomic_write_bytes(marker, (json.dumps(stamp) + "\n").encode("utf-8"))
+    try:
+        atomic_write_bytes(marker, (json.dumps(stamp) + "\n").encode("utf-8"))
+    except OSError as error:
+        raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
+
+
+def os_reason(error: OSError) -> str:
+    """What an OSError says went wrong, without its path: ``Permission denied``, ``Read-only file system``."""
+    return error.strerror or str(error) or type(error).__name__
+
+
+def _creation_problem(out_dir: Path, error: OSError) -> str:
+    """Why ``out_dir`` could not be made: a file where a parent folder should be, or the OS's reason."""
+    for parent in out_dir.parents:
+        if parent.exists():
+            return os_reason(error) if parent.is_dir() else f"{parent} is a file, not a folder"
+    return os_reason(error)
 
 
 def _plain_file_name(name: object) -> bool:

@@ -123,7 +123,12 @@ FOCUS = {
 
 
 def build_run_summary(config, image_summaries: list[dict], seconds: float) -> dict:
-    """The analysis.json document of a run: settings, estimator, one entry per image, totals."""
+    """The analysis.json document of a run: settings, estimator, one entry per image, totals.
+
+    ``totals.seconds`` is this run's wall-clock time; ``totals.explain_seconds`` the images' own
+    explaining times summed, whichever run explained them (a run that only merged, or resumed
+    everything, took a moment; the values took ``explain_seconds``).
+    """
     return {
         "version": 1,
         "tool": "clearsight.explain",
@@ -142,8 +147,23 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
             "targets": sum(len(item["targets"]) for item in image_summaries),
             "model_calls": sum(item["model_calls"] for item in image_summaries),
             "seconds": seconds,
+            "explain_seconds": sum(float(item.get("timings", {}).get("total_s", 0.0)) for item in image_summaries),
         },
     }
+
+
+def _time_sentence(totals: dict) -> str:
+    """How long the values took, and how much of it this run: ``12.3 s`` or ``12.3 s of explaining, by
+    earlier runs (this run merged them in 0.0 s)``."""
+    seconds = float(totals.get("seconds", 0.0))
+    explain_seconds = float(totals.get("explain_seconds", seconds))
+    explained_now = totals.get("explained_now", totals.get("images", 0))
+    if explained_now >= totals.get("images", 0):
+        return f"{seconds:.1f} s"
+    if explained_now == 0:
+        return f"{explain_seconds:.1f} s of explaining, all by earlier runs (this run merged them in {seconds:.1f} s)"
+    return (f"{explain_seconds:.1f} s of explaining; {explained_now} image(s) by this run, in {seconds:.1f} s, "
+            "the others by earlier runs")
 
 
 def write_analysis(summary: dict, path: Path) -> None:
@@ -429,7 +449,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
     body = [
         "<h1>clearsight explanation report</h1>",
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
-        f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s.</p>",
+        f"{totals['model_calls']} model calls, {_time_sentence(totals)}.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
         "lower it; the numbers on the heatmaps are the segment numbers of the tables. Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "

@@ -40,6 +40,7 @@ from .manifest import (
     settings_digest,
     sha256_bytes,
 )
+from .out_lock import OutDirLock
 from .render import (
     classification_file_name,
     heatmap_box_number,
@@ -312,7 +313,8 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     that fails (FAILURE_KINDS: it cannot be read or decoded, the endpoint rejects it, ...)
     is recorded in the manifest with its reason and the run goes on; the summary lists it
     under ``totals.failed``. What stops a run: an endpoint that stays unavailable after the
-    retries, a settings error, a write error, Ctrl-C. When no image of the run could be
+    retries, a settings error, a write error, Ctrl-C; and before it starts, another run
+    writing the same manifest in ``out_dir`` (OutDirBusyError). When no image of the run could be
     explained, the merge raises ExplainError instead of writing an empty report. Returns the
     merged analysis summary (``merge``, the same as analysis.json, with the predictor's
     request counters under ``predictor``) or this process's counts (``failed`` included).
@@ -330,6 +332,15 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
         raise ExplainError("no images to explain")
     out_dir = Path(out_dir)
     started = time.perf_counter()
+    tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
+    claim_out_dir(out_dir, options.allow_non_empty_out)
+    with OutDirLock(out_dir, tag):  # no other run of this manifest writes here meanwhile (OutDirBusyError)
+        return _run_locked(sources, predict, config, out_dir, options, started, tag)
+
+
+def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainConfig, out_dir: Path,
+                options: RunOptions, started: float, tag: str) -> dict:
+    """run_explanations once --out is claimed and locked."""
     entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
     settings = config.to_dict()
     digest = settings_digest(settings)
@@ -340,7 +351,6 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
                             options.retry_failed)]
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
-    tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
     writer = ManifestWriter(out_dir / manifest_name(tag))
     explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
                              _earlier_files(entries))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from .manifest import sha256_bytes
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "unique_sources", "output_stem",
            "ENDPOINT_URL_ENV"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Deprecated (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which boto3 reads itself): still honoured.
@@ -147,8 +150,34 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
     return sorted(sources, key=lambda source: source.key)
 
 
+def _folder_images(folder: Path) -> list[Path]:
+    """The jpg/jpeg/png files under ``folder``, sorted; symlinked sub-folders are searched too.
+
+    Each folder is searched once: a symlink back to a folder already searched (a loop, or a second
+    link to the same folder) is skipped with a warning naming it. Sub-folders are visited in name
+    order, so which path of a folder reached twice counts is the same on every run.
+    """
+    found = []
+    searched = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        folders.sort()
+        try:
+            status = os.stat(root)
+        except OSError:
+            continue
+        if (status.st_dev, status.st_ino) in searched:
+            logger.warning("%s is a folder already searched (through a symlink); its images are counted once",
+                           root)
+            folders[:] = []
+            continue
+        searched.add((status.st_dev, status.st_ino))
+        found += [Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(item for item in found if item.is_file())
+
+
 def collect_sources(arguments: list[str]) -> list[ImageSource]:
-    """Image files, folders (searched recursively for jpg/jpeg/png) and s3://bucket/prefix URLs.
+    """Image files, folders (searched recursively for jpg/jpeg/png, symlinked sub-folders included,
+    each folder once) and s3://bucket/prefix URLs.
 
     S3 calls use boto3's usual settings (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL send them to
     another server); the deprecated CLEARSIGHT_AWS_ENDPOINT_URL still does when set. Raises ExplainError for a
@@ -168,8 +197,7 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
             continue
         path = Path(argument)
         if path.is_dir():
-            found = sorted(item for item in path.rglob("*")
-                           if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES)
+            found = _folder_images(path)
             if not found:
                 raise ExplainError(f"no {'/'.join(IMAGE_SUFFIXES)} files in directory {argument!r}")
             for item in found:
@@ -183,7 +211,9 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
 
 def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
     """``sources`` with repeats of one location dropped, in order; raises ExplainError when two
-    different locations have the same key (they would write the same outputs)."""
+    different locations have the same key (they would write the same outputs), or keys whose
+    output stems differ only by case (``Cat.jpg`` and ``cat.jpg``: on a case-insensitive file
+    system, macOS's and Windows' defaults, their outputs would overwrite each other)."""
     unique: dict[str, ImageSource] = {}
     for source in sources:
         first = unique.setdefault(source.key, source)
@@ -193,4 +223,13 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
                 "(a file argument is known by its name, a folder's or a manifest's image by its path in "
                 "the folder or bucket) and would write the same outputs: rename one, or explain them in "
                 "separate runs with different --out")
+    by_folded_stem: dict[str, ImageSource] = {}
+    for source in unique.values():
+        first = by_folded_stem.setdefault(source.stem.casefold(), source)
+        if first is not source:
+            raise ExplainError(
+                f"{first.location!r} and {source.location!r} are images {first.key!r} and {source.key!r} of "
+                "this run, whose output names differ only by case: on a case-insensitive file system (macOS, "
+                "Windows) they would overwrite each other: rename one, or explain them in separate runs "
+                "with different --out")
     return list(unique.values())

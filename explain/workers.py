@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,24 +15,54 @@ from serving.contract import redact_url
 
 from .config import ExplainConfig
 from .manifest import claim_out_dir
+from .out_lock import OutDirLock
 from .predictors import PredictorStats, TransportConfig, build_predictor
 from .runner import RunOptions, merge_outputs, prepare_out_dir, run_explanations
 from .sharding import Shard
+from .stop_signals import RunStopped, exit_when_parent_exits, stop_on_signals
 
 __all__ = ["run_with_workers"]
 
 logger = logging.getLogger(__name__)
 
+# Seconds the workers get to clean up (their predictors, an extracted model) after SIGTERM before SIGKILL.
+STOP_GRACE_SECONDS = 10.0
+
 
 def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transport: TransportConfig,
-            config: ExplainConfig, out_dir: str, images_in_flight: int, retry_failed: bool) -> dict:
-    """One worker process: its own predictor(s), shard ``shard``, its own manifest file."""
+            config: ExplainConfig, out_dir: str, images_in_flight: int, retry_failed: bool, parent: int) -> dict:
+    """One worker process: its own predictor(s), shard ``shard``, its own manifest file.
+
+    SIGTERM or SIGHUP (from the parent stopping, or sent by the worker itself once its parent
+    is gone) closes the predictor (removing an extracted model) and ends the process at once,
+    its image threads with it; finished images stay in the shard's manifest.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with build_predictor(endpoints, task, transport) as predictor:
-        options = RunOptions(images_in_flight=images_in_flight, shard=shard, retry_failed=retry_failed,
-                             merge=False, progress=False)
-        counts = run_explanations(sources, predictor, config, out_dir, options)
+    try:
+        with stop_on_signals(), exit_when_parent_exits(parent):
+            with build_predictor(endpoints, task, transport) as predictor:
+                options = RunOptions(images_in_flight=images_in_flight, shard=shard, retry_failed=retry_failed,
+                                     merge=False, progress=False)
+                counts = run_explanations(sources, predictor, config, out_dir, options)
+    except RunStopped as stopped:
+        logging.shutdown()
+        os._exit(stopped.exit_status)  # not the pool's loop: nobody is left to give it work or a result
     return {**counts, "shard": shard.name}
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM every worker process of ``pool``, then SIGKILL those still running after the grace time."""
+    # ProcessPoolExecutor has no public way to end running workers before Python 3.14 (terminate_workers)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 def run_with_workers(sources: list, endpoints: list[str], task: str, transport: TransportConfig,
@@ -46,29 +77,41 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    # --out is claimed (and --restart applied) once, before any worker starts; each worker checks
-    # the settings with the class names its predictor knows
+    # --out is claimed, locked (the run's own manifest; each worker locks its shard's) and --restart
+    # applied once, before any worker starts; each worker checks the settings with the class names
+    # its predictor knows
+    claim_out_dir(out_dir, options.allow_non_empty_out)
+    with OutDirLock(out_dir):
+        return _run_locked(sources, endpoints, task, transport, config, out_dir, workers, options, started)
+
+
+def _run_locked(sources: list, endpoints: list[str], task: str, transport: TransportConfig,
+                config: ExplainConfig, out_dir: Path, workers: int, options: RunOptions, started: float) -> dict:
+    """run_with_workers once --out is claimed and locked.
+
+    Any exception here (a worker's error, Ctrl-C, RunStopped from SIGTERM or SIGHUP) stops the
+    other workers before it propagates: none goes on writing into --out on its own.
+    """
     if options.restart:
         prepare_out_dir(out_dir, config, True, options.allow_non_empty_out)
-    else:
-        claim_out_dir(out_dir, options.allow_non_empty_out)
     context = multiprocessing.get_context("spawn")
     results = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
         futures = [pool.submit(_worker, Shard(index, workers), sources, endpoints, task, transport,
-                               config, str(out_dir), options.images_in_flight, options.retry_failed)
+                               config, str(out_dir), options.images_in_flight, options.retry_failed, os.getpid())
                    for index in range(workers)]
-        try:
-            for future in as_completed(futures):
-                result = future.result()
-                results.append(result)
-                if options.progress:
-                    print(f"{result['shard']}: explained {result['explained']}, skipped "
-                          f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            if options.progress:
+                print(f"{result['shard']}: explained {result['explained']}, skipped "
+                      f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
+    except BaseException:
+        _stop_workers(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     label_headers = next((item["label_headers"] for item in results if item["label_headers"]), None)
     if config.label_headers is None and label_headers:
         config = replace(config, label_headers=tuple(label_headers))

@@ -188,31 +188,49 @@ def request_headers(content_type, accept, custom_attributes=None):
 def invocations_url(url):
     """``http://127.0.0.1:8080`` (or the full ``.../invocations`` URL) -> ``http://127.0.0.1:8080/invocations``.
 
-    Raises ValueError for anything but an http(s) URL with a host.
+    A query string stays after the path (``http://gw/prod?api_key=K`` -> ``http://gw/prod/invocations?api_key=K``:
+    API gateways take keys there). Raises ValueError for anything but an http(s) URL with a host.
     """
     parsed = urlsplit(url) if isinstance(url, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError("endpoint URL must look like http://HOST:PORT, got %r" % (redact_url(url),))
-    url = url.rstrip("/")
-    return url if url.endswith("/invocations") else url + "/invocations"
+    path = parsed.path.rstrip("/")
+    if not path.endswith("/invocations"):
+        path += "/invocations"
+    return urlunsplit((parsed.scheme, parsed.netloc, path, parsed.query, parsed.fragment))
 
 
 def redact_url(url):
-    """A URL as it may be shown or stored: the password of ``user:password@`` replaced by ``***``.
+    """A URL as it may be shown or stored: passwords and query values replaced by ``***``.
 
     ``http://user:secret@host:8080/x`` -> ``http://user:***@host:8080/x``; a lone user part
-    (``http://TOKEN@host``, often a token) becomes ``***``. Anything without credentials
-    (other URLs, ``sagemaker:NAME``, paths) comes back as it is.
+    (``http://TOKEN@host``, often a token) becomes ``***``; every query value too
+    (``?api_key=K&stage=prod`` -> ``?api_key=***&stage=***``; a bare ``?TOKEN`` -> ``?***``),
+    as gateways take keys there. Anything without credentials or a query (other URLs,
+    ``sagemaker:NAME``, paths) comes back as it is.
     """
-    if not isinstance(url, str) or "@" not in url:
+    if not isinstance(url, str) or ("@" not in url and "?" not in url):
         return url
     parsed = urlsplit(url)
-    if "@" not in parsed.netloc:
+    if "@" not in parsed.netloc and not parsed.query:
         return url
-    userinfo, _, host = parsed.netloc.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    hidden = "%s:***" % user if colon else "***"
-    return urlunsplit((parsed.scheme, "%s@%s" % (hidden, host), parsed.path, parsed.query, parsed.fragment))
+    netloc = parsed.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = "%s@%s" % ("%s:***" % user if colon else "***", host)
+    return urlunsplit((parsed.scheme, netloc, parsed.path, _redact_query(parsed.query), parsed.fragment))
+
+
+def _redact_query(query):
+    """``a=1&b=2`` -> ``a=***&b=***``; a parameter without ``=`` is all value (``TOKEN`` -> ``***``)."""
+    if not query:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        parts.append("%s=***" % name if equals else ("***" if part else part))
+    return "&".join(parts)
 
 
 # --- responses ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,14 @@ def fake_model(batch: np.ndarray, task: str) -> list[np.ndarray]:
     if task == "detection":
         return [fake_detections(image) for image in batch]
     return [fake_probabilities(image) for image in batch]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away mid-request (a stopped run, a killed worker) is no error worth a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeEndpoint:
@@ -74,7 +83,7 @@ class FakeEndpoint:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 endpoint._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -118,9 +127,9 @@ class FakeEndpoint:
             scripted = self.status_script.pop(0) if self.status_script else None
             record = {"content_type": content_type, "accept": accept, "body_bytes": len(body),
                       "custom_attributes": attributes, "target_model": target_model,
-                      "authorization": handler.headers.get("Authorization"), "images": 0}
+                      "authorization": handler.headers.get("Authorization"), "path": handler.path, "images": 0}
             self.requests.append(record)
-        if handler.path != "/invocations":
+        if handler.path.split("?", 1)[0] != "/invocations":
             return self._error(handler, 404, f"no route {handler.path}")
         if self.hold is not None and self.hold():
             self.holding.set()

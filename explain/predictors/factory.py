@@ -116,7 +116,7 @@ def resolve_endpoint_names(endpoints: Sequence[str], endpoint_map: Mapping[str, 
     for endpoint in endpoints:
         name = endpoint.strip()[len(SAGEMAKER_PREFIX):] if endpoint.strip().startswith(SAGEMAKER_PREFIX) else None
         if name is not None and name in endpoint_map:
-            logger.info("endpoint %s resolves to %s (endpoint map)", name, endpoint_map[name])
+            logger.info("endpoint %s resolves to %s (endpoint map)", name, redact_url(endpoint_map[name]))
             resolved.append(endpoint_map[name])
         else:
             resolved.append(endpoint)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import requests
 
 from serving.contract import (
@@ -84,8 +86,12 @@ class HttpConnection:
         return response.content, response.headers.get("Content-Type", self.transport.accept)
 
     def _scrub(self, error: BaseException) -> str:
-        """An error's text with the URL as shown (requests may quote the URL it was given)."""
-        return str(error).replace(self.url, self.shown_url)
+        """An error's text with the URL as shown (requests quotes the URL it was given, or its path and query)."""
+        text = str(error).replace(self.url, self.shown_url)
+        target, shown_target = (urlsplit(url) for url in (self.url, self.shown_url))
+        if target.query:
+            text = text.replace(f"{target.path}?{target.query}", f"{shown_target.path}?{shown_target.query}")
+        return text
 
     def close(self) -> None:
         self.session.close()

@@ -54,12 +54,19 @@ class InProcessConnection:
         self.source = str(path)
         self._extracted: tempfile.TemporaryDirectory | None = None
         self._forward_lock = threading.Lock()  # one forward pass at a time (Gluon blocks are not thread-safe)
+        try:
+            self._load(path)
+        except BaseException:  # a bad archive, Ctrl-C or SIGTERM while loading: no extracted copy stays behind
+            self.close()
+            raise
+
+    def _load(self, path: Path) -> None:
+        """Extract ``path`` when it is an archive, then load the model with the handler's model_fn."""
         if path.is_file():
             self._extracted = tempfile.TemporaryDirectory(prefix="clearsight-model-")
             try:
                 extract_tar_gz(path, self._extracted.name)
             except ArchiveError as error:
-                self.close()
                 raise PredictorError(f"cannot extract {path}: {error.message}") from None
             path = Path(self._extracted.name)
         self.model_dir = path
@@ -67,7 +74,6 @@ class InProcessConnection:
             # mxnet is heavy and only the in-process transport needs it: imported here, not at the top
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
-            self.close()
             raise PredictorError(f"cannot import serving.handler to run the model in process: {error} "
                                  "(pip install 'clearsight[serve]' adds mxnet; or explain against an endpoint "
                                  "serving it)") from None
@@ -75,7 +81,6 @@ class InProcessConnection:
         try:
             self.model = model_fn(str(self.model_dir))
         except Exception as error:  # the handler's own errors carry a message meant for users
-            self.close()
             raise PredictorError(f"cannot load the model from {self.source}: "
                                  f"{_message(error, with_status=False)}") from None
         limits = getattr(self.model, "limits", None)

@@ -342,6 +342,15 @@ def test_label_headers_too_short_for_a_detection_endpoints_classes_are_a_usage_e
     assert fitting.exit_code == 0, fitting.output
 
 
+def test_a_class_named_twice_in_labels_is_one_target(image_dir, tmp_path):
+    with FakeEndpoint("classification") as endpoint:  # 4 classes
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url, task="classification") + FAST
+                         + ["--labels", "c1,c3,1", "--label-headers", "c0,c1,c2,c3"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert [target["class_id"] for target in analysis["images"][0]["targets"]] == [1, 3]
+
+
 @pytest.mark.integration  # starts processes (no fixture says so)
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_settings_error_raised_in_a_worker_names_its_option(workers, image_dir, tmp_path):
@@ -419,6 +428,24 @@ def test_endpoint_credentials_are_never_shown_or_stored(image_dir, tmp_path):
     assert "tiger-s3cret" not in refused.output
     bad = run_cli(base_args(image_dir, tmp_path / "bad", "ftp://scott:tiger-s3cret@host/model"))
     assert bad.exit_code == 2 and "'ftp://scott:***@host/model'" in bad.output and "tiger" not in bad.output
+
+
+def test_an_endpoint_query_is_sent_after_the_path_and_never_shown_or_stored(image_dir, tmp_path):
+    """Review 6: ``?api_key=SECRET`` went before /invocations (404 for every image) and was printed."""
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url + "/?api_key=SECRET123") + FAST)
+        paths = {request["path"] for request in endpoint.requests}
+    assert result.exit_code == 0, result.output
+    assert paths == {"/invocations?api_key=SECRET123"}
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["predictor"]["endpoint"] == endpoint.url + "/invocations?api_key=***"
+    written = "".join(path.read_text(errors="replace") for path in (tmp_path / "out").iterdir() if path.is_file())
+    assert "SECRET123" not in result.output + written
+
+    refused = run_cli(base_args(image_dir, tmp_path / "again", "http://127.0.0.1:9?api_key=SECRET123") + FAST
+                      + ["--max-retries", "0"])
+    assert refused.exit_code == 1 and "cannot connect to http://127.0.0.1:9/invocations?api_key=***" in refused.stderr
+    assert "SECRET123" not in refused.output
 
 
 # --------------------------------------------------------------------------------------

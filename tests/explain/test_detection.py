@@ -67,6 +67,17 @@ def test_classification_targets():
         select_classification_targets(probabilities, ("5",))
 
 
+def test_a_class_named_twice_is_explained_once(caplog):
+    """Review 6: --labels circle,0 explained class 0 twice (two identical targets in analysis.json)."""
+    probabilities = np.array([0.1, 0.7, 0.2])
+    headers = ("circle", "square", "triangle")
+    with caplog.at_level("WARNING", logger="explain.detection"):
+        targets = select_classification_targets(probabilities, ("circle", "2", "0", "triangle"), headers)
+    assert targets.tolist() == [0, 2]
+    assert ("labels name a class more than once ('circle', '0' are class 0; '2', 'triangle' are class 2): "
+            "each class is explained once") in caplog.text
+
+
 @pytest.mark.parametrize("label_headers, classes, message", [
     (("cat", "dog"), 3, "label_headers has 2 name(s) (cat, dog) but the model returns 3 class scores; give one "
                         "name per class, in class-id order"),

@@ -90,3 +90,22 @@ def test_a_16_bit_baseline_file_keeps_its_high_byte(tmp_path):
     image = np.zeros((32, 32, 3), dtype=np.uint8)
     baseline = make_baseline(image, str(path), np.random.default_rng(0))
     np.testing.assert_array_equal(baseline[:, :, 1], (RAMP >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG"])
+def test_an_exif_orientation_is_not_applied_and_is_named(image_format, caplog):
+    """Review 6: a phone photo stored sideways (Orientation 6) is explained as stored, as the endpoint
+    (mxnet) decodes it, and a warning names the image (decoded once per run)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 32, 3), dtype=np.uint8))
+    sideways = saved(stored, image_format, exif=exif)
+    with caplog.at_level("WARNING", logger="explain.images"):
+        pixels = decode_image(sideways, "phone.jpg")
+        decode_image(saved(stored, image_format), "plain.jpg")
+    assert pixels.shape == (20, 32, 3)
+    assert pixels.shape == decode_images(sideways, "image/png" if image_format == "PNG" else "image/jpeg",
+                                       10 ** 7, 10 ** 8)[0].shape
+    (record,) = caplog.records
+    assert record.getMessage().startswith("phone.jpg carries EXIF Orientation 6 (viewers show it rotated 90 "
+                                          "degrees clockwise): it is explained as stored")

@@ -198,3 +198,93 @@ def test_only_a_stems_exact_heatmap_names_are_its_own(name, box_number):
     from explain.render import heatmap_box_number
 
     assert heatmap_box_number("x.png", name) == box_number
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_every_output_honours_the_umask(umask, mode, tmp_path):
+    """analysis.json and the marker were 0600 (mkstemp) whatever the umask; the other outputs 0644."""
+    from explain import ExplainConfig
+    from explain.runner import RunOptions, run_explanations
+    from tests.explain.test_explainer import red_square_detector
+
+    previous = os.umask(umask)
+    try:
+        run_explanations([scenes(tmp_path / "images", 1) / "scene0.png"], red_square_detector,
+                         ExplainConfig(num_samples=16, num_segments=4), tmp_path / "out", RunOptions(progress=False))
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "out").iterdir()}
+    assert {"analysis.json", OUT_MARKER, "report.html", "manifest.jsonl"} <= set(modes)
+    assert modes == dict.fromkeys(modes, mode)
+
+
+def fake_endpoint_args(url, out, images):
+    return ["--endpoint", url, "--task", "detection", "--num-samples", "16", "--num-segments", "4", "--quiet",
+            "--out", out, images]
+
+
+def one_error_line(result):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    return line
+
+
+@pytest.fixture()
+def unwritable():
+    """Makes a folder unwritable even for root (chattr +i where chmod is not enough); undone afterwards."""
+    made = []
+
+    def make(folder):
+        folder.chmod(0o555)
+        made.append(folder)
+        try:
+            (folder / ".probe").touch()
+        except PermissionError:
+            return folder
+        (folder / ".probe").unlink()
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a folder unwritable here (root without chattr)")
+        return folder
+
+    yield make
+    for folder in made:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+def test_an_out_that_cannot_be_created_is_one_error_line(where, tmp_path):
+    from tests.fake_endpoint import FakeEndpoint
+
+    if where == "in /proc":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("no /proc")
+        out, reason = "/proc/clearsight-out", "No such file or directory"
+    else:
+        (tmp_path / "photo.png").write_bytes(b"not a folder")
+        out, reason = tmp_path / "photo.png" / "out", f"{tmp_path / 'photo.png'} is a file, not a folder"
+    with FakeEndpoint("detection") as endpoint:
+        result = cli(fake_endpoint_args(endpoint.url, out, scenes(tmp_path / "images")))
+    assert one_error_line(result) == f"Error: cannot create --out {out}: {reason}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("finished_first", [False, True])
+def test_an_out_that_cannot_be_written_is_one_error_line(finished_first, tmp_path, unwritable):
+    from tests.fake_endpoint import FakeEndpoint
+
+    out = tmp_path / "out"
+    images = scenes(tmp_path / "images")
+    with FakeEndpoint("detection") as endpoint:
+        if finished_first:
+            assert cli(fake_endpoint_args(endpoint.url, out, images)).exit_code == 0
+        else:
+            out.mkdir()
+        before = contents(out)
+        unwritable(out)
+        result = cli(fake_endpoint_args(endpoint.url, out, images))
+    assert one_error_line(result).startswith(f"Error: cannot write into --out {out}: ")
+    assert one_error_line(result).split(": ")[-1] in ("Permission denied", "Operation not permitted")
+    assert contents(out) == before

@@ -167,3 +167,32 @@ def test_no_room_to_refine_spends_the_whole_budget_on_the_coarse_segments(max_se
     assert explanation.coarse_segments >= max_segments
     assert explanation.model_calls > 0.9 * 200
     assert "no refinement" in caplog.text
+
+
+@pytest.mark.parametrize("num_samples", [60, 69, 80])
+def test_a_budget_that_determines_the_coarse_values_is_not_cut_below_it_by_refinement(num_samples, caplog):
+    # Review 6's table (20 segments, 2S + 2 = 42): refinement's 40% left the coarse fit 36 and 41
+    # calls at 60 and 69 samples: undetermined values, NaN standard errors, nothing to split, and
+    # 40% of the budget unspent. 80 samples (48 coarse calls) was fine.
+    image = textured_image()
+    predict, _ = additive_classifier(pixel_weights())
+    config = ExplainConfig(task="classification", num_samples=num_samples, num_segments=20, labels=("0",))
+    with caplog.at_level("INFO", logger="explain"):
+        explanation = explain_image(image, predict, config)
+    assert explanation.coarse_segments == 20
+    assert np.isfinite(explanation.standard_errors).all()
+    assert explanation.model_calls > 0.9 * num_samples
+    assert "cannot determine" not in caplog.text
+    squeezed = "the coarse fit of 20 segments needs 42 model calls and --refine-fraction 0.4 left it"
+    assert (squeezed in caplog.text) == (num_samples < 70)
+
+
+def test_a_budget_below_2s_plus_2_all_goes_to_the_coarse_fit(caplog):
+    image = textured_image()
+    predict, _ = additive_classifier(pixel_weights())
+    config = ExplainConfig(task="classification", num_samples=30, num_segments=20, labels=("0",))
+    with caplog.at_level("INFO", logger="explain"):
+        explanation = explain_image(image, predict, config)
+    assert explanation.refinement == () and explanation.num_segments_used == 20
+    assert "it gets 30 of the 30, refinement 0" in caplog.text
+    assert "30 model calls cannot determine 20 Shapley values" in caplog.text

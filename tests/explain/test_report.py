@@ -224,12 +224,12 @@ def test_chromium_resolves_the_links_beside_the_report(odd_run):
 
 
 def test_too_few_model_calls_show_unknown_standard_errors(tmp_path):
-    # 16 samples (10 before refinement) for about 6 segments: fewer than 2 S + 2, so the values
-    # are a minimum-norm fit whose sandwich errors of ~0 read as certainty; now unknown.
+    # 12 samples for about 6 segments: fewer than 2 S + 2 (so refinement gets none of them), and the
+    # values are a minimum-norm fit whose sandwich errors of ~0 read as certainty; now unknown.
     image = tmp_path / "scene.png"
     Image.fromarray(red_square_scene()).save(image)
     out = tmp_path / "out"
-    run_explanations([image], red_square_detector, ExplainConfig(num_samples=16, num_segments=6),
+    run_explanations([image], red_square_detector, ExplainConfig(num_samples=12, num_segments=6),
                      out, RunOptions(progress=False))
     summary = json.loads((out / "analysis.json").read_text())
     targets = summary["images"][0]["targets"]

@@ -215,6 +215,30 @@ def test_shards_then_merge_equal_one_run(image_dir, tmp_path):
     summary = run(sources, CountingDetector(), tmp_path / "sharded")  # nothing left: merge only
     assert summary["totals"]["explained_now"] == 0 and summary["totals"]["images"] == 6
     assert npz_values(tmp_path / "sharded") == npz_values(tmp_path / "whole")
+    # review 6: the merge reported its own 0.003 s as the run's time, and the report "0.0 s"
+    image_seconds = sum(item["timings"]["total_s"] for item in summary["images"])
+    assert summary["totals"]["explain_seconds"] == pytest.approx(image_seconds) and image_seconds > 0
+    assert summary["totals"]["seconds"] < image_seconds
+    assert (f"{image_seconds:.1f} s of explaining, all by earlier runs (this run merged them in "
+            f"{summary['totals']['seconds']:.1f} s)") in page_text(tmp_path / "sharded" / "report.html")
+
+
+def test_a_fully_resumed_run_says_its_values_come_from_earlier_runs(image_dir, tmp_path):
+    args = ["--endpoint", "unused", "--task", "detection", "--num-samples", "16", "--num-segments", "4", "--quiet",
+            "--out", tmp_path / "out", image_dir]
+    with FakeEndpoint("detection") as endpoint:
+        args[1] = endpoint.url
+        assert cli(args).exit_code == 0
+        again = cli(args)
+    assert again.exit_code == 0, again.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    totals = analysis["totals"]
+    assert totals["explained_now"] == 0
+    first_line = again.stdout.splitlines()[0]
+    assert first_line == (f"6 image(s), {totals['targets']} target(s) with {totals['model_calls']} model calls, "
+                          f"all explained by earlier runs ({totals['explain_seconds']:.1f} s of explaining); "
+                          f"this run merged them in {totals['seconds']:.1f} s")
+    assert "6 image(s) were finished by an earlier run and skipped" in again.stdout
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)

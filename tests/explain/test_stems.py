@@ -121,3 +121,37 @@ def test_nested_folders_with_long_names_stay_within_file_name_limits(tmp_path):
     assert len(item["stem"].encode()) == MAX_STEM_BYTES
     assert all(len(name.encode()) <= 255 and (tmp_path / "out" / name).is_file() for name in item["files"])
     assert collect_sources([str(folder)])[0].key == f"{'d' * 200}/{'e' * 200}/{'f' * 200}.png"
+
+
+def test_stems_that_differ_only_by_case_are_refused(tmp_path):
+    """Review 6: Cat.png and cat.png (from two folders, given as files) overwrote each other's outputs
+    on a case-insensitive file system (macOS, Windows)."""
+    from explain import ExplainError
+
+    for folder, name in (("one", "Cat.png"), ("two", "cat.png")):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(red_square_scene()).save(tmp_path / folder / name)
+    first, second = str(tmp_path / "one" / "Cat.png"), str(tmp_path / "two" / "cat.png")
+    with pytest.raises(ExplainError) as refused:
+        collect_sources([first, second])
+    assert str(refused.value) == (
+        f"{first!r} and {second!r} are images 'Cat.png' and 'cat.png' of this run, whose output names differ only "
+        "by case: on a case-insensitive file system (macOS, Windows) they would overwrite each other: rename one, "
+        "or explain them in separate runs with different --out")
+    assert [source.key for source in collect_sources([first])] == ["Cat.png"]
+
+
+def test_symlinked_sub_folders_are_searched_once(tmp_path, caplog):
+    """Review 6: a symlinked sub-folder (loop/linked -> set3) added nothing and said nothing."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.fromarray(red_square_scene(seed=1)).save(elsewhere / "far.png")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(red_square_scene()).save(folder / "near.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # back up: searched once, not forever
+    with caplog.at_level("WARNING", logger="explain.sources"):
+        sources = collect_sources([str(folder)])
+    assert [source.key for source in sources] == ["linked/far.png", "near.png"]
+    assert f"{folder / 'loop'} is a folder already searched (through a symlink)" in caplog.text

@@ -288,6 +288,25 @@ def test_make_predictor_dispatches_on_the_endpoint_string(tmp_path):
         make_predictor("http://127.0.0.1:1", "segmentation")
 
 
+@pytest.mark.parametrize("given, url, shown", [
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/invocations", "http://127.0.0.1:8080/invocations"),
+    ("http://h/prod/invocations/", "http://h/prod/invocations", "http://h/prod/invocations"),
+    # review 6: the query came before /invocations (404) and its key was shown as it is
+    ("http://127.0.0.1:40123/?api_key=SECRET123", "http://127.0.0.1:40123/invocations?api_key=SECRET123",
+     "http://127.0.0.1:40123/invocations?api_key=***"),
+    ("https://gw.example/prod?api_key=K1&stage=blue", "https://gw.example/prod/invocations?api_key=K1&stage=blue",
+     "https://gw.example/prod/invocations?api_key=***&stage=***"),
+    ("http://scott:tiger@h:1/x/invocations?TOKEN", "http://scott:tiger@h:1/x/invocations?TOKEN",
+     "http://scott:***@h:1/x/invocations?***"),
+])
+def test_invocations_url_keeps_the_query_after_the_path_and_redact_url_hides_it(given, url, shown):
+    from serving.contract import invocations_url, redact_url
+
+    assert invocations_url(given) == url
+    assert redact_url(url) == shown
+    assert redact_url("sagemaker:my-endpoint") == "sagemaker:my-endpoint"
+
+
 def test_in_process_tarball_is_extracted_and_cleaned_up(tmp_path, monkeypatch):
     pytest.importorskip("serving.handler")
     model_dir = tmp_path / "model"

@@ -1,0 +1,89 @@
+"""SIGTERM and SIGHUP stop a run as Ctrl-C does: an exception unwinds it, cleanup runs, it stays resumable."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+__all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "stop_on_signals"]
+
+logger = logging.getLogger(__name__)
+
+# What `kill`, `timeout`, systemd, docker stop and a closed terminal send (SIGHUP does not exist on Windows).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class RunStopped(BaseException):
+    """Raised in the main thread by a stop signal.
+
+    A BaseException, as KeyboardInterrupt is: no ``except Exception`` on the way swallows it,
+    and every ``finally`` (worker processes, temporary folders, connections) runs.
+    ``signal_name``: ``SIGTERM``, ``SIGHUP``; ``exit_status``: 128 + the signal's number, as
+    a shell reports a process ended by that signal.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        self.signal_number = signal_number
+        self.signal_name = signal.Signals(signal_number).name
+        self.exit_status = 128 + signal_number
+        super().__init__(f"stopped by {self.signal_name}")
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise RunStopped in the main thread; the old handlers after it.
+
+    Only the first signal raises: a second one while the run unwinds is logged and ignored, so
+    that cleanup is not cut short (SIGKILL still ends the process). Outside the main thread
+    (where Python cannot install handlers) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = []
+
+    def handler(signal_number: int, _frame) -> None:
+        if stopping:
+            logger.warning("%s received while stopping; still cleaning up", signal.Signals(signal_number).name)
+            return
+        stopping.append(signal_number)
+        raise RunStopped(signal_number)
+
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextlib.contextmanager
+def exit_when_parent_exits(parent: int, poll_seconds: float = 0.5) -> Iterator[None]:
+    """A worker process sends itself SIGTERM once its parent ``parent`` (a pid) is gone (even by SIGKILL).
+
+    Without it, a worker whose parent died keeps explaining its shard into --out with nobody to
+    merge or stop it. The parent's pid is given, not read here: a parent that died while the
+    worker was starting is noticed too. Needs ``os.getppid`` to change when the parent dies
+    (POSIX); elsewhere a no-op.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                logger.warning("the parent process %d is gone; stopping this worker", parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if done.wait(poll_seconds):
+                return
+
+    if os.name == "posix":
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()

@@ -1,0 +1,201 @@
+"""Stopping a run from outside (SIGTERM, SIGHUP) and two runs on one --out: real processes and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from explain.errors import OutDirBusyError
+from explain.manifest import read_manifests
+from explain.out_lock import OutDirLock
+from tests.explain.test_explainer import red_square_scene
+from tests.fake_endpoint import FakeEndpoint
+
+REPO = Path(__file__).resolve().parents[2]
+posix_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+
+
+def scenes(folder: Path, count: int = 6) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.fromarray(red_square_scene(seed=index)).save(folder / f"scene{index}.png")
+    return folder
+
+
+def explain_command(endpoint: str, out: Path, images: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "explain", "--endpoint", endpoint, "--task", "detection", "--num-samples", "24",
+            "--num-segments", "6", "--quiet", "--out", str(out), *extra, str(images)]
+
+
+def environment(**extra: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every running process below ``pid`` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.fixture()
+def held_endpoint():
+    """The fake detector over HTTP; every request waits while ``hold`` says so (until released)."""
+    with FakeEndpoint("detection") as endpoint:
+        yield endpoint
+        endpoint.release()
+
+
+@posix_only
+@pytest.mark.integration
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_stops_the_workers_too_and_the_run_resumes(stop_signal, held_endpoint, tmp_path):
+    images = scenes(tmp_path / "images")
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, out, images, "--workers", "2")
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert held_endpoint.holding.wait(90), "no worker reached the endpoint"
+        workers = descendants(process.pid)
+        assert workers
+        process.send_signal(stop_signal)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + stop_signal, stderr
+    name = signal.Signals(stop_signal).name
+    assert (f"Error: stopped by {name}; the images finished so far are kept in {out}: run the same command "
+            "again to resume") in stderr
+    assert "Traceback" not in stderr
+    assert wait_until(lambda: not alive(workers), 15), f"still running after the run stopped: {alive(workers)}"
+    assert not list(out.glob(".manifest*.lock"))
+
+    held_endpoint.release()
+    resumed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "explained 6 image(s)" in resumed.stdout
+    assert len({entry["key"] for entry in read_manifests(out)}) == 6
+
+
+@posix_only
+@pytest.mark.integration
+def test_workers_stop_when_their_parent_is_killed(held_endpoint, tmp_path):
+    """SIGKILL cannot be handled: the workers notice their parent is gone and stop themselves."""
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, tmp_path / "out", scenes(tmp_path / "images"), "--workers", "2")
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert held_endpoint.holding.wait(90), "no worker reached the endpoint"
+        workers = descendants(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    assert wait_until(lambda: not alive(workers), 15), f"orphaned workers still running: {alive(workers)}"
+
+
+@posix_only
+@pytest.mark.integration
+def test_sigterm_removes_the_extracted_model(tiny_detector_archive, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    out = tmp_path / "out"
+    command = explain_command(str(tiny_detector_archive), out, scenes(tmp_path / "images", 40))
+    process = subprocess.Popen(command, cwd=REPO, env=environment(TMPDIR=str(temporary)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # explaining: the model was extracted, loaded and has finished an image
+        assert wait_until(lambda: (out / "manifest.jsonl").is_file() or process.poll() is not None, 120)
+        assert process.poll() is None, "the run ended before it could be stopped"
+        assert list(temporary.glob("clearsight-model-*"))
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Error: stopped by SIGTERM" in stderr
+    assert not list(temporary.glob("clearsight-model-*"))
+    assert 1 <= len(read_manifests(out)) < 40
+
+
+@pytest.mark.integration
+def test_a_second_run_into_the_same_out_is_refused_until_the_first_is_gone(held_endpoint, tmp_path):
+    images = scenes(tmp_path / "images", 2)
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, out, images)
+    first = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        assert held_endpoint.holding.wait(60), "the first run never reached the endpoint"
+        second = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stderr
+        (line,) = second.stderr.strip().splitlines()
+        assert line.startswith(f"Error: {out} is in use by another clearsight run (pid {first.pid} on ")
+        assert line.endswith("); wait for it to end or stop it, or choose another --out: two runs must not write "
+                             "one folder at once")
+    finally:
+        first.kill()  # SIGKILL: its lock file stays behind, its lock does not
+        first.wait()
+    assert (out / ".manifest.jsonl.lock").is_file()
+    held_endpoint.release()
+    third = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0, third.stderr
+    assert "explained 2 image(s)" in third.stdout
+    assert not (out / ".manifest.jsonl.lock").exists()
+
+
+def test_the_lock_is_per_manifest_and_released(tmp_path):
+    with OutDirLock(tmp_path):
+        with pytest.raises(OutDirBusyError, match=f"^{tmp_path} is in use by another clearsight run "
+                                                  rf"\(pid {os.getpid()} on "):
+            OutDirLock(tmp_path).acquire()
+        with OutDirLock(tmp_path, "shard-0-of-2"), OutDirLock(tmp_path, "shard-1-of-2"):
+            pass  # shards have their own manifests and run side by side
+    with OutDirLock(tmp_path):  # released: the next run takes it
+        pass
+    assert not list(tmp_path.iterdir())
