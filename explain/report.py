@@ -37,8 +37,12 @@ def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[di
              "standard_error": _standard_error(errors[index])} for index in order]
 
 
-def build_image_summary(path: Path, stem: str, explanation, files: list[str], config) -> dict:
+def build_image_summary(path: Path, stem: str, explanation, files: list[str], config,
+                        warnings: Sequence[str] = ()) -> dict:
     """JSON-serialisable summary of one explained image (an entry of analysis.json).
+
+    warnings: what explaining the image warned about (``explain.image_warnings``), e.g. a
+    segmentation that gave far fewer segments than asked; listed under ``warnings``.
 
     With metrics, each target also carries its ``deletion_curve`` and ``insertion_curve``
     ((S+1,) scores) and ``keeps_score`` / ``removes_score`` (``explain.metrics.smallest_sets``:
@@ -91,6 +95,7 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         "exact": bool(explanation.exact),
         "timings": {key: round(float(value), 4) for key, value in explanation.timings.items()},
         "files": files,
+        "warnings": list(warnings),
         "targets": targets,
     }
 
@@ -322,6 +327,7 @@ def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
              f"{item['model_calls']} model calls, {item['timings'].get('total_s', 0):.1f} s"
              f"{', exact Shapley values' if item['exact'] else ''}. Data: "
              f"<a href=\"{_href(npz_name)}\">{_escape(npz_name)}</a></p>"]
+    parts += [f"<p class=note><strong>Warning:</strong> {_escape(warning)}</p>" for warning in item.get("warnings", [])]
     overview = objects_file_name(item["stem"]) if detection else classification_file_name(item["stem"])
     if overview in item["files"]:
         if detection:
