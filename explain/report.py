@@ -14,12 +14,10 @@ import numpy as np
 from .detection import class_name
 from .manifest import atomic_write_bytes
 from .metrics import KEEP_FRACTION, REMOVE_FRACTION, smallest_sets
-from .render import classification_file_name, heatmap_file_name, objects_file_name
+from .render import TOP_SEGMENTS, classification_file_name, heatmap_file_name, objects_file_name
 
 __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS",
            "SEGMENTATIONS"]
-
-TOP_SEGMENTS = 5
 
 
 def _standard_error(error: float) -> float | None:
@@ -435,7 +433,8 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
         f"{totals['model_calls']} model calls, {totals['seconds']:.1f} s.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
-        "lower it; the numbers on the heatmaps are the segment numbers of the tables. Values of a "
+        "lower it; the heatmaps number the segments the tables and sets name (a number too big for its "
+        "segment sits beside it, with a line to it). Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 of them; "
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
         *_failure_notes(totals),
