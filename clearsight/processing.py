@@ -70,6 +70,8 @@ TAG_JOB = "clearsight:explain-job"
 _S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
+# Endpoint statuses in which InvokeEndpoint answers: an update keeps the old variant serving until it ends.
+_SERVING = ("InService", "Updating", "SystemUpdating")
 
 Progress = Callable[[str], None]
 
@@ -253,6 +255,30 @@ def default_job_name(now: dt.datetime | None = None) -> str:
     return "clearsight-explain-" + now.strftime("%Y%m%d-%H%M%S")
 
 
+def _check_endpoint(config: ExplainJobConfig, clients: Any) -> None:
+    """Raise DeployError unless endpoint --endpoint exists in the region and answers (DescribeEndpoint).
+
+    Checked before anything is uploaded or created: a misspelt name otherwise starts a billed
+    job whose every instance pulls the image, installs, and then fails each image.
+    """
+    where = f"endpoint {config.endpoint_name} in {config.region}"
+    try:
+        described = describe_or_none(
+            lambda: clients.sagemaker.describe_endpoint(EndpointName=config.endpoint_name))
+    except Exception as error:  # noqa: BLE001 - access denied, no network: name the step
+        raise DeployError(f"check-endpoint: cannot describe {where}: {error_text(error)}") from error
+    if described is None:
+        raise DeployError(f"check-endpoint: {where} not found: nothing was uploaded or started; check "
+                          "--endpoint and --region (`clearsight deploy sagemaker list` shows clearsight's "
+                          "endpoints)")
+    status = described.get("EndpointStatus", "unknown")
+    if status not in _SERVING:
+        reason = f" ({described['FailureReason']})" if described.get("FailureReason") else ""
+        raise DeployError(f"check-endpoint: {where} is {status}{reason}, not InService: nothing was uploaded or "
+                          "started; run again once it is InService (`clearsight deploy sagemaker status "
+                          f"--name {config.endpoint_name}`)")
+
+
 def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:
     """Raise DeployError when --images holds no jpg/jpeg/png object; warn about idle instances."""
     bucket, prefix = _bucket_and_prefix(config.images_url)
@@ -315,7 +341,7 @@ def _upload_once(clients: Any, url: str, path: Path, digest: str, transaction: T
 
 def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress = logger.info,
                       uploads: JobUploads | None = None) -> str:
-    """Check there are images, upload the job's wheel and wheelhouse (skipped when S3 has them), create the job.
+    """Check the endpoint and the images, upload the wheel and wheelhouse (skipped when S3 has them), create the job.
 
     Returns the job's ARN. ``uploads``: default ``build_job_uploads()`` (built once, then
     cached under build/job). Both go to content-addressed keys (``upload_urls``) and the job's
@@ -323,8 +349,11 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
     owned by the caller's account (ExpectedBucketOwner on every call). If anything fails (a
     refused call, a response lost after AWS acted, Ctrl-C), what this call created is
     removed: the files it uploaded are deleted and the job, if it was created, is stopped
-    (SageMaker keeps stopped jobs in its list; they cost nothing).
+    (SageMaker keeps stopped jobs in its list; they cost nothing). Endpoint --endpoint must
+    exist in the region and be InService (or Updating, which keeps serving) before anything
+    is uploaded.
     """
+    _check_endpoint(config, clients)
     _check_images(config, clients, progress)
     uploads = uploads or build_job_uploads(progress=progress)
     bucket, _ = _bucket_and_prefix(config.out_url)

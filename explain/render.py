@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,18 @@ from .detection import class_name
 from .errors import ExplainError
 from .metrics import smallest_sets
 
-__all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "heatmap_file_name",
-           "heatmap_box_number", "objects_file_name", "classification_file_name"]
+__all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "named_segments",
+           "place_segment_labels", "SegmentLabel", "TOP_SEGMENTS", "heatmap_file_name", "heatmap_box_number",
+           "objects_file_name", "classification_file_name"]
 
 HEATMAP_COLORMAP = "bwr_r"  # blue = positive (raises the score), red = negative
+TOP_SEGMENTS = 5  # segments per target in the report's table (largest |SHAP value|), numbered on its heatmap
 _DPI = 100
+_LABEL_FONT_SIZE = 8
+_LABEL_MARGIN = 3.0  # display pixels around a label's text kept free (its outline stroke and some air)
+# A number may hide at most this share of the segments' pixels (each segment's share, summed); a
+# segment too small for its number gets it beside it, with a line to it, so its colour stays visible.
+_MAX_COVER = 0.25
 
 
 def heatmap_file_name(stem: str, box_number: int) -> str:
@@ -85,19 +93,161 @@ def segment_label_positions(segments: np.ndarray) -> np.ndarray:
     return np.array([(col, row) for row, col in positions], dtype=np.float64).reshape(-1, 2)
 
 
-def _draw_segment_numbers(axis, segments: np.ndarray) -> None:
-    from matplotlib import patheffects
+def named_segments(values: np.ndarray, sets: dict | None = None, count: int = TOP_SEGMENTS) -> list[int]:
+    """The segments the report names for one target, in labelling order.
 
-    num_segments = int(segments.max()) + 1
-    fontsize = 8 if num_segments <= 40 else 6
+    values: (S,) SHAP values. The ``count`` largest |value| (ties in segment order: the report's
+    table, ``report.build_image_summary``'s ``top_segments``), then the segments of the smallest
+    sets that keep and remove the score (``explain.metrics.smallest_sets``), when given.
+    """
+    order = np.argsort(-np.abs(np.asarray(values, dtype=np.float64)), kind="stable")[:count]
+    named = [int(segment) for segment in order]
+    for key in ("keep", "remove"):
+        for segment in (sets or {}).get(key, {}).get("segments", []):
+            if int(segment) not in named:
+                named.append(int(segment))
+    return named
+
+
+@dataclass(frozen=True)
+class SegmentLabel:
+    """Where one segment's number goes, in image pixels.
+
+    box: (x0, y0, x1, y1) of the number with its margin; anchor: the point of the segment a
+    line from the box leads to, or None when the number sits inside its segment.
+    """
+
+    segment: int
+    box: tuple[float, float, float, float]
+    anchor: tuple[float, float] | None
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+
+def _covered(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Pixels of a mask inside each box: integral (H+1, W+1) summed mask, boxes (N, 4) -> (N,)."""
+    height, width = integral.shape[0] - 1, integral.shape[1] - 1
+    x0 = np.clip(np.floor(boxes[:, 0]).astype(np.int64), 0, width)
+    y0 = np.clip(np.floor(boxes[:, 1]).astype(np.int64), 0, height)
+    x1 = np.clip(np.ceil(boxes[:, 2]).astype(np.int64), 0, width)
+    y1 = np.clip(np.ceil(boxes[:, 3]).astype(np.int64), 0, height)
+    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+
+
+def _first_free(centres: np.ndarray, size: tuple[float, float], placed: list, hidden: np.ndarray,
+                width: int, height: int) -> np.ndarray | None:
+    """The first of ``centres`` ((N, 2) x, y) whose box lies in the image, meets no placed box and
+    hides at most ``_MAX_COVER`` of the segments' pixels (``hidden``: the summed-area table of each
+    pixel's 1 / its segment's size, so a box sums the shares it hides); None when there is none."""
+    if not len(centres):
+        return None
+    half_width, half_height = size[0] / 2, size[1] / 2
+    boxes = np.stack([centres[:, 0] - half_width, centres[:, 1] - half_height,
+                      centres[:, 0] + half_width, centres[:, 1] + half_height], axis=1)
+    ok = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= width) & (boxes[:, 3] <= height)
+    ok &= _covered(hidden, boxes) <= _MAX_COVER
+    if placed:
+        others = np.asarray(placed, dtype=np.float64)
+        meets = ((boxes[:, None, 0] < others[None, :, 2]) & (others[None, :, 0] < boxes[:, None, 2])
+                 & (boxes[:, None, 1] < others[None, :, 3]) & (others[None, :, 1] < boxes[:, None, 3]))
+        ok &= ~meets.any(axis=1)
+    found = np.flatnonzero(ok)
+    return boxes[found[0]] if found.size else None
+
+
+def place_segment_labels(segments: np.ndarray, numbers: Sequence[int],
+                         label_size: Callable[[str], tuple[float, float]]) -> list[SegmentLabel]:
+    """Non-overlapping places for the numbers of segments ``numbers``, in that order of priority.
+
+    segments: (H, W) int labels 0..S-1. label_size: a number's text -> (width, height) in
+    image pixels, margin included. Each number goes inside its segment, as deep inside as a
+    free place allows, where its box hides at most a quarter of the segments' pixels (the
+    shares of each segment it covers, summed: small segments keep their colour visible);
+    else beside it, at the nearest such free place, with a line to the segment (``anchor``). A box never meets an
+    earlier one; only when the image has no free place left at all does a number go on its
+    segment regardless (then it may overlap).
+    """
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    segments = np.asarray(segments)
+    height, width = segments.shape
+    interior = np.pad(~find_boundaries(segments, mode="thick"), 1, constant_values=False)
+    distance = ndimage.distance_transform_edt(interior)[1:-1, 1:-1]
+    anchors = segment_label_positions(segments)
+    sizes = np.bincount(segments.ravel(), minlength=int(segments.max()) + 1)
+    hidden = np.zeros((height + 1, width + 1), dtype=np.float64)
+    hidden[1:, 1:] = (1.0 / sizes[segments]).cumsum(axis=0).cumsum(axis=1)
+    placed: list[tuple[float, float, float, float]] = []
+    labels = []
+    for number in numbers:
+        mask = segments == number
+        size = label_size(str(number))
+        rows, cols = np.nonzero(mask)
+        order = np.argsort(-distance[rows, cols], kind="stable")
+        order = order[::max(1, len(order) // 400)]  # a few hundred candidates, deepest first
+        inside = np.stack([cols[order] + 0.5, rows[order] + 0.5], axis=1).astype(np.float64)
+        anchor = anchors[number] + 0.5
+        box = _first_free(inside, size, placed, hidden, width, height)
+        lead = None
+        if box is None:  # beside the segment: grid points nearest its anchor first
+            step = max(2.0, min(size) / 3)
+            grid_x, grid_y = np.meshgrid(np.arange(size[0] / 2, width - size[0] / 2 + 1e-9, step),
+                                         np.arange(size[1] / 2, height - size[1] / 2 + 1e-9, step))
+            beside = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
+            beside = beside[np.argsort(np.hypot(*(beside - anchor).T), kind="stable")]
+            box = _first_free(beside, size, placed, hidden, width, height)
+            lead = (float(anchor[0]), float(anchor[1]))
+        if box is None:  # no free place anywhere: on the segment regardless
+            box = np.array([anchor[0] - size[0] / 2, anchor[1] - size[1] / 2,
+                            anchor[0] + size[0] / 2, anchor[1] + size[1] / 2])
+            lead = None
+        placed.append(tuple(float(v) for v in box))
+        labels.append(SegmentLabel(int(number), placed[-1], lead))
+    return labels
+
+
+def _draw_segment_numbers(axis, segments: np.ndarray, numbers: Sequence[int]) -> list:
+    """Write ``numbers`` on the heatmap in ``axis`` (laid out already: its scale is final); the Text artists."""
+    from matplotlib import patheffects
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.font_manager import FontProperties
+
+    figure = axis.figure
+    if not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)
+    renderer = figure.canvas.get_renderer()
+    origin, unit = axis.transData.transform([[0.0, 0.0], [1.0, 1.0]])
+    pixels_per_unit = abs(unit[0] - origin[0])  # display pixels per image pixel (aspect equal)
+    font = FontProperties(size=_LABEL_FONT_SIZE, weight="bold")
+
+    def label_size(text: str) -> tuple[float, float]:
+        text_width, text_height, _ = renderer.get_text_width_height_descent(text, font, ismath=False)
+        return ((text_width + 2 * _LABEL_MARGIN) / pixels_per_unit,
+                (text_height + 2 * _LABEL_MARGIN) / pixels_per_unit)
+
     outline = [patheffects.withStroke(linewidth=2.2, foreground="black")]
-    for number, (x, y) in enumerate(segment_label_positions(segments)):
-        axis.text(x, y, str(number), color="white", fontsize=fontsize, fontweight="bold",
-                  ha="center", va="center", path_effects=outline)
+    artists = []
+    for label in place_segment_labels(segments, numbers, label_size):
+        x, y = label.centre
+        if label.anchor is not None:
+            corner_x = min(max(label.anchor[0], label.box[0]), label.box[2])
+            corner_y = min(max(label.anchor[1], label.box[1]), label.box[3])
+            line, = axis.plot([corner_x, label.anchor[0]], [corner_y, label.anchor[1]], color="white",
+                              linewidth=0.7, path_effects=[patheffects.withStroke(linewidth=1.8, foreground="black")],
+                              scalex=False, scaley=False, gid=f"segment-{label.segment}-line")
+            line.set_in_layout(False)
+        text = axis.text(x, y, str(label.segment), color="white", fontsize=_LABEL_FONT_SIZE, fontweight="bold",
+                         ha="center", va="center", path_effects=outline, gid=f"segment-{label.segment}")
+        text.set_in_layout(False)
+        artists.append(text)
+    return artists
 
 
 def _draw_heatmap(axis, image: np.ndarray, segments: np.ndarray, values: np.ndarray,
-                  box: np.ndarray | None, title: str, numbers: bool = True):
+                  box: np.ndarray | None, title: str):
     from skimage.segmentation import find_boundaries
 
     height, width = image.shape[:2]
@@ -113,8 +263,6 @@ def _draw_heatmap(axis, image: np.ndarray, segments: np.ndarray, values: np.ndar
     axis.imshow(outline)
     if box is not None:
         _draw_box(axis, box, height, width)
-    if numbers:
-        _draw_segment_numbers(axis, segments)
     axis.set_title(title, fontsize=9)
     return mappable
 
@@ -167,7 +315,9 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
     """A matplotlib Figure (no pyplot state) of an explanation, one block per target.
 
     Each block: the image with the target's box, the heatmap of its SHAP values over the
-    segment outlines with every segment numbered (blue raises the score, red lowers it) and,
+    segment outlines (blue raises the score, red lowers it) with the numbers of the segments
+    the report names (``named_segments``: the table's largest |value|, the smallest sets),
+    placed so that no two meet (``place_segment_labels``) and,
     when metrics were computed (``ExplainConfig(metrics=True)``), the smallest set of
     top-ranked segments that keeps the score and the one whose removal removes it
     (``explain.metrics.smallest_sets``; the other segments washed out). targets: 0-based
@@ -204,6 +354,7 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         axes[0, 0].set_title("no target above the probability threshold", fontsize=9)
         return figure
     row = 0
+    heatmaps = []
     for index, sets in blocks:
         box = explanation.boxes[index] if explanation.boxes is not None else None
         axes[row, 0].imshow(image)
@@ -213,6 +364,7 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         title = (f"SHAP values: base {explanation.base_values[index]:.2f}, "
                  f"prediction {explanation.predictions[index]:.2f}")
         mappable = _draw_heatmap(axes[row, 1], image, segments, explanation.shap_values[index], box, title)
+        heatmaps.append((axes[row, 1], named_segments(explanation.shap_values[index], sets)))
         figure.colorbar(mappable, ax=axes[row, 1], fraction=0.046, pad=0.02,
                         label="blue raises the score")
         if sets is not None:
@@ -229,6 +381,9 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
                          f"removes it: {len(remove['segments'])} of {num_segments} segments "
                          f"(score {remove['score']:.2f} without)")
         row += 2 if sets is not None else 1
+    figure.draw_without_rendering()  # the layout fixes each panel's scale, which the numbers' sizes need
+    for axis, numbers in heatmaps:
+        _draw_segment_numbers(axis, segments, numbers)
     return figure
 
 
@@ -241,7 +396,7 @@ def render_explanation(explanation, stem: str, out_dir: Path,
     """Write the images of one explanation into ``out_dir``; returns the file names.
 
     Detection: one ``shap_<stem>_box<k>_object.jpeg`` per target (``plot_explanation`` of
-    that target: the image with its box, the heatmap with numbered segments and, with
+    that target: the image with its box, the heatmap with the report's segments numbered and, with
     metrics, the smallest sets that keep and remove the score) and ``<stem>_objects.jpeg``
     (every target labelled with class name and score). Classification: ``shap_<stem>.jpeg``
     with one block per explained class. Colour scale symmetric around 0: blue raises the

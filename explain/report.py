@@ -14,12 +14,10 @@ import numpy as np
 from .detection import class_name
 from .manifest import atomic_write_bytes
 from .metrics import KEEP_FRACTION, REMOVE_FRACTION, smallest_sets
-from .render import classification_file_name, heatmap_file_name, objects_file_name
+from .render import TOP_SEGMENTS, classification_file_name, heatmap_file_name, objects_file_name
 
 __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS",
            "SEGMENTATIONS"]
-
-TOP_SEGMENTS = 5
 
 
 def _standard_error(error: float) -> float | None:
@@ -39,8 +37,12 @@ def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[di
              "standard_error": _standard_error(errors[index])} for index in order]
 
 
-def build_image_summary(path: Path, stem: str, explanation, files: list[str], config) -> dict:
+def build_image_summary(path: Path, stem: str, explanation, files: list[str], config,
+                        warnings: Sequence[str] = ()) -> dict:
     """JSON-serialisable summary of one explained image (an entry of analysis.json).
+
+    warnings: what explaining the image warned about (``explain.image_warnings``), e.g. a
+    segmentation that gave far fewer segments than asked; listed under ``warnings``.
 
     With metrics, each target also carries its ``deletion_curve`` and ``insertion_curve``
     ((S+1,) scores) and ``keeps_score`` / ``removes_score`` (``explain.metrics.smallest_sets``:
@@ -93,6 +95,7 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         "exact": bool(explanation.exact),
         "timings": {key: round(float(value), 4) for key, value in explanation.timings.items()},
         "files": files,
+        "warnings": list(warnings),
         "targets": targets,
     }
 
@@ -344,6 +347,7 @@ def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
              f"{item['model_calls']} model calls, {item['timings'].get('total_s', 0):.1f} s"
              f"{', exact Shapley values' if item['exact'] else ''}. Data: "
              f"<a href=\"{_href(npz_name)}\">{_escape(npz_name)}</a></p>"]
+    parts += [f"<p class=note><strong>Warning:</strong> {_escape(warning)}</p>" for warning in item.get("warnings", [])]
     overview = objects_file_name(item["stem"]) if detection else classification_file_name(item["stem"])
     if overview in item["files"]:
         if detection:
@@ -451,7 +455,8 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
         f"{totals['model_calls']} model calls, {_time_sentence(totals)}.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
-        "lower it; the numbers on the heatmaps are the segment numbers of the tables. Values of a "
+        "lower it; the heatmaps number the segments the tables and sets name (a number too big for its "
+        "segment sits beside it, with a line to it). Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
         *_failure_notes(totals),

@@ -26,6 +26,7 @@ from .config import ExplainConfig
 from .detection import check_label_headers
 from .errors import ConfigError, EndpointUnavailableError, ExplainError, PredictorError
 from .explainer import Predict, explain_image, save_npz
+from .image_warnings import collect_image_warnings
 from .images import decode_image
 from .manifest import (
     ManifestWriter,
@@ -388,6 +389,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
     if not todo:
         return 0
     abort = threading.Event()
+    explanation_warnings: dict[int, list[str]] = {}  # position -> what explaining it warned about
 
     def check_abort(_count: int) -> None:
         if abort.is_set():
@@ -405,7 +407,10 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
         except ExplainError as error:
             return position, data, _failure(source, "image", str(error))
         try:
-            return position, data, explain_image(image, predict, config, progress=check_abort)
+            with collect_image_warnings(source.location) as warnings:
+                explanation = explain_image(image, predict, config, progress=check_abort)
+            explanation_warnings[position] = warnings
+            return position, data, explanation
         except (_Aborted, EndpointUnavailableError, ConfigError, MemoryError):
             raise  # not this image's fault: the run stops (and can be resumed)
         except PredictorError as error:
@@ -448,7 +453,8 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             writer.append({**entry, "status": "failed", "failure": failure})
             _warn_kept(source)
             return False
-        summary = build_image_summary(source.location, source.stem, outcome, files, config)
+        summary = build_image_summary(source.location, source.stem, outcome, files, config,
+                                      explanation_warnings.pop(position, []))
         writer.append({**entry, "status": "explained", "files": files, "summary": summary})
         return True
 

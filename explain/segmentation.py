@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from .config import SEGMENTATION_METHODS
+from .image_warnings import warn_about_image
 
 __all__ = ["segment_image", "relabel_contiguous", "ward_merge", "oversegment", "plain_slic", "grid_slico",
            "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
@@ -21,6 +22,14 @@ OVERSEGMENT_FACTOR = 4
 # Connectivity enforcement can still merge or drop a few segments; re-asking with a scaled
 # request a few times and keeping the count closest to the target costs a few cheap slic calls.
 _MAX_ATTEMPTS = 4
+
+_METHOD_NAMES = {"slic": "plain SLIC (segmentation slic)", "slico": "SLICO (segmentation slico)",
+                 "merged": "the merged segmentation"}
+# What changes the count of plain SLIC, which works in CIELAB: a higher compactness gives more,
+# squarer segments (a 320 px shapes scene at 20 segments: 1 at compactness 5 and 10, 10 at 20, 15 at 50).
+_FEWER_SEGMENTS_HINT = ("For more segments, raise --segment-compactness (e.g. 20 or 50; Clarify: "
+                        "segment_compactness) or --num-segments, or use --segmentation merged (the default "
+                        "without --clarify-compatible), which gives --num-segments")
 
 
 def relabel_contiguous(segment_map: np.ndarray) -> np.ndarray:
@@ -75,7 +84,8 @@ def plain_slic(image: np.ndarray, num_segments: int, compactness: float,
 
     image: (H, W, 3) uint8; mask: optional (H, W) bool, superpixels only inside it. Returns
     (H, W) int32 labels 0..S-1 (with a mask: -1 outside it, 0..S-1 inside). At Clarify's
-    compactness 5 this can give far fewer segments than asked (a 320 px shapes scene: 3).
+    compactness 5 this can give far fewer segments than asked (examples/shapes/samples/shapes_0.png,
+    320 px: 1 of 20; ``segment_image`` then warns).
     """
     from skimage.segmentation import slic
 
@@ -238,10 +248,18 @@ def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float 
 
         over = oversegment(image, num_segments, compactness)
         segment_map = ward_merge(over, rgb2lab(image), max(2, num_segments))
-    if segment_map.max() < 1 and segment_map.size > 1:
-        # One segment explains nothing: fall back to a left/right split.
+    found = int(segment_map.max()) + 1
+    if found < 2 and segment_map.size > 1:
+        # One segment explains nothing: fall back to a left/right split, and say so.
         segment_map = np.zeros(image.shape[:2], np.int32)
         segment_map[:, image.shape[1] // 2:] = 1
+        warn_about_image(logger, f"{_METHOD_NAMES[method]} gave 1 segment of the {num_segments} asked "
+                                 f"(segment_compactness {compactness:g}); explained with 2 segments instead, the "
+                                 f"left and right halves of the image. {_FEWER_SEGMENTS_HINT}")
+    elif method == "slic" and found < num_segments / 2:
+        warn_about_image(logger, f"{_METHOD_NAMES[method]} gave {found} segments of the {num_segments} asked "
+                                 f"(segment_compactness {compactness:g}); explained with those {found}. "
+                                 f"{_FEWER_SEGMENTS_HINT}")
     logger.debug("segmentation (%s): asked %d segments, using %d", method, num_segments,
                  segment_map.max() + 1)
     return segment_map

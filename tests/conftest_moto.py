@@ -53,6 +53,22 @@ class Aws:
         )
         urllib.request.urlopen(request, timeout=10).read()
 
+    def serving_endpoint(self, name: str, status: str | None = None, failure_reason: str | None = None) -> None:
+        """Model, config and endpoint ``name`` made with a plain client (not in ``calls``): InService in moto,
+        or ``status`` (with ``failure_reason``) set in moto's backend."""
+        from moto.sagemaker.models import sagemaker_backends
+
+        sagemaker = self.client("sagemaker")
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=self.role_arn,
+                               PrimaryContainer={"Image": "img", "ModelDataUrl": f"s3://{self.bucket}/model.tar.gz"})
+        sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        if status is not None:
+            endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[name]
+            endpoint.endpoint_status, endpoint.failure_reason = status, failure_reason
+
     def client(self, service: str, account: str | None = None):
         """A plain boto3 client on moto (none of the hooks); ``account`` acts as that moto account."""
         import boto3

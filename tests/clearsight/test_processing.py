@@ -119,6 +119,7 @@ def test_job_definition(aws):
 
 
 def test_explain_job_on_moto_then_merge_of_two_hosts(aws, tmp_path, tiny_detector_dir):
+    aws.serving_endpoint("shapes-detector")
     # what two instances would have written, from the worker run on the container layout
     hosts = ["algo-1", "algo-2"]
     shares = {host: [key for key in KEYS if shard_of(key, 2) == index] for index, host in enumerate(hosts)}
@@ -178,6 +179,7 @@ def test_a_merge_reports_one_jobs_outputs_and_names_what_other_jobs_left(aws, tm
     where a/scene0.png's bytes no longer decode. The later job's merge shows its own three images: the earlier
     job's manifests stay (its algo-2 manifest is not merged as the later job's), the failed image's files from
     the earlier job are named as not this run's, and what else the earlier job left is named too."""
+    aws.serving_endpoint("shapes-detector")
     hosts = ["algo-1", "algo-2"]
     shares = {host: [key for key in KEYS if shard_of(key, 2) == index] for index, host in enumerate(hosts)}
     for host in hosts:
@@ -261,6 +263,7 @@ def test_explain_job_usage_errors(aws, extra, message):
 
 
 def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
+    aws.serving_endpoint("shapes-detector")
     # The job receives the images, its code and its wheelhouse: a local baseline image, labels
     # file, Clarify config or endpoint map was forwarded as a path the container never has, and
     # the job failed after the instance was paid for.
@@ -298,6 +301,7 @@ def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):
 
 
 def test_failed_job_exits_1_with_the_reason(aws, monkeypatch):
+    aws.serving_endpoint("shapes-detector")
     from moto.sagemaker.models import FakeProcessingJob
 
     original = FakeProcessingJob.__init__
@@ -345,8 +349,47 @@ def test_in_process_model_splits_batches_under_the_handler_body_limit(tiny_detec
 
 
 def test_explain_job_without_images_creates_nothing(aws):
+    aws.serving_endpoint("shapes-detector")
     aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/notes.txt", Body=b"text")
     result = CliRunner().invoke(clearsight, job_args(aws), obj=aws.session)
     assert result.exit_code == 1
     assert f"Error: no .jpg/.jpeg/.png objects under s3://{aws.bucket}/images" in result.output
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
+@pytest.mark.parametrize("status, failure_reason, expected", [
+    (None, None, "endpoint no-such-endpoint in us-east-1 not found"),
+    ("Creating", None, "endpoint no-such-endpoint in us-east-1 is Creating, not InService"),
+    ("Failed", "image not found", "endpoint no-such-endpoint in us-east-1 is Failed (image not found), not InService"),
+])
+def test_explain_job_for_an_endpoint_that_cannot_answer_uploads_and_starts_nothing(aws, status, failure_reason,
+                                                                                   expected):
+    # The job was created (and billed) for a misspelt endpoint after a 115 MB upload; every image then failed.
+    if status is not None:
+        aws.serving_endpoint("no-such-endpoint", status, failure_reason)
+    aws.serving_endpoint("shapes-detector")  # another endpoint exists: only the named one counts
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    before, first_call = aws.state(), len(aws.calls)
+    args = job_args(aws)
+    args[args.index("shapes-detector")] = "no-such-endpoint"
+    result = CliRunner().invoke(clearsight, [*args, "--no-wait"], obj=aws.session)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: check-endpoint: {expected}: nothing was uploaded or started; " + (
+        "check --endpoint and --region (`clearsight deploy sagemaker list` shows clearsight's endpoints)"
+        if status is None else
+        "run again once it is InService (`clearsight deploy sagemaker status --name no-such-endpoint`)")], result.output
+    calls = aws.calls[first_call:]
+    assert ("sagemaker", "DescribeEndpoint") in calls
+    assert ("sagemaker", "CreateProcessingJob") not in calls and ("s3", "PutObject") not in calls
+    assert aws.state() == before
+
+
+@pytest.mark.parametrize("status", ["InService", "Updating"])
+def test_explain_job_starts_for_an_endpoint_that_answers(aws, status):
+    aws.serving_endpoint("shapes-detector", status)
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    result = CliRunner().invoke(clearsight, [*job_args(aws), "--no-wait"], obj=aws.session)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "cs-explain-test"
+    assert ("sagemaker", "CreateProcessingJob") in aws.calls

@@ -97,6 +97,7 @@ def test_an_explain_job_refuses_an_out_bucket_of_another_account(aws):
     stranger = aws.client("s3", STRANGER)
     stranger.create_bucket(Bucket="strangers-results")
     aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    aws.serving_endpoint(NAME)
     before = aws.state()
     result = cli(aws, "explain-job", "--images", f"s3://{aws.bucket}/images", "--endpoint", NAME,
                  "--out", "s3://strangers-results/run1", "--role", aws.role_arn, "--job-name", "cs-job",

@@ -366,15 +366,15 @@ def test_every_recorded_call_is_allowed(aws, tmp_path):
     cli(*up, "--model", str(v2))  # update: suspend autoscaling, UpdateEndpoint, delete superseded
     aws.session.events.register("before-call.sagemaker-runtime.InvokeEndpoint", _fail("ModelError"))
     cli(*up, "--model", str(v3), expect=1)  # failed update rolled back
-    cli("down", "--name", "iam-test")
-    cli("down", "--name", "iam-test")
     job = ["explain-job", "--images", f"s3://{IMAGES_BUCKET}/", "--endpoint", "iam-test", "--out",
-           f"s3://{RESULTS_BUCKET}/run1", "--role", aws.role_arn, "--no-wait"]
+           f"s3://{RESULTS_BUCKET}/run1", "--role", aws.role_arn, "--no-wait"]  # the endpoint must be up
     refuse = _fail("ResourceLimitExceeded")
     aws.session.events.register("before-call.sagemaker.CreateProcessingJob", refuse)
     cli(*job, "--job-name", "iam-job-1", expect=1)  # rolled back: the code archive is deleted
     aws.session.events.unregister("before-call.sagemaker.CreateProcessingJob", refuse)
     cli(*job, "--job-name", "iam-job-2")
+    cli("down", "--name", "iam-test")
+    cli("down", "--name", "iam-test")
 
     recorded = set(aws.calls)
     assert {("sagemaker", "UpdateEndpoint"), ("s3", "DeleteBucket"), ("sagemaker", "CreateProcessingJob"),

@@ -39,3 +39,26 @@ def test_make_demo_runs_into_a_fresh_folder_and_again_into_the_same_one(tmp_path
         assert result.exit_code == 0, (attempt, result.output, result.exception)
         assert (out / "model.tar.gz").is_file() and (out / "report.html").is_file()
         assert (out / "scene.png_shap.npz").is_file()
+
+
+def test_the_demo_portrait_is_a_run_of_its_own_with_the_outputs_of_any_run(tmp_path):
+    # The portrait was explained by hand and merged into the shapes' analysis.json: no predictor
+    # block, label_headers null, not in any manifest, files named astronaut_* against the stem rule.
+    import json
+
+    from examples.demo import PORTRAIT_NAME, PORTRAIT_OUT, _explain_portrait
+
+    out = tmp_path / "demo-out"
+    out.mkdir()
+    for attempt in range(2):  # a second demo starts the portrait's run over
+        summary = _explain_portrait(out / PORTRAIT_NAME, out / PORTRAIT_OUT, num_samples=16)
+        analysis = json.loads((out / PORTRAIT_OUT / "analysis.json").read_text())
+        assert analysis["totals"]["explained_now"] == 1, attempt
+    assert analysis == json.loads(json.dumps(summary))
+    assert analysis["predictor"]["requests"] > 0 and analysis["settings"]["label_headers"] == ["face"]
+    item, = analysis["images"]
+    assert item["image"] == str((out / PORTRAIT_NAME).resolve()) and item["stem"] == "astronaut.png"
+    assert "shap_astronaut.png_box1_object.jpeg" in item["files"] and "astronaut.png_shap.npz" in item["files"]
+    entries = [json.loads(line) for line in (out / PORTRAIT_OUT / "manifest.jsonl").read_text().splitlines()]
+    assert [(entry["key"], entry["status"]) for entry in entries] == [("astronaut.png", "explained")]  # restarted
+    assert (out / PORTRAIT_OUT / "report.html").is_file()

@@ -382,8 +382,10 @@ def test_load_names_a_file_that_is_not_an_explanation(tmp_path):
         Explanation.load(tmp_path / "missing.npz")
 
 
-def test_plot_draws_the_image_the_box_and_numbers_every_segment_inside_it(explained):
+def test_plot_draws_the_image_the_box_and_numbers_the_named_segments_on_or_beside_them(explained):
     from matplotlib.figure import Figure
+
+    from explain.render import _target_sets, named_segments
 
     figure = explained.plot(targets=[0])
     assert isinstance(figure, Figure)
@@ -394,9 +396,12 @@ def test_plot_draws_the_image_the_box_and_numbers_every_segment_inside_it(explai
     height, width = explained.image.shape[:2]
     assert box.get_xy() == pytest.approx((explained.boxes[0][0] * width, explained.boxes[0][1] * height))
     numbers = {int(text.get_text()): text.get_position() for text in heatmap_axis.texts}
-    assert sorted(numbers) == list(range(explained.num_segments_used))
-    for number, (x, y) in numbers.items():
-        assert explained.segments[int(round(y)), int(round(x))] == number
+    assert sorted(numbers) == sorted(named_segments(explained.shap_values[0], _target_sets(explained, 0)))
+    lines = {line.get_gid(): line for line in heatmap_axis.lines}
+    for number, (x, y) in numbers.items():  # on its segment, or beside it with a line to it
+        line = lines.get(f"segment-{number}-line")
+        x, y = (x, y) if line is None else (line.get_xdata()[-1], line.get_ydata()[-1])
+        assert explained.segments[int(y), int(x)] == number
     assert keep_axis.get_title().startswith("keeps the score: ")
     assert remove_axis.get_title().startswith("removes it: ")
     # target 2 (the constant corner object) has no set that keeps or removes its score: 2 panels

@@ -326,3 +326,24 @@ def test_a_manifest_naming_two_images_with_one_key_is_refused(tmp_path):
     # the same image listed twice is one image
     manifest.write_text('{"source-ref": "s3://imgs/photos/x.png"}\n{"source-ref": "s3://imgs/photos/x.png"}\n')
     assert [source.location for source in dataset_sources(str(manifest))] == ["s3://imgs/photos/x.png"]
+
+
+def test_clarify_compatible_says_when_plain_slic_gives_one_segment_and_halves_are_explained(tmp_path, caplog):
+    # Plain SLIC at Clarify's compactness 5 gives one segment on a shipped shapes scene; the run explained
+    # the image's left and right halves with nothing but a debug line.
+    image = ROOT / "examples" / "shapes" / "samples" / "shapes_0.png"
+    with FakeEndpoint("detection") as endpoint, caplog.at_level("WARNING"):
+        result = run_cli(["--clarify-compatible", "--endpoint", endpoint.url, "--task", "detection",
+                          "--num-samples", "16", "--out", tmp_path / "out", "--quiet", image])
+    assert result.exit_code == 0, result.output
+    warning = ("plain SLIC (segmentation slic) gave 1 segment of the 20 asked (segment_compactness 5); explained "
+               "with 2 segments instead, the left and right halves of the image. For more segments, raise "
+               "--segment-compactness (e.g. 20 or 50; Clarify: segment_compactness) or --num-segments, or use "
+               "--segmentation merged (the default without --clarify-compatible), which gives --num-segments")
+    assert [(record.levelname, record.getMessage()) for record in caplog.records
+            if record.name == "explain.segmentation"] == [("WARNING", f"{image}: {warning}")]
+    item, = json.loads((tmp_path / "out" / "analysis.json").read_text())["images"]
+    assert (item["num_segments_requested"], item["num_segments_used"]) == (20, 2)
+    assert item["warnings"] == [warning]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "<strong>Warning:</strong> plain SLIC (segmentation slic) gave 1 segment of the 20 asked" in report

@@ -248,3 +248,65 @@ def test_a_small_standard_error_is_not_shown_as_zero(error, text):
     from explain.report import _error_text
 
     assert _error_text(error) == text
+
+
+def _shapes_detector_explanation():
+    """The shipped shapes detector on a shipped scene, with the defaults (boxes focus, refinement to 64
+    segments) and the metrics: 40-50 small segments lie in and around the square's box."""
+    from explain.explainer import explain_image
+    from explain.predictors import InProcessPredictor
+
+    root = Path(__file__).resolve().parents[2]
+    image = np.asarray(Image.open(root / "examples/shapes/samples/shapes_0.png").convert("RGB"))
+    predictor = InProcessPredictor(root / "models/shapes-detector", "detection")
+    config = ExplainConfig(task="detection", label_headers=("circle", "square", "triangle"), metrics=True)
+    return explain_image(image, predictor, config), config
+
+
+def _boxes_overlap(first, second) -> bool:
+    return first.x0 < second.x1 and second.x0 < first.x1 and first.y0 < second.y1 and second.y0 < first.y1
+
+
+def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet(tmp_path):
+    # Every one of 64 segments was numbered: 40-50 numbers in and around a small box drew one black blob,
+    # so the table's segments could not be found, and the blob hid the only blue of the map.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from explain.render import plot_explanation
+    from explain.report import build_image_summary
+
+    explanation, config = _shapes_detector_explanation()
+    assert explanation.num_targets >= 1 and explanation.num_segments_used == 64
+    summary = build_image_summary(Path("shapes_0.png"), "shapes_0.png", explanation, [], config)
+    segments = explanation.segments
+    beside = 0
+    for index, target in enumerate(summary["targets"]):
+        named = {item["segment"] for item in target["top_segments"]}
+        for key in ("keeps_score", "removes_score"):
+            named |= set((target.get(key) or {}).get("segments", []))
+        figure = plot_explanation(explanation, [index])
+        figure.savefig(io.BytesIO(), format="jpeg", dpi=100, bbox_inches="tight")  # what the run writes
+        canvas = FigureCanvasAgg(figure)  # and drawn again, to measure what was drawn
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        heatmap = figure.axes[1]  # the image with the box, the heatmap, (the sets), the colour bar
+        assert heatmap.get_title().startswith("SHAP values")
+        texts = [text for text in heatmap.texts if text.get_text().isdecimal()]
+        drawn = {int(text.get_text()) for text in texts}
+        assert drawn == named, (drawn, named)  # every number the report names, and no other
+        extents = [text.get_window_extent(renderer) for text in texts]
+        for first in range(len(extents)):
+            for second in range(first + 1, len(extents)):
+                assert not _boxes_overlap(extents[first], extents[second]), (
+                    texts[first].get_text(), texts[second].get_text())
+        lines = {line.get_gid(): line for line in heatmap.lines}
+        for text in texts:
+            x, y = text.get_position()
+            number = int(text.get_text())
+            if segments[int(y), int(x)] == number:
+                continue  # inside its segment
+            beside += 1
+            line = lines[f"segment-{number}-line"]  # beside it: a line leads to the segment
+            end_x, end_y = line.get_xdata()[-1], line.get_ydata()[-1]
+            assert segments[int(end_y), int(end_x)] == number
+    assert beside > 0  # the box's small segments keep their colour: their numbers sit beside them

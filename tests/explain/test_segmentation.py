@@ -1,5 +1,7 @@
 """Superpixels: exact counts for "merged", close counts for "slico", object outlines followed."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -157,3 +159,23 @@ def test_rejects_grey_images():
 def test_rejects_unknown_method():
     with pytest.raises(ValueError, match="method must be one of merged, slico, slic, got 'felzenszwalb'"):
         segment_image(np.zeros((10, 10, 3), np.uint8), 4, method="felzenszwalb")
+
+
+def test_plain_slic_far_below_the_count_asked_is_a_warning(caplog):
+    from PIL import Image
+
+    image = np.asarray(Image.open(Path(__file__).resolve().parents[2] / "examples/shapes/samples/shapes_1.png")
+                       .convert("RGB"))
+    with caplog.at_level("WARNING", logger="explain.segmentation"):
+        segment_map = segment_image(image, 20, 20.0, method="slic")
+    assert segment_map.max() + 1 == 8
+    assert [record.getMessage() for record in caplog.records] == [
+        "plain SLIC (segmentation slic) gave 8 segments of the 20 asked (segment_compactness 20); explained with "
+        "those 8. For more segments, raise --segment-compactness (e.g. 20 or 50; Clarify: segment_compactness) "
+        "or --num-segments, or use --segmentation merged (the default without --clarify-compatible), which gives "
+        "--num-segments"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="explain.segmentation"):
+        segment_image(image, 20, 50.0, method="slic")  # 16 of 20: close enough, no warning
+        segment_image(image, 20, 5.0, method="merged")
+    assert not caplog.records
