@@ -76,13 +76,8 @@ class ServedModel(object):
                 "its long side is at most %d times its short side"
                 % (width, height, preprocess.short_side, preprocess.max_size, new_width, new_height,
                    preprocess.max_size))
+        self._check_image_count(count)
         limits = self.limits
-        if count > limits.max_images_per_request:
-            raise PayloadTooLargeError(
-                "the request holds %d images, more than the limit of %d images per request; send at "
-                "most %d per request, or raise the limit with the environment variable "
-                "SERVING_MAX_IMAGES_PER_REQUEST" % (count, limits.max_images_per_request,
-                                                    limits.max_images_per_request))
         pixels = count * new_height * new_width
         if pixels > limits.max_request_pixels:
             raise PayloadTooLargeError(
@@ -93,6 +88,15 @@ class ServedModel(object):
                 % (count, width, height, new_width, new_height, pixels, limits.max_request_pixels,
                    limits.max_request_pixels // (new_height * new_width)))
         return new_height, new_width
+
+    def _check_image_count(self, count):
+        """413 when a request holds more images than ``SERVING_MAX_IMAGES_PER_REQUEST``."""
+        limit = self.limits.max_images_per_request
+        if count > limit:
+            raise PayloadTooLargeError(
+                "the request holds %d images, more than the limit of %d images per request; send at "
+                "most %d per request, or raise the limit with the environment variable "
+                "SERVING_MAX_IMAGES_PER_REQUEST" % (count, limit, limit))
 
     def _check_cropped_batch(self, count, height, width):
         """``check_batch`` for a model whose preprocessing ends in a centre crop: the resize before the crop
@@ -106,13 +110,7 @@ class ServedModel(object):
                 "at most %.2f times its short side"
                 % (width, height, preprocess.short_side, new_width, new_height, preprocess.max_size,
                    preprocess.max_size / float(preprocess.short_side)))
-        limits = self.limits
-        if count > limits.max_images_per_request:
-            raise PayloadTooLargeError(
-                "the request holds %d images, more than the limit of %d images per request; send at "
-                "most %d per request, or raise the limit with the environment variable "
-                "SERVING_MAX_IMAGES_PER_REQUEST" % (count, limits.max_images_per_request,
-                                                    limits.max_images_per_request))
+        self._check_image_count(count)
         return preprocess.center_crop, preprocess.center_crop
 
     def images_per_request(self, height, width):
