@@ -126,12 +126,13 @@ def as_image_batch(images):
         batch = np.stack([np.asarray(image) for image in images])
     else:
         batch = np.asarray(images)
-        if batch.ndim == 3:
-            batch = batch[np.newaxis]
+    given = batch.shape  # as passed (a list: the stacked shape), not after adding the batch axis
+    if batch.ndim == 3:
+        batch = batch[np.newaxis]
     if batch.ndim != 4 or batch.shape[-1] != 3 or 0 in batch.shape:
         raise ValueError(
             "images must have shape (H, W, 3) or (N, H, W, 3) with RGB channels last, "
-            "got shape %s" % (batch.shape,))
+            "got shape %s" % (given,))
     if batch.dtype != np.uint8:
         raise ValueError(
             "images must be uint8 (0..255), got dtype %s; "

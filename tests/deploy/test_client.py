@@ -58,6 +58,7 @@ def test_png_is_lossless_and_jpeg_is_close():
     (np.zeros((8, 8, 3), np.float32), NPY, "images must be uint8 (0..255), got dtype float32"),
     (np.zeros((8, 8), np.uint8), NPY, "images must have shape (H, W, 3) or (N, H, W, 3) with RGB channels last, got shape (8, 8)"),
     (np.zeros((1, 8, 8, 4), np.uint8), NPY, "got shape (1, 8, 8, 4)"),
+    (np.zeros((4, 16, 16), np.uint8), NPY, "got shape (4, 16, 16)"),  # as passed: no batch axis added
     ([np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8)], NPY,
      "images in one request must share one size, got shapes [(8, 8, 3), (9, 8, 3)]"),
     ([], NPY, "images is an empty list"),
