@@ -211,44 +211,36 @@ def _is_output_of(stem: str, task: str, name: str) -> bool:
     return name == classification_file_name(stem)
 
 
+def _earlier_outputs(stem: str, task: str, listed: frozenset[str] | set[str],
+                     exists: Callable[[str], bool], first_box: int = 1) -> set[str]:
+    """The present output files of an earlier explanation of ``stem``: those its manifest entries list
+    (``listed``; this stem's exact names only, ``_is_output_of``: another image's files are never among
+    them) and the heatmaps numbered from ``first_box`` on while they exist (a run cut off before its
+    manifest line left them unlisted). exists: whether a name is an output file there."""
+    names = {name for name in listed if _is_output_of(stem, task, name)}
+    if task == "detection":
+        box_number = first_box
+        while exists(heatmap_file_name(stem, box_number)):
+            names.add(heatmap_file_name(stem, box_number))
+            box_number += 1
+    return {name for name in names if exists(name)}
+
+
 def _stale_outputs(out_dir: Path, stem: str, task: str, new_files: Sequence[str],
                    earlier_files: frozenset[str]) -> list[str]:
-    """The files in ``out_dir`` of an earlier explanation of ``stem`` that ``new_files`` leave behind.
-
-    Those the manifests list for the image, and the heatmaps numbered after the new ones
-    (``shap_<stem>_box<k>_object.jpeg`` for k = targets + 1, + 2, ... while they exist: a run
-    cut off before its manifest line left them unlisted). Only this stem's exact names
-    (``_is_output_of``): another image's files are never among them.
-    """
-    found = {name for name in earlier_files if _is_output_of(stem, task, name)}
-    if task == "detection":
-        box_number = sum(heatmap_box_number(stem, name) is not None for name in new_files) + 1
-        while (out_dir / heatmap_file_name(stem, box_number)).is_file():
-            found.add(heatmap_file_name(stem, box_number))
-            box_number += 1
-    return sorted(name for name in found - set(new_files)
-                  if (out_dir / name).is_file() and not (out_dir / name).is_symlink())
+    """The files in ``out_dir`` of an earlier explanation of ``stem`` that ``new_files`` leave behind:
+    those the manifests list for the image, and the heatmaps numbered after the new ones."""
+    first_box = sum(heatmap_box_number(stem, name) is not None for name in new_files) + 1
+    return sorted(_earlier_outputs(stem, task, earlier_files, _local_file(out_dir), first_box) - set(new_files))
 
 
 def _kept_from_earlier_run(stem: str, task: str, listed: frozenset[str] | set[str],
                            exists: Callable[[str], bool]) -> list[str]:
-    """The outputs of an earlier explanation of ``stem`` still present, for an image this run did not explain.
-
-    listed: the files earlier manifest entries of the image name. Also this stem's exact output
-    names (``_is_output_of``; the heatmaps numbered 1, 2, ... while they exist), which a run cut
-    off before its manifest line left unlisted. exists: whether a name is an output file there.
-    """
-    names = {name for name in listed if _is_output_of(stem, task, name)}
-    names.add(_npz_file_name(stem))
-    if task == "detection":
-        names.add(objects_file_name(stem))
-        box_number = 1
-        while exists(heatmap_file_name(stem, box_number)):
-            names.add(heatmap_file_name(stem, box_number))
-            box_number += 1
-    else:
-        names.add(classification_file_name(stem))
-    return sorted(name for name in names if exists(name))
+    """The outputs of an earlier explanation of ``stem`` still present, for an image this run did not
+    explain: ``_earlier_outputs`` from heatmap 1, and this stem's other exact output names."""
+    names = {_npz_file_name(stem)}
+    names.add(objects_file_name(stem) if task == "detection" else classification_file_name(stem))
+    return sorted(_earlier_outputs(stem, task, listed, exists) | {name for name in names if exists(name)})
 
 
 def _local_file(out_dir: Path) -> Callable[[str], bool]:
