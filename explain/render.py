@@ -12,7 +12,7 @@ from .detection import class_name
 from .errors import ExplainError
 from .metrics import smallest_sets
 
-__all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "named_segments",
+__all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "top_segments", "named_segments",
            "place_segment_labels", "SegmentLabel", "TOP_SEGMENTS", "heatmap_file_name", "heatmap_box_number",
            "objects_file_name", "classification_file_name"]
 
@@ -93,15 +93,20 @@ def segment_label_positions(segments: np.ndarray) -> np.ndarray:
     return np.array([(col, row) for row, col in positions], dtype=np.float64).reshape(-1, 2)
 
 
+def top_segments(values: np.ndarray, count: int = TOP_SEGMENTS) -> list[int]:
+    """The ``count`` segments of largest |value| (values: (S,)), ties in segment order: the report's
+    table and the first numbers on the heatmap, one rule for both."""
+    order = np.argsort(-np.abs(np.asarray(values, dtype=np.float64)), kind="stable")[:count]
+    return [int(segment) for segment in order]
+
+
 def named_segments(values: np.ndarray, sets: dict | None = None, count: int = TOP_SEGMENTS) -> list[int]:
     """The segments the report names for one target, in labelling order.
 
-    values: (S,) SHAP values. The ``count`` largest |value| (ties in segment order: the report's
-    table, ``report.build_image_summary``'s ``top_segments``), then the segments of the smallest
+    values: (S,) SHAP values. ``top_segments`` (the report's table), then the segments of the smallest
     sets that keep and remove the score (``explain.metrics.smallest_sets``), when given.
     """
-    order = np.argsort(-np.abs(np.asarray(values, dtype=np.float64)), kind="stable")[:count]
-    named = [int(segment) for segment in order]
+    named = top_segments(values, count)
     for key in ("keep", "remove"):
         for segment in (sets or {}).get(key, {}).get("segments", []):
             if int(segment) not in named:

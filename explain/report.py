@@ -14,7 +14,13 @@ import numpy as np
 from .detection import class_name
 from .manifest import atomic_write_bytes
 from .metrics import KEEP_FRACTION, REMOVE_FRACTION, smallest_sets
-from .render import TOP_SEGMENTS, classification_file_name, heatmap_file_name, objects_file_name
+from .render import (
+    TOP_SEGMENTS,
+    classification_file_name,
+    heatmap_file_name,
+    objects_file_name,
+    top_segments,
+)
 
 __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS",
            "SEGMENTATIONS"]
@@ -32,9 +38,8 @@ def _error_text(error: float | None) -> str:
 
 
 def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[dict]:
-    order = np.argsort(-np.abs(values), kind="stable")[:count]
-    return [{"segment": int(index), "value": float(values[index]),
-             "standard_error": _standard_error(errors[index])} for index in order]
+    return [{"segment": index, "value": float(values[index]),
+             "standard_error": _standard_error(errors[index])} for index in top_segments(values, count)]
 
 
 def build_image_summary(path: Path, stem: str, explanation, files: list[str], config,
