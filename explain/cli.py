@@ -6,9 +6,12 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -389,18 +392,35 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     try:
         with stop_on_signals():  # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does
             summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
-    except RunStopped as stopped:
-        raise StoppedBySignal(stopped, out_dir) from None
+    except (RunStopped, KeyboardInterrupt) as stopped:
+        _stop(StoppedBySignal(stopped, out_dir))
     _finish(summary, out_dir, allow_partial)
 
 
 class StoppedBySignal(click.ClickException):
-    """The run was stopped by SIGTERM or SIGHUP: one line, exit status 128 + the signal's number."""
+    """The run was stopped by SIGTERM, SIGHUP or Ctrl-C: one line, exit status 128 + the signal's number."""
 
-    def __init__(self, stopped: RunStopped, out_dir: Path) -> None:
-        super().__init__(f"stopped by {stopped.signal_name}; the images finished so far are kept in {out_dir}: "
+    def __init__(self, stopped: RunStopped | KeyboardInterrupt, out_dir: Path) -> None:
+        name = stopped.signal_name if isinstance(stopped, RunStopped) else "Ctrl-C"
+        super().__init__(f"stopped by {name}; the images finished so far are kept in {out_dir}: "
                          "run the same command again to resume")
-        self.exit_code = stopped.exit_status
+        self.exit_code = stopped.exit_status if isinstance(stopped, RunStopped) else 128 + signal.SIGINT
+
+
+def _stop(stopped: StoppedBySignal) -> NoReturn:
+    """End a stopped run now. It has unwound (workers stopped, --out's lock released, an extracted
+    model removed, every finished image in the manifest); a thread still waiting on a model call
+    (up to --timeout, then the retries) would hold the process at exit, so it is abandoned: the
+    line is printed and the process exits at once (what the --workers processes do too)."""
+    lingering = [thread for thread in threading.enumerate()
+                 if thread is not threading.main_thread() and thread.is_alive() and not thread.daemon]
+    if not lingering:
+        raise stopped
+    stopped.show()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(stopped.exit_code)
 
 
 def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, transport: TransportConfig,

@@ -121,6 +121,36 @@ def test_a_stop_signal_stops_the_workers_too_and_the_run_resumes(stop_signal, he
 
 @posix_only
 @pytest.mark.integration
+@pytest.mark.parametrize(("stop_signal", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_run_in_one_process_stops_at_once_while_a_model_call_hangs(stop_signal, name, held_endpoint, tmp_path):
+    """The request in flight would hold the process for --timeout (70 s) and its retries: it is abandoned."""
+    images = scenes(tmp_path / "images", 2)
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, out, images)
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert held_endpoint.holding.wait(60), "the run never reached the endpoint"
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + stop_signal, stderr
+    assert (f"Error: stopped by {name}; the images finished so far are kept in {out}: run the same command "
+            "again to resume") in stderr
+    assert "Traceback" not in stderr
+    assert not list(out.glob(".manifest*.lock"))
+    held_endpoint.release()
+    resumed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "explained 2 image(s)" in resumed.stdout
+
+
+@posix_only
+@pytest.mark.integration
 def test_workers_stop_when_their_parent_is_killed(held_endpoint, tmp_path):
     """SIGKILL cannot be handled: the workers notice their parent is gone and stop themselves."""
     held_endpoint.hold = lambda: True
