@@ -11,7 +11,7 @@ from .config import SEGMENTATION_METHODS
 from .image_warnings import warn_about_image
 
 __all__ = ["segment_image", "relabel_contiguous", "ward_merge", "oversegment", "plain_slic", "grid_slico",
-           "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
+           "warn_if_plain_slic_fell_short", "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +208,15 @@ def oversegment(image: np.ndarray, num_segments: int, compactness: float) -> np.
     return segment_map
 
 
+def warn_if_plain_slic_fell_short(found: int, num_segments: int, compactness: float,
+                                  where: str = "") -> None:
+    """Warn (for the image being explained) when plain SLIC gave fewer than half the segments asked."""
+    if found < num_segments / 2:
+        warn_about_image(logger, f"{_METHOD_NAMES['slic']} gave {found} segments of the {num_segments} asked"
+                                 f"{where} (segment_compactness {compactness:g}); explained with those {found}. "
+                                 f"{_FEWER_SEGMENTS_HINT}")
+
+
 def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float = 5.0,
                   method: str = "merged") -> np.ndarray:
     """Split an image into ``num_segments`` superpixels (about that many for "slico" and "slic").
@@ -256,10 +265,8 @@ def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float 
         warn_about_image(logger, f"{_METHOD_NAMES[method]} gave 1 segment of the {num_segments} asked "
                                  f"(segment_compactness {compactness:g}); explained with 2 segments instead, the "
                                  f"left and right halves of the image. {_FEWER_SEGMENTS_HINT}")
-    elif method == "slic" and found < num_segments / 2:
-        warn_about_image(logger, f"{_METHOD_NAMES[method]} gave {found} segments of the {num_segments} asked "
-                                 f"(segment_compactness {compactness:g}); explained with those {found}. "
-                                 f"{_FEWER_SEGMENTS_HINT}")
+    elif method == "slic":
+        warn_if_plain_slic_fell_short(found, num_segments, compactness)
     logger.debug("segmentation (%s): asked %d segments, using %d", method, num_segments,
                  segment_map.max() + 1)
     return segment_map

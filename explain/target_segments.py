@@ -35,6 +35,7 @@ from .segmentation import (
     plain_slic,
     relabel_contiguous,
     ward_merge,
+    warn_if_plain_slic_fell_short,
 )
 
 __all__ = [
@@ -233,6 +234,9 @@ def segment_with_boxes(image: np.ndarray, boxes: np.ndarray, num_segments: int =
             segment_map[mask] = labels + offset
             offset += int(labels.max()) + 1
         segment_map = _connected_components(segment_map)
+        if method == "slic":
+            warn_if_plain_slic_fell_short(int(segment_map.max()) + 1, num_segments, compactness,
+                                          " with the segments fitted to the target boxes")
     logger.debug("box-aware segmentation (%s): %d regions, quotas %s, %d segments", method,
                  len(quotas), quotas.tolist(), segment_map.max() + 1)
     return segment_map.astype(np.int32)

@@ -1,5 +1,7 @@
 """Segments that know the targets: no segment straddles a box border, more segments in and near the boxes."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data
@@ -116,3 +118,25 @@ def test_one_targets_ring_does_not_cut_another_targets_box():
 ])
 def test_allot_segments(sizes, kinds, num_segments, expected):
     assert allot_segments(np.array(sizes), np.array(kinds), num_segments).tolist() == expected
+
+
+def test_plain_slic_inside_the_boxes_far_below_the_count_asked_is_a_warning(caplog):
+    """--segmentation slic with box-aware segments: the count can fall far short there too, and is said."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(Path(__file__).resolve().parents[2] / "examples/shapes/samples/shapes_0.png")
+                       .convert("RGB"))
+    box = np.array([[0.2, 0.2, 0.6, 0.6]])
+    with caplog.at_level("WARNING", logger="explain.segmentation"):
+        segment_map = segment_with_boxes(image, box, 20, 5.0, method="slic")
+    assert segment_map.max() + 1 == 4
+    assert [record.getMessage() for record in caplog.records] == [
+        "plain SLIC (segmentation slic) gave 4 segments of the 20 asked with the segments fitted to the target "
+        "boxes (segment_compactness 5); explained with those 4. For more segments, raise --segment-compactness "
+        "(e.g. 20 or 50; Clarify: segment_compactness) or --num-segments, or use --segmentation merged (the "
+        "default without --clarify-compatible), which gives --num-segments"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="explain.segmentation"):
+        segment_with_boxes(image, box, 20, 5.0, method="slico")
+        segment_with_boxes(image, box, 20, 5.0, method="merged")
+    assert not caplog.records
