@@ -119,12 +119,23 @@ class CorePinning:
         _pin(os.getpid(), {0})
 
 
+def model_log(endpoint) -> Path:
+    """MMS's own log, where the Python workers' output lands (``server.log`` keeps warnings only)."""
+    return Path(endpoint.scratch) / "logs" / "mms_log.log"
+
+
 def handler_seconds(log_path: Path, offset: int) -> tuple[float, int]:
-    """Sum of the handler's own "answered in X ms" times logged after byte ``offset``, and their count."""
+    """Sum of the handler's own "answered in X ms" times logged after byte ``offset``, and their count.
+
+    The toolkit's log4j2 config writes each worker line to mms_log.log twice (two loggers share the
+    appender; with several workers not always next to each other): equal lines (same millisecond
+    timestamp, worker, batch and time) are counted once.
+    """
     with open(log_path, "rb") as handle:
         handle.seek(offset)
         text = handle.read().decode("utf-8", errors="replace")
-    times = [float(match) for match in re.findall(r"answered in ([0-9.]+) ms", text)]
+    lines = dict.fromkeys(line for line in text.splitlines() if "answered in" in line)
+    times = [float(re.search(r"answered in ([0-9.]+) ms", line).group(1)) for line in lines]
     return sum(times) / 1000.0, len(times)
 
 
@@ -230,7 +241,7 @@ def main() -> None:
                                   if previous_batches is not None else None)
                 if pinning:
                     pinning.explainer()
-                log_offset = endpoint.log_path.stat().st_size
+                log_offset = model_log(endpoint).stat().st_size
                 with http_predictor() as predictor:
                     recorder = RecordingPredictor(predictor)
                     cpu_started = time.process_time()
@@ -239,7 +250,7 @@ def main() -> None:
                     http_seconds = time.perf_counter() - started
                     client_cpu = time.process_time() - cpu_started
                     stats = predictor.stats
-                handler, handled = handler_seconds(endpoint.log_path, log_offset)
+                handler, handled = handler_seconds(model_log(endpoint), log_offset)
                 if pinning:
                     pinning.forward()
                 forward_after = forward_seconds(model, recorder.batches, per_request)
