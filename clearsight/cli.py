@@ -36,6 +36,7 @@ from . import __version__
 from .processing import (
     DEFAULT_INSTANCE_TYPE,
     ExplainJobConfig,
+    check_s3_object,
     default_job_name,
     merge_job_outputs,
     start_explain_job,
@@ -122,7 +123,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
         raise click.MissingParameter(
             "an IAM role ARN for the job: give --role ARN or set SAGEMAKER_ROLE",
             param_hint="'--role'", param_type="option")
-    _check_explain_args(task, explain_args)
+    explain_settings = _check_explain_args(task, explain_args)
     try:
         config = ExplainJobConfig(
             job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
@@ -135,6 +136,8 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     say = progress_printer(started)
     clients = clients_for(ctx, config.region, endpoint_url)
     try:
+        if explain_settings["baseline"].startswith("s3://"):  # checked before anything is uploaded or started
+            check_s3_object(explain_settings["baseline"], clients, "--baseline image")
         start_explain_job(config, clients, progress=say)
         if not wait:
             click.echo(f"processing job {config.job_name} started; merge its outputs when it ends with "
@@ -202,8 +205,11 @@ def _check_failures(summary: dict, allow_partial: bool) -> None:
                                    "Add --allow-partial to exit 0 on such runs")
 
 
-def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
-    """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here."""
+def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> dict:
+    """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here.
+
+    Returns the explain settings they give (ExplainConfig's fields but task), baseline as given.
+    """
     names = {item.name for item in dataclasses.fields(ExplainConfig)} - {"task"}
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as folder:
         placeholder = Path(folder) / "placeholder.png"
@@ -221,10 +227,12 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
             raise click.BadParameter(
                 f"explain options: {'; '.join(local_files)}: the processing job receives the images, its "
                 "code and its wheelhouse, not files of this machine", param_hint="EXPLAIN_ARGS")
+        s3_baseline = settings["baseline"].startswith("s3://")  # the job's workers read it, with the job's role
         try:
-            ExplainConfig(task=task, **settings)
+            ExplainConfig(task=task, **{**settings, **({"baseline": "noise"} if s3_baseline else {})})
         except ConfigError as error:
             raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None
+    return settings
 
 
 def _local_files(params: dict, explain_args: tuple[str, ...]) -> list[str]:
@@ -234,8 +242,10 @@ def _local_files(params: dict, explain_args: tuple[str, ...]) -> list[str]:
         found.append("--clarify-config reads a local file (give its settings as options)")
     if params.get("endpoint_map"):
         found.append("--endpoint-map names local models or URLs (the job explains --endpoint)")
-    if params.get("baseline") not in BUILTIN_BASELINES:
-        found.append(f"--baseline {params.get('baseline')} is a local image (use {', '.join(BUILTIN_BASELINES)})")
+    baseline = params.get("baseline")
+    if baseline not in BUILTIN_BASELINES and not str(baseline).startswith("s3://"):
+        found.append(f"--baseline {baseline} is a local image (use {', '.join(BUILTIN_BASELINES)} or an "
+                     "s3://BUCKET/KEY image the job's role can read)")
     values = [arg.split("=", 1)[1] for arg in explain_args if arg.startswith("--label-headers=")]
     values += [explain_args[index + 1] for index, arg in enumerate(explain_args[:-1]) if arg == "--label-headers"]
     if any(Path(value).is_file() for value in values):

@@ -43,6 +43,7 @@ from .job_bundle import JOB_PYTHON, WHEELHOUSE_NAME, JobUploads, build_job_uploa
 __all__ = [
     "ExplainJobConfig",
     "ProcessingJobFailed",
+    "check_s3_object",
     "default_image_uri",
     "entrypoint",
     "merge_job_outputs",
@@ -277,6 +278,18 @@ def _check_endpoint(config: ExplainJobConfig, clients: Any) -> None:
         raise DeployError(f"check-endpoint: {where} is {status}{reason}, not InService: nothing was uploaded or "
                           "started; run again once it is InService (`clearsight deploy sagemaker status "
                           f"--name {config.endpoint_name}`)")
+
+
+def check_s3_object(url: str, clients: Any, what: str) -> None:
+    """Raise DeployError unless S3 object ``url`` (s3://BUCKET/KEY) exists and this account can read it
+    (HeadObject), before anything is uploaded or started: a job would otherwise fail on every instance."""
+    bucket, key = split_s3_url(url)
+    try:
+        head = describe_or_none(lambda: clients.s3.head_object(Bucket=bucket, Key=key))
+    except Exception as error:  # noqa: BLE001 - access denied, no network: name the object
+        raise DeployError(f"check-s3-object: cannot read {what} {url}: {error_text(error)}") from error
+    if head is None:
+        raise DeployError(f"check-s3-object: {what} {url} not found: nothing was uploaded or started")
 
 
 def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:

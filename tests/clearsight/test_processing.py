@@ -290,6 +290,26 @@ def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
     assert "not files of this machine" not in result.output
 
 
+def test_an_s3_baseline_goes_to_the_job_as_its_uri_once_it_is_found(aws):
+    """A Clarify notebook's baseline is an S3 object: it was refused ("must be one of noise, ... or an existing
+    image file"), and a local copy is refused by design. The job's workers read it with the job's role."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise rgb.png", Body=png_bytes(0))
+    missing = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--baseline",
+                                                      f"s3://{aws.bucket}/baselines/gone.png"), obj=aws.session)
+    assert missing.exit_code == 1, missing.output
+    assert (f"check-s3-object: --baseline image s3://{aws.bucket}/baselines/gone.png not found: nothing was "
+            "uploaded or started") in " ".join(missing.output.split())
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--baseline",
+                                                     f"s3://{aws.bucket}/baselines/noise rgb.png"), obj=aws.session)
+    assert result.exit_code == 0, result.output
+    job = aws.clients.sagemaker.describe_processing_job(ProcessingJobName="cs-explain-test")
+    assert job["AppSpecification"]["ContainerArguments"][-2:] == [
+        "--baseline", f"s3://{aws.bucket}/baselines/noise rgb.png"]
+
+
 def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):
     # The message named the temporary download folder, deleted by then.
     result = CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/nothing-here"],
