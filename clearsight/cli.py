@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from deploy.aws_cli import (
     aws_options,
@@ -26,6 +28,7 @@ from deploy.aws_cli import (
 )
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
+from explain.cli import ENV_PREFIX as EXPLAIN_ENV_PREFIX
 from explain.cli import VERBOSE_META, configure_logging, kept_files_lines
 from explain.cli import main as explain_main
 from explain.config import BUILTIN_BASELINES, ExplainConfig
@@ -35,6 +38,7 @@ from serving.contract import TASKS
 from . import __version__
 from .processing import (
     DEFAULT_INSTANCE_TYPE,
+    JOB_SET_OPTIONS,
     ExplainJobConfig,
     check_s3_object,
     default_job_name,
@@ -117,13 +121,15 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     With --wait the command then merges the instances' manifests into one analysis.json and
     report.html in --out; images that failed are listed, and the exit status is 1 unless
     --allow-partial. Options after `--` go to `python -m explain` (e.g. -- --num-samples 500
-    --label-headers a,b). The job is billed per instance-second until it ends.
+    --label-headers a,b); CLEARSIGHT_EXPLAIN_<OPTION> variables of this shell go to the job as
+    options too (not CLEARSIGHT_EXPLAIN_ENDPOINT_MAP: the job calls --endpoint). The job is
+    billed per instance-second until it ends.
     """
     if not role:
         raise click.MissingParameter(
             "an IAM role ARN for the job: give --role ARN or set SAGEMAKER_ROLE",
             param_hint="'--role'", param_type="option")
-    explain_settings = _check_explain_args(task, explain_args)
+    explain_settings, explain_args = _check_explain_args(task, explain_args)
     try:
         config = ExplainJobConfig(
             job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
@@ -205,10 +211,14 @@ def _check_failures(summary: dict, allow_partial: bool) -> None:
                                    "Add --allow-partial to exit 0 on such runs")
 
 
-def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> dict:
+def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
     """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here.
 
-    Returns the explain settings they give (ExplainConfig's fields but task), baseline as given.
+    Returns the explain settings they give (ExplainConfig's fields but task, baseline as given)
+    and the job's explain options: ``explain_args`` then, as explicit options, every setting
+    taken from a CLEARSIGHT_EXPLAIN_<OPTION> variable of this shell, since the job's container
+    has none of them. CLEARSIGHT_EXPLAIN_ENDPOINT_MAP (the job explains --endpoint) and the
+    variables of options the job sets itself are left out, with a warning naming each.
     """
     names = {item.name for item in dataclasses.fields(ExplainConfig)} - {"task"}
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as folder:
@@ -219,7 +229,8 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> dict:
         try:
             with explain_main.make_context("explain", args) as explain_ctx:
                 settings = {name: value for name, value in explain_ctx.params.items() if name in names}
-                local_files = _local_files(explain_ctx.params, explain_args)
+                from_environment = _settings_from_environment(explain_ctx)
+                local_files = _local_files(explain_ctx, explain_args, from_environment)
         except click.UsageError as error:
             raise click.BadParameter(f"explain options: {error.format_message()}",
                                      param_hint="EXPLAIN_ARGS") from None
@@ -232,24 +243,77 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> dict:
             ExplainConfig(task=task, **{**settings, **({"baseline": "noise"} if s3_baseline else {})})
         except ConfigError as error:
             raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None
-    return settings
+    passed = tuple(arg for _, _, options in from_environment.values() for arg in options)
+    return settings, tuple(explain_args) + passed
 
 
-def _local_files(params: dict, explain_args: tuple[str, ...]) -> list[str]:
-    """What in the parsed pass-through options names a file of this machine (each as a reason)."""
+def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[str, str, list[str]]]:
+    """The explain options set by environment variables: name -> (variable, its value, the same as options).
+
+    CLEARSIGHT_EXPLAIN_ENDPOINT_MAP and the variables of options the job sets are left out, each
+    with a warning on stderr (they would otherwise be taken for options the user gave).
+    """
+    found = {}
+    for param in explain_ctx.command.params:
+        if not isinstance(param, click.Option) or not param.name or (
+                explain_ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT):
+            continue
+        option = next(name for name in param.opts if name.startswith("--"))
+        variable = _variable_of(param)
+        raw = os.environ.get(variable, "")
+        if param.name == "endpoint_map":
+            click.echo(f"Warning: {variable} is set but the job does not use it: its workers call SageMaker "
+                       "endpoint --endpoint", err=True)
+            continue
+        if option in JOB_SET_OPTIONS:
+            click.echo(f"Warning: {variable} is set but not passed to the job: the job sets {option} itself",
+                       err=True)
+            continue
+        value = explain_ctx.params[param.name]
+        if param.count:
+            options = [option] * int(value or 0)
+        elif param.is_flag:
+            options = [option] if value else []
+        elif param.multiple:
+            options = [item for part in param.split_envvar_value(raw) for item in (option, part)]
+        else:
+            options = [option, raw]
+        found[param.name] = (variable, raw, options)
+    return found
+
+
+def _variable_of(param: click.Option) -> str:
+    """The environment variable an explain option's value came from (CLEARSIGHT_EXPLAIN_<NAME>, or its old name)."""
+    name = param.envvar if isinstance(param.envvar, str) else f"{EXPLAIN_ENV_PREFIX}_{param.name.upper()}"
+    old = getattr(param, "deprecated_envvar", None) or f"EXPLAIN_{param.name.upper()}"
+    return name if os.environ.get(name) or not os.environ.get(old) else old
+
+
+def _local_files(explain_ctx: click.Context, explain_args: tuple[str, ...],
+                 from_environment: dict[str, tuple[str, str, list[str]]]) -> list[str]:
+    """What in the parsed pass-through options names a file of this machine (each as a reason,
+    naming the environment variable where the value came from one)."""
+    params = explain_ctx.params
+
+    def given(name: str, option: str) -> str:
+        return f"{from_environment[name][0]}={from_environment[name][1]}" if name in from_environment else option
+
     found = []
     if params.get("clarify_config"):
-        found.append("--clarify-config reads a local file (give its settings as options)")
-    if params.get("endpoint_map"):
+        found.append(f"{given('clarify_config', '--clarify-config')} reads a local file (give its settings as "
+                     "options)")
+    if params.get("endpoint_map") and (  # the variable is left out of the job, with a warning
+            explain_ctx.get_parameter_source("endpoint_map") is not ParameterSource.ENVIRONMENT):
         found.append("--endpoint-map names local models or URLs (the job explains --endpoint)")
     baseline = params.get("baseline")
     if baseline not in BUILTIN_BASELINES and not str(baseline).startswith("s3://"):
-        found.append(f"--baseline {baseline} is a local image (use {', '.join(BUILTIN_BASELINES)} or an "
-                     "s3://BUCKET/KEY image the job's role can read)")
+        found.append(f"{given('baseline', f'--baseline {baseline}')} is a local image (use "
+                     f"{', '.join(BUILTIN_BASELINES)} or an s3://BUCKET/KEY image the job's role can read)")
     values = [arg.split("=", 1)[1] for arg in explain_args if arg.startswith("--label-headers=")]
     values += [explain_args[index + 1] for index, arg in enumerate(explain_args[:-1]) if arg == "--label-headers"]
+    values += [from_environment["label_headers"][1]] if "label_headers" in from_environment else []
     if any(Path(value).is_file() for value in values):
-        found.append("--label-headers reads a local file (give the names as a,b,c)")
+        found.append(f"{given('label_headers', '--label-headers')} reads a local file (give the names as a,b,c)")
     return found
 
 

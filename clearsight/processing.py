@@ -42,6 +42,7 @@ from .job_bundle import JOB_PYTHON, WHEELHOUSE_NAME, JobUploads, build_job_uploa
 
 __all__ = [
     "ExplainJobConfig",
+    "JOB_SET_OPTIONS",
     "ProcessingJobFailed",
     "check_s3_object",
     "default_image_uri",
@@ -71,6 +72,9 @@ TAG_JOB = "clearsight:explain-job"
 _S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
+# explain options the job (or its worker) sets itself: refused after `--`, not taken from the environment
+JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
+                             "--allow-partial", "--job-name"})
 # Endpoint statuses in which InvokeEndpoint answers: an update keeps the old variant serving until it ends.
 _SERVING = ("InService", "Updating", "SystemUpdating")
 
@@ -138,9 +142,8 @@ class ExplainJobConfig:
                 raise DeployConfigError(name, value, f"an integer in [{low}, {high}]")
         if not isinstance(self.instance_type, str) or not _INSTANCE_TYPE.fullmatch(self.instance_type):
             raise DeployConfigError("instance_type", self.instance_type, "an ml.* instance type such as ml.c5.xlarge")
-        reserved = {"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
-                    "--allow-partial", "--job-name"}
-        clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args if arg.split("=", 1)[0] in reserved)
+        clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args
+                         if arg.split("=", 1)[0] in JOB_SET_OPTIONS)
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
                                     f"explain options other than {', '.join(clashes)} (the job sets them)")

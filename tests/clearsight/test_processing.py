@@ -310,6 +310,54 @@ def test_an_s3_baseline_goes_to_the_job_as_its_uri_once_it_is_found(aws):
         "--baseline", f"s3://{aws.bucket}/baselines/noise rgb.png"]
 
 
+def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
+    """CLEARSIGHT_EXPLAIN_* variables were read when the options were checked, then left out of the job:
+    it ran 500 samples when 100 were set. An exported endpoint map failed every explain-job, naming
+    --endpoint-map, which was never typed."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    env = {"CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "100", "CLEARSIGHT_EXPLAIN_BASELINE": "black",
+           "CLEARSIGHT_EXPLAIN_LABEL_HEADERS": "circle,square,triangle", "CLEARSIGHT_EXPLAIN_METRICS": "true",
+           "CLEARSIGHT_EXPLAIN_ENDPOINT_MAP": "shapes-detector=http://127.0.0.1:9",
+           "CLEARSIGHT_EXPLAIN_WORKERS": "4"}
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--seed", "3"), env=env,
+                                obj=aws.session)
+    assert result.exit_code == 0, result.output
+    job = aws.clients.sagemaker.describe_processing_job(ProcessingJobName="cs-explain-test")
+    assert job["AppSpecification"]["ContainerArguments"] == [
+        "--job-name", "cs-explain-test", "--endpoint", "sagemaker:shapes-detector", "--task", "detection",
+        "--seed", "3", "--num-samples", "100", "--baseline", "black", "--label-headers", "circle,square,triangle",
+        "--metrics"]
+    stderr = " ".join(result.stderr.split())
+    assert ("Warning: CLEARSIGHT_EXPLAIN_ENDPOINT_MAP is set but the job does not use it: its workers call "
+            "SageMaker endpoint --endpoint") in stderr
+    assert "Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job: the job sets --workers" in stderr
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "abc", "'abc' is not a valid integer"),
+    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", "explain options: num_samples must be in [4, 1000000], got 2"),
+    ("CLEARSIGHT_EXPLAIN_BASELINE", "{image}", "explain options: CLEARSIGHT_EXPLAIN_BASELINE={image} is a local "
+                                               "image"),
+    ("CLEARSIGHT_EXPLAIN_LABEL_HEADERS", "{labels}", "explain options: CLEARSIGHT_EXPLAIN_LABEL_HEADERS={labels} "
+                                                     "reads a local file"),
+    ("CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG", "{config}", "explain options: CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG={config} "
+                                                      "reads a local file"),
+])
+def test_unusable_explain_settings_of_the_environment_are_named(aws, tmp_path, variable, value, message):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("square\ncorner\n")
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps(sdk_analysis_config("OBJECT_DETECTION", ["square", "corner"])))
+    image = tmp_path / "noise.png"
+    image.write_bytes(png_bytes(0))
+    paths = {"image": image, "labels": labels, "config": config}
+    result = CliRunner().invoke(clearsight, job_args(aws), env={variable: value.format(**paths)}, obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert message.format(**paths) in " ".join(result.output.split()), result.output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
 def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):
     # The message named the temporary download folder, deleted by then.
     result = CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/nothing-here"],
