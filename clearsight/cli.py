@@ -104,7 +104,7 @@ main.add_command(deploy_main, name="deploy")
               envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
 @click.option("--allow-partial", is_flag=True, default=False,
               help="Exit 0 when some images failed but others were explained (the merged analysis.json "
-                   "lists the failures).  [default: exit 1 when any image failed]")
+                   "lists the failures), or when some hosts wrote no manifest.  [default: exit 1 then]")
 @aws_options
 @click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
 @click.pass_context
@@ -171,8 +171,9 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
               help="The job whose outputs to merge (its manifests are manifest-<job>@<host>.jsonl). "
                    "Default: the job whose manifests were written last; the other jobs' are left out and named.")
 @click.option("--allow-partial", is_flag=True, default=False,
-              help="Exit 0 when some images failed but others were explained.  [default: exit 1 when any "
-                   "image failed]")
+              help="Exit 0 when some images failed but others were explained, or when the job is not "
+                   "Completed or some of its hosts wrote no manifest (the merge says which).  [default: exit 1 "
+                   "then]")
 @aws_options
 @click.pass_context
 def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_partial: bool, region: str | None,
@@ -182,7 +183,10 @@ def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_
     Jobs that wrote to the same --out keep their own manifests; only --job-name's (default:
     the latest job's) are merged, and analysis.json and the report name the other runs whose
     outputs are still there (totals.other_runs) and, for an image that failed in this job, the
-    files an earlier job left under its stem.
+    files an earlier job left under its stem. The job is looked up in SageMaker
+    (DescribeProcessingJob): a job that is not Completed, or hosts algo-1..algo-N (N: its
+    InstanceCount) without a manifest, are warned about and exit 1 unless --allow-partial;
+    files a stopped worker left in .staging-* folders are listed as unfinished images.
     """
     if not out_url.startswith("s3://"):
         raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
@@ -197,18 +201,21 @@ def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_
 
 
 def _check_failures(summary: dict, allow_partial: bool) -> None:
-    """After a merge: name the images that failed on stderr; exit 1 for them unless ``allow_partial``."""
+    """After a merge: name the images that failed on stderr; exit 1 for them, or when the job is not
+    Completed or some of its hosts' outputs are missing (``job_check``), unless ``allow_partial``."""
     failed = summary["totals"].get("failed") or []
-    if not failed:
-        return
-    click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
+    if failed:
+        click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
     for item in failed[:5]:
         click.echo(f"  {item['key']}: {item['kind']}: {item['reason']}", err=True)
         for line in kept_files_lines(item):
             click.echo(line, err=True)
-    if not allow_partial:
-        raise click.ClickException(f"{len(failed)} image(s) failed; the others were explained. "
-                                   "Add --allow-partial to exit 0 on such runs")
+    problems = summary.get("job_check", {}).get("problems") or []
+    if allow_partial or not (failed or problems):
+        return
+    reasons = [f"{len(failed)} image(s) failed; the others were explained"] if failed else []
+    reasons += [f"the report is of part of the job: {problem}" for problem in problems]
+    raise click.ClickException(". ".join(reasons) + ". Add --allow-partial to exit 0 on such runs")
 
 
 def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:

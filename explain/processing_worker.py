@@ -25,7 +25,7 @@ import click
 
 from .cli import main as explain_main
 from .errors import ConfigError
-from .manifest import run_manifest_tag
+from .manifest import manifest_name, run_manifest_tag
 
 __all__ = ["main", "read_host"]
 
@@ -77,6 +77,7 @@ def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config:
         raise click.BadParameter(f"{input_dir} is not a directory", ctx, ctx.command.params[0])
     if not input_dir.is_dir() or not any(input_dir.rglob("*")):
         output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / manifest_name(tag)).touch()  # an empty manifest: the merge sees that this host ended
         click.echo(f"{host}: no images in {input_dir} (more instances than objects?); nothing to do", err=True)
         return
     args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", tag, "--quiet", "--allow-partial"]

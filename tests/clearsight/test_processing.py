@@ -82,8 +82,11 @@ def test_single_host_worker_writes_the_report(tmp_path, tiny_detector_dir):
 
 def test_worker_without_images_succeeds_quietly(tmp_path, tiny_detector_dir):
     env = processing_layout(tmp_path, "algo-3", ["algo-1", "algo-2", "algo-3"], [])
-    result = CliRunner().invoke(worker_main, ["--endpoint", str(tiny_detector_dir), "--task", "detection"], env=env)
+    result = CliRunner().invoke(worker_main, ["--job-name", "cs-explain", "--endpoint", str(tiny_detector_dir),
+                                              "--task", "detection"], env=env)
     assert result.exit_code == 0 and "nothing to do" in result.stderr
+    # an empty manifest: the merge counts the host as ended, not as missing
+    assert (tmp_path / "algo-3/opt/ml/processing/output/manifest-cs-explain@algo-3.jsonl").read_text() == ""
 
 
 def test_job_definition(aws):
@@ -356,6 +359,69 @@ def test_unusable_explain_settings_of_the_environment_are_named(aws, tmp_path, v
     assert result.exit_code == 2, result.output
     assert message.format(**paths) in " ".join(result.output.split()), result.output
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
+def merge(aws, *extra):
+    return CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/explanations", *extra],
+                              obj=aws.session)
+
+
+def test_a_merge_names_missing_hosts_unfinished_images_and_a_job_that_did_not_complete(aws, tmp_path,
+                                                                                       tiny_detector_dir):
+    """explain-merge merged whatever manifests it found: a 2-host job whose algo-2 left nothing, or a Stopped
+    job, was reported as a whole one (exit 0), and a stopped worker's staging files were never mentioned."""
+    aws.serving_endpoint("shapes-detector")
+    for key in KEYS:
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
+    started = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", *EXPLAIN_OPTIONS), obj=aws.session)
+    assert started.exit_code == 0, started.output  # InstanceCount 2; moto's jobs are Completed at once
+    hosts = ["algo-1", "algo-2"]
+    shares = {host: [key for key in KEYS if shard_of(key, 2) == index] for index, host in enumerate(hosts)}
+    for host in hosts:
+        run_worker(processing_layout(tmp_path, host, hosts, shares[host]), tiny_detector_dir, "cs-explain-test")
+    upload_outputs(aws, tmp_path / "algo-1/opt/ml/processing/output")
+    staging = ".staging-41@ip-10-0-0-2-k3x/b__scene3.png_shap.npz"
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"explanations/{staging}", Body=b"npz")
+    out = f"s3://{aws.bucket}/explanations"
+    missing_host = (f"1 of the job's 2 host(s) wrote no manifest to {out} (algo-2): their images are not in "
+                    "this report")
+    unfinished = (f"WARNING: 1 file(s) of unfinished images under {out}, which a worker was writing when it "
+                  f"stopped (not in this report): {staging}")
+
+    partial = merge(aws, "--job-name", "cs-explain-test")
+    assert partial.exit_code == 1, partial.output
+    output = " ".join(partial.output.split())
+    assert f"WARNING: {missing_host}" in output and unfinished in output
+    assert (f"Error: the report is of part of the job: {missing_host}. Add --allow-partial to exit 0 on such "
+            "runs") in output
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(shares["algo-1"])
+    allowed = merge(aws, "--job-name", "cs-explain-test", "--allow-partial")
+    assert allowed.exit_code == 0 and missing_host in " ".join(allowed.output.split()), allowed.output
+
+    upload_outputs(aws, tmp_path / "algo-2/opt/ml/processing/output")
+    whole = merge(aws, "--job-name", "cs-explain-test")
+    assert whole.exit_code == 0, whole.output
+    assert "host(s) wrote no manifest" not in whole.output
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(KEYS)
+
+    from moto.sagemaker.models import sagemaker_backends
+
+    job = sagemaker_backends[aws.account][aws.region].processing_jobs["cs-explain-test"]
+    job.processing_job_status = "Stopped"
+    stopped = merge(aws, "--job-name", "cs-explain-test")
+    assert stopped.exit_code == 1, stopped.output
+    assert ("Error: the report is of part of the job: processing job cs-explain-test is Stopped, not Completed: "
+            "its hosts may not have finished their images.") in " ".join(stopped.output.split())
+
+
+def test_a_merge_of_a_job_sagemaker_does_not_know_says_so_and_merges(aws, tmp_path, tiny_detector_dir):
+    run_worker(processing_layout(tmp_path, "algo-1", ["algo-1"], KEYS[:2]), tiny_detector_dir, "cs-explain-gone")
+    upload_outputs(aws, tmp_path / "algo-1/opt/ml/processing/output")
+    result = merge(aws)
+    assert result.exit_code == 0, result.output
+    assert ("processing job cs-explain-gone is not known to SageMaker in this region (deleted, or another region "
+            "or account): merging its manifests without checking that the job completed and that every host's "
+            "outputs are there") in " ".join(result.output.split())
 
 
 def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):
