@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -147,7 +148,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
         start_explain_job(config, clients, progress=say)
         if not wait:
             click.echo(f"processing job {config.job_name} started; merge its outputs when it ends with "
-                       f"`clearsight explain-merge --out {config.out_url} --job-name {config.job_name}`", err=True)
+                       f"`{_merge_command(config)}`", err=True)
             click.echo(config.job_name)
             return
         try:
@@ -156,7 +157,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
             raise click.ClickException(
                 f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
                 f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
-                f"with `clearsight explain-merge --out {config.out_url} --job-name {config.job_name}`") from None
+                f"with `{_merge_command(config)}`") from None
         summary = merge_job_outputs(config.out_url, clients, progress=say, job_name=config.job_name)
     except DeployError as error:
         raise click_failure(error) from None
@@ -198,6 +199,11 @@ def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_
         raise click_failure(error) from None
     click.echo(f"{out_url.rstrip('/')}/report.html")
     _check_failures(summary, allow_partial)
+
+
+def _merge_command(config: ExplainJobConfig) -> str:
+    """The `clearsight explain-merge` command of ``config``'s job, quoted to be pasted into a shell."""
+    return shlex.join(["clearsight", "explain-merge", "--out", config.out_url, "--job-name", config.job_name])
 
 
 def _check_failures(summary: dict, allow_partial: bool) -> None:

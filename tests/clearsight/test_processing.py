@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import shlex
 import time
 from pathlib import Path
 
@@ -422,6 +424,22 @@ def test_a_merge_of_a_job_sagemaker_does_not_know_says_so_and_merges(aws, tmp_pa
     assert ("processing job cs-explain-gone is not known to SageMaker in this region (deleted, or another region "
             "or account): merging its manifests without checking that the job completed and that every host's "
             "outputs are there") in " ".join(result.output.split())
+
+
+def test_the_merge_command_explain_job_prints_can_be_pasted(aws):
+    """With a space in --out the printed command split it in two: `Got unexpected extra argument (1)`."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    args = job_args(aws, "--no-wait")
+    args[args.index("--out") + 1] = f"s3://{aws.bucket}/run 1"
+    started = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert started.exit_code == 0, started.output
+    command = re.search(r"merge its outputs when it ends with `([^`]*)`", started.stderr).group(1)
+    program, *pasted = shlex.split(command)
+    assert program == "clearsight" and pasted == [
+        "explain-merge", "--out", f"s3://{aws.bucket}/run 1", "--job-name", "cs-explain-test"]
+    merged = CliRunner().invoke(clearsight, pasted, obj=aws.session)  # nothing written there yet
+    assert f"Error: merge: no manifest*.jsonl in s3://{aws.bucket}/run 1: nothing to merge" in merged.output
 
 
 def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):
