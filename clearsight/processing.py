@@ -80,7 +80,7 @@ _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
 # explain options the job (or its worker) sets itself: refused after `--`, not taken from the environment
 JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
-                             "--allow-partial", "--job-name"})
+                             "--merged-by", "--allow-partial", "--job-name"})
 # Endpoint statuses in which InvokeEndpoint answers: an update keeps the old variant serving until it ends.
 _SERVING = ("InService", "Updating", "SystemUpdating")
 

@@ -357,6 +357,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--manifest-tag", default=None, hidden=True, help="Name of this process's manifest file.")
 @option("--no-report", is_flag=True, default=False, hidden=True,
         help="Do not write analysis.json and report.html (a merge step does).")
+@option("--merged-by", default=None, hidden=True,
+        help="What merges the report of a run with --no-report (said on its last line).")
 @option("--quiet", "-q", is_flag=True, default=False, help="No progress bars on stderr.")
 @option("--verbose", "-v", count=True,
         help="Log more on stderr: -v retries, throttling and endpoint resolution (INFO), -vv DEBUG.  "
@@ -366,7 +368,7 @@ def _warn_deprecated_aws_endpoint() -> None:
 def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_map: dict[str, str], task: str,
          out_dir: Path, quiet: bool, verbose: int, images_in_flight: int, workers: int, shard: str | None,
          restart: bool, retry_failed: bool, allow_partial: bool, allow_non_empty_out: bool,
-         manifest_tag: str | None, no_report: bool, clarify_config: str | None,
+         manifest_tag: str | None, no_report: bool, merged_by: str | None, clarify_config: str | None,
          clarify_compatible: bool, **options) -> None:
     """Explain an image model's predictions with Kernel SHAP over superpixels.
 
@@ -427,7 +429,9 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
             summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
     except (RunStopped, KeyboardInterrupt) as stopped:
         _stop(StoppedBySignal(stopped, out_dir))
-    _finish(summary, out_dir, allow_partial)
+    merge_hint = ("run without --shard to merge the report" if shard is not None
+                  else merged_by or "no report: --no-report")
+    _finish(summary, out_dir, allow_partial, merge_hint)
 
 
 class StoppedBySignal(click.ClickException):
@@ -503,9 +507,9 @@ def _option_named(ctx: click.Context, name: str) -> click.Parameter:
     return next(param for param in ctx.command.params if param.name == name)
 
 
-def _finish(summary: dict, out_dir: Path, allow_partial: bool) -> None:
+def _finish(summary: dict, out_dir: Path, allow_partial: bool, merge_hint: str) -> None:
     """Print the summary; exit 1 when an image failed, unless ``allow_partial``."""
-    click.echo(_summary_text(summary, out_dir))
+    click.echo(_summary_text(summary, out_dir, merge_hint))
     failed = summary.get("totals", summary).get("failed") or []
     if failed and not allow_partial:
         raise click.ClickException(
@@ -513,15 +517,18 @@ def _finish(summary: dict, out_dir: Path, allow_partial: bool) -> None:
             "Add --allow-partial to exit 0 on such runs")
 
 
-def _summary_text(summary: dict, out_dir: Path) -> str:
-    """A few lines for stdout: totals, the predictor's counters, where the results are."""
+def _summary_text(summary: dict, out_dir: Path, merge_hint: str) -> str:
+    """A few lines for stdout: totals, the predictor's counters, where the results are.
+
+    merge_hint: what writes the report of a run that did not (one shard, --no-report).
+    """
     totals = summary.get("totals", summary)
     if "targets" not in totals:  # one shard of a larger run: no report yet
         return "\n".join([
             f"shard: explained {totals.get('explained', 0)} image(s), skipped "
             f"{totals.get('skipped', 0)} already done, in {totals.get('seconds', 0.0):.1f} s",
             *_failure_lines(totals.get("failed") or []),
-            f"results in {out_dir} (run without --shard to merge the report)"])
+            f"results in {out_dir} ({merge_hint})"])
     resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
     if resumed > 0 and resumed == totals.get("images", 0):  # a merge only, or a fully resumed run
         lines = [f"{totals['images']} image(s), {totals.get('targets', 0)} target(s) with "

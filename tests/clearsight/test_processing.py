@@ -82,6 +82,23 @@ def test_single_host_worker_writes_the_report(tmp_path, tiny_detector_dir):
     assert (output / "a__scene0.png_shap.npz").is_file() and (output / "report.html").is_file()
 
 
+def test_the_last_line_of_a_host_of_a_job_says_what_merges_the_report(tmp_path, tiny_detector_dir):
+    """It advised "run without --shard to merge the report", which means nothing in a job."""
+    env = processing_layout(tmp_path, "algo-2", ["algo-1", "algo-2"], KEYS[:1])
+    result = run_worker(env, tiny_detector_dir, "cs-explain")
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"results in {env['CLEARSIGHT_PROCESSING_OUTPUT']} (the report of all hosts is merged when the job has "
+        "ended: `clearsight explain-job --wait` does it, or `clearsight explain-merge --out <the job's --out> "
+        "--job-name cs-explain`)")
+    assert "--shard" not in result.output
+    shard = CliRunner().invoke(explain_main, ["--endpoint", str(tiny_detector_dir), "--task", "detection",
+                                              *EXPLAIN_OPTIONS, "--shard", "0/2", "--quiet", "--out",
+                                              str(tmp_path / "shard"), env["CLEARSIGHT_PROCESSING_INPUT"]])
+    assert shard.exit_code == 0, shard.output
+    assert shard.stdout.strip().splitlines()[-1] == (
+        f"results in {tmp_path / 'shard'} (run without --shard to merge the report)")
+
+
 def test_worker_without_images_succeeds_quietly(tmp_path, tiny_detector_dir):
     env = processing_layout(tmp_path, "algo-3", ["algo-1", "algo-2", "algo-3"], [])
     result = CliRunner().invoke(worker_main, ["--job-name", "cs-explain", "--endpoint", str(tiny_detector_dir),
