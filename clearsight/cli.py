@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from deploy.aws_cli import (
     aws_options,
@@ -26,6 +29,7 @@ from deploy.aws_cli import (
 )
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
+from explain.cli import ENV_PREFIX as EXPLAIN_ENV_PREFIX
 from explain.cli import VERBOSE_META, configure_logging, kept_files_lines
 from explain.cli import main as explain_main
 from explain.config import BUILTIN_BASELINES, ExplainConfig
@@ -35,7 +39,9 @@ from serving.contract import TASKS
 from . import __version__
 from .processing import (
     DEFAULT_INSTANCE_TYPE,
+    JOB_SET_OPTIONS,
     ExplainJobConfig,
+    check_s3_object,
     default_job_name,
     merge_job_outputs,
     start_explain_job,
@@ -99,7 +105,7 @@ main.add_command(deploy_main, name="deploy")
               envvar="CLEARSIGHT_POLL_SECONDS", help="Seconds between status checks while waiting.")
 @click.option("--allow-partial", is_flag=True, default=False,
               help="Exit 0 when some images failed but others were explained (the merged analysis.json "
-                   "lists the failures).  [default: exit 1 when any image failed]")
+                   "lists the failures), or when some hosts wrote no manifest.  [default: exit 1 then]")
 @aws_options
 @click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
 @click.pass_context
@@ -116,13 +122,15 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     With --wait the command then merges the instances' manifests into one analysis.json and
     report.html in --out; images that failed are listed, and the exit status is 1 unless
     --allow-partial. Options after `--` go to `python -m explain` (e.g. -- --num-samples 500
-    --label-headers a,b). The job is billed per instance-second until it ends.
+    --label-headers a,b); CLEARSIGHT_EXPLAIN_<OPTION> variables of this shell go to the job as
+    options too (not CLEARSIGHT_EXPLAIN_ENDPOINT_MAP: the job calls --endpoint). The job is
+    billed per instance-second until it ends.
     """
     if not role:
         raise click.MissingParameter(
             "an IAM role ARN for the job: give --role ARN or set SAGEMAKER_ROLE",
             param_hint="'--role'", param_type="option")
-    _check_explain_args(task, explain_args)
+    explain_settings, explain_args = _check_explain_args(task, explain_args)
     try:
         config = ExplainJobConfig(
             job_name=job_name or default_job_name(), images_url=images, endpoint_name=endpoint_name,
@@ -135,10 +143,12 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     say = progress_printer(started)
     clients = clients_for(ctx, config.region, endpoint_url)
     try:
+        if explain_settings["baseline"].startswith("s3://"):  # checked before anything is uploaded or started
+            check_s3_object(explain_settings["baseline"], clients, "--baseline image")
         start_explain_job(config, clients, progress=say)
         if not wait:
             click.echo(f"processing job {config.job_name} started; merge its outputs when it ends with "
-                       f"`clearsight explain-merge --out {config.out_url} --job-name {config.job_name}`", err=True)
+                       f"`{_merge_command(config)}`", err=True)
             click.echo(config.job_name)
             return
         try:
@@ -147,7 +157,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
             raise click.ClickException(
                 f"stopped waiting; processing job {config.job_name} goes on (stop it with `aws sagemaker "
                 f"stop-processing-job --processing-job-name {config.job_name}`); when it has ended, merge "
-                f"with `clearsight explain-merge --out {config.out_url} --job-name {config.job_name}`") from None
+                f"with `{_merge_command(config)}`") from None
         summary = merge_job_outputs(config.out_url, clients, progress=say, job_name=config.job_name)
     except DeployError as error:
         raise click_failure(error) from None
@@ -162,8 +172,9 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
               help="The job whose outputs to merge (its manifests are manifest-<job>@<host>.jsonl). "
                    "Default: the job whose manifests were written last; the other jobs' are left out and named.")
 @click.option("--allow-partial", is_flag=True, default=False,
-              help="Exit 0 when some images failed but others were explained.  [default: exit 1 when any "
-                   "image failed]")
+              help="Exit 0 when some images failed but others were explained, or when the job is not "
+                   "Completed or some of its hosts wrote no manifest (the merge says which).  [default: exit 1 "
+                   "then]")
 @aws_options
 @click.pass_context
 def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_partial: bool, region: str | None,
@@ -173,7 +184,10 @@ def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_
     Jobs that wrote to the same --out keep their own manifests; only --job-name's (default:
     the latest job's) are merged, and analysis.json and the report name the other runs whose
     outputs are still there (totals.other_runs) and, for an image that failed in this job, the
-    files an earlier job left under its stem.
+    files an earlier job left under its stem. The job is looked up in SageMaker
+    (DescribeProcessingJob): a job that is not Completed, or hosts algo-1..algo-N (N: its
+    InstanceCount) without a manifest, are warned about and exit 1 unless --allow-partial;
+    files a stopped worker left in .staging-* folders are listed as unfinished images.
     """
     if not out_url.startswith("s3://"):
         raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")
@@ -187,23 +201,38 @@ def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_
     _check_failures(summary, allow_partial)
 
 
+def _merge_command(config: ExplainJobConfig) -> str:
+    """The `clearsight explain-merge` command of ``config``'s job, quoted to be pasted into a shell."""
+    return shlex.join(["clearsight", "explain-merge", "--out", config.out_url, "--job-name", config.job_name])
+
+
 def _check_failures(summary: dict, allow_partial: bool) -> None:
-    """After a merge: name the images that failed on stderr; exit 1 for them unless ``allow_partial``."""
+    """After a merge: name the images that failed on stderr; exit 1 for them, or when the job is not
+    Completed or some of its hosts' outputs are missing (``job_check``), unless ``allow_partial``."""
     failed = summary["totals"].get("failed") or []
-    if not failed:
-        return
-    click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
+    if failed:
+        click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
     for item in failed[:5]:
         click.echo(f"  {item['key']}: {item['kind']}: {item['reason']}", err=True)
         for line in kept_files_lines(item):
             click.echo(line, err=True)
-    if not allow_partial:
-        raise click.ClickException(f"{len(failed)} image(s) failed; the others were explained. "
-                                   "Add --allow-partial to exit 0 on such runs")
+    problems = summary.get("job_check", {}).get("problems") or []
+    if allow_partial or not (failed or problems):
+        return
+    reasons = [f"{len(failed)} image(s) failed; the others were explained"] if failed else []
+    reasons += [f"the report is of part of the job: {problem}" for problem in problems]
+    raise click.ClickException(". ".join(reasons) + ". Add --allow-partial to exit 0 on such runs")
 
 
-def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
-    """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here."""
+def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
+    """Parse the pass-through options as `python -m explain` would; a bad one is a usage error here.
+
+    Returns the explain settings they give (ExplainConfig's fields but task, baseline as given)
+    and the job's explain options: ``explain_args`` then, as explicit options, every setting
+    taken from a CLEARSIGHT_EXPLAIN_<OPTION> variable of this shell, since the job's container
+    has none of them. CLEARSIGHT_EXPLAIN_ENDPOINT_MAP (the job explains --endpoint) and the
+    variables of options the job sets itself are left out, with a warning naming each.
+    """
     names = {item.name for item in dataclasses.fields(ExplainConfig)} - {"task"}
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as folder:
         placeholder = Path(folder) / "placeholder.png"
@@ -213,7 +242,8 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
         try:
             with explain_main.make_context("explain", args) as explain_ctx:
                 settings = {name: value for name, value in explain_ctx.params.items() if name in names}
-                local_files = _local_files(explain_ctx.params, explain_args)
+                from_environment = _settings_from_environment(explain_ctx)
+                local_files = _local_files(explain_ctx, explain_args, from_environment)
         except click.UsageError as error:
             raise click.BadParameter(f"explain options: {error.format_message()}",
                                      param_hint="EXPLAIN_ARGS") from None
@@ -221,25 +251,82 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> None:
             raise click.BadParameter(
                 f"explain options: {'; '.join(local_files)}: the processing job receives the images, its "
                 "code and its wheelhouse, not files of this machine", param_hint="EXPLAIN_ARGS")
+        s3_baseline = settings["baseline"].startswith("s3://")  # the job's workers read it, with the job's role
         try:
-            ExplainConfig(task=task, **settings)
+            ExplainConfig(task=task, **{**settings, **({"baseline": "noise"} if s3_baseline else {})})
         except ConfigError as error:
             raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None
+    passed = tuple(arg for _, _, options in from_environment.values() for arg in options)
+    return settings, tuple(explain_args) + passed
 
 
-def _local_files(params: dict, explain_args: tuple[str, ...]) -> list[str]:
-    """What in the parsed pass-through options names a file of this machine (each as a reason)."""
+def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[str, str, list[str]]]:
+    """The explain options set by environment variables: name -> (variable, its value, the same as options).
+
+    CLEARSIGHT_EXPLAIN_ENDPOINT_MAP and the variables of options the job sets are left out, each
+    with a warning on stderr (they would otherwise be taken for options the user gave).
+    """
+    found = {}
+    for param in explain_ctx.command.params:
+        if not isinstance(param, click.Option) or not param.name or (
+                explain_ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT):
+            continue
+        option = next(name for name in param.opts if name.startswith("--"))
+        variable = _variable_of(param)
+        raw = os.environ.get(variable, "")
+        if param.name == "endpoint_map":
+            click.echo(f"Warning: {variable} is set but the job does not use it: its workers call SageMaker "
+                       "endpoint --endpoint", err=True)
+            continue
+        if option in JOB_SET_OPTIONS:
+            click.echo(f"Warning: {variable} is set but not passed to the job: the job sets {option} itself",
+                       err=True)
+            continue
+        value = explain_ctx.params[param.name]
+        if param.count:
+            options = [option] * int(value or 0)
+        elif param.is_flag:
+            options = [option] if value else []
+        elif param.multiple:
+            options = [item for part in param.split_envvar_value(raw) for item in (option, part)]
+        else:
+            options = [option, raw]
+        found[param.name] = (variable, raw, options)
+    return found
+
+
+def _variable_of(param: click.Option) -> str:
+    """The environment variable an explain option's value came from (CLEARSIGHT_EXPLAIN_<NAME>, or its old name)."""
+    name = param.envvar if isinstance(param.envvar, str) else f"{EXPLAIN_ENV_PREFIX}_{param.name.upper()}"
+    old = getattr(param, "deprecated_envvar", None) or f"EXPLAIN_{param.name.upper()}"
+    return name if os.environ.get(name) or not os.environ.get(old) else old
+
+
+def _local_files(explain_ctx: click.Context, explain_args: tuple[str, ...],
+                 from_environment: dict[str, tuple[str, str, list[str]]]) -> list[str]:
+    """What in the parsed pass-through options names a file of this machine (each as a reason,
+    naming the environment variable where the value came from one)."""
+    params = explain_ctx.params
+
+    def given(name: str, option: str) -> str:
+        return f"{from_environment[name][0]}={from_environment[name][1]}" if name in from_environment else option
+
     found = []
     if params.get("clarify_config"):
-        found.append("--clarify-config reads a local file (give its settings as options)")
-    if params.get("endpoint_map"):
+        found.append(f"{given('clarify_config', '--clarify-config')} reads a local file (give its settings as "
+                     "options)")
+    if params.get("endpoint_map") and (  # the variable is left out of the job, with a warning
+            explain_ctx.get_parameter_source("endpoint_map") is not ParameterSource.ENVIRONMENT):
         found.append("--endpoint-map names local models or URLs (the job explains --endpoint)")
-    if params.get("baseline") not in BUILTIN_BASELINES:
-        found.append(f"--baseline {params.get('baseline')} is a local image (use {', '.join(BUILTIN_BASELINES)})")
+    baseline = params.get("baseline")
+    if baseline not in BUILTIN_BASELINES and not str(baseline).startswith("s3://"):
+        found.append(f"{given('baseline', f'--baseline {baseline}')} is a local image (use "
+                     f"{', '.join(BUILTIN_BASELINES)} or an s3://BUCKET/KEY image the job's role can read)")
     values = [arg.split("=", 1)[1] for arg in explain_args if arg.startswith("--label-headers=")]
     values += [explain_args[index + 1] for index, arg in enumerate(explain_args[:-1]) if arg == "--label-headers"]
+    values += [from_environment["label_headers"][1]] if "label_headers" in from_environment else []
     if any(Path(value).is_file() for value in values):
-        found.append("--label-headers reads a local file (give the names as a,b,c)")
+        found.append(f"{given('label_headers', '--label-headers')} reads a local file (give the names as a,b,c)")
     return found
 
 

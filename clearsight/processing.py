@@ -33,8 +33,14 @@ from deploy.config import BUCKET_PATTERN, ROLE_PATTERN
 from deploy.errors import DeployConfigError, DeployError
 from deploy.sagemaker_names import META_SHA256
 from explain.errors import ExplainError
-from explain.manifest import MANIFEST_GLOB, explained_entries, manifest_run, read_manifests
-from explain.runner import merge_outputs
+from explain.manifest import (
+    MANIFEST_GLOB,
+    explained_entries,
+    manifest_host,
+    manifest_run,
+    read_manifests,
+)
+from explain.runner import STAGING_PREFIX, merge_outputs
 from explain.sources import IMAGE_SUFFIXES
 from serving.contract import TASKS, is_endpoint_name
 
@@ -42,7 +48,9 @@ from .job_bundle import JOB_PYTHON, WHEELHOUSE_NAME, JobUploads, build_job_uploa
 
 __all__ = [
     "ExplainJobConfig",
+    "JOB_SET_OPTIONS",
     "ProcessingJobFailed",
+    "check_s3_object",
     "default_image_uri",
     "entrypoint",
     "merge_job_outputs",
@@ -70,6 +78,9 @@ TAG_JOB = "clearsight:explain-job"
 _S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _FINAL = {"Completed", "Failed", "Stopped"}
+# explain options the job (or its worker) sets itself: refused after `--`, not taken from the environment
+JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
+                             "--merged-by", "--allow-partial", "--job-name"})
 # Endpoint statuses in which InvokeEndpoint answers: an update keeps the old variant serving until it ends.
 _SERVING = ("InService", "Updating", "SystemUpdating")
 
@@ -137,9 +148,8 @@ class ExplainJobConfig:
                 raise DeployConfigError(name, value, f"an integer in [{low}, {high}]")
         if not isinstance(self.instance_type, str) or not _INSTANCE_TYPE.fullmatch(self.instance_type):
             raise DeployConfigError("instance_type", self.instance_type, "an ml.* instance type such as ml.c5.xlarge")
-        reserved = {"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
-                    "--allow-partial", "--job-name"}
-        clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args if arg.split("=", 1)[0] in reserved)
+        clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args
+                         if arg.split("=", 1)[0] in JOB_SET_OPTIONS)
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
                                     f"explain options other than {', '.join(clashes)} (the job sets them)")
@@ -277,6 +287,18 @@ def _check_endpoint(config: ExplainJobConfig, clients: Any) -> None:
         raise DeployError(f"check-endpoint: {where} is {status}{reason}, not InService: nothing was uploaded or "
                           "started; run again once it is InService (`clearsight deploy sagemaker status "
                           f"--name {config.endpoint_name}`)")
+
+
+def check_s3_object(url: str, clients: Any, what: str) -> None:
+    """Raise DeployError unless S3 object ``url`` (s3://BUCKET/KEY) exists and this account can read it
+    (HeadObject), before anything is uploaded or started: a job would otherwise fail on every instance."""
+    bucket, key = split_s3_url(url)
+    try:
+        head = describe_or_none(lambda: clients.s3.head_object(Bucket=bucket, Key=key))
+    except Exception as error:  # noqa: BLE001 - access denied, no network: name the object
+        raise DeployError(f"check-s3-object: cannot read {what} {url}: {error_text(error)}") from error
+    if head is None:
+        raise DeployError(f"check-s3-object: {what} {url} not found: nothing was uploaded or started")
 
 
 def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) -> None:
@@ -437,6 +459,59 @@ def _list_outputs(clients: Any, bucket: str, base: str) -> dict[str, Any]:
     return objects
 
 
+def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url: str,
+               progress: Progress) -> dict:
+    """What SageMaker says of job ``job_name`` (DescribeProcessingJob) against the hosts whose ``manifests``
+    are under ``out_url``; each problem is also said through ``progress`` as a WARNING line.
+
+    Returns {"job", "status", "instances", "missing_hosts", "problems"} (a job SageMaker cannot
+    describe: status None, no problems: the merge goes on as without a check). A job's hosts
+    are algo-1..algo-N, and each writes its manifest, empty when it had no images.
+    """
+    check = {"job": job_name, "status": None, "instances": None, "missing_hosts": [], "problems": []}
+    if job_name is None:
+        return check
+    try:
+        described = describe_or_none(
+            lambda: clients.sagemaker.describe_processing_job(ProcessingJobName=job_name))
+    except Exception as error:  # noqa: BLE001 - no permission, no network: merge as without a check
+        progress(f"cannot describe processing job {job_name} ({error_text(error)}): merging its manifests "
+                 "without checking that the job completed and that every host's outputs are there")
+        return check
+    if described is None:
+        progress(f"processing job {job_name} is not known to SageMaker in this region (deleted, or another "
+                 "region or account): merging its manifests without checking that the job completed and that "
+                 "every host's outputs are there")
+        return check
+    status = described["ProcessingJobStatus"]
+    count = described.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount") or 0
+    present = {manifest_host(name) for name in manifests}
+    missing = [f"algo-{index}" for index in range(1, count + 1) if f"algo-{index}" not in present]
+    check.update(status=status, instances=count, missing_hosts=missing)
+    if status != "Completed":
+        reason = described.get("FailureReason") or described.get("ExitMessage")
+        check["problems"].append(
+            f"processing job {job_name} is {status}{f' ({reason})' if reason else ''}, not Completed: "
+            + ("merge again once it has ended" if status in ("InProgress", "Stopping")
+               else "its hosts may not have finished their images"))
+    if missing:
+        check["problems"].append(
+            f"{len(missing)} of the job's {count} host(s) wrote no manifest to {out_url} ({', '.join(missing)}): "
+            "their images are not in this report")
+    for problem in check["problems"]:
+        progress(f"WARNING: {problem}")
+    return check
+
+
+def _unfinished_files(clients: Any, bucket: str, base: str) -> list[str]:
+    """Files under ``base`` in staging folders (``.staging-<pid>@<host>-*/``): images a worker was writing
+    when it stopped, uploaded with the rest of its output."""
+    found = []
+    for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + STAGING_PREFIX):
+        found += [item["Key"][len(base):] for item in page.get("Contents", [])]
+    return sorted(found)
+
+
 def _refuse_outputs_written_over(job_name: str | None, runs: dict[str | None, list[str]],
                                  other_runs: dict[str | None, list[dict]], objects: dict[str, Any],
                                  entries: list[dict], out_url: str) -> None:
@@ -466,6 +541,12 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
     without one, count as one run). The other runs' manifests are not merged: the summary's
     ``totals.other_runs`` says what of theirs is still under the prefix, and a failed image of
     this job that an earlier job explained lists those files (``files_from_earlier_run``).
+
+    The job is checked with DescribeProcessingJob: the summary returned (not analysis.json) has
+    ``job_check``: job, status, instances, missing_hosts (algo-K without a manifest), problems
+    (a job not Completed, missing hosts: each also a WARNING line of ``progress``) and
+    unfinished_files (staging folders a stopped worker left). A job SageMaker cannot describe
+    is merged as found, with one line saying so.
     """
     bucket, prefix = _bucket_and_prefix(out_url)
     base = f"{prefix}/" if prefix else ""
@@ -503,6 +584,16 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
         progress(f"merging {len(runs[job_name])} manifest(s) of {_run_text(job_name)} from {out_url}"
                  + (f"; leaving out those of {len(other_runs)} other run(s) there ("
                     + ", ".join(_run_text(run) for run in other_runs) + ")" if other_runs else ""))
+        check = _check_job(clients, job_name, runs[job_name], out_url, progress)
+        try:
+            check["unfinished_files"] = _unfinished_files(clients, bucket, base)
+        except Exception as error:  # noqa: BLE001
+            raise DeployError(f"list-outputs: {error_text(error)}") from error
+        if check["unfinished_files"]:
+            shown = check["unfinished_files"][:5]
+            progress(f"WARNING: {len(check['unfinished_files'])} file(s) of unfinished images under {out_url}, "
+                     "which a worker was writing when it stopped (not in this report): " + ", ".join(shown)
+                     + (", ..." if len(check["unfinished_files"]) > len(shown) else ""))
         try:
             summary = merge_outputs(folder, None, keys, output_exists=objects.__contains__, other_runs=other_runs)
         except ExplainError as error:  # its messages name the download folder: name the S3 location
@@ -524,4 +615,4 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
         transaction.commit()
     progress(f"wrote {out_url.rstrip('/')}/analysis.json and report.html "
              f"({summary['totals']['images']} image(s))")
-    return summary
+    return {**summary, "job_check": check}

@@ -179,11 +179,13 @@ def _check_keys(container: Mapping, where: str, allowed: set[str]) -> None:
 
 def _baseline(value, where: str, base_dir: Path | None) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be an image path or one of {', '.join(BUILTIN_BASELINES)}, got {value!r}")
-    if value.startswith("s3://"):
-        raise ConfigError(
-            f"{where} is an S3 URI ({value}); download it first (aws s3 cp {value} .) "
-            "and pass the local file with --baseline")
+        raise ConfigError(f"{where} must be an image path, an s3:// URI of an image or one of "
+                          f"{', '.join(BUILTIN_BASELINES)}, got {value!r}")
+    if value.startswith("s3://"):  # read when the run starts, as the images are (explain.sources)
+        bucket, _, key = value[len("s3://"):].partition("/")
+        if not bucket or not key or key.endswith("/"):
+            raise ConfigError(f"{where} must name one S3 object, s3://BUCKET/KEY, got {value!r}")
+        return value
     if value in BUILTIN_BASELINES or Path(value).is_absolute() or base_dir is None:
         return value
     return str(base_dir / value)

@@ -6,11 +6,13 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from dataclasses import fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
 import click
@@ -34,7 +36,7 @@ from .manifest import os_reason
 from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
-from .sources import ENDPOINT_URL_ENV, collect_sources
+from .sources import ENDPOINT_URL_ENV, collect_sources, read_s3_object
 from .stop_signals import RunStopped, stop_on_signals
 from .workers import run_with_workers
 
@@ -135,15 +137,43 @@ def _looks_like_a_path(value: str) -> bool:
 
 
 class Baseline(click.ParamType):
-    """One of the built-in baselines or an existing image file."""
+    """One of the built-in baselines, an existing image file, or an image in S3 (s3://BUCKET/KEY).
 
-    name = "|".join(BUILTIN_BASELINES) + "|PATH"
+    An S3 URI stays a URI here; the run reads the object when it starts (``_read_s3_baseline``),
+    so a Processing job, which receives the URI, reads it with its own role.
+    """
+
+    name = "|".join(BUILTIN_BASELINES) + "|PATH|s3://BUCKET/KEY"
 
     def convert(self, value, param, ctx):
         if value in BUILTIN_BASELINES or Path(value).is_file():
             return value
-        self.fail(f"must be one of {', '.join(BUILTIN_BASELINES)} or an existing image file; "
-                  f"{value!r} is neither", param, ctx)
+        if value.startswith("s3://"):
+            bucket, _, key = value[len("s3://"):].partition("/")
+            if bucket and key and not key.endswith("/"):
+                return value
+            self.fail(f"an S3 baseline must name one object, s3://BUCKET/KEY; {value!r} does not", param, ctx)
+        self.fail(f"must be one of {', '.join(BUILTIN_BASELINES)}, an existing image file or an "
+                  f"s3://BUCKET/KEY image; {value!r} is none of these", param, ctx)
+
+
+def _read_s3_baseline(ctx: click.Context, url: str) -> str:
+    """Download baseline image ``url`` (s3://BUCKET/KEY, the images' boto3 settings) into a temporary
+    folder removed when the command ends; returns the local file's path. A baseline file enters the
+    manifest's settings by the sha256 of its bytes, so a resumed run matches the same object."""
+    try:
+        data = read_s3_object(url, "baseline image")
+    except ExplainError as error:
+        if ctx.get_parameter_source("baseline") is click.core.ParameterSource.DEFAULT_MAP:  # from the file
+            raise click.BadParameter(f"methods.shap.baseline: {error}", ctx,
+                                     _option_named(ctx, "clarify_config")) from None
+        raise click.BadParameter(str(error), ctx, _option_named(ctx, "baseline")) from None
+    folder = Path(tempfile.mkdtemp(prefix="clearsight-baseline-"))
+    ctx.call_on_close(functools.partial(shutil.rmtree, folder, ignore_errors=True))
+    path = folder / (PurePosixPath(url).name or "baseline")
+    path.write_bytes(data)
+    logger.info("baseline %s read from S3 into %s", url, path)
+    return str(path)
 
 
 def _load_clarify_config(ctx: click.Context, param: click.Parameter, value):
@@ -254,8 +284,9 @@ def _warn_deprecated_aws_endpoint() -> None:
              "--clarify-compatible picks 0).")
 @option("--max-segments", type=int, default=64,
         help="Most segments refinement may reach.")
-@option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH",
-        help="What replaces a hidden superpixel: a built-in baseline or an image file.")
+@option("--baseline", type=Baseline(), default="noise", metavar="noise|mean|blur|black|PATH|s3://BUCKET/KEY",
+        help="What replaces a hidden superpixel: a built-in baseline, an image file, or an image in S3 "
+             "(read when the run starts, with the images' AWS settings).")
 @option("--max-objects", type=int, default=3, help="Detection: explain the top objects only.")
 @option("--iou-threshold", type=float, default=0.5,
         help="Detection: IoU a masked image's box needs to count as the same object.")
@@ -326,6 +357,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--manifest-tag", default=None, hidden=True, help="Name of this process's manifest file.")
 @option("--no-report", is_flag=True, default=False, hidden=True,
         help="Do not write analysis.json and report.html (a merge step does).")
+@option("--merged-by", default=None, hidden=True,
+        help="What merges the report of a run with --no-report (said on its last line).")
 @option("--quiet", "-q", is_flag=True, default=False, help="No progress bars on stderr.")
 @option("--verbose", "-v", count=True,
         help="Log more on stderr: -v retries, throttling and endpoint resolution (INFO), -vv DEBUG.  "
@@ -335,7 +368,7 @@ def _warn_deprecated_aws_endpoint() -> None:
 def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_map: dict[str, str], task: str,
          out_dir: Path, quiet: bool, verbose: int, images_in_flight: int, workers: int, shard: str | None,
          restart: bool, retry_failed: bool, allow_partial: bool, allow_non_empty_out: bool,
-         manifest_tag: str | None, no_report: bool, clarify_config: str | None,
+         manifest_tag: str | None, no_report: bool, merged_by: str | None, clarify_config: str | None,
          clarify_compatible: bool, **options) -> None:
     """Explain an image model's predictions with Kernel SHAP over superpixels.
 
@@ -371,6 +404,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         logger.info("IMAGE arguments given: the Clarify config's dataset_uri %s is not used",
                     clarify_settings.dataset_uri)
     endpoints = resolve_endpoint_names(endpoint, endpoint_map)
+    if options["baseline"].startswith("s3://"):
+        options["baseline"] = _read_s3_baseline(ctx, options["baseline"])
     try:  # every setting is checked here, before any image is read or endpoint called
         config = ExplainConfig(task=task, **{name: value for name, value in options.items()
                                              if name in _CONFIG_FIELDS})
@@ -394,7 +429,9 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
             summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
     except (RunStopped, KeyboardInterrupt) as stopped:
         _stop(StoppedBySignal(stopped, out_dir))
-    _finish(summary, out_dir, allow_partial)
+    merge_hint = ("run without --shard to merge the report" if shard is not None
+                  else merged_by or "no report: --no-report")
+    _finish(summary, out_dir, allow_partial, merge_hint)
 
 
 class StoppedBySignal(click.ClickException):
@@ -470,9 +507,9 @@ def _option_named(ctx: click.Context, name: str) -> click.Parameter:
     return next(param for param in ctx.command.params if param.name == name)
 
 
-def _finish(summary: dict, out_dir: Path, allow_partial: bool) -> None:
+def _finish(summary: dict, out_dir: Path, allow_partial: bool, merge_hint: str) -> None:
     """Print the summary; exit 1 when an image failed, unless ``allow_partial``."""
-    click.echo(_summary_text(summary, out_dir))
+    click.echo(_summary_text(summary, out_dir, merge_hint))
     failed = summary.get("totals", summary).get("failed") or []
     if failed and not allow_partial:
         raise click.ClickException(
@@ -480,15 +517,18 @@ def _finish(summary: dict, out_dir: Path, allow_partial: bool) -> None:
             "Add --allow-partial to exit 0 on such runs")
 
 
-def _summary_text(summary: dict, out_dir: Path) -> str:
-    """A few lines for stdout: totals, the predictor's counters, where the results are."""
+def _summary_text(summary: dict, out_dir: Path, merge_hint: str) -> str:
+    """A few lines for stdout: totals, the predictor's counters, where the results are.
+
+    merge_hint: what writes the report of a run that did not (one shard, --no-report).
+    """
     totals = summary.get("totals", summary)
     if "targets" not in totals:  # one shard of a larger run: no report yet
         return "\n".join([
             f"shard: explained {totals.get('explained', 0)} image(s), skipped "
             f"{totals.get('skipped', 0)} already done, in {totals.get('seconds', 0.0):.1f} s",
             *_failure_lines(totals.get("failed") or []),
-            f"results in {out_dir} (run without --shard to merge the report)"])
+            f"results in {out_dir} ({merge_hint})"])
     resumed = totals.get("images", 0) - totals.get("explained_now", totals.get("images", 0))
     if resumed > 0 and resumed == totals.get("images", 0):  # a merge only, or a fully resumed run
         lines = [f"{totals['images']} image(s), {totals.get('targets', 0)} target(s) with "

@@ -80,6 +80,13 @@ def manifest_run(file_name: str) -> str | None:
     return run if separator and run else None
 
 
+def manifest_host(file_name: str) -> str | None:
+    """The host a run's manifest file belongs to (``manifest-<run>@<host>.jsonl``), None for one without a run name."""
+    stem = file_name[len("manifest-"):-len(".jsonl")] if file_name.startswith("manifest-") else ""
+    run, separator, host = stem.partition(RUN_SEPARATOR)
+    return host if separator and run else None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -6,7 +6,8 @@ output prefix when the job ends. Every host writes ``manifest-<job>@<host>.jsonl
 ``--job-name``; ``manifest-<host>.jsonl`` without), so jobs that share an output prefix never
 replace each other's manifests and a merge takes one job's; with one host the worker also
 writes analysis.json and report.html, with several the command that started the job merges
-them (``clearsight explain-job --wait``). Images that fail are
+them (``clearsight explain-job --wait``, or ``clearsight explain-merge``), as the worker's
+last line says. Images that fail are
 recorded in the manifest and do not fail the job (``--allow-partial``): the job's outputs
 are uploaded, and the merge reports the failures.
 
@@ -25,7 +26,7 @@ import click
 
 from .cli import main as explain_main
 from .errors import ConfigError
-from .manifest import run_manifest_tag
+from .manifest import manifest_name, run_manifest_tag
 
 __all__ = ["main", "read_host"]
 
@@ -77,11 +78,14 @@ def main(ctx: click.Context, input_dir: Path, output_dir: Path, resource_config:
         raise click.BadParameter(f"{input_dir} is not a directory", ctx, ctx.command.params[0])
     if not input_dir.is_dir() or not any(input_dir.rglob("*")):
         output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / manifest_name(tag)).touch()  # an empty manifest: the merge sees that this host ended
         click.echo(f"{host}: no images in {input_dir} (more instances than objects?); nothing to do", err=True)
         return
     args = list(ctx.args) + ["--out", str(output_dir), "--manifest-tag", tag, "--quiet", "--allow-partial"]
     if hosts > 1:
-        args.append("--no-report")
+        merge = "clearsight explain-merge --out <the job's --out>" + (f" --job-name {job_name}" if job_name else "")
+        args += ["--no-report", "--merged-by", "the report of all hosts is merged when the job has ended: "
+                 f"`clearsight explain-job --wait` does it, or `{merge}`"]
     click.echo(f"{host} ({hosts} host(s) in the job): explaining {input_dir} into {output_dir}", err=True)
     explain_main.main(args=args + [str(input_dir)], prog_name="python -m explain.processing_worker")
 

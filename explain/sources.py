@@ -14,7 +14,7 @@ from .errors import ExplainError
 from .manifest import sha256_bytes
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "unique_sources", "output_stem",
-           "ENDPOINT_URL_ENV"]
+           "ENDPOINT_URL_ENV", "read_s3_object"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,19 @@ def _cached_s3_client(endpoint_url: str | None, environment: tuple):
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint_url)
+
+
+def read_s3_object(url: str, what: str = "object") -> bytes:
+    """The bytes of the S3 object ``url`` (s3://BUCKET/KEY), read with the images' boto3 settings
+    (collect_sources); raises ExplainError naming ``what`` and ``url``."""
+    bucket, _, key = url[len("s3://"):].partition("/")
+    if not url.startswith("s3://") or not bucket or not key:
+        raise ExplainError(f"{what} must be an S3 object s3://BUCKET/KEY, got {url!r}")
+    try:
+        client = _s3_client(os.environ.get(ENDPOINT_URL_ENV) or None)
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as error:  # botocore: no credentials, no such key, no connection
+        raise ExplainError(f"cannot read {what} {url!r}: {error}") from None
 
 
 def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:

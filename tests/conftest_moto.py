@@ -1,7 +1,8 @@
 """Fixtures for the SageMaker deploy tests: one moto server per module, fake credentials, a call log.
 
 Where moto is more lenient than AWS, a botocore hook makes it answer as AWS does: names of
-SageMaker resources are unique, S3 enforces ExpectedBucketOwner, UpdateEndpoint exists.
+SageMaker resources are unique, S3 enforces ExpectedBucketOwner, UpdateEndpoint exists,
+DescribeProcessingJob answers the job's ProcessingResources.
 """
 
 from __future__ import annotations
@@ -164,6 +165,22 @@ def unique_names(params, model, **kwargs):
                           model.name)
 
 
+def processing_resources():
+    """Hooks that make DescribeProcessingJob answer ProcessingResources (the cluster: InstanceCount, ...),
+    which AWS always does and moto leaves out: (``before-parameter-build`` hook of CreateProcessingJob,
+    ``after-call`` hook of DescribeProcessingJob)."""
+    created: dict[str, dict] = {}
+
+    def remember(params, **kwargs):
+        created[params["ProcessingJobName"]] = params["ProcessingResources"]
+
+    def answer(parsed, **kwargs):
+        if parsed.get("ProcessingJobName") in created:
+            parsed.setdefault("ProcessingResources", created[parsed["ProcessingJobName"]])
+
+    return remember, answer
+
+
 def expected_bucket_owner(requests: list):
     """``before-call`` hook for S3: record (operation, bucket, ExpectedBucketOwner) and enforce it as AWS does.
 
@@ -292,6 +309,9 @@ def aws(moto_url, monkeypatch, tmp_path):
     session.events.register("before-call.sagemaker.UpdateEndpoint", fake_update_endpoint)
     session.events.register("before-call.sagemaker-runtime.InvokeEndpoint", binary_body_shim(bodies))
     session.events.register("before-parameter-build.sagemaker", unique_names)
+    remember_resources, answer_resources = processing_resources()
+    session.events.register("before-parameter-build.sagemaker.CreateProcessingJob", remember_resources)
+    session.events.register("after-call.sagemaker.DescribeProcessingJob", answer_resources)
     s3_requests: list = []
     session.events.register("before-call.s3", expected_bucket_owner(s3_requests))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import shlex
 import time
 from pathlib import Path
 
@@ -80,10 +82,30 @@ def test_single_host_worker_writes_the_report(tmp_path, tiny_detector_dir):
     assert (output / "a__scene0.png_shap.npz").is_file() and (output / "report.html").is_file()
 
 
+def test_the_last_line_of_a_host_of_a_job_says_what_merges_the_report(tmp_path, tiny_detector_dir):
+    """It advised "run without --shard to merge the report", which means nothing in a job."""
+    env = processing_layout(tmp_path, "algo-2", ["algo-1", "algo-2"], KEYS[:1])
+    result = run_worker(env, tiny_detector_dir, "cs-explain")
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"results in {env['CLEARSIGHT_PROCESSING_OUTPUT']} (the report of all hosts is merged when the job has "
+        "ended: `clearsight explain-job --wait` does it, or `clearsight explain-merge --out <the job's --out> "
+        "--job-name cs-explain`)")
+    assert "--shard" not in result.output
+    shard = CliRunner().invoke(explain_main, ["--endpoint", str(tiny_detector_dir), "--task", "detection",
+                                              *EXPLAIN_OPTIONS, "--shard", "0/2", "--quiet", "--out",
+                                              str(tmp_path / "shard"), env["CLEARSIGHT_PROCESSING_INPUT"]])
+    assert shard.exit_code == 0, shard.output
+    assert shard.stdout.strip().splitlines()[-1] == (
+        f"results in {tmp_path / 'shard'} (run without --shard to merge the report)")
+
+
 def test_worker_without_images_succeeds_quietly(tmp_path, tiny_detector_dir):
     env = processing_layout(tmp_path, "algo-3", ["algo-1", "algo-2", "algo-3"], [])
-    result = CliRunner().invoke(worker_main, ["--endpoint", str(tiny_detector_dir), "--task", "detection"], env=env)
+    result = CliRunner().invoke(worker_main, ["--job-name", "cs-explain", "--endpoint", str(tiny_detector_dir),
+                                              "--task", "detection"], env=env)
     assert result.exit_code == 0 and "nothing to do" in result.stderr
+    # an empty manifest: the merge counts the host as ended, not as missing
+    assert (tmp_path / "algo-3/opt/ml/processing/output/manifest-cs-explain@algo-3.jsonl").read_text() == ""
 
 
 def test_job_definition(aws):
@@ -288,6 +310,153 @@ def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
     result = CliRunner().invoke(clearsight, job_args(aws, "--", "--label-headers", "square,corner",
                                                      "--baseline", "blur", "--no-wait"), obj=aws.session)
     assert "not files of this machine" not in result.output
+
+
+def test_an_s3_baseline_goes_to_the_job_as_its_uri_once_it_is_found(aws):
+    """A Clarify notebook's baseline is an S3 object: it was refused ("must be one of noise, ... or an existing
+    image file"), and a local copy is refused by design. The job's workers read it with the job's role."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise rgb.png", Body=png_bytes(0))
+    missing = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--baseline",
+                                                      f"s3://{aws.bucket}/baselines/gone.png"), obj=aws.session)
+    assert missing.exit_code == 1, missing.output
+    assert (f"check-s3-object: --baseline image s3://{aws.bucket}/baselines/gone.png not found: nothing was "
+            "uploaded or started") in " ".join(missing.output.split())
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--baseline",
+                                                     f"s3://{aws.bucket}/baselines/noise rgb.png"), obj=aws.session)
+    assert result.exit_code == 0, result.output
+    job = aws.clients.sagemaker.describe_processing_job(ProcessingJobName="cs-explain-test")
+    assert job["AppSpecification"]["ContainerArguments"][-2:] == [
+        "--baseline", f"s3://{aws.bucket}/baselines/noise rgb.png"]
+
+
+def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
+    """CLEARSIGHT_EXPLAIN_* variables were read when the options were checked, then left out of the job:
+    it ran 500 samples when 100 were set. An exported endpoint map failed every explain-job, naming
+    --endpoint-map, which was never typed."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    env = {"CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "100", "CLEARSIGHT_EXPLAIN_BASELINE": "black",
+           "CLEARSIGHT_EXPLAIN_LABEL_HEADERS": "circle,square,triangle", "CLEARSIGHT_EXPLAIN_METRICS": "true",
+           "CLEARSIGHT_EXPLAIN_ENDPOINT_MAP": "shapes-detector=http://127.0.0.1:9",
+           "CLEARSIGHT_EXPLAIN_WORKERS": "4"}
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--seed", "3"), env=env,
+                                obj=aws.session)
+    assert result.exit_code == 0, result.output
+    job = aws.clients.sagemaker.describe_processing_job(ProcessingJobName="cs-explain-test")
+    assert job["AppSpecification"]["ContainerArguments"] == [
+        "--job-name", "cs-explain-test", "--endpoint", "sagemaker:shapes-detector", "--task", "detection",
+        "--seed", "3", "--num-samples", "100", "--baseline", "black", "--label-headers", "circle,square,triangle",
+        "--metrics"]
+    stderr = " ".join(result.stderr.split())
+    assert ("Warning: CLEARSIGHT_EXPLAIN_ENDPOINT_MAP is set but the job does not use it: its workers call "
+            "SageMaker endpoint --endpoint") in stderr
+    assert "Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job: the job sets --workers" in stderr
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "abc", "'abc' is not a valid integer"),
+    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", "explain options: num_samples must be in [4, 1000000], got 2"),
+    ("CLEARSIGHT_EXPLAIN_BASELINE", "{image}", "explain options: CLEARSIGHT_EXPLAIN_BASELINE={image} is a local "
+                                               "image"),
+    ("CLEARSIGHT_EXPLAIN_LABEL_HEADERS", "{labels}", "explain options: CLEARSIGHT_EXPLAIN_LABEL_HEADERS={labels} "
+                                                     "reads a local file"),
+    ("CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG", "{config}", "explain options: CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG={config} "
+                                                      "reads a local file"),
+])
+def test_unusable_explain_settings_of_the_environment_are_named(aws, tmp_path, variable, value, message):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("square\ncorner\n")
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps(sdk_analysis_config("OBJECT_DETECTION", ["square", "corner"])))
+    image = tmp_path / "noise.png"
+    image.write_bytes(png_bytes(0))
+    paths = {"image": image, "labels": labels, "config": config}
+    result = CliRunner().invoke(clearsight, job_args(aws), env={variable: value.format(**paths)}, obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert message.format(**paths) in " ".join(result.output.split()), result.output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
+def merge(aws, *extra):
+    return CliRunner().invoke(clearsight, ["explain-merge", "--out", f"s3://{aws.bucket}/explanations", *extra],
+                              obj=aws.session)
+
+
+def test_a_merge_names_missing_hosts_unfinished_images_and_a_job_that_did_not_complete(aws, tmp_path,
+                                                                                       tiny_detector_dir):
+    """explain-merge merged whatever manifests it found: a 2-host job whose algo-2 left nothing, or a Stopped
+    job, was reported as a whole one (exit 0), and a stopped worker's staging files were never mentioned."""
+    aws.serving_endpoint("shapes-detector")
+    for key in KEYS:
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
+    started = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", *EXPLAIN_OPTIONS), obj=aws.session)
+    assert started.exit_code == 0, started.output  # InstanceCount 2; moto's jobs are Completed at once
+    hosts = ["algo-1", "algo-2"]
+    shares = {host: [key for key in KEYS if shard_of(key, 2) == index] for index, host in enumerate(hosts)}
+    for host in hosts:
+        run_worker(processing_layout(tmp_path, host, hosts, shares[host]), tiny_detector_dir, "cs-explain-test")
+    upload_outputs(aws, tmp_path / "algo-1/opt/ml/processing/output")
+    staging = ".staging-41@ip-10-0-0-2-k3x/b__scene3.png_shap.npz"
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"explanations/{staging}", Body=b"npz")
+    out = f"s3://{aws.bucket}/explanations"
+    missing_host = (f"1 of the job's 2 host(s) wrote no manifest to {out} (algo-2): their images are not in "
+                    "this report")
+    unfinished = (f"WARNING: 1 file(s) of unfinished images under {out}, which a worker was writing when it "
+                  f"stopped (not in this report): {staging}")
+
+    partial = merge(aws, "--job-name", "cs-explain-test")
+    assert partial.exit_code == 1, partial.output
+    output = " ".join(partial.output.split())
+    assert f"WARNING: {missing_host}" in output and unfinished in output
+    assert (f"Error: the report is of part of the job: {missing_host}. Add --allow-partial to exit 0 on such "
+            "runs") in output
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(shares["algo-1"])
+    allowed = merge(aws, "--job-name", "cs-explain-test", "--allow-partial")
+    assert allowed.exit_code == 0 and missing_host in " ".join(allowed.output.split()), allowed.output
+
+    upload_outputs(aws, tmp_path / "algo-2/opt/ml/processing/output")
+    whole = merge(aws, "--job-name", "cs-explain-test")
+    assert whole.exit_code == 0, whole.output
+    assert "host(s) wrote no manifest" not in whole.output
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(KEYS)
+
+    from moto.sagemaker.models import sagemaker_backends
+
+    job = sagemaker_backends[aws.account][aws.region].processing_jobs["cs-explain-test"]
+    job.processing_job_status = "Stopped"
+    stopped = merge(aws, "--job-name", "cs-explain-test")
+    assert stopped.exit_code == 1, stopped.output
+    assert ("Error: the report is of part of the job: processing job cs-explain-test is Stopped, not Completed: "
+            "its hosts may not have finished their images.") in " ".join(stopped.output.split())
+
+
+def test_a_merge_of_a_job_sagemaker_does_not_know_says_so_and_merges(aws, tmp_path, tiny_detector_dir):
+    run_worker(processing_layout(tmp_path, "algo-1", ["algo-1"], KEYS[:2]), tiny_detector_dir, "cs-explain-gone")
+    upload_outputs(aws, tmp_path / "algo-1/opt/ml/processing/output")
+    result = merge(aws)
+    assert result.exit_code == 0, result.output
+    assert ("processing job cs-explain-gone is not known to SageMaker in this region (deleted, or another region "
+            "or account): merging its manifests without checking that the job completed and that every host's "
+            "outputs are there") in " ".join(result.output.split())
+
+
+def test_the_merge_command_explain_job_prints_can_be_pasted(aws):
+    """With a space in --out the printed command split it in two: `Got unexpected extra argument (1)`."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    args = job_args(aws, "--no-wait")
+    args[args.index("--out") + 1] = f"s3://{aws.bucket}/run 1"
+    started = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert started.exit_code == 0, started.output
+    command = re.search(r"merge its outputs when it ends with `([^`]*)`", started.stderr).group(1)
+    program, *pasted = shlex.split(command)
+    assert program == "clearsight" and pasted == [
+        "explain-merge", "--out", f"s3://{aws.bucket}/run 1", "--job-name", "cs-explain-test"]
+    merged = CliRunner().invoke(clearsight, pasted, obj=aws.session)  # nothing written there yet
+    assert f"Error: merge: no manifest*.jsonl in s3://{aws.bucket}/run 1: nothing to merge" in merged.output
 
 
 def test_merge_of_a_prefix_no_job_wrote_names_the_s3_location(aws):

@@ -90,7 +90,7 @@ def test_minimal_classification_config_sets_only_what_it_names():
     assert settings.ignored == {} and settings.dataset_uri is None
 
 
-@pytest.mark.parametrize("baseline", ["noise", "black", "/abs/noise.png"])
+@pytest.mark.parametrize("baseline", ["noise", "black", "/abs/noise.png", "s3://bucket/baselines/noise_rgb.png"])
 def test_builtin_and_absolute_baselines_are_kept(baseline, tmp_path):
     settings = parse_clarify_config(with_changes("methods.shap.baseline", baseline), base_dir=tmp_path)
     assert settings.options["baseline"] == baseline
@@ -194,10 +194,11 @@ BAD_CONFIGS = [
      "methods.shap.image_config.iou_threshold must be a number, got True"),
     (with_changes("methods.shap.num_samples", "500"),
      "methods.shap.num_samples must be an integer, got '500'"),
-    (with_changes("methods.shap.baseline", "s3://bucket/noise_rgb.png"),
-     "methods.shap.baseline is an S3 URI \\(s3://bucket/noise_rgb.png\\); download it first"),
+    (with_changes("methods.shap.baseline", "s3://bucket/"),
+     "methods.shap.baseline must name one S3 object, s3://BUCKET/KEY, got 's3://bucket/'"),
     (with_changes("methods.shap.baseline", [0, 0, 0]),
-     "methods.shap.baseline must be an image path or one of noise, mean, blur, black, got \\[0, 0, 0\\]"),
+     "methods.shap.baseline must be an image path, an s3:// URI of an image or one of noise, mean, blur, black, "
+     "got \\[0, 0, 0\\]"),
     (with_changes("methods.shap.use_logit", True),
      "methods.shap.use_logit is not supported for images"),
     (with_changes("methods.shap.num_clusters", 3),

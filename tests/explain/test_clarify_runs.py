@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,59 @@ def test_image_arguments_and_options_override_the_config(photos, tmp_path):
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert analysis["settings"]["num_samples"] == 12 and analysis["totals"]["images"] == 1
+
+
+def baseline_png() -> bytes:
+    """A 40x40 PNG of coarse noise: a baseline image as a Clarify notebook uploads one to S3."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(9).integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shap_values(out: Path) -> dict:
+    return {path.name: np.load(path)["shap_values"] for path in sorted(out.glob("*_shap.npz"))}
+
+
+def test_an_s3_baseline_is_read_as_the_images_are_and_options_replace_it(aws, photos, tmp_path, monkeypatch):
+    """A Clarify notebook's methods.shap.baseline is an S3 URI. It was refused, and the message's advice
+    (download it, pass --baseline) was refused the same way: the file was rejected before options applied."""
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=baseline_png())
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the download goes
+    local = tmp_path / "noise_rgb.png"
+    local.write_bytes(baseline_png())
+    config = sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"])
+    config["methods"]["shap"]["baseline"] = f"s3://{aws.bucket}/baselines/noise_rgb.png"
+    from_s3 = write_config(tmp_path, config, "photos")
+    missing = tmp_path / "missing" / "analysis_config.json"
+    missing.parent.mkdir()
+    config["methods"]["shap"]["baseline"] = f"s3://{aws.bucket}/baselines/gone.png"
+    missing.write_text(json.dumps({**config, "dataset_uri": str(photos)}))
+    with FakeEndpoint("detection") as endpoint:
+        env = endpoint_map(endpoint.url)
+        read = run_cli(["--clarify-config", from_s3, "--out", tmp_path / "s3", "--quiet"], env=env)
+        given = run_cli(["--clarify-config", missing, "--baseline", local, "--out", tmp_path / "local", "--quiet"],
+                        env=env)
+        by_env = run_cli(["--clarify-config", missing, "--out", tmp_path / "env", "--quiet"],
+                         env={**env, "CLEARSIGHT_EXPLAIN_BASELINE": "black"})
+        refused = run_cli(["--clarify-config", missing, "--out", tmp_path / "refused", "--quiet"], env=env)
+    for result in (read, given, by_env):
+        assert result.exit_code == 0, result.output
+    # the object's bytes are the baseline: the same values as the same image given as a file
+    assert shap_values(tmp_path / "s3").keys() == shap_values(tmp_path / "local").keys() != set()
+    for name, values in shap_values(tmp_path / "s3").items():
+        np.testing.assert_array_equal(values, shap_values(tmp_path / "local")[name])
+    assert json.loads((tmp_path / "env" / "analysis.json").read_text())["settings"]["baseline"] == "black"
+    assert refused.exit_code == 2, refused.output
+    assert (f"Invalid value for '--clarify-config': methods.shap.baseline: cannot read baseline image "
+            f"'s3://{aws.bucket}/baselines/gone.png': An error occurred (NoSuchKey)") in " ".join(
+                refused.output.split())
+    assert not list((tmp_path / "tmp").glob("clearsight-baseline-*"))  # the download is removed
 
 
 def test_an_unmapped_endpoint_name_goes_to_sagemaker(photos, tmp_path, monkeypatch):
