@@ -454,6 +454,9 @@ def _stop(stopped: StoppedBySignal) -> NoReturn:
     if not lingering:
         raise stopped
     stopped.show()
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.close()  # what the command registered to run at its end (a downloaded baseline's folder)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
