@@ -2,17 +2,23 @@
 
 The job's container (AWS's PyTorch 2.3 CPU training image: CPython 3.11 on Ubuntu 20.04, glibc
 2.31, x86_64) gets two uploads and installs them with ``pip install --no-index``: the project
-wheel (``pip wheel`` of the checkout, as ``make wheel`` builds it) and a tar of the wheels of
-exactly JOB_PINS, downloaded for that platform and Python with ``pip download --only-binary``.
-Both are built once and cached under ``build/job`` (the wheelhouse keyed by the pins, the
-wheel by the sources): the first build needs PyPI, later ones nothing.
+wheel and a tar of the wheels of exactly JOB_PINS, downloaded for that platform and Python with
+``pip download --only-binary``. The project wheel is the code that is running: from a source
+checkout, ``pip wheel`` of it (as ``make wheel`` builds it); from a pip-installed clearsight, the
+installed files its ``.dist-info/RECORD`` lists, zipped back into a wheel. Both are built once
+and cached (the wheelhouse keyed by the pins, the wheel by the files) under ``build/job`` of a
+checkout, else under ``~/.cache/clearsight/job`` (``$XDG_CACHE_HOME``; ``$CLEARSIGHT_JOB_CACHE``
+overrides both): the first build needs PyPI, later ones nothing.
 
     python -m clearsight.job_bundle    # build (or find) both; print their paths and sha256
 """
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -20,8 +26,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from deploy.aws_clients import file_sha256
@@ -56,6 +64,8 @@ WHEELHOUSE_NAME = "clearsight-wheelhouse.tar"
 CONSTRAINTS_NAME = "constraints.txt"  # inside the wheelhouse: JOB_PINS, one per line
 _PROJECT_FILES = ("setup.cfg", "pyproject.toml", "README.md")
 _PACKAGES = ("serving", "deploy", "explain", "clearsight")
+# .dist-info files the installer writes, not the wheel (PEP 376, 610, 627); RECORD is rewritten
+_INSTALLER_FILES = frozenset({"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"})
 _EPOCH = "315532800"  # 1980-01-01: zip timestamps of a reproducible wheel (SOURCE_DATE_EPOCH)
 
 Progress = Callable[[str], None]
@@ -75,8 +85,17 @@ class JobUploads:
     wheelhouse_sha256: str
 
 
+def _is_checkout(repo: Path) -> bool:
+    """True when ``repo`` holds the files ``pip wheel`` builds the project from (a source checkout)."""
+    return all((repo / name).is_file() for name in _PROJECT_FILES)
+
+
 def _cache_dir(cache: Path | None) -> Path:
-    return Path(cache or os.environ.get(CACHE_ENV) or REPO / "build" / "job")
+    if cache or os.environ.get(CACHE_ENV):
+        return Path(cache or os.environ[CACHE_ENV])
+    if _is_checkout(REPO):
+        return REPO / "build" / "job"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clearsight" / "job"
 
 
 def _run_pip(args: list[str], step: str) -> None:
@@ -92,22 +111,104 @@ def _run_pip(args: list[str], step: str) -> None:
 
 def _project_sources(repo: Path) -> list[Path]:
     """The files ``pip wheel`` builds the project from (what ``make wheel`` reads)."""
-    if not all((repo / name).is_file() for name in _PROJECT_FILES):
-        raise DeployError(f"build-wheel: {repo} is not a clearsight source checkout (no setup.cfg and "
-                          "pyproject.toml): explain-job uploads the project as a wheel built from a checkout; "
-                          "run it from one (git clone, then make install)")
     files = [repo / name for name in _PROJECT_FILES]
     for package in _PACKAGES:
         files += sorted(path for path in (repo / package).rglob("*.py") if "__pycache__" not in path.parts)
     return files
 
 
-def build_project_wheel(repo: Path = REPO, cache: Path | None = None, progress: Progress = logger.info) -> Path:
-    """This project's wheel, built by ``pip wheel --no-deps`` from a copy of the sources; cached by their sha256.
+def _installed_distribution(site: Path) -> tuple[str, str, list[tuple[str, Path]]]:
+    """The clearsight distribution installed in folder ``site``: wheel file name, .dist-info name, files.
 
-    The copy keeps stale build/ folders of the checkout out of the wheel; SOURCE_DATE_EPOCH
-    makes its bytes depend on the sources only (with one setuptools version).
+    The files are (name in the wheel, path) for every file its RECORD lists in the four packages
+    and the .dist-info, without ``__pycache__`` and the files the installer wrote itself.
     """
+    found = list(metadata.distributions(name="clearsight", path=[str(site)]))
+    if not found:
+        raise DeployError(
+            f"build-wheel: the clearsight code in {site} is neither a source checkout (no {', '.join(_PROJECT_FILES)}) "
+            "nor a pip-installed distribution (no clearsight-*.dist-info beside it): explain-job uploads the "
+            "running code as a wheel; install clearsight with pip (pip install '.[aws]' in the clearsight "
+            "checkout) or run it from a checkout (git clone, then make install)")
+    distribution = found[0]
+    listed = [path for path in distribution.files or [] if path.parts]
+    info_dir = next((path.parts[0] for path in listed if path.parts[0].endswith(".dist-info")), None)
+    tags = [line.split(":", 1)[1].strip() for line in (distribution.read_text("WHEEL") or "").splitlines()
+            if line.startswith("Tag:")]
+    if info_dir is None or len(tags) != 1:
+        raise DeployError(f"build-wheel: the clearsight distribution in {site} has no usable RECORD or WHEEL "
+                          "file; reinstall it (pip install --force-reinstall '.[aws]' in the clearsight checkout)")
+    files = []
+    for path in listed:
+        top = path.parts[0]
+        if top not in (*_PACKAGES, info_dir) or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        if top == info_dir and path.name in _INSTALLER_FILES:
+            continue
+        located = Path(distribution.locate_file(path))
+        if not located.is_file():
+            raise DeployError(f"build-wheel: {located}, listed in the RECORD of the installed clearsight, is "
+                              "missing; reinstall it (pip install --force-reinstall '.[aws]' in the clearsight "
+                              "checkout)")
+        files.append((path.as_posix(), located))
+    # the packages first, the .dist-info after them: the order wheel builders use
+    files.sort(key=lambda item: (item[0].startswith(info_dir + "/"), item[0]))
+    wheel_name = f"clearsight-{distribution.version}-{tags[0]}.whl"
+    return wheel_name, info_dir, files
+
+
+def _zip_wheel(target: Path, info_dir: str, files: list[tuple[str, Path]]) -> None:
+    """Write ``files`` ((name, path), in order) as a wheel with a new RECORD last; timestamps 1980-01-01."""
+    rows = []
+
+    def entry(name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        return info
+
+    with zipfile.ZipFile(target, "w") as wheel:
+        for name, path in files:
+            data = path.read_bytes()
+            wheel.writestr(entry(name), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            rows.append((name, f"sha256={digest}", len(data)))
+        rows.append((f"{info_dir}/RECORD", "", ""))
+        record = io.StringIO()
+        csv.writer(record, lineterminator="\n").writerows(rows)
+        wheel.writestr(entry(f"{info_dir}/RECORD"), record.getvalue())
+
+
+def _wheel_of_installed(site: Path, cache: Path | None, progress: Progress) -> Path:
+    """The installed clearsight in ``site`` zipped back into its wheel; cached by the files' sha256."""
+    wheel_name, info_dir, files = _installed_distribution(site)
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    folder = _cache_dir(cache) / f"code-installed-{digest.hexdigest()[:16]}"
+    wheel = folder / wheel_name
+    if wheel.is_file():
+        return wheel
+    progress(f"zipping the installed clearsight in {site} into {wheel_name} for the job")
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{wheel_name}.partial"
+    _zip_wheel(partial, info_dir, files)
+    os.replace(partial, wheel)
+    return wheel
+
+
+def build_project_wheel(repo: Path = REPO, cache: Path | None = None, progress: Progress = logger.info) -> Path:
+    """This project's wheel: of the checkout ``repo`` or, when ``repo`` is site-packages, of the installed clearsight.
+
+    From a checkout, ``pip wheel --no-deps`` builds it from a copy of the sources, cached by
+    their sha256: the copy keeps stale build/ folders of the checkout out of the wheel;
+    SOURCE_DATE_EPOCH makes its bytes depend on the sources only (with one setuptools version).
+    From a pip install (no setup.cfg there), the files the distribution's RECORD lists are zipped
+    back into a wheel with the same files, cached by their sha256. Raises DeployError when
+    ``repo`` is neither.
+    """
+    if not _is_checkout(repo):
+        return _wheel_of_installed(repo, cache, progress)
     sources = _project_sources(repo)
     digest = hashlib.sha256()
     for path in sources:

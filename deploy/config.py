@@ -113,7 +113,7 @@ class DeployConfig:
     instance_count: int = 1
     bucket: str | None = None
     prefix: str = DEFAULT_PREFIX
-    workers: int = 1
+    workers: int | None = None
     server_timeout: int = 60
     log_level: str = "INFO"
     wait: bool = True
@@ -164,8 +164,10 @@ class DeployConfig:
                 "separated by /"
             )
         object.__setattr__(self, "prefix", prefix)
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise DeployConfigError("workers", self.workers, "an integer >= 1 (model server workers)")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise DeployConfigError("workers", self.workers, "an integer >= 1 (model server workers), or None "
+                                    "for the model server's default (one per GPU, else one per vCPU)")
         if not isinstance(self.server_timeout, int) or not 1 <= self.server_timeout <= 3600:
             raise DeployConfigError("server_timeout", self.server_timeout, "an integer in [1, 3600]")
         if self.log_level not in LOG_LEVELS:
@@ -182,12 +184,18 @@ class DeployConfig:
 
     @property
     def container_environment(self) -> dict[str, str]:
-        """The ``Environment`` of the SageMaker model's container (sagemaker-inference variables)."""
-        return {
+        """The ``Environment`` of the SageMaker model's container (sagemaker-inference variables).
+
+        ``SAGEMAKER_MODEL_SERVER_WORKERS`` only when ``workers`` is set: unset, MMS starts one
+        worker per GPU (per vCPU on a CPU instance), so every GPU of a multi-GPU instance works.
+        """
+        environment = {
             "SAGEMAKER_PROGRAM": "inference.py",
             "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-            "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.workers),
             "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(self.server_timeout),
             "SAGEMAKER_CONTAINER_LOG_LEVEL": str(LOG_LEVELS[self.log_level]),
             "SAGEMAKER_REGION": self.region,
         }
+        if self.workers is not None:
+            environment["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(self.workers)
+        return environment

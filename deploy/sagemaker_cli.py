@@ -81,10 +81,11 @@ def sagemaker() -> None:
 @click.option("--prefix", show_envvar=True, envvar="CLEARSIGHT_S3_PREFIX", default=DEFAULT_PREFIX,
               show_default=True, help="S3 key prefix.")
 @aws_options
-@click.option("--workers", default=1, show_default=True, type=int,
+@click.option("--workers", default=None, type=int,
               show_envvar=True, envvar="CLEARSIGHT_MODEL_SERVER_WORKERS",
-              help="Model server workers per instance (SAGEMAKER_MODEL_SERVER_WORKERS); one per "
-                   "GPU is usual.")
+              help="Model server workers per instance (sets SAGEMAKER_MODEL_SERVER_WORKERS). "
+                   "Default: unset, so MMS starts one worker per GPU (one per vCPU on a CPU "
+                   "instance); each worker loads its own copy of the model.")
 @click.option("--server-timeout", default=60, show_default=True, type=int,
               show_envvar=True, envvar="CLEARSIGHT_MODEL_SERVER_TIMEOUT",
               help="SAGEMAKER_MODEL_SERVER_TIMEOUT of the container.")
@@ -102,7 +103,7 @@ def sagemaker() -> None:
 @click.pass_context
 def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, instance_count: int,
        role: str | None, bucket: str | None, prefix: str, region: str | None,
-       endpoint_url: str | None, workers: int, server_timeout: int, log_level: str, wait: bool,
+       endpoint_url: str | None, workers: int | None, server_timeout: int, log_level: str, wait: bool,
        autoscale: str | None, poll_seconds: float) -> None:
     """Create endpoint NAME from a model.tar.gz, or update it in place if it exists.
 

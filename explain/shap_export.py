@@ -36,7 +36,7 @@ def to_shap(explanation, pixels: bool = False):
         import shap
     except ImportError as error:
         raise ImportError("to_shap needs the shap package: pip install shap "
-                          f"(or pip install 'clearsight[dev]'); {error}") from None
+                          f"(or pip install '.[dev]' in the clearsight checkout); {error}") from None
     names = target_names(explanation)
     values = np.asarray(explanation.shap_values, dtype=np.float64)
     if not pixels:

@@ -75,7 +75,8 @@ class InProcessConnection:
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
             raise PredictorError(f"cannot import serving.handler to run the model in process: {error} "
-                                 "(pip install 'clearsight[serve]' adds mxnet; or explain against an endpoint "
+                                 "(pip install '.[serve]' in the clearsight checkout adds mxnet; or explain against "
+                                 "an endpoint "
                                  "serving it)") from None
         self._transform_fn = transform_fn
         try:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import configparser
+import csv
+import hashlib
+import subprocess
+import sys
 import tarfile
 import zipfile
 from importlib import metadata
@@ -14,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from clearsight import __version__
 from clearsight.job_bundle import JOB_PINS, build_job_uploads, build_project_wheel
+from deploy.errors import DeployError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +72,64 @@ def test_the_project_wheel_is_reproducible_and_holds_the_packages(tmp_path):
     assert packages == {"serving", "deploy", "explain", "clearsight", f"clearsight-{__version__}.dist-info"}
     assert "explain/processing_worker.py" in names and not any("tests" in name for name in names)
     assert build_project_wheel(cache=tmp_path / "one") == first  # cached: not built again
+
+
+def pip_install_target(wheel: Path, target: Path) -> None:
+    """A non-editable install of ``wheel`` into folder ``target``, offline (what pip install . leaves in site-packages)."""
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "--quiet", "--no-deps",
+                    "--no-index", "--target", str(target), str(wheel)], check=True, timeout=300)
+
+
+@pytest.mark.integration  # runs pip
+def test_a_pip_installed_clearsight_is_zipped_back_into_the_wheel_it_was_installed_from(tmp_path):
+    """explain-job from a pip install (no checkout): the job gets the installed files as the same wheel."""
+    built = build_project_wheel(cache=tmp_path / "checkout-cache")
+    site = tmp_path / "site-packages"
+    pip_install_target(built, site)
+    assert (site / "bin" / "clearsight").is_file() and (site / f"clearsight-{__version__}.dist-info" / "INSTALLER").is_file()
+
+    rebuilt = build_project_wheel(repo=site, cache=tmp_path / "installed-cache")
+    assert rebuilt.name == built.name
+    record_name = f"clearsight-{__version__}.dist-info/RECORD"
+    with zipfile.ZipFile(built) as original, zipfile.ZipFile(rebuilt) as again:
+        assert sorted(again.namelist()) == sorted(original.namelist())
+        changed = [name for name in original.namelist() if original.read(name) != again.read(name)]
+        assert changed in ([], [record_name])  # RECORD may list the same lines in another order
+        record = list(csv.reader(again.read(record_name).decode().splitlines()))
+        assert sorted(map(tuple, record)) == sorted(map(tuple, csv.reader(
+            original.read(record_name).decode().splitlines())))
+        for name, digest, size in record:
+            if name != record_name:
+                data = again.read(name)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert (digest, size) == (f"sha256={expected}", str(len(data))), name
+        assert again.namelist()[-1] == record_name
+    assert build_project_wheel(repo=site, cache=tmp_path / "again").read_bytes() == rebuilt.read_bytes()
+    assert build_project_wheel(repo=site, cache=tmp_path / "installed-cache") == rebuilt  # cached
+
+    reinstalled = tmp_path / "reinstalled"
+    pip_install_target(rebuilt, reinstalled)  # pip accepts it as a wheel
+    assert (reinstalled / "explain" / "processing_worker.py").read_bytes() == (
+        site / "explain" / "processing_worker.py").read_bytes()
+
+    (site / "deploy" / "gate.py").unlink()
+    with pytest.raises(DeployError, match=r"gate\.py, listed in the RECORD of the installed clearsight, is missing; "
+                                          r"reinstall it \(pip install --force-reinstall"):
+        build_project_wheel(repo=site, cache=tmp_path / "broken")
+
+
+def test_code_that_is_neither_a_checkout_nor_installed_says_what_explain_job_needs(tmp_path):
+    """A copy of the packages without setup.cfg or .dist-info (e.g. on PYTHONPATH): a message, before any AWS call."""
+    (tmp_path / "clearsight").mkdir()
+    (tmp_path / "clearsight" / "__init__.py").write_text("")
+    with pytest.raises(DeployError) as raised:
+        build_project_wheel(repo=tmp_path, cache=tmp_path / "cache")
+    assert str(raised.value) == (
+        f"build-wheel: the clearsight code in {tmp_path} is neither a source checkout (no setup.cfg, "
+        "pyproject.toml, README.md) nor a pip-installed distribution (no clearsight-*.dist-info beside it): "
+        "explain-job uploads the running code as a wheel; install clearsight with pip (pip install '.[aws]' in "
+        "the clearsight checkout) or run it from a checkout (git clone, then make install)")
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.integration  # runs pip (once; build/job caches it)

@@ -72,7 +72,6 @@ def test_up_status_invoke_update_down(aws, tmp_path):
     assert container["Environment"] == {
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
         "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         "SAGEMAKER_REGION": REGION,
@@ -347,6 +346,23 @@ def test_interrupt_rolls_back_too(aws, tmp_path):
         deploy(make_config(aws, aws.model_archive(tmp_path / "m.tar.gz")), clients=aws.clients)
     aws.clients.sagemaker.meta.events.unregister("before-call.sagemaker.DescribeEndpoint", interrupt)
     assert aws.leftovers() == empty(aws)
+
+
+def test_workers_are_set_only_when_given_so_mms_defaults_to_one_per_gpu(aws, tmp_path):
+    """Without --workers the container gets no SAGEMAKER_MODEL_SERVER_WORKERS (MMS: one worker per GPU)."""
+    def model_environment():
+        sm = aws.clients.sagemaker
+        config_name = sm.describe_endpoint(EndpointName=NAME)["EndpointConfigName"]
+        config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+        model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        return model["PrimaryContainer"]["Environment"]
+
+    archive = aws.model_archive(tmp_path / "m.tar.gz")
+    run_cli(aws, *up_args(aws, archive, "--no-wait", "--instance-type", "ml.g4dn.12xlarge"))
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS" not in model_environment()
+    run_cli(aws, "down", "--name", NAME, "--bucket", aws.bucket)
+    run_cli(aws, *up_args(aws, archive, "--no-wait", "--workers", "2"))
+    assert model_environment()["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2"
 
 
 def test_no_wait_returns_at_once_and_down_cleans_up(aws, tmp_path):

@@ -435,7 +435,8 @@ def test_to_shap_gives_a_shap_explanation_that_shap_plots(explained):
 
 def test_to_shap_without_shap_says_how_to_install_it(explained, monkeypatch):
     monkeypatch.setitem(sys.modules, "shap", None)  # what an install without shap looks like to import
-    with pytest.raises(ImportError, match=r"to_shap needs the shap package: pip install shap"):
+    with pytest.raises(ImportError, match=r"to_shap needs the shap package: pip install shap "
+                                          r"\(or pip install '\.\[dev\]' in the clearsight checkout\)"):
         explained.to_shap()
 
 

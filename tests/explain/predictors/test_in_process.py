@@ -71,7 +71,8 @@ def test_in_process_without_mxnet_names_the_extra(tiny_detector_dir, monkeypatch
     monkeypatch.setitem(sys.modules, "serving.handler", None)  # as if its import of mxnet failed
     with pytest.raises(PredictorError) as raised:
         make_predictor(str(tiny_detector_dir), "detection", TransportConfig())
-    assert str(raised.value).endswith("(pip install 'clearsight[serve]' adds mxnet; or explain against an "
+    assert str(raised.value).endswith("(pip install '.[serve]' in the clearsight checkout adds mxnet; or explain "
+                                      "against an "
                                       "endpoint serving it)")
 
 
