@@ -80,6 +80,9 @@ def decode_images(body, content_type, max_body_bytes, max_image_pixels, check_ba
         ``(N, H, W, 3)`` uint8 array, N >= 1.
     """
     kind = media_type(content_type)
+    if not kind:
+        raise UnsupportedMediaTypeError(
+            "the request has no Content-Type header; send one of: %s" % ", ".join(REQUEST_TYPES))
     if kind not in REQUEST_TYPES:
         raise UnsupportedMediaTypeError(
             "Content-Type %r is not supported; send one of: %s" % (content_type, ", ".join(REQUEST_TYPES))

@@ -167,13 +167,16 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (b"not an image", "image/jpeg", 400, "not a readable image/jpeg image"),
     (b"{}", "application/json", 415, "Content-Type 'application/json' is not supported"),
     (b"1,2,3", "text/csv", 415, "is not supported"),
-    (b"abc", None, 415, "is not supported"),
+    (b"abc", None, 415, "the request has no Content-Type header; send one of: application/x-npy, image/jpeg, "
+                        "image/png, application/x-image"),
+    (b"abc", "", 415, "the request has no Content-Type header; send one of: application/x-npy"),
 ])
 def test_bad_input_is_refused_with_a_message(detector, body, content_type, status, message):
     with pytest.raises(ServingError) as caught:
         transform_fn(detector, body, content_type, "application/json")
     assert caught.value.status == status
     assert message in caught.value.message
+    assert "None" not in caught.value.message
 
 
 @pytest.fixture

@@ -77,6 +77,7 @@ CLASSIC_BAD_BODIES = [
     (npy_bytes(np.zeros((1, 8, 8, 4), np.uint8)), "application/x-npy", 400, "3 channels"),
     (npy_bytes(np.full((1, 8, 8, 3), np.nan, np.float32)), "application/x-npy", 400, "NaN or infinite"),
     (b"{}", "application/json", 415, "Content-Type 'application/json' is not supported"),
+    (b"{}", None, 415, "the request has no Content-Type header; send one of: application/x-npy"),
 ]
 
 
