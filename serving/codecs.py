@@ -149,7 +149,12 @@ def _read_npy_header(body):
 def _decode_npy(body, max_image_pixels, check_batch):
     shape, fortran_order, dtype, offset = _read_npy_header(body)
     if dtype.hasobject:
-        raise BadRequestError("object arrays are refused (they would need unpickling); send uint8 or float pixels")
+        # numpy makes a list of images of different sizes into an object array, which np.save
+        # (and the SageMaker SDK's NumpySerializer) can only write as a pickle: say so.
+        raise BadRequestError(
+            "object arrays are refused (they would need unpickling); this body holds an object array "
+            "(images of different sizes in one list?): send images of one size per request, or one "
+            "request per image")
     if dtype.kind not in "uif":
         raise BadRequestError("dtype %s is not supported; send uint8 (or float in 0..255) pixels" % dtype)
     if any(dimension < 0 or dimension > MAX_NPY_DIMENSION for dimension in shape):

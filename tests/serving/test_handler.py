@@ -170,6 +170,10 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (b"abc", None, 415, "the request has no Content-Type header; send one of: application/x-npy, image/jpeg, "
                         "image/png, application/x-image"),
     (b"abc", "", 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    # a list of two sizes, as numpy and the SDK's NumpySerializer send it: an object array (a pickle)
+    (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
+     "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request, "
+                               "or one request per image"),
 ])
 def test_bad_input_is_refused_with_a_message(detector, body, content_type, status, message):
     with pytest.raises(ServingError) as caught:
