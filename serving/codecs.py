@@ -198,8 +198,25 @@ def _decode_npy(body, max_image_pixels, check_batch):
             raise BadRequestError(
                 "pixel values must lie in 0..255; this batch spans %s..%s" % (low.item(), high.item())
             )
+        if dtype.kind == "f" and 0 < high <= FLOAT_PIXELS_NORMALISED_MAX:
+            raise BadRequestError(
+                "pixels look normalised to 0..1 (max %s); send 0..255 values (multiply by 255) or uint8 "
+                "pixels: a float batch whose largest value is above 0 and at most 1 is refused, as its "
+                "images would be black once rounded to 0..255" % _short_number(high))
         images = np.round(images).astype(np.uint8)
     return np.ascontiguousarray(images)
+
+
+# A float batch whose largest value lies in (0, 1] was normalised to 0..1 by the client (the
+# commonest preprocessing mistake): rounded to uint8 it would be black images, and the answers
+# wrong without a word. In 0..255 such a batch is black already, so nothing real is refused; a
+# batch of zeros stays accepted.
+FLOAT_PIXELS_NORMALISED_MAX = 1.0
+
+
+def _short_number(value):
+    """A float in 4 significant digits for a message (``0.98``, not ``0.9800000190734863``)."""
+    return "%.4g" % float(value)
 
 
 # Only these are decoded: Pillow's other readers (GIF, BMP, TIFF, ICO, PPM, WebP, EPS -- the last

@@ -174,6 +174,10 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request, "
                                "or one request per image"),
+    (npy_bytes(np.full((2, 8, 8, 3), 0.98, np.float32)), "application/x-npy", 400,
+     "pixels look normalised to 0..1 (max 0.98); send 0..255 values"),
+    (npy_bytes(np.full((1, 8, 8, 3), 1.0, np.float64)), "application/x-npy", 400,
+     "pixels look normalised to 0..1 (max 1); send 0..255 values"),
 ])
 def test_bad_input_is_refused_with_a_message(detector, body, content_type, status, message):
     with pytest.raises(ServingError) as caught:
@@ -181,6 +185,16 @@ def test_bad_input_is_refused_with_a_message(detector, body, content_type, statu
     assert caught.value.status == status
     assert message in caught.value.message
     assert "None" not in caught.value.message
+
+
+@pytest.mark.parametrize("pixels", [np.zeros((1, 8, 8, 3), np.float32), np.full((1, 8, 8, 3), 1.5, np.float32),
+                                    np.full((1, 8, 8, 3), 255.0, np.float16)])
+def test_float_pixels_outside_the_normalised_range_are_accepted(detector, pixels):
+    """The 0..1 rule refuses only a largest value in (0, 1]: an all-black float image is a real image."""
+    expected = json.loads(transform_fn(detector, npy_bytes(np.round(pixels).astype(np.uint8)), "application/x-npy",
+                                       "application/json")[0])
+    answer = json.loads(transform_fn(detector, npy_bytes(pixels), "application/x-npy", "application/json")[0])
+    assert answer == expected
 
 
 @pytest.fixture
