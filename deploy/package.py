@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,6 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     the network gets one output per name). ``pretrained=False`` gives the same architecture
     with random weights and needs no internet. Returns ``(task, class_names, preprocess)``.
     """
-    import mxnet as mx
     from gluoncv import model_zoo
 
     detector_preset = preset_for(zoo_name)
@@ -95,7 +95,7 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
             % (zoo_name, error)
         )
     if not pretrained:
-        net.initialize(mx.init.Xavier())
+        _initialize_randomly(net)
         # materialise deferred shapes at the network's own input size (reset_class copies parameters;
         # a classifier's Dense layer after a flatten fixes its input size here)
         _run_once(net, zoo_name, input_size)
@@ -136,6 +136,26 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     return task, zoo_classes, preprocess
 
 
+def _initialize_randomly(net):
+    """Random weights for ``--no-pretrained``: Xavier for weights, BatchNorm's scale and variance 1, offsets 0.
+
+    A parameter with its own initializer keeps it. Xavier alone fails on 1-D parameters that
+    have none (the BatchNorm layers GluonCV's SSD feature expander adds to MobileNet and ResNet).
+    """
+    import mxnet as mx
+
+    with warnings.catch_warnings():  # parameters GluonCV initialised itself (CenterNet's backbone) stay as they are
+        warnings.filterwarnings("ignore", message=".*is already initialized")
+        for name, param in net.collect_params().items():
+            if name.endswith(("gamma", "running_var", "moving_var")):
+                default = mx.init.One()
+            elif name.endswith(("beta", "running_mean", "moving_mean", "bias")):
+                default = mx.init.Zero()
+            else:
+                default = mx.init.Xavier()
+            param.initialize(default_init=default)
+
+
 def _run_once(net, zoo_name, input_size):
     """One forward pass of a blank ``input_size`` square; PackageError (one line) when the network refuses it."""
     import mxnet as mx
@@ -144,10 +164,13 @@ def _run_once(net, zoo_name, input_size):
         outputs = net(mx.nd.zeros((1, 3, input_size, input_size)))
         for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
             output.wait_to_read()
-    except mx.base.MXNetError as error:
+    except Exception as error:  # noqa: BLE001 - MXNetError, and gluon's ValueError/AssertionError on shapes
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else error.__class__.__name__
+        if not isinstance(error, mx.base.MXNetError):
+            reason = "%s: %s" % (error.__class__.__name__, reason)
         raise PackageError("%r does not run on a %dx%d input: %s"
-                           % (zoo_name, input_size, input_size, lines[-1] if lines else error)) from None
+                           % (zoo_name, input_size, input_size, reason)) from None
     return outputs
 
 

@@ -140,6 +140,34 @@ def test_zoo_classifiers_package_offline_with_gluoncvs_preset(tmp_path, zoo_name
     assert json.loads(result.check_output) == {"task": "classification", "rows": len(classes)}
 
 
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+@pytest.mark.parametrize("zoo_name", [
+    # Xavier reached the 1-D gamma of the BatchNorm GluonCV's SSD feature expander adds: a 60-line traceback
+    "ssd_512_mobilenet1.0_voc",
+])
+def test_zoo_detectors_package_offline(tmp_path, zoo_name):
+    result = package_zoo(zoo_name, tmp_path / "zoo.tar.gz", pretrained=False)
+    assert result.spec.task == "detection" and len(result.spec.classes) == 20
+    assert result.spec.preprocess.short_side == 512
+    check = json.loads(result.check_output)
+    assert check["task"] == "detection" and 0 <= check["rows"] <= 100
+
+
+def test_any_failure_of_the_first_forward_pass_is_one_package_error():
+    """gluon raises ValueError and AssertionError too: only MXNetError became a PackageError."""
+    import mxnet as mx
+
+    from deploy.package import _run_once
+
+    class Refuses(mx.gluon.HybridBlock):
+        def hybrid_forward(self, F, x):
+            raise ValueError("Xavier initializer cannot be applied to vector gamma.\nIt requires at least 2D.")
+
+    with pytest.raises(PackageError) as caught:
+        _run_once(Refuses(), "refuses", 32)
+    assert str(caught.value) == "'refuses' does not run on a 32x32 input: ValueError: It requires at least 2D."
+
+
 def test_unknown_zoo_name_is_a_clear_error(tmp_path):
     with pytest.raises(PackageError, match="unknown GluonCV model-zoo name 'yolo_nonexistent'"):
         package_zoo("yolo_nonexistent", tmp_path / "z.tar.gz", pretrained=False)
