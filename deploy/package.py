@@ -28,7 +28,9 @@ from serving.handler import model_fn, transform_fn  # noqa: F401
 
 # GluonCV's transform_test presets per detector family: (short side, long side cap).
 FAMILY_PRESETS = {"yolo3": (416, 1024), "ssd": (512, 1024), "faster_rcnn": (600, 1000),
-                  "center_net": (512, 1024), "mask_rcnn": (600, 1000)}
+                  "center_net": (512, 1024)}
+# Zoo detectors refused before anything is built: Mask R-CNN returns a fourth output (masks).
+UNSUPPORTED_FAMILIES = {"mask_rcnn": "Mask R-CNN returns masks as a fourth output"}
 # Exported classifiers (--symbol/--params) without --center-crop: the short side resized, no crop.
 CLASSIFIER_PRESET = (224, 1024)
 # GluonCV's classification preset (presets.imagenet.transform_eval, and its training scripts'
@@ -56,6 +58,10 @@ def preset_for(zoo_name):
     return None
 
 
+def _supported_families():
+    return ", ".join(FAMILY_PRESETS)
+
+
 def classifier_input_size(zoo_name):
     """The square input a GluonCV ImageNet classifier was trained on: 299 for Inception, else 224."""
     return 299 if zoo_name.startswith("inception") else 224
@@ -77,6 +83,10 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     """
     from gluoncv import model_zoo
 
+    for family, reason in UNSUPPORTED_FAMILIES.items():
+        if zoo_name.startswith(family):
+            raise PackageError("%r cannot be served: %s; the supported detector families are %s"
+                               % (zoo_name, reason, _supported_families()))
     detector_preset = preset_for(zoo_name)
     input_size = detector_preset[0] if detector_preset else classifier_input_size(zoo_name)
     options = {}
@@ -108,7 +118,11 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
         zoo_classes = list(classes)
     net.hybridize()
     outputs = _run_once(net, zoo_name, input_size)
-    task = "detection" if isinstance(outputs, (list, tuple)) and len(outputs) == 3 else "classification"
+    if isinstance(outputs, (list, tuple)) and len(outputs) != 3:
+        raise PackageError("%r returns %d outputs; the handler serves detectors with 3 (class ids, scores, "
+                           "boxes: the families %s) and classifiers with 1"
+                           % (zoo_name, len(outputs), _supported_families()))
+    task = "detection" if isinstance(outputs, (list, tuple)) else "classification"
     if task == "detection":
         if classes and not hasattr(net, "reset_class"):
             raise PackageError("--classes needs a detector with reset_class; %r has none" % zoo_name)

@@ -17,7 +17,8 @@ Example::
     }
 
 Detection networks return GluonCV's three outputs ``(class_ids (N, K, 1), scores (N, K, 1),
-boxes (N, K, 4))`` with boxes in pixels of the network input and padding rows of class -1.
+boxes (N, K, 4))`` with boxes in pixels of the network input and padding rows of class -1
+(CenterNet's ids and scores are ``(N, K)``, also accepted).
 Classification networks return logits ``(N, C)``; the handler applies a softmax.
 """
 import json

@@ -43,6 +43,14 @@ class TinyDetector(mx.gluon.HybridBlock):
         return ids, scores, boxes
 
 
+class FlatScoresDetector(TinyDetector):
+    """TinyDetector with CenterNet's layout: class ids and scores ``(N, 5)``, without the last axis of size 1."""
+
+    def hybrid_forward(self, F, x, fractions, class_ids, offsets):
+        ids, scores, boxes = super().hybrid_forward(F, x, fractions, class_ids, offsets)
+        return F.reshape(ids, shape=(0, -1)), F.reshape(scores, shape=(0, -1)), boxes
+
+
 class TinyClassifier(mx.gluon.HybridBlock):
     """(N,3,h,w) normalised image -> logits (N,3) = 4 * per-channel mean."""
 
@@ -50,9 +58,16 @@ class TinyClassifier(mx.gluon.HybridBlock):
         return F.mean(x, axis=(2, 3)) * 4
 
 
-def export_tiny_model(model_dir, task, short_side=64, max_size=256):
-    """Export the tiny detector or classifier with its model.json into ``model_dir``."""
-    net = TinyDetector() if task == "detection" else TinyClassifier()
+def export_tiny_model(model_dir, task, short_side=64, max_size=256, flat_scores=False):
+    """Export the tiny detector or classifier with its model.json into ``model_dir``.
+
+    ``flat_scores``: the detector with CenterNet's ``(N, K)`` ids and scores (FlatScoresDetector).
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if flat_scores:
+        net = FlatScoresDetector()
+    else:
+        net = TinyDetector() if task == "detection" else TinyClassifier()
     net.initialize()
     net.hybridize()
     net(mx.nd.zeros((1, 3, short_side, short_side)))

@@ -144,6 +144,8 @@ def test_zoo_classifiers_package_offline_with_gluoncvs_preset(tmp_path, zoo_name
 @pytest.mark.parametrize("zoo_name", [
     # Xavier reached the 1-D gamma of the BatchNorm GluonCV's SSD feature expander adds: a 60-line traceback
     "ssd_512_mobilenet1.0_voc",
+    # ids and scores (N, K), not (N, K, 1): the check failed in a numpy broadcast
+    "center_net_resnet18_v1b_voc",
 ])
 def test_zoo_detectors_package_offline(tmp_path, zoo_name):
     result = package_zoo(zoo_name, tmp_path / "zoo.tar.gz", pretrained=False)
@@ -151,6 +153,14 @@ def test_zoo_detectors_package_offline(tmp_path, zoo_name):
     assert result.spec.preprocess.short_side == 512
     check = json.loads(result.check_output)
     assert check["task"] == "detection" and 0 <= check["rows"] <= 100
+
+
+def test_mask_rcnn_is_refused_up_front_naming_the_supported_families(tmp_path):
+    with pytest.raises(PackageError) as caught:
+        package_zoo("mask_rcnn_resnet18_v1b_coco", tmp_path / "z.tar.gz", pretrained=False)
+    assert str(caught.value) == (
+        "'mask_rcnn_resnet18_v1b_coco' cannot be served: Mask R-CNN returns masks as a fourth output; the "
+        "supported detector families are yolo3, ssd, faster_rcnn, center_net")
 
 
 def test_any_failure_of_the_first_forward_pass_is_one_package_error():

@@ -15,7 +15,7 @@ from serving.model_spec import ModelSpec, Preprocess
 from serving.postprocess import detection_rows
 from serving.preprocess import preprocess_batch
 from tests.conftest import REPO, npy_bytes, random_images
-from tests.tiny_models import BOX_FRACTIONS
+from tests.tiny_models import BOX_FRACTIONS, export_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +128,17 @@ def test_classifier_returns_probabilities(classifier):
     as_npy = np.load(io.BytesIO(body), allow_pickle=False)
     assert as_npy.dtype == np.float32 and as_npy.shape == (3, 3)
     np.testing.assert_allclose(as_npy, probabilities, atol=1e-6)
+
+
+def test_centernets_ids_and_scores_without_a_last_axis_give_the_same_rows(detector, tmp_path):
+    """CenterNet returns ids and scores as (N, K), not GluonCV's usual (N, K, 1): taking [..., 0]
+    kept one value per image, and every request failed in a numpy broadcast (a 500)."""
+    flat = model_fn(str(export_tiny_model(tmp_path / "flat", "detection", flat_scores=True)))
+    images = random_images(3, 40, 56, seed=9)
+    answers, expected = detect(flat, images), detect(detector, images)
+    assert [len(rows) for rows in answers] == [3, 3, 3]
+    for got, want in zip(answers, expected):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_detection_rows_known_answer():
