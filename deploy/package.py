@@ -274,7 +274,27 @@ for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 
     result = json.loads(body)
     if len(result) != 1:
         sys.exit("expected one result for one image, got %r" % (result,))
-print(json.dumps({"task": model.spec.task, "rows": len(result[0])}))
+rows = len(result[0])
+# two images in one forward pass, as a GPU endpoint runs a request's images (GluonCV's exported
+# Faster R-CNN runs one image per pass): a graph that refuses it is reported, and packaged with
+# "images_per_pass": 1 in model.json
+pair = (np.arange(2 * side * side * 3) % 253).astype(np.uint8).reshape(2, side, side, 3)
+summary = {"task": model.spec.task, "rows": rows}
+if model.spec.images_per_pass is None:
+    try:
+        model.network.forward(pair)
+    except Exception as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        summary["one_image_per_pass"] = lines[-1][:300] if lines else error.__class__.__name__
+        print(json.dumps(summary))
+        sys.exit(0)
+# both images in one request, with no pixel cap per pass (as on a GPU): one answer per image
+model.limits.max_batch_pixels = None
+buffer = io.BytesIO(); np.save(buffer, pair)
+body, content_type = inference.transform_fn(model, buffer.getvalue(), "application/x-npy", "application/json")
+if len(json.loads(body)) != 2:
+    sys.exit("expected two results for two images, got %r" % (json.loads(body),))
+print(json.dumps(summary))
 """
 
 
@@ -361,6 +381,18 @@ def _write_checked(model_dir, out, spec, check):
         except OSError as error:
             raise _cannot_write(out, error) from None
         output = check_archive(candidate) if check else ""
+        one_per_pass = json.loads(output).get("one_image_per_pass") if output else None
+        if one_per_pass is not None:
+            # the graph runs one image per forward pass: record it, archive again, check again
+            logger.warning("the network does not run two images in one forward pass (%s): model.json gets "
+                           '"images_per_pass": 1, and the handler runs one image per pass', one_per_pass)
+            spec = spec.with_images_per_pass(1)
+            spec.save(str(model_dir))
+            try:
+                write_archive(model_dir, candidate)
+            except OSError as error:
+                raise _cannot_write(out, error) from None
+            output = check_archive(candidate)
         try:
             os.replace(candidate, out)
         except OSError as error:
@@ -401,6 +433,8 @@ def describe(result):
         result.archive, size / 1e6, result.spec.task, len(result.spec.classes), result.spec.preprocess.short_side)
     if result.spec.preprocess.center_crop is not None:
         text += ", centre crop %d" % result.spec.preprocess.center_crop
+    if result.spec.images_per_pass is not None:
+        text += ", %d image(s) per forward pass" % result.spec.images_per_pass
     if check:
         text += "; check inference ok"
     return text

@@ -12,12 +12,14 @@ from deploy.cli import main
 from deploy.errors import PackageError
 from deploy.package import (
     check_archive,
+    describe,
     extract_archive,
     package_exported,
     package_model_dir,
     package_zoo,
 )
 from tests.conftest import REPO
+from tests.tiny_models import export_tiny_model
 
 
 def test_archive_holds_weights_model_json_and_code(tiny_detector_archive):
@@ -45,6 +47,7 @@ def test_package_exported_files_and_check(tiny_classifier_dir, tmp_path):
     model_dir = extract_archive(result.archive, tmp_path / "x")
     spec = json.loads((model_dir / "model.json").read_text())
     assert spec["task"] == "classification" and spec["preprocess"]["short_side"] == 32
+    assert "images_per_pass" not in spec  # two images in one pass ran: nothing to record
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)
@@ -88,6 +91,19 @@ def test_zoo_model_with_a_class_subset_offline(tmp_path):
     assert result.spec.classes == ["person", "car"]
     assert result.spec.preprocess.short_side == 416
     assert json.loads(result.check_output)["task"] == "detection"
+
+
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+def test_a_graph_that_runs_one_image_per_pass_is_packaged_with_images_per_pass_1(tmp_path):
+    """GluonCV's exported Faster R-CNN runs one image per forward pass: the check sent one image per
+    request, the archive passed, and every request that put two images in one pass got a 500."""
+    model_dir = export_tiny_model(tmp_path / "one", "detection", batch_of_one=True)
+    result = package_model_dir(model_dir, tmp_path / "one.tar.gz")
+    assert result.spec.images_per_pass == 1
+    assert json.loads(result.check_output) == {"task": "detection", "rows": 3}  # the second check, key honoured
+    spec = json.loads((extract_archive(result.archive, tmp_path / "x") / "model.json").read_text())
+    assert spec["images_per_pass"] == 1
+    assert "1 image(s) per forward pass" in describe(result)
 
 
 def _fixed_size_classifier(directory, side=32):
@@ -150,7 +166,7 @@ def test_zoo_classifiers_package_offline_with_gluoncvs_preset(tmp_path, zoo_name
 def test_zoo_detectors_package_offline(tmp_path, zoo_name):
     result = package_zoo(zoo_name, tmp_path / "zoo.tar.gz", pretrained=False)
     assert result.spec.task == "detection" and len(result.spec.classes) == 20
-    assert result.spec.preprocess.short_side == 512
+    assert result.spec.preprocess.short_side == 512 and result.spec.images_per_pass is None
     check = json.loads(result.check_output)
     assert check["task"] == "detection" and 0 <= check["rows"] <= 100
 

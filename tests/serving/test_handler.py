@@ -141,6 +141,14 @@ def test_centernets_ids_and_scores_without_a_last_axis_give_the_same_rows(detect
         np.testing.assert_array_equal(got, want)
 
 
+def test_model_json_images_per_pass_is_validated_and_kept_out_when_unset():
+    assert "images_per_pass" not in ModelSpec("detection", ["a"]).to_dict()
+    assert ModelSpec.from_dict(ModelSpec("detection", ["a"], images_per_pass=1).to_dict()).images_per_pass == 1
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(ServingError, match="images_per_pass must be a positive integer or null, got"):
+            ModelSpec("detection", ["a"], images_per_pass=bad)
+
+
 def test_detection_rows_known_answer():
     class_ids = np.array([1, -1, 0, 2, 0], dtype=np.float32)
     scores = np.array([0.5, -1, 0.9, 0.2, 0.7], dtype=np.float32)
