@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from serving.handler import model_fn, transform_fn  # noqa: F401
 
 # GluonCV's transform_test presets per detector family: (short side, long side cap).
 FAMILY_PRESETS = {"yolo3": (416, 1024), "ssd": (512, 1024), "faster_rcnn": (600, 1000),
-                  "center_net": (512, 1024), "mask_rcnn": (600, 1000)}
+                  "center_net": (512, 1024)}
+# Zoo detectors refused before anything is built: Mask R-CNN returns a fourth output (masks).
+UNSUPPORTED_FAMILIES = {"mask_rcnn": "Mask R-CNN returns masks as a fourth output"}
 # Exported classifiers (--symbol/--params) without --center-crop: the short side resized, no crop.
 CLASSIFIER_PRESET = (224, 1024)
 # GluonCV's classification preset (presets.imagenet.transform_eval, and its training scripts'
@@ -55,6 +58,10 @@ def preset_for(zoo_name):
     return None
 
 
+def _supported_families():
+    return ", ".join(FAMILY_PRESETS)
+
+
 def classifier_input_size(zoo_name):
     """The square input a GluonCV ImageNet classifier was trained on: 299 for Inception, else 224."""
     return 299 if zoo_name.startswith("inception") else 224
@@ -74,9 +81,12 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     the network gets one output per name). ``pretrained=False`` gives the same architecture
     with random weights and needs no internet. Returns ``(task, class_names, preprocess)``.
     """
-    import mxnet as mx
     from gluoncv import model_zoo
 
+    for family, reason in UNSUPPORTED_FAMILIES.items():
+        if zoo_name.startswith(family):
+            raise PackageError("%r cannot be served: %s; the supported detector families are %s"
+                               % (zoo_name, reason, _supported_families()))
     detector_preset = preset_for(zoo_name)
     input_size = detector_preset[0] if detector_preset else classifier_input_size(zoo_name)
     options = {}
@@ -95,7 +105,7 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
             % (zoo_name, error)
         )
     if not pretrained:
-        net.initialize(mx.init.Xavier())
+        _initialize_randomly(net)
         # materialise deferred shapes at the network's own input size (reset_class copies parameters;
         # a classifier's Dense layer after a flatten fixes its input size here)
         _run_once(net, zoo_name, input_size)
@@ -108,7 +118,11 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
         zoo_classes = list(classes)
     net.hybridize()
     outputs = _run_once(net, zoo_name, input_size)
-    task = "detection" if isinstance(outputs, (list, tuple)) and len(outputs) == 3 else "classification"
+    if isinstance(outputs, (list, tuple)) and len(outputs) != 3:
+        raise PackageError("%r returns %d outputs; the handler serves detectors with 3 (class ids, scores, "
+                           "boxes: the families %s) and classifiers with 1"
+                           % (zoo_name, len(outputs), _supported_families()))
+    task = "detection" if isinstance(outputs, (list, tuple)) else "classification"
     if task == "detection":
         if classes and not hasattr(net, "reset_class"):
             raise PackageError("--classes needs a detector with reset_class; %r has none" % zoo_name)
@@ -136,6 +150,26 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     return task, zoo_classes, preprocess
 
 
+def _initialize_randomly(net):
+    """Random weights for ``--no-pretrained``: Xavier for weights, BatchNorm's scale and variance 1, offsets 0.
+
+    A parameter with its own initializer keeps it. Xavier alone fails on 1-D parameters that
+    have none (the BatchNorm layers GluonCV's SSD feature expander adds to MobileNet and ResNet).
+    """
+    import mxnet as mx
+
+    with warnings.catch_warnings():  # parameters GluonCV initialised itself (CenterNet's backbone) stay as they are
+        warnings.filterwarnings("ignore", message=".*is already initialized")
+        for name, param in net.collect_params().items():
+            if name.endswith(("gamma", "running_var", "moving_var")):
+                default = mx.init.One()
+            elif name.endswith(("beta", "running_mean", "moving_mean", "bias")):
+                default = mx.init.Zero()
+            else:
+                default = mx.init.Xavier()
+            param.initialize(default_init=default)
+
+
 def _run_once(net, zoo_name, input_size):
     """One forward pass of a blank ``input_size`` square; PackageError (one line) when the network refuses it."""
     import mxnet as mx
@@ -144,10 +178,13 @@ def _run_once(net, zoo_name, input_size):
         outputs = net(mx.nd.zeros((1, 3, input_size, input_size)))
         for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
             output.wait_to_read()
-    except mx.base.MXNetError as error:
+    except Exception as error:  # noqa: BLE001 - MXNetError, and gluon's ValueError/AssertionError on shapes
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else error.__class__.__name__
+        if not isinstance(error, mx.base.MXNetError):
+            reason = "%s: %s" % (error.__class__.__name__, reason)
         raise PackageError("%r does not run on a %dx%d input: %s"
-                           % (zoo_name, input_size, input_size, lines[-1] if lines else error)) from None
+                           % (zoo_name, input_size, input_size, reason)) from None
     return outputs
 
 
@@ -237,7 +274,27 @@ for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 
     result = json.loads(body)
     if len(result) != 1:
         sys.exit("expected one result for one image, got %r" % (result,))
-print(json.dumps({"task": model.spec.task, "rows": len(result[0])}))
+rows = len(result[0])
+# two images in one forward pass, as a GPU endpoint runs a request's images (GluonCV's exported
+# Faster R-CNN runs one image per pass): a graph that refuses it is reported, and packaged with
+# "images_per_pass": 1 in model.json
+pair = (np.arange(2 * side * side * 3) % 253).astype(np.uint8).reshape(2, side, side, 3)
+summary = {"task": model.spec.task, "rows": rows}
+if model.spec.images_per_pass is None:
+    try:
+        model.network.forward(pair)
+    except Exception as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        summary["one_image_per_pass"] = lines[-1][:300] if lines else error.__class__.__name__
+        print(json.dumps(summary))
+        sys.exit(0)
+# both images in one request, with no pixel cap per pass (as on a GPU): one answer per image
+model.limits.max_batch_pixels = None
+buffer = io.BytesIO(); np.save(buffer, pair)
+body, content_type = inference.transform_fn(model, buffer.getvalue(), "application/x-npy", "application/json")
+if len(json.loads(body)) != 2:
+    sys.exit("expected two results for two images, got %r" % (json.loads(body),))
+print(json.dumps(summary))
 """
 
 
@@ -324,6 +381,18 @@ def _write_checked(model_dir, out, spec, check):
         except OSError as error:
             raise _cannot_write(out, error) from None
         output = check_archive(candidate) if check else ""
+        one_per_pass = json.loads(output).get("one_image_per_pass") if output else None
+        if one_per_pass is not None:
+            # the graph runs one image per forward pass: record it, archive again, check again
+            logger.warning("the network does not run two images in one forward pass (%s): model.json gets "
+                           '"images_per_pass": 1, and the handler runs one image per pass', one_per_pass)
+            spec = spec.with_images_per_pass(1)
+            spec.save(str(model_dir))
+            try:
+                write_archive(model_dir, candidate)
+            except OSError as error:
+                raise _cannot_write(out, error) from None
+            output = check_archive(candidate)
         try:
             os.replace(candidate, out)
         except OSError as error:
@@ -364,6 +433,8 @@ def describe(result):
         result.archive, size / 1e6, result.spec.task, len(result.spec.classes), result.spec.preprocess.short_side)
     if result.spec.preprocess.center_crop is not None:
         text += ", centre crop %d" % result.spec.preprocess.center_crop
+    if result.spec.images_per_pass is not None:
+        text += ", %d image(s) per forward pass" % result.spec.images_per_pass
     if check:
         text += "; check inference ok"
     return text

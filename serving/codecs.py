@@ -80,6 +80,9 @@ def decode_images(body, content_type, max_body_bytes, max_image_pixels, check_ba
         ``(N, H, W, 3)`` uint8 array, N >= 1.
     """
     kind = media_type(content_type)
+    if not kind:
+        raise UnsupportedMediaTypeError(
+            "the request has no Content-Type header; send one of: %s" % ", ".join(REQUEST_TYPES))
     if kind not in REQUEST_TYPES:
         raise UnsupportedMediaTypeError(
             "Content-Type %r is not supported; send one of: %s" % (content_type, ", ".join(REQUEST_TYPES))
@@ -146,7 +149,12 @@ def _read_npy_header(body):
 def _decode_npy(body, max_image_pixels, check_batch):
     shape, fortran_order, dtype, offset = _read_npy_header(body)
     if dtype.hasobject:
-        raise BadRequestError("object arrays are refused (they would need unpickling); send uint8 or float pixels")
+        # numpy makes a list of images of different sizes into an object array, which np.save
+        # (and the SageMaker SDK's NumpySerializer) can only write as a pickle: say so.
+        raise BadRequestError(
+            "object arrays are refused (they would need unpickling); this body holds an object array "
+            "(images of different sizes in one list?): send images of one size per request, or one "
+            "request per image")
     if dtype.kind not in "uif":
         raise BadRequestError("dtype %s is not supported; send uint8 (or float in 0..255) pixels" % dtype)
     if any(dimension < 0 or dimension > MAX_NPY_DIMENSION for dimension in shape):
@@ -190,8 +198,25 @@ def _decode_npy(body, max_image_pixels, check_batch):
             raise BadRequestError(
                 "pixel values must lie in 0..255; this batch spans %s..%s" % (low.item(), high.item())
             )
+        if dtype.kind == "f" and 0 < high <= FLOAT_PIXELS_NORMALISED_MAX:
+            raise BadRequestError(
+                "pixels look normalised to 0..1 (max %s); send 0..255 values (multiply by 255) or uint8 "
+                "pixels: a float batch whose largest value is above 0 and at most 1 is refused, as its "
+                "images would be black once rounded to 0..255" % _short_number(high))
         images = np.round(images).astype(np.uint8)
     return np.ascontiguousarray(images)
+
+
+# A float batch whose largest value lies in (0, 1] was normalised to 0..1 by the client (the
+# commonest preprocessing mistake): rounded to uint8 it would be black images, and the answers
+# wrong without a word. In 0..255 such a batch is black already, so nothing real is refused; a
+# batch of zeros stays accepted.
+FLOAT_PIXELS_NORMALISED_MAX = 1.0
+
+
+def _short_number(value):
+    """A float in 4 significant digits for a message (``0.98``, not ``0.9800000190734863``)."""
+    return "%.4g" % float(value)
 
 
 # Only these are decoded: Pillow's other readers (GIF, BMP, TIFF, ICO, PPM, WebP, EPS -- the last

@@ -128,7 +128,8 @@ class ServedModel(object):
                    self.limits.max_request_pixels // (new_height * new_width))
 
     def predict(self, images, options=None):
-        """Run a batch through the network: one forward pass, or chunks of ``limits.images_per_pass``.
+        """Run a batch through the network: one forward pass, or chunks of ``limits.images_per_pass``
+        (at most ``spec.images_per_pass`` images each when model.json sets it).
 
         Args:
             images: ``(N, H, W, 3)`` uint8.
@@ -144,6 +145,8 @@ class ServedModel(object):
         else:
             chunk = self.limits.images_per_pass(
                 *resized_size(images.shape[1], images.shape[2], preprocess.short_side, preprocess.max_size))
+        if self.spec.images_per_pass is not None:  # a graph that runs a fixed batch (model.json)
+            chunk = min(chunk, self.spec.images_per_pass)
         results = []
         for start in range(0, len(images), chunk):
             outputs, resized = self.network.forward(images[start:start + chunk])

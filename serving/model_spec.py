@@ -13,11 +13,19 @@ Example::
                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
                                                 # classifiers may add "center_crop": 224 (Preprocess)
       "score_threshold": 0.0,                   # detection: rows below are dropped
-      "top_k": 100                              # detection: at most this many rows per image
+      "top_k": 100,                             # detection: at most this many rows per image
+      "images_per_pass": 1                      # optional: at most this many images per forward pass
     }
 
+``images_per_pass`` is written only for a network whose graph runs a fixed number of images per
+forward pass (GluonCV's exported Faster R-CNN runs one: its region-proposal concat is shaped for
+a batch of 1). ``deploy package`` finds it out by running two images in one pass. The handler
+still answers N images per request, one result per image, in passes of at most that many
+images. Absent (or null): as many as the handler's limits allow.
+
 Detection networks return GluonCV's three outputs ``(class_ids (N, K, 1), scores (N, K, 1),
-boxes (N, K, 4))`` with boxes in pixels of the network input and padding rows of class -1.
+boxes (N, K, 4))`` with boxes in pixels of the network input and padding rows of class -1
+(CenterNet's ids and scores are ``(N, K)``, also accepted).
 Classification networks return logits ``(N, C)``; the handler applies a softmax.
 """
 import json
@@ -76,7 +84,7 @@ class ModelSpec(object):
     """The validated content of ``model.json``."""
 
     def __init__(self, task, classes, symbol_file="model-symbol.json", params_file="model-0000.params",
-                 input_name="data", preprocess=None, score_threshold=0.0, top_k=100):
+                 input_name="data", preprocess=None, score_threshold=0.0, top_k=100, images_per_pass=None):
         if task not in TASKS:
             raise ModelSpecError("task must be one of %s, got %r" % (", ".join(TASKS), task))
         if not classes or not all(isinstance(c, str) and c for c in classes):
@@ -85,6 +93,9 @@ class ModelSpec(object):
             raise ModelSpecError("score_threshold must be a number in [0, 1], got %r" % (score_threshold,))
         if not isinstance(top_k, int) or top_k < 1:
             raise ModelSpecError("top_k must be a positive integer, got %r" % (top_k,))
+        if images_per_pass is not None and (isinstance(images_per_pass, bool) or not isinstance(images_per_pass, int)
+                                            or images_per_pass < 1):
+            raise ModelSpecError("images_per_pass must be a positive integer or null, got %r" % (images_per_pass,))
         for name, value in (("symbol_file", symbol_file), ("params_file", params_file), ("input_name", input_name)):
             if not isinstance(value, str) or not value:
                 raise ModelSpecError("%s must be a non-empty string, got %r" % (name, value))
@@ -99,9 +110,10 @@ class ModelSpec(object):
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.score_threshold = float(score_threshold)
         self.top_k = top_k
+        self.images_per_pass = images_per_pass
 
     def to_dict(self):
-        return {
+        data = {
             "format_version": FORMAT_VERSION,
             "task": self.task,
             "classes": self.classes,
@@ -112,6 +124,15 @@ class ModelSpec(object):
             "score_threshold": self.score_threshold,
             "top_k": self.top_k,
         }
+        if self.images_per_pass is not None:  # absent otherwise: model.json files written before stay as they were
+            data["images_per_pass"] = self.images_per_pass
+        return data
+
+    def with_images_per_pass(self, images_per_pass):
+        """A copy of this spec with ``images_per_pass`` set."""
+        data = self.to_dict()
+        data["images_per_pass"] = images_per_pass
+        return ModelSpec.from_dict(data)
 
     @classmethod
     def from_dict(cls, data):
@@ -122,7 +143,7 @@ class ModelSpec(object):
             raise ModelSpecError("model.json format_version %r is not supported (expected %d)"
                                  % (version, FORMAT_VERSION))
         known = {"format_version", "task", "classes", "symbol_file", "params_file", "input_name",
-                 "preprocess", "score_threshold", "top_k"}
+                 "preprocess", "score_threshold", "top_k", "images_per_pass"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelSpecError("model.json has unknown keys: %s" % ", ".join(unknown))

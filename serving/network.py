@@ -96,7 +96,15 @@ class LoadedNetwork(object):
         if self.spec.task == "classification":
             return (mx.nd.softmax(outputs, axis=-1).asnumpy(),), resized
         class_ids, scores, boxes = [output.asnumpy() for output in outputs]
-        return (class_ids[..., 0], scores[..., 0], boxes), resized
+        return (_per_candidate(class_ids), _per_candidate(scores), boxes), resized
+
+
+def _per_candidate(values):
+    """Class ids or scores as ``(N, K)``: GluonCV's YOLO, SSD and Faster R-CNN give ``(N, K, 1)``,
+    CenterNet gives ``(N, K)`` already; a last axis is dropped only when it has size 1."""
+    if values.ndim == 3 and values.shape[-1] == 1:
+        return values[..., 0]
+    return values
 
 
 def _last_line(error, limit=300):

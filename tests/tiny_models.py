@@ -43,6 +43,26 @@ class TinyDetector(mx.gluon.HybridBlock):
         return ids, scores, boxes
 
 
+class BatchOfOneDetector(TinyDetector):
+    """TinyDetector behind a reshape to a batch of 1, as GluonCV's exported Faster R-CNN is (its
+    region-proposal concat is shaped for one image): one image per forward pass runs, two fail."""
+
+    def hybrid_forward(self, F, x, fractions, class_ids, offsets):
+        ids, scores, boxes = super().hybrid_forward(F, x, fractions, class_ids, offsets)
+        # Faster R-CNN joins its (N*K, 4) proposals to a (K, 1) column of batch indices made for N = 1
+        column = F.reshape(F.slice_axis(fractions, axis=1, begin=0, end=1), shape=(5, 1))   # (5, 1)
+        joined = F.concat(column, F.reshape(boxes, shape=(-1, 4)), dim=1)                # (5, 5) for N = 1
+        return ids, scores, F.reshape(F.slice_axis(joined, axis=1, begin=1, end=5), shape=(1, 5, 4))
+
+
+class FlatScoresDetector(TinyDetector):
+    """TinyDetector with CenterNet's layout: class ids and scores ``(N, 5)``, without the last axis of size 1."""
+
+    def hybrid_forward(self, F, x, fractions, class_ids, offsets):
+        ids, scores, boxes = super().hybrid_forward(F, x, fractions, class_ids, offsets)
+        return F.reshape(ids, shape=(0, -1)), F.reshape(scores, shape=(0, -1)), boxes
+
+
 class TinyClassifier(mx.gluon.HybridBlock):
     """(N,3,h,w) normalised image -> logits (N,3) = 4 * per-channel mean."""
 
@@ -50,9 +70,19 @@ class TinyClassifier(mx.gluon.HybridBlock):
         return F.mean(x, axis=(2, 3)) * 4
 
 
-def export_tiny_model(model_dir, task, short_side=64, max_size=256):
-    """Export the tiny detector or classifier with its model.json into ``model_dir``."""
-    net = TinyDetector() if task == "detection" else TinyClassifier()
+def export_tiny_model(model_dir, task, short_side=64, max_size=256, batch_of_one=False, flat_scores=False):
+    """Export the tiny detector or classifier with its model.json into ``model_dir``.
+
+    ``batch_of_one``: the detector whose graph runs one image per forward pass (BatchOfOneDetector);
+    ``flat_scores``: the one with CenterNet's ``(N, K)`` ids and scores (FlatScoresDetector).
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if batch_of_one:
+        net = BatchOfOneDetector()
+    elif flat_scores:
+        net = FlatScoresDetector()
+    else:
+        net = TinyDetector() if task == "detection" else TinyClassifier()
     net.initialize()
     net.hybridize()
     net(mx.nd.zeros((1, 3, short_side, short_side)))

@@ -12,12 +12,14 @@ from deploy.cli import main
 from deploy.errors import PackageError
 from deploy.package import (
     check_archive,
+    describe,
     extract_archive,
     package_exported,
     package_model_dir,
     package_zoo,
 )
 from tests.conftest import REPO
+from tests.tiny_models import export_tiny_model
 
 
 def test_archive_holds_weights_model_json_and_code(tiny_detector_archive):
@@ -45,6 +47,7 @@ def test_package_exported_files_and_check(tiny_classifier_dir, tmp_path):
     model_dir = extract_archive(result.archive, tmp_path / "x")
     spec = json.loads((model_dir / "model.json").read_text())
     assert spec["task"] == "classification" and spec["preprocess"]["short_side"] == 32
+    assert "images_per_pass" not in spec  # two images in one pass ran: nothing to record
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)
@@ -88,6 +91,19 @@ def test_zoo_model_with_a_class_subset_offline(tmp_path):
     assert result.spec.classes == ["person", "car"]
     assert result.spec.preprocess.short_side == 416
     assert json.loads(result.check_output)["task"] == "detection"
+
+
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+def test_a_graph_that_runs_one_image_per_pass_is_packaged_with_images_per_pass_1(tmp_path):
+    """GluonCV's exported Faster R-CNN runs one image per forward pass: the check sent one image per
+    request, the archive passed, and every request that put two images in one pass got a 500."""
+    model_dir = export_tiny_model(tmp_path / "one", "detection", batch_of_one=True)
+    result = package_model_dir(model_dir, tmp_path / "one.tar.gz")
+    assert result.spec.images_per_pass == 1
+    assert json.loads(result.check_output) == {"task": "detection", "rows": 3}  # the second check, key honoured
+    spec = json.loads((extract_archive(result.archive, tmp_path / "x") / "model.json").read_text())
+    assert spec["images_per_pass"] == 1
+    assert "1 image(s) per forward pass" in describe(result)
 
 
 def _fixed_size_classifier(directory, side=32):
@@ -138,6 +154,44 @@ def test_zoo_classifiers_package_offline_with_gluoncvs_preset(tmp_path, zoo_name
     assert result.spec.classes == classes and result.spec.task == "classification"
     assert (preprocess.short_side, preprocess.center_crop) == ({224: 256, 299: 342}[input_size], input_size)
     assert json.loads(result.check_output) == {"task": "classification", "rows": len(classes)}
+
+
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+@pytest.mark.parametrize("zoo_name", [
+    # Xavier reached the 1-D gamma of the BatchNorm GluonCV's SSD feature expander adds: a 60-line traceback
+    "ssd_512_mobilenet1.0_voc",
+    # ids and scores (N, K), not (N, K, 1): the check failed in a numpy broadcast
+    "center_net_resnet18_v1b_voc",
+])
+def test_zoo_detectors_package_offline(tmp_path, zoo_name):
+    result = package_zoo(zoo_name, tmp_path / "zoo.tar.gz", pretrained=False)
+    assert result.spec.task == "detection" and len(result.spec.classes) == 20
+    assert result.spec.preprocess.short_side == 512 and result.spec.images_per_pass is None
+    check = json.loads(result.check_output)
+    assert check["task"] == "detection" and 0 <= check["rows"] <= 100
+
+
+def test_mask_rcnn_is_refused_up_front_naming_the_supported_families(tmp_path):
+    with pytest.raises(PackageError) as caught:
+        package_zoo("mask_rcnn_resnet18_v1b_coco", tmp_path / "z.tar.gz", pretrained=False)
+    assert str(caught.value) == (
+        "'mask_rcnn_resnet18_v1b_coco' cannot be served: Mask R-CNN returns masks as a fourth output; the "
+        "supported detector families are yolo3, ssd, faster_rcnn, center_net")
+
+
+def test_any_failure_of_the_first_forward_pass_is_one_package_error():
+    """gluon raises ValueError and AssertionError too: only MXNetError became a PackageError."""
+    import mxnet as mx
+
+    from deploy.package import _run_once
+
+    class Refuses(mx.gluon.HybridBlock):
+        def hybrid_forward(self, F, x):
+            raise ValueError("Xavier initializer cannot be applied to vector gamma.\nIt requires at least 2D.")
+
+    with pytest.raises(PackageError) as caught:
+        _run_once(Refuses(), "refuses", 32)
+    assert str(caught.value) == "'refuses' does not run on a 32x32 input: ValueError: It requires at least 2D."
 
 
 def test_unknown_zoo_name_is_a_clear_error(tmp_path):

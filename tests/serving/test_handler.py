@@ -15,7 +15,7 @@ from serving.model_spec import ModelSpec, Preprocess
 from serving.postprocess import detection_rows
 from serving.preprocess import preprocess_batch
 from tests.conftest import REPO, npy_bytes, random_images
-from tests.tiny_models import BOX_FRACTIONS
+from tests.tiny_models import BOX_FRACTIONS, export_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,25 @@ def test_classifier_returns_probabilities(classifier):
     np.testing.assert_allclose(as_npy, probabilities, atol=1e-6)
 
 
+def test_centernets_ids_and_scores_without_a_last_axis_give_the_same_rows(detector, tmp_path):
+    """CenterNet returns ids and scores as (N, K), not GluonCV's usual (N, K, 1): taking [..., 0]
+    kept one value per image, and every request failed in a numpy broadcast (a 500)."""
+    flat = model_fn(str(export_tiny_model(tmp_path / "flat", "detection", flat_scores=True)))
+    images = random_images(3, 40, 56, seed=9)
+    answers, expected = detect(flat, images), detect(detector, images)
+    assert [len(rows) for rows in answers] == [3, 3, 3]
+    for got, want in zip(answers, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_model_json_images_per_pass_is_validated_and_kept_out_when_unset():
+    assert "images_per_pass" not in ModelSpec("detection", ["a"]).to_dict()
+    assert ModelSpec.from_dict(ModelSpec("detection", ["a"], images_per_pass=1).to_dict()).images_per_pass == 1
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(ServingError, match="images_per_pass must be a positive integer or null, got"):
+            ModelSpec("detection", ["a"], images_per_pass=bad)
+
+
 def test_detection_rows_known_answer():
     class_ids = np.array([1, -1, 0, 2, 0], dtype=np.float32)
     scores = np.array([0.5, -1, 0.9, 0.2, 0.7], dtype=np.float32)
@@ -167,13 +186,34 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (b"not an image", "image/jpeg", 400, "not a readable image/jpeg image"),
     (b"{}", "application/json", 415, "Content-Type 'application/json' is not supported"),
     (b"1,2,3", "text/csv", 415, "is not supported"),
-    (b"abc", None, 415, "is not supported"),
+    (b"abc", None, 415, "the request has no Content-Type header; send one of: application/x-npy, image/jpeg, "
+                        "image/png, application/x-image"),
+    (b"abc", "", 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    # a list of two sizes, as numpy and the SDK's NumpySerializer send it: an object array (a pickle)
+    (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
+     "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request, "
+                               "or one request per image"),
+    (npy_bytes(np.full((2, 8, 8, 3), 0.98, np.float32)), "application/x-npy", 400,
+     "pixels look normalised to 0..1 (max 0.98); send 0..255 values"),
+    (npy_bytes(np.full((1, 8, 8, 3), 1.0, np.float64)), "application/x-npy", 400,
+     "pixels look normalised to 0..1 (max 1); send 0..255 values"),
 ])
 def test_bad_input_is_refused_with_a_message(detector, body, content_type, status, message):
     with pytest.raises(ServingError) as caught:
         transform_fn(detector, body, content_type, "application/json")
     assert caught.value.status == status
     assert message in caught.value.message
+    assert "None" not in caught.value.message
+
+
+@pytest.mark.parametrize("pixels", [np.zeros((1, 8, 8, 3), np.float32), np.full((1, 8, 8, 3), 1.5, np.float32),
+                                    np.full((1, 8, 8, 3), 255.0, np.float16)])
+def test_float_pixels_outside_the_normalised_range_are_accepted(detector, pixels):
+    """The 0..1 rule refuses only a largest value in (0, 1]: an all-black float image is a real image."""
+    expected = json.loads(transform_fn(detector, npy_bytes(np.round(pixels).astype(np.uint8)), "application/x-npy",
+                                       "application/json")[0])
+    answer = json.loads(transform_fn(detector, npy_bytes(pixels), "application/x-npy", "application/json")[0])
+    assert answer == expected
 
 
 @pytest.fixture

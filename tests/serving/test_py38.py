@@ -21,6 +21,7 @@ from serving.errors import ServingError
 from serving.handler import model_fn, transform_fn
 from tests.conftest import REPO, npy_bytes, random_images
 from tests.serving_py38 import INTERPRETER_VARIABLE, serving_python
+from tests.tiny_models import export_tiny_model
 from tests.untrusted_bodies import (
     BAD_BODIES,
     HEAP_ADDRESS,
@@ -77,6 +78,11 @@ CLASSIC_BAD_BODIES = [
     (npy_bytes(np.zeros((1, 8, 8, 4), np.uint8)), "application/x-npy", 400, "3 channels"),
     (npy_bytes(np.full((1, 8, 8, 3), np.nan, np.float32)), "application/x-npy", 400, "NaN or infinite"),
     (b"{}", "application/json", 415, "Content-Type 'application/json' is not supported"),
+    (b"{}", None, 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
+     "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request"),
+    (npy_bytes(np.full((1, 8, 8, 3), 0.5, np.float32)), "application/x-npy", 400,
+     "pixels look normalised to 0..1 (max 0.5); send 0..255 values"),
 ]
 
 
@@ -140,6 +146,23 @@ def test_the_packed_handler_on_python_38_answers_as_here(py38, which, tiny_detec
     assert_same_rows(json.loads(results["png"]["body"]), [singles[0]])
     assert_same_rows(json.loads(results["16-bit png"]["body"]), json.loads(results["16-bit png as npy"]["body"]))
     assert any(len(rows) for rows in batch), "the detector found something"
+
+
+def test_a_one_image_per_pass_graph_answers_a_batch_on_python_38(py38, tmp_path, monkeypatch):
+    """GluonCV's exported Faster R-CNN runs one image per forward pass: on a GPU (no pixel cap per
+    pass) every request of two or more images got a 500. ``deploy package`` records
+    ``"images_per_pass": 1`` and the container's handler honours it: one answer per image."""
+    model_dir = export_tiny_model(tmp_path / "one", "detection", batch_of_one=True)
+    archive = package_model_dir(model_dir, tmp_path / "one.tar.gz").archive
+    monkeypatch.setenv("SERVING_MAX_BATCH_PIXELS", "100000000")  # as on a GPU: the whole request in one pass
+    images = random_images(3, 48, 64, seed=5)
+    requests_ = {"batch": (npy_bytes(images), "application/x-npy")}
+    requests_.update({"single %d" % index: (npy_bytes(images[index]), "application/x-npy") for index in range(3)})
+    _, results = run_packed_handler(py38, archive, requests_, tmp_path / "run")
+    assert {name: result["status"] for name, result in results.items()} == dict.fromkeys(requests_, 200), results
+    batch = json.loads(results["batch"]["body"])
+    assert len(batch) == 3
+    assert_same_rows(batch, [json.loads(results["single %d" % index]["body"])[0] for index in range(3)])
 
 
 def test_bad_bodies_get_the_same_status_and_message_on_python_38(py38, tiny_detector_archive, tmp_path):
