@@ -112,7 +112,8 @@ ESTIMATOR = {
     "regression": "paired, efficiency-constrained, with coalition-size indicators and odd "
                   "higher-order parity terms kept when the leave-one-pair-out error drops",
     "constraint": "values sum to prediction - base_value",
-    "standard_errors": "sandwich (HC3 residuals, finite-population corrected per size)",
+    "standard_errors": "sandwich (HC3 residuals, finite-population corrected per size), for this run's "
+                       "baseline image: they leave out the randomness of a noise baseline",
     "num_samples_counts_anchors": True,
 }
 
@@ -130,6 +131,17 @@ FOCUS = {
 }
 
 
+def baseline_description(baseline: str, seed: int) -> str:
+    """What replaced a hidden segment, and whether another run draws it again (analysis.json's
+    ``estimator.baseline``): the noise baseline is drawn from ``seed``, the others are fixed."""
+    if baseline == "noise":
+        return (f"uniform white noise drawn from seed {seed}: another seed draws other noise, which changes "
+                "the values and the base values; the standard errors are for this noise image only")
+    if baseline in ("mean", "blur", "black"):
+        return f"{baseline} (the same image in every run: a fixed game)"
+    return f"the image file {baseline} (the same image in every run: a fixed game)"
+
+
 def build_run_summary(config, image_summaries: list[dict], seconds: float) -> dict:
     """The analysis.json document of a run: settings, estimator, one entry per image, totals.
 
@@ -142,7 +154,8 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
         "tool": "clearsight.explain",
         "task": config.task,
         "settings": config.to_dict(),
-        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation),
+        "estimator": {**ESTIMATOR, "baseline": baseline_description(config.baseline, config.seed),
+                      "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation),
                       "focus": FOCUS[config.focus] if config.task == "detection" else FOCUS["none"],
                       "refinement": (f"{config.refine_fraction:g} of num_samples: the segment holding the "
                                      "largest share of a target's absolute value is cut in two, best first, "
@@ -432,6 +445,19 @@ def _segmentation_sentence(summary: dict) -> str:
             f"{_escape(settings.get('baseline', ''))}{_sharpening_sentence(summary)}.")
 
 
+def _baseline_error_sentence(summary: dict) -> str:
+    """What the standard errors leave out: the standard errors hold for this run's baseline image; a noise
+    baseline is drawn from the seed, so another seed is another game."""
+    settings = summary["settings"]
+    if settings.get("baseline") == "noise":
+        return (f"The standard errors and true values are for this run's baseline image: random noise drawn from "
+                f"seed {settings.get('seed', '?')}. Another --seed draws other noise, and the values and base "
+                "values change, often by more than these standard errors; a fixed baseline (an image file, or "
+                "black, mean or blur) gives the same game in every run.")
+    return ("The standard errors and true values are for this run's baseline image "
+            f"({settings.get('baseline', '')}), the same in every run.")
+
+
 def _sharpening_sentence(summary: dict) -> str:
     """'; focus ...; refinement ...' from the estimator block (empty for older summaries)."""
     estimator = summary.get("estimator", {})
@@ -463,7 +489,8 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         "lower it; the heatmaps number the segments the tables and sets name (a number too big for its "
         "segment sits beside it, with a line to it). Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "
-        "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
+        "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2). "
+        f"{_escape(_baseline_error_sentence(summary))}</p>",
         *_failure_notes(totals),
         *_other_run_notes(totals),
         "<details><summary>Settings</summary>",

@@ -14,7 +14,13 @@ from PIL import Image
 
 from explain import ExplainConfig, RunOptions, run_explanations
 from explain.report import write_report
-from tests.explain.test_explainer import SQUARE, red_square_detector, red_square_scene
+from tests.explain.test_explainer import (
+    SQUARE,
+    additive_classifier,
+    pixel_weights,
+    red_square_detector,
+    red_square_scene,
+)
 from tests.report_html import embedded_files, page_text, parse_report
 
 # names a report must show and link as they are: '#' starts a fragment, '?' a query, '%' an escape
@@ -310,3 +316,48 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
             end_x, end_y = line.get_xdata()[-1], line.get_ydata()[-1]
             assert segments[int(end_y), int(end_x)] == number
     assert beside > 0  # the box's small segments keep their colour: their numbers sit beside them
+
+
+# --------------------------------------------------------------------------------------
+# what the standard errors cover: a noise baseline is drawn from the seed
+# --------------------------------------------------------------------------------------
+
+def _base_value_and_text(tmp_path, baseline: str, seed: int) -> tuple[float, str, dict]:
+    image = tmp_path / "scene.png"
+    if not image.exists():
+        Image.fromarray(red_square_scene()).save(image)
+    out = tmp_path / f"{Path(baseline).name}-{seed}"
+    classifier, _ = additive_classifier(pixel_weights())  # its base value is the baseline's score
+    summary = run_explanations([image], classifier,
+                               ExplainConfig(task="classification", num_samples=40, num_segments=6,
+                                             baseline=baseline, seed=seed),
+                               out, RunOptions(progress=False))
+    return (summary["images"][0]["targets"][0]["base_value"], page_text(out / "report.html"),
+            json.loads((out / "analysis.json").read_text()))
+
+
+def test_the_report_says_a_noise_baseline_is_drawn_from_the_seed_and_the_errors_leave_it_out(tmp_path):
+    # Another seed draws other noise: another game, so values move by more than the stated errors.
+    first, text, analysis = _base_value_and_text(tmp_path, "noise", 1)
+    second, _, _ = _base_value_and_text(tmp_path, "noise", 2)
+    assert first != second
+    assert ("The standard errors and true values are for this run's baseline image: random noise drawn from "
+            "seed 1. Another --seed draws other noise, and the values and base values change, often by more "
+            "than these standard errors; a fixed baseline (an image file, or black, mean or blur) gives the "
+            "same game in every run.") in text
+    assert analysis["settings"]["baseline"] == "noise" and analysis["settings"]["seed"] == 1
+    assert analysis["estimator"]["baseline"].startswith("uniform white noise drawn from seed 1: another seed")
+    assert "leave out the randomness of a noise baseline" in analysis["estimator"]["standard_errors"]
+
+
+def test_a_fixed_baseline_gives_the_same_game_whatever_the_seed(tmp_path):
+    baseline_file = tmp_path / "grey.png"
+    Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(baseline_file)
+    for baseline in ("black", str(baseline_file)):
+        first, text, analysis = _base_value_and_text(tmp_path, baseline, 1)
+        second, _, _ = _base_value_and_text(tmp_path, baseline, 2)
+        assert first == second
+        assert f"The standard errors and true values are for this run's baseline image ({baseline}), the same " \
+               "in every run." in text
+        assert "drawn from seed" not in text
+        assert analysis["estimator"]["baseline"].endswith("(the same image in every run: a fixed game)")
