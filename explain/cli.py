@@ -28,7 +28,14 @@ from serving.contract import (
 
 from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
 from .clarify_dataset import dataset_sources
-from .config import BUILTIN_BASELINES, FOCUS_CHOICES, SEGMENTATION_METHODS, TASKS, ExplainConfig
+from .config import (
+    BUILTIN_BASELINES,
+    DETECTION_ONLY_SETTINGS,
+    FOCUS_CHOICES,
+    SEGMENTATION_METHODS,
+    TASKS,
+    ExplainConfig,
+)
 from .errors import ConfigError, ExplainError
 from .manifest import os_reason
 from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
@@ -382,6 +389,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
                                  merge=run_shard.count == 1 and not no_report, progress=not quiet)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
+    _warn_not_applied(ctx, config)
     if restart and shard is not None:
         raise click.BadParameter("--restart and --shard exclude each other: one shard's restart would discard "
                                  "the other shards' manifests; use a new --out, or delete --out's "
@@ -395,6 +403,18 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     except (RunStopped, KeyboardInterrupt) as stopped:
         _stop(StoppedBySignal(stopped, out_dir))
     _finish(summary, out_dir, allow_partial)
+
+
+def _warn_not_applied(ctx: click.Context, config: ExplainConfig) -> None:
+    """One warning naming the options given (command line or environment) that this run ignores: the
+    detection-only ones of a classification run (a Clarify config's are named in its own warning)."""
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    ignored = [name for name in DETECTION_ONLY_SETTINGS
+               if name in config.not_applied() and ctx.get_parameter_source(name) in given]
+    if ignored:
+        logger.warning("%s apply to detection only; this run is --task %s, so they are ignored (analysis.json "
+                       "lists them under settings_not_applied)",
+                       ", ".join("--" + name.replace("_", "-") for name in ignored), config.task)
 
 
 class StoppedBySignal(click.ClickException):

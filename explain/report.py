@@ -154,6 +154,7 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float) -> di
         "tool": "clearsight.explain",
         "task": config.task,
         "settings": config.to_dict(),
+        "settings_not_applied": config.not_applied(),
         "estimator": {**ESTIMATOR, "baseline": baseline_description(config.baseline, config.seed),
                       "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation),
                       "focus": FOCUS[config.focus] if config.task == "detection" else FOCUS["none"],
@@ -475,7 +476,9 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
     """
     path = Path(path)
     files_dir = Path(files_dir) if files_dir is not None else path.parent
-    settings_rows = [[key, json.dumps(value)] for key, value in summary["settings"].items()]
+    not_applied = summary.get("settings_not_applied") or {}
+    settings_rows = [[key, json.dumps(value) + (f" (not applied: {not_applied[key]})" if key in not_applied else "")]
+                     for key, value in summary["settings"].items()]
     totals = summary["totals"]
     images = summary["images"]
     contents = "".join(f"<li><a href=\"#image-{number}\">{_escape(item['stem'])}</a> "

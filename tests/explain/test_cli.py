@@ -493,3 +493,44 @@ def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_pat
     assert result.exit_code == 0, result.output
     assert ("CLEARSIGHT_AWS_ENDPOINT_URL is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
             "AWS_ENDPOINT_URL_S3, which boto3 reads itself") in caplog.text
+
+
+# Detection-only options on a classification run: one warning naming those given; marked not applied.
+DETECTION_OPTIONS_ON_CLASSIFICATION = [
+    (["--context", "0"], {}, "--context apply to detection only"),
+    (["--max-objects", "2", "--iou-threshold", "0.9", "--probability-threshold", "0.99"], {},
+     "--probability-threshold, --max-objects, --iou-threshold apply to detection only"),
+    (["--focus", "none"], {}, "--focus apply to detection only"),
+    ([], {"CLEARSIGHT_EXPLAIN_CONTEXT": "0.5"}, "--context apply to detection only"),
+]
+
+
+@pytest.mark.parametrize("extra, env, warning", DETECTION_OPTIONS_ON_CLASSIFICATION)
+def test_detection_options_on_a_classification_run_warn_and_are_marked_not_applied(extra, env, warning, image_dir,
+                                                                                   tmp_path, caplog):
+    from tests.report_html import page_text
+
+    with FakeEndpoint("classification") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url, task="classification")
+                         + FAST + extra, env=env)
+    assert result.exit_code == 0, result.output
+    warnings = [record.getMessage() for record in caplog.records if "detection only" in record.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0] == (f"{warning}; this run is --task classification, so they are ignored (analysis.json "
+                           "lists them under settings_not_applied)")
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert sorted(analysis["settings_not_applied"]) == ["context", "focus", "iou_threshold", "max_objects",
+                                                        "probability_threshold"]
+    text = page_text(tmp_path / "out" / "report.html")
+    assert text.count("(not applied: detection only: this run is classification)") == 5
+
+
+def test_a_classification_run_without_detection_options_does_not_warn(image_dir, tmp_path, caplog):
+    with FakeEndpoint("classification") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url, task="classification") + FAST)
+    assert result.exit_code == 0, result.output
+    assert "detection only" not in caplog.text
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path / "d", endpoint.url) + FAST + ["--context", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "d" / "out" / "analysis.json").read_text())["settings_not_applied"] == {}
