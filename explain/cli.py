@@ -36,9 +36,15 @@ from .config import (
     TASKS,
     ExplainConfig,
 )
-from .errors import ConfigError, ExplainError
+from .errors import ConfigError, EndpointAccessError, ExplainError
 from .manifest import os_reason
-from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
+from .predictors import (
+    SAGEMAKER_PREFIX,
+    TransportConfig,
+    build_predictor,
+    parse_endpoint_map,
+    resolve_endpoint_names,
+)
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
@@ -451,6 +457,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
             return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options)
         except ConfigError as error:
             raise _usage_error(ctx, error) from None
+        except EndpointAccessError as error:
+            raise _endpoint_access_error(ctx, error, endpoints) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
         except OSError as error:
@@ -459,6 +467,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
         predictor = build_predictor(endpoints, task, transport)
     except ConfigError as error:
         raise _usage_error(ctx, error, default="endpoint") from None
+    except EndpointAccessError as error:
+        raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -467,12 +477,35 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
             return run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
+    except EndpointAccessError as error:
+        raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise _write_error(error, out_dir) from None
     finally:
         predictor.close()
+
+
+def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
+                           endpoints: list[str]) -> click.ClickException:
+    """An endpoint this machine cannot call (no AWS credentials, no such endpoint) as one line: the error,
+    where its SageMaker endpoint name came from, and the --endpoint-map entry that sends it elsewhere."""
+    names = [endpoint[len(SAGEMAKER_PREFIX):] for endpoint in endpoints if endpoint.startswith(SAGEMAKER_PREFIX)]
+    if not names:
+        return click.ClickException(str(error))
+    source = ctx.get_parameter_source("endpoint")
+    if source == click.core.ParameterSource.DEFAULT_MAP and ctx.meta.get(_CLARIFY_META) is not None:
+        origin = "the Clarify config's predictor.endpoint_name"
+    elif source == click.core.ParameterSource.ENVIRONMENT:
+        origin = f"{ENV_PREFIX}_ENDPOINT"
+    else:
+        origin = "--endpoint"
+    listed = ", ".join(names)
+    return click.ClickException(
+        f"{error}. {listed} (from {origin}) was resolved as a SageMaker endpoint name, called through AWS, because "
+        f"no --endpoint-map entry names it; --endpoint-map {names[0]}=URL (e.g. http://127.0.0.1:8080) sends it "
+        "to a local endpoint instead. The run stopped at its first image; no image was recorded as failed")
 
 
 def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSError:
