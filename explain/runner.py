@@ -353,8 +353,9 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     writer = ManifestWriter(out_dir / manifest_name(tag))
+    endpoint = (getattr(predict, "stats", None) or {}).get("endpoint")  # redacted; None for a bare callable
     explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
-                             _earlier_files(entries))
+                             _earlier_files(entries), endpoint)
     stats = getattr(predict, "stats", None)
     if not options.merge:
         tried = [sources[position].key for position in todo]
@@ -376,8 +377,10 @@ def _failure(source: ImageSource, kind: str, reason: str) -> dict:
 
 
 def _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
-                 earlier_files) -> int:
+                 earlier_files, endpoint: str | None = None) -> int:
     """Explain ``todo`` (positions) with ``images_in_flight`` threads; record each as it ends.
+
+    endpoint: the model explained, as each image's summary names it (``build_image_summary``).
 
     earlier_files: per image key, the files earlier manifest entries list (``_earlier_files``);
     an image explained again loses those of its outputs the new explanation does not write.
@@ -454,7 +457,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             _warn_kept(source)
             return False
         summary = build_image_summary(source.location, source.stem, outcome, files, config,
-                                      explanation_warnings.pop(position, []))
+                                      explanation_warnings.pop(position, []), endpoint)
         writer.append({**entry, "status": "explained", "files": files, "summary": summary})
         return True
 
@@ -600,6 +603,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
+    if summary["endpoint"] is None and predictor is not None:  # images summed up before endpoints were recorded
+        summary["endpoint"] = predictor.get("endpoint")
     failed_keys = {item["key"] for item in failed}
     unfinished = [key for key in keys if key not in explained and key not in failed_keys]
     if explained_now is not None:
