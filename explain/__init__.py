@@ -21,6 +21,7 @@ from .api import Explainer
 from .config import ExplainConfig
 from .errors import (
     ConfigError,
+    EndpointAccessError,
     EndpointUnavailableError,
     ExplainError,
     PredictorError,
@@ -45,6 +46,7 @@ from .sources import ImageSource, collect_sources
 __all__ = [
     "CallablePredictor",
     "ConfigError",
+    "EndpointAccessError",
     "EndpointUnavailableError",
     "ExplainConfig",
     "ExplainError",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .clarify_schema import check_against_sdk_schema
-from .config import BUILTIN_BASELINES, SEGMENTATION_METHODS, ExplainConfig
+from .config import BUILTIN_BASELINES, DETECTION_ONLY_SETTINGS, SEGMENTATION_METHODS, ExplainConfig
 from .errors import ConfigError
 
 __all__ = [
@@ -80,6 +80,9 @@ CLARIFY_KEYS = {
         "methods.shap.image_config.debug", "methods.report.title", "methods.report.name (other)",
         "predictor.label (with probability)", "predictor.model_name", "predictor.endpoint_name_prefix",
         "predictor.instance_type", "predictor.initial_instance_count", "predictor.accelerator_type",
+        "probability_threshold (IMAGE_CLASSIFICATION)", "methods.shap.image_config.max_objects (IMAGE_CLASSIFICATION)",
+        "methods.shap.image_config.iou_threshold (IMAGE_CLASSIFICATION)",
+        "methods.shap.image_config.context (IMAGE_CLASSIFICATION)",
     ),
     "refused": (
         "features", "predicted_label", "label_values_or_threshold", "segment_config", "facet", "facet_dataset_uri",
@@ -349,6 +352,11 @@ def parse_clarify_config(analysis_config: Mapping, base_dir: str | Path | None =
     if root.get("label_headers") is not None:
         settings["label_headers"] = _label_headers(root["label_headers"], "label_headers")
     _parse_predictor(_require_mapping(root.get("predictor", {}), "predictor"), settings, ignored)
+    if settings.get("task") == "classification":  # detection's keys: named as ignored, not applied
+        for name in DETECTION_ONLY_SETTINGS:
+            if name in settings:
+                del settings[name]
+                ignored[_SETTING_KEYS[name]] = "object detection only: model_type is IMAGE_CLASSIFICATION"
     _check_ranges(settings)
     return ClarifySettings(options=settings, dataset_uri=dataset_uri, ignored=ignored)
 

@@ -30,10 +30,23 @@ from serving.contract import (
 
 from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
 from .clarify_dataset import dataset_sources
-from .config import BUILTIN_BASELINES, FOCUS_CHOICES, SEGMENTATION_METHODS, TASKS, ExplainConfig
-from .errors import ConfigError, ExplainError
+from .config import (
+    BUILTIN_BASELINES,
+    DETECTION_ONLY_SETTINGS,
+    FOCUS_CHOICES,
+    SEGMENTATION_METHODS,
+    TASKS,
+    ExplainConfig,
+)
+from .errors import ConfigError, EndpointAccessError, ExplainError
 from .manifest import os_reason
-from .predictors import TransportConfig, build_predictor, parse_endpoint_map, resolve_endpoint_names
+from .predictors import (
+    SAGEMAKER_PREFIX,
+    TransportConfig,
+    build_predictor,
+    parse_endpoint_map,
+    resolve_endpoint_names,
+)
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources, read_s3_object
@@ -417,6 +430,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
                                  merge=run_shard.count == 1 and not no_report, progress=not quiet)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
+    _warn_not_applied(ctx, config)
     if restart and shard is not None:
         raise click.BadParameter("--restart and --shard exclude each other: one shard's restart would discard "
                                  "the other shards' manifests; use a new --out, or delete --out's "
@@ -432,6 +446,18 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     merge_hint = ("run without --shard to merge the report" if shard is not None
                   else merged_by or "no report: --no-report")
     _finish(summary, out_dir, allow_partial, merge_hint)
+
+
+def _warn_not_applied(ctx: click.Context, config: ExplainConfig) -> None:
+    """One warning naming the options given (command line or environment) that this run ignores: the
+    detection-only ones of a classification run (a Clarify config's are named in its own warning)."""
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    ignored = [name for name in DETECTION_ONLY_SETTINGS
+               if name in config.not_applied() and ctx.get_parameter_source(name) in given]
+    if ignored:
+        logger.warning("%s apply to detection only; this run is --task %s, so they are ignored (analysis.json "
+                       "lists them under settings_not_applied)",
+                       ", ".join("--" + name.replace("_", "-") for name in ignored), config.task)
 
 
 class StoppedBySignal(click.ClickException):
@@ -471,6 +497,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
             return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options)
         except ConfigError as error:
             raise _usage_error(ctx, error) from None
+        except EndpointAccessError as error:
+            raise _endpoint_access_error(ctx, error, endpoints) from None
         except ExplainError as error:
             raise click.ClickException(str(error)) from None
         except OSError as error:
@@ -479,6 +507,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
         predictor = build_predictor(endpoints, task, transport)
     except ConfigError as error:
         raise _usage_error(ctx, error, default="endpoint") from None
+    except EndpointAccessError as error:
+        raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -487,12 +517,35 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
             return run_explanations(images, predictor, config, out_dir, run_options)
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
+    except EndpointAccessError as error:
+        raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise _write_error(error, out_dir) from None
     finally:
         predictor.close()
+
+
+def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
+                           endpoints: list[str]) -> click.ClickException:
+    """An endpoint this machine cannot call (no AWS credentials, no such endpoint) as one line: the error,
+    where its SageMaker endpoint name came from, and the --endpoint-map entry that sends it elsewhere."""
+    names = [endpoint[len(SAGEMAKER_PREFIX):] for endpoint in endpoints if endpoint.startswith(SAGEMAKER_PREFIX)]
+    if not names:
+        return click.ClickException(str(error))
+    source = ctx.get_parameter_source("endpoint")
+    if source == click.core.ParameterSource.DEFAULT_MAP and ctx.meta.get(_CLARIFY_META) is not None:
+        origin = "the Clarify config's predictor.endpoint_name"
+    elif source == click.core.ParameterSource.ENVIRONMENT:
+        origin = f"{ENV_PREFIX}_ENDPOINT"
+    else:
+        origin = "--endpoint"
+    listed = ", ".join(names)
+    return click.ClickException(
+        f"{error}. {listed} (from {origin}) was resolved as a SageMaker endpoint name, called through AWS, because "
+        f"no --endpoint-map entry names it; --endpoint-map {names[0]}=URL (e.g. http://127.0.0.1:8080) sends it "
+        "to a local endpoint instead. The run stopped at its first image; no image was recorded as failed")
 
 
 def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSError:

@@ -10,11 +10,14 @@ from serving.contract import TASKS
 
 from .errors import ConfigError
 
-__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES"]
+__all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES",
+           "DETECTION_ONLY_SETTINGS"]
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
 SEGMENTATION_METHODS = ("merged", "slico", "slic")  # what explain.segmentation.segment_image implements
+# Settings that only a detection run uses (the CLI's "Detection:" options); a classification run ignores them.
+DETECTION_ONLY_SETTINGS = ("probability_threshold", "max_objects", "iou_threshold", "context", "focus")
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
@@ -128,6 +131,14 @@ class ExplainConfig:
         if self.resize is not None:
             _check_int("resize", self.resize, 16, 8192)
         _check_int("batch_size", self.batch_size, 1, 100_000)
+
+    def not_applied(self) -> dict[str, str]:
+        """The settings this run ignores, each with the reason: a classification run's detection-only
+        settings (DETECTION_ONLY_SETTINGS); none for detection. They stay in ``to_dict`` (the
+        settings digest of resumed runs) and analysis.json names them under ``settings_not_applied``."""
+        if self.task == "detection":
+            return {}
+        return {name: "detection only: this run is classification" for name in DETECTION_ONLY_SETTINGS}
 
     def to_dict(self) -> dict:
         """Settings as a JSON-serialisable dict (tuples become lists)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["ExplainError", "ConfigError", "UnknownSettingError", "PredictorError", "EndpointUnavailableError",
-           "OutDirBusyError"]
+           "EndpointAccessError", "OutDirBusyError"]
 
 
 class ExplainError(Exception):
@@ -33,6 +33,11 @@ class PredictorError(ExplainError):
 
 class EndpointUnavailableError(PredictorError):
     """An endpoint kept failing with retriable errors (no answer, throttling, 5xx); another may answer."""
+
+
+class EndpointAccessError(PredictorError):
+    """The endpoint cannot be called from here at all: no AWS credentials, credentials it refuses, no
+    region, no such SageMaker endpoint. No image's fault: the run stops at the first one."""
 
 
 class OutDirBusyError(ExplainError):

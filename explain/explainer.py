@@ -61,7 +61,10 @@ class Explanation:
     segment's ancestors were split (0: a coarse segment, whose value is its Shapley value
     among the coarse segments; k > 0: its share of its parent's value, see
     ``explain.refinement``). refinement: the rounds of splits (``RefinementStep``).
-    ``exact`` refers to the coarse values.
+    ``exact`` refers to the coarse values. best_detection: (class id, score) of the unmasked
+    image's highest-scoring detection at any score (detection; None when the model detected
+    nothing, for classification, and in files written before it was recorded): what the
+    model saw when nothing reached ``probability_threshold``.
 
     ``plot()`` draws it, ``save(path)`` / ``Explanation.load(path)`` keep it in an .npz file
     (image included), ``to_shap()`` converts it to a ``shap.Explanation``.
@@ -87,6 +90,7 @@ class Explanation:
     coarse_segments: int = 0
     refinement: tuple = ()
     levels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    best_detection: tuple[int, float] | None = None
 
     @property
     def num_targets(self) -> int:
@@ -201,6 +205,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         labels = targets[:, 0].astype(np.int64)
         boxes = targets[:, 2:6].copy()
         target_scores = targets[:, 1].copy()
+        best_detection = _best_detection(unmasked)
 
         def score_fn_for(rows):
             return lambda output: match_scores(rows, output, config.iou_threshold)
@@ -214,6 +219,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         group_score_fns = [score_fn_for(targets[indices]) for indices, _ in groups]
     else:
         labels = select_classification_targets(unmasked, config.labels, config.label_headers)
+        best_detection = None
         boxes = None
         target_scores = unmasked[labels].copy()
         groups = [(np.arange(len(labels)), image)]
@@ -315,7 +321,13 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         model_calls=counter.model_calls, num_segments_used=num_segments, timings=timings,
         task=config.task, exact=bool(exact), converged=converged, metrics=metrics,
         coarse_segments=coarse_segments, refinement=tuple(refinement), levels=levels,
-        label_headers=config.label_headers)
+        label_headers=config.label_headers, best_detection=best_detection)
+
+
+def _best_detection(detections: np.ndarray) -> tuple[int, float] | None:
+    """(class id, score) of the highest-scoring detection of (D, 6) rows at any score, or None."""
+    rows = select_detection_targets(detections, max_objects=1, probability_threshold=-np.inf)
+    return (int(rows[0, 0]), float(rows[0, 1])) if len(rows) else None
 
 
 def save_npz(explanation: Explanation, path: Path) -> list[str]:

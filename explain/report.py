@@ -6,10 +6,13 @@ import base64
 import html
 import json
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+
+from serving import __version__
 
 from .detection import class_name
 from .manifest import atomic_write_bytes
@@ -43,8 +46,14 @@ def _top_segments(values: np.ndarray, errors: np.ndarray, count: int) -> list[di
 
 
 def build_image_summary(path: Path, stem: str, explanation, files: list[str], config,
-                        warnings: Sequence[str] = ()) -> dict:
+                        warnings: Sequence[str] = (), endpoint: str | None = None) -> dict:
     """JSON-serialisable summary of one explained image (an entry of analysis.json).
+
+    endpoint: the model that answered (the predictor's ``stats["endpoint"]``, credentials and
+    query values redacted), or None when unknown (a Python callable). A detection image also
+    carries ``best_detection``: {class_id, label, score} of the model's highest-scoring
+    detection at any score (None when it detected nothing), which says what the model saw
+    when nothing reached the probability threshold.
 
     warnings: what explaining the image warned about (``explain.image_warnings``), e.g. a
     segmentation that gave far fewer segments than asked; listed under ``warnings``.
@@ -86,9 +95,10 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
             target["removes_score"] = None if sets is None else sets["remove"]
         targets.append(target)
     height, width = explanation.image.shape[:2]
-    return {
+    summary = {
         "image": str(path),
         "stem": stem,
+        "endpoint": endpoint,
         "width": int(width),
         "height": int(height),
         "num_segments_requested": int(config.num_segments),
@@ -103,6 +113,11 @@ def build_image_summary(path: Path, stem: str, explanation, files: list[str], co
         "warnings": list(warnings),
         "targets": targets,
     }
+    if config.task == "detection":
+        best = getattr(explanation, "best_detection", None)
+        summary["best_detection"] = None if best is None else {
+            "class_id": int(best[0]), "label": class_name(int(best[0]), config.label_headers), "score": float(best[1])}
+    return summary
 
 
 ESTIMATOR = {
@@ -112,7 +127,8 @@ ESTIMATOR = {
     "regression": "paired, efficiency-constrained, with coalition-size indicators and odd "
                   "higher-order parity terms kept when the leave-one-pair-out error drops",
     "constraint": "values sum to prediction - base_value",
-    "standard_errors": "sandwich (HC3 residuals, finite-population corrected per size)",
+    "standard_errors": "sandwich (HC3 residuals, finite-population corrected per size), for this run's "
+                       "baseline image: they leave out the randomness of a noise baseline",
     "num_samples_counts_anchors": True,
 }
 
@@ -130,19 +146,42 @@ FOCUS = {
 }
 
 
-def build_run_summary(config, image_summaries: list[dict], seconds: float) -> dict:
+def baseline_description(baseline: str, seed: int) -> str:
+    """What replaced a hidden segment, and whether another run draws it again (analysis.json's
+    ``estimator.baseline``): the noise baseline is drawn from ``seed``, the others are fixed."""
+    if baseline == "noise":
+        return (f"uniform white noise drawn from seed {seed}: another seed draws other noise, which changes "
+                "the values and the base values; the standard errors are for this noise image only")
+    if baseline in ("mean", "blur", "black"):
+        return f"{baseline} (the same image in every run: a fixed game)"
+    return f"the image file {baseline} (the same image in every run: a fixed game)"
+
+
+def build_run_summary(config, image_summaries: list[dict], seconds: float, endpoint: str | None = None) -> dict:
     """The analysis.json document of a run: settings, estimator, one entry per image, totals.
+
+    Which model, when and by what: ``endpoint`` (the model explained, redacted; default: the
+    images' own endpoints, distinct, comma-separated; None when unknown), ``created_utc`` (when
+    this document was written, ISO 8601 UTC) and ``tool_version`` (clearsight's version).
 
     ``totals.seconds`` is this run's wall-clock time; ``totals.explain_seconds`` the images' own
     explaining times summed, whichever run explained them (a run that only merged, or resumed
     everything, took a moment; the values took ``explain_seconds``).
     """
+    if endpoint is None:
+        endpoints = [item.get("endpoint") for item in image_summaries]
+        endpoint = ", ".join(dict.fromkeys(name for name in endpoints if name)) or None
     return {
         "version": 1,
         "tool": "clearsight.explain",
+        "tool_version": __version__,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # noqa: UP017 - runs on 3.10
+        "endpoint": endpoint,
         "task": config.task,
         "settings": config.to_dict(),
-        "estimator": {**ESTIMATOR, "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation),
+        "settings_not_applied": config.not_applied(),
+        "estimator": {**ESTIMATOR, "baseline": baseline_description(config.baseline, config.seed),
+                      "segmentation": SEGMENTATIONS.get(config.segmentation, config.segmentation),
                       "focus": FOCUS[config.focus] if config.task == "detection" else FOCUS["none"],
                       "refinement": (f"{config.refine_fraction:g} of num_samples: the segment holding the "
                                      "largest share of a target's absolute value is cut in two, best first, "
@@ -200,6 +239,9 @@ figcaption { font-size: 0.85em; color: #555; }
 .overview { max-width: 480px; }
 svg.curves { display: block; width: 100%; max-width: 360px; height: auto; }
 .warning { background: #fff4e5; border-left: 4px solid #e69500; padding: 4px 10px; }
+.provenance th { text-align: left; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; font-size: 0.9em; margin: 0.5em 0; }
+dt { font-weight: bold; } dd { margin: 0; }
 """
 
 
@@ -341,7 +383,19 @@ def _target_block(item: dict, target: dict, files_dir: Path, detection: bool) ->
     return f"<h3>{_escape(title)}</h3><div class=target>{figure}{facts}</div>"
 
 
-def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
+def _no_target_sentence(item: dict, settings: dict) -> str:
+    """Why a detection image has no target: the threshold, and the best score the model gave below it."""
+    threshold = settings.get("probability_threshold")
+    sentence = "nothing scored above the probability threshold" + (f" {threshold:g}" if threshold is not None else "")
+    if "best_detection" not in item:  # written before the best detection was recorded
+        return sentence + "."
+    best = item["best_detection"]
+    if best is None:
+        return sentence + "; the model detected nothing at all."
+    return f"{sentence}; the best was {best['label']} {best['score']:.3f}."
+
+
+def _image_section(number: int, item: dict, files_dir: Path, task: str, settings: dict) -> str:
     detection = task == "detection"
     npz_name = f"{item['stem']}_shap.npz"
     parts = [f"<section id=image-{number}><h2>{_escape(item['stem'])}</h2>",
@@ -360,7 +414,7 @@ def _image_section(number: int, item: dict, files_dir: Path, task: str) -> str:
         else:
             parts.append(_figure(files_dir, overview, f"{item['stem']}: the explained classes"))
     if not item["targets"]:
-        parts.append("<p>No target: nothing scored above the probability threshold.</p></section>")
+        parts.append(f"<p>No target: {_escape(_no_target_sentence(item, settings))}</p></section>")
         return "\n".join(parts)
     header = ["#", "label", "score", "base value", "prediction", "sum of values", "max std. error"]
     header += ["box"] if detection else []
@@ -432,11 +486,62 @@ def _segmentation_sentence(summary: dict) -> str:
             f"{_escape(settings.get('baseline', ''))}{_sharpening_sentence(summary)}.")
 
 
+def _baseline_error_sentence(summary: dict) -> str:
+    """What the standard errors leave out: the standard errors hold for this run's baseline image; a noise
+    baseline is drawn from the seed, so another seed is another game."""
+    settings = summary["settings"]
+    if settings.get("baseline") == "noise":
+        return (f"The standard errors and true values are for this run's baseline image: random noise drawn from "
+                f"seed {settings.get('seed', '?')}. Another --seed draws other noise, and the values and base "
+                "values change, often by more than these standard errors; a fixed baseline (an image file, or "
+                "black, mean or blur) gives the same game in every run.")
+    return ("The standard errors and true values are for this run's baseline image "
+            f"({settings.get('baseline', '')}), the same in every run.")
+
+
 def _sharpening_sentence(summary: dict) -> str:
     """'; focus ...; refinement ...' from the estimator block (empty for older summaries)."""
     estimator = summary.get("estimator", {})
     parts = [f"; {name} {_escape(estimator[name])}" for name in ("focus", "refinement") if name in estimator]
     return "".join(parts)
+
+
+def _provenance(summary: dict) -> str:
+    """The header's table of which model, when, and by what: endpoint, time (UTC), tool version."""
+    predictor = summary.get("predictor") or {}
+    endpoint = summary.get("endpoint") or predictor.get("endpoint")
+    model = endpoint or "not recorded (explained through a Python callable, or by an older version)"
+    if endpoint and predictor.get("transport") and predictor.get("endpoint") == endpoint:
+        model = f"{endpoint} ({predictor['transport']})"
+    created = summary.get("created_utc")
+    rows = [["Model (endpoint)", model],
+            ["Report written", f"{created.replace('T', ' ').rstrip('Z')} UTC" if created else "not recorded"],
+            ["Tool", f"clearsight {summary.get('tool_version') or '(version not recorded)'}"],
+            ["Task", summary.get("task", "detection")]]
+    body = "".join(f"<tr><th scope=row>{_escape(name)}</th><td class=text>{_escape(value)}</td></tr>"
+                   for name, value in rows)
+    return f"<div class=\"scroll provenance\"><table>{body}</table></div>"
+
+
+# What the columns of an image's table mean, for a reader who is not an engineer.
+_LEGEND = [
+    ("score", "how sure the model is of this object or class on the whole image (0 to 1)"),
+    ("prediction", "the score the explanation accounts for: the model's score with every segment shown"),
+    ("base value", "the score with every segment hidden (replaced by the baseline); the SHAP values of "
+                   "the segments add up to prediction minus base value"),
+    ("sum of values", "that sum, as computed"),
+    ("max std. error", "the largest standard error of the target's SHAP values: how far a value may be off "
+                       "from sampling alone"),
+]
+_BOX_LEGEND = ("box", "where the object is: left, top, right, bottom edges as fractions of the image's width "
+                      "and height (0 = left or top edge, 1 = right or bottom edge)")
+
+
+def _legend(task: str) -> str:
+    """One short definition list of the per-image table's columns."""
+    entries = _LEGEND + ([_BOX_LEGEND] if task == "detection" else [])
+    items = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(text)}</dd>" for name, text in entries)
+    return f"<details open class=legend><summary>What the table columns mean</summary><dl>{items}</dl></details>"
 
 
 def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> None:
@@ -449,7 +554,9 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
     """
     path = Path(path)
     files_dir = Path(files_dir) if files_dir is not None else path.parent
-    settings_rows = [[key, json.dumps(value)] for key, value in summary["settings"].items()]
+    not_applied = summary.get("settings_not_applied") or {}
+    settings_rows = [[key, json.dumps(value) + (f" (not applied: {not_applied[key]})" if key in not_applied else "")]
+                     for key, value in summary["settings"].items()]
     totals = summary["totals"]
     images = summary["images"]
     contents = "".join(f"<li><a href=\"#image-{number}\">{_escape(item['stem'])}</a> "
@@ -457,20 +564,23 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
                        for number, item in enumerate(images, start=1))
     body = [
         "<h1>clearsight explanation report</h1>",
+        _provenance(summary),
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
         f"{totals['model_calls']} model calls, {_time_sentence(totals)}.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
         "lower it; the heatmaps number the segments the tables and sets name (a number too big for its "
         "segment sits beside it, with a line to it). Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "
-        "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2).</p>",
+        "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2). "
+        f"{_escape(_baseline_error_sentence(summary))}</p>",
+        _legend(summary.get("task", "detection")),
         *_failure_notes(totals),
         *_other_run_notes(totals),
-        "<details><summary>Settings</summary>",
+        "<details open><summary>Settings</summary>",
         _table(["setting", "value"], settings_rows, text_columns=2),
         "</details>",
         f"<nav><ul>{contents}</ul></nav>" if len(images) > 1 else "",
-        *(_image_section(number, item, files_dir, summary.get("task", "detection"))
+        *(_image_section(number, item, files_dir, summary.get("task", "detection"), summary["settings"])
           for number, item in enumerate(images, start=1)),
     ]
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"

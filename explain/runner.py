@@ -24,7 +24,13 @@ from tqdm import tqdm
 
 from .config import ExplainConfig
 from .detection import check_label_headers
-from .errors import ConfigError, EndpointUnavailableError, ExplainError, PredictorError
+from .errors import (
+    ConfigError,
+    EndpointAccessError,
+    EndpointUnavailableError,
+    ExplainError,
+    PredictorError,
+)
 from .explainer import Predict, explain_image, save_npz
 from .image_warnings import collect_image_warnings
 from .images import decode_image
@@ -306,8 +312,10 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     that fails (FAILURE_KINDS: it cannot be read or decoded, the endpoint rejects it, ...)
     is recorded in the manifest with its reason and the run goes on; the summary lists it
     under ``totals.failed``. What stops a run: an endpoint that stays unavailable after the
-    retries, a settings error, a write error, Ctrl-C; and before it starts, another run
-    writing the same manifest in ``out_dir`` (OutDirBusyError). When no image of the run could be
+    retries, one that cannot be called from here at all (EndpointAccessError: no AWS credentials,
+    no such SageMaker endpoint; at the first image, which is not recorded), a settings error, a
+    write error, Ctrl-C; and before it starts, another run writing the same manifest in
+    ``out_dir`` (OutDirBusyError). When no image of the run could be
     explained, the merge raises ExplainError instead of writing an empty report. Returns the
     merged analysis summary (``merge``, the same as analysis.json, with the predictor's
     request counters under ``predictor``) or this process's counts (``failed`` included).
@@ -345,8 +353,9 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     writer = ManifestWriter(out_dir / manifest_name(tag))
+    endpoint = (getattr(predict, "stats", None) or {}).get("endpoint")  # redacted; None for a bare callable
     explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
-                             _earlier_files(entries))
+                             _earlier_files(entries), endpoint)
     stats = getattr(predict, "stats", None)
     if not options.merge:
         tried = [sources[position].key for position in todo]
@@ -368,15 +377,17 @@ def _failure(source: ImageSource, kind: str, reason: str) -> dict:
 
 
 def _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
-                 earlier_files) -> int:
+                 earlier_files, endpoint: str | None = None) -> int:
     """Explain ``todo`` (positions) with ``images_in_flight`` threads; record each as it ends.
+
+    endpoint: the model explained, as each image's summary names it (``build_image_summary``).
 
     earlier_files: per image key, the files earlier manifest entries list (``_earlier_files``);
     an image explained again loses those of its outputs the new explanation does not write.
 
     An image that fails is recorded as failed (kind and reason) and the others go on; an
-    endpoint outage, a settings error, a write error or Ctrl-C stops the run. Returns the
-    number of images explained.
+    endpoint outage, an endpoint this machine cannot call (EndpointAccessError), a settings error,
+    a write error or Ctrl-C stops the run. Returns the number of images explained.
     """
     if not todo:
         return 0
@@ -403,7 +414,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
                 explanation = explain_image(image, predict, config, progress=check_abort)
             explanation_warnings[position] = warnings
             return position, data, explanation
-        except (_Aborted, EndpointUnavailableError, ConfigError, MemoryError):
+        except (_Aborted, EndpointUnavailableError, EndpointAccessError, ConfigError, MemoryError):
             raise  # not this image's fault: the run stops (and can be resumed)
         except PredictorError as error:
             return position, data, _failure(source, "model", str(error))
@@ -446,7 +457,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             _warn_kept(source)
             return False
         summary = build_image_summary(source.location, source.stem, outcome, files, config,
-                                      explanation_warnings.pop(position, []))
+                                      explanation_warnings.pop(position, []), endpoint)
         writer.append({**entry, "status": "explained", "files": files, "summary": summary})
         return True
 
@@ -507,6 +518,24 @@ def _failures(entries: list[dict], keys: Sequence[str], tried_now: set[str] | No
     return items
 
 
+def _grouped_reasons(failed: Sequence[dict], shown: int = 5) -> str:
+    """The failures' reasons, each once with how many images gave it, most frequent first (the first
+    ``shown``): ``6 images: no AWS credentials found ...; 1 image: HTTP 400 ...``; without counts when no
+    two images gave the same reason."""
+    counts: dict[str, int] = {}
+    for item in failed:
+        reason = str(item.get("reason") or item.get("error") or "")
+        counts[reason] = counts.get(reason, 0) + 1
+    ranked = sorted(counts.items(), key=lambda pair: -pair[1])  # stable: first seen first among equals
+    if len(ranked) == len(failed):
+        text = "; ".join(reason for reason, _ in ranked[:shown])
+    else:
+        text = "; ".join(f"{count} image{'s' if count != 1 else ''}: {reason}" for reason, count in ranked[:shown])
+    if len(ranked) > shown:
+        text += f"; and {len(ranked) - shown} other reason(s) (the manifest*.jsonl in --out lists each image's)"
+    return text
+
+
 def _other_runs(other_runs: Mapping[str | None, Sequence[dict]], entries: list[dict],
                 exists: Callable[[str], bool]) -> list[dict]:
     """Per other run: its name, the images it explained, how many of those this run did not explain, and
@@ -563,8 +592,7 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     failed = _failures(entries, keys, tried_now, config.task, exists, other_entries)
     summaries = [explained[key]["summary"] for key in keys if key in explained]
     if failed and not summaries:
-        message = f"no image could be explained: {len(failed)} failed: " + "; ".join(item["reason"]
-                                                                                   for item in failed[:5])
+        message = f"no image could be explained: {len(failed)} failed: " + _grouped_reasons(failed)
         kept = [item for item in failed if item.get("files_from_earlier_run")]
         names = [name for item in kept for name in item["files_from_earlier_run"]]
         if names:
@@ -575,6 +603,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
+    if summary["endpoint"] is None and predictor is not None:  # images summed up before endpoints were recorded
+        summary["endpoint"] = predictor.get("endpoint")
     failed_keys = {item["key"] for item in failed}
     unfinished = [key for key in keys if key not in explained and key not in failed_keys]
     if explained_now is not None:

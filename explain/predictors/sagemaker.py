@@ -6,7 +6,7 @@ import json
 
 from serving.contract import is_endpoint_name
 
-from ..errors import ConfigError, PredictorError
+from ..errors import ConfigError, EndpointAccessError, PredictorError
 from .engine import Predictor, status_hint
 from .planning import check_task
 from .transport import TransientError, TransportConfig
@@ -18,6 +18,15 @@ _RETRYABLE_AWS_CODES = frozenset({
     "ThrottlingException", "ServiceUnavailable", "InternalFailure",
     "InternalDependencyException", "ModelNotReadyException",
 })
+# Error codes that say this caller cannot use the endpoint at all (credentials refused, no access):
+# every image would fail the same way, so the run stops (EndpointAccessError).
+_ACCESS_AWS_CODES = frozenset({
+    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
+    "IncompleteSignature", "MissingAuthenticationToken", "ExpiredToken", "ExpiredTokenException",
+    "AccessDenied", "AccessDeniedException",
+})
+NO_CREDENTIALS = ("no AWS credentials found: configure them (aws configure, AWS_PROFILE or "
+                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
 
 
 def _json_error_field(text: str) -> str:
@@ -62,7 +71,7 @@ class SageMakerConnection:
             return boto3.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url,
                                 config=config)
         except NoRegionError:
-            raise PredictorError(
+            raise EndpointAccessError(
                 "no AWS region for the SageMaker endpoint: set AWS_DEFAULT_REGION "
                 "(e.g. export AWS_DEFAULT_REGION=us-east-1)") from None
         except BotoCoreError as error:
@@ -85,6 +94,7 @@ class SageMakerConnection:
             ConnectTimeoutError,
             EndpointConnectionError,
             NoCredentialsError,
+            PartialCredentialsError,
             ReadTimeoutError,
         )
 
@@ -102,15 +112,16 @@ class SageMakerConnection:
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError,
                 ConnectionClosedError) as error:
             raise TransientError(str(error)) from None
-        except NoCredentialsError:
-            raise PredictorError(
-                "no AWS credentials found: configure them (aws configure, AWS_PROFILE or "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)") from None
+        except (NoCredentialsError, PartialCredentialsError) as error:
+            reason = NO_CREDENTIALS if isinstance(error, NoCredentialsError) else f"{error}; configure them " \
+                "(aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+            raise EndpointAccessError(f"{self.description}: {reason}") from None
         except BotoCoreError as error:
             raise PredictorError(f"{self.description}: {error}") from None
 
     def _client_error(self, error) -> Exception:
-        """Map a botocore ClientError to TransientError (retry) or PredictorError."""
+        """Map a botocore ClientError to TransientError (retry), EndpointAccessError (credentials refused,
+        no such endpoint: the run stops) or PredictorError (this request's fault)."""
         response = error.response
         code = response.get("Error", {}).get("Code", "")
         message = response.get("Error", {}).get("Message", "")
@@ -129,6 +140,8 @@ class SageMakerConnection:
                 f"the model behind {self.description} rejected the request with HTTP "
                 f"{original_status}: {original_message}{status_hint(int(original_status))}")
         message = message.strip().splitlines()[0][:300] if message.strip() else code
+        if code in _ACCESS_AWS_CODES or (code == "ValidationError" and "not found" in message.lower()):
+            return EndpointAccessError(f"{self.description}: {code}: {message}")  # e.g. "Endpoint x ... not found."
         if response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
             return TransientError(f"{code}: {message}")
         return PredictorError(f"{self.description}: {code}: {message}")

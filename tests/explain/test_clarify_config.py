@@ -522,3 +522,32 @@ def test_media_types_are_read_in_any_case_as_clarify_reads_them(tmp_path):
     path = tmp_path / "analysis_config.json"
     path.write_text(json.dumps({**config, "dataset_uri": "s3://bucket/images/"}))
     assert read_clarify_config(path).options["content_type"] == "application/x-npy"
+
+
+# A classification config with object-detection keys: each named as ignored, none applied.
+CLASSIFICATION_CONFIG = with_changes("methods.shap.image_config.model_type", "IMAGE_CLASSIFICATION")
+DETECTION_KEYS_ON_CLASSIFICATION = [
+    ("probability_threshold", 0.99, "probability_threshold"),
+    ("methods.shap.image_config.max_objects", 2, "max_objects"),
+    ("methods.shap.image_config.iou_threshold", 0.9, "iou_threshold"),
+    ("methods.shap.image_config.context", 0.0, "context"),
+]
+
+
+@pytest.mark.parametrize("path, value, setting", DETECTION_KEYS_ON_CLASSIFICATION)
+def test_detection_keys_of_a_classification_config_are_named_as_ignored(path, value, setting, caplog):
+    settings = parse_clarify_config(with_changes(path, value, CLASSIFICATION_CONFIG))
+    assert settings.options["task"] == "classification"
+    assert setting not in settings.options
+    assert settings.ignored[path] == "object detection only: model_type is IMAGE_CLASSIFICATION"
+    with caplog.at_level("WARNING", logger="explain.clarify_config"):
+        settings.log_notes()
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"{path} (object detection only: model_type is IMAGE_CLASSIFICATION)" in warnings[0]
+
+
+def test_a_detection_config_applies_its_detection_keys():
+    settings = parse_clarify_config(DETECTION_CONFIG)
+    assert (settings.options["probability_threshold"], settings.options["max_objects"]) == (0.8, 5)
+    assert not any("IMAGE_CLASSIFICATION" in reason for reason in settings.ignored.values())

@@ -276,9 +276,8 @@ def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
         result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        f"Error: no image could be explained: 2 failed: endpoint {endpoint.url}/invocations rejected the "
-        f"request with HTTP 400: expected (N, H, W, 3) uint8; endpoint {endpoint.url}/invocations rejected "
-        "the request with HTTP 400: expected (N, H, W, 3) uint8")
+        f"Error: no image could be explained: 2 failed: 2 images: endpoint {endpoint.url}/invocations rejected "
+        "the request with HTTP 400: expected (N, H, W, 3) uint8")  # the same reason once, with its count
     assert "Traceback" not in result.output
 
 
@@ -495,3 +494,109 @@ def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_pat
     assert result.exit_code == 0, result.output
     assert ("CLEARSIGHT_AWS_ENDPOINT_URL is deprecated: set AWS_ENDPOINT_URL (every AWS service) or "
             "AWS_ENDPOINT_URL_S3, which boto3 reads itself") in caplog.text
+
+
+# Detection-only options on a classification run: one warning naming those given; marked not applied.
+DETECTION_OPTIONS_ON_CLASSIFICATION = [
+    (["--context", "0"], {}, "--context apply to detection only"),
+    (["--max-objects", "2", "--iou-threshold", "0.9", "--probability-threshold", "0.99"], {},
+     "--probability-threshold, --max-objects, --iou-threshold apply to detection only"),
+    (["--focus", "none"], {}, "--focus apply to detection only"),
+    ([], {"CLEARSIGHT_EXPLAIN_CONTEXT": "0.5"}, "--context apply to detection only"),
+]
+
+
+@pytest.mark.parametrize("extra, env, warning", DETECTION_OPTIONS_ON_CLASSIFICATION)
+def test_detection_options_on_a_classification_run_warn_and_are_marked_not_applied(extra, env, warning, image_dir,
+                                                                                   tmp_path, caplog):
+    from tests.report_html import page_text
+
+    with FakeEndpoint("classification") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url, task="classification")
+                         + FAST + extra, env=env)
+    assert result.exit_code == 0, result.output
+    warnings = [record.getMessage() for record in caplog.records if "detection only" in record.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0] == (f"{warning}; this run is --task classification, so they are ignored (analysis.json "
+                           "lists them under settings_not_applied)")
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert sorted(analysis["settings_not_applied"]) == ["context", "focus", "iou_threshold", "max_objects",
+                                                        "probability_threshold"]
+    text = page_text(tmp_path / "out" / "report.html")
+    assert text.count("(not applied: detection only: this run is classification)") == 5
+
+
+def test_a_classification_run_without_detection_options_does_not_warn(image_dir, tmp_path, caplog):
+    with FakeEndpoint("classification") as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url, task="classification") + FAST)
+    assert result.exit_code == 0, result.output
+    assert "detection only" not in caplog.text
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path / "d", endpoint.url) + FAST + ["--context", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "d" / "out" / "analysis.json").read_text())["settings_not_applied"] == {}
+
+
+# --------------------------------------------------------------------------------------
+# An endpoint this machine cannot call: one line at the first image, nothing recorded as failed
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def no_aws_credentials(monkeypatch, tmp_path):
+    """An environment where boto3 finds a region but no credentials (no files, no instance metadata)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "CLEARSIGHT_EXPLAIN_ENDPOINT_MAP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never AWS itself, whatever happens
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # an earlier test's session holds its credentials
+
+
+def _six_images(tmp_path) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "six"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(np.full((40, 48, 3), 40 * index, dtype=np.uint8)).save(folder / f"scene{index}.png")
+    return folder
+
+
+@pytest.mark.parametrize("how, origin", [
+    ("clarify", "the Clarify config's predictor.endpoint_name"),
+    ("option", "--endpoint"),
+    ("workers", "--endpoint"),
+])
+def test_no_aws_credentials_stop_the_run_with_one_line_naming_the_endpoint_and_the_map(how, origin, tmp_path,
+                                                                                        no_aws_credentials):
+    images = _six_images(tmp_path)
+    if how == "clarify":
+        config = tmp_path / "analysis_config.json"
+        config.write_text(json.dumps({
+            "dataset_type": "application/x-image",
+            "methods": {"shap": {"image_config": {"model_type": "OBJECT_DETECTION"}}},
+            "predictor": {"endpoint_name": "my-detector", "label_headers": ["red", "green", "blue"]}}))
+        args = ["--clarify-config", config]
+    else:
+        args = ["--endpoint", "sagemaker:my-detector", "--task", "detection"]
+    args += ["--out", tmp_path / "out", *FAST, images] + (["--workers", "2"] if how == "workers" else [])
+    result = run_cli(args)
+    assert result.exit_code == 1, result.output
+    assert result.output.count("Error:") == 1 and "no AWS credentials found" in result.output
+    error_line = result.output[result.output.index("Error:"):].strip()
+    assert "\n" not in error_line
+    assert error_line == (
+        "Error: SageMaker endpoint my-detector: no AWS credentials found: configure them (aws configure, "
+        "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). my-detector (from " + origin + ") was resolved "
+        "as a SageMaker endpoint name, called through AWS, because no --endpoint-map entry names it; "
+        "--endpoint-map my-detector=URL (e.g. http://127.0.0.1:8080) sends it to a local endpoint instead. The run "
+        "stopped at its first image; no image was recorded as failed")
+    manifest_lines = [line for path in (tmp_path / "out").glob("manifest*.jsonl")
+                      for line in path.read_text().splitlines()]
+    assert manifest_lines == []

@@ -317,3 +317,20 @@ def test_the_summary_on_stdout_names_files_left_by_an_earlier_run(tmp_path, tiny
         f"  {folder / 'good.png'}: image: cannot read image '{folder / 'good.png'}': not a JPEG or PNG file "
         "(explain reads JPEG and PNG)",
         f"    files from an earlier run, not this one: {', '.join(earlier)}"]
+
+
+def test_a_run_where_every_image_fails_the_same_way_names_the_reason_once_with_its_count(tmp_path):
+    for index in range(6):
+        Image.fromarray(np.full((40, 48, 3), 30 * index, dtype=np.uint8)).save(tmp_path / f"scene{index}.png")
+    (tmp_path / "odd.png").write_bytes(b"not a png")
+
+    def refusing_model(batch):
+        raise PredictorError("HTTP 400: the model refuses every image")
+
+    with pytest.raises(ExplainError) as raised:
+        run_explanations([tmp_path], refusing_model, ExplainConfig(num_samples=16, num_segments=4),
+                         tmp_path / "out", RunOptions(progress=False))
+    message = str(raised.value)
+    assert message.startswith("no image could be explained: 7 failed: 6 images: HTTP 400: the model refuses every "
+                              "image; 1 image: ")
+    assert message.count("the model refuses every image") == 1

@@ -14,7 +14,14 @@ from PIL import Image
 
 from explain import ExplainConfig, RunOptions, run_explanations
 from explain.report import write_report
-from tests.explain.test_explainer import SQUARE, red_square_detector, red_square_scene
+from tests.explain.test_explainer import (
+    SQUARE,
+    additive_classifier,
+    pixel_weights,
+    red_square_detector,
+    red_square_scene,
+    textured_image,
+)
 from tests.report_html import embedded_files, page_text, parse_report
 
 # names a report must show and link as they are: '#' starts a fragment, '?' a query, '%' an escape
@@ -310,3 +317,159 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
             end_x, end_y = line.get_xdata()[-1], line.get_ydata()[-1]
             assert segments[int(end_y), int(end_x)] == number
     assert beside > 0  # the box's small segments keep their colour: their numbers sit beside them
+
+
+# --------------------------------------------------------------------------------------
+# what the standard errors cover: a noise baseline is drawn from the seed
+# --------------------------------------------------------------------------------------
+
+def _base_value_and_text(tmp_path, baseline: str, seed: int) -> tuple[float, str, dict]:
+    image = tmp_path / "scene.png"
+    if not image.exists():
+        Image.fromarray(red_square_scene()).save(image)
+    out = tmp_path / f"{Path(baseline).name}-{seed}"
+    classifier, _ = additive_classifier(pixel_weights())  # its base value is the baseline's score
+    summary = run_explanations([image], classifier,
+                               ExplainConfig(task="classification", num_samples=40, num_segments=6,
+                                             baseline=baseline, seed=seed),
+                               out, RunOptions(progress=False))
+    return (summary["images"][0]["targets"][0]["base_value"], page_text(out / "report.html"),
+            json.loads((out / "analysis.json").read_text()))
+
+
+def test_the_report_says_a_noise_baseline_is_drawn_from_the_seed_and_the_errors_leave_it_out(tmp_path):
+    # Another seed draws other noise: another game, so values move by more than the stated errors.
+    first, text, analysis = _base_value_and_text(tmp_path, "noise", 1)
+    second, _, _ = _base_value_and_text(tmp_path, "noise", 2)
+    assert first != second
+    assert ("The standard errors and true values are for this run's baseline image: random noise drawn from "
+            "seed 1. Another --seed draws other noise, and the values and base values change, often by more "
+            "than these standard errors; a fixed baseline (an image file, or black, mean or blur) gives the "
+            "same game in every run.") in text
+    assert analysis["settings"]["baseline"] == "noise" and analysis["settings"]["seed"] == 1
+    assert analysis["estimator"]["baseline"].startswith("uniform white noise drawn from seed 1: another seed")
+    assert "leave out the randomness of a noise baseline" in analysis["estimator"]["standard_errors"]
+
+
+def test_a_fixed_baseline_gives_the_same_game_whatever_the_seed(tmp_path):
+    baseline_file = tmp_path / "grey.png"
+    Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(baseline_file)
+    for baseline in ("black", str(baseline_file)):
+        first, text, analysis = _base_value_and_text(tmp_path, baseline, 1)
+        second, _, _ = _base_value_and_text(tmp_path, baseline, 2)
+        assert first == second
+        assert f"The standard errors and true values are for this run's baseline image ({baseline}), the same " \
+               "in every run." in text
+        assert "drawn from seed" not in text
+        assert analysis["estimator"]["baseline"].endswith("(the same image in every run: a fixed game)")
+
+
+# --------------------------------------------------------------------------------------
+# which model, when, by which version; what the columns mean; an image without a target
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def endpoint_run(tmp_path_factory):
+    """A CLI run against the in-test HTTP endpoint: (out, endpoint URL, start and end of the run in UTC)."""
+    from datetime import datetime, timezone
+
+    from click.testing import CliRunner
+
+    from explain.cli import main
+    from tests.fake_endpoint import FakeEndpoint
+
+    root = tmp_path_factory.mktemp("provenance")
+    Image.fromarray(big_scene(0)).save(root / "scene.png")
+    started = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017 - as the code under test
+    with FakeEndpoint("detection") as endpoint:
+        result = CliRunner().invoke(main, ["--endpoint", endpoint.url, "--task", "detection", "--out",
+                                           str(root / "out"), "--num-samples", "16", "--num-segments", "4",
+                                           "--quiet", str(root / "scene.png")])
+        url = endpoint.url
+    assert result.exit_code == 0, result.output
+    return root / "out", url, started, datetime.now(timezone.utc)  # noqa: UP017
+
+
+def test_analysis_json_and_the_report_header_name_the_model_the_time_and_the_version(endpoint_run):
+    from datetime import datetime
+
+    from serving import __version__
+
+    out, url, started, ended = endpoint_run
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["endpoint"] == f"{url}/invocations" == analysis["predictor"]["endpoint"]
+    assert analysis["images"][0]["endpoint"] == f"{url}/invocations"
+    assert analysis["tool_version"] == __version__
+    created = datetime.strptime(analysis["created_utc"], "%Y-%m-%dT%H:%M:%S%z")
+    assert started <= created <= ended
+    assert (analysis["version"], analysis["tool"]) == (1, "clearsight.explain")  # the documented keys stay
+    text = page_text(out / "report.html")
+    assert f"Model (endpoint){url}/invocations (http)" in text
+    assert f"Report written{analysis['created_utc'][:10]} {analysis['created_utc'][11:19]} UTC" in text
+    assert f"Toolclearsight {__version__}" in text
+
+
+def test_a_merge_of_earlier_results_still_names_the_model(endpoint_run, tmp_path):
+    from explain import merge_outputs
+
+    out, url, _, _ = endpoint_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    summary = merge_outputs(copy)  # no predictor: the endpoint comes from the images' own summaries
+    assert summary["endpoint"] == f"{url}/invocations"
+    assert f"Model (endpoint){url}/invocations" in page_text(copy / "report.html")
+
+
+def test_the_columns_are_defined_once_in_a_legend(odd_run):
+    out, _ = odd_run
+    text = page_text(out / "report.html")
+    assert text.count("What the table columns mean") == 1
+    for definition in ("scorehow sure the model is of this object or class on the whole image (0 to 1)",
+                       "base valuethe score with every segment hidden (replaced by the baseline)",
+                       "predictionthe score the explanation accounts for",
+                       "boxwhere the object is: left, top, right, bottom edges as fractions of the image's width"):
+        assert definition in text
+
+
+def test_an_image_without_a_target_says_the_threshold_and_the_best_score_below_it(tmp_path):
+    scene = tmp_path / "no-square.png"
+    Image.fromarray(textured_image(0)).save(scene)  # no red square: only the corner object, 0.6
+    config = ExplainConfig(num_samples=16, num_segments=4, probability_threshold=0.8)
+    summary = run_explanations([scene], red_square_detector, config, tmp_path / "out", RunOptions(progress=False),
+                               label_headers=["square", "corner"])
+    image = summary["images"][0]
+    assert image["targets"] == []
+    assert image["best_detection"]["label"] == "corner" and image["best_detection"]["score"] == pytest.approx(0.6)
+    text = page_text(tmp_path / "out" / "report.html")
+    assert "No target: nothing scored above the probability threshold 0.8; the best was corner 0.600." in text
+
+
+def test_an_image_the_model_saw_nothing_in_says_so(tmp_path):
+    scene = tmp_path / "empty.png"
+    Image.fromarray(textured_image(0)).save(scene)
+    run_explanations([scene], lambda batch: [np.zeros((0, 6), dtype=np.float32) for _ in batch],
+                     ExplainConfig(num_samples=16, num_segments=4), tmp_path / "out", RunOptions(progress=False))
+    text = page_text(tmp_path / "out" / "report.html")
+    assert "No target: nothing scored above the probability threshold 0.5; the model detected nothing at all." in text
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("media", ["screen", "print"])
+def test_chromium_shows_the_model_time_version_settings_and_legend(endpoint_run, media):
+    from serving import __version__
+    from tests.browser import HeadlessChromium, page_url
+
+    out, url, _, _ = endpoint_run
+    analysis = json.loads((out / "analysis.json").read_text())
+    with HeadlessChromium() as browser:
+        session = browser.open_page(page_url(out / "report.html"), 1280)
+        browser.send("Emulation.setEmulatedMedia", {"media": media}, session=session)
+        result = browser.check_page(session)
+    text = result["text"]
+    header = text[:text.index("Settings")]  # above the settings and the images
+    assert f"Model (endpoint)\t{url}/invocations (http)" in header
+    assert f"Report written\t{analysis['created_utc'][:10]} {analysis['created_utc'][11:19]} UTC" in header
+    assert f"Tool\tclearsight {__version__}" in header
+    # the Settings table and the legend are shown (open), on screen and in print
+    assert "num_samples\t16" in text
+    assert "base value\nthe score with every segment hidden" in text

@@ -194,3 +194,33 @@ def test_sagemaker_predictor_reports_validation_error():
     predictor = SageMakerPredictor("ep", "detection", client=client)
     with pytest.raises(PredictorError, match="SageMaker endpoint ep: ValidationError: ValidationError happened"):
         predictor(random_batch(1))
+
+
+# Errors that say this caller cannot use the endpoint at all stop the run (EndpointAccessError); a request's
+# own fault stays a PredictorError of that image.
+ACCESS_ERRORS = [
+    ("UnrecognizedClientException", "The security token included in the request is invalid.", True),
+    ("InvalidSignatureException", "The request signature we calculated does not match.", True),
+    ("ExpiredTokenException", "The security token included in the request is expired", True),
+    ("AccessDeniedException", "User is not authorized to perform: sagemaker:InvokeEndpoint", True),
+    ("ValidationError", "Endpoint ep of account 123456789012 not found.", True),
+    ("ValidationError", "1 validation error detected: Value at 'body' failed to satisfy constraint", False),
+]
+
+
+@pytest.mark.parametrize("code, message, stops_the_run", ACCESS_ERRORS)
+def test_sagemaker_errors_that_no_image_can_avoid_are_endpoint_access_errors(code, message, stops_the_run):
+    from botocore.stub import Stubber
+
+    from explain.errors import EndpointAccessError
+
+    client = _runtime_client()
+    stubber = Stubber(client)
+    stubber.add_client_error("invoke_endpoint", service_error_code=code, service_message=message,
+                             http_status_code=400)
+    stubber.activate()
+    predictor = SageMakerPredictor("ep", "detection", TransportConfig(backoff_base=0.001), client=client)
+    with pytest.raises(PredictorError) as raised:
+        predictor(random_batch(1))
+    assert isinstance(raised.value, EndpointAccessError) is stops_the_run
+    assert str(raised.value) == f"SageMaker endpoint ep: {code}: {message}"
