@@ -78,6 +78,23 @@ def wait_until(condition, seconds: float) -> bool:
     return condition()
 
 
+def stop_while_held(command: list[str], env: dict, endpoint: FakeEndpoint, stop_signal: int,
+                    before=lambda: None, seconds: float = 20) -> tuple[int, str]:
+    """Start ``command``, send ``stop_signal`` once a request of it is held by ``endpoint`` (after calling
+    ``before``), and return its exit status and stderr; it must end within ``seconds``."""
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert endpoint.holding.wait(60), "the run never reached the endpoint"
+        before()
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=seconds)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, stderr
+
+
 @pytest.fixture()
 def held_endpoint():
     """The fake detector over HTTP; every request waits while ``hold`` says so (until released)."""
@@ -130,17 +147,8 @@ def test_a_run_in_one_process_stops_at_once_while_a_model_call_hangs(stop_signal
     out = tmp_path / "out"
     held_endpoint.hold = lambda: True
     command = explain_command(held_endpoint.url, out, images)
-    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert held_endpoint.holding.wait(60), "the run never reached the endpoint"
-        process.send_signal(stop_signal)
-        _, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 128 + stop_signal, stderr
+    returncode, stderr = stop_while_held(command, environment(), held_endpoint, stop_signal)
+    assert returncode == 128 + stop_signal, stderr
     assert (f"Error: stopped by {name}; the images finished so far are kept in {out}: run the same command "
             "again to resume") in stderr
     assert "Traceback" not in stderr
@@ -165,18 +173,11 @@ def test_a_stopped_run_removes_the_baseline_it_read_from_s3(aws, held_endpoint, 
     held_endpoint.hold = lambda: True
     command = explain_command(held_endpoint.url, tmp_path / "out", scenes(tmp_path / "images", 2),
                               "--baseline", f"s3://{aws.bucket}/baselines/grey.png")
-    process = subprocess.Popen(command, cwd=REPO, env=environment(TMPDIR=str(temporary)), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert held_endpoint.holding.wait(60), "the run never reached the endpoint"
-        assert list(temporary.glob("clearsight-baseline-*/grey.png"))
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 128 + signal.SIGTERM, stderr
+    downloaded = []
+    returncode, stderr = stop_while_held(command, environment(TMPDIR=str(temporary)), held_endpoint, signal.SIGTERM,
+                                         before=lambda: downloaded.extend(temporary.glob("clearsight-baseline-*/grey.png")))
+    assert returncode == 128 + signal.SIGTERM, stderr
+    assert downloaded
     assert not list(temporary.glob("clearsight-baseline-*"))
 
 
