@@ -1,16 +1,18 @@
-"""Baseline images: the pixels an absent segment takes (noise, mean colour, blur, black, a file)."""
+"""Baseline images: the pixels an absent segment takes (noise, mean colour, blur, black, a file, an S3 object)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from .config import BUILTIN_BASELINES
 from .errors import ConfigError, ExplainError
-from .images import load_image
+from .images import decode_image, load_image
+from .sources import read_s3_object
 
-__all__ = ["make_baseline", "BLUR_SIGMA_FRACTION"]
+__all__ = ["make_baseline", "baseline_file_bytes", "is_s3_baseline", "BLUR_SIGMA_FRACTION"]
 
 # Gaussian sigma of the "blur" baseline as a fraction of the image's long side.
 BLUR_SIGMA_FRACTION = 0.05
@@ -21,8 +23,8 @@ def make_baseline(image: np.ndarray, baseline: str, rng: np.random.Generator) ->
 
     image: (H, W, 3) uint8. baseline: "noise" (uniform white noise from ``rng``, as Clarify's
     default), "mean" (the image's mean colour), "blur" (Gaussian blur, sigma =
-    ``BLUR_SIGMA_FRACTION`` * long side), "black", or a path to an image file that is
-    resized to (W, H). Returns (H, W, 3) uint8.
+    ``BLUR_SIGMA_FRACTION`` * long side), "black", a path to an image file or an S3 object
+    s3://BUCKET/KEY (read once per process), resized to (W, H). Returns (H, W, 3) uint8.
     """
     height, width = image.shape[:2]
     if baseline == "noise":
@@ -38,16 +40,42 @@ def make_baseline(image: np.ndarray, baseline: str, rng: np.random.Generator) ->
         return np.clip(np.round(blurred), 0, 255).astype(np.uint8)
     if baseline == "black":
         return np.zeros_like(image)
-    path = Path(baseline)
-    if not path.is_file():
-        raise ConfigError(
-            f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
-            f"existing image file, got {baseline!r} (no such file)", field="baseline")
     from PIL import Image
 
     try:
-        pixels = load_image(path)
+        if is_s3_baseline(baseline):
+            pixels = decode_image(_s3_baseline_bytes(baseline), baseline)
+        else:
+            path = Path(baseline)
+            if not path.is_file():
+                raise ConfigError(
+                    f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an existing image file "
+                    f"or an s3://BUCKET/KEY image, got {baseline!r} (no such file)", field="baseline")
+            pixels = load_image(path)
     except ExplainError as error:
+        if isinstance(error, ConfigError):
+            raise
         raise ConfigError(f"baseline image {baseline!r} cannot be read: {error}", field="baseline") from error
     resized = Image.fromarray(pixels).resize((width, height), Image.BILINEAR)
     return np.asarray(resized, dtype=np.uint8).copy()
+
+
+def is_s3_baseline(baseline: str) -> bool:
+    """Whether ``baseline`` names an S3 object (s3://BUCKET/KEY) rather than a built-in or a local file."""
+    return isinstance(baseline, str) and baseline.startswith("s3://")
+
+
+@functools.lru_cache(maxsize=2)
+def _s3_baseline_bytes(url: str) -> bytes:
+    """The bytes of baseline image ``url``, read once per process (every image of a run uses them)."""
+    return read_s3_object(url, "baseline image")
+
+
+def baseline_file_bytes(baseline: str) -> bytes | None:
+    """The bytes of a baseline image (a local file or an S3 object), None for a built-in baseline or a
+    local path that is not a file. Raises ExplainError when an S3 object cannot be read."""
+    if is_s3_baseline(baseline):
+        return _s3_baseline_bytes(baseline)
+    if isinstance(baseline, str) and baseline not in BUILTIN_BASELINES and Path(baseline).is_file():
+        return Path(baseline).read_bytes()
+    return None

@@ -6,13 +6,11 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from dataclasses import fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -28,6 +26,7 @@ from serving.contract import (
     SAGEMAKER_MAX_REQUEST_BYTES,
 )
 
+from .baselines import baseline_file_bytes, is_s3_baseline
 from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
 from .clarify_dataset import dataset_sources
 from .config import (
@@ -39,6 +38,7 @@ from .config import (
     ExplainConfig,
 )
 from .errors import ConfigError, EndpointAccessError, ExplainError
+from .images import decode_image
 from .manifest import os_reason
 from .predictors import (
     SAGEMAKER_PREFIX,
@@ -49,7 +49,7 @@ from .predictors import (
 )
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
-from .sources import ENDPOINT_URL_ENV, collect_sources, read_s3_object
+from .sources import ENDPOINT_URL_ENV, collect_sources
 from .stop_signals import RunStopped, stop_on_signals
 from .workers import run_with_workers
 
@@ -152,7 +152,7 @@ def _looks_like_a_path(value: str) -> bool:
 class Baseline(click.ParamType):
     """One of the built-in baselines, an existing image file, or an image in S3 (s3://BUCKET/KEY).
 
-    An S3 URI stays a URI here; the run reads the object when it starts (``_read_s3_baseline``),
+    An S3 URI stays a URI here; the run reads the object when it starts (``_check_s3_baseline``),
     so a Processing job, which receives the URI, reads it with its own role.
     """
 
@@ -170,23 +170,19 @@ class Baseline(click.ParamType):
                   f"s3://BUCKET/KEY image; {value!r} is none of these", param, ctx)
 
 
-def _read_s3_baseline(ctx: click.Context, url: str) -> str:
-    """Download baseline image ``url`` (s3://BUCKET/KEY, the images' boto3 settings) into a temporary
-    folder removed when the command ends; returns the local file's path. A baseline file enters the
-    manifest's settings by the sha256 of its bytes, so a resumed run matches the same object."""
+def _check_s3_baseline(ctx: click.Context, url: str) -> None:
+    """Read and decode baseline image ``url`` (s3://BUCKET/KEY, the images' boto3 settings) before any image
+    is explained, so a missing or unreadable object stops the run at once. The run keeps the URI (the
+    settings, analysis.json and the report name it); the bytes are read once per process and enter the
+    manifest's settings by their sha256, so a resumed run matches the same object."""
     try:
-        data = read_s3_object(url, "baseline image")
+        decode_image(baseline_file_bytes(url), url)
     except ExplainError as error:
+        message = str(error) if str(error).startswith("cannot read") else f"baseline image {url!r}: {error}"
         if ctx.get_parameter_source("baseline") is click.core.ParameterSource.DEFAULT_MAP:  # from the file
-            raise click.BadParameter(f"methods.shap.baseline: {error}", ctx,
+            raise click.BadParameter(f"methods.shap.baseline: {message}", ctx,
                                      _option_named(ctx, "clarify_config")) from None
-        raise click.BadParameter(str(error), ctx, _option_named(ctx, "baseline")) from None
-    folder = Path(tempfile.mkdtemp(prefix="clearsight-baseline-"))
-    ctx.call_on_close(functools.partial(shutil.rmtree, folder, ignore_errors=True))
-    path = folder / (PurePosixPath(url).name or "baseline")
-    path.write_bytes(data)
-    logger.info("baseline %s read from S3 into %s", url, path)
-    return str(path)
+        raise click.BadParameter(message, ctx, _option_named(ctx, "baseline")) from None
 
 
 def _load_clarify_config(ctx: click.Context, param: click.Parameter, value):
@@ -417,8 +413,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         logger.info("IMAGE arguments given: the Clarify config's dataset_uri %s is not used",
                     clarify_settings.dataset_uri)
     endpoints = resolve_endpoint_names(endpoint, endpoint_map)
-    if options["baseline"].startswith("s3://"):
-        options["baseline"] = _read_s3_baseline(ctx, options["baseline"])
+    if is_s3_baseline(options["baseline"]):
+        _check_s3_baseline(ctx, options["baseline"])
     try:  # every setting is checked here, before any image is read or endpoint called
         config = ExplainConfig(task=task, **{name: value for name, value in options.items()
                                              if name in _CONFIG_FIELDS})
@@ -480,9 +476,6 @@ def _stop(stopped: StoppedBySignal) -> NoReturn:
     if not lingering:
         raise stopped
     stopped.show()
-    context = click.get_current_context(silent=True)
-    if context is not None:
-        context.close()  # what the command registered to run at its end (a downloaded baseline's folder)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

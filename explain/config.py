@@ -98,12 +98,18 @@ class ExplainConfig:
         _check_int("max_segments", self.max_segments, 2, 10_000)
         if not isinstance(self.baseline, str) or not self.baseline:
             raise ConfigError(
-                f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
-                f"image file, got {self.baseline!r}", field="baseline")
-        if self.baseline not in BUILTIN_BASELINES and not Path(self.baseline).is_file():
+                f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an "
+                f"image file or an s3://BUCKET/KEY image, got {self.baseline!r}", field="baseline")
+        if self.baseline.startswith("s3://"):  # read when the first image is explained (explain.baselines)
+            bucket, _, key = self.baseline[len("s3://"):].partition("/")
+            if not bucket or not key or key.endswith("/"):
+                raise ConfigError(f"an S3 baseline must name one object, s3://BUCKET/KEY, got {self.baseline!r}",
+                                  field="baseline")
+        elif self.baseline not in BUILTIN_BASELINES and not Path(self.baseline).is_file():
             raise ConfigError(
-                f"baseline must be one of {', '.join(BUILTIN_BASELINES)} or a path to an "
-                f"existing image file, got {self.baseline!r} (no such file)", field="baseline")
+                f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an "
+                f"existing image file or an s3://BUCKET/KEY image, got {self.baseline!r} (no such file)",
+                field="baseline")
         _check_int("max_objects", self.max_objects, 1, 1000)
         _check_float("iou_threshold", self.iou_threshold, 0.0, 1.0)
         _check_float("context", self.context, 0.0, 1.0)

@@ -15,6 +15,7 @@ import os
 import secrets
 from pathlib import Path, PurePosixPath
 
+from .baselines import baseline_file_bytes
 from .errors import ConfigError, ExplainError
 
 __all__ = [
@@ -94,12 +95,12 @@ def sha256_bytes(data: bytes) -> str:
 def settings_digest(settings: dict) -> str:
     """sha256 of the settings' canonical JSON (sorted keys): equal settings, equal digest.
 
-    A baseline image file enters by the hash of its bytes, not its path.
+    A baseline image (a file or an S3 object) enters by the hash of its bytes, not its name.
     """
     canonical = dict(settings)
-    baseline = canonical.get("baseline")
-    if isinstance(baseline, str) and Path(baseline).is_file():
-        canonical["baseline"] = "sha256:" + sha256_bytes(Path(baseline).read_bytes())
+    baseline = baseline_file_bytes(canonical.get("baseline"))
+    if baseline is not None:
+        canonical["baseline"] = "sha256:" + sha256_bytes(baseline)
     return sha256_bytes(json.dumps(canonical, sort_keys=True).encode("utf-8"))
 
 

@@ -581,8 +581,13 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         if not entries:
             raise ExplainError(f"no manifest*.jsonl with finished images in {out_dir}: nothing to merge")
         config = ExplainConfig(**entries[0]["settings"])
+        # the manifests' own digest: the baseline image a worker read (an S3 object, a file of its
+        # machine) need not be readable where the outputs are merged
+        digest = entries[0].get("settings_digest")
+    else:
+        digest = settings_digest(config.to_dict())
     settings = config.to_dict()
-    check_settings(entries, settings_digest(settings), settings, out_dir)
+    check_settings(entries, digest, settings, out_dir)
     explained = explained_entries(entries)
     if keys is None:
         keys = sorted(latest_entries(entries))

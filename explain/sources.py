@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import ExplainError
-from .manifest import sha256_bytes
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "unique_sources", "output_stem",
            "ENDPOINT_URL_ENV", "read_s3_object"]
@@ -66,7 +65,7 @@ class ImageSource:
         """What tells a changed image: sha256 of the bytes (local), the ETag (S3, no download)."""
         if self.etag is not None:
             return f"etag:{self.etag}"
-        return "sha256:" + sha256_bytes(self.read() if data is None else data)
+        return "sha256:" + hashlib.sha256(self.read() if data is None else data).hexdigest()
 
 
 def output_stem(key: str) -> str:

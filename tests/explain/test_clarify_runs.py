@@ -188,7 +188,7 @@ def test_an_s3_baseline_is_read_as_the_images_are_and_options_replace_it(aws, ph
     (download it, pass --baseline) was refused the same way: the file was rejected before options applied."""
     aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=baseline_png())
     (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the download goes
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where a download would go
     local = tmp_path / "noise_rgb.png"
     local.write_bytes(baseline_png())
     config = sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"])
@@ -217,7 +217,57 @@ def test_an_s3_baseline_is_read_as_the_images_are_and_options_replace_it(aws, ph
     assert (f"Invalid value for '--clarify-config': methods.shap.baseline: cannot read baseline image "
             f"'s3://{aws.bucket}/baselines/gone.png': An error occurred (NoSuchKey)") in " ".join(
                 refused.output.split())
-    assert not list((tmp_path / "tmp").glob("clearsight-baseline-*"))  # the download is removed
+    assert not list((tmp_path / "tmp").iterdir())  # the object is read into memory, not into a file
+    # the settings, analysis.json and the report name the object, not a temporary copy of it
+    uri = f"s3://{aws.bucket}/baselines/noise_rgb.png"
+    analysis = json.loads((tmp_path / "s3" / "analysis.json").read_text())
+    assert analysis["settings"]["baseline"] == uri
+    assert f"the image file {uri}" in analysis["estimator"]["baseline"]
+    assert uri in (tmp_path / "s3" / "report.html").read_text()
+
+
+def test_outputs_made_with_an_s3_baseline_merge_and_resume_by_the_objects_bytes(aws, photos, tmp_path):
+    """Shards (the hosts of a Processing job) read the S3 baseline; explain-merge runs where the object may
+    no longer be readable, and must not need it. A resumed run matches the object by its bytes: the same
+    bytes resume, new bytes under the same URI are other settings."""
+    from explain.runner import merge_outputs
+
+    uri = f"s3://{aws.bucket}/baselines/noise_rgb.png"
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=baseline_png())
+    out = tmp_path / "out"
+    with FakeEndpoint("detection") as endpoint:
+        common = [endpoint.url, "--task", "detection", "--num-samples", "48", "--baseline", uri, "--out", out,
+                  "--quiet", photos]
+        for shard in ("0/2", "1/2"):
+            result = run_cli(["--endpoint", *common, "--shard", shard])
+            assert result.exit_code == 0, result.output
+        aws.clients.s3.delete_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png")
+        summary = merge_outputs(out)  # the settings of the manifests: nothing read from S3
+        assert summary["settings"]["baseline"] == uri
+        assert summary["totals"]["images"] == len(list(photos.glob("*.png")))
+        import explain.baselines
+
+        explain.baselines._s3_baseline_bytes.cache_clear()  # a new process reads the object again
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=baseline_png())
+        resumed = run_cli(["--endpoint", *common])
+        assert resumed.exit_code == 0, resumed.output
+        assert "all explained by earlier runs" in resumed.output, resumed.output
+        explain.baselines._s3_baseline_bytes.cache_clear()
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=png_of_zeros())
+        changed = run_cli(["--endpoint", *common])
+    assert changed.exit_code != 0
+    assert "holds explanations made with other settings (baseline image file)" in " ".join(
+        changed.output.split()), changed.output
+
+
+def png_of_zeros() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_an_unmapped_endpoint_name_goes_to_sagemaker(photos, tmp_path, monkeypatch):

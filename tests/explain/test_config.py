@@ -30,7 +30,10 @@ def test_defaults_follow_clarify():
     ({"refine_fraction": 0.95}, "refine_fraction must be in [0.0, 0.9], got 0.95"),
     ({"refine_fraction": -0.1}, "refine_fraction must be in [0.0, 0.9], got -0.1"),
     ({"max_segments": 1}, "max_segments must be in [2, 10000], got 1"),
-    ({"baseline": "no/such/file.png"}, "baseline must be one of noise, mean, blur, black or a path"),
+    ({"baseline": "no/such/file.png"}, "baseline must be one of noise, mean, blur, black, a path to an existing "
+                                       "image file or an s3://BUCKET/KEY image, got 'no/such/file.png' (no such file)"),
+    ({"baseline": "s3://bucket-only"}, "an S3 baseline must name one object, s3://BUCKET/KEY, got 's3://bucket-only'"),
+    ({"baseline": "s3://bucket/folder/"}, "an S3 baseline must name one object"),
     ({"baseline": ""}, "baseline must be one of noise, mean, blur, black"),
     ({"max_objects": 0}, "max_objects must be in [1, 1000], got 0"),
     ({"iou_threshold": 1.5}, "iou_threshold must be in [0.0, 1.0], got 1.5"),

@@ -18,8 +18,6 @@ from explain.out_lock import OutDirLock
 from tests.explain.test_explainer import red_square_scene
 from tests.fake_endpoint import FakeEndpoint
 
-pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws (per test)
-
 REPO = Path(__file__).resolve().parents[2]
 posix_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 
@@ -158,28 +156,6 @@ def test_a_run_in_one_process_stops_at_once_while_a_model_call_hangs(stop_signal
     resumed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     assert "explained 2 image(s)" in resumed.stdout
-
-
-@posix_only
-@pytest.mark.integration
-def test_a_stopped_run_removes_the_baseline_it_read_from_s3(aws, held_endpoint, tmp_path):
-    """Exiting at once must still run what the command registered for its end (the downloaded baseline's folder)."""
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(red_square_scene(seed=99)).save(buffer, format="PNG")
-    aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/grey.png", Body=buffer.getvalue())
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    held_endpoint.hold = lambda: True
-    command = explain_command(held_endpoint.url, tmp_path / "out", scenes(tmp_path / "images", 2),
-                              "--baseline", f"s3://{aws.bucket}/baselines/grey.png")
-    downloaded = []
-    returncode, stderr = stop_while_held(command, environment(TMPDIR=str(temporary)), held_endpoint, signal.SIGTERM,
-                                         before=lambda: downloaded.extend(temporary.glob("clearsight-baseline-*/grey.png")))
-    assert returncode == 128 + signal.SIGTERM, stderr
-    assert downloaded
-    assert not list(temporary.glob("clearsight-baseline-*"))
 
 
 @posix_only
