@@ -595,7 +595,8 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
                      "which a worker was writing when it stopped (not in this report): " + ", ".join(shown)
                      + (", ..." if len(check["unfinished_files"]) > len(shown) else ""))
         try:
-            summary = merge_outputs(folder, None, keys, output_exists=objects.__contains__, other_runs=other_runs)
+            summary = merge_outputs(folder, None, keys, output_exists=objects.__contains__, other_runs=other_runs,
+                                    incomplete=check["problems"])
         except ExplainError as error:  # its messages name the download folder: name the S3 location
             raise DeployError(f"merge: {str(error).replace(folder, out_url)}") from None
         transaction = Transaction(progress)

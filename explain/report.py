@@ -464,6 +464,16 @@ def _failure_notes(totals: dict) -> list[str]:
     return notes
 
 
+def _incomplete_notes(totals: dict) -> list[str]:
+    """Why the report shows only part of the run (explain-merge --allow-partial of a job that did not
+    complete, or whose hosts did not all write their outputs)."""
+    problems = totals.get("incomplete") or []
+    if not problems:
+        return []
+    return ["<div class=warning><p><strong>This report is of part of the run only:</strong></p><ul>"
+            + "".join(f"<li>{_escape(problem)}</li>" for problem in problems) + "</ul></div>"]
+
+
 def _other_run_notes(totals: dict) -> list[str]:
     """Other runs that wrote to the same place (an S3 prefix's other Processing jobs): not in this report."""
     runs = totals.get("other_runs") or []
@@ -574,6 +584,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2). "
         f"{_escape(_baseline_error_sentence(summary))}</p>",
         _legend(summary.get("task", "detection")),
+        *_incomplete_notes(totals),
         *_failure_notes(totals),
         *_other_run_notes(totals),
         "<details open><summary>Settings</summary>",

@@ -555,7 +555,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
                   explained_now: int | None = None, predictor: dict | None = None,
                   tried_now: set[str] | None = None, *, output_exists: Callable[[str], bool] | None = None,
-                  other_runs: Mapping[str | None, Sequence[dict]] | None = None) -> dict:
+                  other_runs: Mapping[str | None, Sequence[dict]] | None = None,
+                  incomplete: Sequence[str] = ()) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images
@@ -572,7 +573,9 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     without one); they are not merged, only consulted for those files and summed up under
     ``totals.other_runs`` (per run: ``images`` it explained, ``not_in_this_run``: how many of
     them this run did not explain, ``files``: its files still present that this run did not
-    write over). Raises ExplainError when no image of the run was explained (and some failed)
+    write over). incomplete: why the merged outputs are only part of the run (a Processing job that did
+    not complete, hosts that wrote no manifest), listed under ``totals.incomplete`` and at the top of
+    the report. Raises ExplainError when no image of the run was explained (and some failed)
     instead of writing an empty report.
     """
     out_dir = Path(out_dir)
@@ -619,6 +622,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["totals"]["unfinished"] = unfinished
     if other_runs:
         summary["totals"]["other_runs"] = _other_runs(other_runs, entries, exists)
+    if incomplete:
+        summary["totals"]["incomplete"] = list(incomplete)
     if predictor is not None:
         summary["predictor"] = predictor
     write_analysis(summary, out_dir / "analysis.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import re
@@ -416,12 +417,17 @@ def test_a_merge_names_missing_hosts_unfinished_images_and_a_job_that_did_not_co
     assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(shares["algo-1"])
     allowed = merge(aws, "--job-name", "cs-explain-test", "--allow-partial")
     assert allowed.exit_code == 0 and missing_host in " ".join(allowed.output.split()), allowed.output
+    # the files say so too: whoever opens the report was not at the terminal
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["incomplete"] == [missing_host]
+    report = aws.clients.s3.get_object(Bucket=aws.bucket, Key="explanations/report.html")["Body"].read().decode()
+    assert f"This report is of part of the run only:</strong></p><ul><li>{html.escape(missing_host)}</li>" in report
 
     upload_outputs(aws, tmp_path / "algo-2/opt/ml/processing/output")
     whole = merge(aws, "--job-name", "cs-explain-test")
     assert whole.exit_code == 0, whole.output
     assert "host(s) wrote no manifest" not in whole.output
     assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(KEYS)
+    assert "incomplete" not in s3_json(aws, "explanations/analysis.json")["totals"]
 
     from moto.sagemaker.models import sagemaker_backends
 
