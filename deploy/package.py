@@ -29,6 +29,10 @@ from serving.handler import model_fn, transform_fn  # noqa: F401
 # GluonCV's transform_test presets per detector family: (short side, long side cap).
 FAMILY_PRESETS = {"yolo3": (416, 1024), "ssd": (512, 1024), "faster_rcnn": (600, 1000),
                   "center_net": (512, 1024)}
+# Zoo detector families whose exported graph runs one image per forward pass (GluonCV's Faster R-CNN:
+# its RPN concatenates proposals for one image; two fail in a Concat): model.json gets "images_per_pass"
+# up front, so an archive packaged with --no-check serves batches too (the check finds it otherwise).
+FAMILY_IMAGES_PER_PASS = {"faster_rcnn": 1}
 # Zoo detectors refused before anything is built: Mask R-CNN returns a fourth output (masks).
 UNSUPPORTED_FAMILIES = {"mask_rcnn": "Mask R-CNN returns masks as a fourth output"}
 # Exported classifiers (--symbol/--params) without --center-crop: the short side resized, no crop.
@@ -324,11 +328,13 @@ def check_archive(archive, timeout=300):
 
 
 def package_exported(symbol_file, params_file, classes, task, out, short_side=416, max_size=1024,
-                     score_threshold=0.0, top_k=100, check=True, center_crop=None):
+                     score_threshold=0.0, top_k=100, check=True, center_crop=None, images_per_pass=None):
     """Package exported ``-symbol.json`` / ``.params`` files into ``out`` (model.tar.gz).
 
     ``center_crop`` (classifiers): after the short side is resized to ``short_side``, keep the
     centre ``center_crop`` square, GluonCV's classification preset (``serving.model_spec.Preprocess``).
+    ``images_per_pass``: most images per forward pass (None: as many as the limits allow; the check
+    sets 1 when the graph refuses two).
     """
     for path in (symbol_file, params_file):
         if not Path(path).is_file():
@@ -337,7 +343,7 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
     try:
         spec = ModelSpec(task=task, classes=list(classes),
                          preprocess=Preprocess(short_side, max_size, center_crop=center_crop),
-                         score_threshold=score_threshold, top_k=top_k)
+                         score_threshold=score_threshold, top_k=top_k, images_per_pass=images_per_pass)
     except ModelSpecError as error:
         raise PackageError(error.message) from None
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
@@ -361,8 +367,13 @@ def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.
         return package_exported(
             os.path.join(export_dir, "model-symbol.json"), os.path.join(export_dir, "model-0000.params"),
             names, task, out, preprocess.short_side, preprocess.max_size, score_threshold, top_k, check,
-            preprocess.center_crop,
+            preprocess.center_crop, _family_images_per_pass(zoo_name),
         )
+
+
+def _family_images_per_pass(zoo_name):
+    """``images_per_pass`` known for a zoo name's family (``FAMILY_IMAGES_PER_PASS``), else None."""
+    return next((count for family, count in FAMILY_IMAGES_PER_PASS.items() if zoo_name.startswith(family)), None)
 
 
 def _write_checked(model_dir, out, spec, check):
