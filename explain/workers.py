@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,8 +37,12 @@ def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transp
 
     SIGTERM or SIGHUP (from the parent stopping, or sent by the worker itself once its parent
     is gone) closes the predictor (removing an extracted model) and ends the process at once,
-    its image threads with it; finished images stay in the shard's manifest.
+    its image threads with it (a thread waiting on a model call is abandoned); finished images
+    stay in the shard's manifest. SIGINT is ignored: a terminal's Ctrl-C reaches the whole
+    process group, and the parent stops the workers with SIGTERM (both signals at once raised
+    a second exception inside the first one's handling, and the worker hung).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         with stop_on_signals(), exit_when_parent_exits(parent):
@@ -46,7 +52,8 @@ def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transp
                 counts = run_explanations(sources, predictor, config, out_dir, options)
     except RunStopped as stopped:
         logging.shutdown()
-        os._exit(stopped.exit_status)  # not the pool's loop: nobody is left to give it work or a result
+        # not the pool's loop, nor the interpreter's exit, which waits for the image threads
+        os._exit(stopped.exit_status)
     return {**counts, "shard": shard.name}
 
 
@@ -59,8 +66,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
+        # its sentinel, not is_alive(): the pool's own thread may have reaped the process already
+        if not multiprocessing.connection.wait([process.sentinel], max(0.0, deadline - time.monotonic())):
+            logger.warning("worker process %d did not stop within %g s of SIGTERM: killed", process.pid,
+                           STOP_GRACE_SECONDS)
             process.kill()
             process.join(5)
 

@@ -15,6 +15,7 @@ from PIL import Image
 from explain.errors import OutDirBusyError
 from explain.manifest import read_manifests
 from explain.out_lock import OutDirLock
+from explain.workers import STOP_GRACE_SECONDS
 from tests.explain.test_explainer import red_square_scene
 from tests.fake_endpoint import FakeEndpoint
 
@@ -122,6 +123,7 @@ def test_a_stop_signal_stops_the_workers_too_and_the_run_resumes(stop_signal, he
             process.kill()
             process.wait()
     assert process.returncode == 128 + stop_signal, stderr
+    assert "did not stop within" not in stderr  # each worker ended on its own, none was killed
     name = signal.Signals(stop_signal).name
     assert (f"Error: stopped by {name}; the images finished so far are kept in {out}: run the same command "
             "again to resume") in stderr
@@ -134,6 +136,40 @@ def test_a_stop_signal_stops_the_workers_too_and_the_run_resumes(stop_signal, he
     assert resumed.returncode == 0, resumed.stderr
     assert "explained 6 image(s)" in resumed.stdout
     assert len({entry["key"] for entry in read_manifests(out)}) == 6
+
+
+@posix_only
+@pytest.mark.integration
+def test_ctrl_c_in_a_terminal_stops_the_workers_at_once_while_a_model_call_hangs(held_endpoint, tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the workers got KeyboardInterrupt, left by the
+    interpreter's exit, which waited for their hung image threads, and were killed after the grace time."""
+    images = scenes(tmp_path / "images")
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, out, images, "--workers", "2")
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert held_endpoint.holding.wait(90), "no worker reached the endpoint"
+        workers = descendants(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    # the workers ended on their own: none was left for the SIGKILL after the grace time
+    assert "did not stop within" not in stderr and seconds < STOP_GRACE_SECONDS, (seconds, stderr)
+    assert ("Error: stopped by Ctrl-C; the images finished so far are kept in "
+            f"{out}: run the same command again to resume") in stderr
+    assert wait_until(lambda: not alive(workers), 15), f"still running after the run stopped: {alive(workers)}"
+    held_endpoint.release()
+    resumed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "explained 6 image(s)" in resumed.stdout
 
 
 @posix_only
