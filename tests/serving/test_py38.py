@@ -82,7 +82,7 @@ CLASSIC_BAD_BODIES = [
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request"),
     (npy_bytes(np.full((1, 8, 8, 3), 0.5, np.float32)), "application/x-npy", 400,
-     "pixels look normalised to 0..1 (max 0.5); send 0..255 values"),
+     "pixels look normalised to 0..1 in image 0 (max 0.5); send 0..255 values"),
 ]
 
 
