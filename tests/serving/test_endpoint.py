@@ -66,6 +66,8 @@ def test_single_image_files(detector_endpoint, image_format, content_type):
     (b"{}", "application/json", "application/json", 415, "is not supported"),
     (GOOD, None, "application/json", 415,  # curl -H "Content-Type:" (no header at all)
      "the request has no Content-Type header; send one of: application/x-npy, image/jpeg"),
+    (GOOD, "; charset=utf-8", "application/json", 415,  # it said "no Content-Type header"
+     "Content-Type '; charset=utf-8' names no media type; send one of: application/x-npy, image/jpeg"),
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", "application/json", 400, "(images of different sizes in one list?)"),
     (npy_bytes(np.full((1, 4, 4, 3), 0.25, np.float32)), "application/x-npy", "application/json", 400,

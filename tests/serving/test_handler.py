@@ -189,6 +189,9 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (b"abc", None, 415, "the request has no Content-Type header; send one of: application/x-npy, image/jpeg, "
                         "image/png, application/x-image"),
     (b"abc", "", 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    # present but naming no media type: it was answered "no Content-Type header"
+    (b"abc", "; charset=utf-8", 415, "Content-Type '; charset=utf-8' names no media type; send one of: "
+                                     "application/x-npy, image/jpeg, image/png, application/x-image"),
     # a list of two sizes, as numpy and the SDK's NumpySerializer send it: an object array (a pickle)
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request, "
