@@ -87,6 +87,9 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
     """
     from gluoncv import model_zoo
 
+    # GluonCV's get_model lower-cases the name: the family checks below must see the name it builds
+    # ("Faster_RCNN_..." is a Faster R-CNN, not a classifier with the 224 preset)
+    zoo_name = zoo_name.lower()
     for family, reason in UNSUPPORTED_FAMILIES.items():
         if zoo_name.startswith(family):
             raise PackageError("%r cannot be served: %s; the supported detector families are %s"
@@ -362,6 +365,7 @@ def package_model_dir(model_dir, out, check=True):
 
 def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.0, top_k=100, check=True):
     """Export a GluonCV model-zoo network and package it into ``out``."""
+    zoo_name = zoo_name.lower()  # GluonCV's get_model lower-cases it: the family checks must see the same name
     with tempfile.TemporaryDirectory(prefix="clearsight-export-") as export_dir:
         task, names, preprocess = export_zoo_model(zoo_name, export_dir, classes, pretrained)
         return package_exported(

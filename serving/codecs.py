@@ -81,8 +81,12 @@ def decode_images(body, content_type, max_body_bytes, max_image_pixels, check_ba
     """
     kind = media_type(content_type)
     if not kind:
+        if content_type is None or not content_type.strip():
+            raise UnsupportedMediaTypeError(
+                "the request has no Content-Type header; send one of: %s" % ", ".join(REQUEST_TYPES))
+        # present but malformed ("; charset=utf-8"): saying "no header" sent the client looking for the wrong mistake
         raise UnsupportedMediaTypeError(
-            "the request has no Content-Type header; send one of: %s" % ", ".join(REQUEST_TYPES))
+            "Content-Type %r names no media type; send one of: %s" % (content_type, ", ".join(REQUEST_TYPES)))
     if kind not in REQUEST_TYPES:
         raise UnsupportedMediaTypeError(
             "Content-Type %r is not supported; send one of: %s" % (content_type, ", ".join(REQUEST_TYPES))
@@ -193,24 +197,30 @@ def _decode_npy(body, max_image_pixels, check_batch):
         if not np.all(np.isfinite(images)):
             raise BadRequestError("the batch holds NaN or infinite values; pixels must be finite numbers in 0..255")
     if dtype != np.uint8:
-        low, high = images.min(), images.max()
+        # each image's largest value, reduced in place over the (possibly Fortran-ordered) buffer: no copy
+        image_maxima = images.max(axis=(1, 2, 3))
+        low, high = images.min(), image_maxima.max()
         if low < 0 or high > 255:
             raise BadRequestError(
                 "pixel values must lie in 0..255; this batch spans %s..%s" % (low.item(), high.item())
             )
-        if dtype.kind == "f" and 0 < high <= FLOAT_PIXELS_NORMALISED_MAX:
-            raise BadRequestError(
-                "pixels look normalised to 0..1 (max %s); send 0..255 values (multiply by 255) or uint8 "
-                "pixels: a float batch whose largest value is above 0 and at most 1 is refused, as its "
-                "images would be black once rounded to 0..255" % _short_number(high))
+        if dtype.kind == "f":
+            normalised = np.flatnonzero((image_maxima > 0) & (image_maxima <= FLOAT_PIXELS_NORMALISED_MAX))
+            if normalised.size:
+                index = int(normalised[0])
+                raise BadRequestError(
+                    "pixels look normalised to 0..1 in image %d (max %s); send 0..255 values (multiply by 255) "
+                    "or uint8 pixels: a float image whose largest value is above 0 and at most 1 is refused, "
+                    "as it would be black once rounded to 0..255" % (index, _short_number(image_maxima[index])))
         images = np.round(images).astype(np.uint8)
     return np.ascontiguousarray(images)
 
 
-# A float batch whose largest value lies in (0, 1] was normalised to 0..1 by the client (the
-# commonest preprocessing mistake): rounded to uint8 it would be black images, and the answers
-# wrong without a word. In 0..255 such a batch is black already, so nothing real is refused; a
-# batch of zeros stays accepted.
+# A float image whose largest value lies in (0, 1] was normalised to 0..1 by the client (the
+# commonest preprocessing mistake): rounded to uint8 it would be a black image, and its answer
+# wrong without a word. The rule is per image, so a 0..255 image beside it in the batch does not
+# hide it. In 0..255 such an image is black already, so nothing real is refused; an all-zero
+# image stays accepted.
 FLOAT_PIXELS_NORMALISED_MAX = 1.0
 
 

@@ -7,8 +7,8 @@ it on the client side (explain without mxnet, on numpy 1 or 2). What the handler
 request lives in ``serving.codecs``; what a client sends and reads back lives here.
 
 Requests: ``application/x-npy`` of shape (H, W, 3) or (N, H, W, 3) uint8 (or float in 0..255:
-a float batch whose largest value lies in (0, 1] looks normalised to 0..1 and is refused with
-400; images of one size per request); ``image/jpeg``, ``image/png`` or ``application/x-image``
+a float image whose largest value lies in (0, 1] looks normalised to 0..1 and the batch is
+refused with 400; images of one size per request); ``image/jpeg``, ``image/png`` or ``application/x-image``
 (one image). Responses, per image: detection rows ``[class_id, score, x0/w, y0/h, x1/w, y1/h]``
 or class probabilities, as JSON lists or npy.
 """

@@ -319,6 +319,8 @@ JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"  # not UTF-8: the toolkit's dec
     (b"Content-Type: image/jpeg, application/json\r\n", "Content-Type 'image/jpeg, application/json' is not"),
     (b"Content-Type: image/gif\r\n", "Content-Type 'image/gif' is not supported; " + ACCEPTED),
     (b"Content-Type: \r\n", "the request has no Content-Type header; " + ACCEPTED),
+    # present but naming no media type: it was answered "no Content-Type header"
+    (b"Content-Type: ; charset=utf-8\r\n", "Content-Type '; charset=utf-8' names no media type; " + ACCEPTED),
     (b"", "the request has no Content-Type header; " + ACCEPTED),  # it said "Content-Type None"
 ])
 def test_a_content_type_the_handler_does_not_decode_gets_415_and_never_reaches_the_model_server(

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -187,6 +188,35 @@ def test_mask_rcnn_is_refused_up_front_naming_the_supported_families(tmp_path):
     assert str(caught.value) == (
         "'mask_rcnn_resnet18_v1b_coco' cannot be served: Mask R-CNN returns masks as a fourth output; the "
         "supported detector families are yolo3, ssd, faster_rcnn, center_net")
+
+
+def test_zoo_names_are_matched_in_any_case_as_gluoncv_matches_them(tmp_path):
+    """GluonCV's get_model lower-cases a name, but the family checks matched it as typed: "SSD_512_..." was
+    packaged with the classifier's 224 preset and "Mask_RCNN_..." was built instead of refused up front."""
+    result = package_zoo("SSD_512_mobilenet1.0_voc", tmp_path / "ssd.tar.gz", pretrained=False, check=False)
+    assert result.spec.task == "detection" and result.spec.preprocess.short_side == 512
+    assert result.spec.preprocess.max_size == 1024
+    with pytest.raises(PackageError) as caught:
+        package_zoo("Mask_RCNN_resnet18_v1b_coco", tmp_path / "z.tar.gz", pretrained=False)
+    assert str(caught.value).startswith(
+        "'mask_rcnn_resnet18_v1b_coco' cannot be served: Mask R-CNN returns masks as a fourth output;")
+
+
+def test_a_capitalised_faster_rcnn_name_is_packaged_with_images_per_pass_1(tmp_path, monkeypatch):
+    """``images_per_pass`` comes from the family of the name GluonCV builds (the export itself is stubbed:
+    a real Faster R-CNN export takes half a minute; the test above covers one)."""
+    import deploy.package as packaging
+
+    exported, packaged = [], []
+
+    def export(zoo_name, export_dir, classes, pretrained):
+        exported.append(zoo_name)
+        return "detection", ["a"], SimpleNamespace(short_side=600, max_size=1000, center_crop=None)
+
+    monkeypatch.setattr(packaging, "export_zoo_model", export)
+    monkeypatch.setattr(packaging, "package_exported", lambda *args: packaged.append(args))
+    package_zoo("Faster_RCNN_resnet50_v1b_voc", tmp_path / "frcnn.tar.gz", pretrained=False, check=False)
+    assert exported == ["faster_rcnn_resnet50_v1b_voc"] and packaged[0][-1] == 1
 
 
 def test_any_failure_of_the_first_forward_pass_is_one_package_error():

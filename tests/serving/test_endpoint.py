@@ -66,10 +66,12 @@ def test_single_image_files(detector_endpoint, image_format, content_type):
     (b"{}", "application/json", "application/json", 415, "is not supported"),
     (GOOD, None, "application/json", 415,  # curl -H "Content-Type:" (no header at all)
      "the request has no Content-Type header; send one of: application/x-npy, image/jpeg"),
+    (GOOD, "; charset=utf-8", "application/json", 415,  # it said "no Content-Type header"
+     "Content-Type '; charset=utf-8' names no media type; send one of: application/x-npy, image/jpeg"),
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", "application/json", 400, "(images of different sizes in one list?)"),
     (npy_bytes(np.full((1, 4, 4, 3), 0.25, np.float32)), "application/x-npy", "application/json", 400,
-     "pixels look normalised to 0..1 (max 0.25); send 0..255 values"),
+     "pixels look normalised to 0..1 in image 0 (max 0.25); send 0..255 values"),
     (GOOD, "application/x-npy", "text/csv", 406, "names no format"),
     (npy_bytes(np.zeros((1, 7000, 7000, 3), np.uint8))[:200], "application/x-npy", "application/json", 413,
      "exceed the limit"),

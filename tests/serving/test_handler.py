@@ -189,14 +189,22 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (b"abc", None, 415, "the request has no Content-Type header; send one of: application/x-npy, image/jpeg, "
                         "image/png, application/x-image"),
     (b"abc", "", 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    # present but naming no media type: it was answered "no Content-Type header"
+    (b"abc", "; charset=utf-8", 415, "Content-Type '; charset=utf-8' names no media type; send one of: "
+                                     "application/x-npy, image/jpeg, image/png, application/x-image"),
     # a list of two sizes, as numpy and the SDK's NumpySerializer send it: an object array (a pickle)
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request, "
                                "or one request per image"),
     (npy_bytes(np.full((2, 8, 8, 3), 0.98, np.float32)), "application/x-npy", 400,
-     "pixels look normalised to 0..1 (max 0.98); send 0..255 values"),
+     "pixels look normalised to 0..1 in image 0 (max 0.98); send 0..255 values"),
     (npy_bytes(np.full((1, 8, 8, 3), 1.0, np.float64)), "application/x-npy", 400,
-     "pixels look normalised to 0..1 (max 1); send 0..255 values"),
+     "pixels look normalised to 0..1 in image 0 (max 1); send 0..255 values"),
+    # the rule is per image: a 0..255 image in the same batch hid a 0..1 one, which became black
+    (npy_bytes(np.stack([np.full((8, 8, 3), 200.0), np.full((8, 8, 3), 0.5)]).astype(np.float32)),
+     "application/x-npy", 400, "pixels look normalised to 0..1 in image 1 (max 0.5); send 0..255 values"),
+    (npy_bytes(np.asfortranarray(np.stack([np.full((8, 8, 3), 0.75), np.full((8, 8, 3), 255.0)]))),
+     "application/x-npy", 400, "pixels look normalised to 0..1 in image 0 (max 0.75); send 0..255 values"),
 ])
 def test_bad_input_is_refused_with_a_message(detector, body, content_type, status, message):
     with pytest.raises(ServingError) as caught:
@@ -207,9 +215,10 @@ def test_bad_input_is_refused_with_a_message(detector, body, content_type, statu
 
 
 @pytest.mark.parametrize("pixels", [np.zeros((1, 8, 8, 3), np.float32), np.full((1, 8, 8, 3), 1.5, np.float32),
-                                    np.full((1, 8, 8, 3), 255.0, np.float16)])
+                                    np.full((1, 8, 8, 3), 255.0, np.float16),
+                                    np.stack([np.zeros((8, 8, 3)), np.full((8, 8, 3), 180.0)]).astype(np.float32)])
 def test_float_pixels_outside_the_normalised_range_are_accepted(detector, pixels):
-    """The 0..1 rule refuses only a largest value in (0, 1]: an all-black float image is a real image."""
+    """The 0..1 rule refuses only an image whose largest value is in (0, 1]: an all-black float image is a real one."""
     expected = json.loads(transform_fn(detector, npy_bytes(np.round(pixels).astype(np.uint8)), "application/x-npy",
                                        "application/json")[0])
     answer = json.loads(transform_fn(detector, npy_bytes(pixels), "application/x-npy", "application/json")[0])

@@ -79,10 +79,11 @@ CLASSIC_BAD_BODIES = [
     (npy_bytes(np.full((1, 8, 8, 3), np.nan, np.float32)), "application/x-npy", 400, "NaN or infinite"),
     (b"{}", "application/json", 415, "Content-Type 'application/json' is not supported"),
     (b"{}", None, 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    (b"{}", "; charset=utf-8", 415, "Content-Type '; charset=utf-8' names no media type; send one of:"),
     (npy_bytes(np.array([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)], dtype=object)),
      "application/x-npy", 400, "(images of different sizes in one list?): send images of one size per request"),
     (npy_bytes(np.full((1, 8, 8, 3), 0.5, np.float32)), "application/x-npy", 400,
-     "pixels look normalised to 0..1 (max 0.5); send 0..255 values"),
+     "pixels look normalised to 0..1 in image 0 (max 0.5); send 0..255 values"),
 ]
 
 
