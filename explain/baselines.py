@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ def make_baseline(image: np.ndarray, baseline: str, rng: np.random.Generator) ->
     image: (H, W, 3) uint8. baseline: "noise" (uniform white noise from ``rng``, as Clarify's
     default), "mean" (the image's mean colour), "blur" (Gaussian blur, sigma =
     ``BLUR_SIGMA_FRACTION`` * long side), "black", a path to an image file or an S3 object
-    s3://BUCKET/KEY (read once per process), resized to (W, H). Returns (H, W, 3) uint8.
+    s3://BUCKET/KEY (as it is now; read again only when replaced), resized to (W, H). Returns (H, W, 3) uint8.
     """
     height, width = image.shape[:2]
     if baseline == "noise":
@@ -42,19 +42,21 @@ def make_baseline(image: np.ndarray, baseline: str, rng: np.random.Generator) ->
         return np.zeros_like(image)
     from PIL import Image
 
+    if is_s3_baseline(baseline):
+        try:
+            data = _s3_baseline_bytes(baseline)
+        except ExplainError as error:  # its message names the object and says it cannot be read
+            raise ConfigError(str(error), field="baseline") from error
+    else:
+        path = Path(baseline)
+        if not path.is_file():
+            raise ConfigError(
+                f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an existing image file "
+                f"or an s3://BUCKET/KEY image, got {baseline!r} (no such file)", field="baseline")
+        data = None
     try:
-        if is_s3_baseline(baseline):
-            pixels = decode_image(_s3_baseline_bytes(baseline), baseline)
-        else:
-            path = Path(baseline)
-            if not path.is_file():
-                raise ConfigError(
-                    f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an existing image file "
-                    f"or an s3://BUCKET/KEY image, got {baseline!r} (no such file)", field="baseline")
-            pixels = load_image(path)
+        pixels = decode_image(data, baseline) if data is not None else load_image(path)
     except ExplainError as error:
-        if isinstance(error, ConfigError):
-            raise
         raise ConfigError(f"baseline image {baseline!r} cannot be read: {error}", field="baseline") from error
     resized = Image.fromarray(pixels).resize((width, height), Image.BILINEAR)
     return np.asarray(resized, dtype=np.uint8).copy()
@@ -65,10 +67,25 @@ def is_s3_baseline(baseline: str) -> bool:
     return isinstance(baseline, str) and baseline.startswith("s3://")
 
 
-@functools.lru_cache(maxsize=2)
+# The S3 baselines read in this process, by URI: (ETag, bytes). Each use asks S3 whether the object
+# changed (a conditional GET, nothing downloaded when not): a notebook that re-uploads its baseline
+# and explains again gets the new image.
+_S3_BASELINES: dict[str, tuple[str, bytes]] = {}
+_S3_BASELINES_LOCK = threading.Lock()
+
+
 def _s3_baseline_bytes(url: str) -> bytes:
-    """The bytes of baseline image ``url``, read once per process (every image of a run uses them)."""
-    return read_s3_object(url, "baseline image")
+    """The bytes of baseline image ``url`` as the object is now."""
+    with _S3_BASELINES_LOCK:
+        cached = _S3_BASELINES.get(url)
+    etag, data = read_s3_object(url, "baseline image", unless_etag=cached[0] if cached else None)
+    if data is None:
+        return cached[1]
+    with _S3_BASELINES_LOCK:
+        if len(_S3_BASELINES) >= 4:
+            _S3_BASELINES.clear()
+        _S3_BASELINES[url] = (etag, data)
+    return data
 
 
 def baseline_file_bytes(baseline: str) -> bytes | None:

@@ -197,7 +197,8 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     """Raise SettingsChangedError if an entry was computed with settings other than ``settings``."""
     for entry in entries:
         if entry.get("settings_digest") != digest:
-            changes = _differences(entry.get("settings", {}), settings) or ["baseline image file"]
+            changes = _differences(entry.get("settings", {}), settings) or [
+                f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
             raise SettingsChangedError(
                 f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
                 "run again with the same settings to resume, add --restart to discard them and "

@@ -122,17 +122,27 @@ def _cached_s3_client(endpoint_url: str | None, environment: tuple):
     return boto3.client("s3", endpoint_url=endpoint_url)
 
 
-def read_s3_object(url: str, what: str = "object") -> bytes:
-    """The bytes of the S3 object ``url`` (s3://BUCKET/KEY), read with the images' boto3 settings
-    (collect_sources); raises ExplainError naming ``what`` and ``url``."""
+def read_s3_object(url: str, what: str = "object", unless_etag: str | None = None) -> tuple[str, bytes | None]:
+    """The ETag and bytes of the S3 object ``url`` (s3://BUCKET/KEY), read with the images' boto3
+    settings (collect_sources); bytes None when the object's ETag is still ``unless_etag`` (a
+    conditional GET: nothing is downloaded). Raises ExplainError naming ``what`` and ``url``."""
     bucket, _, key = url[len("s3://"):].partition("/")
     if not url.startswith("s3://") or not bucket or not key:
         raise ExplainError(f"{what} must be an S3 object s3://BUCKET/KEY, got {url!r}")
     try:
         client = _s3_client(os.environ.get(ENDPOINT_URL_ENV) or None)
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = client.get_object(Bucket=bucket, Key=key,
+                                     **({"IfNoneMatch": unless_etag} if unless_etag is not None else {}))
+        return response["ETag"], response["Body"].read()
     except Exception as error:  # botocore: no credentials, no such key, no connection
+        if unless_etag is not None and _error_code(error) == "304":  # not modified
+            return unless_etag, None
         raise ExplainError(f"cannot read {what} {url!r}: {error}") from None
+
+
+def _error_code(error: Exception) -> str | None:
+    """A botocore ClientError's code ("NoSuchKey", "304", ...), None for other errors."""
+    return getattr(error, "response", {}).get("Error", {}).get("Code")
 
 
 def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:

@@ -245,29 +245,50 @@ def test_outputs_made_with_an_s3_baseline_merge_and_resume_by_the_objects_bytes(
         summary = merge_outputs(out)  # the settings of the manifests: nothing read from S3
         assert summary["settings"]["baseline"] == uri
         assert summary["totals"]["images"] == len(list(photos.glob("*.png")))
-        import explain.baselines
-
-        explain.baselines._s3_baseline_bytes.cache_clear()  # a new process reads the object again
+        # in one process, as in a notebook: the object is read as it is now, not as it was
         aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=baseline_png())
         resumed = run_cli(["--endpoint", *common])
         assert resumed.exit_code == 0, resumed.output
         assert "all explained by earlier runs" in resumed.output, resumed.output
-        explain.baselines._s3_baseline_bytes.cache_clear()
         aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/noise_rgb.png", Body=png_of_zeros())
         changed = run_cli(["--endpoint", *common])
     assert changed.exit_code != 0
-    assert "holds explanations made with other settings (baseline image file)" in " ".join(
+    assert f"holds explanations made with other settings (the bytes of baseline image {uri})" in " ".join(
         changed.output.split()), changed.output
 
 
-def png_of_zeros() -> bytes:
+def test_an_s3_baseline_replaced_under_the_same_uri_is_read_again_in_the_same_process(aws):
+    """A notebook re-uploads its baseline and explains again: the values must be the new baseline's (the
+    object was cached by its URI for the life of the process)."""
+    from explain.api import Explainer
+    from tests.explain.test_explainer import red_square_scene
+    from tests.fake_endpoint import fake_model
+
+    uri = f"s3://{aws.bucket}/baselines/changing.png"
+    scene = red_square_scene(seed=4)
+    base_values = []
+    for pixel in (0, 255):  # black, then white: the fake detector's scores are the channel means / 255
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key="baselines/changing.png",
+                                  Body=png_of(np.full((40, 40, 3), pixel, dtype=np.uint8)))
+        with Explainer(lambda batch: fake_model(batch, "detection"), task="detection", baseline=uri,
+                       num_samples=48, num_segments=6, seed=1) as explainer:
+            base_values.append(explainer(scene).base_values)
+    np.testing.assert_allclose(base_values[0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(base_values[1], 1.0, atol=1e-6)
+
+
+def png_of(pixels: np.ndarray) -> bytes:
     import io
 
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png_of_zeros() -> bytes:
+    return png_of(np.zeros((40, 40, 3), dtype=np.uint8))
 
 
 def test_an_unmapped_endpoint_name_goes_to_sagemaker(photos, tmp_path, monkeypatch):
