@@ -185,9 +185,10 @@ def explain_merge(ctx: click.Context, out_url: str, job_name: str | None, allow_
     the latest job's) are merged, and analysis.json and the report name the other runs whose
     outputs are still there (totals.other_runs) and, for an image that failed in this job, the
     files an earlier job left under its stem. The job is looked up in SageMaker
-    (DescribeProcessingJob): a job that is not Completed, or hosts algo-1..algo-N (N: its
-    InstanceCount) without a manifest, are warned about and exit 1 unless --allow-partial;
-    files a stopped worker left in .staging-* folders are listed as unfinished images.
+    (DescribeProcessingJob): a job that is not Completed, hosts algo-1..algo-N (N: its
+    InstanceCount) without a manifest, or files a stopped worker of the job left in .staging-*
+    folders (images missing from the report) are warned about, named in analysis.json
+    (totals.incomplete) and at the top of report.html, and exit 1 unless --allow-partial.
     """
     if not out_url.startswith("s3://"):
         raise click.BadParameter(f"{out_url!r}: an S3 location s3://BUCKET/PREFIX", param_hint="'--out'")

@@ -464,11 +464,12 @@ def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url
     """What SageMaker says of job ``job_name`` (DescribeProcessingJob) against the hosts whose ``manifests``
     are under ``out_url``; each problem is also said through ``progress`` as a WARNING line.
 
-    Returns {"job", "status", "instances", "missing_hosts", "problems"} (a job SageMaker cannot
+    Returns {"job", "status", "instances", "created", "missing_hosts", "problems"} (a job SageMaker cannot
     describe: status None, no problems: the merge goes on as without a check). A job's hosts
     are algo-1..algo-N, and each writes its manifest, empty when it had no images.
     """
-    check = {"job": job_name, "status": None, "instances": None, "missing_hosts": [], "problems": []}
+    check = {"job": job_name, "status": None, "instances": None, "created": None, "missing_hosts": [],
+             "problems": []}
     if job_name is None:
         return check
     try:
@@ -487,7 +488,7 @@ def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url
     count = described.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount") or 0
     present = {manifest_host(name) for name in manifests}
     missing = [f"algo-{index}" for index in range(1, count + 1) if f"algo-{index}" not in present]
-    check.update(status=status, instances=count, missing_hosts=missing)
+    check.update(status=status, instances=count, created=described.get("CreationTime"), missing_hosts=missing)
     if status != "Completed":
         reason = described.get("FailureReason") or described.get("ExitMessage")
         check["problems"].append(
@@ -503,13 +504,22 @@ def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url
     return check
 
 
-def _unfinished_files(clients: Any, bucket: str, base: str) -> list[str]:
+def _unfinished_files(clients: Any, bucket: str, base: str, since: Any = None) -> tuple[list[str], list[str]]:
     """Files under ``base`` in staging folders (``.staging-<pid>@<host>-*/``): images a worker was writing
-    when it stopped, uploaded with the rest of its output."""
-    found = []
+    when it stopped, uploaded with the rest of its output. Returns (the job's, earlier ones): with
+    ``since`` (the job's CreationTime), a file last written before it is an earlier job's leftover."""
+    mine, earlier = [], []
     for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + STAGING_PREFIX):
-        found += [item["Key"][len(base):] for item in page.get("Contents", [])]
-    return sorted(found)
+        for item in page.get("Contents", []):
+            # S3 keeps whole seconds: a second of slack keeps a file of the job's first second its own
+            older = since is not None and item["LastModified"] < since - dt.timedelta(seconds=1)
+            (earlier if older else mine).append(item["Key"][len(base):])
+    return sorted(mine), sorted(earlier)
+
+
+def _some(names: list[str], count: int = 5) -> str:
+    """The first ``count`` of ``names``, comma-separated, with ", ..." when there are more."""
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
 
 
 def _refuse_outputs_written_over(job_name: str | None, runs: dict[str | None, list[str]],
@@ -544,9 +554,10 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
 
     The job is checked with DescribeProcessingJob: the summary returned (not analysis.json) has
     ``job_check``: job, status, instances, missing_hosts (algo-K without a manifest), problems
-    (a job not Completed, missing hosts: each also a WARNING line of ``progress``) and
-    unfinished_files (staging folders a stopped worker left). A job SageMaker cannot describe
-    is merged as found, with one line saying so.
+    (a job not Completed, missing hosts, files a worker of the job left in staging folders when it
+    stopped: each also a WARNING line of ``progress``, and analysis.json's ``totals.incomplete``) and
+    unfinished_files (those files; older ones, an earlier job's, are named in a line of their own).
+    A job SageMaker cannot describe is merged as found, with one line saying so.
     """
     bucket, prefix = _bucket_and_prefix(out_url)
     base = f"{prefix}/" if prefix else ""
@@ -586,14 +597,17 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
                     + ", ".join(_run_text(run) for run in other_runs) + ")" if other_runs else ""))
         check = _check_job(clients, job_name, runs[job_name], out_url, progress)
         try:
-            check["unfinished_files"] = _unfinished_files(clients, bucket, base)
+            check["unfinished_files"], earlier = _unfinished_files(clients, bucket, base, check["created"])
         except Exception as error:  # noqa: BLE001
             raise DeployError(f"list-outputs: {error_text(error)}") from error
-        if check["unfinished_files"]:
-            shown = check["unfinished_files"][:5]
-            progress(f"WARNING: {len(check['unfinished_files'])} file(s) of unfinished images under {out_url}, "
-                     "which a worker was writing when it stopped (not in this report): " + ", ".join(shown)
-                     + (", ..." if len(check["unfinished_files"]) > len(shown) else ""))
+        if check["unfinished_files"]:  # images missing from this report: a problem, as a missing host is
+            problem = (f"{len(check['unfinished_files'])} file(s) of unfinished images under {out_url}, which a "
+                       f"worker was writing when it stopped (not in this report): {_some(check['unfinished_files'])}")
+            check["problems"].append(problem)
+            progress(f"WARNING: {problem}")
+        if earlier:
+            progress(f"{len(earlier)} file(s) under {out_url} in staging folders older than job {job_name}, left "
+                     f"by an earlier run stopped while writing them (not this job's): {_some(earlier)}")
         try:
             summary = merge_outputs(folder, None, keys, output_exists=objects.__contains__, other_runs=other_runs,
                                     incomplete=check["problems"])

@@ -574,6 +574,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
                        for number, item in enumerate(images, start=1))
     body = [
         "<h1>clearsight explanation report</h1>",
+        *_incomplete_notes(totals),
         _provenance(summary),
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
         f"{totals['model_calls']} model calls, {_time_sentence(totals)}.</p>",
@@ -584,7 +585,6 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2). "
         f"{_escape(_baseline_error_sentence(summary))}</p>",
         _legend(summary.get("task", "detection")),
-        *_incomplete_notes(totals),
         *_failure_notes(totals),
         *_other_run_notes(totals),
         "<details open><summary>Settings</summary>",

@@ -405,24 +405,27 @@ def test_a_merge_names_missing_hosts_unfinished_images_and_a_job_that_did_not_co
     out = f"s3://{aws.bucket}/explanations"
     missing_host = (f"1 of the job's 2 host(s) wrote no manifest to {out} (algo-2): their images are not in "
                     "this report")
-    unfinished = (f"WARNING: 1 file(s) of unfinished images under {out}, which a worker was writing when it "
+    unfinished = (f"1 file(s) of unfinished images under {out}, which a worker was writing when it "
                   f"stopped (not in this report): {staging}")
 
     partial = merge(aws, "--job-name", "cs-explain-test")
     assert partial.exit_code == 1, partial.output
     output = " ".join(partial.output.split())
-    assert f"WARNING: {missing_host}" in output and unfinished in output
-    assert (f"Error: the report is of part of the job: {missing_host}. Add --allow-partial to exit 0 on such "
-            "runs") in output
+    assert f"WARNING: {missing_host}" in output and f"WARNING: {unfinished}" in output
+    assert (f"Error: the report is of part of the job: {missing_host}. the report is of part of the job: "
+            f"{unfinished}. Add --allow-partial to exit 0 on such runs") in output
     assert s3_json(aws, "explanations/analysis.json")["totals"]["images"] == len(shares["algo-1"])
     allowed = merge(aws, "--job-name", "cs-explain-test", "--allow-partial")
     assert allowed.exit_code == 0 and missing_host in " ".join(allowed.output.split()), allowed.output
-    # the files say so too: whoever opens the report was not at the terminal
-    assert s3_json(aws, "explanations/analysis.json")["totals"]["incomplete"] == [missing_host]
+    # the files say so too, at the top of the report: whoever opens it was not at the terminal
+    assert s3_json(aws, "explanations/analysis.json")["totals"]["incomplete"] == [missing_host, unfinished]
     report = aws.clients.s3.get_object(Bucket=aws.bucket, Key="explanations/report.html")["Body"].read().decode()
-    assert f"This report is of part of the run only:</strong></p><ul><li>{html.escape(missing_host)}</li>" in report
+    assert (f"<h1>clearsight explanation report</h1>\n<div class=warning><p><strong>This report is of part of the "
+            f"run only:</strong></p><ul><li>{html.escape(missing_host)}</li><li>{html.escape(unfinished)}</li>"
+            ) in report
 
     upload_outputs(aws, tmp_path / "algo-2/opt/ml/processing/output")
+    aws.clients.s3.delete_object(Bucket=aws.bucket, Key=f"explanations/{staging}")  # its worker finished it
     whole = merge(aws, "--job-name", "cs-explain-test")
     assert whole.exit_code == 0, whole.output
     assert "host(s) wrote no manifest" not in whole.output
@@ -437,6 +440,36 @@ def test_a_merge_names_missing_hosts_unfinished_images_and_a_job_that_did_not_co
     assert stopped.exit_code == 1, stopped.output
     assert ("Error: the report is of part of the job: processing job cs-explain-test is Stopped, not Completed: "
             "its hosts may not have finished their images.") in " ".join(stopped.output.split())
+
+
+def test_staging_files_older_than_the_job_are_an_earlier_runs_not_this_jobs(aws, tmp_path, tiny_detector_dir):
+    """A staging folder's name does not carry the job: files an earlier stopped job left on the same --out
+    were counted as this job's unfinished images."""
+    import datetime as dt
+
+    from moto.sagemaker.models import sagemaker_backends
+
+    aws.serving_endpoint("shapes-detector")
+    for key in KEYS:
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
+    started = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", *EXPLAIN_OPTIONS), obj=aws.session)
+    assert started.exit_code == 0, started.output
+    hosts = ["algo-1", "algo-2"]
+    for index, host in enumerate(hosts):
+        layout = processing_layout(tmp_path, host, hosts, [key for key in KEYS if shard_of(key, 2) == index])
+        run_worker(layout, tiny_detector_dir, "cs-explain-test")
+        upload_outputs(aws, tmp_path / f"{host}/opt/ml/processing/output")
+    staging = ".staging-7@ip-10-0-0-9-old/a__scene1.png_shap.npz"
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"explanations/{staging}", Body=b"npz")
+    job = sagemaker_backends[aws.account][aws.region].processing_jobs["cs-explain-test"]
+    job.creation_time = job.creation_time + dt.timedelta(minutes=5)  # the leftover is older than the job
+    result = merge(aws, "--job-name", "cs-explain-test")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "WARNING" not in output
+    assert (f"1 file(s) under s3://{aws.bucket}/explanations in staging folders older than job cs-explain-test, "
+            f"left by an earlier run stopped while writing them (not this job's): {staging}") in output
+    assert "incomplete" not in s3_json(aws, "explanations/analysis.json")["totals"]
 
 
 def test_a_merge_of_a_job_sagemaker_does_not_know_says_so_and_merges(aws, tmp_path, tiny_detector_dir):

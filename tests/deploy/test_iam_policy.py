@@ -344,6 +344,7 @@ def test_every_recorded_call_is_allowed(aws, tmp_path):
     Image.new("RGB", (32, 24), "gray").save(image)
     aws.clients.s3.create_bucket(Bucket=IMAGES_BUCKET)
     aws.clients.s3.put_object(Bucket=IMAGES_BUCKET, Key="a.png", Body=b"png")
+    aws.clients.s3.put_object(Bucket=IMAGES_BUCKET, Key="baselines/grey.png", Body=image.read_bytes())
     aws.calls.clear()
 
     # A failed first run in the default bucket: roll-back deletes endpoint, config, model, data, bucket.
@@ -372,7 +373,7 @@ def test_every_recorded_call_is_allowed(aws, tmp_path):
     aws.session.events.register("before-call.sagemaker.CreateProcessingJob", refuse)
     cli(*job, "--job-name", "iam-job-1", expect=1)  # rolled back: the code archive is deleted
     aws.session.events.unregister("before-call.sagemaker.CreateProcessingJob", refuse)
-    cli(*job, "--job-name", "iam-job-2")
+    cli(*job, "--job-name", "iam-job-2", "--", "--baseline", f"s3://{IMAGES_BUCKET}/baselines/grey.png")
     cli("down", "--name", "iam-test")
     cli("down", "--name", "iam-test")
 
