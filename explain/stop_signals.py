@@ -7,11 +7,15 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 __all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
+
+# A stop signal this soon after the first is the same stop (sent to the process, then to its group).
+REPEAT_QUIET_SECONDS = 2.0
 
 # What `kill`, `timeout`, systemd, docker stop and a closed terminal send (SIGHUP does not exist on Windows).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -37,20 +41,23 @@ class RunStopped(BaseException):
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise RunStopped in the main thread; the old handlers after it.
 
-    Only the first signal raises: a second one while the run unwinds is logged and ignored, so
-    that cleanup is not cut short (SIGKILL still ends the process). Outside the main thread
-    (where Python cannot install handlers) the block runs unchanged.
+    Only the first signal raises: a later one while the run unwinds is ignored, so that cleanup
+    is not cut short (SIGKILL still ends the process). It is said in a warning only when it comes
+    REPEAT_QUIET_SECONDS or more after the first: `timeout`, a closed terminal and `kill -- -PGID`
+    signal the process and then its whole group, so an immediate repeat is the same stop. Outside
+    the main thread (where Python cannot install handlers) the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stopping = []
+    stopping: list[float] = []
 
     def handler(signal_number: int, _frame) -> None:
         if stopping:
-            logger.warning("%s received while stopping; still cleaning up", signal.Signals(signal_number).name)
+            level = logging.WARNING if time.monotonic() - stopping[0] >= REPEAT_QUIET_SECONDS else logging.DEBUG
+            logger.log(level, "%s received while stopping; still cleaning up", signal.Signals(signal_number).name)
             return
-        stopping.append(signal_number)
+        stopping.append(time.monotonic())
         raise RunStopped(signal_number)
 
     previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}

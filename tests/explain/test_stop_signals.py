@@ -274,3 +274,24 @@ def test_the_lock_is_per_manifest_and_released(tmp_path):
     with OutDirLock(tmp_path):  # released: the next run takes it
         pass
     assert not list(tmp_path.iterdir())
+
+
+@posix_only
+@pytest.mark.parametrize(("quiet_seconds", "warned"), [(2.0, False), (0.0, True)])
+def test_a_repeated_stop_signal_is_ignored_and_warned_about_only_when_late(quiet_seconds, warned, caplog,
+                                                                           monkeypatch):
+    """`timeout`, a closed terminal and `kill -- -PGID` signal the process, then its whole group: the
+    immediate repeat was logged as "SIGTERM received while stopping", as if someone insisted."""
+    import explain.stop_signals as stop_signals
+
+    monkeypatch.setattr(stop_signals, "REPEAT_QUIET_SECONDS", quiet_seconds)
+    caplog.set_level("DEBUG", logger="explain.stop_signals")
+    with pytest.raises(stop_signals.RunStopped), stop_signals.stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises at the next bytecode
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # while unwinding: ignored
+            time.sleep(0.1)
+    repeats = [record for record in caplog.records if "received while stopping" in record.getMessage()]
+    assert [record.levelname for record in repeats] == (["WARNING"] if warned else ["DEBUG"])
