@@ -312,6 +312,9 @@ def _mistake(name, tmp_path, source):
     if name == "serve: model.json not JSON":
         return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, "{task: detection")),
                 "--port", str(free_port())]
+    if name == "serve: neither code/ nor model.json":
+        (tmp_path / "empty").mkdir()
+        return ["serve", "--model", str(tmp_path / "empty"), "--port", str(free_port())]
     if name == "serve: weights missing":
         named = json.dumps(dict(spec, symbol_file="other-symbol.json"))
         return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, named)), "--port", str(free_port())]
@@ -331,6 +334,8 @@ def _mistake(name, tmp_path, source):
                                      "written by HybridBlock.export): it has no \"nodes\""),
     ("serve: model.json not JSON", "error: {tmp}/bad/model.json is not valid JSON: Expecting property name"),
     ("serve: weights missing", "error: {tmp}/bad/other-symbol.json named in model.json does not exist"),
+    ("serve: neither code/ nor model.json", "error: {tmp}/empty has neither code/inference.py nor a model.json; "
+                                            "build a model with `clearsight deploy package`"),
 ])
 def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_detector_dir, tmp_path, monkeypatch,
                                                           capsys):
