@@ -121,7 +121,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     share of the images (ShardedByS3Key), calling endpoint --endpoint; outputs land in --out.
     With --wait the command then merges the instances' manifests into one analysis.json and
     report.html in --out; images that failed are listed, and the exit status is 1 unless
-    --allow-partial. Options after `--` go to `python -m explain` (e.g. -- --num-samples 500
+    --allow-partial. Options after `--` go to `clearsight explain` (e.g. -- --num-samples 500
     --label-headers a,b); CLEARSIGHT_EXPLAIN_<OPTION> variables of this shell go to the job as
     options too (not CLEARSIGHT_EXPLAIN_ENDPOINT_MAP: the job calls --endpoint). The job is
     billed per instance-second until it ends.

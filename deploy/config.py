@@ -127,7 +127,7 @@ class DeployConfig:
         object.__setattr__(self, "model_path", Path(self.model_path))
         if not self.model_path.is_file():
             raise DeployConfigError(
-                "model", str(self.model_path), "an existing model.tar.gz file (from `deploy package`)"
+                "model", str(self.model_path), "an existing model.tar.gz file (from `clearsight deploy package`)"
             )
         if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError(

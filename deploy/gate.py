@@ -328,9 +328,11 @@ class GateHandler(http.server.BaseHTTPRequestHandler):
         content_type = self._single_header("Content-Type")  # MMS and the toolkit may each read a different one
         accepted = self.server.request_types
         if not _media_type(content_type):
-            if content_type is None or not content_type.strip():
+            if content_type is None:
                 raise _RefusedRequest(415, "the request has no Content-Type header; send one of: %s"
                                       % ", ".join(accepted))
+            if not content_type.strip():  # "Content-Type: " with no value
+                raise _RefusedRequest(415, "the Content-Type header is empty; send one of: %s" % ", ".join(accepted))
             raise _RefusedRequest(415, "Content-Type %r names no media type; send one of: %s"
                                   % (content_type, ", ".join(accepted)))
         if _media_type(content_type) not in accepted:

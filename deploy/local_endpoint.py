@@ -192,10 +192,10 @@ class LocalEndpoint(object):
             return model_dir
         if self.model.is_dir():
             raise ServeError("%s has neither code/inference.py nor a model.json; build a model with "
-                             "`python -m deploy package`" % self.model)
+                             "`clearsight deploy package`" % self.model)
         model_dir = extract_archive(self.model, self.scratch / "model")
         if not (model_dir / "code" / "inference.py").is_file():
-            raise ServeError("%s has no code/inference.py; build it with `python -m deploy package`" % self.model)
+            raise ServeError("%s has no code/inference.py; build it with `clearsight deploy package`" % self.model)
         return model_dir
 
     def _launch(self, model_dir):

@@ -1,4 +1,5 @@
 """Build ``model.tar.gz``: exported weights + ``model.json`` + ``code/`` (the serving package), then check it runs."""
+import difflib
 import json
 import logging
 import math
@@ -62,6 +63,15 @@ def preset_for(zoo_name):
     return None
 
 
+def unknown_zoo_name_message(zoo_name, known):
+    """The error for a ``zoo_name`` not among ``known`` (GluonCV's names): up to 5 close names, and where the rest are."""
+    servable = [name for name in known if not name.startswith(tuple(UNSUPPORTED_FAMILIES))]
+    close = difflib.get_close_matches(zoo_name, servable, n=5)
+    hint = "did you mean %s? " % ", ".join(close) if close else ""
+    return ("unknown GluonCV model-zoo name %r; %sgluoncv.model_zoo.get_model_list() lists all %d names"
+            % (zoo_name, hint, len(known)))
+
+
 def _supported_families():
     return ", ".join(FAMILY_PRESETS)
 
@@ -105,7 +115,10 @@ def export_zoo_model(zoo_name, export_dir, classes=None, pretrained=True):
         except TypeError:  # classifiers take no pretrained_base
             net = model_zoo.get_model(zoo_name, pretrained=pretrained, **options)
     except ValueError as error:
-        raise PackageError("unknown GluonCV model-zoo name %r (%s)" % (zoo_name, str(error).splitlines()[0]))
+        known = list(model_zoo.get_model_list())
+        if zoo_name in known:  # a known name that failed for another reason: GluonCV's whole message
+            raise PackageError("GluonCV could not build %r: %s" % (zoo_name, " ".join(str(error).split())))
+        raise PackageError(unknown_zoo_name_message(zoo_name, known))
     except Exception as error:  # noqa: BLE001 - downloads fail in many ways
         raise PackageError(
             "could not get pretrained weights for %r (%s); offline, use --no-pretrained for random weights"

@@ -175,7 +175,7 @@ def suspend_autoscaling_of_run(transaction: Transaction, clients: AwsClients, en
             transaction.will_create(
                 "suspension of autoscaling",
                 lambda: _restore_autoscaling(clients, endpoint_name, previous, transaction.run_id),
-                f"python -m deploy sagemaker up --name {endpoint_name} ... --autoscale {previous.text}",
+                f"clearsight deploy sagemaker up --name {endpoint_name} ... --autoscale {previous.text}",
             )
         deregister_autoscaling(clients, endpoint_name)
     if previous is None:

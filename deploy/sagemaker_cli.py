@@ -64,7 +64,7 @@ def sagemaker() -> None:
 @sagemaker.command()
 @click.option("--model", "model_path", required=True, show_envvar=True, envvar="CLEARSIGHT_MODEL",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="model.tar.gz written by `deploy package`.")
+              help="model.tar.gz written by `clearsight deploy package`.")
 @_name_option
 @click.option("--instance-type", default=DEFAULT_INSTANCE_TYPE, show_default=True,
               show_envvar=True, envvar="CLEARSIGHT_INSTANCE_TYPE",
@@ -136,7 +136,7 @@ def up(ctx: click.Context, model_path: Path, name: str, instance_type: str, inst
     state = "submitted" if not wait else "InService"
     click.echo(f"endpoint {name} {state} in {config.region} "
                f"({time.monotonic() - started:.0f} s); remove it with "
-               f"`python -m deploy sagemaker down --name {name}`", err=True)
+               f"`clearsight deploy sagemaker down --name {name}`", err=True)
     click.echo(name)
 
 

@@ -62,7 +62,7 @@ HEARTBEAT_SECONDS = 60.0  # a progress line at least this often while waiting
 def check_model_archive(path: str | os.PathLike) -> None:
     """Raise DeployConfigError unless ``path`` is a gzip tar with ``code/inference.py``."""
     path = Path(path)
-    allowed = "a model.tar.gz from `deploy package` (gzip tar with code/inference.py)"
+    allowed = "a model.tar.gz from `clearsight deploy package` (gzip tar with code/inference.py)"
     try:
         with tarfile.open(path, "r:gz") as archive:
             names = {name.lstrip("./") for name in archive.getnames()}
@@ -114,7 +114,7 @@ class _Run:
             if status != "InService":
                 raise ValueError(
                     f"endpoint {self.name} is {status}; only an InService endpoint can be "
-                    f"updated (wait, or remove it with `deploy sagemaker down --name {self.name}`)"
+                    f"updated (wait, or remove it with `clearsight deploy sagemaker down --name {self.name}`)"
                 )
             return existing
 
@@ -375,7 +375,7 @@ def deploy(
                 previous_scaling = suspend_autoscaling_of_run(run.transaction, clients, run.name, run.say)
             run.update_endpoint(config_name, existing["EndpointConfigName"])
         if not config.wait:
-            run.say(f"not waiting: watch with `deploy sagemaker status --name {config.name}`")
+            run.say(f"not waiting: watch with `clearsight deploy sagemaker status --name {config.name}`")
             run.transaction.commit()
             return make_predictor(config.name, clients)
         run.wait("wait-endpoint", config_name)

@@ -222,4 +222,4 @@ def delete_superseded(clients: AwsClients, name: str, keep_config: str, say: Pro
     except Exception as error:  # the endpoint is fine; leftovers are removed by `down`
         logger.warning("could not delete superseded resources of %s: %s", name, error)
         warn(f"warning: superseded resources left ({error_text(error)}); "
-             "`deploy sagemaker down` removes them")
+             "`clearsight deploy sagemaker down` removes them")

@@ -308,7 +308,7 @@ def _parse_predictor(predictor: Mapping, settings: dict, ignored: dict) -> None:
     for key in _SHADOW_ENDPOINT_KEYS:
         if key in predictor:
             ignored[f"predictor.{key}"] = ("no shadow endpoint is created here: serve the model "
-                                           "(clearsight deploy serve / deploy sagemaker up) and give "
+                                           "(clearsight deploy serve / clearsight deploy sagemaker up) and give "
                                            "predictor.endpoint_name or --endpoint")
 
 

@@ -403,7 +403,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         hint = None
         if clarify_settings is not None and "predictor.model_name" in clarify_settings.ignored:
             hint = ("The Clarify config names a model (predictor.model_name) but no endpoint_name: serve the "
-                    "model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint.")
+                    "model (clearsight deploy serve, or clearsight deploy sagemaker up) and give its endpoint.")
         elif clarify_settings is not None:
             hint = ("The Clarify config has no predictor.endpoint_name: add it, or give --endpoint.")
         raise click.MissingParameter(hint, ctx, _option_named(ctx, "endpoint"))

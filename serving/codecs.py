@@ -81,9 +81,12 @@ def decode_images(body, content_type, max_body_bytes, max_image_pixels, check_ba
     """
     kind = media_type(content_type)
     if not kind:
-        if content_type is None or not content_type.strip():
+        if content_type is None:  # the toolkit passes None when the header is absent
             raise UnsupportedMediaTypeError(
                 "the request has no Content-Type header; send one of: %s" % ", ".join(REQUEST_TYPES))
+        if not content_type.strip():  # "Content-Type: " is sent, with no value
+            raise UnsupportedMediaTypeError(
+                "the Content-Type header is empty; send one of: %s" % ", ".join(REQUEST_TYPES))
         # present but malformed ("; charset=utf-8"): saying "no header" sent the client looking for the wrong mistake
         raise UnsupportedMediaTypeError(
             "Content-Type %r names no media type; send one of: %s" % (content_type, ", ".join(REQUEST_TYPES)))

@@ -59,6 +59,13 @@ def test_clearsight_verbose_reaches_explain(verbose, tmp_path, caplog, root_logg
     assert deploy.exit_code == 0 and {"package", "serve", "sagemaker"} <= set(main.commands["deploy"].commands)
 
 
+def test_explain_job_help_names_the_console_script():
+    result = CliRunner().invoke(main, ["explain-job", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Options after `--` go to `clearsight explain`" in " ".join(result.output.split())
+    assert "python -m explain`" not in result.output
+
+
 def test_explain_usage_errors_keep_their_option(tmp_path):
     from PIL import Image
 

@@ -318,7 +318,9 @@ JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"  # not UTF-8: the toolkit's dec
     (b"Content-Type: application/json; charset=utf-8\r\n", "Content-Type 'application/json; charset=utf-8' is not"),
     (b"Content-Type: image/jpeg, application/json\r\n", "Content-Type 'image/jpeg, application/json' is not"),
     (b"Content-Type: image/gif\r\n", "Content-Type 'image/gif' is not supported; " + ACCEPTED),
-    (b"Content-Type: \r\n", "the request has no Content-Type header; " + ACCEPTED),
+    # present with no value: it was answered "no Content-Type header"
+    (b"Content-Type: \r\n", "the Content-Type header is empty; " + ACCEPTED),
+    (b"Content-Type: \t \r\n", "the Content-Type header is empty; " + ACCEPTED),
     # present but naming no media type: it was answered "no Content-Type header"
     (b"Content-Type: ; charset=utf-8\r\n", "Content-Type '; charset=utf-8' names no media type; " + ACCEPTED),
     (b"", "the request has no Content-Type header; " + ACCEPTED),  # it said "Content-Type None"

@@ -234,9 +234,20 @@ def test_any_failure_of_the_first_forward_pass_is_one_package_error():
     assert str(caught.value) == "'refuses' does not run on a 32x32 input: ValueError: It requires at least 2D."
 
 
-def test_unknown_zoo_name_is_a_clear_error(tmp_path):
-    with pytest.raises(PackageError, match="unknown GluonCV model-zoo name 'yolo_nonexistent'"):
-        package_zoo("yolo_nonexistent", tmp_path / "z.tar.gz", pretrained=False)
+@pytest.mark.parametrize("name, message", [
+    # GluonCV's own message was cut after its first line: "... is not among the following model list:)"
+    ("not_a_model", "unknown GluonCV model-zoo name 'not_a_model'; gluoncv.model_zoo.get_model_list() lists all "),
+    ("yolo3_darknet53_vocc", "unknown GluonCV model-zoo name 'yolo3_darknet53_vocc'; did you mean "
+                             "yolo3_darknet53_voc, "),
+])
+def test_unknown_zoo_name_is_a_clear_error(name, message, tmp_path):
+    with pytest.raises(PackageError) as raised:
+        package_zoo(name, tmp_path / "z.tar.gz", pretrained=False)
+    text = str(raised.value)
+    assert text.startswith(message), text
+    assert "\n" not in text and "model list:" not in text
+    assert text.endswith(" names") and "gluoncv.model_zoo.get_model_list()" in text
+    assert not (tmp_path / "z.tar.gz").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -312,6 +323,9 @@ def _mistake(name, tmp_path, source):
     if name == "serve: model.json not JSON":
         return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, "{task: detection")),
                 "--port", str(free_port())]
+    if name == "serve: neither code/ nor model.json":
+        (tmp_path / "empty").mkdir()
+        return ["serve", "--model", str(tmp_path / "empty"), "--port", str(free_port())]
     if name == "serve: weights missing":
         named = json.dumps(dict(spec, symbol_file="other-symbol.json"))
         return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, named)), "--port", str(free_port())]
@@ -331,6 +345,8 @@ def _mistake(name, tmp_path, source):
                                      "written by HybridBlock.export): it has no \"nodes\""),
     ("serve: model.json not JSON", "error: {tmp}/bad/model.json is not valid JSON: Expecting property name"),
     ("serve: weights missing", "error: {tmp}/bad/other-symbol.json named in model.json does not exist"),
+    ("serve: neither code/ nor model.json", "error: {tmp}/empty has neither code/inference.py nor a model.json; "
+                                            "build a model with `clearsight deploy package`"),
 ])
 def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_detector_dir, tmp_path, monkeypatch,
                                                           capsys):

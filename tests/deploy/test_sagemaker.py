@@ -368,6 +368,8 @@ def test_workers_are_set_only_when_given_so_mms_defaults_to_one_per_gpu(aws, tmp
 def test_no_wait_returns_at_once_and_down_cleans_up(aws, tmp_path):
     result = run_cli(aws, *up_args(aws, aws.model_archive(tmp_path / "m.tar.gz"), "--no-wait"))
     assert "not waiting" in result.stderr and "inference OK" not in result.stderr
+    assert f"not waiting: watch with `clearsight deploy sagemaker status --name {NAME}`" in result.stderr
+    assert f"remove it with `clearsight deploy sagemaker down --name {NAME}`" in result.stderr
     assert ("sagemaker-runtime", "InvokeEndpoint") not in aws.calls
     assert aws.leftovers()["endpoints"] == [NAME]
     run_cli(aws, "down", "--name", NAME, "--bucket", aws.bucket)

@@ -315,7 +315,7 @@ BAD_RUNS = [
     ({"predictor": {"label_headers": ["a"], "model_name": "my-model", "instance_type": "ml.m5.xlarge",
                     "initial_instance_count": 1}}, [],
      "Missing option '--endpoint'. The Clarify config names a model (predictor.model_name) but no endpoint_name: "
-     "serve the model (clearsight deploy serve, or deploy sagemaker up) and give its endpoint."),
+     "serve the model (clearsight deploy serve, or clearsight deploy sagemaker up) and give its endpoint."),
     ({"predictor": {}}, [],
      "Missing option '--endpoint'. The Clarify config has no predictor.endpoint_name: add it, or give --endpoint."),
     ({"predictor": {"label_headers": ["a"], "endpoint_name": ENDPOINT_NAME, "label": "predicted_label",

@@ -188,7 +188,10 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (b"1,2,3", "text/csv", 415, "is not supported"),
     (b"abc", None, 415, "the request has no Content-Type header; send one of: application/x-npy, image/jpeg, "
                         "image/png, application/x-image"),
-    (b"abc", "", 415, "the request has no Content-Type header; send one of: application/x-npy"),
+    # present with no value (the toolkit passes None for an absent header): it said "no Content-Type header"
+    (b"abc", "", 415, "the Content-Type header is empty; send one of: application/x-npy, image/jpeg, image/png, "
+                      "application/x-image"),
+    (b"abc", " \t", 415, "the Content-Type header is empty; send one of: application/x-npy"),
     # present but naming no media type: it was answered "no Content-Type header"
     (b"abc", "; charset=utf-8", 415, "Content-Type '; charset=utf-8' names no media type; send one of: "
                                      "application/x-npy, image/jpeg, image/png, application/x-image"),
