@@ -36,6 +36,7 @@ from .config import (
     SEGMENTATION_METHODS,
     TASKS,
     ExplainConfig,
+    names_one_s3_object,
 )
 from .errors import ConfigError, EndpointAccessError, ExplainError
 from .images import decode_image
@@ -162,8 +163,7 @@ class Baseline(click.ParamType):
         if value in BUILTIN_BASELINES or Path(value).is_file():
             return value
         if value.startswith("s3://"):
-            bucket, _, key = value[len("s3://"):].partition("/")
-            if bucket and key and not key.endswith("/"):
+            if names_one_s3_object(value):
                 return value
             self.fail(f"an S3 baseline must name one object, s3://BUCKET/KEY; {value!r} does not", param, ctx)
         self.fail(f"must be one of {', '.join(BUILTIN_BASELINES)}, an existing image file or an "
@@ -173,8 +173,8 @@ class Baseline(click.ParamType):
 def _check_s3_baseline(ctx: click.Context, url: str) -> None:
     """Read and decode baseline image ``url`` (s3://BUCKET/KEY, the images' boto3 settings) before any image
     is explained, so a missing or unreadable object stops the run at once. The run keeps the URI (the
-    settings, analysis.json and the report name it); the bytes are read once per process and enter the
-    manifest's settings by their sha256, so a resumed run matches the same object."""
+    settings, analysis.json and the report name it); its bytes enter the manifest's settings by their
+    sha256, so a resumed run matches the same object."""
     try:
         decode_image(baseline_file_bytes(url), url)
     except ExplainError as error:

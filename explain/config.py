@@ -11,7 +11,7 @@ from serving.contract import TASKS
 from .errors import ConfigError
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES",
-           "DETECTION_ONLY_SETTINGS"]
+           "DETECTION_ONLY_SETTINGS", "names_one_s3_object"]
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
@@ -38,6 +38,12 @@ def _check_float(name: str, value, low: float, high: float | None = None,
         allowed = f"> {low}" if (high is None and low_open) else (
             f">= {low}" if high is None else f"in {left}{low}, {high}]")
         raise ConfigError(f"{name} must be {allowed}, got {value!r}", field=name)
+
+
+def names_one_s3_object(url: str) -> bool:
+    """Whether ``url`` is s3://BUCKET/KEY with a bucket and a key that is not a folder (ending in /)."""
+    bucket, _, key = url[len("s3://"):].partition("/")
+    return url.startswith("s3://") and bool(bucket) and bool(key) and not key.endswith("/")
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,7 @@ class ExplainConfig:
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an "
                 f"image file or an s3://BUCKET/KEY image, got {self.baseline!r}", field="baseline")
         if self.baseline.startswith("s3://"):  # read when the first image is explained (explain.baselines)
-            bucket, _, key = self.baseline[len("s3://"):].partition("/")
-            if not bucket or not key or key.endswith("/"):
+            if not names_one_s3_object(self.baseline):
                 raise ConfigError(f"an S3 baseline must name one object, s3://BUCKET/KEY, got {self.baseline!r}",
                                   field="baseline")
         elif self.baseline not in BUILTIN_BASELINES and not Path(self.baseline).is_file():
