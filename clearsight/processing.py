@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploy.aws_clients import check_bucket_owner, error_text, require_sagemaker_sdk, split_s3_url
@@ -464,12 +464,12 @@ def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url
     """What SageMaker says of job ``job_name`` (DescribeProcessingJob) against the hosts whose ``manifests``
     are under ``out_url``; each problem is also said through ``progress`` as a WARNING line.
 
-    Returns {"job", "status", "instances", "created", "missing_hosts", "problems"} (a job SageMaker cannot
+    Returns {"job", "status", "instances", "created", "ended", "missing_hosts", "problems"} (a job SageMaker cannot
     describe: status None, no problems: the merge goes on as without a check). A job's hosts
     are algo-1..algo-N, and each writes its manifest, empty when it had no images.
     """
-    check = {"job": job_name, "status": None, "instances": None, "created": None, "missing_hosts": [],
-             "problems": []}
+    check = {"job": job_name, "status": None, "instances": None, "created": None, "ended": None,
+             "missing_hosts": [], "problems": []}
     if job_name is None:
         return check
     try:
@@ -488,7 +488,8 @@ def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url
     count = described.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount") or 0
     present = {manifest_host(name) for name in manifests}
     missing = [f"algo-{index}" for index in range(1, count + 1) if f"algo-{index}" not in present]
-    check.update(status=status, instances=count, created=described.get("CreationTime"), missing_hosts=missing)
+    check.update(status=status, instances=count, created=described.get("CreationTime"),
+                 ended=described.get("ProcessingEndTime"), missing_hosts=missing)
     if status != "Completed":
         reason = described.get("FailureReason") or described.get("ExitMessage")
         check["problems"].append(
@@ -504,17 +505,23 @@ def _check_job(clients: Any, job_name: str | None, manifests: list[str], out_url
     return check
 
 
-def _unfinished_files(clients: Any, bucket: str, base: str, since: Any = None) -> tuple[list[str], list[str]]:
+def _unfinished_files(clients: Any, bucket: str, base: str, check: dict,
+                      finished: set[str]) -> tuple[list[str], list[str]]:
     """Files under ``base`` in staging folders (``.staging-<pid>@<host>-*/``): images a worker was writing
-    when it stopped, uploaded with the rest of its output. Returns (the job's, earlier ones): with
-    ``since`` (the job's CreationTime), a file last written before it is an earlier job's leftover."""
-    mine, earlier = [], []
+    when it stopped, uploaded with the rest of its output. Staging names carry no job, so a file is the
+    job's only when it was written while the job ran (``check``'s created .. ended, a minute of slack
+    for the upload) and is not the name of a file of an image the job finished (``finished``). Returns
+    (the job's, the others); a job SageMaker could not describe (no ``created``) owns none."""
+    start, end = check.get("created"), check.get("ended")
+    mine, others = [], []
     for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + STAGING_PREFIX):
         for item in page.get("Contents", []):
+            name, written = item["Key"][len(base):], item["LastModified"]
             # S3 keeps whole seconds: a second of slack keeps a file of the job's first second its own
-            older = since is not None and item["LastModified"] < since - dt.timedelta(seconds=1)
-            (earlier if older else mine).append(item["Key"][len(base):])
-    return sorted(mine), sorted(earlier)
+            during = (start is not None and written >= start - dt.timedelta(seconds=1)
+                      and (end is None or written <= end + dt.timedelta(minutes=1)))
+            (mine if during and PurePosixPath(name).name not in finished else others).append(name)
+    return sorted(mine), sorted(others)
 
 
 def _some(names: list[str], count: int = 5) -> str:
@@ -556,7 +563,8 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
     ``job_check``: job, status, instances, missing_hosts (algo-K without a manifest), problems
     (a job not Completed, missing hosts, files a worker of the job left in staging folders when it
     stopped: each also a WARNING line of ``progress``, and analysis.json's ``totals.incomplete``) and
-    unfinished_files (those files; older ones, an earlier job's, are named in a line of their own).
+    unfinished_files (those files; staging files written outside the job's run, of images it
+    finished, or under a job SageMaker cannot describe are named in a line of their own).
     A job SageMaker cannot describe is merged as found, with one line saying so.
     """
     bucket, prefix = _bucket_and_prefix(out_url)
@@ -596,8 +604,10 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
                  + (f"; leaving out those of {len(other_runs)} other run(s) there ("
                     + ", ".join(_run_text(run) for run in other_runs) + ")" if other_runs else ""))
         check = _check_job(clients, job_name, runs[job_name], out_url, progress)
+        finished = {name for entry in explained_entries(read_manifests(Path(folder))).values()
+                    for name in entry.get("files", [])}
         try:
-            check["unfinished_files"], earlier = _unfinished_files(clients, bucket, base, check["created"])
+            check["unfinished_files"], others = _unfinished_files(clients, bucket, base, check, finished)
         except Exception as error:  # noqa: BLE001
             raise DeployError(f"list-outputs: {error_text(error)}") from error
         if check["unfinished_files"]:  # images missing from this report: a problem, as a missing host is
@@ -605,9 +615,11 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
                        f"worker was writing when it stopped (not in this report): {_some(check['unfinished_files'])}")
             check["problems"].append(problem)
             progress(f"WARNING: {problem}")
-        if earlier:
-            progress(f"{len(earlier)} file(s) under {out_url} in staging folders older than job {job_name}, left "
-                     f"by an earlier run stopped while writing them (not this job's): {_some(earlier)}")
+        if others:
+            whose = ("whose they are is not known: SageMaker cannot describe the job" if check["created"] is None
+                     else f"written outside job {job_name}'s run, or of images it finished: not this job's")
+            progress(f"{len(others)} file(s) under {out_url} in staging folders of a run stopped while writing "
+                     f"them ({whose}): {_some(others)}")
         try:
             summary = merge_outputs(folder, None, keys, output_exists=objects.__contains__, other_runs=other_runs,
                                     incomplete=check["problems"])

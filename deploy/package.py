@@ -63,9 +63,18 @@ def preset_for(zoo_name):
     return None
 
 
+# Parts of GluonCV zoo names of models this project does not serve (segmentation, pose, video, depth,
+# quantised, custom-class and tracking models): left out of the names an unknown --zoo name suggests.
+NOT_SERVED_NAME_PARTS = ("fcn_", "psp_", "deeplab", "danet", "icnet", "fastscnn", "segnet", "pose", "i3d_",
+                         "slowfast", "tsn_", "r2plus1d", "c3d", "p3d", "monodepth", "_int8", "_custom",
+                         "_kinetics", "_ucf101", "_hmdb51", "_sthsthv2", "smot")
+
+
 def unknown_zoo_name_message(zoo_name, known):
-    """The error for a ``zoo_name`` not among ``known`` (GluonCV's names): up to 5 close names, and where the rest are."""
-    servable = [name for name in known if not name.startswith(tuple(UNSUPPORTED_FAMILIES))]
+    """The error for a ``zoo_name`` not among ``known`` (GluonCV's names): up to 5 close names of models
+    this project serves, and where the rest are."""
+    servable = [name for name in known if not name.startswith(tuple(UNSUPPORTED_FAMILIES))
+                and not any(part in name for part in NOT_SERVED_NAME_PARTS)]
     close = difflib.get_close_matches(zoo_name, servable, n=5)
     hint = "did you mean %s? " % ", ".join(close) if close else ""
     return ("unknown GluonCV model-zoo name %r; %sgluoncv.model_zoo.get_model_list() lists all %d names"

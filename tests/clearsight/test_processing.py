@@ -442,33 +442,50 @@ def test_a_merge_names_missing_hosts_unfinished_images_and_a_job_that_did_not_co
             "its hosts may not have finished their images.") in " ".join(stopped.output.split())
 
 
-def test_staging_files_older_than_the_job_are_an_earlier_runs_not_this_jobs(aws, tmp_path, tiny_detector_dir):
-    """A staging folder's name does not carry the job: files an earlier stopped job left on the same --out
-    were counted as this job's unfinished images."""
+@pytest.mark.parametrize("case", ["before the job", "after the job", "of a finished image", "job unknown"])
+def test_staging_files_that_are_not_this_jobs_are_named_but_do_not_count(case, aws, tmp_path, tiny_detector_dir):
+    """A staging folder's name does not carry the job: files another stopped job left on the same --out
+    (earlier, or later when an earlier job is merged by --job-name) were counted as this job's unfinished
+    images, and so were all of them when SageMaker could not describe the job."""
     import datetime as dt
 
     from moto.sagemaker.models import sagemaker_backends
 
-    aws.serving_endpoint("shapes-detector")
-    for key in KEYS:
-        aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
-    started = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", *EXPLAIN_OPTIONS), obj=aws.session)
-    assert started.exit_code == 0, started.output
-    hosts = ["algo-1", "algo-2"]
+    job_name = "cs-explain-gone" if case == "job unknown" else "cs-explain-test"
+    hosts = ["algo-1"] if case == "job unknown" else ["algo-1", "algo-2"]
+    if case != "job unknown":
+        aws.serving_endpoint("shapes-detector")
+        for key in KEYS:
+            aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"images/{key}", Body=b"png")
+        started = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", *EXPLAIN_OPTIONS),
+                                     obj=aws.session)
+        assert started.exit_code == 0, started.output
     for index, host in enumerate(hosts):
-        layout = processing_layout(tmp_path, host, hosts, [key for key in KEYS if shard_of(key, 2) == index])
-        run_worker(layout, tiny_detector_dir, "cs-explain-test")
+        layout = processing_layout(tmp_path, host, hosts, [key for key in KEYS if shard_of(key, len(hosts)) == index])
+        run_worker(layout, tiny_detector_dir, job_name)
         upload_outputs(aws, tmp_path / f"{host}/opt/ml/processing/output")
-    staging = ".staging-7@ip-10-0-0-9-old/a__scene1.png_shap.npz"
+    staging = ".staging-7@ip-10-0-0-9-old/a__scene1.png_stray.npz"
+    if case == "of a finished image":
+        manifest = aws.clients.s3.get_object(Bucket=aws.bucket, Key=f"explanations/manifest-{job_name}@algo-1.jsonl")
+        entry = next(json.loads(line) for line in manifest["Body"].read().decode().splitlines()
+                     if json.loads(line).get("status") == "explained")
+        staging = f".staging-7@ip-10-0-0-9-old/{entry['files'][0]}"
     aws.clients.s3.put_object(Bucket=aws.bucket, Key=f"explanations/{staging}", Body=b"npz")
-    job = sagemaker_backends[aws.account][aws.region].processing_jobs["cs-explain-test"]
-    job.creation_time = job.creation_time + dt.timedelta(minutes=5)  # the leftover is older than the job
-    result = merge(aws, "--job-name", "cs-explain-test")
+    if case in ("before the job", "after the job"):
+        job = sagemaker_backends[aws.account][aws.region].processing_jobs[job_name]
+        shift = dt.timedelta(minutes=5)
+        if case == "before the job":  # the file is older than the job
+            job.creation_time, job.processing_end_time = job.creation_time + shift, job.processing_end_time + shift
+        else:  # the job ended long before the file was written (a later job's)
+            job.creation_time, job.processing_end_time = job.creation_time - shift, job.processing_end_time - shift
+    result = merge(aws, "--job-name", job_name)
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
-    assert "WARNING" not in output
-    assert (f"1 file(s) under s3://{aws.bucket}/explanations in staging folders older than job cs-explain-test, "
-            f"left by an earlier run stopped while writing them (not this job's): {staging}") in output
+    assert "WARNING: 1 file(s) of unfinished images" not in output
+    whose = ("whose they are is not known: SageMaker cannot describe the job" if case == "job unknown"
+             else f"written outside job {job_name}'s run, or of images it finished: not this job's")
+    assert (f"1 file(s) under s3://{aws.bucket}/explanations in staging folders of a run stopped while writing "
+            f"them ({whose}): {staging}") in output
     assert "incomplete" not in s3_json(aws, "explanations/analysis.json")["totals"]
 
 

@@ -18,6 +18,7 @@ from deploy.package import (
     package_exported,
     package_model_dir,
     package_zoo,
+    unknown_zoo_name_message,
 )
 from tests.conftest import REPO
 from tests.tiny_models import export_tiny_model
@@ -248,6 +249,14 @@ def test_unknown_zoo_name_is_a_clear_error(name, message, tmp_path):
     assert "\n" not in text and "model list:" not in text
     assert text.endswith(" names") and "gluoncv.model_zoo.get_model_list()" in text
     assert not (tmp_path / "z.tar.gz").exists()
+
+
+def test_an_unknown_zoo_name_suggests_only_models_this_project_serves():
+    known = ["fcn_resnet50_voc", "simple_pose_resnet50_v1b", "i3d_resnet50_v1_kinetics400", "resnet50_v1_int8",
+             "yolo3_darknet53_custom", "mask_rcnn_resnet50_v1b_coco", "resnet50_v1", "yolo3_darknet53_voc"]
+    message = unknown_zoo_name_message("fcn_resnet50_vocc", known)
+    assert "did you mean resnet50_v1?" in message, message
+    assert "yolo3_darknet53_voc?" in unknown_zoo_name_message("yolo3_darknet53_vocc", known)
 
 
 @pytest.mark.parametrize("args, message", [
