@@ -599,13 +599,13 @@ def merge_job_outputs(out_url: str, clients: Any, progress: Progress = logger.in
         except Exception as error:  # noqa: BLE001
             raise DeployError(f"download-manifests: {error_text(error)}") from error
         other_runs = {run: read_manifests(others / (run or "_unnamed")) for run in runs if run != job_name}
-        _refuse_outputs_written_over(job_name, runs, other_runs, objects, read_manifests(Path(folder)), out_url)
+        entries = read_manifests(Path(folder))
+        _refuse_outputs_written_over(job_name, runs, other_runs, objects, entries, out_url)
         progress(f"merging {len(runs[job_name])} manifest(s) of {_run_text(job_name)} from {out_url}"
                  + (f"; leaving out those of {len(other_runs)} other run(s) there ("
                     + ", ".join(_run_text(run) for run in other_runs) + ")" if other_runs else ""))
         check = _check_job(clients, job_name, runs[job_name], out_url, progress)
-        finished = {name for entry in explained_entries(read_manifests(Path(folder))).values()
-                    for name in entry.get("files", [])}
+        finished = {name for entry in explained_entries(entries).values() for name in entry.get("files", [])}
         try:
             check["unfinished_files"], others = _unfinished_files(clients, bucket, base, check, finished)
         except Exception as error:  # noqa: BLE001

@@ -486,38 +486,36 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
          config: ExplainConfig, out_dir: Path, workers: int, run_options: RunOptions) -> dict:
     """The run itself, with --workers processes or in this one; errors become click's."""
     if workers > 1:
-        try:
+        with _click_errors(ctx, endpoints, out_dir):
             return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options)
-        except ConfigError as error:
-            raise _usage_error(ctx, error) from None
-        except EndpointAccessError as error:
-            raise _endpoint_access_error(ctx, error, endpoints) from None
-        except ExplainError as error:
-            raise click.ClickException(str(error)) from None
-        except OSError as error:
-            raise _write_error(error, out_dir) from None
-    try:
+    with _click_errors(ctx, endpoints, None, usage_default="endpoint"):
         predictor = build_predictor(endpoints, task, transport)
-    except ConfigError as error:
-        raise _usage_error(ctx, error, default="endpoint") from None
-    except EndpointAccessError as error:
-        raise _endpoint_access_error(ctx, error, endpoints) from None
-    except ExplainError as error:
-        raise click.ClickException(str(error)) from None
     try:
         # log lines above the progress bar, not inside it
-        with logging_redirect_tqdm() if run_options.progress else contextlib.nullcontext():
+        with _click_errors(ctx, endpoints, out_dir), (
+                logging_redirect_tqdm() if run_options.progress else contextlib.nullcontext()):
             return run_explanations(images, predictor, config, out_dir, run_options)
+    finally:
+        predictor.close()
+
+
+@contextlib.contextmanager
+def _click_errors(ctx: click.Context, endpoints: list[str], out_dir: Path | None, usage_default: str | None = None):
+    """The run's errors as click's: a setting (usage error, naming ``usage_default`` when the error names no
+    option), an endpoint this machine cannot call, any other ExplainError, and, with ``out_dir``, an
+    OSError (writing there)."""
+    try:
+        yield
     except ConfigError as error:
-        raise _usage_error(ctx, error) from None
+        raise _usage_error(ctx, error, default=usage_default) from None
     except EndpointAccessError as error:
         raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
+        if out_dir is None:
+            raise
         raise _write_error(error, out_dir) from None
-    finally:
-        predictor.close()
 
 
 def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
