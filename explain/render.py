@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,6 +25,7 @@ _LABEL_MARGIN = 3.0  # display pixels around a label's text kept free (its outli
 # A number may hide at most this share of the segments' pixels (each segment's share, summed); a
 # segment too small for its number gets it beside it, with a line to it, so its colour stays visible.
 _MAX_COVER = 0.25
+_CHUNK = 256  # candidate places checked at once for a number's first free place
 
 
 def heatmap_file_name(stem: str, box_number: int) -> str:
@@ -65,8 +67,17 @@ def _figure(image: np.ndarray):
     panel_width, panel_height = max(width * scale, 3.0), max(height * scale, 3.0)
     figure = Figure(figsize=(panel_width + 1.2, panel_height + 0.6), dpi=_DPI)
     axis = figure.subplots()
-    axis.set_axis_off()
+    _hide_axes(axis)
     return figure, axis
+
+
+def _hide_axes(axis) -> None:
+    """No frame, ticks or labels on an image panel. The x and y axes are hidden too, not only left
+    undrawn (``set_axis_off``): the layout and the titles' placement then skip computing ticks that
+    are never drawn (in a profile of the demo's figures, most of their layout time)."""
+    axis.set_axis_off()
+    axis.xaxis.set_visible(False)
+    axis.yaxis.set_visible(False)
 
 
 def _box_pixels(box: np.ndarray, height: int, width: int) -> tuple[float, float, float, float]:
@@ -145,21 +156,23 @@ def _first_free(centres: np.ndarray, size: tuple[float, float], placed: list, hi
                 width: int, height: int) -> np.ndarray | None:
     """The first of ``centres`` ((N, 2) x, y) whose box lies in the image, meets no placed box and
     hides at most ``_MAX_COVER`` of the segments' pixels (``hidden``: the summed-area table of each
-    pixel's 1 / its segment's size, so a box sums the shares it hides); None when there is none."""
-    if not len(centres):
-        return None
+    pixel's 1 / its segment's size, so a box sums the shares it hides); None when there is none.
+    Checked a chunk of centres at a time: the first free one is usually among the first few."""
     half_width, half_height = size[0] / 2, size[1] / 2
-    boxes = np.stack([centres[:, 0] - half_width, centres[:, 1] - half_height,
-                      centres[:, 0] + half_width, centres[:, 1] + half_height], axis=1)
-    ok = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= width) & (boxes[:, 3] <= height)
-    ok &= _covered(hidden, boxes) <= _MAX_COVER
-    if placed:
-        others = np.asarray(placed, dtype=np.float64)
+    others = np.asarray(placed, dtype=np.float64).reshape(-1, 4)
+    for start in range(0, len(centres), _CHUNK):
+        chunk = centres[start:start + _CHUNK]
+        boxes = np.stack([chunk[:, 0] - half_width, chunk[:, 1] - half_height,
+                          chunk[:, 0] + half_width, chunk[:, 1] + half_height], axis=1)
+        ok = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= width) & (boxes[:, 3] <= height)
+        ok &= _covered(hidden, boxes) <= _MAX_COVER
         meets = ((boxes[:, None, 0] < others[None, :, 2]) & (others[None, :, 0] < boxes[:, None, 2])
                  & (boxes[:, None, 1] < others[None, :, 3]) & (others[None, :, 1] < boxes[:, None, 3]))
         ok &= ~meets.any(axis=1)
-    found = np.flatnonzero(ok)
-    return boxes[found[0]] if found.size else None
+        found = np.flatnonzero(ok)
+        if found.size:
+            return boxes[found[0]]
+    return None
 
 
 def place_segment_labels(segments: np.ndarray, numbers: Sequence[int],
@@ -185,12 +198,13 @@ def place_segment_labels(segments: np.ndarray, numbers: Sequence[int],
     sizes = np.bincount(segments.ravel(), minlength=int(segments.max()) + 1)
     hidden = np.zeros((height + 1, width + 1), dtype=np.float64)
     hidden[1:, 1:] = (1.0 / sizes[segments]).cumsum(axis=0).cumsum(axis=1)
+    by_segment = np.argsort(segments.ravel(), kind="stable")  # each segment's pixels, in row-major order
+    first_pixel = np.concatenate([[0], np.cumsum(sizes)])
     placed: list[tuple[float, float, float, float]] = []
     labels = []
     for number in numbers:
-        mask = segments == number
         size = label_size(str(number))
-        rows, cols = np.nonzero(mask)
+        rows, cols = np.divmod(by_segment[first_pixel[number]:first_pixel[number + 1]], width)
         order = np.argsort(-distance[rows, cols], kind="stable")
         order = order[::max(1, len(order) // 400)]  # a few hundred candidates, deepest first
         inside = np.stack([cols[order] + 0.5, rows[order] + 0.5], axis=1).astype(np.float64)
@@ -353,10 +367,11 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
                     layout="constrained")
     axes = figure.subplots(rows, 2, squeeze=False)
     for axis in axes.ravel():
-        axis.set_axis_off()
+        _hide_axes(axis)
     if not blocks:
         axes[0, 0].imshow(image)
         axes[0, 0].set_title("no target above the probability threshold", fontsize=9)
+        figure.get_layout_engine().execute(figure)  # as below: a figure leaves here laid out
         return figure
     row = 0
     heatmaps = []
@@ -386,14 +401,32 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
                          f"removes it: {len(remove['segments'])} of {num_segments} segments "
                          f"(score {remove['score']:.2f} without)")
         row += 2 if sets is not None else 1
-    figure.draw_without_rendering()  # the layout fixes each panel's scale, which the numbers' sizes need
+    # The layout fixes each panel's scale, which the numbers' sizes need: run it (and each image
+    # panel's aspect) without drawing the figure, so its images are resampled only when it is drawn.
+    figure.get_layout_engine().execute(figure)
+    for axis, _ in heatmaps:
+        axis.apply_aspect()
     for axis, numbers in heatmaps:
         _draw_segment_numbers(axis, segments, numbers)
     return figure
 
 
-def _save(figure, path: Path) -> None:
-    figure.savefig(path, format="jpeg", dpi=_DPI, bbox_inches="tight", pil_kwargs={"quality": 90})
+def _save(figure, path: Path | BinaryIO) -> None:
+    """Write ``figure`` as a JPEG cropped to what it draws (``savefig(bbox_inches="tight")``), drawn once.
+
+    savefig draws a figure an extra time before printing it when it has a layout engine or is to
+    be cropped "tight", and a constrained layout runs at each draw. The layout is final here
+    (``plot_explanation`` ran it; the segment numbers added since take no part in it), so the
+    figure keeps it without an engine, and the crop is measured without drawing.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        figure.set_layout_engine(None)  # no engine: the axes stay where the layout put them
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    crop = figure.get_tightbbox(canvas.get_renderer()).padded(matplotlib.rcParams["savefig.pad_inches"])
+    figure.savefig(path, format="jpeg", dpi=_DPI, bbox_inches=crop, pil_kwargs={"quality": 90})
 
 
 def render_explanation(explanation, stem: str, out_dir: Path,

@@ -100,6 +100,40 @@ def test_segment_numbers_sit_inside_their_segment_even_when_it_is_not_convex():
     assert segments[int(positions[1][1]), int(positions[1][0])] == 1
 
 
+
+def _boxes_meet(first, second) -> bool:
+    return first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]
+
+
+def test_numbers_go_inside_large_segments_beside_small_ones_and_never_meet_however_many_places_are_checked_at_once(
+        monkeypatch):
+    # 40 segments of 3 x 3 pixels packed in a corner of a large one: no number fits inside them, so
+    # each goes beside, the first free place by distance often past the first chunk of candidates.
+    import explain.render as render
+
+    segments = np.zeros((120, 120), np.int32)
+    for number in range(1, 41):
+        row, col = divmod(number - 1, 8)
+        segments[6 + 3 * row:9 + 3 * row, 6 + 3 * col:9 + 3 * col] = number
+    numbers = [0, *range(40, 0, -1)]
+
+    def label_size(text):
+        return 6.0 * len(text) + 4.0, 12.0
+
+    labels = render.place_segment_labels(segments, numbers, label_size)
+    monkeypatch.setattr(render, "_CHUNK", 1)  # one candidate at a time: the rule as written
+    assert render.place_segment_labels(segments, numbers, label_size) == labels
+    assert [label.segment for label in labels] == numbers
+    big, small = labels[0], labels[1:]
+    assert big.anchor is None and segments[int(big.centre[1]), int(big.centre[0])] == 0
+    for label in small:
+        assert label.anchor is not None and segments[int(label.anchor[1]), int(label.anchor[0])] == label.segment
+    for first in range(len(labels)):
+        x0, y0, x1, y1 = labels[first].box
+        assert 0 <= x0 and 0 <= y0 and x1 <= 120 and y1 <= 120
+        for second in range(first + 1, len(labels)):
+            assert not _boxes_meet(labels[first].box, labels[second].box), (labels[first], labels[second])
+
 # --------------------------------------------------------------------------------------
 # the page
 # --------------------------------------------------------------------------------------
@@ -270,6 +304,34 @@ def _shapes_detector_explanation():
     return explain_image(image, predictor, config), config
 
 
+def test_the_written_figures_are_matplotlibs_tight_save_of_the_same_figures_drawn_once(tmp_path, monkeypatch):
+    # The run writes each figure with one draw (it measures the crop without drawing and keeps the
+    # layout the numbers were placed on); what it writes must be what savefig(bbox_inches="tight") gives.
+    from matplotlib.figure import Figure
+
+    from explain.explainer import explain_image
+    from explain.render import _save, plot_explanation, render_explanation
+
+    config = ExplainConfig(num_samples=80, num_segments=12, metrics=True, label_headers=("square", "corner"))
+    explanation = explain_image(big_scene(0), big_detector, config)
+    assert explanation.num_targets == 2
+    for targets in ([0], [1], None, []):  # a figure per target as the run writes them, all of them, none
+        mine, theirs = io.BytesIO(), io.BytesIO()
+        _save(plot_explanation(explanation, targets), mine)
+        plot_explanation(explanation, targets).savefig(theirs, format="jpeg", dpi=100, bbox_inches="tight",
+                                                       pil_kwargs={"quality": 90})
+        mine, theirs = (np.asarray(Image.open(buffer)).astype(np.float64) for buffer in (mine, theirs))
+        assert abs(mine.shape[0] - theirs.shape[0]) <= 1 and abs(mine.shape[1] - theirs.shape[1]) <= 1, targets
+        height, width = min(mine.shape[0], theirs.shape[0]), min(mine.shape[1], theirs.shape[1])
+        assert np.abs(mine[:height, :width] - theirs[:height, :width]).mean() < 3.0, targets
+
+    draws = []
+    original_draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda figure, renderer: (draws.append(figure), original_draw(figure, renderer)))
+    written = render_explanation(explanation, "scene.png", tmp_path)
+    assert len(written) == 3 and len(draws) == 3 and len(set(map(id, draws))) == 3  # 2 targets, the objects
+
+
 def _boxes_overlap(first, second) -> bool:
     return first.x0 < second.x1 and second.x0 < first.x1 and first.y0 < second.y1 and second.y0 < first.y1
 
@@ -279,7 +341,7 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
     # so the table's segments could not be found, and the blob hid the only blue of the map.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from explain.render import plot_explanation
+    from explain.render import _save, plot_explanation
     from explain.report import build_image_summary
 
     explanation, config = _shapes_detector_explanation()
@@ -292,7 +354,7 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
         for key in ("keeps_score", "removes_score"):
             named |= set((target.get(key) or {}).get("segments", []))
         figure = plot_explanation(explanation, [index])
-        figure.savefig(io.BytesIO(), format="jpeg", dpi=100, bbox_inches="tight")  # what the run writes
+        _save(figure, io.BytesIO())  # what the run writes
         canvas = FigureCanvasAgg(figure)  # and drawn again, to measure what was drawn
         canvas.draw()
         renderer = canvas.get_renderer()
