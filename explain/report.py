@@ -219,6 +219,10 @@ def write_analysis(summary: dict, path: Path) -> None:
 
 
 # Phone widths included: nothing is wider than the viewport (tables scroll inside their box).
+# The images' files a report embeds at most, in bytes (base64 makes the page a third larger): about
+# 240 targets with the metrics, 540 without (the shapes demo's figures); later images' are linked.
+REPORT_EMBED_BYTES = 64 * 2**20
+
 _STYLE = """
 * { box-sizing: border-box; }
 body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 12px; max-width: 1280px;
@@ -275,13 +279,14 @@ def _data_uri(path: Path) -> str | None:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _figure(files_dir: Path, name: str, alt: str, css_class: str = "") -> str:
+def _figure(files_dir: Path | None, name: str, alt: str, css_class: str = "") -> str:
     """An image embedded as a data: URI, linking to its file beside the report.
 
-    A file not in ``files_dir`` (a report merged from manifests alone, its images in S3) is
-    referenced by its relative URL instead, as the link is.
+    A file not in ``files_dir`` (a report merged from manifests alone, its images in S3), and
+    every file when ``files_dir`` is None (past the report's embedding budget), is referenced by
+    its relative URL instead, as the link is.
     """
-    source = _data_uri(files_dir / name) or _href(name)
+    source = (_data_uri(files_dir / name) if files_dir is not None else None) or _href(name)
     caption = f"<figcaption><a href=\"{_href(name)}\">{_escape(name)}</a></figcaption>"
     opening = f"<figure class={css_class}>" if css_class else "<figure>"
     return f"{opening}<img src=\"{source}\" alt=\"{_escape(alt)}\">{caption}</figure>"
@@ -369,7 +374,7 @@ def _sets_block(target: dict, num_segments: int) -> str:
     return "".join(parts)
 
 
-def _target_block(item: dict, target: dict, files_dir: Path, detection: bool) -> str:
+def _target_block(item: dict, target: dict, files_dir: Path | None, detection: bool) -> str:
     title = f"{'box ' if detection else ''}{target['index']}: {target['label']} {target['score']:.3f}"
     figure = ""
     if detection:
@@ -395,7 +400,8 @@ def _no_target_sentence(item: dict, settings: dict) -> str:
     return f"{sentence}; the best was {best['label']} {best['score']:.3f}."
 
 
-def _image_section(number: int, item: dict, files_dir: Path, task: str, settings: dict) -> str:
+def _image_section(number: int, item: dict, files_dir: Path | None, task: str, settings: dict) -> str:
+    """One image's section; its figures embedded from ``files_dir``, or linked when it is None."""
     detection = task == "detection"
     npz_name = f"{item['stem']}_shap.npz"
     parts = [f"<section id=image-{number}><h2>{_escape(item['stem'])}</h2>",
@@ -554,13 +560,18 @@ def _legend(task: str) -> str:
     return f"<details open class=legend><summary>What the table columns mean</summary><dl>{items}</dl></details>"
 
 
-def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> None:
-    """Write report.html: one portable page, every image embedded (data: URIs).
+def write_report(summary: dict, path: Path, files_dir: Path | None = None,
+                 embed_bytes: int = REPORT_EMBED_BYTES) -> None:
+    """Write report.html: one portable page, the images embedded (data: URIs) up to ``embed_bytes``.
 
     files_dir: where the run's JPEGs are (default: the report's folder); each embedded image
     also links to its file there (a file missing there is referenced by its relative URL). Per target: the image with the box and the heatmap with
     numbered segments, the smallest sets of segments that keep and that remove the score,
     and the deletion/insertion curves (with metrics); images that failed are listed.
+    embed_bytes: the images' files are embedded whole image by image, in the report's order, while
+    their sizes sum to at most this; the later images' figures are linked to their files, and the
+    page says so at its top (a run of thousands of images would otherwise make a page of gigabytes
+    that no browser opens, built in memory). The page is written section by section.
     """
     path = Path(path)
     files_dir = Path(files_dir) if files_dir is not None else path.parent
@@ -569,12 +580,14 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
                      for key, value in summary["settings"].items()]
     totals = summary["totals"]
     images = summary["images"]
+    embedded = _images_within(images, files_dir, embed_bytes)
     contents = "".join(f"<li><a href=\"#image-{number}\">{_escape(item['stem'])}</a> "
                        f"({len(item['targets'])} target(s))</li>"
                        for number, item in enumerate(images, start=1))
-    body = [
+    head = [
         "<h1>clearsight explanation report</h1>",
         *_incomplete_notes(totals),
+        *_linked_figures_note(images, embedded, embed_bytes),
         _provenance(summary),
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
         f"{totals['model_calls']} model calls, {_time_sentence(totals)}.</p>",
@@ -591,11 +604,38 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None) -> No
         _table(["setting", "value"], settings_rows, text_columns=2),
         "</details>",
         f"<nav><ul>{contents}</ul></nav>" if len(images) > 1 else "",
-        *(_image_section(number, item, files_dir, summary.get("task", "detection"), summary["settings"])
-          for number, item in enumerate(images, start=1)),
     ]
-    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-            "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
-            "<title>clearsight explanation report</title>"
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-    path.write_text(page, encoding="utf-8")
+    with path.open("w", encoding="utf-8") as page:
+        page.write("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+                   "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
+                   "<title>clearsight explanation report</title>"
+                   f"<style>{_STYLE}</style></head><body>\n" + "\n".join(head))
+        for number, item in enumerate(images, start=1):
+            page.write("\n" + _image_section(number, item, files_dir if number <= embedded else None,
+                                              summary.get("task", "detection"), summary["settings"]))
+        page.write("\n</body></html>\n")
+
+
+def _images_within(images: list[dict], files_dir: Path, budget: int) -> int:
+    """How many of ``images``, from the first, have figures (their JPEGs in ``files_dir``) whose
+    sizes sum to at most ``budget`` bytes."""
+    total = 0
+    for count, item in enumerate(images):
+        for name in item.get("files", []):
+            if name.endswith(".jpeg"):
+                try:
+                    total += (files_dir / name).stat().st_size
+                except OSError:
+                    pass  # not there: linked in any case
+        if total > budget:
+            return count
+    return len(images)
+
+
+def _linked_figures_note(images: list[dict], embedded: int, budget: int) -> list[str]:
+    """Which images' figures are links, not embedded (past the embedding budget); nothing when all are embedded."""
+    if embedded >= len(images):
+        return []
+    return [f"<div class=warning><p>This page embeds the figures of its first {embedded} of {len(images)} images "
+            f"(their files, up to {budget / 2**20:g} MiB in all); the figures of the other {len(images) - embedded} "
+            "are links to their files beside this page: keep the page in its folder.</p></div>"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -150,6 +151,30 @@ def test_the_report_is_one_file_that_embeds_every_image(odd_run, tmp_path):
         assert data == (out / name).read_bytes()
         with Image.open(io.BytesIO(data)) as decoded:
             assert decoded.format == "JPEG"
+
+
+def test_past_its_embedding_budget_a_report_links_the_later_images_figures_and_says_so(odd_run, tmp_path):
+    # A run of thousands of images made a page of gigabytes, built in memory, that no browser opens.
+    out, summary = odd_run
+    files = [[name for name in item["files"] if name.endswith(".jpeg")] for item in summary["images"]]
+    first_bytes = sum((out / name).stat().st_size for name in files[0])
+    for budget, embedded in ((first_bytes, 1), (first_bytes - 1, 0)):
+        report = tmp_path / f"report-{budget}.html"
+        write_report(summary, report, files_dir=out, embed_bytes=budget)
+        figures = parse_report(report).figures
+        assert len(figures) == 6
+        for figure in figures:
+            name = unquote(figure["href"])
+            if name in files[0][:3 * embedded]:
+                assert base64.b64decode(figure["src"].split(",", 1)[1]) == (out / name).read_bytes()
+            else:  # linked: the same relative URL as its caption's link, a file beside the report
+                assert figure["src"] == figure["href"] and (out / name).is_file(), figure
+        text = page_text(report)
+        assert (f"This page embeds the figures of its first {embedded} of 2 images (their files, up to "
+                f"{budget / 2**20:g} MiB in all); the figures of the other {2 - embedded} are links to their "
+                "files beside this page: keep the page in its folder.") in text
+    write_report(summary, tmp_path / "all.html", files_dir=out)  # the default budget: all embedded, no note
+    assert len(embedded_files(tmp_path / "all.html")) == 6 and "This page embeds" not in page_text(tmp_path / "all.html")
 
 
 def test_odd_names_display_and_link_correctly(odd_run):
