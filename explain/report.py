@@ -636,6 +636,12 @@ def _linked_figures_note(images: list[dict], embedded: int, budget: int) -> list
     """Which images' figures are links, not embedded (past the embedding budget); nothing when all are embedded."""
     if embedded >= len(images):
         return []
-    return [f"<div class=warning><p>This page embeds the figures of its first {embedded} of {len(images)} images "
-            f"(their files, up to {budget / 2**20:g} MiB in all); the figures of the other {len(images) - embedded} "
-            "are links to their files beside this page: keep the page in its folder.</p></div>"]
+    limit = f"{budget / 2**20:g} MiB"
+    if embedded == 0:
+        told = (f"The figures of its {len(images)} images are links to their files beside this page (the first "
+                f"image's files alone are over the {limit} a page embeds at most)")
+    else:
+        told = (f"This page embeds the figures of its first {embedded} of {len(images)} images (their files, up to "
+                f"{limit} in all); the figures of the other {len(images) - embedded} are links to their files "
+                "beside this page")
+    return [f"<div class=warning><p>{_escape(told)}: keep the page in its folder.</p></div>"]
