@@ -14,6 +14,7 @@ from .errors import ExplainError
 from .metrics import smallest_sets
 
 __all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "top_segments", "named_segments",
+           "set_as_named",
            "place_segment_labels", "SegmentLabel", "TOP_SEGMENTS", "heatmap_file_name", "heatmap_box_number",
            "objects_file_name", "classification_file_name"]
 
@@ -111,17 +112,27 @@ def top_segments(values: np.ndarray, count: int = TOP_SEGMENTS) -> list[int]:
     return [int(segment) for segment in order]
 
 
+def set_as_named(segments: Sequence[int], total: int) -> tuple[list[int], bool]:
+    """How the report names a set of ``segments`` out of ``total``: the set itself (in its order), or,
+    when it holds more than half of them, the segments it leaves out (ascending; second item True).
+    A set of 63 of 64 segments is "every segment but 17", and only 17 is numbered on the heatmap."""
+    if len(segments) > total / 2:
+        inside = {int(segment) for segment in segments}
+        return [segment for segment in range(total) if segment not in inside], True
+    return [int(segment) for segment in segments], False
+
+
 def named_segments(values: np.ndarray, sets: dict | None = None, count: int = TOP_SEGMENTS) -> list[int]:
     """The segments the report names for one target, in labelling order.
 
     values: (S,) SHAP values. ``top_segments`` (the report's table), then the segments of the smallest
-    sets that keep and remove the score (``explain.metrics.smallest_sets``), when given.
+    sets that keep and remove the score (``explain.metrics.smallest_sets``), when given, each as the
+    report names it (``set_as_named``: a set of more than half the segments by those it leaves out).
     """
     named = top_segments(values, count)
     for key in ("keep", "remove"):
-        for segment in (sets or {}).get(key, {}).get("segments", []):
-            if int(segment) not in named:
-                named.append(int(segment))
+        listed, _ = set_as_named((sets or {}).get(key, {}).get("segments", []), len(values))
+        named += [segment for segment in listed if segment not in named]
     return named
 
 

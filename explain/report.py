@@ -22,6 +22,7 @@ from .render import (
     classification_file_name,
     heatmap_file_name,
     objects_file_name,
+    set_as_named,
     top_segments,
 )
 
@@ -342,7 +343,13 @@ def _curves_svg(deletion: Sequence[float], insertion: Sequence[float], keep_coun
 
 
 def _segment_list(segments: list[int], total: int) -> str:
-    return f"segment{'s' if len(segments) != 1 else ''} {', '.join(map(str, segments))} ({len(segments)} of {total})"
+    """A set as the heatmap numbers it (``set_as_named``): its segments, or every segment but those it leaves out."""
+    listed, left_out = set_as_named(segments, total)
+    if not left_out:
+        return f"segment{'s' if len(segments) != 1 else ''} {', '.join(map(str, listed))} ({len(segments)} of {total})"
+    if not listed:
+        return f"all {total} segments"
+    return f"every segment but {', '.join(map(str, listed))} ({len(segments)} of {total})"
 
 
 def _sets_block(target: dict, num_segments: int) -> str:

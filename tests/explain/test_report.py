@@ -203,10 +203,36 @@ def test_the_report_shows_the_sets_and_the_curves_per_target(odd_run):
         square = item["targets"][0]
         kept = square["keeps_score"]["segments"]
         total = item["num_segments_used"]
-        listed = ", ".join(map(str, kept))
-        assert f"Keeps the score: segment{'s' if len(kept) > 1 else ''} {listed} ({len(kept)} of {total})" in text
+        if len(kept) <= total / 2:
+            listed = f"segment{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))}"
+        else:  # named by the segments it leaves out (the next test)
+            listed = "every segment but " + ", ".join(str(segment) for segment in range(total) if segment not in kept)
+        assert f"Keeps the score: {listed} ({len(kept)} of {total})" in text
     assert html.count("<svg class=curves") == 4  # 2 images x 2 targets
     assert text.count("no set keeps or removes it") == 2  # the corner objects
+
+
+@pytest.mark.parametrize("segments, text", [
+    ([4], "segment 4 (1 of 8)"),
+    ([5, 1, 2, 7], "segments 5, 1, 2, 7 (4 of 8)"),  # half: named as it is, in rank order
+    ([5, 1, 2, 7, 0], "every segment but 3, 4, 6 (5 of 8)"),
+    ([7, 6, 5, 4, 3, 2, 0], "every segment but 1 (7 of 8)"),
+    (list(range(8)), "all 8 segments"),
+])
+def test_a_set_of_more_than_half_the_segments_is_named_by_those_it_leaves_out_in_text_and_on_the_heatmap(
+        segments, text):
+    # 63 of 64 segments keep a detector's score: the report listed 63 numbers and the heatmap drew 63,
+    # most beside their segments with a line, a tangle around the box.
+    from explain.render import named_segments
+    from explain.report import _segment_list
+
+    assert _segment_list(segments, 8) == text
+    values = np.array([0.8, 0.7, 0.6, 0.5, 0.4, 0.0, 0.0, 0.0])  # the table's top 5: 0..4
+    numbered = named_segments(values, {"keep": {"segments": segments}, "remove": {"segments": [5]}})
+    left_out = [segment for segment in range(8) if segment not in segments]
+    expected = [0, 1, 2, 3, 4] + [segment for segment in (segments if len(segments) <= 4 else left_out) + [5]
+                                  if segment > 4]
+    assert numbered == list(dict.fromkeys(expected))
 
 
 def test_the_header_says_which_segmentation_was_used(tmp_path):
@@ -378,7 +404,8 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
     for index, target in enumerate(summary["targets"]):
         named = {item["segment"] for item in target["top_segments"]}
         for key in ("keeps_score", "removes_score"):
-            named |= set((target.get(key) or {}).get("segments", []))
+            chosen = set((target.get(key) or {}).get("segments", []))  # a set of over half: what it leaves out
+            named |= chosen if len(chosen) <= 32 else set(range(64)) - chosen
         figure = plot_explanation(explanation, [index])
         _save(figure, io.BytesIO())  # what the run writes
         canvas = FigureCanvasAgg(figure)  # and drawn again, to measure what was drawn
