@@ -219,11 +219,11 @@ def write_analysis(summary: dict, path: Path) -> None:
     atomic_write_bytes(Path(path), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
 
 
-# Phone widths included: nothing is wider than the viewport (tables scroll inside their box).
 # The images' files a report embeds at most, in bytes (base64 makes the page a third larger): about
 # 240 targets with the metrics, 540 without (the shapes demo's figures); later images' are linked.
 REPORT_EMBED_BYTES = 64 * 2**20
 
+# Phone widths included: nothing is wider than the viewport (tables scroll inside their box).
 _STYLE = """
 * { box-sizing: border-box; }
 body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 12px; max-width: 1280px;
