@@ -13,7 +13,10 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from .baselines import baseline_file_bytes
 from .errors import ConfigError, ExplainError
@@ -105,16 +108,25 @@ def settings_digest(settings: dict) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace.
+    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace
+    (``atomic_open``)."""
+    with atomic_open(path) as stream:
+        stream.write(data)
+
+
+@contextmanager
+def atomic_open(path: Path, text: bool = False) -> Iterator[IO]:
+    """A stream (binary, or UTF-8 text) to a temporary file beside ``path`` that replaces ``path``
+    when the block ends, and is deleted if it raises: ``path`` is never left half-written.
 
     The file gets the mode every other output gets (0666 less the umask), not mkstemp's 0600:
-    analysis.json is read by whoever may read the report.
+    analysis.json and report.html are read by whoever may read the run's outputs.
     """
     path = Path(path)
     handle, temporary = _create_temporary(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        with (os.fdopen(handle, "w", encoding="utf-8") if text else os.fdopen(handle, "wb")) as stream:
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

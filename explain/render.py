@@ -116,13 +116,16 @@ def top_segments(values: np.ndarray, count: int = TOP_SEGMENTS) -> list[int]:
     return [int(segment) for segment in order]
 
 
-def set_as_named(segments: Sequence[int], total: int) -> tuple[list[int], bool]:
-    """How the report names a set of ``segments`` out of ``total``: the set itself (in its order), or,
-    when it holds more than half of them, the segments it leaves out (ascending; second item True).
-    A set of 63 of 64 segments is "every segment but 17", and only 17 is numbered on the heatmap."""
-    if len(segments) > total / 2:
-        inside = {int(segment) for segment in segments}
-        return [segment for segment in range(total) if segment not in inside], True
+def set_as_named(segments: Sequence[int], total: int, numbered: Sequence[int] = ()) -> tuple[list[int], bool]:
+    """How the report names a set of ``segments`` out of ``total``: the set itself (in its order), or the
+    segments it leaves out (ascending; second item True) when naming those puts fewer numbers on the
+    heatmap than ``numbered`` (the table's top segments) already has. A keep set of 63 of 64 segments
+    is "every segment but 17", and 17 is numbered; a set of 11 of 18 that holds the top 5 is itself."""
+    inside = {int(segment) for segment in segments}
+    left_out = [segment for segment in range(total) if segment not in inside]
+    already = {int(segment) for segment in numbered}
+    if len(set(left_out) - already) < len(inside - already):
+        return left_out, True
     return [int(segment) for segment in segments], False
 
 
@@ -131,11 +134,12 @@ def named_segments(values: np.ndarray, sets: dict | None = None, count: int = TO
 
     values: (S,) SHAP values. ``top_segments`` (the report's table), then the segments of the smallest
     sets that keep and remove the score (``explain.metrics.smallest_sets``), when given, each as the
-    report names it (``set_as_named``: a set of more than half the segments by those it leaves out).
+    report names it (``set_as_named``: by the segments it leaves out when they are fewer to number).
     """
-    named = top_segments(values, count)
+    top = top_segments(values, count)
+    named = list(top)
     for key in ("keep", "remove"):
-        listed, _ = set_as_named((sets or {}).get(key, {}).get("segments", []), len(values))
+        listed, _ = set_as_named((sets or {}).get(key, {}).get("segments", []), len(values), top)
         named += [segment for segment in listed if segment not in named]
     return named
 

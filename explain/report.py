@@ -15,7 +15,7 @@ import numpy as np
 from serving import __version__
 
 from .detection import class_name
-from .manifest import atomic_write_bytes
+from .manifest import atomic_open, atomic_write_bytes
 from .metrics import KEEP_FRACTION, REMOVE_FRACTION, smallest_sets
 from .render import (
     TOP_SEGMENTS,
@@ -342,9 +342,10 @@ def _curves_svg(deletion: Sequence[float], insertion: Sequence[float], keep_coun
     return "".join(parts)
 
 
-def _segment_list(segments: list[int], total: int) -> str:
-    """A set as the heatmap numbers it (``set_as_named``): its segments, or every segment but those it leaves out."""
-    listed, left_out = set_as_named(segments, total)
+def _segment_list(segments: list[int], total: int, numbered: Sequence[int]) -> str:
+    """A set as the heatmap numbers it (``set_as_named``; ``numbered``: the table's top segments): its
+    segments, or every segment but those it leaves out."""
+    listed, left_out = set_as_named(segments, total, numbered)
     if not left_out:
         return f"segment{'s' if len(segments) != 1 else ''} {', '.join(map(str, listed))} ({len(segments)} of {total})"
     if not listed:
@@ -359,18 +360,19 @@ def _sets_block(target: dict, num_segments: int) -> str:
                 "deletion and insertion curves, need the metrics (--metrics, or metrics=True: 2 S + 2 more "
                 "model calls per target, counted in model calls).</p>")
     keep, remove = target.get("keeps_score"), target.get("removes_score")
+    numbered = [item["segment"] for item in target["top_segments"]]
     parts = []
     if keep is None or remove is None:
         parts.append("<p class=note>The segments together do not raise this score above the base value: "
                      "no set keeps or removes it.</p>")
     else:
         parts.append(
-            f"<p><b>Keeps the score</b>: {_escape(_segment_list(keep['segments'], num_segments))}, shown "
+            f"<p><b>Keeps the score</b>: {_escape(_segment_list(keep['segments'], num_segments, numbered))}, shown "
             f"alone (the rest replaced by the baseline), score {keep['score']:.3f} of "
             f"{target['prediction']:.3f}: the fewest top-ranked segments that keep "
             f"{KEEP_FRACTION:.0%} of the score's rise over the base value {target['base_value']:.3f}.</p>")
         parts.append(
-            f"<p><b>Removes it</b>: {_escape(_segment_list(remove['segments'], num_segments))} replaced by "
+            f"<p><b>Removes it</b>: {_escape(_segment_list(remove['segments'], num_segments, numbered))} replaced by "
             f"the baseline leave {remove['score']:.3f}: the fewest top-ranked segments whose removal "
             f"leaves at most {REMOVE_FRACTION:.0%} of that rise.</p>")
     parts.append(_curves_svg(target["deletion_curve"], target["insertion_curve"],
@@ -391,7 +393,8 @@ def _target_block(item: dict, target: dict, files_dir: Path | None, detection: b
                  [[segment["segment"], f"{segment['value']:+.4f}", _error_text(segment["standard_error"])]
                   for segment in target["top_segments"]])
     facts = (f"<div class=facts>{_sets_block(target, item['num_segments_used'])}"
-             f"<p class=note>Segments with the largest |SHAP value| (the numbers on the heatmap):</p>{top}</div>")
+             f"<p class=note>Segments with the largest |SHAP value| (numbered on the heatmap, as are the "
+             f"segments the sets above name):</p>{top}</div>")
     return f"<h3>{_escape(title)}</h3><div class=target>{figure}{facts}</div>"
 
 
@@ -578,8 +581,12 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None,
     embed_bytes: the images' files are embedded whole image by image, in the report's order, while
     their sizes sum to at most this; the later images' figures are linked to their files, and the
     page says so at its top (a run of thousands of images would otherwise make a page of gigabytes
-    that no browser opens, built in memory). The page is written section by section.
+    that no browser opens, built in memory). Links (the figures' captions, linked figures, the npz
+    files) are relative: the page belongs in ``files_dir``. The page is written section by section
+    into a temporary file beside ``path``, which replaces ``path`` only when it is whole.
     """
+    if embed_bytes < 0:
+        raise ValueError(f"embed_bytes must be >= 0, got {embed_bytes}")
     path = Path(path)
     files_dir = Path(files_dir) if files_dir is not None else path.parent
     not_applied = summary.get("settings_not_applied") or {}
@@ -612,15 +619,20 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None,
         "</details>",
         f"<nav><ul>{contents}</ul></nav>" if len(images) > 1 else "",
     ]
-    with path.open("w", encoding="utf-8") as page:
-        page.write("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-                   "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
-                   "<title>clearsight explanation report</title>"
-                   f"<style>{_STYLE}</style></head><body>\n" + "\n".join(head))
-        for number, item in enumerate(images, start=1):
-            page.write("\n" + _image_section(number, item, files_dir if number <= embedded else None,
-                                              summary.get("task", "detection"), summary["settings"]))
-        page.write("\n</body></html>\n")
+    with atomic_open(path, text=True) as page:
+        _write_page(page, head, images, embedded, files_dir, summary)
+
+
+def _write_page(page, head: list[str], images: list[dict], embedded: int, files_dir: Path, summary: dict) -> None:
+    """The page's head, then one section per image (the first ``embedded`` with their figures embedded)."""
+    page.write("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+               "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
+               "<title>clearsight explanation report</title>"
+               f"<style>{_STYLE}</style></head><body>\n" + "\n".join(head))
+    for number, item in enumerate(images, start=1):
+        page.write("\n" + _image_section(number, item, files_dir if number <= embedded else None,
+                                          summary.get("task", "detection"), summary["settings"]))
+    page.write("\n</body></html>\n")
 
 
 def _images_within(images: list[dict], files_dir: Path, budget: int) -> int:
@@ -644,11 +656,16 @@ def _linked_figures_note(images: list[dict], embedded: int, budget: int) -> list
     if embedded >= len(images):
         return []
     limit = f"{budget / 2**20:g} MiB"
+    linked = _image_range(embedded + 1, len(images))
     if embedded == 0:
-        told = (f"The figures of its {len(images)} images are links to their files beside this page (the first "
-                f"image's files alone are over the {limit} a page embeds at most)")
+        told = (f"The figures of {linked} are links to their files beside this page (the first image's files "
+                f"alone are over the {limit} a page embeds at most)")
     else:
-        told = (f"This page embeds the figures of its first {embedded} of {len(images)} images (their files, up to "
-                f"{limit} in all); the figures of the other {len(images) - embedded} are links to their files "
-                "beside this page")
+        told = (f"This page embeds the figures of {_image_range(1, embedded)} of {len(images)} (their files, up to "
+                f"{limit} in all); those of {linked} are links to their files beside this page")
     return [f"<div class=warning><p>{_escape(told)}: keep the page in its folder.</p></div>"]
+
+
+def _image_range(first: int, last: int) -> str:
+    """'image 3' or 'images 3 to 7' (1-based, in the page's order)."""
+    return f"image {first}" if first == last else f"images {first} to {last}"

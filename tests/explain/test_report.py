@@ -169,13 +169,36 @@ def test_past_its_embedding_budget_a_report_links_the_later_images_figures_and_s
                 assert base64.b64decode(figure["src"].split(",", 1)[1]) == (out / name).read_bytes()
             else:  # linked: the same relative URL as its caption's link, a file beside the report
                 assert figure["src"] == figure["href"] and (out / name).is_file(), figure
-        told = (f"This page embeds the figures of its first 1 of 2 images (their files, up to {budget / 2**20:g} "
-                "MiB in all); the figures of the other 1 are links to their files beside this page" if embedded else
-                "The figures of its 2 images are links to their files beside this page (the first image's files "
+        told = (f"This page embeds the figures of image 1 of 2 (their files, up to {budget / 2**20:g} MiB in all); "
+                "those of image 2 are links to their files beside this page" if embedded else
+                "The figures of images 1 to 2 are links to their files beside this page (the first image's files "
                 f"alone are over the {budget / 2**20:g} MiB a page embeds at most)")
         assert told + ": keep the page in its folder." in page_text(report)
     write_report(summary, tmp_path / "all.html", files_dir=out)  # the default budget: all embedded, no note
     assert len(embedded_files(tmp_path / "all.html")) == 6 and "This page embeds" not in page_text(tmp_path / "all.html")
+    with pytest.raises(ValueError, match="embed_bytes must be >= 0, got -1"):
+        write_report(summary, tmp_path / "negative.html", files_dir=out, embed_bytes=-1)
+
+
+def test_a_report_that_fails_half_way_leaves_the_earlier_page_whole(odd_run, tmp_path, monkeypatch):
+    # The page is written image by image: an error in the second image cut a good report.html in half.
+    import explain.report as report_module
+
+    out, summary = odd_run
+    page = tmp_path / "report.html"
+    write_report(summary, page, files_dir=out)
+    before = page.read_bytes()
+    sections = report_module._image_section
+
+    def second_fails(number, *args):
+        if number == 2:
+            raise RuntimeError("disk full")
+        return sections(number, *args)
+
+    monkeypatch.setattr(report_module, "_image_section", second_fails)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_report(summary, page, files_dir=out)
+    assert page.read_bytes() == before and sorted(path.name for path in tmp_path.iterdir()) == ["report.html"]
 
 
 def test_odd_names_display_and_link_correctly(odd_run):
@@ -203,36 +226,36 @@ def test_the_report_shows_the_sets_and_the_curves_per_target(odd_run):
         square = item["targets"][0]
         kept = square["keeps_score"]["segments"]
         total = item["num_segments_used"]
-        if len(kept) <= total / 2:
+        top = {entry["segment"] for entry in square["top_segments"]}
+        left_out = [segment for segment in range(total) if segment not in kept]
+        if len(set(left_out) - top) >= len(set(kept) - top):
             listed = f"segment{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))}"
         else:  # named by the segments it leaves out (the next test)
-            listed = "every segment but " + ", ".join(str(segment) for segment in range(total) if segment not in kept)
+            listed = "every segment but " + ", ".join(map(str, left_out))
         assert f"Keeps the score: {listed} ({len(kept)} of {total})" in text
     assert html.count("<svg class=curves") == 4  # 2 images x 2 targets
     assert text.count("no set keeps or removes it") == 2  # the corner objects
 
 
-@pytest.mark.parametrize("segments, text", [
-    ([4], "segment 4 (1 of 8)"),
-    ([5, 1, 2, 7], "segments 5, 1, 2, 7 (4 of 8)"),  # half: named as it is, in rank order
-    ([5, 1, 2, 7, 0], "every segment but 3, 4, 6 (5 of 8)"),
-    ([7, 6, 5, 4, 3, 2, 0], "every segment but 1 (7 of 8)"),
-    (list(range(8)), "all 8 segments"),
+@pytest.mark.parametrize("segments, text, numbered", [
+    ([4], "segment 4 (1 of 8)", [0, 1, 2, 3, 4, 5]),
+    ([0, 1, 2, 3, 4, 5], "segments 0, 1, 2, 3, 4, 5 (6 of 8)", [0, 1, 2, 3, 4, 5]),  # over half, itself: 5 is new
+    ([5, 1, 2, 7], "every segment but 0, 3, 4, 6 (4 of 8)", [0, 1, 2, 3, 4, 6, 5]),  # half: 6 instead of 5 and 7
+    ([7, 6, 5, 4, 3, 2, 0], "every segment but 1 (7 of 8)", [0, 1, 2, 3, 4, 5]),
+    (list(range(8)), "all 8 segments", [0, 1, 2, 3, 4, 5]),
 ])
-def test_a_set_of_more_than_half_the_segments_is_named_by_those_it_leaves_out_in_text_and_on_the_heatmap(
-        segments, text):
+def test_a_set_is_named_by_the_segments_it_leaves_out_when_they_put_fewer_numbers_on_the_heatmap(
+        segments, text, numbered):
     # 63 of 64 segments keep a detector's score: the report listed 63 numbers and the heatmap drew 63,
-    # most beside their segments with a line, a tangle around the box.
+    # most beside their segments with a line, a tangle around the box. The table's top 5 (here 0..4)
+    # are numbered anyway: a set is named by what it leaves out only when that adds fewer numbers.
     from explain.render import named_segments
     from explain.report import _segment_list
 
-    assert _segment_list(segments, 8) == text
-    values = np.array([0.8, 0.7, 0.6, 0.5, 0.4, 0.0, 0.0, 0.0])  # the table's top 5: 0..4
-    numbered = named_segments(values, {"keep": {"segments": segments}, "remove": {"segments": [5]}})
-    left_out = [segment for segment in range(8) if segment not in segments]
-    expected = [0, 1, 2, 3, 4] + [segment for segment in (segments if len(segments) <= 4 else left_out) + [5]
-                                  if segment > 4]
-    assert numbered == list(dict.fromkeys(expected))
+    top = [0, 1, 2, 3, 4]
+    assert _segment_list(segments, 8, top) == text
+    values = np.array([0.8, 0.7, 0.6, 0.5, 0.4, 0.0, 0.0, 0.0])
+    assert named_segments(values, {"keep": {"segments": segments}, "remove": {"segments": [5]}}) == numbered
 
 
 def test_the_header_says_which_segmentation_was_used(tmp_path):
@@ -426,10 +449,12 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
     segments = explanation.segments
     beside = 0
     for index, target in enumerate(summary["targets"]):
-        named = {item["segment"] for item in target["top_segments"]}
+        top = {item["segment"] for item in target["top_segments"]}
+        named = set(top)
         for key in ("keeps_score", "removes_score"):
-            chosen = set((target.get(key) or {}).get("segments", []))  # a set of over half: what it leaves out
-            named |= chosen if len(chosen) <= 32 else set(range(64)) - chosen
+            chosen = set((target.get(key) or {}).get("segments", []))  # or what it leaves out, if fewer to number
+            left_out = set(range(64)) - chosen
+            named |= left_out if len(left_out - top) < len(chosen - top) else chosen
         figure = plot_explanation(explanation, [index])
         _save(figure, io.BytesIO())  # what the run writes
         canvas = FigureCanvasAgg(figure)  # and drawn again, to measure what was drawn
