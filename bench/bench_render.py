@@ -4,12 +4,13 @@ Reproduce (``make demo`` first: it writes the explanations of the shipped detect
 
     .venv/bin/python -m bench.bench_render --runs 7
 
-Every ``*_shap.npz`` under ``--explanations`` is loaded once, then rendered into a temporary folder
-``--runs`` times, image after image, in this process (what an explanation run does after each
-image's last model call). ``--against CHECKOUT`` times another checkout's code too, side by side:
-each run starts one process per checkout, in turns (the two share whatever load the machine has),
-and the ratio of their per-image medians is the headline; the two checkouts' files are compared
-byte for byte. Prints a markdown table on stdout.
+Each of ``--runs`` runs starts a fresh process that loads every ``*_shap.npz`` under
+``--explanations``, renders one of them as a warm-up, then renders each into a temporary folder,
+image after image, timing each (what an explanation run does after each image's last model call);
+the table shows each image's median over the runs. ``--against CHECKOUT`` times another
+checkout's code too, side by side: each run starts one such process per checkout, in turns (the
+two share whatever load the machine has), the ratio of their per-image medians is the headline,
+and the two checkouts' files are compared byte for byte. Prints a markdown table on stdout.
 """
 
 from __future__ import annotations
