@@ -97,13 +97,24 @@ def segment_label_positions(segments: np.ndarray) -> np.ndarray:
     its border (and the image's edge), so it lies inside the segment even when the segment
     is not convex, where its centroid may not.
     """
+    segments = np.asarray(segments)
+    return _deepest_pixels(segments, _border_distance(segments))
+
+
+def _border_distance(segments: np.ndarray) -> np.ndarray:
+    """(H, W) float: each pixel's distance to its segment's border or the image's edge."""
     from scipy import ndimage
     from skimage.segmentation import find_boundaries
 
-    segments = np.asarray(segments)
-    num_segments = int(segments.max()) + 1
     interior = np.pad(~find_boundaries(segments, mode="thick"), 1, constant_values=False)
-    distance = ndimage.distance_transform_edt(interior)[1:-1, 1:-1]
+    return ndimage.distance_transform_edt(interior)[1:-1, 1:-1]
+
+
+def _deepest_pixels(segments: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """(S, 2) float (x, y): each segment's pixel of largest ``distance`` (``_border_distance``)."""
+    from scipy import ndimage
+
+    num_segments = int(segments.max()) + 1
     positions = ndimage.maximum_position(distance, labels=segments + 1,
                                          index=np.arange(1, num_segments + 1))
     return np.array([(col, row) for row, col in positions], dtype=np.float64).reshape(-1, 2)
@@ -206,14 +217,10 @@ def place_segment_labels(segments: np.ndarray, numbers: Sequence[int],
     earlier one; only when the image has no free place left at all does a number go on its
     segment regardless (then it may overlap).
     """
-    from scipy import ndimage
-    from skimage.segmentation import find_boundaries
-
     segments = np.asarray(segments)
     height, width = segments.shape
-    interior = np.pad(~find_boundaries(segments, mode="thick"), 1, constant_values=False)
-    distance = ndimage.distance_transform_edt(interior)[1:-1, 1:-1]
-    anchors = segment_label_positions(segments)
+    distance = _border_distance(segments)
+    anchors = _deepest_pixels(segments, distance)
     sizes = np.bincount(segments.ravel(), minlength=int(segments.max()) + 1)
     hidden = np.zeros((height + 1, width + 1), dtype=np.float64)
     hidden[1:, 1:] = (1.0 / sizes[segments]).cumsum(axis=0).cumsum(axis=1)
