@@ -78,21 +78,26 @@ def _leaf_weight_tables(max_conditions: int) -> tuple[np.ndarray, np.ndarray]:
     return on_share, off_share
 
 
-def leaf_shapley_values(required_on: np.ndarray, required_off: np.ndarray,
-                        leaf_values: np.ndarray) -> np.ndarray:
-    """Exact baseline Shapley values of sums of leaves.
+def leaf_shapley_values(features: np.ndarray, signs: np.ndarray, leaf_values: np.ndarray,
+                        num_features: int) -> np.ndarray:
+    """Exact baseline Shapley values of sums of leaves, each given by the conditions on its path.
 
-    required_on, required_off: (F, L, S) bool, the features a leaf requires on / off
-    (disjoint); leaf_values: (F, L) float64. Returns (F, S) float64.
+    features: (F, L, D) int, the feature tested at each of a leaf's D path steps; signs:
+    (F, L, D) int, +1 where the leaf requires that feature on, -1 off, 0 for a step that
+    tests nothing (a leaf's features are distinct); leaf_values: (F, L) float64.
+    Returns (F, S) float64, S = num_features.
     """
-    on_count = required_on.sum(axis=-1)
-    off_count = required_off.sum(axis=-1)
+    on_count = (signs > 0).sum(axis=-1)
+    off_count = (signs < 0).sum(axis=-1)
     # a leaf's conditions number at most the trees' depth: tables that far, not to S
     on_share, off_share = _leaf_weight_tables(int((on_count + off_count).max(initial=0)))
     gain = leaf_values * on_share[on_count, off_count]  # (F, L)
     loss = leaf_values * off_share[on_count, off_count]
-    return (np.einsum("fl,fls->fs", gain, required_on.astype(np.float64))
-            - np.einsum("fl,fls->fs", loss, required_off.astype(np.float64)))
+    shares = np.where(signs > 0, gain[..., None], np.where(signs < 0, -loss[..., None], 0.0))
+    num_forests = leaf_values.shape[0]
+    slots = np.arange(num_forests)[:, None, None] * num_features + features
+    return np.bincount(slots.ravel(), shares.ravel(), num_forests * num_features
+                       ).reshape(num_forests, num_features)
 
 
 def fit_boosted_trees(rows: np.ndarray, targets: np.ndarray, members: np.ndarray,
@@ -107,6 +112,9 @@ def fit_boosted_trees(rows: np.ndarray, targets: np.ndarray, members: np.ndarray
     on one path); a node with no such split passes all its rows to its left child. Leaf
     value = learning_rate * sum(residuals) / (member rows + leaf_penalty), leaf_penalty > 0.
     """
+    if min_leaf_rows < 1:
+        raise ValueError(f"min_leaf_rows must be at least 1 (a feature split twice on one path "
+                         f"breaks the leaf formula), got {min_leaf_rows}")
     num_rows, num_features = rows.shape
     num_forests = targets.shape[1]
     weight = members.astype(np.float64)
@@ -165,36 +173,32 @@ def fit_boosted_trees(rows: np.ndarray, targets: np.ndarray, members: np.ndarray
         values = learning_rate * leaf_sum / (leaf_count + leaf_penalty)
         predictions = predictions + values[column]
         leaf_values[:, tree] = values.reshape(num_forests, leaves)
-    required_on, required_off = _leaf_conditions(chosen_features, chosen_valid, num_features)
+    features, signs = _leaf_paths(chosen_features, chosen_valid)
     values = leaf_values.reshape(num_forests, num_trees * leaves)
-    shapley = leaf_shapley_values(required_on, required_off, values)
-    empty = base + (values * ~required_on.any(axis=2)).sum(axis=1)
-    full = base + (values * ~required_off.any(axis=2)).sum(axis=1)
+    shapley = leaf_shapley_values(features, signs, values, num_features)
+    empty = base + (values * ~(signs > 0).any(axis=2)).sum(axis=1)
+    full = base + (values * ~(signs < 0).any(axis=2)).sum(axis=1)
     return BoostedTrees(predictions, shapley, empty, full)
 
 
-def _leaf_conditions(chosen_features: list[np.ndarray], chosen_valid: list[np.ndarray],
-                     num_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """The features each leaf requires on and off, (F, trees * leaves, S) bool each, from
-    the split chosen at every node (per level: (trees, F, 2**level) feature and validity)."""
+def _leaf_paths(chosen_features: list[np.ndarray], chosen_valid: list[np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each leaf's path, from the split chosen at every node (per level: (trees, F, 2**level)
+    feature and validity): features and signs (+1 on, -1 off, 0 no split), (F, trees *
+    leaves, depth) each, as ``leaf_shapley_values`` takes them."""
     depth = len(chosen_features)
     num_trees, num_forests = chosen_features[0].shape[:2]
     leaves = 2**depth
-    required_on = np.zeros((num_forests, num_trees, leaves, num_features), dtype=bool)
-    required_off = np.zeros_like(required_on)
     leaf = np.arange(leaves)
-    forest = np.arange(num_forests)[:, None, None]
-    tree = np.arange(num_trees)[None, :, None]
+    features = np.zeros((num_forests, num_trees, leaves, depth), dtype=np.int64)
+    signs = np.zeros((num_forests, num_trees, leaves, depth), dtype=np.int8)
     for level in range(depth):
         prefix = leaf >> (depth - level)
-        bit = ((leaf >> (depth - level - 1)) & 1).astype(bool)
-        feature = chosen_features[level].transpose(1, 0, 2)[:, :, prefix]  # (F, trees, leaves)
-        valid = chosen_valid[level].transpose(1, 0, 2)[:, :, prefix]
-        slot = (forest, tree, leaf[None, None, :], feature)
-        required_on[slot] |= valid & bit
-        required_off[slot] |= valid & ~bit
-    return (required_on.reshape(num_forests, num_trees * leaves, num_features),
-            required_off.reshape(num_forests, num_trees * leaves, num_features))
+        bit = (leaf >> (depth - level - 1)) & 1
+        features[..., level] = chosen_features[level].transpose(1, 0, 2)[:, :, prefix]
+        signs[..., level] = chosen_valid[level].transpose(1, 0, 2)[:, :, prefix] * (2 * bit - 1)
+    return (features.reshape(num_forests, num_trees * leaves, depth),
+            signs.reshape(num_forests, num_trees * leaves, depth))
 
 
 @dataclass(frozen=True)

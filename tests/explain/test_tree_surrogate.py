@@ -32,11 +32,11 @@ def test_a_leaf_gets_the_shapley_values_of_its_product_game(on, off):
     game_values = value * (rows[:, list(on)].all(axis=1) & ~rows[:, list(off)].any(axis=1))
     expected = exact_shapley_values(table_game(game_values[:, None].astype(np.float64)),
                                     num_features)[0]
-    required_on = np.zeros((1, 1, num_features), dtype=bool)
-    required_off = np.zeros_like(required_on)
-    required_on[0, 0, list(on)] = True
-    required_off[0, 0, list(off)] = True
-    values = leaf_shapley_values(required_on, required_off, np.array([[value]]))[0]
+    # the leaf's path: its conditions in any order, padded with steps that test nothing
+    steps = [(feature, 1) for feature in on] + [(feature, -1) for feature in off] + [(0, 0), (5, 0)]
+    features = np.array([[[feature for feature, _ in steps[::-1]]]])
+    signs = np.array([[[sign for _, sign in steps[::-1]]]])
+    values = leaf_shapley_values(features, signs, np.array([[value]]), num_features)[0]
     np.testing.assert_allclose(values, expected, atol=1e-12)
     if on and off:  # by hand: (|A|-1)!|B|!/(|A|+|B|)! to each of A, minus |A|!(|B|-1)!/.. from B
         assert values[on[0]] > 0 > values[off[0]]
@@ -116,3 +116,10 @@ def test_the_fold_forests_spread_is_the_surrogate_values_variance():
     noisy = _surrogate_of(noise_game, num_features, 60, 0)
     assert noisy.value_variance.min() > 0
     assert np.sqrt(noisy.value_variance).mean() > 0.05 * np.abs(noisy.values).mean()
+
+
+def test_a_split_without_rows_on_both_sides_is_refused():
+    rows = np.array(list(product([False, True], repeat=3)))
+    targets = rows[:, :1].astype(np.float64)
+    with pytest.raises(ValueError, match="min_leaf_rows must be at least 1"):
+        fit_boosted_trees(rows, targets, np.ones_like(targets, dtype=bool), min_leaf_rows=0)
