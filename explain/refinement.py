@@ -11,8 +11,12 @@ borders), and its value is divided between the halves:
   contexts, the rest of the image shown (as in the full image) and the rest hidden (the
   baseline everywhere else): for half a with sibling b in context C,
   s_a(C) = ((v(C + a) - v(C)) + (v(C + a + b) - v(C + b))) / 2;
-* each half gets the mean over the two contexts, plus half of whatever the two means
-  leave unexplained of the parent's value, so the halves sum exactly to their parent.
+* each half gets the mean over the two contexts, plus a share of whatever the two means
+  leave unexplained of the parent's value, so the halves sum exactly to their parent: in
+  proportion to the means when they have the same sign (a half that raises the score in
+  both contexts never turns negative under a positive parent, as an equal shift could make
+  it: review 16 found such segments drawn red although hiding them lost the detection),
+  half each when they have opposite signs.
 
 So a value at any level is "this segment's share of its parent's value": the parent's value
 split by how much each half moves the score when the rest of the image is present and when
@@ -199,12 +203,17 @@ def split_coalitions(num_segments: int, first: int, second: int) -> np.ndarray:
 
 
 def split_values(outputs: np.ndarray, empty: np.ndarray, full: np.ndarray,
-                 parent_value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 parent_value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values of the two halves from the ``split_coalitions`` scores.
 
-    outputs: (6, T); empty, full, parent_value: (T,). Returns (first, second), each (T,),
-    summing to ``parent_value``: the mean over the two contexts of each half's Shapley value
-    in the game between the halves, plus half of what is left of the parent's value.
+    outputs: (6, T); empty, full, parent_value: (T,). Returns (first, second, first_share),
+    each (T,): the halves' values, summing to ``parent_value``, and the share of the parent's
+    value (and of its standard error) that reached the first half through the shift. Each
+    half gets the mean over the two contexts of its Shapley value in the game between the
+    halves, m, plus a share of what is left of the parent's value, p - m_1 - m_2: in
+    proportion to m when the two means have the same sign (so p is split in their proportion
+    and no half takes the opposite sign of p when both move the score the same way), half
+    each when they have opposite signs or are both 0.
     """
     first_alone, second_alone, both, without_second, without_first, without_both = outputs
     hidden_first = ((first_alone - empty) + (both - second_alone)) / 2
@@ -213,8 +222,11 @@ def split_values(outputs: np.ndarray, empty: np.ndarray, full: np.ndarray,
     shown_second = ((without_first - without_both) + (full - without_second)) / 2
     first = (hidden_first + shown_first) / 2
     second = (hidden_second + shown_second) / 2
-    rest = (parent_value - first - second) / 2
-    return first + rest, second + rest
+    together = first + second
+    proportional = (first * second >= 0) & (together != 0)
+    first_share = np.divide(first, together, out=np.full_like(together, 0.5), where=proportional)
+    rest = parent_value - first - second
+    return first + first_share * rest, second + (1.0 - first_share) * rest, first_share
 
 
 @dataclass(frozen=True)
@@ -238,7 +250,8 @@ def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[Cached
 
     Returns (segment_map (H, W) int32, values per game (T_g, S'), errors per game (T_g, S'),
     levels (S',) int (0 = a coarse segment, k = split k times), steps). A half's standard
-    error is half its parent's (it inherits the parent's estimate through the shift).
+    error is its share of its parent's (it inherits the parent's estimate through the shift:
+    ``split_values``'s first_share and its complement; half each when the shift is equal).
     """
     values = [np.array(value, dtype=np.float64) for value in values]
     errors = [np.array(error, dtype=np.float64) for error in errors]
@@ -281,8 +294,11 @@ def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[Cached
             grown_errors = np.concatenate([errors[index], np.zeros((len(errors[index]), len(pairs)))],
                                           axis=1)
             for (first, second), outputs in zip(pairs, scores):
-                grown[:, first], grown[:, second] = split_values(outputs, empty, full, grown[:, first])
-                grown_errors[:, first] = grown_errors[:, second] = grown_errors[:, first] / 2
+                grown[:, first], grown[:, second], share = split_values(outputs, empty, full,
+                                                                        grown[:, first])
+                parent_error = grown_errors[:, first].copy()
+                grown_errors[:, first] = share * parent_error
+                grown_errors[:, second] = (1.0 - share) * parent_error
             values[index], errors[index] = grown, grown_errors
         levels = np.concatenate([levels, np.zeros(len(pairs), dtype=np.int64)])
         for first, second in pairs:

@@ -187,8 +187,8 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float, endpo
                       "refinement": (f"{config.refine_fraction:g} of num_samples: the segment holding the "
                                      "largest share of a target's absolute value is cut in two, best first, "
                                      f"up to {config.max_segments} segments; its value is split by the halves' "
-                                     "Shapley values with the rest of the image shown and hidden, shifted to "
-                                     "sum to the parent" if config.refine_fraction > 0 else "none")},
+                                     "Shapley values with the rest of the image shown and hidden, scaled to "
+                                     "sum to the parent (shifted equally where the halves pull opposite ways)" if config.refine_fraction > 0 else "none")},
         "images": image_summaries,
         "totals": {
             "images": len(image_summaries),
@@ -606,7 +606,7 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None,
         f"<p>{totals['images']} image(s), {totals['targets']} target(s), "
         f"{totals['model_calls']} model calls, {_time_sentence(totals)}.</p>",
         f"<p>{_segmentation_sentence(summary)} Blue segments raise the target's score, red segments "
-        "lower it; the heatmaps number the segments the tables and sets name (a number too big for its "
+        "lower it (a segment that refinement split off shows its share of its parent's value); the heatmaps number the segments the tables and sets name (a number too big for its "
         "segment sits beside it, with a line to it). Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "
         "unknown where the model calls were too few for the segments: fewer than 2 per segment + 2). "

@@ -94,16 +94,25 @@ def test_split_coalitions():
     # a only matters when the rest is shown: hidden context 0, shown context 1 -> mean 0.5, then
     # the parent's value 1 is reached by adding what is left, half each
     (lambda a, b, rest: float(a and rest), 0.5, (0.5, 0.0)),
-    # the parent's value differs from what the contexts explain: the gap is shared equally
-    (lambda a, b, rest: float(a), 0.4, (0.7, -0.3)),
+    # the parent's value differs from what the contexts explain (means 1 and 0): the gap goes
+    # in proportion to the means, so the half that never matters keeps 0 (an equal shift
+    # gave it -0.3)
+    (lambda a, b, rest: float(a), 0.4, (0.4, 0.0)),
+    # review 16's case: a half that raises the score in both contexts (0 hidden, 0.311 shown,
+    # mean 0.1555) beside one worth 0.8, under a parent worth 0.5: an equal shift took it to
+    # -0.07 (drawn red); in proportion it keeps its sign
+    (lambda a, b, rest: 0.311 * a * rest + 0.8 * b, 0.5, (0.5 * 0.1555 / 0.9555, 0.5 * 0.8 / 0.9555)),
+    # halves pulling opposite ways (means 1 and -1): no proportion to keep, the gap is shared equally
+    (lambda a, b, rest: float(a) - float(b), 0.4, (1.2, -0.8)),
 ])
 def test_split_values_known_answers(game, parent, expected):
     rows = split_coalitions(3, 0, 1)  # halves 0 and 1, segment 2 is the rest of the image
     outputs = np.array([[game(*row)] for row in rows])
-    first, second = split_values(outputs, np.array([game(0, 0, 0)]), np.array([game(1, 1, 1)]),
-                                 np.array([parent]))
+    first, second, share = split_values(outputs, np.array([game(0, 0, 0)]),
+                                        np.array([game(1, 1, 1)]), np.array([parent]))
     assert (first[0], second[0]) == pytest.approx(expected)
     assert first[0] + second[0] == pytest.approx(parent)
+    assert 0.0 <= share[0] <= 1.0
 
 
 def test_refined_explanation_is_exact_for_a_model_additive_over_pixels():
