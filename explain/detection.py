@@ -19,6 +19,8 @@ __all__ = [
     "check_detection_classes",
     "check_detections",
     "check_probabilities",
+    "check_target_boxes",
+    "check_class_count",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,34 @@ def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise PredictorError(f"predictor returned non-finite class scores for image {index}")
     return array
+
+
+def check_target_boxes(targets: np.ndarray) -> None:
+    """Raise PredictorError when a target's box is empty or inverted (x1 <= x0 or y1 <= y0).
+
+    targets: (T, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]. Such a box has no area, so
+    no detection ever overlaps it: the target would score 0 on every image, the unmasked one
+    included, and its explanation would be all zeros. The usual cause is an endpoint answering
+    another box convention ([y0, x0, y1, x1], or [x, y, width, height]).
+    """
+    for row in np.asarray(targets, dtype=np.float64).reshape(-1, 6):
+        x0, y0, x1, y1 = row[2:6]
+        if x1 <= x0 or y1 <= y0:
+            raise PredictorError(
+                f"the model's detection of class {row[0]:g} at score {row[1]:.3f} has the box "
+                f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}], which has no area ({'x1/w <= x0/w' if x1 <= x0 else 'y1/h <= y0/h'}): "
+                "boxes must be [x0/w, y0/h, x1/w, y1/h] with x0 < x1 and y0 < y1; an endpoint that "
+                "answers [y0, x0, y1, x1] or [x, y, width, height] needs converting")
+
+
+def check_class_count(scores: np.ndarray, expected: int) -> np.ndarray:
+    """Raise PredictorError when a classifier's answer to a masked image has a different number
+    of class scores than its answer to the image itself (a model swapped mid-run, say); returns
+    ``scores``."""
+    if len(scores) != expected:
+        raise PredictorError(f"the model answered {len(scores)} class scores for a masked image but "
+                             f"{expected} for the image itself; was the model changed during the run?")
+    return scores
 
 
 def select_detection_targets(detections: np.ndarray, max_objects: int = 3,

@@ -13,13 +13,17 @@ import numpy as np
 from .baselines import make_baseline
 from .config import ExplainConfig
 from .detection import (
+    check_class_count,
     check_detection_classes,
+    check_target_boxes,
+    class_name,
     match_scores,
     select_classification_targets,
     select_detection_targets,
 )
 from .errors import ExplainError
 from .feature_masks import check_segment_map
+from .image_warnings import warn_about_image
 from .kernel_shap import determining_samples, kernel_shap
 from .masking import context_foreground
 from .metrics import deletion_insertion
@@ -31,6 +35,10 @@ from .target_segments import segment_with_boxes
 __all__ = ["Explanation", "Predict", "explain_image", "save_npz"]
 
 logger = logging.getLogger(__name__)
+
+# A detection target whose matched score on the unmasked image differs from its own score by
+# more than this share of it gets a warning (batched forward passes may differ by far less).
+UNMATCHED_TOLERANCE = 0.01
 
 Predict = Callable[[np.ndarray], Sequence[np.ndarray]]
 
@@ -202,6 +210,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         check_detection_classes(unmasked, config.label_headers)
         targets = select_detection_targets(unmasked, config.max_objects,
                                            config.probability_threshold)
+        check_target_boxes(targets)
         labels = targets[:, 0].astype(np.int64)
         boxes = targets[:, 2:6].copy()
         target_scores = targets[:, 1].copy()
@@ -223,7 +232,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         boxes = None
         target_scores = unmasked[labels].copy()
         groups = [(np.arange(len(labels)), image)]
-        group_score_fns = [lambda output: output[labels]]
+        group_score_fns = [lambda output: check_class_count(output, len(unmasked))[labels]]
     timings["targets_s"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
@@ -280,6 +289,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         converged[indices] = result.converged
         exact = exact and result.exact
     timings["shap_s"] = time.perf_counter() - phase
+    if config.task == "detection" and config.context >= 1.0:
+        _warn_about_unmatched_targets(target_scores, predictions, labels, config.label_headers)
 
     refinement: list = []
     levels = np.zeros(coarse_segments, dtype=np.int64)
@@ -322,6 +333,20 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         task=config.task, exact=bool(exact), converged=converged, metrics=metrics,
         coarse_segments=coarse_segments, refinement=tuple(refinement), levels=levels,
         label_headers=config.label_headers, best_detection=best_detection)
+
+
+def _warn_about_unmatched_targets(target_scores: np.ndarray, predictions: np.ndarray,
+                                  labels: np.ndarray, label_headers: tuple[str, ...] | None) -> None:
+    """Warn (per image) about a detection target whose score on the unmasked image, by the
+    explainer's own rule (same class, IoU >= iou_threshold with its box), is not the score it
+    was chosen with: its values explain the matched score, not the one shown beside it."""
+    for index, (score, prediction) in enumerate(zip(target_scores, predictions)):
+        if abs(prediction - score) > UNMATCHED_TOLERANCE * max(abs(score), 1e-12):
+            warn_about_image(logger, (
+                f"target {index} ({class_name(int(labels[index]), label_headers)}, score {score:.3f}) "
+                f"scores {prediction:.3f} on the same image when matched by class and IoU with its own "
+                "box: its values explain that score; the model may answer the same image differently "
+                "from call to call, or its boxes may not be [x0/w, y0/h, x1/w, y1/h]"))
 
 
 def _best_detection(detections: np.ndarray) -> tuple[int, float] | None:

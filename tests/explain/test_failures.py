@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -334,3 +335,65 @@ def test_a_run_where_every_image_fails_the_same_way_names_the_reason_once_with_i
     assert message.startswith("no image could be explained: 7 failed: 6 images: HTTP 400: the model refuses every "
                               "image; 1 image: ")
     assert message.count("the model refuses every image") == 1
+
+
+# --------------------------------------------------------------------------------------
+# answers the explainer cannot explain faithfully (review 17, findings 6 and 10)
+# --------------------------------------------------------------------------------------
+
+def _detector_answering(rows):
+    def detector(batch):
+        return [np.array(rows, dtype=np.float32) for _ in batch]
+    return detector
+
+
+@pytest.mark.parametrize("box, message", [
+    ([0.6, 0.6, 0.2, 0.2], "has the box [0.6, 0.6, 0.2, 0.2], which has no area (x1/w <= x0/w): boxes must be "
+                           "[x0/w, y0/h, x1/w, y1/h] with x0 < x1 and y0 < y1"),
+    ([0.2, 0.6, 0.4, 0.2], "which has no area (y1/h <= y0/h)"),
+    ([0.3, 0.3, 0.3, 0.5], "which has no area (x1/w <= x0/w)"),
+])
+def test_a_target_box_without_area_is_refused_not_explained_as_zeros(box, message):
+    from explain.explainer import explain_image
+
+    with pytest.raises(PredictorError, match=re.escape(message)):
+        explain_image(red_square_scene(), _detector_answering([[1, 0.9, *box]]), CONFIG)
+
+
+def test_a_target_that_scores_otherwise_on_its_own_image_is_named_in_the_warnings():
+    # a model that answers the same image differently from call to call (0.9 the first time,
+    # 0.5 after): the values explain 0.5, the target was chosen at 0.9
+    from explain.explainer import explain_image
+    from explain.image_warnings import collect_image_warnings
+
+    calls = []
+
+    def drifting(batch):
+        calls.append(len(batch))
+        score = 0.9 if len(calls) == 1 else 0.5
+        return [np.array([[0, score, 0.2, 0.2, 0.6, 0.6]], dtype=np.float32) for _ in batch]
+
+    with collect_image_warnings("scene.png") as warnings:
+        explanation = explain_image(red_square_scene(), drifting, CONFIG)
+    assert explanation.target_scores[0] == pytest.approx(0.9)
+    assert explanation.predictions[0] == pytest.approx(0.5)
+    assert any("target 0 (0, score 0.900) scores 0.500 on the same image" in warning for warning in warnings)
+    with collect_image_warnings("scene.png") as warnings:  # a deterministic model: no warning
+        explain_image(red_square_scene(), red_square_detector, CONFIG)
+    assert not any("on the same image" in warning for warning in warnings)
+
+
+def test_a_classifier_whose_class_count_changes_mid_run_is_stopped():
+    from explain.explainer import explain_image
+
+    calls = []
+
+    def swapped(batch):
+        calls.append(len(batch))
+        classes = 3 if len(calls) == 1 else 4
+        return [np.full(classes, 1.0 / classes, dtype=np.float32) for _ in batch]
+
+    with pytest.raises(PredictorError, match="answered 4 class scores for a masked image but 3 for the image "
+                                             "itself; was the model changed during the run"):
+        explain_image(red_square_scene(), swapped, ExplainConfig(task="classification", num_samples=24,
+                                                                  num_segments=6))
