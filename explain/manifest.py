@@ -33,6 +33,7 @@ __all__ = [
     "claim_out_dir",
     "explained_entries",
     "failed_entries",
+    "is_output_folder",
     "latest_entries",
     "manifest_name",
     "manifest_run",
@@ -267,6 +268,15 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
         atomic_write_bytes(marker, (json.dumps(stamp) + "\n").encode("utf-8"))
     except OSError as error:
         raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
+
+
+def is_output_folder(folder: Path, out_dir: Path | None = None) -> bool:
+    """Whether ``folder`` holds clearsight's outputs, not images to explain: it has the OUT_MARKER
+    file, or it is ``out_dir`` (compared as resolved paths)."""
+    folder = Path(folder)
+    if (folder / OUT_MARKER).is_file():
+        return True
+    return out_dir is not None and folder.resolve() == Path(out_dir).resolve()
 
 
 def os_reason(error: OSError) -> str:

@@ -40,6 +40,7 @@ from .manifest import (
     claim_out_dir,
     explained_entries,
     failed_entries,
+    is_output_folder,
     latest_entries,
     manifest_name,
     read_manifests,
@@ -281,8 +282,9 @@ def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_faile
         return False
 
 
-def _as_sources(images: Sequence) -> list[ImageSource]:
-    """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``."""
+def _as_sources(images: Sequence, out_dir: Path) -> list[ImageSource]:
+    """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
+    without the files of ``out_dir`` or of other clearsight output folders under those folders."""
     images = list(images)
     if all(isinstance(image, ImageSource) for image in images):
         return images
@@ -291,7 +293,7 @@ def _as_sources(images: Sequence) -> list[ImageSource]:
                if not argument.startswith("s3://") and not Path(argument).exists()]
     if missing:
         raise ExplainError(f"image file(s) not found: {', '.join(missing)}")
-    return collect_sources(arguments)
+    return collect_sources(arguments, skip_folder=lambda folder: is_output_folder(folder, out_dir))
 
 
 def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predict, config: ExplainConfig,
@@ -328,10 +330,10 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
         config = replace(config, label_headers=tuple(label_headers))
     if model_classes:  # names that do not fit the model's own classes: refused before any image
         check_label_headers(config.label_headers, tuple(model_classes))
-    sources = _as_sources(images)
+    out_dir = Path(out_dir)
+    sources = _as_sources(images, out_dir)
     if not sources:
         raise ExplainError("no images to explain")
-    out_dir = Path(out_dir)
     started = time.perf_counter()
     tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
     claim_out_dir(out_dir, options.allow_non_empty_out)

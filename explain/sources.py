@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -172,8 +173,11 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
     return sorted(sources, key=lambda source: source.key)
 
 
-def _folder_images(folder: Path) -> list[Path]:
+def _folder_images(folder: Path, skip_folder: Callable[[Path], bool] | None = None) -> list[Path]:
     """The jpg/jpeg/png files under ``folder``, sorted; symlinked sub-folders are searched too.
+
+    A sub-folder for which ``skip_folder`` is true (clearsight's own output folders: an --out
+    inside the image folder) is not searched, with an info line naming it.
 
     Each folder is searched once: a symlink back to a folder already searched (a loop, or a second
     link to the same folder) is skipped with a warning naming it. Sub-folders are visited in name
@@ -193,13 +197,20 @@ def _folder_images(folder: Path) -> list[Path]:
             folders[:] = []
             continue
         searched.add((status.st_dev, status.st_ino))
+        if skip_folder is not None:
+            skipped = [name for name in folders if skip_folder(Path(root) / name)]
+            for name in skipped:
+                logger.info("%s is a clearsight output folder (--out): its files are not images to explain; "
+                            "skipping it", Path(root) / name)
+            folders[:] = [name for name in folders if name not in skipped]
         found += [Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(item for item in found if item.is_file())
 
 
-def collect_sources(arguments: list[str]) -> list[ImageSource]:
+def collect_sources(arguments: list[str],
+                    skip_folder: Callable[[Path], bool] | None = None) -> list[ImageSource]:
     """Image files, folders (searched recursively for jpg/jpeg/png, symlinked sub-folders included,
-    each folder once) and s3://bucket/prefix URLs.
+    each folder once, sub-folders for which ``skip_folder`` is true left out) and s3://bucket/prefix URLs.
 
     S3 calls use boto3's usual settings (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL send them to
     another server); the deprecated CLEARSIGHT_AWS_ENDPOINT_URL still does when set. Raises ExplainError for a
@@ -219,7 +230,7 @@ def collect_sources(arguments: list[str]) -> list[ImageSource]:
             continue
         path = Path(argument)
         if path.is_dir():
-            found = _folder_images(path)
+            found = _folder_images(path, skip_folder)
             if not found:
                 raise ExplainError(f"no {'/'.join(IMAGE_SUFFIXES)} files in directory {argument!r}")
             for item in found:

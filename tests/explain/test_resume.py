@@ -17,7 +17,7 @@ from PIL import Image
 
 from explain import EndpointUnavailableError, ExplainConfig, ExplainError
 from explain.cli import main
-from explain.manifest import SettingsChangedError, read_manifests
+from explain.manifest import SettingsChangedError, is_output_folder, read_manifests
 from explain.runner import RunOptions, run_explanations
 from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
@@ -329,3 +329,27 @@ def test_an_unreadable_image_is_recorded_and_named(image_dir, tmp_path):
     text = page_text(tmp_path / "out" / "report.html")
     assert "1 image(s) could not be explained and were skipped" in text
     assert failed["image"] + failed["reason"] + "image" in text
+
+
+def test_an_out_inside_the_image_folder_is_not_explained_again(tmp_path, tiny_detector_dir, caplog):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(folder / "scene0.png")
+    out = folder / "out"
+    for _ in range(2):  # the library: the run's own --out is skipped, marked or not
+        detector = CountingDetector()
+        summary = run([str(folder)], detector, out)
+        assert summary["totals"]["images"] == 1
+    assert detector.images == 0 and summary["totals"]["explained_now"] == 0
+    with caplog.at_level("INFO", logger="explain.sources"):
+        listed = collect_sources([str(folder)], skip_folder=is_output_folder)  # what the CLI lists: by the marker
+    assert [source.key for source in listed] == ["scene0.png"]
+    assert f"{out} is a clearsight output folder (--out)" in caplog.text
+    cli_out = folder / "cli-out"  # the CLI lists images before --out is known: by the marker
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", cli_out, "--num-segments", "6",
+            "--num-samples", "24", "--quiet", folder]
+    assert cli(args).exit_code == 0
+    again = cli(args)
+    assert again.exit_code == 0, again.output
+    assert "1 image(s) were finished by an earlier run and skipped" in again.stdout
+    assert [item["key"] for item in read_manifests(cli_out)] == ["scene0.png"]
