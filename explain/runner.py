@@ -60,8 +60,8 @@ from .report import build_image_summary, build_run_summary, write_analysis, writ
 from .sharding import Shard, select_shard
 from .sources import ImageSource, collect_sources
 
-__all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "merge_outputs", "prepare_out_dir",
-           "run_explanations"]
+__all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "check_same_images", "merge_outputs",
+           "prepare_out_dir", "run_explanations"]
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,30 @@ def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_faile
         return False
 
 
+def _same_location(first: str, second: str) -> bool:
+    """Whether two image locations name one file or S3 object (local paths compared as absolute paths)."""
+    if first.startswith("s3://") or second.startswith("s3://"):
+        return first == second
+    return os.path.abspath(first) == os.path.abspath(second)
+
+
+def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_dir: Path,
+                      retry_failed: bool = False) -> None:
+    """Raise ConfigError (about --out) before any work when an image to explain has the key of an image
+    an earlier run explained into ``out_dir`` from another location, with other bytes: its outputs
+    would silently replace that explanation. The same location with changed bytes is explained again."""
+    explained = explained_entries(entries)
+    for source in sources:
+        entry = explained.get(source.key)
+        if (entry is None or _same_location(str(entry.get("location", source.location)), source.location)
+                or _is_done(entry, source, out_dir, retry_failed)):
+            continue
+        raise ConfigError(
+            f"{out_dir} holds the explanation of image {source.key!r} from {entry['location']!r}; "
+            f"{source.location!r} is another image with the same name and would replace it: choose another "
+            "--out, or add --restart to discard the earlier results", field="out_dir")
+
+
 def _as_sources(images: Sequence, out_dir: Path) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
     without the files of ``out_dir`` or of other clearsight output folders under those folders."""
@@ -352,6 +376,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     todo = [position for position in mine
             if not _is_done(latest.get(sources[position].key), sources[position], out_dir,
                             options.retry_failed)]
+    check_same_images([sources[position] for position in todo], entries, out_dir, options.retry_failed)
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     writer = ManifestWriter(out_dir / manifest_name(tag))

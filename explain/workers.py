@@ -16,10 +16,10 @@ from pathlib import Path
 from serving.contract import redact_url
 
 from .config import ExplainConfig
-from .manifest import claim_out_dir
+from .manifest import claim_out_dir, read_manifests
 from .out_lock import OutDirLock
 from .predictors import PredictorStats, TransportConfig, build_predictor
-from .runner import RunOptions, merge_outputs, prepare_out_dir, run_explanations
+from .runner import RunOptions, check_same_images, merge_outputs, prepare_out_dir, run_explanations
 from .sharding import Shard
 from .stop_signals import RunStopped, exit_when_parent_exits, stop_on_signals
 
@@ -103,6 +103,8 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     """
     if options.restart:
         prepare_out_dir(out_dir, config, True, options.allow_non_empty_out)
+    else:  # refused here, before any worker starts: an earlier image's outputs would be replaced
+        check_same_images(sources, read_manifests(out_dir), out_dir, options.retry_failed)
     context = multiprocessing.get_context("spawn")
     results = []
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)

@@ -353,3 +353,29 @@ def test_an_out_inside_the_image_folder_is_not_explained_again(tmp_path, tiny_de
     assert again.exit_code == 0, again.output
     assert "1 image(s) were finished by an earlier run and skipped" in again.stdout
     assert [item["key"] for item in read_manifests(cli_out)] == ["scene0.png"]
+
+
+def test_another_image_with_an_explained_name_is_refused_before_any_work(tmp_path, tiny_detector_dir):
+    for name, seed in (("A", 1), ("B", 2)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(red_square_scene(seed=seed)).save(tmp_path / name / "x.png")
+    out = tmp_path / "out"
+    run([str(tmp_path / "A")], CountingDetector(), out)
+    before = npz_values(out)
+    detector = CountingDetector()
+    with pytest.raises(ExplainError) as refused:
+        run([str(tmp_path / "B")], detector, out)
+    assert str(refused.value) == (
+        f"{out} holds the explanation of image 'x.png' from {str(tmp_path / 'A' / 'x.png')!r}; "
+        f"{str(tmp_path / 'B' / 'x.png')!r} is another image with the same name and would replace it: choose "
+        "another --out, or add --restart to discard the earlier results")
+    assert detector.images == 0 and npz_values(out) == before
+    run([str(tmp_path / "A")], detector, out)  # the same file again: resumed, not refused
+    Image.fromarray(red_square_scene(seed=3)).save(tmp_path / "A" / "x.png")
+    assert run([str(tmp_path / "A")], detector, out)["totals"]["explained_now"] == 1  # changed bytes: again
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-segments", "6", "--num-samples", "24",
+            "--quiet", "--out", tmp_path / "cli-out"]
+    assert cli(args + [tmp_path / "A"]).exit_code == 0
+    usage = cli(args + [tmp_path / "B"])
+    assert usage.exit_code == 2 and "is another image with the same name" in usage.stderr
+    assert "--restart" in usage.stderr
