@@ -274,7 +274,9 @@ def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_faile
         kind = entry.get("failure", {}).get("kind")
         if retry_failed or kind in RETRIED_KINDS or kind not in FAILURE_KINDS:
             return False
-    elif not all((out_dir / name).is_file() for name in entry.get("files", [])):
+    elif _damaged_outputs(entry, out_dir):
+        logger.warning("%s: its output(s) %s in %s are missing or not the size they were written with; "
+                       "explaining it again", source.location, ", ".join(_damaged_outputs(entry, out_dir)), out_dir)
         return False
     try:
         return entry.get("fingerprint") == source.fingerprint()
@@ -304,6 +306,23 @@ def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_d
             f"{out_dir} holds the explanation of image {source.key!r} from {entry['location']!r}; "
             f"{source.location!r} is another image with the same name and would replace it: choose another "
             "--out, or add --restart to discard the earlier results", field="out_dir")
+
+
+def _file_sizes(out_dir: Path, names: Sequence[str]) -> dict[str, int]:
+    """Each output's size in bytes as written (the manifest's ``file_sizes``: resume finds a truncated file)."""
+    return {name: (out_dir / name).stat().st_size for name in names}
+
+
+def _damaged_outputs(entry: dict, out_dir: Path) -> list[str]:
+    """The files an explained entry lists that are missing, or whose size differs from the ``file_sizes``
+    it recorded (entries written before sizes were recorded: missing files only)."""
+    sizes = entry.get("file_sizes") if isinstance(entry.get("file_sizes"), dict) else {}
+    damaged = []
+    for name in entry.get("files", []):
+        path = out_dir / name
+        if not path.is_file() or (name in sizes and path.stat().st_size != sizes[name]):
+            damaged.append(name)
+    return damaged
 
 
 def _as_sources(images: Sequence, out_dir: Path) -> list[ImageSource]:
@@ -485,7 +504,8 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             return False
         summary = build_image_summary(source.location, source.stem, outcome, files, config,
                                       explanation_warnings.pop(position, []), endpoint)
-        writer.append({**entry, "status": "explained", "files": files, "summary": summary})
+        writer.append({**entry, "status": "explained", "files": files, "file_sizes": _file_sizes(out_dir, files),
+                       "summary": summary})
         return True
 
     bar = None

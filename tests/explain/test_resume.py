@@ -379,3 +379,26 @@ def test_another_image_with_an_explained_name_is_refused_before_any_work(tmp_pat
     usage = cli(args + [tmp_path / "B"])
     assert usage.exit_code == 2 and "is another image with the same name" in usage.stderr
     assert "--restart" in usage.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated npz", "2-byte jpeg", "missing jpeg"])
+def test_outputs_damaged_after_writing_are_explained_again(damage, image_dir, tmp_path, caplog):
+    sources = collect_sources([str(image_dir / "scene0.png")])
+    out = tmp_path / "out"
+    run(sources, CountingDetector(), out)
+    before = npz_values(out)
+    entry = read_manifests(out)[0]
+    assert entry["file_sizes"] == {name: (out / name).stat().st_size for name in entry["files"]}
+    npz, objects = out / "scene0.png_shap.npz", out / "scene0.png_objects.jpeg"
+    if damage == "truncated npz":
+        npz.write_bytes(npz.read_bytes()[:-100])
+    elif damage == "2-byte jpeg":
+        objects.write_bytes(b"\xff\xd8")
+    else:
+        objects.unlink()
+    detector = CountingDetector()
+    with caplog.at_level("WARNING", logger="explain.runner"):
+        summary = run(sources, detector, out)
+    assert summary["totals"]["explained_now"] == 1 and detector.images > 0
+    assert "are missing or not the size they were written with; explaining it again" in caplog.text
+    assert npz_values(out) == before and objects.stat().st_size > 2
