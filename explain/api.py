@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ExplainConfig
+from .config import REQUEST_SETTINGS, ExplainConfig
 from .detection import check_label_headers
 from .errors import ConfigError, ExplainError, UnknownSettingError
 from .explainer import Explanation, explain_image
@@ -42,8 +42,9 @@ from .sources import collect_sources
 
 __all__ = ["Explainer", "SETTINGS"]
 
-SETTINGS = tuple(item.name for item in fields(ExplainConfig))
-"""The keyword settings ``Explainer`` takes: the fields of ExplainConfig."""
+SETTINGS = tuple(item.name for item in fields(ExplainConfig) if item.name not in REQUEST_SETTINGS)
+"""The keyword settings ``Explainer`` takes: the fields of ExplainConfig but the request settings,
+which it copies from the transport (``explain.config.REQUEST_SETTINGS``)."""
 
 
 def _sagemaker_predictor_class():
@@ -115,6 +116,7 @@ class Explainer:
                               field="transport")
         self.transport = transport or TransportConfig()
         self.predictor, self._owned = self._predictor_for(model)
+        self.config = replace(self.config, **{name: getattr(self.transport, name) for name in REQUEST_SETTINGS})
         class_names = getattr(self.predictor, "class_names", None)
         if class_names and self.config.label_headers is None:
             self.config = replace(self.config, label_headers=tuple(class_names))

@@ -6,18 +6,22 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from serving.contract import TASKS
+from serving.contract import CLIENT_REQUEST_TYPES, NPY, TASKS
 
 from .errors import ConfigError
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES",
-           "DETECTION_ONLY_SETTINGS", "names_one_s3_object"]
+           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "names_one_s3_object"]
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
 SEGMENTATION_METHODS = ("merged", "slico", "slic")  # what explain.segmentation.segment_image implements
 # Settings that only a detection run uses (the CLI's "Detection:" options); a classification run ignores them.
 DETECTION_ONLY_SETTINGS = ("probability_threshold", "max_objects", "iou_threshold", "context", "focus")
+# The request settings that change the model's answers, with their defaults: copied from the
+# transport (TransportConfig) so that a resumed run with other ones is refused. Not the endpoint,
+# accept type (npy and JSON carry the same float32 values), concurrency, timeout or retries.
+REQUEST_SETTINGS = {"content_type": NPY, "custom_attributes": None, "probability": None, "target_model": None}
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
@@ -65,6 +69,9 @@ class ExplainConfig:
     segmentation="slic", focus="none", refine_fraction=0. ``batch_size`` caps the masked
     images per predictor call; a remote adapter is fed one request's worth per call with
     its ``concurrency`` calls in flight (``explain.model_calls``).
+    ``content_type``, ``custom_attributes``, ``probability`` and ``target_model``
+    (REQUEST_SETTINGS) record how the model was asked (the transport's values); they change
+    the answers, so a resumed run must repeat them.
     """
 
     task: str = "detection"
@@ -87,6 +94,10 @@ class ExplainConfig:
     metrics: bool = False
     resize: int | None = None
     batch_size: int = 128
+    content_type: str = NPY
+    custom_attributes: str | None = None
+    probability: str | None = None
+    target_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -142,6 +153,13 @@ class ExplainConfig:
         if self.resize is not None:
             _check_int("resize", self.resize, 16, 8192)
         _check_int("batch_size", self.batch_size, 1, 100_000)
+        if self.content_type not in CLIENT_REQUEST_TYPES:
+            raise ConfigError(f"content_type must be one of {', '.join(CLIENT_REQUEST_TYPES)}, "
+                              f"got {self.content_type!r}", field="content_type")
+        for name in ("custom_attributes", "probability", "target_model"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be None or non-empty text, got {value!r}", field=name)
 
     def not_applied(self) -> dict[str, str]:
         """The settings this run ignores, each with the reason: a classification run's detection-only

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from .baselines import baseline_file_bytes
+from .config import REQUEST_SETTINGS
 from .errors import ConfigError, ExplainError
 
 __all__ = [
@@ -100,8 +101,11 @@ def settings_digest(settings: dict) -> str:
     """sha256 of the settings' canonical JSON (sorted keys): equal settings, equal digest.
 
     A baseline image (a file or an S3 object) enters by the hash of its bytes, not its name.
+    A request setting (REQUEST_SETTINGS) at its default is left out, as runs from before these
+    settings were recorded left it out: such a run resumes with the defaults.
     """
-    canonical = dict(settings)
+    canonical = {name: value for name, value in settings.items()
+                 if name not in REQUEST_SETTINGS or value != REQUEST_SETTINGS[name]}
     baseline = baseline_file_bytes(canonical.get("baseline"))
     if baseline is not None:
         canonical["baseline"] = "sha256:" + sha256_bytes(baseline)
@@ -201,6 +205,7 @@ def failed_entries(entries: list[dict]) -> dict[str, dict]:
 
 
 def _differences(old: dict, new: dict) -> list[str]:
+    old, new = {**REQUEST_SETTINGS, **old}, {**REQUEST_SETTINGS, **new}  # absent: the default
     names = sorted(set(old) | set(new))
     return [f"{name} {json.dumps(old.get(name))} -> {json.dumps(new.get(name))}"
             for name in names if old.get(name) != new.get(name)]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 
 from explain import EndpointUnavailableError, ExplainConfig, ExplainError
 from explain.cli import main
-from explain.manifest import SettingsChangedError, is_output_folder, read_manifests
+from explain.manifest import SettingsChangedError, is_output_folder, read_manifests, settings_digest
 from explain.runner import RunOptions, run_explanations
 from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
@@ -162,6 +163,52 @@ def test_changed_settings_are_refused_and_restart_starts_over(image_dir, tmp_pat
     assert json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]["num_samples"] == 20
     resumed = cli(args + ["--num-samples", "20"])
     assert resumed.exit_code == 0 and "1 image(s) were finished by an earlier run and skipped" in resumed.stdout
+
+
+@pytest.mark.parametrize("changed, message", [
+    (["--content-type", "image/jpeg"], 'content_type "application/x-npy" -> "image/jpeg"'),
+    (["--custom-attributes", "score_threshold=0.2"], 'custom_attributes null -> "score_threshold=0.2"'),
+    (["--probability", "prediction"], 'probability null -> "prediction"'),
+])
+def test_changed_request_options_are_refused(changed, message, image_dir, tmp_path, tiny_detector_dir):
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", tmp_path / "out",
+            "--num-segments", "4", "--num-samples", "16", "--quiet", image_dir / "scene0.png"]
+    assert cli(args).exit_code == 0
+    refused = cli(args + changed)
+    assert refused.exit_code == 1
+    assert (f"Error: {tmp_path / 'out'} holds explanations made with other settings ({message}); run again "
+            "with the same settings to resume") in " ".join(refused.stderr.split())
+
+
+def test_unchanged_request_options_or_other_network_options_resume(image_dir, tmp_path, tiny_detector_dir):
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", tmp_path / "out",
+            "--num-segments", "4", "--num-samples", "16", "--quiet", "--content-type", "image/png",
+            "--custom-attributes", "score_threshold=0.1", image_dir / "scene0.png"]
+    assert cli(args).exit_code == 0
+    for extra in ([], ["--concurrency", "2", "--timeout", "9", "--max-retries", "0"]):
+        resumed = cli(args + extra)
+        assert resumed.exit_code == 0, resumed.output
+        assert "1 image(s) were finished by an earlier run and skipped" in resumed.stdout
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert (analysis["settings"]["content_type"], analysis["settings"]["custom_attributes"]) == (
+        "image/png", "score_threshold=0.1")
+
+
+def test_a_run_recorded_without_request_settings_resumes_with_the_defaults(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir / "scene0.png")])
+    run(sources, CountingDetector(), tmp_path / "out")
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for entry in entries:  # as the code before request settings were recorded wrote it
+        for name in ("content_type", "custom_attributes", "probability", "target_model"):
+            del entry["settings"][name]
+        entry["settings_digest"] = settings_digest(entry["settings"])
+    manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    summary = run(sources, CountingDetector(), tmp_path / "out")
+    assert summary["totals"]["explained_now"] == 0
+    with pytest.raises(SettingsChangedError, match='content_type "application/x-npy" -> "image/png"'):
+        run_explanations(sources, CountingDetector(), replace(CONFIG, content_type="image/png"),
+                         tmp_path / "out", RunOptions(progress=False))
 
 
 def test_settings_check_in_the_library(image_dir, tmp_path):
