@@ -48,6 +48,7 @@ from .predictors import (
     parse_endpoint_map,
     resolve_endpoint_names,
 )
+from .predictors.in_process import in_process_not_applied, is_model_path
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
@@ -427,6 +428,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     except ConfigError as error:
         raise _usage_error(ctx, error) from None
     _warn_not_applied(ctx, config)
+    _warn_in_process(endpoints, transport)
     if restart and shard is not None:
         raise click.BadParameter("--restart and --shard exclude each other: one shard's restart would discard "
                                  "the other shards' manifests; use a new --out, or delete --out's "
@@ -454,6 +456,20 @@ def _warn_not_applied(ctx: click.Context, config: ExplainConfig) -> None:
         logger.warning("%s apply to detection only; this run is --task %s, so they are ignored (analysis.json "
                        "lists them under settings_not_applied)",
                        ", ".join("--" + name.replace("_", "-") for name in ignored), config.task)
+
+
+def _warn_in_process(endpoints: list[str], transport: TransportConfig) -> None:
+    """One warning naming the network settings given (other than their defaults) that a model run in this
+    process ignores (``in_process_not_applied``); its other request settings apply as over HTTP."""
+    local = [endpoint for endpoint in endpoints if not endpoint.strip().startswith(("http://", "https://",
+                                                                                    SAGEMAKER_PREFIX))
+             and is_model_path(Path(endpoint.strip()).expanduser())]
+    ignored = in_process_not_applied(transport) if local else {}
+    if ignored:
+        logger.warning("%s do not apply to a model run in this process (%s): %s; they are ignored (analysis.json "
+                       "lists them under settings_not_applied)",
+                       ", ".join("--" + name.replace("_", "-") for name in ignored), ", ".join(local),
+                       "; ".join(reason.removeprefix("in-process model: ") for reason in ignored.values()))
 
 
 class StoppedBySignal(click.ClickException):

@@ -598,6 +598,16 @@ def _other_runs(other_runs: Mapping[str | None, Sequence[dict]], entries: list[d
     return items
 
 
+def _predictor_not_applied(stats: dict | None) -> dict[str, str]:
+    """The transport settings a run's predictors ignored (an in-process model's network settings), from their
+    ``stats``: a predictor's own, and those of a router's endpoints or of the workers."""
+    stats = stats or {}
+    found = dict(stats.get("settings_not_applied") or {})
+    for item in [*stats.get("workers", []), *stats.get("endpoints", [])]:
+        found.update(_predictor_not_applied(item))
+    return found
+
+
 def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   keys: Sequence[str] | None = None, seconds: float | None = None,
                   explained_now: int | None = None, predictor: dict | None = None,
@@ -658,6 +668,7 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     if seconds is None:
         seconds = sum(item["timings"].get("total_s", 0.0) for item in summaries)
     summary = build_run_summary(config, summaries, seconds)
+    summary["settings_not_applied"].update(_predictor_not_applied(predictor))
     if summary["endpoint"] is None and predictor is not None:  # images summed up before endpoints were recorded
         summary["endpoint"] = predictor.get("endpoint")
     failed_keys = {item["key"] for item in failed}

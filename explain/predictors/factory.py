@@ -44,15 +44,15 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
     (``region``: default from the usual AWS settings); a model directory or a ``.tar.gz``
     model package -> InProcessPredictor (``batch_size`` images per forward pass at most; the
     tarball is extracted to a temporary directory removed by ``close()``). ``transport``
-    applies to remote endpoints; for detection it asks for every score
-    (DETECTION_CUSTOM_ATTRIBUTES) unless it sets its own custom attributes.
+    applies to remote endpoints and, but for its network settings (IN_PROCESS_NOT_APPLIED), to
+    in-process models; for detection it asks for every score (DETECTION_CUSTOM_ATTRIBUTES)
+    unless it sets its own custom attributes.
     """
     check_task(task)
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise ConfigError(f"endpoint must be a URL, sagemaker:NAME or a model path, got {endpoint!r}",
                           field="endpoint")
     endpoint = endpoint.strip()
-    given = transport
     transport = transport_for_task(transport or TransportConfig(), task)
     if endpoint.startswith(("http://", "https://")):
         return HttpPredictor(endpoint, task, transport)
@@ -60,9 +60,7 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
         return SageMakerPredictor(endpoint[len(SAGEMAKER_PREFIX):], task, transport, region=region)
     path = Path(endpoint).expanduser()
     if is_model_path(path):
-        if given is not None:
-            logger.debug("in-process model: the transport settings do not apply")
-        return InProcessPredictor(path, task, batch_size=batch_size)
+        return InProcessPredictor(path, task, batch_size=batch_size, transport=transport)
     raise ConfigError(
         f"endpoint {redact_url(endpoint)!r} is neither an http(s):// URL, sagemaker:ENDPOINT_NAME, a model "
         "directory nor a model .tar.gz file", field="endpoint")

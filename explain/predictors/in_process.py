@@ -1,7 +1,9 @@
 """In-process connection: ``serving.handler``'s model_fn/transform_fn in this process, no HTTP.
 
-Takes the endpoint's own code path (npy request, npy response): the answers equal those of a
-local or SageMaker endpoint serving the same model. Needs mxnet (the ``serve`` extra).
+Takes the endpoint's own code path (the transport's request and response encodings and custom
+attributes; npy by default): the answers equal those of a local or SageMaker endpoint serving the
+same model. The network settings (IN_PROCESS_NOT_APPLIED) do not apply. Needs mxnet (the ``serve``
+extra).
 """
 
 from __future__ import annotations
@@ -19,9 +21,25 @@ from .engine import Predictor
 from .planning import check_task
 from .transport import TransportConfig
 
-__all__ = ["InProcessConnection", "InProcessPredictor", "is_model_path"]
+__all__ = ["IN_PROCESS_NOT_APPLIED", "InProcessConnection", "InProcessPredictor", "in_process_not_applied",
+           "is_model_path"]
 
 logger = logging.getLogger(__name__)
+
+# Transport settings a model run in this process has no use for, with the reason.
+IN_PROCESS_NOT_APPLIED = {
+    "target_model": "in-process model: it is the one model; there is no multi-model endpoint to address",
+    "concurrency": "in-process model: one forward pass at a time",
+    "timeout": "in-process model: no network call to wait for",
+    "max_retries": "in-process model: no network call to retry",
+}
+
+
+def in_process_not_applied(transport: TransportConfig) -> dict[str, str]:
+    """The IN_PROCESS_NOT_APPLIED settings ``transport`` sets to other than their defaults, with the reason."""
+    defaults = TransportConfig()
+    return {name: reason for name, reason in IN_PROCESS_NOT_APPLIED.items()
+            if getattr(transport, name) != getattr(defaults, name)}
 
 
 def is_model_path(path: Path) -> bool:
@@ -43,15 +61,20 @@ class InProcessConnection:
     """A model loaded with ``serving.handler.model_fn``; ``send`` runs ``transform_fn`` on one body.
 
     model_path: an exported model folder (weights + model.json) or a model.tar.gz, which is
-    extracted to a temporary folder that ``close()`` removes. Detection models answer every
-    score (score_threshold 0), as remote endpoints do when asked with ``score_threshold=0``.
+    extracted to a temporary folder that ``close()`` removes. content_type / accept: the request
+    and response encodings ``transform_fn`` gets, as over HTTP. custom_attributes: what an
+    endpoint reads from X-Amzn-SageMaker-Custom-Attributes (``score_threshold=0.5,top_k=10``),
+    applied to every request; None: detection models answer every score (score_threshold 0), as
+    remote endpoints do when asked with ``score_threshold=0``.
     """
 
     name = "in-process"
 
-    def __init__(self, model_path: str | Path) -> None:
+    def __init__(self, model_path: str | Path, content_type: str = NPY, accept: str = NPY,
+                 custom_attributes: str | None = None) -> None:
         path = Path(model_path)
         self.source = str(path)
+        self.content_type, self.accept, self.custom_attributes = content_type, accept, custom_attributes
         self._extracted: tempfile.TemporaryDirectory | None = None
         self._forward_lock = threading.Lock()  # one forward pass at a time (Gluon blocks are not thread-safe)
         try:
@@ -85,7 +108,19 @@ class InProcessConnection:
             raise PredictorError(f"cannot load the model from {self.source}: "
                                  f"{_message(error, with_status=False)}") from None
         limits = getattr(self.model, "limits", None)
-        if limits is not None and getattr(self.model.spec, "task", None) == "detection":
+        if limits is None:
+            return
+        if self.custom_attributes is not None:  # what the handler reads from the header, for every request
+            from serving.errors import ServingError
+            from serving.settings import parse_custom_attributes
+            defaults = self.model.default_options()
+            try:
+                options = parse_custom_attributes(self.custom_attributes, defaults.score_threshold, defaults.top_k)
+            except ServingError as error:
+                raise ConfigError(f"custom_attributes {self.custom_attributes!r}: {error.message}",
+                                  field="custom_attributes") from None
+            limits.score_threshold, limits.top_k = options.score_threshold, options.top_k
+        elif getattr(self.model.spec, "task", None) == "detection":
             # Same as DETECTION_CUSTOM_ATTRIBUTES over HTTP: every detection score counts.
             limits.score_threshold = 0.0
 
@@ -110,10 +145,10 @@ class InProcessConnection:
         return max(1024, int(getattr(limits, "max_body_bytes", MMS_MAX_REQUEST_BYTES)))
 
     def send(self, body: bytes) -> tuple[bytes, str]:
-        """transform_fn on one npy body; PredictorError (no retry) with the handler's message."""
+        """transform_fn on one body; PredictorError (no retry) with the handler's message."""
         try:
             with self._forward_lock:
-                return self._transform_fn(self.model, body, NPY, NPY)
+                return self._transform_fn(self.model, body, self.content_type, self.accept)
         except Exception as error:  # serving errors name the problem; keep their message
             raise PredictorError(f"{self.description} failed on a batch: {_message(error)}") from None
 
@@ -130,16 +165,24 @@ class InProcessPredictor(Predictor):
     model_path: a model folder or a model.tar.gz. ``task`` (optional) checks the shape of the
     model's answers. Chunks hold at most ``batch_size`` images and what the handler's limits
     admit (body bytes, images and network-input pixels per request), as over HTTP; one forward
-    pass runs at a time.
+    pass runs at a time. ``transport`` (default: npy both ways): its content_type, accept,
+    custom_attributes, probability and max_payload_bytes (at most the handler's) apply as over
+    HTTP; the rest (IN_PROCESS_NOT_APPLIED) does not, and ``settings()`` lists the ones it sets
+    under ``settings_not_applied``.
     """
 
-    def __init__(self, model_path: str | Path, task: str | None = None, batch_size: int = MAX_IMAGES_PER_REQUEST) -> None:
+    def __init__(self, model_path: str | Path, task: str | None = None, batch_size: int = MAX_IMAGES_PER_REQUEST,
+                 transport: TransportConfig | None = None) -> None:
         check_task(task, allow_none=True)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}", field="batch_size")
-        connection = InProcessConnection(model_path)
-        transport = TransportConfig(content_type=NPY, accept=NPY, max_payload_bytes=connection.max_body_bytes,
-                                    concurrency=1, max_retries=0)
+        given = transport or TransportConfig(content_type=NPY, accept=NPY)
+        self.not_applied = in_process_not_applied(given)
+        connection = InProcessConnection(model_path, given.content_type, given.accept, given.custom_attributes)
+        transport = TransportConfig(content_type=given.content_type, accept=given.accept,
+                                    max_payload_bytes=min(given.max_payload_bytes, connection.max_body_bytes),
+                                    concurrency=1, max_retries=0, custom_attributes=given.custom_attributes,
+                                    probability=given.probability)
         super().__init__(connection, task, transport, max_images_per_request=batch_size)
         self.batch_size = batch_size
 
@@ -154,4 +197,7 @@ class InProcessPredictor(Predictor):
         return max(1, min(super().images_per_request(image_shape), admitted))
 
     def settings(self) -> dict:
-        return {"batch_size": self.batch_size}
+        settings = {**super().settings(), "batch_size": self.batch_size}
+        if self.not_applied:
+            settings["settings_not_applied"] = dict(self.not_applied)
+        return settings

@@ -600,3 +600,32 @@ def test_no_aws_credentials_stop_the_run_with_one_line_naming_the_endpoint_and_t
     manifest_lines = [line for path in (tmp_path / "out").glob("manifest*.jsonl")
                       for line in path.read_text().splitlines()]
     assert manifest_lines == []
+
+
+# Network options with a model run in process: one warning naming those given; marked not applied.
+NETWORK_OPTIONS_IN_PROCESS = [
+    (["--concurrency", "8"], "--concurrency", "one forward pass at a time", ["concurrency"]),
+    (["--timeout", "5", "--max-retries", "1"], "--timeout, --max-retries",
+     "no network call to wait for; no network call to retry", ["max_retries", "timeout"]),
+    (["--target-model", "a.tar.gz"], "--target-model",
+     "it is the one model; there is no multi-model endpoint to address", ["target_model"]),
+    (["--content-type", "image/jpeg", "--custom-attributes", "score_threshold=0.2", "--max-payload-bytes",
+      "9000000"], None, None, []),
+]
+
+
+@pytest.mark.parametrize("extra, named, reasons, not_applied", NETWORK_OPTIONS_IN_PROCESS)
+def test_network_options_with_an_in_process_model_warn_and_are_marked_not_applied(extra, named, reasons, not_applied,
+                                                                                  image_dir, tmp_path, caplog,
+                                                                                  tiny_detector_dir):
+    with caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir) + FAST + extra)
+    assert result.exit_code == 0, result.output
+    warnings = [record.getMessage() for record in caplog.records if "in this process" in record.getMessage()]
+    if named is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"{named} do not apply to a model run in this process ({tiny_detector_dir}): {reasons}; "
+                            "they are ignored (analysis.json lists them under settings_not_applied)"]
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert sorted(analysis["settings_not_applied"]) == not_applied

@@ -57,6 +57,58 @@ def test_in_process_predictor_from_a_model_archive(tiny_classifier_dir, tmp_path
     assert list(scratch.iterdir()) == []
 
 
+def _handler_answer(model_dir, batch, content_type, score_threshold):
+    """What serving.handler answers for ``batch`` sent as ``content_type`` with that score threshold."""
+    from serving.handler import model_fn, transform_fn
+
+    model = model_fn(str(model_dir))
+    model.limits.score_threshold = score_threshold
+    bodies = [encode_images(batch, content_type)] if content_type == "application/x-npy" else [
+        encode_images(image, content_type) for image in batch]  # JPEG: one image per request
+    answers = [json.loads(transform_fn(model, body, content_type, "application/json")[0]) for body in bodies]
+    return [np.asarray(rows, dtype=np.float32).reshape(-1, 6) for answer in answers for rows in answer]
+
+
+def test_in_process_applies_the_content_type_as_the_endpoint_does(tiny_detector_dir):
+    batch = random_batch(3, height=48, width=64, seed=4)
+    answers = {}
+    for content_type in ("application/x-npy", "image/jpeg"):
+        with make_predictor(str(tiny_detector_dir), "detection",
+                            TransportConfig(content_type=content_type)) as predictor:
+            answers[content_type] = predictor(batch)
+            assert predictor.stats["content_type"] == content_type
+        assert_same_predictions(answers[content_type], _handler_answer(tiny_detector_dir, batch, content_type, 0.0))
+    assert any(npy.shape != jpeg.shape or not np.array_equal(npy, jpeg)  # JPEG's loss reaches the model
+               for npy, jpeg in zip(answers["application/x-npy"], answers["image/jpeg"]))
+
+
+def test_in_process_applies_custom_attributes_as_the_endpoint_does(tiny_detector_dir):
+    batch = random_batch(3, height=48, width=64, seed=4)
+    with make_predictor(str(tiny_detector_dir), "detection",
+                        TransportConfig(custom_attributes="score_threshold=0.5,top_k=2")) as predictor:
+        answers = predictor(batch)
+    every = _handler_answer(tiny_detector_dir, batch, "application/x-npy", 0.0)
+    assert_same_predictions(answers, [rows[rows[:, 1] >= 0.5][:2] for rows in every])
+    assert sum(map(len, answers)) < sum(map(len, every))
+
+
+def test_in_process_refuses_bad_custom_attributes_by_name(tiny_detector_dir):
+    from explain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="custom_attributes 'score_threshold=2': custom attribute "
+                                          "score_threshold must be a number in \\[0, 1\\], got '2'") as raised:
+        make_predictor(str(tiny_detector_dir), "detection", TransportConfig(custom_attributes="score_threshold=2"))
+    assert raised.value.field == "custom_attributes"
+
+
+def test_in_process_lists_the_network_settings_it_ignores(tiny_detector_dir):
+    with make_predictor(str(tiny_detector_dir), "detection", TransportConfig(
+            concurrency=8, target_model="a.tar.gz", timeout=70.0)) as predictor:
+        assert sorted(predictor.stats["settings_not_applied"]) == ["concurrency", "target_model"]
+    with make_predictor(str(tiny_detector_dir), "detection") as predictor:
+        assert "settings_not_applied" not in predictor.stats
+
+
 def test_in_process_task_mismatch_is_named(tiny_classifier_dir):
     with make_predictor(str(tiny_classifier_dir), "detection") as predictor:
         with pytest.raises(PredictorError, match=r"shape \(3,\) where detection rows.*--task classification"):
