@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -555,10 +556,18 @@ def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
         "to a local endpoint instead. The run stopped at its first image; no image was recorded as failed")
 
 
+# What a write into an open file fails with (no file name on the error): a full disk, a quota, ...
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+
+
 def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSError:
     """A file error that stopped the run as one line: writing into --out (a full disk, a folder made
-    read-only meanwhile) names --out and the reason; an error without a file is raised as it is."""
+    read-only meanwhile) names --out and the reason. A write to an open file names no file: the run
+    writes only into --out, so one of ``_WRITE_ERRNOS`` names it too; any other error without a file
+    is raised as it is."""
     if not error.filename:
+        if error.errno in _WRITE_ERRNOS:
+            return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}")
         return error
     path = Path(os.fsdecode(error.filename))
     if path == out_dir or out_dir in path.parents:

@@ -288,3 +288,24 @@ def test_an_out_that_cannot_be_written_is_one_error_line(finished_first, tmp_pat
     assert one_error_line(result).startswith(f"Error: cannot write into --out {out}: ")
     assert one_error_line(result).split(": ")[-1] in ("Permission denied", "Operation not permitted")
     assert contents(out) == before
+
+
+@pytest.mark.parametrize("step, target", [("an image's outputs", "explain.runner.save_npz"),
+                                          ("the report", "explain.runner.write_report")])
+def test_a_full_disk_is_one_error_line_and_the_run_resumes(step, target, tmp_path, tiny_detector_dir,
+                                                          monkeypatch):
+    """A write into an open file fails without a file name (ENOSPC): still one line naming --out."""
+    import errno
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patched:
+        patched.setattr(target, full_disk)
+        result = cli(args(tmp_path, tiny_detector_dir))
+    assert one_error_line(result) == f"Error: cannot write into --out {out}: No space left on device"
+    assert not (out / "report.html").exists()
+    resumed = cli(args(tmp_path, tiny_detector_dir))
+    assert resumed.exit_code == 0, resumed.output
+    assert (out / "report.html").is_file()
