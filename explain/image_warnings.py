@@ -24,11 +24,15 @@ def collect_image_warnings(image_name: str) -> Iterator[list[str]]:
         _CURRENT.reset(token)
 
 
-def warn_about_image(logger: logging.Logger, message: str) -> None:
-    """Log ``message`` as a warning, prefixed with the image being explained (when the runner says which)."""
+def warn_about_image(logger: logging.Logger, message: str, location: str | None = None) -> None:
+    """Log ``message`` as a warning, prefixed with the image being explained (when the runner says which),
+    else with ``location`` when given (an image read outside a run's images, such as a baseline file)."""
     current = _CURRENT.get()
     if current is None:
-        logger.warning("%s", message)
+        if location:
+            logger.warning("%s: %s", location, message)
+        else:
+            logger.warning("%s", message)
         return
     image_name, warnings = current
     warnings.append(message)

@@ -19,6 +19,7 @@ from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 from serving.codecs import rgb_pixels  # the endpoint's mode handling: one definition for both sides
 
 from .errors import ExplainError
+from .image_warnings import warn_about_image
 
 __all__ = ["MAX_IMAGE_PIXELS", "decode_image", "load_image"]
 
@@ -52,7 +53,8 @@ def _open(data: bytes) -> Image.Image | None:
 
 
 def _warn_if_rotated(opened: Image.Image, location: str) -> None:
-    """Log a warning when the image carries an EXIF Orientation other than 1 (as stored).
+    """Warn when the image carries an EXIF Orientation other than 1 (as stored), through
+    ``warn_about_image``: in the log, and in the image's warnings in analysis.json and the report.
 
     Its pixels are explained as stored, as the endpoint decodes them (mxnet's decoder, as GluonCV
     uses it, ignores the tag; OpenCV's and photo viewers apply it): a phone photo then lies on its
@@ -63,10 +65,10 @@ def _warn_if_rotated(opened: Image.Image, location: str) -> None:
     except Exception:  # noqa: BLE001 - a malformed EXIF block says nothing about orientation
         return
     if isinstance(orientation, int) and orientation in _ORIENTATIONS:
-        logger.warning("%s carries EXIF Orientation %d (viewers show it %s): it is explained as stored, the way the endpoint "
-                       "decodes it (mxnet ignores the tag), not as photo viewers show it; to explain it "
-                       "upright, rotate its pixels first (e.g. PIL.ImageOps.exif_transpose)",
-                       location, orientation, _ORIENTATIONS[orientation])
+        warn_about_image(logger, f"carries EXIF Orientation {orientation} (viewers show it "
+                                 f"{_ORIENTATIONS[orientation]}): it is explained as stored, the way the endpoint "
+                                 "decodes it (mxnet ignores the tag), not as photo viewers show it; to explain it "
+                                 "upright, rotate its pixels first (e.g. PIL.ImageOps.exif_transpose)", location)
 
 
 def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:

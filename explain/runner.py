@@ -452,11 +452,11 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
         except ExplainError as error:
             return position, None, _failure(source, "read", str(error))
         try:
-            image = decode_image(data, source.location)
-        except ExplainError as error:
-            return position, data, _failure(source, "image", str(error))
-        try:
-            with collect_image_warnings(source.location) as warnings:
+            with collect_image_warnings(source.location) as warnings:  # decoding's too (EXIF orientation)
+                try:
+                    image = decode_image(data, source.location)
+                except ExplainError as error:
+                    return position, data, _failure(source, "image", str(error))
                 explanation = explain_image(image, predict, config, progress=check_abort)
             explanation_warnings[position] = warnings
             return position, data, explanation

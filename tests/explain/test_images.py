@@ -107,5 +107,30 @@ def test_an_exif_orientation_is_not_applied_and_is_named(image_format, caplog):
     assert pixels.shape == decode_images(sideways, "image/png" if image_format == "PNG" else "image/jpeg",
                                        10 ** 7, 10 ** 8)[0].shape
     (record,) = caplog.records
-    assert record.getMessage().startswith("phone.jpg carries EXIF Orientation 6 (viewers show it rotated 90 "
+    assert record.getMessage().startswith("phone.jpg: carries EXIF Orientation 6 (viewers show it rotated 90 "
                                           "degrees clockwise): it is explained as stored")
+
+
+def test_an_exif_orientation_warning_is_kept_with_the_image(tmp_path, tiny_detector_dir):
+    """Review 17, F7: the warning is the image's, in analysis.json and the report, not only on stderr."""
+    import json
+
+    from click.testing import CliRunner
+
+    from explain.cli import main
+    from tests.explain.test_explainer import red_square_scene
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "images").mkdir()
+    Image.fromarray(red_square_scene()).save(tmp_path / "images" / "phone.jpg", exif=exif)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["--endpoint", str(tiny_detector_dir), "--task", "detection", "--num-samples",
+                                       "16", "--num-segments", "4", "--quiet", "--out", str(out),
+                                       str(tmp_path / "images")])
+    assert result.exit_code == 0, result.output
+    (image,) = json.loads((out / "analysis.json").read_text())["images"]
+    (warning,) = image["warnings"]
+    assert warning.startswith("carries EXIF Orientation 6 (viewers show it rotated 90 degrees clockwise): it is "
+                              "explained as stored")
+    assert "carries EXIF Orientation 6" in (out / "report.html").read_text()
