@@ -70,6 +70,8 @@ BAD_PARAMETERS = [
     (["--labels", "cat"],
      "Invalid value for '--labels': labels selects classes to explain and is allowed only with task='classification'"),
     (["--label-headers", "a,,b"], "Invalid value for '--label-headers': expected comma-separated non-empty names or a file"),
+    (["--label-headers", "circle,circle,square"], "Invalid value for '--label-headers': 'circle' named more than "
+                                                  "once in 'circle,circle,square'; each class needs its own name"),
     # a mistyped file path is not one class name
     (["--label-headers", "labels.txt"], "Invalid value for '--label-headers': 'labels.txt' looks like a file of class "
                                         "names but does not exist; give an existing file (one name per line) or the "
@@ -295,12 +297,14 @@ def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
     ("person", ("person",)),
     ("traffic light/sign,car", ("traffic light/sign", "car")),  # a list: its names may hold a /
     ("classes.txt", ("circle", "square", "triangle")),  # the file below
+    ("notepad.txt", ("circle", "square", "triangle")),  # a byte-order mark is no part of the first name
 ])
 def test_label_headers_are_a_file_or_a_list(value, names, tmp_path, monkeypatch):
     from explain.cli import NameList
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "classes.txt").write_text("circle\nsquare\n\ntriangle\n")
+    (tmp_path / "notepad.txt").write_bytes("\ufeffcircle\r\nsquare\r\ntriangle\r\n".encode())
     assert NameList(allow_file=True).convert(value, None, None) == names
 
 
