@@ -192,11 +192,19 @@ def invocations_url(url):
     """``http://127.0.0.1:8080`` (or the full ``.../invocations`` URL) -> ``http://127.0.0.1:8080/invocations``.
 
     A query string stays after the path (``http://gw/prod?api_key=K`` -> ``http://gw/prod/invocations?api_key=K``:
-    API gateways take keys there). Raises ValueError for anything but an http(s) URL with a host.
+    API gateways take keys there). Raises ValueError for anything but an http(s) URL with a host (and a
+    port in 1-65535 when one is given).
     """
     parsed = urlsplit(url) if isinstance(url, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError("endpoint URL must look like http://HOST:PORT, got %r" % (redact_url(url),))
+    try:
+        port = parsed.port  # ValueError for a port that is not a number or above 65535
+    except ValueError:
+        port = 0
+    if port == 0 or not parsed.hostname:
+        raise ValueError("endpoint URL must look like http://HOST:PORT with a PORT in 1-65535, got %r"
+                         % (redact_url(url),))
     path = parsed.path.rstrip("/")
     if not path.endswith("/invocations"):
         path += "/invocations"

@@ -93,6 +93,10 @@ BAD_PARAMETERS = [
     (["--endpoint", "ftp://host/model"],
      "Invalid value for '--endpoint': endpoint 'ftp://host/model' is neither an http(s):// URL, sagemaker:ENDPOINT_NAME"),
     (["--endpoint", "http://"], "Invalid value for '--endpoint': endpoint URL must look like http://HOST:PORT, got 'http://'"),
+    (["--endpoint", "http://127.0.0.1:99999"], "Invalid value for '--endpoint': endpoint URL must look like "
+                                              "http://HOST:PORT with a PORT in 1-65535, got 'http://127.0.0.1:99999'"),
+    (["--endpoint", "http://127.0.0.1:80a"], "Invalid value for '--endpoint': endpoint URL must look like "
+                                             "http://HOST:PORT with a PORT in 1-65535, got 'http://127.0.0.1:80a'"),
     (["--endpoint", "sagemaker:bad_name"],
      "Invalid value for '--endpoint': SageMaker endpoint name must be 1-63 letters, digits or hyphens, got 'bad_name'"),
 ]
