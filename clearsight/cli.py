@@ -34,6 +34,7 @@ from explain.cli import VERBOSE_META, configure_logging, kept_files_lines
 from explain.cli import main as explain_main
 from explain.config import BUILTIN_BASELINES, ExplainConfig
 from explain.errors import ConfigError
+from explain.terminal import printable
 from serving.contract import TASKS
 
 from . import __version__
@@ -214,7 +215,7 @@ def _check_failures(summary: dict, allow_partial: bool) -> None:
     if failed:
         click.echo(f"{len(failed)} image(s) failed (all in analysis.json, totals.failed):", err=True)
     for item in failed[:5]:
-        click.echo(f"  {item['key']}: {item['kind']}: {item['reason']}", err=True)
+        click.echo(f"  {printable(item['key'])}: {item['kind']}: {printable(item['reason'])}", err=True)
         for line in kept_files_lines(item):
             click.echo(line, err=True)
     problems = summary.get("job_check", {}).get("problems") or []

@@ -54,6 +54,7 @@ from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
 from .stop_signals import RunStopped, stop_on_signals
+from .terminal import log_to_terminal, printable
 from .workers import run_with_workers
 
 __all__ = ["main", "configure_logging", "kept_files_lines", "ENV_PREFIX", "VERBOSE_META"]
@@ -101,7 +102,7 @@ option = functools.partial(click.option, cls=EnvOption)
 def configure_logging(verbose: int) -> None:
     """Entry points only: WARNING on stderr by default, INFO with -v (retries, throttling), DEBUG with -vv."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    log_to_terminal(level)
     logging.getLogger().setLevel(level)
 
 
@@ -637,7 +638,7 @@ def _failure_lines(failed: list[dict], shown: int = 5) -> list[str]:
     lines = [f"{len(failed)} image(s) failed" + (f" ({earlier} in an earlier run, not tried again: "
                                                   "--retry-failed tries them)" if earlier else "") + ":"]
     for item in failed[:shown]:
-        lines.append(f"  {item['image']}: {item['kind']}: {item['reason']}")
+        lines.append(f"  {printable(item['image'])}: {item['kind']}: {printable(item['reason'])}")
         lines += kept_files_lines(item)
     if len(failed) > shown:
         lines.append(f"  ... and {len(failed) - shown} more in analysis.json (totals.failed)")
@@ -654,5 +655,5 @@ def kept_files_lines(item: dict, indent: str = "    ") -> list[str]:
     kept = item.get("files_from_earlier_run") or []
     if not kept:
         return []
-    shown = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+    shown = ", ".join(map(printable, kept[:4])) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
     return [f"{indent}files from an earlier run, not this one: {shown}"]

@@ -22,6 +22,7 @@ from .predictors import PredictorStats, TransportConfig, build_predictor
 from .runner import RunOptions, check_same_images, merge_outputs, prepare_out_dir, run_explanations
 from .sharding import Shard
 from .stop_signals import RunStopped, exit_when_parent_exits, stop_on_signals
+from .terminal import log_to_terminal
 
 __all__ = ["run_with_workers"]
 
@@ -43,7 +44,7 @@ def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transp
     a second exception inside the first one's handling, and the worker hung).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_to_terminal(logging.WARNING)
     try:
         with stop_on_signals(), exit_when_parent_exits(parent):
             with build_predictor(endpoints, task, transport) as predictor:

@@ -637,3 +637,32 @@ def test_network_options_with_an_in_process_model_warn_and_are_marked_not_applie
                             "they are ignored (analysis.json lists them under settings_not_applied)"]
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert sorted(analysis["settings_not_applied"]) == not_applied
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("plain.png", "plain.png"),
+    ("two\nlines.png", "two\\nlines.png"),  # would look like a log line of its own
+    ("\x1b[2Jclear.png", "\\x1b[2Jclear.png"),  # would clear the terminal
+    ("tab\tcr\r\x7f\x9b.png", "tab\\tcr\\r\\x7f\\x9b.png"),
+    ("café 猫.png", "café 猫.png"),  # printable non-ASCII stays
+])
+def test_names_reach_the_terminal_with_control_characters_escaped(name, shown):
+    """Review 17, F11: a name quoted by a log line is escaped; the message's own text is not."""
+    import logging
+
+    from explain.terminal import LOG_FORMAT, TerminalFormatter, printable
+
+    assert printable(name) == shown
+    record = logging.makeLogRecord({"msg": "%s: explained with %d segments", "args": (name, 3),
+                                    "levelname": "WARNING", "name": "explain.runner"})
+    assert TerminalFormatter(LOG_FORMAT).format(record) == f"WARNING explain.runner: {shown}: explained with 3 segments"
+    assert record.args == (name, 3)  # other handlers (a log file) still get the name as it is
+
+
+def test_a_failed_images_name_is_listed_with_control_characters_escaped(image_dir, tmp_path):
+    (image_dir / "evil\n\x1b[2J.png").write_bytes(b"not a png")
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
+    assert result.exit_code == 1, result.output
+    assert f"  {image_dir}/evil\\n\\x1b[2J.png: image: cannot read image " in result.stdout
+    assert "\x1b" not in result.stdout and "evil\n" not in result.stdout

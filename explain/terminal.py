@@ -1,0 +1,37 @@
+"""Untrusted text (image names, paths) as a terminal shows it: control characters escaped."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+__all__ = ["LOG_FORMAT", "TerminalFormatter", "log_to_terminal", "printable"]
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# C0 controls (newline, ESC, ...), DEL and C1 controls: a name holding them could split a log line
+# or send escape sequences to the terminal
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character escaped as Python writes it: ``a\\nb``, ``\\x1b[2J``."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+class TerminalFormatter(logging.Formatter):
+    """A formatter that escapes control characters in a record's string arguments (the names a
+    message quotes), not in the message's own text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) for arg in record.args):
+            record = logging.makeLogRecord({**record.__dict__, "args": tuple(
+                printable(arg) if isinstance(arg, str) else arg for arg in record.args)})
+        return super().format(record)
+
+
+def log_to_terminal(level: int) -> None:
+    """Entry points only: log at ``level`` on stderr, names escaped (``TerminalFormatter``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TerminalFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
