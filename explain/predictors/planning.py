@@ -83,6 +83,10 @@ def check_results(results: list[np.ndarray], expected: int, task: str | None, so
             raise PredictorError(
                 f"{source} answered an array of shape {result.shape} where detection rows (D, 6) "
                 "were expected; is this a classification model? (use --task classification)")
+        if task == "classification" and result.size == 0:  # [] or [[]]: no scores at all
+            raise PredictorError(
+                f"{source} answered an empty list where class probabilities (C,) were expected; a "
+                "classifier answers one score per class for each image")
         if task == "classification" and result.ndim != 1:
             raise PredictorError(
                 f"{source} answered an array of shape {result.shape} where class probabilities (C,) "

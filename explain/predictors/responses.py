@@ -100,6 +100,9 @@ def decode_response(body: bytes, content_type: str, task: str | None, num_images
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"not valid JSON: {error}") from None
+    except RecursionError:  # Python's json parser recurses once per level
+        raise ValueError(f"the answer is nested too deeply to be scores or detection rows (lists of numbers, "
+                         f"a list per image): {_snippet(body)}") from None
     if probability is not None:
         payload = compile_probability_path(probability).search(payload)
         if payload is None:

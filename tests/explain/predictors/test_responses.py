@@ -62,6 +62,8 @@ BAD_ANSWERS = [
      "entry 0 has rows of 5 numbers; detection rows have 6"),
     ({"prediction": "cat"}, "classification", 1, None, "the answer is \"cat\": expected a list"),
     (b"not json", "detection", 1, None, "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "classification", 1, None,  # review 17, F13: not a RecursionError
+     "the answer is nested too deeply to be scores or detection rows (lists of numbers, a list per image): [[[["),
 ]
 
 
@@ -125,3 +127,23 @@ def test_target_model_and_custom_attributes_reach_the_endpoint():
 def test_header_settings_are_checked(options, message):
     with pytest.raises(ConfigError, match=message):
         TransportConfig(**options)
+
+
+@pytest.mark.parametrize("results, task, message", [
+    # review 17, F13: an empty answer is empty, not a detection model's
+    ([np.zeros((0, 6), np.float32)], "classification",
+     "endpoint E answered an empty list where class probabilities (C,) were expected; a classifier answers one "
+     "score per class for each image"),
+    ([np.zeros(0, np.float32)], "classification", "endpoint E answered an empty list where class probabilities"),
+    ([np.zeros((2, 6), np.float32)], "classification",
+     "endpoint E answered an array of shape (2, 6) where class probabilities (C,) were expected; is this a "
+     "detection model? (use --task detection)"),
+    ([np.zeros(3, np.float32)], "detection",
+     "endpoint E answered an array of shape (3,) where detection rows (D, 6) were expected; is this a "
+     "classification model? (use --task classification)"),
+])
+def test_answers_of_the_wrong_shape_say_what_was_found(results, task, message):
+    from explain.predictors.planning import check_results
+
+    with pytest.raises(PredictorError, match=re.escape(message)):
+        check_results(results, 1, task, "endpoint E")
