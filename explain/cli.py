@@ -286,7 +286,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--num-samples", type=int, default=500,
         help="Model evaluations of masked images per image (Kernel SHAP samples).")
 @option("--num-segments", type=int, default=20,
-        help="Number of superpixels (exact for merged, approximate for slic/slico).")
+        help="Number of superpixels (exact for merged unless the image holds fewer superpixels, which "
+             "a warning says; approximate for slic/slico).")
 @option("--segment-compactness", type=float, default=5.0, help="SLIC compactness.")
 @option("--segmentation", type=click.Choice(SEGMENTATION_METHODS), default="merged",
         help="How superpixels are made: merged = SLICO over-segmentation merged by colour "

@@ -11,7 +11,7 @@ from .config import SEGMENTATION_METHODS
 from .image_warnings import warn_about_image
 
 __all__ = ["segment_image", "relabel_contiguous", "ward_merge", "oversegment", "plain_slic", "grid_slico",
-           "warn_if_plain_slic_fell_short", "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
+           "warn_if_merged_fell_short", "warn_if_plain_slic_fell_short", "SEGMENTATION_METHODS", "OVERSEGMENT_FACTOR"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,16 @@ def warn_if_plain_slic_fell_short(found: int, num_segments: int, compactness: fl
                                  f"{_FEWER_SEGMENTS_HINT}")
 
 
+def warn_if_merged_fell_short(found: int, num_segments: int, where: str = "") -> None:
+    """Warn (for the image being explained) when the merged segmentation gave fewer segments than asked:
+    its over-segmentation of the image held fewer superpixels than that (a small image, many segments)."""
+    if found < num_segments:
+        warn_about_image(logger, f"{_METHOD_NAMES['merged']} gave {found} segments of the {num_segments} asked"
+                                 f"{where}: the superpixels it merges were no more in this image; explained with "
+                                 f"those {found}. For exactly --num-segments, ask for fewer or explain a larger "
+                                 "image")
+
+
 def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float = 5.0,
                   method: str = "merged") -> np.ndarray:
     """Split an image into ``num_segments`` superpixels (about that many for "slico" and "slic").
@@ -267,6 +277,8 @@ def segment_image(image: np.ndarray, num_segments: int = 20, compactness: float 
                                  f"left and right halves of the image. {_FEWER_SEGMENTS_HINT}")
     elif method == "slic":
         warn_if_plain_slic_fell_short(found, num_segments, compactness)
+    else:
+        warn_if_merged_fell_short(found, num_segments)
     logger.debug("segmentation (%s): asked %d segments, using %d", method, num_segments,
                  segment_map.max() + 1)
     return segment_map

@@ -35,6 +35,7 @@ from .segmentation import (
     plain_slic,
     relabel_contiguous,
     ward_merge,
+    warn_if_merged_fell_short,
     warn_if_plain_slic_fell_short,
 )
 
@@ -222,6 +223,8 @@ def segment_with_boxes(image: np.ndarray, boxes: np.ndarray, num_segments: int =
         piece_region[pieces.ravel()] = regions.ravel()
         segment_map = ward_merge(pieces, rgb2lab(image), num_segments, groups=piece_region,
                                  quotas=quotas)
+        warn_if_merged_fell_short(int(segment_map.max()) + 1, num_segments,
+                                  " with the segments fitted to the target boxes")
     else:
         segment_map = np.zeros(regions.shape, dtype=np.int64)
         offset = 0

@@ -179,3 +179,18 @@ def test_plain_slic_far_below_the_count_asked_is_a_warning(caplog):
         segment_image(image, 20, 50.0, method="slic")  # 16 of 20: close enough, no warning
         segment_image(image, 20, 5.0, method="merged")
     assert not caplog.records
+
+
+def test_merged_below_the_count_asked_is_a_warning(caplog):
+    """Review 17, F13: a small image holds fewer superpixels than --num-segments asks; merged says so."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(Path(__file__).resolve().parents[2] / "examples/shapes/samples/shapes_1.png")
+                       .convert("RGB"))[:20, :20].copy()
+    with caplog.at_level("WARNING", logger="explain.segmentation"):
+        segment_map = segment_image(image, 1000)
+        segment_image(image, 20)
+    assert segment_map.max() + 1 == 400
+    assert [record.getMessage() for record in caplog.records] == [
+        "the merged segmentation gave 400 segments of the 1000 asked: the superpixels it merges were no more in "
+        "this image; explained with those 400. For exactly --num-segments, ask for fewer or explain a larger image"]

@@ -140,3 +140,19 @@ def test_plain_slic_inside_the_boxes_far_below_the_count_asked_is_a_warning(capl
         segment_with_boxes(image, box, 20, 5.0, method="slico")
         segment_with_boxes(image, box, 20, 5.0, method="merged")
     assert not caplog.records
+
+
+def test_merged_inside_the_boxes_below_the_count_asked_is_a_warning(caplog):
+    """Review 17, F13: --num-segments 1000 on a small image gives fewer segments, and says so."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(Path(__file__).resolve().parents[2] / "examples/shapes/samples/shapes_1.png")
+                       .convert("RGB"))[:50, :50].copy()
+    box = np.array([[0.2, 0.2, 0.6, 0.6]])
+    with caplog.at_level("WARNING", logger="explain.segmentation"):
+        segment_map = segment_with_boxes(image, box, 1000)
+    assert segment_map.max() + 1 < 1000
+    assert [record.getMessage() for record in caplog.records] == [
+        f"the merged segmentation gave {segment_map.max() + 1} segments of the 1000 asked with the segments fitted "
+        "to the target boxes: the superpixels it merges were no more in this image; explained with those "
+        f"{segment_map.max() + 1}. For exactly --num-segments, ask for fewer or explain a larger image"]
