@@ -291,8 +291,11 @@ class LocalEndpoint(object):
                 if response.status_code == 500 or "Failed to load model" in self.log_tail(400):
                     raise ServeError("the model failed to load:\n%s" % _error_lines(response.text))
             time.sleep(0.5)
-        raise ServeError("the endpoint was not ready after %.0f s (last answer: %s):\n%s"
-                         % (self.startup_timeout, last, self.log_tail()))
+        tail = self.log_tail()
+        raise ServeError("the endpoint was not ready after %.0f s (last answer: %s); a model can take longer than "
+                         "that to load: raise the startup timeout (deploy serve --startup-timeout). %s"
+                         % (self.startup_timeout, last, "The endpoint's log is removed when it stops; its last lines:\n"
+                            + tail if tail else "The endpoint's log was empty."))
 
     def log_tail(self, lines=30):
         """The last lines of the server's log (for error messages)."""
