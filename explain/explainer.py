@@ -345,8 +345,9 @@ def _warn_about_unmatched_targets(target_scores: np.ndarray, predictions: np.nda
             warn_about_image(logger, (
                 f"target {index} ({class_name(int(labels[index]), label_headers)}, score {score:.3f}) "
                 f"scores {prediction:.3f} on the same image when matched by class and IoU with its own "
-                "box: its values explain that score; the model may answer the same image differently "
-                "from call to call, or its boxes may not be [x0/w, y0/h, x1/w, y1/h]"))
+                "box: its values explain that score (another detection of its class overlaps its box, "
+                "the model answers the same image differently from call to call, or its boxes are not "
+                "[x0/w, y0/h, x1/w, y1/h])"))
 
 
 def _best_detection(detections: np.ndarray) -> tuple[int, float] | None:

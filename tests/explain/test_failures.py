@@ -397,3 +397,18 @@ def test_a_classifier_whose_class_count_changes_mid_run_is_stopped():
                                              "itself; was the model changed during the run"):
         explain_image(red_square_scene(), swapped, ExplainConfig(task="classification", num_samples=24,
                                                                   num_segments=6))
+
+
+def test_a_target_overlapped_by_a_stronger_detection_of_its_class_is_named_in_the_warnings():
+    # two detections of one class at IoU 0.82 (a model without that NMS): the weaker target is
+    # matched by the stronger one, so its values explain 0.9, not its own 0.7
+    from explain.explainer import explain_image
+    from explain.image_warnings import collect_image_warnings
+
+    rows = [[0, 0.9, 0.2, 0.2, 0.6, 0.6], [0, 0.7, 0.22, 0.22, 0.62, 0.62]]
+    with collect_image_warnings("scene.png") as warnings:
+        explanation = explain_image(red_square_scene(), _detector_answering(rows), CONFIG)
+    assert list(explanation.predictions) == pytest.approx([0.9, 0.9])
+    assert [warning.split(")")[0] for warning in warnings if "on the same image" in warning] == [
+        "target 1 (0, score 0.700"]
+    assert "another detection of its class overlaps its box" in warnings[-1]
