@@ -13,10 +13,10 @@ borders), and its value is divided between the halves:
   s_a(C) = ((v(C + a) - v(C)) + (v(C + a + b) - v(C + b))) / 2;
 * each half gets the mean over the two contexts, plus a share of whatever the two means
   leave unexplained of the parent's value, so the halves sum exactly to their parent: in
-  proportion to the means when they have the same sign (a half that raises the score in
-  both contexts never turns negative under a positive parent, as an equal shift could make
-  it: review 16 found such segments drawn red although hiding them lost the detection),
-  half each when they have opposite signs.
+  proportion to the means' magnitudes, so when the means have the same sign the parent's
+  value is split in their proportion and each half has the parent's sign (an equal shift
+  could turn a half that raises the score in both contexts red under a positive parent:
+  review 16 found such segments although hiding them lost the detection).
 
 So a value at any level is "this segment's share of its parent's value": the parent's value
 split by how much each half moves the score when the rest of the image is present and when
@@ -210,10 +210,10 @@ def split_values(outputs: np.ndarray, empty: np.ndarray, full: np.ndarray,
     each (T,): the halves' values, summing to ``parent_value``, and the share of the parent's
     value (and of its standard error) that reached the first half through the shift. Each
     half gets the mean over the two contexts of its Shapley value in the game between the
-    halves, m, plus a share of what is left of the parent's value, p - m_1 - m_2: in
-    proportion to m when the two means have the same sign (so p is split in their proportion
-    and no half takes the opposite sign of p when both move the score the same way), half
-    each when they have opposite signs or are both 0.
+    halves, m, plus a share of what is left of the parent's value, p - m_1 - m_2, in
+    proportion to |m| (the half that moves the score more takes more of what the contexts do not
+    explain; continuous in m): when the means have the same sign, p is split in their
+    proportion, so each half has the sign of p; half each when both are 0.
     """
     first_alone, second_alone, both, without_second, without_first, without_both = outputs
     hidden_first = ((first_alone - empty) + (both - second_alone)) / 2
@@ -222,9 +222,8 @@ def split_values(outputs: np.ndarray, empty: np.ndarray, full: np.ndarray,
     shown_second = ((without_first - without_both) + (full - without_second)) / 2
     first = (hidden_first + shown_first) / 2
     second = (hidden_second + shown_second) / 2
-    together = first + second
-    proportional = (first * second >= 0) & (together != 0)
-    first_share = np.divide(first, together, out=np.full_like(together, 0.5), where=proportional)
+    weight = np.abs(first) + np.abs(second)
+    first_share = np.divide(np.abs(first), weight, out=np.full_like(weight, 0.5), where=weight > 0)
     rest = parent_value - first - second
     return first + first_share * rest, second + (1.0 - first_share) * rest, first_share
 

@@ -187,8 +187,8 @@ def build_run_summary(config, image_summaries: list[dict], seconds: float, endpo
                       "refinement": (f"{config.refine_fraction:g} of num_samples: the segment holding the "
                                      "largest share of a target's absolute value is cut in two, best first, "
                                      f"up to {config.max_segments} segments; its value is split by the halves' "
-                                     "Shapley values with the rest of the image shown and hidden, scaled to "
-                                     "sum to the parent (shifted equally where the halves pull opposite ways)" if config.refine_fraction > 0 else "none")},
+                                     "Shapley values with the rest of the image shown and hidden, plus what these "
+                                     "leave of the parent's value in proportion to their magnitudes" if config.refine_fraction > 0 else "none")},
         "images": image_summaries,
         "totals": {
             "images": len(image_summaries),

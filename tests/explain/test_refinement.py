@@ -102,8 +102,14 @@ def test_split_coalitions():
     # mean 0.1555) beside one worth 0.8, under a parent worth 0.5: an equal shift took it to
     # -0.07 (drawn red); in proportion it keeps its sign
     (lambda a, b, rest: 0.311 * a * rest + 0.8 * b, 0.5, (0.5 * 0.1555 / 0.9555, 0.5 * 0.8 / 0.9555)),
-    # halves pulling opposite ways (means 1 and -1): no proportion to keep, the gap is shared equally
+    # halves pulling opposite ways (means 1 and -1): equal magnitudes, the gap is shared equally
     (lambda a, b, rest: float(a) - float(b), 0.4, (1.2, -0.8)),
+    # unequal ones (means 0.3 and -0.1, gap -0.6): three quarters of it to the larger mover
+    (lambda a, b, rest: 0.3 * a - 0.1 * b, -0.4, (0.3 - 0.45, -0.1 - 0.15)),
+    # review 18: a parent of the other sign than both means (0.5 and 0.001 under -0.2) is split in
+    # their proportion, so the half that does nothing in both contexts keeps about 0 (the equal
+    # split gave it -0.35 and the other +0.15)
+    (lambda a, b, rest: 0.5 * a + 0.001 * b, -0.2, (-0.2 * 0.5 / 0.501, -0.2 * 0.001 / 0.501)),
 ])
 def test_split_values_known_answers(game, parent, expected):
     rows = split_coalitions(3, 0, 1)  # halves 0 and 1, segment 2 is the rest of the image
@@ -205,3 +211,13 @@ def test_a_budget_below_2s_plus_2_all_goes_to_the_coarse_fit(caplog):
     assert explanation.refinement == () and explanation.num_segments_used == 20
     assert "it gets 30 of the 30, refinement 0" in caplog.text
     assert "30 model calls cannot determine 20 Shapley values" in caplog.text
+
+
+def test_split_values_are_continuous_in_the_means():
+    # review 18: a mean crossing 0 at noise level (+-1e-9) must not move the split
+    rows = split_coalitions(3, 0, 1)
+    splits = []
+    for tiny in (1e-9, -1e-9):
+        outputs = np.array([[0.2 * a + tiny * b] for a, b, _ in rows])
+        splits.append(split_values(outputs, np.array([0.0]), np.array([0.2 + tiny]), np.array([0.6]))[:2])
+    np.testing.assert_allclose(np.ravel(splits[0]), np.ravel(splits[1]), atol=1e-8)
