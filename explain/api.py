@@ -96,7 +96,10 @@ class Explainer:
     task: "detection" or "classification" (default: the config's, else "detection").
     config: an ExplainConfig to start from. settings: ExplainConfig fields by name
     (``num_samples=500``, ``label_headers=("cat", "dog")``, ...), validated once here; an
-    unknown name raises UnknownSettingError (a ConfigError and a TypeError) naming it.
+    unknown name raises UnknownSettingError (a ConfigError and a TypeError) naming it. The
+    request settings (``explain.config.REQUEST_SETTINGS``: content type, custom attributes,
+    probability, target model) come from how the model is asked, the predictor's transport
+    or ``transport``, and are recorded in the config; a config that sets them otherwise is refused.
     ``label_headers`` default to the model's own ``class_names`` (a model folder's
     model.json); names that do not match them in number raise ConfigError.
     transport: how endpoints and functions are called (TransportConfig).
@@ -116,7 +119,19 @@ class Explainer:
                               field="transport")
         self.transport = transport or TransportConfig()
         self.predictor, self._owned = self._predictor_for(model)
-        self.config = replace(self.config, **{name: getattr(self.transport, name) for name in REQUEST_SETTINGS})
+        # how the model is asked, as the resume check compares it: the predictor's own transport
+        # when it has one (a ready-made HttpPredictor, say), else the one given here
+        asked = getattr(self.predictor, "transport", None)
+        asked = asked if isinstance(asked, TransportConfig) else self.transport
+        given = {name: getattr(self.config, name) for name in REQUEST_SETTINGS
+                 if getattr(self.config, name) != REQUEST_SETTINGS[name]
+                 and getattr(self.config, name) != getattr(asked, name)}
+        if given:
+            self.close()
+            raise ConfigError(f"config sets {', '.join(sorted(given))}, which come from how the model is asked: "
+                              "set them in transport=TransportConfig(...) (or the predictor's own)",
+                              field=sorted(given)[0])
+        self.config = replace(self.config, **{name: getattr(asked, name) for name in REQUEST_SETTINGS})
         class_names = getattr(self.predictor, "class_names", None)
         if class_names and self.config.label_headers is None:
             self.config = replace(self.config, label_headers=tuple(class_names))

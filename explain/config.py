@@ -141,6 +141,10 @@ class ExplainConfig:
                     isinstance(item, str) and item for item in value):
                 raise ConfigError(
                     f"{name} must be a non-empty tuple of non-empty strings, got {value!r}", field=name)
+        if self.label_headers is not None and len(set(self.label_headers)) < len(self.label_headers):
+            twice = next(item for item in self.label_headers if self.label_headers.count(item) > 1)
+            raise ConfigError(f"label_headers names {twice!r} more than once ({', '.join(self.label_headers)}): "
+                              "give each class its own name, in class-id order", field="label_headers")
         if self.labels is not None and self.task != "classification":
             raise ConfigError(
                 f"labels selects classes to explain and is allowed only with "

@@ -284,24 +284,34 @@ def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_faile
         return False
 
 
-def _same_location(first: str, second: str) -> bool:
-    """Whether two image locations name one file or S3 object (local paths compared as absolute paths)."""
-    if first.startswith("s3://") or second.startswith("s3://"):
-        return first == second
-    return os.path.abspath(first) == os.path.abspath(second)
+def _another_existing_image(earlier: str, location: str) -> bool:
+    """Whether ``earlier`` (where an explained image came from) is an image that still exists and is
+    not ``location``: an S3 URL other than it, or a local file that is not the same file (a relative
+    path that leads nowhere from here, or to this file, is not counted: it may be this image seen
+    from another working directory, or a folder moved since)."""
+    if earlier.startswith("s3://") or location.startswith("s3://"):
+        return earlier != location
+    try:
+        return os.path.isfile(earlier) and not os.path.samefile(earlier, location)
+    except OSError:
+        return False
 
 
-def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_dir: Path,
-                      retry_failed: bool = False) -> None:
+def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_dir: Path) -> None:
     """Raise ConfigError (about --out) before any work when an image to explain has the key of an image
-    an earlier run explained into ``out_dir`` from another location, with other bytes: its outputs
-    would silently replace that explanation. The same location with changed bytes is explained again."""
+    an earlier run explained into ``out_dir`` from another image that still exists, with other bytes:
+    its outputs would silently replace that explanation. The same file with changed bytes, the same
+    bytes from anywhere (a moved folder) and an earlier image that is gone are explained as usual."""
     explained = explained_entries(entries)
     for source in sources:
         entry = explained.get(source.key)
-        if (entry is None or _same_location(str(entry.get("location", source.location)), source.location)
-                or _is_done(entry, source, out_dir, retry_failed)):
+        if entry is None or not _another_existing_image(str(entry.get("location", "")), source.location):
             continue
+        try:
+            if entry.get("fingerprint") == source.fingerprint():
+                continue
+        except (OSError, ExplainError):
+            continue  # unreadable now: its own failure is recorded when it is explained
         raise ConfigError(
             f"{out_dir} holds the explanation of image {source.key!r} from {entry['location']!r}; "
             f"{source.location!r} is another image with the same name and would replace it: choose another "
@@ -323,6 +333,21 @@ def _damaged_outputs(entry: dict, out_dir: Path) -> list[str]:
         if not path.is_file() or (name in sizes and path.stat().st_size != sizes[name]):
             damaged.append(name)
     return damaged
+
+
+def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSource]:
+    """``sources`` without the files that earlier runs wrote into ``out_dir`` (their manifests list
+    them: figures found again when --out is the image folder or inside it), with one warning saying
+    how many were left out; the user's own images there stay."""
+    outputs = {os.path.realpath(Path(out_dir) / name)
+               for entry in (read_manifests(out_dir) if Path(out_dir).is_dir() else [])
+               for name in entry.get("files", []) if isinstance(name, str)}
+    kept = [source for source in sources
+            if source.location.startswith("s3://") or os.path.realpath(source.location) not in outputs]
+    if len(kept) < len(sources):
+        logger.warning("%d image file(s) are outputs an earlier run wrote into --out %s, not images to "
+                       "explain: left out", len(sources) - len(kept), str(out_dir))
+    return kept
 
 
 def _as_sources(images: Sequence, out_dir: Path) -> list[ImageSource]:
@@ -374,7 +399,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     if model_classes:  # names that do not fit the model's own classes: refused before any image
         check_label_headers(config.label_headers, tuple(model_classes))
     out_dir = Path(out_dir)
-    sources = _as_sources(images, out_dir)
+    sources = _without_outputs(_as_sources(images, out_dir), out_dir)
     if not sources:
         raise ExplainError("no images to explain")
     started = time.perf_counter()
@@ -395,7 +420,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     todo = [position for position in mine
             if not _is_done(latest.get(sources[position].key), sources[position], out_dir,
                             options.retry_failed)]
-    check_same_images([sources[position] for position in todo], entries, out_dir, options.retry_failed)
+    check_same_images([sources[position] for position in todo], entries, out_dir)
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     writer = ManifestWriter(out_dir / manifest_name(tag))

@@ -200,8 +200,9 @@ def _folder_images(folder: Path, skip_folder: Callable[[Path], bool] | None = No
         if skip_folder is not None:
             skipped = [name for name in folders if skip_folder(Path(root) / name)]
             for name in skipped:
-                logger.info("%s is a clearsight output folder (--out): its files are not images to explain; "
-                            "skipping it", Path(root) / name)
+                logger.warning("%s is a clearsight output folder (it has the %s mark of an --out): its "
+                               "images are not explained; name it on the command line to explain them",
+                               str(Path(root) / name), ".clearsight-output")
             folders[:] = [name for name in folders if name not in skipped]
         found += [Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(item for item in found if item.is_file())

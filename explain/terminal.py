@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -20,13 +21,14 @@ def printable(text: str) -> str:
 
 
 class TerminalFormatter(logging.Formatter):
-    """A formatter that escapes control characters in a record's string arguments (the names a
-    message quotes), not in the message's own text."""
+    """A formatter that escapes control characters in a record's string and path arguments (the
+    names a message quotes), not in the message's own text."""
 
     def format(self, record: logging.LogRecord) -> str:
-        if isinstance(record.args, tuple) and any(isinstance(arg, str) for arg in record.args):
+        if isinstance(record.args, tuple) and any(isinstance(arg, (str, os.PathLike)) for arg in record.args):
             record = logging.makeLogRecord({**record.__dict__, "args": tuple(
-                printable(arg) if isinstance(arg, str) else arg for arg in record.args)})
+                printable(os.fspath(arg)) if isinstance(arg, (str, os.PathLike)) else arg
+                for arg in record.args)})
         return super().format(record)
 
 

@@ -105,7 +105,7 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     if options.restart:
         prepare_out_dir(out_dir, config, True, options.allow_non_empty_out)
     else:  # refused here, before any worker starts: an earlier image's outputs would be replaced
-        check_same_images(sources, read_manifests(out_dir), out_dir, options.retry_failed)
+        check_same_images(sources, read_manifests(out_dir), out_dir)
     context = multiprocessing.get_context("spawn")
     results = []
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)

@@ -456,3 +456,17 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     assert isinstance(namespace["shap_explanation"], type(namespace["explanation"].to_shap()))
     assert (tmp_path / "shapes_0_explained.png").stat().st_size > 0
     np.testing.assert_array_equal(namespace["same"].image, namespace["explanation"].image)
+
+
+def test_the_request_settings_recorded_are_those_the_model_is_asked_with():
+    # review 18: a ready-made predictor's own transport, not the Explainer's default, is recorded;
+    # a config that sets them otherwise is refused instead of being overwritten
+    jpeg = TransportConfig(content_type="image/jpeg", custom_attributes="score_threshold=0")
+    with FakeEndpoint("detection") as endpoint:
+        with Explainer(HttpPredictor(endpoint.url, "detection", jpeg), num_samples=16, num_segments=4) as explainer:
+            assert explainer.config.content_type == "image/jpeg"
+            assert explainer.config.custom_attributes == "score_threshold=0"
+        with Explainer(endpoint.url, transport=jpeg, num_samples=16, num_segments=4) as explainer:
+            assert explainer.config.content_type == "image/jpeg"
+        with pytest.raises(ConfigError, match="config sets content_type, which come from how the model is asked"):
+            Explainer(endpoint.url, config=ExplainConfig(content_type="image/jpeg"))

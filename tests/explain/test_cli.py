@@ -657,6 +657,9 @@ def test_names_reach_the_terminal_with_control_characters_escaped(name, shown):
                                     "levelname": "WARNING", "name": "explain.runner"})
     assert TerminalFormatter(LOG_FORMAT).format(record) == f"WARNING explain.runner: {shown}: explained with 3 segments"
     assert record.args == (name, 3)  # other handlers (a log file) still get the name as it is
+    as_path = logging.makeLogRecord({"msg": "%s is skipped", "args": (Path(name),), "levelname": "WARNING",
+                                     "name": "explain.sources"})  # review 18: a path argument too
+    assert TerminalFormatter(LOG_FORMAT).format(as_path) == f"WARNING explain.sources: {shown} is skipped"
 
 
 def test_a_failed_images_name_is_listed_with_control_characters_escaped(image_dir, tmp_path):

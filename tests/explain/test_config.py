@@ -41,6 +41,8 @@ def test_defaults_follow_clarify():
     ({"probability_threshold": 2}, "probability_threshold must be in [0.0, 1.0], got 2"),
     ({"label_headers": ()}, "label_headers must be a non-empty tuple of non-empty strings"),
     ({"label_headers": ("cat", "")}, "label_headers must be a non-empty tuple of non-empty strings"),
+    ({"label_headers": ("circle", "circle", "square")},  # review 18: a Clarify config's list, the API
+     "label_headers names 'circle' more than once (circle, circle, square): give each class its own name"),
     ({"labels": ("cat",)}, "labels selects classes to explain and is allowed only with task='classification'"),
     ({"seed": -1}, "seed must be in [0, 9223372036854775807], got -1"),
     ({"target_error": 0.0}, "target_error must be in (0.0, 1.0], got 0.0"),

@@ -391,7 +391,7 @@ def test_an_out_inside_the_image_folder_is_not_explained_again(tmp_path, tiny_de
     with caplog.at_level("INFO", logger="explain.sources"):
         listed = collect_sources([str(folder)], skip_folder=is_output_folder)  # what the CLI lists: by the marker
     assert [source.key for source in listed] == ["scene0.png"]
-    assert f"{out} is a clearsight output folder (--out)" in caplog.text
+    assert f"{out} is a clearsight output folder (it has the .clearsight-output mark of an --out)" in caplog.text
     cli_out = folder / "cli-out"  # the CLI lists images before --out is known: by the marker
     args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", cli_out, "--num-segments", "6",
             "--num-samples", "24", "--quiet", folder]
@@ -400,6 +400,23 @@ def test_an_out_inside_the_image_folder_is_not_explained_again(tmp_path, tiny_de
     assert again.exit_code == 0, again.output
     assert "1 image(s) were finished by an earlier run and skipped" in again.stdout
     assert [item["key"] for item in read_manifests(cli_out)] == ["scene0.png"]
+
+
+def test_an_out_that_is_the_image_folder_explains_the_images_not_the_outputs(tmp_path, caplog):
+    # review 18: --out the image folder itself (--allow-non-empty-out): the outputs the manifests list
+    # are left out with a warning, the user's own images stay
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(folder / "scene0.png")
+    first = run([str(folder)], CountingDetector(), folder, allow_non_empty_out=True)
+    assert first["totals"]["explained_now"] == 1
+    Image.fromarray(red_square_scene(seed=1)).save(folder / "scene1.png")  # a new photo since
+    detector = CountingDetector()
+    with caplog.at_level("WARNING", logger="explain.runner"):
+        again = run([str(folder)], detector, folder, allow_non_empty_out=True)
+    assert again["totals"]["explained_now"] == 1 and again["totals"]["images"] == 2
+    assert sorted(item["key"] for item in read_manifests(folder)) == ["scene0.png", "scene1.png"]
+    assert "image file(s) are outputs an earlier run wrote into --out" in caplog.text
 
 
 def test_another_image_with_an_explained_name_is_refused_before_any_work(tmp_path, tiny_detector_dir):
@@ -426,6 +443,28 @@ def test_another_image_with_an_explained_name_is_refused_before_any_work(tmp_pat
     usage = cli(args + [tmp_path / "B"])
     assert usage.exit_code == 2 and "is another image with the same name" in usage.stderr
     assert "--restart" in usage.stderr
+
+
+def test_the_same_name_is_not_refused_when_the_earlier_image_is_this_one_or_gone(tmp_path, monkeypatch):
+    # review 18: a moved folder whose outputs were damaged, a relative location seen from another
+    # working directory, an earlier image deleted since: explained, not refused
+    (tmp_path / "A").mkdir()
+    Image.fromarray(red_square_scene(seed=1)).save(tmp_path / "A" / "x.png")
+    out = tmp_path / "out"
+    run([str(tmp_path / "A")], CountingDetector(), out)
+    (tmp_path / "A").rename(tmp_path / "moved")
+    (out / "x.png_shap.npz").write_bytes(b"damaged")
+    assert run([str(tmp_path / "moved")], CountingDetector(), out)["totals"]["explained_now"] == 1
+    monkeypatch.chdir(tmp_path / "moved")  # relative location, then changed bytes seen from elsewhere
+    relative = tmp_path / "rel"
+    run(["x.png"], CountingDetector(), relative)
+    Image.fromarray(red_square_scene(seed=2)).save(tmp_path / "moved" / "x.png")
+    monkeypatch.chdir(tmp_path)
+    assert run([str(Path("moved") / "x.png")], CountingDetector(), relative)["totals"]["explained_now"] == 1
+    (tmp_path / "B").mkdir()  # the earlier image deleted: its explanation is replaced
+    Image.fromarray(red_square_scene(seed=3)).save(tmp_path / "B" / "x.png")
+    (tmp_path / "moved" / "x.png").unlink()
+    assert run([str(tmp_path / "B")], CountingDetector(), out)["totals"]["explained_now"] == 1
 
 
 @pytest.mark.parametrize("damage", ["truncated npz", "2-byte jpeg", "missing jpeg"])
