@@ -274,9 +274,9 @@ def _is_done(entry: dict | None, source: ImageSource, out_dir: Path, retry_faile
         kind = entry.get("failure", {}).get("kind")
         if retry_failed or kind in RETRIED_KINDS or kind not in FAILURE_KINDS:
             return False
-    elif _damaged_outputs(entry, out_dir):
+    elif damaged := _damaged_outputs(entry, out_dir):
         logger.warning("%s: its output(s) %s in %s are missing or not the size they were written with; "
-                       "explaining it again", source.location, ", ".join(_damaged_outputs(entry, out_dir)), out_dir)
+                       "explaining it again", source.location, ", ".join(damaged), str(out_dir))
         return False
     try:
         return entry.get("fingerprint") == source.fingerprint()
