@@ -116,14 +116,13 @@ class NameList(click.ParamType):
     With files allowed, a value without a comma that looks like a path (a ``/``, or a suffix
     such as ``.txt``) must be an existing file: a mistyped path is an error naming it, not a
     class name. A file may start with a UTF-8 byte-order mark (Notepad's), which is no part of
-    the first name. With ``distinct``, a name given twice is an error naming it.
+    the first name.
     """
 
     name = "FILE|a,b,c"
 
-    def __init__(self, allow_file: bool, distinct: bool = False) -> None:
+    def __init__(self, allow_file: bool) -> None:
         self.allow_file = allow_file
-        self.distinct = distinct
 
     def convert(self, value, param, ctx):
         if isinstance(value, (list, tuple)):
@@ -144,10 +143,6 @@ class NameList(click.ParamType):
         if not names or not all(names):
             self.fail(f"expected comma-separated non-empty names{' or a file' if self.allow_file else ''}, "
                       f"got {value!r}", param, ctx)
-        repeated = sorted({name for name in names if names.count(name) > 1}, key=names.index)
-        if self.distinct and repeated:
-            self.fail(f"{', '.join(map(repr, repeated))} named more than once in {value!r}; each class needs its "
-                      "own name, in class-id order", param, ctx)
         return tuple(names)
 
 
@@ -313,7 +308,7 @@ def _warn_deprecated_aws_endpoint() -> None:
         help="Detection: share of the image outside the box that takes part (0..1).")
 @option("--probability-threshold", type=float, default=0.5,
         help="Detection: explain objects scored at least this.")
-@option("--label-headers", type=NameList(allow_file=True, distinct=True), default=None, metavar="FILE|a,b,c",
+@option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",
         help="Class names in class-id order: a file with one per line, or a,b,c. A value with a / or "
              "a .txt/.csv/.json/.names/.lst suffix must be an existing file; a list whose length is not the "
              "model's class count (known for model folders, and for a classifier from its first answer) is "

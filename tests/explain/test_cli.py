@@ -70,8 +70,8 @@ BAD_PARAMETERS = [
     (["--labels", "cat"],
      "Invalid value for '--labels': labels selects classes to explain and is allowed only with task='classification'"),
     (["--label-headers", "a,,b"], "Invalid value for '--label-headers': expected comma-separated non-empty names or a file"),
-    (["--label-headers", "circle,circle,square"], "Invalid value for '--label-headers': 'circle' named more than "
-                                                  "once in 'circle,circle,square'; each class needs its own name"),
+    (["--label-headers", "circle,circle,square"], "Invalid value for '--label-headers': label_headers names 'circle' "
+                                                  "more than once (circle, circle, square): give each class its own name"),
     # a mistyped file path is not one class name
     (["--label-headers", "labels.txt"], "Invalid value for '--label-headers': 'labels.txt' looks like a file of class "
                                         "names but does not exist; give an existing file (one name per line) or the "
