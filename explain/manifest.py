@@ -205,9 +205,12 @@ def failed_entries(entries: list[dict]) -> dict[str, dict]:
 
 
 def _differences(old: dict, new: dict) -> list[str]:
+    unrecorded = set(REQUEST_SETTINGS) - set(old)  # a run from before they were recorded
     old, new = {**REQUEST_SETTINGS, **old}, {**REQUEST_SETTINGS, **new}  # absent: the default
     names = sorted(set(old) | set(new))
-    return [f"{name} {json.dumps(old.get(name))} -> {json.dumps(new.get(name))}"
+    return [f"{name} {json.dumps(old.get(name))}"
+            + (" (not recorded by that run, which predates it: taken as the default)" if name in unrecorded else "")
+            + f" -> {json.dumps(new.get(name))}"
             for name in names if old.get(name) != new.get(name)]
 
 
