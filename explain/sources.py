@@ -153,7 +153,7 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
         raise ExplainError(f"S3 location must look like s3://BUCKET/PREFIX, got {url!r}")
     folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     client = _s3_client(endpoint_url)
-    sources = []
+    sources, outputs = [], set()
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
@@ -164,13 +164,28 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
                     relative = key[len(folder):]
                 else:
                     continue
+                if _is_output_record(relative):
+                    outputs.add(str(PurePosixPath(relative).parent))
                 if not relative.lower().endswith(IMAGE_SUFFIXES):
                     continue
                 sources.append(ImageSource(relative, f"s3://{bucket}/{key}",
                                            etag=item.get("ETag", "").strip('"'), endpoint_url=endpoint_url))
     except Exception as error:  # botocore: no credentials, no bucket, no connection
         raise ExplainError(f"cannot list {url}: {error}") from None
-    return sorted(sources, key=lambda source: source.key)
+    outputs.discard(".")  # the prefix named itself: its images are the user's to explain
+    for output in sorted(outputs):
+        logger.warning("s3://%s/%s%s holds clearsight outputs (a manifest): its images are not explained; name "
+                       "it to explain them", bucket, folder, output)
+    kept = [source for source in sources
+            if not any(source.key.startswith(output + "/") for output in outputs)]
+    return sorted(kept, key=lambda source: source.key)
+
+
+def _is_output_record(relative: str) -> bool:
+    """Whether an object under a listed prefix marks its folder as clearsight's outputs: an output
+    folder's mark or a run's manifest (``manifest*.jsonl``, as a Processing job uploads them)."""
+    name = PurePosixPath(relative).name
+    return name == ".clearsight-output" or (name.startswith("manifest") and name.endswith(".jsonl"))
 
 
 def _folder_images(folder: Path, skip_folder: Callable[[Path], bool] | None = None) -> list[Path]:

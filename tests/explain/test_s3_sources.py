@@ -55,3 +55,17 @@ def test_the_s3_client_follows_the_environment(photos, monkeypatch):
     with pytest.raises(ExplainError, match=r"cannot list s3://.*: Could not connect to the endpoint URL: "
                                            r"\"http://127\.0\.0\.1:9/"):
         collect_sources([f"{photos}/photos/"])
+
+
+def test_an_output_prefix_under_the_images_is_not_listed(photos, aws, caplog):
+    # review 18: a Processing job whose output prefix lies under its image prefix uploads its
+    # manifests and figures there; a later listing of the images leaves them out, with a warning
+    for key, body in (("photos/out/manifest-run@host.jsonl", b"{}\n"),
+                      ("photos/out/shap_cat.jpg_box1_object.jpeg", png())):
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=key, Body=body)
+    with caplog.at_level("WARNING", logger="explain.sources"):
+        sources = collect_sources([f"{photos}/photos/"])
+    assert [source.key for source in sources] == ["cat.jpg", "sub/dog.png"]
+    assert f"{photos}/photos/out holds clearsight outputs (a manifest)" in caplog.text
+    assert [source.key for source in collect_sources([f"{photos}/photos/out"])] == [
+        "shap_cat.jpg_box1_object.jpeg"]  # named itself: listed
