@@ -202,7 +202,9 @@ def invocations_url(url):
         port = parsed.port  # ValueError for a port that is not a number or above 65535
     except ValueError:
         port = 0
-    if port == 0 or not parsed.hostname:
+    if not parsed.hostname:
+        raise ValueError("endpoint URL must look like http://HOST:PORT with a HOST, got %r" % (redact_url(url),))
+    if port == 0:
         raise ValueError("endpoint URL must look like http://HOST:PORT with a PORT in 1-65535, got %r"
                          % (redact_url(url),))
     path = parsed.path.rstrip("/")

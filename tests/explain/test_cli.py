@@ -97,6 +97,8 @@ BAD_PARAMETERS = [
                                               "http://HOST:PORT with a PORT in 1-65535, got 'http://127.0.0.1:99999'"),
     (["--endpoint", "http://127.0.0.1:80a"], "Invalid value for '--endpoint': endpoint URL must look like "
                                              "http://HOST:PORT with a PORT in 1-65535, got 'http://127.0.0.1:80a'"),
+    (["--endpoint", "http://:8080"], "Invalid value for '--endpoint': endpoint URL must look like "
+                                     "http://HOST:PORT with a HOST, got 'http://:8080'"),
     (["--endpoint", "sagemaker:bad_name"],
      "Invalid value for '--endpoint': SageMaker endpoint name must be 1-63 letters, digits or hyphens, got 'bad_name'"),
 ]
