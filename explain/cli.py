@@ -41,7 +41,7 @@ from .config import (
 )
 from .errors import ConfigError, EndpointAccessError, ExplainError
 from .images import decode_image
-from .manifest import is_output_folder, os_reason
+from .manifest import is_output_mark, os_reason
 from .predictors import (
     SAGEMAKER_PREFIX,
     TransportConfig,
@@ -212,7 +212,7 @@ def _clarify_compatible(ctx: click.Context, param: click.Parameter, value: bool)
 def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
     """IMAGE arguments -> ImageSource list: files, folders (recursive jpg/jpeg/png), s3:// prefixes."""
     try:
-        return collect_sources(list(values), skip_folder=is_output_folder)  # an --out inside a folder
+        return collect_sources(list(values), output_mark=is_output_mark)  # an --out inside a folder
     except ExplainError as error:
         raise click.BadParameter(str(error), ctx, param) from None
 

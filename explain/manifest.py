@@ -8,6 +8,7 @@ deletes only the files the manifests list.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ __all__ = [
     "claim_out_dir",
     "explained_entries",
     "failed_entries",
-    "is_output_folder",
+    "is_output_mark",
     "latest_entries",
     "manifest_name",
     "manifest_run",
@@ -278,13 +279,11 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
         raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
 
 
-def is_output_folder(folder: Path, out_dir: Path | None = None) -> bool:
-    """Whether ``folder`` holds clearsight's outputs, not images to explain: it has the OUT_MARKER
-    file, or it is ``out_dir`` (compared as resolved paths)."""
-    folder = Path(folder)
-    if (folder / OUT_MARKER).is_file():
-        return True
-    return out_dir is not None and folder.resolve() == Path(out_dir).resolve()
+def is_output_mark(name: str) -> bool:
+    """Whether a file named ``name`` marks its folder as clearsight's outputs, not images to explain:
+    the OUT_MARKER of an --out, or a manifest (MANIFEST_GLOB: what every run writes, and what a
+    Processing job uploads to S3)."""
+    return name == OUT_MARKER or fnmatch.fnmatchcase(name, MANIFEST_GLOB)
 
 
 def os_reason(error: OSError) -> str:

@@ -40,7 +40,7 @@ from .manifest import (
     claim_out_dir,
     explained_entries,
     failed_entries,
-    is_output_folder,
+    is_output_mark,
     latest_entries,
     manifest_name,
     read_manifests,
@@ -350,9 +350,9 @@ def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSou
     return kept
 
 
-def _as_sources(images: Sequence, out_dir: Path) -> list[ImageSource]:
+def _as_sources(images: Sequence) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
-    without the files of ``out_dir`` or of other clearsight output folders under those folders."""
+    without the clearsight output folders under those folders (``is_output_mark``)."""
     images = list(images)
     if all(isinstance(image, ImageSource) for image in images):
         return images
@@ -361,7 +361,7 @@ def _as_sources(images: Sequence, out_dir: Path) -> list[ImageSource]:
                if not argument.startswith("s3://") and not Path(argument).exists()]
     if missing:
         raise ExplainError(f"image file(s) not found: {', '.join(missing)}")
-    return collect_sources(arguments, skip_folder=lambda folder: is_output_folder(folder, out_dir))
+    return collect_sources(arguments, output_mark=is_output_mark)
 
 
 def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predict, config: ExplainConfig,
@@ -399,7 +399,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     if model_classes:  # names that do not fit the model's own classes: refused before any image
         check_label_headers(config.label_headers, tuple(model_classes))
     out_dir = Path(out_dir)
-    sources = _without_outputs(_as_sources(images, out_dir), out_dir)
+    sources = _without_outputs(_as_sources(images), out_dir)
     if not sources:
         raise ExplainError("no images to explain")
     started = time.perf_counter()

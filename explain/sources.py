@@ -146,7 +146,8 @@ def _error_code(error: Exception) -> str | None:
     return getattr(error, "response", {}).get("Error", {}).get("Code")
 
 
-def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
+def _list_s3(url: str, endpoint_url: str | None,
+             output_mark: Callable[[str], bool] | None = None) -> list[ImageSource]:
     """Images of ``s3://BUCKET/PREFIX``: the objects under the folder PREFIX/, or the object PREFIX itself."""
     bucket, _, prefix = url[len("s3://"):].partition("/")
     if not bucket:
@@ -164,7 +165,7 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
                     relative = key[len(folder):]
                 else:
                     continue
-                if _is_output_record(relative):
+                if output_mark is not None and output_mark(PurePosixPath(relative).name):
                     outputs.add(str(PurePosixPath(relative).parent))
                 if not relative.lower().endswith(IMAGE_SUFFIXES):
                     continue
@@ -174,25 +175,22 @@ def _list_s3(url: str, endpoint_url: str | None) -> list[ImageSource]:
         raise ExplainError(f"cannot list {url}: {error}") from None
     outputs.discard(".")  # the prefix named itself: its images are the user's to explain
     for output in sorted(outputs):
-        logger.warning("s3://%s/%s%s holds clearsight outputs (a manifest): its images are not explained; name "
-                       "it to explain them", bucket, folder, output)
+        _warn_output_folder(f"s3://{bucket}/{folder}{output}")
     kept = [source for source in sources
             if not any(source.key.startswith(output + "/") for output in outputs)]
     return sorted(kept, key=lambda source: source.key)
 
 
-def _is_output_record(relative: str) -> bool:
-    """Whether an object under a listed prefix marks its folder as clearsight's outputs: an output
-    folder's mark or a run's manifest (``manifest*.jsonl``, as a Processing job uploads them)."""
-    name = PurePosixPath(relative).name
-    return name == ".clearsight-output" or (name.startswith("manifest") and name.endswith(".jsonl"))
+def _warn_output_folder(location: str) -> None:
+    logger.warning("%s holds clearsight outputs (a run's manifest or the mark of an --out): its images are "
+                   "not explained; name it on the command line to explain them", location)
 
 
-def _folder_images(folder: Path, skip_folder: Callable[[Path], bool] | None = None) -> list[Path]:
+def _folder_images(folder: Path, output_mark: Callable[[str], bool] | None = None) -> list[Path]:
     """The jpg/jpeg/png files under ``folder``, sorted; symlinked sub-folders are searched too.
 
-    A sub-folder for which ``skip_folder`` is true (clearsight's own output folders: an --out
-    inside the image folder) is not searched, with an info line naming it.
+    A sub-folder holding a file for which ``output_mark`` is true (clearsight's outputs: an --out
+    inside the image folder) is not searched, with a warning naming it.
 
     Each folder is searched once: a symlink back to a folder already searched (a loop, or a second
     link to the same folder) is skipped with a warning naming it. Sub-folders are visited in name
@@ -212,21 +210,20 @@ def _folder_images(folder: Path, skip_folder: Callable[[Path], bool] | None = No
             folders[:] = []
             continue
         searched.add((status.st_dev, status.st_ino))
-        if skip_folder is not None:
-            skipped = [name for name in folders if skip_folder(Path(root) / name)]
-            for name in skipped:
-                logger.warning("%s is a clearsight output folder (it has the %s mark of an --out): its "
-                               "images are not explained; name it on the command line to explain them",
-                               str(Path(root) / name), ".clearsight-output")
-            folders[:] = [name for name in folders if name not in skipped]
+        if output_mark is not None and root != str(folder) and any(output_mark(name) for name in files):
+            _warn_output_folder(root)
+            folders[:] = []
+            continue
         found += [Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(item for item in found if item.is_file())
 
 
 def collect_sources(arguments: list[str],
-                    skip_folder: Callable[[Path], bool] | None = None) -> list[ImageSource]:
+                    output_mark: Callable[[str], bool] | None = None) -> list[ImageSource]:
     """Image files, folders (searched recursively for jpg/jpeg/png, symlinked sub-folders included,
-    each folder once, sub-folders for which ``skip_folder`` is true left out) and s3://bucket/prefix URLs.
+    each folder once) and s3://bucket/prefix URLs. ``output_mark``: the name of a file (or object)
+    that marks its folder as clearsight's outputs (``explain.manifest.is_output_mark``); such
+    sub-folders and sub-prefixes are left out with a warning (one named on its own is listed).
 
     S3 calls use boto3's usual settings (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL send them to
     another server); the deprecated CLEARSIGHT_AWS_ENDPOINT_URL still does when set. Raises ExplainError for a
@@ -239,14 +236,14 @@ def collect_sources(arguments: list[str],
     for argument in arguments:
         argument = str(argument)
         if argument.startswith("s3://"):
-            found = _list_s3(argument, endpoint_url)
+            found = _list_s3(argument, endpoint_url, output_mark)
             if not found:
                 raise ExplainError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under {argument!r}")
             sources.extend(found)
             continue
         path = Path(argument)
         if path.is_dir():
-            found = _folder_images(path, skip_folder)
+            found = _folder_images(path, output_mark)
             if not found:
                 raise ExplainError(f"no {'/'.join(IMAGE_SUFFIXES)} files in directory {argument!r}")
             for item in found:

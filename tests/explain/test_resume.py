@@ -19,7 +19,7 @@ from PIL import Image
 
 from explain import EndpointUnavailableError, ExplainConfig, ExplainError
 from explain.cli import main
-from explain.manifest import SettingsChangedError, is_output_folder, read_manifests, settings_digest
+from explain.manifest import SettingsChangedError, is_output_mark, read_manifests, settings_digest
 from explain.runner import RunOptions, run_explanations
 from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
@@ -393,9 +393,9 @@ def test_an_out_inside_the_image_folder_is_not_explained_again(tmp_path, tiny_de
         assert summary["totals"]["images"] == 1
     assert detector.images == 0 and summary["totals"]["explained_now"] == 0
     with caplog.at_level("INFO", logger="explain.sources"):
-        listed = collect_sources([str(folder)], skip_folder=is_output_folder)  # what the CLI lists: by the marker
+        listed = collect_sources([str(folder)], output_mark=is_output_mark)  # what the CLI lists: by the marker
     assert [source.key for source in listed] == ["scene0.png"]
-    assert f"{out} is a clearsight output folder (it has the .clearsight-output mark of an --out)" in caplog.text
+    assert f"{out} holds clearsight outputs (a run's manifest or the mark of an --out)" in caplog.text
     cli_out = folder / "cli-out"  # the CLI lists images before --out is known: by the marker
     args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", cli_out, "--num-segments", "6",
             "--num-samples", "24", "--quiet", folder]

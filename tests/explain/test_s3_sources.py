@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from explain.errors import ExplainError
+from explain.manifest import is_output_mark
 from explain.sources import collect_sources
 from tests.explain.test_explainer import red_square_scene
 
@@ -64,8 +65,8 @@ def test_an_output_prefix_under_the_images_is_not_listed(photos, aws, caplog):
                       ("photos/out/shap_cat.jpg_box1_object.jpeg", png())):
         aws.clients.s3.put_object(Bucket=aws.bucket, Key=key, Body=body)
     with caplog.at_level("WARNING", logger="explain.sources"):
-        sources = collect_sources([f"{photos}/photos/"])
+        sources = collect_sources([f"{photos}/photos/"], output_mark=is_output_mark)
     assert [source.key for source in sources] == ["cat.jpg", "sub/dog.png"]
-    assert f"{photos}/photos/out holds clearsight outputs (a manifest)" in caplog.text
-    assert [source.key for source in collect_sources([f"{photos}/photos/out"])] == [
+    assert f"{photos}/photos/out holds clearsight outputs (a run's manifest" in caplog.text
+    assert [source.key for source in collect_sources([f"{photos}/photos/out"], output_mark=is_output_mark)] == [
         "shap_cat.jpg_box1_object.jpeg"]  # named itself: listed
