@@ -344,15 +344,26 @@ def assert_same_explanation(loaded: Explanation, original: Explanation) -> None:
     for name in ("image", "segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
                  "boxes", "target_scores", "converged"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name), err_msg=name)
-    for name in ("model_calls", "num_segments_used", "task", "exact", "label_headers", "metrics"):
+    for name in ("model_calls", "num_segments_used", "task", "exact", "label_headers", "metrics",
+                 "coarse_segments", "refinement", "best_detection"):
         assert getattr(loaded, name) == getattr(original, name), name
+    np.testing.assert_array_equal(loaded.levels, original.levels)
     assert loaded.timings == pytest.approx(original.timings)
 
 
 def test_save_and_load_keep_everything_the_image_included(tmp_path, explained):
     path = explained.save(tmp_path / "scene")
     assert path == tmp_path / "scene.npz"
+    assert explained.best_detection is not None and explained.refinement  # kept too (review 19)
     assert_same_explanation(Explanation.load(path), explained)
+
+
+def test_save_into_a_folder_path_is_refused_not_written_beside_it(tmp_path, explained):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(ExplainError, match=r"'.*out': it is a folder; give a file path, e.g. folder/name.npz"):
+        explained.save(folder)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no out.npz beside it
 
 
 def test_a_file_written_before_images_were_stored_still_loads(tmp_path, explained):
