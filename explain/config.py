@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,26 @@ DETECTION_ONLY_SETTINGS = ("probability_threshold", "max_objects", "iou_threshol
 # transport (TransportConfig) so that a resumed run with other ones is refused. Not the endpoint,
 # accept type (npy and JSON carry the same float32 values), concurrency, timeout or retries.
 REQUEST_SETTINGS = {"content_type": NPY, "custom_attributes": None, "probability": None, "target_model": None}
+
+
+_INT_FIELDS = ("num_samples", "num_segments", "max_segments", "max_objects", "seed", "resize", "batch_size")
+_FLOAT_FIELDS = ("segment_compactness", "refine_fraction", "iou_threshold", "context", "probability_threshold",
+                 "target_error")
+
+
+def _plain_number(value):
+    """A numpy scalar as the Python number it holds (np.int64(8) -> 8, np.float32(0.5) -> 0.5,
+    np.bool_(True) -> True), so settings computed with numpy validate and serialise as typed ones;
+    any other value unchanged. Python's own bool stays a bool (and is refused where a number is due)."""
+    if type(value).__module__ != "numpy":
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if type(value).__name__ == "bool_":
+        return bool(value)
+    return value
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
@@ -100,6 +121,8 @@ class ExplainConfig:
     target_model: str | None = None
 
     def __post_init__(self) -> None:
+        for name in (*_INT_FIELDS, *_FLOAT_FIELDS, "metrics"):
+            object.__setattr__(self, name, _plain_number(getattr(self, name)))
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
         _check_int("num_samples", self.num_samples, 4, 1_000_000)
