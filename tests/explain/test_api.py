@@ -92,6 +92,37 @@ def test_your_own_segments_give_the_known_shapley_values():
     np.testing.assert_allclose(second.shap_values[0], halves, atol=1e-12)
 
 
+def test_a_list_of_images_takes_one_segment_map_per_image(tmp_path):
+    # review 19: a list (the README's other batch) with (N, H, W) segments was refused as the wrong shape
+    image = textured_image()
+    weights = pixel_weights()
+    predict, norm = additive_classifier(weights)
+    explainer = Explainer(predict, task="classification", baseline="black", labels=("0",), num_samples=16)
+    Image.fromarray(image).save(tmp_path / "image.png")
+    per_image = np.stack([QUADRANTS, (QUADRANTS >= 2).astype(np.int64)])
+    first, second = explainer([image, tmp_path / "image.png"], segments=per_image)
+    np.testing.assert_allclose(first.shap_values[0], exact_quadrant_values(image, weights, norm), atol=1e-12)
+    halves = exact_quadrant_values(image, weights, norm).reshape(2, 2).sum(axis=1)
+    np.testing.assert_allclose(second.shap_values[0], halves, atol=1e-12)
+    with pytest.raises(ConfigError, match=r"segments holds 2 maps for a list of 3 images; give one \(H, W\) map"):
+        explainer([image, image, image], segments=per_image)
+    with pytest.raises(ConfigError, match=r"segments holds one \(H, W\) map per image, but '.*' is a folder"):
+        explainer(tmp_path, segments=per_image)
+    with pytest.raises(ConfigError, match=r"is a folder or prefix whose images are not known in number"):
+        explainer([image, tmp_path], segments=per_image)
+
+
+@pytest.mark.parametrize("images, message", [  # review 19: "got an array of shape ()"
+    (b"\x89PNG\r\n", "a path or a list, got bytes (file bytes: decode them with explain.images.decode_image"),
+    (None, "a path or a list, got NoneType"),
+    (7, "a path or a list, got int"),
+])
+def test_what_is_not_an_image_is_named_by_its_type(images, message):
+    with pytest.raises(ExplainError) as raised:
+        Explainer(red_square_detector, num_samples=16)(images)
+    assert message in str(raised.value)
+
+
 @pytest.mark.parametrize("segments, message", [
     (np.zeros((SIZE, SIZE - 1), int), f"segments must have the image's shape (H, W) = ({SIZE}, {SIZE}), got "
                                       f"({SIZE}, {SIZE - 1})"),
