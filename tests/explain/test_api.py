@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 
 import numpy as np
@@ -450,6 +451,16 @@ def test_plot_draws_the_image_the_box_and_numbers_the_named_segments_on_or_besid
     assert len([axis for axis in explained.plot().axes if axis.get_images()]) == 4 + 2
     with pytest.raises(ExplainError, match=r"target index 2 out of range: this explanation has 2 target\(s\), 0..1"):
         explained.plot(targets=[2])
+
+
+def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained):
+    # review 19: plot(targets=0) was a TypeError inside, plot(targets=[0.7]) drew target 0
+    assert len([axis for axis in explained.plot(targets=0).axes if axis.get_images()]) == 4
+    assert len([axis for axis in explained.plot(targets=np.int64(1)).axes if axis.get_images()]) == 2
+    for targets, shown in [([0.7], "0.7"), ("0", "'0'"), ([True], "True"), (0.0, "0.0")]:
+        with pytest.raises(ExplainError, match=r"targets must be target indices \(an int or a list of ints\), got "
+                                               + re.escape(shown)):
+            explained.plot(targets=targets)
 
 
 def test_to_shap_gives_a_shap_explanation_that_shap_plots(explained):
