@@ -44,12 +44,21 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, overlap / np.where(union > 0, union, 1.0), 0.0)
 
 
+def _numbers(answer, what: str, index: int) -> np.ndarray:
+    """One image's answer as a float64 array, or PredictorError when it holds anything but numbers."""
+    try:
+        return np.asarray(answer, dtype=np.float64)
+    except (TypeError, ValueError) as error:  # text, None, ragged rows
+        raise PredictorError(f"predictor returned {what} for image {index} that are not an array of numbers "
+                             f"({type(error).__name__}: {error})") from None
+
+
 def check_detections(detections, index: int = 0) -> np.ndarray:
     """Validate one image's detections and return them as (D, 6) float64.
 
     Rows are [class_id, score, x0/w, y0/h, x1/w, y1/h]; D may be 0. Raises PredictorError.
     """
-    array = np.asarray(detections, dtype=np.float64)
+    array = _numbers(detections, "detections", index)
     if array.size == 0:
         return np.zeros((0, 6))
     if array.ndim != 2 or array.shape[1] != 6:
@@ -63,7 +72,7 @@ def check_detections(detections, index: int = 0) -> np.ndarray:
 
 def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
     """Validate one image's class probabilities and return them as (C,) float64."""
-    array = np.asarray(probabilities, dtype=np.float64)
+    array = _numbers(probabilities, "class scores", index)
     if array.ndim != 1 or array.size == 0:
         raise PredictorError(
             f"predictor returned class scores of shape {array.shape} for image {index}; "
