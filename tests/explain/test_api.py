@@ -362,6 +362,28 @@ def test_run_writes_the_files_and_the_report(tmp_path):
         path.name for path in (tmp_path / "out").iterdir()}
 
 
+
+@pytest.mark.parametrize("images, message", [  # review 19: OSError "File name too long: '[[[120 159 ..."
+    ([red_square_scene()], "a run's images are files, folders or s3:// prefixes (or ImageSources alone), got an "
+                           "array of shape (64, 64, 3): to explain images in memory, call the Explainer on them"),
+    (red_square_scene(), "got an array of shape (64, 64, 3)"),
+    ([None], "got a NoneType"),
+])
+def test_run_refuses_images_in_memory_saying_what_to_do(tmp_path, images, message):
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    with pytest.raises(ExplainError) as raised:
+        explainer.run(images, tmp_path / "out")
+    assert message in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_options_that_are_not_run_options(tmp_path):
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    with pytest.raises(ConfigError, match="options must be a RunOptions, got dict"):  # was an AttributeError
+        explainer.run(tmp_path / "scene.png", tmp_path / "out", {"restart": True})
+
+
 # --------------------------------------------------------------------------------------
 # Explanation: save / load, plot, to_shap
 # --------------------------------------------------------------------------------------
