@@ -12,7 +12,7 @@ from serving.contract import CLIENT_REQUEST_TYPES, NPY, TASKS
 from .errors import ConfigError
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES",
-           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "names_one_s3_object"]
+           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "names_one_s3_object", "plain_number"]
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
@@ -30,7 +30,7 @@ _FLOAT_FIELDS = ("segment_compactness", "refine_fraction", "iou_threshold", "con
                  "target_error")
 
 
-def _plain_number(value):
+def plain_number(value):
     """A numpy scalar as the Python number it holds (np.int64(8) -> 8, np.float32(0.5) -> 0.5,
     np.bool_(True) -> True), so settings computed with numpy validate and serialise as typed ones;
     any other value unchanged. Python's own bool stays a bool (and is refused where a number is due)."""
@@ -122,7 +122,7 @@ class ExplainConfig:
 
     def __post_init__(self) -> None:
         for name in (*_INT_FIELDS, *_FLOAT_FIELDS, "metrics"):
-            object.__setattr__(self, name, _plain_number(getattr(self, name)))
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
         _check_int("num_samples", self.num_samples, 4, 1_000_000)
