@@ -136,10 +136,15 @@ class ExplainConfig:
                               field="focus")
         _check_float("refine_fraction", self.refine_fraction, 0.0, 0.9)
         _check_int("max_segments", self.max_segments, 2, 10_000)
+        if isinstance(self.baseline, Path):
+            object.__setattr__(self, "baseline", str(self.baseline))
         if not isinstance(self.baseline, str) or not self.baseline:
+            shape = getattr(self.baseline, "shape", None)
+            got = (f"an array of shape {tuple(shape)} (save it as a PNG file and give its path)" if shape is not None
+                   else repr(self.baseline))
             raise ConfigError(
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an "
-                f"image file or an s3://BUCKET/KEY image, got {self.baseline!r}", field="baseline")
+                f"image file or an s3://BUCKET/KEY image, got {got}", field="baseline")
         if self.baseline.startswith("s3://"):  # read when the first image is explained (explain.baselines)
             if not names_one_s3_object(self.baseline):
                 raise ConfigError(f"an S3 baseline must name one object, s3://BUCKET/KEY, got {self.baseline!r}",

@@ -131,3 +131,16 @@ def test_numpy_scalars_are_accepted_as_the_python_numbers_they_hold():
         ExplainConfig(num_samples=np.float64(40.0))
     with pytest.raises(ConfigError, match="num_samples must be an integer, got True"):
         ExplainConfig(num_samples=np.bool_(True))
+
+
+def test_a_baseline_array_is_named_by_its_shape_and_a_path_object_is_taken(tmp_path):
+    # review 19: an array baseline's whole repr was the message; a pathlib.Path was refused
+    import numpy as np
+
+    with pytest.raises(ConfigError) as raised:
+        ExplainConfig(baseline=np.zeros((64, 64, 3), np.uint8))
+    assert str(raised.value).endswith("got an array of shape (64, 64, 3) (save it as a PNG file and give its path)")
+    path = tmp_path / "baseline.png"
+    path.write_bytes(b"read when explaining")
+    config = ExplainConfig(baseline=path)
+    assert config.baseline == str(path) and config.to_dict()["baseline"] == str(path)
