@@ -155,3 +155,13 @@ def test_symlinked_sub_folders_are_searched_once(tmp_path, caplog):
         sources = collect_sources([str(folder)])
     assert [source.key for source in sources] == ["linked/far.png", "near.png"]
     assert f"{folder / 'loop'} is a folder already searched (through a symlink)" in caplog.text
+
+
+def test_one_location_given_alone_is_one_location_not_its_characters(tmp_path, monkeypatch):
+    # review 19: collect_sources("photos") searched "p", "h", ...; an absolute path began with the
+    # whole file system ("/") before failing on its second character
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(red_square_scene()).save(tmp_path / "photos" / "scene.png")
+    for location in ("photos", tmp_path / "photos"):
+        assert [source.key for source in collect_sources(location)] == ["scene.png"]
