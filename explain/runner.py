@@ -671,6 +671,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     the report. Raises ExplainError when no image of the run was explained (and some failed)
     instead of writing an empty report.
     """
+    if isinstance(keys, str):  # one image's key, not its characters
+        keys = [keys]
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
     if config is None:

@@ -110,6 +110,9 @@ def test_shards_that_see_only_their_own_images_agree(tmp_path):
 
     summary = merge_outputs(tmp_path / "out")
     assert sorted(item["stem"] for item in summary["images"]) == ["x__a", "x__a.png"]
+    # review 19: one key given alone was read as its characters, and the report rewritten with none
+    one = merge_outputs(tmp_path / "out", keys="x/a.png")
+    assert [item["stem"] for item in one["images"]] == ["x__a.png"] and "unfinished" not in one["totals"]
 
 
 def test_nested_folders_with_long_names_stay_within_file_name_limits(tmp_path):
