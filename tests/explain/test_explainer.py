@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from explain import ExplainConfig, Explanation, PredictorError, explain_image
+from explain import ConfigError, ExplainConfig, Explanation, PredictorError, explain_image
 from explain.baselines import make_baseline
 
 SIZE = 64
@@ -189,6 +189,18 @@ def test_resize_long_side():
 def test_bad_predictor_answers_raise_predictor_error(predict, message):
     with pytest.raises(PredictorError) as raised:
         explain_image(red_square_scene(), predict, ExplainConfig(num_samples=20))
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("predict, config, error, message", [  # review 19: AttributeErrors inside
+    (red_square_detector, None, ConfigError, "config must be an ExplainConfig, got NoneType"),
+    (red_square_detector, {"num_samples": 20}, ConfigError, "config must be an ExplainConfig, got dict"),
+    (None, ExplainConfig(num_samples=20), TypeError, "predict must be a function predict(batch) or a predictor, "
+                                                     "got NoneType"),
+])
+def test_explain_image_names_a_config_or_predict_of_the_wrong_kind(predict, config, error, message):
+    with pytest.raises(error) as raised:
+        explain_image(red_square_scene(), predict, config)
     assert message in str(raised.value)
 
 
