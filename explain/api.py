@@ -170,26 +170,38 @@ class Explainer:
         list; an image file -> one; a folder or ``s3://`` prefix -> a list (jpg, jpeg, png,
         recursively, in path order). segments: your own features instead of the configured
         segmentation, captum's ``feature_mask``: (H, W) integer labels 0..S-1 for every
-        image, or (N, H, W) one per image of a batch (``explain.feature_masks``).
+        image, or (N, H, W) one per image of a batch or a list of N images or files (not for a
+        folder, whose images are not known in number; ``explain.feature_masks``).
         """
+        per_image = segments is not None and np.ndim(segments) == 3
         if isinstance(images, (str, os.PathLike)):
             location = os.fspath(images)
             if not location.startswith("s3://") and Path(location).is_file():
                 return self._explain(load_image(location), segments)
+            self._refuse_per_image_segments_for_a_folder(per_image, location)
             return [self._explain(image, segments) for image in self._images_under(location)]
         if isinstance(images, (list, tuple)):
+            if per_image and len(segments) != len(images):
+                raise ConfigError(f"segments holds {len(segments)} maps for a list of {len(images)} images; give "
+                                  "one (H, W) map for all or one per image", field="segments")
             explained = []
-            for item in images:
+            for index, item in enumerate(images):
+                own = segments[index] if per_image else segments
                 if isinstance(item, (str, os.PathLike)) and not Path(os.fspath(item)).is_file():
-                    explained.extend(self._explain(image, segments) for image in self._images_under(os.fspath(item)))
+                    self._refuse_per_image_segments_for_a_folder(per_image, os.fspath(item))
+                    explained.extend(self._explain(image, own) for image in self._images_under(os.fspath(item)))
                 else:
-                    explained.append(self._explain(self._image(item), segments))
+                    explained.append(self._explain(self._image(item), own))
             return explained
+        if images is None or isinstance(images, (bytes, bytearray, int, float, dict)):
+            raise ExplainError(f"images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
+                               f"got {type(images).__name__}" + (
+                                   " (file bytes: decode them with explain.images.decode_image(data, name))"
+                                   if isinstance(images, (bytes, bytearray)) else ""))
         array = np.asarray(images)
         if array.ndim == 3:
             return self._explain(array, segments)
         if array.ndim == 4:
-            per_image = segments is not None and np.ndim(segments) == 3
             if per_image and len(segments) != len(array):
                 raise ConfigError(f"segments holds {len(segments)} maps for {len(array)} images; give one "
                                   "(H, W) map for all or one per image", field="segments")
@@ -197,6 +209,13 @@ class Explainer:
                     for index, image in enumerate(array)]
         raise ExplainError(f"images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
                            f"got an array of shape {array.shape}")
+
+    @staticmethod
+    def _refuse_per_image_segments_for_a_folder(per_image: bool, location: str) -> None:
+        if per_image:
+            raise ConfigError(f"segments holds one (H, W) map per image, but {location!r} is a folder or prefix "
+                              "whose images are not known in number or order here: give one (H, W) map for all, "
+                              "or a list of the image files with one map each", field="segments")
 
     @staticmethod
     def _image(item) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from serving.contract import CLIENT_REQUEST_TYPES, NPY, TASKS
 from .errors import ConfigError
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES",
-           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "names_one_s3_object"]
+           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "names_one_s3_object", "plain_number"]
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
@@ -22,6 +23,26 @@ DETECTION_ONLY_SETTINGS = ("probability_threshold", "max_objects", "iou_threshol
 # transport (TransportConfig) so that a resumed run with other ones is refused. Not the endpoint,
 # accept type (npy and JSON carry the same float32 values), concurrency, timeout or retries.
 REQUEST_SETTINGS = {"content_type": NPY, "custom_attributes": None, "probability": None, "target_model": None}
+
+
+_INT_FIELDS = ("num_samples", "num_segments", "max_segments", "max_objects", "seed", "resize", "batch_size")
+_FLOAT_FIELDS = ("segment_compactness", "refine_fraction", "iou_threshold", "context", "probability_threshold",
+                 "target_error")
+
+
+def plain_number(value):
+    """A numpy scalar as the Python number it holds (np.int64(8) -> 8, np.float32(0.5) -> 0.5,
+    np.bool_(True) -> True), so settings computed with numpy validate and serialise as typed ones;
+    any other value unchanged. Python's own bool stays a bool (and is refused where a number is due)."""
+    if type(value).__module__ != "numpy":
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if type(value).__name__ == "bool_":
+        return bool(value)
+    return value
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
@@ -100,6 +121,8 @@ class ExplainConfig:
     target_model: str | None = None
 
     def __post_init__(self) -> None:
+        for name in (*_INT_FIELDS, *_FLOAT_FIELDS, "metrics"):
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
         _check_int("num_samples", self.num_samples, 4, 1_000_000)
@@ -113,10 +136,15 @@ class ExplainConfig:
                               field="focus")
         _check_float("refine_fraction", self.refine_fraction, 0.0, 0.9)
         _check_int("max_segments", self.max_segments, 2, 10_000)
+        if isinstance(self.baseline, Path):
+            object.__setattr__(self, "baseline", str(self.baseline))
         if not isinstance(self.baseline, str) or not self.baseline:
+            shape = getattr(self.baseline, "shape", None)
+            got = (f"an array of shape {tuple(shape)} (save it as a PNG file and give its path)" if shape is not None
+                   else repr(self.baseline))
             raise ConfigError(
                 f"baseline must be one of {', '.join(BUILTIN_BASELINES)}, a path to an "
-                f"image file or an s3://BUCKET/KEY image, got {self.baseline!r}", field="baseline")
+                f"image file or an s3://BUCKET/KEY image, got {got}", field="baseline")
         if self.baseline.startswith("s3://"):  # read when the first image is explained (explain.baselines)
             if not names_one_s3_object(self.baseline):
                 raise ConfigError(f"an S3 baseline must name one object, s3://BUCKET/KEY, got {self.baseline!r}",

@@ -44,12 +44,21 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, overlap / np.where(union > 0, union, 1.0), 0.0)
 
 
+def _numbers(answer, what: str, index: int) -> np.ndarray:
+    """One image's answer as a float64 array, or PredictorError when it holds anything but numbers."""
+    try:
+        return np.asarray(answer, dtype=np.float64)
+    except (TypeError, ValueError) as error:  # text, None, ragged rows
+        raise PredictorError(f"predictor returned {what} for image {index} that are not an array of numbers "
+                             f"({type(error).__name__}: {error})") from None
+
+
 def check_detections(detections, index: int = 0) -> np.ndarray:
     """Validate one image's detections and return them as (D, 6) float64.
 
     Rows are [class_id, score, x0/w, y0/h, x1/w, y1/h]; D may be 0. Raises PredictorError.
     """
-    array = np.asarray(detections, dtype=np.float64)
+    array = _numbers(detections, "detections", index)
     if array.size == 0:
         return np.zeros((0, 6))
     if array.ndim != 2 or array.shape[1] != 6:
@@ -63,7 +72,7 @@ def check_detections(detections, index: int = 0) -> np.ndarray:
 
 def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
     """Validate one image's class probabilities and return them as (C,) float64."""
-    array = np.asarray(probabilities, dtype=np.float64)
+    array = _numbers(probabilities, "class scores", index)
     if array.ndim != 1 or array.size == 0:
         raise PredictorError(
             f"predictor returned class scores of shape {array.shape} for image {index}; "
@@ -74,12 +83,15 @@ def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
 
 
 def check_target_boxes(targets: np.ndarray) -> None:
-    """Raise PredictorError when a target's box is empty or inverted (x1 <= x0 or y1 <= y0).
+    """Raise PredictorError when a target's box is empty or inverted (x1 <= x0 or y1 <= y0), or
+    lies wholly outside the image (x0 >= 1, y0 >= 1, x1 <= 0 or y1 <= 0).
 
     targets: (T, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]. Such a box has no area, so
     no detection ever overlaps it: the target would score 0 on every image, the unmasked one
     included, and its explanation would be all zeros. The usual cause is an endpoint answering
-    another box convention ([y0, x0, y1, x1], or [x, y, width, height]).
+    another box convention ([y0, x0, y1, x1], or [x, y, width, height]). A box outside the image
+    covers no pixel: its focus segments and its drawing are nowhere (the usual cause is pixel
+    coordinates, [24, 20, 48, 44] on a 64 px image); a box that reaches past a border is kept.
     """
     for row in np.asarray(targets, dtype=np.float64).reshape(-1, 6):
         x0, y0, x1, y1 = row[2:6]
@@ -89,6 +101,12 @@ def check_target_boxes(targets: np.ndarray) -> None:
                 f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}], which has no area ({'x1/w <= x0/w' if x1 <= x0 else 'y1/h <= y0/h'}): "
                 "boxes must be [x0/w, y0/h, x1/w, y1/h] with x0 < x1 and y0 < y1; an endpoint that "
                 "answers [y0, x0, y1, x1] or [x, y, width, height] needs converting")
+        if x0 >= 1 or y0 >= 1 or x1 <= 0 or y1 <= 0:
+            raise PredictorError(
+                f"the model's detection of class {row[0]:g} at score {row[1]:.3f} has the box "
+                f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}], which lies outside the image: boxes must be "
+                "[x0/w, y0/h, x1/w, y1/h], fractions of the image's width and height (0..1); an endpoint "
+                "that answers pixel coordinates needs dividing by the width and height")
 
 
 def check_class_count(scores: np.ndarray, expected: int) -> np.ndarray:

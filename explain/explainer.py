@@ -21,7 +21,7 @@ from .detection import (
     select_classification_targets,
     select_detection_targets,
 )
-from .errors import ExplainError
+from .errors import ConfigError, ExplainError
 from .feature_masks import check_segment_map
 from .image_warnings import warn_about_image
 from .kernel_shap import determining_samples, kernel_shap
@@ -190,6 +190,11 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     ``label_headers``, a detection of the unmasked image (at any score) whose class id they
     cannot name raises ConfigError (``explain.detection.check_detection_classes``).
     """
+    if not isinstance(config, ExplainConfig):
+        raise ConfigError(f"config must be an ExplainConfig, got {type(config).__name__}: "
+                          "ExplainConfig(num_samples=..., ...)", field="config")
+    if not callable(predict):
+        raise TypeError(f"predict must be a function predict(batch) or a predictor, got {type(predict).__name__}")
     started = time.perf_counter()
     timings: dict[str, float] = {}
     image = _check_image(image)

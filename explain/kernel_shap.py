@@ -226,12 +226,21 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     alone, for comparisons; it costs about half the CPU time and no model calls).
     balanced_draws, shrinkage: False draws the pairs uniformly / leaves the values unshrunk
     (the parts measured one at a time in bench_estimator; the defaults are the estimator).
+    Raises ValueError for a num_features, num_samples or target_error out of range and
+    TypeError for an rng that is not a ``numpy.random.Generator`` (a seed: ``default_rng(seed)``).
     Returns a ShapResult; values sum to f(full) - f(empty) exactly for every output.
     """
-    if num_features < 1:
-        raise ValueError(f"num_features must be >= 1, got {num_features}")
+    if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
+        raise ValueError(f"num_features must be an integer >= 1, got {num_features!r}")
+    num_features = int(num_features)
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+                        f"{type(rng).__name__}")
+    if target_error is not None and (isinstance(target_error, bool) or not isinstance(target_error, (int, float))
+                                     or not 0 < target_error <= 1):
+        raise ValueError(f"target_error must be None or a number in (0, 1], got {target_error!r}")
     anchors = np.zeros((2, num_features), dtype=bool)
     anchors[1] = True
     anchor_outputs = _outputs(evaluate, anchors)

@@ -6,9 +6,11 @@ int32, ``shap_values`` and ``standard_errors`` (T, S) float64, ``base_values``,
 float64 (detection only), ``model_calls`` int64, ``task`` str, ``exact`` bool, ``converged``
 (T,) bool, ``timings`` a JSON string, ``segment_levels`` (S,) int64 (how many times each
 segment's ancestors were split by refinement, 0 for a coarse segment), ``coarse_segments``
-int64 (segments before refinement), ``label_headers`` (C,) str when known, and with metrics
-``deletion_curves`` / ``insertion_curves`` (T, S + 1) float64. Files written before the
-image was stored (no ``image``, ``task`` ...) still load.
+int64 (segments before refinement), ``refinement`` a JSON string (the rounds of splits:
+``[{"split": [labels], "segments_after": n}, ...]``), ``best_detection`` (2,) float64
+[class id, score] (detection, when the model detected anything), ``label_headers`` (C,) str
+when known, and with metrics ``deletion_curves`` / ``insertion_curves`` (T, S + 1) float64.
+Files written before the image was stored (no ``image``, ``task`` ...) still load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from .errors import ExplainError
 from .metrics import area_under_curve
+from .refinement import RefinementStep
 
 __all__ = ["write_npz", "read_npz"]
 
@@ -28,8 +31,12 @@ def write_npz(explanation, path: Path) -> Path:
     """Write ``explanation`` (an ``explain.explainer.Explanation``) to ``path``; returns the path.
 
     numpy appends ``.npz`` to a path without that suffix; the returned path is the real one.
+    Raises ExplainError when ``path`` is a folder (name the file inside it).
     """
     path = Path(path)
+    if path.is_dir():  # "out/" would become a sibling file "out.npz"
+        raise ExplainError(f"cannot write the explanation to {str(path)!r}: it is a folder; "
+                           "give a file path, e.g. folder/name.npz")
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     arrays = {
@@ -47,7 +54,12 @@ def write_npz(explanation, path: Path) -> Path:
         "timings": np.array(json.dumps({key: float(value) for key, value in explanation.timings.items()})),
         "segment_levels": np.asarray(explanation.levels, dtype=np.int64),
         "coarse_segments": np.int64(explanation.coarse_segments),
+        "refinement": np.array(json.dumps([{"split": [int(label) for label in step.split],
+                                            "segments_after": int(step.segments_after)}
+                                           for step in explanation.refinement])),
     }
+    if explanation.best_detection is not None:
+        arrays["best_detection"] = np.array(explanation.best_detection, dtype=np.float64)
     if explanation.image is not None:
         arrays["image"] = np.asarray(explanation.image, dtype=np.uint8)
     if explanation.boxes is not None:
@@ -101,6 +113,8 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
     if "deletion_curves" in arrays and "insertion_curves" in arrays:
         metrics = _metrics(arrays["deletion_curves"], arrays["insertion_curves"])
     label_headers = arrays.get("label_headers")
+    best = arrays.get("best_detection")
+    steps = json.loads(str(arrays["refinement"])) if "refinement" in arrays else []
     return {
         "image": image,
         "segments": segments,
@@ -120,5 +134,7 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
         "metrics": metrics,
         "label_headers": None if label_headers is None else tuple(str(name) for name in label_headers),
         "coarse_segments": int(arrays.get("coarse_segments", int(segments.max()) + 1)),
+        "refinement": tuple(RefinementStep(tuple(step["split"]), step["segments_after"]) for step in steps),
+        "best_detection": None if best is None else (int(best[0]), float(best[1])),
         "levels": arrays.get("segment_levels", np.zeros(int(segments.max()) + 1, dtype=np.int64)).astype(np.int64),
     }

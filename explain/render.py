@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -378,6 +378,14 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         label_headers = explanation.label_headers
     if targets is None:
         targets = range(explanation.num_targets)
+    elif isinstance(targets, (int, np.integer)):  # one target: plot(0)
+        targets = [targets]
+    elif isinstance(targets, (str, bytes)) or not isinstance(targets, Iterable):
+        raise ExplainError(f"targets must be target indices (an int or a list of ints), got {targets!r}")
+    for index in targets:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ExplainError(f"targets must be target indices (an int or a list of ints), got {index!r} "
+                               f"in {targets!r}")
     targets = [int(index) for index in targets]
     for index in targets:
         if not 0 <= index < explanation.num_targets:

@@ -353,10 +353,19 @@ def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSou
 def _as_sources(images: Sequence) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
     without the clearsight output folders under those folders (``is_output_mark``)."""
+    if isinstance(images, (str, os.PathLike, ImageSource)) or hasattr(images, "shape"):  # one, or an array
+        images = [images]
     images = list(images)
     if all(isinstance(image, ImageSource) for image in images):
         return images
-    arguments = [str(image) for image in images]
+    for image in images:
+        if not isinstance(image, (str, os.PathLike)):
+            shape = getattr(image, "shape", None)
+            kind = f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(image).__name__}"
+            raise ExplainError(f"a run's images are files, folders or s3:// prefixes (or ImageSources alone), got "
+                               f"{kind}: to explain images in memory, call the Explainer on them and save each "
+                               "Explanation (explanation.save(path))")
+    arguments = [os.fspath(image) for image in images]
     missing = [argument for argument in arguments
                if not argument.startswith("s3://") and not Path(argument).exists()]
     if missing:
@@ -390,6 +399,8 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     merged analysis summary (``merge``, the same as analysis.json, with the predictor's
     request counters under ``predictor``) or this process's counts (``failed`` included).
     """
+    if options is not None and not isinstance(options, RunOptions):
+        raise ConfigError(f"options must be a RunOptions, got {type(options).__name__}", field="options")
     options = options or RunOptions()
     model_classes = getattr(predict, "class_names", None)
     if label_headers is None:
@@ -660,6 +671,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     the report. Raises ExplainError when no image of the run was explained (and some failed)
     instead of writing an empty report.
     """
+    if isinstance(keys, str):  # one image's key, not its characters
+        keys = [keys]
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
     if config is None:

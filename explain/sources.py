@@ -218,7 +218,7 @@ def _folder_images(folder: Path, output_mark: Callable[[str], bool] | None = Non
     return sorted(item for item in found if item.is_file())
 
 
-def collect_sources(arguments: list[str],
+def collect_sources(arguments: list[str] | str | os.PathLike,
                     output_mark: Callable[[str], bool] | None = None) -> list[ImageSource]:
     """Image files, folders (searched recursively for jpg/jpeg/png, symlinked sub-folders included,
     each folder once) and s3://bucket/prefix URLs. ``output_mark``: the name of a file (or object)
@@ -229,8 +229,10 @@ def collect_sources(arguments: list[str],
     another server); the deprecated CLEARSIGHT_AWS_ENDPOINT_URL still does when set. Raises ExplainError for a
     missing path, a folder/prefix without images, or two different images with the same key
     (e.g. ``a/cat.jpg`` and ``b/cat.jpg`` given as files: their outputs would share names).
-    The same image named twice is explained once.
+    The same image named twice is explained once. ``arguments``: a list of locations, or one.
     """
+    if isinstance(arguments, (str, os.PathLike)):  # one location, not its characters ("/" is the root)
+        arguments = [arguments]
     endpoint_url = os.environ.get(ENDPOINT_URL_ENV) or None
     sources: list[ImageSource] = []
     for argument in arguments:

@@ -22,6 +22,7 @@ from serving.contract import (
     SAGEMAKER_MAX_REQUEST_BYTES,
 )
 
+from ..config import plain_number
 from ..errors import ConfigError
 from .responses import compile_probability_path
 
@@ -67,6 +68,9 @@ class TransportConfig:
     probability: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("max_payload_bytes", "concurrency", "max_retries", "max_images_per_request", "timeout",
+                     "backoff_base", "backoff_max"):  # np.int64(4) -> 4, as ExplainConfig does
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         if self.content_type not in CLIENT_REQUEST_TYPES:
             raise ConfigError(f"content_type must be one of {', '.join(CLIENT_REQUEST_TYPES)}, "
                               f"got {self.content_type!r}", field="content_type")

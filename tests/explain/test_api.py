@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 
 import numpy as np
@@ -90,6 +91,37 @@ def test_your_own_segments_give_the_known_shapley_values():
     np.testing.assert_allclose(first.shap_values, explanation.shap_values, atol=1e-12)
     halves = exact_quadrant_values(image, weights, norm).reshape(2, 2).sum(axis=1)
     np.testing.assert_allclose(second.shap_values[0], halves, atol=1e-12)
+
+
+def test_a_list_of_images_takes_one_segment_map_per_image(tmp_path):
+    # review 19: a list (the README's other batch) with (N, H, W) segments was refused as the wrong shape
+    image = textured_image()
+    weights = pixel_weights()
+    predict, norm = additive_classifier(weights)
+    explainer = Explainer(predict, task="classification", baseline="black", labels=("0",), num_samples=16)
+    Image.fromarray(image).save(tmp_path / "image.png")
+    per_image = np.stack([QUADRANTS, (QUADRANTS >= 2).astype(np.int64)])
+    first, second = explainer([image, tmp_path / "image.png"], segments=per_image)
+    np.testing.assert_allclose(first.shap_values[0], exact_quadrant_values(image, weights, norm), atol=1e-12)
+    halves = exact_quadrant_values(image, weights, norm).reshape(2, 2).sum(axis=1)
+    np.testing.assert_allclose(second.shap_values[0], halves, atol=1e-12)
+    with pytest.raises(ConfigError, match=r"segments holds 2 maps for a list of 3 images; give one \(H, W\) map"):
+        explainer([image, image, image], segments=per_image)
+    with pytest.raises(ConfigError, match=r"segments holds one \(H, W\) map per image, but '.*' is a folder"):
+        explainer(tmp_path, segments=per_image)
+    with pytest.raises(ConfigError, match=r"is a folder or prefix whose images are not known in number"):
+        explainer([image, tmp_path], segments=per_image)
+
+
+@pytest.mark.parametrize("images, message", [  # review 19: "got an array of shape ()"
+    (b"\x89PNG\r\n", "a path or a list, got bytes (file bytes: decode them with explain.images.decode_image"),
+    (None, "a path or a list, got NoneType"),
+    (7, "a path or a list, got int"),
+])
+def test_what_is_not_an_image_is_named_by_its_type(images, message):
+    with pytest.raises(ExplainError) as raised:
+        Explainer(red_square_detector, num_samples=16)(images)
+    assert message in str(raised.value)
 
 
 @pytest.mark.parametrize("segments, message", [
@@ -330,6 +362,28 @@ def test_run_writes_the_files_and_the_report(tmp_path):
         path.name for path in (tmp_path / "out").iterdir()}
 
 
+
+@pytest.mark.parametrize("images, message", [  # review 19: OSError "File name too long: '[[[120 159 ..."
+    ([red_square_scene()], "a run's images are files, folders or s3:// prefixes (or ImageSources alone), got an "
+                           "array of shape (64, 64, 3): to explain images in memory, call the Explainer on them"),
+    (red_square_scene(), "got an array of shape (64, 64, 3)"),
+    ([None], "got a NoneType"),
+])
+def test_run_refuses_images_in_memory_saying_what_to_do(tmp_path, images, message):
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    with pytest.raises(ExplainError) as raised:
+        explainer.run(images, tmp_path / "out")
+    assert message in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_options_that_are_not_run_options(tmp_path):
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    with pytest.raises(ConfigError, match="options must be a RunOptions, got dict"):  # was an AttributeError
+        explainer.run(tmp_path / "scene.png", tmp_path / "out", {"restart": True})
+
+
 # --------------------------------------------------------------------------------------
 # Explanation: save / load, plot, to_shap
 # --------------------------------------------------------------------------------------
@@ -344,15 +398,26 @@ def assert_same_explanation(loaded: Explanation, original: Explanation) -> None:
     for name in ("image", "segments", "shap_values", "standard_errors", "base_values", "predictions", "labels",
                  "boxes", "target_scores", "converged"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name), err_msg=name)
-    for name in ("model_calls", "num_segments_used", "task", "exact", "label_headers", "metrics"):
+    for name in ("model_calls", "num_segments_used", "task", "exact", "label_headers", "metrics",
+                 "coarse_segments", "refinement", "best_detection"):
         assert getattr(loaded, name) == getattr(original, name), name
+    np.testing.assert_array_equal(loaded.levels, original.levels)
     assert loaded.timings == pytest.approx(original.timings)
 
 
 def test_save_and_load_keep_everything_the_image_included(tmp_path, explained):
     path = explained.save(tmp_path / "scene")
     assert path == tmp_path / "scene.npz"
+    assert explained.best_detection is not None and explained.refinement  # kept too (review 19)
     assert_same_explanation(Explanation.load(path), explained)
+
+
+def test_save_into_a_folder_path_is_refused_not_written_beside_it(tmp_path, explained):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(ExplainError, match=r"'.*out': it is a folder; give a file path, e.g. folder/name.npz"):
+        explained.save(folder)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no out.npz beside it
 
 
 def test_a_file_written_before_images_were_stored_still_loads(tmp_path, explained):
@@ -408,6 +473,16 @@ def test_plot_draws_the_image_the_box_and_numbers_the_named_segments_on_or_besid
     assert len([axis for axis in explained.plot().axes if axis.get_images()]) == 4 + 2
     with pytest.raises(ExplainError, match=r"target index 2 out of range: this explanation has 2 target\(s\), 0..1"):
         explained.plot(targets=[2])
+
+
+def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained):
+    # review 19: plot(targets=0) was a TypeError inside, plot(targets=[0.7]) drew target 0
+    assert len([axis for axis in explained.plot(targets=0).axes if axis.get_images()]) == 4
+    assert len([axis for axis in explained.plot(targets=np.int64(1)).axes if axis.get_images()]) == 2
+    for targets, shown in [([0.7], "0.7"), ("0", "'0'"), ([True], "True"), (0.0, "0.0")]:
+        with pytest.raises(ExplainError, match=r"targets must be target indices \(an int or a list of ints\), got "
+                                               + re.escape(shown)):
+            explained.plot(targets=targets)
 
 
 def test_to_shap_gives_a_shap_explanation_that_shap_plots(explained):

@@ -112,3 +112,35 @@ def test_a_settings_error_keeps_its_field_through_pickling(index):
         build()
     copy = pickle.loads(pickle.dumps(raised.value))
     assert (type(copy), str(copy), copy.field) == (ConfigError, str(raised.value), field)
+
+
+def test_numpy_scalars_are_accepted_as_the_python_numbers_they_hold():
+    # review 19: np.int64(8) was refused as "num_segments must be an integer, got 8"
+    import json
+
+    import numpy as np
+
+    config = ExplainConfig(num_samples=np.int64(40), num_segments=np.int32(8), seed=np.uint64(3),
+                           probability_threshold=np.float32(0.5), context=np.float64(0.25),
+                           metrics=np.bool_(True), resize=np.int16(64))
+    assert (config.num_samples, config.num_segments, config.seed, config.resize) == (40, 8, 3, 64)
+    assert type(config.num_samples) is int and type(config.metrics) is bool
+    assert (config.probability_threshold, config.context) == (0.5, 0.25)
+    assert json.loads(json.dumps(config.to_dict()))["num_samples"] == 40  # the digest of resumed runs
+    with pytest.raises(ConfigError, match="num_samples must be an integer, got 40.0"):
+        ExplainConfig(num_samples=np.float64(40.0))
+    with pytest.raises(ConfigError, match="num_samples must be an integer, got True"):
+        ExplainConfig(num_samples=np.bool_(True))
+
+
+def test_a_baseline_array_is_named_by_its_shape_and_a_path_object_is_taken(tmp_path):
+    # review 19: an array baseline's whole repr was the message; a pathlib.Path was refused
+    import numpy as np
+
+    with pytest.raises(ConfigError) as raised:
+        ExplainConfig(baseline=np.zeros((64, 64, 3), np.uint8))
+    assert str(raised.value).endswith("got an array of shape (64, 64, 3) (save it as a PNG file and give its path)")
+    path = tmp_path / "baseline.png"
+    path.write_bytes(b"read when explaining")
+    config = ExplainConfig(baseline=path)
+    assert config.baseline == str(path) and config.to_dict()["baseline"] == str(path)

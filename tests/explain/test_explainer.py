@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from explain import ExplainConfig, Explanation, PredictorError, explain_image
+from explain import ConfigError, ExplainConfig, Explanation, PredictorError, explain_image
 from explain.baselines import make_baseline
 
 SIZE = 64
@@ -179,11 +179,36 @@ def test_resize_long_side():
     (lambda batch: [], "predictor returned 0 results for a batch of 1 images"),
     (lambda batch: [np.zeros((2, 5))] * len(batch), "expected (D, 6) rows"),
     (lambda batch: 1 / 0, "predictor failed on a batch of 1 images: ZeroDivisionError"),
+    # review 19: these were numpy's ValueError / TypeError, not the predictor's error
+    (lambda batch: [[["a"] * 6]] * len(batch), "predictor returned detections for image 0 that are not an array "
+                                               "of numbers (ValueError: could not convert string to float: 'a')"),
+    (lambda batch: [[[0, 0.9, 0.1, 0.1, 0.5, 0.5], [0, 0.9]]] * len(batch),
+     "predictor returned detections for image 0 that are not an array of numbers (ValueError"),
+    (lambda batch: [None] * len(batch), "predictor returned detections of shape () for image 0"),
 ])
 def test_bad_predictor_answers_raise_predictor_error(predict, message):
     with pytest.raises(PredictorError) as raised:
         explain_image(red_square_scene(), predict, ExplainConfig(num_samples=20))
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("predict, config, error, message", [  # review 19: AttributeErrors inside
+    (red_square_detector, None, ConfigError, "config must be an ExplainConfig, got NoneType"),
+    (red_square_detector, {"num_samples": 20}, ConfigError, "config must be an ExplainConfig, got dict"),
+    (None, ExplainConfig(num_samples=20), TypeError, "predict must be a function predict(batch) or a predictor, "
+                                                     "got NoneType"),
+])
+def test_explain_image_names_a_config_or_predict_of_the_wrong_kind(predict, config, error, message):
+    with pytest.raises(error) as raised:
+        explain_image(red_square_scene(), predict, config)
+    assert message in str(raised.value)
+
+
+def test_a_classifier_answering_text_raises_predictor_error():
+    with pytest.raises(PredictorError, match=r"predictor returned class scores for image 0 that are not an array "
+                                             r"of numbers \(ValueError: could not convert string to float: 'cat'\)"):
+        explain_image(red_square_scene(), lambda batch: [["cat", "dog"]] * len(batch),
+                      ExplainConfig(task="classification", num_samples=20))
 
 
 def test_target_error_stops_before_the_budget():

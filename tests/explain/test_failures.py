@@ -352,12 +352,25 @@ def _detector_answering(rows):
                            "[x0/w, y0/h, x1/w, y1/h] with x0 < x1 and y0 < y1"),
     ([0.2, 0.6, 0.4, 0.2], "which has no area (y1/h <= y0/h)"),
     ([0.3, 0.3, 0.3, 0.5], "which has no area (x1/w <= x0/w)"),
+    # review 19: pixel coordinates, or a box wholly off the image, were explained silently
+    ([24, 20, 48, 44], "has the box [24, 20, 48, 44], which lies outside the image: boxes must be "
+                       "[x0/w, y0/h, x1/w, y1/h], fractions of the image's width and height (0..1); an endpoint "
+                       "that answers pixel coordinates needs dividing by the width and height"),
+    ([-0.5, 0.2, -0.1, 0.4], "which lies outside the image"),
+    ([0.2, 1.0, 0.4, 1.3], "which lies outside the image"),
 ])
 def test_a_target_box_without_area_is_refused_not_explained_as_zeros(box, message):
     from explain.explainer import explain_image
 
     with pytest.raises(PredictorError, match=re.escape(message)):
         explain_image(red_square_scene(), _detector_answering([[1, 0.9, *box]]), CONFIG)
+
+
+def test_a_target_box_that_reaches_past_a_border_is_explained():
+    from explain.explainer import explain_image
+
+    explanation = explain_image(red_square_scene(), _detector_answering([[1, 0.9, -0.05, 0.8, 0.3, 1.02]]), CONFIG)
+    np.testing.assert_allclose(explanation.boxes, [[-0.05, 0.8, 0.3, 1.02]], rtol=1e-6)
 
 
 def test_a_target_that_scores_otherwise_on_its_own_image_is_named_in_the_warnings():

@@ -465,3 +465,27 @@ def test_unusable_outputs_are_refused_with_the_reason(outputs, message):
 def test_num_samples_must_be_a_count(num_samples):
     with pytest.raises(ValueError, match="num_samples must be an integer >= 0"):
         kernel_shap(additive_game(np.ones(4)), 4, num_samples, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("arguments, error, message", [  # review 19: these failed deep inside or ran on
+    ({"num_features": 4.0}, ValueError, "num_features must be an integer >= 1, got 4.0"),
+    ({"num_features": True}, ValueError, "num_features must be an integer >= 1, got True"),
+    ({"num_features": 0}, ValueError, "num_features must be an integer >= 1, got 0"),
+    ({"rng": 0}, TypeError, "rng must be a numpy.random.Generator (np.random.default_rng(seed)), got int"),
+    ({"rng": None}, TypeError, "got NoneType"),
+    ({"rng": np.random.RandomState(0)}, TypeError, "got RandomState"),
+    ({"target_error": -0.1}, ValueError, "target_error must be None or a number in (0, 1], got -0.1"),
+    ({"target_error": float("nan")}, ValueError, "target_error must be None or a number in (0, 1], got nan"),
+])
+def test_bad_arguments_are_refused_before_any_model_call(arguments, error, message):
+    calls = []
+
+    def game(coalitions):
+        calls.append(len(coalitions))
+        return additive_game(np.arange(1.0, 13.0))(coalitions)
+
+    settings = {"num_features": 12, "rng": np.random.default_rng(0), "target_error": None, **arguments}
+    with pytest.raises(error) as raised:
+        kernel_shap(game, settings["num_features"], 60, settings["rng"], settings["target_error"])
+    assert message in str(raised.value)
+    assert calls == []

@@ -156,6 +156,21 @@ def test_rejects_grey_images():
         segment_image(np.zeros((10, 10), np.uint8), 4)
 
 
+@pytest.mark.parametrize("method", ["merged", "slico", "slic"])
+@pytest.mark.parametrize("settings, message", [  # review 19: scikit-image's ZeroDivisionError, a complex
+    ({"num_segments": 0}, "num_segments must be an integer >= 1, got 0"),  # cast, an empty k-means
+    ({"num_segments": -3}, "num_segments must be an integer >= 1, got -3"),
+    ({"num_segments": 2.5}, "num_segments must be an integer >= 1, got 2.5"),
+    ({"num_segments": True}, "num_segments must be an integer >= 1, got True"),
+    ({"compactness": 0}, "compactness must be a finite number > 0, got 0"),
+    ({"compactness": float("nan")}, "compactness must be a finite number > 0, got nan"),
+])
+def test_rejects_counts_and_compactness_it_cannot_use(method, settings, message):
+    with pytest.raises(ValueError) as raised:
+        segment_image(np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8), **{"num_segments": 8, "compactness": 5.0, **settings}, method=method)
+    assert message in str(raised.value)
+
+
 def test_rejects_unknown_method():
     with pytest.raises(ValueError, match="method must be one of merged, slico, slic, got 'felzenszwalb'"):
         segment_image(np.zeros((10, 10, 3), np.uint8), 4, method="felzenszwalb")

@@ -110,6 +110,9 @@ def test_shards_that_see_only_their_own_images_agree(tmp_path):
 
     summary = merge_outputs(tmp_path / "out")
     assert sorted(item["stem"] for item in summary["images"]) == ["x__a", "x__a.png"]
+    # review 19: one key given alone was read as its characters, and the report rewritten with none
+    one = merge_outputs(tmp_path / "out", keys="x/a.png")
+    assert [item["stem"] for item in one["images"]] == ["x__a.png"] and "unfinished" not in one["totals"]
 
 
 def test_nested_folders_with_long_names_stay_within_file_name_limits(tmp_path):
@@ -155,3 +158,13 @@ def test_symlinked_sub_folders_are_searched_once(tmp_path, caplog):
         sources = collect_sources([str(folder)])
     assert [source.key for source in sources] == ["linked/far.png", "near.png"]
     assert f"{folder / 'loop'} is a folder already searched (through a symlink)" in caplog.text
+
+
+def test_one_location_given_alone_is_one_location_not_its_characters(tmp_path, monkeypatch):
+    # review 19: collect_sources("photos") searched "p", "h", ...; an absolute path began with the
+    # whole file system ("/") before failing on its second character
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(red_square_scene()).save(tmp_path / "photos" / "scene.png")
+    for location in ("photos", tmp_path / "photos"):
+        assert [source.key for source in collect_sources(location)] == ["scene.png"]

@@ -271,6 +271,16 @@ def test_transport_config_messages(options, message):
         TransportConfig(**options)
 
 
+def test_transport_config_takes_numpy_scalars_as_the_numbers_they_hold():
+    # review 19: concurrency=np.int64(2) was refused as "concurrency must be an integer in [1, 256], got 2"
+    transport = TransportConfig(concurrency=np.int64(2), max_retries=np.int32(1), timeout=np.float32(5.0),
+                                max_payload_bytes=np.int64(1 << 20))
+    assert (transport.concurrency, transport.max_retries, transport.timeout) == (2, 1, 5.0)
+    assert type(transport.concurrency) is int and type(transport.timeout) is float
+    with pytest.raises(ConfigError, match="concurrency must be an integer in"):
+        TransportConfig(concurrency=np.float64(2.0))
+
+
 # --------------------------------------------------------------------------------------
 # make_predictor
 # --------------------------------------------------------------------------------------
