@@ -276,14 +276,28 @@ def extract_archive(archive, target_dir):
 
 
 _CHECK_SCRIPT = """
-import io, json, sys
+import io, json, os, sys
 import numpy as np
 import inference
 from serving.errors import ServingError
+CROP_HINT = ("package it with --center-crop N (the centre N x N square after the short side is resized to "
+             "--short-side), N the size it was exported for")
 try:
     model = inference.model_fn(sys.argv[1])
 except ServingError as error:
     sys.exit(error.message)
+except Exception as error:
+    # model_fn's warm-up runs a short_side square: a fixed-size classifier (AlexNet, VGG) packaged with
+    # a --short-side other than its input size and no --center-crop fails it
+    with open(os.path.join(sys.argv[1], "model.json")) as spec_file:
+        spec = json.load(spec_file)
+    if spec["task"] != "classification" or spec["preprocess"].get("center_crop") is not None:
+        raise
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    side = spec["preprocess"]["short_side"]
+    sys.exit("the network does not run on a %dx%d image, the short side resized to --short-side %d (%s): if it "
+             "needs a fixed input size (a flatten then Dense head, as AlexNet and VGG have), %s"
+             % (side, side, side, lines[-1] if lines else error.__class__.__name__, CROP_HINT))
 side = model.spec.preprocess.short_side
 # a square image, then a 3:2 one (photos are rarely square; the long side a multiple of 32, as YOLO wants)
 for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 32))):
@@ -297,9 +311,8 @@ for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 
             raise
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         sys.exit("the network runs on a %dx%d image but not on a %dx%d one (%s): it needs a fixed input size "
-                 "(a flatten then Dense head, as AlexNet and VGG have); package it with --center-crop N (the "
-                 "centre N x N square after the short side is resized to --short-side), N the size it was "
-                 "exported for" % (side, side, width, height, lines[-1] if lines else error.__class__.__name__))
+                 "(a flatten then Dense head, as AlexNet and VGG have); %s"
+                 % (side, side, width, height, lines[-1] if lines else error.__class__.__name__, CROP_HINT))
     result = json.loads(body)
     if len(result) != 1:
         sys.exit("expected one result for one image, got %r" % (result,))

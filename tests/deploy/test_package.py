@@ -141,6 +141,24 @@ def test_a_fixed_input_size_classifier_is_caught_at_packaging_and_packs_with_a_c
     assert spec["preprocess"]["center_crop"] == 32 and spec["preprocess"]["short_side"] == 37
 
 
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+def test_a_fixed_input_size_classifier_resized_to_another_size_is_told_about_the_centre_crop(tmp_path):
+    """README's AlexNet case without --center-crop: at --short-side 256 the square image fails too,
+    and the check ended with MXNet's shape error alone, no word of --center-crop."""
+    symbol, params = _fixed_size_classifier(tmp_path)
+    with pytest.raises(PackageError) as caught:
+        package_exported(symbol, params, ["a", "b", "c"], "classification", tmp_path / "c.tar.gz", short_side=40,
+                         max_size=160)
+    assert str(caught.value).startswith(
+        "the packaged model failed its check inference: the network does not run on a 40x40 image, the short "
+        "side resized to --short-side 40 (")
+    assert str(caught.value).endswith(
+        "): if it needs a fixed input size (a flatten then Dense head, as AlexNet and VGG have), package it with "
+        "--center-crop N (the centre N x N square after the short side is resized to --short-side), N the size "
+        "it was exported for")
+    assert "\n" not in str(caught.value) and not (tmp_path / "c.tar.gz").exists()
+
+
 @pytest.mark.integration  # starts processes (no fixture says so)
 @pytest.mark.parametrize("zoo_name, classes, input_size", [
     # a 64 px forward fixed the deferred shapes: AlexNet's Dense then refused 224 (a raw MXNet traceback)
