@@ -13,6 +13,7 @@ from .contract import (
     REQUEST_TYPES,
     RESPONSE_TYPES,
     media_type,
+    pixel_value_problem,
 )
 from .errors import (
     BadRequestError,
@@ -196,40 +197,12 @@ def _decode_npy(body, max_image_pixels, check_batch):
     check_batch(count, height, width)
     images = np.frombuffer(body, dtype=dtype, count=count * height * width * channels, offset=offset)
     images = images.reshape((count, height, width, channels), order="F" if fortran_order else "C")
-    if dtype.kind == "f":
-        if not np.all(np.isfinite(images)):
-            raise BadRequestError("the batch holds NaN or infinite values; pixels must be finite numbers in 0..255")
     if dtype != np.uint8:
-        # each image's largest value, reduced in place over the (possibly Fortran-ordered) buffer: no copy
-        image_maxima = images.max(axis=(1, 2, 3))
-        low, high = images.min(), image_maxima.max()
-        if low < 0 or high > 255:
-            raise BadRequestError(
-                "pixel values must lie in 0..255; this batch spans %s..%s" % (low.item(), high.item())
-            )
-        if dtype.kind == "f":
-            normalised = np.flatnonzero((image_maxima > 0) & (image_maxima <= FLOAT_PIXELS_NORMALISED_MAX))
-            if normalised.size:
-                index = int(normalised[0])
-                raise BadRequestError(
-                    "pixels look normalised to 0..1 in image %d (max %s); send 0..255 values (multiply by 255) "
-                    "or uint8 pixels: a float image whose largest value is above 0 and at most 1 is refused, "
-                    "as it would be black once rounded to 0..255" % (index, _short_number(image_maxima[index])))
+        problem = pixel_value_problem(images)
+        if problem is not None:
+            raise BadRequestError(problem)
         images = np.round(images).astype(np.uint8)
     return np.ascontiguousarray(images)
-
-
-# A float image whose largest value lies in (0, 1] was normalised to 0..1 by the client (the
-# commonest preprocessing mistake): rounded to uint8 it would be a black image, and its answer
-# wrong without a word. The rule is per image, so a 0..255 image beside it in the batch does not
-# hide it. In 0..255 such an image is black already, so nothing real is refused; an all-zero
-# image stays accepted.
-FLOAT_PIXELS_NORMALISED_MAX = 1.0
-
-
-def _short_number(value):
-    """A float in 4 significant digits for a message (``0.98``, not ``0.9800000190734863``)."""
-    return "%.4g" % float(value)
 
 
 # Only these are decoded: Pillow's other readers (GIF, BMP, TIFF, ICO, PPM, WebP, EPS -- the last

@@ -142,6 +142,44 @@ def as_image_batch(images):
     return batch
 
 
+# A float image whose largest value lies in (0, 1] was normalised to 0..1 by the client (the
+# commonest preprocessing mistake): rounded to uint8 it would be a black image, and its answer
+# wrong without a word. The rule is per image, so a 0..255 image beside it in the batch does not
+# hide it. In 0..255 such an image is black already, so nothing real is refused; an all-zero
+# image stays accepted.
+FLOAT_PIXELS_NORMALISED_MAX = 1.0
+
+
+def pixel_value_problem(images):
+    """Why a batch that is not uint8 cannot be read as 0..255 pixels, or None when it can.
+
+    images: (N, H, W, C) of any numeric dtype. The problems, in this order: NaN or infinite
+    values; values outside 0..255; a float image whose largest value lies in (0, 1]
+    (``FLOAT_PIXELS_NORMALISED_MAX``: normalised to 0..1, black once rounded). The handler
+    answers each with 400; a client refuses such a batch before sending it.
+    """
+    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+        return "the batch holds NaN or infinite values; pixels must be finite numbers in 0..255"
+    # each image's largest value, reduced in place over the (possibly Fortran-ordered) buffer: no copy
+    image_maxima = images.max(axis=(1, 2, 3))
+    low, high = images.min(), image_maxima.max()
+    if low < 0 or high > 255:
+        return "pixel values must lie in 0..255; this batch spans %s..%s" % (low.item(), high.item())
+    if images.dtype.kind == "f":
+        normalised = np.flatnonzero((image_maxima > 0) & (image_maxima <= FLOAT_PIXELS_NORMALISED_MAX))
+        if normalised.size:
+            index = int(normalised[0])
+            return ("pixels look normalised to 0..1 in image %d (max %s); send 0..255 values (multiply by 255) "
+                    "or uint8 pixels: a float image whose largest value is above 0 and at most 1 is refused, "
+                    "as it would be black once rounded to 0..255" % (index, _short_number(image_maxima[index])))
+    return None
+
+
+def _short_number(value):
+    """A float in 4 significant digits for a message (``0.98``, not ``0.9800000190734863``)."""
+    return "%.4g" % float(value)
+
+
 def encode_images(images, content_type=NPY):
     """Encode images as a request body (bytes).
 

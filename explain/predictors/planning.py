@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.contract import TASKS, npy_body_size
+from serving.contract import TASKS, npy_body_size, pixel_value_problem
 from serving.contract import images_per_request as contract_images_per_request
 
 from ..errors import ConfigError, PredictorError
@@ -26,12 +26,24 @@ def check_task(task: str | None, allow_none: bool = False) -> None:
 
 
 def as_uint8_batch(batch) -> np.ndarray:
-    """(N, H, W, 3) images -> C-contiguous uint8 (floats are rounded and clipped to 0..255)."""
+    """(N, H, W, 3) images -> C-contiguous uint8.
+
+    Other numbers are rounded when the wire contract reads them as 0..255 pixels; a batch it
+    refuses (``serving.contract.pixel_value_problem``: NaN or infinite values, values outside
+    0..255, a float image whose largest value lies in (0, 1], normalised to 0..1) raises
+    PredictorError before any request, as the endpoint would answer it with 400.
+    """
     batch = np.asarray(batch)
     if batch.ndim != 4 or batch.shape[-1] != 3:
         raise PredictorError(f"predict expects an (N, H, W, 3) batch, got shape {batch.shape}")
     if batch.dtype != np.uint8:
-        batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+        if batch.dtype.kind not in "biuf":
+            raise PredictorError(f"predict expects pixels as numbers (uint8, or 0..255 in another number type), "
+                                 f"got dtype {batch.dtype}")
+        problem = pixel_value_problem(batch) if batch.size else None
+        if problem is not None:
+            raise PredictorError(problem)
+        batch = np.rint(batch).astype(np.uint8)
     return np.ascontiguousarray(batch)
 
 

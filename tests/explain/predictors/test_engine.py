@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tarfile
 import tempfile
 import threading
@@ -73,6 +74,34 @@ def test_no_request_exceeds_the_budget_and_requests_are_counted(detection_endpoi
     assert stats["images"] == 23 and stats["retries"] == 0
     assert stats["bytes_sent"] == sum(sizes) and stats["max_request_bytes"] <= budget
     assert stats["bytes_received"] > 0
+
+
+BAD_PIXEL_BATCHES = [
+    # the endpoint answers these with 400; the client rounded and clipped them into other images:
+    # 0..1 floats became black, 300 became 255, NaN became 0
+    (np.full((2, 8, 8, 3), 0.98, np.float32), "pixels look normalised to 0..1 in image 0 (max 0.98)"),
+    (np.stack([np.full((8, 8, 3), 200.0), np.full((8, 8, 3), 0.5)]), "normalised to 0..1 in image 1 (max 0.5)"),
+    (np.full((1, 8, 8, 3), 300.0), "pixel values must lie in 0..255; this batch spans 300.0..300.0"),
+    (np.full((1, 8, 8, 3), -1, np.int16), "pixel values must lie in 0..255; this batch spans -1..-1"),
+    (np.full((1, 8, 8, 3), np.nan), "the batch holds NaN or infinite values"),
+    (np.full((1, 8, 8, 3), "a"), "predict expects pixels as numbers"),
+]
+
+
+@pytest.mark.parametrize(("batch", "message"), BAD_PIXEL_BATCHES)
+def test_a_batch_the_endpoint_would_refuse_is_refused_before_sending(detection_endpoint, batch, message):
+    predictor = HttpPredictor(detection_endpoint.url, "detection")
+    with pytest.raises(PredictorError, match=re.escape(message)):
+        predictor(batch)
+    assert detection_endpoint.requests == []
+
+
+def test_a_float_batch_in_0_255_is_sent_as_its_uint8_pixels(detection_endpoint):
+    batch = random_batch(3)
+    predictor = HttpPredictor(detection_endpoint.url, "detection")
+    assert_same_predictions(predictor(batch.astype(np.float32)), fake_model(batch, "detection"))
+    black = np.zeros((1, 8, 8, 3), np.float64)  # an all-zero float image is black in any scale: accepted
+    assert_same_predictions(predictor(black), fake_model(black.astype(np.uint8), "detection"))
 
 
 def test_image_larger_than_the_budget_is_refused_before_sending(detection_endpoint):
