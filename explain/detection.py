@@ -56,7 +56,8 @@ def _numbers(answer, what: str, index: int) -> np.ndarray:
 def check_detections(detections, index: int = 0) -> np.ndarray:
     """Validate one image's detections and return them as (D, 6) float64.
 
-    Rows are [class_id, score, x0/w, y0/h, x1/w, y1/h]; D may be 0. Raises PredictorError.
+    Rows are [class_id, score, x0/w, y0/h, x1/w, y1/h]; D may be 0. Raises PredictorError for
+    another shape, non-finite values, or a class id that is not a whole number >= 0 or -1.
     """
     array = _numbers(detections, "detections", index)
     if array.size == 0:
@@ -67,6 +68,13 @@ def check_detections(detections, index: int = 0) -> np.ndarray:
             "expected (D, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]")
     if not np.all(np.isfinite(array)):
         raise PredictorError(f"predictor returned non-finite detections for image {index}")
+    class_ids = array[:, 0]
+    odd = class_ids[(class_ids != np.round(class_ids)) | ((class_ids < 0) & (class_ids != -1))]
+    if odd.size:
+        raise PredictorError(
+            f"predictor returned a detection of class id {odd[0]:g} for image {index}: class ids are whole "
+            "numbers from 0 (-1 marks an empty row, as in GluonCV's padding); rows must be "
+            "[class_id, score, x0/w, y0/h, x1/w, y1/h], class first (a score first reads as a class id)")
     return array
 
 

@@ -366,6 +366,27 @@ def test_a_target_box_without_area_is_refused_not_explained_as_zeros(box, messag
         explain_image(red_square_scene(), _detector_answering([[1, 0.9, *box]]), CONFIG)
 
 
+@pytest.mark.parametrize("rows, message", [
+    # a score first (the class id read as 0.9) or a fractional or negative id was taken as a class
+    ([[0.9, 1, 0.2, 0.2, 0.6, 0.6]], "a detection of class id 0.9 for image 0: class ids are whole numbers from 0"),
+    ([[1.5, 0.9, 0.2, 0.2, 0.6, 0.6]], "a detection of class id 1.5 for image 0"),
+    ([[-2, 0.9, 0.2, 0.2, 0.6, 0.6]], "a detection of class id -2 for image 0"),
+])
+def test_a_class_id_that_is_not_a_whole_number_is_refused(rows, message):
+    from explain.explainer import explain_image
+
+    with pytest.raises(PredictorError, match=re.escape(message)):
+        explain_image(red_square_scene(), _detector_answering(rows), CONFIG)
+
+
+def test_gluoncv_padding_rows_of_class_minus_one_are_accepted():
+    from explain.explainer import explain_image
+
+    rows = [[1, 0.9, 0.2, 0.2, 0.6, 0.6], [-1, -1, -1, -1, -1, -1]]
+    explanation = explain_image(red_square_scene(), _detector_answering(rows), CONFIG)
+    assert explanation.labels == (1,)
+
+
 def test_a_target_box_that_reaches_past_a_border_is_explained():
     from explain.explainer import explain_image
 
