@@ -457,9 +457,11 @@ def _warn_not_applied(ctx: click.Context, config: ExplainConfig) -> None:
     ignored = [name for name in DETECTION_ONLY_SETTINGS
                if name in config.not_applied() and ctx.get_parameter_source(name) in given]
     if ignored:
-        logger.warning("%s apply to detection only; this run is --task %s, so they are ignored (analysis.json "
-                       "lists them under settings_not_applied)",
-                       ", ".join("--" + name.replace("_", "-") for name in ignored), config.task)
+        one = len(ignored) == 1
+        logger.warning("%s %s to detection only; this run is --task %s, so %s ignored (analysis.json "
+                       "lists %s under settings_not_applied)",
+                       ", ".join("--" + name.replace("_", "-") for name in ignored), "applies" if one else "apply",
+                       config.task, "it is" if one else "they are", "it" if one else "them")
 
 
 def _warn_in_process(endpoints: list[str], transport: TransportConfig) -> None:
@@ -470,10 +472,13 @@ def _warn_in_process(endpoints: list[str], transport: TransportConfig) -> None:
              and is_model_path(Path(endpoint.strip()).expanduser())]
     ignored = in_process_not_applied(transport) if local else {}
     if ignored:
-        logger.warning("%s do not apply to a model run in this process (%s): %s; they are ignored (analysis.json "
-                       "lists them under settings_not_applied)",
-                       ", ".join("--" + name.replace("_", "-") for name in ignored), ", ".join(local),
-                       "; ".join(reason.removeprefix("in-process model: ") for reason in ignored.values()))
+        one = len(ignored) == 1
+        logger.warning("%s %s to a model run in this process (%s): %s; %s ignored (analysis.json "
+                       "lists %s under settings_not_applied)",
+                       ", ".join("--" + name.replace("_", "-") for name in ignored),
+                       "does not apply" if one else "do not apply", ", ".join(local),
+                       "; ".join(reason.removeprefix("in-process model: ") for reason in ignored.values()),
+                       "it is" if one else "they are", "it" if one else "them")
 
 
 class StoppedBySignal(click.ClickException):

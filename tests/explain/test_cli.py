@@ -508,11 +508,11 @@ def test_the_old_aws_endpoint_variable_is_named_as_deprecated(image_dir, tmp_pat
 
 # Detection-only options on a classification run: one warning naming those given; marked not applied.
 DETECTION_OPTIONS_ON_CLASSIFICATION = [
-    (["--context", "0"], {}, "--context apply to detection only"),
+    (["--context", "0"], {}, "--context applies to detection only"),
     (["--max-objects", "2", "--iou-threshold", "0.9", "--probability-threshold", "0.99"], {},
      "--probability-threshold, --max-objects, --iou-threshold apply to detection only"),
-    (["--focus", "none"], {}, "--focus apply to detection only"),
-    ([], {"CLEARSIGHT_EXPLAIN_CONTEXT": "0.5"}, "--context apply to detection only"),
+    (["--focus", "none"], {}, "--focus applies to detection only"),
+    ([], {"CLEARSIGHT_EXPLAIN_CONTEXT": "0.5"}, "--context applies to detection only"),
 ]
 
 
@@ -527,8 +527,9 @@ def test_detection_options_on_a_classification_run_warn_and_are_marked_not_appli
     assert result.exit_code == 0, result.output
     warnings = [record.getMessage() for record in caplog.records if "detection only" in record.getMessage()]
     assert len(warnings) == 1
-    assert warnings[0] == (f"{warning}; this run is --task classification, so they are ignored (analysis.json "
-                           "lists them under settings_not_applied)")
+    one = "," not in warning  # one option: "applies ... it is ignored" (review 19: "--context apply")
+    assert warnings[0] == (f"{warning}; this run is --task classification, so {'it is' if one else 'they are'} "
+                           f"ignored (analysis.json lists {'it' if one else 'them'} under settings_not_applied)")
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert sorted(analysis["settings_not_applied"]) == ["context", "focus", "iou_threshold", "max_objects",
                                                         "probability_threshold"]
@@ -635,8 +636,10 @@ def test_network_options_with_an_in_process_model_warn_and_are_marked_not_applie
     if named is None:
         assert warnings == []
     else:
-        assert warnings == [f"{named} do not apply to a model run in this process ({tiny_detector_dir}): {reasons}; "
-                            "they are ignored (analysis.json lists them under settings_not_applied)"]
+        one = "," not in named  # one option: "does not apply ... it is ignored" (review 19: "--concurrency do not")
+        assert warnings == [f"{named} {'does not apply' if one else 'do not apply'} to a model run in this process "
+                            f"({tiny_detector_dir}): {reasons}; {'it is' if one else 'they are'} ignored (analysis.json "
+                            f"lists {'it' if one else 'them'} under settings_not_applied)"]
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert sorted(analysis["settings_not_applied"]) == not_applied
 
