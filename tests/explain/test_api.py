@@ -485,6 +485,14 @@ def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained)
             explained.plot(targets=targets)
 
 
+def test_plot_draws_the_targets_a_generator_gives(explained):
+    # review 20: the index check read the generator, so nothing was left to draw: the figure said
+    # "no target above the probability threshold"
+    figure = explained.plot(targets=(index for index in [1]))
+    assert [axis.get_title() for axis in figure.axes if axis.get_images()][0].startswith("box 2: ")
+    assert len([axis for axis in explained.plot(targets=iter(range(2))).axes if axis.get_images()]) == 4 + 2
+
+
 def test_to_shap_gives_a_shap_explanation_that_shap_plots(explained):
     import matplotlib
 
