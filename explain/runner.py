@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import ExplainConfig
+from .config import ExplainConfig, plain_number
 from .detection import check_label_headers
 from .errors import (
     ConfigError,
@@ -106,6 +106,10 @@ class RunOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "images_in_flight", plain_number(self.images_in_flight))  # np.int64(2) -> 2
+        if not isinstance(self.shard, Shard):  # "0/4" was an AttributeError when the run began
+            raise ConfigError(f"shard must be a Shard (Shard(index, count), or Shard.parse('0/4')), got "
+                              f"{self.shard!r}", field="shard")
         value = self.images_in_flight
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
             raise ConfigError(f"images_in_flight must be an integer in [1, 256], got {value!r}",
