@@ -15,7 +15,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -357,7 +357,8 @@ def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSou
 def _as_sources(images: Sequence) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
     without the clearsight output folders under those folders (``is_output_mark``)."""
-    if isinstance(images, (str, os.PathLike, ImageSource)) or hasattr(images, "shape"):  # one, or an array
+    if (isinstance(images, (str, os.PathLike, ImageSource, bytes, bytearray)) or hasattr(images, "shape")
+            or not isinstance(images, Iterable)):  # one, an array, or None (not its bytes, not a TypeError)
         images = [images]
     images = list(images)
     if all(isinstance(image, ImageSource) for image in images):
@@ -365,7 +366,8 @@ def _as_sources(images: Sequence) -> list[ImageSource]:
     for image in images:
         if not isinstance(image, (str, os.PathLike)):
             shape = getattr(image, "shape", None)
-            kind = f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(image).__name__}"
+            kind = (f"an array of shape {tuple(shape)}" if shape is not None
+                    else "None" if image is None else f"a value of type {type(image).__name__}")
             raise ExplainError(f"a run's images are files, folders or s3:// prefixes (or ImageSources alone), got "
                                f"{kind}: to explain images in memory, call the Explainer on them and save each "
                                "Explanation (explanation.save(path))")

@@ -367,7 +367,10 @@ def test_run_writes_the_files_and_the_report(tmp_path):
     ([red_square_scene()], "a run's images are files, folders or s3:// prefixes (or ImageSources alone), got an "
                            "array of shape (64, 64, 3): to explain images in memory, call the Explainer on them"),
     (red_square_scene(), "got an array of shape (64, 64, 3)"),
-    ([None], "got a NoneType"),
+    ([None], "got None"),
+    (None, "got None"),  # review 20: None, a number were a TypeError 'not iterable'; bytes were read as
+    (3, "got a value of type int"),  # numbers ("got a int")
+    (b"scene.png", "got a value of type bytes"),
 ])
 def test_run_refuses_images_in_memory_saying_what_to_do(tmp_path, images, message):
     explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
