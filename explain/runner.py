@@ -679,6 +679,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     """
     if isinstance(keys, str):  # one image's key, not its characters
         keys = [keys]
+    elif keys is not None:  # read three times below: a generator would be empty after the first
+        keys = list(keys)
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
     if config is None:
