@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -166,7 +166,7 @@ class Explainer:
     def __call__(self, images, segments: np.ndarray | None = None):
         """Explain one image (an Explanation) or several (a list of Explanations).
 
-        images: (H, W, 3) uint8 -> one; (N, H, W, 3) uint8 or a list of images / paths -> a
+        images: (H, W, 3) uint8 -> one; (N, H, W, 3) uint8 or a list (or generator) of images / paths -> a
         list; an image file -> one; a folder or ``s3://`` prefix -> a list (jpg, jpeg, png,
         recursively, in path order). segments: your own features instead of the configured
         segmentation, captum's ``feature_mask``: (H, W) integer labels 0..S-1 for every
@@ -174,6 +174,8 @@ class Explainer:
         folder, whose images are not known in number; ``explain.feature_masks``).
         """
         per_image = segments is not None and np.ndim(segments) == 3
+        if isinstance(images, Iterator):  # a generator of images or paths, as the list it gives
+            images = list(images)
         if isinstance(images, (str, os.PathLike)):
             location = os.fspath(images)
             if not location.startswith("s3://") and Path(location).is_file():

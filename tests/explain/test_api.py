@@ -124,6 +124,14 @@ def test_what_is_not_an_image_is_named_by_its_type(images, message):
     assert message in str(raised.value)
 
 
+def test_a_generator_of_images_is_explained_as_the_list_it_gives():
+    # review 20: it was refused as "got an array of shape ()"
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    explained = explainer(image for image in [red_square_scene(), red_square_scene()])
+    assert isinstance(explained, list) and len(explained) == 2
+    np.testing.assert_array_equal(explained[0].shap_values, explainer(red_square_scene()).shap_values)
+
+
 @pytest.mark.parametrize("segments, message", [
     (np.zeros((SIZE, SIZE - 1), int), f"segments must have the image's shape (H, W) = ({SIZE}, {SIZE}), got "
                                       f"({SIZE}, {SIZE - 1})"),
