@@ -154,6 +154,22 @@ def test_run_options_and_shards_take_numpy_scalars_as_the_python_numbers_they_ho
         RunOptions(shard="0/4")  # was an AttributeError on shard.name when the run began
 
 
+def test_class_names_given_as_a_numpy_array_or_a_generator_are_taken_as_a_tuple_of_str():
+    # review 20: review 19 took numpy numbers, but np.array(["cat", "dog"]) (np.loadtxt's names) and a
+    # generator were refused as "must be a non-empty tuple of non-empty strings"
+    import json
+
+    import numpy as np
+
+    for names in (np.array(["cat", "dog"]), (name for name in ["cat", "dog"]), ["cat", np.str_("dog")]):
+        config = ExplainConfig(task="classification", label_headers=names, labels=np.array(["dog"]))
+        assert config.label_headers == ("cat", "dog") and config.labels == ("dog",)
+        assert {type(name) for name in config.label_headers} == {str}
+        assert json.loads(json.dumps(config.to_dict()))["label_headers"] == ["cat", "dog"]
+    with pytest.raises(ConfigError, match="label_headers must be a non-empty tuple of non-empty strings"):
+        ExplainConfig(label_headers=np.array([["cat"]]))
+
+
 def test_a_baseline_array_is_named_by_its_shape_and_a_path_object_is_taken(tmp_path):
     # review 19: an array baseline's whole repr was the message; a pathlib.Path was refused
     import numpy as np
