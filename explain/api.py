@@ -70,6 +70,16 @@ def _settings_config(base: ExplainConfig | None, task: str | None, settings: dic
     return replace(base, **settings)
 
 
+def _one_map_per_image(segments) -> bool:
+    """Whether ``segments`` holds one (H, W) map per image: an (N, H, W) array, or a list of (H, W)
+    maps, which may differ in size as a list's images do (numpy cannot stack those)."""
+    if segments is None:
+        return False
+    if isinstance(segments, (list, tuple)):
+        return len(segments) > 0 and all(np.ndim(item) == 2 for item in segments)
+    return np.ndim(segments) == 3
+
+
 class Explainer:
     """Explains a model's predictions on images with Kernel SHAP over superpixels.
 
@@ -170,10 +180,11 @@ class Explainer:
         list; an image file -> one; a folder or ``s3://`` prefix -> a list (jpg, jpeg, png,
         recursively, in path order). segments: your own features instead of the configured
         segmentation, captum's ``feature_mask``: (H, W) integer labels 0..S-1 for every
-        image, or (N, H, W) one per image of a batch or a list of N images or files (not for a
-        folder, whose images are not known in number; ``explain.feature_masks``).
+        image, or one per image of a batch or a list of N images or files: (N, H, W), or a list of N
+        (H, W) maps whose sizes follow the images' (not for a folder, whose images are not known
+        in number; ``explain.feature_masks``).
         """
-        per_image = segments is not None and np.ndim(segments) == 3
+        per_image = _one_map_per_image(segments)
         if isinstance(images, Iterator):  # a generator of images or paths, as the list it gives
             images = list(images)
         if isinstance(images, (str, os.PathLike)):

@@ -113,6 +113,26 @@ def test_a_list_of_images_takes_one_segment_map_per_image(tmp_path):
         explainer([image, tmp_path], segments=per_image)
 
 
+def test_a_list_of_images_of_different_sizes_takes_a_list_of_maps_one_each(tmp_path):
+    # review 20: numpy cannot stack maps of different sizes, so the list was taken as one map for all
+    # and refused with "got dtype object; convert it with segments.astype(int)"
+    image = textured_image()
+    small = image[: SIZE // 2 + 8, : SIZE // 2 + 4]
+    Image.fromarray(small).save(tmp_path / "small.png")
+
+    def brightness(batch):  # any size: the mean pixel, and its complement
+        return [np.array([item.mean() / 255, 1 - item.mean() / 255]) for item in batch]
+
+    explainer = Explainer(brightness, task="classification", baseline="black", labels=("0",), num_samples=16)
+    small_map = QUADRANTS[: SIZE // 2 + 8, : SIZE // 2 + 4]
+    first, second = explainer([image, tmp_path / "small.png"], segments=[QUADRANTS, small_map])
+    np.testing.assert_array_equal(first.segments, QUADRANTS)
+    np.testing.assert_array_equal(second.segments, small_map)
+    assert second.shap_values[0].sum() == pytest.approx(small.mean() / 255)  # black baseline: 0
+    with pytest.raises(ConfigError, match=r"segments holds 2 maps for a list of 1 images"):
+        explainer([image], segments=[QUADRANTS, small_map])
+
+
 @pytest.mark.parametrize("images, message", [  # review 19: "got an array of shape ()"
     (b"\x89PNG\r\n", "a path or a list, got bytes (file bytes: decode them with explain.images.decode_image"),
     (None, "a path or a list, got NoneType"),
