@@ -357,6 +357,8 @@ def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSou
 def _as_sources(images: Sequence) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
     without the clearsight output folders under those folders (``is_output_mark``)."""
+    if getattr(images, "ndim", None) == 1 and getattr(images, "dtype", None) is not None and images.dtype.kind in "UO":
+        images = images.tolist()  # paths in a numpy array (pandas' .values): each checked below
     if (isinstance(images, (str, os.PathLike, ImageSource, bytes, bytearray)) or hasattr(images, "shape")
             or not isinstance(images, Iterable)):  # one, an array, or None (not its bytes, not a TypeError)
         images = [images]

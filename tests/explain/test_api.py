@@ -408,6 +408,20 @@ def test_run_refuses_images_in_memory_saying_what_to_do(tmp_path, images, messag
     assert not (tmp_path / "out").exists()
 
 
+def test_run_takes_image_paths_in_a_numpy_array(tmp_path):
+    # review 20: review 19's refusal of images in memory took any array for pixels: "got an array of shape (1,)"
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    from explain.runner import RunOptions
+
+    summary = explainer.run(np.array([str(tmp_path / "scene.png")]), tmp_path / "out", RunOptions(progress=False))
+    assert [item["stem"] for item in summary["images"]] == ["scene.png"]
+    in_memory = np.empty(1, dtype=object)  # what a pandas column of images gives: each image still refused
+    in_memory[0] = red_square_scene()
+    with pytest.raises(ExplainError, match=r"got an array of shape \(64, 64, 3\)"):
+        explainer.run(in_memory, tmp_path / "other")
+
+
 def test_run_refuses_options_that_are_not_run_options(tmp_path):
     Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
     explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
