@@ -144,6 +144,15 @@ def test_what_is_not_an_image_is_named_by_its_type(images, message):
     assert message in str(raised.value)
 
 
+def test_image_paths_in_a_numpy_array_are_explained_as_a_list(tmp_path):
+    # review 20: refused as "got an array of shape (1,)"
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    explained = explainer(np.array([str(tmp_path / "scene.png")]))
+    assert isinstance(explained, list) and len(explained) == 1
+    np.testing.assert_array_equal(explained[0].image, red_square_scene())
+
+
 def test_a_generator_of_images_is_explained_as_the_list_it_gives():
     # review 20: it was refused as "got an array of shape ()"
     explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
