@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -68,6 +68,16 @@ def _settings_config(base: ExplainConfig | None, task: str | None, settings: dic
     if task is not None:
         settings = {**settings, "task": task}
     return replace(base, **settings)
+
+
+def _one_map_per_image(segments) -> bool:
+    """Whether ``segments`` holds one (H, W) map per image: an (N, H, W) array, or a list of (H, W)
+    maps, which may differ in size as a list's images do (numpy cannot stack those)."""
+    if segments is None:
+        return False
+    if isinstance(segments, (list, tuple)):
+        return len(segments) > 0 and all(np.ndim(item) == 2 for item in segments)
+    return np.ndim(segments) == 3
 
 
 class Explainer:
@@ -166,14 +176,19 @@ class Explainer:
     def __call__(self, images, segments: np.ndarray | None = None):
         """Explain one image (an Explanation) or several (a list of Explanations).
 
-        images: (H, W, 3) uint8 -> one; (N, H, W, 3) uint8 or a list of images / paths -> a
+        images: (H, W, 3) uint8 -> one; (N, H, W, 3) uint8 or a list (or generator) of images / paths -> a
         list; an image file -> one; a folder or ``s3://`` prefix -> a list (jpg, jpeg, png,
         recursively, in path order). segments: your own features instead of the configured
         segmentation, captum's ``feature_mask``: (H, W) integer labels 0..S-1 for every
-        image, or (N, H, W) one per image of a batch or a list of N images or files (not for a
-        folder, whose images are not known in number; ``explain.feature_masks``).
+        image, or one per image of a batch or a list of N images or files: (N, H, W), or a list of N
+        (H, W) maps whose sizes follow the images' (not for a folder, whose images are not known
+        in number; ``explain.feature_masks``).
         """
-        per_image = segments is not None and np.ndim(segments) == 3
+        per_image = _one_map_per_image(segments)
+        if isinstance(images, Iterator):  # a generator of images or paths, as the list it gives
+            images = list(images)
+        if getattr(images, "ndim", None) == 1 and getattr(getattr(images, "dtype", None), "kind", None) in ("U", "O"):
+            images = images.tolist()  # paths (or images) in a numpy array, pandas' .values
         if isinstance(images, (str, os.PathLike)):
             location = os.fspath(images)
             if not location.startswith("s3://") and Path(location).is_file():

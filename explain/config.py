@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -162,9 +163,11 @@ class ExplainConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-                value = getattr(self, name)
+            if isinstance(value, (list, Iterator)) or getattr(value, "ndim", None) == 1:  # a list, a
+                # generator, a numpy array of names (np.loadtxt's): as a tuple of plain str
+                value = tuple(str(item) if isinstance(item, str) else item
+                              for item in (value.tolist() if hasattr(value, "tolist") else value))
+                object.__setattr__(self, name, value)
             if not isinstance(value, tuple) or not value or not all(
                     isinstance(item, str) and item for item in value):
                 raise ConfigError(

@@ -119,7 +119,7 @@ class Explanation:
         """Write every field, the image included, to an .npz file; returns its path."""
         from .npz import write_npz
 
-        return write_npz(self, Path(path))
+        return write_npz(self, path)  # as given: "new/" names a folder, Path("new/") a file "new"
 
     @classmethod
     def load(cls, path: str | Path, image: np.ndarray | None = None) -> Explanation:

@@ -238,8 +238,8 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
                         f"{type(rng).__name__}")
-    if target_error is not None and (isinstance(target_error, bool) or not isinstance(target_error, (int, float))
-                                     or not 0 < target_error <= 1):
+    if target_error is not None and (isinstance(target_error, bool) or not isinstance(
+            target_error, (int, float, np.integer, np.floating)) or not 0 < target_error <= 1):
         raise ValueError(f"target_error must be None or a number in (0, 1], got {target_error!r}")
     anchors = np.zeros((2, num_features), dtype=bool)
     anchors[1] = True

@@ -16,6 +16,7 @@ Files written before the image was stored (no ``image``, ``task`` ...) still loa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,16 @@ from .refinement import RefinementStep
 __all__ = ["write_npz", "read_npz"]
 
 
-def write_npz(explanation, path: Path) -> Path:
+def write_npz(explanation, path: str | Path) -> Path:
     """Write ``explanation`` (an ``explain.explainer.Explanation``) to ``path``; returns the path.
 
     numpy appends ``.npz`` to a path without that suffix; the returned path is the real one.
-    Raises ExplainError when ``path`` is a folder (name the file inside it).
+    Raises ExplainError when ``path`` is a folder, or text ending in a separator (name the file inside it).
     """
+    given = os.fspath(path)
     path = Path(path)
-    if path.is_dir():  # "out/" would become a sibling file "out.npz"
-        raise ExplainError(f"cannot write the explanation to {str(path)!r}: it is a folder; "
+    if path.is_dir() or given.endswith(("/", os.sep)):  # "out/" would become a sibling file "out.npz"
+        raise ExplainError(f"cannot write the explanation to {given!r}: it names a folder; "
                            "give a file path, e.g. folder/name.npz")
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")

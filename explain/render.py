@@ -382,6 +382,7 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         targets = [targets]
     elif isinstance(targets, (str, bytes)) or not isinstance(targets, Iterable):
         raise ExplainError(f"targets must be target indices (an int or a list of ints), got {targets!r}")
+    targets = list(targets)  # a generator is read once: here, not by the check and then again below
     for index in targets:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise ExplainError(f"targets must be target indices (an int or a list of ints), got {index!r} "

@@ -15,14 +15,14 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import ExplainConfig
+from .config import ExplainConfig, plain_number
 from .detection import check_label_headers
 from .errors import (
     ConfigError,
@@ -106,6 +106,10 @@ class RunOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "images_in_flight", plain_number(self.images_in_flight))  # np.int64(2) -> 2
+        if not isinstance(self.shard, Shard):  # "0/4" was an AttributeError when the run began
+            raise ConfigError(f"shard must be a Shard (Shard(index, count), or Shard.parse('0/4')), got "
+                              f"{self.shard!r}", field="shard")
         value = self.images_in_flight
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
             raise ConfigError(f"images_in_flight must be an integer in [1, 256], got {value!r}",
@@ -353,7 +357,10 @@ def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSou
 def _as_sources(images: Sequence) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
     without the clearsight output folders under those folders (``is_output_mark``)."""
-    if isinstance(images, (str, os.PathLike, ImageSource)) or hasattr(images, "shape"):  # one, or an array
+    if getattr(images, "ndim", None) == 1 and getattr(images, "dtype", None) is not None and images.dtype.kind in "UO":
+        images = images.tolist()  # paths in a numpy array (pandas' .values): each checked below
+    if (isinstance(images, (str, os.PathLike, ImageSource, bytes, bytearray)) or hasattr(images, "shape")
+            or not isinstance(images, Iterable)):  # one, an array, or None (not its bytes, not a TypeError)
         images = [images]
     images = list(images)
     if all(isinstance(image, ImageSource) for image in images):
@@ -361,7 +368,8 @@ def _as_sources(images: Sequence) -> list[ImageSource]:
     for image in images:
         if not isinstance(image, (str, os.PathLike)):
             shape = getattr(image, "shape", None)
-            kind = f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(image).__name__}"
+            kind = (f"an array of shape {tuple(shape)}" if shape is not None
+                    else "None" if image is None else f"a value of type {type(image).__name__}")
             raise ExplainError(f"a run's images are files, folders or s3:// prefixes (or ImageSources alone), got "
                                f"{kind}: to explain images in memory, call the Explainer on them and save each "
                                "Explanation (explanation.save(path))")
@@ -673,6 +681,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     """
     if isinstance(keys, str):  # one image's key, not its characters
         keys = [keys]
+    elif keys is not None:  # read three times below: a generator would be empty after the first
+        keys = list(keys)
     out_dir = Path(out_dir)
     entries = read_manifests(out_dir)
     if config is None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .config import plain_number
 from .errors import ConfigError
 
 __all__ = ["Shard", "shard_of", "select_shard"]
@@ -33,6 +34,8 @@ class Shard:
     count: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("count", "index"):  # np.int64(4) -> 4, as ExplainConfig does
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         for name, value in (("count", self.count), ("index", self.index)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"shard {name} must be an integer, got {value!r}", field="shard")

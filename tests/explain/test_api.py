@@ -113,6 +113,26 @@ def test_a_list_of_images_takes_one_segment_map_per_image(tmp_path):
         explainer([image, tmp_path], segments=per_image)
 
 
+def test_a_list_of_images_of_different_sizes_takes_a_list_of_maps_one_each(tmp_path):
+    # review 20: numpy cannot stack maps of different sizes, so the list was taken as one map for all
+    # and refused with "got dtype object; convert it with segments.astype(int)"
+    image = textured_image()
+    small = image[: SIZE // 2 + 8, : SIZE // 2 + 4]
+    Image.fromarray(small).save(tmp_path / "small.png")
+
+    def brightness(batch):  # any size: the mean pixel, and its complement
+        return [np.array([item.mean() / 255, 1 - item.mean() / 255]) for item in batch]
+
+    explainer = Explainer(brightness, task="classification", baseline="black", labels=("0",), num_samples=16)
+    small_map = QUADRANTS[: SIZE // 2 + 8, : SIZE // 2 + 4]
+    first, second = explainer([image, tmp_path / "small.png"], segments=[QUADRANTS, small_map])
+    np.testing.assert_array_equal(first.segments, QUADRANTS)
+    np.testing.assert_array_equal(second.segments, small_map)
+    assert second.shap_values[0].sum() == pytest.approx(small.mean() / 255)  # black baseline: 0
+    with pytest.raises(ConfigError, match=r"segments holds 2 maps for a list of 1 images"):
+        explainer([image], segments=[QUADRANTS, small_map])
+
+
 @pytest.mark.parametrize("images, message", [  # review 19: "got an array of shape ()"
     (b"\x89PNG\r\n", "a path or a list, got bytes (file bytes: decode them with explain.images.decode_image"),
     (None, "a path or a list, got NoneType"),
@@ -122,6 +142,23 @@ def test_what_is_not_an_image_is_named_by_its_type(images, message):
     with pytest.raises(ExplainError) as raised:
         Explainer(red_square_detector, num_samples=16)(images)
     assert message in str(raised.value)
+
+
+def test_image_paths_in_a_numpy_array_are_explained_as_a_list(tmp_path):
+    # review 20: refused as "got an array of shape (1,)"
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    explained = explainer(np.array([str(tmp_path / "scene.png")]))
+    assert isinstance(explained, list) and len(explained) == 1
+    np.testing.assert_array_equal(explained[0].image, red_square_scene())
+
+
+def test_a_generator_of_images_is_explained_as_the_list_it_gives():
+    # review 20: it was refused as "got an array of shape ()"
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    explained = explainer(image for image in [red_square_scene(), red_square_scene()])
+    assert isinstance(explained, list) and len(explained) == 2
+    np.testing.assert_array_equal(explained[0].shap_values, explainer(red_square_scene()).shap_values)
 
 
 @pytest.mark.parametrize("segments, message", [
@@ -367,7 +404,10 @@ def test_run_writes_the_files_and_the_report(tmp_path):
     ([red_square_scene()], "a run's images are files, folders or s3:// prefixes (or ImageSources alone), got an "
                            "array of shape (64, 64, 3): to explain images in memory, call the Explainer on them"),
     (red_square_scene(), "got an array of shape (64, 64, 3)"),
-    ([None], "got a NoneType"),
+    ([None], "got None"),
+    (None, "got None"),  # review 20: None, a number were a TypeError 'not iterable'; bytes were read as
+    (3, "got a value of type int"),  # numbers ("got a int")
+    (b"scene.png", "got a value of type bytes"),
 ])
 def test_run_refuses_images_in_memory_saying_what_to_do(tmp_path, images, message):
     explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
@@ -375,6 +415,20 @@ def test_run_refuses_images_in_memory_saying_what_to_do(tmp_path, images, messag
         explainer.run(images, tmp_path / "out")
     assert message in str(raised.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_run_takes_image_paths_in_a_numpy_array(tmp_path):
+    # review 20: review 19's refusal of images in memory took any array for pixels: "got an array of shape (1,)"
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=6)
+    from explain.runner import RunOptions
+
+    summary = explainer.run(np.array([str(tmp_path / "scene.png")]), tmp_path / "out", RunOptions(progress=False))
+    assert [item["stem"] for item in summary["images"]] == ["scene.png"]
+    in_memory = np.empty(1, dtype=object)  # what a pandas column of images gives: each image still refused
+    in_memory[0] = red_square_scene()
+    with pytest.raises(ExplainError, match=r"got an array of shape \(64, 64, 3\)"):
+        explainer.run(in_memory, tmp_path / "other")
 
 
 def test_run_refuses_options_that_are_not_run_options(tmp_path):
@@ -415,9 +469,13 @@ def test_save_and_load_keep_everything_the_image_included(tmp_path, explained):
 def test_save_into_a_folder_path_is_refused_not_written_beside_it(tmp_path, explained):
     folder = tmp_path / "out"
     folder.mkdir()
-    with pytest.raises(ExplainError, match=r"'.*out': it is a folder; give a file path, e.g. folder/name.npz"):
+    with pytest.raises(ExplainError, match=r"'.*out': it names a folder; give a file path, e.g. folder/name.npz"):
         explained.save(folder)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no out.npz beside it
+    # review 20: a folder named with a trailing separator but not made yet was written as new.npz
+    with pytest.raises(ExplainError, match=r"'.*new/': it names a folder; give a file path"):
+        explained.save(f"{tmp_path}/new/")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
 
 
 def test_a_file_written_before_images_were_stored_still_loads(tmp_path, explained):
@@ -483,6 +541,14 @@ def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained)
         with pytest.raises(ExplainError, match=r"targets must be target indices \(an int or a list of ints\), got "
                                                + re.escape(shown)):
             explained.plot(targets=targets)
+
+
+def test_plot_draws_the_targets_a_generator_gives(explained):
+    # review 20: the index check read the generator, so nothing was left to draw: the figure said
+    # "no target above the probability threshold"
+    figure = explained.plot(targets=(index for index in [1]))
+    assert [axis.get_title() for axis in figure.axes if axis.get_images()][0].startswith("box 2: ")
+    assert len([axis for axis in explained.plot(targets=iter(range(2))).axes if axis.get_images()]) == 4 + 2
 
 
 def test_to_shap_gives_a_shap_explanation_that_shap_plots(explained):

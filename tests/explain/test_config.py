@@ -1,5 +1,7 @@
 """ExplainConfig validation: bad values raise ConfigError naming the field and allowed range."""
 
+import re
+
 import pytest
 
 from explain import ConfigError, ExplainConfig
@@ -84,6 +86,7 @@ def _settings_errors():
         (lambda: Shard.parse("4/4"), "shard"),
         (lambda: Shard.parse("x"), "shard"),
         (lambda: RunOptions(images_in_flight=0), "images_in_flight"),
+        (lambda: RunOptions(shard="0/4"), "shard"),
         (lambda: make_predictor("ftp://host", "detection"), "endpoint"),
         (lambda: make_predictor("sagemaker:bad_name!", "detection", region="us-east-1"), "endpoint"),
         (lambda: make_predictor("http://", "detection"), "endpoint"),
@@ -131,6 +134,40 @@ def test_numpy_scalars_are_accepted_as_the_python_numbers_they_hold():
         ExplainConfig(num_samples=np.float64(40.0))
     with pytest.raises(ConfigError, match="num_samples must be an integer, got True"):
         ExplainConfig(num_samples=np.bool_(True))
+
+
+def test_run_options_and_shards_take_numpy_scalars_as_the_python_numbers_they_hold():
+    # review 20: review 19 converted them in ExplainConfig and TransportConfig only; RunOptions
+    # refused images_in_flight=np.int64(2) as "got 2", Shard(np.int64(1), np.int64(4)) as "got 1"
+    import numpy as np
+
+    from explain.runner import RunOptions
+    from explain.sharding import Shard
+
+    options = RunOptions(images_in_flight=np.int64(2), shard=Shard(np.int64(1), np.int32(4)))
+    assert type(options.images_in_flight) is int and options.images_in_flight == 2
+    assert options.shard == Shard(1, 4) and options.shard.name == "shard-1-of-4"
+    with pytest.raises(ConfigError, match="shard count must be an integer, got 4.0"):
+        Shard(0, np.float64(4.0))
+    with pytest.raises(ConfigError, match=re.escape("shard must be a Shard (Shard(index, count), or "
+                                                    "Shard.parse('0/4')), got '0/4'")):
+        RunOptions(shard="0/4")  # was an AttributeError on shard.name when the run began
+
+
+def test_class_names_given_as_a_numpy_array_or_a_generator_are_taken_as_a_tuple_of_str():
+    # review 20: review 19 took numpy numbers, but np.array(["cat", "dog"]) (np.loadtxt's names) and a
+    # generator were refused as "must be a non-empty tuple of non-empty strings"
+    import json
+
+    import numpy as np
+
+    for names in (np.array(["cat", "dog"]), (name for name in ["cat", "dog"]), ["cat", np.str_("dog")]):
+        config = ExplainConfig(task="classification", label_headers=names, labels=np.array(["dog"]))
+        assert config.label_headers == ("cat", "dog") and config.labels == ("dog",)
+        assert {type(name) for name in config.label_headers} == {str}
+        assert json.loads(json.dumps(config.to_dict()))["label_headers"] == ["cat", "dog"]
+    with pytest.raises(ConfigError, match="label_headers must be a non-empty tuple of non-empty strings"):
+        ExplainConfig(label_headers=np.array([["cat"]]))
 
 
 def test_a_baseline_array_is_named_by_its_shape_and_a_path_object_is_taken(tmp_path):

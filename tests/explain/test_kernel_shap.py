@@ -489,3 +489,10 @@ def test_bad_arguments_are_refused_before_any_model_call(arguments, error, messa
         kernel_shap(game, settings["num_features"], 60, settings["rng"], settings["target_error"])
     assert message in str(raised.value)
     assert calls == []
+
+
+def test_a_numpy_target_error_is_taken_as_the_number_it_holds():
+    # review 20: np.float32(0.5) was refused as "target_error must be None or a number in (0, 1], got 0.5"
+    game = additive_game(np.arange(1.0, 7.0))
+    result = kernel_shap(game, 6, 200, np.random.default_rng(0), np.float32(0.5))
+    np.testing.assert_allclose(result.values.sum(axis=1), result.full_values - result.base_values)

@@ -113,6 +113,9 @@ def test_shards_that_see_only_their_own_images_agree(tmp_path):
     # review 19: one key given alone was read as its characters, and the report rewritten with none
     one = merge_outputs(tmp_path / "out", keys="x/a.png")
     assert [item["stem"] for item in one["images"]] == ["x__a.png"] and "unfinished" not in one["totals"]
+    # review 20: keys as a generator were read once (the failures), and the report rewritten with none
+    both = merge_outputs(tmp_path / "out", keys=(key for key in ["x/a.jpg", "x/a.png"]))
+    assert [item["stem"] for item in both["images"]] == ["x__a", "x__a.png"]
 
 
 def test_nested_folders_with_long_names_stay_within_file_name_limits(tmp_path):
