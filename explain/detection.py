@@ -90,16 +90,20 @@ def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
     return array
 
 
+BOX_REACH = 1.0  # how far past a border (in image sizes) a box may reach before it reads as pixel coordinates
+
+
 def check_target_boxes(targets: np.ndarray) -> None:
     """Raise PredictorError when a target's box is empty or inverted (x1 <= x0 or y1 <= y0), or
-    lies wholly outside the image (x0 >= 1, y0 >= 1, x1 <= 0 or y1 <= 0).
+    lies wholly outside the image (x0 >= 1, y0 >= 1, x1 <= 0 or y1 <= 0) or reaches far past it.
 
     targets: (T, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]. Such a box has no area, so
     no detection ever overlaps it: the target would score 0 on every image, the unmasked one
     included, and its explanation would be all zeros. The usual cause is an endpoint answering
     another box convention ([y0, x0, y1, x1], or [x, y, width, height]). A box outside the image
     covers no pixel: its focus segments and its drawing are nowhere (the usual cause is pixel
-    coordinates, [24, 20, 48, 44] on a 64 px image); a box that reaches past a border is kept.
+    coordinates, [24, 20, 48, 44] on a 64 px image); a box that reaches past a border is kept,
+    unless by more than ``BOX_REACH`` image sizes (pixel coordinates again: [0, 0, 30, 40]).
     """
     for row in np.asarray(targets, dtype=np.float64).reshape(-1, 6):
         x0, y0, x1, y1 = row[2:6]
@@ -109,10 +113,13 @@ def check_target_boxes(targets: np.ndarray) -> None:
                 f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}], which has no area ({'x1/w <= x0/w' if x1 <= x0 else 'y1/h <= y0/h'}): "
                 "boxes must be [x0/w, y0/h, x1/w, y1/h] with x0 < x1 and y0 < y1; an endpoint that "
                 "answers [y0, x0, y1, x1] or [x, y, width, height] needs converting")
-        if x0 >= 1 or y0 >= 1 or x1 <= 0 or y1 <= 0:
+        outside = x0 >= 1 or y0 >= 1 or x1 <= 0 or y1 <= 0
+        if outside or min(x0, y0) < -BOX_REACH or max(x1, y1) > 1 + BOX_REACH:
             raise PredictorError(
                 f"the model's detection of class {row[0]:g} at score {row[1]:.3f} has the box "
-                f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}], which lies outside the image: boxes must be "
+                f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}], which "
+                + ("lies outside the image" if outside else "reaches more than an image's size past its border")
+                + ": boxes must be "
                 "[x0/w, y0/h, x1/w, y1/h], fractions of the image's width and height (0..1); an endpoint "
                 "that answers pixel coordinates needs dividing by the width and height")
 

@@ -194,7 +194,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         raise ConfigError(f"config must be an ExplainConfig, got {type(config).__name__}: "
                           "ExplainConfig(num_samples=..., ...)", field="config")
     if not callable(predict):
-        raise TypeError(f"predict must be a function predict(batch) or a predictor, got {type(predict).__name__}")
+        raise ConfigError(f"predict must be a function predict(batch) or a predictor, got {type(predict).__name__}",
+                          field="predict")
     started = time.perf_counter()
     timings: dict[str, float] = {}
     image = _check_image(image)

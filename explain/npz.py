@@ -116,7 +116,14 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
         metrics = _metrics(arrays["deletion_curves"], arrays["insertion_curves"])
     label_headers = arrays.get("label_headers")
     best = arrays.get("best_detection")
-    steps = json.loads(str(arrays["refinement"])) if "refinement" in arrays else []
+    try:
+        steps = json.loads(str(arrays["refinement"])) if "refinement" in arrays else []
+        refinement = tuple(RefinementStep(tuple(step["split"]), step["segments_after"]) for step in steps)
+        best_detection = None if best is None else (int(best[0]), float(best[1]))
+        timings = json.loads(str(arrays["timings"])) if "timings" in arrays else {}
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        raise ExplainError(f"{str(path)!r} is a damaged explanation file: its timings, refinement or "
+                           f"best_detection cannot be read ({type(error).__name__}: {error})") from None
     return {
         "image": image,
         "segments": segments,
@@ -129,14 +136,14 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
         "target_scores": arrays.get("target_scores", arrays["predictions"]),
         "model_calls": int(arrays.get("model_calls", 0)),
         "num_segments_used": int(segments.max()) + 1,
-        "timings": json.loads(str(arrays["timings"])) if "timings" in arrays else {},
+        "timings": timings,
         "task": task,
         "exact": bool(arrays.get("exact", False)),
         "converged": arrays.get("converged", np.zeros(num_targets, dtype=bool)).astype(bool),
         "metrics": metrics,
         "label_headers": None if label_headers is None else tuple(str(name) for name in label_headers),
         "coarse_segments": int(arrays.get("coarse_segments", int(segments.max()) + 1)),
-        "refinement": tuple(RefinementStep(tuple(step["split"]), step["segments_after"]) for step in steps),
-        "best_detection": None if best is None else (int(best[0]), float(best[1])),
+        "refinement": refinement,
+        "best_detection": best_detection,
         "levels": arrays.get("segment_levels", np.zeros(int(segments.max()) + 1, dtype=np.int64)).astype(np.int64),
     }

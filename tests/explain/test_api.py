@@ -505,6 +505,23 @@ def test_load_names_a_file_that_is_not_an_explanation(tmp_path):
         Explanation.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("field, value", [  # review 20: a raw JSONDecodeError / IndexError
+    ("refinement", np.array("not json")),
+    ("refinement", np.array('[{"split": [1]}]')),
+    ("timings", np.array("{")),
+    ("best_detection", np.zeros(0)),
+])
+def test_load_names_a_damaged_file(tmp_path, explained, field, value):
+    path = explained.save(tmp_path / "e.npz")
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays[field] = value
+    np.savez(path, **arrays)
+    with pytest.raises(ExplainError, match=re.escape(f"{str(path)!r} is a damaged explanation file: its timings, "
+                                                     "refinement or best_detection cannot be read")):
+        Explanation.load(path)
+
+
 def test_plot_draws_the_image_the_box_and_numbers_the_named_segments_on_or_beside_them(explained):
     from matplotlib.figure import Figure
 

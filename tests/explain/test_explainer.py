@@ -195,7 +195,7 @@ def test_bad_predictor_answers_raise_predictor_error(predict, message):
 @pytest.mark.parametrize("predict, config, error, message", [  # review 19: AttributeErrors inside
     (red_square_detector, None, ConfigError, "config must be an ExplainConfig, got NoneType"),
     (red_square_detector, {"num_samples": 20}, ConfigError, "config must be an ExplainConfig, got dict"),
-    (None, ExplainConfig(num_samples=20), TypeError, "predict must be a function predict(batch) or a predictor, "
+    (None, ExplainConfig(num_samples=20), ConfigError, "predict must be a function predict(batch) or a predictor, "
                                                      "got NoneType"),
 ])
 def test_explain_image_names_a_config_or_predict_of_the_wrong_kind(predict, config, error, message):

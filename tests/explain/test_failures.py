@@ -358,6 +358,10 @@ def _detector_answering(rows):
                        "that answers pixel coordinates needs dividing by the width and height"),
     ([-0.5, 0.2, -0.1, 0.4], "which lies outside the image"),
     ([0.2, 1.0, 0.4, 1.3], "which lies outside the image"),
+    # review 20: pixel coordinates of a box at the top left overlap the image's 0..1 square
+    ([0, 0, 30, 40], "has the box [0, 0, 30, 40], which reaches more than an image's size past its border: boxes "
+                     "must be [x0/w, y0/h, x1/w, y1/h], fractions of the image's width and height (0..1)"),
+    ([-1.5, 0.2, 0.4, 0.6], "which reaches more than an image's size past its border"),
 ])
 def test_a_target_box_without_area_is_refused_not_explained_as_zeros(box, message):
     from explain.explainer import explain_image
