@@ -13,7 +13,7 @@ from .detection import class_name
 from .errors import ExplainError
 from .metrics import smallest_sets
 
-__all__ = ["render_explanation", "plot_explanation", "segment_label_positions", "top_segments", "named_segments",
+__all__ = ["render_explanation", "plot_explanation", "save_jpeg", "segment_label_positions", "top_segments", "named_segments",
            "set_as_named",
            "place_segment_labels", "SegmentLabel", "TOP_SEGMENTS", "heatmap_file_name", "heatmap_box_number",
            "objects_file_name", "classification_file_name"]
@@ -446,7 +446,7 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
     return figure
 
 
-def _save(figure, path: Path | BinaryIO) -> None:
+def save_jpeg(figure, path: Path | BinaryIO) -> None:
     """Write ``figure`` as a JPEG cropped to what it draws (``savefig(bbox_inches="tight")``), drawn once.
 
     savefig draws a figure an extra time before printing it when it has a layout engine or is to
@@ -480,12 +480,12 @@ def render_explanation(explanation, stem: str, out_dir: Path,
     if explanation.task == "detection":
         for index in range(explanation.num_targets):
             file_name = heatmap_file_name(stem, index + 1)
-            _save(plot_explanation(explanation, [index], label_headers), out_dir / file_name)
+            save_jpeg(plot_explanation(explanation, [index], label_headers), out_dir / file_name)
             written.append(file_name)
         written.append(_render_objects(explanation, stem, out_dir, label_headers))
         return written
     file_name = classification_file_name(stem)
-    _save(plot_explanation(explanation, None, label_headers), out_dir / file_name)
+    save_jpeg(plot_explanation(explanation, None, label_headers), out_dir / file_name)
     written.append(file_name)
     return written
 
@@ -509,5 +509,5 @@ def _render_objects(explanation, stem: str, out_dir: Path,
     if explanation.num_targets == 0:
         axis.set_title("no object above the probability threshold", fontsize=9)
     file_name = objects_file_name(stem)
-    _save(figure, out_dir / file_name)
+    save_jpeg(figure, out_dir / file_name)
     return file_name

@@ -246,3 +246,45 @@ def test_detector_game_on_masked_images_matches_exact_shapley_values():
     assert np.median(errors) < 0.1
     complete = kernel_shap(game, 12, 4096, np.random.default_rng(0))
     np.testing.assert_allclose(complete.values, exact, atol=1e-9)
+
+
+def test_repr_is_a_summary_naming_each_target_and_its_largest_values():
+    config = ExplainConfig(num_samples=300, num_segments=20, label_headers=("square", "corner"))
+    explanation = explain_image(red_square_scene(), red_square_detector, config)
+    lines = repr(explanation).splitlines()
+    assert lines[0] == (f"Explanation(detection, 64x64 image, {explanation.num_segments_used} segments, 2 targets, "
+                        f"{explanation.model_calls} model calls, estimated)")
+    assert len(lines) == 3 and "array(" not in repr(explanation)
+    assert lines[1].startswith(f"  box 1: square {explanation.target_scores[0]:.3g} at [0.38, 0.31, 0.75, 0.69], ")
+    top = int(np.argmax(np.abs(explanation.shap_values[0])))
+    assert f"; largest: segment {top} {explanation.shap_values[0, top]:+.3g} ± " in lines[1]
+    assert lines[2].startswith("  box 2: corner 0.6 at [0.00, 0.00, 0.10, 0.10], prediction 0.6 = base 0.6 + 0")
+
+
+def test_repr_of_many_targets_unknown_errors_and_exact_values():
+    config = ExplainConfig(num_samples=300, num_segments=20)
+    explanation = explain_image(red_square_scene(), red_square_detector, config)
+    many = replace(explanation, **{name: np.concatenate([getattr(explanation, name)] * 6)
+                                   for name in ("shap_values", "standard_errors", "base_values", "predictions",
+                                                "labels", "boxes", "target_scores")})
+    lines = repr(many).splitlines()
+    assert len(lines) == 1 + 10 + 1 and lines[-1] == "  ... 2 more targets"
+    assert "12 targets" in lines[0] and lines[1].startswith("  box 1: 0 ")  # no label_headers: the class id
+    unknown = replace(explanation, standard_errors=np.full_like(explanation.standard_errors, np.nan))
+    assert repr(unknown).splitlines()[1].count("± unknown") == 3
+    exact = replace(explanation, standard_errors=np.zeros_like(explanation.standard_errors), exact=True)
+    assert "±" not in repr(exact) and repr(exact).splitlines()[0].endswith("model calls, exact)")
+    nothing = replace(explanation, shap_values=explanation.shap_values[:0], labels=explanation.labels[:0])
+    assert repr(nothing) == (f"Explanation(detection, 64x64 image, {explanation.num_segments_used} segments, "
+                             f"0 targets, {explanation.model_calls} model calls, estimated)")
+
+
+def test_a_notebook_shows_the_plot_inline_as_a_jpeg():
+    from io import BytesIO
+
+    from PIL import Image
+
+    explanation = explain_image(red_square_scene(), red_square_detector, ExplainConfig(num_samples=100))
+    with Image.open(BytesIO(explanation._repr_jpeg_())) as shown:
+        assert shown.format == "JPEG" and shown.width > 2 * SIZE
+    assert replace(explanation, image=None)._repr_jpeg_() is None

@@ -391,14 +391,14 @@ def test_the_written_figures_are_matplotlibs_tight_save_of_the_same_figures_draw
     from matplotlib.figure import Figure
 
     from explain.explainer import explain_image
-    from explain.render import _save, plot_explanation, render_explanation
+    from explain.render import plot_explanation, render_explanation, save_jpeg
 
     config = ExplainConfig(num_samples=80, num_segments=12, metrics=True, label_headers=("square", "corner"))
     explanation = explain_image(big_scene(0), big_detector, config)
     assert explanation.num_targets == 2
     for targets in ([0], [1], None, []):  # a figure per target as the run writes them, all of them, none
         mine, theirs = io.BytesIO(), io.BytesIO()
-        _save(plot_explanation(explanation, targets), mine)
+        save_jpeg(plot_explanation(explanation, targets), mine)
         plot_explanation(explanation, targets).savefig(theirs, format="jpeg", dpi=100, bbox_inches="tight",
                                                        pil_kwargs={"quality": 90})
         mine, theirs = (np.asarray(Image.open(buffer)).astype(np.float64) for buffer in (mine, theirs))
@@ -417,7 +417,7 @@ def test_a_tall_images_numbers_are_sized_at_the_scale_its_heatmap_is_drawn_at():
     # The numbers' sizes in image pixels come from the heatmap's scale when they are placed; an image
     # panel's aspect shrinks it at the first draw, so a scale read before that made numbers that overlap.
     from explain.explainer import explain_image
-    from explain.render import _save, plot_explanation
+    from explain.render import plot_explanation, save_jpeg
 
     tall = np.ascontiguousarray(np.kron(red_square_scene(0), np.ones((3, 1, 1), dtype=np.uint8)))  # 192 x 64
     classifier, _ = additive_classifier(np.ones(tall.shape))
@@ -431,7 +431,7 @@ def test_a_tall_images_numbers_are_sized_at_the_scale_its_heatmap_is_drawn_at():
         return np.abs(np.diff(heatmap.transData.transform([[0.0, 0.0], [1.0, 1.0]]), axis=0))[0]
 
     placed_at = scale()
-    _save(figure, io.BytesIO())
+    save_jpeg(figure, io.BytesIO())
     np.testing.assert_allclose(scale(), placed_at)
 
 
@@ -444,7 +444,7 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
     # so the table's segments could not be found, and the blob hid the only blue of the map.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from explain.render import _save, plot_explanation
+    from explain.render import plot_explanation, save_jpeg
     from explain.report import build_image_summary
 
     explanation, config = _shapes_detector_explanation()
@@ -460,7 +460,7 @@ def test_a_heatmap_numbers_the_segments_the_report_names_and_no_two_numbers_meet
             left_out = set(range(64)) - chosen
             named |= left_out if len(left_out - top) < len(chosen - top) else chosen
         figure = plot_explanation(explanation, [index])
-        _save(figure, io.BytesIO())  # what the run writes
+        save_jpeg(figure, io.BytesIO())  # what the run writes
         canvas = FigureCanvasAgg(figure)  # and drawn again, to measure what was drawn
         canvas.draw()
         renderer = canvas.get_renderer()
