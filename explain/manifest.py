@@ -155,6 +155,16 @@ def _not_ours(out_dir: Path, what: str, remedy: str) -> ConfigError:
     return ConfigError(f"{out_dir} {what}; {remedy}", field="out_dir")
 
 
+def _warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time only: a run reads its manifests more than once."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning("%s", message)
+
+
+_WARNED: set[str] = set()
+
+
 def _read_entries(path: Path) -> list[dict]:
     """The manifest entries of one file; ConfigError when the file is not a clearsight manifest."""
     entries = []
@@ -170,7 +180,7 @@ def _read_entries(path: Path) -> list[dict]:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            logger.warning("%s line %d is incomplete (interrupted write); ignoring it", path, number)
+            _warn_once(f"{path} line {number} is incomplete (interrupted write); ignoring it")
             continue
         if isinstance(entry, dict) and entry.get("version") == MANIFEST_VERSION and isinstance(entry.get("key"), str):
             entries.append(entry)
@@ -335,12 +345,31 @@ class ManifestWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if self.path.is_file() and self.path.stat().st_size:
-            with open(self.path, "rb") as stream:
-                stream.seek(-1, os.SEEK_END)
-                needs_newline = stream.read(1) != b"\n"
-            if needs_newline:  # a line cut short by a crash: start a fresh line after it
-                with open(self.path, "ab") as stream:
-                    stream.write(b"\n")
+            self._end_last_line()
+
+    def _end_last_line(self) -> None:
+        """Make the file end with a whole line before appending to it.
+
+        A last line without its newline was cut short by a crash (killed mid-write): it is cut
+        off, so that later runs do not warn about it again; its image was never recorded and is
+        explained again. A last line that is a whole entry only lacking the newline gets one.
+        """
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:])
+        except ValueError:
+            logger.info("%s: removing its last line, cut short by an interrupted write (%d bytes)",
+                           self.path, len(data) - start)
+            with open(self.path, "r+b") as stream:
+                stream.truncate(start)
+                stream.flush()
+                os.fsync(stream.fileno())
+            return
+        with open(self.path, "ab") as stream:
+            stream.write(b"\n")
 
     def append(self, entry: dict) -> None:
         line = json.dumps({"version": MANIFEST_VERSION, **entry}, sort_keys=True) + "\n"

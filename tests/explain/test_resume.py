@@ -132,16 +132,37 @@ def test_a_changed_image_is_explained_again(image_dir, tmp_path):
     assert summary["totals"]["explained_now"] == 1 and detector.images > 0
 
 
-def test_manifest_line_cut_short_by_a_crash_is_ignored(image_dir, tmp_path):
+def test_manifest_line_cut_short_by_a_crash_is_ignored_once_then_removed(image_dir, tmp_path, caplog):
     sources = collect_sources([str(image_dir / "scene0.png"), str(image_dir / "scene1.png")])
     out = tmp_path / "out"
     run(sources, CountingDetector(), out)
     manifest = out / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     manifest.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed mid-write
-    summary = run(sources, CountingDetector(), out)
+    with caplog.at_level("WARNING", logger="explain"):
+        summary = run(sources, CountingDetector(), out)
     assert summary["totals"]["explained_now"] == 1 and summary["totals"]["images"] == 2
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{manifest} line 2 is incomplete (interrupted write); ignoring it"]
+    # the torn line is gone, not kept for every later run to warn about
+    assert [json.loads(line)["key"] for line in manifest.read_text().splitlines()] == [
+        json.loads(line)["key"] for line in lines]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="explain"):
+        again = run(sources, CountingDetector(), out)
+    assert again["totals"]["explained_now"] == 0 and caplog.records == []
     assert len(read_manifests(out)) == 2
+
+
+def test_a_last_manifest_line_only_lacking_its_newline_is_kept(image_dir, tmp_path):
+    sources = collect_sources([str(image_dir / "scene0.png"), str(image_dir / "scene1.png")])
+    out = tmp_path / "out"
+    run(sources[:1], CountingDetector(), out)
+    manifest = out / "manifest.jsonl"
+    manifest.write_bytes(manifest.read_bytes().rstrip(b"\n"))  # e.g. edited by hand
+    summary = run(sources, CountingDetector(), out)
+    assert summary["totals"]["explained_now"] == 1
+    assert len(manifest.read_text().splitlines()) == 2 and len(read_manifests(out)) == 2
 
 
 def cli(args):
