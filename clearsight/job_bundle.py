@@ -137,7 +137,8 @@ def _installed_distribution(site: Path) -> tuple[str, str, list[tuple[str, Path]
             if line.startswith("Tag:")]
     if info_dir is None or len(tags) != 1:
         raise DeployError(f"build-wheel: the clearsight distribution in {site} has no usable RECORD or WHEEL "
-                          "file; reinstall it (pip install --force-reinstall '.[aws]' in the clearsight checkout)")
+                          "file; reinstall it (pip install --force-reinstall with the wheel it came from, or '.[aws]' in a "
+                          "clearsight checkout)")
     files = []
     for path in listed:
         top = path.parts[0]
@@ -148,8 +149,8 @@ def _installed_distribution(site: Path) -> tuple[str, str, list[tuple[str, Path]
         located = Path(distribution.locate_file(path))
         if not located.is_file():
             raise DeployError(f"build-wheel: {located}, listed in the RECORD of the installed clearsight, is "
-                              "missing; reinstall it (pip install --force-reinstall '.[aws]' in the clearsight "
-                              "checkout)")
+                              "missing; reinstall it (pip install --force-reinstall with the wheel it came from, or "
+                              "'.[aws]' in a clearsight checkout)")
         files.append((path.as_posix(), located))
     # the packages first, the .dist-info after them: the order wheel builders use
     files.sort(key=lambda item: (item[0].startswith(info_dir + "/"), item[0]))

@@ -173,7 +173,7 @@ def require_sagemaker_sdk(needed_for: str) -> None:
     """Raise ImportError naming the aws extra when the SageMaker Python SDK is not installed."""
     if importlib.util.find_spec("sagemaker") is None:
         raise ImportError(f"{needed_for} needs the SageMaker Python SDK, not installed in this environment: "
-                          "pip install '.[aws]' in the clearsight checkout")
+                          "pip install 'clearsight[aws]' (in a clearsight checkout: '.[aws]')")
 
 
 def default_bucket_name(clients: AwsClients) -> str:

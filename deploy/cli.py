@@ -28,9 +28,9 @@ def _require_modules(modules, needed_for, extra, alternative=""):
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise click.ClickException(
-            "%s needs %s, not installed in this environment (%s): pip install '.[%s]' in the clearsight "
-            "checkout%s"
-            % (needed_for, ", ".join(missing), sys.executable, extra, alternative))
+            "%s needs %s, not installed in this environment (%s): pip install 'clearsight[%s]' (in a "
+            "clearsight checkout: '.[%s]')%s"
+            % (needed_for, ", ".join(missing), sys.executable, extra, extra, alternative))
 
 
 def _split_classes(ctx, param, value):

@@ -154,7 +154,7 @@ class LocalEndpoint(object):
         """Start MMS and the gate, block until a real inference through the gate succeeds."""
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             raise ServeError("java not found: multi-model-server needs a Java runtime "
-                             "(apt-get install openjdk-17-jre-headless, or `make java`)")
+                             "(apt-get install openjdk-17-jre-headless, or `make java` in a clearsight checkout)")
         listener = _listen(self.port or 0)
         self.port = listener.getsockname()[1]
         try:

@@ -413,6 +413,6 @@ def read_clarify_config(path: str | Path, validate: bool = True) -> ClarifySetti
         version = check_against_sdk_schema(data, _IMAGE_VALUES)
         schema_check = (f"passes the analysis-config schema of SageMaker SDK {version}" if version else
                         "not checked against Clarify's schema: the SageMaker SDK is not installed "
-                        "(pip install '.[aws]' in the clearsight checkout adds it)")
+                        "(pip install 'clearsight[aws]' adds it; in a clearsight checkout '.[aws]')")
     settings = parse_clarify_config(data, base_dir=path.parent)
     return ClarifySettings(settings.options, settings.dataset_uri, settings.ignored, schema_check)

@@ -117,7 +117,7 @@ def _check_serve_extra_is_named(console: Path) -> None:
         for command in (["deploy", "serve", "--model", str(model), "--port", str(free_port())],
                         ["deploy", "package", "--model-dir", str(model), "--out", str(Path(scratch) / "m.tar.gz")]):
             run = subprocess.run([str(console), *command], capture_output=True, text=True, cwd=scratch, timeout=120)
-            if run.returncode != 1 or "pip install '.[serve]' in the clearsight checkout" not in run.stderr or "Traceback" in run.stderr:
+            if run.returncode != 1 or "pip install 'clearsight[serve]' (in a clearsight checkout: '.[serve]')" not in run.stderr or "Traceback" in run.stderr:
                 _fail(f"clearsight {' '.join(command[:2])} without the serve extra exited {run.returncode} "
                       f"without naming it:\n{run.stderr[-2000:]}")
 

@@ -98,9 +98,8 @@ class InProcessConnection:
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
             raise PredictorError(f"cannot import serving.handler to run the model in process: {error} "
-                                 "(pip install '.[serve]' in the clearsight checkout adds mxnet; or explain against "
-                                 "an endpoint "
-                                 "serving it)") from None
+                                 "(pip install 'clearsight[serve]' adds mxnet, '.[serve]' in a clearsight "
+                                 "checkout; or explain against an endpoint serving it)") from None
         self._transform_fn = transform_fn
         try:
             self.model = model_fn(str(self.model_dir))

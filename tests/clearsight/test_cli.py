@@ -81,14 +81,15 @@ def test_explain_usage_errors_keep_their_option(tmp_path):
 @pytest.mark.parametrize("command, absent, message", [
     (["deploy", "serve", "--model", "models/shapes-detector"], "sagemaker_inference",
      "Error: deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet) needs sagemaker_inference, "
-     "not installed in this environment ({python}): pip install '.[serve]' in the clearsight checkout and a "
-     "Java runtime\n"),
+     "not installed in this environment ({python}): pip install 'clearsight[serve]' (in a clearsight "
+     "checkout: '.[serve]') and a Java runtime\n"),
     (["deploy", "package", "--model-dir", "models/shapes-detector", "--out", "{tmp}/model.tar.gz"], "mxnet",
      "Error: the check inference (the packed handler run once) needs mxnet, not installed in this environment "
-     "({python}): pip install '.[serve]' in the clearsight checkout, or skip the check with --no-check\n"),
+     "({python}): pip install 'clearsight[serve]' (in a clearsight checkout: '.[serve]'), or skip the "
+     "check with --no-check\n"),
     (["deploy", "package", "--zoo", "yolo3_darknet53_coco", "--out", "{tmp}/model.tar.gz"], "gluoncv",
-     "Error: --zoo needs gluoncv, not installed in this environment ({python}): pip install '.[zoo]' in the "
-     "clearsight checkout\n"),
+     "Error: --zoo needs gluoncv, not installed in this environment ({python}): pip install 'clearsight[zoo]' (in a "
+     "clearsight checkout: '.[zoo]')\n"),
 ])
 def test_deploy_without_its_extra_names_the_extra_to_install(monkeypatch, tmp_path, command, absent, message):
     """The explain-only install has no mxnet, toolkits or MMS: a message, not a ModuleNotFoundError traceback."""
@@ -117,4 +118,4 @@ def test_aws_commands_without_the_sagemaker_sdk_name_the_aws_extra(monkeypatch):
         with pytest.raises(ImportError) as raised:
             call()
         assert str(raised.value) == (f"{needed_for} needs the SageMaker Python SDK, not installed in this "
-                                     "environment: pip install '.[aws]' in the clearsight checkout")
+                                     "environment: pip install 'clearsight[aws]' (in a clearsight checkout: '.[aws]')")

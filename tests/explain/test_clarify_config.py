@@ -495,7 +495,7 @@ def test_without_the_sdk_the_check_is_skipped_with_one_warning(tmp_path, monkeyp
         settings.log_notes()
     assert [record.getMessage() for record in caplog.records if "schema" in record.getMessage()] == [
         "Clarify config not checked against Clarify's schema: the SageMaker SDK is not installed "
-        "(pip install '.[aws]' in the clearsight checkout adds it)"]
+        "(pip install 'clearsight[aws]' adds it; in a clearsight checkout '.[aws]')"]
 
 
 def test_unreadable_and_invalid_files(tmp_path):

@@ -123,9 +123,8 @@ def test_in_process_without_mxnet_names_the_extra(tiny_detector_dir, monkeypatch
     monkeypatch.setitem(sys.modules, "serving.handler", None)  # as if its import of mxnet failed
     with pytest.raises(PredictorError) as raised:
         make_predictor(str(tiny_detector_dir), "detection", TransportConfig())
-    assert str(raised.value).endswith("(pip install '.[serve]' in the clearsight checkout adds mxnet; or explain "
-                                      "against an "
-                                      "endpoint serving it)")
+    assert str(raised.value).endswith("(pip install 'clearsight[serve]' adds mxnet, '.[serve]' in a clearsight "
+                                      "checkout; or explain against an endpoint serving it)")
 
 
 def test_http_predictor_matches_in_process_on_the_real_endpoint(detector_endpoint, tiny_detector_dir):
