@@ -341,13 +341,20 @@ def _damaged_outputs(entry: dict, out_dir: Path) -> list[str]:
 
 def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSource]:
     """``sources`` without the files that earlier runs wrote into ``out_dir`` (their manifests list
-    them: figures found again when --out is the image folder or inside it), with one warning saying
-    how many were left out; the user's own images there stay."""
+    them: figures found again when --out is the image folder or inside it) or left in its staging
+    folders (a killed run's figures), with one warning saying how many were left out; the user's
+    own images there stay."""
     outputs = {os.path.realpath(Path(out_dir) / name)
                for entry in (read_manifests(out_dir) if Path(out_dir).is_dir() else [])
                for name in entry.get("files", []) if isinstance(name, str)}
-    kept = [source for source in sources
-            if source.location.startswith("s3://") or os.path.realpath(source.location) not in outputs]
+    real_out = os.path.realpath(out_dir)
+
+    def staged(location: str) -> bool:
+        parent = os.path.dirname(os.path.realpath(location))
+        return os.path.dirname(parent) == real_out and os.path.basename(parent).startswith(STAGING_PREFIX)
+
+    kept = [source for source in sources if source.location.startswith("s3://")
+            or (os.path.realpath(source.location) not in outputs and not staged(source.location))]
     if len(kept) < len(sources):
         logger.warning("%d image file(s) are outputs an earlier run wrote into --out %s, not images to "
                        "explain: left out", len(sources) - len(kept), str(out_dir))
