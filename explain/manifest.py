@@ -283,8 +283,19 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
     now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - datetime.UTC needs Python 3.11; explain runs on 3.10
     stamp = {"tool": "clearsight", "created": now.isoformat(timespec="seconds"),
              "note": "clearsight writes and deletes only its own files in this folder"}
+    # written in place, not through a temporary file: only its presence counts, so a run killed while
+    # writing it leaves a marked folder, not a temporary that made the folder "not empty" for the next run
     try:
-        atomic_write_bytes(marker, (json.dumps(stamp) + "\n").encode("utf-8"))
+        handle = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except FileExistsError:
+        return  # another run marked it meanwhile
+    except OSError as error:
+        raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write((json.dumps(stamp) + "\n").encode("utf-8"))
+            stream.flush()
+            os.fsync(stream.fileno())
     except OSError as error:
         raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
 

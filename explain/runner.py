@@ -739,9 +739,10 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["totals"]["incomplete"] = list(incomplete)
     if predictor is not None:
         summary["predictor"] = predictor
-    write_analysis(summary, out_dir / "analysis.json")
-    report = out_dir / "report.html"
+    # written in a staging folder, as an image's files are: what a run killed meanwhile leaves, the next removes
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=_staging_prefix()) as staging:
+        write_analysis(summary, Path(staging) / "analysis.json")
+        os.replace(Path(staging) / "analysis.json", out_dir / "analysis.json")
         write_report(summary, Path(staging) / "report.html", files_dir=out_dir)
-        os.replace(Path(staging) / "report.html", report)
+        os.replace(Path(staging) / "report.html", out_dir / "report.html")
     return summary
