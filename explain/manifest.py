@@ -326,17 +326,22 @@ def _plain_file_name(name: object) -> bool:
 
 
 def remove_run_files(out_dir: Path) -> int:
-    """--restart: delete the files the manifests in ``out_dir`` list, then those manifests; returns the count.
+    """--restart: delete the run's analysis.json and report.html, the files the manifests in ``out_dir``
+    list, then those manifests; returns the count.
 
-    Only names the tool recorded (plain file names in ``out_dir``) and manifest files that
-    hold clearsight entries are deleted; anything else in the folder stays.
+    Only the RUN_FILES of a marked folder (``claim_out_dir``: they are clearsight's), names the
+    tool recorded (plain file names in ``out_dir``) and manifest files that hold clearsight
+    entries are deleted; anything else in the folder stays. The report goes first: a restart
+    stopped before its own report leaves none describing the discarded results.
     """
     out_dir = Path(out_dir)
     manifests = sorted(out_dir.glob(MANIFEST_GLOB))
     names = {name for path in manifests for entry in _read_entries(path)
              for name in entry.get("files", []) if _plain_file_name(name)}
+    if (out_dir / OUT_MARKER).is_file():
+        names |= set(RUN_FILES)
     removed = 0
-    for name in sorted(names):
+    for name in sorted(names, key=lambda name: (name not in RUN_FILES, name)):
         path = out_dir / name
         if path.is_file() and not path.is_symlink():
             path.unlink()

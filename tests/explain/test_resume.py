@@ -537,3 +537,15 @@ def test_a_killed_runs_staging_folder_in_an_out_that_is_the_image_folder_is_not_
     assert again["totals"]["images"] == 2 and again["totals"]["explained_now"] == 1
     assert sorted(item["key"] for item in read_manifests(folder)) == ["scene0.png", "scene2.png"]
     assert not staging.exists()
+
+
+def test_a_restart_that_stops_before_its_report_leaves_no_report_of_the_discarded_results(image_dir, tmp_path):
+    # kill26: --restart deleted the outputs and manifests of the earlier run but kept its analysis.json
+    # and report.html; a restart killed (or stopped) before its own report left a report of images
+    # whose figures were gone
+    out = tmp_path / "out"
+    image = str(image_dir / "scene0.png")
+    run([image], CountingDetector(), out)
+    with pytest.raises(EndpointUnavailableError):
+        run([image], CountingDetector(fail_after=0), out, restart=True)
+    assert sorted(path.name for path in out.iterdir()) == [".clearsight-output"]
