@@ -549,3 +549,19 @@ def test_a_restart_that_stops_before_its_report_leaves_no_report_of_the_discarde
     with pytest.raises(EndpointUnavailableError):
         run([image], CountingDetector(fail_after=0), out, restart=True)
     assert sorted(path.name for path in out.iterdir()) == [".clearsight-output"]
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
+def test_workers_with_an_out_that_is_the_image_folder_report_the_images_not_the_outputs(tmp_path, tiny_detector_dir):
+    # kill26: with --workers the parent reported the figures earlier runs wrote into the image folder
+    # as images of the run, "unfinished" (each worker left them out, with one warning each)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(folder / "scene0.png")
+    command = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16", "--num-segments",
+               "4", "--quiet", "--out", folder, "--allow-non-empty-out", folder]
+    assert cli(command).exit_code == 0
+    again = cli([*command, "--workers", "2"])
+    assert again.exit_code == 0, again.output
+    totals = json.loads((folder / "analysis.json").read_text())["totals"]
+    assert (totals["images"], totals["explained_now"], totals.get("unfinished")) == (1, 0, None)
