@@ -48,7 +48,7 @@ from .manifest import (
     settings_digest,
     sha256_bytes,
 )
-from .out_lock import OutDirLock
+from .out_lock import OutDirLock, remove_released_locks
 from .render import (
     classification_file_name,
     heatmap_box_number,
@@ -146,6 +146,13 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
     settings = config.to_dict()
     check_settings(entries, settings_digest(settings), settings, out_dir)
     return entries
+
+
+def _remove_released_locks(out_dir: Path) -> None:
+    """Delete the lock files of earlier runs killed outright (``out_lock.remove_released_locks``)."""
+    removed = remove_released_locks(out_dir)
+    if removed:
+        logger.info("removed %d lock file(s) left by killed runs in %s: %s", len(removed), out_dir, ", ".join(removed))
 
 
 def _host_name() -> str:
@@ -438,6 +445,8 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
 def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainConfig, out_dir: Path,
                 options: RunOptions, started: float, tag: str) -> dict:
     """run_explanations once --out is claimed and locked."""
+    if options.shard.count == 1:  # a whole run: no shard of it starts meanwhile
+        _remove_released_locks(out_dir)
     entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
     settings = config.to_dict()
     digest = settings_digest(settings)

@@ -21,6 +21,7 @@ from .out_lock import OutDirLock
 from .predictors import PredictorStats, TransportConfig, build_predictor
 from .runner import (
     RunOptions,
+    _remove_released_locks,
     _without_outputs,
     check_same_images,
     merge_outputs,
@@ -111,6 +112,7 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     Any exception here (a worker's error, Ctrl-C, RunStopped from SIGTERM or SIGHUP) stops the
     other workers before it propagates: none goes on writing into --out on its own.
     """
+    _remove_released_locks(out_dir)  # before any worker takes its shard's
     if options.restart:
         prepare_out_dir(out_dir, config, True, options.allow_non_empty_out)
     else:  # refused here, before any worker starts: an earlier image's outputs would be replaced

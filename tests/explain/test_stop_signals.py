@@ -328,3 +328,18 @@ def test_a_run_killed_while_writing_a_run_file_leaves_nothing_behind_the_next_ru
     assert again.returncode == 0, again.stderr
     assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == [".clearsight-output"]
     assert json.loads((out / "analysis.json").read_text())["totals"]["images"] == 2
+
+
+@posix_only
+def test_lock_files_left_by_killed_runs_of_other_shards_are_removed_by_the_next_whole_run(tmp_path):
+    # kill26: a --workers 3 worker killed outright (SIGKILL, the OOM killer) leaves its shard's lock file;
+    # only a run of that same shard took it over, so after a resume with other --workers it stayed for good
+    images = scenes(tmp_path / "images", count=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".clearsight-output").write_text("{}\n")
+    (out / ".manifest-shard-2-of-3.jsonl.lock").write_text("pid 999999 on elsewhere since 2026-12-01T00:00:00+00:00\n")
+    with OutDirLock(out, "shard-0-of-2"):  # a run of another shard still going: its lock stays
+        subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(images), str(out), "nothing"], cwd=REPO,
+                       env=environment(), check=True, capture_output=True, timeout=60)
+        assert sorted(path.name for path in out.glob(".*.lock")) == [".manifest-shard-0-of-2.jsonl.lock"]
