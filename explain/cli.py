@@ -353,8 +353,8 @@ def _warn_deprecated_aws_endpoint() -> None:
         help="Explain only shard INDEX (0-based) of COUNT, e.g. on one of several machines "
              "sharing --out; no report (a later run without --shard merges).  [default: all]")
 @option("--restart", is_flag=True, default=False,
-        help="Delete the outputs and manifests of earlier runs in --out (only files their manifests "
-             "list) and explain every image again.  "
+        help="Delete the outputs and manifests of earlier runs in --out (only analysis.json, report.html "
+             "and the files their manifests list) and explain every image again.  "
              "[default: resume: skip images already finished with the same settings]")
 @option("--retry-failed", is_flag=True, default=False,
         help="Try again images an earlier run recorded as failed because of their bytes (not JPEG "

@@ -283,8 +283,19 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
     now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - datetime.UTC needs Python 3.11; explain runs on 3.10
     stamp = {"tool": "clearsight", "created": now.isoformat(timespec="seconds"),
              "note": "clearsight writes and deletes only its own files in this folder"}
+    # written in place, not through a temporary file: only its presence counts, so a run killed while
+    # writing it leaves a marked folder, not a temporary that made the folder "not empty" for the next run
     try:
-        atomic_write_bytes(marker, (json.dumps(stamp) + "\n").encode("utf-8"))
+        handle = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except FileExistsError:
+        return  # another run marked it meanwhile
+    except OSError as error:
+        raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write((json.dumps(stamp) + "\n").encode("utf-8"))
+            stream.flush()
+            os.fsync(stream.fileno())
     except OSError as error:
         raise OutDirWriteError(f"cannot write into --out {out_dir}: {os_reason(error)}") from None
 
@@ -315,17 +326,22 @@ def _plain_file_name(name: object) -> bool:
 
 
 def remove_run_files(out_dir: Path) -> int:
-    """--restart: delete the files the manifests in ``out_dir`` list, then those manifests; returns the count.
+    """--restart: delete the run's analysis.json and report.html, the files the manifests in ``out_dir``
+    list, then those manifests; returns the count.
 
-    Only names the tool recorded (plain file names in ``out_dir``) and manifest files that
-    hold clearsight entries are deleted; anything else in the folder stays.
+    Only the RUN_FILES of a marked folder (``claim_out_dir``: they are clearsight's), names the
+    tool recorded (plain file names in ``out_dir``) and manifest files that hold clearsight
+    entries are deleted; anything else in the folder stays. The report goes first: a restart
+    stopped before its own report leaves none describing the discarded results.
     """
     out_dir = Path(out_dir)
     manifests = sorted(out_dir.glob(MANIFEST_GLOB))
     names = {name for path in manifests for entry in _read_entries(path)
              for name in entry.get("files", []) if _plain_file_name(name)}
+    if (out_dir / OUT_MARKER).is_file():
+        names |= set(RUN_FILES)
     removed = 0
-    for name in sorted(names):
+    for name in sorted(names, key=lambda name: (name not in RUN_FILES, name)):
         path = out_dir / name
         if path.is_file() and not path.is_symlink():
             path.unlink()

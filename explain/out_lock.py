@@ -16,7 +16,7 @@ except ImportError:  # Windows
     fcntl = None
     import msvcrt
 
-__all__ = ["OutDirLock", "lock_file_name"]
+__all__ = ["OutDirLock", "lock_file_name", "remove_released_locks"]
 
 # Windows locks byte ranges: one byte far beyond the holder's line, so that others can still read it.
 _WINDOWS_LOCK_OFFSET = 1 << 20
@@ -89,6 +89,35 @@ class OutDirLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def remove_released_locks(out_dir: str | Path) -> list[str]:
+    """Delete the lock files in ``out_dir`` that no run holds; returns their names.
+
+    A run killed outright (a SIGKILLed worker of ``--workers 3``) leaves its lock file, which only a
+    later run of the same manifest took over: after a resume with other ``--workers`` it stayed for
+    good. Each is locked before it is removed, as ``release`` removes its own, so one that a run
+    holds (this one's included) stays. Called by a whole run before it starts any shard or worker,
+    not by those, which start side by side. POSIX only (Windows cannot remove an open file).
+    """
+    if fcntl is None:
+        return []
+    removed = []
+    for path in sorted(Path(out_dir).glob(".manifest*.jsonl.lock")):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            _lock(fd)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
+                removed.append(path.name)
+        except OSError:
+            pass  # held by a running run, or removed meanwhile
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _lock(fd: int) -> None:

@@ -48,7 +48,7 @@ from .manifest import (
     settings_digest,
     sha256_bytes,
 )
-from .out_lock import OutDirLock
+from .out_lock import OutDirLock, remove_released_locks
 from .render import (
     classification_file_name,
     heatmap_box_number,
@@ -146,6 +146,13 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
     settings = config.to_dict()
     check_settings(entries, settings_digest(settings), settings, out_dir)
     return entries
+
+
+def _remove_released_locks(out_dir: Path) -> None:
+    """Delete the lock files of earlier runs killed outright (``out_lock.remove_released_locks``)."""
+    removed = remove_released_locks(out_dir)
+    if removed:
+        logger.info("removed %d lock file(s) left by killed runs in %s: %s", len(removed), out_dir, ", ".join(removed))
 
 
 def _host_name() -> str:
@@ -341,13 +348,20 @@ def _damaged_outputs(entry: dict, out_dir: Path) -> list[str]:
 
 def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSource]:
     """``sources`` without the files that earlier runs wrote into ``out_dir`` (their manifests list
-    them: figures found again when --out is the image folder or inside it), with one warning saying
-    how many were left out; the user's own images there stay."""
+    them: figures found again when --out is the image folder or inside it) or left in its staging
+    folders (a killed run's figures), with one warning saying how many were left out; the user's
+    own images there stay."""
     outputs = {os.path.realpath(Path(out_dir) / name)
                for entry in (read_manifests(out_dir) if Path(out_dir).is_dir() else [])
                for name in entry.get("files", []) if isinstance(name, str)}
-    kept = [source for source in sources
-            if source.location.startswith("s3://") or os.path.realpath(source.location) not in outputs]
+    real_out = os.path.realpath(out_dir)
+
+    def staged(location: str) -> bool:
+        parent = os.path.dirname(os.path.realpath(location))
+        return os.path.dirname(parent) == real_out and os.path.basename(parent).startswith(STAGING_PREFIX)
+
+    kept = [source for source in sources if source.location.startswith("s3://")
+            or (os.path.realpath(source.location) not in outputs and not staged(source.location))]
     if len(kept) < len(sources):
         logger.warning("%d image file(s) are outputs an earlier run wrote into --out %s, not images to "
                        "explain: left out", len(sources) - len(kept), str(out_dir))
@@ -431,6 +445,8 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
 def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainConfig, out_dir: Path,
                 options: RunOptions, started: float, tag: str) -> dict:
     """run_explanations once --out is claimed and locked."""
+    if options.shard.count == 1:  # a whole run: no shard of it starts meanwhile
+        _remove_released_locks(out_dir)
     entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
     settings = config.to_dict()
     digest = settings_digest(settings)
@@ -732,9 +748,10 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["totals"]["incomplete"] = list(incomplete)
     if predictor is not None:
         summary["predictor"] = predictor
-    write_analysis(summary, out_dir / "analysis.json")
-    report = out_dir / "report.html"
+    # written in a staging folder, as an image's files are: what a run killed meanwhile leaves, the next removes
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=_staging_prefix()) as staging:
+        write_analysis(summary, Path(staging) / "analysis.json")
+        os.replace(Path(staging) / "analysis.json", out_dir / "analysis.json")
         write_report(summary, Path(staging) / "report.html", files_dir=out_dir)
-        os.replace(Path(staging) / "report.html", report)
+        os.replace(Path(staging) / "report.html", out_dir / "report.html")
     return summary

@@ -513,3 +513,55 @@ def test_outputs_damaged_after_writing_are_explained_again(damage, image_dir, tm
     assert summary["totals"]["explained_now"] == 1 and detector.images > 0
     assert "are missing or not the size they were written with; explaining it again" in caplog.text
     assert npz_values(out) == before and objects.stat().st_size > 2
+
+
+def test_a_killed_runs_staging_folder_in_an_out_that_is_the_image_folder_is_not_explained(tmp_path):
+    # kill26: a run SIGKILLed while moving an image's files in leaves its staging folder (figures
+    # included) in --out; with --out the image folder, the next run listed those figures as images,
+    # removed the folder as stale, then recorded them as failed (read) and exited 1
+    from explain.runner import STAGING_PREFIX, _host_name
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(folder / "scene0.png")
+    run([str(folder)], CountingDetector(), folder, allow_non_empty_out=True)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a pid no process has any more
+    staging = folder / f"{STAGING_PREFIX}{dead.pid}@{_host_name()}-k1ll3d"
+    staging.mkdir()
+    Image.fromarray(red_square_scene(seed=1)).save(staging / "scene1.png_objects.jpeg")
+    Image.fromarray(red_square_scene(seed=2)).save(folder / "scene2.png")
+    again = run(collect_sources([str(folder)], output_mark=is_output_mark), CountingDetector(), folder,
+                allow_non_empty_out=True)
+    assert again["totals"]["failed"] == []
+    assert again["totals"]["images"] == 2 and again["totals"]["explained_now"] == 1
+    assert sorted(item["key"] for item in read_manifests(folder)) == ["scene0.png", "scene2.png"]
+    assert not staging.exists()
+
+
+def test_a_restart_that_stops_before_its_report_leaves_no_report_of_the_discarded_results(image_dir, tmp_path):
+    # kill26: --restart deleted the outputs and manifests of the earlier run but kept its analysis.json
+    # and report.html; a restart killed (or stopped) before its own report left a report of images
+    # whose figures were gone
+    out = tmp_path / "out"
+    image = str(image_dir / "scene0.png")
+    run([image], CountingDetector(), out)
+    with pytest.raises(EndpointUnavailableError):
+        run([image], CountingDetector(fail_after=0), out, restart=True)
+    assert sorted(path.name for path in out.iterdir()) == [".clearsight-output"]
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
+def test_workers_with_an_out_that_is_the_image_folder_report_the_images_not_the_outputs(tmp_path, tiny_detector_dir):
+    # kill26: with --workers the parent reported the figures earlier runs wrote into the image folder
+    # as images of the run, "unfinished" (each worker left them out, with one warning each)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(folder / "scene0.png")
+    command = ["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16", "--num-segments",
+               "4", "--quiet", "--out", folder, "--allow-non-empty-out", folder]
+    assert cli(command).exit_code == 0
+    again = cli([*command, "--workers", "2"])
+    assert again.exit_code == 0, again.output
+    totals = json.loads((folder / "analysis.json").read_text())["totals"]
+    assert (totals["images"], totals["explained_now"], totals.get("unfinished")) == (1, 0, None)

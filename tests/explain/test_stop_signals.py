@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -290,3 +291,55 @@ def test_a_repeated_stop_signal_is_ignored_and_warned_about_only_when_late(quiet
             time.sleep(0.1)
     repeats = [record for record in caplog.records if "received while stopping" in record.getMessage()]
     assert [record.levelname for record in repeats] == (["WARNING"] if warned else ["DEBUG"])
+
+
+# Explains the images in argv[1] into argv[2] in process; SIGKILLs itself when it fsyncs a file whose name holds argv[3].
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+from explain.config import ExplainConfig
+from explain.runner import RunOptions, run_explanations
+from tests.explain.test_explainer import red_square_detector
+
+real_fsync = os.fsync
+def fsync(fd):
+    if sys.argv[3] in os.path.basename(os.readlink(f"/proc/self/fd/{fd}")):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_fsync(fd)
+os.fsync = fsync
+run_explanations([sys.argv[1]], red_square_detector, ExplainConfig(num_samples=24, num_segments=6), sys.argv[2],
+                 RunOptions(progress=False))
+"""
+
+
+@posix_only
+@pytest.mark.parametrize("writing", [".clearsight-output", "analysis.json", "report.html"])
+def test_a_run_killed_while_writing_a_run_file_leaves_nothing_behind_the_next_run(writing, tmp_path):
+    # kill26: SIGKILL while analysis.json was written left .analysis.json.<random>.tmp in --out for good;
+    # while a new --out was marked, its temporary made the folder "not empty and not a clearsight
+    # output folder": the next run refused it
+    images = scenes(tmp_path / "images", count=2)
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", KILLED_WHILE_WRITING, str(images), str(out)]
+    killed = subprocess.run([*command, writing], cwd=REPO, env=environment(), capture_output=True, text=True,
+                            timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = subprocess.run([*command, "nothing"], cwd=REPO, env=environment(), capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == [".clearsight-output"]
+    assert json.loads((out / "analysis.json").read_text())["totals"]["images"] == 2
+
+
+@posix_only
+def test_lock_files_left_by_killed_runs_of_other_shards_are_removed_by_the_next_whole_run(tmp_path):
+    # kill26: a --workers 3 worker killed outright (SIGKILL, the OOM killer) leaves its shard's lock file;
+    # only a run of that same shard took it over, so after a resume with other --workers it stayed for good
+    images = scenes(tmp_path / "images", count=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".clearsight-output").write_text("{}\n")
+    (out / ".manifest-shard-2-of-3.jsonl.lock").write_text("pid 999999 on elsewhere since 2026-12-01T00:00:00+00:00\n")
+    with OutDirLock(out, "shard-0-of-2"):  # a run of another shard still going: its lock stays
+        subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(images), str(out), "nothing"], cwd=REPO,
+                       env=environment(), check=True, capture_output=True, timeout=60)
+        assert sorted(path.name for path in out.glob(".*.lock")) == [".manifest-shard-0-of-2.jsonl.lock"]
