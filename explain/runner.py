@@ -61,7 +61,7 @@ from .sharding import Shard, select_shard
 from .sources import ImageSource, collect_sources
 
 __all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "check_same_images", "merge_outputs",
-           "prepare_out_dir", "run_explanations"]
+           "prepare_out_dir", "remove_stale_locks", "run_explanations", "without_earlier_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
     return entries
 
 
-def _remove_released_locks(out_dir: Path) -> None:
+def remove_stale_locks(out_dir: Path) -> None:
     """Delete the lock files of earlier runs killed outright (``out_lock.remove_released_locks``)."""
     removed = remove_released_locks(out_dir)
     if removed:
@@ -346,7 +346,7 @@ def _damaged_outputs(entry: dict, out_dir: Path) -> list[str]:
     return damaged
 
 
-def _without_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSource]:
+def without_earlier_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSource]:
     """``sources`` without the files that earlier runs wrote into ``out_dir`` (their manifests list
     them: figures found again when --out is the image folder or inside it) or left in its staging
     folders (a killed run's figures), with one warning saying how many were left out; the user's
@@ -432,7 +432,7 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     if model_classes:  # names that do not fit the model's own classes: refused before any image
         check_label_headers(config.label_headers, tuple(model_classes))
     out_dir = Path(out_dir)
-    sources = _without_outputs(_as_sources(images), out_dir)
+    sources = without_earlier_outputs(_as_sources(images), out_dir)
     if not sources:
         raise ExplainError("no images to explain")
     started = time.perf_counter()
@@ -446,7 +446,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
                 options: RunOptions, started: float, tag: str) -> dict:
     """run_explanations once --out is claimed and locked."""
     if options.shard.count == 1:  # a whole run: no shard of it starts meanwhile
-        _remove_released_locks(out_dir)
+        remove_stale_locks(out_dir)
     entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
     settings = config.to_dict()
     digest = settings_digest(settings)

@@ -21,12 +21,12 @@ from .out_lock import OutDirLock
 from .predictors import PredictorStats, TransportConfig, build_predictor
 from .runner import (
     RunOptions,
-    _remove_released_locks,
-    _without_outputs,
     check_same_images,
     merge_outputs,
     prepare_out_dir,
+    remove_stale_locks,
     run_explanations,
+    without_earlier_outputs,
 )
 from .sharding import Shard
 from .stop_signals import RunStopped, exit_when_parent_exits, stop_on_signals
@@ -96,7 +96,7 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     # the figures earlier runs wrote (--out the image folder) are no images of this run, in its report either
-    sources = _without_outputs(sources, out_dir)
+    sources = without_earlier_outputs(sources, out_dir)
     # --out is claimed, locked (the run's own manifest; each worker locks its shard's) and --restart
     # applied once, before any worker starts; each worker checks the settings with the class names
     # its predictor knows
@@ -112,7 +112,7 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     Any exception here (a worker's error, Ctrl-C, RunStopped from SIGTERM or SIGHUP) stops the
     other workers before it propagates: none goes on writing into --out on its own.
     """
-    _remove_released_locks(out_dir)  # before any worker takes its shard's
+    remove_stale_locks(out_dir)  # before any worker takes its shard's
     if options.restart:
         prepare_out_dir(out_dir, config, True, options.allow_non_empty_out)
     else:  # refused here, before any worker starts: an earlier image's outputs would be replaced
