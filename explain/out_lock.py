@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 from pathlib import Path
 
 from .errors import OutDirBusyError
@@ -50,7 +51,7 @@ class OutDirLock:
             except OSError as error:
                 raise OutDirWriteError(f"cannot write into --out {self.out_dir}: {os_reason(error)}") from None
             try:
-                _lock(fd)
+                _lock_soon(fd)
             except OSError:
                 holder = _holder(fd)
                 os.close(fd)
@@ -118,6 +119,17 @@ def remove_released_locks(out_dir: str | Path) -> list[str]:
         finally:
             os.close(fd)
     return removed
+
+
+def _lock_soon(fd: int, tries: int = 5, pause: float = 0.02) -> None:
+    """``_lock``, tried again a few times over ~0.1 s: ``remove_released_locks`` holds a stale lock
+    file for the moment it takes to remove it, and a run starting then is not busy."""
+    for _ in range(tries - 1):
+        try:
+            return _lock(fd)
+        except OSError:
+            time.sleep(pause)
+    _lock(fd)
 
 
 def _lock(fd: int) -> None:

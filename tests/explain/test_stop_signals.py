@@ -343,3 +343,28 @@ def test_lock_files_left_by_killed_runs_of_other_shards_are_removed_by_the_next_
         subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(images), str(out), "nothing"], cwd=REPO,
                        env=environment(), check=True, capture_output=True, timeout=60)
         assert sorted(path.name for path in out.glob(".*.lock")) == [".manifest-shard-0-of-2.jsonl.lock"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="stale lock files are removed on POSIX only")
+def test_a_run_starting_while_a_stale_lock_file_is_being_removed_is_not_refused_as_busy(tmp_path):
+    # remove_released_locks holds a stale lock file for the moment it takes to remove it; a run of that
+    # manifest starting in that moment took it for a running run's and was refused as busy
+    import fcntl
+    import threading
+
+    path = tmp_path / ".manifest.jsonl.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def remove_it():
+        path.unlink()
+        os.close(fd)
+
+    remover = threading.Timer(0.03, remove_it)
+    remover.start()
+    try:
+        with OutDirLock(tmp_path) as lock:
+            assert path.read_text().startswith(f"pid {os.getpid()} on ")
+            assert lock.path == path
+    finally:
+        remover.join()
