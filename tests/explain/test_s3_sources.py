@@ -70,3 +70,15 @@ def test_an_output_prefix_under_the_images_is_not_listed(photos, aws, caplog):
     assert f"{photos}/photos/out holds clearsight outputs (a run's manifest" in caplog.text
     assert [source.key for source in collect_sources([f"{photos}/photos/out"], output_mark=is_output_mark)] == [
         "shap_cat.jpg_box1_object.jpeg"]  # named itself: listed
+
+
+@pytest.mark.parametrize("variable, value, reason", [
+    ("AWS_ENDPOINT_URL", "notaurl", "Invalid endpoint: notaurl"),
+    ("AWS_DEFAULT_REGION", "us east", "Provided region_name 'us east' doesn't match a supported format."),
+])
+def test_unusable_s3_settings_are_one_line_naming_the_prefix(photos, monkeypatch, variable, value, reason):
+    # an endpoint URL or a region boto3 cannot make a client for raised ValueError: a traceback
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ExplainError) as error:
+        collect_sources([f"{photos}/photos/"])
+    assert str(error.value) == f"cannot list {photos}/photos/: {reason}"
