@@ -644,3 +644,15 @@ def test_explain_job_checks_the_out_bucket_before_building_its_uploads(aws, monk
     assert result.exit_code == 1, result.output
     assert "Error: upload-code: S3 bucket no-such-out-bucket of --out does not exist" in result.output
     assert built == []
+
+
+@pytest.mark.parametrize("extra, env, reason", [
+    ([], {"AWS_ENDPOINT_URL": "notaurl"}, "Invalid endpoint: notaurl"),
+    (["--endpoint-url", "127.0.0.1:5000"], {}, "Invalid endpoint: 127.0.0.1:5000"),
+])
+def test_explain_job_with_unusable_aws_settings_is_one_line(aws, extra, env, reason):
+    # boto3 refuses them when the clients are made: that was a ValueError traceback
+    result = CliRunner().invoke(clearsight, job_args(aws, *extra), env=env, obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert reason in result.output and "Traceback" not in result.output
+    assert "check --region and the AWS endpoint URL" in result.output
