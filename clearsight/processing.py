@@ -313,6 +313,10 @@ def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) ->
                 break
     except Exception as error:  # noqa: BLE001
         raise DeployError(f"list-images: cannot list {config.images_url}: {error_text(error)}") from error
+    if count == 0 and prefix.lower().endswith(tuple(suffix + "/" for suffix in IMAGE_SUFFIXES)):
+        raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under s3://{bucket}/{prefix}: --images is a "
+                          "prefix (a folder of images), not one image: give its folder, or run `clearsight "
+                          "explain` on one image")
     if count == 0:
         raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under {config.images_url}")
     if count < config.instance_count:

@@ -656,3 +656,17 @@ def test_explain_job_with_unusable_aws_settings_is_one_line(aws, extra, env, rea
     assert result.exit_code == 2, result.output
     assert reason in result.output and "Traceback" not in result.output
     assert "check --region and the AWS endpoint URL" in result.output
+
+
+def test_explain_job_on_one_image_object_says_that_images_is_a_prefix(aws):
+    # "no .jpg/.jpeg/.png objects under s3://BUCKET/images/a.png" while that object exists
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    args = job_args(aws)
+    args[args.index("--images") + 1] = f"s3://{aws.bucket}/images/a.png"
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"Error: no .jpg/.jpeg/.png objects under s3://{aws.bucket}/images/a.png/: --images "
+                             "is a prefix (a folder of images), not one image: give its folder, or run "
+                             "`clearsight explain` on one image\n")
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
