@@ -312,11 +312,28 @@ def _check_images(config: ExplainJobConfig, clients: Any, progress: Progress) ->
             if count >= config.instance_count:
                 break
     except Exception as error:  # noqa: BLE001
-        raise DeployError(f"list-images: {error_text(error)}") from error
+        raise DeployError(f"list-images: cannot list {config.images_url}: {error_text(error)}") from error
+    if count == 0 and prefix.lower().endswith(tuple(suffix + "/" for suffix in IMAGE_SUFFIXES)):
+        raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under s3://{bucket}/{prefix}: --images is a "
+                          "prefix (a folder of images), not one image: give its folder, or run `clearsight "
+                          "explain` on one image")
     if count == 0:
         raise DeployError(f"no {'/'.join(IMAGE_SUFFIXES)} objects under {config.images_url}")
     if count < config.instance_count:
         progress(f"only {count} image(s) for {config.instance_count} instances: some will have nothing to do")
+
+
+def _check_out_bucket(config: ExplainJobConfig, clients: Any) -> None:
+    """Raise DeployError unless the bucket of --out exists and the caller's account owns it."""
+    bucket, _ = _bucket_and_prefix(config.out_url)
+    try:
+        exists = check_bucket_owner(clients, bucket, hint="choose an --out bucket of your account")
+    except DeployError:
+        raise
+    except Exception as error:  # noqa: BLE001 - no network, no credentials: one line
+        raise DeployError(f"upload-code: {error_text(error)}") from error
+    if not exists:
+        raise DeployError(f"upload-code: S3 bucket {bucket} of --out does not exist")
 
 
 def _raise_rolled_back(step: str, error: BaseException, transaction: Transaction) -> None:
@@ -377,14 +394,12 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
     """
     _check_endpoint(config, clients)
     _check_images(config, clients, progress)
+    _check_out_bucket(config, clients)  # before the wheel is built and the wheelhouse downloaded
     uploads = uploads or build_job_uploads(progress=progress)
-    bucket, _ = _bucket_and_prefix(config.out_url)
     transaction = Transaction(progress)
     run_id = transaction.run_id
     step = "upload-code"
     try:
-        if not check_bucket_owner(clients, bucket, hint="choose an --out bucket of your account"):
-            raise DeployError(f"upload-code: S3 bucket {bucket} of --out does not exist")
         code_url, wheelhouse_url = upload_urls(config, uploads)
         _upload_once(clients, code_url, uploads.code, uploads.code_sha256, transaction, progress)
         _upload_once(clients, wheelhouse_url, uploads.wheelhouse, uploads.wheelhouse_sha256, transaction, progress)

@@ -52,7 +52,11 @@ def clients_for(ctx: click.Context, region: str, endpoint_url: str | None) -> Aw
     """The AWS clients of a command; built on the boto3 session in ``ctx.obj`` when a caller injected one (tests)."""
     import boto3  # see resolve_region
 
-    return AwsClients.create(region, endpoint_url, boto_session=ctx.find_object(boto3.Session))
+    try:
+        return AwsClients.create(region, endpoint_url, boto_session=ctx.find_object(boto3.Session))
+    except ValueError as error:  # boto3 refuses an endpoint URL it cannot use when it makes the clients
+        raise click.UsageError(f"{error}: check --region and the AWS endpoint URL (--endpoint-url, "
+                               "AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, ~/.aws/config)") from None
 
 
 def progress_printer(started: float) -> Progress:

@@ -252,8 +252,14 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
     tool's own. An empty or new one is marked. A non-empty folder without the mark is refused
     (ConfigError about --out) unless ``allow_non_empty``; even then, a manifest*.jsonl,
     analysis.json or report.html that clearsight did not write is refused rather than
-    appended to or replaced.
+    appended to or replaced. An S3 location (``s3://...``, which a Path makes ``s3:/...``) is
+    refused: it would be a local folder named ``s3:``.
     """
+    if str(out_dir).startswith("s3:/"):
+        url = "s3://" + str(out_dir)[len("s3:/"):].lstrip("/")
+        raise ConfigError(f"{url} is an S3 location: explain writes into a local folder; give one and copy it "
+                          "to S3 afterwards (aws s3 sync), or run `clearsight explain-job`, whose --out is an "
+                          "S3 prefix", field="out_dir")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise _not_ours(out_dir, "is a file", "give a folder (new, empty or made by clearsight) as --out")

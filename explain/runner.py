@@ -312,7 +312,9 @@ def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_d
     """Raise ConfigError (about --out) before any work when an image to explain has the key of an image
     an earlier run explained into ``out_dir`` from another image that still exists, with other bytes:
     its outputs would silently replace that explanation. The same file with changed bytes, the same
-    bytes from anywhere (a moved folder) and an earlier image that is gone are explained as usual."""
+    bytes from anywhere (a moved folder, a local copy of an S3 object: the bytes are read to compare
+    their sha256 when the fingerprints differ: an ETag is not a sha256) and an earlier image that is gone are
+    explained as usual."""
     explained = explained_entries(entries)
     for source in sources:
         entry = explained.get(source.key)
@@ -320,6 +322,9 @@ def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_d
             continue
         try:
             if entry.get("fingerprint") == source.fingerprint():
+                continue
+            # an S3 object's fingerprint is its ETag, a file's its sha256: compare the bytes (a synced copy)
+            if entry.get("sha256") is not None and entry["sha256"] == sha256_bytes(source.read()):
                 continue
         except (OSError, ExplainError):
             continue  # unreadable now: its own failure is recorded when it is explained

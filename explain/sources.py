@@ -153,10 +153,9 @@ def _list_s3(url: str, endpoint_url: str | None,
     if not bucket:
         raise ExplainError(f"S3 location must look like s3://BUCKET/PREFIX, got {url!r}")
     folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    client = _s3_client(endpoint_url)
     sources, outputs = [], set()
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    try:  # boto3 refuses an endpoint URL or a region it cannot use when the client is made
+        for page in _s3_client(endpoint_url).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if key == prefix and not key.endswith("/"):  # s3://bucket/photos/cat.jpg: one object
@@ -171,7 +170,7 @@ def _list_s3(url: str, endpoint_url: str | None,
                     continue
                 sources.append(ImageSource(relative, f"s3://{bucket}/{key}",
                                            etag=item.get("ETag", "").strip('"'), endpoint_url=endpoint_url))
-    except Exception as error:  # botocore: no credentials, no bucket, no connection
+    except Exception as error:  # botocore: no credentials, no bucket, no connection, a bad endpoint URL
         raise ExplainError(f"cannot list {url}: {error}") from None
     outputs.discard(".")  # the prefix named itself: its images are the user's to explain
     for output in sorted(outputs):

@@ -618,3 +618,55 @@ def test_explain_job_starts_for_an_endpoint_that_answers(aws, status):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "cs-explain-test"
     assert ("sagemaker", "CreateProcessingJob") in aws.calls
+
+
+def test_explain_job_names_an_images_bucket_that_does_not_exist(aws):
+    # the line said "list-images: NoSuchBucket: The specified bucket does not exist", naming no bucket
+    aws.serving_endpoint("shapes-detector")
+    args = job_args(aws)
+    args[args.index("--images") + 1] = "s3://no-such-images-bucket/images"
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert result.output == ("Error: list-images: cannot list s3://no-such-images-bucket/images: NoSuchBucket: "
+                             "The specified bucket does not exist\n")
+
+
+def test_explain_job_checks_the_out_bucket_before_building_its_uploads(aws, monkeypatch):
+    # an --out bucket that does not exist was found only after the wheel was built and the
+    # wheelhouse (about 110 MB) downloaded
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    built = []
+    monkeypatch.setattr("clearsight.processing.build_job_uploads", lambda **kwargs: built.append(kwargs))
+    args = job_args(aws)
+    args[args.index("--out") + 1] = "s3://no-such-out-bucket/explanations"
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert "Error: upload-code: S3 bucket no-such-out-bucket of --out does not exist" in result.output
+    assert built == []
+
+
+@pytest.mark.parametrize("extra, env, reason", [
+    ([], {"AWS_ENDPOINT_URL": "notaurl"}, "Invalid endpoint: notaurl"),
+    (["--endpoint-url", "127.0.0.1:5000"], {}, "Invalid endpoint: 127.0.0.1:5000"),
+])
+def test_explain_job_with_unusable_aws_settings_is_one_line(aws, extra, env, reason):
+    # boto3 refuses them when the clients are made: that was a ValueError traceback
+    result = CliRunner().invoke(clearsight, job_args(aws, *extra), env=env, obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert reason in result.output and "Traceback" not in result.output
+    assert "check --region and the AWS endpoint URL" in result.output
+
+
+def test_explain_job_on_one_image_object_says_that_images_is_a_prefix(aws):
+    # "no .jpg/.jpeg/.png objects under s3://BUCKET/images/a.png" while that object exists
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    args = job_args(aws)
+    args[args.index("--images") + 1] = f"s3://{aws.bucket}/images/a.png"
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"Error: no .jpg/.jpeg/.png objects under s3://{aws.bucket}/images/a.png/: --images "
+                             "is a prefix (a folder of images), not one image: give its folder, or run "
+                             "`clearsight explain` on one image\n")
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls

@@ -309,3 +309,18 @@ def test_a_full_disk_is_one_error_line_and_the_run_resumes(step, target, tmp_pat
     resumed = cli(args(tmp_path, tiny_detector_dir))
     assert resumed.exit_code == 0, resumed.output
     assert (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_s3_out_is_refused_not_written_into_a_local_s3_folder(tmp_path, tiny_detector_dir, monkeypatch, workers):
+    # --out s3://bucket/run was the local folder ./s3:/bucket/run ("results in s3:/bucket/run")
+    monkeypatch.chdir(tmp_path)
+    images = scenes(tmp_path / "images")
+    refused = cli(["--endpoint", tiny_detector_dir, "--task", "detection", "--num-samples", "16", "--quiet",
+                   "--workers", workers, "--out", "s3://bucket/run", images])
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for '--out'" in refused.output
+    assert ("s3://bucket/run is an S3 location: explain writes into a local folder; "
+            "give one and copy it to S3 afterwards (aws s3 sync), or run `clearsight explain-job`, whose --out "
+            "is an S3 prefix") in " ".join(refused.output.split())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images"]

@@ -70,3 +70,37 @@ def test_an_output_prefix_under_the_images_is_not_listed(photos, aws, caplog):
     assert f"{photos}/photos/out holds clearsight outputs (a run's manifest" in caplog.text
     assert [source.key for source in collect_sources([f"{photos}/photos/out"], output_mark=is_output_mark)] == [
         "shap_cat.jpg_box1_object.jpeg"]  # named itself: listed
+
+
+@pytest.mark.parametrize("variable, value, reason", [
+    ("AWS_ENDPOINT_URL", "notaurl", "Invalid endpoint: notaurl"),
+    ("AWS_DEFAULT_REGION", "us east", "Provided region_name 'us east' doesn't match a supported format."),
+])
+def test_unusable_s3_settings_are_one_line_naming_the_prefix(photos, monkeypatch, variable, value, reason):
+    # an endpoint URL or a region boto3 cannot make a client for raised ValueError: a traceback
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ExplainError) as error:
+        collect_sources([f"{photos}/photos/"])
+    assert str(error.value) == f"cannot list {photos}/photos/: {reason}"
+
+
+@pytest.mark.parametrize("first_from_s3", [True, False])
+def test_the_same_bytes_from_s3_and_from_a_local_copy_share_an_out(photos, aws, tmp_path, tiny_detector_dir,
+                                                                   first_from_s3):
+    # an S3 image's fingerprint is its ETag, a file's its sha256: a synced copy of the same bytes was
+    # refused as "another image with the same name" that "would replace" the earlier explanation
+    from click.testing import CliRunner
+
+    from explain.cli import main
+
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "cat.jpg").write_bytes(png())
+    locations = [f"{photos}/photos/cat.jpg", str(tmp_path / "copy" / "cat.jpg")]
+    if not first_from_s3:
+        locations.reverse()
+    for location in locations:
+        result = CliRunner().invoke(main, ["--endpoint", str(tiny_detector_dir), "--task", "detection", "--quiet",
+                                           "--num-samples", "16", "--num-segments", "4", "--out",
+                                           str(tmp_path / "out"), location], prog_name="python -m explain")
+        assert result.exit_code == 0, result.output
+    assert "explained 1 image(s)" in result.output
