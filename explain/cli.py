@@ -39,7 +39,7 @@ from .config import (
     ExplainConfig,
     names_one_s3_object,
 )
-from .errors import ConfigError, EndpointAccessError, ExplainError
+from .errors import ConfigError, EndpointAccessError, ExplainError, ImageListingError
 from .images import decode_image
 from .manifest import is_output_mark, os_reason
 from .predictors import (
@@ -213,6 +213,8 @@ def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
     """IMAGE arguments -> ImageSource list: files, folders (recursive jpg/jpeg/png), s3:// prefixes."""
     try:
         return collect_sources(list(values), output_mark=is_output_mark)  # an --out inside a folder
+    except ImageListingError as error:  # S3 unreachable, no credentials: a failure (exit 1), not a usage error
+        raise click.ClickException(str(error)) from None
     except ExplainError as error:
         raise click.BadParameter(str(error), ctx, param) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["ExplainError", "ConfigError", "UnknownSettingError", "PredictorError", "EndpointUnavailableError",
-           "EndpointAccessError", "OutDirBusyError"]
+           "EndpointAccessError", "ImageListingError", "OutDirBusyError"]
 
 
 class ExplainError(Exception):
@@ -38,6 +38,12 @@ class EndpointUnavailableError(PredictorError):
 class EndpointAccessError(PredictorError):
     """The endpoint cannot be called from here at all: no AWS credentials, credentials it refuses, no
     region, no such SageMaker endpoint. No image's fault: the run stops at the first one."""
+
+
+class ImageListingError(ExplainError):
+    """The images of an S3 prefix could not be listed for a reason other than the location given: no
+    connection, no credentials, access refused, an unusable endpoint URL or region. (A bucket that does
+    not exist is the location's fault: a plain ExplainError.)"""
 
 
 class OutDirBusyError(ExplainError):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ExplainError
+from .errors import ExplainError, ImageListingError
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "unique_sources", "output_stem",
            "ENDPOINT_URL_ENV", "read_s3_object"]
@@ -171,7 +171,8 @@ def _list_s3(url: str, endpoint_url: str | None,
                 sources.append(ImageSource(relative, f"s3://{bucket}/{key}",
                                            etag=item.get("ETag", "").strip('"'), endpoint_url=endpoint_url))
     except Exception as error:  # botocore: no credentials, no bucket, no connection, a bad endpoint URL
-        raise ExplainError(f"cannot list {url}: {error}") from None
+        problem = ExplainError if _error_code(error) == "NoSuchBucket" else ImageListingError
+        raise problem(f"cannot list {url}: {error}") from None
     outputs.discard(".")  # the prefix named itself: its images are the user's to explain
     for output in sorted(outputs):
         _warn_output_folder(f"s3://{bucket}/{folder}{output}")

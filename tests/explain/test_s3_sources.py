@@ -104,3 +104,25 @@ def test_the_same_bytes_from_s3_and_from_a_local_copy_share_an_out(photos, aws, 
                                            str(tmp_path / "out"), location], prog_name="python -m explain")
         assert result.exit_code == 0, result.output
     assert "explained 1 image(s)" in result.output
+
+
+def test_s3_it_cannot_reach_is_a_failure_and_a_bucket_that_does_not_exist_a_usage_error(photos, monkeypatch,
+                                                                                         tmp_path):
+    # a listing that failed for want of a connection exited 2 ("Invalid value for IMAGES"), as a bad
+    # argument does; scripts retry exit 1, not 2
+    from click.testing import CliRunner
+
+    from explain.cli import main
+
+    def explain(location):
+        return CliRunner().invoke(main, ["--endpoint", "http://127.0.0.1:9", "--task", "detection", "--quiet",
+                                         "--out", str(tmp_path / "out"), location], prog_name="python -m explain")
+
+    missing = explain("s3://no-such-bucket-here/photos/")
+    assert missing.exit_code == 2 and "Invalid value for '[IMAGES]...': cannot list s3://no-such-bucket-here/photos/: " \
+        "An error occurred (NoSuchBucket)" in " ".join(missing.stderr.split())
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    unreachable = explain(f"{photos}/photos/")
+    assert unreachable.exit_code == 1
+    assert unreachable.stderr.startswith(f"Error: cannot list {photos}/photos/: Could not connect to the endpoint URL")
