@@ -58,7 +58,7 @@ from .render import (
 )
 from .report import build_image_summary, build_run_summary, write_analysis, write_report
 from .sharding import Shard, select_shard
-from .sources import ImageSource, collect_sources
+from .sources import ImageSource, OversizedImageError, collect_sources
 
 __all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "check_same_images", "merge_outputs",
            "prepare_out_dir", "remove_stale_locks", "run_explanations", "without_earlier_outputs"]
@@ -514,6 +514,8 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
         source = sources[position]
         try:
             data = source.read()
+        except OversizedImageError as error:  # listed with the bad images; checked again (its size only) on resume
+            return position, None, _failure(source, "image", str(error))
         except ExplainError as error:
             return position, None, _failure(source, "read", str(error))
         try:

@@ -13,12 +13,16 @@ from pathlib import Path, PurePosixPath
 
 from .errors import ExplainError, ImageListingError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_STEM_BYTES", "ImageSource", "collect_sources", "unique_sources", "output_stem",
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_FILE_BYTES", "MAX_STEM_BYTES", "ImageSource", "OversizedImageError", "collect_sources", "unique_sources", "output_stem",
            "ENDPOINT_URL_ENV", "read_s3_object"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# The largest image file read (its size from the file system or the S3 object's Content-Length, before
+# any byte is read): a 40-megapixel image (images.MAX_IMAGE_PIXELS) is at most ~120 MB as 8-bit RGB PNG;
+# a file of gigabytes named .jpg would otherwise be read whole into memory before its header was seen.
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
 # Deprecated (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which boto3 reads itself): still honoured.
 ENDPOINT_URL_ENV = "CLEARSIGHT_AWS_ENDPOINT_URL"
 # Longest output stem in UTF-8 bytes: the longest output name, shap_<stem>_box1000_object.jpeg,
@@ -28,6 +32,10 @@ _HASH_CHARS = 12  # hex digits of sha256(key) that make a shortened or ambiguous
 _HASHED_TAIL = re.compile(r"-[0-9a-f]{%d}" % _HASH_CHARS)  # how a shortened stem ends
 # A path component that can appear in a stem as it is starts with a letter, a digit or "_".
 _PLAIN_COMPONENT = re.compile(r"\w.*", re.UNICODE)
+
+
+class OversizedImageError(ExplainError):
+    """An image file larger than MAX_IMAGE_FILE_BYTES: refused before it is read (the image's fault)."""
 
 
 @dataclass(frozen=True)
@@ -50,17 +58,33 @@ class ImageSource:
         return output_stem(self.key)
 
     def read(self) -> bytes:
-        """The image file's bytes; raises ExplainError naming the location."""
+        """The image file's bytes; raises ExplainError naming the location, OversizedImageError (before
+        reading any byte) for a file of more than MAX_IMAGE_FILE_BYTES."""
         if self.location.startswith("s3://"):
             bucket, _, object_key = self.location[len("s3://"):].partition("/")
             try:
-                return _s3_client(self.endpoint_url).get_object(Bucket=bucket, Key=object_key)["Body"].read()
+                response = _s3_client(self.endpoint_url).get_object(Bucket=bucket, Key=object_key)
+                try:
+                    self._check_size(response.get("ContentLength", 0))
+                    return response["Body"].read()
+                finally:
+                    response["Body"].close()
+            except OversizedImageError:
+                raise
             except Exception as error:  # botocore errors: name the object
                 raise ExplainError(f"cannot read image {self.location!r}: {error}") from None
         try:
-            return Path(self.location).read_bytes()
+            with open(self.location, "rb") as stream:
+                self._check_size(os.fstat(stream.fileno()).st_size)
+                return stream.read()
         except OSError as error:
             raise ExplainError(f"cannot read image {self.location!r}: {error.strerror or error}") from None
+
+    def _check_size(self, size: int) -> None:
+        if size > MAX_IMAGE_FILE_BYTES:
+            raise OversizedImageError(f"cannot read image {self.location!r}: a file of {size:,} bytes, more than "
+                                      f"the {MAX_IMAGE_FILE_BYTES:,} explain reads (an image of 40,000,000 "
+                                      "pixels needs less); downscale it first")
 
     def fingerprint(self, data: bytes | None = None) -> str:
         """What tells a changed image: sha256 of the bytes (local), the ETag (S3, no download)."""

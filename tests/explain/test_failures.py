@@ -450,3 +450,20 @@ def test_a_target_overlapped_by_a_stronger_detection_of_its_class_is_named_in_th
     assert [warning.split(")")[0] for warning in warnings if "on the same image" in warning] == [
         "target 1 (0, score 0.700"]
     assert "another detection of its class overlaps its box" in warnings[-1]
+
+
+def test_an_image_file_too_large_to_be_one_is_refused_before_it_is_read(tmp_path):
+    # a file of gigabytes named .jpg was read whole into memory before its header said it was no image
+    from explain.sources import MAX_IMAGE_FILE_BYTES
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(GOOD)
+    with open(folder / "huge.jpg", "wb") as sparse:  # takes no disk space
+        sparse.truncate(MAX_IMAGE_FILE_BYTES + 1)
+    summary = run(collect_sources([str(folder)]), tmp_path / "out")
+    assert [item["stem"] for item in summary["images"]] == ["good.png"]
+    assert [(item["key"], item["kind"], item["reason"]) for item in summary["totals"]["failed"]] == [
+        ("huge.jpg", "image", f"cannot read image '{folder / 'huge.jpg'}': a file of 268,435,457 bytes, more than "
+                              "the 268,435,456 explain reads (an image of 40,000,000 pixels needs less); downscale "
+                              "it first")]

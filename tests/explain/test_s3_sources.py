@@ -126,3 +126,18 @@ def test_s3_it_cannot_reach_is_a_failure_and_a_bucket_that_does_not_exist_a_usag
     unreachable = explain(f"{photos}/photos/")
     assert unreachable.exit_code == 1
     assert unreachable.stderr.startswith(f"Error: cannot list {photos}/photos/: Could not connect to the endpoint URL")
+
+
+def test_an_s3_object_too_large_to_be_an_image_is_refused_from_its_content_length(photos, monkeypatch):
+    from explain import sources
+    from explain.sources import OversizedImageError
+
+    (source,) = collect_sources([f"{photos}/photos/cat.jpg"])
+    monkeypatch.setattr(sources, "MAX_IMAGE_FILE_BYTES", len(png()) - 1)
+    with pytest.raises(OversizedImageError) as refused:
+        source.read()
+    assert str(refused.value) == (f"cannot read image '{photos}/photos/cat.jpg': a file of {len(png()):,} bytes, "
+                                  f"more than the {len(png()) - 1:,} explain reads (an image of 40,000,000 pixels "
+                                  "needs less); downscale it first")
+    monkeypatch.setattr(sources, "MAX_IMAGE_FILE_BYTES", len(png()))
+    assert source.read() == png()
