@@ -20,6 +20,7 @@ from serving.codecs import rgb_pixels  # the endpoint's mode handling: one defin
 
 from .errors import ExplainError
 from .image_warnings import warn_about_image
+from .sources import ImageSource
 
 __all__ = ["MAX_IMAGE_PIXELS", "decode_image", "load_image"]
 
@@ -102,9 +103,6 @@ def decode_image(data: bytes, location: str, max_pixels: int = MAX_IMAGE_PIXELS)
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read a JPEG or PNG file as (H, W, 3) uint8 RGB; raises ExplainError naming the file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise ExplainError(f"cannot read image {str(path)!r}: {error}") from error
-    return decode_image(data, str(path))
+    """Read a JPEG or PNG file as (H, W, 3) uint8 RGB; raises ExplainError naming the file (a file
+    of more than sources.MAX_IMAGE_FILE_BYTES is refused before it is read)."""
+    return decode_image(ImageSource(Path(path).name, str(path)).read(), str(path))

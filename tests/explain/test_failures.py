@@ -467,3 +467,13 @@ def test_an_image_file_too_large_to_be_one_is_refused_before_it_is_read(tmp_path
         ("huge.jpg", "image", f"cannot read image '{folder / 'huge.jpg'}': a file of 268,435,457 bytes, more than "
                               "the 268,435,456 explain reads (an image of 40,000,000 pixels needs less); downscale "
                               "it first")]
+
+
+def test_the_python_api_refuses_an_image_file_too_large_to_be_one_before_reading_it(tmp_path):
+    from explain.images import load_image
+    from explain.sources import MAX_IMAGE_FILE_BYTES, OversizedImageError
+
+    with open(tmp_path / "huge.png", "wb") as sparse:
+        sparse.truncate(MAX_IMAGE_FILE_BYTES + 1)
+    with pytest.raises(OversizedImageError, match=r"huge\.png': a file of 268,435,457 bytes, more than"):
+        load_image(tmp_path / "huge.png")
