@@ -384,7 +384,7 @@ class ManifestWriter:
             json.loads(data[start:])
         except ValueError:
             logger.info("%s: removing its last line, cut short by an interrupted write (%d bytes)",
-                           self.path, len(data) - start)
+                        self.path, len(data) - start)
             with open(self.path, "r+b") as stream:
                 stream.truncate(start)
                 stream.flush()
