@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 
 from .errors import ExplainError, ImageListingError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_FILE_BYTES", "MAX_STEM_BYTES", "ImageSource", "OversizedImageError", "collect_sources", "unique_sources", "output_stem",
-           "ENDPOINT_URL_ENV", "read_s3_object"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_FILE_BYTES", "MAX_STEM_BYTES", "ImageSource", "OversizedImageError",
+           "collect_sources", "unique_sources", "output_stem", "ENDPOINT_URL_ENV", "read_s3_object"]
 
 logger = logging.getLogger(__name__)
 
