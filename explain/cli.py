@@ -527,8 +527,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
 @contextlib.contextmanager
 def _click_errors(ctx: click.Context, endpoints: list[str], out_dir: Path | None, usage_default: str | None = None):
     """The run's errors as click's: a setting (usage error, naming ``usage_default`` when the error names no
-    option), an endpoint this machine cannot call, any other ExplainError, and, with ``out_dir``, an
-    OSError (writing there)."""
+    option), an endpoint this machine cannot call, any other ExplainError (control characters escaped: it
+    may quote an endpoint's answer), and, with ``out_dir``, an OSError (writing there)."""
     try:
         yield
     except ConfigError as error:
@@ -536,7 +536,7 @@ def _click_errors(ctx: click.Context, endpoints: list[str], out_dir: Path | None
     except EndpointAccessError as error:
         raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(printable(str(error))) from None
     except OSError as error:
         if out_dir is None:
             raise
@@ -549,7 +549,7 @@ def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
     where its SageMaker endpoint name came from, and the --endpoint-map entry that sends it elsewhere."""
     names = [endpoint[len(SAGEMAKER_PREFIX):] for endpoint in endpoints if endpoint.startswith(SAGEMAKER_PREFIX)]
     if not names:
-        return click.ClickException(str(error))
+        return click.ClickException(printable(str(error)))
     source = ctx.get_parameter_source("endpoint")
     if source == click.core.ParameterSource.DEFAULT_MAP and ctx.meta.get(_CLARIFY_META) is not None:
         origin = "the Clarify config's predictor.endpoint_name"
@@ -559,7 +559,8 @@ def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
         origin = "--endpoint"
     listed = ", ".join(names)
     return click.ClickException(
-        f"{error}. {listed} (from {origin}) was resolved as a SageMaker endpoint name, called through AWS, because "
+        f"{printable(str(error))}. {listed} (from {origin}) was resolved as a SageMaker endpoint name, called "
+        "through AWS, because "
         f"no --endpoint-map entry names it; --endpoint-map {names[0]}=URL (e.g. http://127.0.0.1:8080) sends it "
         "to a local endpoint instead. The run stopped at its first image; no image was recorded as failed")
 

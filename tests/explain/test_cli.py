@@ -288,6 +288,20 @@ def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
         "the request with HTTP 400: expected (N, H, W, 3) uint8")  # the same reason once, with its count
     assert "Traceback" not in result.output
 
+def test_an_endpoints_error_text_reaches_the_terminal_with_control_characters_escaped(image_dir, tmp_path):
+    """The endpoint's own text in the error that ends the run: an escape sequence (here one that retitles
+    the terminal window) or a newline in it is shown escaped, as the log line above it shows it."""
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_status = 400
+        endpoint.fail_message = "bad\x1b]0;owned\x07 input\nError: fake"
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: no image could be explained: 2 failed: 2 images: endpoint {endpoint.url}/invocations rejected "
+        "the request with HTTP 400: bad\\x1b]0;owned\\x07 input\\nError: fake")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+
+
 
 def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
     with FakeEndpoint() as endpoint:
