@@ -251,7 +251,9 @@ dt { font-weight: bold; } dd { margin: 0; }
 
 
 def _escape(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: HTML-escaped, a lone surrogate (a file name's byte that is not UTF-8, as Python
+    decodes it) written as ``\\udcff``, which UTF-8 cannot encode."""
+    return html.escape(str(value).encode("utf-8", "backslashreplace").decode("utf-8"), quote=True)
 
 
 def _href(name: str) -> str:

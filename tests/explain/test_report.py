@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import unquote
@@ -294,6 +295,29 @@ def test_failed_images_are_listed_with_their_error(odd_run, tmp_path):
     text = page_text(tmp_path / "report.html")
     assert "2 image(s) could not be explained and were skipped:" in text
     assert "c.pngcannot read image" in text and "s3://bucket/a <b>.pngHTTP 500: model crashed" in text
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped_and_the_run_writes_its_report(tmp_path):
+    """A Latin-1 name (bytes b'caf\\xe9.png': Python names it with a surrogate, 'caf\\udce9.png') was explained,
+    then writing report.html failed with UnicodeEncodeError and the run ended in a traceback."""
+    images = tmp_path / "images"
+    images.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    try:
+        Image.fromarray(big_scene(0)).save(images / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    (images / os.fsdecode(b"broken\xff.png")).write_bytes(b"not an image")
+    config = ExplainConfig(num_samples=24, num_segments=6)
+    summary = run_explanations([images], big_detector, config, tmp_path / "out", RunOptions(progress=False),
+                               label_headers=["square", "corner"])
+    assert [item["image"] for item in summary["images"]] == [str(images / name)]
+    assert [item["stem"] for item in summary["images"]] == ["caf_.png-" + summary["images"][0]["stem"][-12:]]
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text(encoding="utf-8"))
+    assert analysis["images"][0]["image"] == str(images / name)  # a program gets the name back as Python has it
+    text = page_text(tmp_path / "out" / "report.html")
+    assert f"{images}/caf\\udce9.png: 256x256 px" in text
+    assert f"{images}/broken\\udcff.png" + f"cannot read image '{images}/broken\\udcff.png'" in text
 
 
 # --------------------------------------------------------------------------------------
