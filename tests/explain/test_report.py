@@ -320,6 +320,25 @@ def test_a_file_name_that_is_not_utf8_is_shown_escaped_and_the_run_writes_its_re
     assert f"{images}/broken\\udcff.png" + f"cannot read image '{images}/broken\\udcff.png'" in text
 
 
+def test_bidirectional_controls_in_names_are_shown_escaped_not_obeyed(tmp_path):
+    """A right-to-left override (U+202E) in a file or class name reversed the rest of its line on the page:
+    'x\\u202ebroken.png' read 'xgnp.nekorb'. Such controls (U+202A-U+202E, U+2066-U+2069) are shown as
+    escapes; right-to-left letters stay as they are."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(big_scene(0)).save(images / "cat\u202egnp.god.png")
+    (images / "x\u2066broken\u202e.png").write_bytes(b"not an image")
+    config = ExplainConfig(num_samples=24, num_segments=6)
+    run_explanations([images], big_detector, config, tmp_path / "out", RunOptions(progress=False),
+                     label_headers=["sq\u202aerau", "שלום"])
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert not set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") & set(page)
+    text = page_text(tmp_path / "out" / "report.html")
+    assert f"{images}/cat\\u202egnp.god.png: 256x256 px" in text
+    assert f"{images}/x\\u2066broken\\u202e.png" in text
+    assert "box 1: sq\\u202aerau 1.000" in text and "box 2: שלום 0.600" in text
+
+
 # --------------------------------------------------------------------------------------
 # in a real browser
 # --------------------------------------------------------------------------------------
