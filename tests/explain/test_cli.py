@@ -664,6 +664,10 @@ def test_network_options_with_an_in_process_model_warn_and_are_marked_not_applie
     ("\x1b[2Jclear.png", "\\x1b[2Jclear.png"),  # would clear the terminal
     ("tab\tcr\r\x7f\x9b.png", "tab\\tcr\\r\\x7f\\x9b.png"),
     ("café 猫.png", "café 猫.png"),  # printable non-ASCII stays
+    ("x\u202ebroken.png", "x\\u202ebroken.png"),  # a right-to-left override: 'xgnp.nekorb' on a bidi terminal
+    ("a\u2066b\u2069.png", "a\\u2066b\\u2069.png"),  # isolates
+    ("line\u2028sep\u2029.png", "line\\u2028sep\\u2029.png"),  # line breaks to str.splitlines and log viewers
+    ("שלום.png", "שלום.png"),  # right-to-left letters stay
 ])
 def test_names_reach_the_terminal_with_control_characters_escaped(name, shown):
     """Review 17, F11: a name quoted by a log line is escaped; the message's own text is not."""
