@@ -230,9 +230,10 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 
 
 def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = None) -> click.BadParameter:
-    """A ConfigError as click's usage error (exit 2), against its option (else ``default``'s)."""
+    """A ConfigError as click's usage error (exit 2), against its option (else ``default``'s); control
+    characters in it (a class name from a file or a Clarify config) escaped."""
     param = _option_for(ctx, error) or (_option_named(ctx, default) if default else None)
-    return click.BadParameter(str(error), ctx, param)
+    return click.BadParameter(printable(str(error)), ctx, param)
 
 
 def _images_from_config(ctx: click.Context) -> list:

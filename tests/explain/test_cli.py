@@ -339,6 +339,18 @@ def test_label_headers_that_do_not_fit_a_model_folders_classes_are_a_usage_error
     assert not (tmp_path / "out").exists()
 
 
+def test_a_usage_error_quotes_class_names_with_control_characters_escaped(image_dir, tmp_path, tiny_detector_dir):
+    """Class names from a file (or a Clarify config) someone else wrote: an escape sequence in one reached the
+    terminal raw in the usage error that names them."""
+    names = tmp_path / "names.txt"
+    names.write_text("circle\x1b]0;owned\x07\nsquare\n", encoding="utf-8")
+    result = run_cli(base_args(image_dir, tmp_path, tiny_detector_dir) + FAST + ["--label-headers", names])
+    assert result.exit_code == 2, result.output
+    assert ("label_headers has 2 name(s) (circle\\x1b]0;owned\\x07, square) but the model names 3 classes"
+            in " ".join(result.output.split())), result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+
+
 def test_label_headers_that_do_not_fit_a_classifiers_answer_are_a_usage_error(image_dir, tmp_path):
     """An endpoint says how many classes it has with its first answer: the run stops there."""
     with FakeEndpoint("classification") as endpoint:  # 4 classes
