@@ -591,12 +591,19 @@ def _option_named(ctx: click.Context, name: str) -> click.Parameter:
 
 def _finish(summary: dict, out_dir: Path, allow_partial: bool, merge_hint: str) -> None:
     """Print the summary; exit 1 when an image failed, unless ``allow_partial``."""
-    click.echo(_summary_text(summary, out_dir, merge_hint))
+    _echo_encodable(_summary_text(summary, out_dir, merge_hint))
     failed = summary.get("totals", summary).get("failed") or []
     if failed and not allow_partial:
         raise click.ClickException(
             f"{len(failed)} image(s) failed (listed above and in analysis.json); the others were explained. "
             "Add --allow-partial to exit 0 on such runs")
+
+
+def _echo_encodable(text: str) -> None:
+    """``text`` on stdout, what its encoding cannot write (a Latin-1 terminal: '猫' in a name; a name's byte
+    that is not UTF-8) as backslash escapes (``\\u732b``, ``\\udcff``), as stderr writes it."""
+    encoding = getattr(click.get_text_stream("stdout"), "encoding", None) or "utf-8"
+    click.echo(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _summary_text(summary: dict, out_dir: Path, merge_hint: str) -> str:

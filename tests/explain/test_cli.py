@@ -697,6 +697,20 @@ def test_names_reach_the_terminal_with_control_characters_escaped(name, shown):
     assert TerminalFormatter(LOG_FORMAT).format(as_path) == f"WARNING explain.sources: {shown} is skipped"
 
 
+def test_a_name_that_stdout_cannot_encode_is_listed_escaped_not_a_crash(image_dir, tmp_path):
+    """A Latin-1 terminal (LANG=de_DE.ISO-8859-1, PYTHONIOENCODING=latin-1, a cp1252 console): the summary
+    naming a failed image '猫.png' raised UnicodeEncodeError after the run, a traceback and exit 1 instead
+    of the summary; the name is written with backslash escapes, as the log line on stderr writes it."""
+    (image_dir / "broken 猫 café.png").write_bytes(b"not a png")
+    with FakeEndpoint("detection") as endpoint:
+        result = CliRunner(charset="latin-1").invoke(
+            main, [str(arg) for arg in base_args(image_dir, tmp_path, endpoint.url) + FAST + ["--allow-partial"]],
+            prog_name="python -m explain")
+    assert result.exit_code == 0, result.output
+    assert f"  {image_dir}/broken \\u732b café.png: image: cannot read image " in result.stdout
+    assert result.stdout.splitlines()[-1] == f"results in {tmp_path / 'out'} (report: {tmp_path / 'out' / 'report.html'})"
+
+
 def test_a_failed_images_name_is_listed_with_control_characters_escaped(image_dir, tmp_path):
     (image_dir / "evil\n\x1b[2J.png").write_bytes(b"not a png")
     with FakeEndpoint("detection") as endpoint:
