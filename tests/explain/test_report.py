@@ -386,6 +386,52 @@ def test_chromium_resolves_the_links_beside_the_report(odd_run):
         assert resolved.is_file() and resolved.name == link["text"]
 
 
+# names that would run a script or open a link if a page wrote them as markup
+HOSTILE_FOLDER = "\"><img src=x onerror=\"window.pwned='folder'\">"
+HOSTILE_FILES = ("<script>window.pwned='file'</script>.png", "javascript:window.pwned='link';.png",
+                 "\"><svg onload=window.pwned='svg'>&amp;`tick`\u2028.png")
+HOSTILE_LABELS = ("<script>window.pwned='label'</script>", "\"><img src=x onerror=window.pwned='label2'>")
+
+
+@pytest.mark.integration
+def test_chromium_runs_no_script_of_a_hostile_name_and_shows_it_as_text(tmp_path):
+    """File, folder and class names, the endpoint and a failure's message are text on the page: no
+    attacker script runs, nothing is fetched, and each reads as it was given."""
+    from tests.browser import HeadlessChromium, page_url
+
+    images = tmp_path / HOSTILE_FOLDER
+    images.mkdir()
+    for seed, name in enumerate(HOSTILE_FILES):  # the '/' of '</script>' makes a sub-folder
+        (images / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(big_scene(seed)).save(images / name)
+    (images / "<b>broken<").mkdir()
+    (images / "<b>broken</b>.png").write_bytes(b"<script>window.pwned='bytes'</script>")
+
+    def predict(batch):
+        return big_detector(batch)
+
+    predict.stats = {"endpoint": "http://x/<script>window.pwned='endpoint'</script>", "transport": "http",
+                     "requests": 0, "retries": 0, "bytes_sent": 0}
+    run_explanations([images], predict, ExplainConfig(num_samples=24, num_segments=6), tmp_path / "out",
+                     RunOptions(progress=False), label_headers=HOSTILE_LABELS)
+    with HeadlessChromium() as browser:
+        session = browser.open_page(page_url(tmp_path / "out" / "report.html"), 1280)
+        result = browser.check_page(session)
+        probe = browser.send("Runtime.evaluate", {"expression": "[document.title, String(window.pwned)]",
+                                                  "returnByValue": True}, session=session)
+    assert probe["result"]["value"] == ["clearsight explanation report", "undefined"]
+    assert result["errors"] == []
+    assert [url for url in result["requests"] if not url.startswith("data:image/jpeg;base64,")] == [
+        page_url(tmp_path / "out" / "report.html")]
+    text = result["text"]
+    for name in (f"{images}/{HOSTILE_FILES[0]}", f"{images}/{HOSTILE_FILES[1]}", *HOSTILE_LABELS,
+                 f"{images}/<b>broken</b>.png", "http://x/<script>window.pwned='endpoint'</script> (http)"):
+        assert name in text, name
+    beside = page_url(tmp_path / "out") + "/"  # every link is a file beside the page, or a place on it
+    assert all(link["resolved"].startswith(beside) for link in result["links"]), result["links"]
+    assert any(link["text"].startswith("javascript:") for link in result["links"])
+
+
 def test_too_few_model_calls_show_unknown_standard_errors(tmp_path):
     # 12 samples for about 6 segments: fewer than 2 S + 2 (so refinement gets none of them), and the
     # values are a minimum-norm fit whose sandwich errors of ~0 read as certainty; now unknown.
