@@ -281,7 +281,7 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
             if unicodedata.normalize("NFC", first.stem) == unicodedata.normalize("NFC", source.stem):
                 how = ("Unicode normalization (an accented letter as one character, or as a letter and a "
                        "combining accent): on a file system that ignores it (macOS)")
-            elif first.stem.casefold() == source.stem.casefold():
+            elif first.stem.lower() == source.stem.lower():
                 how = "case: on a case-insensitive file system (macOS, Windows)"
             else:
                 how = "case and Unicode normalization: on a file system that ignores both (macOS)"
@@ -293,5 +293,6 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
 
 
 def _folded(stem: str) -> str:
-    """``stem`` as a file system that ignores case and Unicode normalization (macOS's) compares names."""
-    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", stem).casefold())
+    """``stem`` as a file system that ignores case and Unicode normalization (macOS's) compares names: letter
+    by letter (``str.lower``, not ``casefold``, which makes 'Straße' and 'STRASSE' one name; no file system does)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", stem).lower())

@@ -173,6 +173,15 @@ def test_stems_that_differ_only_by_unicode_normalization_are_refused(tmp_path):
     case_and_accent.mkdir()
     for name in ("\u00c9.png", decomposed):
         Image.fromarray(red_square_scene()).save(case_and_accent / name)
+    sharp_s = tmp_path / "sharp"  # 'ß' is not 'ss' in another case: file systems fold one letter at a time
+    sharp_s.mkdir()
+    for name in ("Straße.png", "STRASSE.png", "strasse.png"):
+        Image.fromarray(red_square_scene()).save(sharp_s / name)
+    with pytest.raises(ExplainError, match="'STRASSE.png' and 'strasse.png' of this run, whose output names differ only "
+                                           "by case: "):
+        collect_sources([str(sharp_s)])
+    (sharp_s / "STRASSE.png").unlink()
+    assert [source.key for source in collect_sources([str(sharp_s)])] == ["Straße.png", "strasse.png"]
     with pytest.raises(ExplainError, match="whose output names differ only by case and Unicode normalization: on a file "
                        "system that ignores both \\(macOS\\)"):
         collect_sources([str(case_and_accent)])
