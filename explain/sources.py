@@ -279,8 +279,9 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
         first = by_folded_stem.setdefault(_folded(source.stem), source)
         if first is not source:
             if unicodedata.normalize("NFC", first.stem) == unicodedata.normalize("NFC", source.stem):
-                how = ("Unicode normalization (an accented letter as one character, or as a letter and a "
-                       "combining accent): on a file system that ignores it (macOS)")
+                how = (f"Unicode normalization ({ascii(first.key)} and {ascii(source.key)}: an accented letter as "
+                       "one character, or as a letter and a combining accent): on a file system that ignores it "
+                       "(macOS)")
             elif first.stem.lower() == source.stem.lower():
                 how = "case: on a case-insensitive file system (macOS, Windows)"
             else:

@@ -164,10 +164,12 @@ def test_stems_that_differ_only_by_unicode_normalization_are_refused(tmp_path):
     with pytest.raises(ExplainError) as refused:
         collect_sources([str(folder)])
     first, second = sorted([str(folder / composed), str(folder / decomposed)])
+    assert {ascii(Path(first).name), ascii(Path(second).name)} == {"'\\xe9.png'", "'e\\u0301.png'"}
     assert str(refused.value) == (
         f"{first!r} and {second!r} are images {Path(first).name!r} and {Path(second).name!r} of this run, whose "
-        "output names differ only by Unicode normalization (an accented letter as one character, or as a letter "
-        "and a combining accent): on a file system that ignores it (macOS) they would overwrite each other: "
+        f"output names differ only by Unicode normalization ({ascii(Path(first).name)} and {ascii(Path(second).name)}: "
+        "an accented letter as one character, or as a letter and a combining accent): on a file system that "
+        "ignores it (macOS) they would overwrite each other: "
         "rename one, or explain them in separate runs with different --out")
     case_and_accent = tmp_path / "both"
     case_and_accent.mkdir()
