@@ -232,9 +232,10 @@ def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | Non
 
 
 def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = None) -> click.BadParameter:
-    """A ConfigError as click's usage error (exit 2), against its option (else ``default``'s)."""
+    """A ConfigError as click's usage error (exit 2), against its option (else ``default``'s); control
+    characters in it (a class name from a file or a Clarify config) escaped."""
     param = _option_for(ctx, error) or (_option_named(ctx, default) if default else None)
-    return click.BadParameter(str(error), ctx, param)
+    return click.BadParameter(printable(str(error)), ctx, param)
 
 
 def _images_from_config(ctx: click.Context) -> list:
@@ -529,8 +530,8 @@ def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, tran
 @contextlib.contextmanager
 def _click_errors(ctx: click.Context, endpoints: list[str], out_dir: Path | None, usage_default: str | None = None):
     """The run's errors as click's: a setting (usage error, naming ``usage_default`` when the error names no
-    option), an endpoint this machine cannot call, any other ExplainError, and, with ``out_dir``, an
-    OSError (writing there)."""
+    option), an endpoint this machine cannot call, any other ExplainError (control characters escaped: it
+    may quote an endpoint's answer), and, with ``out_dir``, an OSError (writing there)."""
     try:
         yield
     except ConfigError as error:
@@ -538,7 +539,7 @@ def _click_errors(ctx: click.Context, endpoints: list[str], out_dir: Path | None
     except EndpointAccessError as error:
         raise _endpoint_access_error(ctx, error, endpoints) from None
     except ExplainError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(printable(str(error))) from None
     except OSError as error:
         if out_dir is None:
             raise
@@ -551,7 +552,7 @@ def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
     where its SageMaker endpoint name came from, and the --endpoint-map entry that sends it elsewhere."""
     names = [endpoint[len(SAGEMAKER_PREFIX):] for endpoint in endpoints if endpoint.startswith(SAGEMAKER_PREFIX)]
     if not names:
-        return click.ClickException(str(error))
+        return click.ClickException(printable(str(error)))
     source = ctx.get_parameter_source("endpoint")
     if source == click.core.ParameterSource.DEFAULT_MAP and ctx.meta.get(_CLARIFY_META) is not None:
         origin = "the Clarify config's predictor.endpoint_name"
@@ -561,7 +562,8 @@ def _endpoint_access_error(ctx: click.Context, error: EndpointAccessError,
         origin = "--endpoint"
     listed = ", ".join(names)
     return click.ClickException(
-        f"{error}. {listed} (from {origin}) was resolved as a SageMaker endpoint name, called through AWS, because "
+        f"{printable(str(error))}. {listed} (from {origin}) was resolved as a SageMaker endpoint name, called "
+        "through AWS, because "
         f"no --endpoint-map entry names it; --endpoint-map {names[0]}=URL (e.g. http://127.0.0.1:8080) sends it "
         "to a local endpoint instead. The run stopped at its first image; no image was recorded as failed")
 
@@ -591,12 +593,19 @@ def _option_named(ctx: click.Context, name: str) -> click.Parameter:
 
 def _finish(summary: dict, out_dir: Path, allow_partial: bool, merge_hint: str) -> None:
     """Print the summary; exit 1 when an image failed, unless ``allow_partial``."""
-    click.echo(_summary_text(summary, out_dir, merge_hint))
+    _echo_encodable(_summary_text(summary, out_dir, merge_hint))
     failed = summary.get("totals", summary).get("failed") or []
     if failed and not allow_partial:
         raise click.ClickException(
             f"{len(failed)} image(s) failed (listed above and in analysis.json); the others were explained. "
             "Add --allow-partial to exit 0 on such runs")
+
+
+def _echo_encodable(text: str) -> None:
+    """``text`` on stdout, what its encoding cannot write (a Latin-1 terminal: '猫' in a name; a name's byte
+    that is not UTF-8) as backslash escapes (``\\u732b``, ``\\udcff``), as stderr writes it."""
+    encoding = getattr(click.get_text_stream("stdout"), "encoding", None) or "utf-8"
+    click.echo(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _summary_text(summary: dict, out_dir: Path, merge_hint: str) -> str:

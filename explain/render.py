@@ -415,7 +415,8 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         axes[row, 0].imshow(image)
         if box is not None:
             _draw_box(axes[row, 0], box, height, width)
-        axes[row, 0].set_title(_target_title(explanation, index, label_headers), fontsize=9)
+        # a class name is text: '$' in it is no mathtext
+        axes[row, 0].set_title(_target_title(explanation, index, label_headers), fontsize=9, parse_math=False)
         title = (f"SHAP values: base {explanation.base_values[index]:.2f}, "
                  f"prediction {explanation.predictions[index]:.2f}")
         mappable = _draw_heatmap(axes[row, 1], image, segments, explanation.shap_values[index], box, title)
@@ -504,7 +505,7 @@ def _render_objects(explanation, stem: str, out_dir: Path,
                                  linewidth=2.0))
         name = class_name(int(explanation.labels[index]), label_headers)
         axis.text(x, max(y - 2, 0), f"{index + 1}: {name} {explanation.target_scores[index]:.2f}",
-                  color="black", fontsize=8, va="bottom",
+                  color="black", fontsize=8, va="bottom", parse_math=False,
                   bbox={"facecolor": "lime", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     if explanation.num_targets == 0:
         axis.set_title("no object above the probability threshold", fontsize=9)

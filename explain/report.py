@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -250,8 +251,16 @@ dt { font-weight: bold; } dd { margin: 0; }
 """
 
 
+# Embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069); right-to-left letters need none
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def _escape(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: HTML-escaped, a lone surrogate (a file name's byte that is not UTF-8, as Python
+    decodes it) written as ``\\udcff``, which UTF-8 cannot encode, and a bidirectional control written
+    as ``\\u202e``: obeyed, it would reverse the text after it (a name would read as another)."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return html.escape(_BIDI_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text), quote=True)
 
 
 def _href(name: str) -> str:

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -285,7 +286,9 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
     """``sources`` with repeats of one location dropped, in order; raises ExplainError when two
     different locations have the same key (they would write the same outputs), or keys whose
     output stems differ only by case (``Cat.jpg`` and ``cat.jpg``: on a case-insensitive file
-    system, macOS's and Windows' defaults, their outputs would overwrite each other)."""
+    system, macOS's and Windows' defaults, their outputs would overwrite each other) or by Unicode
+    normalization (``é`` as one character or as ``e`` and a combining accent: macOS's file systems
+    ignore it)."""
     unique: dict[str, ImageSource] = {}
     for source in sources:
         first = unique.setdefault(source.key, source)
@@ -297,11 +300,24 @@ def unique_sources(sources: list[ImageSource]) -> list[ImageSource]:
                 "separate runs with different --out")
     by_folded_stem: dict[str, ImageSource] = {}
     for source in unique.values():
-        first = by_folded_stem.setdefault(source.stem.casefold(), source)
+        first = by_folded_stem.setdefault(_folded(source.stem), source)
         if first is not source:
+            if unicodedata.normalize("NFC", first.stem) == unicodedata.normalize("NFC", source.stem):
+                how = (f"Unicode normalization ({ascii(first.key)} and {ascii(source.key)}: an accented letter as "
+                       "one character, or as a letter and a combining accent): on a file system that ignores it "
+                       "(macOS)")
+            elif first.stem.lower() == source.stem.lower():
+                how = "case: on a case-insensitive file system (macOS, Windows)"
+            else:
+                how = "case and Unicode normalization: on a file system that ignores both (macOS)"
             raise ExplainError(
                 f"{first.location!r} and {source.location!r} are images {first.key!r} and {source.key!r} of "
-                "this run, whose output names differ only by case: on a case-insensitive file system (macOS, "
-                "Windows) they would overwrite each other: rename one, or explain them in separate runs "
-                "with different --out")
+                f"this run, whose output names differ only by {how} they would overwrite each other: rename "
+                "one, or explain them in separate runs with different --out")
     return list(unique.values())
+
+
+def _folded(stem: str) -> str:
+    """``stem`` as a file system that ignores case and Unicode normalization (macOS's) compares names: letter
+    by letter (``str.lower``, not ``casefold``, which makes 'Straße' and 'STRASSE' one name; no file system does)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", stem).lower())

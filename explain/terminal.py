@@ -11,12 +11,14 @@ __all__ = ["LOG_FORMAT", "TerminalFormatter", "log_to_terminal", "printable"]
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 # C0 controls (newline, ESC, ...), DEL and C1 controls: a name holding them could split a log line
-# or send escape sequences to the terminal
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# or send escape sequences to the terminal; the line and paragraph separators (str.splitlines and log
+# viewers break lines there) and the bidirectional embeddings, overrides and isolates (a terminal that
+# lays out right-to-left text would show 'x\u202ebroken.png' as 'xgnp.nekorb')
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """``text`` with each control character escaped as Python writes it: ``a\\nb``, ``\\x1b[2J``."""
+    """``text`` with each control character escaped as Python writes it: ``a\\nb``, ``\\x1b[2J``, ``\\u202e``."""
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 

@@ -288,6 +288,20 @@ def test_endpoint_rejection_exits_1_with_one_line(image_dir, tmp_path):
         "the request with HTTP 400: expected (N, H, W, 3) uint8")  # the same reason once, with its count
     assert "Traceback" not in result.output
 
+def test_an_endpoints_error_text_reaches_the_terminal_with_control_characters_escaped(image_dir, tmp_path):
+    """The endpoint's own text in the error that ends the run: an escape sequence (here one that retitles
+    the terminal window) or a newline in it is shown escaped, as the log line above it shows it."""
+    with FakeEndpoint("detection") as endpoint:
+        endpoint.fail_status = 400
+        endpoint.fail_message = "bad\x1b]0;owned\x07 input\nError: fake"
+        result = run_cli(base_args(image_dir, tmp_path, endpoint.url) + FAST)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: no image could be explained: 2 failed: 2 images: endpoint {endpoint.url}/invocations rejected "
+        "the request with HTTP 400: bad\\x1b]0;owned\\x07 input\\nError: fake")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+
+
 
 def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
     with FakeEndpoint() as endpoint:
@@ -323,6 +337,18 @@ def test_label_headers_that_do_not_fit_a_model_folders_classes_are_a_usage_error
             "3 classes (circle, square, triangle); give one name per class, in class-id order"
             in " ".join(result.output.split())), result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_usage_error_quotes_class_names_with_control_characters_escaped(image_dir, tmp_path, tiny_detector_dir):
+    """Class names from a file (or a Clarify config) someone else wrote: an escape sequence in one reached the
+    terminal raw in the usage error that names them."""
+    names = tmp_path / "names.txt"
+    names.write_text("circle\x1b]0;owned\x07\nsquare\n", encoding="utf-8")
+    result = run_cli(base_args(image_dir, tmp_path, tiny_detector_dir) + FAST + ["--label-headers", names])
+    assert result.exit_code == 2, result.output
+    assert ("label_headers has 2 name(s) (circle\\x1b]0;owned\\x07, square) but the model names 3 classes"
+            in " ".join(result.output.split())), result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
 
 
 def test_label_headers_that_do_not_fit_a_classifiers_answer_are_a_usage_error(image_dir, tmp_path):
@@ -650,6 +676,10 @@ def test_network_options_with_an_in_process_model_warn_and_are_marked_not_applie
     ("\x1b[2Jclear.png", "\\x1b[2Jclear.png"),  # would clear the terminal
     ("tab\tcr\r\x7f\x9b.png", "tab\\tcr\\r\\x7f\\x9b.png"),
     ("café 猫.png", "café 猫.png"),  # printable non-ASCII stays
+    ("x\u202ebroken.png", "x\\u202ebroken.png"),  # a right-to-left override: 'xgnp.nekorb' on a bidi terminal
+    ("a\u2066b\u2069.png", "a\\u2066b\\u2069.png"),  # isolates
+    ("line\u2028sep\u2029.png", "line\\u2028sep\\u2029.png"),  # line breaks to str.splitlines and log viewers
+    ("שלום.png", "שלום.png"),  # right-to-left letters stay
 ])
 def test_names_reach_the_terminal_with_control_characters_escaped(name, shown):
     """Review 17, F11: a name quoted by a log line is escaped; the message's own text is not."""
@@ -665,6 +695,20 @@ def test_names_reach_the_terminal_with_control_characters_escaped(name, shown):
     as_path = logging.makeLogRecord({"msg": "%s is skipped", "args": (Path(name),), "levelname": "WARNING",
                                      "name": "explain.sources"})  # review 18: a path argument too
     assert TerminalFormatter(LOG_FORMAT).format(as_path) == f"WARNING explain.sources: {shown} is skipped"
+
+
+def test_a_name_that_stdout_cannot_encode_is_listed_escaped_not_a_crash(image_dir, tmp_path):
+    """A Latin-1 terminal (LANG=de_DE.ISO-8859-1, PYTHONIOENCODING=latin-1, a cp1252 console): the summary
+    naming a failed image '猫.png' raised UnicodeEncodeError after the run, a traceback and exit 1 instead
+    of the summary; the name is written with backslash escapes, as the log line on stderr writes it."""
+    (image_dir / "broken 猫 café.png").write_bytes(b"not a png")
+    with FakeEndpoint("detection") as endpoint:
+        result = CliRunner(charset="latin-1").invoke(
+            main, [str(arg) for arg in base_args(image_dir, tmp_path, endpoint.url) + FAST + ["--allow-partial"]],
+            prog_name="python -m explain")
+    assert result.exit_code == 0, result.output
+    assert f"  {image_dir}/broken \\u732b café.png: image: cannot read image " in result.stdout
+    assert result.stdout.splitlines()[-1] == f"results in {tmp_path / 'out'} (report: {tmp_path / 'out' / 'report.html'})"
 
 
 def test_a_failed_images_name_is_listed_with_control_characters_escaped(image_dir, tmp_path):

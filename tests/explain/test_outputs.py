@@ -137,3 +137,28 @@ def test_the_library_run_records_the_predictor_and_returns_what_it_wrote(tmp_pat
     assert analysis == json.loads(json.dumps(summary))
     assert analysis["predictor"]["transport"] == "http" and analysis["predictor"]["requests"] == requests > 0
     assert analysis["totals"]["explained_now"] == 2
+
+
+# class names with dollar signs: matplotlib reads text between two '$' as mathtext
+DOLLAR_NAMES = ("$\\frac$", "US$5 to $10")
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_they_are_not_as_mathtext(tmp_path, scene_files):
+    """'$\\frac$' failed every image's rendering (a mathtext syntax error), and 'US$5 to $10' was
+    typeset as math ('5 to ' in italics, the '$' gone): names are text."""
+    from matplotlib.text import Text
+
+    from explain.render import plot_explanation
+
+    config = ExplainConfig(num_samples=24, num_segments=6, metrics=True)
+    summary = run_explanations(scene_files[:1], red_square_detector, config, tmp_path / "out",
+                               RunOptions(progress=False), label_headers=DOLLAR_NAMES)
+    assert summary["totals"]["failed"] == []
+    assert [target["label"] for target in summary["images"][0]["targets"]] == list(DOLLAR_NAMES)
+    assert {"shap_scene-0.png_box1_object.jpeg", "shap_scene-0.png_box2_object.jpeg",
+            "scene-0.png_objects.jpeg"} <= {path.name for path in (tmp_path / "out").iterdir()}
+    explanation = Explanation.load(tmp_path / "out" / "scene-0.png_shap.npz")
+    figure = plot_explanation(explanation, label_headers=DOLLAR_NAMES)
+    titles = [text for text in figure.findobj(Text) if "$" in text.get_text()]
+    assert sorted(text.get_text() for text in titles) == ["box 1: $\\frac$ 1.00", "box 2: US$5 to $10 0.60"]
+    assert not any(text.get_parse_math() for text in titles)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import unquote
@@ -296,6 +297,48 @@ def test_failed_images_are_listed_with_their_error(odd_run, tmp_path):
     assert "c.pngcannot read image" in text and "s3://bucket/a <b>.pngHTTP 500: model crashed" in text
 
 
+def test_a_file_name_that_is_not_utf8_is_shown_escaped_and_the_run_writes_its_report(tmp_path):
+    """A Latin-1 name (bytes b'caf\\xe9.png': Python names it with a surrogate, 'caf\\udce9.png') was explained,
+    then writing report.html failed with UnicodeEncodeError and the run ended in a traceback."""
+    images = tmp_path / "images"
+    images.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    try:
+        Image.fromarray(big_scene(0)).save(images / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    (images / os.fsdecode(b"broken\xff.png")).write_bytes(b"not an image")
+    config = ExplainConfig(num_samples=24, num_segments=6)
+    summary = run_explanations([images], big_detector, config, tmp_path / "out", RunOptions(progress=False),
+                               label_headers=["square", "corner"])
+    assert [item["image"] for item in summary["images"]] == [str(images / name)]
+    assert [item["stem"] for item in summary["images"]] == ["caf_.png-" + summary["images"][0]["stem"][-12:]]
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text(encoding="utf-8"))
+    assert analysis["images"][0]["image"] == str(images / name)  # a program gets the name back as Python has it
+    text = page_text(tmp_path / "out" / "report.html")
+    assert f"{images}/caf\\udce9.png: 256x256 px" in text
+    assert f"{images}/broken\\udcff.png" + f"cannot read image '{images}/broken\\udcff.png'" in text
+
+
+def test_bidirectional_controls_in_names_are_shown_escaped_not_obeyed(tmp_path):
+    """A right-to-left override (U+202E) in a file or class name reversed the rest of its line on the page:
+    'x\\u202ebroken.png' read 'xgnp.nekorb'. Such controls (U+202A-U+202E, U+2066-U+2069) are shown as
+    escapes; right-to-left letters stay as they are."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(big_scene(0)).save(images / "cat\u202egnp.god.png")
+    (images / "x\u2066broken\u202e.png").write_bytes(b"not an image")
+    config = ExplainConfig(num_samples=24, num_segments=6)
+    run_explanations([images], big_detector, config, tmp_path / "out", RunOptions(progress=False),
+                     label_headers=["sq\u202aerau", "שלום"])
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert not set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") & set(page)
+    text = page_text(tmp_path / "out" / "report.html")
+    assert f"{images}/cat\\u202egnp.god.png: 256x256 px" in text
+    assert f"{images}/x\\u2066broken\\u202e.png" in text
+    assert "box 1: sq\\u202aerau 1.000" in text and "box 2: שלום 0.600" in text
+
+
 # --------------------------------------------------------------------------------------
 # in a real browser
 # --------------------------------------------------------------------------------------
@@ -341,6 +384,52 @@ def test_chromium_resolves_the_links_beside_the_report(odd_run):
     for link in files:
         resolved = Path(unquote(link["resolved"][len("file://"):]))
         assert resolved.is_file() and resolved.name == link["text"]
+
+
+# names that would run a script or open a link if a page wrote them as markup
+HOSTILE_FOLDER = "\"><img src=x onerror=\"window.pwned='folder'\">"
+HOSTILE_FILES = ("<script>window.pwned='file'</script>.png", "javascript:window.pwned='link';.png",
+                 "\"><svg onload=window.pwned='svg'>&amp;`tick`\u2028.png")
+HOSTILE_LABELS = ("<script>window.pwned='label'</script>", "\"><img src=x onerror=window.pwned='label2'>")
+
+
+@pytest.mark.integration
+def test_chromium_runs_no_script_of_a_hostile_name_and_shows_it_as_text(tmp_path):
+    """File, folder and class names, the endpoint and a failure's message are text on the page: no
+    attacker script runs, nothing is fetched, and each reads as it was given."""
+    from tests.browser import HeadlessChromium, page_url
+
+    images = tmp_path / HOSTILE_FOLDER
+    images.mkdir()
+    for seed, name in enumerate(HOSTILE_FILES):  # the '/' of '</script>' makes a sub-folder
+        (images / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(big_scene(seed)).save(images / name)
+    (images / "<b>broken<").mkdir()
+    (images / "<b>broken</b>.png").write_bytes(b"<script>window.pwned='bytes'</script>")
+
+    def predict(batch):
+        return big_detector(batch)
+
+    predict.stats = {"endpoint": "http://x/<script>window.pwned='endpoint'</script>", "transport": "http",
+                     "requests": 0, "retries": 0, "bytes_sent": 0}
+    run_explanations([images], predict, ExplainConfig(num_samples=24, num_segments=6), tmp_path / "out",
+                     RunOptions(progress=False), label_headers=HOSTILE_LABELS)
+    with HeadlessChromium() as browser:
+        session = browser.open_page(page_url(tmp_path / "out" / "report.html"), 1280)
+        result = browser.check_page(session)
+        probe = browser.send("Runtime.evaluate", {"expression": "[document.title, String(window.pwned)]",
+                                                  "returnByValue": True}, session=session)
+    assert probe["result"]["value"] == ["clearsight explanation report", "undefined"]
+    assert result["errors"] == []
+    assert [url for url in result["requests"] if not url.startswith("data:image/jpeg;base64,")] == [
+        page_url(tmp_path / "out" / "report.html")]
+    text = result["text"]
+    for name in (f"{images}/{HOSTILE_FILES[0]}", f"{images}/{HOSTILE_FILES[1]}", *HOSTILE_LABELS,
+                 f"{images}/<b>broken</b>.png", "http://x/<script>window.pwned='endpoint'</script> (http)"):
+        assert name in text, name
+    beside = page_url(tmp_path / "out") + "/"  # every link is a file beside the page, or a place on it
+    assert all(link["resolved"].startswith(beside) for link in result["links"]), result["links"]
+    assert any(link["text"].startswith("javascript:") for link in result["links"])
 
 
 def test_too_few_model_calls_show_unknown_standard_errors(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,6 +146,47 @@ def test_stems_that_differ_only_by_case_are_refused(tmp_path):
         "by case: on a case-insensitive file system (macOS, Windows) they would overwrite each other: rename one, "
         "or explain them in separate runs with different --out")
     assert [source.key for source in collect_sources([first])] == ["Cat.png"]
+
+
+def test_stems_that_differ_only_by_unicode_normalization_are_refused(tmp_path):
+    """'é.png' written as one character (NFC, as Linux keyboards type it) and as 'e' + a combining accent
+    (NFD, as macOS names files) are two files here and two S3 keys, but one name to macOS's file systems,
+    which ignore normalization: their outputs 'shap_é.png.jpeg' would overwrite each other there."""
+    from explain import ExplainError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    composed, decomposed = "\u00e9.png", "e\u0301.png"
+    for name in (composed, decomposed):
+        Image.fromarray(red_square_scene()).save(folder / name)
+    if len(list(folder.iterdir())) < 2:
+        pytest.skip("this file system ignores Unicode normalization itself")
+    with pytest.raises(ExplainError) as refused:
+        collect_sources([str(folder)])
+    first, second = sorted([str(folder / composed), str(folder / decomposed)])
+    assert {ascii(Path(first).name), ascii(Path(second).name)} == {"'\\xe9.png'", "'e\\u0301.png'"}
+    assert str(refused.value) == (
+        f"{first!r} and {second!r} are images {Path(first).name!r} and {Path(second).name!r} of this run, whose "
+        f"output names differ only by Unicode normalization ({ascii(Path(first).name)} and {ascii(Path(second).name)}: "
+        "an accented letter as one character, or as a letter and a combining accent): on a file system that "
+        "ignores it (macOS) they would overwrite each other: "
+        "rename one, or explain them in separate runs with different --out")
+    case_and_accent = tmp_path / "both"
+    case_and_accent.mkdir()
+    for name in ("\u00c9.png", decomposed):
+        Image.fromarray(red_square_scene()).save(case_and_accent / name)
+    sharp_s = tmp_path / "sharp"  # 'ß' is not 'ss' in another case: file systems fold one letter at a time
+    sharp_s.mkdir()
+    for name in ("Straße.png", "STRASSE.png", "strasse.png"):
+        Image.fromarray(red_square_scene()).save(sharp_s / name)
+    with pytest.raises(ExplainError, match="'STRASSE.png' and 'strasse.png' of this run, whose output names differ only "
+                                           "by case: "):
+        collect_sources([str(sharp_s)])
+    (sharp_s / "STRASSE.png").unlink()
+    assert [source.key for source in collect_sources([str(sharp_s)])] == ["Straße.png", "strasse.png"]
+    with pytest.raises(ExplainError, match="whose output names differ only by case and Unicode normalization: on a file "
+                       "system that ignores both \\(macOS\\)"):
+        collect_sources([str(case_and_accent)])
 
 
 def test_symlinked_sub_folders_are_searched_once(tmp_path, caplog):
