@@ -214,7 +214,7 @@ def _collect_images(ctx: click.Context, param: click.Parameter, values) -> list:
     try:
         return collect_sources(list(values), output_mark=is_output_mark)  # an --out inside a folder
     except ImageListingError as error:  # S3 unreachable, no credentials: a failure (exit 1), not a usage error
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(printable(str(error))) from None
     except ExplainError as error:
         raise click.BadParameter(str(error), ctx, param) from None
 
