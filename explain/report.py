@@ -26,6 +26,7 @@ from .render import (
     set_as_named,
     top_segments,
 )
+from .terminal import BIDI_CONTROLS
 
 __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS",
            "SEGMENTATIONS"]
@@ -251,8 +252,7 @@ dt { font-weight: bold; } dd { margin: 0; }
 """
 
 
-# Embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069); right-to-left letters need none
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_BIDI_CONTROLS = re.compile(f"[{BIDI_CONTROLS}]")
 
 
 def _escape(value) -> str:

@@ -7,14 +7,17 @@ import os
 import re
 import sys
 
-__all__ = ["LOG_FORMAT", "TerminalFormatter", "log_to_terminal", "printable"]
+__all__ = ["BIDI_CONTROLS", "LOG_FORMAT", "TerminalFormatter", "log_to_terminal", "printable"]
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 # C0 controls (newline, ESC, ...), DEL and C1 controls: a name holding them could split a log line
 # or send escape sequences to the terminal; the line and paragraph separators (str.splitlines and log
 # viewers break lines there) and the bidirectional embeddings, overrides and isolates (a terminal that
 # lays out right-to-left text would show 'x\u202ebroken.png' as 'xgnp.nekorb')
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# The bidirectional embeddings, overrides and isolates, as a regular expression's character ranges
+# (right-to-left letters need none); report.html escapes them too
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
 
 
 def printable(text: str) -> str:
