@@ -53,7 +53,7 @@ from .predictors.in_process import in_process_not_applied, is_model_path
 from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
-from .stop_signals import RunStopped, stop_on_signals
+from .stop_signals import RunStopped, ignore_stop_signals, stop_on_signals
 from .terminal import log_to_terminal, printable
 from .workers import run_with_workers
 
@@ -444,9 +444,11 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
                                  ctx, _option_named(ctx, "workers"))
     try:
-        with stop_on_signals():  # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does
+        # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does; a repeat does not cut the unwinding short
+        with stop_on_signals(ctrl_c=True):
             summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
     except (RunStopped, KeyboardInterrupt) as stopped:
+        ignore_stop_signals()  # unwound: only the last line and the exit are left
         _stop(StoppedBySignal(stopped, out_dir))
     merge_hint = ("run without --shard to merge the report" if shard is not None
                   else merged_by or "no report: --no-report")

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "ignore_stop_signals", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,17 @@ class RunStopped(BaseException):
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(ctrl_c: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise RunStopped in the main thread; the old handlers after it.
 
     Only the first signal raises: a later one while the run unwinds is ignored, so that cleanup
     is not cut short (SIGKILL still ends the process). It is said in a warning only when it comes
     REPEAT_QUIET_SECONDS or more after the first: `timeout`, a closed terminal and `kill -- -PGID`
-    signal the process and then its whole group, so an immediate repeat is the same stop. Outside
-    the main thread (where Python cannot install handlers) the block runs unchanged.
+    signal the process and then its whole group, so an immediate repeat is the same stop. With
+    ``ctrl_c``, SIGINT is one of them: the first raises KeyboardInterrupt, as Python's own
+    handler does, and a second Ctrl-C no longer cuts the cleanup short (it ended a run stopping
+    its --workers by SIGINT, exit status -2, not 130). Outside the main thread (where Python
+    cannot install handlers) the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -55,17 +58,36 @@ def stop_on_signals() -> Iterator[None]:
     def handler(signal_number: int, _frame) -> None:
         if stopping:
             level = logging.WARNING if time.monotonic() - stopping[0] >= REPEAT_QUIET_SECONDS else logging.DEBUG
-            logger.log(level, "%s received while stopping; still cleaning up", signal.Signals(signal_number).name)
+            logger.log(level, "%s received while stopping; still cleaning up", _signal_text(signal_number))
             return
         stopping.append(time.monotonic())
+        if signal_number == signal.SIGINT:
+            raise KeyboardInterrupt
         raise RunStopped(signal_number)
 
-    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    numbers = STOP_SIGNALS + ((signal.SIGINT,) if ctrl_c else ())
+    previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT, SIGTERM and SIGHUP from now on: for a process that has stopped and only exits.
+
+    Called once a stopped run has unwound (outside stop_on_signals' block, whose handlers are
+    gone): a repeated Ctrl-C or the group's copy of a SIGTERM would otherwise end the process by
+    that signal while it prints its last line and exits. Main thread only (a no-op elsewhere).
+    """
+    if threading.current_thread() is threading.main_thread():
+        for number in STOP_SIGNALS + (signal.SIGINT,):
+            signal.signal(number, signal.SIG_IGN)
+
+
+def _signal_text(signal_number: int) -> str:
+    return "Ctrl-C" if signal_number == signal.SIGINT else signal.Signals(signal_number).name
 
 
 @contextlib.contextmanager

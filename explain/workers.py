@@ -132,7 +132,9 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
                       f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
     except BaseException:
         _stop_workers(pool)
-        pool.shutdown(wait=False, cancel_futures=True)
+        # every worker has ended: the pool's own thread notices and ends too, so this does not wait long; without
+        # it the process exited with that thread running and left the pool's semaphores behind (a warning)
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
     label_headers = next((item["label_headers"] for item in results if item["label_headers"]), None)

@@ -175,6 +175,36 @@ def test_ctrl_c_in_a_terminal_stops_the_workers_at_once_while_a_model_call_hangs
 
 @posix_only
 @pytest.mark.integration
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_two_quick_ctrl_cs_still_end_the_run_as_one_does(workers, held_endpoint, tmp_path):
+    """A second Ctrl-C while the run unwound raised KeyboardInterrupt again: the process died of SIGINT (exit
+    status -2, not 130) and multiprocessing warned of leaked semaphores (the pool's thread was still running)."""
+    images = scenes(tmp_path / "images")
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, out, images, "--workers", workers)
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert held_endpoint.holding.wait(90), "the run never reached the endpoint"
+        workers_pids = descendants(process.pid)
+        for pause in (0.05, 0.3, 0):
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(pause)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    assert wait_until(lambda: not alive(workers_pids), 15), f"still running: {alive(workers_pids)}"
+    assert not list(out.glob(".manifest*.lock"))
+    assert_stopped_then_resumed(stderr, "Ctrl-C", out, command, held_endpoint, 6)
+
+
+@posix_only
+@pytest.mark.integration
 @pytest.mark.parametrize(("stop_signal", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
 def test_a_run_in_one_process_stops_at_once_while_a_model_call_hangs(stop_signal, name, held_endpoint, tmp_path):
     """The request in flight would hold the process for --timeout (70 s) and its retries: it is abandoned
