@@ -13,8 +13,8 @@ from .detection import class_name
 from .errors import ExplainError
 from .metrics import smallest_sets
 
-__all__ = ["render_explanation", "plot_explanation", "save_jpeg", "segment_label_positions", "top_segments", "named_segments",
-           "set_as_named",
+__all__ = ["render_explanation", "plot_explanation", "save_jpeg", "figure_class_name", "FIGURE_NAME_CHARACTERS",
+           "segment_label_positions", "top_segments", "named_segments", "set_as_named",
            "place_segment_labels", "SegmentLabel", "TOP_SEGMENTS", "heatmap_file_name", "heatmap_box_number",
            "objects_file_name", "classification_file_name"]
 
@@ -22,6 +22,9 @@ HEATMAP_COLORMAP = "bwr_r"  # blue = positive (raises the score), red = negative
 TOP_SEGMENTS = 5  # segments per target in the report's table (largest |SHAP value|), numbered on its heatmap
 _DPI = 100
 _LABEL_FONT_SIZE = 8
+# characters of a class name a figure shows (the report and analysis.json have it whole): a longer one made
+# the figure as wide as its title, past what a JPEG can hold at ~9,000 characters
+FIGURE_NAME_CHARACTERS = 40
 _LABEL_MARGIN = 3.0  # display pixels around a label's text kept free (its outline stroke and some air)
 # A number may hide at most this share of the segments' pixels (each segment's share, summed); a
 # segment too small for its number gets it beside it, with a line to it, so its colour stays visible.
@@ -338,8 +341,16 @@ def _draw_subset(axis, image: np.ndarray, segments: np.ndarray, faded: np.ndarra
     axis.set_title(title, fontsize=9)
 
 
+def figure_class_name(class_id: int, label_headers) -> str:
+    """A class's name as the figures write it: at most FIGURE_NAME_CHARACTERS, a longer one cut with '…'."""
+    name = class_name(class_id, label_headers)
+    if len(name) > FIGURE_NAME_CHARACTERS:
+        return name[:FIGURE_NAME_CHARACTERS - 1] + "…"
+    return name
+
+
 def _target_title(explanation, index: int, label_headers) -> str:
-    name = class_name(int(explanation.labels[index]), label_headers)
+    name = figure_class_name(int(explanation.labels[index]), label_headers)
     score = float(explanation.target_scores[index])
     if explanation.task == "detection":
         return f"box {index + 1}: {name} {score:.2f}"
@@ -503,7 +514,7 @@ def _render_objects(explanation, stem: str, out_dir: Path,
         x, y, box_width, box_height = _box_pixels(explanation.boxes[index], height, width)
         axis.add_patch(Rectangle((x, y), box_width, box_height, fill=False, edgecolor="lime",
                                  linewidth=2.0))
-        name = class_name(int(explanation.labels[index]), label_headers)
+        name = figure_class_name(int(explanation.labels[index]), label_headers)
         axis.text(x, max(y - 2, 0), f"{index + 1}: {name} {explanation.target_scores[index]:.2f}",
                   color="black", fontsize=8, va="bottom", parse_math=False,
                   bbox={"facecolor": "lime", "alpha": 0.8, "pad": 1, "edgecolor": "none"})

@@ -162,3 +162,31 @@ def test_class_names_with_dollar_signs_are_drawn_as_they_are_not_as_mathtext(tmp
     titles = [text for text in figure.findobj(Text) if "$" in text.get_text()]
     assert sorted(text.get_text() for text in titles) == ["box 1: $\\frac$ 1.00", "box 2: US$5 to $10 0.60"]
     assert not any(text.get_parse_math() for text in titles)
+
+
+def test_a_very_long_class_name_is_cut_in_the_figures_and_kept_whole_in_the_report(tmp_path, scene_files):
+    """A class name of 12,000 characters made the heatmap figure as wide as its title: 88,594 pixels, which
+    no JPEG holds, so every image of the run failed. The figures cut it at FIGURE_NAME_CHARACTERS."""
+    from explain.render import FIGURE_NAME_CHARACTERS
+
+    names = ("n" * 12000, "short")
+    config = ExplainConfig(num_samples=24, num_segments=6)
+    summary = run_explanations(scene_files[:1], red_square_detector, config, tmp_path / "long",
+                               RunOptions(progress=False), label_headers=names)
+    assert summary["totals"]["failed"] == []
+    assert [target["label"] for target in summary["images"][0]["targets"]] == list(names)
+    short = run_explanations(scene_files[:1], red_square_detector, config, tmp_path / "short",
+                             RunOptions(progress=False), label_headers=("n", "short"))
+    for name in ("shap_scene-0.png_box1_object.jpeg", "scene-0.png_objects.jpeg"):
+        with Image.open(tmp_path / "long" / name) as long_figure, Image.open(tmp_path / "short" / name) as figure:
+            assert long_figure.width <= figure.width + 400, name  # the cut name's width, no more
+    assert short["totals"]["failed"] == []
+    explanation = Explanation.load(tmp_path / "long" / "scene-0.png_shap.npz")
+    from matplotlib.text import Text
+
+    from explain.render import plot_explanation
+
+    texts = [text.get_text() for text in plot_explanation(explanation).findobj(Text)]
+    cut = "n" * (FIGURE_NAME_CHARACTERS - 1) + "…"
+    assert "box 1: %s 1.00" % cut in texts and "box 2: short 0.60" in texts
+    assert "n" * 12000 in (tmp_path / "long" / "report.html").read_text(encoding="utf-8")
