@@ -12,7 +12,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
 PACKAGE_SOURCES := $(wildcard serving/*.py deploy/*.py explain/*.py explain/*/*.py clearsight/*.py)
 
-.PHONY: install java chromium docs serving-py38 job-bundle test test-fast explain-check lint wheel demo demo-models clean
+.PHONY: install java chromium fonts docs serving-py38 job-bundle test test-fast explain-check lint wheel demo demo-models clean
 
 # .venv: this project (editable) with every extra, at the exact versions of constraints.txt
 install: $(STAMP)
@@ -33,6 +33,13 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "chromium not found: installing Debian's chromium" >&2; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
+# The figures draw CJK class names with a fallback font found on the system (explain/fonts.py); the tests
+# need one: install Debian's fonts-droid-fallback (1.8 MB) when no font of FALLBACK_FONT_FILES is there.
+fonts: install
+	@$(PY) -c "import sys; from explain.fonts import class_name_fonts; sys.exit(len(class_name_fonts()) < 2)" || { \
+	  echo "no CJK font found: installing Debian's fonts-droid-fallback" >&2; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends fonts-droid-fallback; }
 
 # The API reference from the docstrings (pdoc), one page per module, into docs/api/ (git-ignored).
 # Fails on a module that does not import, a pdoc warning or a docstring naming a missing object.
@@ -56,7 +63,7 @@ job-bundle: install
 
 # Everything: the API reference, the explain-only install check, then the whole suite (servers,
 # Java, moto, Chromium and the offline Processing job included).
-test: install java chromium docs serving-py38 explain-check job-bundle
+test: install java chromium fonts docs serving-py38 explain-check job-bundle
 	$(PY) -m pytest
 
 # About 4 minutes of CPU (1,072 tests): no Java, no servers or subprocesses (tests marked integration

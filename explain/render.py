@@ -11,6 +11,7 @@ import numpy as np
 
 from .detection import class_name
 from .errors import ExplainError
+from .fonts import class_name_fonts, drawable_name
 from .metrics import smallest_sets
 
 __all__ = ["render_explanation", "plot_explanation", "save_jpeg", "figure_class_name", "FIGURE_NAME_CHARACTERS",
@@ -342,11 +343,12 @@ def _draw_subset(axis, image: np.ndarray, segments: np.ndarray, faded: np.ndarra
 
 
 def figure_class_name(class_id: int, label_headers) -> str:
-    """A class's name as the figures write it: at most FIGURE_NAME_CHARACTERS, a longer one cut with '…'."""
+    """A class's name as the figures write it (with ``class_name_fonts``): at most FIGURE_NAME_CHARACTERS, a
+    longer one cut with '…'; a character none of the fonts has is '�' (``drawable_name``)."""
     name = class_name(class_id, label_headers)
     if len(name) > FIGURE_NAME_CHARACTERS:
-        return name[:FIGURE_NAME_CHARACTERS - 1] + "…"
-    return name
+        name = name[:FIGURE_NAME_CHARACTERS - 1] + "…"
+    return drawable_name(name)  # a character no font has: '�', said once
 
 
 def _target_title(explanation, index: int, label_headers) -> str:
@@ -427,7 +429,8 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         if box is not None:
             _draw_box(axes[row, 0], box, height, width)
         # a class name is text: '$' in it is no mathtext
-        axes[row, 0].set_title(_target_title(explanation, index, label_headers), fontsize=9, parse_math=False)
+        axes[row, 0].set_title(_target_title(explanation, index, label_headers), fontsize=9, parse_math=False,
+                               fontfamily=class_name_fonts())
         title = (f"SHAP values: base {explanation.base_values[index]:.2f}, "
                  f"prediction {explanation.predictions[index]:.2f}")
         mappable = _draw_heatmap(axes[row, 1], image, segments, explanation.shap_values[index], box, title)
@@ -485,10 +488,12 @@ def render_explanation(explanation, stem: str, out_dir: Path,
     metrics, the smallest sets that keep and remove the score) and ``<stem>_objects.jpeg``
     (every target labelled with class name and score). Classification: ``shap_<stem>.jpeg``
     with one block per explained class. Colour scale symmetric around 0: blue raises the
-    score, red lowers it.
+    score, red lowers it. label_headers: class names (default the explanation's), in every figure.
     """
     out_dir = Path(out_dir)
     written: list[str] = []
+    if label_headers is None:  # the objects figure too, not only plot_explanation's (it showed class ids)
+        label_headers = explanation.label_headers
     if explanation.task == "detection":
         for index in range(explanation.num_targets):
             file_name = heatmap_file_name(stem, index + 1)
@@ -516,7 +521,7 @@ def _render_objects(explanation, stem: str, out_dir: Path,
                                  linewidth=2.0))
         name = figure_class_name(int(explanation.labels[index]), label_headers)
         axis.text(x, max(y - 2, 0), f"{index + 1}: {name} {explanation.target_scores[index]:.2f}",
-                  color="black", fontsize=8, va="bottom", parse_math=False,
+                  color="black", fontsize=8, va="bottom", parse_math=False, fontfamily=class_name_fonts(),
                   bbox={"facecolor": "lime", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     if explanation.num_targets == 0:
         axis.set_title("no object above the probability threshold", fontsize=9)
