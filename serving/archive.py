@@ -96,7 +96,9 @@ def extract_tar_gz(archive, target_dir):
         with tarfile.open(str(archive), "r:gz") as tar:
             for member in tar.getmembers():
                 destination = (target / member.name).resolve()
-                if not str(destination).startswith(str(target)) or member.issym() or member.islnk():
+                # inside the folder, not only named like it: '../out2/x' of folder 'out' starts with '.../out'
+                inside = destination == target or target in destination.parents
+                if not inside or member.issym() or member.islnk():
                     raise ArchiveError("%s holds an unsafe entry %r" % (archive, member.name))
             if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12: refuse the same again
                 tar.extractall(str(target), filter="data")

@@ -86,6 +86,20 @@ def test_unsafe_archives_are_refused(tmp_path):
         check_archive(payload)
 
 
+def test_an_entry_into_a_sibling_folder_whose_name_starts_like_the_target_is_refused(tmp_path):
+    """'../out2/x' resolves outside 'out' but its path starts with it: the check compared strings, so on
+    a Python without the tar data filter (3.8 before 3.8.17) it was written beside the folder; here the
+    data filter refused it with a misleading 'not a readable model.tar.gz'."""
+    evil = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload"
+    payload.write_text("x")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(payload, arcname="../out2/escape.txt")
+    with pytest.raises(PackageError, match=r"holds an unsafe entry '\.\./out2/escape.txt'"):
+        extract_archive(evil, tmp_path / "out")
+    assert not (tmp_path / "out2").exists()
+
+
 @pytest.mark.integration  # starts processes (no fixture says so)
 def test_zoo_model_with_a_class_subset_offline(tmp_path):
     result = package_zoo("yolo3_mobilenet0.25_coco", tmp_path / "zoo.tar.gz", classes=["person", "car"],

@@ -304,3 +304,24 @@ def test_without_a_context_argument_the_toolkits_context_is_used(tiny_detector_d
     assert "neither JPEG nor PNG" in json.loads(body)["error"]
     with pytest.raises(ServingError):  # called from anywhere else, errors are still raised
         transform_fn(model, b"GIF89a", "image/png", "application/json")
+
+
+def test_an_archive_entry_leaving_the_folder_is_refused_on_python_38(py38, tmp_path):
+    """Python 3.8 before 3.8.17 has no tar data filter: the member check is all that stands between an
+    archive and the folder beside it. '../out2/escape.txt' of folder 'out' passed a check that compared path
+    strings (the 3.8 here has the filter, which refused it as 'not a readable model.tar.gz')."""
+    import tarfile
+
+    evil = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload"
+    payload.write_text("x")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(payload, arcname="../out2/escape.txt")
+    code = ("import sys; from serving.archive import ArchiveError, extract_tar_gz\n"
+            "try:\n    extract_tar_gz(sys.argv[1], sys.argv[2])\nexcept ArchiveError as error:\n    print(error)\n"
+            "print(sys.version_info[:2])")
+    completed = subprocess.run([py38, "-c", code, str(evil), str(tmp_path / "out")], capture_output=True,
+                               text=True, timeout=120, cwd=str(REPO))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == ["%s holds an unsafe entry '../out2/escape.txt'" % evil, "(3, 8)"]
+    assert not (tmp_path / "out2").exists()
