@@ -65,14 +65,16 @@ class Explanation:
         every target group, and the metric curves).
     num_segments_used: S, the segments of the final partition (after refinement).
     timings: seconds per phase. metrics: one dict per target or None.
-    exact: the values are exact Shapley values (every coalition was evaluated).
+    exact: the values are exact Shapley values of the segments written (every coalition was
+        evaluated and no segment was split afterwards: a split segment's value is a share of its
+        parent's, see ``levels``, even when the coarse values were exact).
     converged: per target, target_error was met (or the values are exact).
     label_headers: class names by class id (the settings' ``label_headers``), or None.
     coarse_segments: segments before refinement; levels: (S,) int, how many times each
     segment's ancestors were split (0: a coarse segment, whose value is its Shapley value
     among the coarse segments; k > 0: its share of its parent's value, see
     ``explain.refinement``). refinement: the rounds of splits (``RefinementStep``).
-    ``exact`` refers to the coarse values. best_detection: (class id, score) of the unmasked
+    best_detection: (class id, score) of the unmasked
     image's highest-scoring detection at any score (detection; None when the model detected
     nothing, for classification, and in files written before it was recorded): what the
     model saw when nothing reached ``probability_threshold``.
@@ -343,6 +345,9 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         standard_errors = np.zeros_like(shap_values)
         for (indices, _), values, errors in zip(games, refined_values, refined_errors, strict=True):
             shap_values[indices], standard_errors[indices] = values, errors
+        # a split segment's value is a share of its parent's, no Shapley value among the final segments: an
+        # explanation with splits is not exact even when every coalition of the coarse segments was evaluated
+        exact = exact and not refinement
         timings["refinement_s"] = time.perf_counter() - phase
     num_segments = int(segments.max()) + 1
 
