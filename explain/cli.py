@@ -282,7 +282,9 @@ def _warn_deprecated_aws_endpoint() -> None:
         envvar=f"{ENV_PREFIX}_OUT", deprecated_envvar=f"{_OLD_ENV_PREFIX}_OUT",
         help="Directory for the images, analysis.json and report.html.")
 @option("--num-samples", type=int, default=500,
-        help="Model evaluations of masked images per image (Kernel SHAP samples).")
+        help="Model evaluations of masked images per image (Kernel SHAP samples), anchors and refinement "
+             "included; with --context below 1 per detection target (each is then a game of its own), "
+             "so an image costs up to --max-objects times as many.")
 @option("--num-segments", type=int, default=20,
         help="Number of superpixels (exact for merged unless the image holds fewer superpixels, which "
              "a warning says; approximate for slic/slico).")
@@ -308,7 +310,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--iou-threshold", type=float, default=0.5,
         help="Detection: IoU a masked image's box needs to count as the same object.")
 @option("--context", type=float, default=1.0,
-        help="Detection: share of the image outside the box that takes part (0..1).")
+        help="Detection: share of the image outside the box that takes part (0..1); below 1 each target "
+             "is explained with --num-samples calls of its own.")
 @option("--probability-threshold", type=float, default=0.5,
         help="Detection: explain objects scored at least this.")
 @option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",

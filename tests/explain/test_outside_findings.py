@@ -82,3 +82,19 @@ def test_only_values_of_unsplit_segments_with_every_coalition_evaluated_are_call
     phi = exact_shapley_values(npz["image"], npz["segments"], noise_baseline(npz["image"]),
                                classifier_score(int(npz["labels"][0])))
     np.testing.assert_allclose(npz["shap_values"][0], phi, atol=1e-5)
+
+
+def test_the_help_says_how_many_model_calls_an_image_with_several_targets_costs_below_context_one(tmp_path):
+    """--help said "Model evaluations of masked images per image", docs/from-clarify.md "per image": with
+    --context below 1 every target is its own game with its own --num-samples (193 calls for
+    --num-samples 100 and two targets). The calls are as designed (each target's game differs); the help
+    and the Clarify guide say so now."""
+    out = tmp_path / "out"
+    explain("--endpoint", DETECTOR, "--task", "detection", "--out", out, "-q", "--num-samples", 60,
+            "--context", 0.5, SAMPLES / "shapes_2.png")
+    image = json.loads((out / "analysis.json").read_text())["images"][0]
+    assert len(image["targets"]) == 2 and 60 < image["model_calls"] <= 2 * 60 + 1
+    help_text = " ".join(explain("--help").output.split())
+    assert "with --context below 1 per detection target" in help_text
+    guide = (REPO / "docs" / "from-clarify.md").read_text(encoding="utf-8")
+    assert "with `context` below 1 per detection target" in guide
