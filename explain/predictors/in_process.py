@@ -165,8 +165,8 @@ class InProcessPredictor(Predictor):
     model's answers. Chunks hold at most ``batch_size`` images and what the handler's limits
     admit (body bytes, images and network-input pixels per request), as over HTTP; one forward
     pass runs at a time. ``transport`` (default: npy both ways): its content_type, accept,
-    custom_attributes, probability and max_payload_bytes (at most the handler's) apply as over
-    HTTP; the rest (IN_PROCESS_NOT_APPLIED) does not, and ``settings()`` lists the ones it sets
+    custom_attributes, probability, max_images_per_request and max_payload_bytes (at most the
+    handler's) apply as over HTTP; the rest (IN_PROCESS_NOT_APPLIED) does not, and ``settings()`` lists the ones it sets
     under ``settings_not_applied``.
     """
 
@@ -181,7 +181,9 @@ class InProcessPredictor(Predictor):
         transport = TransportConfig(content_type=given.content_type, accept=given.accept,
                                     max_payload_bytes=min(given.max_payload_bytes, connection.max_body_bytes),
                                     concurrency=1, max_retries=0, custom_attributes=given.custom_attributes,
-                                    probability=given.probability)
+                                    probability=given.probability,
+                                    # the user's cap holds here too (it was dropped: 64-image requests)
+                                    max_images_per_request=given.max_images_per_request)
         super().__init__(connection, task, transport, max_images_per_request=batch_size)
         self.batch_size = batch_size
 

@@ -98,3 +98,16 @@ def test_the_help_says_how_many_model_calls_an_image_with_several_targets_costs_
     assert "with --context below 1 per detection target" in help_text
     guide = (REPO / "docs" / "from-clarify.md").read_text(encoding="utf-8")
     assert "with `context` below 1 per detection target" in guide
+
+
+def test_max_images_per_request_caps_the_requests_to_an_in_process_model(tmp_path):
+    """Against a model folder --max-images-per-request was dropped without a word: 61 images in 5 requests
+    of up to 64 for a cap of 7 (over HTTP the same option gave 7-image requests)."""
+    out = tmp_path / "out"
+    explain("--endpoint", DETECTOR, "--task", "detection", "--out", out, "-q", "--num-samples", 60,
+            "--max-images-per-request", 7, SAMPLES / "shapes_0.png")
+    analysis = json.loads((out / "analysis.json").read_text())
+    predictor = analysis["predictor"]
+    assert "max_images_per_request" not in analysis["settings_not_applied"]
+    assert predictor["images"] > 7 * 4 and predictor["requests"] >= -(-predictor["images"] // 7), predictor
+    assert predictor["max_request_bytes"] <= 128 + 7 * 320 * 320 * 3  # one npy of at most 7 320x320 images
