@@ -79,7 +79,10 @@ class ExplainConfig:
     Names follow SageMaker Clarify's ImageConfig / SHAPConfig where Clarify has one.
     ``num_samples`` bounds the model evaluations of masked images per image and target
     group, the two anchors (empty and full coalition) and the refinement included; a masked
-    image asked for twice is evaluated once, so a run may use a few less. ``segmentation``
+    image asked for twice is evaluated once, so a run may use a few less. The unmasked image
+    is one call more: it is asked first, to find the targets, and again as the full
+    coalition, on purpose: the two answers are compared (a model that answers the same image
+    differently is named in the image's warnings), so an image costs at most num_samples + 1. ``segmentation``
     is not Clarify's: "slic" is scikit-image's plain SLIC as Clarify describes it, "slico"
     SLIC with adaptive compactness, "merged" (the default) merges an over-segmentation by
     colour so segments follow object outlines (``explain.segmentation.segment_image``).
