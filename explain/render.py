@@ -418,7 +418,7 @@ def plot_explanation(explanation, targets: Sequence[int] | None = None,
         _hide_axes(axis)
     if not blocks:
         axes[0, 0].imshow(image)
-        axes[0, 0].set_title("no target above the probability threshold", fontsize=9)
+        axes[0, 0].set_title("no target at or above the probability threshold", fontsize=9)
         figure.get_layout_engine().execute(figure)  # as below: a figure leaves here laid out
         return figure
     row = 0
@@ -524,7 +524,7 @@ def _render_objects(explanation, stem: str, out_dir: Path,
                   color="black", fontsize=8, va="bottom", parse_math=False, fontfamily=class_name_fonts(),
                   bbox={"facecolor": "lime", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     if explanation.num_targets == 0:
-        axis.set_title("no object above the probability threshold", fontsize=9)
+        axis.set_title("no object at or above the probability threshold", fontsize=9)
     file_name = objects_file_name(stem)
     save_jpeg(figure, out_dir / file_name)
     return file_name

@@ -410,7 +410,7 @@ def _target_block(item: dict, target: dict, files_dir: Path | None, detection: b
 def _no_target_sentence(item: dict, settings: dict) -> str:
     """Why a detection image has no target: the threshold, and the best score the model gave below it."""
     threshold = settings.get("probability_threshold")
-    sentence = "nothing scored above the probability threshold" + (f" {threshold:g}" if threshold is not None else "")
+    sentence = "nothing scored at or above the probability threshold" + (f" {threshold:g}" if threshold is not None else "")
     if "best_detection" not in item:  # written before the best detection was recorded
         return sentence + "."
     best = item["best_detection"]

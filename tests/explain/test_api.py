@@ -562,7 +562,7 @@ def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained)
 
 def test_plot_draws_the_targets_a_generator_gives(explained):
     # review 20: the index check read the generator, so nothing was left to draw: the figure said
-    # "no target above the probability threshold"
+    # "no target at or above the probability threshold"
     figure = explained.plot(targets=(index for index in [1]))
     assert [axis.get_title() for axis in figure.axes if axis.get_images()][0].startswith("box 2: ")
     assert len([axis for axis in explained.plot(targets=iter(range(2))).axes if axis.get_images()]) == 4 + 2

@@ -698,7 +698,7 @@ def test_an_image_without_a_target_says_the_threshold_and_the_best_score_below_i
     assert image["targets"] == []
     assert image["best_detection"]["label"] == "corner" and image["best_detection"]["score"] == pytest.approx(0.6)
     text = page_text(tmp_path / "out" / "report.html")
-    assert "No target: nothing scored above the probability threshold 0.8; the best was corner 0.600." in text
+    assert "No target: nothing scored at or above the probability threshold 0.8; the best was corner 0.600." in text
 
 
 def test_an_image_the_model_saw_nothing_in_says_so(tmp_path):
@@ -707,7 +707,7 @@ def test_an_image_the_model_saw_nothing_in_says_so(tmp_path):
     run_explanations([scene], lambda batch: [np.zeros((0, 6), dtype=np.float32) for _ in batch],
                      ExplainConfig(num_samples=16, num_segments=4), tmp_path / "out", RunOptions(progress=False))
     text = page_text(tmp_path / "out" / "report.html")
-    assert "No target: nothing scored above the probability threshold 0.5; the model detected nothing at all." in text
+    assert "No target: nothing scored at or above the probability threshold 0.5; the model detected nothing at all." in text
 
 
 @pytest.mark.integration
