@@ -308,9 +308,10 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
                             config.num_samples, max(0, config.num_samples - needed))
                 coarse_budget = min(needed, config.num_samples)
         else:  # nothing may be split: the refinement's share would go unspent
-            logger.warning("the segmentation gave %d segments, max_segments is %d: no refinement, "
-                           "all %d samples go to the segments as they are", coarse_segments,
-                           config.max_segments, config.num_samples)
+            # an image's warning: in its summary (analysis.json, the report) too, not only on the terminal
+            warn_about_image(logger, f"the segmentation gave {coarse_segments} segments, max_segments is "
+                             f"{config.max_segments}: no refinement, all {config.num_samples} samples go to the "
+                             "segments as they are")
     shap_values = np.zeros((num_targets, coarse_segments))
     standard_errors = np.zeros((num_targets, coarse_segments))
     base_values = np.zeros(num_targets)

@@ -160,3 +160,15 @@ def test_the_unmasked_image_is_asked_twice_on_purpose_and_an_image_costs_at_most
         explanation = explainer(image)
     assert explanation.exact and sum(whole) == 2 and explanation.model_calls == 2**6 + 1
     assert "again as the full\n    coalition" in ExplainConfig.__doc__
+
+
+def test_no_refinement_for_too_many_segments_is_in_the_image_summary(tmp_path):
+    """--num-segments above --max-segments: the "no refinement" warning went to stderr only; the image's
+    warnings in analysis.json were [] and the report said nothing (the SLIC warning is kept in both)."""
+    out = tmp_path / "out"
+    explain("--endpoint", CLASSIFIER, "--task", "classification", "--out", out, "-q", "--num-samples", 60,
+            "--num-segments", 12, "--max-segments", 8, SAMPLES / "shapes_0.png")
+    warnings = json.loads((out / "analysis.json").read_text())["images"][0]["warnings"]
+    assert [warning for warning in warnings if "no refinement" in warning], warnings
+    assert "no refinement, all 60 samples go to the segments as they are" in (out / "report.html").read_text(
+        encoding="utf-8")
