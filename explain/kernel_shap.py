@@ -230,7 +230,7 @@ def small_sample_factor(paired: PairedDesign, fit: RegressionFit) -> float:
     check, review 21). As for a regression's coefficients, the 97.5% quantile of Student's t
     with the residual degrees of freedom, the sampled pairs' summed 1 - leverage, replaces
     the normal's 1.96 while the pairs are scarce (``scarce_pairs``: fewer than 2 per column of the
-    singleton fit, about 6S calls): ×2.2 with 2 to spare, ×1.42 with 4, ×1.14 with 10; with fewer than
+    singleton fit, about 6S calls): ×2.2 with 4 to spare, ×1.14 with 10; with fewer than
     MIN_SPARE_PAIRS (about 2S + 4 calls and fewer for S segments) NaN: the errors are unknown
     (covered 0.31–0.70 of the exact values at 2S + 2 calls even ×6.5, on dev games).
     """
@@ -245,9 +245,9 @@ def small_sample_factor(paired: PairedDesign, fit: RegressionFit) -> float:
     spare = float(np.sum(1.0 - np.minimum(linear.solver.leverages[sampled], 1.0)))
     if spare < MIN_SPARE_PAIRS:  # too little left over to estimate the error from: unknown
         return float("nan")
-    from scipy.special import ndtri, stdtrit  # (scipy.stats would take a second to import)
+    from scipy.stats import t
 
-    return float(stdtrit(spare, 0.975) / ndtri(0.975))
+    return float(t.ppf(0.975, spare) / t.ppf(0.975, np.inf))
 
 
 def samples_with_errors(num_features: int) -> int:
