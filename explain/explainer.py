@@ -24,7 +24,7 @@ from .detection import (
 from .errors import ConfigError, ExplainError
 from .feature_masks import check_segment_map
 from .image_warnings import warn_about_image
-from .kernel_shap import kernel_shap, samples_with_errors
+from .kernel_shap import determining_samples, kernel_shap
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
@@ -54,8 +54,7 @@ class Explanation:
     segments: (H, W) int32, labels 0..S-1.
     shap_values, standard_errors: (T, S) float64 (sandwich standard errors of the estimate,
         see explain.shap_regression; 0 when exact; NaN when the model calls were too few
-        to estimate them: fewer than 2 S + 2 determine no values, and at about 2 S + 4 or fewer
-        too little is left over for the errors, see ``kernel_shap.small_sample_factor``).
+        for the segments, fewer than 2 S + 2).
     base_values: (T,) score with every segment replaced by the baseline.
     predictions: (T,) score with every segment kept; per target
         ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score
@@ -299,9 +298,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     if config.refine_fraction > 0 and not own_segments:
         if coarse_segments < config.max_segments:
             coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
-            needed = samples_with_errors(coarse_segments)
-            # the coarse values and their errors first: refinement splits only values it can tell from 0
-            if coarse_budget < needed:
+            needed = determining_samples(coarse_segments)
+            if coarse_budget < needed:  # the coarse values first: refinement cannot split undetermined ones
                 logger.info("the coarse fit of %d segments needs %d model calls and --refine-fraction %g "
                             "left it %d: it gets %d of the %d, refinement %d", coarse_segments, needed,
                             config.refine_fraction, coarse_budget, min(needed, config.num_samples),

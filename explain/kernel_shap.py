@@ -88,10 +88,8 @@ from .coalitions import (
 )
 from .shap_regression import (
     PairedDesign,
-    RegressionFit,
     adjust_with_surrogate,
     choose_terms,
-    scarce_pairs,
     shrink_towards_surrogate,
     solve_constrained_wls,
 )
@@ -101,10 +99,6 @@ from .tree_surrogate import cross_fitted_surrogates
 __all__ = [
     "ShapResult",
     "determining_samples",
-    "samples_with_errors",
-    "small_sample_errors",
-    "small_sample_factor",
-    "MIN_SPARE_PAIRS",
     "kernel_shap",
     "exact_shapley_values",
     "size_kernel_mass",
@@ -198,62 +192,11 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
                 fit.values, fit.standard_errors, surrogate.values, surrogate.value_variance)
             fits[output] = replace(fit, values=values, standard_errors=errors)
     values = np.stack([fit.values for fit in fits])
-    errors = np.stack([small_sample_errors(paired, fit) for fit in fits])
     # The constraint holds up to rounding in the solve (1e-8 relative for a nearly singular
     # system, S = 64 at 500 samples); spread that rounding so the sum is exact.
     gap = (full_values - base_values) - values.sum(axis=1)
     values += (gap / values.shape[1])[:, None]
-    return values, errors, tuple(len(fit.terms) for fit in fits)
-
-
-# Residual degrees of freedom (the sampled pairs' summed 1 - leverage) below which standard errors are unknown.
-MIN_SPARE_PAIRS = 2.0
-
-
-def small_sample_errors(paired: PairedDesign, fit: RegressionFit) -> np.ndarray:
-    """``fit``'s standard errors (S,) as reported: with scarce pairs widened by ``small_sample_factor``
-    and none below the output's median (pooled: one value's own sandwich rests on the few pairs that
-    move it, and a fit through them left one at 0.0006 with an error of 0.13)."""
-    factor = small_sample_factor(paired, fit)
-    errors = fit.standard_errors * factor
-    if factor != 1.0 and np.isfinite(factor):
-        errors = np.maximum(errors, np.median(errors))
-    return errors
-
-
-def small_sample_factor(paired: PairedDesign, fit: RegressionFit) -> float:
-    """How much wider than ``fit``'s sandwich standard errors intervals must be with few pairs to spare.
-
-    The sandwich estimates the values' variance from the residuals of the sampled pairs, and a
-    fit with about as many terms as pairs passes close to all of them: at 2S + 2 calls its
-    residuals said almost nothing and the intervals covered 2 of 10 exact values (an outside
-    check, review 21). As for a regression's coefficients, the 97.5% quantile of Student's t
-    with the residual degrees of freedom, the sampled pairs' summed 1 - leverage, replaces
-    the normal's 1.96 while the pairs are scarce (``scarce_pairs``: fewer than 2 per column of the
-    singleton fit, about 6S calls): ×2.2 with 4 to spare, ×1.14 with 10; with fewer than
-    MIN_SPARE_PAIRS (about 2S + 4 calls and fewer for S segments) NaN: the errors are unknown
-    (covered 0.31–0.70 of the exact values at 2S + 2 calls even ×6.5, on dev games).
-    """
-    linear = fit._linear
-    if linear is None or not scarce_pairs(paired):
-        # no sandwich; or pairs enough (2 per column), where the HC3 sandwich already overstates the variance
-        # (BENCHMARKS.md) and t's few per cent would widen the intervals further
-        return 1.0
-    sampled = paired.sampled[paired.strata]
-    if not sampled.any():  # enumerated strata only: no sampling error to scale
-        return 1.0
-    spare = float(np.sum(1.0 - np.minimum(linear.solver.leverages[sampled], 1.0)))
-    if spare < MIN_SPARE_PAIRS:  # too little left over to estimate the error from: unknown
-        return float("nan")
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, spare) / t.ppf(0.975, np.inf))
-
-
-def samples_with_errors(num_features: int) -> int:
-    """The fewest model calls whose standard errors are usually known: 2S + 4 (one pair more than
-    ``determining_samples``, MIN_SPARE_PAIRS to spare when the fit keeps the singletons alone), or 2**S."""
-    return min(2 * num_features + 4, 2**min(num_features, 62))
+    return values, np.stack([fit.standard_errors for fit in fits]), tuple(len(fit.terms) for fit in fits)
 
 
 def determining_samples(num_features: int) -> int:

@@ -46,7 +46,6 @@ __all__ = [
     "fit_constrained",
     "solve_constrained_wls",
     "choose_terms",
-    "scarce_pairs",
     "adjust_with_surrogate",
     "shrink_towards_surrogate",
 ]
@@ -456,12 +455,6 @@ RIDGE_GRID = (0.1,)  # penalties tried on the widest basis, relative to the tota
 WIDE_FEATURES = 9  # the widest basis: every odd parity of up to this many leading features
 
 
-def scarce_pairs(paired: PairedDesign) -> bool:
-    """Whether the pairs are fewer than SCARCE_PAIRS per column of the singleton fit with its size indicators."""
-    num_pairs, num_features = paired.signs.shape
-    return num_pairs < SCARCE_PAIRS * (num_features + _stratum_indicators(paired).shape[1])
-
-
 def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> RegressionFit:
     """Fit one output with the singletons alone and with richer odd bases, keep the fit with
     the lowest leave-one-pair-out error.
@@ -485,7 +478,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     num_pairs, num_features = paired.signs.shape
     first_order = singletons(num_features)
     linear = _fit_terms(paired, targets, first_order, total)
-    if scarce_pairs(paired):
+    if num_pairs < SCARCE_PAIRS * (num_features + _stratum_indicators(paired).shape[1]):
         linear = min(linear, _fit_terms(paired, targets, first_order, total, with_indicators=False),
                      key=lambda fit: fit.loo_error)
     indicators = linear.indicators
