@@ -38,28 +38,38 @@ def _fonts() -> tuple[tuple[str, ...], frozenset[int]]:
     from matplotlib import font_manager
     from matplotlib.ft2font import FT2Font
 
-    families = list(matplotlib.rcParams["font.family"])
-    paths = [font_manager.findfont(font_manager.FontProperties(family=families))]
-    wanted = {name.lower(): rank for rank, name in enumerate(FALLBACK_FONT_FILES)}
-    found = sorted((wanted[Path(path).stem.lower()], path) for path in font_manager.findSystemFonts()
-                   if Path(path).stem.lower() in wanted)
-    for _, path in found:
+    configured = list(matplotlib.rcParams["font.family"])
+    families: list[str] = []
+    paths: list[str] = []
+
+    def add(path: str) -> None:
         try:
-            font = FT2Font(path)
+            name = FT2Font(path).family_name
         except (OSError, RuntimeError):  # unreadable: matplotlib could not draw with it either
-            continue
-        if font.family_name not in families:
+            return
+        if name not in families:
             # matplotlib's font list is cached on first use: a font installed since is not in it
-            if font.family_name not in {entry.name for entry in font_manager.fontManager.ttflist}:
+            if name not in {entry.name for entry in font_manager.fontManager.ttflist}:
                 font_manager.fontManager.addfont(path)
-            families.append(font.family_name)
+            families.append(name)
             paths.append(path)
+
+    # the configured families that are installed, by the names of the fonts they resolve to: a family
+    # that is not ('Arial' on Linux) left the fallbacks alone to draw Latin names, as empty boxes
+    for family in configured:
+        try:
+            add(font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False))
+        except ValueError:
+            continue
+    if not families:  # none installed: the font matplotlib falls back to (DejaVu Sans)
+        add(font_manager.findfont(font_manager.FontProperties(family=configured)))
+    wanted = {name.lower(): rank for rank, name in enumerate(FALLBACK_FONT_FILES)}
+    for _, path in sorted((wanted[Path(path).stem.lower()], path) for path in font_manager.findSystemFonts()
+                          if Path(path).stem.lower() in wanted):
+        add(path)
     code_points: set[int] = set()
     for path in paths:
-        try:
-            code_points.update(FT2Font(path).get_charmap())
-        except (OSError, RuntimeError):
-            continue
+        code_points.update(FT2Font(path).get_charmap())
     return tuple(families), frozenset(code_points)
 
 
@@ -72,13 +82,14 @@ def class_name_fonts() -> list[str]:
 def drawable_name(name: str) -> str:
     """``name`` with each character that none of ``class_name_fonts`` has replaced by '�'.
 
-    The first time a name has such characters, one warning says which and how to get a font that
-    has them. Whitespace and control characters are kept (matplotlib draws no glyph for them).
+    The first time a name has such characters, one warning says which (escaped when not printable)
+    and how to get a font that has them. A line break is kept.
     """
     with _lock:
         code_points = _fonts()[1]
-    missing = [character for character in name
-               if ord(character) not in code_points and not character.isspace() and character.isprintable()]
+    # every character no font has, printable or not (a private-use or unassigned one, a bidi control):
+    # matplotlib warned of each and drew a box; a line break is kept (it breaks the line)
+    missing = [character for character in name if ord(character) not in code_points and character != "\n"]
     if not missing:
         return name
     with _lock:
@@ -86,8 +97,9 @@ def drawable_name(name: str) -> str:
         _named.add(name)
     if first:
         logger.warning("class name %s has characters no installed font draws (%s): the figures show %s for "
-                       "them, the report has the name whole; install a font that has them (Debian: "
-                       "fonts-noto-cjk or fonts-droid-fallback)", repr(name), " ".join(sorted(set(missing))),
-                       REPLACEMENT)
+                       "them, the report has the name whole; install a font that has them (for Chinese, "
+                       "Japanese and Korean, Debian's fonts-noto-cjk)", repr(name),
+                       " ".join(ascii(character)[1:-1] if not character.isprintable() else character
+                                for character in sorted(set(missing))), REPLACEMENT)
     stand_in = REPLACEMENT if ord(REPLACEMENT) in code_points else "?"
     return "".join(stand_in if character in missing else character for character in name)
