@@ -88,8 +88,8 @@ def write_tar_gz(entries, archive):
 def extract_tar_gz(archive, target_dir):
     """Extract a tar.gz into ``target_dir`` after checking every member; returns the resolved folder.
 
-    Raises ArchiveError for an unreadable archive or a member with an absolute path, ``..``
-    or a (sym)link, naming the archive and the member.
+    Raises ArchiveError for an unreadable archive or a member with an absolute path, ``..``,
+    a (sym)link or a special file (FIFO, device), naming the archive and the member.
     """
     target = Path(target_dir).resolve()
     try:
@@ -98,7 +98,9 @@ def extract_tar_gz(archive, target_dir):
                 destination = (target / member.name).resolve()
                 # inside the folder, not only named like it: '../out2/x' of folder 'out' starts with '.../out'
                 inside = destination == target or target in destination.parents
-                if not inside or member.issym() or member.islnk():
+                # files and folders only: a FIFO (a model.json that hangs loading) or a device node is no model
+                # file, and a Python without the tar data filter (3.8 before 3.8.17) creates them
+                if not inside or not (member.isfile() or member.isdir()):
                     raise ArchiveError("%s holds an unsafe entry %r" % (archive, member.name))
             if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12: refuse the same again
                 tar.extractall(str(target), filter="data")

@@ -317,6 +317,11 @@ def test_an_archive_entry_leaving_the_folder_is_refused_on_python_38(py38, tmp_p
     payload.write_text("x")
     with tarfile.open(evil, "w:gz") as tar:
         tar.add(payload, arcname="../out2/escape.txt")
+    fifo = tmp_path / "fifo.tar.gz"
+    with tarfile.open(fifo, "w:gz") as tar:  # a model.json that would hang the model's loading
+        member = tarfile.TarInfo("model.json")
+        member.type = tarfile.FIFOTYPE
+        tar.addfile(member)
     code = ("import sys; from serving.archive import ArchiveError, extract_tar_gz\n"
             "try:\n    extract_tar_gz(sys.argv[1], sys.argv[2])\nexcept ArchiveError as error:\n    print(error)\n"
             "print(sys.version_info[:2])")
@@ -325,3 +330,6 @@ def test_an_archive_entry_leaving_the_folder_is_refused_on_python_38(py38, tmp_p
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines() == ["%s holds an unsafe entry '../out2/escape.txt'" % evil, "(3, 8)"]
     assert not (tmp_path / "out2").exists()
+    completed = subprocess.run([py38, "-c", code, str(fifo), str(tmp_path / "fifo")], capture_output=True,
+                               text=True, timeout=120, cwd=str(REPO))
+    assert completed.stdout.splitlines() == ["%s holds an unsafe entry 'model.json'" % fifo, "(3, 8)"]
