@@ -24,11 +24,11 @@ from .detection import (
 from .errors import ConfigError, ExplainError
 from .feature_masks import check_segment_map
 from .image_warnings import warn_about_image
-from .kernel_shap import determining_samples, kernel_shap
+from .kernel_shap import kernel_shap, samples_with_errors
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
-from .refinement import CachedGame, refine_values
+from .refinement import SPLIT_SIGNIFICANCE, CachedGame, refine_values, worth_splitting
 from .segmentation import segment_image
 from .target_segments import segment_with_boxes
 
@@ -54,7 +54,8 @@ class Explanation:
     segments: (H, W) int32, labels 0..S-1.
     shap_values, standard_errors: (T, S) float64 (sandwich standard errors of the estimate,
         see explain.shap_regression; 0 when exact; NaN when the model calls were too few
-        for the segments, fewer than 2 S + 2).
+        to estimate them: fewer than 2 S + 2 determine no values, and at about 2 S + 4 or fewer
+        too little is left over for the errors, see ``kernel_shap.small_sample_factor``).
     base_values: (T,) score with every segment replaced by the baseline.
     predictions: (T,) score with every segment kept; per target
         ``shap_values.sum(1) == predictions - base_values`` (equals the unmasked score
@@ -173,6 +174,11 @@ class Explanation:
         from .shap_export import to_shap
 
         return to_shap(self, pixels=pixels)
+
+
+def _fit_errors(result) -> np.ndarray:
+    """A kernel_shap result's own standard errors (T, S), by which refinement tells values from noise."""
+    return result.standard_errors if result.fit_errors is None else result.fit_errors
 
 
 def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
@@ -298,8 +304,10 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     if config.refine_fraction > 0 and not own_segments:
         if coarse_segments < config.max_segments:
             coarse_budget = max(4, config.num_samples - int(round(config.refine_fraction * config.num_samples)))
-            needed = determining_samples(coarse_segments)
-            if coarse_budget < needed:  # the coarse values first: refinement cannot split undetermined ones
+            needed = samples_with_errors(coarse_segments)
+            # the coarse values and their errors first: with fewer than 2S + 4 calls the errors are unknown,
+            # and a split value's error is a share of its parent's
+            if coarse_budget < needed:
                 logger.info("the coarse fit of %d segments needs %d model calls and --refine-fraction %g "
                             "left it %d: it gets %d of the %d, refinement %d", coarse_segments, needed,
                             config.refine_fraction, coarse_budget, min(needed, config.num_samples),
@@ -312,16 +320,28 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
                              "segments as they are")
     shap_values = np.zeros((num_targets, coarse_segments))
     standard_errors = np.zeros((num_targets, coarse_segments))
+    fit_errors = np.zeros((num_targets, coarse_segments))
     base_values = np.zeros(num_targets)
     predictions = np.zeros(num_targets)
     converged = np.zeros(num_targets, dtype=bool)
     exact = num_targets > 0
     phase = time.perf_counter()
+    # One game (every target shares the masked images) whose coarse values hold nothing worth splitting
+    # gets refinement's calls for them instead (with several, a split is made for all games or none).
+    refine_calls = config.num_samples - coarse_budget
+    more_samples = refine_calls if len(games) == 1 else 0
     for indices, game in games:
         result = kernel_shap(game, coarse_segments, coarse_budget, np.random.default_rng(shap_seed),
-                             config.target_error)
+                             config.target_error, more_samples=more_samples,
+                             spend_more=lambda partial: not worth_splitting(partial.values, _fit_errors(partial)))
+        if result.num_evaluations > coarse_budget:
+            refine_calls = 0
+            warn_about_image(logger, f"no coarse value was {SPLIT_SIGNIFICANCE:g} standard errors from 0 after "
+                             f"{coarse_budget} model calls, so nothing was worth splitting: all "
+                             f"{config.num_samples} samples went to the {coarse_segments} coarse segments")
         shap_values[indices] = result.values
         standard_errors[indices] = result.standard_errors
+        fit_errors[indices] = _fit_errors(result)
         base_values[indices] = result.base_values
         predictions[indices] = result.full_values
         converged[indices] = result.converged
@@ -332,16 +352,15 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
 
     refinement: list = []
     levels = np.zeros(coarse_segments, dtype=np.int64)
-    if games and coarse_budget < config.num_samples:
+    if games and refine_calls > 0:
         phase = time.perf_counter()
-        refine_calls = config.num_samples - coarse_budget
         segments, refined_values, refined_errors, levels, refinement = refine_values(
             image, segments, [game for _, game in games],
             [shap_values[indices] for indices, _ in games],
             [standard_errors[indices] for indices, _ in games],
             [(base_values[indices], predictions[indices]) for indices, _ in games],
             [game.model_calls + refine_calls for _, game in games], config.max_segments,
-            config.segment_compactness)
+            config.segment_compactness, [fit_errors[indices] for indices, _ in games])
         shap_values = np.zeros((num_targets, int(segments.max()) + 1))
         standard_errors = np.zeros_like(shap_values)
         for (indices, _), values, errors in zip(games, refined_values, refined_errors, strict=True):
@@ -349,6 +368,10 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         # a split segment's value is a share of its parent's, no Shapley value among the final segments: an
         # explanation with splits is not exact even when every coalition of the coarse segments was evaluated
         exact = exact and not refinement
+        if not refinement:
+            warn_about_image(logger, f"refinement split no segment (none held a value {SPLIT_SIGNIFICANCE:g} standard "
+                             f"errors from 0 that could be cut in two): {refine_calls} of the "
+                             f"{config.num_samples} samples were not spent")
         timings["refinement_s"] = time.perf_counter() - phase
     num_segments = int(segments.max()) + 1
 

@@ -88,8 +88,11 @@ from .coalitions import (
 )
 from .shap_regression import (
     PairedDesign,
+    MIN_SPARE_PAIRS,
+    RegressionFit,
     adjust_with_surrogate,
     choose_terms,
+    scarce_pairs,
     shrink_towards_surrogate,
     solve_constrained_wls,
 )
@@ -99,6 +102,9 @@ from .tree_surrogate import cross_fitted_surrogates
 __all__ = [
     "ShapResult",
     "determining_samples",
+    "samples_with_errors",
+    "small_sample_errors",
+    "small_sample_factor",
     "kernel_shap",
     "exact_shapley_values",
     "size_kernel_mass",
@@ -122,7 +128,10 @@ class ShapResult:
     calls were too few to determine the values); base_values: (T,) f(empty); full_values: (T,) f(full); num_evaluations: coalitions
     evaluated (anchors included); exact: every coalition was evaluated (the values are the
     exact Shapley values); converged: True when target_error was met or the values are exact;
-    terms: per output, the number of regression terms used (S = plain paired Kernel SHAP).
+    terms: per output, the number of regression terms used (S = plain paired Kernel SHAP);
+    fit_errors: (T, S) the fit's own standard errors before ``small_sample_errors`` widens them
+    (finite from 2S + 2 calls; None: as standard_errors): what refinement ranks segments by,
+    a scale, not a promise of coverage.
     """
 
     values: np.ndarray
@@ -133,6 +142,7 @@ class ShapResult:
     exact: bool
     converged: bool
     terms: tuple[int, ...] = ()
+    fit_errors: np.ndarray | None = None
 
 
 def _paired_design(num_features: int, enumerated: list[int], enumerated_rows: np.ndarray,
@@ -165,11 +175,11 @@ def _paired_design(num_features: int, enumerated: list[int], enumerated_rows: np
 
 def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.ndarray,
               tree_surrogate: bool = True, shrinkage: bool = True
-              ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
     """Per output, the regression with the chosen terms, adjusted by a tree surrogate where
     it is not exact (unless ``tree_surrogate`` is False) and shrunk towards the trees' values
-    (unless ``shrinkage`` is False). Returns values and standard errors, (T, S) each, and the
-    number of terms per output."""
+    (unless ``shrinkage`` is False). Returns values, standard errors as reported
+    (``small_sample_errors``) and the fits' own, (T, S) each, and the number of terms per output."""
     fits = [choose_terms(paired, paired.halves[:, output],
                          0.5 * float(full_values[output] - base_values[output]))
             for output in range(len(base_values))]
@@ -192,11 +202,58 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
                 fit.values, fit.standard_errors, surrogate.values, surrogate.value_variance)
             fits[output] = replace(fit, values=values, standard_errors=errors)
     values = np.stack([fit.values for fit in fits])
+    errors = np.stack([small_sample_errors(paired, fit) for fit in fits])
     # The constraint holds up to rounding in the solve (1e-8 relative for a nearly singular
     # system, S = 64 at 500 samples); spread that rounding so the sum is exact.
     gap = (full_values - base_values) - values.sum(axis=1)
     values += (gap / values.shape[1])[:, None]
-    return values, np.stack([fit.standard_errors for fit in fits]), tuple(len(fit.terms) for fit in fits)
+    return values, errors, np.stack([fit.standard_errors for fit in fits]), tuple(len(fit.terms) for fit in fits)
+
+
+def small_sample_errors(paired: PairedDesign, fit: RegressionFit) -> np.ndarray:
+    """``fit``'s standard errors (S,) as reported: with scarce pairs widened by ``small_sample_factor``
+    and none below the output's median (pooled: one value's own sandwich rests on the few pairs that
+    move it, and a fit through them left one at 0.0006 with an error of 0.13)."""
+    factor = small_sample_factor(paired, fit)
+    errors = fit.standard_errors * factor
+    if factor != 1.0 and np.isfinite(factor):
+        errors = np.maximum(errors, np.median(errors))
+    return errors
+
+
+def small_sample_factor(paired: PairedDesign, fit: RegressionFit) -> float:
+    """How much wider than ``fit``'s sandwich standard errors intervals must be with few pairs to spare.
+
+    The sandwich estimates the values' variance from the residuals of the sampled pairs, and a
+    fit with about as many terms as pairs passes close to all of them: at 2S + 2 calls its
+    residuals said almost nothing and the intervals covered 2 of 10 exact values (an outside
+    check, review 21). As for a regression's coefficients, the 97.5% quantile of Student's t
+    with the residual degrees of freedom, the sampled pairs' summed 1 - leverage, replaces
+    the normal's 1.96 while the pairs are scarce (``scarce_pairs``: fewer than 2 per column of the
+    singleton fit, about 6S calls): ×2.2 with 2 to spare, ×1.42 with 4, ×1.14 with 10; with fewer than
+    MIN_SPARE_PAIRS (about 2S + 4 calls and fewer for S segments) NaN: the errors are unknown
+    (covered 0.31–0.70 of the exact values at 2S + 2 calls even ×6.5, on dev games).
+    """
+    if not fit.determined:  # the pairs left some direction unmeasured: its sandwich says nothing
+        return float("nan")
+    if fit._linear is None or not scarce_pairs(paired):
+        # no sandwich; or pairs enough (2 per column), where the HC3 sandwich already overstates the variance
+        # (BENCHMARKS.md) and t's few per cent would widen the intervals further
+        return 1.0
+    if not paired.sampled[paired.strata].any():  # enumerated strata only: no sampling error to scale
+        return 1.0
+    spare = fit.spare
+    if spare < MIN_SPARE_PAIRS:  # too little left over to estimate the error from: unknown
+        return float("nan")
+    from scipy.special import ndtri, stdtrit  # (scipy.stats would take a second to import)
+
+    return float(stdtrit(spare, 0.975) / ndtri(0.975))
+
+
+def samples_with_errors(num_features: int) -> int:
+    """The fewest model calls whose standard errors are usually known: 2S + 4 (one pair more than
+    ``determining_samples``, MIN_SPARE_PAIRS to spare when the fit keeps the singletons alone), or 2**S."""
+    return min(2 * num_features + 4, 2**min(num_features, 62))
 
 
 def determining_samples(num_features: int) -> int:
@@ -210,7 +267,8 @@ def determining_samples(num_features: int) -> int:
 def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
                 num_samples: int, rng: np.random.Generator,
                 target_error: float | None = None, *, tree_surrogate: bool = True,
-                balanced_draws: bool = True, shrinkage: bool = True) -> ShapResult:
+                balanced_draws: bool = True, shrinkage: bool = True, more_samples: int = 0,
+                spend_more: Callable[[ShapResult], bool] | None = None) -> ShapResult:
     """Estimate Shapley values of T outputs over S binary features.
 
     evaluate: callable taking coalitions (M, S) bool and returning outputs (M, T) float
@@ -226,6 +284,11 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     alone, for comparisons; it costs about half the CPU time and no model calls).
     balanced_draws, shrinkage: False draws the pairs uniformly / leaves the values unshrunk
     (the parts measured one at a time in bench_estimator; the defaults are the estimator).
+    more_samples, spend_more: when the values are determined and not exact and
+    ``spend_more(result)`` is True for the result of num_samples, up to more_samples further
+    calls are drawn (pairs, in the same strata) and the values estimated again from all of them;
+    otherwise the result is what num_samples alone gives (the explainer's coarse fit: the
+    calls refinement would spend go to the coarse values when none of them is worth splitting).
     Raises ValueError for a num_features, num_samples or target_error out of range and
     TypeError for an rng that is not a ``numpy.random.Generator`` (a seed: ``default_rng(seed)``).
     Returns a ShapResult; values sum to f(full) - f(empty) exactly for every output.
@@ -275,10 +338,11 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
             return _unknown_errors_if(not exact and underdetermined, ShapResult(
                 values, np.zeros_like(values), base_values, full_values, 2 + len(enumerated_rows),
                 exact, exact, (num_features,) * num_outputs))
-        values, errors, terms = _estimate(paired, base_values, full_values, tree_surrogate,
-                                          shrinkage)
+        values, errors, fit_errors, terms = _estimate(paired, base_values, full_values, tree_surrogate,
+                                                      shrinkage)
         return _unknown_errors_if(underdetermined, ShapResult(
-            values, errors, base_values, full_values, 2 + len(enumerated_rows), False, False, terms))
+            values, errors, base_values, full_values, 2 + len(enumerated_rows), False, False, terms,
+            fit_errors))
 
     if target_error is None:
         round_sizes = [total_pairs]
@@ -294,18 +358,37 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
                                else np.zeros((0, num_outputs)))
         paired = _paired_design(num_features, enumerated, enumerated_rows, enumerated_outputs,
                                 np.concatenate(sampled_rows), np.concatenate(sampled_outputs))
-        values, standard_errors, terms = _estimate(paired, base_values, full_values,
-                                                   tree_surrogate, shrinkage)
+        values, standard_errors, fit_errors, terms = _estimate(paired, base_values, full_values,
+                                                               tree_surrogate, shrinkage)
         if target_error is not None and not underdetermined:
-            spread = values.max(axis=1) - values.min(axis=1)
-            converged = bool(np.all(standard_errors <= target_error * spread[:, None]))
+            converged = _converged(values, standard_errors, target_error)
             logger.debug("kernel shap round: %d evaluations, converged=%s",
                          2 + 2 * len(paired.weights), converged)
             if converged:
                 break
-    return _unknown_errors_if(underdetermined, ShapResult(
+    result = _unknown_errors_if(underdetermined, ShapResult(
         values, standard_errors, base_values, full_values,
-        2 + len(enumerated_rows) + sum(len(rows) for rows in sampled_rows), False, converged, terms))
+        2 + len(enumerated_rows) + sum(len(rows) for rows in sampled_rows), False, converged, terms,
+        fit_errors))
+    more_pairs = min(max(more_samples, 0) // 2, sampler.capacity())
+    if spend_more is None or more_pairs == 0 or underdetermined or not spend_more(result):
+        return result
+    rows = sampler.draw(more_pairs)
+    sampled_rows.append(rows)
+    sampled_outputs.append(_outputs(evaluate, rows, num_outputs))
+    paired = _paired_design(num_features, enumerated, enumerated_rows, enumerated_outputs,
+                            np.concatenate(sampled_rows), np.concatenate(sampled_outputs))
+    values, standard_errors, fit_errors, terms = _estimate(paired, base_values, full_values,
+                                                           tree_surrogate, shrinkage)
+    converged = target_error is not None and _converged(values, standard_errors, target_error)
+    return ShapResult(values, standard_errors, base_values, full_values,
+                      result.num_evaluations + len(rows), False, converged, terms, fit_errors)
+
+
+def _converged(values: np.ndarray, standard_errors: np.ndarray, target_error: float) -> bool:
+    """Whether every standard error (T, S) is below target_error times its output's value spread."""
+    spread = values.max(axis=1) - values.min(axis=1)
+    return bool(np.all(standard_errors <= target_error * spread[:, None]))
 
 
 def _unknown_errors_if(underdetermined: bool, result: ShapResult) -> ShapResult:
@@ -314,7 +397,8 @@ def _unknown_errors_if(underdetermined: bool, result: ShapResult) -> ShapResult:
     and would read as certainty)."""
     if not underdetermined:
         return result
-    return replace(result, standard_errors=np.full_like(result.values, np.nan), converged=False)
+    unknown = np.full_like(result.values, np.nan)
+    return replace(result, standard_errors=unknown, fit_errors=unknown, converged=False)
 
 
 def _outputs(evaluate: Callable[[np.ndarray], np.ndarray], coalitions: np.ndarray,

@@ -49,7 +49,9 @@ __all__ = [
     "split_coalitions",
     "split_values",
     "refine_values",
+    "worth_splitting",
     "MIN_CHILD_PIXELS",
+    "SPLIT_SIGNIFICANCE",
     "SPLITS_PER_ROUND",
 ]
 
@@ -238,14 +240,18 @@ class RefinementStep:
 
 def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[CachedGame],
                   values: list[np.ndarray], errors: list[np.ndarray], anchors: list[tuple],
-                  budgets: list[int], max_segments: int, compactness: float = 5.0) -> tuple:
+                  budgets: list[int], max_segments: int, compactness: float = 5.0,
+                  ranking_errors: list[np.ndarray] | None = None) -> tuple:
     """Split the segments holding the most value, best first, while the budget lasts.
 
     image: (H, W, 3) uint8; segment_map: (H, W) int32 labels 0..S-1 (the coarse partition of
     every game); games: one CachedGame per group of targets sharing masked images, each
     already holding its coarse evaluations; values, errors: per game (T_g, S) level-0 values
     and standard errors; anchors: per game (empty, full), each (T_g,); budgets: per game, the
-    most model calls it may reach; max_segments: most segments in all.
+    most model calls it may reach; max_segments: most segments in all; ranking_errors: per game
+    (T_g, S), the standard errors that decide which values may be noise (``_priorities``; default
+    ``errors``): the fit's own (``ShapResult.fit_errors``), finite where the reported ones are
+    unknown or widened for scarce pairs, so that a few calls still split the largest values.
 
     Returns (segment_map (H, W) int32, values per game (T_g, S'), errors per game (T_g, S'),
     levels (S',) int (0 = a coarse segment, k = split k times), steps). A half's standard
@@ -254,12 +260,14 @@ def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[Cached
     """
     values = [np.array(value, dtype=np.float64) for value in values]
     errors = [np.array(error, dtype=np.float64) for error in errors]
+    ranking = errors if ranking_errors is None else [np.array(error, dtype=np.float64)
+                                                     for error in ranking_errors]
     num_segments = int(segment_map.max()) + 1
     levels = np.zeros(num_segments, dtype=np.int64)
     steps: list[RefinementStep] = []
     exhausted: set[int] = set()
     while num_segments < max_segments:
-        priority = _priorities(values, errors)
+        priority = _priorities(values, ranking)
         sizes = np.bincount(segment_map.ravel(), minlength=num_segments)
         candidates = [label for label in np.argsort(-priority, kind="stable")
                       if label not in exhausted and sizes[label] >= 2 * MIN_CHILD_PIXELS
@@ -290,15 +298,16 @@ def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[Cached
             scores = game(coalitions).reshape(len(pairs), 6, -1)
             empty, full = anchors[index]
             grown = np.concatenate([values[index], np.zeros((len(values[index]), len(pairs)))], axis=1)
-            grown_errors = np.concatenate([errors[index], np.zeros((len(errors[index]), len(pairs)))],
-                                          axis=1)
+            grown_errors, grown_ranking = (np.concatenate([error[index], np.zeros((len(error[index]), len(pairs)))],
+                                                          axis=1) for error in (errors, ranking))
             for (first, second), outputs in zip(pairs, scores):
                 grown[:, first], grown[:, second], share = split_values(outputs, empty, full,
                                                                         grown[:, first])
-                parent_error = grown_errors[:, first].copy()
-                grown_errors[:, first] = share * parent_error
-                grown_errors[:, second] = (1.0 - share) * parent_error
-            values[index], errors[index] = grown, grown_errors
+                for grown_error in (grown_errors, grown_ranking):
+                    parent_error = grown_error[:, first].copy()
+                    grown_error[:, first] = share * parent_error
+                    grown_error[:, second] = (1.0 - share) * parent_error
+            values[index], errors[index], ranking[index] = grown, grown_errors, grown_ranking
         levels = np.concatenate([levels, np.zeros(len(pairs), dtype=np.int64)])
         for first, second in pairs:
             levels[first] += 1
@@ -307,6 +316,13 @@ def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[Cached
         logger.debug("refinement: split %d segments -> %d", len(pairs), new_count)
         num_segments = new_count
     return segment_map.astype(np.int32), values, errors, levels, steps
+
+
+def worth_splitting(values: np.ndarray, errors: np.ndarray) -> bool:
+    """Whether refinement would split any of these values (T, S) with standard errors (T, S): one
+    holds at least ``MIN_SPLIT_SHARE`` of a target's absolute value and lies ``SPLIT_SIGNIFICANCE``
+    standard errors from 0 (segment sizes aside)."""
+    return bool(np.any(_priorities([values], [errors]) >= MIN_SPLIT_SHARE))
 
 
 def _priorities(values: list[np.ndarray], errors: list[np.ndarray]) -> np.ndarray:

@@ -46,6 +46,9 @@ __all__ = [
     "fit_constrained",
     "solve_constrained_wls",
     "choose_terms",
+    "scarce_pairs",
+    "spare_pairs",
+    "MIN_SPARE_PAIRS",
     "adjust_with_surrogate",
     "shrink_towards_surrogate",
 ]
@@ -84,8 +87,12 @@ class RegressionFit:
     """One output's fit: values (S,), their standard errors (S,), the terms used, the
     weighted leave-one-pair-out error of the fit (float), the residuals (P,), the ridge
     penalty on the higher-order terms (relative to the total weight), the weight of the
-    surrogate's adjustment (0: none, see ``adjust_with_surrogate``) and whether the
-    coalition-size indicators were in the design."""
+    surrogate's adjustment (0: none, see ``adjust_with_surrogate``), whether the
+    coalition-size indicators were in the design and the pairs it leaves to spare (the sampled
+    pairs' summed 1 - leverage, ``spare_pairs``: its residual degrees of freedom) and whether the
+    pairs determine it (False: the design's rank is below its free columns, as for 12 pairs whose
+    signs span 9 of 11 directions; the minimum-norm fit's sandwich is then ~0 where nothing was
+    measured)."""
 
     values: np.ndarray
     standard_errors: np.ndarray
@@ -95,6 +102,8 @@ class RegressionFit:
     ridge: float = 0.0
     surrogate_weight: float = 0.0
     indicators: bool = True
+    spare: float = float("inf")
+    determined: bool = True
     _linear: _LinearFit | None = field(default=None, repr=False, compare=False)
 
 
@@ -297,6 +306,13 @@ def _regression_design(paired: PairedDesign, terms: tuple[tuple[int, ...], ...],
     return design, constraint, mapping, penalty
 
 
+def spare_pairs(paired: PairedDesign, leverages: np.ndarray) -> float:
+    """The residual degrees of freedom of a fit with these leverages (P,): the sampled pairs'
+    summed 1 - leverage (an enumerated pair has no sampling error to estimate)."""
+    sampled = paired.sampled[paired.strata]
+    return float(np.sum(1.0 - np.minimum(leverages[sampled], 1.0)))
+
+
 def _loo_error(weights: np.ndarray, residuals: np.ndarray, leverages: np.ndarray) -> float:
     """The weighted mean squared leave-one-pair-out residual e_p / (1 - h_p)."""
     loo = residuals / (1.0 - np.minimum(leverages, 1.0 - 1e-9))
@@ -324,13 +340,17 @@ def _fit_terms(paired: PairedDesign, targets: np.ndarray, terms: tuple[tuple[int
     values = mapping @ coefficients[:, 0]
     residual = residuals[:, 0]
     loo_error = _loo_error(weights, residual, solver.leverages)
+    spare = spare_pairs(paired, solver.leverages)
+    # unpenalised, the leverages sum to the design's rank less the constraint
+    determined = penalty is not None or float(solver.leverages.sum()) > design.shape[1] - 1.5
     if not with_errors:
         return RegressionFit(values, np.full(len(values), np.nan), terms, loo_error, residual, ridge,
-                             indicators=with_indicators)
+                             indicators=with_indicators, spare=spare, determined=determined)
     score_map = solver.constrained @ mapping.T
     deviations = _score_deviations(solver, weights, score_map, residual, paired)
     return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0)), terms, loo_error, residual,
-                         ridge, 0.0, with_indicators, _LinearFit(solver, mapping, score_map, deviations))
+                         ridge, 0.0, with_indicators, spare, determined,
+                         _LinearFit(solver, mapping, score_map, deviations))
 
 
 def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: float,
@@ -382,8 +402,8 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
     deviations = linear.deviations - beta * surrogate_errors
     return RegressionFit(values, np.sqrt((deviations**2).sum(axis=0) + beta**2 * excess), fit.terms,
                          _loo_error(weights, residual, linear.solver.leverages), residual,
-                         fit.ridge, beta, fit.indicators, _LinearFit(linear.solver, linear.mapping,
-                                                     linear.score_map, deviations))
+                         fit.ridge, beta, fit.indicators, fit.spare, fit.determined,
+                         _LinearFit(linear.solver, linear.mapping, linear.score_map, deviations))
 
 
 SHRINK_VARIANCE_SHARE = 0.5  # share of the (HC3, conservative) sandwich variance in the shrinkage
@@ -451,8 +471,23 @@ def screen_triples(signs: np.ndarray, weights: np.ndarray, residuals: np.ndarray
 
 
 SCARCE_PAIRS = 2.0  # fewer pairs than this many per column: the fit may drop the size indicators
+# While the pairs are scarce, a fit must leave at least this many to spare (``RegressionFit.spare``): one
+# that passes through every sampled pair has no residual to leave out (its leave-one-pair-out error reads
+# 0) and none to estimate its standard errors from.
+MIN_SPARE_PAIRS = 2.0
 RIDGE_GRID = (0.1,)  # penalties tried on the widest basis, relative to the total weight
 WIDE_FEATURES = 9  # the widest basis: every odd parity of up to this many leading features
+
+
+def scarce_pairs(paired: PairedDesign) -> bool:
+    """Whether the pairs are fewer than SCARCE_PAIRS per column of the singleton fit with its size indicators."""
+    num_pairs, num_features = paired.signs.shape
+    return num_pairs < SCARCE_PAIRS * (num_features + _stratum_indicators(paired).shape[1])
+
+
+def _checkable(fit: RegressionFit) -> bool:
+    """Whether the pairs determine ``fit`` and leave ``MIN_SPARE_PAIRS`` to judge it by."""
+    return fit.determined and fit.spare >= MIN_SPARE_PAIRS
 
 
 def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> RegressionFit:
@@ -463,7 +498,9 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     coalition-size indicators), the singleton fit without the indicators is tried too and
     the one with the lower leave-one-pair-out error decides for every candidate: up to S/2
     indicators beside S singletons left 24 pairs next to no degrees of freedom (S = 16, 50
-    calls: values off by more than their norm and intervals that covered nothing).
+    calls: values off by more than their norm and intervals that covered nothing). While they
+    are scarce, no fit is kept that leaves fewer than ``MIN_SPARE_PAIRS`` pairs to spare (12
+    singletons, 5 indicators and a triple through 16 pairs had a leave-one-out error of 0).
     Candidates, beyond the singletons (least squares unless said):
     * the K three-way parities that carry most of the singleton fit's residual
       (``screen_triples``), K up to a third of the pairs beyond the S singletons;
@@ -478,9 +515,11 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     num_pairs, num_features = paired.signs.shape
     first_order = singletons(num_features)
     linear = _fit_terms(paired, targets, first_order, total)
-    if num_pairs < SCARCE_PAIRS * (num_features + _stratum_indicators(paired).shape[1]):
-        linear = min(linear, _fit_terms(paired, targets, first_order, total, with_indicators=False),
-                     key=lambda fit: fit.loo_error)
+    scarce = scarce_pairs(paired)
+    if scarce:
+        plain = _fit_terms(paired, targets, first_order, total, with_indicators=False)
+        linear = min((fit for fit in (linear, plain) if _checkable(fit)), key=lambda fit: fit.loo_error,
+                     default=plain)
     indicators = linear.indicators
     best = linear
     spare = int((num_pairs - num_features) / 3.0)
@@ -515,7 +554,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     for extra, ridge in candidates:
         fit = _fit_terms(paired, targets, first_order + extra, total, ridge, with_errors=False,
                          with_indicators=indicators)
-        if fit.loo_error < best.loo_error:
+        if fit.loo_error < best.loo_error and (not scarce or _checkable(fit)):
             best, chosen = fit, (extra, ridge)
     if chosen is None:
         return linear

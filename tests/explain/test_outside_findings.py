@@ -113,6 +113,55 @@ def test_max_images_per_request_caps_the_requests_to_an_in_process_model(tmp_pat
     assert predictor["max_request_bytes"] <= 128 + 7 * 320 * 320 * 3  # one npy of at most 7 320x320 images
 
 
+def test_standard_errors_at_the_fewest_calls_are_unknown_and_just_above_they_cover(tmp_path):
+    """At 2S + 2 calls (10 segments, 22 calls) the errors were given and covered 2 of 10 exact values
+    (errors 0.16-0.20 with standard errors 0.017-0.057); at 24 calls one had 0.0006 for an error of
+    0.13. They are unknown at 2S + 2 now, and widened (Student's t, pooled at the median) while the
+    pairs are scarce (reverted once, see the next test, and made again)."""
+    covered = known = 0
+    for budget in (22, 24, 26):
+        out = tmp_path / str(budget)
+        explain("--endpoint", CLASSIFIER, "--task", "classification", "--out", out, "-q", "--num-samples", budget,
+                "--num-segments", 10, "--refine-fraction", 0, SAMPLES / "shapes_3.png")
+        npz = np.load(out / "shapes_3.png_shap.npz")
+        assert int(npz["segments"].max()) + 1 == 10 and not bool(npz["exact"])
+        errors = npz["standard_errors"][0]
+        if budget == 22:
+            assert np.isnan(errors).all()
+            target = json.loads((out / "analysis.json").read_text())["images"][0]["targets"][0]
+            assert target["max_standard_error"] is None
+            phi = exact_shapley_values(npz["image"], npz["segments"], noise_baseline(npz["image"]),
+                                       classifier_score(int(npz["labels"][0])))
+            continue
+        assert np.isfinite(errors).all()
+        covered += int((np.abs(npz["shap_values"][0] - phi) <= 1.96 * errors).sum())
+        known += errors.size
+    assert covered >= 17, f"{covered} of {known} exact values within 1.96 standard errors at 24 and 26 calls"
+
+
+def test_the_readme_budget_for_20_segments_is_spent_and_its_errors_are_known(tmp_path):
+    """Review 22 on the first try at the errors above: at the README's --num-samples 60 for 20 segments,
+    refinement split nothing (it ranked by the widened errors) and 15 of 60 calls went unspent, without
+    a word; and at 34 calls for 12 segments every error was unknown (a fit through every pair was kept).
+    Refinement ranks by the fit's own errors; a coarse fit with nothing worth splitting gets the calls."""
+    for name in ("shapes_0.png", "shapes_3.png", "shapes_5.png"):
+        out = tmp_path / name
+        explain("--endpoint", CLASSIFIER, "--task", "classification", "--out", out, "-q", "--num-samples", 60,
+                "--num-segments", 20, SAMPLES / name)
+        npz = np.load(out / f"{name}_shap.npz")
+        image = json.loads((out / "analysis.json").read_text())["images"][0]
+        assert np.isfinite(npz["standard_errors"]).all(), name
+        assert image["model_calls"] >= 57, (name, image["model_calls"])  # at most 60 + the unmasked image
+        split = int(npz["segment_levels"].max()) > 0
+        spent = [warning for warning in image["warnings"] if "all 60 samples went to the 20 coarse" in warning]
+        assert split != bool(spent), (name, image["warnings"])
+    out = tmp_path / "34"
+    explain("--endpoint", CLASSIFIER, "--task", "classification", "--out", out, "-q", "--num-samples", 34,
+            "--num-segments", 12, "--refine-fraction", 0, SAMPLES / "shapes_3.png")
+    npz = np.load(out / "shapes_3.png_shap.npz")
+    assert int(npz["segments"].max()) + 1 == 12 and np.isfinite(npz["standard_errors"]).all()
+
+
 def test_the_unmasked_image_is_asked_twice_on_purpose_and_an_image_costs_at_most_one_call_more():
     """An outside check read 'a masked image asked for twice is evaluated once' and found the whole image
     sent twice (65 calls for 64 coalitions of 6 segments). It is sent twice on purpose (the answers are
