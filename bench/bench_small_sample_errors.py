@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
-
-from pathlib import Path
 
 from bench.estimator_games import synthetic_table
 from explain.kernel_shap import exact_shapley_values, kernel_shap

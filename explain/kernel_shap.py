@@ -87,8 +87,8 @@ from .coalitions import (
     stratum_pairs,
 )
 from .shap_regression import (
-    PairedDesign,
     MIN_SPARE_PAIRS,
+    PairedDesign,
     RegressionFit,
     adjust_with_surrogate,
     choose_terms,
