@@ -500,7 +500,9 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     indicators beside S singletons left 24 pairs next to no degrees of freedom (S = 16, 50
     calls: values off by more than their norm and intervals that covered nothing). While they
     are scarce, no fit is kept that leaves fewer than ``MIN_SPARE_PAIRS`` pairs to spare (12
-    singletons, 5 indicators and a triple through 16 pairs had a leave-one-out error of 0).
+    singletons, 5 indicators and a triple through 16 pairs had a leave-one-out error of 0); and
+    none that the pairs do not determine (``RegressionFit.determined``: 4 triples whose parities
+    matched 4 singletons' signs on all 49 pairs left a direction of the values unmeasured).
     Candidates, beyond the singletons (least squares unless said):
     * the K three-way parities that carry most of the singleton fit's residual
       (``screen_triples``), K up to a third of the pairs beyond the S singletons;
@@ -554,7 +556,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     for extra, ridge in candidates:
         fit = _fit_terms(paired, targets, first_order + extra, total, ridge, with_errors=False,
                          with_indicators=indicators)
-        if fit.loo_error < best.loo_error and (not scarce or _checkable(fit)):
+        if fit.loo_error < best.loo_error and fit.determined and (not scarce or _checkable(fit)):
             best, chosen = fit, (extra, ridge)
     if chosen is None:
         return linear
