@@ -232,7 +232,8 @@ def small_sample_factor(paired: PairedDesign, fit: RegressionFit) -> float:
     the normal's 1.96 while the pairs are scarce (``scarce_pairs``: fewer than 2 per column of the
     singleton fit, about 6S calls): ×2.2 with 2 to spare, ×1.42 with 4, ×1.14 with 10; with fewer than
     MIN_SPARE_PAIRS (about 2S + 4 calls and fewer for S segments) NaN: the errors are unknown
-    (covered 0.31–0.70 of the exact values at 2S + 2 calls even ×6.5, on dev games).
+    (covered 0.31–0.70 of the exact values at 2S + 2 calls even ×6.5, on dev games). NaN too,
+    at any budget, for a fit the pairs do not determine (``RegressionFit.determined``).
     """
     if not fit.determined:  # the pairs left some direction unmeasured: its sandwich says nothing
         return float("nan")
