@@ -238,3 +238,18 @@ def test_a_coarse_fit_with_nothing_worth_splitting_gets_the_refinements_calls(ca
     assert explanation.model_calls >= 59, explanation.model_calls
     assert "nothing was worth splitting: all 60 samples went to the 12 coarse segments" in caplog.text
     np.testing.assert_allclose(explanation.shap_values, 0.0, atol=1e-12)
+
+
+def test_refinement_that_splits_nothing_says_how_many_calls_it_left(caplog):
+    # Two detections that ignore the image, each its own game (context 0): nothing is worth splitting, and
+    # with several games the coarse fits cannot take refinement's calls (a split is made for all or none).
+    def constant_detector(batch):
+        return [np.array([[0, 0.9, 0.1, 0.1, 0.4, 0.4], [1, 0.8, 0.5, 0.5, 0.9, 0.9]], dtype=np.float32)
+                for _ in batch]
+
+    config = ExplainConfig(num_samples=60, num_segments=12, context=0.0)
+    with caplog.at_level("WARNING", logger="explain"):
+        explanation = explain_image(textured_image(), constant_detector, config)
+    assert len(explanation.labels) == 2 and explanation.refinement == ()
+    assert "refinement split no segment" in caplog.text
+    assert "24 of the 60 samples were not spent" in caplog.text
