@@ -24,11 +24,11 @@ from .detection import (
 from .errors import ConfigError, ExplainError
 from .feature_masks import check_segment_map
 from .image_warnings import warn_about_image
-from .kernel_shap import kernel_shap, samples_with_errors
+from .kernel_shap import determining_samples, kernel_shap, samples_with_errors
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
-from .refinement import SPLIT_SIGNIFICANCE, CachedGame, refine_values, worth_splitting
+from .refinement import SPLIT_CALLS, SPLIT_SIGNIFICANCE, CachedGame, refine_values, worth_splitting
 from .segmentation import segment_image
 from .target_segments import segment_with_boxes
 
@@ -313,6 +313,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
                             config.refine_fraction, coarse_budget, min(needed, config.num_samples),
                             config.num_samples, max(0, config.num_samples - needed))
                 coarse_budget = min(needed, config.num_samples)
+            if config.num_samples - coarse_budget < SPLIT_CALLS:  # too few left for one split: all to the coarse fit
+                coarse_budget = config.num_samples
         else:  # nothing may be split: the refinement's share would go unspent
             # an image's warning: in its summary (analysis.json, the report) too, not only on the terminal
             warn_about_image(logger, f"the segmentation gave {coarse_segments} segments, max_segments is "
@@ -326,19 +328,29 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     converged = np.zeros(num_targets, dtype=bool)
     exact = num_targets > 0
     phase = time.perf_counter()
-    # One game (every target shares the masked images) whose coarse values hold nothing worth splitting
-    # gets refinement's calls for them instead (with several, a split is made for all games or none).
+    # One game (every target shares the masked images) whose coarse values hold nothing worth splitting, or
+    # whose errors are unknown, gets refinement's calls for them instead (with several, a split is made for
+    # all games or none).
     refine_calls = config.num_samples - coarse_budget
     more_samples = refine_calls if len(games) == 1 else 0
+    reasons: list[str] = []
+
+    def spend_more(partial) -> bool:
+        if not np.isfinite(partial.standard_errors).all():
+            reasons.append("the coarse values' standard errors were unknown (the drawn coalitions did not tell some "
+                           "segments apart, or left fewer than 2 pairs to estimate them)")
+        elif not worth_splitting(partial.values, _fit_errors(partial)):
+            reasons.append(f"no coarse value was {SPLIT_SIGNIFICANCE:g} standard errors from 0, so nothing was "
+                           "worth splitting")
+        return bool(reasons)
+
     for indices, game in games:
         result = kernel_shap(game, coarse_segments, coarse_budget, np.random.default_rng(shap_seed),
-                             config.target_error, more_samples=more_samples,
-                             spend_more=lambda partial: not worth_splitting(partial.values, _fit_errors(partial)))
+                             config.target_error, more_samples=more_samples, spend_more=spend_more)
         if result.num_evaluations > coarse_budget:
             refine_calls = 0
-            warn_about_image(logger, f"no coarse value was {SPLIT_SIGNIFICANCE:g} standard errors from 0 after "
-                             f"{coarse_budget} model calls, so nothing was worth splitting: all "
-                             f"{config.num_samples} samples went to the {coarse_segments} coarse segments")
+            warn_about_image(logger, f"{reasons[-1]} after {coarse_budget} model calls: all {config.num_samples} "
+                             f"samples went to the {coarse_segments} coarse segments")
         shap_values[indices] = result.values
         standard_errors[indices] = result.standard_errors
         fit_errors[indices] = _fit_errors(result)
@@ -347,6 +359,12 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         converged[indices] = result.converged
         exact = exact and result.exact
     timings["shap_s"] = time.perf_counter() - phase
+    if not np.isfinite(standard_errors).all() and coarse_budget >= determining_samples(coarse_segments):
+        # (fewer calls: kernel_shap warns that the values are undetermined)
+        warn_about_image(logger, f"the standard errors of {int((~np.isfinite(standard_errors).all(axis=1)).sum())} "
+                         f"target(s) are unknown: {coarse_budget} model calls for {coarse_segments} segments left "
+                         "fewer than 2 coalition pairs to estimate them, or the drawn coalitions did not tell some "
+                         "segments apart; raise --num-samples")
     if config.task == "detection" and config.context >= 1.0:
         _warn_about_unmatched_targets(target_scores, predictions, labels, config.label_headers)
 

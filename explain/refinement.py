@@ -52,6 +52,7 @@ __all__ = [
     "worth_splitting",
     "MIN_CHILD_PIXELS",
     "SPLIT_SIGNIFICANCE",
+    "SPLIT_CALLS",
     "SPLITS_PER_ROUND",
 ]
 
@@ -61,6 +62,8 @@ logger = logging.getLogger(__name__)
 MIN_CHILD_PIXELS = 16
 # SLICO pieces a segment is cut into before they merge by colour into its two halves.
 SPLIT_PIECES = 16
+# The most new masked images a split costs per game (4 when the parent's own two are known).
+SPLIT_CALLS = 6
 # Splits chosen and evaluated together (one batch of 4 x this many masked images per group).
 SPLITS_PER_ROUND = 8
 # A segment is not split when it holds less than this share of every target's absolute value,
@@ -272,9 +275,8 @@ def refine_values(image: np.ndarray, segment_map: np.ndarray, games: list[Cached
         candidates = [label for label in np.argsort(-priority, kind="stable")
                       if label not in exhausted and sizes[label] >= 2 * MIN_CHILD_PIXELS
                       and priority[label] >= MIN_SPLIT_SHARE and priority[label] > 0]
-        # a split costs at most 6 new masked images per game (4 when the parent's own two are known)
         room = min(SPLITS_PER_ROUND, max_segments - num_segments,
-                   min((budget - game.model_calls) // 6 for game, budget in zip(games, budgets)))
+                   min((budget - game.model_calls) // SPLIT_CALLS for game, budget in zip(games, budgets)))
         chosen = [int(label) for label in candidates[:max(room, 0)]]
         if not chosen:
             break

@@ -618,7 +618,8 @@ def write_report(summary: dict, path: Path, files_dir: Path | None = None,
         "lower it (a segment that refinement split off shows its share of its parent's value); the heatmaps number the segments the tables and sets name (a number too big for its "
         "segment sits beside it, with a line to it). Values of a "
         "target sum to prediction - base value; standard errors are sandwich estimates (about 95% of true values lie within 1.96 standard errors of them; "
-        "unknown where the model calls were too few to estimate them: about 2 per segment + 4 or fewer). "
+        "unknown where the model calls were too few to estimate them, about 2 per segment + 4 or fewer, or the drawn "
+        "coalitions did not tell some segments apart: the image's warnings say so). "
         f"{_escape(_baseline_error_sentence(summary))}</p>",
         _legend(summary.get("task", "detection")),
         *_failure_notes(totals),

@@ -162,6 +162,26 @@ def test_the_readme_budget_for_20_segments_is_spent_and_its_errors_are_known(tmp
     assert int(npz["segments"].max()) + 1 == 12 and np.isfinite(npz["standard_errors"]).all()
 
 
+def test_unknown_coarse_errors_take_refinements_calls_and_unknown_errors_are_an_image_warning(tmp_path):
+    """A check of the fix above: at 48 calls for 12 segments with refinement every error was unknown, without a
+    word (the coarse fit's 2S + 4 calls drew pairs that did not tell two segments apart: the fit was not
+    determined); at 24 calls for 8 segments 4 calls were left to refinement, too few for a split, and unspent."""
+    for budget, segments, refine in ((48, 12, 0.4), (24, 8, 0.4), (28, 12, 0.0)):
+        out = tmp_path / f"{budget}-{segments}"
+        explain("--endpoint", CLASSIFIER, "--task", "classification", "--out", out, "-q", "--num-samples", budget,
+                "--num-segments", segments, "--refine-fraction", refine, SAMPLES / "shapes_3.png")
+        npz = np.load(out / "shapes_3.png_shap.npz")
+        image = json.loads((out / "analysis.json").read_text())["images"][0]
+        assert int(npz["segments"].max()) + 1 == segments
+        assert image["model_calls"] >= budget - 1, image["model_calls"]
+        if refine:
+            assert np.isfinite(npz["standard_errors"]).all(), budget
+        else:  # no refinement to take calls from: the errors stay unknown, and the image says so
+            assert np.isnan(npz["standard_errors"]).all()
+            assert any("standard errors of 1 target(s) are unknown: 28 model calls for 12 segments" in warning
+                       for warning in image["warnings"]), image["warnings"]
+
+
 def test_the_unmasked_image_is_asked_twice_on_purpose_and_an_image_costs_at_most_one_call_more():
     """An outside check read 'a masked image asked for twice is evaluated once' and found the whole image
     sent twice (65 calls for 64 coalitions of 6 segments). It is sent twice on purpose (the answers are
