@@ -392,7 +392,7 @@ def read_clarify_config(path: str | Path, validate: bool = True) -> ClarifySetti
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not JSON's
     except OSError as error:
         raise ConfigError(f"cannot read Clarify config {str(path)!r}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:

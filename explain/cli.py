@@ -336,8 +336,9 @@ def _warn_deprecated_aws_endpoint() -> None:
         help="Where the scores are in a JSON answer (Clarify's predictor.probability), e.g. prediction "
              "for {\"prediction\": [...]}.  [default: the answer is the scores, or its \"prediction\" field]")
 @option("--custom-attributes", default=None,
-        help="X-Amzn-SageMaker-Custom-Attributes of every request.  [default: score_threshold=0 for "
-             "detection (every score counts), none for classification]")
+        help="X-Amzn-SageMaker-Custom-Attributes of every request; for detection score_threshold=0 is added "
+             "unless it sets score_threshold (every score counts).  [default: score_threshold=0 for detection, "
+             "none for classification]")
 @option("--target-model", default=None,
         help="Model of a multi-model endpoint to invoke (TargetModel).  [default: none]")
 @option("--max-payload-bytes", type=int, default=SAGEMAKER_MAX_REQUEST_BYTES,

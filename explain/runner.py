@@ -7,6 +7,7 @@ its worker processes, the Processing job, the demo) runs images through ``run_ex
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -61,11 +62,15 @@ from .sharding import Shard, select_shard
 from .sources import ImageSource, OversizedImageError, collect_sources
 
 __all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "check_same_images", "merge_outputs",
-           "prepare_out_dir", "remove_stale_locks", "run_explanations", "without_earlier_outputs"]
+           "prepare_out_dir", "remove_stale_locks", "run_explanations", "without_earlier_outputs",
+           "staged_outputs", "foreign_outputs", "STAGING_JOURNAL"]
 
 logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".staging-"
+# In a staging folder: the image key and the names its files take in --out, written before any is moved
+# there, so that files a run moved in and did not list (killed before its manifest line) are known as its own.
+STAGING_JOURNAL = "outputs.json"
 # Why one image failed (the run goes on and records it in the manifest):
 FAILURE_KINDS = {
     "read": "its bytes could not be read (missing, no permission, S3 error)",
@@ -125,8 +130,8 @@ class _Aborted(Exception):
 
 def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
                     allow_non_empty: bool = False) -> list[dict]:
-    """Claim ``out_dir`` (``manifest.claim_out_dir``), drop this host's stale staging folders,
-    apply --restart, check the settings.
+    """Claim ``out_dir`` (``manifest.claim_out_dir``), apply --restart, drop this host's stale staging
+    folders (``_tidy_staging``), check the settings.
 
     Returns the manifest entries that stay valid. Raises ConfigError (about --out) for a
     folder the run may not write into, SettingsChangedError when the directory holds results
@@ -134,18 +139,45 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
     """
     out_dir = Path(out_dir)
     claim_out_dir(out_dir, allow_non_empty)
-    for staging in out_dir.glob(STAGING_PREFIX + "*"):
-        if staging.is_dir() and _stale_staging(staging.name):
-            shutil.rmtree(staging, ignore_errors=True)  # left by a killed run on this host
     if restart:
-        removed = remove_run_files(out_dir)
+        removed = remove_run_files(out_dir) + _tidy_staging(out_dir, set(), discard=True)
         if removed:
             logger.info("--restart: removed %d file(s) of earlier runs in %s", removed, out_dir)
         return []
     entries = read_manifests(out_dir)
+    _tidy_staging(out_dir, {name for entry in entries for name in entry.get("files", []) if isinstance(name, str)})
     settings = config.to_dict()
     check_settings(entries, settings_digest(settings), settings, out_dir)
     return entries
+
+
+def _tidy_staging(out_dir: Path, listed: set[str], discard: bool = False) -> int:
+    """Remove the staging folders that killed runs on this host left in ``out_dir``, but keep the journal
+    (``STAGING_JOURNAL``) of one whose files are in ``out_dir`` and no manifest lists (``listed``): they
+    stay known as clearsight's until an image's manifest line lists them. ``discard`` (--restart): delete
+    those files too. Returns the count of files deleted from ``out_dir``."""
+    removed = 0
+    for staging in out_dir.glob(STAGING_PREFIX + "*"):
+        if not (staging.is_dir() and _stale_staging(staging.name)):
+            continue
+        names = next(iter(staged_outputs_of([staging]).values()), frozenset())
+        present = [name for name in names if _local_file(out_dir)(name)]
+        if discard:
+            for name in present:
+                (out_dir / name).unlink(missing_ok=True)
+                removed += 1
+        unlisted = not discard and any(name not in listed for name in present)
+        if not unlisted:
+            shutil.rmtree(staging, ignore_errors=True)
+            continue
+        for path in staging.iterdir():
+            if path.name == STAGING_JOURNAL:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    return removed
 
 
 def remove_stale_locks(out_dir: Path) -> None:
@@ -187,14 +219,16 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _write_outputs(explanation, stem: str, out_dir: Path, label_headers,
-                   earlier_files: frozenset[str] = frozenset()) -> list[str]:
+def _write_outputs(explanation, key: str, stem: str, out_dir: Path, label_headers,
+                   earlier_files: frozenset[str] = frozenset()) -> tuple[list[str], Path]:
     """Render into a staging folder, then os.replace each file into ``out_dir``.
 
     An image explained again (its bytes changed, a file was missing) may now have fewer
     targets: once the new files are rendered, this stem's outputs that they do not replace
-    (``_stale_outputs``; ``earlier_files``: what earlier manifest entries of the image list)
-    are deleted, and then the new files are moved in.
+    (``_stale_outputs``; ``earlier_files``: what earlier manifest entries of the image and the
+    journals of killed runs' staging folders list) are deleted, and then the new files are moved in.
+    Before that the staging folder's journal (``STAGING_JOURNAL``) records ``key`` and the names.
+    Returns the names and the staging folder, which the caller deletes once the manifest lists them.
     """
     staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=out_dir))
     try:
@@ -202,13 +236,15 @@ def _write_outputs(explanation, stem: str, out_dir: Path, label_headers,
         phase = time.perf_counter()
         files += render_explanation(explanation, stem, staging, label_headers)
         explanation.timings["render_s"] = time.perf_counter() - phase
+        (staging / STAGING_JOURNAL).write_text(json.dumps({"key": key, "files": files}), encoding="utf-8")
         for name in _stale_outputs(out_dir, stem, explanation.task, files, earlier_files):
             (out_dir / name).unlink(missing_ok=True)
         for name in files:
             os.replace(staging / name, out_dir / name)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-    return files
+        raise
+    return files, staging
 
 
 def _npz_file_name(stem: str) -> str:
@@ -247,9 +283,55 @@ def _earlier_outputs(stem: str, task: str, listed: frozenset[str] | set[str],
 def _stale_outputs(out_dir: Path, stem: str, task: str, new_files: Sequence[str],
                    earlier_files: frozenset[str]) -> list[str]:
     """The files in ``out_dir`` of an earlier explanation of ``stem`` that ``new_files`` leave behind:
-    those the manifests list for the image, and the heatmaps numbered after the new ones."""
-    first_box = sum(heatmap_box_number(stem, name) is not None for name in new_files) + 1
-    return sorted(_earlier_outputs(stem, task, earlier_files, _local_file(out_dir), first_box) - set(new_files))
+    those the manifests (or a killed run's staging journal) list for the image. A file no run listed
+    is never deleted, whatever its name (``foreign_outputs`` refuses a run that would write over one)."""
+    exists = _local_file(out_dir)
+    return sorted(name for name in earlier_files
+                  if _is_output_of(stem, task, name) and name not in new_files and exists(name))
+
+
+_OUTPUT_STEMS = (re.compile(r"shap_(.+)_box[1-9][0-9]*_object\.jpeg"), re.compile(r"(.+)_objects\.jpeg"),
+                 re.compile(r"(.+)_shap\.npz"), re.compile(r"shap_(.+)\.jpeg"))
+
+
+def staged_outputs(out_dir: Path) -> dict[str, frozenset[str]]:
+    """Per image key, the output names that the journals of the staging folders in ``out_dir`` record
+    (``STAGING_JOURNAL``): files a run moved into --out before its manifest line, if it was killed."""
+    return staged_outputs_of(Path(out_dir).glob(STAGING_PREFIX + "*"))
+
+
+def staged_outputs_of(folders: Iterable[Path]) -> dict[str, frozenset[str]]:
+    """``staged_outputs`` of these staging folders."""
+    found: dict[str, set[str]] = {}
+    for staging in folders:
+        try:
+            record = json.loads((staging / STAGING_JOURNAL).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("files"), list):
+            found.setdefault(record["key"], set()).update(
+                name for name in record["files"] if isinstance(name, str) and "/" not in name)
+    return {key: frozenset(names) for key, names in found.items()}
+
+
+def foreign_outputs(out_dir: Path, stems: Iterable[str], task: str, listed: Iterable[str]) -> list[str]:
+    """The files in ``out_dir`` named exactly as outputs of ``stems`` (``task``) that no manifest or
+    staging journal lists (``listed``): not clearsight's, or not this folder's runs' (Clarify writes
+    the same names); a run would write over them."""
+    wanted = set(stems)
+    listed = set(listed)
+    found = []
+    with os.scandir(out_dir) as entries:
+        for entry in entries:
+            name = entry.name
+            if name in listed or not entry.is_file(follow_symlinks=False):
+                continue
+            for pattern in _OUTPUT_STEMS:
+                match = pattern.fullmatch(name)
+                if match and match.group(1) in wanted and _is_output_of(match.group(1), task, name):
+                    found.append(name)
+                    break
+    return sorted(found)
 
 
 def _kept_from_earlier_run(stem: str, task: str, listed: frozenset[str] | set[str],
@@ -452,6 +534,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     """run_explanations once --out is claimed and locked."""
     if options.shard.count == 1:  # a whole run: no shard of it starts meanwhile
         remove_stale_locks(out_dir)
+    staged = staged_outputs(out_dir)  # before prepare_out_dir removes this host's killed runs' staging folders
     entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
     settings = config.to_dict()
     digest = settings_digest(settings)
@@ -461,12 +544,25 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
             if not _is_done(latest.get(sources[position].key), sources[position], out_dir,
                             options.retry_failed)]
     check_same_images([sources[position] for position in todo], entries, out_dir)
+    earlier_files = _earlier_files(entries)
+    for key, names in staged.items():
+        earlier_files[key] = earlier_files.get(key, frozenset()) | names
+    foreign = foreign_outputs(out_dir, {sources[position].stem for position in todo}, config.task,
+                              {name for names in earlier_files.values() for name in names})
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigError(f"--out {out_dir} holds {len(foreign)} file(s) named as this run's outputs that no "
+                          f"clearsight run there wrote ({shown}; Clarify writes the same names): the run "
+                          "would write over them. Move them, or choose another --out", field="out_dir")
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     writer = ManifestWriter(out_dir / manifest_name(tag))
     endpoint = (getattr(predict, "stats", None) or {}).get("endpoint")  # redacted; None for a bare callable
     explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
-                             _earlier_files(entries), endpoint)
+                             earlier_files, endpoint)
+    if staged:  # killed runs' journals whose files this run listed again go now, not at the next run
+        _tidy_staging(out_dir, {name for entry in read_manifests(out_dir) for name in entry.get("files", [])
+                                if isinstance(name, str)})
     stats = getattr(predict, "stats", None)
     if not options.merge:
         tried = [sources[position].key for position in todo]
@@ -558,8 +654,8 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
             _warn_kept(source)
             return False
         try:
-            files = _write_outputs(outcome, source.stem, out_dir, config.label_headers,
-                                   earlier_files.get(source.key, frozenset()))
+            files, staging = _write_outputs(outcome, source.key, source.stem, out_dir, config.label_headers,
+                                            earlier_files.get(source.key, frozenset()))
         except (OSError, MemoryError):
             raise  # a full disk or a write error stops the run
         except Exception as error:  # noqa: BLE001 - a rendering failure is this image's
@@ -573,6 +669,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
                                       explanation_warnings.pop(position, []), endpoint)
         writer.append({**entry, "status": "explained", "files": files, "file_sizes": _file_sizes(out_dir, files),
                        "summary": summary})
+        shutil.rmtree(staging, ignore_errors=True)  # kept when the line was not written: its journal names the files
         return True
 
     bar = None

@@ -7,6 +7,8 @@ import os
 import re
 import sys
 
+from serving.contract import redact_url
+
 __all__ = ["BIDI_CONTROLS", "LOG_FORMAT", "TerminalFormatter", "log_to_terminal", "printable"]
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -25,14 +27,20 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
+HTTP_LOGGERS = ("urllib3", "requests")  # loggers whose string arguments may be URLs with credentials
+
+
 class TerminalFormatter(logging.Formatter):
     """A formatter that escapes control characters in a record's string and path arguments (the
     names a message quotes), not in the message's own text."""
 
     def format(self, record: logging.LogRecord) -> str:
         if isinstance(record.args, tuple) and any(isinstance(arg, (str, os.PathLike)) for arg in record.args):
+            # the HTTP libraries' own DEBUG lines (-vv) name the request's URL: its query values and password
+            # are shown as ``***``, as in clearsight's messages
+            hide = redact_url if record.name.split(".")[0] in HTTP_LOGGERS else str
             record = logging.makeLogRecord({**record.__dict__, "args": tuple(
-                printable(os.fspath(arg)) if isinstance(arg, (str, os.PathLike)) else arg
+                printable(hide(os.fspath(arg))) if isinstance(arg, (str, os.PathLike)) else arg
                 for arg in record.args)})
         return super().format(record)
 

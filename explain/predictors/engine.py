@@ -44,7 +44,7 @@ def status_hint(status: int | None) -> str:
     if status == 413:
         return "; lower --max-payload-bytes or --max-images-per-request, or use --resize"
     if status == 415:
-        return "; choose another --content-type"
+        return "; choose another --content-type (Clarify sends image/jpeg; this client's default is application/x-npy)"
     return ""
 
 

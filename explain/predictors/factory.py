@@ -29,11 +29,18 @@ DETECTION_CUSTOM_ATTRIBUTES = "score_threshold=0"
 
 def transport_for_task(transport: TransportConfig, task: str) -> TransportConfig:
     """``transport`` as a detection explanation sends it: a masked image's weaker detections
-    still count, so ask the endpoint for every score (DETECTION_CUSTOM_ATTRIBUTES) unless the
-    transport sets its own custom attributes. Classification: unchanged."""
-    if task == "detection" and transport.custom_attributes is None:
+    still count, so ask the endpoint for every score (DETECTION_CUSTOM_ATTRIBUTES), after the
+    transport's own custom attributes when they do not set score_threshold themselves (``top_k=10``
+    alone left the model's default threshold: values moved by up to 0.24). Classification: unchanged."""
+    if task != "detection":
+        return transport
+    given = transport.custom_attributes
+    if given is None or not given.strip():
         return replace(transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
-    return transport
+    keys = {item.partition("=")[0].strip().lower() for item in given.split(",")}
+    if "score_threshold" in keys:
+        return transport
+    return replace(transport, custom_attributes=f"{given.rstrip().rstrip(',')},{DETECTION_CUSTOM_ATTRIBUTES}")
 
 
 def make_predictor(endpoint: str, task: str, transport: TransportConfig | None = None, *,

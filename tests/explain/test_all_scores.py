@@ -28,5 +28,21 @@ def test_remote_detection_asks_for_every_score():
     assert predictor.transport.custom_attributes == DETECTION_CUSTOM_ATTRIBUTES == "score_threshold=0"
     classification = make_predictor("http://127.0.0.1:9", "classification")
     assert classification.transport.custom_attributes is None
-    explicit = make_predictor("http://127.0.0.1:9", "detection", TransportConfig(custom_attributes="top_k=5"))
-    assert explicit.transport.custom_attributes == "top_k=5"
+    # review 23: custom attributes without a score_threshold dropped it (values moved by up to 0.24)
+    for given, sent in [("top_k=5", "top_k=5,score_threshold=0"), ("accept_eula=true,", "accept_eula=true,score_threshold=0"),
+                        ("score_threshold=0.2", "score_threshold=0.2"), ("top_k=5, Score_Threshold=0.1", "top_k=5, Score_Threshold=0.1"),
+                        ("  ", "score_threshold=0")]:
+        explicit = make_predictor("http://127.0.0.1:9", "detection", TransportConfig(custom_attributes=given))
+        assert explicit.transport.custom_attributes == sent, given
+    assert make_predictor("http://127.0.0.1:9", "classification",
+                          TransportConfig(custom_attributes="top_k=5")).transport.custom_attributes == "top_k=5"
+
+
+def test_in_process_detection_with_other_custom_attributes_still_answers_every_score(tmp_path):
+    model_dir = export_tiny_model(tmp_path, "detection")
+    spec = json.loads((model_dir / "model.json").read_text())
+    spec["score_threshold"] = 0.99
+    (model_dir / "model.json").write_text(json.dumps(spec))
+    images = random_images(2, 64, 64)
+    rows = make_predictor(str(model_dir), "detection", TransportConfig(custom_attributes="top_k=2"))(images)
+    assert [len(r) for r in rows] == [2, 2] and np.all(rows[0][:, 1] < 0.99)  # top_k applied, threshold 0

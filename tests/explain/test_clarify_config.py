@@ -551,3 +551,12 @@ def test_a_detection_config_applies_its_detection_keys():
     settings = parse_clarify_config(DETECTION_CONFIG)
     assert (settings.options["probability_threshold"], settings.options["max_objects"]) == (0.8, 5)
     assert not any("IMAGE_CLASSIFICATION" in reason for reason in settings.ignored.values())
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path):
+    # review 23: Notepad's "UTF-8 with BOM" was refused as invalid JSON, while label files with a BOM were read
+    path = tmp_path / "analysis_config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"methods": {"shap": {"image_config": {
+        "model_type": "IMAGE_CLASSIFICATION"}}}, "label_headers": ["caf\u00e9", "dog"]}).encode("utf-8"))
+    settings = read_clarify_config(path, validate=False)
+    assert settings.options == {"task": "classification", "label_headers": ("caf\u00e9", "dog")}

@@ -718,3 +718,22 @@ def test_a_failed_images_name_is_listed_with_control_characters_escaped(image_di
     assert result.exit_code == 1, result.output
     assert f"  {image_dir}/evil\\n\\x1b[2J.png: image: cannot read image " in result.stdout
     assert "\x1b" not in result.stdout and "evil\n" not in result.stdout
+
+
+def test_the_http_libraries_debug_lines_hide_the_query_values_and_password():
+    # review 23: -vv showed urllib3's 'POST /invocations?api_key=TOPSECRETKEY' while clearsight's own said api_key=***
+    import logging
+
+    from explain.terminal import LOG_FORMAT, TerminalFormatter
+
+    formatter = TerminalFormatter(LOG_FORMAT)
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1, '%s://%s:%s "%s %s %s" %s %s',
+                               ("http", "127.0.0.1", 8080, "POST", "/invocations?api_key=TOPSECRETKEY", "HTTP/1.1",
+                                200, 10523), None)
+    shown = formatter.format(record)
+    assert "TOPSECRETKEY" not in shown and '"POST /invocations?api_key=*** HTTP/1.1" 200' in shown
+    connect = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1, "Starting new connection: %s",
+                                ("http://user:s3cretpw@127.0.0.1:8080/?k=v",), None)
+    assert "s3cretpw" not in formatter.format(connect)
+    own = logging.LogRecord("explain.sources", logging.WARNING, __file__, 1, "%s failed", ("photo?.png",), None)
+    assert formatter.format(own).endswith("photo?.png failed")  # other loggers' names stay as they are

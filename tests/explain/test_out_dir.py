@@ -159,6 +159,10 @@ def test_an_image_explained_again_loses_only_its_own_outputs_the_new_run_does_no
     config = ExplainConfig(num_samples=16, num_segments=4)
     run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
     assert {"shap_x.png_box1_object.jpeg", "shap_x.png_box2_object.jpeg"} <= set(contents(out))
+    # a run killed after moving box3 in, before its manifest line: its staging folder's journal lists it
+    key = next(json.loads(line)["key"] for line in (out / "manifest.jsonl").read_text().splitlines()
+               if json.loads(line)["stem"] == "x.png")
+    killed_run_staging(out, key, ["shap_x.png_box3_object.jpeg"])
     (out / "shap_x.png_box3_object.jpeg").write_bytes(b"written by a run killed before its manifest line")
     (out / "shap_x.png_box02_object.jpeg").write_bytes(b"a user's file: clearsight never writes box02")
     before = contents(out)
@@ -180,6 +184,76 @@ def test_an_image_explained_again_loses_only_its_own_outputs_the_new_run_does_no
     # every per-image file in --out is one the report lists, except the user's own look-alike
     assert set(after) - listed == {".clearsight-output", "manifest.jsonl", "analysis.json", "report.html",
                                    "shap_x.png_box02_object.jpeg"}
+
+
+def killed_run_staging(out, key, files):
+    """A staging folder of a process of this host that no longer runs, its journal listing ``files``."""
+    import json
+    import subprocess
+    import sys
+
+    from explain.runner import STAGING_JOURNAL, STAGING_PREFIX, _host_name
+
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True, check=True)
+    staging = out / f"{STAGING_PREFIX}{process.stdout.strip()}@{_host_name()}-killed"
+    staging.mkdir()
+    (staging / STAGING_JOURNAL).write_text(json.dumps({"key": key, "files": files}), encoding="utf-8")
+    return staging
+
+
+def test_files_named_as_outputs_that_no_run_wrote_are_refused_not_deleted(tmp_path):
+    """Review 23: a run deleted every shap_<stem>_box<k>_object.jpeg numbered past its own targets and wrote
+    over the others, listed or not: Clarify's heatmaps copied in for a comparison (same names), or a user's
+    file in a folder clearsight owns (--restart). Now a run refuses to start over such files; a killed run's
+    own unlisted files are known from its staging folder's journal, which stays until they are listed."""
+    from explain import ExplainConfig, RunOptions, run_explanations
+    from explain.errors import ConfigError
+    from tests.explain.test_explainer import red_square_detector
+
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    out.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(images / "scene.png")
+    clarify = {f"shap_scene.png_box{k}_object.jpeg": f"clarify {k}".encode() for k in (1, 2, 3)}
+    clarify["scene.png_objects.jpeg"] = b"clarify objects"
+    for name, data in clarify.items():
+        (out / name).write_bytes(data)
+    config = ExplainConfig(num_samples=16, num_segments=4)
+    for options in (RunOptions(progress=False, allow_non_empty_out=True),
+                    RunOptions(progress=False, allow_non_empty_out=True, restart=True)):
+        with pytest.raises(ConfigError, match=r"holds 4 file\(s\) named as this run's outputs that no clearsight "
+                                              r"run there wrote \(scene.png_objects.jpeg, shap_scene.png_box1"):
+            run_explanations([images], red_square_detector, config, out, options)
+        assert {name: (out / name).read_bytes() for name in clarify} == clarify
+
+    owned = tmp_path / "owned"
+    run_explanations([images], red_square_detector, config, owned, RunOptions(progress=False))
+    (owned / "shap_scene.png_box3_object.jpeg").write_bytes(b"my notes")
+    with pytest.raises(ConfigError, match="shap_scene.png_box3_object.jpeg"):
+        run_explanations([images], red_square_detector, config, owned, RunOptions(progress=False, restart=True))
+    assert (owned / "shap_scene.png_box3_object.jpeg").read_bytes() == b"my notes"
+
+
+def test_a_killed_runs_unlisted_files_stay_known_across_another_interrupted_run(tmp_path):
+    from explain import ExplainConfig, RunOptions, run_explanations
+    from explain.runner import STAGING_JOURNAL, prepare_out_dir
+    from tests.explain.test_explainer import red_square_detector
+
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(images / "scene.png")
+    config = ExplainConfig(num_samples=16, num_segments=4)
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    (out / "manifest.jsonl").unlink()  # as if killed between moving the files in and the manifest line
+    written = sorted(name for name in os.listdir(out) if name.startswith(("shap_", "scene")))
+    staging = killed_run_staging(out, "scene.png", written)
+    (staging / "scene.png_shap.npz").write_bytes(b"a file not moved yet")
+    prepare_out_dir(out, config, restart=False)  # a run that stops before it reaches the image
+    assert sorted(path.name for path in staging.iterdir()) == [STAGING_JOURNAL]  # the journal is kept
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    assert not staging.exists()  # the image's manifest line lists the files now
+    assert {name for name in os.listdir(out) if name.startswith(("shap_", "scene"))} == set(written)
 
 
 @pytest.mark.parametrize("name, box_number", [

@@ -24,6 +24,7 @@ from explain.runner import RunOptions, run_explanations
 from explain.sharding import Shard, select_shard, shard_of
 from explain.sources import collect_sources
 from tests.explain.test_explainer import red_square_detector, red_square_scene
+from tests.explain.test_out_dir import killed_run_staging
 from tests.fake_endpoint import FakeEndpoint
 from tests.report_html import embedded_files, page_text
 
@@ -139,6 +140,8 @@ def test_manifest_line_cut_short_by_a_crash_is_ignored_once_then_removed(image_d
     manifest = out / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     manifest.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed mid-write
+    torn = json.loads(lines[1])
+    killed_run_staging(out, torn["key"], torn["files"])  # what the killed run left: its journal of the files
     with caplog.at_level("WARNING", logger="explain"):
         summary = run(sources, CountingDetector(), out)
     assert summary["totals"]["explained_now"] == 1 and summary["totals"]["images"] == 2
