@@ -301,7 +301,8 @@ except Exception as error:
              % (side, side, side, lines[-1] if lines else error.__class__.__name__, CROP_HINT))
 side = model.spec.preprocess.short_side
 names, names_from = model.spec.classes, sys.argv[2]
-listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+listed = "%d %s (%s)" % (len(names), "class" if len(names) == 1 else "classes",
+                         ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""))
 detected_ids = set()
 # a square image, then a 3:2 one (photos are rarely square; the long side a multiple of 32, as YOLO wants)
 for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 32))):
@@ -324,16 +325,16 @@ for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 
     outputs, resized = model.network.forward(image)
     if model.spec.task == "classification":
         if outputs[0].shape[-1] != len(names):
-            sys.exit("the network returns %d class scores but %s names %d classes (%s); give one name per class "
-                     "score, in class-id order" % (outputs[0].shape[-1], names_from, len(names), listed))
+            sys.exit("the network returns %d class scores but %s names %s; give one name per class score, "
+                     "in class-id order" % (outputs[0].shape[-1], names_from, listed))
     else:
         detected_ids.update(float(class_id) for class_id in outputs[0].ravel() if class_id != -1)
 # a detector does not say how many classes it has: the ids it detects on these images must have names
 unnamed = sorted(class_id for class_id in detected_ids if class_id >= len(names))
 if unnamed:
-    sys.exit("the network detected class id %g on the check images but %s names %d classes (%s), ids 0 to %d; "
-             "give one name per class, in class-id order" % (unnamed[-1], names_from, len(names), listed,
-                                                              len(names) - 1))
+    sys.exit("the network detected class id %g on the check images but %s names %s, %s; give one name per "
+             "class, in class-id order" % (unnamed[-1], names_from, listed,
+                                           "id 0" if len(names) == 1 else "ids 0 to %d" % (len(names) - 1)))
 rows = len(result[0])
 # two images in one forward pass, as a GPU endpoint runs a request's images (GluonCV's exported
 # Faster R-CNN runs one image per pass): a graph that refuses it is reported, and packaged with
@@ -403,8 +404,9 @@ def _check_detector_classes(model_dir, names_from):
     count, where = known
     listed = ", ".join(spec.classes[:5]) + (", ..." if len(spec.classes) > 5 else "")
     raise PackageError("the packaged model failed its check inference: the network has %d classes (its %s) but "
-                       "%s names %d classes (%s); give one name per class, in class-id order"
-                       % (count, where, names_from, len(spec.classes), listed))
+                       "%s names %d %s (%s); give one name per class, in class-id order"
+                       % (count, where, names_from, len(spec.classes),
+                          "class" if len(spec.classes) == 1 else "classes", listed))
 
 
 def package_exported(symbol_file, params_file, classes, task, out, short_side=416, max_size=1024,
