@@ -247,7 +247,7 @@ def test_a_capitalised_faster_rcnn_name_is_packaged_with_images_per_pass_1(tmp_p
         return "detection", ["a"], SimpleNamespace(short_side=600, max_size=1000, center_crop=None)
 
     monkeypatch.setattr(packaging, "export_zoo_model", export)
-    monkeypatch.setattr(packaging, "package_exported", lambda *args: packaged.append(args))
+    monkeypatch.setattr(packaging, "package_exported", lambda *args, **kwargs: packaged.append(args))
     package_zoo("Faster_RCNN_resnet50_v1b_voc", tmp_path / "frcnn.tar.gz", pretrained=False, check=False)
     assert exported == ["faster_rcnn_resnet50_v1b_voc"] and packaged[0][-1] == 1
 
