@@ -322,7 +322,7 @@ for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 
     if len(result) != 1:
         sys.exit("expected one result for one image, got %r" % (result,))
     # the raw outputs, before the score threshold: a classifier's class scores, a detector's class ids
-    outputs, resized = model.network.forward(image)
+    outputs, _ = model.network.forward(image)
     if model.spec.task == "classification":
         if outputs[0].shape[-1] != len(names):
             sys.exit("the network returns %d class scores but %s names %s; give one name per class score, "
@@ -363,9 +363,9 @@ def check_archive(archive, timeout=300, names_from="model.json"):
     """Extract the archive and run one inference through its own ``code/`` in a fresh interpreter.
 
     The check also compares the class names with the network: a classifier must return one class
-    score per name; a detector, whose number of classes its graph does not say, must detect no
-    class id beyond the names on the check images. ``names_from`` says where the names came from
-    (``--classes``, ``model.json``) in that error. Returns the check's one-line JSON summary;
+    score per name; a detector must have as many classes as names where its graph says how many
+    (``deploy.graph_classes``), and must detect no class id beyond the names on the check images.
+    ``names_from`` says where the names came from (``--classes``, ``model.json``) in those errors. Returns the check's one-line JSON summary;
     raises PackageError with the child's error output.
     """
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as scratch:
