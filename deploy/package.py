@@ -19,6 +19,7 @@ from serving.errors import ModelSpecError
 from serving.model_spec import ModelSpec, Preprocess, load_model_spec
 
 from .errors import PackageError
+from .graph_classes import detector_class_count
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +300,10 @@ except Exception as error:
              "needs a fixed input size (a flatten then Dense head, as AlexNet and VGG have), %s"
              % (side, side, side, lines[-1] if lines else error.__class__.__name__, CROP_HINT))
 side = model.spec.preprocess.short_side
+names, names_from = model.spec.classes, sys.argv[2]
+listed = "%d %s (%s)" % (len(names), "class" if len(names) == 1 else "classes",
+                         ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""))
+detected_ids = set()
 # a square image, then a 3:2 one (photos are rarely square; the long side a multiple of 32, as YOLO wants)
 for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 32))):
     image = (np.arange(height * width * 3) % 251).astype(np.uint8).reshape(1, height, width, 3)
@@ -316,6 +321,20 @@ for height, width in ((side, side), (side, max(side + 32, side * 3 // 2 // 32 * 
     result = json.loads(body)
     if len(result) != 1:
         sys.exit("expected one result for one image, got %r" % (result,))
+    # the raw outputs, before the score threshold: a classifier's class scores, a detector's class ids
+    outputs, _ = model.network.forward(image)
+    if model.spec.task == "classification":
+        if outputs[0].shape[-1] != len(names):
+            sys.exit("the network returns %d class scores but %s names %s; give one name per class score, "
+                     "in class-id order" % (outputs[0].shape[-1], names_from, listed))
+    else:
+        detected_ids.update(float(class_id) for class_id in outputs[0].ravel() if class_id != -1)
+# a detector does not say how many classes it has: the ids it detects on these images must have names
+unnamed = sorted(class_id for class_id in detected_ids if class_id >= len(names))
+if unnamed:
+    sys.exit("the network detected class id %g on the check images but %s names %s, %s; give one name per "
+             "class, in class-id order" % (unnamed[-1], names_from, listed,
+                                           "id 0" if len(names) == 1 else "ids 0 to %d" % (len(names) - 1)))
 rows = len(result[0])
 # two images in one forward pass, as a GPU endpoint runs a request's images (GluonCV's exported
 # Faster R-CNN runs one image per pass): a graph that refuses it is reported, and packaged with
@@ -340,17 +359,22 @@ print(json.dumps(summary))
 """
 
 
-def check_archive(archive, timeout=300):
+def check_archive(archive, timeout=300, names_from="model.json"):
     """Extract the archive and run one inference through its own ``code/`` in a fresh interpreter.
 
-    Returns the check's one-line JSON summary; raises PackageError with the child's error output.
+    The check also compares the class names with the network: a classifier must return one class
+    score per name; a detector must have as many classes as names where its graph says how many
+    (``deploy.graph_classes``), and must detect no class id beyond the names on the check images.
+    ``names_from`` says where the names came from (``--classes``, ``model.json``) in those errors. Returns the check's one-line JSON summary;
+    raises PackageError with the child's error output.
     """
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as scratch:
         model_dir = extract_archive(archive, scratch)
+        _check_detector_classes(model_dir, names_from)
         env = dict(os.environ, PYTHONPATH=str(model_dir / "code"))
         try:
             completed = subprocess.run(
-                [sys.executable, "-c", _CHECK_SCRIPT, str(model_dir)], cwd=scratch, env=env,
+                [sys.executable, "-c", _CHECK_SCRIPT, str(model_dir), names_from], cwd=scratch, env=env,
                 capture_output=True, text=True, timeout=timeout,
             )
         except subprocess.TimeoutExpired:
@@ -365,14 +389,35 @@ def check_archive(archive, timeout=300):
     return completed.stdout.strip().splitlines()[-1]
 
 
+def _check_detector_classes(model_dir, names_from):
+    """PackageError when a detector's graph says how many classes it has (``detector_class_count``) and
+    its model.json names another number."""
+    try:
+        spec = load_model_spec(str(model_dir))
+        with open(str(Path(model_dir) / spec.symbol_file), encoding="utf-8") as handle:
+            graph = json.load(handle)
+    except (ModelSpecError, OSError, ValueError):
+        return  # the check inference reports these with the handler's own message
+    known = detector_class_count(graph) if spec.task == "detection" else None
+    if known is None or known[0] == len(spec.classes):
+        return
+    count, where = known
+    listed = ", ".join(spec.classes[:5]) + (", ..." if len(spec.classes) > 5 else "")
+    raise PackageError("the packaged model failed its check inference: the network has %d classes (its %s) but "
+                       "%s names %d %s (%s); give one name per class, in class-id order"
+                       % (count, where, names_from, len(spec.classes),
+                          "class" if len(spec.classes) == 1 else "classes", listed))
+
+
 def package_exported(symbol_file, params_file, classes, task, out, short_side=416, max_size=1024,
-                     score_threshold=0.0, top_k=100, check=True, center_crop=None, images_per_pass=None):
+                     score_threshold=0.0, top_k=100, check=True, center_crop=None, images_per_pass=None,
+                     names_from="--classes"):
     """Package exported ``-symbol.json`` / ``.params`` files into ``out`` (model.tar.gz).
 
     ``center_crop`` (classifiers): after the short side is resized to ``short_side``, keep the
     centre ``center_crop`` square, GluonCV's classification preset (``serving.model_spec.Preprocess``).
     ``images_per_pass``: most images per forward pass (None: as many as the limits allow; the check
-    sets 1 when the graph refuses two).
+    sets 1 when the graph refuses two). ``names_from``: where ``classes`` came from, for the check's errors.
     """
     for path in (symbol_file, params_file):
         if not Path(path).is_file():
@@ -386,7 +431,7 @@ def package_exported(symbol_file, params_file, classes, task, out, short_side=41
         raise PackageError(error.message) from None
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, symbol_file, params_file, spec)
-        return _write_checked(scratch, out, spec, check)
+        return _write_checked(scratch, out, spec, check, names_from)
 
 
 def package_model_dir(model_dir, out, check=True):
@@ -395,7 +440,7 @@ def package_model_dir(model_dir, out, check=True):
     spec = read_model_dir(model_dir)
     with tempfile.TemporaryDirectory(prefix="clearsight-package-") as scratch:
         stage_model_dir(scratch, model_dir / spec.symbol_file, model_dir / spec.params_file, spec)
-        return _write_checked(scratch, out, spec, check)
+        return _write_checked(scratch, out, spec, check, str(model_dir / "model.json"))
 
 
 def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.0, top_k=100, check=True):
@@ -407,6 +452,7 @@ def package_zoo(zoo_name, out, classes=None, pretrained=True, score_threshold=0.
             os.path.join(export_dir, "model-symbol.json"), os.path.join(export_dir, "model-0000.params"),
             names, task, out, preprocess.short_side, preprocess.max_size, score_threshold, top_k, check,
             preprocess.center_crop, _family_images_per_pass(zoo_name),
+            names_from="--classes" if classes else "the model zoo's %s" % zoo_name,
         )
 
 
@@ -415,7 +461,7 @@ def _family_images_per_pass(zoo_name):
     return next((count for family, count in FAMILY_IMAGES_PER_PASS.items() if zoo_name.startswith(family)), None)
 
 
-def _write_checked(model_dir, out, spec, check):
+def _write_checked(model_dir, out, spec, check, names_from):
     """Archive ``model_dir`` beside ``out``, run the check on that file, then move it onto ``out``.
 
     ``out`` is replaced (atomically, ``os.replace``) only by an archive that passed its
@@ -430,7 +476,7 @@ def _write_checked(model_dir, out, spec, check):
             write_archive(model_dir, candidate)
         except OSError as error:
             raise _cannot_write(out, error) from None
-        output = check_archive(candidate) if check else ""
+        output = check_archive(candidate, names_from=names_from) if check else ""
         one_per_pass = json.loads(output).get("one_image_per_pass") if output else None
         if one_per_pass is not None:
             # the graph runs one image per forward pass: record it, archive again, check again
@@ -442,7 +488,7 @@ def _write_checked(model_dir, out, spec, check):
                 write_archive(model_dir, candidate)
             except OSError as error:
                 raise _cannot_write(out, error) from None
-            output = check_archive(candidate)
+            output = check_archive(candidate, names_from=names_from)
         try:
             os.replace(candidate, out)
         except OSError as error:

@@ -226,9 +226,14 @@ def _endpoint_map(ctx: click.Context, param: click.Parameter, values) -> dict[st
         raise click.BadParameter(str(error), ctx, param) from None
 
 
+# ConfigError fields the CLI spells otherwise: the API's model is what --endpoint names
+_FIELD_OPTIONS = {"model": "endpoint"}
+
+
 def _option_for(ctx: click.Context, error: ConfigError) -> click.Parameter | None:
     """The CLI option a ConfigError is about: the parameter named like its ``field``, if any."""
-    return next((param for param in ctx.command.params if param.name == error.field), None)
+    name = _FIELD_OPTIONS.get(error.field, error.field)
+    return next((param for param in ctx.command.params if param.name == name), None)
 
 
 def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = None) -> click.BadParameter:

@@ -188,14 +188,16 @@ def check_label_headers(label_headers: tuple[str, ...] | None, classes: int | Se
                       "give one name per class, in class-id order", field="label_headers")
 
 
-def check_detection_classes(detections: np.ndarray, label_headers: tuple[str, ...] | None) -> None:
+def check_detection_classes(detections: np.ndarray, label_headers: tuple[str, ...] | None,
+                            model_names: bool = False) -> None:
     """Raise ConfigError (field ``label_headers``) when a detection's class id has no name in ``label_headers``.
 
     detections: (D, 6) rows [class_id, score, ...] of one image, at any score. A detection
     endpoint does not say how many classes it has, so its answers are where a list that is too
     short shows: a class id >= len(label_headers), or one no list can name (negative, or not a
     whole number). Rows of class -1 (GluonCV's padding: no detection) are skipped. None (no
-    names given: classes are shown by their ids) passes.
+    names given: classes are shown by their ids) passes. ``model_names``: the names are the model's
+    own (its model.json), not the user's: the error says so, against the field ``model``.
     """
     if label_headers is None:
         return
@@ -205,14 +207,18 @@ def check_detection_classes(detections: np.ndarray, label_headers: tuple[str, ..
     if unnamed.size == 0:
         return
     class_id = float(unnamed.max()) if (unnamed >= len(label_headers)).any() else float(unnamed[0])
-    heading = (f"label_headers has {len(label_headers)} name(s) ({_listed(label_headers)}) but the model "
-               f"answered a detection of class id {class_id:g}")
+    names = (f"the model's model.json names {len(label_headers)} class(es)" if model_names
+             else f"label_headers has {len(label_headers)} name(s)")
+    heading = f"{names} ({_listed(label_headers)}) but the model answered a detection of class id {class_id:g}"
+    field = "model" if model_names else "label_headers"
     if class_id >= len(label_headers):
-        raise ConfigError(f"{heading}, which needs at least {int(np.floor(class_id)) + 1} names; give one name per "
-                          "class, in class-id order (a detection endpoint does not say how many classes it has)",
-                          field="label_headers")
+        fix = ("package the model again with one name per class, in class-id order (`clearsight deploy package` "
+               "checks them)" if model_names else
+               "give one name per class, in class-id order (a detection endpoint does not say how many classes it "
+               "has)")
+        raise ConfigError(f"{heading}, which needs at least {int(np.floor(class_id)) + 1} names; {fix}", field=field)
     raise ConfigError(f"{heading}, which no name can stand for: class ids are whole numbers from 0 (-1 marks an "
-                      "empty row, as in GluonCV's padding)", field="label_headers")
+                      "empty row, as in GluonCV's padding)", field=field)
 
 
 def _listed(names: Sequence[str], shown: int = 5) -> str:

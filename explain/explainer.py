@@ -250,7 +250,9 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     phase = time.perf_counter()
     unmasked = counter(image[None])[0]
     if config.task == "detection":
-        check_detection_classes(unmasked, config.label_headers)
+        model_classes = getattr(predict, "class_names", None)  # a model folder's model.json
+        check_detection_classes(unmasked, config.label_headers,
+                                model_names=bool(model_classes) and tuple(model_classes) == config.label_headers)
         targets = select_detection_targets(unmasked, config.max_objects,
                                            config.probability_threshold)
         check_target_boxes(targets)

@@ -247,7 +247,7 @@ def test_a_capitalised_faster_rcnn_name_is_packaged_with_images_per_pass_1(tmp_p
         return "detection", ["a"], SimpleNamespace(short_side=600, max_size=1000, center_crop=None)
 
     monkeypatch.setattr(packaging, "export_zoo_model", export)
-    monkeypatch.setattr(packaging, "package_exported", lambda *args: packaged.append(args))
+    monkeypatch.setattr(packaging, "package_exported", lambda *args, **kwargs: packaged.append(args))
     package_zoo("Faster_RCNN_resnet50_v1b_voc", tmp_path / "frcnn.tar.gz", pretrained=False, check=False)
     assert exported == ["faster_rcnn_resnet50_v1b_voc"] and packaged[0][-1] == 1
 
@@ -405,6 +405,62 @@ def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_det
     assert stderr.strip().splitlines()[-1].startswith(message.format(tmp=tmp_path)), stderr
     assert not (tmp_path / "m.tar.gz").exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary archive
+
+
+SHAPES_CLASSIFIER = REPO / "models" / "shapes-classifier"  # 3 class scores: circle, square, triangle
+SHAPES_DETECTOR = REPO / "models" / "shapes-detector"  # a CenterNet with 3 classes
+
+
+def _class_mistake(source, classes, tmp_path, tiny_detector_dir):
+    """The command line packaging ``source`` (a shipped model, or "tiny detector") with ``classes``:
+    a comma-separated --classes, or a list written into a copy's model.json (--model-dir)."""
+    source = tiny_detector_dir if source == "tiny detector" else source
+    spec = json.loads((source / "model.json").read_text())
+    if isinstance(classes, list):
+        named = json.dumps(dict(spec, classes=classes))
+        return ["package", "--model-dir", str(_model_dir(tmp_path, "names", source, named)), "--out", "m.tar.gz"]
+    return ["package", "--symbol", str(source / "model-symbol.json"), "--params", str(source / "model-0000.params"),
+            "--classes", classes, "--task", spec["task"], "--short-side", str(spec["preprocess"]["short_side"]),
+            "--out", "m.tar.gz"]
+
+
+CHECK_FAILED = "error: the packaged model failed its check inference: "
+
+
+@pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)
+@pytest.mark.parametrize("source, classes, message", [
+    (SHAPES_CLASSIFIER, "a,b", "the network returns 3 class scores but --classes names 2 classes (a, b); give one "
+                               "name per class score, in class-id order"),
+    (SHAPES_CLASSIFIER, "a,b,c,d", "the network returns 3 class scores but --classes names 4 classes (a, b, c, d)"),
+    (SHAPES_CLASSIFIER, ["circle", "square"], "the network returns 3 class scores but {tmp}/names/model.json names "
+                                              "2 classes (circle, square)"),
+    # the graph says how many classes (its CenterNet heatmap): too few and too many names are refused
+    (SHAPES_DETECTOR, "a,b", "the network has 3 classes (its CenterNet class heatmap) but --classes names 2 classes "
+                             "(a, b); give one name per class, in class-id order"),
+    (SHAPES_DETECTOR, "a,b,c,d,e", "the network has 3 classes (its CenterNet class heatmap) but --classes names 5 "
+                                   "classes (a, b, c, d, e)"),
+    (SHAPES_DETECTOR, ["circle", "square"], "the network has 3 classes (its CenterNet class heatmap) but "
+                                            "{tmp}/names/model.json names 2 classes (circle, square)"),
+    # a graph that does not say: a class id it detects on the check images without a name
+    ("tiny detector", "a,b", "the network detected class id 2 on the check images but --classes names 2 classes "
+                             "(a, b), ids 0 to 1; give one name per class, in class-id order"),
+    ("tiny detector", ["circle"], "the network detected class id 2 on the check images but {tmp}/names/model.json "
+                                  "names 1 class (circle), id 0; give one name per class"),
+])
+def test_class_names_that_do_not_fit_the_network_fail_the_check(source, classes, message, tiny_detector_dir,
+                                                                 tmp_path, monkeypatch, capsys):
+    """`package` printed "check inference ok" for 2 names of a 3-class classifier or detector; explaining
+    the archive then failed with an error about --label-headers, which the user never gave."""
+    from deploy.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["deploy", *_class_mistake(source, classes, tmp_path, tiny_detector_dir)])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(CHECK_FAILED + message.format(tmp=tmp_path)), line
+    assert not (tmp_path / "m.tar.gz").exists()
 
 
 @pytest.mark.integration  # starts processes (the check inference runs in a fresh interpreter)

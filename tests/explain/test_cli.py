@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -337,6 +338,23 @@ def test_label_headers_that_do_not_fit_a_model_folders_classes_are_a_usage_error
             "3 classes (circle, square, triangle); give one name per class, in class-id order"
             in " ".join(result.output.split())), result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_folder_whose_model_json_misses_a_class_is_blamed_not_label_headers(image_dir, tmp_path,
+                                                                                  tiny_detector_dir):
+    """The model.json of an archive packaged unchecked names 2 of the detector's 3 classes, and no
+    --label-headers was given: the error blamed --label-headers."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_detector_dir, model_dir)
+    spec = json.loads((model_dir / "model.json").read_text())
+    (model_dir / "model.json").write_text(json.dumps(dict(spec, classes=["circle", "square"])))
+    result = run_cli(base_args(image_dir, tmp_path, model_dir) + FAST)
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--endpoint': the model's model.json names 2 class(es) (circle, square) but the model "
+            "answered a detection of class id 2, which needs at least 3 names; package the model again with one name "
+            "per class, in class-id order (`clearsight deploy package` checks them)"
+            in " ".join(result.output.split())), result.output
+    assert "--label-headers" not in result.output
 
 
 def test_a_usage_error_quotes_class_names_with_control_characters_escaped(image_dir, tmp_path, tiny_detector_dir):

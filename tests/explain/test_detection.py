@@ -129,6 +129,21 @@ def test_a_detection_class_id_without_a_name_is_refused(class_ids, message):
     assert str(raised.value) == message and raised.value.field == "label_headers"
 
 
+@pytest.mark.parametrize("class_ids, message", [
+    ((0, 1, 2), "the model's model.json names 2 class(es) (cat, dog) but the model answered a detection of class id "
+                "2, which needs at least 3 names; package the model again with one name per class, in class-id order "
+                "(`clearsight deploy package` checks them)"),
+    ((0, -2), "the model's model.json names 2 class(es) (cat, dog) but the model answered a detection of class id "
+              "-2, which no name can stand for: class ids are whole numbers from 0 (-1 marks an empty row, as in "
+              "GluonCV's padding)"),
+])
+def test_a_detection_class_id_the_models_own_names_miss_blames_the_model(class_ids, message):
+    """The names came from the model's model.json, not from label_headers: the error said --label-headers."""
+    with pytest.raises(ConfigError) as raised:
+        check_detection_classes(rows(*class_ids), ("cat", "dog"), model_names=True)
+    assert str(raised.value) == message and raised.value.field == "model"
+
+
 def test_detection_class_ids_with_names_padding_and_no_names_pass():
     check_detection_classes(rows(0, 1, -1, 1.0), ("cat", "dog"))  # -1: GluonCV's padding rows
     check_detection_classes(np.zeros((0, 6)), ("cat", "dog"))
