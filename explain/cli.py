@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import logging
 import os
 import signal
@@ -111,7 +112,7 @@ _NAME_FILE_SUFFIXES = (".txt", ".csv", ".json", ".names", ".lst")
 
 
 class NameList(click.ParamType):
-    """``a,b,c`` or a file with one name per line -> ('a', 'b', 'c').
+    """``a,b,c``, or a file with one name per line or a JSON list of names -> ('a', 'b', 'c').
 
     With files allowed, a value without a comma that looks like a path (a ``/``, or a suffix
     such as ``.txt``) must be an existing file: a mistyped path is an error naming it, not a
@@ -134,16 +135,32 @@ class NameList(click.ParamType):
                       "(one name per line) or the names themselves as a,b,c", param, ctx)
         if self.allow_file and path.is_file():
             try:
-                names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+                text = path.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as error:
                 self.fail(f"cannot read {value!r}: {error}", param, ctx)
-            names = [name for name in names if name]
+            names = _json_names(text)
+            if names is None:  # one name per line
+                names = [name for name in (line.strip() for line in text.splitlines()) if name]
         else:
             names = [name.strip() for name in value.split(",")]
         if not names or not all(names):
             self.fail(f"expected comma-separated non-empty names{' or a file' if self.allow_file else ''}, "
                       f"got {value!r}", param, ctx)
         return tuple(names)
+
+
+def _json_names(text: str) -> list[str] | None:
+    """The names of a file that holds a JSON list of strings (as Clarify writes label_headers:
+    ``["cat", "dog"]``; read line by line it was one name), else None."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        names = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return None
+    return [name.strip() for name in names]
 
 
 def _looks_like_a_path(value: str) -> bool:
@@ -320,7 +337,7 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--probability-threshold", type=float, default=0.5,
         help="Detection: explain objects scored at least this.")
 @option("--label-headers", type=NameList(allow_file=True), default=None, metavar="FILE|a,b,c",
-        help="Class names in class-id order: a file with one per line, or a,b,c. A value with a / or "
+        help="Class names in class-id order: a file with one per line (or a JSON list), or a,b,c. A value with a / or "
              "a .txt/.csv/.json/.names/.lst suffix must be an existing file; a list whose length is not the "
              "model's class count (known for model folders, and for a classifier from its first answer) is "
              "an error.  [default: from the model if known]")
@@ -481,8 +498,8 @@ def _warn_not_applied(ctx: click.Context, config: ExplainConfig) -> None:
 def _warn_in_process(endpoints: list[str], transport: TransportConfig) -> None:
     """One warning naming the network settings given (other than their defaults) that a model run in this
     process ignores (``in_process_not_applied``); its other request settings apply as over HTTP."""
-    local = [endpoint for endpoint in endpoints if not endpoint.strip().startswith(("http://", "https://",
-                                                                                    SAGEMAKER_PREFIX))
+    local = [endpoint for endpoint in endpoints if not endpoint.strip().lower().startswith(("http://", "https://"))
+             and not endpoint.strip().startswith(SAGEMAKER_PREFIX)
              and is_model_path(Path(endpoint.strip()).expanduser())]
     ignored = in_process_not_applied(transport) if local else {}
     if ignored:

@@ -67,7 +67,8 @@ def check_detections(detections, index: int = 0) -> np.ndarray:
             f"predictor returned detections of shape {array.shape} for image {index}; "
             "expected (D, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]")
     if not np.all(np.isfinite(array)):
-        raise PredictorError(f"predictor returned non-finite detections for image {index}")
+        raise PredictorError(f"predictor returned non-finite detections for image {index} of a request "
+                             "(a masked image: NaN or infinite scores or boxes)")
     class_ids = array[:, 0]
     odd = class_ids[(class_ids != np.round(class_ids)) | ((class_ids < 0) & (class_ids != -1))]
     if odd.size:
@@ -86,7 +87,8 @@ def check_probabilities(probabilities, index: int = 0) -> np.ndarray:
             f"predictor returned class scores of shape {array.shape} for image {index}; "
             "expected (C,) probabilities")
     if not np.all(np.isfinite(array)):
-        raise PredictorError(f"predictor returned non-finite class scores for image {index}")
+        raise PredictorError(f"predictor returned non-finite class scores for image {index} of a request "
+                             "(a masked image: NaN or infinite scores)")
     return array
 
 
@@ -248,8 +250,8 @@ def select_classification_targets(probabilities: np.ndarray,
         if label.lstrip("-").isdigit() and 0 <= int(label) < num_classes:
             class_ids.append(int(label))
             continue
-        known = (f"one of {', '.join(label_headers)}" if label_headers is not None
-                 else f"a class id in [0, {num_classes - 1}]")
+        known = (f"one of {', '.join(label_headers)}, or a class id in [0, {num_classes - 1}]"
+                 if label_headers is not None else f"a class id in [0, {num_classes - 1}]")
         raise ConfigError(f"labels: {label!r} is not a known class; expected {known}", field="labels")
     unique = list(dict.fromkeys(class_ids))
     if len(unique) < len(class_ids):

@@ -60,6 +60,9 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
         raise ConfigError(f"endpoint must be a URL, sagemaker:NAME or a model path, got {endpoint!r}",
                           field="endpoint")
     endpoint = endpoint.strip()
+    scheme, colon, rest = endpoint.partition("://")
+    if colon and scheme.lower() in ("http", "https"):
+        endpoint = f"{scheme.lower()}://{rest}"  # schemes are case-insensitive (RFC 3986): HTTP://host
     transport = transport_for_task(transport or TransportConfig(), task)
     if endpoint.startswith(("http://", "https://")):
         return HttpPredictor(endpoint, task, transport)

@@ -46,3 +46,9 @@ def test_in_process_detection_with_other_custom_attributes_still_answers_every_s
     images = random_images(2, 64, 64)
     rows = make_predictor(str(model_dir), "detection", TransportConfig(custom_attributes="top_k=2"))(images)
     assert [len(r) for r in rows] == [2, 2] and np.all(rows[0][:, 1] < 0.99)  # top_k applied, threshold 0
+
+
+def test_an_upper_case_scheme_is_an_http_endpoint():
+    # review 23: HTTP://127.0.0.1:18080 (schemes are case-insensitive) was refused as no URL
+    predictor = make_predictor("HTTP://127.0.0.1:9/x", "classification")
+    assert type(predictor).__name__ == "HttpPredictor"

@@ -319,6 +319,8 @@ def test_unreachable_endpoint_exits_1(image_dir, tmp_path):
     ("traffic light/sign,car", ("traffic light/sign", "car")),  # a list: its names may hold a /
     ("classes.txt", ("circle", "square", "triangle")),  # the file below
     ("notepad.txt", ("circle", "square", "triangle")),  # a byte-order mark is no part of the first name
+    ("labels.json", ("circle", "square", "traffic, light")),  # a JSON list, as Clarify writes label_headers
+    ("brackets.txt", ("[circle]", "square")),  # one name per line that only starts like JSON
 ])
 def test_label_headers_are_a_file_or_a_list(value, names, tmp_path, monkeypatch):
     from explain.cli import NameList
@@ -326,6 +328,8 @@ def test_label_headers_are_a_file_or_a_list(value, names, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "classes.txt").write_text("circle\nsquare\n\ntriangle\n")
     (tmp_path / "notepad.txt").write_bytes("\ufeffcircle\r\nsquare\r\ntriangle\r\n".encode())
+    (tmp_path / "labels.json").write_text('["circle", "square", "traffic, light"]\n')
+    (tmp_path / "brackets.txt").write_text("[circle]\nsquare\n")
     assert NameList(allow_file=True).convert(value, None, None) == names
 
 

@@ -61,7 +61,7 @@ def test_classification_targets():
     headers = ("cat", "dog", "bird")
     assert select_classification_targets(probabilities, ("bird", "cat"), headers).tolist() == [2, 0]
     assert select_classification_targets(probabilities, ("2",)).tolist() == [2]
-    with pytest.raises(ConfigError, match="labels: 'fish' is not a known class; expected one of cat, dog, bird"):
+    with pytest.raises(ConfigError, match=r"labels: 'fish' is not a known class; expected one of cat, dog, bird, or a class id in \[0, 2\]"):
         select_classification_targets(probabilities, ("fish",), headers)
     with pytest.raises(ConfigError, match=r"expected a class id in \[0, 2\]"):
         select_classification_targets(probabilities, ("5",))
