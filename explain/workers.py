@@ -10,12 +10,14 @@ import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
 from serving.contract import redact_url
 
 from .config import ExplainConfig
+from .errors import ExplainError
 from .manifest import claim_out_dir, read_manifests
 from .out_lock import OutDirLock
 from .predictors import PredictorStats, TransportConfig, build_predictor
@@ -130,11 +132,16 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
             if options.progress:
                 print(f"{result['shard']}: explained {result['explained']}, skipped "
                       f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
-    except BaseException:
+    except BaseException as error:
         _stop_workers(pool)
         # every worker has ended: the pool's own thread notices and ends too, so this does not wait long; without
         # it the process exited with that thread running and left the pool's semaphores behind (a warning)
         pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(error, BrokenProcessPool):  # one was killed outright (the out-of-memory killer, kill -9)
+            raise ExplainError(f"a worker process ended abruptly (killed by a signal: out of memory?), so the run "
+                               f"stopped; the images finished so far are kept in {out_dir}: run the same command "
+                               "again to resume (with fewer --workers or --images-in-flight if memory ran out)"
+                               ) from None
         raise
     pool.shutdown(wait=True)
     label_headers = next((item["label_headers"] for item in results if item["label_headers"]), None)

@@ -398,3 +398,45 @@ def test_a_run_starting_while_a_stale_lock_file_is_being_removed_is_not_refused_
             assert lock.path == path
     finally:
         remover.join()
+
+
+@posix_only
+@pytest.mark.integration
+def test_a_worker_killed_outright_ends_the_run_with_one_line_and_it_resumes(held_endpoint, tmp_path):
+    # review 23: a --workers process killed by the out-of-memory killer (or kill -9) ended the run with a
+    # 39-line BrokenProcessPool traceback and no word on resuming
+    images = scenes(tmp_path / "images")
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = explain_command(held_endpoint.url, out, images, "--workers", "2")
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert held_endpoint.holding.wait(90), "no worker reached the endpoint"
+
+        def workers():
+            found = set()
+            for pid in alive(descendants(process.pid)):
+                try:
+                    command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"spawn_main" in command_line and b"resource_tracker" not in command_line:
+                    found.add(pid)
+            return found
+
+        assert wait_until(lambda: len(workers()) == 2, 30), workers()
+        os.kill(min(workers()), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr, stderr
+    assert (f"Error: a worker process ended abruptly (killed by a signal: out of memory?), so the run stopped; "
+            f"the images finished so far are kept in {out}: run the same command again to resume") in stderr
+    held_endpoint.release()
+    resumed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "explained 6 image(s)" in resumed.stdout
