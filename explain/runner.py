@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -50,6 +49,7 @@ from .manifest import (
     sha256_bytes,
 )
 from .out_lock import OutDirLock, remove_released_locks
+from .owners import left_by_a_dead_process, owned_prefix
 from .render import (
     classification_file_name,
     heatmap_box_number,
@@ -83,7 +83,6 @@ FAILURE_KINDS = {
 # "image" only with retry_failed (--retry-failed) or once the image's bytes have changed: the same
 # bytes would fail the same way.
 RETRIED_KINDS = ("read", "model", "error")
-_HOST_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -187,14 +186,9 @@ def remove_stale_locks(out_dir: Path) -> None:
         logger.info("removed %d lock file(s) left by killed runs in %s: %s", len(removed), out_dir, ", ".join(removed))
 
 
-def _host_name() -> str:
-    """This machine's name as it appears in staging folder names (hosts may share --out)."""
-    return _HOST_CHARACTERS.sub("_", socket.gethostname())[:64] or "host"
-
-
 def _staging_prefix() -> str:
     """``.staging-<pid>@<host>-``: a staging folder names the process and the host that made it."""
-    return f"{STAGING_PREFIX}{os.getpid()}@{_host_name()}-"
+    return owned_prefix(STAGING_PREFIX)
 
 
 def _stale_staging(name: str) -> bool:
@@ -203,20 +197,7 @@ def _stale_staging(name: str) -> bool:
     Folders of other hosts (several machines sharing --out) and of older versions, whose
     names carry no host, are never removed.
     """
-    owner = name[len(STAGING_PREFIX):].rsplit("-", 1)[0]
-    pid_text, at, host = owner.partition("@")
-    return bool(at) and host == _host_name() and pid_text.isdigit() and not _process_alive(int(pid_text))
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return left_by_a_dead_process(name, STAGING_PREFIX)
 
 
 def _write_outputs(explanation, key: str, stem: str, out_dir: Path, label_headers,

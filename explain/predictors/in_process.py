@@ -9,6 +9,7 @@ extra).
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from serving.archive import ArchiveError, extract_tar_gz
 from serving.contract import MAX_IMAGES_PER_REQUEST, MMS_MAX_REQUEST_BYTES, NPY
 
 from ..errors import ConfigError, PredictorError
+from ..owners import left_by_a_dead_process, owned_prefix
 from .engine import Predictor
 from .planning import check_task
 from .transport import TransportConfig
@@ -86,7 +88,8 @@ class InProcessConnection:
     def _load(self, path: Path) -> None:
         """Extract ``path`` when it is an archive, then load the model with the handler's model_fn."""
         if path.is_file():
-            self._extracted = tempfile.TemporaryDirectory(prefix="clearsight-model-")
+            remove_models_of_killed_runs()
+            self._extracted = tempfile.TemporaryDirectory(prefix=owned_prefix(EXTRACTED_PREFIX))
             try:
                 extract_tar_gz(path, self._extracted.name)
             except ArchiveError as error:
@@ -156,6 +159,22 @@ class InProcessConnection:
         if self._extracted is not None:
             self._extracted.cleanup()
             self._extracted = None
+
+
+EXTRACTED_PREFIX = "clearsight-model-"  # + <pid>@<host>-: a model.tar.gz extracted to the temporary folder
+
+
+def remove_models_of_killed_runs() -> list[str]:
+    """Delete the extracted models that runs on this host killed outright (SIGKILL, the out-of-memory
+    killer: no cleanup ran) left in the temporary folder; a YOLOv3 is about 240 MB each. Returns their paths."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(EXTRACTED_PREFIX + "*@*"):
+        if folder.is_dir() and not folder.is_symlink() and left_by_a_dead_process(folder.name, EXTRACTED_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    if removed:
+        logger.info("removed %d extracted model(s) left by killed runs: %s", len(removed), ", ".join(removed))
+    return removed
 
 
 class InProcessPredictor(Predictor):

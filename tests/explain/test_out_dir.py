@@ -105,7 +105,7 @@ def dead_pid():
 
 
 def test_staging_folders_of_other_hosts_and_live_processes_are_kept(tmp_path, tiny_detector_dir):
-    from explain.runner import _host_name
+    from explain.owners import host_name as _host_name
 
     out = tmp_path / "out"
     first = cli(args(tmp_path, tiny_detector_dir))
@@ -192,7 +192,8 @@ def killed_run_staging(out, key, files):
     import subprocess
     import sys
 
-    from explain.runner import STAGING_JOURNAL, STAGING_PREFIX, _host_name
+    from explain.owners import host_name as _host_name
+    from explain.runner import STAGING_JOURNAL, STAGING_PREFIX
 
     process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                              text=True, check=True)

@@ -522,7 +522,8 @@ def test_a_killed_runs_staging_folder_in_an_out_that_is_the_image_folder_is_not_
     # kill26: a run SIGKILLed while moving an image's files in leaves its staging folder (figures
     # included) in --out; with --out the image folder, the next run listed those figures as images,
     # removed the folder as stale, then recorded them as failed (read) and exited 1
-    from explain.runner import STAGING_PREFIX, _host_name
+    from explain.owners import host_name as _host_name
+    from explain.runner import STAGING_PREFIX
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -440,3 +440,34 @@ def test_a_worker_killed_outright_ends_the_run_with_one_line_and_it_resumes(held
     resumed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     assert "explained 6 image(s)" in resumed.stdout
+
+
+@posix_only
+@pytest.mark.integration
+def test_the_next_run_removes_the_model_a_killed_run_extracted(tiny_detector_archive, tmp_path):
+    # review 23: a run killed outright (SIGKILL, the out-of-memory killer) left its extracted model.tar.gz in
+    # the temporary folder (a YOLOv3: ~240 MB per run) and nothing removed it later
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    out = tmp_path / "out"
+    images = scenes(tmp_path / "images", 40)
+    command = explain_command(str(tiny_detector_archive), out, images)
+    process = subprocess.Popen(command, cwd=REPO, env=environment(TMPDIR=str(temporary)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: (out / "manifest.jsonl").is_file() or process.poll() is not None, 120)
+        left = list(temporary.glob("clearsight-model-*"))
+        assert len(left) == 1 and left[0].name.startswith(f"clearsight-model-{process.pid}@")
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert list(temporary.glob("clearsight-model-*")) == left  # nothing ran to remove it
+    other_host = temporary / "clearsight-model-1@another-host-abc"  # another machine's (a shared /tmp): kept
+    other_host.mkdir()
+    again = subprocess.run(command, cwd=REPO, env=environment(TMPDIR=str(temporary)), capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert list(temporary.glob("clearsight-model-*")) == [other_host]
