@@ -231,9 +231,16 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
         if entry.get("settings_digest") != digest:
             changes = _differences(entry.get("settings", {}), settings) or [
                 f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
+            names = entry.get("settings", {}).get("label_headers")
+            hint = ""
+            if settings.get("label_headers") is None and names:
+                # an in-process model folder gives its model.json's names; an endpoint serving it gives none
+                listed = ",".join(map(str, names))
+                hint = (f" (the class names: pass --label-headers {listed} to give the same)" if len(listed.split(","))
+                        == len(names) else " (the class names: give the same with --label-headers, a file of one per line)")
             raise SettingsChangedError(
                 f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
-                "run again with the same settings to resume, add --restart to discard them and "
+                f"run again with the same settings to resume{hint}, add --restart to discard them and "
                 "start over, or choose another --out")
 
 

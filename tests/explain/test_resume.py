@@ -569,3 +569,20 @@ def test_workers_with_an_out_that_is_the_image_folder_report_the_images_not_the_
     assert again.exit_code == 0, again.output
     totals = json.loads((folder / "analysis.json").read_text())["totals"]
     assert (totals["images"], totals["explained_now"], totals.get("unfinished")) == (1, 0, None)
+
+
+def test_resuming_through_an_endpoint_without_the_model_folders_names_says_how_to_give_them(tmp_path):
+    # review 23: a run made through a model folder took its model.json's names; the same model behind an
+    # endpoint gives none, and the refusal did not say that --label-headers restores them
+    from explain.manifest import SettingsChangedError, check_settings, settings_digest
+
+    made = {"task": "detection", "label_headers": ["circle", "square", "triangle"]}
+    entries = [{"key": "a.png", "settings_digest": settings_digest(made), "settings": made}]
+    now = {"task": "detection", "label_headers": None}
+    with pytest.raises(SettingsChangedError, match=r"resume \(the class names: pass --label-headers "
+                                                   r"circle,square,triangle to give the same\), add --restart"):
+        check_settings(entries, settings_digest(now), now, tmp_path)
+    made["label_headers"] = ["traffic light, red", "car"]
+    entries = [{"key": "a.png", "settings_digest": settings_digest(made), "settings": made}]
+    with pytest.raises(SettingsChangedError, match="give the same with --label-headers, a file of one per line"):
+        check_settings(entries, settings_digest(now), now, tmp_path)
