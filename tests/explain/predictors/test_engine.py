@@ -20,6 +20,7 @@ from explain.predictors import (
     plan_requests,
 )
 from explain.predictors.engine import Predictor
+from explain.predictors.http import MAX_ANSWER_BYTES, HttpConnection
 from explain.predictors.transport import TransientError
 from serving.contract import encode_images, npy_body_size
 from tests.fake_endpoint import FakeEndpoint, assert_same_predictions, fake_model, random_batch
@@ -279,6 +280,19 @@ def test_connection_refused_is_retried_then_reported():
     predictor = HttpPredictor(url, "detection", TransportConfig(max_retries=1, backoff_base=0.001))
     with pytest.raises(PredictorError, match=r"failed after 2 attempt\(s\), last: .*cannot connect to"):
         predictor(random_batch(1))
+
+
+def test_an_answer_longer_than_any_of_the_wire_contract_is_refused_as_it_arrives():
+    # review 23: answers were read whole, whatever their size (300,000 rows per image: 2.9 GB, 75 s)
+    with FakeEndpoint("detection") as endpoint:
+        predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(max_retries=0))
+        expected = predictor(random_batch(4))  # the same answer under the real limit
+        assert len(expected) == 4
+        predictor.connection.max_answer_bytes = 200
+        with pytest.raises(PredictorError, match=r"answered more than 200 bytes to one request; no answer of the wire "
+                                                 r"contract is that long \(SageMaker's are 6 MB at most\)"):
+            predictor(random_batch(4))
+        assert HttpConnection.max_answer_bytes == MAX_ANSWER_BYTES == 64 * 1024 * 1024
 
 
 def test_task_mismatch_is_named():
