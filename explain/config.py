@@ -13,7 +13,31 @@ from serving.contract import CLIENT_REQUEST_TYPES, NPY, TASKS
 from .errors import ConfigError
 
 __all__ = ["ExplainConfig", "TASKS", "BUILTIN_BASELINES", "SEGMENTATION_METHODS", "FOCUS_CHOICES",
-           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "names_one_s3_object", "plain_number"]
+           "DETECTION_ONLY_SETTINGS", "REQUEST_SETTINGS", "EVERY_SCORE", "MAX_HEADER_CHARS",
+           "detection_custom_attributes", "names_one_s3_object", "plain_number"]
+
+EVERY_SCORE = "score_threshold=0"  # the custom attribute that asks a detector for every score
+MAX_HEADER_CHARS = 1024  # SageMaker's limit on CustomAttributes and TargetModel values
+
+
+def detection_custom_attributes(given: str | None) -> str:
+    """The custom attributes a detection explanation sends for ``given``: a masked image's weaker
+    detections still count, so ``EVERY_SCORE`` alone, or after ``given`` (stripped: a header value
+    cannot start with a space) unless it sets ``score_threshold`` itself (``top_k=10`` alone left the
+    model's default threshold: values moved by up to 0.24). Raises ConfigError when adding it passes
+    ``MAX_HEADER_CHARS``."""
+    if given is None or not given.strip():
+        return EVERY_SCORE
+    given = given.strip()
+    if "score_threshold" in {item.partition("=")[0].strip().lower() for item in given.split(",")}:
+        return given
+    sent = f"{given.rstrip(',').rstrip()},{EVERY_SCORE}"
+    if len(sent) > MAX_HEADER_CHARS:
+        raise ConfigError(f"custom_attributes is {len(given)} characters, and detection explanations add "
+                          f",{EVERY_SCORE} (every score counts): {len(sent)} would pass SageMaker's limit of "
+                          f"{MAX_HEADER_CHARS}; shorten it, or set score_threshold in it yourself",
+                          field="custom_attributes")
+    return sent
 
 FOCUS_CHOICES = ("boxes", "none")
 BUILTIN_BASELINES = ("noise", "mean", "blur", "black")
@@ -198,6 +222,9 @@ class ExplainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{name} must be None or non-empty text, got {value!r}", field=name)
+        if self.custom_attributes is not None:  # what is sent, as the resume check compares it
+            object.__setattr__(self, "custom_attributes", detection_custom_attributes(self.custom_attributes)
+                               if self.task == "detection" else self.custom_attributes.strip() or None)
 
     def not_applied(self) -> dict[str, str]:
         """The settings this run ignores, each with the reason: a classification run's detection-only

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from serving.contract import is_endpoint_name, redact_url
 
+from ..config import EVERY_SCORE, detection_custom_attributes
 from ..errors import ConfigError
 from .engine import Predictor
 from .http import HttpPredictor
@@ -24,23 +25,17 @@ __all__ = ["DETECTION_CUSTOM_ATTRIBUTES", "transport_for_task", "build_predictor
 logger = logging.getLogger(__name__)
 
 # serving/ reads these from X-Amzn-SageMaker-Custom-Attributes; other endpoints ignore them.
-DETECTION_CUSTOM_ATTRIBUTES = "score_threshold=0"
+DETECTION_CUSTOM_ATTRIBUTES = EVERY_SCORE
 
 
 def transport_for_task(transport: TransportConfig, task: str) -> TransportConfig:
     """``transport`` as a detection explanation sends it: a masked image's weaker detections
-    still count, so ask the endpoint for every score (DETECTION_CUSTOM_ATTRIBUTES), after the
-    transport's own custom attributes when they do not set score_threshold themselves (``top_k=10``
-    alone left the model's default threshold: values moved by up to 0.24). Classification: unchanged."""
+    still count, so ask the endpoint for every score (``explain.config.detection_custom_attributes``:
+    DETECTION_CUSTOM_ATTRIBUTES, after the transport's own custom attributes unless they set
+    score_threshold themselves). Classification: unchanged."""
     if task != "detection":
         return transport
-    given = transport.custom_attributes
-    if given is None or not given.strip():
-        return replace(transport, custom_attributes=DETECTION_CUSTOM_ATTRIBUTES)
-    keys = {item.partition("=")[0].strip().lower() for item in given.split(",")}
-    if "score_threshold" in keys:
-        return transport
-    return replace(transport, custom_attributes=f"{given.rstrip().rstrip(',')},{DETECTION_CUSTOM_ATTRIBUTES}")
+    return replace(transport, custom_attributes=detection_custom_attributes(transport.custom_attributes))
 
 
 def make_predictor(endpoint: str, task: str, transport: TransportConfig | None = None, *,

@@ -22,14 +22,13 @@ from serving.contract import (
     SAGEMAKER_MAX_REQUEST_BYTES,
 )
 
-from ..config import plain_number
+from ..config import MAX_HEADER_CHARS, plain_number
 from ..errors import ConfigError
 from .responses import compile_probability_path
 
 __all__ = ["TransportConfig", "Connection", "TransientError"]
 
-# SageMaker's limit on CustomAttributes and TargetModel values
-_MAX_HEADER_CHARS = 1024
+_MAX_HEADER_CHARS = MAX_HEADER_CHARS
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,9 @@ class TransportConfig:
         for name in ("max_payload_bytes", "concurrency", "max_retries", "max_images_per_request", "timeout",
                      "backoff_base", "backoff_max"):  # np.int64(4) -> 4, as ExplainConfig does
             object.__setattr__(self, name, plain_number(getattr(self, name)))
+        for name in ("custom_attributes", "target_model"):  # a header value cannot start or end with a space
+            if isinstance(getattr(self, name), str) and getattr(self, name).strip():
+                object.__setattr__(self, name, getattr(self, name).strip())
         if self.content_type not in CLIENT_REQUEST_TYPES:
             raise ConfigError(f"content_type must be one of {', '.join(CLIENT_REQUEST_TYPES)}, "
                               f"got {self.content_type!r}", field="content_type")

@@ -52,3 +52,25 @@ def test_an_upper_case_scheme_is_an_http_endpoint():
     # review 23: HTTP://127.0.0.1:18080 (schemes are case-insensitive) was refused as no URL
     predictor = make_predictor("HTTP://127.0.0.1:9/x", "classification")
     assert type(predictor).__name__ == "HttpPredictor"
+
+
+def test_the_settings_record_the_custom_attributes_sent_so_an_older_run_is_not_resumed_with_others():
+    # review 24: an --out begun with top_k=10 alone (the model's default threshold) resumed with
+    # score_threshold=0 added, one report mixing both; the settings now record what is sent
+    import pytest
+
+    from explain import ExplainConfig
+    from explain.errors import ConfigError
+
+    assert ExplainConfig(custom_attributes=" top_k=10 ").custom_attributes == "top_k=10,score_threshold=0"
+    assert ExplainConfig(custom_attributes="Score_Threshold = 0.3").custom_attributes == "Score_Threshold = 0.3"
+    assert ExplainConfig(custom_attributes=None).custom_attributes is None
+    assert ExplainConfig(task="classification", custom_attributes=" top_k=3 ").custom_attributes == "top_k=3"
+    longest = "trace=" + "a" * (1024 - len("trace=") - len(",score_threshold=0"))
+    assert len(ExplainConfig(custom_attributes=longest).custom_attributes) == 1024
+    with pytest.raises(ConfigError, match=r"custom_attributes is 1007 characters, and detection explanations add "
+                                          r",score_threshold=0 \(every score counts\): 1025 would pass SageMaker's "
+                                          r"limit of 1024; shorten it, or set score_threshold in it yourself"):
+        ExplainConfig(custom_attributes=longest + "a")
+    # a header value cannot start with a space: requests refused every request (InvalidHeader)
+    assert TransportConfig(custom_attributes=" Score_Threshold = 0.3 ").custom_attributes == "Score_Threshold = 0.3"
