@@ -361,12 +361,17 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         converged[indices] = result.converged
         exact = exact and result.exact
     timings["shap_s"] = time.perf_counter() - phase
-    if not np.isfinite(standard_errors).all() and coarse_budget >= determining_samples(coarse_segments):
-        # (fewer calls: kernel_shap warns that the values are undetermined)
-        warn_about_image(logger, f"the standard errors of {int((~np.isfinite(standard_errors).all(axis=1)).sum())} "
-                         f"target(s) are unknown: {coarse_budget} model calls for {coarse_segments} segments left "
-                         "fewer than 2 coalition pairs to estimate them, or the drawn coalitions did not tell some "
-                         "segments apart; raise --num-samples")
+    if not np.isfinite(standard_errors).all():
+        unknown = int((~np.isfinite(standard_errors).all(axis=1)).sum())
+        if coarse_budget < determining_samples(coarse_segments):
+            warn_about_image(logger, f"{coarse_budget} model calls cannot determine the values of {coarse_segments} "
+                             f"segments (2 x {coarse_segments} + 2 = {determining_samples(coarse_segments)} can): "
+                             f"the {unknown} target(s)' values are the minimum-norm fit and their standard errors "
+                             "unknown; raise --num-samples or lower --num-segments")
+        else:
+            warn_about_image(logger, f"the standard errors of {unknown} target(s) are unknown: {coarse_budget} model "
+                             f"calls for {coarse_segments} segments left fewer than 2 coalition pairs to estimate "
+                             "them, or the drawn coalitions did not tell some segments apart; raise --num-samples")
     if config.task == "detection" and config.context >= 1.0:
         _warn_about_unmatched_targets(target_scores, predictions, labels, config.label_headers)
 
@@ -392,6 +397,12 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
             warn_about_image(logger, f"refinement split no segment (none held a value {SPLIT_SIGNIFICANCE:g} standard "
                              f"errors from 0 that could be cut in two): {refine_calls} of the "
                              f"{config.num_samples} samples were not spent")
+        elif int(segments.max()) + 1 >= config.max_segments:
+            left = max(config.num_samples - game.model_calls for _, game in games)
+            if left >= SPLIT_CALLS:
+                logger.info("refinement reached --max-segments %d with %d of the %d samples left: not spent (a "
+                            "higher --max-segments would split further)", config.max_segments, left,
+                            config.num_samples)
         timings["refinement_s"] = time.perf_counter() - phase
     num_segments = int(segments.max()) + 1
 

@@ -223,7 +223,13 @@ def _write_outputs(explanation, key: str, stem: str, out_dir: Path, label_header
         for name in files:
             os.replace(staging / name, out_dir / name)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        # stopped (Ctrl-C, a signal, a full disk) once the journal was written: some files may be in out_dir
+        # already, unlisted; the journal stays to name them as clearsight's (``_tidy_staging``)
+        for path in staging.iterdir() if (staging / STAGING_JOURNAL).is_file() else ():
+            if path.name != STAGING_JOURNAL:
+                path.unlink(missing_ok=True)
+        if not (staging / STAGING_JOURNAL).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     return files, staging
 
@@ -275,6 +281,11 @@ _OUTPUT_STEMS = (re.compile(r"shap_(.+)_box[1-9][0-9]*_object\.jpeg"), re.compil
                  re.compile(r"(.+)_shap\.npz"), re.compile(r"shap_(.+)\.jpeg"))
 
 
+def _output_name(name: str) -> bool:
+    """Whether ``name`` is a plain file name shaped as some stem's output (``_OUTPUT_STEMS``)."""
+    return "/" not in name and "\\" not in name and any(pattern.fullmatch(name) for pattern in _OUTPUT_STEMS)
+
+
 def staged_outputs(out_dir: Path) -> dict[str, frozenset[str]]:
     """Per image key, the output names that the journals of the staging folders in ``out_dir`` record
     (``STAGING_JOURNAL``): files a run moved into --out before its manifest line, if it was killed."""
@@ -290,8 +301,9 @@ def staged_outputs_of(folders: Iterable[Path]) -> dict[str, frozenset[str]]:
         except (OSError, ValueError):
             continue
         if isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("files"), list):
+            # only names an explanation writes (a journal planted in --out names no notes.txt or .clearsight-output)
             found.setdefault(record["key"], set()).update(
-                name for name in record["files"] if isinstance(name, str) and "/" not in name)
+                name for name in record["files"] if isinstance(name, str) and _output_name(name))
     return {key: frozenset(names) for key, names in found.items()}
 
 
@@ -534,7 +546,9 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise ConfigError(f"--out {out_dir} holds {len(foreign)} file(s) named as this run's outputs that no "
                           f"clearsight run there wrote ({shown}; Clarify writes the same names): the run "
-                          "would write over them. Move them, or choose another --out", field="out_dir")
+                          "would write over them. Move them, or choose another --out (a clearsight older than "
+                          "2026-12-02 stopped while moving an image's files in leaves them unlisted: delete "
+                          "them then)", field="out_dir")
     logger.info("%d image(s) in shard %d/%d, %d already done, %d to explain",
                 len(mine), options.shard.index, options.shard.count, len(mine) - len(todo), len(todo))
     writer = ManifestWriter(out_dir / manifest_name(tag))

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -399,3 +400,62 @@ def test_an_s3_out_is_refused_not_written_into_a_local_s3_folder(tmp_path, tiny_
             "give one and copy it to S3 afterwards (aws s3 sync), or run `clearsight explain-job`, whose --out "
             "is an S3 prefix") in " ".join(refused.output.split())
     assert sorted(path.name for path in tmp_path.iterdir()) == ["images"]
+
+
+def test_a_run_stopped_while_moving_an_images_files_in_is_resumed_not_refused(tmp_path, monkeypatch):
+    """Review 24: Ctrl-C between two renames removed the staging folder and its journal: the files already
+    moved were listed nowhere, and the next run (even --restart) refused them as no run's."""
+    import explain.runner as runner
+    from explain import ExplainConfig, RunOptions, run_explanations
+    from tests.explain.test_explainer import red_square_detector
+
+    images, out, clean = tmp_path / "images", tmp_path / "out", tmp_path / "clean"
+    images.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(images / "scene.png")
+    config = ExplainConfig(num_samples=16, num_segments=4)
+    moved = []
+    real_replace = os.replace
+
+    def interrupted(source, target):
+        if moved:
+            raise KeyboardInterrupt
+        moved.append(target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(runner.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    monkeypatch.setattr(runner.os, "replace", real_replace)
+    assert len(moved) == 1 and os.path.isfile(moved[0])
+    stagings = [path for path in out.iterdir() if path.name.startswith(".staging-")]
+    assert [sorted(path.name for path in staging.iterdir()) for staging in stagings] == [["outputs.json"]]
+    # the process that made it still runs here (this test): a new process's run would see it dead
+    monkeypatch.setattr(runner, "left_by_a_dead_process", lambda name, prefix: name.startswith(prefix))
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    run_explanations([images], red_square_detector, config, clean, RunOptions(progress=False))
+
+    def outputs(folder):
+        return {path.name: path.read_bytes() if path.suffix == ".jpeg" else np.load(path)["shap_values"].tolist()
+                for path in folder.iterdir() if path.name.startswith(("shap_", "scene"))}
+
+    assert outputs(out) == outputs(clean) and not [path for path in out.iterdir() if path.name.startswith(".staging-")]
+
+
+def test_a_planted_journal_names_only_output_files(tmp_path):
+    """Review 24: a staging journal someone put into --out listing notes.txt and the folder's mark had --restart
+    delete them (the manifest path never deletes such names)."""
+    from explain import ExplainConfig, RunOptions, run_explanations
+    from explain.manifest import OUT_MARKER
+    from tests.explain.test_explainer import red_square_detector
+
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(images / "scene.png")
+    config = ExplainConfig(num_samples=16, num_segments=4)
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False))
+    (out / "notes.txt").write_text("mine")
+    killed_run_staging(out, "scene.png", ["notes.txt", OUT_MARKER, "../outside.txt", "scene.png_shap.npz"])
+    (tmp_path / "outside.txt").write_text("mine too")
+    run_explanations([images], red_square_detector, config, out, RunOptions(progress=False, restart=True))
+    assert (out / "notes.txt").read_text() == "mine" and (out / OUT_MARKER).is_file()
+    assert (tmp_path / "outside.txt").read_text() == "mine too" and (out / "scene.png_shap.npz").is_file()

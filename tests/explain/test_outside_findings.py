@@ -182,6 +182,17 @@ def test_unknown_coarse_errors_take_refinements_calls_and_unknown_errors_are_an_
                        for warning in image["warnings"]), image["warnings"]
 
 
+def test_too_few_calls_to_determine_the_values_are_an_image_warning(tmp_path):
+    """Review 24: below 2S + 2 calls the values are a minimum-norm fit and every error unknown, and
+    analysis.json said nothing (the terminal's line named no image)."""
+    out = tmp_path / "out"
+    explain("--endpoint", CLASSIFIER, "--task", "classification", "--out", out, "-q", "--num-samples", 20,
+            "--num-segments", 12, SAMPLES / "shapes_0.png")
+    image = json.loads((out / "analysis.json").read_text())["images"][0]
+    assert any("20 model calls cannot determine the values of 12 segments (2 x 12 + 2 = 26 can)" in warning
+               for warning in image["warnings"]), image["warnings"]
+
+
 def test_the_unmasked_image_is_asked_twice_on_purpose_and_an_image_costs_at_most_one_call_more():
     """An outside check read 'a masked image asked for twice is evaluated once' and found the whole image
     sent twice (65 calls for 64 coalitions of 6 segments). It is sent twice on purpose (the answers are
