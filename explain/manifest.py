@@ -238,6 +238,10 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
                 listed = ",".join(map(str, names))
                 hint = (f" (the class names: pass --label-headers {listed} to give the same)" if len(listed.split(","))
                         == len(names) else " (the class names: give the same with --label-headers, a file of one per line)")
+            earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
+            if isinstance(earlier, str) and now == f"{earlier.strip().rstrip(',').rstrip()},score_threshold=0":
+                hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "
+                         "set it, so these were explained at the model's default threshold: add --restart)")
             raise SettingsChangedError(
                 f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
                 f"run again with the same settings to resume{hint}, add --restart to discard them and "

@@ -427,13 +427,15 @@ def _damaged_outputs(entry: dict, out_dir: Path) -> list[str]:
 
 
 def without_earlier_outputs(sources: list[ImageSource], out_dir: Path) -> list[ImageSource]:
-    """``sources`` without the files that earlier runs wrote into ``out_dir`` (their manifests list
-    them: figures found again when --out is the image folder or inside it) or left in its staging
-    folders (a killed run's figures), with one warning saying how many were left out; the user's
+    """``sources`` without the files that earlier runs wrote into ``out_dir`` (their manifests or staging
+    journals list them: figures found again when --out is the image folder or inside it) or left in its
+    staging folders (a killed run's figures), with one warning saying how many were left out; the user's
     own images there stay."""
-    outputs = {os.path.realpath(Path(out_dir) / name)
-               for entry in (read_manifests(out_dir) if Path(out_dir).is_dir() else [])
-               for name in entry.get("files", []) if isinstance(name, str)}
+    listed = [name for entry in (read_manifests(out_dir) if Path(out_dir).is_dir() else [])
+              for name in entry.get("files", []) if isinstance(name, str)]
+    if Path(out_dir).is_dir():  # and those a run stopped while moving them in left named in a staging journal
+        listed += [name for names in staged_outputs(out_dir).values() for name in names]
+    outputs = {os.path.realpath(Path(out_dir) / name) for name in listed}
     real_out = os.path.realpath(out_dir)
 
     def staged(location: str) -> bool:

@@ -71,8 +71,11 @@ class TransportConfig:
                      "backoff_base", "backoff_max"):  # np.int64(4) -> 4, as ExplainConfig does
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         for name in ("custom_attributes", "target_model"):  # a header value cannot start or end with a space
-            if isinstance(getattr(self, name), str) and getattr(self, name).strip():
-                object.__setattr__(self, name, getattr(self, name).strip())
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip():
+                object.__setattr__(self, name, value.strip())
+            elif name == "custom_attributes" and isinstance(value, str) and value:  # spaces: none, as the settings say
+                object.__setattr__(self, name, None)
         if self.content_type not in CLIENT_REQUEST_TYPES:
             raise ConfigError(f"content_type must be one of {', '.join(CLIENT_REQUEST_TYPES)}, "
                               f"got {self.content_type!r}", field="content_type")

@@ -74,3 +74,8 @@ def test_the_settings_record_the_custom_attributes_sent_so_an_older_run_is_not_r
         ExplainConfig(custom_attributes=longest + "a")
     # a header value cannot start with a space: requests refused every request (InvalidHeader)
     assert TransportConfig(custom_attributes=" Score_Threshold = 0.3 ").custom_attributes == "Score_Threshold = 0.3"
+
+
+def test_blank_custom_attributes_are_none():
+    # review 25: "   " for classification was sent as a header of spaces (every request failed, InvalidHeader)
+    assert TransportConfig(custom_attributes="   ").custom_attributes is None

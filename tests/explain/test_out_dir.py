@@ -459,3 +459,17 @@ def test_a_planted_journal_names_only_output_files(tmp_path):
     run_explanations([images], red_square_detector, config, out, RunOptions(progress=False, restart=True))
     assert (out / "notes.txt").read_text() == "mine" and (out / OUT_MARKER).is_file()
     assert (tmp_path / "outside.txt").read_text() == "mine too" and (out / "scene.png_shap.npz").is_file()
+
+
+def test_figures_a_stopped_run_left_named_in_a_journal_are_not_images_to_explain(tmp_path):
+    """Review 25: with --out the image folder, a resume after a stop mid-move explained clearsight's own heatmap."""
+    from explain.runner import without_earlier_outputs
+    from explain.sources import collect_sources
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(red_square_scene(seed=0)).save(folder / "scene.png")
+    Image.fromarray(red_square_scene(seed=1)).save(folder / "shap_scene.png_box1_object.jpeg")  # moved in, unlisted
+    killed_run_staging(folder, "scene.png", ["shap_scene.png_box1_object.jpeg"])
+    kept = without_earlier_outputs(collect_sources([str(folder)]), folder)
+    assert [source.stem for source in kept] == ["scene.png"]

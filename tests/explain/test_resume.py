@@ -586,3 +586,15 @@ def test_resuming_through_an_endpoint_without_the_model_folders_names_says_how_t
     entries = [{"key": "a.png", "settings_digest": settings_digest(made), "settings": made}]
     with pytest.raises(SettingsChangedError, match="give the same with --label-headers, a file of one per line"):
         check_settings(entries, settings_digest(now), now, tmp_path)
+
+
+def test_an_older_runs_custom_attributes_without_a_threshold_are_refused_with_the_reason(tmp_path):
+    # review 25: "run again with the same settings" could not work: the same text is now sent with
+    # score_threshold=0, which the older run did not send
+    from explain.manifest import SettingsChangedError, check_settings, settings_digest
+
+    made = {"task": "detection", "custom_attributes": "top_k=10"}
+    entries = [{"key": "a.png", "settings_digest": settings_digest(made), "settings": made}]
+    now = {"task": "detection", "custom_attributes": "top_k=10,score_threshold=0"}
+    with pytest.raises(SettingsChangedError, match=r"were explained at the model's default threshold: add --restart"):
+        check_settings(entries, settings_digest(now), now, tmp_path)
