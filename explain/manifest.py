@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from .baselines import baseline_file_bytes
-from .config import REQUEST_SETTINGS
+from .config import REQUEST_SETTINGS, detection_custom_attributes
 from .errors import ConfigError, ExplainError
 
 __all__ = [
@@ -239,13 +239,21 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
                 hint = (f" (the class names: pass --label-headers {listed} to give the same)" if len(listed.split(","))
                         == len(names) else " (the class names: give the same with --label-headers, a file of one per line)")
             earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
-            if isinstance(earlier, str) and now == f"{earlier.strip().rstrip(',').rstrip()},score_threshold=0":
+            if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
                 hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "
                          "set it, so these were explained at the model's default threshold: add --restart)")
             raise SettingsChangedError(
                 f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
                 f"run again with the same settings to resume{hint}, add --restart to discard them and "
                 "start over, or choose another --out")
+
+
+def _as_sent_for_detection(custom_attributes: str) -> str | None:
+    """What a detection run sends for recorded ``custom_attributes`` now, or None when it cannot."""
+    try:
+        return detection_custom_attributes(custom_attributes)
+    except ConfigError:
+        return None
 
 
 def _is_clearsight_manifest(path: Path) -> bool:

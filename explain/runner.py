@@ -144,7 +144,7 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
             logger.info("--restart: removed %d file(s) of earlier runs in %s", removed, out_dir)
         return []
     entries = read_manifests(out_dir)
-    _tidy_staging(out_dir, {name for entry in entries for name in entry.get("files", []) if isinstance(name, str)})
+    _tidy_staging(out_dir, _listed_names(entries))
     settings = config.to_dict()
     check_settings(entries, settings_digest(settings), settings, out_dir)
     return entries
@@ -169,14 +169,24 @@ def _tidy_staging(out_dir: Path, listed: set[str], discard: bool = False) -> int
         if not unlisted:
             shutil.rmtree(staging, ignore_errors=True)
             continue
-        for path in staging.iterdir():
-            if path.name == STAGING_JOURNAL:
-                continue
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        _keep_only_the_journal(staging)
     return removed
+
+
+def _keep_only_the_journal(staging: Path) -> None:
+    """Delete what ``staging`` holds but its journal (``STAGING_JOURNAL``)."""
+    for path in staging.iterdir():
+        if path.name == STAGING_JOURNAL:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _listed_names(entries: list[dict]) -> set[str]:
+    """Every file name the manifest ``entries`` list."""
+    return {name for entry in entries for name in entry.get("files", []) if isinstance(name, str)}
 
 
 def remove_stale_locks(out_dir: Path) -> None:
@@ -225,10 +235,9 @@ def _write_outputs(explanation, key: str, stem: str, out_dir: Path, label_header
     except BaseException:
         # stopped (Ctrl-C, a signal, a full disk) once the journal was written: some files may be in out_dir
         # already, unlisted; the journal stays to name them as clearsight's (``_tidy_staging``)
-        for path in staging.iterdir() if (staging / STAGING_JOURNAL).is_file() else ():
-            if path.name != STAGING_JOURNAL:
-                path.unlink(missing_ok=True)
-        if not (staging / STAGING_JOURNAL).is_file():
+        if (staging / STAGING_JOURNAL).is_file():
+            _keep_only_the_journal(staging)
+        else:
             shutil.rmtree(staging, ignore_errors=True)
         raise
     return files, staging
@@ -431,10 +440,9 @@ def without_earlier_outputs(sources: list[ImageSource], out_dir: Path) -> list[I
     journals list them: figures found again when --out is the image folder or inside it) or left in its
     staging folders (a killed run's figures), with one warning saying how many were left out; the user's
     own images there stay."""
-    listed = [name for entry in (read_manifests(out_dir) if Path(out_dir).is_dir() else [])
-              for name in entry.get("files", []) if isinstance(name, str)]
+    listed = set()
     if Path(out_dir).is_dir():  # and those a run stopped while moving them in left named in a staging journal
-        listed += [name for names in staged_outputs(out_dir).values() for name in names]
+        listed = _listed_names(read_manifests(out_dir)).union(*staged_outputs(out_dir).values())
     outputs = {os.path.realpath(Path(out_dir) / name) for name in listed}
     real_out = os.path.realpath(out_dir)
 
@@ -558,8 +566,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     explained = _explain_all(sources, todo, predict, config, out_dir, options, writer, digest, settings,
                              earlier_files, endpoint)
     if staged:  # killed runs' journals whose files this run listed again go now, not at the next run
-        _tidy_staging(out_dir, {name for entry in read_manifests(out_dir) for name in entry.get("files", [])
-                                if isinstance(name, str)})
+        _tidy_staging(out_dir, _listed_names(read_manifests(out_dir)))
     stats = getattr(predict, "stats", None)
     if not options.merge:
         tried = [sources[position].key for position in todo]
