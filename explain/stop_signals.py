@@ -10,7 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "ignore_stop_signals", "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "ignore_stop_signals", "start_resource_tracker",
+           "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,27 @@ def ignore_stop_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for number in STOP_SIGNALS + (signal.SIGINT,):
             signal.signal(number, signal.SIG_IGN)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if it is not running) with SIGHUP blocked in it.
+
+    The tracker (a process of its own, which worker pools' semaphores register with) ignores SIGINT
+    and SIGTERM but not SIGHUP: a closed terminal, which signals the whole process group, ended it, and
+    the run's last line came with a "process died unexpectedly" warning and a KeyError traceback per
+    semaphore (review 25). A process started with a signal blocked keeps it blocked; the tracker exits
+    when its last user closes its pipe, as before. POSIX only (elsewhere the tracker starts as usual).
+    """
+    from multiprocessing import resource_tracker
+
+    if not (hasattr(signal, "SIGHUP") and hasattr(signal, "pthread_sigmask")):
+        resource_tracker.ensure_running()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _signal_text(signal_number: int) -> str:

@@ -31,7 +31,12 @@ from .runner import (
     without_earlier_outputs,
 )
 from .sharding import Shard
-from .stop_signals import RunStopped, exit_when_parent_exits, stop_on_signals
+from .stop_signals import (
+    RunStopped,
+    exit_when_parent_exits,
+    start_resource_tracker,
+    stop_on_signals,
+)
 from .terminal import log_to_terminal
 
 __all__ = ["run_with_workers"]
@@ -120,6 +125,7 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     else:  # refused here, before any worker starts: an earlier image's outputs would be replaced
         check_same_images(sources, read_manifests(out_dir), out_dir)
     context = multiprocessing.get_context("spawn")
+    start_resource_tracker()  # before the pool's semaphores register with it: deaf to a closed terminal's SIGHUP
     results = []
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
