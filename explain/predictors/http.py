@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from serving.contract import (
     error_message,
@@ -27,6 +30,30 @@ TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 # detections each are under 1 MB as JSON). A longer one is refused as it arrives, not read into memory
 # whole (300,000 rows per image took 2.9 GB and 75 s).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+def _pieces(response: requests.Response) -> Iterator[bytes]:
+    """The decoded body as it arrives, up to 64 KB a piece. ``iter_content`` waits for 64 KB (or the
+    end) before it yields, so a deadline checked between its pieces missed an answer trickling in;
+    urllib3 2's ``read1`` returns what one read brings. With urllib3 1 (no read1): ``iter_content``.
+    urllib3's errors become the requests errors that ``iter_content`` raises for them."""
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(chunk_size=1 << 16)
+        return
+    try:
+        while piece := raw.read1(1 << 16, decode_content=True):
+            yield piece
+    except urllib3.exceptions.ProtocolError as error:
+        raise requests.exceptions.ChunkedEncodingError(error) from None
+    except urllib3.exceptions.DecodeError as error:
+        raise requests.exceptions.ContentDecodingError(error) from None
+    except urllib3.exceptions.ReadTimeoutError:  # no byte for the timeout, which is past the deadline too
+        raise _Unfinished from None
+
+
+class _Unfinished(Exception):
+    """An answer still arriving when the request's time is up."""
 
 
 class HttpConnection:
@@ -71,13 +98,17 @@ class HttpConnection:
     def send(self, body: bytes) -> tuple[bytes, str]:
         """POST one body; TransientError without an answer or for 429/5xx, PredictorError for other 4xx."""
         timeout = self.transport.timeout
+        deadline = time.monotonic() + timeout
         try:
             with self.session.post(self.url, data=body, headers=self._headers, timeout=timeout,
                                    stream=True) as response:
-                content = self._read(response)
+                content = self._read(response, deadline)
         except requests.Timeout:
             raise TransientError(f"endpoint error (no response): no response from {self.shown_url} "
                                  f"within {timeout:g} s") from None
+        except _Unfinished:
+            raise TransientError(f"endpoint error (no response): the answer from {self.shown_url} was still "
+                                 f"arriving {timeout:g} s after the request was sent") from None
         except requests.ConnectionError as error:
             raise TransientError(f"endpoint error (no response): cannot connect to {self.shown_url}: "
                                  f"{self._scrub(error)}") from None
@@ -93,10 +124,14 @@ class HttpConnection:
                                  f"{message}{status_hint(status)}")
         return content, response.headers.get("Content-Type", self.transport.accept)
 
-    def _read(self, response: requests.Response) -> bytes:
-        """The answer's body, refused (PredictorError) once longer than ``max_answer_bytes``."""
+    def _read(self, response: requests.Response, deadline: float) -> bytes:
+        """The answer's body, refused (PredictorError) once longer than ``max_answer_bytes``; abandoned
+        (_Unfinished) when a piece of it arrives after ``deadline`` (time.monotonic()). The transport's
+        timeout bounds each wait for bytes, so an answer trickling in a byte at a time never timed out."""
         chunks, size = [], 0
-        for chunk in response.iter_content(chunk_size=1 << 16):
+        for chunk in _pieces(response):
+            if time.monotonic() > deadline:
+                raise _Unfinished
             size += len(chunk)
             if size > self.max_answer_bytes:
                 raise PredictorError(f"{self.description} answered more than {self.max_answer_bytes:,} bytes to "

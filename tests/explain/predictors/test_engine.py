@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 import tempfile
@@ -293,6 +294,85 @@ def test_an_answer_longer_than_any_of_the_wire_contract_is_refused_as_it_arrives
                                                  r"contract is that long \(SageMaker's are 6 MB at most\)"):
             predictor(random_batch(4))
         assert HttpConnection.max_answer_bytes == MAX_ANSWER_BYTES == 64 * 1024 * 1024
+
+
+class RawHttpServer:
+    """A one-thread HTTP server on 127.0.0.1 that answers every request with ``head`` then each of ``pieces``,
+    ``pause`` seconds apart (a trickle when small and many)."""
+
+    def __init__(self, head: bytes, pieces: list[bytes], pause: float = 0.0):
+        import socket
+        import threading
+
+        self.head, self.pieces, self.pause = head, pieces, pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)  # accept() wakes to see stop
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(5)
+                connection.recv(1 << 20)
+                try:
+                    connection.sendall(self.head)
+                    for piece in self.pieces:
+                        if self.stop.wait(self.pause):
+                            break
+                        connection.sendall(piece)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+def test_an_answer_trickling_in_is_abandoned_when_the_timeout_is_up():
+    # review 25: --timeout bounded each wait for bytes, so an answer sent a byte every 50 ms held a request
+    # (and its image) for as long as the server liked
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    with RawHttpServer(head, [b" "] * 200, pause=0.05) as server:
+        predictor = HttpPredictor(server.url, "detection", TransportConfig(max_retries=0, timeout=0.5))
+        started = time.monotonic()
+        with pytest.raises(PredictorError, match=r"the answer from http://127.0.0.1:\d+/invocations was still "
+                                                 r"arriving 0.5 s after the request was sent"):
+            predictor(random_batch(1))
+        assert time.monotonic() - started < 3  # the trickle would have lasted 10 s
+
+
+@pytest.mark.parametrize("encoding", ["chunked", "gzip", "chunked gzip"])
+def test_chunked_and_compressed_answers_are_read_whole(encoding):
+    # the body is read as it arrives (for the deadline above): chunked and gzip-encoded answers still decode
+    import gzip
+
+    answer = json.dumps([[[0, 0.9, 0.1, 0.1, 0.5, 0.5], [1, 0.4, 0.2, 0.2, 0.9, 0.8]]]).encode()
+    body = gzip.compress(answer) if "gzip" in encoding else answer
+    headers = [b"HTTP/1.1 200 OK", b"Content-Type: application/json"]
+    headers.append(b"Content-Encoding: gzip" if "gzip" in encoding else b"X-Plain: 1")
+    if "chunked" in encoding:
+        headers.append(b"Transfer-Encoding: chunked")
+        pieces = [b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:20], body[20:])] + [b"0\r\n\r\n"]
+    else:
+        headers.append(b"Content-Length: %d" % len(body))
+        pieces = [body[:5], body[5:]]
+    with RawHttpServer(b"\r\n".join(headers) + b"\r\n\r\n", pieces, pause=0.02) as server:
+        predictor = HttpPredictor(server.url, "detection", TransportConfig(max_retries=0, timeout=5))
+        (detections,) = predictor(random_batch(1))
+    np.testing.assert_allclose(detections, np.array(json.loads(answer)[0], dtype=np.float32))
 
 
 def test_task_mismatch_is_named():
