@@ -128,6 +128,9 @@ class NameList(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, (list, tuple)):
             return tuple(value)
+        if not value.strip():  # Path('') is the current folder: not "a file ... but is a directory" (review 26)
+            self.fail(f"expected comma-separated non-empty names{' or a file' if self.allow_file else ''}, "
+                      f"got {value!r}", param, ctx)
         path = Path(value)
         if self.allow_file and not path.is_file() and (path.is_dir() or _looks_like_a_path(value)):
             problem = "is a directory" if path.is_dir() else "does not exist"

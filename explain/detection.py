@@ -53,6 +53,9 @@ def _numbers(answer, what: str, index: int) -> np.ndarray:
                              f"({type(error).__name__}: {error})") from None
 
 
+DETECTION_COLUMNS = ("class id", "score", "x0/w", "y0/h", "x1/w", "y1/h")  # a detection row's columns
+
+
 def check_detections(detections, index: int = 0) -> np.ndarray:
     """Validate one image's detections and return them as (D, 6) float64.
 
@@ -67,8 +70,11 @@ def check_detections(detections, index: int = 0) -> np.ndarray:
             f"predictor returned detections of shape {array.shape} for image {index}; "
             "expected (D, 6) rows [class_id, score, x0/w, y0/h, x1/w, y1/h]")
     if not np.all(np.isfinite(array)):
-        raise PredictorError(f"predictor returned non-finite detections for image {index} of a request "
-                             "(a masked image: NaN or infinite scores or boxes)")
+        columns = ", ".join(name for name, finite in zip(DETECTION_COLUMNS, np.isfinite(array).all(axis=0))
+                            if not finite)
+        raise PredictorError(f"predictor returned non-finite detections for image {index} of a request (a masked "
+                             f"image): NaN or infinite {columns} (the answer's values are float32: beyond "
+                             "±3.4e38 is infinite)")
     class_ids = array[:, 0]
     odd = class_ids[(class_ids != np.round(class_ids)) | ((class_ids < 0) & (class_ids != -1))]
     if odd.size:

@@ -383,6 +383,20 @@ def test_a_class_id_that_is_not_a_whole_number_is_refused(rows, message):
         explain_image(red_square_scene(), _detector_answering(rows), CONFIG)
 
 
+@pytest.mark.parametrize("rows, message", [
+    # review 26: a class id of 1e300 (float32 infinity on the wire) was "NaN or infinite scores or boxes"
+    ([[np.inf, 0.9, 0.2, 0.2, 0.6, 0.6]], "non-finite detections for image 0 of a request (a masked image): NaN or "
+                                           "infinite class id (the answer's values are float32: beyond ±3.4e38 is "
+                                           "infinite)"),
+    ([[1, np.nan, 0.2, 0.2, 0.6, 0.6], [1, 0.9, 0.2, np.inf, 0.6, 0.6]], "NaN or infinite score, y0/h (the answer"),
+])
+def test_non_finite_detections_name_their_columns(rows, message):
+    from explain.detection import check_detections
+
+    with pytest.raises(PredictorError, match=re.escape(message)):
+        check_detections(np.array(rows))
+
+
 def test_gluoncv_padding_rows_of_class_minus_one_are_accepted():
     from explain.explainer import explain_image
 
