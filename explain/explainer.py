@@ -397,12 +397,17 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
             warn_about_image(logger, f"refinement split no segment (none held a value {SPLIT_SIGNIFICANCE:g} standard "
                              f"errors from 0 that could be cut in two): {refine_calls} of the "
                              f"{config.num_samples} samples were not spent")
-        elif int(segments.max()) + 1 >= config.max_segments:
+        else:
             left = max(config.num_samples - game.model_calls for _, game in games)
-            if left >= SPLIT_CALLS:
+            if left >= SPLIT_CALLS and int(segments.max()) + 1 >= config.max_segments:
                 logger.info("refinement reached --max-segments %d with %d of the %d samples left: not spent (a "
                             "higher --max-segments would split further)", config.max_segments, left,
                             config.num_samples)
+            elif min(config.num_samples - game.model_calls for _, game in games) >= SPLIT_CALLS:
+                logger.info("refinement stopped after %d split(s) with %d of the %d samples left: not spent (no "
+                            "segment left held a value %g standard errors from 0 that could be cut in two)",
+                            sum(len(step.split) for step in refinement), left, config.num_samples,
+                            SPLIT_SIGNIFICANCE)
         timings["refinement_s"] = time.perf_counter() - phase
     num_segments = int(segments.max()) + 1
 

@@ -361,6 +361,38 @@ def test_drawn_pairs_balance_feature_co_occurrence(num_features, small, count):
             > 0.5 * np.median(uniform) > _co_occurrence_imbalance(drawn, num_features, small))
 
 
+@pytest.mark.parametrize("num_features", [8, 10, 12, 16])
+def test_the_fewest_pairs_measure_every_direction(num_features):
+    # S pairs (2S + 2 calls) can determine S values under the efficiency constraint only if their sign
+    # vectors and the all-one vector span R^S. Drawn without regard to it, two segments kept the same
+    # signs in every pair (or another direction went unmeasured) in 5-18% of draws at 2S + 4 calls for
+    # S = 8-12, and every error was unknown. Now every draw spans R^S from S - 1 pairs on.
+    from explain.coalitions import PairSampler
+
+    def spans(pairs):
+        return np.linalg.matrix_rank(np.vstack([2.0 * pairs - 1.0, np.ones(num_features)])) == num_features
+
+    for count in (num_features - 1, num_features, num_features + 1):
+        drawn = [PairSampler(num_features, [], np.random.default_rng(seed)).draw(count)[0::2]
+                 for seed in range(40)]
+        assert all(spans(pairs) for pairs in drawn)
+    # the rule is what does it: the same draws without it miss a direction now and then
+    missed = sum(not spans(PairSampler(num_features, [], np.random.default_rng(seed),
+                                       separating=False).draw(num_features + 1)[0::2])
+                 for seed in range(200))
+    assert missed > 0
+
+
+def test_separating_draws_leave_a_sampler_with_an_enumerated_size_alone():
+    # an enumerated size's pairs span R^S already: the draws are the balanced draws as they were
+    from explain.coalitions import PairSampler
+
+    for seed in range(5):
+        with_rule = PairSampler(16, [1], np.random.default_rng(seed)).draw(60)
+        without = PairSampler(16, [1], np.random.default_rng(seed), separating=False).draw(60)
+        np.testing.assert_array_equal(with_rule, without)
+
+
 def test_shrinkage_towards_a_surrogate_known_answers():
     from explain.shap_regression import shrink_towards_surrogate
 
@@ -503,8 +535,8 @@ def test_intervals_hold_just_above_the_fewest_calls(num_features):
     # At 2S + 2 to 3S calls the fit has about as many columns as pairs: its sandwich errors covered 0.61 of
     # the exact values at 2S + 2 and 0.83 at 2S + 4 (median of 15 games). Now they are unknown while fewer
     # than 2 pairs are left to spare or the pairs leave a direction unmeasured, and widened by Student's t
-    # with what is left while the pairs are scarce. (At S = 10, 28 calls, 2 in 5 runs leave two features
-    # with the same signs in every drawn pair: their values are not determined, and the errors unknown.)
+    # with what is left while the pairs are scarce; the drawn pairs always measure every direction of the values
+    # (``test_the_fewest_pairs_measure_every_direction``), so from 2S + 4 calls the errors are known.
     covered = known = runs = 0
     for game_seed in range(3):
         game = interaction_game(num_features, game_seed)
@@ -520,7 +552,7 @@ def test_intervals_hold_just_above_the_fewest_calls(num_features):
                 inside = np.abs(result.values - exact) <= 1.96 * errors + 1e-9 * np.abs(exact).max()
                 covered += int(inside.sum())
                 known += inside.size
-    assert known >= 0.8 * runs * 2 * num_features  # unknown only now and then
+    assert known == runs * 2 * num_features  # every error known
     assert covered / known >= 0.9, covered / known
 
 

@@ -476,7 +476,9 @@ def test_the_written_figures_are_matplotlibs_tight_save_of_the_same_figures_draw
     # The run writes each figure with one draw (it measures the crop without drawing and keeps the
     # layout the numbers were placed on); what it writes must be what savefig(bbox_inches="tight") gives,
     # up to the layout's second pass (savefig re-runs the constrained layout, which on some figures moves
-    # the panels by 2-3 px: a 5 x 7 image, six targets of a 160 x 200 one; on these, within 1 px).
+    # the panels by 2-3 px: a 5 x 7 image, six targets of a 160 x 200 one; on these, within 1 px: each
+    # pixel is compared with the closest of its 3 x 3 neighbourhood in the other, as a panel moved by one
+    # pixel row made a mean difference of 3.3 levels over an identical figure).
     from matplotlib.figure import Figure
 
     from explain.explainer import explain_image
@@ -493,7 +495,10 @@ def test_the_written_figures_are_matplotlibs_tight_save_of_the_same_figures_draw
         mine, theirs = (np.asarray(Image.open(buffer)).astype(np.float64) for buffer in (mine, theirs))
         assert abs(mine.shape[0] - theirs.shape[0]) <= 1 and abs(mine.shape[1] - theirs.shape[1]) <= 1, targets
         height, width = min(mine.shape[0], theirs.shape[0]), min(mine.shape[1], theirs.shape[1])
-        assert np.abs(mine[:height, :width] - theirs[:height, :width]).mean() < 3.0, targets
+        mine, theirs = mine[:height, :width], theirs[:height, :width]
+        nearest = np.min([np.abs(mine[1 + dy:height - 1 + dy, 1 + dx:width - 1 + dx] - theirs[1:-1, 1:-1]).max(axis=2)
+                          for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        assert nearest.mean() < 3.0 and np.mean(nearest > 40) < 0.005, (targets, nearest.mean())
 
     draws = []
     original_draw = Figure.draw
