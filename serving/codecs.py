@@ -2,9 +2,10 @@
 import io
 import json
 import re
+import struct
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
 # the media types live in the shared wire contract; imported here for the handler (codecs.JSON, ...)
 from .contract import (
@@ -165,6 +166,12 @@ def _decode_npy(body, max_image_pixels, check_batch):
             "request per image")
     if dtype.kind not in "uif":
         raise BadRequestError("dtype %s is not supported; send uint8 (or float in 0..255) pixels" % dtype)
+    for axis, dimension in enumerate(shape):
+        # np.lib.format takes a bool for an int: (True, 64, 64, 3) reached reshape and was a 500
+        if isinstance(dimension, bool) or not isinstance(dimension, int):
+            raise BadRequestError(
+                "the .npy header announces shape %s, whose dimension %d is %r, not an integer: write the "
+                "array with numpy.save" % (shape, axis, dimension))
     if any(dimension < 0 or dimension > MAX_NPY_DIMENSION for dimension in shape):
         raise BadRequestError(
             "the .npy header announces shape %s; every dimension must lie in 0..%d: write the array "
@@ -185,8 +192,9 @@ def _decode_npy(body, max_image_pixels, check_batch):
         raise BadRequestError("the batch is empty: shape %s" % (shape,))
     if height * width > max_image_pixels:
         raise PayloadTooLargeError(
-            "images of %dx%d = %d pixels exceed the limit of %d pixels" % (width, height, height * width, max_image_pixels)
-        )
+            "images of %dx%d = %d pixels exceed the limit of %d pixels per image; send smaller images, or raise "
+            "the limit with the environment variable SERVING_MAX_IMAGE_PIXELS"
+            % (width, height, height * width, max_image_pixels))
     expected = count * height * width * channels * dtype.itemsize
     remaining = len(body) - offset
     if remaining != expected:
@@ -206,35 +214,44 @@ def _decode_npy(body, max_image_pixels, check_batch):
 
 
 # Only these are decoded: Pillow's other readers (GIF, BMP, TIFF, ICO, PPM, WebP, EPS -- the last
-# through Ghostscript) are attack surface this endpoint does not need.
-IMAGE_FORMATS = ("JPEG", "PNG")
-# The first bytes of every PNG and JPEG file (the PNG signature, JPEG's SOI marker and a marker's 0xFF)
-_SIGNATURES = (("PNG", b"\x89PNG\r\n\x1a\n"), ("JPEG", b"\xff\xd8\xff"))
+# through Ghostscript) are attack surface this endpoint does not need. Each format's first bytes
+# (the PNG signature, JPEG's SOI marker and a marker's 0xFF) pick its reader, which reads the
+# header only. Not through Image.open: it refused an image above Pillow's own, process-wide limit
+# (2 x Image.MAX_IMAGE_PIXELS, 179 MP) with Pillow's message before SERVING_MAX_IMAGE_PIXELS was
+# checked, so that a higher limit could not be configured (and it warned above 89 MP).
+_READERS = (("PNG", b"\x89PNG\r\n\x1a\n", PngImagePlugin.PngImageFile),
+            ("JPEG", b"\xff\xd8\xff", JpegImagePlugin.JpegImageFile))  # an MPO: its first image, as mxnet
 # Pillow modes of 16-bit greyscale PNGs ("I" before Pillow 10, "I;16" after).
 _SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L")
 
 
-def _decode_image_file(body, kind, max_image_pixels, check_batch):
-    try:
-        image = Image.open(io.BytesIO(body), formats=IMAGE_FORMATS)
-    except Image.DecompressionBombError as error:
-        raise PayloadTooLargeError("the image has too many pixels (%s)" % _scrub(error))
-    except UnidentifiedImageError:
-        started_as = [name for name, signature in _SIGNATURES if bytes(body[:len(signature)]) == signature]
-        if started_as:
+def _open_image_file(body, kind):
+    """The JPEG or PNG image in ``body``, its header read and no pixel decoded; BadRequestError otherwise."""
+    for name, signature, reader in _READERS:
+        if bytes(body[:len(signature)]) != signature:
+            continue
+        try:
+            return reader(io.BytesIO(body))
+        except (SyntaxError, IndexError, TypeError, KeyError, EOFError, struct.error):
+            # what Image.open reports as "cannot identify image file"
             raise BadRequestError(
                 "the body is not a readable %s image: it starts as a %s file but is truncated or corrupt; "
-                "send the whole file" % (kind, started_as[0]))
-        raise BadRequestError(
-            "the body is not a readable %s image: it is neither JPEG nor PNG (it starts with %r); this "
-            "endpoint decodes only JPEG and PNG files, or send the pixels as application/x-npy" % (kind, bytes(body[:8])))
-    except (IOError, OSError, ValueError, SyntaxError) as error:
-        raise BadRequestError("the body is not a readable %s image (%s)" % (kind, _scrub(error)))
+                "send the whole file" % (kind, name))
+        except (IOError, OSError, ValueError) as error:
+            raise BadRequestError("the body is not a readable %s image (%s)" % (kind, _scrub(error)))
+    raise BadRequestError(
+        "the body is not a readable %s image: it is neither JPEG nor PNG (it starts with %r); this "
+        "endpoint decodes only JPEG and PNG files, or send the pixels as application/x-npy" % (kind, bytes(body[:8])))
+
+
+def _decode_image_file(body, kind, max_image_pixels, check_batch):
+    image = _open_image_file(body, kind)
     width, height = image.size
     if width * height > max_image_pixels:
         raise PayloadTooLargeError(
-            "the image is %dx%d = %d pixels, more than the limit of %d pixels" % (width, height, width * height, max_image_pixels)
-        )
+            "the image is %dx%d = %d pixels, more than the limit of %d pixels per image; send a smaller image, "
+            "or raise the limit with the environment variable SERVING_MAX_IMAGE_PIXELS"
+            % (width, height, width * height, max_image_pixels))
     if width == 0 or height == 0:
         raise BadRequestError("the image is empty: %dx%d pixels" % (width, height))
     check_batch(1, height, width)

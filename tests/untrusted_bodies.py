@@ -6,6 +6,8 @@ SageMaker container's Python 3.8. The messages assume the tiny detector of
 """
 import io
 import re
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -23,6 +25,26 @@ def npy_with_header(shape_text, data=b"", descr="|u1", pad_to=None):
     header = header.ljust(length - 1) + "\n"
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1") + data
 
+
+def png_claiming(width, height):
+    """A PNG whose header announces ``width`` x ``height`` RGB pixels, followed by a few bytes of them."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+
+
+def jpeg_claiming(width, height):
+    """A 16x16 JPEG whose frame header (SOF0) is rewritten to announce ``width`` x ``height`` pixels."""
+    body = bytearray(encoded(np.zeros((16, 16, 3), np.uint8), "JPEG"))
+    frame = body.index(b"\xff\xc0")
+    body[frame + 5:frame + 9] = struct.pack(">HH", height, width)
+    return bytes(body)
+
+
+# Pillow's Image.open refuses images above 2 x Image.MAX_IMAGE_PIXELS (178,956,970 pixels) itself
+PAST_PILLOWS_LIMIT = 14000
 
 def encoded(array, image_format, **options):
     buffer = io.BytesIO()
@@ -51,6 +73,16 @@ BAD_BODIES = [
     (npy_with_header("(1, -2, -4, 3)", bytes(24)), "application/x-npy", 400, "every dimension must lie in 0.."),
     (npy_with_header("(1, %d, %d, 3)" % (2 ** 40, 2 ** 40)), "application/x-npy", 400,
      "every dimension must lie in 0.."),
+    # a bool is an int to np.lib.format: True reached reshape (a 500), False gave "the batch is empty"
+    (npy_with_header("(True, 64, 64, 3)", bytes(64 * 64 * 3)), "application/x-npy", 400,
+     "the .npy header announces shape (True, 64, 64, 3), whose dimension 0 is True, not an integer: write "
+     "the array with numpy.save"),
+    (npy_with_header("(64, True, 3)", bytes(64 * 3 * 4), descr="<f4"), "application/x-npy", 400,
+     "announces shape (64, True, 3), whose dimension 1 is True, not an integer"),
+    (npy_with_header("(1, 64, 64, True)", bytes(64 * 64)), "application/x-npy", 400,
+     "whose dimension 3 is True, not an integer"),
+    (npy_with_header("(False, 64, 64, 3)"), "application/x-npy", 400,
+     "announces shape (False, 64, 64, 3), whose dimension 0 is False, not an integer"),
     (npy_with_header("(1, 8, 8, 3)", bytes(192), pad_to=20000), "application/x-npy", 400,
      "the .npy header is 20000 bytes long, more than the 10000 this endpoint reads"),
     # bodies that end before the header's length field: too short, not "a header of 0 bytes, over 10000"
@@ -66,6 +98,17 @@ BAD_BODIES = [
      "request, or raise the limit with the environment variable SERVING_MAX_IMAGES_PER_REQUEST"),
     (npy_bytes(np.zeros((100_000, 2, 2, 3), np.uint8)), "application/x-npy", 413,
      "more than the limit of 64 images per request"),
+    # images over the handler's limit, also past Pillow's own (its message, and a limit the handler could not lift)
+    (png_claiming(PAST_PILLOWS_LIMIT, PAST_PILLOWS_LIMIT), "image/png", 413,
+     "the image is 14000x14000 = 196000000 pixels, more than the limit of 40000000 pixels per image; send a "
+     "smaller image, or raise the limit with the environment variable SERVING_MAX_IMAGE_PIXELS"),
+    (jpeg_claiming(PAST_PILLOWS_LIMIT, PAST_PILLOWS_LIMIT), "image/jpeg", 413,
+     "the image is 14000x14000 = 196000000 pixels, more than the limit of 40000000 pixels per image"),
+    (png_claiming(8000, 6000), "image/png", 413, "the image is 8000x6000 = 48000000 pixels, more than the limit "
+                                                 "of 40000000 pixels per image"),
+    (npy_with_header("(1, 8000, 6000, 3)"), "application/x-npy", 413,  # refused from the header alone
+     "images of 6000x8000 = 48000000 pixels exceed the limit of 40000000 pixels per image; send smaller "
+     "images, or raise the limit with the environment variable SERVING_MAX_IMAGE_PIXELS"),
     # bodies Pillow would have identified with an object repr in its message
     (b"not an image", "image/jpeg", 400, "it is neither JPEG nor PNG (it starts with b'not an i')"),
     (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image/png", 400, "not a readable image/png image"),

@@ -25,9 +25,12 @@ from tests.tiny_models import export_tiny_model
 from tests.untrusted_bodies import (
     BAD_BODIES,
     HEAP_ADDRESS,
+    PAST_PILLOWS_LIMIT,
     SIXTEEN_BIT_RAMP,
     encoded,
+    npy_with_header,
     other_formats,
+    png_claiming,
     sixteen_bit_png,
 )
 
@@ -191,6 +194,10 @@ ENDPOINT_CASES = {
     "gif": lambda images: (other_formats()["GIF"], "image/png", None),
     "1x3000": lambda images: (npy_bytes(np.zeros((1, 1, 3000, 3), np.uint8)), "application/x-npy", None),
     "bad top_k": lambda images: (npy_bytes(images[:1]), "application/x-npy", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=none"}),
+    # a bool dimension (a 500 before, on both stacks) and an image past Pillow's own pixel limit (its message)
+    "shape (True, 64, 64, 3)": lambda images: (npy_with_header("(True, 64, 64, 3)", bytes(64 * 64 * 3)),
+                                               "application/x-npy", None),
+    "14000x14000 png": lambda images: (png_claiming(PAST_PILLOWS_LIMIT, PAST_PILLOWS_LIMIT), "image/png", None),
 }
 
 
@@ -222,7 +229,8 @@ def test_an_endpoint_whose_worker_runs_python_38_answers_as_here(py38, shapes_ar
             assert_same_rows(json.loads(text), json.loads(here[name][2]))
         else:
             assert json.loads(text) == json.loads(here[name][2])
-    assert [status for status, _, _ in there.values()] == [200, 200, 200, 413, 400, 400, 400]
+    assert [status for status, _, _ in there.values()] == [200, 200, 200, 413, 400, 400, 400, 400, 413]
+    assert "SERVING_MAX_IMAGE_PIXELS" in json.loads(there["14000x14000 png"][2])["error"]
     filtered = json.loads(there["batch, score_threshold=0.9,top_k=1"][2])
     assert all(len(rows) <= 1 and all(row[1] >= 0.9 for row in rows) for rows in filtered)
     assert filtered != json.loads(there["batch"][2])

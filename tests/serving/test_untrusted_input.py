@@ -6,6 +6,7 @@ wrong and, for a limit, the environment variable that raises it.
 """
 import io
 import json
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -19,10 +20,13 @@ from tests.conftest import npy_bytes, random_images
 from tests.untrusted_bodies import (
     BAD_BODIES,
     HEAP_ADDRESS,
+    PAST_PILLOWS_LIMIT,
     SIXTEEN_BIT_RAMP,
     encoded,
+    jpeg_claiming,
     npy_with_header,
     other_formats,
+    png_claiming,
     sixteen_bit_png,
 )
 
@@ -96,6 +100,48 @@ def test_the_defaults_let_64_images_of_every_known_preset_through(detector):
     assert detector.limits.max_images_per_request == DEFAULT_MAX_IMAGES_PER_REQUEST
     body, _ = transform_fn(detector, npy_bytes(random_images(64, 1, 1)), "application/x-npy", "application/json")
     assert len(json.loads(body)) == 64
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_the_handlers_pixel_limit_applies_not_pillows(image_format, monkeypatch):
+    """Image.open refused images above 2 x Image.MAX_IMAGE_PIXELS (179 MP) with Pillow's message before
+    SERVING_MAX_IMAGE_PIXELS was checked, and a higher SERVING_MAX_IMAGE_PIXELS could not lift it. Here
+    Pillow's process-wide limit is lowered to 1,000 pixels: a 120x50 image is far past it (and past its
+    warning), yet only the handler's limit counts, and Pillow's setting is left as it was."""
+    from serving.codecs import decode_images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    image = random_images(1, 50, 120, seed=4)[0]
+    body = encoded(image, image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+    content_type = "image/" + image_format.lower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        decoded = decode_images(body, content_type, 10 ** 7, 6000)
+    assert decoded.shape == (1, 50, 120, 3)
+    if image_format == "PNG":
+        np.testing.assert_array_equal(decoded[0], image)
+    with pytest.raises(ServingError) as caught:
+        decode_images(body, content_type, 10 ** 7, 5999)
+    assert (caught.value.status, caught.value.message) == (413, (
+        "the image is 120x50 = 6000 pixels, more than the limit of 5999 pixels per image; send a smaller "
+        "image, or raise the limit with the environment variable SERVING_MAX_IMAGE_PIXELS"))
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+@pytest.mark.parametrize("claiming", [png_claiming, jpeg_claiming])
+def test_a_limit_above_pillows_is_honoured_and_a_bomb_is_refused_before_decoding(claiming, tiny_detector_dir,
+                                                                                  monkeypatch):
+    """The 14000x14000 header (196 MP, past Pillow's 179 MP) passes SERVING_MAX_IMAGE_PIXELS=300000000 and
+    the handler goes on to its next check (here the request-pixel limit, still before any pixel is decoded);
+    under the default limit it is the handler's 413."""
+    body = claiming(PAST_PILLOWS_LIMIT, PAST_PILLOWS_LIMIT)
+    content_type = "image/png" if claiming is png_claiming else "image/jpeg"
+    message = refusal(model_fn(str(tiny_detector_dir)), body, content_type).message
+    assert message.startswith("the image is 14000x14000 = 196000000 pixels, more than the limit of 40000000")
+    monkeypatch.setenv("SERVING_MAX_IMAGE_PIXELS", "300000000")
+    monkeypatch.setenv("SERVING_MAX_REQUEST_PIXELS", "100")
+    error = refusal(model_fn(str(tiny_detector_dir)), body, content_type)
+    assert error.status == 413 and "more than the limit of 100 pixels per request" in error.message
 
 
 def palette_with_transparency():
@@ -182,6 +228,11 @@ HTTP_CASES = [
     (npy_bytes(np.zeros((1, 1, 3000, 3), np.uint8)), "application/x-npy", 400, "too elongated for this model"),
     (npy_with_header("(-1, -1, 8, 3)", bytes(24)), "application/x-npy", 400, "every dimension must lie in 0.."),
     (other_formats()["GIF"], "image/png", 400, "it is neither JPEG nor PNG"),
+    (npy_with_header("(True, 64, 64, 3)", bytes(64 * 64 * 3)), "application/x-npy", 400,
+     "the .npy header announces shape (True, 64, 64, 3), whose dimension 0 is True, not an integer"),
+    (png_claiming(PAST_PILLOWS_LIMIT, PAST_PILLOWS_LIMIT), "image/png", 413,
+     "the image is 14000x14000 = 196000000 pixels, more than the limit of 40000000 pixels per image; send a "
+     "smaller image, or raise the limit with the environment variable SERVING_MAX_IMAGE_PIXELS"),
     (b"not an image", "image/jpeg", 400, "it is neither JPEG nor PNG"),
 ]
 
