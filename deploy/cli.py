@@ -23,14 +23,42 @@ ZOO_MODULES = ("mxnet", "gluoncv")
 option = functools.partial(click.option, show_envvar=True)
 
 
-def _require_modules(modules, needed_for, extra, alternative=""):
-    """Raise a ClickException naming the pip extra when one of ``modules`` cannot be imported here."""
+def _require_modules(modules, needed_for, extra, alternative="", on_newer_python=None):
+    """Raise a ClickException naming the pip extra when one of ``modules`` cannot be imported here.
+
+    ``alternative`` ends the message; ``on_newer_python`` (``alternative`` when None) ends it instead on a
+    Python that the extra cannot be installed on.
+    """
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    if missing:
-        raise click.ClickException(
-            "%s needs %s, not installed in this environment (%s): pip install 'clearsight[%s]' (in a "
-            "clearsight checkout: '.[%s]')%s"
-            % (needed_for, ", ".join(missing), sys.executable, extra, extra, alternative))
+    if not missing:
+        return
+    if on_newer_python is not None and not _extra_installs_on(sys.version_info):
+        alternative = on_newer_python
+    raise click.ClickException("%s needs %s, not installed in this environment (%s)%s%s" % (
+        needed_for, ", ".join(missing), sys.executable, _install_hint(extra, sys.version_info), alternative))
+
+
+# The serve and zoo extras bring mxnet 1.9 and numpy < 1.24, which install on these Pythons only.
+MXNET_PYTHONS = ((3, 10), (3, 11))
+
+
+def _extra_installs_on(python_version):
+    """Whether the serve and zoo extras can be installed on ``python_version`` (sys.version_info or a tuple)."""
+    return tuple(python_version[:2]) <= MXNET_PYTHONS[-1]
+
+
+def _install_hint(extra, python_version):
+    """How to get the pip extra ``extra`` (serve, zoo) on ``python_version``: the middle of a "needs ..." message.
+
+    On Python 3.12 and later ``pip install 'clearsight[serve]'`` fails (numpy < 1.24 does not build
+    there): the hint names the Pythons it installs on instead.
+    """
+    if _extra_installs_on(python_version):
+        return ": pip install 'clearsight[%s]' (in a clearsight checkout: '.[%s]')" % (extra, extra)
+    return (": the [%s] extra (mxnet 1.9) installs on Python %s, not on this Python %d.%d: pip install "
+            "'clearsight[%s]' in a venv of one of those"
+            % (extra, " or ".join("%d.%d" % pair for pair in MXNET_PYTHONS), python_version[0], python_version[1],
+               extra))
 
 
 def _split_classes(ctx, param, value):
@@ -143,7 +171,9 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
     not. Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
     """
     _require_modules(SERVE_MODULES, "deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet)", "serve",
-                     " and a Java runtime")
+                     " and a Java runtime",
+                     " (with a Java runtime); from here, clearsight explain works against an endpoint over HTTP "
+                     "(deploy serve in that venv, or deploy sagemaker)")
     from .local_endpoint import LocalEndpoint, check_port_free
 
     check_port_free(port)  # before "starting ...": a taken port is one error line, nothing started and stopped
