@@ -2,9 +2,8 @@
 import functools
 import importlib.util
 import logging
-import signal
 import sys
-import threading
+import time
 
 import click
 
@@ -13,6 +12,7 @@ from serving import __version__
 from .errors import DeployError
 from .gate import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
 from .sagemaker_cli import sagemaker
+from .stop_signals import Stopped, ignore_stop_signals, stop_on_signals
 
 TASKS = ("detection", "classification")
 # What the packed handler and the local endpoint import (the serve extra), and --zoo (the zoo extra)
@@ -23,14 +23,42 @@ ZOO_MODULES = ("mxnet", "gluoncv")
 option = functools.partial(click.option, show_envvar=True)
 
 
-def _require_modules(modules, needed_for, extra, alternative=""):
-    """Raise a ClickException naming the pip extra when one of ``modules`` cannot be imported here."""
+def _require_modules(modules, needed_for, extra, alternative="", on_newer_python=None):
+    """Raise a ClickException naming the pip extra when one of ``modules`` cannot be imported here.
+
+    ``alternative`` ends the message; ``on_newer_python`` (``alternative`` when None) ends it instead on a
+    Python that the extra cannot be installed on.
+    """
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    if missing:
-        raise click.ClickException(
-            "%s needs %s, not installed in this environment (%s): pip install 'clearsight[%s]' (in a "
-            "clearsight checkout: '.[%s]')%s"
-            % (needed_for, ", ".join(missing), sys.executable, extra, extra, alternative))
+    if not missing:
+        return
+    if on_newer_python is not None and not _extra_installs_on(sys.version_info):
+        alternative = on_newer_python
+    raise click.ClickException("%s needs %s, not installed in this environment (%s)%s%s" % (
+        needed_for, ", ".join(missing), sys.executable, _install_hint(extra, sys.version_info), alternative))
+
+
+# The serve and zoo extras bring mxnet 1.9 and numpy < 1.24, which install on these Pythons only.
+MXNET_PYTHONS = ((3, 10), (3, 11))
+
+
+def _extra_installs_on(python_version):
+    """Whether the serve and zoo extras can be installed on ``python_version`` (sys.version_info or a tuple)."""
+    return tuple(python_version[:2]) <= MXNET_PYTHONS[-1]
+
+
+def _install_hint(extra, python_version):
+    """How to get the pip extra ``extra`` (serve, zoo) on ``python_version``: the middle of a "needs ..." message.
+
+    On Python 3.12 and later ``pip install 'clearsight[serve]'`` fails (numpy < 1.24 does not build
+    there): the hint names the Pythons it installs on instead.
+    """
+    if _extra_installs_on(python_version):
+        return ": pip install 'clearsight[%s]' (in a clearsight checkout: '.[%s]')" % (extra, extra)
+    return (": the [%s] extra (mxnet 1.9) installs on Python %s, not on this Python %d.%d: pip install "
+            "'clearsight[%s]' in a venv of one of those"
+            % (extra, " or ".join("%d.%d" % pair for pair in MXNET_PYTHONS), python_version[0], python_version[1],
+               extra))
 
 
 def _split_classes(ctx, param, value):
@@ -140,36 +168,39 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
     """Serve a model on http://127.0.0.1:PORT/invocations with the real SageMaker MXNet stack.
 
     Only GET /ping and POST /invocations are reachable; multi-model-server's management API is
-    not. Runs until Ctrl-C or SIGTERM, then stops every server process and removes its files.
+    not. Runs until Ctrl-C, SIGTERM or SIGHUP (while it starts, too), then stops every server process and removes
+    its files.
     """
     _require_modules(SERVE_MODULES, "deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet)", "serve",
-                     " and a Java runtime")
-    from .local_endpoint import LocalEndpoint, check_port_free
+                     " and a Java runtime",
+                     " (with a Java runtime); from here, clearsight explain works against an endpoint over HTTP "
+                     "(deploy serve in that venv, or deploy sagemaker)")
+    from .local_endpoint import LocalEndpoint, check_loopback, check_port_free
 
     check_port_free(port)  # before "starting ...": a taken port is one error line, nothing started and stopped
+    check_loopback()  # as is a loopback interface that is down (it would wait --startup-timeout for nothing)
     endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,
                              startup_timeout=startup_timeout, max_connections=max_connections,
                              request_deadline=request_deadline)
-    stopping = threading.Event()
-
-    def _stop(signum, frame):
-        stopping.set()
-
-    previous = signal.signal(signal.SIGTERM, _stop)
-    click.echo("starting multi-model-server for %s on port %d ..." % (model_path, port), err=True)
+    # Ctrl-C, SIGTERM or SIGHUP stops it in every phase: extracting the model, waiting for the first inference
+    # (up to --startup-timeout), serving. Either way it is the command's normal end: "stopping ...", exit 0.
     try:
-        endpoint.start()
-        click.echo("ready: POST images to %s/invocations (Ctrl-C stops)" % endpoint.url)
-        while not stopping.wait(0.5):
-            endpoint.check_running()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        try:
-            click.echo("stopping ...", err=True)
-        finally:  # even when stderr is gone (a closed pipe): leave no server process behind
-            endpoint.stop()
-            signal.signal(signal.SIGTERM, previous)
+        with stop_on_signals() as stop_requests:
+            try:
+                click.echo("starting multi-model-server for %s on port %d ..." % (model_path, port), err=True)
+                endpoint.start()  # on any exception, Stopped included, it stops what it started so far
+                click.echo("ready: POST images to %s/invocations (Ctrl-C stops)" % endpoint.url)
+                while True:
+                    time.sleep(0.5)
+                    endpoint.check_running()
+            finally:
+                stop_requests.ignore_more()  # a repeated signal must not cut the cleanup short
+                try:
+                    click.echo("stopping ...", err=True)
+                finally:  # even when stderr is gone (a closed pipe): leave no server process behind
+                    endpoint.stop()
+    except Stopped:
+        ignore_stop_signals()  # stopped and cleaned up: only the exit (0) is left
 
 
 main.add_command(sagemaker)

@@ -9,6 +9,7 @@ everything else. The endpoint counts as ready only after a real inference throug
 succeeds (MMS's ``/ping`` answers 200 even when the model failed to load); then the
 management socket's name is removed, so nothing can reach the management API any more.
 """
+import errno
 import io
 import logging
 import os
@@ -53,6 +54,32 @@ def check_port_free(port):
     """Raise ServeError when 127.0.0.1:``port`` cannot be listened on now (``deploy serve`` asks before it
     starts anything; ``LocalEndpoint.start`` binds the port itself, and that is what counts)."""
     _listen(port).close()
+
+
+def check_loopback():
+    """Raise ServeError when nothing on 127.0.0.1 can be reached: the endpoint would never answer (``deploy serve``
+    asks before it starts anything, as ``LocalEndpoint.start`` does).
+
+    In a new network namespace (``unshare -rn``) the loopback interface is down: listening on
+    127.0.0.1 works, connecting gets ENETUNREACH ("Network is unreachable").
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        probe.settimeout(5)
+        try:
+            probe.connect(listener.getsockname())
+        except OSError as error:
+            raise ServeError(_unreachable_message(error)) from None
+
+
+def _unreachable_message(error):
+    reason = "[Errno %d] %s" % (error.errno, error.strerror) if error.errno else str(error)
+    if error.errno == errno.ENETUNREACH:
+        return ("cannot connect to 127.0.0.1 (%s): the loopback interface is down, as in a new network namespace "
+                "(unshare -n); bring it up first (ip link set lo up, or ifconfig lo up)" % reason)
+    return "cannot connect to 127.0.0.1 (%s), where the endpoint answers" % reason
 
 
 def _listen(port):
@@ -155,6 +182,7 @@ class LocalEndpoint(object):
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             raise ServeError("java not found: multi-model-server needs a Java runtime "
                              "(apt-get install openjdk-17-jre-headless, or `make java` in a clearsight checkout)")
+        check_loopback()  # before anything starts: else it would wait --startup-timeout for answers that cannot come
         listener = _listen(self.port or 0)
         self.port = listener.getsockname()[1]
         try:
@@ -281,6 +309,9 @@ class LocalEndpoint(object):
                 response = requests.post(self.url + "/invocations", data=body, timeout=30,
                                          headers={"Content-Type": "application/x-npy", "Accept": "application/json"})
             except requests.RequestException as error:
+                unreachable = _os_error_within(error, errno.ENETUNREACH)
+                if unreachable is not None:  # the loopback interface went down: no answer will ever come
+                    raise ServeError(_unreachable_message(unreachable)) from None
                 last = str(error)
             else:
                 if response.status_code == 200:
@@ -348,6 +379,24 @@ def _log_config(scratch):
     target = Path(scratch) / "log4j2.xml"
     target.write_text(text.replace(_CONSOLE_APPENDER_END, _CONSOLE_THRESHOLD))
     return target
+
+
+def _os_error_within(error, number):
+    """The OSError with errno ``number`` that ``error`` (a requests exception) wraps, or None.
+
+    requests wraps urllib3's MaxRetryError (``.reason``), which wraps NewConnectionError, raised from the OSError.
+    """
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == number:
+            return current
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    return None
 
 
 def _error_lines(text, keep=12):

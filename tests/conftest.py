@@ -109,6 +109,13 @@ def detector_endpoint(tiny_detector_archive):
     server.stop()
 
 
+def network_namespaces_available():
+    """Whether this user may make a network namespace (``unshare -rn``), where loopback starts down."""
+    import shutil
+
+    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-rn", "true"]).returncode == 0
+
+
 def wait_for(condition, timeout=20.0):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -47,6 +48,21 @@ def in_process_not_applied(transport: TransportConfig) -> dict[str, str]:
 def is_model_path(path: Path) -> bool:
     """Whether ``path`` names a model this connection can load: a folder or a ``.tar.gz`` file."""
     return path.is_dir() or (path.is_file() and path.name.endswith(".tar.gz"))
+
+
+def serve_extra_hint(python_version: tuple[int, ...]) -> str:
+    """What to do without mxnet on ``python_version`` (sys.version_info or a tuple), for a message's parentheses.
+
+    mxnet 1.9 (the ``serve`` extra, with numpy < 1.24) installs on Python 3.10 and 3.11 only: on
+    3.12 and later ``pip install 'clearsight[serve]'`` fails building numpy, so it is not offered there.
+    """
+    major, minor = python_version[:2]
+    if (major, minor) < (3, 12):
+        return ("pip install 'clearsight[serve]' adds mxnet, '.[serve]' in a clearsight checkout; "
+                "or explain against an endpoint serving it")
+    return (f"mxnet, which the [serve] extra adds, installs on Python 3.10 or 3.11, not on this Python {major}.{minor}: "
+            "explain against an endpoint serving the model (deploy serve in a venv of one of those, or deploy "
+            "sagemaker), or run this in such a venv")
 
 
 def _message(error: Exception, with_status: bool = True) -> str:
@@ -101,8 +117,7 @@ class InProcessConnection:
             from serving.handler import model_fn, transform_fn
         except ImportError as error:
             raise PredictorError(f"cannot import serving.handler to run the model in process: {error} "
-                                 "(pip install 'clearsight[serve]' adds mxnet, '.[serve]' in a clearsight "
-                                 "checkout; or explain against an endpoint serving it)") from None
+                                 f"({serve_extra_hint(sys.version_info)})") from None
         self._transform_fn = transform_fn
         try:
             self.model = model_fn(str(self.model_dir))

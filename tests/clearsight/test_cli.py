@@ -102,6 +102,33 @@ def test_deploy_without_its_extra_names_the_extra_to_install(monkeypatch, tmp_pa
     assert not (tmp_path / "model.tar.gz").exists()
 
 
+@pytest.mark.parametrize("command, absent, message", [
+    (["deploy", "serve", "--model", "models/shapes-detector"], "mms",
+     "Error: deploy serve (multi-model-server, SageMaker's MXNet toolkit, mxnet) needs mms, not installed in this "
+     "environment ({python}): the [serve] extra (mxnet 1.9) installs on Python 3.10 or 3.11, not on this Python 3.12: "
+     "pip install 'clearsight[serve]' in a venv of one of those (with a Java runtime); from here, clearsight explain "
+     "works against an endpoint over HTTP (deploy serve in that venv, or deploy sagemaker)\n"),
+    (["deploy", "package", "--model-dir", "models/shapes-detector", "--out", "{tmp}/model.tar.gz"], "mxnet",
+     "Error: the check inference (the packed handler run once) needs mxnet, not installed in this environment "
+     "({python}): the [serve] extra (mxnet 1.9) installs on Python 3.10 or 3.11, not on this Python 3.12: pip install "
+     "'clearsight[serve]' in a venv of one of those, or skip the check with --no-check\n"),
+    (["deploy", "package", "--zoo", "yolo3_darknet53_coco", "--out", "{tmp}/model.tar.gz"], "gluoncv",
+     "Error: --zoo needs gluoncv, not installed in this environment ({python}): the [zoo] extra (mxnet 1.9) installs "
+     "on Python 3.10 or 3.11, not on this Python 3.12: pip install 'clearsight[zoo]' in a venv of one of those\n"),
+])
+def test_on_python_3_12_a_missing_extra_names_the_pythons_it_installs_on(monkeypatch, tmp_path, command, absent,
+                                                                         message):
+    """Review 26, finding 6: there `pip install 'clearsight[serve]'` fails building numpy < 1.24 (no distutils)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, absent, None)
+    monkeypatch.setattr(sys, "version_info", (3, 12, 3, "final", 0))
+    result = CliRunner().invoke(main, [part.format(tmp=tmp_path) for part in command])
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert result.output == message.format(python=sys.executable)
+
+
 def test_aws_commands_without_the_sagemaker_sdk_name_the_aws_extra(monkeypatch):
     """`up` and `explain-job` look up AWS's images with the SDK: without it, say which extra adds it."""
     import sys

@@ -1,9 +1,14 @@
 """LocalEndpoint's own messages, without starting multi-model-server."""
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 from deploy.errors import ServeError
 from deploy.local_endpoint import LocalEndpoint, free_port
+from tests.conftest import REPO, network_namespaces_available
 
 
 @pytest.mark.parametrize("log, shown", [
@@ -23,3 +28,23 @@ def test_a_startup_timeout_suggests_a_longer_one_and_prints_the_log_it_points_at
     assert ("); a model can take longer than that to load: raise the startup timeout (deploy serve "
             "--startup-timeout). " + shown) in message
     assert message.endswith(shown)
+
+
+@pytest.mark.integration  # a subprocess
+@pytest.mark.skipif(not network_namespaces_available(), reason="needs unshare -rn (user and network namespaces)")
+def test_with_the_loopback_interface_down_the_wait_ends_at_once_and_names_the_cause(tmp_path):
+    """Review 26, finding 3: ENETUNREACH on 127.0.0.1 was retried for --startup-timeout, then answered with
+    'a model can take longer than that to load: raise the startup timeout'."""
+    script = ("from deploy.local_endpoint import LocalEndpoint\n"
+              "endpoint = LocalEndpoint(%r, port=8080, startup_timeout=120)\n"
+              "endpoint.check_running = lambda: None  # no server processes in this test\n"
+              "endpoint._wait_until_ready()\n" % str(tmp_path))
+    started = time.monotonic()
+    run = subprocess.run(["unshare", "-rn", sys.executable, "-c", script], cwd=str(REPO), capture_output=True,
+                         text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        "deploy.errors.ServeError: cannot connect to 127.0.0.1 ([Errno 101] Network is unreachable): the loopback "
+        "interface is down, as in a new network namespace (unshare -n); bring it up first (ip link set lo up, "
+        "or ifconfig lo up)")

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import psutil
@@ -15,7 +16,14 @@ import requests
 from PIL import Image
 
 from serving.handler import model_fn, transform_fn
-from tests.conftest import REPO, ServeProcess, npy_bytes, random_images, wait_for
+from tests.conftest import (
+    REPO,
+    ServeProcess,
+    network_namespaces_available,
+    npy_bytes,
+    random_images,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +206,62 @@ def test_sigkill_of_serve_still_stops_every_process_frees_the_port_and_removes_i
                     timeout=15)
 
 
+@pytest.fixture(scope="module")
+def slow_loading_model(tiny_detector_dir, tmp_path_factory):
+    """A model directory whose model_fn never returns: ``deploy serve`` stays in its startup for good."""
+    from deploy.package import stage_model_dir
+    from serving.model_spec import load_model_spec
+
+    model_dir = tmp_path_factory.mktemp("slow-model")
+    spec = load_model_spec(str(tiny_detector_dir))
+    stage_model_dir(model_dir, tiny_detector_dir / spec.symbol_file, tiny_detector_dir / spec.params_file, spec)
+    (model_dir / "code" / "inference.py").write_text(
+        "import time\n\nfrom serving.handler import transform_fn  # noqa: F401\n\n\n"
+        "def model_fn(model_dir):\n    time.sleep(3600)\n")
+    return model_dir
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stop_signal_while_it_starts_stops_everything_at_once_and_never_says_ready(
+        slow_loading_model, private_tmp, signal_number):
+    """Review 26, finding 3: SIGTERM was noted, then ignored until the model answered (or --startup-timeout
+    passed), and `ready:` came after it; SIGHUP ended serve with no cleanup but the watchdog's."""
+    from deploy.local_endpoint import free_port
+
+    tmp = private_tmp
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy", "serve", "--model", str(slow_loading_model), "--port", str(port),
+         "--startup-timeout", "300"],
+        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=tmp))
+    try:
+        def started():  # the Java frontend and its worker run: serve waits for the model's first answer
+            children = psutil.Process(process.pid).children(recursive=True)
+            return children if any("model_service_worker" in " ".join(child.cmdline()) for child in children) \
+                else None
+        assert wait_for(started, timeout=120), "the worker never started"
+        children = started()
+        process.send_signal(signal_number)
+        stopped = time.monotonic()
+        stdout, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert took < 15, "stopping took %.0f s" % took  # at most the 10 s grace before SIGKILL
+    assert process.returncode == 0, stderr
+    assert stdout == ""  # no "ready: ..."
+    assert stderr.endswith("stopping ...\n") and "Traceback" not in stderr, stderr
+    assert wait_for(lambda: not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                                    for child in children))
+    assert not [name for name in os.listdir(tmp) if name.startswith("clearsight-serve-")]
+    with socket.socket() as probe:  # the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
 def test_requests_do_not_grow_the_server_log_they_go_to_its_rolling_files(tiny_detector_archive):
     """server.log (MMS's stdout, in the temp dir) took three INFO lines per request, with no bound."""
     from deploy.local_endpoint import LocalEndpoint
@@ -279,6 +343,33 @@ def test_a_port_in_use_is_refused_with_a_clear_message(tiny_detector_archive):
     # one line, before anything starts (it said "starting multi-model-server ..." and "stopping ..." first)
     assert completed.stderr == (
         "error: cannot listen on 127.0.0.1:%d (Address already in use); pick another port with --port\n" % port)
+
+
+@pytest.mark.skipif(not network_namespaces_available(), reason="needs unshare -rn (user and network namespaces)")
+def test_with_the_loopback_interface_down_serve_says_so_at_once(tiny_detector_archive):
+    """Review 26, findings 3 and 7: in a new network namespace (the README's offline check) loopback is down;
+    serve waited --startup-timeout (180 s) and then advised raising it. Brought up, it serves."""
+    import shutil
+
+    serve = [sys.executable, "-m", "deploy", "serve", "--model", str(tiny_detector_archive), "--port", "18080"]
+    completed = subprocess.run(["unshare", "-rn", *serve], cwd=str(REPO), capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1
+    assert completed.stderr == (  # one line, before anything starts
+        "error: cannot connect to 127.0.0.1 ([Errno 101] Network is unreachable): the loopback interface is down, "
+        "as in a new network namespace (unshare -n); bring it up first (ip link set lo up, or ifconfig lo up)\n")
+    if shutil.which("ip") is None:
+        return
+    # what the README says instead: unshare -rn sh -c 'ip link set lo up; ...'
+    process = subprocess.Popen(["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *serve],
+                               cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("ready: POST images to http://127.0.0.1:18080/invocations")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def test_an_unpacked_model_directory_is_served_in_place_and_left_intact(tiny_detector_archive, tmp_path):

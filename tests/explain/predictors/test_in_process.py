@@ -127,6 +127,22 @@ def test_in_process_without_mxnet_names_the_extra(tiny_detector_dir, monkeypatch
                                       "checkout; or explain against an endpoint serving it)")
 
 
+@pytest.mark.parametrize("python_version, hint", [
+    ((3, 11, 7), "pip install 'clearsight[serve]' adds mxnet, '.[serve]' in a clearsight checkout; or explain against "
+                 "an endpoint serving it"),
+    ((3, 12, 0), "mxnet, which the [serve] extra adds, installs on Python 3.10 or 3.11, not on this Python 3.12: "
+                 "explain against an endpoint serving the model (deploy serve in a venv of one of those, or deploy "
+                 "sagemaker), or run this in such a venv"),
+    ((3, 13, 1), "not on this Python 3.13: explain against an endpoint"),
+])
+def test_without_mxnet_the_hint_offers_pip_only_where_the_serve_extra_installs(python_version, hint):
+    """Review 26, finding 6: on Python 3.12 `pip install 'clearsight[serve]'` fails building numpy < 1.24."""
+    from explain.predictors.in_process import serve_extra_hint
+
+    assert hint in serve_extra_hint(python_version)
+    assert ("pip install" in serve_extra_hint(python_version)) == (python_version < (3, 12))
+
+
 def test_http_predictor_matches_in_process_on_the_real_endpoint(detector_endpoint, tiny_detector_dir):
     batch = random_batch(9, height=48, width=64, seed=4)
     with make_predictor(str(tiny_detector_dir), "detection") as in_process:
