@@ -557,8 +557,9 @@ def test_intervals_hold_just_above_the_fewest_calls(num_features):
 
 
 def test_no_errors_are_given_at_the_fewest_calls_that_determine_the_values():
-    # 2S + 2 calls: S pairs for S - 1 free singletons, one left to spare at best, fewer when the drawn signs
-    # span fewer directions (12 pairs spanning 9 of 11: the fit's sandwich was 1e-5 of the error)
+    # 2S + 2 calls: S pairs for S - 1 free singletons, one left to spare (before the draws were separating, fewer
+    # when the drawn signs spanned fewer directions: 12 pairs spanning 9 of 11, the fit's sandwich 1e-5 of the
+    # error); one spare pair says too little to give errors by
     num_features = 12
     game = interaction_game(num_features, 0)
     for seed in range(10):
