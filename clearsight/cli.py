@@ -81,7 +81,8 @@ main.add_command(deploy_main, name="deploy")
 @click.option("--endpoint", "endpoint_name", required=True, show_envvar=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
               help="Name of the SageMaker endpoint the job's workers call.")
 @click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
-              help="s3://BUCKET/PREFIX for the explanations, analysis.json and report.html.")
+              help="s3://BUCKET/PREFIX for the explanations, analysis.json and report.html; outside --images "
+                   "(neither may hold the other).")
 @click.option("--task", type=click.Choice(TASKS), default="detection",
               show_default=True, show_envvar=True, envvar="CLEARSIGHT_TASK", help="What the model predicts.")
 @click.option("--instance-count", default=1, show_default=True, type=int, show_envvar=True,

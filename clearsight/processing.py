@@ -97,6 +97,38 @@ def _bucket_and_prefix(url: str) -> tuple[str, str]:
     return bucket, key.strip("/")
 
 
+def _inside(url: str, folder_url: str) -> bool:
+    """True when S3 location ``url`` is ``folder_url`` or lies in it, as folders do: ``s3://b/photos/x`` is in
+    ``s3://b/photos``, ``s3://b/photos-private`` is not, and everything in ``b`` is in ``s3://b``."""
+    (bucket, prefix), (folder_bucket, folder) = _bucket_and_prefix(url), _bucket_and_prefix(folder_url)
+    return bucket == folder_bucket and (not folder or prefix == folder or prefix.startswith(folder + "/"))
+
+
+def _refuse_overlap(images_url: str, out_url: str) -> None:
+    """Raise DeployConfigError (about --out) when --out and --images are one prefix or one holds the other.
+
+    Every object under --images is an input of the job (ShardedByS3Key: each instance gets its
+    share, whatever the names), and the job writes its code, wheelhouse and explanations under
+    --out: an --out inside --images makes them images of this job and of every later job on
+    the same --images (a host given heat maps without the manifest that marks them explains
+    them as photos); an --images inside --out mixes the job's images with its outputs and
+    uploads. Prefixes are compared as folders, so ``photos`` and ``photos-private`` are apart.
+    """
+    images_bucket, images_prefix = _bucket_and_prefix(images_url)
+    advice = (f"give --out a prefix outside --images, such as s3://{images_bucket}/{images_prefix}-explained"
+              if images_prefix else "--images is a whole bucket: give --out a prefix in another bucket")
+    if _inside(out_url, images_url):
+        where = "is --images itself" if _inside(images_url, out_url) else f"lies inside --images {images_url}"
+        raise DeployConfigError(
+            "out", out_url, f"it {where}, and every object under --images is an image of the job (and of later "
+            "jobs on the same --images): the job's code, wheelhouse and explanations would be explained as "
+            f"images; {advice}")
+    if _inside(images_url, out_url):
+        raise DeployConfigError(
+            "out", out_url, f"it holds --images {images_url}, and the job writes its code, wheelhouse and "
+            f"explanations under --out, among those images; {advice}")
+
+
 @dataclass(frozen=True)
 class ExplainJobConfig:
     """One ``clearsight explain-job``, validated before any AWS call.
@@ -132,8 +164,7 @@ class ExplainJobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not _S3_URL.fullmatch(value):
                 raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX")
-        if _bucket_and_prefix(self.out_url) == _bucket_and_prefix(self.images_url):
-            raise DeployConfigError("out", self.out_url, "an S3 prefix other than --images")
+        _refuse_overlap(self.images_url, self.out_url)
         if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError("role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "
                                     "(option --role or env SAGEMAKER_ROLE)")

@@ -285,6 +285,52 @@ def test_explain_job_usage_errors(aws, extra, message):
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
 
 
+@pytest.mark.parametrize("images, out, reason", [
+    # the job's uploads and heat maps became images of the job and of later jobs on the same --images
+    ("s3://{bucket}/photos", "s3://{bucket}/photos/explained",
+     "it lies inside --images s3://{bucket}/photos, and every object under --images is an image of the job (and "
+     "of later jobs on the same --images): the job's code, wheelhouse and explanations would be explained as "
+     "images; give --out a prefix outside --images, such as s3://{bucket}/photos-explained"),
+    ("s3://{bucket}/photos/", "s3://{bucket}/photos/a/b/", "it lies inside --images s3://{bucket}/photos/"),
+    ("s3://{bucket}/photos", "s3://{bucket}/photos/", "it is --images itself"),
+    ("s3://{bucket}", "s3://{bucket}/x", "it lies inside --images s3://{bucket}, and every object under --images "
+     "is an image of the job (and of later jobs on the same --images): the job's code, wheelhouse and "
+     "explanations would be explained as images; --images is a whole bucket: give --out a prefix in another "
+     "bucket"),
+    ("s3://{bucket}/", "s3://{bucket}", "it is --images itself"),
+    ("s3://{bucket}/x/photos", "s3://{bucket}/x", "it holds --images s3://{bucket}/x/photos, and the job writes "
+     "its code, wheelhouse and explanations under --out, among those images; give --out a prefix outside "
+     "--images, such as s3://{bucket}/x/photos-explained"),
+    ("s3://{bucket}/photos", "s3://{bucket}", "it holds --images s3://{bucket}/photos"),
+])
+def test_explain_job_refuses_an_out_and_images_that_overlap(aws, images, out, reason):
+    args = job_args(aws)
+    args[args.index("--images") + 1] = images.format(bucket=aws.bucket)
+    args[args.index("--out") + 1] = out.format(bucket=aws.bucket)
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert (f"Error: Invalid value for '--out': '{out.format(bucket=aws.bucket)}': "
+            f"{reason.format(bucket=aws.bucket)}") in " ".join(result.output.split()), result.output
+    assert aws.calls == []
+
+
+@pytest.mark.parametrize("images, out", [
+    ("s3://{bucket}/photos", "s3://{bucket}/photos-explained"),  # prefixes are folders: photos/ is apart
+    ("s3://{bucket}/photos-private", "s3://{bucket}/photos"),
+    ("s3://{bucket}/images", "s3://other-bucket/images"),
+])
+def test_explain_job_takes_an_out_beside_images(aws, images, out):
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.create_bucket(Bucket="other-bucket")
+    for key in ("images/a.png", "photos/a.png", "photos-private/a.png"):
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=key, Body=b"png")
+    args = job_args(aws, "--no-wait")
+    args[args.index("--images") + 1] = images.format(bucket=aws.bucket)
+    args[args.index("--out") + 1] = out.format(bucket=aws.bucket)
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 0, result.output
+
+
 def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
     aws.serving_endpoint("shapes-detector")
     # The job receives the images, its code and its wheelhouse: a local baseline image, labels
