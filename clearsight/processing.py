@@ -320,6 +320,25 @@ def _check_endpoint(config: ExplainJobConfig, clients: Any) -> None:
                           f"--name {config.endpoint_name}`)")
 
 
+def _name_taken(config: ExplainJobConfig) -> str:
+    return (f"a processing job named {config.job_name} already exists in {config.region} (names are unique per "
+            "account and region and cannot be reused)")
+
+
+def _check_job_name(config: ExplainJobConfig, clients: Any) -> None:
+    """Raise DeployError when a processing job named --job-name exists (DescribeProcessingJob), before the
+    uploads: CreateProcessingJob would refuse the name only after the wheel and the 115 MB wheelhouse are in S3."""
+    try:
+        described = describe_or_none(
+            lambda: clients.sagemaker.describe_processing_job(ProcessingJobName=config.job_name))
+    except Exception as error:  # noqa: BLE001 - access denied, no network: name the step
+        raise DeployError(f"check-job-name: cannot describe processing job {config.job_name} in {config.region}: "
+                          f"{error_text(error)}") from error
+    if described is not None:
+        raise DeployError(f"check-job-name: {_name_taken(config)}: nothing was uploaded or started; choose "
+                          "another --job-name")
+
+
 def check_s3_object(url: str, clients: Any, what: str) -> None:
     """Raise DeployError unless S3 object ``url`` (s3://BUCKET/KEY) exists and this account can read it
     (HeadObject), before anything is uploaded or started: a job would otherwise fail on every instance."""
@@ -419,11 +438,12 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
     owned by the caller's account (ExpectedBucketOwner on every call). If anything fails (a
     refused call, a response lost after AWS acted, Ctrl-C), what this call created is
     removed: the files it uploaded are deleted and the job, if it was created, is stopped
-    (SageMaker keeps stopped jobs in its list; they cost nothing). Endpoint --endpoint must
-    exist in the region and be InService (or Updating, which keeps serving) before anything
-    is uploaded.
+    (SageMaker keeps stopped jobs in its list; they cost nothing). Before anything is
+    uploaded, endpoint --endpoint must exist in the region and be InService (or Updating,
+    which keeps serving), and no processing job may have the job's name.
     """
     _check_endpoint(config, clients)
+    _check_job_name(config, clients)
     _check_images(config, clients, progress)
     _check_out_bucket(config, clients)  # before the wheel is built and the wheelhouse downloaded
     uploads = uploads or build_job_uploads(progress=progress)
@@ -439,10 +459,8 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
         request = processing_job_request(config, image_uri, uploads, run_id)
         sagemaker = clients.sagemaker
         describe = lambda: sagemaker.describe_processing_job(ProcessingJobName=config.job_name)  # noqa: E731
-        if describe_or_none(describe) is not None:
-            raise DeployError(f"create-processing-job: a processing job named {config.job_name} already "
-                              "exists (names are unique per account and region and cannot be reused): "
-                              "choose another --job-name")
+        if describe_or_none(describe) is not None:  # taken during the uploads (checked before them too)
+            raise DeployError(f"create-processing-job: {_name_taken(config)}: choose another --job-name")
         transaction.will_create(
             f"processing job {config.job_name}",
             lambda: _stop_job_of_run(sagemaker, run_id, describe),

@@ -331,6 +331,22 @@ def test_explain_job_takes_an_out_beside_images(aws, images, out):
     assert result.exit_code == 0, result.output
 
 
+def test_a_job_name_in_use_is_refused_before_the_uploads(aws, monkeypatch):
+    # found by CreateProcessingJob after the wheel and the 115 MB wheelhouse were uploaded (then rolled back)
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    assert CliRunner().invoke(clearsight, job_args(aws, "--no-wait"), obj=aws.session).exit_code == 0
+    built, before, first_call = [], aws.state(), len(aws.calls)
+    monkeypatch.setattr("clearsight.processing.build_job_uploads", lambda **kwargs: built.append(kwargs))
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait"), obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert result.output == ("Error: check-job-name: a processing job named cs-explain-test already exists in "
+                             "us-east-1 (names are unique per account and region and cannot be reused): nothing "
+                             "was uploaded or started; choose another --job-name\n")
+    assert built == [] and ("s3", "PutObject") not in aws.calls[first_call:]
+    assert aws.state() == before
+
+
 def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
     aws.serving_endpoint("shapes-detector")
     # The job receives the images, its code and its wheelhouse: a local baseline image, labels
