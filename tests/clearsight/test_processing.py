@@ -29,6 +29,7 @@ pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws
 
 ROLE = "arn:aws:iam::123456789012:role/clearsight-sagemaker"
 EXPLAIN_OPTIONS = ["--num-samples", "16", "--num-segments", "4"]
+EXPLAIN_OPTIONS_ERROR = "Invalid value for '-- EXPLAIN OPTIONS': "
 KEYS = ["a/scene0.png", "a/scene1.png", "b/scene2.png", "b/scene3.png", "scene4.png"]
 
 
@@ -271,18 +272,30 @@ def test_a_merge_reports_one_jobs_outputs_and_names_what_other_jobs_left(aws, tm
             ) in " ".join(missing.output.split()), missing.output
 
 
+IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images are the objects under --images; give " \
+    "only explain options after '--'"
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--", "--num-samples", "2"], "explain options: num_samples must be in [4, 1000000], got 2"),
-    (["--", "--bogus"], "explain options: No such option '--bogus'"),
+    (["--", "--num-samples", "2"], f"{EXPLAIN_OPTIONS_ERROR}num_samples must be in [4, 1000000], got 2"),
+    (["--", "--bogus"], f"{EXPLAIN_OPTIONS_ERROR}No such option '--bogus'"),
     (["--instance-count", "0"], "'--instance-count': 0: an integer in [1, 100]"),
     (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
-    (["--", "--shard", "0/2"], "explain options other than --shard (the job sets them)"),
+    # the job's own options were refused as "Invalid value for '--explain-args'", the others as EXPLAIN_ARGS
+    (["--", "--shard", "0/2"],
+     f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': explain options other than --shard (the job sets them)"),
+    # every instance of the job failed on them: "Path '/tmp/lp/shapes_0.png' does not exist"
+    (["--", "/tmp/lp/shapes_0.png"], f"{EXPLAIN_OPTIONS_ERROR}/tmp/lp/shapes_0.png: {IMAGES_ARE_NOT_PASSED}"),
+    (["--", "--num-samples", "16", "examples/shapes/samples/shapes_0.png", "s3://imgs/more"],
+     f"{EXPLAIN_OPTIONS_ERROR}examples/shapes/samples/shapes_0.png, s3://imgs/more: {IMAGES_ARE_NOT_PASSED}"),
+    (["--", "--num-samples", "16", "--", "-odd.png"], f"{EXPLAIN_OPTIONS_ERROR}-odd.png: {IMAGES_ARE_NOT_PASSED}"),
 ])
 def test_explain_job_usage_errors(aws, extra, message):
     result = CliRunner().invoke(clearsight, job_args(aws, *extra), obj=aws.session)
     assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split())
-    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+    assert message in " ".join(result.output.split()), result.output
+    assert "EXPLAIN_ARGS" not in result.output and "--explain-args" not in result.output
+    assert aws.calls == []  # refused before any AWS call: nothing uploaded or started
 
 
 @pytest.mark.parametrize("images, out, reason", [
@@ -421,13 +434,13 @@ def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
 
 @pytest.mark.parametrize("variable, value, message", [
     ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "abc", "'abc' is not a valid integer"),
-    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", "explain options: num_samples must be in [4, 1000000], got 2"),
-    ("CLEARSIGHT_EXPLAIN_BASELINE", "{image}", "explain options: CLEARSIGHT_EXPLAIN_BASELINE={image} is a local "
-                                               "image"),
-    ("CLEARSIGHT_EXPLAIN_LABEL_HEADERS", "{labels}", "explain options: CLEARSIGHT_EXPLAIN_LABEL_HEADERS={labels} "
-                                                     "reads a local file"),
-    ("CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG", "{config}", "explain options: CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG={config} "
-                                                      "reads a local file"),
+    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", f"{EXPLAIN_OPTIONS_ERROR}num_samples must be in [4, 1000000], got 2"),
+    ("CLEARSIGHT_EXPLAIN_BASELINE", "{image}",
+     EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_BASELINE={image} is a local image"),
+    ("CLEARSIGHT_EXPLAIN_LABEL_HEADERS", "{labels}",
+     EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_LABEL_HEADERS={labels} reads a local file"),
+    ("CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG", "{config}",
+     EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG={config} reads a local file"),
 ])
 def test_unusable_explain_settings_of_the_environment_are_named(aws, tmp_path, variable, value, message):
     labels = tmp_path / "labels.txt"
