@@ -51,6 +51,8 @@ from .processing import (
 
 __all__ = ["main", "run"]
 
+EXPLAIN_OPTIONS_METAVAR = "-- EXPLAIN OPTIONS"  # explain-job's pass-through options, in usage and in errors
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="clearsight")
@@ -81,7 +83,8 @@ main.add_command(deploy_main, name="deploy")
 @click.option("--endpoint", "endpoint_name", required=True, show_envvar=True, envvar="CLEARSIGHT_ENDPOINT_NAME",
               help="Name of the SageMaker endpoint the job's workers call.")
 @click.option("--out", "out_url", required=True, show_envvar=True, envvar="CLEARSIGHT_JOB_OUT",
-              help="s3://BUCKET/PREFIX for the explanations, analysis.json and report.html.")
+              help="s3://BUCKET/PREFIX for the explanations, analysis.json and report.html; outside --images "
+                   "(neither may hold the other).")
 @click.option("--task", type=click.Choice(TASKS), default="detection",
               show_default=True, show_envvar=True, envvar="CLEARSIGHT_TASK", help="What the model predicts.")
 @click.option("--instance-count", default=1, show_default=True, type=int, show_envvar=True,
@@ -108,7 +111,7 @@ main.add_command(deploy_main, name="deploy")
               help="Exit 0 when some images failed but others were explained (the merged analysis.json "
                    "lists the failures), or when some hosts wrote no manifest.  [default: exit 1 then]")
 @aws_options
-@click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXPLAIN OPTIONS]")
+@click.argument("explain_args", nargs=-1, type=click.UNPROCESSED, metavar=f"[{EXPLAIN_OPTIONS_METAVAR}]")
 @click.pass_context
 def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: str, task: str,
                 instance_count: int, instance_type: str, role: str | None, job_name: str | None,
@@ -123,9 +126,9 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     With --wait the command then merges the instances' manifests into one analysis.json and
     report.html in --out; images that failed are listed, and the exit status is 1 unless
     --allow-partial. Options after `--` go to `clearsight explain` (e.g. -- --num-samples 500
-    --label-headers a,b); CLEARSIGHT_EXPLAIN_<OPTION> variables of this shell go to the job as
-    options too (not CLEARSIGHT_EXPLAIN_ENDPOINT_MAP: the job calls --endpoint). The job is
-    billed per instance-second until it ends.
+    --label-headers a,b; no IMAGE arguments: the images are --images); CLEARSIGHT_EXPLAIN_<OPTION>
+    variables of this shell go to the job as options too (not CLEARSIGHT_EXPLAIN_ENDPOINT_MAP:
+    the job calls --endpoint). The job is billed per instance-second until it ends.
     """
     if not role:
         raise click.MissingParameter(
@@ -139,6 +142,8 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
             instance_type=instance_type, volume_size_gb=volume_size, max_runtime_seconds=max_runtime,
             image_uri=image_uri, explain_args=tuple(explain_args), poll_seconds=poll_seconds)
     except DeployConfigError as error:
+        if error.field == "explain_args":
+            raise _bad_explain_options(f"{error.value!r}: {error.allowed}") from None
         raise usage_error(error) from None
     started = time.monotonic()
     say = progress_printer(started)
@@ -236,6 +241,11 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> tuple[dict,
     variables of options the job sets itself are left out, with a warning naming each.
     """
     names = {item.name for item in dataclasses.fields(ExplainConfig)} - {"task"}
+    images = _image_arguments(explain_args)
+    if images:  # each instance of the job would fail on them ("Path ... does not exist") after its start
+        raise _bad_explain_options(
+            f"{', '.join(map(printable, images))}: IMAGE arguments are not passed to the job: its images are the "
+            "objects under --images; give only explain options after '--'")
     with tempfile.TemporaryDirectory(prefix="clearsight-check-") as folder:
         placeholder = Path(folder) / "placeholder.png"
         placeholder.write_bytes(b"")
@@ -247,19 +257,36 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> tuple[dict,
                 from_environment = _settings_from_environment(explain_ctx)
                 local_files = _local_files(explain_ctx, explain_args, from_environment)
         except click.UsageError as error:
-            raise click.BadParameter(f"explain options: {error.format_message()}",
-                                     param_hint="EXPLAIN_ARGS") from None
+            raise _bad_explain_options(error.format_message()) from None
         if local_files:
-            raise click.BadParameter(
-                f"explain options: {'; '.join(local_files)}: the processing job receives the images, its "
-                "code and its wheelhouse, not files of this machine", param_hint="EXPLAIN_ARGS")
+            raise _bad_explain_options(
+                f"{'; '.join(local_files)}: the processing job receives the images, its code and its wheelhouse, "
+                "not files of this machine")
         s3_baseline = settings["baseline"].startswith("s3://")  # the job's workers read it, with the job's role
         try:
             ExplainConfig(task=task, **{**settings, **({"baseline": "noise"} if s3_baseline else {})})
         except ConfigError as error:
-            raise click.BadParameter(f"explain options: {error}", param_hint="EXPLAIN_ARGS") from None
+            raise _bad_explain_options(str(error)) from None
     passed = tuple(arg for _, _, options in from_environment.values() for arg in options)
     return settings, tuple(explain_args) + passed
+
+
+def _bad_explain_options(message: str) -> click.BadParameter:
+    """A usage error about the explain options (after `--`, or from CLEARSIGHT_EXPLAIN_* variables), every one
+    named as the usage line names them."""
+    return click.BadParameter(message, param_hint=f"'{EXPLAIN_OPTIONS_METAVAR}'")
+
+
+def _image_arguments(explain_args: tuple[str, ...]) -> list[str]:
+    """The IMAGE arguments among the pass-through options, found by explain's parser alone: no callback runs,
+    so an s3:// one is not listed and a path need not exist. An unusable option: none (the full parse names it)."""
+    try:
+        parsed, _, _ = explain_main.make_parser(click.Context(explain_main, info_name="explain")).parse_args(
+            list(explain_args))
+    except click.UsageError:
+        return []
+    images = parsed.get("images")
+    return list(images) if isinstance(images, (list, tuple)) else []  # not given: click's UNSET sentinel
 
 
 def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[str, str, list[str]]]:

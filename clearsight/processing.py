@@ -97,6 +97,38 @@ def _bucket_and_prefix(url: str) -> tuple[str, str]:
     return bucket, key.strip("/")
 
 
+def _inside(url: str, folder_url: str) -> bool:
+    """True when S3 location ``url`` is ``folder_url`` or lies in it, as folders do: ``s3://b/photos/x`` is in
+    ``s3://b/photos``, ``s3://b/photos-private`` is not, and everything in ``b`` is in ``s3://b``."""
+    (bucket, prefix), (folder_bucket, folder) = _bucket_and_prefix(url), _bucket_and_prefix(folder_url)
+    return bucket == folder_bucket and (not folder or prefix == folder or prefix.startswith(folder + "/"))
+
+
+def _refuse_overlap(images_url: str, out_url: str) -> None:
+    """Raise DeployConfigError (about --out) when --out and --images are one prefix or one holds the other.
+
+    Every object under --images is an input of the job (ShardedByS3Key: each instance gets its
+    share, whatever the names), and the job writes its code, wheelhouse and explanations under
+    --out: an --out inside --images makes them images of this job and of every later job on
+    the same --images (a host given heat maps without the manifest that marks them explains
+    them as photos); an --images inside --out mixes the job's images with its outputs and
+    uploads. Prefixes are compared as folders, so ``photos`` and ``photos-private`` are apart.
+    """
+    images_bucket, images_prefix = _bucket_and_prefix(images_url)
+    advice = (f"give --out a prefix outside --images, such as s3://{images_bucket}/{images_prefix}-explained"
+              if images_prefix else "--images is a whole bucket: give --out a prefix in another bucket")
+    if _inside(out_url, images_url):
+        where = "is --images itself" if _inside(images_url, out_url) else f"lies inside --images {images_url}"
+        raise DeployConfigError(
+            "out", out_url, f"it {where}, and every object under --images is an image of the job (and of later "
+            "jobs on the same --images): the job's code, wheelhouse and explanations would be explained as "
+            f"images; {advice}")
+    if _inside(images_url, out_url):
+        raise DeployConfigError(
+            "out", out_url, f"it holds --images {images_url}, and the job writes its code, wheelhouse and "
+            f"explanations under --out, among those images; {advice}")
+
+
 @dataclass(frozen=True)
 class ExplainJobConfig:
     """One ``clearsight explain-job``, validated before any AWS call.
@@ -132,8 +164,7 @@ class ExplainJobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not _S3_URL.fullmatch(value):
                 raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX")
-        if _bucket_and_prefix(self.out_url) == _bucket_and_prefix(self.images_url):
-            raise DeployConfigError("out", self.out_url, "an S3 prefix other than --images")
+        _refuse_overlap(self.images_url, self.out_url)
         if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError("role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "
                                     "(option --role or env SAGEMAKER_ROLE)")
@@ -289,6 +320,25 @@ def _check_endpoint(config: ExplainJobConfig, clients: Any) -> None:
                           f"--name {config.endpoint_name}`)")
 
 
+def _name_taken(config: ExplainJobConfig) -> str:
+    return (f"a processing job named {config.job_name} already exists in {config.region} (names are unique per "
+            "account and region and cannot be reused)")
+
+
+def _check_job_name(config: ExplainJobConfig, clients: Any) -> None:
+    """Raise DeployError when a processing job named --job-name exists (DescribeProcessingJob), before the
+    uploads: CreateProcessingJob would refuse the name only after the wheel and the 115 MB wheelhouse are in S3."""
+    try:
+        described = describe_or_none(
+            lambda: clients.sagemaker.describe_processing_job(ProcessingJobName=config.job_name))
+    except Exception as error:  # noqa: BLE001 - access denied, no network: name the step
+        raise DeployError(f"check-job-name: cannot describe processing job {config.job_name} in {config.region}: "
+                          f"{error_text(error)}") from error
+    if described is not None:
+        raise DeployError(f"check-job-name: {_name_taken(config)}: nothing was uploaded or started; choose "
+                          "another --job-name")
+
+
 def check_s3_object(url: str, clients: Any, what: str) -> None:
     """Raise DeployError unless S3 object ``url`` (s3://BUCKET/KEY) exists and this account can read it
     (HeadObject), before anything is uploaded or started: a job would otherwise fail on every instance."""
@@ -388,11 +438,12 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
     owned by the caller's account (ExpectedBucketOwner on every call). If anything fails (a
     refused call, a response lost after AWS acted, Ctrl-C), what this call created is
     removed: the files it uploaded are deleted and the job, if it was created, is stopped
-    (SageMaker keeps stopped jobs in its list; they cost nothing). Endpoint --endpoint must
-    exist in the region and be InService (or Updating, which keeps serving) before anything
-    is uploaded.
+    (SageMaker keeps stopped jobs in its list; they cost nothing). Before anything is
+    uploaded, endpoint --endpoint must exist in the region and be InService (or Updating,
+    which keeps serving), and no processing job may have the job's name.
     """
     _check_endpoint(config, clients)
+    _check_job_name(config, clients)
     _check_images(config, clients, progress)
     _check_out_bucket(config, clients)  # before the wheel is built and the wheelhouse downloaded
     uploads = uploads or build_job_uploads(progress=progress)
@@ -408,10 +459,8 @@ def start_explain_job(config: ExplainJobConfig, clients: Any, progress: Progress
         request = processing_job_request(config, image_uri, uploads, run_id)
         sagemaker = clients.sagemaker
         describe = lambda: sagemaker.describe_processing_job(ProcessingJobName=config.job_name)  # noqa: E731
-        if describe_or_none(describe) is not None:
-            raise DeployError(f"create-processing-job: a processing job named {config.job_name} already "
-                              "exists (names are unique per account and region and cannot be reused): "
-                              "choose another --job-name")
+        if describe_or_none(describe) is not None:  # taken during the uploads (checked before them too)
+            raise DeployError(f"create-processing-job: {_name_taken(config)}: choose another --job-name")
         transaction.will_create(
             f"processing job {config.job_name}",
             lambda: _stop_job_of_run(sagemaker, run_id, describe),

@@ -169,11 +169,22 @@ def aws_step(name: str) -> Iterator[None]:
         raise SageMakerStepError(name, error_text(error)) from error
 
 
+# The SDK's own switch for its v2 -> v3 migration notice (sagemaker >= 2.257: a warning and a log line).
+_SDK_V2_NOTICE_VARIABLE = "SAGEMAKER_SUPPRESS_V2_WARNING"
+
+
 def require_sagemaker_sdk(needed_for: str) -> None:
-    """Raise ImportError naming the aws extra when the SageMaker Python SDK is not installed."""
+    """Raise ImportError naming the aws extra when the SageMaker Python SDK is not installed.
+
+    Called before each import of the SDK: it also sets SAGEMAKER_SUPPRESS_V2_WARNING=1 unless
+    the environment sets it (an empty value shows the notice). clearsight needs SDK v2 (v3 has
+    no MXNet), so the SDK's advice to its own users to move to v3, printed twice by every
+    command that imports it, is not for clearsight's users.
+    """
     if importlib.util.find_spec("sagemaker") is None:
         raise ImportError(f"{needed_for} needs the SageMaker Python SDK, not installed in this environment: "
                           "pip install 'clearsight[aws]' (in a clearsight checkout: '.[aws]')")
+    os.environ.setdefault(_SDK_V2_NOTICE_VARIABLE, "1")
 
 
 def default_bucket_name(clients: AwsClients) -> str:

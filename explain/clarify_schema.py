@@ -11,6 +11,7 @@ what that key takes.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 from .errors import ConfigError
@@ -204,6 +205,9 @@ def check_against_sdk_schema(analysis_config, allowed_here: Mapping[str, Sequenc
     """
     try:
         logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # it logs where it looked for defaults
+        # SDK v2's notice to move to v3 (clearsight needs v2), unless the environment asks for it:
+        # deploy.aws_clients.require_sagemaker_sdk, which explain/ does not import, does the same
+        os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
         import sagemaker
         from sagemaker.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
     except Exception:  # not installed (the explain-only install), or unusable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -146,3 +147,28 @@ def test_aws_commands_without_the_sagemaker_sdk_name_the_aws_extra(monkeypatch):
             call()
         assert str(raised.value) == (f"{needed_for} needs the SageMaker Python SDK, not installed in this "
                                      "environment: pip install 'clearsight[aws]' (in a clearsight checkout: '.[aws]')")
+
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("", ""), ("0", "0")])
+def test_the_sdk_v2_notice_is_off_unless_the_environment_sets_it(monkeypatch, given, expected):
+    """sagemaker >= 2.257 printed its advice to move to SDK v3 twice (a warning and a log line) at every
+    explain-job; clearsight needs v2 (v3 has no MXNet). The SDK's own variable turns it off, unless set."""
+    from deploy.aws_clients import require_sagemaker_sdk
+    from explain.clarify_schema import check_against_sdk_schema
+    from explain.errors import ConfigError
+
+    def environment_as_given():
+        monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "recorded")  # restored after the test, set or not
+        if given is None:
+            monkeypatch.delenv("SAGEMAKER_SUPPRESS_V2_WARNING", raising=False)
+        else:
+            monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", given)
+
+    environment_as_given()
+    require_sagemaker_sdk("explain-job")  # before each import of the SDK in deploy/ and clearsight/
+    assert os.environ["SAGEMAKER_SUPPRESS_V2_WARNING"] == expected
+    environment_as_given()
+    with pytest.raises(ConfigError):  # explain/'s import of the SDK, for Clarify's schema (which refuses {})
+        check_against_sdk_schema({})
+    assert os.environ["SAGEMAKER_SUPPRESS_V2_WARNING"] == expected

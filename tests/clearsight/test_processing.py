@@ -29,6 +29,7 @@ pytest_plugins = ["tests.conftest_moto"]  # fixtures: moto_url (per module), aws
 
 ROLE = "arn:aws:iam::123456789012:role/clearsight-sagemaker"
 EXPLAIN_OPTIONS = ["--num-samples", "16", "--num-segments", "4"]
+EXPLAIN_OPTIONS_ERROR = "Invalid value for '-- EXPLAIN OPTIONS': "
 KEYS = ["a/scene0.png", "a/scene1.png", "b/scene2.png", "b/scene3.png", "scene4.png"]
 
 
@@ -271,18 +272,92 @@ def test_a_merge_reports_one_jobs_outputs_and_names_what_other_jobs_left(aws, tm
             ) in " ".join(missing.output.split()), missing.output
 
 
+IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images are the objects under --images; give " \
+    "only explain options after '--'"
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--", "--num-samples", "2"], "explain options: num_samples must be in [4, 1000000], got 2"),
-    (["--", "--bogus"], "explain options: No such option '--bogus'"),
+    (["--", "--num-samples", "2"], f"{EXPLAIN_OPTIONS_ERROR}num_samples must be in [4, 1000000], got 2"),
+    (["--", "--bogus"], f"{EXPLAIN_OPTIONS_ERROR}No such option '--bogus'"),
     (["--instance-count", "0"], "'--instance-count': 0: an integer in [1, 100]"),
     (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
-    (["--", "--shard", "0/2"], "explain options other than --shard (the job sets them)"),
+    # the job's own options were refused as "Invalid value for '--explain-args'", the others as EXPLAIN_ARGS
+    (["--", "--shard", "0/2"],
+     f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': explain options other than --shard (the job sets them)"),
+    # every instance of the job failed on them: "Path '/tmp/lp/shapes_0.png' does not exist"
+    (["--", "/tmp/lp/shapes_0.png"], f"{EXPLAIN_OPTIONS_ERROR}/tmp/lp/shapes_0.png: {IMAGES_ARE_NOT_PASSED}"),
+    (["--", "--num-samples", "16", "examples/shapes/samples/shapes_0.png", "s3://imgs/more"],
+     f"{EXPLAIN_OPTIONS_ERROR}examples/shapes/samples/shapes_0.png, s3://imgs/more: {IMAGES_ARE_NOT_PASSED}"),
+    (["--", "--num-samples", "16", "--", "-odd.png"], f"{EXPLAIN_OPTIONS_ERROR}-odd.png: {IMAGES_ARE_NOT_PASSED}"),
 ])
 def test_explain_job_usage_errors(aws, extra, message):
     result = CliRunner().invoke(clearsight, job_args(aws, *extra), obj=aws.session)
     assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split())
-    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+    assert message in " ".join(result.output.split()), result.output
+    assert "EXPLAIN_ARGS" not in result.output and "--explain-args" not in result.output
+    assert aws.calls == []  # refused before any AWS call: nothing uploaded or started
+
+
+@pytest.mark.parametrize("images, out, reason", [
+    # the job's uploads and heat maps became images of the job and of later jobs on the same --images
+    ("s3://{bucket}/photos", "s3://{bucket}/photos/explained",
+     "it lies inside --images s3://{bucket}/photos, and every object under --images is an image of the job (and "
+     "of later jobs on the same --images): the job's code, wheelhouse and explanations would be explained as "
+     "images; give --out a prefix outside --images, such as s3://{bucket}/photos-explained"),
+    ("s3://{bucket}/photos/", "s3://{bucket}/photos/a/b/", "it lies inside --images s3://{bucket}/photos/"),
+    ("s3://{bucket}/photos", "s3://{bucket}/photos/", "it is --images itself"),
+    ("s3://{bucket}", "s3://{bucket}/x", "it lies inside --images s3://{bucket}, and every object under --images "
+     "is an image of the job (and of later jobs on the same --images): the job's code, wheelhouse and "
+     "explanations would be explained as images; --images is a whole bucket: give --out a prefix in another "
+     "bucket"),
+    ("s3://{bucket}/", "s3://{bucket}", "it is --images itself"),
+    ("s3://{bucket}/x/photos", "s3://{bucket}/x", "it holds --images s3://{bucket}/x/photos, and the job writes "
+     "its code, wheelhouse and explanations under --out, among those images; give --out a prefix outside "
+     "--images, such as s3://{bucket}/x/photos-explained"),
+    ("s3://{bucket}/photos", "s3://{bucket}", "it holds --images s3://{bucket}/photos"),
+])
+def test_explain_job_refuses_an_out_and_images_that_overlap(aws, images, out, reason):
+    args = job_args(aws)
+    args[args.index("--images") + 1] = images.format(bucket=aws.bucket)
+    args[args.index("--out") + 1] = out.format(bucket=aws.bucket)
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 2, result.output
+    assert (f"Error: Invalid value for '--out': '{out.format(bucket=aws.bucket)}': "
+            f"{reason.format(bucket=aws.bucket)}") in " ".join(result.output.split()), result.output
+    assert aws.calls == []
+
+
+@pytest.mark.parametrize("images, out", [
+    ("s3://{bucket}/photos", "s3://{bucket}/photos-explained"),  # prefixes are folders: photos/ is apart
+    ("s3://{bucket}/photos-private", "s3://{bucket}/photos"),
+    ("s3://{bucket}/images", "s3://other-bucket/images"),
+])
+def test_explain_job_takes_an_out_beside_images(aws, images, out):
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.create_bucket(Bucket="other-bucket")
+    for key in ("images/a.png", "photos/a.png", "photos-private/a.png"):
+        aws.clients.s3.put_object(Bucket=aws.bucket, Key=key, Body=b"png")
+    args = job_args(aws, "--no-wait")
+    args[args.index("--images") + 1] = images.format(bucket=aws.bucket)
+    args[args.index("--out") + 1] = out.format(bucket=aws.bucket)
+    result = CliRunner().invoke(clearsight, args, obj=aws.session)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_job_name_in_use_is_refused_before_the_uploads(aws, monkeypatch):
+    # found by CreateProcessingJob after the wheel and the 115 MB wheelhouse were uploaded (then rolled back)
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    assert CliRunner().invoke(clearsight, job_args(aws, "--no-wait"), obj=aws.session).exit_code == 0
+    built, before, first_call = [], aws.state(), len(aws.calls)
+    monkeypatch.setattr("clearsight.processing.build_job_uploads", lambda **kwargs: built.append(kwargs))
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait"), obj=aws.session)
+    assert result.exit_code == 1, result.output
+    assert result.output == ("Error: check-job-name: a processing job named cs-explain-test already exists in "
+                             "us-east-1 (names are unique per account and region and cannot be reused): nothing "
+                             "was uploaded or started; choose another --job-name\n")
+    assert built == [] and ("s3", "PutObject") not in aws.calls[first_call:]
+    assert aws.state() == before
 
 
 def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
@@ -359,13 +434,13 @@ def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
 
 @pytest.mark.parametrize("variable, value, message", [
     ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "abc", "'abc' is not a valid integer"),
-    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", "explain options: num_samples must be in [4, 1000000], got 2"),
-    ("CLEARSIGHT_EXPLAIN_BASELINE", "{image}", "explain options: CLEARSIGHT_EXPLAIN_BASELINE={image} is a local "
-                                               "image"),
-    ("CLEARSIGHT_EXPLAIN_LABEL_HEADERS", "{labels}", "explain options: CLEARSIGHT_EXPLAIN_LABEL_HEADERS={labels} "
-                                                     "reads a local file"),
-    ("CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG", "{config}", "explain options: CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG={config} "
-                                                      "reads a local file"),
+    ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", f"{EXPLAIN_OPTIONS_ERROR}num_samples must be in [4, 1000000], got 2"),
+    ("CLEARSIGHT_EXPLAIN_BASELINE", "{image}",
+     EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_BASELINE={image} is a local image"),
+    ("CLEARSIGHT_EXPLAIN_LABEL_HEADERS", "{labels}",
+     EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_LABEL_HEADERS={labels} reads a local file"),
+    ("CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG", "{config}",
+     EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_CLARIFY_CONFIG={config} reads a local file"),
 ])
 def test_unusable_explain_settings_of_the_environment_are_named(aws, tmp_path, variable, value, message):
     labels = tmp_path / "labels.txt"
