@@ -74,7 +74,7 @@ BAD_PARAMETERS = [
     # review 26: '' was "looks like a file of class names but is a directory" (Path('') is the current folder)
     (["--label-headers", ""], "Invalid value for '--label-headers': expected comma-separated non-empty names or a "
                               "file, got ''"),
-    (["--label-headers", "  "], "expected comma-separated non-empty names or a file, got '  '"),
+    (["--label-headers", " "], "expected comma-separated non-empty names or a file, got ' '"),
     (["--label-headers", "circle,circle,square"], "Invalid value for '--label-headers': label_headers names 'circle' "
                                                   "more than once (circle, circle, square): give each class its own name"),
     # a mistyped file path is not one class name
