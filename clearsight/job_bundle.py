@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from deploy.aws_clients import file_sha256
 from deploy.errors import DeployError
@@ -131,7 +131,11 @@ def _installed_distribution(site: Path) -> tuple[str, str, list[tuple[str, Path]
             "running code as a wheel; install clearsight with pip (pip install '.[aws]' in the clearsight "
             "checkout) or run it from a checkout (git clone, then make install)")
     distribution = found[0]
-    listed = [path for path in distribution.files or [] if path.parts]
+    # RECORD read here, not through ``distribution.files``: the importlib_metadata backport (which the SageMaker
+    # SDK imports, and which then answers metadata.distributions too) leaves out the files that are missing,
+    # so a deleted module went into the job's wheel unnoticed
+    listed = [PurePosixPath(row[0]) for row in csv.reader((distribution.read_text("RECORD") or "").splitlines())
+              if row and row[0]]
     info_dir = next((path.parts[0] for path in listed if path.parts[0].endswith(".dist-info")), None)
     tags = [line.split(":", 1)[1].strip() for line in (distribution.read_text("WHEEL") or "").splitlines()
             if line.startswith("Tag:")]
