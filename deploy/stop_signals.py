@@ -51,7 +51,10 @@ def stop_on_signals():
     Yields the StopRequests handler. Main thread only, where Python runs signal handlers.
     """
     handler = StopRequests()
-    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    # SIGHUP and SIGINT ignored when the process started (nohup, a background job of a script) stay ignored: a
+    # handler over nohup's stopped a server when its terminal closed (review 27)
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS
+                if number == signal.SIGTERM or signal.getsignal(number) != signal.SIG_IGN}
     try:
         yield handler
     finally:

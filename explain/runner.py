@@ -60,6 +60,7 @@ from .render import (
 from .report import build_image_summary, build_run_summary, write_analysis, write_report
 from .sharding import Shard, select_shard
 from .sources import ImageSource, OversizedImageError, collect_sources
+from .stop_signals import WAKE_SECONDS
 
 __all__ = ["FAILURE_KINDS", "RETRIED_KINDS", "RunOptions", "check_same_images", "merge_outputs",
            "prepare_out_dir", "remove_stale_locks", "run_explanations", "without_earlier_outputs",
@@ -687,7 +688,7 @@ def _explain_all(sources, todo, predict, config, out_dir, options, writer, diges
         while queue or pending:
             while queue and len(pending) < options.images_in_flight:
                 pending.add(pool.submit(work, queue.pop()))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
             for future in done:
                 explained += record(*future.result())
                 if bar is not None:

@@ -10,13 +10,19 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["STOP_SIGNALS", "RunStopped", "exit_when_parent_exits", "ignore_stop_signals", "start_resource_tracker",
-           "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "WAKE_SECONDS", "RunStopped", "exit_when_parent_exits", "ignore_stop_signals",
+           "ignored_from_the_start", "start_resource_tracker", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
 # A stop signal this soon after the first is the same stop (sent to the process, then to its group).
 REPEAT_QUIET_SECONDS = 2.0
+
+# The longest a main thread waiting for other threads or processes goes without looking for a stop signal. A
+# signal sent to the process may be delivered to any of its threads; Python then runs the handler in the main
+# thread only once that thread runs bytecode again, and one blocked in a wait without a timeout never did: a
+# --workers worker ignored SIGTERM until it was killed (review 27).
+WAKE_SECONDS = 0.5
 
 # What `kill`, `timeout`, systemd, docker stop and a closed terminal send (SIGHUP does not exist on Windows).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -66,13 +72,25 @@ def stop_on_signals(ctrl_c: bool = False) -> Iterator[None]:
             raise KeyboardInterrupt
         raise RunStopped(signal_number)
 
-    numbers = STOP_SIGNALS + ((signal.SIGINT,) if ctrl_c else ())
+    numbers = [number for number in STOP_SIGNALS + ((signal.SIGINT,) if ctrl_c else ())
+               if not ignored_from_the_start(number)]
     previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+def ignored_from_the_start(signal_number: int) -> bool:
+    """Whether the process was started with SIGHUP or SIGINT ignored, which the run then leaves ignored.
+
+    ``nohup`` ignores SIGHUP so that a command outlives its terminal, and a shell without job control
+    starts a background command with SIGINT ignored (Python itself then installs no KeyboardInterrupt).
+    A handler installed over them stopped a nohup'ed run when its terminal closed (review 27). SIGTERM is
+    always handled: it is how a run stops its --workers.
+    """
+    return signal_number != signal.SIGTERM and signal.getsignal(signal_number) == signal.SIG_IGN
 
 
 def ignore_stop_signals() -> None:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from .runner import (
 )
 from .sharding import Shard
 from .stop_signals import (
+    WAKE_SECONDS,
     RunStopped,
     exit_when_parent_exits,
     start_resource_tracker,
@@ -132,12 +133,15 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
         futures = [pool.submit(_worker, Shard(index, workers), sources, endpoints, task, transport,
                                config, str(out_dir), options.images_in_flight, options.retry_failed, os.getpid())
                    for index in range(workers)]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            if options.progress:
-                print(f"{result['shard']}: explained {result['explained']}, skipped "
-                      f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                results.append(result)
+                if options.progress:
+                    print(f"{result['shard']}: explained {result['explained']}, skipped "
+                          f"{result['skipped']} in {result['seconds']:.1f} s", file=sys.stderr)
     except BaseException as error:
         _stop_workers(pool)
         # every worker has ended: the pool's own thread notices and ends too, so this does not wait long; without

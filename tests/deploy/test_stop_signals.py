@@ -30,3 +30,19 @@ def test_after_ignore_more_no_signal_raises():
     with stop_on_signals() as stop_requests:
         stop_requests.ignore_more()  # serve's cleanup after an error: a signal must not cut it short
         signal.raise_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("ignored", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_ignored_at_the_start_stays_ignored_and_sigterm_is_always_handled(ignored):
+    # nohup ignores SIGHUP, a script's background job SIGINT: a handler over them stopped a nohup'ed server when its
+    # terminal closed (review 27)
+    before = signal.signal(ignored, signal.SIG_IGN)
+    try:
+        with stop_on_signals():
+            assert signal.getsignal(ignored) == signal.SIG_IGN
+            signal.raise_signal(ignored)  # nothing happens
+            with pytest.raises(Stopped):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(ignored) == signal.SIG_IGN
+    finally:
+        signal.signal(ignored, before)

@@ -152,6 +152,32 @@ def test_a_stop_signal_stops_the_workers_too_and_the_run_resumes(stop_signal, to
 
 @posix_only
 @pytest.mark.integration
+def test_a_run_started_with_nohup_outlives_its_terminal(held_endpoint, tmp_path):
+    # review 27: the stop handlers were installed over nohup's ignored SIGHUP, so a closed terminal (SIGHUP to the
+    # whole group) stopped a nohup'ed run; now the run and its workers go on and finish
+    images = scenes(tmp_path / "images")
+    out = tmp_path / "out"
+    held_endpoint.hold = lambda: True
+    command = ["nohup", *explain_command(held_endpoint.url, out, images, "--workers", "2")]
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert held_endpoint.holding.wait(90), "no worker reached the endpoint"
+        os.killpg(process.pid, signal.SIGHUP)
+        time.sleep(2)
+        assert process.poll() is None
+        held_endpoint.release()
+        stdout, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "explained 6 image(s)" in stdout
+
+
+@posix_only
+@pytest.mark.integration
 def test_ctrl_c_in_a_terminal_stops_the_workers_at_once_while_a_model_call_hangs(held_endpoint, tmp_path):
     """A terminal's Ctrl-C reaches every process of the group: each worker got SIGINT and the parent's SIGTERM
     at once, the second exception inside the first one's handling left it idle in the pool, and it was
@@ -328,6 +354,25 @@ def test_a_repeated_stop_signal_is_ignored_and_warned_about_only_when_late(quiet
             time.sleep(0.1)
     repeats = [record for record in caplog.records if "received while stopping" in record.getMessage()]
     assert [record.levelname for record in repeats] == (["WARNING"] if warned else ["DEBUG"])
+
+
+@posix_only
+@pytest.mark.parametrize("ignored", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_ignored_at_the_start_stays_ignored_and_sigterm_is_always_handled(ignored):
+    import explain.stop_signals as stop_signals
+
+    before = signal.signal(ignored, signal.SIG_IGN)
+    try:
+        with stop_signals.stop_on_signals(ctrl_c=True):
+            assert signal.getsignal(ignored) == signal.SIG_IGN
+            os.kill(os.getpid(), ignored)
+            time.sleep(0.1)  # nothing happens
+            with pytest.raises(stop_signals.RunStopped):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+        assert signal.getsignal(ignored) == signal.SIG_IGN
+    finally:
+        signal.signal(ignored, before)
 
 
 # Explains the images in argv[1] into argv[2] in process; SIGKILLs itself when it fsyncs a file whose name holds argv[3].

@@ -320,6 +320,32 @@ def test_ctrl_c_stops_the_server(tiny_detector_archive):
     assert server.process.wait(timeout=30) == 0
 
 
+def test_a_server_started_with_nohup_outlives_its_terminal(tiny_detector_archive):
+    """Review 27: serve's stop handler, installed over nohup's ignored SIGHUP, stopped it when the terminal
+    closed (SIGHUP to its whole process group); SIGTERM still stops it."""
+    from deploy.local_endpoint import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        ["nohup", sys.executable, "-m", "deploy", "serve", "--model", str(tiny_detector_archive), "--port", str(port)],
+        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert process.stdout.readline().startswith("ready"), process.stderr.read()
+        os.killpg(process.pid, signal.SIGHUP)  # the terminal closes
+        time.sleep(2)
+        assert process.poll() is None, process.stderr.read()
+        response = requests.post("http://127.0.0.1:%d/invocations" % port, data=GOOD, timeout=60,
+                                 headers={"Content-Type": "application/x-npy", "Accept": "application/json"})
+        assert response.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def test_an_exported_model_directory_is_served_with_this_handler(tiny_detector_dir):
     server = ServeProcess(tiny_detector_dir, None)  # model.json + weights, no code/
     try:
