@@ -375,7 +375,7 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--max-retries", type=int, default=5,
         help="Retries of a request after a connection error, timeout, 429 or 5xx.")
 @option("--timeout", type=float, default=70.0,
-        help="Seconds to wait for one response, its whole answer included (then it is retried).")
+        help="Seconds to wait for bytes of one response; over HTTP also for its whole body (then it is retried).")
 @option("--images-in-flight", type=click.IntRange(1, 256), default=2,
         help="Images explained at once; their requests share --concurrency.")
 @option("--workers", type=click.IntRange(1, 64), default=1,
