@@ -134,8 +134,8 @@ def _installed_distribution(site: Path) -> tuple[str, str, list[tuple[str, Path]
     # RECORD read here, not through ``distribution.files``: the importlib_metadata backport (which the SageMaker
     # SDK imports, and which then answers metadata.distributions too) leaves out the files that are missing,
     # so a deleted module went into the job's wheel unnoticed
-    listed = [PurePosixPath(row[0]) for row in csv.reader((distribution.read_text("RECORD") or "").splitlines())
-              if row and row[0]]
+    listed = [PurePosixPath(row[0]) for row in csv.reader(io.StringIO(distribution.read_text("RECORD") or "",
+                                                                     newline="")) if row and row[0]]
     info_dir = next((path.parts[0] for path in listed if path.parts[0].endswith(".dist-info")), None)
     tags = [line.split(":", 1)[1].strip() for line in (distribution.read_text("WHEEL") or "").splitlines()
             if line.startswith("Tag:")]
@@ -148,6 +148,10 @@ def _installed_distribution(site: Path) -> tuple[str, str, list[tuple[str, Path]
         top = path.parts[0]
         if top not in (*_PACKAGES, info_dir) or "__pycache__" in path.parts or path.suffix == ".pyc":
             continue
+        if ".." in path.parts:  # pip never writes one; it would put a file from outside the install in the wheel
+            raise DeployError(f"build-wheel: the RECORD of the installed clearsight in {site} lists {path}, outside "
+                              "its packages; reinstall it (pip install --force-reinstall with the wheel it came from, "
+                              "or '.[aws]' in a clearsight checkout)")
         if top == info_dir and path.name in _INSTALLER_FILES:
             continue
         located = Path(distribution.locate_file(path))

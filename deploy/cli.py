@@ -2,6 +2,7 @@
 import functools
 import importlib.util
 import logging
+import signal
 import sys
 import time
 
@@ -189,7 +190,8 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
             try:
                 click.echo("starting multi-model-server for %s on port %d ..." % (model_path, port), err=True)
                 endpoint.start()  # on any exception, Stopped included, it stops what it started so far
-                click.echo("ready: POST images to %s/invocations (Ctrl-C stops)" % endpoint.url)
+                click.echo("ready: POST images to %s/invocations (%s stops)" % (
+                    endpoint.url, "SIGTERM" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "Ctrl-C"))
                 while True:
                     time.sleep(0.5)
                     endpoint.check_running()

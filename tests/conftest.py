@@ -27,12 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 # this process Python's own handler back; processes it starts get the default disposition.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-# Likewise SIGHUP under nohup: explain and deploy serve leave a signal ignored at their start ignored (a nohup'ed
-# run outlives its terminal), so the SIGHUP tests' processes must not inherit it. A Python handler that does
-# nothing keeps this process deaf to it; processes it starts get the default disposition (handlers, unlike
-# SIG_IGN, do not survive exec).
-if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
-    signal.signal(signal.SIGHUP, lambda signal_number, frame: None)
+
+
+def default_hangup():
+    """``preexec_fn`` of a process a test sends SIGHUP: it starts with SIGHUP's default disposition, as from a
+    terminal. Under ``nohup make test`` it would inherit SIGHUP ignored, which explain and deploy serve leave
+    ignored (a nohup'ed run outlives its terminal), and the test would test nothing."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 # fixtures that start a process or a server: multi-model-server (Java), a moto server, the
 # packaging check (a fresh interpreter running the packed code)
 PROCESS_FIXTURES = frozenset({"detector_endpoint", "own_detector_endpoint", "tiny_detector_archive",

@@ -143,3 +143,24 @@ def test_the_wheelhouse_holds_exactly_the_pinned_wheels():
     found = {canonicalize_name(name.split("-")[0]): name.split("-")[1] for name in wheels}
     assert found == pins(JOB_PINS) and pins(constraints.splitlines()) == pins(JOB_PINS)
     assert all(("cp311" in name and "x86_64" in name) or name.endswith("-none-any.whl") for name in wheels)
+
+
+@pytest.mark.parametrize("row, message", [
+    # review 28: a RECORD row reaching out of the packages put a file from outside the install into the job's wheel
+    ("explain/../../outside.txt,,", r"lists explain/\.\./\.\./outside\.txt, outside its packages"),
+    # a name with a line separator of Unicode's own (U+2028) was cut in two by splitlines: "missing"
+    ('"explain/odd\u2028name.py",,', r"odd\u2028name\.py, listed in the RECORD of the installed clearsight, is missing"),
+])
+def test_odd_record_rows_of_an_installed_clearsight_are_read_as_written(tmp_path, row, message):
+    site = tmp_path / "site"
+    info = site / f"clearsight-{__version__}.dist-info"
+    info.mkdir(parents=True)
+    (site / "explain").mkdir()
+    (site / "explain" / "api.py").write_text("")
+    (tmp_path / "outside.txt").write_text("not clearsight's")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: clearsight\nVersion: {__version__}\n")
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nTag: py3-none-any\n")
+    (info / "RECORD").write_text(f"explain/api.py,,\n{row}\n{info.name}/METADATA,,\n{info.name}/WHEEL,,\n"
+                                 f"{info.name}/RECORD,,\n", encoding="utf-8")
+    with pytest.raises(DeployError, match=message):
+        build_project_wheel(repo=site, cache=tmp_path / "cache")

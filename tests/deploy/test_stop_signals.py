@@ -11,6 +11,14 @@ from deploy.stop_signals import STOP_SIGNALS, Stopped, stop_on_signals
 
 @pytest.mark.parametrize("signal_number", STOP_SIGNALS)
 def test_the_first_stop_signal_raises_and_a_repeat_does_not_cut_the_cleanup_short(signal_number):
+    started_with = signal.signal(signal_number, signal.SIG_DFL)  # not ignored, as under `nohup make test`
+    try:
+        stopped_and_restored(signal_number)
+    finally:
+        signal.signal(signal_number, started_with)
+
+
+def stopped_and_restored(signal_number):
     before = {number: signal.getsignal(number) for number in STOP_SIGNALS}
     cleaned_up = False
     with pytest.raises(Stopped) as raised:

@@ -17,6 +17,7 @@ from explain.errors import OutDirBusyError
 from explain.manifest import read_manifests
 from explain.out_lock import OutDirLock
 from explain.workers import STOP_GRACE_SECONDS
+from tests.conftest import default_hangup
 from tests.explain.test_explainer import red_square_scene
 from tests.fake_endpoint import FakeEndpoint
 
@@ -127,7 +128,8 @@ def test_a_stop_signal_stops_the_workers_too_and_the_run_resumes(stop_signal, to
     held_endpoint.hold = lambda: True
     command = explain_command(held_endpoint.url, out, images, "--workers", "2")
     process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=to_group)
+                               stderr=subprocess.PIPE, text=True, start_new_session=to_group,
+                               preexec_fn=default_hangup)
     try:
         assert held_endpoint.holding.wait(90), "no worker reached the endpoint"
         workers = descendants(process.pid)

@@ -19,6 +19,7 @@ from serving.handler import model_fn, transform_fn
 from tests.conftest import (
     REPO,
     ServeProcess,
+    default_hangup,
     network_namespaces_available,
     npy_bytes,
     random_images,
@@ -233,7 +234,7 @@ def test_a_stop_signal_while_it_starts_stops_everything_at_once_and_never_says_r
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy", "serve", "--model", str(slow_loading_model), "--port", str(port),
          "--startup-timeout", "300"],
-        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_hangup,
         env=dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=tmp))
     try:
         def started():  # the Java frontend and its worker run: serve waits for the model's first answer
