@@ -106,22 +106,42 @@ def job_request(aws, uploads) -> dict:
     return processing_job_request(config, "IMAGE", uploads)
 
 
-def run_job(request: dict, machine: Path, env: dict, endpoint_url: str) -> subprocess.CompletedProcess:
+def job_command(request: dict, endpoint_url: str) -> list[str]:
     """The request's entry point and arguments, the endpoint given as an HTTP URL instead of sagemaker:NAME."""
     app = request["AppSpecification"]
-    arguments = [endpoint_url if argument == "sagemaker:shapes-detector" else argument
-                 for argument in app["ContainerArguments"]]
-    return subprocess.run([*app["ContainerEntrypoint"], *arguments], env=env, cwd=machine, capture_output=True,
-                          text=True, timeout=900)
+    return [*app["ContainerEntrypoint"], *(endpoint_url if argument == "sagemaker:shapes-detector" else argument
+                                           for argument in app["ContainerArguments"])]
+
+
+def run_job(request: dict, machine: Path, env: dict, endpoint_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(job_command(request, endpoint_url), env=env, cwd=machine, capture_output=True, text=True,
+                          timeout=900)
 
 
 def test_two_offline_workers_then_one_merged_report(aws, uploads, image_python, detector_endpoint, tmp_path):
     request = job_request(aws, uploads)
     s3 = aws.clients.s3
-    for host, keys in HOSTS.items():
+    roots, jobs = {}, {}
+    for host, keys in HOSTS.items():  # the hosts of a job run at the same time
         machine = tmp_path / host
-        root = lay_out(machine, host, request, uploads, keys)
-        result = run_job(request, machine, offline_env(machine, image_python, request), detector_endpoint.url)
+        roots[host] = lay_out(machine, host, request, uploads, keys)
+        with open(tmp_path / f"{host}.stderr", "w") as stderr:  # files: neither job waits on a full pipe
+            jobs[host] = subprocess.Popen(job_command(request, detector_endpoint.url), cwd=machine,
+                                          env=offline_env(machine, image_python, request),
+                                          stdout=subprocess.DEVNULL, stderr=stderr)
+    results = {}
+    try:
+        for host, job in jobs.items():
+            job.wait(timeout=900)
+            results[host] = subprocess.CompletedProcess(job.args, job.returncode, "",
+                                                        (tmp_path / f"{host}.stderr").read_text())
+    finally:
+        for job in jobs.values():
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+    for host, keys in HOSTS.items():
+        machine, root, result = tmp_path / host, roots[host], results[host]
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"{host} (2 host(s) in the job): explaining" in result.stderr
 

@@ -205,12 +205,12 @@ def test_zoo_detectors_package_offline(tmp_path, zoo_name):
     assert check["task"] == "detection" and 0 <= check["rows"] <= 100
 
 
-def test_a_faster_rcnn_archive_runs_one_image_per_pass_even_unchecked(tmp_path):
+def test_a_faster_rcnn_archive_runs_one_image_per_pass_even_unchecked(faster_rcnn_package):
     """GluonCV's exported Faster R-CNN refuses two images in one pass (a Concat in its RPN): the check finds
     that, but an archive packaged without the check served every multi-image request with a 500."""
-    result = package_zoo("faster_rcnn_resnet50_v1b_voc", tmp_path / "frcnn.tar.gz", pretrained=False, check=False)
+    result, path = faster_rcnn_package
     assert result.spec.images_per_pass == 1 and result.check_output == ""
-    with tarfile.open(tmp_path / "frcnn.tar.gz") as archive:
+    with tarfile.open(path) as archive:
         spec = json.load(archive.extractfile("model.json"))
     assert spec["images_per_pass"] == 1 and spec["preprocess"]["short_side"] == 600
 

@@ -521,7 +521,8 @@ def test_the_next_run_removes_the_model_a_killed_run_extracted(tiny_detector_arc
     assert list(temporary.glob("clearsight-model-*")) == left  # nothing ran to remove it
     other_host = temporary / "clearsight-model-1@another-host-abc"  # another machine's (a shared /tmp): kept
     other_host.mkdir()
-    again = subprocess.run(command, cwd=REPO, env=environment(TMPDIR=str(temporary)), capture_output=True,
+    next_run = explain_command(str(tiny_detector_archive), tmp_path / "next-out", scenes(tmp_path / "next", 1))
+    again = subprocess.run(next_run, cwd=REPO, env=environment(TMPDIR=str(temporary)), capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert list(temporary.glob("clearsight-model-*")) == [other_host]
