@@ -32,6 +32,7 @@ __all__ = [
     "SettingsChangedError",
     "atomic_write_bytes",
     "check_settings",
+    "settings_differences",
     "claim_out_dir",
     "explained_entries",
     "failed_entries",
@@ -215,7 +216,8 @@ def failed_entries(entries: list[dict]) -> dict[str, dict]:
     return {key: entry for key, entry in latest_entries(entries).items() if entry.get("status") == "failed"}
 
 
-def _differences(old: dict, new: dict) -> list[str]:
+def settings_differences(old: dict, new: dict) -> list[str]:
+    """What changed from recorded settings ``old`` to ``new``: ``name old -> new`` per setting."""
     unrecorded = set(REQUEST_SETTINGS) - set(old)  # a run from before they were recorded
     old, new = {**REQUEST_SETTINGS, **old}, {**REQUEST_SETTINGS, **new}  # absent: the default
     names = sorted(set(old) | set(new))
@@ -229,7 +231,7 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     """Raise SettingsChangedError if an entry was computed with settings other than ``settings``."""
     for entry in entries:
         if entry.get("settings_digest") != digest:
-            changes = _differences(entry.get("settings", {}), settings) or [
+            changes = settings_differences(entry.get("settings", {}), settings) or [
                 f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
             names = entry.get("settings", {}).get("label_headers")
             hint = ""
