@@ -297,12 +297,16 @@ def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[st
     """
     found = {}
     for param in explain_ctx.command.params:
-        if not isinstance(param, click.Option) or not param.name or (
-                explain_ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT):
+        if not isinstance(param, click.Option) or not param.name:
             continue
         option = next(name for name in param.opts if name.startswith("--"))
         variable = _variable_of(param)
         raw = os.environ.get(variable, "")
+        if option in _GIVEN_BY_THE_JOB and raw:  # on the check's command line: click never read the variable
+            _job_sets(option, variable, raw, explain_ctx.params[param.name])
+            continue
+        if explain_ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT:
+            continue
         if param.name == "endpoint_map":
             click.echo(f"Warning: {variable} is set but the job does not use it: its workers call SageMaker "
                        "endpoint --endpoint", err=True)
@@ -322,6 +326,21 @@ def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[st
             options = [option, raw]
         found[param.name] = (variable, raw, options)
     return found
+
+
+# the options _check_explain_args gives the check itself: explain-job's own --endpoint, --task and --out
+_GIVEN_BY_THE_JOB = ("--endpoint", "--task", "--out")
+
+
+def _job_sets(option: str, variable: str, raw: str, value: str) -> None:
+    """A CLEARSIGHT_EXPLAIN_ variable of an option the job gives itself: a usage error when it names another task
+    than the job's (a shell set up for a classifier would start a job explaining detections), else a warning."""
+    if option == "--task" and raw.strip().lower() != str(value).lower():
+        raise _bad_explain_options(f"{variable}={raw}, but the job explains --task {value}: give explain-job "
+                                   f"--task {raw.strip().lower()} (or set CLEARSIGHT_TASK), or unset {variable}")
+    if option != "--task":
+        click.echo(f"Warning: {variable} is set but not passed to the job: the job's {option} is explain-job's",
+                   err=True)
 
 
 def _variable_of(param: click.Option) -> str:

@@ -417,7 +417,10 @@ def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
     env = {"CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "100", "CLEARSIGHT_EXPLAIN_BASELINE": "black",
            "CLEARSIGHT_EXPLAIN_LABEL_HEADERS": "circle,square,triangle", "CLEARSIGHT_EXPLAIN_METRICS": "true",
            "CLEARSIGHT_EXPLAIN_ENDPOINT_MAP": "shapes-detector=http://127.0.0.1:9",
-           "CLEARSIGHT_EXPLAIN_WORKERS": "4"}
+           "CLEARSIGHT_EXPLAIN_WORKERS": "4",
+           # explain-job gives these itself; the same task as the job's is no conflict (review 29, finding 2)
+           "CLEARSIGHT_EXPLAIN_ENDPOINT": "http://127.0.0.1:8080", "CLEARSIGHT_EXPLAIN_OUT": "explanations",
+           "CLEARSIGHT_EXPLAIN_TASK": "Detection"}
     result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait", "--", "--seed", "3"), env=env,
                                 obj=aws.session)
     assert result.exit_code == 0, result.output
@@ -430,6 +433,24 @@ def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
     assert ("Warning: CLEARSIGHT_EXPLAIN_ENDPOINT_MAP is set but the job does not use it: its workers call "
             "SageMaker endpoint --endpoint") in stderr
     assert "Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job: the job sets --workers" in stderr
+    for variable, option in (("CLEARSIGHT_EXPLAIN_ENDPOINT", "--endpoint"), ("CLEARSIGHT_EXPLAIN_OUT", "--out")):
+        assert (f"Warning: {variable} is set but not passed to the job: the job's {option} is explain-job's"
+                in stderr)
+    assert "CLEARSIGHT_EXPLAIN_TASK" not in stderr
+
+
+def test_an_explain_task_of_the_environment_that_is_not_the_jobs_is_refused(aws):
+    """review 29, finding 2: CLEARSIGHT_EXPLAIN_TASK=classification was ignored without a word, and the job
+    explained a classifier as a detector (explain-job's --task reads CLEARSIGHT_TASK, default detection)."""
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait"), obj=aws.session,
+                                env={"CLEARSIGHT_EXPLAIN_TASK": "classification"})
+    assert result.exit_code == 2, result.output
+    assert (EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_TASK=classification, but the job explains --task detection: "
+            "give explain-job --task classification (or set CLEARSIGHT_TASK), or unset CLEARSIGHT_EXPLAIN_TASK"
+            ) in " ".join(result.output.split()), result.output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
 
 
 @pytest.mark.parametrize("variable, value, message", [
