@@ -190,6 +190,9 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
             try:
                 click.echo("starting multi-model-server for %s on port %d ..." % (model_path, port), err=True)
                 endpoint.start()  # on any exception, Stopped included, it stops what it started so far
+                click.echo("logs: %s (multi-model-server's warnings and errors; per-request lines in logs/), "
+                           "gate.log beside it (the request gate); removed when it stops" % endpoint.log_path,
+                           err=True)
                 click.echo("ready: POST images to %s/invocations (%s stops)" % (
                     endpoint.url, "SIGTERM" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "Ctrl-C"))
                 while True:

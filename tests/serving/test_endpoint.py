@@ -3,6 +3,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -391,6 +392,11 @@ def test_with_the_loopback_interface_down_serve_says_so_at_once(tiny_detector_ar
                                cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().startswith("ready: POST images to http://127.0.0.1:18080/invocations")
+        assert process.stderr.readline().startswith("starting multi-model-server for ")
+        logs = re.fullmatch(r"logs: (/\S+/clearsight-serve-\w+/server\.log) \(multi-model-server's warnings and "
+                            r"errors; per-request lines in logs/\), gate\.log beside it \(the request gate\); "
+                            r"removed when it stops\n", process.stderr.readline())  # review 29, finding 3
+        assert logs and os.path.isfile(logs[1]) and os.path.isfile(os.path.join(os.path.dirname(logs[1]), "gate.log"))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
