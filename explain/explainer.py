@@ -348,7 +348,8 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
 
     for indices, game in games:
         result = kernel_shap(game, coarse_segments, coarse_budget, np.random.default_rng(shap_seed),
-                             config.target_error, more_samples=more_samples, spend_more=spend_more)
+                             config.target_error, more_samples=more_samples, spend_more=spend_more,
+                             warn_underdetermined=False)  # the image's warning below says it
         if result.num_evaluations > coarse_budget:
             refine_calls = 0
             warn_about_image(logger, f"{reasons[-1]} after {coarse_budget} model calls: all {config.num_samples} "

@@ -269,7 +269,8 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
                 num_samples: int, rng: np.random.Generator,
                 target_error: float | None = None, *, tree_surrogate: bool = True,
                 balanced_draws: bool = True, shrinkage: bool = True, more_samples: int = 0,
-                spend_more: Callable[[ShapResult], bool] | None = None) -> ShapResult:
+                spend_more: Callable[[ShapResult], bool] | None = None,
+                warn_underdetermined: bool = True) -> ShapResult:
     """Estimate Shapley values of T outputs over S binary features.
 
     evaluate: callable taking coalitions (M, S) bool and returning outputs (M, T) float
@@ -290,6 +291,8 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
     calls are drawn (pairs, in the same strata) and the values estimated again from all of them;
     otherwise the result is what num_samples alone gives (the explainer's coarse fit: the
     calls refinement would spend go to the coarse values when none of them is worth splitting).
+    warn_underdetermined: False leaves the warning about too few calls to the caller (the
+    explainer gives one naming the image).
     Raises ValueError for a num_features, num_samples or target_error out of range and
     TypeError for an rng that is not a ``numpy.random.Generator`` (a seed: ``default_rng(seed)``).
     Returns a ShapResult; values sum to f(full) - f(empty) exactly for every output.
@@ -316,7 +319,7 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
                           (1,) * num_outputs)
 
     underdetermined = num_samples < determining_samples(num_features)
-    if underdetermined:
+    if underdetermined and warn_underdetermined:
         logger.warning("%d model calls cannot determine %d Shapley values (Kernel SHAP needs at least "
                        "2 x %d + 2 = %d): the values are the minimum-norm fit and their standard errors "
                        "are unknown (NaN); raise num_samples or use fewer segments", num_samples,
