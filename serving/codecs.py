@@ -176,20 +176,18 @@ def _decode_npy(body, max_image_pixels, check_batch):
         raise BadRequestError(
             "the .npy header announces shape %s; every dimension must lie in 0..%d: write the array "
             "with numpy.save" % (shape, MAX_NPY_DIMENSION))
+    sent_shape = tuple(shape)  # the messages name the shape the client sent, not the batch made of it
     if len(shape) == 3:
-        shape = (1,) + tuple(shape)
-        single = True
-    else:
-        single = False
+        shape = (1,) + sent_shape
     if len(shape) != 4:
         raise BadRequestError(
-            "an .npy body must have shape (H, W, 3) or (N, H, W, 3); got rank %d %s" % (len(shape) - single, shape)
+            "an .npy body must have shape (H, W, 3) or (N, H, W, 3); got rank %d %s" % (len(sent_shape), sent_shape)
         )
     count, height, width, channels = shape
     if channels != 3:
-        raise BadRequestError("images must have 3 channels (RGB) in the last axis; got shape %s" % (shape,))
+        raise BadRequestError("images must have 3 channels (RGB) in the last axis; got shape %s" % (sent_shape,))
     if count == 0 or height == 0 or width == 0:
-        raise BadRequestError("the batch is empty: shape %s" % (shape,))
+        raise BadRequestError("the batch is empty: shape %s" % (sent_shape,))
     if height * width > max_image_pixels:
         raise PayloadTooLargeError(
             "images of %dx%d = %d pixels exceed the limit of %d pixels per image; send smaller images, or raise "

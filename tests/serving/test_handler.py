@@ -178,7 +178,11 @@ def test_preprocessing_equals_gluoncv_transform_test():
     (npy_bytes(np.zeros((8, 8), np.uint8)), "application/x-npy", 400, "must have shape (H, W, 3) or (N, H, W, 3)"),
     (npy_bytes(np.zeros((1, 2, 8, 8, 3), np.uint8)), "application/x-npy", 400, "got rank 5"),
     (npy_bytes(np.zeros((1, 8, 8, 4), np.uint8)), "application/x-npy", 400, "3 channels"),
+    # review 29: the shape named is the one sent, not the batch (1, 2, 8, 8) made of it
+    (npy_bytes(np.zeros((2, 8, 8), np.uint8)), "application/x-npy", 400,
+     "images must have 3 channels (RGB) in the last axis; got shape (2, 8, 8)"),
     (npy_bytes(np.zeros((0, 8, 8, 3), np.uint8)), "application/x-npy", 400, "the batch is empty"),
+    (npy_bytes(np.zeros((0, 8, 3), np.uint8)), "application/x-npy", 400, "the batch is empty: shape (0, 8, 3)"),
     (npy_bytes(np.full((1, 8, 8, 3), np.nan, np.float32)), "application/x-npy", 400, "NaN or infinite"),
     (npy_bytes(np.full((1, 8, 8, 3), 300.0, np.float32)), "application/x-npy", 400, "must lie in 0..255"),
     (npy_bytes(np.full((1, 8, 8, 3), -1, np.int16)), "application/x-npy", 400, "must lie in 0..255"),
