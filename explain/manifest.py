@@ -32,7 +32,6 @@ __all__ = [
     "SettingsChangedError",
     "atomic_write_bytes",
     "check_settings",
-    "settings_differences",
     "claim_out_dir",
     "explained_entries",
     "failed_entries",
@@ -44,6 +43,7 @@ __all__ = [
     "read_manifests",
     "remove_run_files",
     "run_manifest_tag",
+    "settings_differences",
     "settings_digest",
     "sha256_bytes",
 ]
