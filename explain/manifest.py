@@ -216,8 +216,7 @@ def failed_entries(entries: list[dict]) -> dict[str, dict]:
     return {key: entry for key, entry in latest_entries(entries).items() if entry.get("status") == "failed"}
 
 
-def settings_differences(old: dict, new: dict) -> list[str]:
-    """What changed from recorded settings ``old`` to ``new``: ``name old -> new`` per setting."""
+def _differences(old: dict, new: dict) -> list[str]:
     unrecorded = set(REQUEST_SETTINGS) - set(old)  # a run from before they were recorded
     old, new = {**REQUEST_SETTINGS, **old}, {**REQUEST_SETTINGS, **new}  # absent: the default
     names = sorted(set(old) | set(new))
@@ -231,7 +230,7 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     """Raise SettingsChangedError if an entry was computed with settings other than ``settings``."""
     for entry in entries:
         if entry.get("settings_digest") != digest:
-            changes = settings_differences(entry.get("settings", {}), settings) or [
+            changes = _differences(entry.get("settings", {}), settings) or [
                 f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
             names = entry.get("settings", {}).get("label_headers")
             hint = ""

@@ -45,7 +45,6 @@ from .manifest import (
     manifest_name,
     read_manifests,
     remove_run_files,
-    settings_differences,
     settings_digest,
     sha256_bytes,
 )
@@ -148,24 +147,8 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
     entries = read_manifests(out_dir)
     _tidy_staging(out_dir, _listed_names(entries))
     settings = config.to_dict()
-    digest = settings_digest(settings)
-    if _only_failures_of_other_settings(out_dir, entries, digest):
-        # nothing explained to keep: a run that failed on every image (too large without --resize, an
-        # endpoint that was down) must not stand in the way of the settings that fix it
-        remove_run_files(out_dir)
-        logger.warning("%s held only failures recorded with other settings (%s): discarded them", out_dir,
-                       "; ".join(settings_differences(entries[0].get("settings", {}), settings)) or "other bytes")
-        return []
-    check_settings(entries, digest, settings, out_dir)
+    check_settings(entries, settings_digest(settings), settings, out_dir)
     return entries
-
-
-def _only_failures_of_other_settings(out_dir: Path, entries: list[dict], digest: str) -> bool:
-    """Whether ``entries`` are all failures recorded with settings other than ``digest``'s, and no killed run
-    left files in ``out_dir`` (a staging journal): the folder holds nothing a change of settings would lose."""
-    return (bool(entries) and all(entry.get("status") == "failed" and entry.get("settings_digest") != digest
-                                  for entry in entries)
-            and not any(path.is_dir() for path in out_dir.glob(STAGING_PREFIX + "*")))
 
 
 def _tidy_staging(out_dir: Path, listed: set[str], discard: bool = False) -> int:

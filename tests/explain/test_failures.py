@@ -21,7 +21,7 @@ from PIL import Image
 from explain import ExplainConfig, ExplainError, PredictorError, RunOptions, run_explanations
 from explain.cli import main
 from explain.images import decode_image
-from explain.manifest import SettingsChangedError, read_manifests
+from explain.manifest import read_manifests
 from explain.sources import collect_sources
 from tests.explain.test_explainer import red_square_detector, red_square_scene
 
@@ -335,32 +335,6 @@ def test_a_run_where_every_image_fails_the_same_way_names_the_reason_once_with_i
     assert message.startswith("no image could be explained: 7 failed: 6 images: HTTP 400: the model refuses every "
                               "image; 1 image: ")
     assert message.count("the model refuses every image") == 1
-
-
-def test_a_folder_of_failures_only_does_not_refuse_the_settings_that_fix_them(tmp_path, caplog):
-    # review 29: a photo too large for the endpoint failed with a message naming --resize; the same --out with
-    # --resize was then refused as holding "explanations made with other settings": it held one failure line
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for index in range(2):
-        Image.fromarray(np.kron(red_square_scene(seed=index), np.ones((2, 2, 1), dtype=np.uint8))).save(
-            folder / f"big{index}.png")  # 128 x 128: more than the endpoint takes
-    out = tmp_path / "out"
-    with pytest.raises(ExplainError, match="no image could be explained: 2 failed"):
-        run_explanations([folder], Counting(), CONFIG, out, RunOptions(progress=False))
-    assert [entry["status"] for entry in read_manifests(out)] == ["failed", "failed"]
-
-    resized = ExplainConfig(num_samples=24, num_segments=6, resize=64)
-    with caplog.at_level("WARNING", logger="explain.runner"):
-        summary = run_explanations([folder], Counting(), resized, out, RunOptions(progress=False))
-    assert summary["totals"]["explained_now"] == 2 and not summary["totals"]["failed"]
-    assert f"{out} held only failures recorded with other settings (resize null -> 64): discarded them" in caplog.text
-    assert [entry["status"] for entry in read_manifests(out)] == ["explained", "explained"]
-
-    # a folder that holds an explanation is still refused: the change would lose it
-    (folder / "big1.png").write_bytes(png_bytes(np.full((8, 500, 3), 128, dtype=np.uint8)))
-    with pytest.raises(SettingsChangedError, match="holds explanations made with other settings"):
-        run_explanations([folder], Counting(), CONFIG, out, RunOptions(progress=False))
 
 
 # --------------------------------------------------------------------------------------
