@@ -450,6 +450,7 @@ def test_an_explain_task_of_the_environment_that_is_not_the_jobs_is_refused(aws)
     assert (EXPLAIN_OPTIONS_ERROR + "CLEARSIGHT_EXPLAIN_TASK=classification, but the job explains --task detection: "
             "give explain-job --task classification (or set CLEARSIGHT_TASK), or unset CLEARSIGHT_EXPLAIN_TASK"
             ) in " ".join(result.output.split()), result.output
+    assert result.output.count("Invalid value for") == 1, result.output  # review 30: the prefix came twice
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
 
 
