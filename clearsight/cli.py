@@ -256,11 +256,9 @@ def _check_explain_args(task: str, explain_args: tuple[str, ...]) -> tuple[dict,
                 settings = {name: value for name, value in explain_ctx.params.items() if name in names}
                 from_environment = _settings_from_environment(explain_ctx)
                 local_files = _local_files(explain_ctx, explain_args, from_environment)
-        except click.BadParameter as error:
-            if error.param_hint == f"'{EXPLAIN_OPTIONS_METAVAR}'":  # ours already (_job_sets): not wrapped again
-                raise
-            raise _bad_explain_options(error.format_message()) from None
         except click.UsageError as error:
+            if getattr(error, "param_hint", None) == f"'{EXPLAIN_OPTIONS_METAVAR}'":  # ours already (_job_sets)
+                raise
             raise _bad_explain_options(error.format_message()) from None
         if local_files:
             raise _bad_explain_options(

@@ -43,7 +43,6 @@ __all__ = [
     "read_manifests",
     "remove_run_files",
     "run_manifest_tag",
-    "settings_differences",
     "settings_digest",
     "sha256_bytes",
 ]
