@@ -336,10 +336,15 @@ _GIVEN_BY_THE_JOB = ("--endpoint", "--task", "--out")
 
 def _job_sets(option: str, variable: str, raw: str, value: str) -> None:
     """A CLEARSIGHT_EXPLAIN_ variable of an option the job gives itself: a usage error when it names another task
-    than the job's (a shell set up for a classifier would start a job explaining detections), else a warning."""
-    if option == "--task" and raw.strip().lower() != str(value).lower():
+    than the job's (a shell set up for a classifier would start a job explaining detections), else a warning.
+    A blank task is taken as unset."""
+    task = raw.strip().lower()
+    if option == "--task" and task and task not in TASKS:
+        raise _bad_explain_options(f"{variable}={raw!r} is not a task ({' or '.join(TASKS)}); the job explains "
+                                   f"--task {value}: unset {variable} or set it to {value}")
+    if option == "--task" and task and task != str(value).lower():
         raise _bad_explain_options(f"{variable}={raw}, but the job explains --task {value}: give explain-job "
-                                   f"--task {raw.strip().lower()} (or set CLEARSIGHT_TASK), or unset {variable}")
+                                   f"--task {task} (or set CLEARSIGHT_TASK), or unset {variable}")
     if option != "--task":
         click.echo(f"Warning: {variable} is set but not passed to the job: the job's {option} is explain-job's",
                    err=True)

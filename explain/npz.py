@@ -91,6 +91,10 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
     """
     path = Path(path)
     try:
+        with open(path, "rb") as file:
+            if file.read(2) != b"PK":  # not a zip: numpy would call a text or image file "pickled data"
+                raise ExplainError(f"{str(path)!r} is not an explanation file: not an .npz archive (an "
+                                   "explanation file is the .npz that explain or Explanation.save writes)")
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
     except (OSError, ValueError) as error:

@@ -454,6 +454,25 @@ def test_an_explain_task_of_the_environment_that_is_not_the_jobs_is_refused(aws)
     assert ("sagemaker", "CreateProcessingJob") not in aws.calls
 
 
+@pytest.mark.parametrize("value, message", [
+    ("detectoin", "CLEARSIGHT_EXPLAIN_TASK='detectoin' is not a task (detection or classification); the job explains "
+                  "--task detection: unset CLEARSIGHT_EXPLAIN_TASK or set it to detection"),
+    ("   ", None),  # blank: as if unset (review 30: the hint read "give explain-job --task  ...")
+])
+def test_a_blank_or_unknown_explain_task_of_the_environment(aws, value, message):
+    aws.serving_endpoint("shapes-detector")
+    aws.clients.s3.put_object(Bucket=aws.bucket, Key="images/a.png", Body=b"png")
+    result = CliRunner().invoke(clearsight, job_args(aws, "--no-wait"), obj=aws.session,
+                                env={"CLEARSIGHT_EXPLAIN_TASK": value})
+    if message is None:
+        assert result.exit_code == 0, result.output
+        assert "CLEARSIGHT_EXPLAIN_TASK" not in result.output
+        return
+    assert result.exit_code == 2, result.output
+    assert EXPLAIN_OPTIONS_ERROR + message in " ".join(result.output.split()), result.output
+    assert ("sagemaker", "CreateProcessingJob") not in aws.calls
+
+
 @pytest.mark.parametrize("variable, value, message", [
     ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "abc", "'abc' is not a valid integer"),
     ("CLEARSIGHT_EXPLAIN_NUM_SAMPLES", "2", f"{EXPLAIN_OPTIONS_ERROR}num_samples must be in [4, 1000000], got 2"),

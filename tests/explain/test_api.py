@@ -503,6 +503,14 @@ def test_load_names_a_file_that_is_not_an_explanation(tmp_path):
         Explanation.load(tmp_path / "other.npz")
     with pytest.raises(ExplainError, match="cannot read explanation file"):
         Explanation.load(tmp_path / "missing.npz")
+    # review 30: numpy's "Cannot load file containing pickled data when allow_pickle=False" for these
+    np.save(tmp_path / "values.npy", np.zeros(3))
+    (tmp_path / "report.html").write_text("<html></html>")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name in ("values.npy", "report.html", "empty.npz"):
+        with pytest.raises(ExplainError, match=f"{name}' is not an explanation file: not an .npz archive "
+                                               r"\(an explanation file is the .npz that explain or Explanation.save"):
+            Explanation.load(tmp_path / name)
 
 
 @pytest.mark.parametrize("field, value", [  # review 20: a raw JSONDecodeError / IndexError
