@@ -227,25 +227,31 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Path) -> None:
     """Raise SettingsChangedError if an entry was computed with settings other than ``settings``."""
-    for entry in entries:
-        if entry.get("settings_digest") != digest:
-            changes = _differences(entry.get("settings", {}), settings) or [
-                f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
-            names = entry.get("settings", {}).get("label_headers")
-            hint = ""
-            if settings.get("label_headers") is None and names:
-                # an in-process model folder gives its model.json's names; an endpoint serving it gives none
-                listed = ",".join(map(str, names))
-                hint = (f" (the class names: pass --label-headers {listed} to give the same)" if len(listed.split(","))
-                        == len(names) else " (the class names: give the same with --label-headers, a file of one per line)")
-            earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
-            if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
-                hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "
-                         "set it, so these were explained at the model's default threshold: add --restart)")
-            raise SettingsChangedError(
-                f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
-                f"run again with the same settings to resume{hint}, add --restart to discard them and "
-                "start over, or choose another --out")
+    others = [entry for entry in entries if entry.get("settings_digest") != digest]
+    if not others:
+        return
+    entry = others[0]
+    changes = _differences(entry.get("settings", {}), settings) or [
+        f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
+    if not explained_entries(entries):  # only failures, say a photo too large before --resize
+        raise SettingsChangedError(
+            f"{out_dir} holds only failure records of a run with other settings ({'; '.join(changes)}), "
+            "no explanation: add --restart to discard them (nothing explained is lost), or choose another --out")
+    names = entry.get("settings", {}).get("label_headers")
+    hint = ""
+    if settings.get("label_headers") is None and names:
+        # an in-process model folder gives its model.json's names; an endpoint serving it gives none
+        listed = ",".join(map(str, names))
+        hint = (f" (the class names: pass --label-headers {listed} to give the same)" if len(listed.split(","))
+                == len(names) else " (the class names: give the same with --label-headers, a file of one per line)")
+    earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
+    if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
+        hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "
+                 "set it, so these were explained at the model's default threshold: add --restart)")
+    raise SettingsChangedError(
+        f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
+        f"run again with the same settings to resume{hint}, add --restart to discard them and "
+        "start over, or choose another --out")
 
 
 def _as_sent_for_detection(custom_attributes: str) -> str | None:

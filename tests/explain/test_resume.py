@@ -247,6 +247,25 @@ def test_settings_check_in_the_library(image_dir, tmp_path):
                          tmp_path / "out", RunOptions(progress=False))
 
 
+def test_an_out_of_only_failures_with_other_settings_says_restart_loses_nothing(image_dir, tmp_path):
+    """review 29, finding 1: a photo too large for the endpoint failed with a message naming --resize; the run
+    with --resize into the same --out was refused as holding "explanations made with other settings"."""
+    (image_dir / "broken.png").write_bytes(b"not a png")
+    broken = collect_sources([str(image_dir / "broken.png")])
+    with pytest.raises(ExplainError):
+        run(broken, CountingDetector(), tmp_path / "out")  # no image explained: the run fails
+    assert read_manifests(tmp_path / "out")[0]["status"] == "failed"
+    changed = ExplainConfig(num_samples=24, num_segments=6, seed=7)
+    with pytest.raises(SettingsChangedError, match=re.escape(
+            f"{tmp_path / 'out'} holds only failure records of a run with other settings (seed 0 -> 7), no "
+            "explanation: add --restart to discard them (nothing explained is lost), or choose another --out")):
+        run_explanations(broken, CountingDetector(), changed, tmp_path / "out", RunOptions(progress=False))
+    good = collect_sources([str(image_dir / "scene0.png")])
+    run(good, CountingDetector(), tmp_path / "out")  # the same settings: the failure stays, an explanation is added
+    with pytest.raises(SettingsChangedError, match="holds explanations made with other settings"):
+        run_explanations(good, CountingDetector(), changed, tmp_path / "out", RunOptions(progress=False))
+
+
 @pytest.mark.parametrize("changed, message", [
     ({"refine_fraction": 0.2}, "refine_fraction 0.4 -> 0.2"),
     ({"max_segments": 30}, "max_segments 64 -> 30"),
