@@ -26,7 +26,7 @@ import numpy as np
 from .config import REQUEST_SETTINGS, ExplainConfig
 from .detection import check_label_headers
 from .errors import ConfigError, ExplainError, UnknownSettingError
-from .explainer import Explanation, explain_image
+from .explainer import Explanation, conversion_hint, explain_image
 from .images import decode_image, load_image
 from .predictors import (
     CallablePredictor,
@@ -223,7 +223,7 @@ class Explainer:
             return [self._explain(image, segments[index] if per_image else segments)
                     for index, image in enumerate(array)]
         raise ExplainError(f"images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
-                           f"got an array of shape {array.shape}")
+                           f"got an array of shape {array.shape}{conversion_hint(array)}")
 
     @staticmethod
     def _refuse_per_image_segments_for_a_folder(per_image: bool, location: str) -> None:

@@ -196,10 +196,32 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ExplainError(f"image must be an (H, W, 3) uint8 array, got {image.shape} "
-                           f"{image.dtype}")
+                           f"{image.dtype}{conversion_hint(image)}")
     if min(image.shape[:2]) < 2:
         raise ExplainError(f"image is too small to segment: {image.shape[1]}x{image.shape[0]}")
     return image
+
+
+def conversion_hint(image: np.ndarray) -> str:
+    """How to turn a common other layout or type into (H, W, 3) uint8 RGB, as a suffix ('' when none fits)."""
+    shape, hints = image.shape, []
+    if image.ndim == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+        hints.append("channels first: image.transpose(1, 2, 0)")
+        shape = (*shape[1:], shape[0])
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+        hints.append("grey: np.dstack([image] * 3)")
+    elif len(shape) == 3 and shape[2] == 4:
+        hints.append("RGBA: drop the alpha channel with image[..., :3]")
+    if image.dtype == np.bool_:
+        hints.append("a mask: image.astype(np.uint8) * 255")
+    elif np.issubdtype(image.dtype, np.floating) and image.size:
+        top = float(np.nanmax(image))
+        hints.append("floats in [0, 1]: (image * 255).round().astype(np.uint8)" if top <= 1.0 else
+                     "floats: np.clip(image, 0, 255).round().astype(np.uint8)")
+    elif np.issubdtype(image.dtype, np.integer) and image.dtype != np.uint8:
+        hints.append("integers: image.astype(np.uint8) when they are 0..255, (image // 257).astype(np.uint8) "
+                     "for a 16-bit image")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,

@@ -225,9 +225,25 @@ def test_the_sharpening_settings_are_explainer_settings_and_survive_save_and_loa
 
 @pytest.mark.parametrize("images, message", [
     (np.zeros((2, 2), np.uint8), "images must be an (H, W, 3) or (N, H, W, 3) uint8 array, a path or a list, "
-                                 "got an array of shape (2, 2)"),
+                                 "got an array of shape (2, 2) (grey: np.dstack([image] * 3))"),
     ("no/such/folder", "image file or folder not found: 'no/such/folder'"),
-    (np.zeros((8, 8, 3), np.float32), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float32"),
+    # review 30: the common other forms get the conversion that makes them usable
+    (np.zeros((8, 8, 3), np.float32), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float32 "
+                                      "(floats in [0, 1]: (image * 255).round().astype(np.uint8))"),
+    (np.full((8, 8, 3), 200.0), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float64 "
+                                "(floats: np.clip(image, 0, 255).round().astype(np.uint8))"),
+    (np.zeros((8, 8, 4), np.uint8), "image must be an (H, W, 3) uint8 array, got (8, 8, 4) uint8 "
+                                    "(RGBA: drop the alpha channel with image[..., :3])"),
+    (np.zeros((3, 8, 8), np.uint8), "image must be an (H, W, 3) uint8 array, got (3, 8, 8) uint8 "
+                                    "(channels first: image.transpose(1, 2, 0))"),
+    (np.zeros((8, 8, 1), np.uint8), "image must be an (H, W, 3) uint8 array, got (8, 8, 1) uint8 "
+                                    "(grey: np.dstack([image] * 3))"),
+    (np.zeros((8, 8, 3), bool), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) bool "
+                                "(a mask: image.astype(np.uint8) * 255)"),
+    (np.zeros((8, 8, 3), np.uint16), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) uint16 (integers: "
+                                     "image.astype(np.uint8) when they are 0..255, (image // 257).astype(np.uint8) "
+                                     "for a 16-bit image)"),
+    (np.zeros((8, 8, 5), np.uint8), "image must be an (H, W, 3) uint8 array, got (8, 8, 5) uint8"),
 ])
 def test_bad_images_are_refused_naming_the_problem(images, message):
     with pytest.raises(ExplainError) as raised:
