@@ -123,6 +123,7 @@ class Explainer:
 
     def __init__(self, model, task: str | None = None, *, config: ExplainConfig | None = None,
                  transport: TransportConfig | None = None, **settings) -> None:
+        self._closed, self._owned = False, False
         self.config = _settings_config(config, task, settings)
         if transport is not None and not isinstance(transport, TransportConfig):
             raise ConfigError(f"transport must be a TransportConfig, got {type(transport).__name__}",
@@ -184,6 +185,7 @@ class Explainer:
         (H, W) maps whose sizes follow the images' (not for a folder, whose images are not known
         in number; ``explain.feature_masks``).
         """
+        self._check_open()
         per_image = _one_map_per_image(segments)
         if isinstance(images, Iterator):  # a generator of images or paths, as the list it gives
             images = list(images)
@@ -253,15 +255,22 @@ class Explainer:
         """Explain files, folders or s3:// prefixes into ``out_dir``: per image the npz and the
         JPEGs, then analysis.json and report.html (``explain.runner.run_explanations``,
         resumable). Returns the run's summary, as analysis.json."""
+        self._check_open()
         if isinstance(images, (str, os.PathLike)):
             images = [images]
         return run_explanations(images, self.predictor, self.config, out_dir, options)
 
     def close(self) -> None:
-        """Release the predictor this Explainer opened (connections, a model's temporary files)."""
+        """Release the predictor this Explainer opened (connections, a model's temporary files); later
+        calls raise ExplainError."""
+        self._closed = True
         if self._owned:
             self.predictor.close()
             self._owned = False
+
+    def _check_open(self) -> None:
+        if self._closed:  # a closed model answered on (review 30); an endpoint's connections would reopen
+            raise ExplainError("this Explainer is closed (close() or the end of its with block): make a new one")
 
     def __enter__(self) -> Explainer:
         return self

@@ -251,6 +251,15 @@ def test_bad_images_are_refused_naming_the_problem(images, message):
     assert str(raised.value) == message
 
 
+def test_a_closed_explainer_is_refused(tiny_classifier_dir):
+    """review 30: a model folder's Explainer answered on after close()."""
+    with Explainer(str(tiny_classifier_dir), task="classification", num_samples=16) as explainer:
+        assert explainer(red_square_scene()).predictions.shape[0] >= 1
+    for call in (lambda: explainer(red_square_scene()), lambda: explainer.run([], "out")):
+        with pytest.raises(ExplainError, match=r"this Explainer is closed \(close\(\) or the end of its with block\)"):
+            call()
+
+
 def test_label_headers_must_fit_the_class_names_a_model_knows():
     def predict(batch):
         return red_square_detector(batch)

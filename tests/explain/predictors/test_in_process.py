@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from explain.errors import PredictorError
+from explain.errors import ConfigError, PredictorError
 from explain.predictors import HttpPredictor, TransportConfig, make_predictor
 from serving.contract import encode_images, npy_body_size
 from tests.fake_endpoint import assert_same_predictions, random_batch
@@ -109,10 +109,16 @@ def test_in_process_lists_the_network_settings_it_ignores(tiny_detector_dir):
         assert "settings_not_applied" not in predictor.stats
 
 
-def test_in_process_task_mismatch_is_named(tiny_classifier_dir):
-    with make_predictor(str(tiny_classifier_dir), "detection") as predictor:
-        with pytest.raises(PredictorError, match=r"shape \(3,\) where detection rows.*--task classification"):
-            predictor(random_batch(1))
+@pytest.mark.parametrize("task, served", [("detection", "classification"), ("classification", "detection")])
+def test_in_process_task_mismatch_is_refused_before_any_image(task, served, tiny_classifier_dir, tiny_detector_dir):
+    """The model folder's model.json names its task (review 30: a detector explained as a classifier failed
+    only at its first image, each image of a folder again)."""
+    folder = tiny_classifier_dir if served == "classification" else tiny_detector_dir
+    with pytest.raises(ConfigError) as raised:
+        make_predictor(str(folder), task)
+    assert str(raised.value) == (f"model {folder} is a {served} model (its model.json), but the task given is "
+                                 f"{task}: give task {served}")
+    assert raised.value.field == "task"
 
 
 @pytest.mark.integration
