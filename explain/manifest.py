@@ -236,7 +236,8 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     if not explained_entries(entries):  # only failures, say a photo too large before --resize
         raise SettingsChangedError(
             f"{out_dir} holds only failure records of a run with other settings ({'; '.join(changes)}), "
-            "no explanation: add --restart to discard them (nothing explained is lost), or choose another --out")
+            "no explanation: add --restart (RunOptions(restart=True)) to discard them (nothing explained is lost), or "
+            "choose another --out")
     names = entry.get("settings", {}).get("label_headers")
     hint = ""
     if settings.get("label_headers") is None and names:
@@ -250,7 +251,7 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
                  "set it, so these were explained at the model's default threshold: add --restart)")
     raise SettingsChangedError(
         f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
-        f"run again with the same settings to resume{hint}, add --restart to discard them and "
+        f"run again with the same settings to resume{hint}, add --restart (RunOptions(restart=True)) to discard them and "
         "start over, or choose another --out")
 
 

@@ -416,7 +416,7 @@ def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_d
         raise ConfigError(
             f"{out_dir} holds the explanation of image {source.key!r} from {entry['location']!r}; "
             f"{source.location!r} is another image with the same name and would replace it: choose another "
-            "--out, or add --restart to discard the earlier results", field="out_dir")
+            "--out, or add --restart (RunOptions(restart=True)) to discard the earlier results", field="out_dir")
 
 
 def _file_sizes(out_dir: Path, names: Sequence[str]) -> dict[str, int]:

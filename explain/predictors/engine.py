@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 def status_hint(status: int | None) -> str:
     """What the user can change for a client-error status ('' when nothing obvious)."""
     if status == 413:
-        return "; lower --max-payload-bytes or --max-images-per-request, or use --resize"
+        return ("; lower --max-payload-bytes or --max-images-per-request (TransportConfig's max_payload_bytes, "
+                "max_images_per_request), or use --resize (the resize setting)")
     if status == 415:
         return "; choose another --content-type (Clarify sends image/jpeg; this client's default is application/x-npy)"
     return ""

@@ -50,7 +50,7 @@ def as_uint8_batch(batch) -> np.ndarray:
 def too_large_message(width: int, height: int, body_bytes: int, content_type: str, max_payload_bytes: int) -> str:
     """Why one image cannot be sent, and what to do about it."""
     return (f"one {width}x{height} image is {body_bytes} bytes as {content_type}, more than "
-            f"max_payload_bytes={max_payload_bytes}; use --resize (e.g. --resize 512) or a smaller image")
+            f"max_payload_bytes={max_payload_bytes}; use --resize (e.g. --resize 512; resize=512 from Python) or a smaller image")
 
 
 def images_per_request(image_shape: tuple[int, int, int], content_type: str, max_payload_bytes: int) -> int:
@@ -94,7 +94,8 @@ def check_results(results: list[np.ndarray], expected: int, task: str | None, so
         if task == "detection" and (result.ndim != 2 or result.shape[1] != 6):
             raise PredictorError(
                 f"{source} answered an array of shape {result.shape} where detection rows (D, 6) "
-                "were expected; is this a classification model? (use --task classification)")
+                "were expected; is this a classification model? (use --task classification; task=\"classification\" from "
+                "Python)")
         if task == "classification" and result.size == 0:  # [] or [[]]: no scores at all
             raise PredictorError(
                 f"{source} answered an empty list where class probabilities (C,) were expected; a "
@@ -102,4 +103,4 @@ def check_results(results: list[np.ndarray], expected: int, task: str | None, so
         if task == "classification" and result.ndim != 1:
             raise PredictorError(
                 f"{source} answered an array of shape {result.shape} where class probabilities (C,) "
-                "were expected; is this a detection model? (use --task detection)")
+                "were expected; is this a detection model? (use --task detection; task=\"detection\" from Python)")

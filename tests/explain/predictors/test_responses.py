@@ -137,10 +137,10 @@ def test_header_settings_are_checked(options, message):
     ([np.zeros(0, np.float32)], "classification", "endpoint E answered an empty list where class probabilities"),
     ([np.zeros((2, 6), np.float32)], "classification",
      "endpoint E answered an array of shape (2, 6) where class probabilities (C,) were expected; is this a "
-     "detection model? (use --task detection)"),
+     "detection model? (use --task detection; task=\"detection\" from Python)"),
     ([np.zeros(3, np.float32)], "detection",
      "endpoint E answered an array of shape (3,) where detection rows (D, 6) were expected; is this a "
-     "classification model? (use --task classification)"),
+     "classification model? (use --task classification; task=\"classification\" from Python)"),
 ])
 def test_answers_of_the_wrong_shape_say_what_was_found(results, task, message):
     from explain.predictors.planning import check_results
