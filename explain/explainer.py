@@ -224,6 +224,20 @@ def conversion_hint(image: np.ndarray) -> str:
     return f" ({'; '.join(hints)})" if hints else ""
 
 
+def _warn_unless_probabilities(scores: np.ndarray) -> None:
+    """Warn, once per process, when a classifier's (C,) scores leave [0, 1]: logits, explained as they are."""
+    low, high = float(scores.min()), float(scores.max())
+    if (low >= 0.0 and high <= 1.0) or _WARNED_SCORES:
+        return
+    _WARNED_SCORES.append(True)
+    logger.warning("the model's class scores lie outside [0, 1] (%.4g .. %.4g on an image): logits, say; they are "
+                   "explained as they are, so each value is a share of the score, not of a probability (serve "
+                   "softmax probabilities for that); this is said once", low, high)
+
+
+_WARNED_SCORES: list[bool] = []
+
+
 def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
                   progress: Callable[[int], None] | None = None,
                   segments: np.ndarray | None = None) -> Explanation:
@@ -295,6 +309,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         group_score_fns = [score_fn_for(targets[indices]) for indices, _ in groups]
     else:
         labels = select_classification_targets(unmasked, config.labels, config.label_headers)
+        _warn_unless_probabilities(unmasked)
         best_detection = None
         boxes = None
         target_scores = unmasked[labels].copy()

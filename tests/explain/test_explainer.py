@@ -1,5 +1,6 @@
 """The explanation workflow end to end with in-process fake predictors (known answers)."""
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -209,6 +210,29 @@ def test_a_classifier_answering_text_raises_predictor_error():
                                              r"of numbers \(ValueError: could not convert string to float: 'cat'\)"):
         explain_image(red_square_scene(), lambda batch: [["cat", "dog"]] * len(batch),
                       ExplainConfig(task="classification", num_samples=20))
+
+
+def test_a_classifier_answering_logits_is_explained_with_one_warning(caplog, monkeypatch):
+    """review 30: scores outside [0, 1] passed without a word; they are explained as they are, said once."""
+    monkeypatch.setattr("explain.explainer._WARNED_SCORES", [])
+    weights = pixel_weights()
+    predict, _ = additive_classifier(weights)
+
+    def logits(batch):
+        return [np.log(scores / (1.0 - scores)) * 3.0 for scores in predict(batch)]
+
+    config = ExplainConfig(task="classification", num_samples=40, num_segments=6)
+    with caplog.at_level(logging.WARNING, logger="explain.explainer"):
+        first = explain_image(textured_image(), logits, config)
+        explain_image(textured_image(), logits, config)
+    warned = [record.getMessage() for record in caplog.records if "outside [0, 1]" in record.getMessage()]
+    assert len(warned) == 1 and "they are explained as they are" in warned[0], warned
+    np.testing.assert_allclose(first.shap_values.sum(axis=1), first.predictions - first.base_values, atol=1e-9)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="explain.explainer"):
+        monkeypatch.setattr("explain.explainer._WARNED_SCORES", [])
+        explain_image(textured_image(), predict, config)  # probabilities: no word
+    assert not [record for record in caplog.records if "outside [0, 1]" in record.getMessage()]
 
 
 def test_target_error_stops_before_the_budget():
