@@ -117,7 +117,7 @@ class Explanation:
         image = "no image" if self.image is None else f"{self.image.shape[1]}x{self.image.shape[0]} image"
         head = (f"Explanation({self.task}, {image}, {self.num_segments_used} segments, "
                 f"{self.num_targets} target{'' if self.num_targets == 1 else 's'}, {self.model_calls} model calls, "
-                f"{'exact' if self.exact else 'estimated'})")
+                f"{'nothing to explain' if not self.num_targets else 'exact' if self.exact else 'estimated'})")
         lines = [head] + [_target_summary(self, index) for index in range(min(self.num_targets, REPR_TARGETS))]
         if self.num_targets > REPR_TARGETS:
             lines.append(f"  ... {self.num_targets - REPR_TARGETS} more targets")

@@ -300,7 +300,7 @@ def test_repr_of_many_targets_unknown_errors_and_exact_values():
     assert "±" not in repr(exact) and repr(exact).splitlines()[0].endswith("model calls, exact)")
     nothing = replace(explanation, shap_values=explanation.shap_values[:0], labels=explanation.labels[:0])
     assert repr(nothing) == (f"Explanation(detection, 64x64 image, {explanation.num_segments_used} segments, "
-                             f"0 targets, {explanation.model_calls} model calls, estimated)")
+                             f"0 targets, {explanation.model_calls} model calls, nothing to explain)")  # review 30: "estimated"
 
 
 def test_a_notebook_shows_the_plot_inline_as_a_jpeg():
