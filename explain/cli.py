@@ -288,7 +288,8 @@ def _warn_deprecated_aws_endpoint() -> None:
 @option("--clarify-config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
         callback=_load_clarify_config,
         help="Clarify analysis_config.json: its settings, endpoint_name and dataset_uri are defaults that "
-             "options and IMAGE arguments override (docs/from-clarify.md).")
+             "options and IMAGE arguments override (the guide: docs/from-clarify.md in the source tree, not in "
+             "the wheel).")
 @option("--clarify-compatible", is_flag=True, default=False, is_eager=True, callback=_clarify_compatible,
         help=f"Clarify's defaults, segmentation included (--segmentation {CLARIFY_DEFAULTS['segmentation']}, "
              f"--content-type {CLARIFY_DEFAULTS['content_type']}), to reproduce a Clarify run's segments; "
