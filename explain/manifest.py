@@ -233,11 +233,17 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     entry = others[0]
     changes = _differences(entry.get("settings", {}), settings) or [
         f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
-    if not explained_entries(entries):  # only failures, say a photo too large before --resize
+    explained = [item for item in entries if item.get("status", "explained") == "explained"]  # superseded too
+    if not explained:  # only failures, say a photo too large before --resize
         raise SettingsChangedError(
             f"{out_dir} holds only failure records of a run with other settings ({'; '.join(changes)}), "
             "no explanation: add --restart (RunOptions(restart=True)) to discard them (nothing explained is lost), or "
             "choose another --out")
+    if all(item.get("status") == "failed" for item in others):  # another host's failures beside our explanations
+        raise SettingsChangedError(
+            f"{out_dir} holds failure records of a run with other settings ({'; '.join(changes)}) beside "
+            f"{len(explained)} explanation(s) made with these settings: choose another --out, run with those "
+            "settings, or add --restart (RunOptions(restart=True)), which discards the explanations too")
     names = entry.get("settings", {}).get("label_headers")
     hint = ""
     if settings.get("label_headers") is None and names:

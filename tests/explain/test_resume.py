@@ -265,6 +265,30 @@ def test_an_out_of_only_failures_with_other_settings_says_restart_loses_nothing(
     run(good, CountingDetector(), tmp_path / "out")  # the same settings: the failure stays, an explanation is added
     with pytest.raises(SettingsChangedError, match="holds explanations made with other settings"):
         run_explanations(good, CountingDetector(), changed, tmp_path / "out", RunOptions(progress=False))
+    # review 31: an explanation whose image later failed (its files stay) is no "failure record" only
+    (image_dir / "scene0.png").write_bytes(b"not a png any more")
+    with pytest.raises(ExplainError):
+        run(good, CountingDetector(), tmp_path / "out")
+    with pytest.raises(SettingsChangedError, match="holds explanations made with other settings"):
+        run_explanations(good, CountingDetector(), changed, tmp_path / "out", RunOptions(progress=False))
+
+
+def test_another_hosts_failures_of_other_settings_beside_this_hosts_explanations(image_dir, tmp_path):
+    """review 31: host B, resuming with its own settings beside host A's failures of other settings, was told
+    its explanations were made with other settings."""
+    (image_dir / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ExplainError):  # host A, its own folder (as a Processing instance's) until the merge
+        run_explanations(collect_sources([str(image_dir / "broken.png")]), CountingDetector(),
+                         ExplainConfig(num_samples=24, num_segments=6, seed=7), tmp_path / "host-a",
+                         RunOptions(progress=False, manifest_tag="hostA"))
+    good = collect_sources([str(image_dir / "scene0.png")])
+    run(good, CountingDetector(), tmp_path / "out", manifest_tag="hostB")
+    (tmp_path / "out" / "manifest-hostA.jsonl").write_bytes((tmp_path / "host-a" / "manifest-hostA.jsonl").read_bytes())
+    with pytest.raises(SettingsChangedError, match=re.escape(
+            "holds failure records of a run with other settings (seed 7 -> 0) beside 1 explanation(s) made with "
+            "these settings: choose another --out, run with those settings, or add --restart "
+            "(RunOptions(restart=True)), which discards the explanations too")):
+        run(good, CountingDetector(), tmp_path / "out", manifest_tag="hostB")
 
 
 @pytest.mark.parametrize("changed, message", [
