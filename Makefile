@@ -7,8 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXPLAIN_VENV ?= build/venvs/py312-explain
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# waits up to 10 minutes for another apt (unattended-upgrades on a fresh machine) to release dpkg's lock
+# Another apt on a fresh machine (apt-daily, unattended-upgrades) holds its locks for minutes: install waits up
+# to 10 minutes for dpkg's (DPkg::Lock::Timeout); update, which that option does not cover (the package lists'
+# lock), is tried again every 10 s for as long
 APT := $(SUDO) apt-get -o DPkg::Lock::Timeout=600
+APT_UPDATE := for try in $$(seq 60); do $(APT) update -q && break; [ $$try = 60 ] && exit 100; \
+  echo "apt-get update failed (another apt running?): trying again in 10 s" >&2; sleep 10; done
 DEMO_OUT ?= demo-out
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' serving/__init__.py)
 WHEEL := dist/clearsight-$(VERSION)-py3-none-any.whl
@@ -28,20 +32,20 @@ $(STAMP): requirements.txt constraints.txt setup.cfg pyproject.toml
 java:
 	@command -v java >/dev/null 2>&1 || { \
 	  echo "java not found: installing openjdk-17-jre-headless" >&2; \
-	  $(APT) update -q && $(APT) install -y -q --no-install-recommends openjdk-17-jre-headless; }
+	  $(APT_UPDATE) && $(APT) install -y -q --no-install-recommends openjdk-17-jre-headless; }
 
 # The report tests open report.html in headless Chromium; install Debian's when none is on PATH.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "chromium not found: installing Debian's chromium" >&2; \
-	  $(APT) update -q && $(APT) install -y -q --no-install-recommends chromium; }
+	  $(APT_UPDATE) && $(APT) install -y -q --no-install-recommends chromium; }
 
 # The figures draw CJK class names with a fallback font found on the system (explain/fonts.py); the tests
 # need one: install Debian's fonts-droid-fallback (1.8 MB) when no font of FALLBACK_FONT_FILES is there.
 fonts: install
 	@$(PY) -c "import sys; from explain.fonts import class_name_fonts; sys.exit(len(class_name_fonts()) < 2)" || { \
 	  echo "no CJK font found: installing Debian's fonts-droid-fallback" >&2; \
-	  $(APT) update -q && $(APT) install -y -q --no-install-recommends fonts-droid-fallback; }
+	  $(APT_UPDATE) && $(APT) install -y -q --no-install-recommends fonts-droid-fallback; }
 
 # The API reference from the docstrings (pdoc), one page per module, into docs/api/ (git-ignored).
 # Fails on a module that does not import, a pdoc warning or a docstring naming a missing object.
