@@ -197,6 +197,8 @@ class Explainer:
                 return self._explain(load_image(location), segments)
             self._refuse_per_image_segments_for_a_folder(per_image, location)
             return [self._explain(image, segments) for image in self._images_under(location)]
+        if isinstance(images, list) and images and all(isinstance(item, list) for item in images):
+            images = np.asarray(images)  # nested lists of pixel values: one array, not a list of rows
         if isinstance(images, (list, tuple)):
             if per_image and len(segments) != len(images):
                 raise ConfigError(f"segments holds {len(segments)} maps for a list of {len(images)} images; give "
@@ -215,10 +217,13 @@ class Explainer:
                                f"got {type(images).__name__}" + (
                                    " (file bytes: decode them with explain.images.decode_image(data, name))"
                                    if isinstance(images, (bytes, bytearray)) else ""))
-        array = np.asarray(images)
+        array = self._image(images)
         if array.ndim == 3:
             return self._explain(array, segments)
         if array.ndim == 4:
+            if array.shape[-1] != 3 or array.dtype != np.uint8:  # the hint for the batch, not one of its images
+                raise ExplainError(f"images must be an (N, H, W, 3) uint8 batch, got {array.shape} {array.dtype}"
+                                   f"{conversion_hint(array, batch=True)}")
             if per_image and len(segments) != len(array):
                 raise ConfigError(f"segments holds {len(segments)} maps for {len(array)} images; give one "
                                   "(H, W) map for all or one per image", field="segments")
@@ -238,6 +243,9 @@ class Explainer:
     def _image(item) -> np.ndarray:
         if isinstance(item, (str, os.PathLike)):
             return load_image(item)
+        mode = getattr(item, "mode", None)
+        if type(item).__module__.startswith("PIL.") and isinstance(mode, str) and mode != "RGB":
+            raise ExplainError(f"image is a PIL image of mode {mode!r}, not RGB: pass image.convert('RGB')")
         return np.asarray(item)
 
     @staticmethod

@@ -202,26 +202,41 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def conversion_hint(image: np.ndarray) -> str:
-    """How to turn a common other layout or type into (H, W, 3) uint8 RGB, as a suffix ('' when none fits)."""
-    shape, hints = image.shape, []
-    if image.ndim == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
-        hints.append("channels first: image.transpose(1, 2, 0)")
+def conversion_hint(image: np.ndarray, batch: bool = False) -> str:
+    """How to turn a common other layout or type into (H, W, 3) uint8 RGB, or (N, H, W, 3) for a ``batch``,
+    as a suffix for an error message ('' when none fits)."""
+    name = "batch" if batch else "image"
+    shape, hints = image.shape[1:] if batch else image.shape, []
+    if len(shape) < 2:
+        return ""
+    if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+        hints.append(f"if its channels come first: {name}.transpose({'0, 2, 3, 1' if batch else '1, 2, 0'})")
         shape = (*shape[1:], shape[0])
-    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
-        hints.append("grey: np.dstack([image] * 3)")
+    if (len(shape) == 2 and not batch) or (len(shape) == 3 and shape[2] == 1):
+        hints.append("grey: np.concatenate([batch] * 3, axis=-1)" if batch else "grey: np.dstack([image] * 3)")
     elif len(shape) == 3 and shape[2] == 4:
-        hints.append("RGBA: drop the alpha channel with image[..., :3]")
+        hints.append(f"RGBA: drop the alpha channel with {name}[..., :3]")
     if image.dtype == np.bool_:
-        hints.append("a mask: image.astype(np.uint8) * 255")
+        hints.append(f"a mask: {name}.astype(np.uint8) * 255")
     elif np.issubdtype(image.dtype, np.floating) and image.size:
-        top = float(np.nanmax(image))
-        hints.append("floats in [0, 1]: (image * 255).round().astype(np.uint8)" if top <= 1.0 else
-                     "floats: np.clip(image, 0, 255).round().astype(np.uint8)")
+        hints.append(_float_hint(image, name))
     elif np.issubdtype(image.dtype, np.integer) and image.dtype != np.uint8:
-        hints.append("integers: image.astype(np.uint8) when they are 0..255, (image // 257).astype(np.uint8) "
-                     "for a 16-bit image")
+        hints.append(f"integers: {name}.astype(np.uint8) when they are 0..255, ({name} // 257).astype(np.uint8) "
+                     "for 16 bits")
     return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _float_hint(image: np.ndarray, name: str) -> str:
+    finite = image[np.isfinite(image)]
+    if not finite.size:
+        return "floats, none of them finite"
+    low, high = float(finite.min()), float(finite.max())
+    if low < 0.0:  # mean/std-normalised, or [-1, 1]: no cast makes these pixels
+        return (f"floats from {low:.3g} to {high:.3g}, normalised: undo the normalisation back to 0..255 before "
+                f".astype(np.uint8)")
+    if high <= 1.0:
+        return f"floats in [0, 1]: ({name} * 255).round().astype(np.uint8)"
+    return f"floats: np.clip({name}, 0, 255).round().astype(np.uint8)"
 
 
 def _warn_unless_probabilities(scores: np.ndarray) -> None:

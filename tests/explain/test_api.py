@@ -235,15 +235,30 @@ def test_the_sharpening_settings_are_explainer_settings_and_survive_save_and_loa
     (np.zeros((8, 8, 4), np.uint8), "image must be an (H, W, 3) uint8 array, got (8, 8, 4) uint8 "
                                     "(RGBA: drop the alpha channel with image[..., :3])"),
     (np.zeros((3, 8, 8), np.uint8), "image must be an (H, W, 3) uint8 array, got (3, 8, 8) uint8 "
-                                    "(channels first: image.transpose(1, 2, 0))"),
+                                    "(if its channels come first: image.transpose(1, 2, 0))"),
     (np.zeros((8, 8, 1), np.uint8), "image must be an (H, W, 3) uint8 array, got (8, 8, 1) uint8 "
                                     "(grey: np.dstack([image] * 3))"),
     (np.zeros((8, 8, 3), bool), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) bool "
                                 "(a mask: image.astype(np.uint8) * 255)"),
     (np.zeros((8, 8, 3), np.uint16), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) uint16 (integers: "
                                      "image.astype(np.uint8) when they are 0..255, (image // 257).astype(np.uint8) "
-                                     "for a 16-bit image)"),
+                                     "for 16 bits)"),
     (np.zeros((8, 8, 5), np.uint8), "image must be an (H, W, 3) uint8 array, got (8, 8, 5) uint8"),
+    # review 31: normalised floats were told to scale by 255 (negative values wrapped round), batches got the hint
+    # of one image, PIL images hints for arrays, nested lists were read as lists of rows
+    (np.full((8, 8, 3), -0.5), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float64 (floats from -0.5 "
+                               "to -0.5, normalised: undo the normalisation back to 0..255 before .astype(np.uint8))"),
+    (np.full((8, 8, 3), np.nan), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float64 (floats, none of "
+                                 "them finite)"),
+    (np.zeros((2, 3, 8, 8), np.uint8), "images must be an (N, H, W, 3) uint8 batch, got (2, 3, 8, 8) uint8 (if its "
+                                       "channels come first: batch.transpose(0, 2, 3, 1))"),
+    (np.zeros((2, 8, 8, 1), np.float32), "images must be an (N, H, W, 3) uint8 batch, got (2, 8, 8, 1) float32 "
+                                         "(grey: np.concatenate([batch] * 3, axis=-1); floats in [0, 1]: (batch * 255)"
+                                         ".round().astype(np.uint8))"),
+    (Image.new("RGBA", (8, 8)), "image is a PIL image of mode 'RGBA', not RGB: pass image.convert('RGB')"),
+    ([Image.new("L", (8, 8))], "image is a PIL image of mode 'L', not RGB: pass image.convert('RGB')"),
+    (np.zeros((8, 8, 3)).tolist(), "image must be an (H, W, 3) uint8 array, got (8, 8, 3) float64 (floats in "
+                                   "[0, 1]: (image * 255).round().astype(np.uint8))"),
 ])
 def test_bad_images_are_refused_naming_the_problem(images, message):
     with pytest.raises(ExplainError) as raised:
