@@ -354,7 +354,7 @@ def _variable_of(param: click.Option) -> str:
     """The environment variable an explain option's value came from (CLEARSIGHT_EXPLAIN_<NAME>, or its old name)."""
     name = param.envvar if isinstance(param.envvar, str) else f"{EXPLAIN_ENV_PREFIX}_{param.name.upper()}"
     old = getattr(param, "deprecated_envvar", None) or f"EXPLAIN_{param.name.upper()}"
-    return name if os.environ.get(name) or not os.environ.get(old) else old
+    return name if os.environ.get(name, "").strip() or not os.environ.get(old) else old
 
 
 def _local_files(explain_ctx: click.Context, explain_args: tuple[str, ...],

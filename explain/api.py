@@ -281,6 +281,7 @@ class Explainer:
             raise ExplainError("this Explainer is closed (close() or the end of its with block): make a new one")
 
     def __enter__(self) -> Explainer:
+        self._check_open()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -288,4 +289,5 @@ class Explainer:
 
     def __repr__(self) -> str:
         description = getattr(self.predictor, "description", type(self.predictor).__name__)
-        return f"Explainer({description}, task={self.config.task!r}, num_samples={self.config.num_samples})"
+        closed = ", closed" if self._closed else ""
+        return f"Explainer({description}, task={self.config.task!r}, num_samples={self.config.num_samples}{closed})"

@@ -242,12 +242,12 @@ def _float_hint(image: np.ndarray, name: str) -> str:
 def _warn_unless_probabilities(scores: np.ndarray) -> None:
     """Warn, once per process, when a classifier's (C,) scores leave [0, 1]: logits, explained as they are."""
     low, high = float(scores.min()), float(scores.max())
-    if (low >= 0.0 and high <= 1.0) or _WARNED_SCORES:
+    if (low >= -1e-4 and high <= 1.0 + 1e-4) or _WARNED_SCORES:  # float32 rounding of a probability is no logit
         return
     _WARNED_SCORES.append(True)
-    logger.warning("the model's class scores lie outside [0, 1] (%.4g .. %.4g on an image): logits, say; they are "
-                   "explained as they are, so each value is a share of the score, not of a probability (serve "
-                   "softmax probabilities for that); this is said once", low, high)
+    logger.warning("the model's class scores lie outside [0, 1] (from %.6g to %.6g on an image): logits, say; they "
+                   "are explained as they are, so each value is a share of the score, not of a probability (serve "
+                   "softmax probabilities for that); this is said once per process", low, high)
 
 
 _WARNED_SCORES: list[bool] = []
@@ -420,7 +420,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
             warn_about_image(logger, f"{coarse_budget} model calls cannot determine the values of {coarse_segments} "
                              f"segments (2 x {coarse_segments} + 2 = {determining_samples(coarse_segments)} can): "
                              f"the {unknown} target(s)' values are the minimum-norm fit and their standard errors "
-                             "unknown; raise --num-samples or lower --num-segments")
+                             "unknown; raise --num-samples or lower --num-segments (num_samples, num_segments from Python)")
         else:
             warn_about_image(logger, f"the standard errors of {unknown} target(s) are unknown: {coarse_budget} model "
                              f"calls for {coarse_segments} segments left fewer than 2 coalition pairs to estimate "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +93,13 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
     path = Path(path)
     try:
         with open(path, "rb") as file:
-            if file.read(2) != b"PK":  # not a zip: numpy would call a text or image file "pickled data"
+            if file.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy: "pickled data" for a text file
                 raise ExplainError(f"{str(path)!r} is not an explanation file: not an .npz archive (an "
                                    "explanation file is the .npz that explain or Explanation.save writes)")
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError) as error:
-        raise ExplainError(f"cannot read explanation file {str(path)!r}: {error}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:  # a copy cut short, say
+        raise ExplainError(f"cannot read explanation file {str(path)!r}: {error or type(error).__name__}") from None
     missing = {"segments", "shap_values", "standard_errors", "base_values", "predictions",
                "labels"} - set(arrays)
     if missing:

@@ -45,7 +45,8 @@ def status_hint(status: int | None) -> str:
         return ("; lower --max-payload-bytes or --max-images-per-request (TransportConfig's max_payload_bytes, "
                 "max_images_per_request), or use --resize (the resize setting)")
     if status == 415:
-        return "; choose another --content-type (Clarify sends image/jpeg; this client's default is application/x-npy)"
+        return ("; choose another --content-type (TransportConfig(content_type=...) from Python; Clarify sends image/jpeg; "
+                "this client's default is application/x-npy)")
     return ""
 
 

@@ -215,8 +215,9 @@ class InProcessPredictor(Predictor):
         served = getattr(getattr(connection.model, "spec", None), "task", None)
         if task is not None and served is not None and served != task:  # else every image fails at its first call
             connection.close()
-            raise ConfigError(f"model {model_path} is a {served} model (its model.json), but the task given is "
-                              f"{task}: give task {served}", field="task")
+            raise ConfigError(f"model {model_path} is a {served} model (its model.json), but it is asked for "
+                              f"{task} (--task, or task= from Python, whose default is detection): give task {served}",
+                              field="task")
         transport = TransportConfig(content_type=given.content_type, accept=given.accept,
                                     max_payload_bytes=min(given.max_payload_bytes, connection.max_body_bytes),
                                     concurrency=1, max_retries=0, custom_attributes=given.custom_attributes,

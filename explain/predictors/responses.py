@@ -93,7 +93,7 @@ def decode_response(body: bytes, content_type: str, task: str | None, num_images
         return decode_predictions(body, content_type)
     if kind == NPY:
         raise ValueError(f"probability {probability!r} applies to JSON answers, the endpoint answered {NPY}; "
-                         f"ask for JSON (--accept {JSON}) or drop --probability")
+                         f"ask for JSON (--accept {JSON}; TransportConfig(accept=...) from Python) or drop --probability")
     if kind != JSON:
         raise ValueError(f"content type {content_type!r}; expected {JSON} or {NPY}")
     try:

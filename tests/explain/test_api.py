@@ -270,7 +270,8 @@ def test_a_closed_explainer_is_refused(tiny_classifier_dir):
     """review 30: a model folder's Explainer answered on after close()."""
     with Explainer(str(tiny_classifier_dir), task="classification", num_samples=16) as explainer:
         assert explainer(red_square_scene()).predictions.shape[0] >= 1
-    for call in (lambda: explainer(red_square_scene()), lambda: explainer.run([], "out")):
+    assert repr(explainer).endswith(", closed)")
+    for call in (lambda: explainer(red_square_scene()), lambda: explainer.run([], "out"), explainer.__enter__):
         with pytest.raises(ExplainError, match=r"this Explainer is closed \(close\(\) or the end of its with block\)"):
             call()
 
@@ -547,7 +548,11 @@ def test_load_names_a_file_that_is_not_an_explanation(tmp_path):
     np.save(tmp_path / "values.npy", np.zeros(3))
     (tmp_path / "report.html").write_text("<html></html>")
     (tmp_path / "empty.npz").write_bytes(b"")
-    for name in ("values.npy", "report.html", "empty.npz"):
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "other.npz").read_bytes()[:100])  # review 31: BadZipFile escaped
+    with pytest.raises(ExplainError, match="cannot read explanation file .*cut.npz': File is not a zip file"):
+        Explanation.load(tmp_path / "cut.npz")
+    (tmp_path / "notes.txt").write_text("PK is how this text starts")
+    for name in ("values.npy", "report.html", "empty.npz", "notes.txt"):
         with pytest.raises(ExplainError, match=f"{name}' is not an explanation file: not an .npz archive "
                                                r"\(an explanation file is the .npz that explain or Explanation.save"):
             Explanation.load(tmp_path / name)

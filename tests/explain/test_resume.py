@@ -624,7 +624,8 @@ def test_resuming_through_an_endpoint_without_the_model_folders_names_says_how_t
     entries = [{"key": "a.png", "settings_digest": settings_digest(made), "settings": made}]
     now = {"task": "detection", "label_headers": None}
     with pytest.raises(SettingsChangedError, match=r"resume \(the class names: pass --label-headers "
-                                                   r"circle,square,triangle to give the same\), add --restart"):
+                                                   r"circle,square,triangle, label_headers= from Python, to give "
+                                                   r"the same\), add --restart"):
         check_settings(entries, settings_digest(now), now, tmp_path)
     made["label_headers"] = ["traffic light, red", "car"]
     entries = [{"key": "a.png", "settings_digest": settings_digest(made), "settings": made}]

@@ -116,8 +116,8 @@ def test_in_process_task_mismatch_is_refused_before_any_image(task, served, tiny
     folder = tiny_classifier_dir if served == "classification" else tiny_detector_dir
     with pytest.raises(ConfigError) as raised:
         make_predictor(str(folder), task)
-    assert str(raised.value) == (f"model {folder} is a {served} model (its model.json), but the task given is "
-                                 f"{task}: give task {served}")
+    assert str(raised.value) == (f"model {folder} is a {served} model (its model.json), but it is asked for {task} "
+                                 f"(--task, or task= from Python, whose default is detection): give task {served}")
     assert raised.value.field == "task"
 
 
