@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from .errors import ExplainError
@@ -106,13 +107,14 @@ def parse_manifest(text: str, uri: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def dataset_sources(dataset_uri: str) -> list[ImageSource]:
+def dataset_sources(dataset_uri: str, output_mark: Callable[[str], bool] | None = None) -> list[ImageSource]:
     """The images a Clarify ``dataset_uri`` names: an S3 prefix, a local folder or image, or a manifest.
 
+    ``output_mark``: as ``collect_sources``'s, so that a folder's earlier clearsight outputs are left out.
     Raises ExplainError for a location without images, an unreadable or malformed manifest.
     """
     if not is_manifest(dataset_uri):
-        return collect_sources([dataset_uri])
+        return collect_sources([dataset_uri], output_mark=output_mark)
     pairs = parse_manifest(_read(dataset_uri), dataset_uri)
     if not pairs:
         raise ExplainError(f"manifest {dataset_uri!r} lists no images")

@@ -270,7 +270,9 @@ def _images_from_config(ctx: click.Context) -> list:
         raise click.UsageError("no images: give IMAGE... (files, folders, s3://BUCKET/PREFIX) or a "
                                "--clarify-config whose dataset_uri names them", ctx)
     try:
-        return dataset_sources(settings.dataset_uri)
+        return dataset_sources(settings.dataset_uri, output_mark=is_output_mark)  # earlier runs' --out inside
+    except ImageListingError as error:  # S3 unreachable, no credentials: a failure (exit 1), as for IMAGE
+        raise click.ClickException(printable(f"dataset_uri {settings.dataset_uri!r}: {error}")) from None
     except ExplainError as error:
         raise click.BadParameter(f"dataset_uri {settings.dataset_uri!r}: {error}", ctx,
                                  _option_named(ctx, "clarify_config")) from None

@@ -90,6 +90,20 @@ def test_a_detection_config_runs_alone_against_the_mapped_endpoint(photos, tmp_p
     assert "explained 2 image(s)" in result.stdout
 
 
+def test_a_dataset_uri_folder_leaves_out_earlier_outputs_inside_it(photos, tmp_path):
+    """review 32, finding 1: the tool's own heat maps in photos/explanations were explained as images on the
+    next run of a config whose dataset_uri is the folder (an IMAGE argument already left them out)."""
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue"]), "photos")
+    with FakeEndpoint("detection") as endpoint:
+        first = run_cli(["--clarify-config", config, "--out", photos / "explanations", "--quiet"],
+                        env=endpoint_map(endpoint.url))
+        second = run_cli(["--clarify-config", config, "--out", tmp_path / "again", "--quiet"],
+                         env=endpoint_map(endpoint.url))
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert list(photos.glob("explanations/shap_*.jpeg"))
+    assert "explained 2 image(s)" in second.stdout, second.output
+
+
 def test_a_classification_config_with_a_probability_path_and_target_model(photos, tmp_path):
     config = write_config(tmp_path, sdk_analysis_config(
         "IMAGE_CLASSIFICATION", ["red", "green", "blue", "other"], probability="[*]",
@@ -300,6 +314,18 @@ def test_an_unmapped_endpoint_name_goes_to_sagemaker(photos, tmp_path, monkeypat
     result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"])
     assert result.exit_code == 1, result.output
     assert "no AWS region for the SageMaker endpoint" in result.output
+
+
+def test_a_dataset_uri_prefix_that_cannot_be_listed_is_a_failure_not_a_usage_error(tmp_path, monkeypatch):
+    """review 32, finding 5: exit 2 naming --clarify-config; as an IMAGE argument the same prefix exits 1."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
+    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red"]), "s3://photos/scenes/")
+    result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "Error: dataset_uri 's3://photos/scenes/': cannot list s3://photos/scenes/: Could not connect" in (
+        " ".join(result.output.split())), result.output
 
 
 BAD_RUNS = [
