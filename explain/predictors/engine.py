@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -34,20 +35,33 @@ from .responses import decode_response
 from .stats import PredictorStats, StatsRecorder
 from .transport import Connection, TransientError, TransportConfig
 
-__all__ = ["Predictor", "status_hint"]
+__all__ = ["Predictor", "rejects_content_type", "status_hint"]
 
 logger = logging.getLogger(__name__)
 
 
-def status_hint(status: int | None) -> str:
-    """What the user can change for a client-error status ('' when nothing obvious)."""
+def status_hint(status: int | None, message: str = "") -> str:
+    """What the user can change for an error status and the server's message ('' when nothing obvious)."""
     if status == 413:
         return ("; lower --max-payload-bytes or --max-images-per-request (TransportConfig's max_payload_bytes, "
                 "max_images_per_request), or use --resize (the resize setting)")
-    if status == 415:
-        return ("; choose another --content-type (TransportConfig(content_type=...) from Python; Clarify sends image/jpeg; "
-                "this client's default is application/x-npy)")
+    if status == 415 or rejects_content_type(message):
+        return ("; choose another --content-type (predictor.content_type in a Clarify config, "
+                "TransportConfig(content_type=...) from Python; Clarify sends image/jpeg, this client's default "
+                "is application/x-npy)")
     return ""
+
+
+def rejects_content_type(message: str) -> bool:
+    """Whether an error message blames the request's content type (JumpStart and other containers answer
+    400 or 500 "unsupported content type", not 415): no retry makes such a request succeed."""
+    return bool(_CONTENT_TYPE_WORDS.search(message or ""))
+
+
+_CONTENT_TYPE_WORDS = re.compile(r"(unsupported|unknown|invalid|not supported|cannot handle|wrong)\W+(\w+\W+)?"
+                                 r"(content[ _-]?type|media[ _-]?type|mime[ _-]?type)|content[ _-]?type\W+\S+\W+"
+                                 r"(is )?(not supported|unsupported)", re.IGNORECASE)
+
 
 
 class _FirstFailure:

@@ -18,7 +18,7 @@ from serving.contract import (
 )
 
 from ..errors import ConfigError, PredictorError
-from .engine import Predictor, status_hint
+from .engine import Predictor, rejects_content_type, status_hint
 from .planning import check_task
 from .transport import TransientError, TransportConfig
 
@@ -118,10 +118,10 @@ class HttpConnection:
         status = response.status_code
         if status >= 400:
             message = error_message(content, response.reason)
-            if is_retryable_status(status):
+            if is_retryable_status(status) and not rejects_content_type(message):
                 raise TransientError(f"endpoint error (HTTP {status}): {message}")
             raise PredictorError(f"{self.description} rejected the request with HTTP {status}: "
-                                 f"{message}{status_hint(status)}")
+                                 f"{message}{status_hint(status, message)}")
         return content, response.headers.get("Content-Type", self.transport.accept)
 
     def _read(self, response: requests.Response, deadline: float) -> bytes:

@@ -7,7 +7,7 @@ import json
 from serving.contract import is_endpoint_name
 
 from ..errors import ConfigError, EndpointAccessError, PredictorError
-from .engine import Predictor, status_hint
+from .engine import Predictor, rejects_content_type, status_hint
 from .planning import check_task
 from .transport import TransientError, TransportConfig
 
@@ -134,11 +134,13 @@ class SageMakerConnection:
                 original_message = _json_error_field(original_message)
             except ValueError:
                 pass
-            if original_status is None or int(original_status) >= 500 or int(original_status) == 429:
+            retryable = original_status is None or int(original_status) >= 500 or int(original_status) == 429
+            if retryable and not rejects_content_type(str(original_message)):
                 return TransientError(f"model error (HTTP {original_status}): {original_message}")
+            status = None if original_status is None else int(original_status)
             return PredictorError(
                 f"the model behind {self.description} rejected the request with HTTP "
-                f"{original_status}: {original_message}{status_hint(int(original_status))}")
+                f"{original_status}: {original_message}{status_hint(status, str(original_message))}")
         message = message.strip().splitlines()[0][:300] if message.strip() else code
         if code in _ACCESS_AWS_CODES or (code == "ValidationError" and "not found" in message.lower()):
             return EndpointAccessError(f"{self.description}: {code}: {message}")  # e.g. "Endpoint x ... not found."

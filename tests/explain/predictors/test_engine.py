@@ -245,6 +245,11 @@ def test_gives_up_after_max_retries(detection_endpoint):
     (400, "expected (N, H, W, 3) uint8, got float64", r"HTTP 400: expected \(N, H, W, 3\) uint8, got float64$"),
     (415, "unsupported content type 'image/gif'", r"HTTP 415: unsupported content type 'image/gif'; choose another --content-type"),
     (413, "request body too large", r"HTTP 413: request body too large; lower --max-payload-bytes"),
+    # review 32: containers that answer a content type they cannot read with 400 or 500 (JumpStart's)
+    (500, "Unsupported content type application/x-npy",
+     r"HTTP 500: Unsupported content type application/x-npy; choose another --content-type \(predictor.content_type "
+     r"in a Clarify config"),
+    (400, "content-type application/x-npy is not supported", r"HTTP 400: .*; choose another --content-type"),
 ])
 def test_client_errors_are_not_retried(detection_endpoint, status, message, expected):
     detection_endpoint.fail_status = status
@@ -321,8 +326,8 @@ class RawHttpServer:
                 return
             with connection:
                 connection.settimeout(5)
-                connection.recv(1 << 20)
                 try:
+                    _read_request(connection)  # whole: unread request bytes at close() reset the connection
                     connection.sendall(self.head)
                     for piece in self.pieces:
                         if self.stop.wait(self.pause):
@@ -339,6 +344,24 @@ class RawHttpServer:
         self.stop.set()
         self.listener.close()
         self.thread.join(5)
+
+
+def _read_request(connection) -> None:
+    """Read one HTTP request with a Content-Length body (what HttpPredictor sends) off ``connection``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = connection.recv(1 << 16)
+        if not piece:
+            return
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        piece = connection.recv(1 << 16)
+        if not piece:
+            return
+        body += piece
 
 
 def test_an_answer_trickling_in_is_abandoned_when_the_timeout_is_up():

@@ -189,6 +189,21 @@ def test_sagemaker_predictor_reports_4xx_model_error_without_retry():
     assert predictor.stats["retries"] == 0
 
 
+def test_sagemaker_predictor_names_the_content_type_a_5xx_model_error_blames_without_retry():
+    """review 32: a JumpStart container answers 500 "unsupported content type"; six attempts, then 'check that the
+    endpoint is up', hid that a Clarify config without predictor.content_type sends npy here, not JPEG."""
+    client, stubber = _stubbed([
+        ("error", ("ModelError", 424, {"OriginalStatusCode": 500,
+                                       "OriginalMessage": "Unsupported content type: application/x-npy"})),
+    ])
+    predictor = SageMakerPredictor("ep", "detection", TransportConfig(backoff_base=0.001), client=client)
+    with pytest.raises(PredictorError, match=r"HTTP 500: Unsupported content type: application/x-npy; choose another "
+                                             r"--content-type \(predictor.content_type in a Clarify config"):
+        predictor(random_batch(1))
+    stubber.assert_no_pending_responses()
+    assert predictor.stats["retries"] == 0
+
+
 def test_sagemaker_predictor_reports_validation_error():
     client, _ = _stubbed([("error", ("ValidationError", 400, {}))])
     predictor = SageMakerPredictor("ep", "detection", client=client)
