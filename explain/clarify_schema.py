@@ -158,7 +158,9 @@ def _refusal(node, data, path: list[str], allowed_here: Mapping[str, Sequence[st
         missing = [key for key in keys if not isinstance(key, Optional) and key not in matched]
         if missing and all(isinstance(key, str) for key in missing):
             names = ", ".join(repr(key) for key in missing)
-            return f"{where}: missing key{'s' if len(missing) > 1 else ''} {names}"
+            # a misspelt key is both: say both (review 32: "missing key 'name'" for {"nmae": ...})
+            also = f", and unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}" if unknown else ""
+            return f"{where}: missing key{'s' if len(missing) > 1 else ''} {names}{also}"
         if unknown:
             names = ", ".join(repr(name) for name in unknown)
             return f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {names}"

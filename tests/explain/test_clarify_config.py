@@ -343,6 +343,7 @@ SDK_SCHEMA_ERRORS = [
      "methods.shap.image_config.debug.class_ids[0]: it must be an integer, got 'a'"),
     ("methods.shap.image_config.debug", {"sample": 1}, "methods.shap.image_config.debug: unknown key 'sample'"),
     ("methods.report", {"title": "t"}, "methods.report: missing key 'name'"),
+    ("methods.report", {"nmae": "report"}, "methods.report: missing key 'name', and unknown key 'nmae'"),  # review 32
     ("methods.report.name", 1, "methods.report.name: it must be a string, got 1"),
     ("methods.pdp", {"grid_resolution": 1.5}, "methods.pdp.grid_resolution: it must be an integer, got 1.5"),
     ("methods.pre_training_bias", {"methods": 3},
