@@ -22,6 +22,7 @@ from .errors import ConfigError
 
 __all__ = [
     "ClarifySettings",
+    "CONFIG_KEY_OF_OPTION",
     "CLARIFY_DEFAULTS",
     "CLARIFY_KEYS",
     "CLARIFY_SEGMENTATION",
@@ -114,6 +115,21 @@ _PREDICTOR_KEYS = {"endpoint_name", "endpoint_name_prefix", "model_name", "targe
                    "time_series_predictor_config"}
 _SHADOW_ENDPOINT_KEYS = ("model_name", "endpoint_name_prefix", "instance_type", "initial_instance_count",
                          "accelerator_type")
+
+
+# where each option of ClarifySettings.options comes from in the file: an error about a value the file gave
+# names the key the user wrote, not only the command-line option it became
+_IMAGE = "methods.shap.image_config"
+CONFIG_KEY_OF_OPTION = {
+    "task": f"{_IMAGE}.model_type", "num_samples": "methods.shap.num_samples", "seed": "methods.shap.seed",
+    "num_segments": f"{_IMAGE}.num_segments", "segment_compactness": f"{_IMAGE}.segment_compactness",
+    "max_objects": f"{_IMAGE}.max_objects", "iou_threshold": f"{_IMAGE}.iou_threshold",
+    "context": f"{_IMAGE}.context", "baseline": "methods.shap.baseline",
+    "probability_threshold": "probability_threshold", "label_headers": "predictor.label_headers",
+    "content_type": "predictor.content_type", "accept": "predictor.accept_type",
+    "probability": "predictor.probability", "custom_attributes": "predictor.custom_attributes",
+    "target_model": "predictor.target_model", "endpoint": "predictor.endpoint_name",
+}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from serving.contract import (
 )
 
 from .baselines import baseline_file_bytes, is_s3_baseline
-from .clarify_config import CLARIFY_DEFAULTS, read_clarify_config
+from .clarify_config import CLARIFY_DEFAULTS, CONFIG_KEY_OF_OPTION, read_clarify_config
 from .clarify_dataset import dataset_sources
 from .config import (
     BUILTIN_BASELINES,
@@ -260,7 +260,19 @@ def _usage_error(ctx: click.Context, error: ConfigError, default: str | None = N
     """A ConfigError as click's usage error (exit 2), against its option (else ``default``'s); control
     characters in it (a class name from a file or a Clarify config) escaped."""
     param = _option_for(ctx, error) or (_option_named(ctx, default) if default else None)
-    return click.BadParameter(printable(str(error)), ctx, param)
+    return click.BadParameter(printable(str(error)) + _from_the_clarify_config(ctx, param), ctx, param)
+
+
+def _from_the_clarify_config(ctx: click.Context, param: click.Parameter | None) -> str:
+    """' (the Clarify config's KEY)' when ``param``'s value came from --clarify-config, else ''."""
+    settings = ctx.meta.get(_CLARIFY_META)
+    if param is None or settings is None or param.name not in settings.options:
+        return ""
+    if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT_MAP:
+        return ""  # given on the command line or by a variable, over the file's
+    key = CONFIG_KEY_OF_OPTION.get(param.name)
+    where = "label_headers or predictor.label_headers" if param.name == "label_headers" else key
+    return f" (the value of {where} in --clarify-config)" if where else " (a value of --clarify-config)"
 
 
 def _images_from_config(ctx: click.Context) -> list:

@@ -362,6 +362,28 @@ def test_unusable_clarify_runs_are_usage_errors(changes, extra, message, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("predictor, extra, message", [
+    ({"label_headers": ["a", "a"]}, [],
+     "Invalid value for '--label-headers': label_headers names 'a' more than once (a, a): give each class its own "
+     "name, in class-id order (the value of label_headers or predictor.label_headers in --clarify-config)"),
+    ({"label_headers": ["a"], "probability": "prediction["}, [],
+     "Invalid value for '--probability': probability 'prediction[' is not a valid JMESPath expression: Invalid "
+     'jmespath expression: Incomplete expression: "prediction[" ^ (the value of predictor.probability in '
+     "--clarify-config)"),
+    ({"label_headers": ["a"]}, ["--label-headers", "b,b"],  # the command line's value: no config key named
+     "Invalid value for '--label-headers': label_headers names 'b' more than once (b, b): give each class its own "
+     "name, in class-id order"),
+])
+def test_a_config_value_refused_names_its_key(photos, tmp_path, predictor, extra, message):
+    """review 32, finding 4: a value the file gave was named only as the command-line option it became."""
+    config = write_config(tmp_path, {**sdk_analysis_config("OBJECT_DETECTION", ["a"]),
+                                     "predictor": {"endpoint_name": ENDPOINT_NAME, **predictor}}, "photos")
+    result = run_cli(["--clarify-config", config, "--out", tmp_path / "out", *extra])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert output.endswith(message), output
+
+
 def test_clarify_compatible_uses_clarify_segmentation_and_defaults(photos, tmp_path):
     with FakeEndpoint("detection") as endpoint:
         result = run_cli(["--clarify-compatible", "--endpoint", endpoint.url, "--task", "detection",
