@@ -114,4 +114,18 @@ def decode_response(body: bytes, content_type: str, task: str | None, num_images
         return _per_image(payload, task, num_images)
     except ValueError as error:
         found = f"probability {probability!r} gives" if probability is not None else "the answer is"
-        raise ValueError(f"{found} {_snippet(json.dumps(payload).encode())}: {error}") from None
+        raise ValueError(f"{found} {_snippet(json.dumps(payload).encode())}: {error}"
+                         f"{_shape_hint(payload, task, probability)}") from None
+
+
+def _shape_hint(payload, task: str | None, probability: str | None) -> str:
+    """What an answer of the wrong form suggests (review 32: a classifier's scores sent to a detection run, an
+    object of named fields without --probability), as a suffix ('' when nothing)."""
+    if isinstance(payload, dict) and probability is None:
+        return ("; an object: set --probability (predictor.probability in a Clarify config) to the JMESPath of the "
+                f"scores among its fields ({', '.join(map(str, list(payload)[:5]))})")
+    if task == "detection" and (_is_number_list(payload) or (isinstance(payload, list) and payload
+                                                             and all(_is_number_list(item) for item in payload))):
+        return ("; lists of numbers that are not 6-number detection rows: a classifier's scores? (use --task "
+                "classification; model_type IMAGE_CLASSIFICATION in a Clarify config)")
+    return ""

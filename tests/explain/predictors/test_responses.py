@@ -64,6 +64,13 @@ BAD_ANSWERS = [
     (b"not json", "detection", 1, None, "not valid JSON"),
     (b"[" * 100_000 + b"]" * 100_000, "classification", 1, None,  # review 17, F13: not a RecursionError
      "the answer is nested too deeply to be scores or detection rows (lists of numbers, a list per image): [[[["),
+    # review 32: a classifier behind a detection run, an object of named fields without --probability
+    ([0.1, 0.7, 0.2], "detection", 1, None,
+     "response entry 0 is float, expected a list; lists of numbers that are not 6-number detection rows: a "
+     "classifier's scores? (use --task classification; model_type IMAGE_CLASSIFICATION in a Clarify config)"),
+    ({"probabilities": [0.1, 0.9], "labels": ["a", "b"]}, "classification", 1, None,
+     "got dict; an object: set --probability (predictor.probability in a Clarify config) to the JMESPath of the "
+     "scores among its fields (probabilities, labels)"),
 ]
 
 
