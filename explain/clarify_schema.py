@@ -223,6 +223,8 @@ def check_against_sdk_schema(analysis_config, allowed_here: Mapping[str, Sequenc
                    or "the file: a value Clarify's schema does not allow")
         if message == "the file: unknown key 'label_headers'":
             message += " (Clarify reads class names from predictor.label_headers: move them there)"
+        if message == "methods.shap.image_config: unknown key 'overlap'":  # Clarify's 2022 docs still show it
+            message += " (the old name of iou_threshold: rename it to iou_threshold)"
         raise ConfigError(f"Clarify's analysis-config schema (SageMaker SDK {sagemaker.__version__}) refuses "
                           f"{message}") from None
     return sagemaker.__version__

@@ -477,6 +477,20 @@ def test_top_level_label_headers_are_refused_by_the_sdk_schema_and_read_without_
     assert read_clarify_config(both).options["label_headers"] == ("c", "d")
 
 
+def test_the_old_overlap_key_is_named_as_iou_threshold_with_and_without_the_sdk(tmp_path, monkeypatch):
+    """review 32, finding 6: with the SDK installed its schema said only "unknown key 'overlap'"."""
+    import sys
+
+    path = tmp_path / "overlap.json"
+    path.write_text(json.dumps(with_changes("methods.shap.image_config.overlap", 0.5)))
+    with pytest.raises(ConfigError, match=r"refuses methods.shap.image_config: unknown key 'overlap' \(the old name "
+                                          r"of iou_threshold: rename it to iou_threshold\)$"):
+        read_clarify_config(path)
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # the explain-only install: the tool's own message
+    with pytest.raises(ConfigError, match=r"overlap is the old name of iou_threshold; rename it to iou_threshold"):
+        read_clarify_config(path)
+
+
 def test_the_schema_check_is_reported(tmp_path):
     path = tmp_path / "analysis_config.json"
     path.write_text(json.dumps(DETECTION_CONFIG))
