@@ -29,6 +29,7 @@ from deploy.aws_cli import (
 )
 from deploy.cli import main as deploy_main
 from deploy.errors import DeployConfigError, DeployError
+from explain.clarify_config import read_clarify_config
 from explain.cli import ENV_PREFIX as EXPLAIN_ENV_PREFIX
 from explain.cli import VERBOSE_META, configure_logging, kept_files_lines
 from explain.cli import main as explain_main
@@ -369,7 +370,7 @@ def _local_files(explain_ctx: click.Context, explain_args: tuple[str, ...],
     found = []
     if params.get("clarify_config"):
         found.append(f"{given('clarify_config', '--clarify-config')} reads a local file (give its settings as "
-                     "options)")
+                     f"options{_as_options(params['clarify_config'])})")
     if params.get("endpoint_map") and (  # the variable is left out of the job, with a warning
             explain_ctx.get_parameter_source("endpoint_map") is not ParameterSource.ENVIRONMENT):
         found.append("--endpoint-map names local models or URLs (the job explains --endpoint)")
@@ -383,6 +384,19 @@ def _local_files(explain_ctx: click.Context, explain_args: tuple[str, ...],
     if any(Path(value).is_file() for value in values):
         found.append(f"{given('label_headers', '--label-headers')} reads a local file (give the names as a,b,c)")
     return found
+
+
+def _as_options(clarify_config: str) -> str:
+    """': explain-job --task T -- --num-samples N ...', a Clarify config's settings as the job takes them ('' when
+    the file cannot be read: its own error was already reported by the check)."""
+    try:
+        options = read_clarify_config(clarify_config, validate=False).options
+    except ConfigError:
+        return ""
+    parts = [f"--{name.replace('_', '-')} {shlex.quote(','.join(value) if isinstance(value, tuple) else str(value))}"
+             for name, value in options.items() if name not in ("endpoint", "task")]
+    task = f"explain-job --task {options['task']}" if "task" in options else "explain-job"
+    return f": {task} ... -- {' '.join(parts)}" if parts else ""
 
 
 def run() -> None:

@@ -375,7 +375,10 @@ def test_explain_job_refuses_options_naming_local_files(aws, tmp_path):
             (["--baseline", str(baseline)], f"--baseline {baseline} is a local image"),
             (["--label-headers", str(labels)], "--label-headers reads a local file"),
             ([f"--label-headers={labels}"], "--label-headers reads a local file"),
-            (["--clarify-config", str(config)], "--clarify-config reads a local file"),
+            (["--clarify-config", str(config)], "--clarify-config reads a local file (give its settings as options: "
+                                                "explain-job --task detection ... -- --num-segments 4 --segment-compactness 5.0 --num-samples 16 --seed 1 "
+                                                "--label-headers square,corner --content-type application/x-npy "
+                                                "--accept application/json)"),  # review 32
             (["--endpoint-map", "shapes-detector=http://127.0.0.1:9"], "--endpoint-map names local models")):
         result = CliRunner().invoke(clearsight, job_args(aws, "--", *extra), obj=aws.session)
         assert result.exit_code == 2, result.output
