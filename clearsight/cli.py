@@ -393,8 +393,13 @@ def _as_options(clarify_config: str) -> str:
         options = read_clarify_config(clarify_config, validate=False).options
     except ConfigError:
         return ""
+    def travels(name, value) -> bool:  # as the job takes it: no local file, no class name a comma would split
+        if name == "baseline":
+            return value in BUILTIN_BASELINES or str(value).startswith("s3://")
+        return name != "label_headers" or not any("," in item for item in value)
+
     parts = [f"--{name.replace('_', '-')} {shlex.quote(','.join(value) if isinstance(value, tuple) else str(value))}"
-             for name, value in options.items() if name not in ("endpoint", "task")]
+             for name, value in options.items() if name not in ("endpoint", "task") and travels(name, value)]
     task = f"explain-job --task {options['task']}" if "task" in options else "explain-job"
     return f": {task} ... -- {' '.join(parts)}" if parts else ""
 

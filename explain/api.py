@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -78,6 +79,18 @@ def _one_map_per_image(segments) -> bool:
     if isinstance(segments, (list, tuple)):
         return len(segments) > 0 and all(np.ndim(item) == 2 for item in segments)
     return np.ndim(segments) == 3
+
+
+def _one_array_or_list(nested: list):
+    """Nested lists of numbers that stack into one (H, W, ...) or (N, H, W, 3) array: that array; anything else
+    (images of different sizes, lists of paths): the list as it is, each item an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy 1's ragged-array VisibleDeprecationWarning
+            array = np.asarray(nested)
+    except ValueError:  # numpy 2: an inhomogeneous shape
+        return nested
+    return array if array.dtype.kind in "biuf" and array.ndim >= 3 else nested
 
 
 class Explainer:
@@ -198,7 +211,7 @@ class Explainer:
             self._refuse_per_image_segments_for_a_folder(per_image, location)
             return [self._explain(image, segments) for image in self._images_under(location)]
         if isinstance(images, list) and images and all(isinstance(item, list) for item in images):
-            images = np.asarray(images)  # nested lists of pixel values: one array, not a list of rows
+            images = _one_array_or_list(images)  # nested lists of pixel values: one array, not a list of rows
         if isinstance(images, (list, tuple)):
             if per_image and len(segments) != len(images):
                 raise ConfigError(f"segments holds {len(segments)} maps for a list of {len(images)} images; give "

@@ -207,7 +207,7 @@ def conversion_hint(image: np.ndarray, batch: bool = False) -> str:
     as a suffix for an error message ('' when none fits)."""
     name = "batch" if batch else "image"
     shape, hints = image.shape[1:] if batch else image.shape, []
-    if len(shape) < 2:
+    if len(shape) < 2 or not image.size or image.dtype.kind not in "biuf":  # strings, objects, nothing
         return ""
     if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
         hints.append(f"if its channels come first: {name}.transpose({'0, 2, 3, 1' if batch else '1, 2, 0'})")

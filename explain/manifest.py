@@ -242,8 +242,8 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     if all(item.get("status") == "failed" for item in others):  # another host's failures beside our explanations
         raise SettingsChangedError(
             f"{out_dir} holds failure records of a run with other settings ({'; '.join(changes)}) beside "
-            f"{len(explained)} explanation(s) made with these settings: choose another --out, run with those "
-            "settings, or add --restart (RunOptions(restart=True)), which discards the explanations too")
+            f"{len(explained)} explanation(s) made with these settings: choose another --out, or add --restart "
+            "(RunOptions(restart=True)), which discards the explanations too")
     names = entry.get("settings", {}).get("label_headers")
     hint = ""
     if settings.get("label_headers") is None and names:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +97,11 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
                                    "explanation file is the .npz that explain or Explanation.save writes)")
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:  # a copy cut short, say
-        raise ExplainError(f"cannot read explanation file {str(path)!r}: {error or type(error).__name__}") from None
+    except ExplainError:
+        raise
+    except Exception as error:  # cut short or damaged: BadZipFile, zlib.error, EOFError, numpy's header parse
+        reason = f"{type(error).__name__}: {error}" if not isinstance(error, (OSError, ValueError)) else str(error)
+        raise ExplainError(f"cannot read explanation file {str(path)!r}: {reason}") from None
     missing = {"segments", "shap_values", "standard_errors", "base_values", "predictions",
                "labels"} - set(arrays)
     if missing:

@@ -58,9 +58,11 @@ def rejects_content_type(message: str) -> bool:
     return bool(_CONTENT_TYPE_WORDS.search(message or ""))
 
 
-_CONTENT_TYPE_WORDS = re.compile(r"(unsupported|unknown|invalid|not supported|cannot handle|wrong)\W+(\w+\W+)?"
-                                 r"(content[ _-]?type|media[ _-]?type|mime[ _-]?type)|content[ _-]?type\W+\S+\W+"
-                                 r"(is )?(not supported|unsupported)", re.IGNORECASE)
+_SEPARATOR = r"[ \t'\":=]+"  # within one phrase: no sentence or line break between the words
+_CONTENT_TYPE_WORDS = re.compile(
+    rf"\b(unsupported|unknown|invalid|not supported|cannot handle){_SEPARATOR}(\w+{_SEPARATOR})?"
+    rf"(content[ _-]?type|media[ _-]?type|mime[ _-]?type)\b"
+    rf"|\bcontent[ _-]?type{_SEPARATOR}[\w/.+-]+{_SEPARATOR}(is )?(not supported|unsupported)\b", re.IGNORECASE)
 
 
 

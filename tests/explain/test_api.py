@@ -276,6 +276,17 @@ def test_a_closed_explainer_is_refused(tiny_classifier_dir):
             call()
 
 
+def test_images_as_nested_lists_of_different_sizes_stay_a_list():
+    """review 33: the rule that reads nested lists of pixel values as one array broke a list of two images given
+    as nested lists of different sizes (numpy 2: a raw 'inhomogeneous shape' ValueError)."""
+    small, large = red_square_scene()[:48, :48], red_square_scene()
+    explained = Explainer(red_square_detector, num_samples=16, num_segments=4)([list(small), list(large)])
+    assert [item.image.shape for item in explained] == [(48, 48, 3), (64, 64, 3)]
+    with pytest.raises(ExplainError) as raised:  # strings: no "grey" recipe
+        Explainer(red_square_detector, num_samples=16)([["a.png", "b.png"]])
+    assert "grey" not in str(raised.value)
+
+
 def test_label_headers_must_fit_the_class_names_a_model_knows():
     def predict(batch):
         return red_square_detector(batch)
@@ -549,8 +560,14 @@ def test_load_names_a_file_that_is_not_an_explanation(tmp_path):
     (tmp_path / "report.html").write_text("<html></html>")
     (tmp_path / "empty.npz").write_bytes(b"")
     (tmp_path / "cut.npz").write_bytes((tmp_path / "other.npz").read_bytes()[:100])  # review 31: BadZipFile escaped
-    with pytest.raises(ExplainError, match="cannot read explanation file .*cut.npz': File is not a zip file"):
+    with pytest.raises(ExplainError, match="cannot read explanation file .*cut.npz': BadZipFile: File is not a zip file"):
         Explanation.load(tmp_path / "cut.npz")
+    np.savez_compressed(tmp_path / "packed.npz", values=np.arange(20000.0))
+    damaged = bytearray((tmp_path / "packed.npz").read_bytes())
+    damaged[200:240] = bytes(40)  # inside the compressed member: zlib.error escaped (review 33)
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    with pytest.raises(ExplainError, match="cannot read explanation file .*damaged.npz'"):
+        Explanation.load(tmp_path / "damaged.npz")
     (tmp_path / "notes.txt").write_text("PK is how this text starts")
     for name in ("values.npy", "report.html", "empty.npz", "notes.txt"):
         with pytest.raises(ExplainError, match=f"{name}' is not an explanation file: not an .npz archive "

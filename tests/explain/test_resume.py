@@ -286,8 +286,8 @@ def test_another_hosts_failures_of_other_settings_beside_this_hosts_explanations
     (tmp_path / "out" / "manifest-hostA.jsonl").write_bytes((tmp_path / "host-a" / "manifest-hostA.jsonl").read_bytes())
     with pytest.raises(SettingsChangedError, match=re.escape(
             "holds failure records of a run with other settings (seed 7 -> 0) beside 1 explanation(s) made with "
-            "these settings: choose another --out, run with those settings, or add --restart "
-            "(RunOptions(restart=True)), which discards the explanations too")):
+            "these settings: choose another --out, or add --restart (RunOptions(restart=True)), which discards "
+            "the explanations too")):
         run(good, CountingDetector(), tmp_path / "out", manifest_tag="hostB")
 
 

@@ -261,6 +261,23 @@ def test_client_errors_are_not_retried(detection_endpoint, status, message, expe
     assert predictor.stats["retries"] == 0
 
 
+@pytest.mark.parametrize("message, blames", [
+    ("Unsupported content type: application/x-npy", True),
+    ("Content type 'application/x-npy' is not supported", True),
+    ("Unsupported Media Type", True),
+    ("ContentType application/x-npy not supported by this model", True),
+    # review 33: words of other sentences or code are no rejection of the content type, and stay retried
+    ("Something went wrong. Content-Type: application/x-npy", False),
+    ("Unknown error. content-type: application/x-npy", False),
+    ("content_type = request_content_type.lower() # unsupported", False),
+    ("No worker is available to serve request", False),
+])
+def test_what_counts_as_a_content_type_rejection(message, blames):
+    from explain.predictors.engine import rejects_content_type
+
+    assert rejects_content_type(message) is blames
+
+
 def test_server_payload_limit_gives_413_message():
     with FakeEndpoint("detection", max_body_bytes=5000) as endpoint:
         predictor = HttpPredictor(endpoint.url, "detection", TransportConfig(max_payload_bytes=100_000))
