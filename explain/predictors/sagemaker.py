@@ -139,8 +139,9 @@ class SageMakerConnection:
                 return TransientError(f"model error (HTTP {original_status}): {original_message}")
             status = None if original_status is None else int(original_status)
             return PredictorError(
-                f"the model behind {self.description} rejected the request with HTTP "
-                f"{original_status}: {original_message}{status_hint(status, str(original_message))}")
+                f"the model behind {self.description} rejected the request "
+                f"{'(no status)' if status is None else f'with HTTP {status}'}: "
+                f"{original_message}{status_hint(status, str(original_message))}")
         message = message.strip().splitlines()[0][:300] if message.strip() else code
         if code in _ACCESS_AWS_CODES or (code == "ValidationError" and "not found" in message.lower()):
             return EndpointAccessError(f"{self.description}: {code}: {message}")  # e.g. "Endpoint x ... not found."
