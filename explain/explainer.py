@@ -218,7 +218,7 @@ def conversion_hint(image: np.ndarray, batch: bool = False) -> str:
         hints.append(f"RGBA: drop the alpha channel with {name}[..., :3]")
     if image.dtype == np.bool_:
         hints.append(f"a mask: {name}.astype(np.uint8) * 255")
-    elif np.issubdtype(image.dtype, np.floating) and image.size:
+    elif np.issubdtype(image.dtype, np.floating):
         hints.append(_float_hint(image, name))
     elif np.issubdtype(image.dtype, np.integer) and image.dtype != np.uint8:
         hints.append(f"integers: {name}.astype(np.uint8) when they are 0..255, ({name} // 257).astype(np.uint8) "

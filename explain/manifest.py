@@ -250,8 +250,8 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
         # an in-process model folder gives its model.json's names; an endpoint serving it gives none
         listed = ",".join(map(str, names))
         hint = (f" (the class names: pass --label-headers {listed}, label_headers= from Python, to give the same)"
-                if len(listed.split(","))
-                == len(names) else " (the class names: give the same with --label-headers, a file of one per line)")
+                if len(listed.split(",")) == len(names)
+                else " (the class names: give the same with --label-headers, a file of one per line)")
     earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
     if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
         hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from serving.contract import is_endpoint_name
+from serving.contract import is_endpoint_name, is_retryable_status
 
 from ..errors import ConfigError, EndpointAccessError, PredictorError
 from .engine import Predictor, rejects_content_type, status_hint
@@ -134,10 +134,9 @@ class SageMakerConnection:
                 original_message = _json_error_field(original_message)
             except ValueError:
                 pass
-            retryable = original_status is None or int(original_status) >= 500 or int(original_status) == 429
-            if retryable and not rejects_content_type(str(original_message)):
-                return TransientError(f"model error (HTTP {original_status}): {original_message}")
             status = None if original_status is None else int(original_status)
+            if is_retryable_status(status) and not rejects_content_type(str(original_message)):
+                return TransientError(f"model error (HTTP {original_status}): {original_message}")
             return PredictorError(
                 f"the model behind {self.description} rejected the request "
                 f"{'(no status)' if status is None else f'with HTTP {status}'}: "
