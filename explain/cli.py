@@ -275,6 +275,21 @@ def _from_the_clarify_config(ctx: click.Context, param: click.Parameter | None) 
     return f" (the value of {where} in --clarify-config)" if where else " (a value of --clarify-config)"
 
 
+def _clarify_record(ctx: click.Context) -> dict | None:
+    """analysis.json's ``settings_source`` for a run given --clarify-config (None without one): the file, its
+    schema check, the options whose value it gave (with its key), those it set that an option or a variable
+    overrode, and the keys it holds that the run ignores (with the reason, as the run's warning says)."""
+    settings = ctx.meta.get(_CLARIFY_META)
+    if settings is None:
+        return None
+    from_file = {name: CONFIG_KEY_OF_OPTION.get(name) for name in settings.options
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT_MAP}
+    return {"clarify_config": ctx.params.get("clarify_config"), "schema_check": settings.schema_check or None,
+            "options_from_config": from_file,
+            "options_overridden": sorted(name for name in settings.options if name not in from_file),
+            "config_keys_ignored": dict(settings.ignored)}
+
+
 def _images_from_config(ctx: click.Context) -> list:
     """No IMAGE argument: the images of the Clarify config's dataset_uri, else a usage error."""
     settings = ctx.meta.get(_CLARIFY_META)
@@ -491,7 +506,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     try:
         # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does; a repeat does not cut the unwinding short
         with stop_on_signals(ctrl_c=True):
-            summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options)
+            summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options,
+                           _clarify_record(ctx))
     except (RunStopped, KeyboardInterrupt) as stopped:
         ignore_stop_signals()  # unwound: only the last line and the exit are left
         _stop(StoppedBySignal(stopped, out_dir))
@@ -558,18 +574,21 @@ def _stop(stopped: StoppedBySignal) -> NoReturn:
 
 
 def _run(ctx: click.Context, images: list, endpoints: list[str], task: str, transport: TransportConfig,
-         config: ExplainConfig, out_dir: Path, workers: int, run_options: RunOptions) -> dict:
+         config: ExplainConfig, out_dir: Path, workers: int, run_options: RunOptions,
+         settings_source: dict | None) -> dict:
     """The run itself, with --workers processes or in this one; errors become click's."""
     if workers > 1:
         with _click_errors(ctx, endpoints, out_dir):
-            return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options)
+            return run_with_workers(images, endpoints, task, transport, config, out_dir, workers, run_options,
+                                    settings_source)
     with _click_errors(ctx, endpoints, None, usage_default="endpoint"):
         predictor = build_predictor(endpoints, task, transport)
     try:
         # log lines above the progress bar, not inside it
         with _click_errors(ctx, endpoints, out_dir), (
                 logging_redirect_tqdm() if run_options.progress else contextlib.nullcontext()):
-            return run_explanations(images, predictor, config, out_dir, run_options)
+            return run_explanations(images, predictor, config, out_dir, run_options,
+                                    settings_source=settings_source)
     finally:
         predictor.close()
 

@@ -553,9 +553,28 @@ def _provenance(summary: dict) -> str:
             ["Report written", f"{created.replace('T', ' ').rstrip('Z')} UTC" if created else "not recorded"],
             ["Tool", f"clearsight {summary.get('tool_version') or '(version not recorded)'}"],
             ["Task", summary.get("task", "detection")]]
+    source = summary.get("settings_source") or {}
+    if source.get("clarify_config"):
+        rows.append(["Settings from", _clarify_sentence(source)])
     body = "".join(f"<tr><th scope=row>{_escape(name)}</th><td class=text>{_escape(value)}</td></tr>"
                    for name, value in rows)
     return f"<div class=\"scroll provenance\"><table>{body}</table></div>"
+
+
+def _clarify_sentence(source: dict) -> str:
+    """The provenance row of a run given a Clarify config: the file, the keys whose values the run took,
+    those an option overrode, and the keys it ignored with the reason."""
+    taken = [key or name for name, key in (source.get("options_from_config") or {}).items()]
+    parts = [f"Clarify config {source['clarify_config']}"
+             + (f" ({source['schema_check']})" if source.get("schema_check") else ""),
+             "values taken from it: " + (", ".join(taken) or "none")]
+    if source.get("options_overridden"):
+        parts.append("set there but overridden by options: "
+                     + ", ".join("--" + name.replace("_", "-") for name in source["options_overridden"]))
+    ignored = source.get("config_keys_ignored") or {}
+    if ignored:
+        parts.append("keys accepted but ignored: " + "; ".join(f"{key} ({why})" for key, why in ignored.items()))
+    return "; ".join(parts)
 
 
 # What the columns of an image's table mean, for a reader who is not an engineer.

@@ -488,7 +488,8 @@ def _as_sources(images: Sequence) -> list[ImageSource]:
 
 def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predict, config: ExplainConfig,
                      out_dir: str | Path, options: RunOptions | None = None,
-                     label_headers: Sequence[str] | None = None) -> dict:
+                     label_headers: Sequence[str] | None = None,
+                     settings_source: Mapping | None = None) -> dict:
     """Explain this shard's images not finished yet; with ``options.merge`` write the report.
 
     images: ImageSources (``collect_sources``), or image files, folders and s3:// prefixes.
@@ -497,6 +498,9 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     own ``class_names`` (a model's model.json). Names that do not match a predictor's own
     ``class_names`` in number raise ConfigError before any image is read (a classifier's
     answer, and the class ids of a detector's, are checked too, by ``explain_image``).
+    settings_source: where the settings came from (the CLI's record of a Clarify config: its
+    path, the options it set, the keys it holds that the run ignores), written as it is under
+    analysis.json's ``settings_source`` and shown in the report.
 
     Per image, outputs are written first (each through a temporary file and os.replace)
     and its manifest line last, so an interrupted run restarted with the same arguments
@@ -530,11 +534,11 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     tag = options.manifest_tag if options.manifest_tag is not None else options.shard.name
     claim_out_dir(out_dir, options.allow_non_empty_out)
     with OutDirLock(out_dir, tag):  # no other run of this manifest writes here meanwhile (OutDirBusyError)
-        return _run_locked(sources, predict, config, out_dir, options, started, tag)
+        return _run_locked(sources, predict, config, out_dir, options, started, tag, settings_source)
 
 
 def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainConfig, out_dir: Path,
-                options: RunOptions, started: float, tag: str) -> dict:
+                options: RunOptions, started: float, tag: str, settings_source: Mapping | None) -> dict:
     """run_explanations once --out is claimed and locked."""
     if options.shard.count == 1:  # a whole run: no shard of it starts meanwhile
         remove_stale_locks(out_dir)
@@ -580,7 +584,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     return merge_outputs(out_dir, config, [source.key for source in sources],
                          seconds=time.perf_counter() - started,
                          explained_now=explained, predictor=stats,
-                         tried_now={sources[position].key for position in todo})
+                         tried_now={sources[position].key for position in todo}, settings_source=settings_source)
 
 
 def _failure(source: ImageSource, kind: str, reason: str) -> dict:
@@ -782,7 +786,7 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
                   explained_now: int | None = None, predictor: dict | None = None,
                   tried_now: set[str] | None = None, *, output_exists: Callable[[str], bool] | None = None,
                   other_runs: Mapping[str | None, Sequence[dict]] | None = None,
-                  incomplete: Sequence[str] = ()) -> dict:
+                  incomplete: Sequence[str] = (), settings_source: Mapping | None = None) -> dict:
     """Write analysis.json and report.html from every manifest in ``out_dir``; returns the summary.
 
     config: the run's settings (default: those recorded in the manifests). keys: the images
@@ -801,7 +805,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
     them this run did not explain, ``files``: its files still present that this run did not
     write over). incomplete: why the merged outputs are only part of the run (a Processing job that did
     not complete, hosts that wrote no manifest), listed under ``totals.incomplete`` and at the top of
-    the report. Raises ExplainError when no image of the run was explained (and some failed)
+    the report. settings_source: where the run's settings came from (``run_explanations``), under
+    ``settings_source``. Raises ExplainError when no image of the run was explained (and some failed)
     instead of writing an empty report.
     """
     if isinstance(keys, str):  # one image's key, not its characters
@@ -857,6 +862,8 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["totals"]["incomplete"] = list(incomplete)
     if predictor is not None:
         summary["predictor"] = predictor
+    if settings_source:
+        summary["settings_source"] = dict(settings_source)
     # written in a staging folder, as an image's files are: what a run killed meanwhile leaves, the next removes
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=_staging_prefix()) as staging:
         write_analysis(summary, Path(staging) / "analysis.json")

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -93,13 +94,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 def run_with_workers(sources: list, endpoints: list[str], task: str, transport: TransportConfig,
                      config: ExplainConfig, out_dir: str | Path, workers: int,
-                     options: RunOptions) -> dict:
+                     options: RunOptions, settings_source: Mapping | None = None) -> dict:
     """Explain ``sources`` with ``workers`` spawned processes, shard i of N each, then merge.
 
     Every worker builds its own predictor(s) from ``endpoints`` (so each has its own
     ``concurrency`` budget) and writes ``manifest-shard-<i>-of-<N>.jsonl``; the merge reads
     every manifest in ``out_dir``. Returns the merged summary with the workers' summed
-    request counters under ``predictor``.
+    request counters under ``predictor`` (and ``settings_source``, as ``run_explanations``).
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -110,11 +111,13 @@ def run_with_workers(sources: list, endpoints: list[str], task: str, transport: 
     # its predictor knows
     claim_out_dir(out_dir, options.allow_non_empty_out)
     with OutDirLock(out_dir):
-        return _run_locked(sources, endpoints, task, transport, config, out_dir, workers, options, started)
+        return _run_locked(sources, endpoints, task, transport, config, out_dir, workers, options, started,
+                           settings_source)
 
 
 def _run_locked(sources: list, endpoints: list[str], task: str, transport: TransportConfig,
-                config: ExplainConfig, out_dir: Path, workers: int, options: RunOptions, started: float) -> dict:
+                config: ExplainConfig, out_dir: Path, workers: int, options: RunOptions, started: float,
+                settings_source: Mapping | None) -> dict:
     """run_with_workers once --out is claimed and locked.
 
     Any exception here (a worker's error, Ctrl-C, RunStopped from SIGTERM or SIGHUP) stops the
@@ -166,4 +169,5 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     return merge_outputs(out_dir, config, [source.key for source in sources],
                          seconds=time.perf_counter() - started,
                          explained_now=sum(item["explained"] for item in results), predictor=predictor,
-                         tried_now={key for result in results for key in result["tried"]})
+                         tried_now={key for result in results for key in result["tried"]},
+                         settings_source=settings_source)

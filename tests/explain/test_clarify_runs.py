@@ -179,6 +179,27 @@ def test_image_arguments_and_options_override_the_config(photos, tmp_path):
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert analysis["settings"]["num_samples"] == 12 and analysis["totals"]["images"] == 1
+    # review 32, finding 7: the run records that its settings came from the file, and what it ignored there
+    source = analysis["settings_source"]
+    assert source["clarify_config"] == str(config)
+    assert source["options_from_config"]["num_segments"] == "methods.shap.image_config.num_segments"
+    assert source["options_from_config"]["label_headers"] == "predictor.label_headers"
+    assert "num_samples" not in source["options_from_config"]
+    assert source["options_overridden"] == ["endpoint", "num_samples"]
+    assert source["config_keys_ignored"]["methods.report.title"] == "the report's title is fixed"
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert f"Clarify config {config}" in report
+    assert "set there but overridden by options: --endpoint, --num-samples" in report
+    assert "keys accepted but ignored: methods.report.title (the report&#x27;s title is fixed)" in report
+
+
+def test_a_run_without_a_clarify_config_records_no_settings_source(photos, tmp_path):
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(["--endpoint", endpoint.url, "--task", "detection", "--num-samples", "12", "--num-segments", "4",
+                          "--out", tmp_path / "out", "--quiet", photos / "scene0.png"])
+    assert result.exit_code == 0, result.output
+    assert "settings_source" not in json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert "Settings from" not in (tmp_path / "out" / "report.html").read_text()
 
 
 def baseline_png() -> bytes:
