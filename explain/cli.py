@@ -498,8 +498,8 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     _warn_in_process(endpoints, transport)
     if restart and shard is not None:
         raise click.BadParameter("--restart and --shard exclude each other: one shard's restart would discard "
-                                 "the other shards' manifests; use a new --out, or delete --out's "
-                                 "manifest*.jsonl once before starting the shards", ctx, _option_named(ctx, "restart"))
+                                 "the other shards' manifests; use a new --out, or empty --out once "
+                                 "before starting the shards", ctx, _option_named(ctx, "restart"))
     if workers > 1 and shard is not None:
         raise click.BadParameter("--workers and --shard exclude each other: --workers shards by itself",
                                  ctx, _option_named(ctx, "workers"))

@@ -225,11 +225,16 @@ def _differences(old: dict, new: dict) -> list[str]:
             for name in names if old.get(name) != new.get(name)]
 
 
-def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Path) -> None:
-    """Raise SettingsChangedError if an entry was computed with settings other than ``settings``."""
+def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Path, sharded: bool = False) -> None:
+    """Raise SettingsChangedError if an entry was computed with settings other than ``settings``.
+
+    sharded: the run is one shard of several (of --shard, or one of --workers' processes): --shard excludes
+    --restart (one shard's restart would discard the others'), so the message says what such a run does instead."""
     others = [entry for entry in entries if entry.get("settings_digest") != digest]
     if not others:
         return
+    restart = "add --restart (RunOptions(restart=True)" + (
+        "; a --shard run cannot: empty --out before starting the shards)" if sharded else ")")
     entry = others[0]
     changes = _differences(entry.get("settings", {}), settings) or [
         f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes
@@ -237,13 +242,12 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     if not explained:  # only failures, say a photo too large before --resize
         raise SettingsChangedError(
             f"{out_dir} holds only failure records of a run with other settings ({'; '.join(changes)}), "
-            "no explanation: add --restart (RunOptions(restart=True)) to discard them (nothing explained is lost), or "
-            "choose another --out")
+            f"no explanation: {restart} to discard them (nothing explained is lost), or choose another --out")
     if all(item.get("status") == "failed" for item in others):  # another host's failures beside our explanations
         raise SettingsChangedError(
             f"{out_dir} holds failure records of a run with other settings ({'; '.join(changes)}) beside "
-            f"{len(explained)} explanation(s) made with these settings: choose another --out, or add --restart "
-            "(RunOptions(restart=True)), which discards the explanations too")
+            f"{len(explained)} explanation(s) made with these settings: choose another --out, or {restart}, "
+            "which discards the explanations too")
     names = entry.get("settings", {}).get("label_headers")
     hint = ""
     if settings.get("label_headers") is None and names:
@@ -255,12 +259,11 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
     if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
         hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "
-                 "set it, so these were explained at the model's default threshold: add --restart, restart=True from "
-                 "Python)")
+                 f"set it, so these were explained at the model's default threshold: {restart})")
     raise SettingsChangedError(
         f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
-        f"run again with the same settings to resume{hint}, add --restart (RunOptions(restart=True)) to discard them and "
-        "start over, or choose another --out")
+        f"run again with the same settings to resume{hint}, {restart} to discard them and start over, or choose "
+        "another --out")
 
 
 def _as_sent_for_detection(custom_attributes: str) -> str | None:

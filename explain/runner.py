@@ -129,9 +129,10 @@ class _Aborted(Exception):
 
 
 def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
-                    allow_non_empty: bool = False) -> list[dict]:
+                    allow_non_empty: bool = False, sharded: bool = False) -> list[dict]:
     """Claim ``out_dir`` (``manifest.claim_out_dir``), apply --restart, drop this host's stale staging
-    folders (``_tidy_staging``), check the settings.
+    folders (``_tidy_staging``), check the settings (``sharded``: of one shard of several, as
+    ``check_settings``).
 
     Returns the manifest entries that stay valid. Raises ConfigError (about --out) for a
     folder the run may not write into, SettingsChangedError when the directory holds results
@@ -147,7 +148,7 @@ def prepare_out_dir(out_dir: Path, config: ExplainConfig, restart: bool,
     entries = read_manifests(out_dir)
     _tidy_staging(out_dir, _listed_names(entries))
     settings = config.to_dict()
-    check_settings(entries, settings_digest(settings), settings, out_dir)
+    check_settings(entries, settings_digest(settings), settings, out_dir, sharded)
     return entries
 
 
@@ -543,7 +544,8 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     if options.shard.count == 1:  # a whole run: no shard of it starts meanwhile
         remove_stale_locks(out_dir)
     staged = staged_outputs(out_dir)  # before prepare_out_dir removes this host's killed runs' staging folders
-    entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out)
+    entries = prepare_out_dir(out_dir, config, options.restart, options.allow_non_empty_out,
+                              sharded=options.shard.count > 1)
     settings = config.to_dict()
     digest = settings_digest(settings)
     latest = latest_entries(entries)

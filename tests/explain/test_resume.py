@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,6 +189,24 @@ def test_changed_settings_are_refused_and_restart_starts_over(image_dir, tmp_pat
     assert json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]["num_samples"] == 20
     resumed = cli(args + ["--num-samples", "20"])
     assert resumed.exit_code == 0 and "1 image(s) were finished by an earlier run and skipped" in resumed.stdout
+
+
+def test_a_shard_run_with_changed_settings_is_told_what_it_can_do(image_dir, tmp_path, tiny_detector_dir):
+    """review 33: the message told a --shard run to add --restart, which --shard refuses; its advice works."""
+    args = ["--endpoint", tiny_detector_dir, "--task", "detection", "--out", tmp_path / "out",
+            "--num-segments", "4", "--quiet", "--shard", "0/2", image_dir]
+    assert cli(args + ["--num-samples", "16"]).exit_code == 0
+    refused = cli(args + ["--num-samples", "20"])
+    assert refused.exit_code == 1
+    assert ("add --restart (RunOptions(restart=True); a --shard run cannot: empty --out before starting the "
+            "shards) to discard them and start over, or choose another --out") in " ".join(refused.stderr.split())
+    for path in (tmp_path / "out").iterdir():  # the advice, followed
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    again = cli(args + ["--num-samples", "20"])
+    assert again.exit_code == 0, again.output
 
 
 @pytest.mark.parametrize("changed, message", [
