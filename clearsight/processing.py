@@ -183,7 +183,8 @@ class ExplainJobConfig:
                          if arg.split("=", 1)[0] in JOB_SET_OPTIONS)
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
-                                    f"explain options other than {', '.join(clashes)} (the job sets them)")
+                                    f"leave out {', '.join(clashes)}: the job sets "
+                                    f"{'it' if len(clashes) == 1 else 'them'} itself")
         if not self.poll_seconds >= 0:
             raise DeployConfigError("poll_seconds", self.poll_seconds, "a number >= 0")
 

@@ -176,8 +176,9 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
                      " and a Java runtime",
                      " (with a Java runtime); from here, clearsight explain works against an endpoint over HTTP "
                      "(deploy serve in that venv, or deploy sagemaker)")
-    from .local_endpoint import LocalEndpoint, check_loopback, check_port_free
+    from .local_endpoint import LocalEndpoint, check_loopback, check_model_folder, check_port_free
 
+    check_model_folder(model_path)  # before "starting ...": a folder that is no model is one error line
     check_port_free(port)  # before "starting ...": a taken port is one error line, nothing started and stopped
     check_loopback()  # as is a loopback interface that is down (it would wait --startup-timeout for nothing)
     endpoint = LocalEndpoint(model_path, port=port, workers=workers, threads=threads,

@@ -115,6 +115,20 @@ def _mms_properties(inference_socket, management_socket, workers, timeout_second
     return "\n".join(kept + ["%s=%s" % item for item in overrides.items()]) + "\n"
 
 
+def check_model_folder(model: Path) -> None:
+    """Raise ServeError for a folder that is no model (neither code/inference.py nor a model.json), and
+    read_model_dir's error for an exported model's folder whose model.json or files are wrong: before
+    anything starts, as serve checks it, and when the model is staged. An archive is checked when it is
+    extracted."""
+    model = Path(model)
+    if not model.is_dir() or (model / "code" / "inference.py").is_file():
+        return
+    if not (model / "model.json").is_file():
+        raise ServeError("%s has neither code/inference.py nor a model.json; build a model with "
+                         "`clearsight deploy package`" % model)
+    read_model_dir(model)
+
+
 class LocalEndpoint(object):
     """The embedded default endpoint: ``with LocalEndpoint("model.tar.gz") as endpoint: endpoint.url``.
 
@@ -218,9 +232,7 @@ class LocalEndpoint(object):
             model_dir.mkdir()
             stage_model_dir(model_dir, self.model / spec.symbol_file, self.model / spec.params_file, spec)
             return model_dir
-        if self.model.is_dir():
-            raise ServeError("%s has neither code/inference.py nor a model.json; build a model with "
-                             "`clearsight deploy package`" % self.model)
+        check_model_folder(self.model)
         model_dir = extract_archive(self.model, self.scratch / "model")
         if not (model_dir / "code" / "inference.py").is_file():
             raise ServeError("%s has no code/inference.py; build it with `clearsight deploy package`" % self.model)

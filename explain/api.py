@@ -58,8 +58,16 @@ def _settings_config(base: ExplainConfig | None, task: str | None, settings: dic
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         name = unknown[0]
-        close = difflib.get_close_matches(name, SETTINGS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        transport = [item.name for item in fields(TransportConfig)]
+        if name in transport:  # review 34: content_type was answered "did you mean 'context'?"
+            raise UnknownSettingError(
+                f"{name!r} is how the model is asked, not an explain setting: give it as "
+                f"Explainer(..., transport=TransportConfig({name}=...)) (explain.TransportConfig)", field=name)
+        close = difflib.get_close_matches(name, [*SETTINGS, *transport], n=1)
+        hint = ""
+        if close:
+            hint = (f" (did you mean {close[0]!r}?)" if close[0] in SETTINGS else
+                    f" (did you mean transport=TransportConfig({close[0]}=...)?)")
         raise UnknownSettingError(
             f"Explainer got an unknown setting {name!r}{hint}; settings are the fields of ExplainConfig: "
             f"{', '.join(SETTINGS)} (transport settings go in transport=TransportConfig(...))", field=name)
@@ -82,7 +90,8 @@ def _one_map_per_image(segments) -> bool:
 
 
 def _one_array_or_list(nested: list):
-    """Nested lists of numbers that stack into one (H, W, ...) or (N, H, W, 3) array: that array; anything else
+    """Nested lists of numbers that stack into one (H, W, ...) or (N, H, W, 3) array: that array (Python ints all
+    in 0..255 as uint8, what ``PIL``'s ``getdata`` and ``tolist()`` of an image give back); anything else
     (images of different sizes, lists of paths): the list as it is, each item an image."""
     try:
         with warnings.catch_warnings():
@@ -90,7 +99,11 @@ def _one_array_or_list(nested: list):
             array = np.asarray(nested)
     except ValueError:  # numpy 2: an inhomogeneous shape
         return nested
-    return array if array.dtype.kind in "biuf" and array.ndim >= 3 else nested
+    if array.dtype.kind not in "biuf" or array.ndim < 3:
+        return nested
+    if array.dtype.kind in "iu" and array.size and 0 <= array.min() and array.max() <= 255:
+        return array.astype(np.uint8)  # review 34: Python ints made int64, which was then refused
+    return array
 
 
 class Explainer:

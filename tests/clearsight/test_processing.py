@@ -283,7 +283,10 @@ IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images a
     (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
     # the job's own options were refused as "Invalid value for '--explain-args'", the others as EXPLAIN_ARGS
     (["--", "--shard", "0/2"],
-     f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': explain options other than --shard (the job sets them)"),
+     f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': leave out --shard: the job sets it itself"),
+    # review 34: "explain options other than --workers (the job sets them)" read as what was expected
+    (["--", "--workers", "2", "--endpoint", "x"],
+     f"{EXPLAIN_OPTIONS_ERROR}'--workers 2 --endpoint x': leave out --endpoint, --workers: the job sets them itself"),
     # every instance of the job failed on them: "Path '/tmp/lp/shapes_0.png' does not exist"
     (["--", "/tmp/lp/shapes_0.png"], f"{EXPLAIN_OPTIONS_ERROR}/tmp/lp/shapes_0.png: {IMAGES_ARE_NOT_PASSED}"),
     (["--", "--num-samples", "16", "examples/shapes/samples/shapes_0.png", "s3://imgs/more"],

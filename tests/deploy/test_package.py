@@ -403,6 +403,8 @@ def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_det
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith(message.format(tmp=tmp_path)), stderr
+    if name.startswith("serve"):  # review 34: checked before "starting multi-model-server ... stopping ..."
+        assert len(stderr.strip().splitlines()) == 1, stderr
     assert not (tmp_path / "m.tar.gz").exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary archive
 

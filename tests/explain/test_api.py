@@ -182,8 +182,14 @@ def test_bad_segments_are_refused_naming_the_problem(segments, message):
 @pytest.mark.parametrize("settings, error, message", [
     ({"num_sample": 10}, UnknownSettingError, "Explainer got an unknown setting 'num_sample' (did you mean "
                                               "'num_samples'?); settings are the fields of ExplainConfig: task, "),
-    ({"concurrency": 2}, UnknownSettingError, "Explainer got an unknown setting 'concurrency'; settings are the "
-                                              "fields of ExplainConfig"),
+    # review 34: a transport setting was answered "did you mean 'context'?" (content_type)
+    ({"concurrency": 2}, UnknownSettingError, "'concurrency' is how the model is asked, not an explain setting: "
+                                              "give it as Explainer(..., transport=TransportConfig(concurrency=...))"),
+    ({"content_type": "image/jpeg"}, UnknownSettingError, "'content_type' is how the model is asked, not an explain "
+                                                          "setting: give it as Explainer(..., transport="
+                                                          "TransportConfig(content_type=...))"),
+    ({"probabilty": "a"}, UnknownSettingError, "Explainer got an unknown setting 'probabilty' (did you mean "
+                                               "transport=TransportConfig(probability=...)?)"),
     ({"num_samples": 2}, ConfigError, "num_samples must be in [4, 1000000], got 2"),
     ({"segmentation": "felzenszwalb"}, ConfigError, "segmentation must be one of"),
     ({"config": {"num_samples": 10}}, ConfigError, "config must be an ExplainConfig, got dict"),
@@ -285,6 +291,21 @@ def test_images_as_nested_lists_of_different_sizes_stay_a_list():
     with pytest.raises(ExplainError) as raised:  # strings: no "grey" recipe
         Explainer(red_square_detector, num_samples=16)([["a.png", "b.png"]])
     assert "grey" not in str(raised.value)
+
+
+def test_images_as_nested_lists_of_python_ints_are_read_as_uint8():
+    """review 34: image.tolist() of a uint8 image gave an int64 array, which was then refused."""
+    scene = red_square_scene()
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=4)
+    want = explainer(scene)
+    for given in (scene.tolist(), scene[None].tolist()):
+        got = explainer(given)
+        got = got[0] if isinstance(got, list) else got
+        assert got.image.dtype == np.uint8 and np.array_equal(got.shap_values, want.shap_values)
+    wide = scene.astype(np.int64)
+    wide[0, 0, 0] = 256  # not 8-bit: refused with its hint, as before
+    with pytest.raises(ExplainError, match=r"got \(64, 64, 3\) int64 "):
+        explainer(wide.tolist())
 
 
 def test_label_headers_must_fit_the_class_names_a_model_knows():
