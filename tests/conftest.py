@@ -49,6 +49,29 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
 
 
+def _utf8_encodable(value):
+    """``value`` with every string that UTF-8 cannot encode (a lone surrogate: a file name's byte that is not
+    UTF-8, as Python decodes it) backslash-escaped, in dicts, lists and tuples too."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_utf8_encodable(key): _utf8_encodable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_utf8_encodable(item) for item in value)
+    return value
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_report_to_serializable(config, report):
+    """pytest-xdist (make test's -n) sends each report to the main process as UTF-8: a test whose captured log
+    names a file that is not UTF-8 (tests/explain/test_report.py) stopped the whole session with an internal
+    error. Such strings are sent escaped; the test's outcome is unchanged."""
+    outcome = yield
+    data = outcome.get_result()
+    if data is not None:
+        outcome.force_result(_utf8_encodable(data))
+
+
 def npy_bytes(array):
     buffer = io.BytesIO()
     np.save(buffer, array)
