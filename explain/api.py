@@ -215,8 +215,8 @@ class Explainer:
         per_image = _one_map_per_image(segments)
         if isinstance(images, Iterator):  # a generator of images or paths, as the list it gives
             images = list(images)
-        if getattr(images, "ndim", None) == 1 and getattr(getattr(images, "dtype", None), "kind", None) in ("U", "O"):
-            images = images.tolist()  # paths (or images) in a numpy array, pandas' .values
+        if getattr(images, "ndim", None) == 1 and getattr(getattr(images, "dtype", None), "kind", None) in ("U", "O", "T"):
+            images = images.tolist()  # paths (or images) in a numpy array, pandas' .values (T: numpy 2's StringDType)
         if isinstance(images, (str, os.PathLike)):
             location = os.fspath(images)
             if not location.startswith("s3://") and Path(location).is_file():

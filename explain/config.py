@@ -56,16 +56,17 @@ _FLOAT_FIELDS = ("segment_compactness", "refine_fraction", "iou_threshold", "con
 
 
 def plain_number(value):
-    """A numpy scalar as the Python number it holds (np.int64(8) -> 8, np.float32(0.5) -> 0.5,
-    np.bool_(True) -> True), so settings computed with numpy validate and serialise as typed ones;
-    any other value unchanged. Python's own bool stays a bool (and is refused where a number is due)."""
+    """A numpy scalar as the Python number it holds (np.int64(8) -> 8, np.float32(0.3) -> 0.3, the shortest
+    decimal that reads back as it, not its binary 0.30000001192092896, np.bool_(True) -> True), so settings
+    computed with numpy validate, serialise and compare as typed ones; any other value unchanged. Python's own
+    bool stays a bool (and is refused where a number is due)."""
     if type(value).__module__ != "numpy":
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        return float(value)
-    if type(value).__name__ == "bool_":
+        return float(str(value))  # review 36: a float32 0.3 was recorded as 0.30000001192092896
+    if type(value).__name__ in ("bool_", "bool"):  # numpy 1 names it bool_, numpy 2 bool (review 36)
         return bool(value)
     return value
 

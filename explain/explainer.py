@@ -193,13 +193,15 @@ def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` checked, as a copy of its own: the Explanation keeps it, and a caller's frame buffer or batch
+    changed afterwards must not change the picture an earlier explanation plots and saves (review 36)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ExplainError(f"image must be an (H, W, 3) uint8 array, got {image.shape} "
                            f"{image.dtype}{conversion_hint(image)}")
     if min(image.shape[:2]) < 2:
         raise ExplainError(f"image is too small to segment: {image.shape[1]}x{image.shape[0]}")
-    return image
+    return image.copy()
 
 
 def conversion_hint(image: np.ndarray, batch: bool = False) -> str:

@@ -87,9 +87,12 @@ def read_npz(path: Path, image: np.ndarray | None = None) -> dict:
     """The fields of the Explanation stored in ``path``, as keyword arguments.
 
     image: (H, W, 3) uint8 for a file without one (an older file); it must match the
-    segment map's size. Raises ExplainError for a missing or unreadable file.
+    segment map's size. Raises ExplainError for a missing or unreadable file. A path without the .npz
+    suffix that does not exist is read with it, as ``write_npz`` wrote it (review 36).
     """
     path = Path(path)
+    if path.suffix != ".npz" and not path.exists() and path.with_name(path.name + ".npz").is_file():
+        path = path.with_name(path.name + ".npz")
     try:
         with open(path, "rb") as file:
             if file.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy: "pickled data" for a text file

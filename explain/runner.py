@@ -115,6 +115,11 @@ class RunOptions:
         if not isinstance(self.shard, Shard):  # "0/4" was an AttributeError when the run began
             raise ConfigError(f"shard must be a Shard (Shard(index, count), or Shard.parse('0/4')), got "
                               f"{self.shard!r}", field="shard")
+        for name in ("restart", "retry_failed", "allow_non_empty_out", "merge", "progress"):
+            flag = plain_number(getattr(self, name))  # np.True_ -> True
+            if not isinstance(flag, bool):  # review 36: restart="false" was true, and deleted the earlier run
+                raise ConfigError(f"{name} must be True or False, got {flag!r}", field=name)
+            object.__setattr__(self, name, flag)
         value = self.images_in_flight
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
             raise ConfigError(f"images_in_flight must be an integer in [1, 256], got {value!r}",
@@ -463,8 +468,8 @@ def without_earlier_outputs(sources: list[ImageSource], out_dir: Path) -> list[I
 def _as_sources(images: Sequence) -> list[ImageSource]:
     """ImageSources as they are; image paths, folders and s3:// URLs through ``collect_sources``,
     without the clearsight output folders under those folders (``is_output_mark``)."""
-    if getattr(images, "ndim", None) == 1 and getattr(images, "dtype", None) is not None and images.dtype.kind in "UO":
-        images = images.tolist()  # paths in a numpy array (pandas' .values): each checked below
+    if getattr(images, "ndim", None) == 1 and getattr(images, "dtype", None) is not None and images.dtype.kind in "UOT":
+        images = images.tolist()  # paths in a numpy array (pandas' .values; T: numpy 2's StringDType)
     if (isinstance(images, (str, os.PathLike, ImageSource, bytes, bytearray)) or hasattr(images, "shape")
             or not isinstance(images, Iterable)):  # one, an array, or None (not its bytes, not a TypeError)
         images = [images]

@@ -10,8 +10,8 @@ console script on a sample image against it, and checks the outputs: a detection
 values that sum to prediction - base value, every file written. Then it runs that console
 script again with only a Clarify analysis_config.json (written by this interpreter's SageMaker
 SDK, endpoint_name resolved through CLEARSIGHT_EXPLAIN_ENDPOINT_MAP, dataset_uri the sample
-folder), where the SDK is absent and the schema check must say it was skipped. Exit 0 when all
-holds.
+folder), where the SDK is absent and the schema check must say it was skipped. Before those, numpy 2's own values given to
+the API (``NUMPY2_CHECK``). Exit 0 when all holds.
 """
 
 from __future__ import annotations
@@ -44,6 +44,23 @@ assert "mxnet" not in sys.modules
 print("python %d.%d, numpy %s, no mxnet" % (sys.version_info[0], sys.version_info[1], numpy.__version__))
 """
 
+# numpy 2's own types where the API takes numpy values (review 36: numpy 2 names np.bool_ "bool", and its
+# StringDType arrays of paths are of kind "T"; the unit tests run on numpy 1 only)
+NUMPY2_CHECK = """
+import sys
+import numpy as np
+from explain import Explainer, ExplainConfig
+assert ExplainConfig(metrics=np.True_).metrics is True
+assert ExplainConfig(probability_threshold=np.float32(0.3)).probability_threshold == 0.3
+def detector(batch):
+    return [np.array([[0, batch[index, ..., 0].mean() / 255, 0.1, 0.1, 0.6, 0.6]]) for index in range(len(batch))]
+paths = np.array([sys.argv[1]], dtype=np.dtypes.StringDType())
+(explained,) = Explainer(detector, task="detection", num_samples=24, num_segments=6)(paths)
+total = explained.shap_values.sum(axis=1)
+assert np.allclose(total, explained.predictions - explained.base_values, atol=1e-6), total
+print("numpy 2 values: np.True_ and float32 settings, a StringDType array of paths")
+"""
+
 
 def _fail(message: str) -> None:
     raise click.ClickException(message)
@@ -73,6 +90,11 @@ def main(env_dir: Path) -> None:
     if checked.returncode != 0:
         _fail(f"the explain-only environment is not what it should be:\n{checked.stderr[-2000:]}")
     click.echo(f"environment: {checked.stdout.strip()}", err=True)
+    numpy2 = subprocess.run([str(python), "-c", NUMPY2_CHECK, str(IMAGE)], capture_output=True, text=True,
+                            cwd=tempfile.gettempdir())
+    if numpy2.returncode != 0:
+        _fail(f"the API refused numpy 2's own values:\n{numpy2.stderr[-2000:]}")
+    click.echo(numpy2.stdout.strip(), err=True)
     _check_serve_extra_is_named(console)
     port = free_port()
     server = _serve(port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -34,7 +35,9 @@ class CallablePredictor:
     an endpoint stays within the endpoint's limits. For detection, a function with a
     ``score_threshold`` parameter is called with ``score_threshold=0`` so that it answers
     every score, as the endpoint adapters ask for; any other detection function must return
-    its low scores itself (a masked image's weaker detections still count).
+    its low scores itself (a masked image's weaker detections still count). The function is called
+    one call at a time, also when several images are explained at once (``run``'s threads): a plain
+    function, a network with state, need not be thread-safe.
     """
 
     def __init__(self, function: Callable, task: str | None, transport: TransportConfig | None = None) -> None:
@@ -45,12 +48,16 @@ class CallablePredictor:
         self.task = task
         self.transport = transport or TransportConfig()
         self.keywords = {"score_threshold": 0.0} if task == "detection" and _takes_score_threshold(function) else {}
+        self._one_call = threading.Lock()  # review 36: run()'s two image threads called it at once
 
     @property
     def class_names(self) -> list[str] | None:
         """The function's own ``class_names`` attribute, if it has one."""
         names = getattr(self.function, "class_names", None)
-        return list(names) if names else None
+        if names is None:
+            return None
+        names = [str(name) for name in names]  # a numpy array of names too (review 36: its truth was ambiguous)
+        return names or None
 
     def images_per_request(self, image_shape: tuple[int, int, int]) -> int:
         """Images of ``image_shape`` (H, W, 3) in one call: what one npy request holds, at most the cap."""
@@ -69,7 +76,8 @@ class CallablePredictor:
         per_call = self.images_per_request(batch.shape[1:])
         results: list[np.ndarray] = []
         for start in range(0, batch.shape[0], per_call):
-            results.extend(self.function(batch[start:start + per_call], **self.keywords))
+            with self._one_call:
+                results.extend(self.function(batch[start:start + per_call], **self.keywords))
         return results
 
     def close(self) -> None:

@@ -308,6 +308,51 @@ def test_images_as_nested_lists_of_python_ints_are_read_as_uint8():
         explainer(wide.tolist())
 
 
+def test_an_explanation_keeps_its_own_copy_of_the_image():
+    # review 36: Explanation.image was the caller's array: a reused frame buffer changed earlier explanations
+    frame = red_square_scene()
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=4)
+    first = explainer(frame)
+    kept = frame.copy()
+    frame[:] = 0  # the next frame into the same buffer
+    np.testing.assert_array_equal(first.image, kept)
+    batch = np.stack([red_square_scene()] * 2)
+    explained = explainer(batch)
+    batch[:] = 7
+    assert all(item.image.max() > 7 for item in explained)
+
+
+def test_a_function_is_called_one_call_at_a_time_by_run_and_its_numpy_class_names_are_taken(tmp_path):
+    # review 36: run()'s two image threads called a plain function at once; class_names as a numpy array
+    # raised numpy's "truth value of an array is ambiguous"
+    import threading
+    import time
+
+    from explain.runner import RunOptions
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def predict(batch):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.002)
+        with lock:
+            state["now"] -= 1
+        return red_square_detector(batch)
+
+    predict.class_names = np.array(["square", "corner"])
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for index in range(3):
+        Image.fromarray(red_square_scene()).save(scenes / f"s{index}.png")
+    explainer = Explainer(predict, num_samples=16, num_segments=4)
+    summary = explainer.run(scenes, tmp_path / "out", options=RunOptions(images_in_flight=2, progress=False))
+    assert summary["totals"]["images"] == 3 and state["most"] == 1
+    assert summary["settings"]["label_headers"] == ["square", "corner"]
+
+
 def test_label_headers_must_fit_the_class_names_a_model_knows():
     def predict(batch):
         return red_square_detector(batch)
@@ -537,6 +582,13 @@ def test_save_and_load_keep_everything_the_image_included(tmp_path, explained):
     assert path == tmp_path / "scene.npz"
     assert explained.best_detection is not None and explained.refinement  # kept too (review 19)
     assert_same_explanation(Explanation.load(path), explained)
+
+
+def test_load_finds_the_file_save_wrote_without_the_suffix(tmp_path, explained):
+    # review 36: save("x") wrote x.npz, then load("x") said x did not exist
+    explained.save(tmp_path / "scene")
+    assert_same_explanation(Explanation.load(tmp_path / "scene"), explained)
+    assert_same_explanation(Explanation.load(str(tmp_path / "scene")), explained)
 
 
 def test_save_into_a_folder_path_is_refused_not_written_beside_it(tmp_path, explained):

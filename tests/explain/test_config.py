@@ -154,6 +154,32 @@ def test_run_options_and_shards_take_numpy_scalars_as_the_python_numbers_they_ho
         RunOptions(shard="0/4")  # was an AttributeError on shard.name when the run began
 
 
+def test_float32_settings_are_recorded_as_the_decimal_they_show():
+    # review 36: np.float32(0.3) was recorded as 0.30000001192092896, so a resume with 0.3 was a settings change
+    import numpy as np
+
+    from explain.manifest import settings_digest
+
+    given = ExplainConfig(probability_threshold=np.float32(0.3), context=np.float32(0.1))
+    assert (given.probability_threshold, given.context) == (0.3, 0.1)
+    typed = ExplainConfig(probability_threshold=0.3, context=0.1)
+    assert settings_digest(given.to_dict()) == settings_digest(typed.to_dict())
+
+
+@pytest.mark.parametrize("name", ["restart", "retry_failed", "allow_non_empty_out", "merge", "progress"])
+def test_run_options_flags_must_be_booleans(name):
+    # review 36: restart="false" was true, and deleted the earlier run's outputs
+    import numpy as np
+
+    from explain.runner import RunOptions
+
+    with pytest.raises(ConfigError, match=f"{name} must be True or False, got 'false'"):
+        RunOptions(**{name: "false"})
+    with pytest.raises(ConfigError, match=f"{name} must be True or False, got 1"):
+        RunOptions(**{name: 1})
+    assert getattr(RunOptions(**{name: np.bool_(False)}), name) is False
+
+
 def test_class_names_given_as_a_numpy_array_or_a_generator_are_taken_as_a_tuple_of_str():
     # review 20: review 19 took numpy numbers, but np.array(["cat", "dog"]) (np.loadtxt's names) and a
     # generator were refused as "must be a non-empty tuple of non-empty strings"
