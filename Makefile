@@ -71,10 +71,10 @@ job-bundle: install
 # Java, moto, Chromium and the offline Processing job included), TEST_WORKERS processes at once
 # (pytest-xdist, one test file per process at a time: a file's servers and fixtures stay in one process;
 # most tests wait on servers and subprocesses, so 2 processes take about half the time on 2 cores;
-# TEST_WORKERS=0 runs them in this one process).
+# TEST_WORKERS=0, or empty, runs them in this one process).
 TEST_WORKERS ?= 2
 test: install java chromium fonts docs serving-py38 explain-check job-bundle
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest $(if $(filter-out 0,$(strip $(TEST_WORKERS))),-n $(strip $(TEST_WORKERS)) --dist loadfile)
 
 # 1,417 of the 1,829 tests (counted 2026-12-02): no Java, no servers or subprocesses (tests marked
 # integration are left out). Measured 2026-11-30, when there were 1,072: 153 s user + 73 s system CPU,

@@ -48,6 +48,7 @@ from .processing import (
     merge_job_outputs,
     start_explain_job,
     wait_for_job,
+    why_the_job_sets,
 )
 
 __all__ = ["main", "run"]
@@ -315,7 +316,7 @@ def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[st
                        "endpoint --endpoint", err=True)
             continue
         if option in JOB_SET_OPTIONS:
-            click.echo(f"Warning: {variable} is set but not passed to the job: the job sets {option} itself",
+            click.echo(f"Warning: {variable} is set but not passed to the job ({option}): {why_the_job_sets(option)}",
                        err=True)
             continue
         value = explain_ctx.params[param.name]

@@ -81,6 +81,17 @@ _FINAL = {"Completed", "Failed", "Stopped"}
 # explain options the job (or its worker) sets itself: refused after `--`, not taken from the environment
 JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
                              "--merged-by", "--allow-partial", "--job-name"})
+# why each is not an explain option of the job's (review 35: "the job sets it" was untrue of --workers, --shard)
+_SHARED = "the job shares the images among its instances itself (explain-job --instance-count)"
+_WHY_JOB_SETS = {"--endpoint": "explain-job's own --endpoint names it", "--task": "explain-job's own --task",
+                 "--out": "explain-job's own --out", "--workers": _SHARED, "--shard": _SHARED}
+_WORKER_SETS = "the job's worker sets it"
+
+
+def why_the_job_sets(option: str) -> str:
+    """Why an explain option of JOB_SET_OPTIONS is not one the job takes: where its value comes from instead."""
+    return _WHY_JOB_SETS.get(option, _WORKER_SETS)
+
 # Endpoint statuses in which InvokeEndpoint answers: an update keeps the old variant serving until it ends.
 _SERVING = ("InService", "Updating", "SystemUpdating")
 
@@ -179,12 +190,11 @@ class ExplainJobConfig:
                 raise DeployConfigError(name, value, f"an integer in [{low}, {high}]")
         if not isinstance(self.instance_type, str) or not _INSTANCE_TYPE.fullmatch(self.instance_type):
             raise DeployConfigError("instance_type", self.instance_type, "an ml.* instance type such as ml.c5.xlarge")
-        clashes = sorted(arg.split("=", 1)[0] for arg in self.explain_args
-                         if arg.split("=", 1)[0] in JOB_SET_OPTIONS)
+        clashes = sorted({arg.split("=", 1)[0] for arg in self.explain_args} & JOB_SET_OPTIONS)
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
-                                    f"leave out {', '.join(clashes)}: the job sets "
-                                    f"{'it' if len(clashes) == 1 else 'them'} itself")
+                                    "; ".join(f"leave out {option}: {why_the_job_sets(option)}"
+                                              for option in clashes))
         if not self.poll_seconds >= 0:
             raise DeployConfigError("poll_seconds", self.poll_seconds, "a number >= 0")
 

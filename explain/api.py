@@ -90,17 +90,25 @@ def _one_map_per_image(segments) -> bool:
 
 
 def _one_array_or_list(nested: list):
-    """Nested lists of numbers that stack into one (H, W, ...) or (N, H, W, 3) array: that array (Python ints all
-    in 0..255 as uint8, what ``PIL``'s ``getdata`` and ``tolist()`` of an image give back); anything else
-    (images of different sizes, lists of paths): the list as it is, each item an image."""
+    """Nested lists of numbers that stack into one (H, W, ...) or (N, H, W, 3) array: that array; anything else
+    (images of different sizes, lists of paths): a list of images, each item that is itself such nested lists
+    read as its array. Python ints all in 0..255 (``image.tolist()``) are read as uint8."""
+    array = _pixels(nested)
+    if array is not None:
+        return array
+    return [_pixels(item) if isinstance(item, list) and _pixels(item) is not None else item for item in nested]
+
+
+def _pixels(nested: list) -> np.ndarray | None:
+    """Nested lists of numbers as an array of at least 3 dimensions (ints 0..255 as uint8), else None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy 1's ragged-array VisibleDeprecationWarning
             array = np.asarray(nested)
     except ValueError:  # numpy 2: an inhomogeneous shape
-        return nested
+        return None
     if array.dtype.kind not in "biuf" or array.ndim < 3:
-        return nested
+        return None
     if array.dtype.kind in "iu" and array.size and 0 <= array.min() and array.max() <= 255:
         return array.astype(np.uint8)  # review 34: Python ints made int64, which was then refused
     return array

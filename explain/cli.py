@@ -69,6 +69,7 @@ _CONFIG_FIELDS = {field.name for field in fields(ExplainConfig)}
 _TRANSPORT_FIELDS = ("content_type", "accept", "max_payload_bytes", "max_images_per_request", "concurrency",
                      "max_retries", "timeout", "custom_attributes", "target_model", "probability")
 _CLARIFY_META = "explain.clarify_settings"
+_IMAGES_FROM_CONFIG = "explain.images_from_dataset_uri"
 VERBOSE_META = "clearsight.verbose"  # -v counted by an enclosing command (clearsight -v explain ...)
 
 
@@ -275,19 +276,27 @@ def _from_the_clarify_config(ctx: click.Context, param: click.Parameter | None) 
     return f" (the value of {where} in --clarify-config)" if where else " (a value of --clarify-config)"
 
 
-def _clarify_record(ctx: click.Context) -> dict | None:
+def _clarify_record(ctx: click.Context, config: ExplainConfig) -> dict | None:
     """analysis.json's ``settings_source`` for a run given --clarify-config (None without one): the file, its
     schema check, the options whose value it gave (with its key), those it set that an option or a variable
-    overrode, and the keys it holds that the run ignores (with the reason, as the run's warning says)."""
+    overrode, the keys it holds that the run ignores (with the reason, as the run's warning says: a detection
+    setting of a run that --task made classification too), and its dataset_uri, with whether the images
+    came from it."""
     settings = ctx.meta.get(_CLARIFY_META)
     if settings is None:
         return None
+    not_applied = config.not_applied()
     from_file = {name: CONFIG_KEY_OF_OPTION.get(name) for name in settings.options
                  if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT_MAP}
+    ignored = dict(settings.ignored)
+    for name in [name for name in from_file if name in not_applied]:  # review 35: recorded as taken and not applied
+        ignored[from_file.pop(name) or name] = f"object detection only: this run is --task {config.task}"
     return {"clarify_config": ctx.params.get("clarify_config"), "schema_check": settings.schema_check or None,
             "options_from_config": from_file,
-            "options_overridden": sorted(name for name in settings.options if name not in from_file),
-            "config_keys_ignored": dict(settings.ignored)}
+            "options_overridden": sorted(name for name in settings.options
+                                         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT_MAP),
+            "config_keys_ignored": ignored,
+            "dataset_uri": settings.dataset_uri, "images_from_dataset_uri": bool(ctx.meta.get(_IMAGES_FROM_CONFIG))}
 
 
 def _images_from_config(ctx: click.Context) -> list:
@@ -477,6 +486,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         raise click.MissingParameter(hint, ctx, _option_named(ctx, "endpoint"))
     if not images:
         images = _images_from_config(ctx)
+        ctx.meta[_IMAGES_FROM_CONFIG] = True
     elif clarify_settings is not None and clarify_settings.dataset_uri is not None:
         logger.info("IMAGE arguments given: the Clarify config's dataset_uri %s is not used",
                     clarify_settings.dataset_uri)
@@ -507,7 +517,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
         # SIGTERM, SIGHUP: RunStopped, which unwinds as Ctrl-C does; a repeat does not cut the unwinding short
         with stop_on_signals(ctrl_c=True):
             summary = _run(ctx, images, endpoints, task, transport, config, out_dir, workers, run_options,
-                           _clarify_record(ctx))
+                           _clarify_record(ctx, config))
     except (RunStopped, KeyboardInterrupt) as stopped:
         ignore_stop_signals()  # unwound: only the last line and the exit are left
         _stop(StoppedBySignal(stopped, out_dir))

@@ -225,6 +225,13 @@ def _differences(old: dict, new: dict) -> list[str]:
             for name in names if old.get(name) != new.get(name)]
 
 
+def restart_advice(sharded: bool = False) -> str:
+    """How to discard an earlier run's results: --restart, and, for a run that is one shard of several (of
+    --shard, or one of --workers' processes), what a --shard run does instead (--shard excludes --restart)."""
+    return "add --restart (RunOptions(restart=True)" + (
+        "; for --shard runs, which exclude it, empty --out before starting the shards)" if sharded else ")")
+
+
 def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Path, sharded: bool = False) -> None:
     """Raise SettingsChangedError if an entry was computed with settings other than ``settings``.
 
@@ -233,8 +240,7 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
     others = [entry for entry in entries if entry.get("settings_digest") != digest]
     if not others:
         return
-    restart = "add --restart (RunOptions(restart=True)" + (
-        "; a --shard run cannot: empty --out before starting the shards)" if sharded else ")")
+    restart = restart_advice(sharded)
     entry = others[0]
     changes = _differences(entry.get("settings", {}), settings) or [
         f"the bytes of baseline image {settings.get('baseline')}"]  # the same name, other bytes

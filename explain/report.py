@@ -569,8 +569,11 @@ def _clarify_sentence(source: dict) -> str:
              + (f" ({source['schema_check']})" if source.get("schema_check") else ""),
              "values taken from it: " + (", ".join(taken) or "none")]
     if source.get("options_overridden"):
-        parts.append("set there but overridden by options: "
+        parts.append("set there but overridden by options or their variables: "
                      + ", ".join("--" + name.replace("_", "-") for name in source["options_overridden"]))
+    if source.get("dataset_uri"):
+        parts.append(f"images {'from' if source.get('images_from_dataset_uri') else 'given instead of'} its "
+                     f"dataset_uri {source['dataset_uri']}")
     ignored = source.get("config_keys_ignored") or {}
     if ignored:
         parts.append("keys accepted but ignored: " + "; ".join(f"{key} ({why})" for key, why in ignored.items()))

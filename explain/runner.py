@@ -45,6 +45,7 @@ from .manifest import (
     manifest_name,
     read_manifests,
     remove_run_files,
+    restart_advice,
     settings_digest,
     sha256_bytes,
 )
@@ -399,13 +400,14 @@ def _another_existing_image(earlier: str, location: str) -> bool:
         return False
 
 
-def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_dir: Path) -> None:
+def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_dir: Path,
+                      sharded: bool = False) -> None:
     """Raise ConfigError (about --out) before any work when an image to explain has the key of an image
     an earlier run explained into ``out_dir`` from another image that still exists, with other bytes:
     its outputs would silently replace that explanation. The same file with changed bytes, the same
     bytes from anywhere (a moved folder, a local copy of an S3 object: the bytes are read to compare
     their sha256 when the fingerprints differ: an ETag is not a sha256) and an earlier image that is gone are
-    explained as usual."""
+    explained as usual. sharded: as ``check_settings``'s."""
     explained = explained_entries(entries)
     for source in sources:
         entry = explained.get(source.key)
@@ -422,7 +424,7 @@ def check_same_images(sources: Sequence[ImageSource], entries: list[dict], out_d
         raise ConfigError(
             f"{out_dir} holds the explanation of image {source.key!r} from {entry['location']!r}; "
             f"{source.location!r} is another image with the same name and would replace it: choose another "
-            "--out, or add --restart (RunOptions(restart=True)) to discard the earlier results", field="out_dir")
+            f"--out, or {restart_advice(sharded)} to discard the earlier results", field="out_dir")
 
 
 def _file_sizes(out_dir: Path, names: Sequence[str]) -> dict[str, int]:
@@ -558,7 +560,7 @@ def _run_locked(sources: list[ImageSource], predict: Predict, config: ExplainCon
     todo = [position for position in mine
             if not _is_done(latest.get(sources[position].key), sources[position], out_dir,
                             options.retry_failed)]
-    check_same_images([sources[position] for position in todo], entries, out_dir)
+    check_same_images([sources[position] for position in todo], entries, out_dir, options.shard.count > 1)
     earlier_files = _earlier_files(entries)
     for key, names in staged.items():
         earlier_files[key] = earlier_files.get(key, frozenset()) | names

@@ -283,10 +283,14 @@ IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images a
     (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
     # the job's own options were refused as "Invalid value for '--explain-args'", the others as EXPLAIN_ARGS
     (["--", "--shard", "0/2"],
-     f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': leave out --shard: the job sets it itself"),
-    # review 34: "explain options other than --workers (the job sets them)" read as what was expected
-    (["--", "--workers", "2", "--endpoint", "x"],
-     f"{EXPLAIN_OPTIONS_ERROR}'--workers 2 --endpoint x': leave out --endpoint, --workers: the job sets them itself"),
+     f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': leave out --shard: the job shares the images among its instances "
+     "itself (explain-job --instance-count)"),
+    # review 34: "explain options other than --workers (the job sets them)" read as what was expected; review 35:
+    # "the job sets it" was untrue of --workers, and a repeated option was named twice
+    (["--", "--workers=2", "--workers", "3", "--endpoint", "x", "--no-report"],
+     f"{EXPLAIN_OPTIONS_ERROR}'--workers=2 --workers 3 --endpoint x --no-report': leave out --endpoint: "
+     "explain-job's own --endpoint names it; leave out --no-report: the job's worker sets it; leave out --workers: "
+     "the job shares the images among its instances itself (explain-job --instance-count)"),
     # every instance of the job failed on them: "Path '/tmp/lp/shapes_0.png' does not exist"
     (["--", "/tmp/lp/shapes_0.png"], f"{EXPLAIN_OPTIONS_ERROR}/tmp/lp/shapes_0.png: {IMAGES_ARE_NOT_PASSED}"),
     (["--", "--num-samples", "16", "examples/shapes/samples/shapes_0.png", "s3://imgs/more"],
@@ -438,7 +442,8 @@ def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
     stderr = " ".join(result.stderr.split())
     assert ("Warning: CLEARSIGHT_EXPLAIN_ENDPOINT_MAP is set but the job does not use it: its workers call "
             "SageMaker endpoint --endpoint") in stderr
-    assert "Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job: the job sets --workers" in stderr
+    assert ("Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job (--workers): the job shares the "
+            "images among its instances itself") in stderr
     for variable, option in (("CLEARSIGHT_EXPLAIN_ENDPOINT", "--endpoint"), ("CLEARSIGHT_EXPLAIN_OUT", "--out")):
         assert (f"Warning: {variable} is set but not passed to the job: the job's {option} is explain-job's"
                 in stderr)

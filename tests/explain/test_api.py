@@ -302,6 +302,10 @@ def test_images_as_nested_lists_of_python_ints_are_read_as_uint8():
         got = explainer(given)
         got = got[0] if isinstance(got, list) else got
         assert got.image.dtype == np.uint8 and np.array_equal(got.shap_values, want.shap_values)
+    # review 35: images of different sizes as nested lists (a list of images) were still refused as int64
+    explained = explainer([scene.tolist(), scene[:32].tolist()])
+    assert [(item.image.shape, item.image.dtype) for item in explained] == [((64, 64, 3), np.uint8),
+                                                                           ((32, 64, 3), np.uint8)]
     wide = scene.astype(np.int64)
     wide[0, 0, 0] = 256  # not 8-bit: refused with its hint, as before
     with pytest.raises(ExplainError, match=r"got \(64, 64, 3\) int64 "):

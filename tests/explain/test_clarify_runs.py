@@ -189,8 +189,31 @@ def test_image_arguments_and_options_override_the_config(photos, tmp_path):
     assert source["config_keys_ignored"]["methods.report.title"] == "the report's title is fixed"
     report = (tmp_path / "out" / "report.html").read_text()
     assert f"Clarify config {config}" in report
-    assert "set there but overridden by options: --endpoint, --num-samples" in report
+    assert "set there but overridden by options or their variables: --endpoint, --num-samples" in report
+    assert (source["dataset_uri"], source["images_from_dataset_uri"]) == (str(tmp_path / "nowhere"), False)
+    assert f"images given instead of its dataset_uri {tmp_path / 'nowhere'}" in report
     assert "keys accepted but ignored: methods.report.title (the report&#x27;s title is fixed)" in report
+
+
+def test_a_detection_config_run_as_classification_records_its_detection_keys_as_ignored(photos, tmp_path):
+    """review 35: --task classification over a detection config recorded max_objects as taken from the file
+    while settings_not_applied said it was not applied."""
+    config = write_config(tmp_path, sdk_analysis_config("OBJECT_DETECTION", ["red", "green", "blue", "other"],
+                                                        max_objects=2, probability_threshold=0.3), "photos")
+    with FakeEndpoint("classification") as endpoint:
+        result = run_cli(["--clarify-config", config, "--task", "classification", "--out", tmp_path / "out",
+                          "--quiet"], env=endpoint_map(endpoint.url))
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    source = analysis["settings_source"]
+    assert {"max_objects", "probability_threshold"} <= set(analysis["settings_not_applied"])
+    assert not {"max_objects", "probability_threshold"} & set(source["options_from_config"])
+    assert source["config_keys_ignored"]["methods.shap.image_config.max_objects"] == (
+        "object detection only: this run is --task classification")
+    assert source["config_keys_ignored"]["probability_threshold"] == (
+        "object detection only: this run is --task classification")
+    assert source["options_overridden"] == ["task"]
+    assert (source["dataset_uri"], source["images_from_dataset_uri"]) == (str(photos), True)
 
 
 def test_a_run_without_a_clarify_config_records_no_settings_source(photos, tmp_path):

@@ -198,8 +198,9 @@ def test_a_shard_run_with_changed_settings_is_told_what_it_can_do(image_dir, tmp
     assert cli(args + ["--num-samples", "16"]).exit_code == 0
     refused = cli(args + ["--num-samples", "20"])
     assert refused.exit_code == 1
-    assert ("add --restart (RunOptions(restart=True); a --shard run cannot: empty --out before starting the "
-            "shards) to discard them and start over, or choose another --out") in " ".join(refused.stderr.split())
+    assert ("add --restart (RunOptions(restart=True); for --shard runs, which exclude it, empty --out before "
+            "starting the shards) to discard them and start over, or choose another --out") in " ".join(
+        refused.stderr.split())
     for path in (tmp_path / "out").iterdir():  # the advice, followed
         if path.is_dir():
             shutil.rmtree(path)
@@ -534,6 +535,11 @@ def test_another_image_with_an_explained_name_is_refused_before_any_work(tmp_pat
     usage = cli(args + [tmp_path / "B"])
     assert usage.exit_code == 2 and "is another image with the same name" in usage.stderr
     assert "--restart" in usage.stderr
+    # review 35: a --shard run was told to add --restart, which --shard refuses
+    shards = [cli(args + ["--shard", f"{index}/2", tmp_path / "B"]) for index in (0, 1)]
+    (sharded,) = [result for result in shards if result.exit_code == 2]  # the shard that holds x.png
+    assert "for --shard runs, which exclude it, empty --out before starting the shards" in " ".join(
+        sharded.stderr.split())
 
 
 def test_the_same_name_is_not_refused_when_the_earlier_image_is_this_one_or_gone(tmp_path, monkeypatch):
