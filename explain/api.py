@@ -96,7 +96,8 @@ def _one_array_or_list(nested: list):
     array = _pixels(nested)
     if array is not None:
         return array
-    return [_pixels(item) if isinstance(item, list) and _pixels(item) is not None else item for item in nested]
+    arrays = [_pixels(item) if isinstance(item, list) else None for item in nested]
+    return [item if array is None else array for item, array in zip(nested, arrays)]
 
 
 def _pixels(nested: list) -> np.ndarray | None:
