@@ -82,9 +82,13 @@ _FINAL = {"Completed", "Failed", "Stopped"}
 JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
                              "--merged-by", "--allow-partial", "--job-name"})
 # why each is not an explain option of the job's (review 35: "the job sets it" was untrue of --workers, --shard)
-_SHARED = "the job shares the images among its instances itself (explain-job --instance-count)"
-_WHY_JOB_SETS = {"--endpoint": "explain-job's own --endpoint names it", "--task": "explain-job's own --task",
-                 "--out": "explain-job's own --out", "--workers": _SHARED, "--shard": _SHARED}
+_WHY_JOB_SETS = {
+    "--endpoint": "explain-job's own --endpoint names it", "--task": "explain-job's own --task",
+    "--out": "explain-job's own --out", "--allow-partial": "explain-job's own --allow-partial (give it before --)",
+    "--job-name": "explain-job's own --job-name (give it before --)",
+    "--shard": "the job shares the images among its instances itself (explain-job --instance-count)",
+    "--workers": "each instance runs one explain process (more machines: explain-job --instance-count; more "
+                 "images at once: -- --images-in-flight)"}
 _WORKER_SETS = "the job's worker sets it"
 
 

@@ -289,8 +289,9 @@ def _clarify_record(ctx: click.Context, config: ExplainConfig) -> dict | None:
     from_file = {name: CONFIG_KEY_OF_OPTION.get(name) for name in settings.options
                  if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT_MAP}
     ignored = dict(settings.ignored)
-    for name in [name for name in from_file if name in not_applied]:  # review 35: recorded as taken and not applied
-        ignored[from_file.pop(name) or name] = f"object detection only: this run is --task {config.task}"
+    for name in [name for name in settings.options if name in not_applied]:  # review 35/37: taken, not applied
+        from_file.pop(name, None)
+        ignored[CONFIG_KEY_OF_OPTION.get(name) or name] = f"object detection only: this run is --task {config.task}"
     return {"clarify_config": ctx.params.get("clarify_config"), "schema_check": settings.schema_check or None,
             "options_from_config": from_file,
             "options_overridden": sorted(name for name in settings.options

@@ -65,10 +65,21 @@ def plain_number(value):
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        return float(str(value))  # review 36: a float32 0.3 was recorded as 0.30000001192092896
+        return _shortest_float(value)
     if type(value).__name__ in ("bool_", "bool"):  # numpy 1 names it bool_, numpy 2 bool (review 36)
         return bool(value)
     return value
+
+
+def _shortest_float(value) -> float:
+    """A numpy float as a Python float: float32 and float16 as the shortest decimal that reads back as them
+    (np.float32(0.3) -> 0.3, not 0.30000001192092896: review 36), wider ones as they are. Not through str(),
+    which numpy's print options (legacy='1.13') round to 12 digits (review 37)."""
+    import numpy as np  # a numpy value: numpy is imported already
+
+    if value.dtype.itemsize >= 8:
+        return float(value)
+    return float(np.format_float_positional(value, unique=True, trim="-"))
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:

@@ -181,6 +181,15 @@ def class_name(class_id: int, label_headers: tuple[str, ...] | None) -> str:
     return str(class_id)
 
 
+def model_class_names(predict) -> tuple[str, ...] | None:
+    """A predictor's or function's own ``class_names`` (a model folder's model.json) as a tuple of str, None
+    when it has none; a numpy array of names too (review 36/37: its truth value was ambiguous)."""
+    names = getattr(predict, "class_names", None)
+    if names is None:
+        return None
+    return tuple(str(name) for name in names) or None
+
+
 def check_label_headers(label_headers: tuple[str, ...] | None, classes: int | Sequence[str]) -> None:
     """Raise ConfigError (field ``label_headers``) when ``label_headers`` does not name every class once.
 

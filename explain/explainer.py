@@ -18,6 +18,7 @@ from .detection import (
     check_target_boxes,
     class_name,
     match_scores,
+    model_class_names,
     select_classification_targets,
     select_detection_targets,
 )
@@ -193,15 +194,14 @@ def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
-    """``image`` checked, as a copy of its own: the Explanation keeps it, and a caller's frame buffer or batch
-    changed afterwards must not change the picture an earlier explanation plots and saves (review 36)."""
+    """``image`` checked (the caller's array: ``explain_image`` copies what it keeps)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ExplainError(f"image must be an (H, W, 3) uint8 array, got {image.shape} "
                            f"{image.dtype}{conversion_hint(image)}")
     if min(image.shape[:2]) < 2:
         raise ExplainError(f"image is too small to segment: {image.shape[1]}x{image.shape[0]}")
-    return image.copy()
+    return image
 
 
 def conversion_hint(image: np.ndarray, batch: bool = False) -> str:
@@ -288,9 +288,11 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
                           field="predict")
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    image = _check_image(image)
+    given = image = _check_image(image)
     if config.resize is not None:
         image = _resize_long_side(image, config.resize)
+    if np.shares_memory(image, given):  # the Explanation keeps its own: a caller's frame buffer or batch changed
+        image = image.copy()           # afterwards must not change an earlier explanation's picture (review 36)
     baseline_seed, shap_seed = np.random.SeedSequence(config.seed).spawn(2)
     counter = ModelCalls(predict, config.batch_size, config.task, progress)
     if segments is not None:
@@ -303,9 +305,9 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
     phase = time.perf_counter()
     unmasked = counter(image[None])[0]
     if config.task == "detection":
-        model_classes = getattr(predict, "class_names", None)  # a model folder's model.json
+        model_classes = model_class_names(predict)  # a model folder's model.json
         check_detection_classes(unmasked, config.label_headers,
-                                model_names=bool(model_classes) and tuple(model_classes) == config.label_headers)
+                                model_names=model_classes is not None and model_classes == config.label_headers)
         targets = select_detection_targets(unmasked, config.max_objects,
                                            config.probability_threshold)
         check_target_boxes(targets)

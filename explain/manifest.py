@@ -262,6 +262,10 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
         hint = (f" (the class names: pass --label-headers {listed}, label_headers= from Python, to give the same)"
                 if len(listed.split(",")) == len(names)
                 else " (the class names: give the same with --label-headers, a file of one per line)")
+    float32 = _float32_recorded(entry.get("settings", {}), settings)
+    if float32:
+        hint += (f" (since 2026-12-03 a numpy float32 setting is recorded as the decimal it shows: to resume, give "
+                 f"{', '.join(f'{name}={old!r}' for name, old in float32)} as Python floats)")
     earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
     if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
         hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "
@@ -270,6 +274,21 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
         f"{out_dir} holds explanations made with other settings ({'; '.join(changes)}); "
         f"run again with the same settings to resume{hint}, {restart} to discard them and start over, or choose "
         "another --out")
+
+
+def _float32_recorded(old: dict, new: dict) -> list[tuple[str, float]]:
+    """The settings an earlier run recorded at a numpy float32's binary value (0.30000001192092896) that this
+    run gives as the decimal that float32 shows (0.3): (name, the earlier value) for each."""
+    import numpy as np
+
+    found = []
+    for name, earlier in old.items():
+        now = new.get(name)
+        if (isinstance(earlier, float) and isinstance(now, float) and earlier != now
+                and float(np.float32(earlier)) == earlier
+                and float(np.format_float_positional(np.float32(earlier), unique=True, trim="-")) == now):
+            found.append((name, earlier))
+    return found
 
 
 def _as_sent_for_detection(custom_attributes: str) -> str | None:

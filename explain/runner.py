@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ExplainConfig, plain_number
-from .detection import check_label_headers
+from .detection import check_label_headers, model_class_names
 from .errors import (
     ConfigError,
     EndpointAccessError,
@@ -527,13 +527,13 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     if options is not None and not isinstance(options, RunOptions):
         raise ConfigError(f"options must be a RunOptions, got {type(options).__name__}", field="options")
     options = options or RunOptions()
-    model_classes = getattr(predict, "class_names", None)
+    model_classes = model_class_names(predict)
     if label_headers is None:
         label_headers = model_classes
     if label_headers is not None and config.label_headers is None:
         config = replace(config, label_headers=tuple(label_headers))
     if model_classes:  # names that do not fit the model's own classes: refused before any image
-        check_label_headers(config.label_headers, tuple(model_classes))
+        check_label_headers(config.label_headers, model_classes)
     out_dir = Path(out_dir)
     sources = without_earlier_outputs(_as_sources(images), out_dir)
     if not sources:

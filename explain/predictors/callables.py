@@ -10,6 +10,7 @@ import numpy as np
 
 from serving.contract import NPY
 
+from ..detection import model_class_names
 from .planning import as_uint8_batch, check_task, images_per_request
 from .transport import TransportConfig
 
@@ -35,9 +36,10 @@ class CallablePredictor:
     an endpoint stays within the endpoint's limits. For detection, a function with a
     ``score_threshold`` parameter is called with ``score_threshold=0`` so that it answers
     every score, as the endpoint adapters ask for; any other detection function must return
-    its low scores itself (a masked image's weaker detections still count). The function is called
-    one call at a time, also when several images are explained at once (``run``'s threads): a plain
-    function, a network with state, need not be thread-safe.
+    its low scores itself (a masked image's weaker detections still count). This predictor calls the
+    function one call at a time, also when several images are explained at once (``run``'s threads): a
+    plain function, a network with state, need not be thread-safe (two predictors, two Explainers, of
+    one function do not wait for each other).
     """
 
     def __init__(self, function: Callable, task: str | None, transport: TransportConfig | None = None) -> None:
@@ -48,16 +50,15 @@ class CallablePredictor:
         self.task = task
         self.transport = transport or TransportConfig()
         self.keywords = {"score_threshold": 0.0} if task == "detection" and _takes_score_threshold(function) else {}
-        self._one_call = threading.Lock()  # review 36: run()'s two image threads called it at once
+        # review 36: run()'s two image threads called it at once; re-entrant: a function that explains through
+        # the same Explainer (a sub-image) calls it again from its own thread (review 37)
+        self._one_call = threading.RLock()
 
     @property
     def class_names(self) -> list[str] | None:
         """The function's own ``class_names`` attribute, if it has one."""
-        names = getattr(self.function, "class_names", None)
-        if names is None:
-            return None
-        names = [str(name) for name in names]  # a numpy array of names too (review 36: its truth was ambiguous)
-        return names or None
+        names = model_class_names(self.function)
+        return list(names) if names else None
 
     def images_per_request(self, image_shape: tuple[int, int, int]) -> int:
         """Images of ``image_shape`` (H, W, 3) in one call: what one npy request holds, at most the cap."""

@@ -290,7 +290,10 @@ IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images a
     (["--", "--workers=2", "--workers", "3", "--endpoint", "x", "--no-report"],
      f"{EXPLAIN_OPTIONS_ERROR}'--workers=2 --workers 3 --endpoint x --no-report': leave out --endpoint: "
      "explain-job's own --endpoint names it; leave out --no-report: the job's worker sets it; leave out --workers: "
-     "the job shares the images among its instances itself (explain-job --instance-count)"),
+     "each instance runs one explain process (more machines: explain-job --instance-count; more images at once: "
+     "-- --images-in-flight)"),
+    (["--", "--allow-partial"], f"{EXPLAIN_OPTIONS_ERROR}'--allow-partial': leave out --allow-partial: explain-job's "
+                                "own --allow-partial (give it before --)"),
     # every instance of the job failed on them: "Path '/tmp/lp/shapes_0.png' does not exist"
     (["--", "/tmp/lp/shapes_0.png"], f"{EXPLAIN_OPTIONS_ERROR}/tmp/lp/shapes_0.png: {IMAGES_ARE_NOT_PASSED}"),
     (["--", "--num-samples", "16", "examples/shapes/samples/shapes_0.png", "s3://imgs/more"],
@@ -442,8 +445,8 @@ def test_explain_settings_of_the_environment_reach_the_job_as_options(aws):
     stderr = " ".join(result.stderr.split())
     assert ("Warning: CLEARSIGHT_EXPLAIN_ENDPOINT_MAP is set but the job does not use it: its workers call "
             "SageMaker endpoint --endpoint") in stderr
-    assert ("Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job (--workers): the job shares the "
-            "images among its instances itself") in stderr
+    assert ("Warning: CLEARSIGHT_EXPLAIN_WORKERS is set but not passed to the job (--workers): each instance runs "
+            "one explain process") in stderr
     for variable, option in (("CLEARSIGHT_EXPLAIN_ENDPOINT", "--endpoint"), ("CLEARSIGHT_EXPLAIN_OUT", "--out")):
         assert (f"Warning: {variable} is set but not passed to the job: the job's {option} is explain-job's"
                 in stderr)

@@ -357,6 +357,46 @@ def test_a_function_is_called_one_call_at_a_time_by_run_and_its_numpy_class_name
     assert summary["settings"]["label_headers"] == ["square", "corner"]
 
 
+def test_a_function_that_explains_through_its_own_explainer_does_not_deadlock():
+    # review 37: the lock that serialises calls was not re-entrant
+    import threading
+
+    explainer = Explainer(red_square_detector, num_samples=16, num_segments=4)
+    inner = []
+
+    def outer(batch):
+        if not inner:
+            inner.append("calling")
+            inner.append(explainer(red_square_scene()))  # from within a call: the same thread takes the lock again
+        return red_square_detector(batch)
+
+    explainer.predictor.function = outer
+    done = []
+    thread = threading.Thread(target=lambda: done.append(explainer(red_square_scene())), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert done and len(inner) == 2
+
+
+def test_run_explanations_and_explain_image_take_class_names_as_a_numpy_array(tmp_path):
+    # review 37: review 36's fix covered Explainer only; these raised numpy's "truth value ... is ambiguous"
+    from explain.explainer import explain_image
+    from explain.runner import RunOptions, run_explanations
+
+    def predict(batch):
+        return red_square_detector(batch)
+
+    predict.class_names = np.array(["square", "corner"])
+    config = ExplainConfig(num_samples=16, num_segments=4, label_headers=("square", "corner"))
+    assert explain_image(red_square_scene(), predict, config).labels.size
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    Image.fromarray(red_square_scene()).save(scenes / "s.png")
+    summary = run_explanations([scenes], predict, ExplainConfig(num_samples=16, num_segments=4), tmp_path / "out",
+                               RunOptions(progress=False))
+    assert summary["settings"]["label_headers"] == ["square", "corner"]
+
+
 def test_label_headers_must_fit_the_class_names_a_model_knows():
     def predict(batch):
         return red_square_detector(batch)

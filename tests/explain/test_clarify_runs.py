@@ -202,7 +202,7 @@ def test_a_detection_config_run_as_classification_records_its_detection_keys_as_
                                                         max_objects=2, probability_threshold=0.3), "photos")
     with FakeEndpoint("classification") as endpoint:
         result = run_cli(["--clarify-config", config, "--task", "classification", "--out", tmp_path / "out",
-                          "--quiet"], env=endpoint_map(endpoint.url))
+                          "--quiet"], env={**endpoint_map(endpoint.url), "CLEARSIGHT_EXPLAIN_MAX_OBJECTS": "3"})
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     source = analysis["settings_source"]
@@ -212,7 +212,7 @@ def test_a_detection_config_run_as_classification_records_its_detection_keys_as_
         "object detection only: this run is --task classification")
     assert source["config_keys_ignored"]["probability_threshold"] == (
         "object detection only: this run is --task classification")
-    assert source["options_overridden"] == ["task"]
+    assert source["options_overridden"] == ["max_objects", "task"]  # max_objects: ignored all the same (review 37)
     assert (source["dataset_uri"], source["images_from_dataset_uri"]) == (str(photos), True)
 
 

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from PIL import Image
 
 from explain import ConfigError, ExplainConfig
 
@@ -164,6 +165,43 @@ def test_float32_settings_are_recorded_as_the_decimal_they_show():
     assert (given.probability_threshold, given.context) == (0.3, 0.1)
     typed = ExplainConfig(probability_threshold=0.3, context=0.1)
     assert settings_digest(given.to_dict()) == settings_digest(typed.to_dict())
+
+
+def test_numpy_floats_do_not_depend_on_numpys_print_options():
+    # review 37: float(str(value)) kept 12 digits under np.set_printoptions(legacy='1.13')
+    import numpy as np
+
+    from explain.config import plain_number
+
+    saved = np.get_printoptions()
+    try:
+        np.set_printoptions(legacy="1.13")
+        assert plain_number(np.float64(0.1 + 0.2)) == 0.1 + 0.2
+        assert plain_number(np.float64(0.123456789012345)) == 0.123456789012345
+        assert plain_number(np.float32(0.3)) == 0.3 and plain_number(np.float16(0.1)) == 0.1
+        assert str(plain_number(np.float32(-0.0))) == "-0.0" and plain_number(np.float32("-inf")) == float("-inf")
+    finally:
+        np.set_printoptions(**saved)
+
+
+def test_a_run_recorded_with_a_float32_binary_value_says_how_to_resume(tmp_path):
+    # review 37: runs before 2026-12-03 recorded np.float32(0.3) as 0.30000001192092896; now 0.3 is recorded
+    import numpy as np
+
+    from explain.manifest import SettingsChangedError
+    from explain.runner import RunOptions, run_explanations
+    from tests.explain.test_explainer import red_square_detector, red_square_scene
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(red_square_scene()).save(images / "scene.png")
+    old = ExplainConfig(num_samples=16, num_segments=4, segment_compactness=float(np.float32(0.3)))
+    run_explanations([images], red_square_detector, old, tmp_path / "out", RunOptions(progress=False))
+    new = ExplainConfig(num_samples=16, num_segments=4, segment_compactness=np.float32(0.3))
+    with pytest.raises(SettingsChangedError, match=re.escape(
+            "(since 2026-12-03 a numpy float32 setting is recorded as the decimal it shows: to resume, give "
+            "segment_compactness=0.30000001192092896 as Python floats)")):
+        run_explanations([images], red_square_detector, new, tmp_path / "out", RunOptions(progress=False))
 
 
 @pytest.mark.parametrize("name", ["restart", "retry_failed", "allow_non_empty_out", "merge", "progress"])
