@@ -84,12 +84,13 @@ JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--sh
 # why each is not an explain option of the job's (review 35: "the job sets it" was untrue of --workers, --shard)
 _WHY_JOB_SETS = {
     "--endpoint": "explain-job's own --endpoint names it", "--task": "explain-job's own --task",
-    "--out": "explain-job's own --out", "--allow-partial": "explain-job's own --allow-partial (give it before --)",
-    "--job-name": "explain-job's own --job-name (give it before --)",
+    "--out": "explain-job's own --out", "--allow-partial": "explain-job's own --allow-partial",
+    "--job-name": "explain-job's own --job-name",
     "--shard": "the job shares the images among its instances itself (explain-job --instance-count)",
     "--workers": "each instance runs one explain process (more machines: explain-job --instance-count; more "
                  "images at once: -- --images-in-flight)"}
 _WORKER_SETS = "the job's worker sets it"
+_JOB_OWN = frozenset({"--allow-partial", "--job-name"})  # explain-job options of the same name as explain's
 
 
 def why_the_job_sets(option: str) -> str:
@@ -198,6 +199,7 @@ class ExplainJobConfig:
         if clashes:
             raise DeployConfigError("explain_args", " ".join(self.explain_args),
                                     "; ".join(f"leave out {option}: {why_the_job_sets(option)}"
+                                              + (" (give it before --)" if option in _JOB_OWN else "")
                                               for option in clashes))
         if not self.poll_seconds >= 0:
             raise DeployConfigError("poll_seconds", self.poll_seconds, "a number >= 0")

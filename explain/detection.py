@@ -182,12 +182,15 @@ def class_name(class_id: int, label_headers: tuple[str, ...] | None) -> str:
 
 
 def model_class_names(predict) -> tuple[str, ...] | None:
-    """A predictor's or function's own ``class_names`` (a model folder's model.json) as a tuple of str, None
-    when it has none; a numpy array of names too (review 36/37: its truth value was ambiguous)."""
+    """A predictor's or function's own ``class_names`` (a model folder's model.json) as a tuple, None when it
+    has none; a numpy array of names too (review 36/37: its truth value was ambiguous). The names are not
+    turned into strings: ExplainConfig refuses what is not one (a dict's keys, ints, None: review 38)."""
     names = getattr(predict, "class_names", None)
     if names is None:
         return None
-    return tuple(str(name) for name in names) or None
+    if isinstance(names, np.ndarray):
+        names = names.tolist()
+    return tuple(name.item() if isinstance(name, np.generic) else name for name in names) or None
 
 
 def check_label_headers(label_headers: tuple[str, ...] | None, classes: int | Sequence[str]) -> None:

@@ -264,8 +264,10 @@ def check_settings(entries: list[dict], digest: str, settings: dict, out_dir: Pa
                 else " (the class names: give the same with --label-headers, a file of one per line)")
     float32 = _float32_recorded(entry.get("settings", {}), settings)
     if float32:
+        named = ", ".join(f"{name}={old!r}" for name, old in float32)
+        others = " with the other changes undone" if len(float32) < len(changes) else ""
         hint += (f" (since 2026-12-03 a numpy float32 setting is recorded as the decimal it shows: to resume, give "
-                 f"{', '.join(f'{name}={old!r}' for name, old in float32)} as Python floats)")
+                 f"{named} as {'Python floats' if len(float32) > 1 else 'a Python float'}{others})")
     earlier, now = entry.get("settings", {}).get("custom_attributes"), settings.get("custom_attributes")
     if isinstance(earlier, str) and now != earlier and now == _as_sent_for_detection(earlier):
         hint += (" (since 2026-12-02 a detection run adds score_threshold=0 to custom attributes that do not "

@@ -397,6 +397,24 @@ def test_run_explanations_and_explain_image_take_class_names_as_a_numpy_array(tm
     assert summary["settings"]["label_headers"] == ["square", "corner"]
 
 
+@pytest.mark.parametrize("names", [{0: "square", 1: "corner"}, [0, 1], [None, "corner"], [b"square", b"corner"],
+                                   np.array([["square", "corner"]])])
+def test_class_names_that_are_not_strings_are_refused_not_turned_into_strings(names, tmp_path):
+    # review 38: review 37's helper turned a dict's keys, ints, None and bytes into names ("0", "None", "b'..'")
+    from explain.runner import RunOptions, run_explanations
+
+    def predict(batch):
+        return red_square_detector(batch)
+
+    predict.class_names = names
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    Image.fromarray(red_square_scene()).save(scenes / "s.png")
+    with pytest.raises(ConfigError, match="label_headers must be a non-empty tuple of non-empty strings"):
+        run_explanations([scenes], predict, ExplainConfig(num_samples=16, num_segments=4), tmp_path / "out",
+                         RunOptions(progress=False))
+
+
 def test_label_headers_must_fit_the_class_names_a_model_knows():
     def predict(batch):
         return red_square_detector(batch)

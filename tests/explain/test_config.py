@@ -200,7 +200,7 @@ def test_a_run_recorded_with_a_float32_binary_value_says_how_to_resume(tmp_path)
     new = ExplainConfig(num_samples=16, num_segments=4, segment_compactness=np.float32(0.3))
     with pytest.raises(SettingsChangedError, match=re.escape(
             "(since 2026-12-03 a numpy float32 setting is recorded as the decimal it shows: to resume, give "
-            "segment_compactness=0.30000001192092896 as Python floats)")):
+            "segment_compactness=0.30000001192092896 as a Python float)")):
         run_explanations([images], red_square_detector, new, tmp_path / "out", RunOptions(progress=False))
 
 
