@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from .baselines import baseline_file_bytes
-from .config import REQUEST_SETTINGS, detection_custom_attributes
+from .config import REQUEST_SETTINGS, detection_custom_attributes, plain_number
 from .errors import ConfigError, ExplainError
 
 __all__ = [
@@ -287,8 +287,7 @@ def _float32_recorded(old: dict, new: dict) -> list[tuple[str, float]]:
     for name, earlier in old.items():
         now = new.get(name)
         if (isinstance(earlier, float) and isinstance(now, float) and earlier != now
-                and float(np.float32(earlier)) == earlier
-                and float(np.format_float_positional(np.float32(earlier), unique=True, trim="-")) == now):
+                and float(np.float32(earlier)) == earlier and plain_number(np.float32(earlier)) == now):
             found.append((name, earlier))
     return found
 
