@@ -186,9 +186,12 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
                              request_deadline=request_deadline)
     # Ctrl-C, SIGTERM or SIGHUP stops it in every phase: extracting the model, waiting for the first inference
     # (up to --startup-timeout), serving. Either way it is the command's normal end: "stopping ...", exit 0.
+    say_stopping = False  # once "starting ..." is out, or on a stop signal (even while the archive is extracted)
     try:
         with stop_on_signals() as stop_requests:
             try:
+                endpoint.prepare()  # before "starting ...": an archive that is no model is one error line
+                say_stopping = True
                 click.echo("starting multi-model-server for %s on port %d ..." % (model_path, port), err=True)
                 endpoint.start()  # on any exception, Stopped included, it stops what it started so far
                 click.echo("logs: %s (multi-model-server's warnings and errors; per-request lines in logs/), "
@@ -199,10 +202,14 @@ def serve(model_path, port, workers, threads, startup_timeout, max_connections, 
                 while True:
                     time.sleep(0.5)
                     endpoint.check_running()
+            except Stopped:
+                say_stopping = True
+                raise
             finally:
                 stop_requests.ignore_more()  # a repeated signal must not cut the cleanup short
                 try:
-                    click.echo("stopping ...", err=True)
+                    if say_stopping:
+                        click.echo("stopping ...", err=True)
                 finally:  # even when stderr is gone (a closed pipe): leave no server process behind
                     endpoint.stop()
     except Stopped:

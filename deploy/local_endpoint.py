@@ -175,6 +175,7 @@ class LocalEndpoint(object):
         self.extra_env = dict(env or {})
         self.python = str(python or sys.executable)
         self.scratch = None
+        self.model_dir = None  # the staged model, inside scratch (prepare())
         self.process = None  # multi-model-server (its Java frontend and Python workers)
         self.gate = None  # the request gate, the only process listening on a TCP port
         self.watchdog = None  # ends both when this process dies without stop() (deploy/watchdog.py)
@@ -200,9 +201,7 @@ class LocalEndpoint(object):
         listener = _listen(self.port or 0)
         self.port = listener.getsockname()[1]
         try:
-            self.scratch = Path(tempfile.mkdtemp(prefix="clearsight-serve-"))  # mode 0700
-            _check_socket_path_length(self.scratch / "tmp" / ".mms.sock.65535")
-            model_dir = self._stage_model()
+            model_dir = self.prepare()
             self._launch(model_dir)
             self._launch_gate(listener)
             listener.close()  # the gate holds it now
@@ -217,6 +216,18 @@ class LocalEndpoint(object):
         logger.info("endpoint ready at %s (model %s, %d worker(s) x %d thread(s))",
                     self.url, self.model, self.workers, self.threads)
         return self
+
+    def prepare(self):
+        """Make the temp dir and stage the model in it (extracted, staged or linked); returns the staged
+        model's folder. A model that cannot be served (a broken archive, one without code/inference.py)
+        fails here, before any server process starts; ``start`` calls it unless it was called before,
+        ``stop`` removes the temp dir either way."""
+        if self.model_dir is None:
+            if self.scratch is None:
+                self.scratch = Path(tempfile.mkdtemp(prefix="clearsight-serve-"))  # mode 0700
+            _check_socket_path_length(self.scratch / "tmp" / ".mms.sock.65535")
+            self.model_dir = self._stage_model()
+        return self.model_dir
 
     def _stage_model(self):
         """The model directory, inside the temp dir (MMS's model store): extracted, staged or linked."""
@@ -365,6 +376,7 @@ class LocalEndpoint(object):
         if self.scratch is not None:
             shutil.rmtree(str(self.scratch), ignore_errors=True)
             self.scratch = None
+            self.model_dir = None
         if self.watchdog is not None:
             dismiss_watchdog(self.watchdog)
             self.watchdog = None

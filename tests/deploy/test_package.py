@@ -370,6 +370,13 @@ def _mistake(name, tmp_path, source):
     if name == "serve: weights missing":
         named = json.dumps(dict(spec, symbol_file="other-symbol.json"))
         return ["serve", "--model", str(_model_dir(tmp_path, "bad", source, named)), "--port", str(free_port())]
+    if name == "serve: archive not gzip":
+        (tmp_path / "junk.tar.gz").write_text("junk")
+        return ["serve", "--model", str(tmp_path / "junk.tar.gz"), "--port", str(free_port())]
+    if name == "serve: archive without code/inference.py":
+        with tarfile.open(tmp_path / "bare.tar.gz", "w:gz") as archive:
+            archive.add(str(source / "model.json"), arcname="model.json")
+        return ["serve", "--model", str(tmp_path / "bare.tar.gz"), "--port", str(free_port())]
     raise AssertionError(name)
 
 
@@ -388,6 +395,9 @@ def _mistake(name, tmp_path, source):
     ("serve: weights missing", "error: {tmp}/bad/other-symbol.json named in model.json does not exist"),
     ("serve: neither code/ nor model.json", "error: {tmp}/empty has neither code/inference.py nor a model.json; "
                                             "build a model with `clearsight deploy package`"),
+    ("serve: archive not gzip", "error: {tmp}/junk.tar.gz is not a readable model.tar.gz (not a gzip file)"),
+    ("serve: archive without code/inference.py", "error: {tmp}/bare.tar.gz has no code/inference.py; build it with "
+                                                 "`clearsight deploy package`"),
 ])
 def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_detector_dir, tmp_path, monkeypatch,
                                                           capsys):
@@ -404,6 +414,7 @@ def test_common_mistakes_are_one_line_errors_with_exit_1(name, message, tiny_det
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith(message.format(tmp=tmp_path)), stderr
     if name.startswith("serve"):  # review 34: checked before "starting multi-model-server ... stopping ..."
+        # (an archive too, since 2026-12-03: it is extracted before "starting ...")
         assert len(stderr.strip().splitlines()) == 1, stderr
     assert not (tmp_path / "m.tar.gz").exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary archive
