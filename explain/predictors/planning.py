@@ -37,7 +37,10 @@ def as_uint8_batch(batch) -> np.ndarray:
     if batch.ndim != 4 or batch.shape[-1] != 3:
         raise PredictorError(f"predict expects an (N, H, W, 3) batch, got shape {batch.shape}")
     if batch.dtype != np.uint8:
-        if batch.dtype.kind not in "biuf":
+        if batch.dtype.kind == "b":  # True/False would go out as 0/1: nearly black images
+            raise PredictorError("predict expects pixels as numbers (uint8, or 0..255 in another number type), "
+                                 "got dtype bool (a mask: batch.astype(np.uint8) * 255)")
+        if batch.dtype.kind not in "iuf":
             raise PredictorError(f"predict expects pixels as numbers (uint8, or 0..255 in another number type), "
                                  f"got dtype {batch.dtype}")
         problem = pixel_value_problem(batch) if batch.size else None

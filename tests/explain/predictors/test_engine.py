@@ -87,6 +87,8 @@ BAD_PIXEL_BATCHES = [
     (np.full((1, 8, 8, 3), -1, np.int16), "pixel values must lie in 0..255; this batch spans -1..-1"),
     (np.full((1, 8, 8, 3), np.nan), "the batch holds NaN or infinite values"),
     (np.full((1, 8, 8, 3), "a"), "predict expects pixels as numbers"),
+    # review 36: a bool batch went out as 0/1 pixels (the Explainer refuses bool images with the same hint)
+    (np.ones((1, 8, 8, 3), bool), "got dtype bool (a mask: batch.astype(np.uint8) * 255)"),
 ]
 
 
