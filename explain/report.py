@@ -26,7 +26,7 @@ from .render import (
     set_as_named,
     top_segments,
 )
-from .terminal import BIDI_CONTROLS
+from .terminal import printable
 
 __all__ = ["build_image_summary", "build_run_summary", "write_analysis", "write_report", "TOP_SEGMENTS",
            "SEGMENTATIONS"]
@@ -252,15 +252,13 @@ dt { font-weight: bold; } dd { margin: 0; }
 """
 
 
-_BIDI_CONTROLS = re.compile(f"[{BIDI_CONTROLS}]")
-
-
 def _escape(value) -> str:
     """Text for the page: HTML-escaped, a lone surrogate (a file name's byte that is not UTF-8, as Python
-    decodes it) written as ``\\udcff``, which UTF-8 cannot encode, and a bidirectional control written
-    as ``\\u202e``: obeyed, it would reverse the text after it (a name would read as another)."""
+    decodes it) written as ``\\udcff``, which UTF-8 cannot encode, and a control character written as the
+    terminal shows it (``printable``: ``\\n``, ``\\x1b``, ``\\u202e``): a bidirectional control, obeyed,
+    would reverse the text after it (a name would read as another), a newline would show as a space."""
     text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
-    return html.escape(_BIDI_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text), quote=True)
+    return html.escape(printable(text), quote=True)
 
 
 def _href(name: str) -> str:

@@ -328,6 +328,7 @@ def test_bidirectional_controls_in_names_are_shown_escaped_not_obeyed(tmp_path):
     images.mkdir()
     Image.fromarray(big_scene(0)).save(images / "cat\u202egnp.god.png")
     (images / "x\u2066broken\u202e.png").write_bytes(b"not an image")
+    (images / "two\nlines\x1b[2J.png").write_bytes(b"not an image")  # other controls: as the terminal shows them
     config = ExplainConfig(num_samples=24, num_segments=6)
     run_explanations([images], big_detector, config, tmp_path / "out", RunOptions(progress=False),
                      label_headers=["sq\u202aerau", "שלום"])
@@ -336,6 +337,7 @@ def test_bidirectional_controls_in_names_are_shown_escaped_not_obeyed(tmp_path):
     text = page_text(tmp_path / "out" / "report.html")
     assert f"{images}/cat\\u202egnp.god.png: 256x256 px" in text
     assert f"{images}/x\\u2066broken\\u202e.png" in text
+    assert not set("\x1b") & set(page) and f"{images}/two\\nlines\\x1b[2J.png" in text  # a newline showed as a space
     assert "box 1: sq\\u202aerau 1.000" in text and "box 2: שלום 0.600" in text
 
 
