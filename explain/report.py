@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
