@@ -425,10 +425,16 @@ def _outputs(evaluate: Callable[[np.ndarray], np.ndarray], coalitions: np.ndarra
 
 def _fallback(num_features: int, rows: np.ndarray, outputs: np.ndarray, base_values: np.ndarray,
               full_values: np.ndarray) -> np.ndarray:
-    """Values from the enumerated pairs alone (all of them: exact), or the equal split of
-    f(full) - f(empty) when nothing but the anchors was evaluated. Returns (T, S)."""
+    """Values from the enumerated pairs alone (all of them: exact, by the Shapley formula, not the
+    regression, whose ridge is off by about 1e-10), or the equal split of f(full) - f(empty) when
+    nothing but the anchors was evaluated. Returns (T, S)."""
     if len(rows) == 0:
         return np.repeat(((full_values - base_values) / num_features)[:, None], num_features, axis=1)
+    if len(rows) + 2 == 2**num_features:  # every coalition: the anchors and all of the rest
+        bits = np.concatenate([np.zeros((1, num_features), dtype=bool), rows,
+                               np.ones((1, num_features), dtype=bool)])
+        values = _shapley_formula(bits, np.concatenate([base_values[None], outputs, full_values[None]]))
+        return values + (((full_values - base_values) - values.sum(axis=1)) / num_features)[:, None]
     sizes = rows.sum(axis=1)
     mass = size_kernel_mass(num_features)
     from math import comb
@@ -445,7 +451,18 @@ def exact_shapley_values(evaluate: Callable[[np.ndarray], np.ndarray],
     """
     codes = np.arange(2**num_features, dtype=np.int64)
     bits = ((codes[:, None] >> np.arange(num_features)) & 1).astype(bool)  # (2^S, S)
-    outputs = _outputs(evaluate, bits)  # (2^S, T)
+    return _shapley_formula(bits, _outputs(evaluate, bits))
+
+
+def _shapley_formula(bits: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Shapley values from every coalition's outputs, by the weighted marginal contributions.
+
+    bits: (2^S, S) bool, each coalition once, in any order; outputs: (2^S, T). Returns (T, S).
+    """
+    num_features = bits.shape[1]
+    order = np.argsort(bits.astype(np.int64) @ (np.int64(1) << np.arange(num_features, dtype=np.int64)))
+    bits, outputs = bits[order], outputs[order]  # row c holds coalition c
+    codes = np.arange(2**num_features, dtype=np.int64)
     sizes = bits.sum(axis=1)
     weight_of_size = np.array([
         factorial(k) * factorial(num_features - k - 1) / factorial(num_features)
