@@ -424,11 +424,30 @@ def remove_run_files(out_dir: Path) -> int:
     return removed
 
 
+NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; Windows has no such flag (nor symbolic links a user makes)
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """os.open(path, flags, 0o666) that refuses a symbolic link at ``path`` itself: OutDirWriteError naming it.
+
+    A run appends to its manifest and rewrites its lock file in place; a link planted under either name in
+    a shared or copied --out would have made it write into the file the link points to."""
+    try:
+        return os.open(path, flags | NO_FOLLOW | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError:
+        if NO_FOLLOW and os.path.islink(path):
+            raise OutDirWriteError(f"{path} is a symbolic link: a run writes only plain files into --out; "
+                                   f"remove the link (rm {path}) and run again") from None
+        raise
+
+
 class ManifestWriter:
     """Appends one JSON line per finished or failed image to one manifest file, flushed and fsynced."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if self.path.is_symlink():
+            open_no_follow(self.path, os.O_RDONLY)  # refused, naming the link
         if self.path.is_file() and self.path.stat().st_size:
             self._end_last_line()
 
@@ -448,17 +467,17 @@ class ManifestWriter:
         except ValueError:
             logger.info("%s: removing its last line, cut short by an interrupted write (%d bytes)",
                         self.path, len(data) - start)
-            with open(self.path, "r+b") as stream:
+            with os.fdopen(open_no_follow(self.path, os.O_RDWR), "r+b") as stream:
                 stream.truncate(start)
                 stream.flush()
                 os.fsync(stream.fileno())
             return
-        with open(self.path, "ab") as stream:
+        with os.fdopen(open_no_follow(self.path, os.O_WRONLY | os.O_APPEND), "ab") as stream:
             stream.write(b"\n")
 
     def append(self, entry: dict) -> None:
         line = json.dumps({"version": MANIFEST_VERSION, **entry}, sort_keys=True) + "\n"
-        with open(self.path, "ab") as stream:
+        with os.fdopen(open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as stream:
             stream.write(line.encode("utf-8"))
             stream.flush()
             os.fsync(stream.fileno())

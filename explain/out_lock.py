@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import OutDirBusyError
-from .manifest import OutDirWriteError, manifest_name, os_reason
+from .manifest import OutDirWriteError, manifest_name, open_no_follow, os_reason
 
 try:
     import fcntl
@@ -47,7 +47,7 @@ class OutDirLock:
     def acquire(self) -> None:
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT)  # not a link's target: it is truncated
             except OSError as error:
                 raise OutDirWriteError(f"cannot write into --out {self.out_dir}: {os_reason(error)}") from None
             try:
@@ -106,8 +106,8 @@ def remove_released_locks(out_dir: str | Path) -> list[str]:
     removed = []
     for path in sorted(Path(out_dir).glob(".manifest*.jsonl.lock")):
         try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError:
+            fd = open_no_follow(path, os.O_RDWR)
+        except (OSError, OutDirWriteError):  # a link is not one of ours: left alone
             continue
         try:
             _lock(fd)

@@ -338,6 +338,27 @@ def test_the_lock_is_per_manifest_and_released(tmp_path):
 
 
 @posix_only
+@pytest.mark.parametrize("name", [".manifest.jsonl.lock", "manifest.jsonl"])
+def test_a_symbolic_link_planted_as_the_lock_or_manifest_is_refused_not_written_through(name, tmp_path):
+    """Review 40, D4: the lock file was opened following links and truncated (and the manifest appended to):
+    a link planted under its name in a shared --out overwrote the file it pointed to. Refused, naming it."""
+    from explain.manifest import ManifestWriter, OutDirWriteError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    with pytest.raises(OutDirWriteError, match=f"^{out / name} is a symbolic link: a run writes only plain "
+                                               f"files into --out; remove the link"):
+        if name.endswith(".lock"):
+            OutDirLock(out).acquire()
+        else:
+            ManifestWriter(out / name).append({"image": "x"})
+    assert victim.read_text() == "precious\n"
+
+
+@posix_only
 @pytest.mark.parametrize(("quiet_seconds", "warned"), [(2.0, False), (0.0, True)])
 def test_a_repeated_stop_signal_is_ignored_and_warned_about_only_when_late(quiet_seconds, warned, caplog,
                                                                            monkeypatch):
