@@ -214,7 +214,8 @@ def _warn_output_folder(location: str) -> None:
 def _folder_images(folder: Path, output_mark: Callable[[str], bool] | None = None) -> list[Path]:
     """The jpg/jpeg/png files under ``folder``, sorted; symlinked sub-folders are searched too.
 
-    A sub-folder holding a file for which ``output_mark`` is true (clearsight's outputs: an --out
+    A folder that cannot be listed raises ExplainError naming it (its images would be left out without a
+    word). A sub-folder holding a file for which ``output_mark`` is true (clearsight's outputs: an --out
     inside the image folder) is not searched, with a warning naming it.
 
     Each folder is searched once: a symlink back to a folder already searched (a loop, or a second
@@ -223,7 +224,12 @@ def _folder_images(folder: Path, output_mark: Callable[[str], bool] | None = Non
     """
     found = []
     searched = set()
-    for root, folders, files in os.walk(folder, followlinks=True):
+
+    def unlisted(error: OSError) -> None:  # as an S3 prefix that cannot be listed: the run does not start
+        raise ExplainError(f"cannot list folder {str(error.filename or folder)!r}: {error.strerror or error}; "
+                           "make it readable, or name the images or folders to explain") from None
+
+    for root, folders, files in os.walk(folder, onerror=unlisted, followlinks=True):
         folders.sort()
         try:
             status = os.stat(root)
@@ -240,7 +246,8 @@ def _folder_images(folder: Path, output_mark: Callable[[str], bool] | None = Non
             folders[:] = []
             continue
         found += [Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(item for item in found if item.is_file())
+    # a broken symbolic link stays: it fails as an image that cannot be read, named in the manifest and report
+    return sorted(item for item in found if item.is_file() or (item.is_symlink() and not item.exists()))
 
 
 def collect_sources(arguments: list[str] | str | os.PathLike,

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from explain import ExplainConfig, RunOptions, run_explanations
+from explain.errors import ExplainError
 from explain.manifest import read_manifests
 from explain.sources import MAX_STEM_BYTES, collect_sources, output_stem
 from tests.explain.test_explainer import red_square_detector, red_square_scene
@@ -203,6 +204,32 @@ def test_symlinked_sub_folders_are_searched_once(tmp_path, caplog):
         sources = collect_sources([str(folder)])
     assert [source.key for source in sources] == ["linked/far.png", "near.png"]
     assert f"{folder / 'loop'} is a folder already searched (through a symlink)" in caplog.text
+
+
+def test_a_folder_that_cannot_be_listed_is_named_and_a_broken_link_is_kept_to_fail(tmp_path, monkeypatch):
+    """Review 40, D1: a sub-folder without read permission was skipped without a word (its images explained
+    nowhere, exit 0), an unreadable top folder read as "no .jpg/.jpeg/.png files", a dangling cat.png link was
+    dropped. Permissions are simulated (root may list any folder): os.walk's listing fails as it would."""
+    import os
+
+    folder = tmp_path / "images"
+    (folder / "locked").mkdir(parents=True)
+    Image.fromarray(red_square_scene()).save(folder / "near.png")
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    assert [source.key for source in collect_sources(folder)] == ["gone.png", "near.png"]  # gone.png fails its read
+    listing = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied", path)
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ExplainError, match=f"^cannot list folder '{folder / 'locked'}': Permission denied; make it "
+                                           "readable, or name the images or folders to explain$"):
+        collect_sources(folder)
+    with pytest.raises(ExplainError, match=f"^cannot list folder '{folder / 'locked'}': Permission denied"):
+        collect_sources(folder / "locked")
 
 
 def test_one_location_given_alone_is_one_location_not_its_characters(tmp_path, monkeypatch):
