@@ -35,7 +35,7 @@ from explain.cli import VERBOSE_META, configure_logging, kept_files_lines
 from explain.cli import main as explain_main
 from explain.config import BUILTIN_BASELINES, ExplainConfig
 from explain.errors import ConfigError
-from explain.terminal import printable
+from explain.terminal import keep_standard_streams_open, printable
 from serving.contract import TASKS
 
 from . import __version__
@@ -407,6 +407,7 @@ def _as_options(clarify_config: str) -> str:
 
 def run() -> None:
     """Console-script entry point: DeployError -> one line on stderr and exit 1 (click handles the rest)."""
+    keep_standard_streams_open()  # started with 2>&- or >&-: a socket or file must not become stdout or stderr
     try:
         main.main(prog_name="clearsight", standalone_mode=False)
     except click.exceptions.Abort:

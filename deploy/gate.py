@@ -32,10 +32,12 @@ Standard library only, so it starts fast as a script: ``python -I gate.py --list
 the caller bound and the handler's request types.
 """
 import argparse
+import fcntl
 import http.client
 import http.server
 import io
 import json
+import os
 import re
 import select
 import socket
@@ -699,14 +701,26 @@ def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_f
         from serving.contract import REQUEST_TYPES
 
         request_types = REQUEST_TYPES
-    command = [python, "-I", str(Path(__file__).resolve()), "--listen-fd", str(listener.fileno()),
+    # A caller started without stdout or stderr (>&-) has its socket on descriptor 1 or 2, which the
+    # child's stdout and stderr below would replace: the gate gets a copy numbered 3 or above.
+    listen_fd = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        return _start_gate(python, listen_fd, upstream_path, max_body_bytes, upstream_timeout, log_file,
+                           max_connections, request_deadline, request_types)
+    finally:
+        os.close(listen_fd)
+
+
+def _start_gate(python, listen_fd, upstream_path, max_body_bytes, upstream_timeout, log_file, max_connections,
+                request_deadline, request_types):
+    command = [python, "-I", str(Path(__file__).resolve()), "--listen-fd", str(listen_fd),
                "--upstream", str(upstream_path), "--max-body-bytes", str(max_body_bytes),
                "--upstream-timeout", str(upstream_timeout), "--max-connections", str(max_connections),
                "--request-deadline", str(request_deadline)]
     for kind in request_types:
         command += ["--request-type", kind]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                            pass_fds=(listener.fileno(),), start_new_session=True, close_fds=True)
+                            pass_fds=(listen_fd,), start_new_session=True, close_fds=True)
 
 
 def main(argv=None):

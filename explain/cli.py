@@ -55,7 +55,7 @@ from .runner import RunOptions, run_explanations
 from .sharding import Shard
 from .sources import ENDPOINT_URL_ENV, collect_sources
 from .stop_signals import RunStopped, ignore_stop_signals, stop_on_signals
-from .terminal import log_to_terminal, printable
+from .terminal import keep_standard_streams_open, log_to_terminal, printable
 from .workers import run_with_workers
 
 __all__ = ["main", "configure_logging", "kept_files_lines", "ENV_PREFIX", "VERBOSE_META"]
@@ -472,6 +472,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     option can also be set as CLEARSIGHT_EXPLAIN_<OPTION> (e.g.
     CLEARSIGHT_EXPLAIN_NUM_SAMPLES=200), as --help lists.
     """
+    keep_standard_streams_open()  # 2>&-: no progress bar or log line may fail on a missing stream
     configure_logging(verbose + ctx.meta.get(VERBOSE_META, 0))
     _warn_deprecated_aws_endpoint()
     clarify_settings = ctx.meta.get(_CLARIFY_META)

@@ -9,7 +9,8 @@ import sys
 
 from serving.contract import redact_url
 
-__all__ = ["BIDI_CONTROLS", "LOG_FORMAT", "TerminalFormatter", "log_to_terminal", "printable"]
+__all__ = ["BIDI_CONTROLS", "LOG_FORMAT", "TerminalFormatter", "keep_standard_streams_open", "log_to_terminal",
+           "printable"]
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 # C0 controls (newline, ESC, ...), DEL and C1 controls: a name holding them could split a log line
@@ -43,6 +44,26 @@ class TerminalFormatter(logging.Formatter):
                 printable(hide(os.fspath(arg))) if isinstance(arg, (str, os.PathLike)) else arg
                 for arg in record.args)})
         return super().format(record)
+
+
+def keep_standard_streams_open() -> None:
+    """Entry points only: a standard stream the command was started without (``2>&-``) becomes /dev/null.
+
+    Python sets sys.stderr to None then: the progress bar and the log lines failed on it and a run
+    stopped at its first image without a word. And a file or socket opened later would take the free
+    descriptor 0, 1 or 2 and get what is written to that stream.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one, unless a lower is free
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115 - for the process's life
 
 
 def log_to_terminal(level: int) -> None:

@@ -161,6 +161,41 @@ def test_ping_is_forwarded(gate, fresh):
     assert [request[1:3] for request in fresh.requests] == [("GET", "/ping")]
 
 
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_caller_started_without_stdout_or_stderr_still_hands_the_gate_its_socket(short_dir, fresh, closed):
+    """Review 40, D3: `deploy serve >&-` (or 2>&-) died at start with "Socket operation on non-socket": its
+    listening socket took the free descriptor 1 (2), which the gate's stdout (stderr) then replaced."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, socket, sys, time\n"
+        f"os.close({closed})\n"
+        "listener = socket.socket()\n"
+        f"assert listener.fileno() == {closed}, listener.fileno()\n"
+        "listener.bind(('127.0.0.1', 0)); listener.listen(8)\n"
+        "from deploy.gate import launch_gate\n"
+        "log = open(sys.argv[2], 'wb')\n"
+        "process = launch_gate(listener, sys.argv[1], 1 << 20, 30.0, log)\n"
+        f"os.write({3 - closed}, b'%d %d\\n' % (listener.getsockname()[1], process.pid))\n"
+        "time.sleep(60)\n")
+    caller = subprocess.Popen([sys.executable, "-c", script, str(short_dir / "inference.sock"),
+                               str(short_dir / f"closed-{closed}.log")],
+                              stdout=subprocess.PIPE if closed == 2 else None,
+                              stderr=subprocess.PIPE if closed == 1 else None,
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    try:
+        port, pid = map(int, (caller.stdout or caller.stderr).readline().split())
+        response, _ = _request(port, "GET", "/ping")
+        assert response.status == 200
+        assert [request[1:3] for request in fresh.requests] == [("GET", "/ping")]
+    finally:
+        caller.kill()
+        caller.wait(timeout=10)
+        if psutil.pid_exists(pid):
+            psutil.Process(pid).terminate()
+
+
 def test_one_client_connection_keeps_one_upstream_connection(gate, fresh):
     client = http.client.HTTPConnection("127.0.0.1", gate, timeout=30)
     for size in (10, 20_000, 30):

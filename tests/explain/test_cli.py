@@ -435,6 +435,23 @@ def test_python_dash_m_explain_runs(tmp_path):
     assert "Usage: python -m explain" in result.stderr and "Missing option '--out'" in result.stderr
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_run_started_without_stdout_or_stderr_explains_as_usual(closed, image_dir, tmp_path, tiny_detector_dir):
+    """Review 40, D3: `clearsight explain ... 2>&-` explained nothing and exited 1 without a word (the progress
+    bar wrote to sys.stderr, None)."""
+    import os
+
+    args = [str(arg) for arg in base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir)]
+    result = subprocess.run([sys.executable, "-m", "explain", *args, "--num-samples", "16", "--num-segments", "4"],
+                            cwd=ROOT, preexec_fn=lambda: os.close(closed), timeout=300,
+                            stdout=subprocess.DEVNULL if closed == 2 else None,
+                            stderr=subprocess.DEVNULL if closed == 1 else None)
+    assert result.returncode == 0
+    assert (tmp_path / "out" / "shap_scene0.png_box1_object.jpeg").is_file()
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
 def test_explains_with_an_in_process_model(image_dir, tmp_path, tiny_detector_dir):
     result = run_cli(base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir) + FAST)
     assert result.exit_code == 0, result.output
