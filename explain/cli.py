@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import functools
@@ -315,6 +316,21 @@ def _images_from_config(ctx: click.Context) -> list:
                                  _option_named(ctx, "clarify_config")) from None
 
 
+def _file_name_encoding() -> str | None:
+    """The file-name encoding Python uses here when it is not UTF-8 (a locale without UTF-8 and PYTHONUTF8=0,
+    or an ISO-8859 one), else None."""
+    encoding = sys.getfilesystemencoding()
+    return None if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def _warn_file_name_encoding() -> None:
+    encoding = _file_name_encoding()
+    if encoding is not None:
+        logger.warning("Python reads and writes file names as %s here (a locale without UTF-8): an image name "
+                       "outside ASCII gets other keys and output names than in a UTF-8 locale, and a --out begun "
+                       "in one cannot be resumed in the other; run with PYTHONUTF8=1 (or a UTF-8 locale)", encoding)
+
+
 def _warn_deprecated_aws_endpoint() -> None:
     if os.environ.get(ENDPOINT_URL_ENV):
         logger.warning("%s is deprecated: set AWS_ENDPOINT_URL (every AWS service) or AWS_ENDPOINT_URL_S3, "
@@ -474,6 +490,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     """
     keep_standard_streams_open()  # 2>&-: no progress bar or log line may fail on a missing stream
     configure_logging(verbose + ctx.meta.get(VERBOSE_META, 0))
+    _warn_file_name_encoding()
     _warn_deprecated_aws_endpoint()
     clarify_settings = ctx.meta.get(_CLARIFY_META)
     if clarify_settings is not None:
@@ -523,6 +540,13 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     except (RunStopped, KeyboardInterrupt) as stopped:
         ignore_stop_signals()  # unwound: only the last line and the exit are left
         _stop(StoppedBySignal(stopped, out_dir))
+    except UnicodeEncodeError as error:
+        if _file_name_encoding() is None:
+            raise
+        raise click.ClickException(  # a name an earlier run wrote in a UTF-8 locale: it had a traceback
+            f"a file name holds {error.object[error.start:error.end]!r}, which file names cannot hold in this "
+            f"locale's encoding ({sys.getfilesystemencoding()}): run with PYTHONUTF8=1 (or a UTF-8 locale), as "
+            f"the run that wrote --out {printable(str(out_dir))} was") from None
     merge_hint = ("run without --shard to merge the report" if shard is not None
                   else merged_by or "no report: --no-report")
     _finish(summary, out_dir, allow_partial, merge_hint)

@@ -452,6 +452,32 @@ def test_a_run_started_without_stdout_or_stderr_explains_as_usual(closed, image_
     assert (tmp_path / "out" / "report.html").is_file()
 
 
+@pytest.mark.integration  # starts processes (no fixture says so)
+def test_a_locale_whose_file_names_are_not_utf8_is_warned_about_and_its_failure_is_one_line(
+        image_dir, tmp_path, tiny_detector_dir):
+    """Review 40, D2: a --out begun in a UTF-8 locale and resumed where Python's file names are ASCII (LC_ALL=C,
+    PYTHONUTF8=0) ended in a UnicodeEncodeError traceback; such a locale gives non-ASCII names other keys."""
+    import os
+    import shutil
+
+    images = tmp_path / "photos"
+    images.mkdir()
+    shutil.copy(image_dir / "scene0.png", images / "fa\u00e7ade.png")
+    args = [sys.executable, "-m", "explain", *map(str, base_args(images, tmp_path, tiny_detector_dir)),
+            "--num-samples", "16", "--num-segments", "4", "--quiet"]
+    utf8 = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=300)
+    assert utf8.returncode == 0, utf8.stderr
+    ascii_locale = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    resumed = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=300, env=ascii_locale)
+    stderr = resumed.stderr.decode("ascii", "backslashreplace")
+    assert resumed.returncode == 1 and "Traceback" not in stderr, stderr
+    assert "WARNING explain.cli: Python reads and writes file names as ascii here (a locale without UTF-8)" in stderr
+    assert "Error: a file name holds '" in stderr  # then the letter, as the terminal's encoding allows
+    assert stderr.endswith("', which file names cannot hold in this locale's "
+                           f"encoding (ascii): run with PYTHONUTF8=1 (or a UTF-8 locale), as the run that wrote "
+                           f"--out {tmp_path / 'out'} was\n"), stderr
+
+
 def test_explains_with_an_in_process_model(image_dir, tmp_path, tiny_detector_dir):
     result = run_cli(base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir) + FAST)
     assert result.exit_code == 0, result.output
