@@ -382,7 +382,15 @@ def os_reason(error: OSError) -> str:
 
 
 def _creation_problem(out_dir: Path, error: OSError) -> str:
-    """Why ``out_dir`` could not be made: a file where a parent folder should be, or the OS's reason."""
+    """Why ``out_dir`` could not be made: a symbolic link to nothing, a file where a parent folder should be,
+    or the OS's reason."""
+    if out_dir.is_symlink() and not out_dir.exists():  # mkdir says "File exists"
+        try:
+            target = os.readlink(out_dir)
+        except OSError:
+            target = "?"
+        return (f"it is a symbolic link to {target}, which does not exist (or is a loop of links): "
+                "create the folder it names, or remove the link")
     for parent in out_dir.parents:
         if parent.exists():
             return os_reason(error) if parent.is_dir() else f"{parent} is a file, not a folder"

@@ -49,7 +49,9 @@ class OutDirLock:
             try:
                 fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT)  # not a link's target: it is truncated
             except OSError as error:
-                raise OutDirWriteError(f"cannot write into --out {self.out_dir}: {os_reason(error)}") from None
+                raise OutDirWriteError(f"cannot write into --out {self.out_dir}: {os_reason(error)}"
+                                       + (f" (its lock file {self.path.name}, perhaps left by another user's run: remove "
+                                          f"it when no run writes into --out)" if self.path.exists() else "")) from None
             try:
                 _lock_soon(fd)
             except OSError:

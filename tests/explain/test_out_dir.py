@@ -330,11 +330,17 @@ def unwritable():
         folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+@pytest.mark.parametrize("where", ["under a file", "in /proc", "a link to nothing", "a loop of links"])
 def test_an_out_that_cannot_be_created_is_one_error_line(where, tmp_path):
     from tests.fake_endpoint import FakeEndpoint
 
-    if where == "in /proc":
+    if where in ("a link to nothing", "a loop of links"):  # review 40, D8: it said "File exists"
+        out = tmp_path / "out"
+        target = tmp_path / "gone" if where == "a link to nothing" else out
+        out.symlink_to(target)
+        reason = (f"it is a symbolic link to {target}, which does not exist (or is a loop of links): create the "
+                  "folder it names, or remove the link")
+    elif where == "in /proc":
         if not os.path.isdir("/proc/self"):
             pytest.skip("no /proc")
         out, reason = "/proc/clearsight-out", "No such file or directory"

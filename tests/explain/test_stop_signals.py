@@ -337,6 +337,24 @@ def test_the_lock_is_per_manifest_and_released(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_lock_file_that_cannot_be_opened_is_named(tmp_path, monkeypatch):
+    """Review 40, D8: another user's killed run left a lock file this user cannot write: "Permission denied"
+    named neither the file nor what to do. (Simulated: root may write any file.)"""
+    import explain.out_lock
+    from explain.manifest import OutDirWriteError
+
+    (tmp_path / ".manifest.jsonl.lock").write_text("pid 1 on elsewhere since 2026-01-01\n")
+
+    def refused(path, flags):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(explain.out_lock, "open_no_follow", refused)
+    with pytest.raises(OutDirWriteError, match=f"^cannot write into --out {tmp_path}: Permission denied \\(its lock "
+                                               "file .manifest.jsonl.lock, perhaps left by another user's run: remove "
+                                               "it when no run writes into --out\\)$"):
+        OutDirLock(tmp_path).acquire()
+
+
 @posix_only
 @pytest.mark.parametrize("name", [".manifest.jsonl.lock", "manifest.jsonl"])
 def test_a_symbolic_link_planted_as_the_lock_or_manifest_is_refused_not_written_through(name, tmp_path):
