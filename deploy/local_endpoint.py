@@ -441,6 +441,12 @@ def _check_socket_path_length(path):
     if len(os.fsencode(str(path))) > _UNIX_SOCKET_PATH_MAX:
         raise ServeError("the temporary directory %s is too deep for Unix socket names (at most %d bytes); "
                          "set TMPDIR to a shorter directory, e.g. /tmp" % (path.parent.parent, _UNIX_SOCKET_PATH_MAX))
+    try:
+        str(path).encode("ascii")
+    except UnicodeEncodeError:  # Java (multi-model-server) could not bind its socket there ("Failed to bind")
+        raise ServeError("the temporary directory %s has characters outside ASCII, which multi-model-server's "
+                         "Java cannot use in its socket's name; set TMPDIR to another directory, e.g. /tmp"
+                         % ascii(str(path.parent.parent))[1:-1]) from None
 
 
 def _signal_group(pid, signum):

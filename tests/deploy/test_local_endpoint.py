@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,28 @@ def test_with_the_loopback_interface_down_the_wait_ends_at_once_and_names_the_ca
         "deploy.errors.ServeError: cannot connect to 127.0.0.1 ([Errno 101] Network is unreachable): the loopback "
         "interface is down, as in a new network namespace (unshare -n); bring it up first (ip link set lo up, "
         "or ifconfig lo up)")
+
+
+@pytest.mark.parametrize("where, message", [
+    ("d" * 120, "is too deep for Unix socket names (at most 107 bytes); set TMPDIR to a shorter directory, e.g. /tmp"),
+    # review 40, D5: Java failed to bind "acc\u00c3\u00a9/..." and serve said "multi-model-server exited with code 0"
+    ("acc\u00e9", "has characters outside ASCII, which multi-model-server's Java cannot use in its socket's name; "
+                  "set TMPDIR to another directory, e.g. /tmp"),
+])
+def test_a_temporary_directory_multi_model_server_cannot_use_is_refused_before_it_starts(
+        where, message, tiny_detector_dir, tmp_path, monkeypatch):
+    import re
+    import shutil
+    import tempfile
+
+    temporary = Path(tempfile.mkdtemp(prefix="t", dir="/tmp" if len(where) < 10 else tmp_path)) / where  # short
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    try:
+        endpoint = LocalEndpoint(tiny_detector_dir, port=free_port())
+        with pytest.raises(ServeError, match="^the temporary directory .* " + re.escape(message) + "$"):
+            endpoint.prepare()
+        endpoint.stop()
+        assert list(temporary.iterdir()) == []  # its own temp folder removed
+    finally:
+        shutil.rmtree(temporary.parent)
