@@ -873,10 +873,11 @@ def merge_outputs(out_dir: str | Path, config: ExplainConfig | None = None,
         summary["predictor"] = predictor
     if settings_source:
         summary["settings_source"] = dict(settings_source)
-    # written in a staging folder, as an image's files are: what a run killed meanwhile leaves, the next removes
+    # written in a staging folder, as an image's files are: what a run killed meanwhile leaves, the next removes;
+    # both before either replaces its earlier copy, so a full disk leaves the two of one run (review 40, D7)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=_staging_prefix()) as staging:
         write_analysis(summary, Path(staging) / "analysis.json")
-        os.replace(Path(staging) / "analysis.json", out_dir / "analysis.json")
         write_report(summary, Path(staging) / "report.html", files_dir=out_dir)
+        os.replace(Path(staging) / "analysis.json", out_dir / "analysis.json")
         os.replace(Path(staging) / "report.html", out_dir / "report.html")
     return summary

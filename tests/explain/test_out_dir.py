@@ -388,6 +388,8 @@ def test_a_full_disk_is_one_error_line_and_the_run_resumes(step, target, tmp_pat
         result = cli(args(tmp_path, tiny_detector_dir))
     assert one_error_line(result) == f"Error: cannot write into --out {out}: No space left on device"
     assert not (out / "report.html").exists()
+    assert not (out / "analysis.json").exists()  # review 40, D7: not one without the other (a resume's new
+    # analysis.json beside the earlier run's report.html)
     resumed = cli(args(tmp_path, tiny_detector_dir))
     assert resumed.exit_code == 0, resumed.output
     assert (out / "report.html").is_file()
