@@ -7,6 +7,7 @@ or links are refused before anything is written. Standard library only, Python 3
 lives in serving/ so that deploy/ (writes model.tar.gz), explain/ (runs one in-process) and the
 scale-out job (ships its wheelhouse) share it without importing each other.
 """
+import errno
 import gzip
 import io
 import os
@@ -85,6 +86,9 @@ def write_tar_gz(entries, archive):
     return archive
 
 
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # writing the extracted files failed
+
+
 def extract_tar_gz(archive, target_dir):
     """Extract a tar.gz into ``target_dir`` after checking every member; returns the resolved folder.
 
@@ -106,6 +110,11 @@ def extract_tar_gz(archive, target_dir):
                 tar.extractall(str(target), filter="data")
             else:
                 tar.extractall(str(target))
-    except (tarfile.TarError, OSError, EOFError) as error:
+    except OSError as error:
+        if error.errno in _NO_ROOM:  # the disk is full, not the archive broken (review 40, D6)
+            raise ArchiveError("cannot extract %s into %s: %s; free some space there, or set TMPDIR to a folder "
+                               "with room" % (archive, target, error.strerror or error))
+        raise ArchiveError("%s is not a readable model.tar.gz (%s)" % (archive, error))
+    except (tarfile.TarError, EOFError) as error:
         raise ArchiveError("%s is not a readable model.tar.gz (%s)" % (archive, error))
     return target

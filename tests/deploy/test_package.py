@@ -86,6 +86,26 @@ def test_unsafe_archives_are_refused(tmp_path):
         check_archive(payload)
 
 
+def test_a_full_disk_while_extracting_is_named_not_blamed_on_the_archive(tmp_path, monkeypatch):
+    """Review 40, D6: with TMPDIR full, explain and deploy serve said "model.tar.gz is not a readable
+    model.tar.gz (No space left on device)"."""
+    import errno
+
+    payload = tmp_path / "model.json"
+    payload.write_text("{}")
+    archive = tmp_path / "m.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(payload, arcname="model.json")
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
+    with pytest.raises(PackageError, match=f"^cannot extract {archive} into {tmp_path / 'out'}: No space left on "
+                                           "device; free some space there, or set TMPDIR to a folder with room$"):
+        extract_archive(archive, tmp_path / "out")
+
+
 def test_an_entry_into_a_sibling_folder_whose_name_starts_like_the_target_is_refused(tmp_path):
     """'../out2/x' resolves outside 'out' but its path starts with it: the check compared strings, so on
     a Python without the tar data filter (3.8 before 3.8.17) it was written beside the folder; here the
