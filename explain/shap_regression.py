@@ -525,7 +525,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     indicators = linear.indicators
     best = linear
     spare = int((num_pairs - num_features) / 3.0)
-    if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24:
+    if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24 * float(np.mean(targets**2)):
         return best
     triples, _ = screen_triples(paired.signs, paired.weights, linear.residuals, linear.values)
     screened = [tuple(row) for row in triples[:max(spare, 6)].tolist()]  # all that is used below

@@ -42,6 +42,7 @@ DEPTH = 6
 LEARNING_RATE = 0.4
 LEAF_PENALTY = 1.0
 MIN_LEAF_ROWS = 1
+_RELATIVE_GAIN = 1e-12  # the least gain of a split, as a share of its forest's squared residuals
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,9 @@ def fit_boosted_trees(rows: np.ndarray, targets: np.ndarray, members: np.ndarray
     flipped_weight = weight * mostly_on[:, None]  # (N, F): rows counted whole
     for tree in range(num_trees):
         residuals = (targets - predictions) * weight
+        # a split must gain more than rounding does: a share of each forest's residual energy, so that a game
+        # scaled by c grows the same trees (an absolute 1e-12 stopped them at outputs of about 1e-6)
+        least_gain = _RELATIVE_GAIN * (residuals * (targets - predictions)).sum(axis=0)  # (F,)
         entry_residuals = (residuals[entry_rows] * entry_sign).ravel()  # (M * F,)
         flipped_residuals = residuals * mostly_on[:, None]
         node = np.zeros((num_rows, num_forests), dtype=np.int64)
@@ -163,7 +167,8 @@ def fit_boosted_trees(rows: np.ndarray, targets: np.ndarray, members: np.ndarray
                     + (sum_all - sum_on)**2 / (count_off + leaf_penalty))
             gain[(count_on < min_leaf_rows) | (count_off < min_leaf_rows)] = -1.0
             best = gain.argmax(axis=1)  # (cells,)
-            valid = gain[np.arange(cells), best] > sum_all[:, 0]**2 / (count_all[:, 0] + leaf_penalty) + 1e-12
+            valid = (gain[np.arange(cells), best] > sum_all[:, 0]**2 / (count_all[:, 0] + leaf_penalty)
+                     + np.repeat(least_gain, nodes))
             chosen_features[level][tree] = best.reshape(num_forests, nodes)
             chosen_valid[level][tree] = valid.reshape(num_forests, nodes)
             node = 2 * node + (rows[row_index, best[column]] & valid[column])

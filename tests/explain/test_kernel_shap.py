@@ -175,6 +175,24 @@ def test_full_enumeration_gives_the_shapley_formulas_values_to_rounding(num_feat
     assert abs(result.values[0, 0]) < 1e-15
 
 
+@pytest.mark.parametrize("scale", [1e-9, 1e-6, 1e6])
+def test_a_game_scaled_by_a_constant_gets_its_values_scaled_by_it(scale):
+    """Review 39: absolute thresholds (a tree split's least gain 1e-12, an exact linear fit's 1e-24) stopped the
+    trees and the term search for outputs of about 1e-6: f * 1e-9 got values 0.8% of their spread away from
+    those of f at 600 calls. The thresholds are shares of the output's own scale now."""
+    rng = np.random.default_rng(5)
+    terms = [(rng.choice(12, size=int(rng.integers(1, 4)), replace=False), rng.normal()) for _ in range(24)]
+
+    def game(coalitions):
+        return sum(coalitions[:, members].all(axis=1) * weight for members, weight in terms)[:, None]
+
+    plain = kernel_shap(game, 12, 600, np.random.default_rng(1))
+    scaled = kernel_shap(lambda coalitions: game(coalitions) * scale, 12, 600, np.random.default_rng(1))
+    spread = np.ptp(plain.values)
+    np.testing.assert_allclose(scaled.values / scale, plain.values, rtol=0, atol=1e-12 * spread)
+    np.testing.assert_allclose(scaled.standard_errors / scale, plain.standard_errors, rtol=1e-9)
+
+
 def test_outputs_share_one_set_of_coalitions():
     game = interaction_game(12, 2)
     seen = {"both": [], "first": []}
