@@ -320,10 +320,12 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
 
     underdetermined = num_samples < determining_samples(num_features)
     if underdetermined and warn_underdetermined:
-        logger.warning("%d model calls cannot determine %d Shapley values (Kernel SHAP needs at least "
-                       "2 x %d + 2 = %d): the values are the minimum-norm fit and their standard errors "
-                       "are unknown (NaN); raise num_samples or use fewer segments", num_samples,
-                       num_features, num_features, 2 * num_features + 2)
+        needed = determining_samples(num_features)
+        logger.warning("%d model calls cannot determine %d Shapley values (Kernel SHAP needs at least %s = %d): "
+                       "the values are the minimum-norm fit and their standard errors are unknown (NaN); raise "
+                       "num_samples or use fewer segments", num_samples, num_features,
+                       f"2 x {num_features} + 2" if needed == 2 * num_features + 2 else f"2**{num_features}",
+                       needed)
     budget = max(num_samples - 2, 0)
     enumerated, used = plan_enumeration(num_features, budget)
     enumerated_rows = enumerate_coalitions(num_features, enumerated)
@@ -409,7 +411,11 @@ def _outputs(evaluate: Callable[[np.ndarray], np.ndarray], coalitions: np.ndarra
              num_outputs: int | None = None) -> np.ndarray:
     """evaluate(coalitions) as (M, T) float64, checked: one row per coalition, T >= 1 outputs
     (num_outputs when given: as many as before) and every output finite."""
-    outputs = np.asarray(evaluate(coalitions), dtype=np.float64)
+    outputs = np.asarray(evaluate(coalitions))
+    if outputs.dtype.kind not in "biuf":  # complex: float64 would keep the real part with a ComplexWarning
+        raise ValueError(f"evaluate must return real numbers, got dtype {outputs.dtype} for "
+                         f"{len(coalitions)} coalitions")
+    outputs = outputs.astype(np.float64, copy=False)
     expected = "(M, T)" if num_outputs is None else f"(M, {num_outputs})"
     if outputs.ndim != 2 or outputs.shape[0] != len(coalitions) or outputs.shape[1] < 1 or (
             num_outputs is not None and outputs.shape[1] != num_outputs):
@@ -449,6 +455,8 @@ def exact_shapley_values(evaluate: Callable[[np.ndarray], np.ndarray],
 
     evaluate: coalitions (M, S) bool -> outputs (M, T). Returns (T, S) float64.
     """
+    if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or not 1 <= num_features <= 30:
+        raise ValueError(f"num_features must be an integer in [1, 30] (2**S model calls), got {num_features!r}")
     codes = np.arange(2**num_features, dtype=np.int64)
     bits = ((codes[:, None] >> np.arange(num_features)) & 1).astype(bool)  # (2^S, S)
     return _shapley_formula(bits, _outputs(evaluate, bits))

@@ -521,11 +521,30 @@ def test_too_few_calls_never_report_convergence(num_samples):
                                     "it returned shape (2,)"),
     (lambda z: np.zeros((len(z), 0)), "it returned shape (2, 0)"),
     (lambda z: np.zeros((len(z) + 1, 1)), "it returned shape (3, 1)"),
+    # review 39: complex outputs lost their imaginary part with a ComplexWarning
+    (lambda z: z[:, :1] * (1.0 + 1j), "evaluate must return real numbers, got dtype complex128 for 2 coalitions"),
 ])
 def test_unusable_outputs_are_refused_with_the_reason(outputs, message):
     with pytest.raises(ValueError) as raised:
         kernel_shap(outputs, 8, 300, np.random.default_rng(0))
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("num_features", [0, -1, 31, 2.0])
+def test_exact_values_refuse_a_count_of_features_they_cannot_enumerate(num_features):
+    # review 39: 0 failed with an IndexError or a shape error, depending on the game
+    with pytest.raises(ValueError, match=r"num_features must be an integer in \[1, 30\] \(2\*\*S model calls\), "
+                                         f"got {num_features}$"):
+        exact_shapley_values(additive_game(np.ones(3)), num_features)
+
+
+def test_the_warning_about_too_few_calls_names_what_determines_the_values(caplog):
+    # review 39: for 2 features it asked for 2 x 2 + 2 = 6 calls; 4 (every coalition) give the exact values
+    with caplog.at_level("WARNING", logger="explain.kernel_shap"):
+        kernel_shap(additive_game(np.ones(2)), 2, 3, np.random.default_rng(0))
+        kernel_shap(additive_game(np.ones(5)), 5, 8, np.random.default_rng(0))
+    assert "(Kernel SHAP needs at least 2**2 = 4)" in caplog.text
+    assert "(Kernel SHAP needs at least 2 x 5 + 2 = 12)" in caplog.text
 
 
 @pytest.mark.parametrize("num_samples", [-3, 3.5, "500", True])
