@@ -32,7 +32,6 @@ Standard library only, so it starts fast as a script: ``python -I gate.py --list
 the caller bound and the handler's request types.
 """
 import argparse
-import fcntl
 import http.client
 import http.server
 import io
@@ -703,6 +702,8 @@ def launch_gate(listener, upstream_path, max_body_bytes, upstream_timeout, log_f
         request_types = REQUEST_TYPES
     # A caller started without stdout or stderr (>&-) has its socket on descriptor 1 or 2, which the
     # child's stdout and stderr below would replace: the gate gets a copy numbered 3 or above.
+    import fcntl  # here: the gate is POSIX only, and deploy/ must import where there is no fcntl (Windows)
+
     listen_fd = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
     try:
         return _start_gate(python, listen_fd, upstream_path, max_body_bytes, upstream_timeout, log_file,

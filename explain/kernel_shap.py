@@ -412,10 +412,10 @@ def _outputs(evaluate: Callable[[np.ndarray], np.ndarray], coalitions: np.ndarra
     """evaluate(coalitions) as (M, T) float64, checked: one row per coalition, T >= 1 outputs
     (num_outputs when given: as many as before) and every output finite."""
     outputs = np.asarray(evaluate(coalitions))
-    if outputs.dtype.kind not in "biuf":  # complex: float64 would keep the real part with a ComplexWarning
+    if outputs.dtype.kind == "c":  # float64 would keep the real part with a ComplexWarning
         raise ValueError(f"evaluate must return real numbers, got dtype {outputs.dtype} for "
                          f"{len(coalitions)} coalitions")
-    outputs = outputs.astype(np.float64, copy=False)
+    outputs = outputs.astype(np.float64, copy=False)  # numbers as Python objects (Fraction, Decimal) too
     expected = "(M, T)" if num_outputs is None else f"(M, {num_outputs})"
     if outputs.ndim != 2 or outputs.shape[0] != len(coalitions) or outputs.shape[1] < 1 or (
             num_outputs is not None and outputs.shape[1] != num_outputs):

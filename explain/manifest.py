@@ -455,7 +455,7 @@ class ManifestWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if self.path.is_symlink():
-            open_no_follow(self.path, os.O_RDONLY)  # refused, naming the link
+            os.close(open_no_follow(self.path, os.O_RDONLY))  # refused, naming the link (where links can be refused)
         if self.path.is_file() and self.path.stat().st_size:
             self._end_last_line()
 

@@ -86,7 +86,7 @@ def write_tar_gz(entries, archive):
     return archive
 
 
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # writing the extracted files failed
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})  # writing the extracted files failed for want of room
 
 
 def extract_tar_gz(archive, target_dir):

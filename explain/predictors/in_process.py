@@ -109,7 +109,9 @@ class InProcessConnection:
             try:
                 extract_tar_gz(path, self._extracted.name)
             except ArchiveError as error:
-                raise PredictorError(f"cannot extract {path}: {error.message}") from None
+                message = error.message  # a full sentence when the disk is full ("cannot extract ... into ...")
+                raise PredictorError(message if message.startswith("cannot extract ")
+                                     else f"cannot extract {path}: {message}") from None
             path = Path(self._extracted.name)
         self.model_dir = path
         try:
