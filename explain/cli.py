@@ -331,6 +331,17 @@ def _warn_file_name_encoding() -> None:
                        "in one cannot be resumed in the other; run with PYTHONUTF8=1 (or a UTF-8 locale)", encoding)
 
 
+def _out_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """--out as a Path; an empty one (``--out ""``, an empty variable) is refused: a Path made of it is the
+    current folder, which is not what was meant."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("give a folder (an empty --out would be the current folder; write . for that)",
+                                 ctx, param)
+    return Path(value)
+
+
 def _warn_deprecated_aws_endpoint() -> None:
     if os.environ.get(ENDPOINT_URL_ENV):
         logger.warning("%s is deprecated: set AWS_ENDPOINT_URL (every AWS service) or AWS_ENDPOINT_URL_S3, "
@@ -359,7 +370,7 @@ def _warn_deprecated_aws_endpoint() -> None:
              "repeatable; in the environment, separate entries by spaces.  [default: none: boto3's "
              "invoke_endpoint]")
 @option("--task", type=click.Choice(TASKS), required=True, help="What the model predicts.")
-@option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@option("--out", "out_dir", type=click.Path(file_okay=False), required=True, callback=_out_folder,
         envvar=f"{ENV_PREFIX}_OUT", deprecated_envvar=f"{_OLD_ENV_PREFIX}_OUT",
         help="Directory for the images, analysis.json and report.html.")
 @option("--num-samples", type=int, default=500,
@@ -588,8 +599,9 @@ class StoppedBySignal(click.ClickException):
 
     def __init__(self, stopped: RunStopped | KeyboardInterrupt, out_dir: Path) -> None:
         name = stopped.signal_name if isinstance(stopped, RunStopped) else "Ctrl-C"
-        super().__init__(f"stopped by {name}; the images finished so far are kept in {out_dir}: "
-                         "run the same command again to resume")
+        kept = (f"the images finished so far are kept in {out_dir}" if Path(out_dir).is_dir()
+                else f"nothing was written ({out_dir} was not made yet)")
+        super().__init__(f"stopped by {name}; {kept}: run the same command again to resume")
         self.exit_code = stopped.exit_status if isinstance(stopped, RunStopped) else 128 + signal.SIGINT
 
 

@@ -50,6 +50,8 @@ def base_args(image_dir, tmp_path, endpoint="http://127.0.0.1:9", task="detectio
 
 
 BAD_PARAMETERS = [
+    (["--out", ""], "Invalid value for '--out' (env var: 'CLEARSIGHT_EXPLAIN_OUT'): give a folder (an empty --out would be the current folder; write . "
+                    "for that)"),  # review 40, D8: it wrote into the current folder
     (["--task", "segmentation"], "Invalid value for '--task': 'segmentation' is not one of 'detection', 'classification'."),
     (["--num-samples", "2"], "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 2"),
     (["--num-samples", "many"], "Invalid value for '--num-samples': 'many' is not a valid integer."),

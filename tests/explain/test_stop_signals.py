@@ -565,3 +565,15 @@ def test_the_next_run_removes_the_model_a_killed_run_extracted(tiny_detector_arc
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert list(temporary.glob("clearsight-model-*")) == [other_host]
+
+
+def test_a_run_stopped_before_its_out_was_made_does_not_say_its_images_are_kept_there(tmp_path):
+    """Review 40, D8: a SIGTERM before --out existed said the finished images were "kept in" it."""
+    from explain.cli import StoppedBySignal
+
+    assert StoppedBySignal(KeyboardInterrupt(), tmp_path / "new").message == (
+        f"stopped by Ctrl-C; nothing was written ({tmp_path / 'new'} was not made yet): run the same command "
+        "again to resume")
+    assert StoppedBySignal(KeyboardInterrupt(), tmp_path).message == (
+        f"stopped by Ctrl-C; the images finished so far are kept in {tmp_path}: run the same command again to "
+        "resume")
