@@ -706,8 +706,14 @@ def _option_named(ctx: click.Context, name: str) -> click.Parameter:
 
 
 def _finish(summary: dict, out_dir: Path, allow_partial: bool, merge_hint: str) -> None:
-    """Print the summary; exit 1 when an image failed, unless ``allow_partial``."""
-    _echo_encodable(_summary_text(summary, out_dir, merge_hint))
+    """Print the summary; exit 1 when an image failed, unless ``allow_partial``, or when stdout cannot take it."""
+    try:
+        _echo_encodable(_summary_text(summary, out_dir, merge_hint))
+    except BrokenPipeError:
+        raise  # `| head -1`: Python's own quiet end of a closed pipe
+    except OSError as error:  # >/dev/full: a traceback after every result was written
+        raise click.ClickException(f"cannot write the summary to stdout ({os_reason(error)}); the results are in "
+                                   f"{printable(str(out_dir))}") from None
     failed = summary.get("totals", summary).get("failed") or []
     if failed and not allow_partial:
         raise click.ClickException(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -442,8 +443,6 @@ def test_python_dash_m_explain_runs(tmp_path):
 def test_a_run_started_without_stdout_or_stderr_explains_as_usual(closed, image_dir, tmp_path, tiny_detector_dir):
     """Review 40, D3: `clearsight explain ... 2>&-` explained nothing and exited 1 without a word (the progress
     bar wrote to sys.stderr, None)."""
-    import os
-
     args = [str(arg) for arg in base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir)]
     result = subprocess.run([sys.executable, "-m", "explain", *args, "--num-samples", "16", "--num-segments", "4"],
                             cwd=ROOT, preexec_fn=lambda: os.close(closed), timeout=300,
@@ -455,13 +454,24 @@ def test_a_run_started_without_stdout_or_stderr_explains_as_usual(closed, image_
 
 
 @pytest.mark.integration  # starts processes (no fixture says so)
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_summary_stdout_cannot_take_is_one_error_line_after_the_results(image_dir, tmp_path, tiny_detector_dir):
+    """Review 40, D3: `explain ... >/dev/full` ended with a traceback once every result was written."""
+    args = [str(arg) for arg in base_args(image_dir / "scene0.png", tmp_path, tiny_detector_dir)]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "explain", *args, *FAST], cwd=ROOT, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == ("Error: cannot write the summary to stdout (No space left on device); the results are "
+                             f"in {tmp_path / 'out'}\n")
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+@pytest.mark.integration  # starts processes (no fixture says so)
 def test_a_locale_whose_file_names_are_not_utf8_is_warned_about_and_its_failure_is_one_line(
         image_dir, tmp_path, tiny_detector_dir):
     """Review 40, D2: a --out begun in a UTF-8 locale and resumed where Python's file names are ASCII (LC_ALL=C,
     PYTHONUTF8=0) ended in a UnicodeEncodeError traceback; such a locale gives non-ASCII names other keys."""
-    import os
-    import shutil
-
     images = tmp_path / "photos"
     images.mkdir()
     shutil.copy(image_dir / "scene0.png", images / "fa\u00e7ade.png")
