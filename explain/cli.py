@@ -332,7 +332,7 @@ def _warn_file_name_encoding() -> None:
 
 
 def _out_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
-    """--out as a Path; an empty one (``--out ""``, an empty variable) is refused: a Path made of it is the
+    """--out as a Path; an empty one (``--out ""``, or only spaces) is refused: a Path made of it is the
     current folder, which is not what was meant."""
     if value is None:
         return None

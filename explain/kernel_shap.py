@@ -437,9 +437,10 @@ def _fallback(num_features: int, rows: np.ndarray, outputs: np.ndarray, base_val
     if len(rows) == 0:
         return np.repeat(((full_values - base_values) / num_features)[:, None], num_features, axis=1)
     if len(rows) + 2 == 2**num_features:  # every coalition: the anchors and all of the rest
-        bits = np.concatenate([np.zeros((1, num_features), dtype=bool), rows,
-                               np.ones((1, num_features), dtype=bool)])
-        values = _shapley_formula(bits, np.concatenate([base_values[None], outputs, full_values[None]]))
+        table = np.empty((2**num_features, outputs.shape[1]))  # row c: coalition c's outputs
+        table[0], table[-1] = base_values, full_values
+        table[rows.astype(np.int64) @ (np.int64(1) << np.arange(num_features, dtype=np.int64))] = outputs
+        values = _shapley_formula(table)
         return values + (((full_values - base_values) - values.sum(axis=1)) / num_features)[:, None]
     sizes = rows.sum(axis=1)
     mass = size_kernel_mass(num_features)
@@ -459,25 +460,23 @@ def exact_shapley_values(evaluate: Callable[[np.ndarray], np.ndarray],
         raise ValueError(f"num_features must be an integer in [1, 30] (2**S model calls), got {num_features!r}")
     codes = np.arange(2**num_features, dtype=np.int64)
     bits = ((codes[:, None] >> np.arange(num_features)) & 1).astype(bool)  # (2^S, S)
-    return _shapley_formula(bits, _outputs(evaluate, bits))
+    return _shapley_formula(_outputs(evaluate, bits))
 
 
-def _shapley_formula(bits: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+def _shapley_formula(outputs: np.ndarray) -> np.ndarray:
     """Shapley values from every coalition's outputs, by the weighted marginal contributions.
 
-    bits: (2^S, S) bool, each coalition once, in any order; outputs: (2^S, T). Returns (T, S).
+    outputs: (2^S, T), row c the outputs of the coalition whose bit i is feature i. Returns (T, S).
     """
-    num_features = bits.shape[1]
-    order = np.argsort(bits.astype(np.int64) @ (np.int64(1) << np.arange(num_features, dtype=np.int64)))
-    bits, outputs = bits[order], outputs[order]  # row c holds coalition c
+    num_features = int(outputs.shape[0]).bit_length() - 1
     codes = np.arange(2**num_features, dtype=np.int64)
-    sizes = bits.sum(axis=1)
+    sizes = sum((codes >> feature) & 1 for feature in range(num_features))  # features on in coalition c
     weight_of_size = np.array([
         factorial(k) * factorial(num_features - k - 1) / factorial(num_features)
         for k in range(num_features)])
     values = np.zeros((outputs.shape[1], num_features))
     for feature in range(num_features):
-        without = codes[~bits[:, feature]]
+        without = codes[(codes >> feature) & 1 == 0]
         with_feature = without | (1 << feature)
         marginal = outputs[with_feature] - outputs[without]  # (2^(S-1), T)
         values[:, feature] = weight_of_size[sizes[without]] @ marginal

@@ -53,14 +53,11 @@ def keep_standard_streams_open() -> None:
     stopped at its first image without a word. And a file or socket opened later would take the free
     descriptor 0, 1 or 2 and get what is written to that stream.
     """
-    for fd in (0, 1, 2):
+    for fd in (0, 1, 2):  # in order: the lower ones are open, so /dev/null gets the lowest free one, this one
         try:
             os.fstat(fd)
         except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one, unless a lower is free
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
+            os.open(os.devnull, os.O_RDWR)
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115 - for the process's life

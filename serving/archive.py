@@ -110,11 +110,9 @@ def extract_tar_gz(archive, target_dir):
                 tar.extractall(str(target), filter="data")
             else:
                 tar.extractall(str(target))
-    except OSError as error:
-        if error.errno in _NO_ROOM:  # the disk is full, not the archive broken (review 40, D6)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        if getattr(error, "errno", None) in _NO_ROOM:  # the disk is full, not the archive broken (review 40, D6)
             raise ArchiveError("cannot extract %s into %s: %s; free some space there, or set TMPDIR to a folder "
                                "with room" % (archive, target, error.strerror or error))
-        raise ArchiveError("%s is not a readable model.tar.gz (%s)" % (archive, error))
-    except (tarfile.TarError, EOFError) as error:
         raise ArchiveError("%s is not a readable model.tar.gz (%s)" % (archive, error))
     return target
