@@ -29,7 +29,7 @@ shrunk, most at small budgets). Enumerated strata are fixed and add no variance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from math import comb
 
@@ -50,6 +50,8 @@ __all__ = [
     "spare_pairs",
     "MIN_SPARE_PAIRS",
     "adjust_with_surrogate",
+    "combine_fits",
+    "singleton_fit",
     "shrink_towards_surrogate",
 ]
 
@@ -406,6 +408,38 @@ def adjust_with_surrogate(paired: PairedDesign, targets: np.ndarray, total: floa
                          _LinearFit(linear.solver, linear.mapping, linear.score_map, deviations))
 
 
+def combine_fits(one: RegressionFit, two: RegressionFit) -> RegressionFit:
+    """The variance-minimising mix alpha one + (1 - alpha) two of two fits of the same output on the
+    same pairs (both consistent, both with standard errors: ``_fit_terms`` or ``adjust_with_surrogate``).
+
+    Their linearised errors are the pairs' score deviations D1, D2 (P, S), plus for an adjusted fit
+    the cross-fitting excess e = SE^2 - sum_p D^2 (S,), taken as shared by both (it comes from the
+    same surrogate's folds): Var(mix) = sum_p (alpha D1 + (1 - alpha) D2)^2 + (alpha sqrt(e1) +
+    (1 - alpha) sqrt(e2))^2, and alpha minimises its trace, clipped to [0, 1]. The mix keeps the
+    fewer spare pairs of the two and is determined when both are. Returns one itself at alpha = 1.
+    """
+    if one._linear is None or two._linear is None:
+        raise ValueError("combine_fits needs fits with standard errors")
+    first, second = one._linear.deviations, two._linear.deviations
+    first_excess = np.sqrt(np.maximum(one.standard_errors**2 - (first**2).sum(axis=0), 0.0))
+    second_excess = np.sqrt(np.maximum(two.standard_errors**2 - (second**2).sum(axis=0), 0.0))
+    own = float(one.standard_errors @ one.standard_errors)
+    other = float(two.standard_errors @ two.standard_errors)
+    shared = float((first * second).sum() + first_excess @ second_excess)
+    curvature = own + other - 2.0 * shared
+    alpha = float(np.clip((other - shared) / curvature, 0.0, 1.0)) if curvature > 0 else 1.0
+    if alpha == 1.0:
+        return one
+    deviations = alpha * first + (1.0 - alpha) * second
+    excess = alpha * first_excess + (1.0 - alpha) * second_excess
+    base = one if alpha >= 0.5 else two
+    return replace(base, values=alpha * one.values + (1.0 - alpha) * two.values,
+                   standard_errors=np.sqrt((deviations**2).sum(axis=0) + excess**2),
+                   residuals=alpha * one.residuals + (1.0 - alpha) * two.residuals,
+                   spare=min(one.spare, two.spare), determined=one.determined and two.determined,
+                   _linear=replace(base._linear, deviations=deviations))
+
+
 SHRINK_VARIANCE_SHARE = 0.5  # share of the (HC3, conservative) sandwich variance in the shrinkage
 
 
@@ -490,6 +524,14 @@ def _checkable(fit: RegressionFit) -> bool:
     return fit.determined and fit.spare >= MIN_SPARE_PAIRS
 
 
+def singleton_fit(paired: PairedDesign, targets: np.ndarray, total: float,
+                  with_indicators: bool = True) -> RegressionFit:
+    """The constrained fit of one output's targets (P,) on the S singletons (plus the stratum
+    indicators unless ``with_indicators`` is False), with standard errors: paired Kernel SHAP."""
+    return _fit_terms(paired, targets, singletons(paired.signs.shape[1]), total,
+                      with_indicators=with_indicators)
+
+
 def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> RegressionFit:
     """Fit one output with the singletons alone and with richer odd bases, keep the fit with
     the lowest leave-one-pair-out error.
@@ -516,10 +558,10 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     """
     num_pairs, num_features = paired.signs.shape
     first_order = singletons(num_features)
-    linear = _fit_terms(paired, targets, first_order, total)
+    linear = singleton_fit(paired, targets, total)
     scarce = scarce_pairs(paired)
     if scarce:
-        plain = _fit_terms(paired, targets, first_order, total, with_indicators=False)
+        plain = singleton_fit(paired, targets, total, with_indicators=False)
         linear = min((fit for fit in (linear, plain) if _checkable(fit)), key=lambda fit: fit.loo_error,
                      default=plain)
     indicators = linear.indicators

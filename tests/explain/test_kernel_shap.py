@@ -640,3 +640,32 @@ def test_more_samples_are_drawn_only_when_asked_and_counted():
     assert more.values.sum(axis=1) == pytest.approx(more.full_values - more.base_values)
     exact = exact_shapley_values(game, num_features)
     assert np.linalg.norm(more.values - exact) < np.linalg.norm(plain.values - exact)
+
+
+@pytest.mark.parametrize("family", ["max", "min"])
+def test_saturating_games_get_sharp_values_and_intervals_that_hold(family):
+    """Review 39: on max_i w_i z_i and min games at 1000 calls the intervals covered 0.72 / 0.77 of the exact
+    values, relative error 0.03 / 0.02: parities chosen for d/2 were kept after the trees, fitted to what the
+    trees leave, and added noise and a bias the trees shared. The singleton fit is kept where its sandwich
+    variance is the lower (bench/bench_saturating_coverage.py has the table)."""
+    rng = np.random.default_rng(39)
+    covered = total = 0
+    errors = []
+    for _ in range(4):
+        size = int(rng.integers(11, 15))
+        weights = rng.uniform(size=size)
+        if family == "max":
+            def game(z, weights=weights):
+                return (z * weights).max(axis=1, keepdims=True)
+        else:
+            def game(z, weights=weights):
+                return np.where(z, weights, 1.0).min(axis=1, keepdims=True)
+        exact = exact_shapley_values(game, size)[0]
+        for seed in range(2):
+            result = kernel_shap(game, size, 1000, np.random.default_rng(seed))
+            error = result.values[0] - exact
+            covered += int((np.abs(error) <= 1.96 * result.standard_errors[0]).sum())
+            total += size
+            errors.append(np.linalg.norm(error) / np.linalg.norm(exact))
+    assert covered / total >= 0.9, covered / total
+    assert np.mean(errors) < 0.01, np.mean(errors)
