@@ -415,8 +415,12 @@ def combine_fits(one: RegressionFit, two: RegressionFit) -> RegressionFit:
     Their linearised errors are the pairs' score deviations D1, D2 (P, S), plus for an adjusted fit
     the cross-fitting excess e = SE^2 - sum_p D^2 (S,), taken as shared by both (it comes from the
     same surrogate's folds): Var(mix) = sum_p (alpha D1 + (1 - alpha) D2)^2 + (alpha sqrt(e1) +
-    (1 - alpha) sqrt(e2))^2, and alpha minimises its trace, clipped to [0, 1]. The mix keeps the
-    fewer spare pairs of the two and is determined when both are. Returns one itself at alpha = 1.
+    (1 - alpha) sqrt(e2))^2, and alpha minimises its trace, clipped to [0, 1]. The mix's terms are
+    both fits' (one's first), its surrogate weight the mixed one, its leave-one-pair-out error
+    unknown (NaN), its spare pairs the fewer of the two, and it is determined when both are; its
+    ``_linear`` holds the mixed deviations beside the solver of the fit with the larger share (what
+    ``small_sample_errors`` reads; no further adjustment may be made from it). Returns one itself
+    at alpha = 1.
     """
     if one._linear is None or two._linear is None:
         raise ValueError("combine_fits needs fits with standard errors")
@@ -435,7 +439,9 @@ def combine_fits(one: RegressionFit, two: RegressionFit) -> RegressionFit:
     base = one if alpha >= 0.5 else two
     return replace(base, values=alpha * one.values + (1.0 - alpha) * two.values,
                    standard_errors=np.sqrt((deviations**2).sum(axis=0) + excess**2),
-                   residuals=alpha * one.residuals + (1.0 - alpha) * two.residuals,
+                   terms=one.terms + tuple(term for term in two.terms if term not in set(one.terms)),
+                   loo_error=float("nan"), residuals=alpha * one.residuals + (1.0 - alpha) * two.residuals,
+                   surrogate_weight=alpha * one.surrogate_weight + (1.0 - alpha) * two.surrogate_weight,
                    spare=min(one.spare, two.spare), determined=one.determined and two.determined,
                    _linear=replace(base._linear, deviations=deviations))
 

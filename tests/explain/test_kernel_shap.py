@@ -646,8 +646,8 @@ def test_more_samples_are_drawn_only_when_asked_and_counted():
 def test_saturating_games_get_sharp_values_and_intervals_that_hold(family):
     """Review 39: on max_i w_i z_i and min games at 1000 calls the intervals covered 0.72 / 0.77 of the exact
     values, relative error 0.03 / 0.02: parities chosen for d/2 were kept after the trees, fitted to what the
-    trees leave, and added noise and a bias the trees shared. The singleton fit is kept where its sandwich
-    variance is the lower (bench/bench_saturating_coverage.py has the table)."""
+    trees leave, and added noise and a bias the trees shared. That fit is now mixed with the singleton fit so
+    adjusted, to the least sandwich variance (bench/bench_saturating_coverage.py has the table)."""
     rng = np.random.default_rng(39)
     covered = total = 0
     errors = []
@@ -669,3 +669,24 @@ def test_saturating_games_get_sharp_values_and_intervals_that_hold(family):
             errors.append(np.linalg.norm(error) / np.linalg.norm(exact))
     assert covered / total >= 0.9, covered / total
     assert np.mean(errors) < 0.01, np.mean(errors)
+
+
+def test_a_min_plus_linear_game_it_was_not_tuned_on_gets_sharp_values_and_intervals_that_hold():
+    """An outside check of the mix of the chosen-terms and singleton fits (review 42), on a family the change
+    was not measured on: min over the features shown plus a linear part, S = 12, 1000 calls. Before it, these
+    6 seeds gave relative error 0.010 and coverage 0.875; after it 0.004 and 0.958."""
+    rng = np.random.default_rng(42)
+    weights, slopes = rng.uniform(size=12), rng.normal(scale=0.05, size=12)
+
+    def game(z):
+        return (np.where(z, weights, 1.0).min(axis=1) + (z * slopes).sum(axis=1))[:, None]
+
+    exact = exact_shapley_values(game, 12)[0]
+    covered, errors = 0, []
+    for seed in range(6):
+        result = kernel_shap(game, 12, 1000, np.random.default_rng(seed))
+        error = result.values[0] - exact
+        covered += int((np.abs(error) <= 1.96 * result.standard_errors[0]).sum())
+        errors.append(np.linalg.norm(error) / np.linalg.norm(exact))
+    assert covered / (6 * 12) >= 0.9, covered / 72
+    assert np.mean(errors) < 0.007, np.mean(errors)
