@@ -437,9 +437,10 @@ def combine_fits(one: RegressionFit, two: RegressionFit) -> RegressionFit:
     deviations = alpha * first + (1.0 - alpha) * second
     excess = alpha * first_excess + (1.0 - alpha) * second_excess
     base = one if alpha >= 0.5 else two
+    known = set(one.terms)
     return replace(base, values=alpha * one.values + (1.0 - alpha) * two.values,
                    standard_errors=np.sqrt((deviations**2).sum(axis=0) + excess**2),
-                   terms=one.terms + tuple(term for term in two.terms if term not in set(one.terms)),
+                   terms=one.terms + tuple(term for term in two.terms if term not in known),
                    loo_error=float("nan"), residuals=alpha * one.residuals + (1.0 - alpha) * two.residuals,
                    surrogate_weight=alpha * one.surrogate_weight + (1.0 - alpha) * two.surrogate_weight,
                    spare=min(one.spare, two.spare), determined=one.determined and two.determined,
