@@ -98,7 +98,6 @@ from .shap_regression import (
     combine_fits,
     scarce_pairs,
     shrink_towards_surrogate,
-    singleton_fit,
     singletons,
     solve_constrained_wls,
 )
@@ -186,9 +185,10 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
     it is not exact (unless ``tree_surrogate`` is False) and shrunk towards the trees' values
     (unless ``shrinkage`` is False). Returns values, standard errors as reported
     (``small_sample_errors``) and the fits' own, (T, S) each, and the number of terms per output."""
-    fits = [choose_terms(paired, paired.halves[:, output],
-                         0.5 * float(full_values[output] - base_values[output]))
-            for output in range(len(base_values))]
+    chosen = [choose_terms(paired, paired.halves[:, output],
+                           0.5 * float(full_values[output] - base_values[output]))
+              for output in range(len(base_values))]
+    fits = [fit for fit, _ in chosen]
     # Outputs the regression fits exactly (additive, pairwise, a few interacting features)
     # keep their fit; the others get a cross-fitted tree surrogate's adjustment.
     inexact = [output for output, fit in enumerate(fits)
@@ -197,7 +197,7 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
             and np.count_nonzero(paired.folds >= 0) >= _MIN_PAIRS_PER_FOLD * SURROGATE_FOLDS):
         surrogates = cross_fitted_surrogates(paired, base_values, full_values, inexact)
         for output, surrogate in zip(inexact, surrogates):
-            fit = _adjusted_by_trees(paired, output, fits[output], surrogate,
+            fit = _adjusted_by_trees(paired, output, *chosen[output], surrogate,
                                      0.5 * float(full_values[output] - base_values[output]))
             if not shrinkage:
                 fits[output] = fit
@@ -214,8 +214,8 @@ def _estimate(paired: PairedDesign, base_values: np.ndarray, full_values: np.nda
     return values, errors, np.stack([fit.standard_errors for fit in fits]), tuple(len(fit.terms) for fit in fits)
 
 
-def _adjusted_by_trees(paired: PairedDesign, output: int, fit: RegressionFit, surrogate: Surrogate,
-                       total: float) -> RegressionFit:
+def _adjusted_by_trees(paired: PairedDesign, output: int, fit: RegressionFit, linear: RegressionFit,
+                       surrogate: Surrogate, total: float) -> RegressionFit:
     """``fit`` of one output adjusted by its tree surrogate, mixed with the singleton fit so adjusted
     (``combine_fits``: the mix whose values have the least summed sandwich variance).
 
@@ -227,6 +227,7 @@ def _adjusted_by_trees(paired: PairedDesign, output: int, fit: RegressionFit, su
     intervals covered 0.72-0.77. The sandwich sees it (its variance 7 to 25 times the singletons'
     there); where the richer terms do fit the rest (third-order games) theirs is the smaller.
     Where the trees get no weight in either fit, ``fit`` is kept as it is.
+    linear: the singleton fit ``fit`` was chosen against (``choose_terms``' second result);
     total: (f(full) - f(empty)) / 2 of the output.
     """
     targets = paired.halves[:, output]
@@ -236,9 +237,9 @@ def _adjusted_by_trees(paired: PairedDesign, output: int, fit: RegressionFit, su
                                      surrogate.values, surrogate.mean_halves)
 
     chosen = adjusted(fit)
-    if fit.terms == singletons(paired.signs.shape[1]):
+    if fit is linear or fit.terms == singletons(paired.signs.shape[1]):
         return chosen
-    single = adjusted(singleton_fit(paired, targets, total, with_indicators=fit.indicators))
+    single = adjusted(linear)
     if chosen.surrogate_weight == 0.0 and single.surrogate_weight == 0.0:  # the trees follow nothing
         return fit
     return combine_fits(chosen, single)

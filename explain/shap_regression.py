@@ -539,9 +539,10 @@ def singleton_fit(paired: PairedDesign, targets: np.ndarray, total: float,
                       with_indicators=with_indicators)
 
 
-def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> RegressionFit:
+def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> tuple[RegressionFit, RegressionFit]:
     """Fit one output with the singletons alone and with richer odd bases, keep the fit with
-    the lowest leave-one-pair-out error.
+    the lowest leave-one-pair-out error. Returns that fit and the singleton fit it was chosen
+    against (with the same size indicators; the same object when no richer basis won).
 
     With few pairs (fewer than ``SCARCE_PAIRS`` per column of the singleton fit with its
     coalition-size indicators), the singleton fit without the indicators is tried too and
@@ -575,7 +576,7 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
     best = linear
     spare = int((num_pairs - num_features) / 3.0)
     if spare < 1 or num_features < 3 or linear.loo_error <= 1e-24 * float(np.mean(targets**2)):
-        return best
+        return linear, linear
     triples, _ = screen_triples(paired.signs, paired.weights, linear.residuals, linear.values)
     screened = [tuple(row) for row in triples[:max(spare, 6)].tolist()]  # all that is used below
     by_value = [int(i) for i in np.argsort(-np.abs(linear.values), kind="stable")]
@@ -608,6 +609,6 @@ def choose_terms(paired: PairedDesign, targets: np.ndarray, total: float) -> Reg
         if fit.loo_error < best.loo_error and fit.determined and (not scarce or _checkable(fit)):
             best, chosen = fit, (extra, ridge)
     if chosen is None:
-        return linear
+        return linear, linear
     return _fit_terms(paired, targets, first_order + chosen[0], total, chosen[1],
-                      with_indicators=indicators)
+                      with_indicators=indicators), linear
