@@ -30,7 +30,7 @@ from serving.contract import (
 )
 
 from .baselines import baseline_file_bytes, is_s3_baseline
-from .clarify_config import CLARIFY_DEFAULTS, CONFIG_KEY_OF_OPTION, read_clarify_config
+from .clarify_config import CLARIFY_DEFAULTS, CONFIG_KEY_OF_OPTION, MODEL_TYPES, read_clarify_config
 from .clarify_dataset import dataset_sources
 from .config import (
     BUILTIN_BASELINES,
@@ -301,6 +301,19 @@ def _clarify_record(ctx: click.Context, config: ExplainConfig) -> dict | None:
             "dataset_uri": settings.dataset_uri, "images_from_dataset_uri": bool(ctx.meta.get(_IMAGES_FROM_CONFIG))}
 
 
+def _warn_task_over_the_config(ctx: click.Context, task: str | None, config_task: str | None) -> None:
+    """A warning when --task (or its variable) names another task than the Clarify config's model_type: the
+    file's settings were read for its own task (a classification config's object-detection keys are ignored)."""
+    if (task is None or config_task is None or task == config_task
+            or ctx.get_parameter_source("task") is click.core.ParameterSource.DEFAULT_MAP):
+        return
+    model_type = next(name for name, value in MODEL_TYPES.items() if value == config_task)
+    unread = ("; its object-detection keys are not applied: set model_type to OBJECT_DETECTION in the file to "
+              "apply them" if task == "detection" else "; its object-detection keys do not apply to it")
+    logger.warning("--task %s overrides the Clarify config's %s %s%s", task, CONFIG_KEY_OF_OPTION["task"],
+                   model_type, unread)
+
+
 def _images_from_config(ctx: click.Context) -> list:
     """No IMAGE argument: the images of the Clarify config's dataset_uri, else a usage error."""
     settings = ctx.meta.get(_CLARIFY_META)
@@ -506,6 +519,7 @@ def main(ctx: click.Context, images: list, endpoint: tuple[str, ...], endpoint_m
     clarify_settings = ctx.meta.get(_CLARIFY_META)
     if clarify_settings is not None:
         clarify_settings.log_notes()
+        _warn_task_over_the_config(ctx, task, clarify_settings.options.get("task"))
     if not endpoint:
         hint = None
         if clarify_settings is not None and "predictor.model_name" in clarify_settings.ignored:

@@ -235,6 +235,40 @@ def test_explains_a_directory_against_the_http_endpoint(image_dir, tmp_path):
     assert (out / "report.html").is_file()
 
 
+@pytest.mark.parametrize("model_type, task, expected", [
+    ("IMAGE_CLASSIFICATION", "detection", "--task detection overrides the Clarify config's "
+     "methods.shap.image_config.model_type IMAGE_CLASSIFICATION; its object-detection keys are not applied: "
+     "set model_type to OBJECT_DETECTION in the file to apply them"),
+    ("OBJECT_DETECTION", "classification", "--task classification overrides the Clarify config's "
+     "methods.shap.image_config.model_type OBJECT_DETECTION; its object-detection keys do not apply to it")])
+def test_a_task_other_than_the_clarify_configs_is_warned_about(model_type, task, expected, image_dir, tmp_path,
+                                                               caplog):
+    # a classification config run with --task detection read as a detection run with the file's max_objects
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps({"dataset_type": "application/x-image", "methods": {"shap": {
+        "num_samples": 16, "image_config": {"model_type": model_type, "num_segments": 4, "max_objects": 1}}},
+        "predictor": {"label_headers": ["red", "green", "blue", "other"][:3 if task == "detection" else 4]}}))
+    with FakeEndpoint(task) as endpoint, caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(["--clarify-config", config, "--endpoint", endpoint.url, "--task", task,
+                          "--out", tmp_path / "out", "--quiet", image_dir / "scene0.png"])
+    assert result.exit_code == 0, result.output
+    assert expected in [record.getMessage() for record in caplog.records]
+    settings = json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]
+    assert settings["task"] == task
+    if task == "detection":
+        assert settings["max_objects"] == 3  # the default: the classification file's max_objects is not applied
+
+
+def test_the_clarify_configs_own_task_gives_no_such_warning(image_dir, tmp_path, caplog):
+    config = tmp_path / "analysis_config.json"
+    config.write_text(json.dumps({"dataset_type": "application/x-image", "methods": {"shap": {
+        "image_config": {"model_type": "OBJECT_DETECTION"}}}}))
+    with caplog.at_level("WARNING", logger="explain.cli"):
+        result = run_cli(["--clarify-config", config, "--task", "detection", "--out", tmp_path / "out", image_dir])
+    assert result.exit_code == 2  # no endpoint: stops after the warnings
+    assert not any("overrides the Clarify config" in record.getMessage() for record in caplog.records)
+
+
 def test_clarify_config_values_are_defaults_that_options_override(image_dir, tmp_path):
     with FakeEndpoint("detection") as endpoint:
         config = tmp_path / "analysis_config.json"
