@@ -82,6 +82,41 @@ def main(verbose):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+# What each source of `package` reads of its options; the others would be silently dropped.
+_PACKAGE_OPTIONS_USED = {
+    "--zoo": ("classes", "score_threshold", "top_k", "pretrained"),
+    "--symbol/--params": ("classes", "task", "short_side", "max_size", "center_crop", "score_threshold", "top_k"),
+    "--model-dir": (),
+}
+_PACKAGE_SETTINGS = ("classes", "task", "short_side", "max_size", "center_crop", "score_threshold", "top_k",
+                     "pretrained")
+_WHY_UNUSED = {
+    "--zoo": "a --zoo model gets the zoo's own task and preprocessing",
+    "--symbol/--params": "--pretrained/--no-pretrained is for --zoo downloads",
+    "--model-dir": "a --model-dir model keeps its model.json: edit that file, or package the weights with "
+                   "--symbol/--params and these options",
+}
+
+
+def _refuse_unused_package_options(ctx: click.Context, source: str) -> None:
+    """A usage error naming each option given on the command line or by a variable that ``source`` does not
+    read (review 43: --model-dir took --classes, --task, --score-threshold ... and wrote its own model.json)."""
+    given = [name for name in _PACKAGE_SETTINGS if name not in _PACKAGE_OPTIONS_USED[source]
+             and ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                                    click.core.ParameterSource.ENVIRONMENT)]
+    if given:
+        names = {param.name: param.opts[0] if param.name != "pretrained" else "--pretrained/--no-pretrained"
+                 for param in ctx.command.params}
+
+        def named(name: str) -> str:  # a value from a variable names it too
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.ENVIRONMENT:
+                return names[name]
+            return "%s (%s_%s)" % (names[name], ctx.auto_envvar_prefix, name.upper())
+
+        raise click.UsageError("%s: not used with %s (%s)" % (", ".join(named(name) for name in given), source,
+                                                              _WHY_UNUSED[source]))
+
+
 @main.command()
 @option("--zoo", "zoo_name", metavar="NAME", help="GluonCV model-zoo name, e.g. yolo3_darknet53_coco.")
 @option("--symbol", "symbol_file", type=click.Path(exists=True, dir_okay=False),
@@ -131,6 +166,7 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
     if center_crop is not None and not symbol_file:
         raise click.UsageError("--center-crop goes with --symbol/--params (--zoo classifiers get GluonCV's preset, "
                                "--model-dir models keep their model.json)")
+    _refuse_unused_package_options(click.get_current_context(), sources[0])
     check = not no_check
     if zoo_name:
         _require_modules(ZOO_MODULES, "--zoo", "zoo")

@@ -321,6 +321,17 @@ def test_an_unknown_zoo_name_suggests_only_models_this_project_serves():
     (["--zoo", "x", "--short-side", "512", "--max-size", "256"], "must be >= --short-side"),
     (["--zoo", "x", "--score-threshold", "1.5"], "1.5 is not in the range 0.0<=x<=1.0"),
     (["--zoo", "x", "--center-crop", "224"], "--center-crop goes with --symbol/--params"),
+    # review 43: options a source does not read were dropped without a word (the archive kept model.json's)
+    (["--model-dir", "models/shapes-detector", "--classes", "a,b", "--score-threshold", "0.9", "--top-k", "2",
+      "--task", "classification", "--short-side", "300"],
+     "--classes, --task, --short-side, --score-threshold, --top-k: not used with --model-dir (a --model-dir model "
+     "keeps its model.json: edit that file, or package the weights with --symbol/--params and these options)"),
+    (["--model-dir", "models/shapes-detector", "--no-pretrained"], "--pretrained/--no-pretrained: not used with "
+                                                                  "--model-dir"),
+    (["--zoo", "x", "--task", "classification", "--max-size", "2000"],
+     "--task, --max-size: not used with --zoo (a --zoo model gets the zoo's own task and preprocessing)"),
+    (["--symbol", "setup.cfg", "--params", "setup.cfg", "--classes", "a", "--no-pretrained"],
+     "--pretrained/--no-pretrained: not used with --symbol/--params"),
 ])
 def test_package_usage_errors(args, message, monkeypatch):
     monkeypatch.chdir(REPO)
@@ -510,3 +521,11 @@ def test_unreadable_weights_fail_the_check_with_one_line(tiny_detector_dir, tmp_
                            "MXNet parameter file that fits model-symbol.json: Check failed: ")
     assert line.endswith("Invalid NDArray file format")
     assert not (tmp_path / "m.tar.gz").exists()
+
+
+def test_an_unused_package_option_from_a_variable_names_the_variable(monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(main, ["package", "--model-dir", "models/shapes-detector"],
+                                env={"CLEARSIGHT_PACKAGE_TOP_K": "5"})
+    assert result.exit_code == 2
+    assert "--top-k (CLEARSIGHT_PACKAGE_TOP_K): not used with --model-dir" in result.output
