@@ -146,6 +146,7 @@ def explain_job(ctx: click.Context, images: str, endpoint_name: str, out_url: st
     except DeployConfigError as error:
         if error.field == "explain_args":
             raise _bad_explain_options(f"{error.value!r}: {error.allowed}") from None
+        error.option = _JOB_OPTION_OF_FIELD.get(error.field, error.option)  # review 43: '--volume-size-gb'
         raise usage_error(error) from None
     started = time.monotonic()
     say = progress_printer(started)
@@ -330,6 +331,10 @@ def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[st
             options = [option, raw]
         found[param.name] = (variable, raw, options)
     return found
+
+
+# ExplainJobConfig's fields that explain-job's options spell otherwise
+_JOB_OPTION_OF_FIELD = {"volume_size_gb": "--volume-size", "max_runtime_seconds": "--max-runtime"}
 
 
 # the options _check_explain_args gives the check itself: explain-job's own --endpoint, --task and --out

@@ -280,6 +280,9 @@ IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images a
     (["--", "--num-samples", "2"], f"{EXPLAIN_OPTIONS_ERROR}num_samples must be in [4, 1000000], got 2"),
     (["--", "--bogus"], f"{EXPLAIN_OPTIONS_ERROR}No such option '--bogus'"),
     (["--instance-count", "0"], "'--instance-count': 0: an integer in [1, 100]"),
+    # review 43: these named '--volume-size-gb' and '--max-runtime-seconds', options no --help lists
+    (["--volume-size", "0"], "Invalid value for '--volume-size': 0: an integer in [1, 16384]"),
+    (["--max-runtime", "-1"], "Invalid value for '--max-runtime': -1: an integer in [1, 432000]"),
     (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
     # the job's own options were refused as "Invalid value for '--explain-args'", the others as EXPLAIN_ARGS
     (["--", "--shard", "0/2"],
