@@ -307,7 +307,7 @@ def _settings_from_environment(explain_ctx: click.Context) -> dict[str, tuple[st
         option = next(name for name in param.opts if name.startswith("--"))
         variable = _variable_of(param)
         raw = os.environ.get(variable, "")
-        if option in _GIVEN_BY_THE_JOB and raw:  # on the check's command line: click never read the variable
+        if option in _GIVEN_BY_THE_JOB and raw.strip():  # on the check's command line: click never read the variable
             _job_sets(option, variable, raw, explain_ctx.params[param.name])
             continue
         if explain_ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT:

@@ -88,15 +88,30 @@ class EnvOption(click.Option):
 
     def resolve_envvar_value(self, ctx: click.Context) -> str | None:
         value = super().resolve_envvar_value(ctx)
+        if value is not None and not value.strip():  # blank, as empty: unset (review 43: some were errors)
+            value = None
         if value is not None or not self.name:
             return value
         old_name = self.deprecated_envvar or f"{_OLD_ENV_PREFIX}_{self.name.upper()}"
         value = os.environ.get(old_name)
-        if not value:
+        if not value or not value.strip():
             return None
         new_name = self.envvar if isinstance(self.envvar, str) else f"{ENV_PREFIX}_{self.name.upper()}"
         click.echo(f"Warning: environment variable {old_name} is deprecated; rename it to {new_name}", err=True)
         return value
+
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        """The option, and the variable its value came from when it came from one (review 43: a bad
+        CLEARSIGHT_EXPLAIN_RESIZE read as "Invalid value for '--resize'", an option never typed)."""
+        hint = super().get_error_hint(ctx)
+        if (ctx is None or not self.name or self.envvar
+                or ctx.get_parameter_source(self.name) is not click.core.ParameterSource.ENVIRONMENT):
+            return hint  # an explicit envvar is in click's own hint already
+        name = f"{ctx.auto_envvar_prefix}_{self.name.upper()}" if ctx.auto_envvar_prefix else None
+        if name is None or not os.environ.get(name):
+            name = self.deprecated_envvar or f"{_OLD_ENV_PREFIX}_{self.name.upper()}"
+        return f"{hint} (env var: '{name}')"
 
 
 option = functools.partial(click.option, cls=EnvOption)

@@ -153,8 +153,19 @@ def test_environment_variables_are_fallbacks(image_dir, tmp_path):
            "CLEARSIGHT_EXPLAIN_OUT": str(tmp_path / "out"), "CLEARSIGHT_EXPLAIN_NUM_SAMPLES": "3"}
     result = run_cli([image_dir], env=env)
     assert result.exit_code == 2
-    assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+    assert ("Invalid value for '--num-samples' (env var: 'CLEARSIGHT_EXPLAIN_NUM_SAMPLES'): num_samples must be "
+            "in [4, 1000000], got 3") in result.output  # review 43: the variable, not only an option never typed
     assert "deprecated" not in result.output
+
+
+def test_blank_environment_variables_are_unset_as_empty_ones_are(image_dir, tmp_path):
+    # review 43: "  " was an error for some variables ("Invalid value for '--resize'") and unset for others
+    names = ("RESIZE", "NUM_SAMPLES", "BASELINE", "SHARD", "CONTENT_TYPE", "PROBABILITY", "LABEL_HEADERS", "TASK",
+             "VERBOSE", "CLARIFY_CONFIG", "TARGET_MODEL", "METRICS")
+    env = {f"CLEARSIGHT_EXPLAIN_{name}": " \t " for name in names}
+    result = run_cli(["--endpoint", "http://127.0.0.1:9", "--out", tmp_path / "out", image_dir], env=env)
+    assert result.exit_code == 2
+    assert "Missing option '--task'" in result.output and "Invalid value" not in result.output, result.output
 
 
 def test_old_environment_variable_names_still_work_with_a_deprecation_warning(image_dir, tmp_path):
@@ -162,7 +173,8 @@ def test_old_environment_variable_names_still_work_with_a_deprecation_warning(im
            "EXPLAIN_OUT": str(tmp_path / "out"), "EXPLAIN_NUM_SAMPLES": "3"}
     result = run_cli([image_dir], env=env)
     assert result.exit_code == 2
-    assert "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 3" in result.output
+    assert ("Invalid value for '--num-samples' (env var: 'EXPLAIN_NUM_SAMPLES'): num_samples must be in "
+            "[4, 1000000], got 3") in result.output
     for old, new in (("EXPLAIN_ENDPOINT", "CLEARSIGHT_EXPLAIN_ENDPOINT"), ("EXPLAIN_OUT", "CLEARSIGHT_EXPLAIN_OUT"),
                      ("EXPLAIN_NUM_SAMPLES", "CLEARSIGHT_EXPLAIN_NUM_SAMPLES")):
         assert f"Warning: environment variable {old} is deprecated; rename it to {new}" in result.stderr
