@@ -77,6 +77,17 @@ IMAGE_FRAMEWORK, IMAGE_VERSION, IMAGE_PY = "pytorch", "2.3", "py311"
 TAG_JOB = "clearsight:explain-job"
 _S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+
+
+def _bucket_hint(url: object) -> str:
+    """Why an s3://BUCKET/... URL's bucket is not one (review 43: s3://b/p was refused as not s3://BUCKET/PREFIX)."""
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        return ""
+    bucket = url[len("s3://"):].split("/", 1)[0]
+    if BUCKET_PATTERN.fullmatch(bucket):
+        return ""
+    return (f" (bucket name {bucket!r} is not one: 3-63 lower-case letters, digits, dots and hyphens, beginning "
+            "and ending with a letter or digit)")
 _FINAL = {"Completed", "Failed", "Stopped"}
 # explain options the job (or its worker) sets itself: refused after `--`, not taken from the environment
 JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
@@ -174,12 +185,16 @@ class ExplainJobConfig:
         if not is_endpoint_name(self.job_name):  # job names follow the endpoint-name rule
             raise DeployConfigError("job_name", self.job_name, "1-63 letters, digits and hyphens")
         if not is_endpoint_name(self.endpoint_name):
+            prefix = "sagemaker:"  # how `clearsight explain` names one (review 43)
+            hint = (f" (drop the {prefix} prefix: explain-job takes the endpoint's name)"
+                    if isinstance(self.endpoint_name, str) and self.endpoint_name.startswith(prefix) else "")
             raise DeployConfigError("endpoint", self.endpoint_name,
-                                    "a SageMaker endpoint name: 1-63 letters, digits and hyphens")
+                                    "a SageMaker endpoint name: 1-63 letters, digits and hyphens" + hint)
         for name in ("images_url", "out_url"):
             value = getattr(self, name)
             if not isinstance(value, str) or not _S3_URL.fullmatch(value):
-                raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX")
+                raise DeployConfigError(name.replace("_url", ""), value, "an S3 location s3://BUCKET/PREFIX"
+                                        + _bucket_hint(value))
         _refuse_overlap(self.images_url, self.out_url)
         if not isinstance(self.role, str) or not ROLE_PATTERN.fullmatch(self.role):
             raise DeployConfigError("role", self.role, "an IAM role ARN like arn:aws:iam::123456789012:role/NAME "

@@ -284,6 +284,12 @@ IMAGES_ARE_NOT_PASSED = "IMAGE arguments are not passed to the job: its images a
     (["--volume-size", "0"], "Invalid value for '--volume-size': 0: an integer in [1, 16384]"),
     (["--max-runtime", "-1"], "Invalid value for '--max-runtime': -1: an integer in [1, 432000]"),
     (["--instance-type", "c5.xlarge"], "'--instance-type': 'c5.xlarge': an ml.* instance type"),
+    # review 43: refused as not s3://BUCKET/PREFIX, which it is; and `clearsight explain`'s endpoint spelling
+    (["--images", "s3://b/p"], "Invalid value for '--images': 's3://b/p': an S3 location s3://BUCKET/PREFIX (bucket "
+                               "name 'b' is not one: 3-63 lower-case letters, digits, dots and hyphens"),
+    (["--endpoint", "sagemaker:shapes-detector"], "Invalid value for '--endpoint': 'sagemaker:shapes-detector': a "
+     "SageMaker endpoint name: 1-63 letters, digits and hyphens (drop the sagemaker: prefix: explain-job takes the "
+     "endpoint's name)"),
     # the job's own options were refused as "Invalid value for '--explain-args'", the others as EXPLAIN_ARGS
     (["--", "--shard", "0/2"],
      f"{EXPLAIN_OPTIONS_ERROR}'--shard 0/2': leave out --shard: the job shares the images among its instances "
