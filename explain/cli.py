@@ -720,13 +720,15 @@ def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSErro
     read-only meanwhile) names --out and the reason. A write to an open file names no file: the run
     writes only into --out, so one of ``_WRITE_ERRNOS`` names it too; any other error without a file
     is raised as it is."""
+    resume = ("; the images finished so far are kept in it: once it can be written, run the same command again "
+              "to resume")  # review 43: as a stop by signal says
     if not error.filename:
         if error.errno in _WRITE_ERRNOS:
-            return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}")
+            return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}{resume}")
         return error
     path = Path(os.fsdecode(error.filename))
     if path == out_dir or out_dir in path.parents:
-        return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}")
+        return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}{resume}")
     return click.ClickException(f"{path}: {os_reason(error)}")
 
 

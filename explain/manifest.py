@@ -228,7 +228,7 @@ def _differences(old: dict, new: dict) -> list[str]:
 def restart_advice(sharded: bool = False) -> str:
     """How to discard an earlier run's results: --restart, and, for a run that is one shard of several (of
     --shard, or one of --workers' processes), what a --shard run does instead (--shard excludes --restart)."""
-    return "add --restart (RunOptions(restart=True)" + (
+    return "add --restart (in Python: RunOptions(restart=True)" + (
         "; for --shard runs, which exclude it, empty --out before starting the shards)" if sharded else ")")
 
 

@@ -183,7 +183,7 @@ def test_changed_settings_are_refused_and_restart_starts_over(image_dir, tmp_pat
     message = " ".join(refused.stderr.split())
     assert (f"Error: {tmp_path / 'out'} holds explanations made with other settings "
             "(num_samples 16 -> 20); run again with the same settings to resume, add --restart "
-            "(RunOptions(restart=True)) to discard them and start over, or choose another --out") == message
+            "(in Python: RunOptions(restart=True)) to discard them and start over, or choose another --out") == message
     restarted = cli(args + ["--num-samples", "20", "--restart"])
     assert restarted.exit_code == 0, restarted.output
     assert json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]["num_samples"] == 20
@@ -198,7 +198,7 @@ def test_a_shard_run_with_changed_settings_is_told_what_it_can_do(image_dir, tmp
     assert cli(args + ["--num-samples", "16"]).exit_code == 0
     refused = cli(args + ["--num-samples", "20"])
     assert refused.exit_code == 1
-    assert ("add --restart (RunOptions(restart=True); for --shard runs, which exclude it, empty --out before "
+    assert ("add --restart (in Python: RunOptions(restart=True); for --shard runs, which exclude it, empty --out before "
             "starting the shards) to discard them and start over, or choose another --out") in " ".join(
         refused.stderr.split())
     for path in (tmp_path / "out").iterdir():  # the advice, followed
@@ -278,7 +278,7 @@ def test_an_out_of_only_failures_with_other_settings_says_restart_loses_nothing(
     changed = ExplainConfig(num_samples=24, num_segments=6, seed=7)
     with pytest.raises(SettingsChangedError, match=re.escape(
             f"{tmp_path / 'out'} holds only failure records of a run with other settings (seed 0 -> 7), no "
-            "explanation: add --restart (RunOptions(restart=True)) to discard them (nothing explained is lost), or choose "
+            "explanation: add --restart (in Python: RunOptions(restart=True)) to discard them (nothing explained is lost), or choose "
             "another --out")):
         run_explanations(broken, CountingDetector(), changed, tmp_path / "out", RunOptions(progress=False))
     good = collect_sources([str(image_dir / "scene0.png")])
@@ -306,7 +306,7 @@ def test_another_hosts_failures_of_other_settings_beside_this_hosts_explanations
     (tmp_path / "out" / "manifest-hostA.jsonl").write_bytes((tmp_path / "host-a" / "manifest-hostA.jsonl").read_bytes())
     with pytest.raises(SettingsChangedError, match=re.escape(
             "holds failure records of a run with other settings (seed 7 -> 0) beside 1 explanation(s) made with "
-            "these settings: choose another --out, or add --restart (RunOptions(restart=True)), which discards "
+            "these settings: choose another --out, or add --restart (in Python: RunOptions(restart=True)), which discards "
             "the explanations too")):
         run(good, CountingDetector(), tmp_path / "out", manifest_tag="hostB")
 
@@ -524,7 +524,7 @@ def test_another_image_with_an_explained_name_is_refused_before_any_work(tmp_pat
     assert str(refused.value) == (
         f"{out} holds the explanation of image 'x.png' from {str(tmp_path / 'A' / 'x.png')!r}; "
         f"{str(tmp_path / 'B' / 'x.png')!r} is another image with the same name and would replace it: choose "
-        "another --out, or add --restart (RunOptions(restart=True)) to discard the earlier results")
+        "another --out, or add --restart (in Python: RunOptions(restart=True)) to discard the earlier results")
     assert detector.images == 0 and npz_values(out) == before
     run([str(tmp_path / "A")], detector, out)  # the same file again: resumed, not refused
     Image.fromarray(red_square_scene(seed=3)).save(tmp_path / "A" / "x.png")
