@@ -102,14 +102,21 @@ class EnvOption(click.Option):
 
 
     def get_error_hint(self, ctx: click.Context | None) -> str:
-        """The option, and the variable its value came from when it came from one (review 43: a bad
-        CLEARSIGHT_EXPLAIN_RESIZE read as "Invalid value for '--resize'", an option never typed)."""
-        hint = super().get_error_hint(ctx)
-        if (ctx is None or not self.name or self.envvar
-                or ctx.get_parameter_source(self.name) is not click.core.ParameterSource.ENVIRONMENT):
-            return hint  # an explicit envvar is in click's own hint already
-        name = f"{ctx.auto_envvar_prefix}_{self.name.upper()}" if ctx.auto_envvar_prefix else None
-        if name is None or not os.environ.get(name):
+        """The option, and its variable where that helps: the value came from it (review 43: a bad
+        CLEARSIGHT_EXPLAIN_RESIZE read as "Invalid value for '--resize'", an option never typed) or the option is
+        missing; not for a value typed on the command line (review 44: every --out error named the variable)."""
+        hint = click.Parameter.get_error_hint(self, ctx)
+        source = ctx.get_parameter_source(self.name) if ctx is not None and self.name else None
+        if ctx is None or not self.name or source not in (None, click.core.ParameterSource.ENVIRONMENT,
+                                                          click.core.ParameterSource.DEFAULT):
+            return hint
+        if isinstance(self.envvar, str):
+            name = self.envvar
+        elif ctx.auto_envvar_prefix:
+            name = f"{ctx.auto_envvar_prefix}_{self.name.upper()}"
+        else:
+            return hint
+        if source is click.core.ParameterSource.ENVIRONMENT and not os.environ.get(name):
             name = self.deprecated_envvar or f"{_OLD_ENV_PREFIX}_{self.name.upper()}"
         return f"{hint} (env var: '{name}')"
 

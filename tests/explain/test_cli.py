@@ -51,7 +51,7 @@ def base_args(image_dir, tmp_path, endpoint="http://127.0.0.1:9", task="detectio
 
 
 BAD_PARAMETERS = [
-    (["--out", ""], "Invalid value for '--out' (env var: 'CLEARSIGHT_EXPLAIN_OUT'): give a folder (an empty --out would be the current folder; write . "
+    (["--out", ""], "Invalid value for '--out': give a folder (an empty --out would be the current folder; write . "
                     "for that)"),  # review 40, D8: it wrote into the current folder
     (["--task", "segmentation"], "Invalid value for '--task': 'segmentation' is not one of 'detection', 'classification'."),
     (["--num-samples", "2"], "Invalid value for '--num-samples': num_samples must be in [4, 1000000], got 2"),
@@ -156,6 +156,15 @@ def test_environment_variables_are_fallbacks(image_dir, tmp_path):
     assert ("Invalid value for '--num-samples' (env var: 'CLEARSIGHT_EXPLAIN_NUM_SAMPLES'): num_samples must be "
             "in [4, 1000000], got 3") in result.output  # review 43: the variable, not only an option never typed
     assert "deprecated" not in result.output
+
+
+def test_a_variable_is_named_for_a_missing_option_and_not_for_a_typed_value(image_dir, tmp_path):
+    # review 44: every --out error named CLEARSIGHT_EXPLAIN_OUT, typed or not; --task's did not name its variable
+    result = run_cli(["--endpoint", "http://127.0.0.1:9", "--out", tmp_path / "out", image_dir])
+    assert result.exit_code == 2 and "Missing option '--task' (env var: 'CLEARSIGHT_EXPLAIN_TASK')" in result.output
+    (tmp_path / "afile").write_text("x")
+    result = run_cli(base_args(image_dir, tmp_path)[:-3] + ["--out", tmp_path / "afile", image_dir])
+    assert result.exit_code == 2 and "Invalid value for '--out': " in result.output, result.output
 
 
 def test_blank_environment_variables_are_unset_as_empty_ones_are(image_dir, tmp_path):
