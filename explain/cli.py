@@ -451,8 +451,9 @@ def _warn_deprecated_aws_endpoint() -> None:
              "explained once).  [default: the top class]")
 @option("--seed", type=int, default=0, help="Seed of the sampler (same seed, same values).")
 @option("--target-error", type=float, default=None,
-        help="Stop sampling early once every standard error is below this share of the "
-             "output's range (0..1].  [default: use all --num-samples]")
+        help="Stop sampling the coarse segments early once every standard error is below this share of the "
+             "output's range (0..1]; refinement still spends its share, and each target's `converged` says "
+             "whether the final values meet it.  [default: use all --num-samples]")
 @option("--metrics", is_flag=True, default=False, help="Also compute faithfulness metrics.")
 @option("--resize", type=int, default=None,
         help="Resize images so the long side has this many pixels before explaining.")

@@ -25,7 +25,7 @@ from .detection import (
 from .errors import ConfigError, ExplainError
 from .feature_masks import check_segment_map
 from .image_warnings import warn_about_image
-from .kernel_shap import determining_samples, kernel_shap, samples_with_errors
+from .kernel_shap import determining_samples, kernel_shap, meets_target_error, samples_with_errors
 from .masking import context_foreground
 from .metrics import deletion_insertion
 from .model_calls import ModelCalls
@@ -70,7 +70,8 @@ class Explanation:
     exact: the values are exact Shapley values of the segments written (every coalition was
         evaluated and no segment was split afterwards: a split segment's value is a share of its
         parent's, see ``levels``, even when the coarse values were exact).
-    converged: per target, target_error was met (or the values are exact).
+    converged: per target, the values meet target_error (every standard error below target_error times the
+    spread of that target's values; with segments split by refinement, judged on the final segments), or are exact.
     label_headers: class names by class id (the settings' ``label_headers``), or None.
     coarse_segments: segments before refinement; levels: (S,) int, how many times each
     segment's ancestors were split (0: a coarse segment, whose value is its Shapley value
@@ -450,6 +451,9 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         # a split segment's value is a share of its parent's, no Shapley value among the final segments: an
         # explanation with splits is not exact even when every coalition of the coarse segments was evaluated
         exact = exact and not refinement
+        if refinement:  # the coarse fit's target_error says nothing of the values written (review 44)
+            converged = (meets_target_error(shap_values, standard_errors, config.target_error)
+                         if config.target_error is not None else np.zeros(num_targets, dtype=bool))
         if not refinement:
             warn_about_image(logger, f"refinement split no segment (none held a value {SPLIT_SIGNIFICANCE:g} standard "
                              f"errors from 0 that could be cut in two): {refine_calls} of the "

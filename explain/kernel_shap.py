@@ -111,6 +111,7 @@ __all__ = [
     "small_sample_errors",
     "small_sample_factor",
     "kernel_shap",
+    "meets_target_error",
     "exact_shapley_values",
     "size_kernel_mass",
     "plan_enumeration",
@@ -426,10 +427,16 @@ def kernel_shap(evaluate: Callable[[np.ndarray], np.ndarray], num_features: int,
                       result.num_evaluations + len(rows), False, converged, terms, fit_errors)
 
 
-def _converged(values: np.ndarray, standard_errors: np.ndarray, target_error: float) -> bool:
-    """Whether every standard error (T, S) is below target_error times its output's value spread."""
+def meets_target_error(values: np.ndarray, standard_errors: np.ndarray, target_error: float) -> np.ndarray:
+    """Per output, whether every standard error is below target_error times the spread (max - min) of that
+    output's values: values, standard_errors (T, S); returns (T,) bool (False where an error is unknown, NaN)."""
     spread = values.max(axis=1) - values.min(axis=1)
-    return bool(np.all(standard_errors <= target_error * spread[:, None]))
+    return np.all(standard_errors <= target_error * spread[:, None], axis=1)
+
+
+def _converged(values: np.ndarray, standard_errors: np.ndarray, target_error: float) -> bool:
+    """Whether every output meets target_error (``meets_target_error``)."""
+    return bool(meets_target_error(values, standard_errors, target_error).all())
 
 
 def _unknown_errors_if(underdetermined: bool, result: ShapResult) -> ShapResult:

@@ -229,3 +229,18 @@ def test_no_refinement_for_too_many_segments_is_in_the_image_summary(tmp_path):
     assert [warning for warning in warnings if "no refinement" in warning], warnings
     assert "no refinement, all 60 samples go to the segments as they are" in (out / "report.html").read_text(
         encoding="utf-8")
+
+
+def test_converged_is_judged_on_the_values_written_after_refinement():
+    # review 44: with target_error 0.2 the coarse fit converged and refinement split it into 64 segments whose
+    # errors reached 0.40 of their spread; `converged` still said True
+    from explain import Explainer
+
+    for refine_fraction in (0.0, 0.4):
+        explanation = Explainer(CLASSIFIER, task="classification", num_samples=500, target_error=0.2,
+                                refine_fraction=refine_fraction)(SAMPLES / "shapes_1.png")
+        values, errors = explanation.shap_values, explanation.standard_errors
+        meets = np.all(errors <= 0.2 * (values.max(axis=1) - values.min(axis=1))[:, None], axis=1)
+        assert explanation.converged.tolist() == meets.tolist()
+        assert bool(explanation.refinement) == (refine_fraction > 0)
+    assert not explanation.converged.all()  # this image's refined values miss the target (0.40 of their spread)
