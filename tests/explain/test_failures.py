@@ -491,3 +491,20 @@ def test_the_python_api_refuses_an_image_file_too_large_to_be_one_before_reading
         sparse.truncate(MAX_IMAGE_FILE_BYTES + 1)
     with pytest.raises(OversizedImageError, match=r"huge\.png': a file of 268,435,457 bytes, more than"):
         load_image(tmp_path / "huge.png")
+
+
+@pytest.mark.parametrize("nan_on_the_image_itself, where", [(True, "(the image itself, unmasked: NaN or infinite"),
+                                                           (False, "(a masked image: NaN or infinite")])
+def test_non_finite_scores_name_the_image_they_came_for(nan_on_the_image_itself, where):
+    # review 44: NaN for the unmasked image (the first call) was reported as "a masked image"
+    from explain.explainer import explain_image
+
+    image = red_square_scene()
+
+    def classifier(batch):
+        unmasked = np.array([np.array_equal(masked, image) for masked in batch])
+        nan = unmasked if nan_on_the_image_itself else ~unmasked
+        return [np.array([np.nan, 0.5]) if bad else np.array([0.3, 0.7]) for bad in nan]
+
+    with pytest.raises(PredictorError, match=re.escape(where)):
+        explain_image(image, classifier, ExplainConfig(task="classification", num_samples=16, num_segments=4))
