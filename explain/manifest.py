@@ -343,8 +343,9 @@ def claim_out_dir(out_dir: Path, allow_non_empty: bool = False) -> None:
         if not allow_non_empty:
             shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
             raise _not_ours(out_dir, f"is not empty ({shown}) and is not a clearsight output folder (no "
-                            f"{OUT_MARKER} file)", "choose a new or empty --out, or add --allow-non-empty-out "
-                            "to write into it anyway (clearsight then adds only its own files)")
+                            f"{OUT_MARKER} file)", "choose a new or empty --out, or add --allow-non-empty-out (in "
+                            "Python: RunOptions(allow_non_empty_out=True)) to write into it anyway (clearsight then "
+                            "adds only its own files)")
         clashes = [path.name for path in manifests] + [name for name in RUN_FILES if (out_dir / name).exists()]
         if clashes:
             raise _not_ours(out_dir, f"holds {', '.join(clashes)}, not written by clearsight",

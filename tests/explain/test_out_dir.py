@@ -50,8 +50,8 @@ def test_a_non_empty_folder_without_the_marker_is_refused(tmp_path, tiny_detecto
     assert "Invalid value for '--out'" in refused.output
     assert (f"{out} is not empty (manifest.jsonl, notes.txt, report.html) and is "
             f"not a clearsight output folder (no {OUT_MARKER} file); choose a new or empty --out, or add "
-            "--allow-non-empty-out to write into it anyway (clearsight then adds only its own files)"
-            ) in " ".join(refused.output.split())
+            "--allow-non-empty-out (in Python: RunOptions(allow_non_empty_out=True)) to write into it anyway "
+            "(clearsight then adds only its own files)") in " ".join(refused.output.split())
     still = cli(args(tmp_path, tiny_detector_dir, "--allow-non-empty-out"))
     assert still.exit_code == 2, still.output
     assert (f"{out} holds manifest.jsonl, report.html, not written by clearsight; move them elsewhere or "
