@@ -130,7 +130,8 @@ class ExplainConfig:
     segmentation="slic", focus="none", refine_fraction=0. ``batch_size`` caps the masked
     images per predictor call; a remote adapter is fed one request's worth per call with
     its ``concurrency`` calls in flight (``explain.model_calls``).
-    ``content_type``, ``custom_attributes``, ``probability`` and ``target_model``
+    ``labels`` (classification) picks the classes to explain, by name or class id (``("cat", 3)``); without
+    it, the top class. ``content_type``, ``custom_attributes``, ``probability`` and ``target_model``
     (REQUEST_SETTINGS) record how the model was asked (the transport's values); they change
     the answers, so a resumed run must repeat them.
     """
@@ -206,6 +207,11 @@ class ExplainConfig:
                 # generator, a numpy array of names (np.loadtxt's): as a tuple of plain str
                 value = tuple(str(item) if isinstance(item, str) else item
                               for item in (value.tolist() if hasattr(value, "tolist") else value))
+                object.__setattr__(self, name, value)
+            if name == "labels" and isinstance(value, tuple):  # class ids as ints, as --labels takes them
+                # (review 44: labels=(0,) was refused while ('0',) worked)
+                value = tuple(str(int(item)) if isinstance(item, numbers.Integral) and not isinstance(item, bool)
+                              else item for item in value)
                 object.__setattr__(self, name, value)
             if not isinstance(value, tuple) or not value or not all(
                     isinstance(item, str) and item for item in value):

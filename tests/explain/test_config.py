@@ -245,3 +245,13 @@ def test_a_baseline_array_is_named_by_its_shape_and_a_path_object_is_taken(tmp_p
     path.write_bytes(b"read when explaining")
     config = ExplainConfig(baseline=path)
     assert config.baseline == str(path) and config.to_dict()["baseline"] == str(path)
+
+
+def test_labels_take_class_ids_as_ints_as_the_cli_takes_them():
+    import numpy as np
+
+    # review 44: labels=(0,) was "must be a non-empty tuple of non-empty strings" while ('0',) worked
+    assert ExplainConfig(task="classification", labels=(0, np.int64(2), "cat")).labels == ("0", "2", "cat")
+    assert ExplainConfig(task="classification", labels=[1]).labels == ("1",)
+    with pytest.raises(ConfigError, match=r"labels must be a non-empty tuple of non-empty strings, got \(True,\)"):
+        ExplainConfig(task="classification", labels=(True,))
