@@ -526,6 +526,10 @@ def run_explanations(images: Sequence[ImageSource | str | Path], predict: Predic
     """
     if options is not None and not isinstance(options, RunOptions):
         raise ConfigError(f"options must be a RunOptions, got {type(options).__name__}", field="options")
+    if not isinstance(config, ExplainConfig):  # review 44: an AttributeError after out_dir was made
+        raise ConfigError(f"config must be an ExplainConfig, got {type(config).__name__}", field="config")
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise ConfigError(f"out_dir must be a folder path, got {type(out_dir).__name__}", field="out_dir")
     options = options or RunOptions()
     model_classes = model_class_names(predict)
     if label_headers is None:

@@ -55,6 +55,7 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
         raise ConfigError(f"endpoint must be a URL, sagemaker:NAME or a model path, got {endpoint!r}",
                           field="endpoint")
     endpoint = endpoint.strip()
+    _check_transport(transport)
     scheme, colon, rest = endpoint.partition("://")
     if colon and scheme.lower() in ("http", "https"):
         endpoint = f"{scheme.lower()}://{rest}"  # schemes are case-insensitive (RFC 3986): HTTP://host
@@ -71,8 +72,17 @@ def make_predictor(endpoint: str, task: str, transport: TransportConfig | None =
         "directory nor a model .tar.gz file", field="endpoint")
 
 
+def _check_transport(transport) -> None:
+    if transport is not None and not isinstance(transport, TransportConfig):  # review 44: a dict's AttributeError
+        raise ConfigError(f"transport must be a TransportConfig, got {type(transport).__name__}", field="transport")
+
+
 def build_predictor(endpoints: Sequence[str], task: str, transport: TransportConfig | None = None):
     """One adapter per endpoint (``make_predictor``); several are wrapped in a least-outstanding-work router."""
+    if isinstance(endpoints, (str, bytes, Path)):  # review 44: a string was read as one endpoint per character
+        raise ConfigError(f"endpoints must be a list of endpoints, got the {type(endpoints).__name__} "
+                          f"{endpoints!r}: give [{str(endpoints)!r}]", field="endpoint")
+    _check_transport(transport)
     predictors = []
     try:
         for endpoint in endpoints:

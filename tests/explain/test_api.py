@@ -618,6 +618,25 @@ def test_run_refuses_options_that_are_not_run_options(tmp_path):
         explainer.run(tmp_path / "scene.png", tmp_path / "out", {"restart": True})
 
 
+def test_lower_level_functions_refuse_wrong_types_before_writing(tmp_path):
+    # review 44: an AttributeError after out_dir and its marker were made; a string endpoint read per character
+    from explain import build_predictor, make_predictor, run_explanations
+
+    Image.fromarray(red_square_scene()).save(tmp_path / "scene.png")
+    with pytest.raises(ConfigError, match="config must be an ExplainConfig, got NoneType"):
+        run_explanations([tmp_path / "scene.png"], red_square_detector, None, tmp_path / "out")
+    with pytest.raises(ConfigError, match="out_dir must be a folder path, got NoneType"):
+        run_explanations([tmp_path / "scene.png"], red_square_detector, ExplainConfig(), None)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match=re.escape("endpoints must be a list of endpoints, got the str "
+                                                    "'http://127.0.0.1:9': give ['http://127.0.0.1:9']")):
+        build_predictor("http://127.0.0.1:9", "detection")
+    for build in (lambda: make_predictor("http://127.0.0.1:9", "detection", {"timeout": 3}),
+                  lambda: build_predictor(["http://127.0.0.1:9"], "detection", {"timeout": 3})):
+        with pytest.raises(ConfigError, match="transport must be a TransportConfig, got dict"):
+            build()
+
+
 # --------------------------------------------------------------------------------------
 # Explanation: save / load, plot, to_shap
 # --------------------------------------------------------------------------------------
