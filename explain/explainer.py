@@ -147,6 +147,8 @@ class Explanation:
         """
         from .render import plot_explanation
 
+        if isinstance(targets, (list, tuple, range, np.ndarray)) and len(targets) == 0:  # review 44: drew all
+            raise ExplainError("targets is empty: give target indices, or leave targets out to plot every target")
         return plot_explanation(self, targets)
 
     def save(self, path: str | Path) -> Path:

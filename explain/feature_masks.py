@@ -23,7 +23,7 @@ def check_segment_map(segments, image_shape: tuple[int, int]) -> np.ndarray:
                           "convert it with segments.astype(int)", field="segments")
     if array.shape != (height, width):
         raise ConfigError(f"segments must have the image's shape (H, W) = ({height}, {width}), got "
-                          f"{array.shape}; with resize set, give them at the resized size",
+                          f"{array.shape} (with resize set, the image explained is the resized one)",
                           field="segments")
     low, high = int(array.min()), int(array.max())
     if low < 0:

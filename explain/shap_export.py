@@ -37,6 +37,8 @@ def to_shap(explanation, pixels: bool = False):
     except ImportError as error:
         raise ImportError("to_shap needs the shap package: pip install shap "
                           f"(or pip install '.[dev]' in the clearsight checkout); {error}") from None
+    if not isinstance(pixels, (bool, np.bool_)):  # review 44: pixels="yes" was taken as True
+        raise ExplainError(f"pixels must be True or False, got {pixels!r}")
     names = target_names(explanation)
     values = np.asarray(explanation.shap_values, dtype=np.float64)
     if not pixels:

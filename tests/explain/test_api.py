@@ -784,6 +784,14 @@ def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained)
             explained.plot(targets=targets)
 
 
+def test_plot_refuses_an_empty_selection_and_to_shap_a_pixels_that_is_not_a_bool(explained):
+    # review 44: plot(targets=[]) drew every target; to_shap(pixels="yes") was taken as True
+    with pytest.raises(ExplainError, match=r"targets is empty: give target indices, or leave targets out"):
+        explained.plot(targets=[])
+    with pytest.raises(ExplainError, match=r"pixels must be True or False, got 'yes'"):
+        explained.to_shap(pixels="yes")
+
+
 def test_plot_draws_the_targets_a_generator_gives(explained):
     # review 20: the index check read the generator, so nothing was left to draw: the figure said
     # "no target at or above the probability threshold"
