@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -152,9 +153,14 @@ class Explanation:
         return plot_explanation(self, targets)
 
     def save(self, path: str | Path) -> Path:
-        """Write every field, the image included, to an .npz file; returns its path."""
+        """Write every field, the image included, to an .npz file; returns its path. Raises ExplainError when
+        its folder does not exist."""
         from .npz import write_npz
 
+        folder = Path(path).parent if isinstance(path, (str, os.PathLike)) else None
+        if folder is not None and not folder.is_dir():  # review 44: a bare FileNotFoundError from numpy
+            raise ExplainError(f"cannot write the explanation to {os.fspath(path)!r}: there is no folder "
+                               f"{str(folder)!r}; make it first")
         return write_npz(self, path)  # as given: "new/" names a folder, Path("new/") a file "new"
 
     @classmethod

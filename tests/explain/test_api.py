@@ -792,6 +792,12 @@ def test_plot_refuses_an_empty_selection_and_to_shap_a_pixels_that_is_not_a_bool
         explained.to_shap(pixels="yes")
 
 
+def test_save_into_a_folder_that_does_not_exist_is_an_explain_error(explained, tmp_path):
+    # review 44: a bare FileNotFoundError from numpy, while ExplainError is the base of explain's errors
+    with pytest.raises(ExplainError, match=re.escape(f"there is no folder {str(tmp_path / 'missing')!r}; make it")):
+        explained.save(tmp_path / "missing" / "x.npz")
+
+
 def test_plot_draws_the_targets_a_generator_gives(explained):
     # review 20: the index check read the generator, so nothing was left to draw: the figure said
     # "no target at or above the probability threshold"
