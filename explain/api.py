@@ -218,7 +218,9 @@ class Explainer:
         segmentation, captum's ``feature_mask``: (H, W) integer labels 0..S-1 for every
         image, or one per image of a batch or a list of N images or files: (N, H, W), or a list of N
         (H, W) maps whose sizes follow the images' (not for a folder, whose images are not known
-        in number; ``explain.feature_masks``).
+        in number; ``explain.feature_masks``). A file that cannot be read or decoded raises ExplainError
+        naming it, and the images explained before it are not returned: for many files, ``run`` records
+        such a file as failed, goes on and keeps every result on disk.
         """
         self._check_open()
         per_image = _one_map_per_image(segments)
