@@ -99,21 +99,19 @@ _WHY_UNUSED = {
 
 
 def _refuse_unused_package_options(ctx: click.Context, source: str) -> None:
-    """A usage error naming each option given on the command line or by a variable that ``source`` does not
-    read (review 43: --model-dir took --classes, --task, --score-threshold ... and wrote its own model.json)."""
-    given = [name for name in _PACKAGE_SETTINGS if name not in _PACKAGE_OPTIONS_USED[source]
-             and ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
-                                                    click.core.ParameterSource.ENVIRONMENT)]
-    if given:
-        names = {param.name: param.opts[0] if param.name != "pretrained" else "--pretrained/--no-pretrained"
-                 for param in ctx.command.params}
-
-        def named(name: str) -> str:  # a value from a variable names it too
-            if ctx.get_parameter_source(name) is not click.core.ParameterSource.ENVIRONMENT:
-                return names[name]
-            return "%s (%s_%s)" % (names[name], ctx.auto_envvar_prefix, name.upper())
-
-        raise click.UsageError("%s: not used with %s (%s)" % (", ".join(named(name) for name in given), source,
+    """A usage error naming each option typed on the command line that ``source`` does not read (review 43:
+    --model-dir took --classes, --task, --score-threshold ... and wrote its own model.json); a variable of such
+    an option (set in the shell for other packages) gets a warning and is not used."""
+    unused = [name for name in _PACKAGE_SETTINGS if name not in _PACKAGE_OPTIONS_USED[source]]
+    names = {param.name: param.opts[0] if param.name != "pretrained" else "--pretrained/--no-pretrained"
+             for param in ctx.command.params}
+    for name in unused:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.ENVIRONMENT:
+            click.echo("Warning: %s_%s is set but not used: %s does not read %s (%s)" % (
+                ctx.auto_envvar_prefix, name.upper(), source, names[name], _WHY_UNUSED[source]), err=True)
+    typed = [name for name in unused if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if typed:
+        raise click.UsageError("%s: not used with %s (%s)" % (", ".join(names[name] for name in typed), source,
                                                               _WHY_UNUSED[source]))
 
 
@@ -160,13 +158,13 @@ def package(zoo_name, symbol_file, params_file, model_dir, classes, task, short_
                                + ("" if not sources else " (got %s)" % " and ".join(sources)))
     if bool(symbol_file) != bool(params_file):
         raise click.UsageError("--symbol and --params go together")
-    if max_size < short_side:
-        raise click.BadParameter("must be >= --short-side (%d), got %d" % (short_side, max_size),
-                                 param_hint="--max-size")
     if center_crop is not None and not symbol_file:
         raise click.UsageError("--center-crop goes with --symbol/--params (--zoo classifiers get GluonCV's preset, "
                                "--model-dir models keep their model.json)")
     _refuse_unused_package_options(click.get_current_context(), sources[0])
+    if symbol_file and max_size < short_side:  # only --symbol/--params read them
+        raise click.BadParameter("must be >= --short-side (%d), got %d" % (short_side, max_size),
+                                 param_hint="--max-size")
     check = not no_check
     if zoo_name:
         _require_modules(ZOO_MODULES, "--zoo", "zoo")
