@@ -116,7 +116,7 @@ class EnvOption(click.Option):
             name = f"{ctx.auto_envvar_prefix}_{self.name.upper()}"
         else:
             return hint
-        if source is click.core.ParameterSource.ENVIRONMENT and not os.environ.get(name):
+        if source is click.core.ParameterSource.ENVIRONMENT and not os.environ.get(name, "").strip():
             name = self.deprecated_envvar or f"{_OLD_ENV_PREFIX}_{self.name.upper()}"
         return f"{hint} (env var: '{name}')"
 
@@ -729,7 +729,7 @@ def _write_error(error: OSError, out_dir: Path) -> click.ClickException | OSErro
     writes only into --out, so one of ``_WRITE_ERRNOS`` names it too; any other error without a file
     is raised as it is."""
     resume = ("; the images finished so far are kept in it: once it can be written, run the same command again "
-              "to resume")  # review 43: as a stop by signal says
+              "(without --restart) to resume")  # review 43: as a stop by signal says
     if not error.filename:
         if error.errno in _WRITE_ERRNOS:
             return click.ClickException(f"cannot write into --out {out_dir}: {os_reason(error)}{resume}")

@@ -130,8 +130,8 @@ class ExplainConfig:
     segmentation="slic", focus="none", refine_fraction=0. ``batch_size`` caps the masked
     images per predictor call; a remote adapter is fed one request's worth per call with
     its ``concurrency`` calls in flight (``explain.model_calls``).
-    ``labels`` (classification) picks the classes to explain, by name or class id (``("cat", 3)``); without
-    it, the top class. ``content_type``, ``custom_attributes``, ``probability`` and ``target_model``
+    ``labels`` (classification) picks the classes to explain, by name or class id written as a string
+    (``("cat", "3")``; a name is matched first); without it, the top class. ``content_type``, ``custom_attributes``, ``probability`` and ``target_model``
     (REQUEST_SETTINGS) record how the model was asked (the transport's values); they change
     the answers, so a resumed run must repeat them.
     """
@@ -208,15 +208,11 @@ class ExplainConfig:
                 value = tuple(str(item) if isinstance(item, str) else item
                               for item in (value.tolist() if hasattr(value, "tolist") else value))
                 object.__setattr__(self, name, value)
-            if name == "labels" and isinstance(value, tuple):  # class ids as ints, as --labels takes them
-                # (review 44: labels=(0,) was refused while ('0',) worked)
-                value = tuple(str(int(item)) if isinstance(item, numbers.Integral) and not isinstance(item, bool)
-                              else item for item in value)
-                object.__setattr__(self, name, value)
             if not isinstance(value, tuple) or not value or not all(
                     isinstance(item, str) and item for item in value):
-                raise ConfigError(
-                    f"{name} must be a non-empty tuple of non-empty strings, got {value!r}", field=name)
+                what = ("class names, or class ids written as strings ('0', as --labels takes them)"  # review 44
+                        if name == "labels" else "non-empty strings")
+                raise ConfigError(f"{name} must be a non-empty tuple of {what}, got {value!r}", field=name)
         if self.label_headers is not None and len(set(self.label_headers)) < len(self.label_headers):
             twice = next(item for item in self.label_headers if self.label_headers.count(item) > 1)
             raise ConfigError(f"label_headers names {twice!r} more than once ({', '.join(self.label_headers)}): "

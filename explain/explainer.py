@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +148,9 @@ class Explanation:
         """
         from .render import plot_explanation
 
-        if isinstance(targets, (list, tuple, range, np.ndarray)) and len(targets) == 0:  # review 44: drew all
+        if isinstance(targets, Iterable) and not isinstance(targets, (str, bytes, np.ndarray)):
+            targets = list(targets)  # a generator or a set, read once here
+        if isinstance(targets, (list, np.ndarray)) and len(targets) == 0:  # review 44: drew every target
             raise ExplainError("targets is empty: give target indices, or leave targets out to plot every target")
         return plot_explanation(self, targets)
 

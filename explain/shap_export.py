@@ -32,13 +32,15 @@ def to_shap(explanation, pixels: bool = False):
     and channels (the values still sum to prediction - base value), data (1, H, W, 3) the
     image, for ``shap.plots.image``. Raises ImportError, saying how to install shap, without it.
     """
+    if isinstance(pixels, (bool, np.bool_)) or (isinstance(pixels, (int, np.integer)) and pixels in (0, 1)):
+        pixels = bool(pixels)
+    else:  # review 44: pixels="yes" was taken as True
+        raise ExplainError(f"pixels must be True or False, got {pixels!r}")
     try:
         import shap
     except ImportError as error:
         raise ImportError("to_shap needs the shap package: pip install shap "
                           f"(or pip install '.[dev]' in the clearsight checkout); {error}") from None
-    if not isinstance(pixels, (bool, np.bool_)):  # review 44: pixels="yes" was taken as True
-        raise ExplainError(f"pixels must be True or False, got {pixels!r}")
     names = target_names(explanation)
     values = np.asarray(explanation.shap_values, dtype=np.float64)
     if not pixels:

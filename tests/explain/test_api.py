@@ -786,10 +786,12 @@ def test_plot_takes_one_target_index_and_refuses_what_is_not_an_index(explained)
 
 def test_plot_refuses_an_empty_selection_and_to_shap_a_pixels_that_is_not_a_bool(explained):
     # review 44: plot(targets=[]) drew every target; to_shap(pixels="yes") was taken as True
-    with pytest.raises(ExplainError, match=r"targets is empty: give target indices, or leave targets out"):
-        explained.plot(targets=[])
+    for empty in ([], iter([]), set()):  # review 45: an empty generator or set still drew every target
+        with pytest.raises(ExplainError, match=r"targets is empty: give target indices, or leave targets out"):
+            explained.plot(targets=empty)
     with pytest.raises(ExplainError, match=r"pixels must be True or False, got 'yes'"):
         explained.to_shap(pixels="yes")
+    assert explained.to_shap(pixels=1).values.shape == explained.to_shap(pixels=True).values.shape  # as before
 
 
 def test_save_into_a_folder_that_does_not_exist_is_an_explain_error(explained, tmp_path):

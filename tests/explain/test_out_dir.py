@@ -388,7 +388,7 @@ def test_a_full_disk_is_one_error_line_and_the_run_resumes(step, target, tmp_pat
         result = cli(args(tmp_path, tiny_detector_dir))
     assert one_error_line(result) == (f"Error: cannot write into --out {out}: No space left on device; the images "
                                       "finished so far are kept in it: once it can be written, run the same command "
-                                      "again to resume")
+                                      "again (without --restart) to resume")
     assert not (out / "report.html").exists()
     assert not (out / "analysis.json").exists()  # review 40, D7: not one without the other (a resume's new
     # analysis.json beside the earlier run's report.html)
