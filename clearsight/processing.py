@@ -77,17 +77,6 @@ IMAGE_FRAMEWORK, IMAGE_VERSION, IMAGE_PY = "pytorch", "2.3", "py311"
 TAG_JOB = "clearsight:explain-job"
 _S3_URL = re.compile(rf"s3://({BUCKET_PATTERN.pattern})(/.*)?")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
-
-
-def _bucket_hint(url: object) -> str:
-    """Why an s3://BUCKET/... URL's bucket is not one (review 43: s3://b/p was refused as not s3://BUCKET/PREFIX)."""
-    if not isinstance(url, str) or not url.startswith("s3://"):
-        return ""
-    bucket = url[len("s3://"):].split("/", 1)[0]
-    if BUCKET_PATTERN.fullmatch(bucket):
-        return ""
-    return (f" (bucket name {bucket!r} is not one: 3-63 lower-case letters, digits, dots and hyphens, beginning "
-            "and ending with a letter or digit)")
 _FINAL = {"Completed", "Failed", "Stopped"}
 # explain options the job (or its worker) sets itself: refused after `--`, not taken from the environment
 JOB_SET_OPTIONS = frozenset({"--endpoint", "--task", "--out", "--workers", "--shard", "--manifest-tag", "--no-report",
@@ -102,6 +91,17 @@ _WHY_JOB_SETS = {
                  "images at once: -- --images-in-flight)"}
 _WORKER_SETS = "the job's worker sets it"
 _JOB_OWN = frozenset({"--allow-partial", "--job-name"})  # explain-job options of the same name as explain's
+
+
+def _bucket_hint(url: object) -> str:
+    """Why an s3://BUCKET/... URL's bucket is not one (review 43: s3://b/p was refused as not s3://BUCKET/PREFIX)."""
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        return ""
+    bucket = url[len("s3://"):].split("/", 1)[0]
+    if BUCKET_PATTERN.fullmatch(bucket):
+        return ""
+    return (f" (bucket name {bucket!r} is not one: 3-63 lower-case letters, digits, dots and hyphens, beginning "
+            "and ending with a letter or digit)")
 
 
 def why_the_job_sets(option: str) -> str:

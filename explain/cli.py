@@ -100,7 +100,6 @@ class EnvOption(click.Option):
         click.echo(f"Warning: environment variable {old_name} is deprecated; rename it to {new_name}", err=True)
         return value
 
-
     def get_error_hint(self, ctx: click.Context | None) -> str:
         """The option, and its variable where that helps: the value came from it (review 43: a bad
         CLEARSIGHT_EXPLAIN_RESIZE read as "Invalid value for '--resize'", an option never typed) or the option is
