@@ -131,9 +131,9 @@ class ExplainConfig:
     images per predictor call; a remote adapter is fed one request's worth per call with
     its ``concurrency`` calls in flight (``explain.model_calls``).
     ``labels`` (classification) picks the classes to explain, by name or class id written as a string
-    (``("cat", "3")``; a name is matched first); without it, the top class. ``content_type``, ``custom_attributes``, ``probability`` and ``target_model``
-    (REQUEST_SETTINGS) record how the model was asked (the transport's values); they change
-    the answers, so a resumed run must repeat them.
+    (``("cat", "3")``; a name is matched first); without it, the top class. ``content_type``,
+    ``custom_attributes``, ``probability`` and ``target_model`` (REQUEST_SETTINGS) record how the model was
+    asked (the transport's values); they change the answers, so a resumed run must repeat them.
     """
 
     task: str = "detection"

@@ -466,14 +466,13 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         # a split segment's value is a share of its parent's, no Shapley value among the final segments: an
         # explanation with splits is not exact even when every coalition of the coarse segments was evaluated
         exact = exact and not refinement
-        if refinement:  # the coarse fit's target_error says nothing of the values written (review 44)
-            converged = (meets_target_error(shap_values, standard_errors, config.target_error)
-                         if config.target_error is not None else np.zeros(num_targets, dtype=bool))
         if not refinement:
             warn_about_image(logger, f"refinement split no segment (none held a value {SPLIT_SIGNIFICANCE:g} standard "
                              f"errors from 0 that could be cut in two): {refine_calls} of the "
                              f"{config.num_samples} samples were not spent")
-        else:
+        else:  # the coarse fit's target_error says nothing of the values written (review 44)
+            converged = (meets_target_error(shap_values, standard_errors, config.target_error)
+                         if config.target_error is not None else np.zeros(num_targets, dtype=bool))
             left = max(config.num_samples - game.model_calls for _, game in games)
             if left >= SPLIT_CALLS and int(segments.max()) + 1 >= config.max_segments:
                 logger.info("refinement reached --max-segments %d with %d of the %d samples left: not spent (a "
