@@ -384,10 +384,11 @@ BAD_RUNS = [
      "Invalid value for '--endpoint-map': endpoint map entries look like NAME=URL"),
     ({"predictor": {"label_headers": ["a"], "model_name": "my-model", "instance_type": "ml.m5.xlarge",
                     "initial_instance_count": 1}}, [],
-     "Missing option '--endpoint'. The Clarify config names a model (predictor.model_name) but no endpoint_name: "
-     "serve the model (clearsight deploy serve, or clearsight deploy sagemaker up) and give its endpoint."),
+     "Missing option '--endpoint' (env var: 'CLEARSIGHT_EXPLAIN_ENDPOINT'). The Clarify config names a model "
+     "(predictor.model_name) but no endpoint_name: serve the model (clearsight deploy serve, or clearsight deploy sagemaker up) and give its endpoint."),
     ({"predictor": {}}, [],
-     "Missing option '--endpoint'. The Clarify config has no predictor.endpoint_name: add it, or give --endpoint."),
+     "Missing option '--endpoint' (env var: 'CLEARSIGHT_EXPLAIN_ENDPOINT'). The Clarify config has no "
+     "predictor.endpoint_name: add it, or give --endpoint."),
     ({"predictor": {"label_headers": ["a"], "endpoint_name": ENDPOINT_NAME, "label": "predicted_label",
                     "content_type": "application/x-npy"}}, [],
      "predictor.label locates predicted labels, but Kernel SHAP needs every class's score"),
