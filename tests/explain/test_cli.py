@@ -643,6 +643,17 @@ def test_verbose_shows_retries(verbose, image_dir, tmp_path):
         assert "No worker is available to serve request" in retry_lines[0]
 
 
+def test_the_progress_bar_counts_model_calls_beside_images(image_dir, tmp_path):
+    # review 43: with a large --num-samples the bar stayed at 0/1 for minutes, like a hang
+    with FakeEndpoint("detection") as endpoint:
+        result = run_cli(base_args(image_dir / "scene0.png", tmp_path, endpoint.url)
+                         + ["--num-samples", "16", "--num-segments", "4"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    calls = analysis["images"][0]["model_calls"]
+    assert f"{calls} model calls" in result.stderr, result.stderr
+
+
 @pytest.mark.integration  # runs python -m explain in a subprocess (its own logging setup)
 def test_warnings_are_printed_on_their_own_line_above_the_progress_bar(image_dir, tmp_path):
     # 16 samples for 12 segments: kernel_shap warns while the images bar is drawn; the warning
