@@ -252,12 +252,20 @@ def _float_hint(image: np.ndarray, name: str) -> str:
     return f"floats: np.clip({name}, 0, 255).round().astype(np.uint8)"
 
 
-def _warn_unless_probabilities(scores: np.ndarray) -> None:
-    """Warn, once per process, when a classifier's (C,) scores leave [0, 1]: logits, explained as they are."""
+def _warn_unless_probabilities(scores: np.ndarray, task: str = "classification") -> None:
+    """Warn, once per process, when a classifier's (C,) scores or a detector's (D,) scores leave [0, 1]: logits,
+    explained as they are (review 44: a detector's were explained silently, against a probability threshold)."""
+    if not len(scores):
+        return
     low, high = float(scores.min()), float(scores.max())
     if (low >= -1e-4 and high <= 1.0 + 1e-4) or _WARNED_SCORES:  # float32 rounding of a probability is no logit
         return
     _WARNED_SCORES.append(True)
+    if task == "detection":
+        logger.warning("the detector's scores lie outside [0, 1] (from %.6g to %.6g on an image): they are explained "
+                       "as they are, and --probability-threshold (probability_threshold) is compared with them as "
+                       "they are; this is said once per process", low, high)
+        return
     logger.warning("the model's class scores lie outside [0, 1] (from %.6g to %.6g on an image): logits, say; they "
                    "are explained as they are, so each value is a share of the score, not of a probability (serve "
                    "softmax probabilities for that); this is said once per process", low, high)
@@ -324,6 +332,7 @@ def explain_image(image: np.ndarray, predict: Predict, config: ExplainConfig,
         model_classes = model_class_names(predict)  # a model folder's model.json
         check_detection_classes(unmasked, config.label_headers,
                                 model_names=model_classes is not None and model_classes == config.label_headers)
+        _warn_unless_probabilities(unmasked[:, 1], "detection")
         targets = select_detection_targets(unmasked, config.max_objects,
                                            config.probability_threshold)
         check_target_boxes(targets)

@@ -235,6 +235,25 @@ def test_a_classifier_answering_logits_is_explained_with_one_warning(caplog, mon
     assert not [record for record in caplog.records if "outside [0, 1]" in record.getMessage()]
 
 
+def test_a_detector_answering_scores_above_one_is_explained_with_one_warning(caplog, monkeypatch):
+    # review 44: classification scores outside [0, 1] were warned about, a detector's were not
+    monkeypatch.setattr("explain.explainer._WARNED_SCORES", [])
+
+    def scaled(batch):
+        return [rows * np.array([1.0, 7.5, 1.0, 1.0, 1.0, 1.0]) for rows in red_square_detector(batch)]
+
+    with caplog.at_level(logging.WARNING, logger="explain.explainer"):
+        explain_image(red_square_scene(), scaled, ExplainConfig(num_samples=40, num_segments=6))
+        explain_image(red_square_scene(), scaled, ExplainConfig(num_samples=40, num_segments=6))
+    warned = [record.getMessage() for record in caplog.records if "outside [0, 1]" in record.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("the detector's scores lie outside [0, 1]"), warned
+    caplog.clear()
+    monkeypatch.setattr("explain.explainer._WARNED_SCORES", [])
+    with caplog.at_level(logging.WARNING, logger="explain.explainer"):
+        explain_image(red_square_scene(), red_square_detector, ExplainConfig(num_samples=40, num_segments=6))
+    assert not [record for record in caplog.records if "outside [0, 1]" in record.getMessage()]
+
+
 def test_target_error_stops_before_the_budget():
     image = red_square_scene()
     full = explain_image(image, red_square_detector, ExplainConfig(num_samples=2000))
