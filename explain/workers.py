@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -47,6 +49,22 @@ logger = logging.getLogger(__name__)
 
 # Seconds the workers get to clean up (their predictors, an extracted model) after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_new_processes():
+    """SIGINT ignored while the pool spawns its processes, which inherit that (Python keeps an ignored SIGINT
+    ignored): ``_worker`` ignores it too, but only once a spawned process has imported explain, and a Ctrl-C
+    during those imports printed a worker's KeyboardInterrupt traceback (a CI run under load). A Ctrl-C in
+    the parent during the spawn itself is lost; the next one stops the run."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _worker(shard: Shard, sources: list, endpoints: list[str], task: str, transport: TransportConfig,
@@ -133,9 +151,11 @@ def _run_locked(sources: list, endpoints: list[str], task: str, transport: Trans
     results = []
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
-        futures = [pool.submit(_worker, Shard(index, workers), sources, endpoints, task, transport,
-                               config, str(out_dir), options.images_in_flight, options.retry_failed, os.getpid())
-                   for index in range(workers)]
+        with _sigint_ignored_by_new_processes():
+            futures = [pool.submit(_worker, Shard(index, workers), sources, endpoints, task, transport,
+                                   config, str(out_dir), options.images_in_flight, options.retry_failed,
+                                   os.getpid())
+                       for index in range(workers)]
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
